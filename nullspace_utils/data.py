@@ -1,0 +1,297 @@
+"""Images for the book: the offline ``teaching`` dataset and small image helpers.
+
+The teaching dataset is drawn procedurally, so it needs no download and is the
+same on every machine: ten classes of shapes (circle, square, ...) with random
+colour, size, position and rotation, on textured backgrounds with distractor
+strokes and pixel noise. Each image is rendered from its own random generator,
+``numpy.random.default_rng([seed, index])``, so any image can be drawn on its own
+and the same arguments always give the same pixels.
+
+Images follow the library's convention: float32 tensors in [0, 1], shape (3, H, W).
+This module knows nothing about models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "CLASS_NAMES",
+    "SPLIT_SEEDS",
+    "DEFAULT_SPLIT_SIZES",
+    "SyntheticShapes",
+    "synthetic_dataset",
+    "render_shape_image",
+    "stack_dataset",
+    "check_images",
+]
+
+CLASS_NAMES: tuple[str, ...] = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "hexagon",
+    "arrow",
+    "ellipse",
+    "heart",
+)
+
+#: Base seeds of the splits. They are disjoint, so no validation image is a training image.
+SPLIT_SEEDS: dict[str, int] = {"train": 20230201, "val": 20230202, "test": 20230203}
+
+#: Number of images of each split when ``n`` is not given.
+DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 20_000, "val": 2_000, "test": 2_000}
+
+_SUPERSAMPLE = 2  # render at 2x and average 2x2 blocks: smooth (anti-aliased) edges
+
+
+# --------------------------------------------------------------------------- shapes
+def _regular_polygon(sides: int, radius: float = 1.0, phase: float = np.pi / 2) -> np.ndarray:
+    angles = phase + 2 * np.pi * np.arange(sides) / sides
+    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def _star_polygon(points: int = 5, outer: float = 1.0, inner: float = 0.42) -> np.ndarray:
+    angles = np.pi / 2 + np.pi * np.arange(2 * points) / points
+    radii = np.where(np.arange(2 * points) % 2 == 0, outer, inner)
+    return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+
+
+_ARROW = np.array(
+    [[-0.95, -0.22], [0.15, -0.22], [0.15, -0.6], [0.95, 0.0], [0.15, 0.6], [0.15, 0.22], [-0.95, 0.22]]
+)
+_TRIANGLE = _regular_polygon(3)
+_HEXAGON = _regular_polygon(6, phase=0.0)
+_STAR = _star_polygon()
+
+
+def _inside_polygon(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Even-odd rule for points (u, v) (any shape) against a closed polygon (K, 2)."""
+    x0, y0 = vertices[:, 0], vertices[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    uu, vv = u[..., None], v[..., None]
+    crosses = (y0 > vv) != (y1 > vv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at_v = x0 + (vv - y0) * (x1 - x0) / (y1 - y0)
+    return np.logical_xor.reduce(crosses & (uu < x_at_v), axis=-1)
+
+
+def _shape_mask(class_index: int, u: np.ndarray, v: np.ndarray, aspect: float) -> np.ndarray:
+    """Boolean mask of shape ``class_index`` in its own coordinates (unit size, centred, upright)."""
+    name = CLASS_NAMES[class_index]
+    r2 = u * u + v * v
+    if name == "circle":
+        return r2 <= 0.85**2
+    if name == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.72
+    if name == "triangle":
+        return _inside_polygon(u, v + 0.15, _TRIANGLE)
+    if name == "star":
+        return _inside_polygon(u, v, _STAR)
+    if name == "cross":
+        return ((np.abs(u) <= 0.26) & (np.abs(v) <= 0.9)) | ((np.abs(v) <= 0.26) & (np.abs(u) <= 0.9))
+    if name == "ring":
+        return (r2 <= 0.92**2) & (r2 >= 0.55**2)
+    if name == "hexagon":
+        return _inside_polygon(u, v, _HEXAGON)
+    if name == "arrow":
+        return _inside_polygon(u, v, _ARROW)
+    if name == "ellipse":
+        return (u / 0.95) ** 2 + (v / (0.95 * aspect)) ** 2 <= 1.0
+    if name == "heart":
+        x, y = u * 1.25, v * 1.25 - 0.1
+        return (x * x + y * y - 1.0) ** 3 - x * x * y**3 <= 0.0
+    raise AssertionError(name)  # pragma: no cover - CLASS_NAMES is fixed
+
+
+# --------------------------------------------------------------------------- rendering
+def _background(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A smooth two-colour gradient with a few random gratings on top: (H, W, 3)."""
+    colour_a, colour_b = rng.uniform(0.05, 0.95, size=(2, 3))
+    direction = rng.uniform(0, 2 * np.pi)
+    t = (np.cos(direction) * xs + np.sin(direction) * ys + 1.5) / 3.0  # roughly [0, 1]
+    image = colour_a + t[..., None] * (colour_b - colour_a)
+    for _ in range(rng.integers(2, 5)):
+        frequency = rng.uniform(2.0, 12.0)
+        angle = rng.uniform(0, 2 * np.pi)
+        phase = rng.uniform(0, 2 * np.pi)
+        amplitude = rng.uniform(0.02, 0.09)
+        grating = np.sin(frequency * (np.cos(angle) * xs + np.sin(angle) * ys) + phase)
+        image = image + amplitude * grating[..., None] * rng.uniform(-1, 1, size=3)
+    return image
+
+
+def _distinct_colour(rng: np.random.Generator, avoid: np.ndarray, min_distance: float = 0.45) -> np.ndarray:
+    for _ in range(100):
+        colour = rng.uniform(0.0, 1.0, size=3)
+        if np.linalg.norm(colour - avoid) >= min_distance:
+            return colour
+    return 1.0 - avoid  # far from ``avoid`` by construction; reached with tiny probability
+
+
+def _stroke_alpha(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, pixel: float) -> np.ndarray:
+    """Coverage (0..1) of one distractor, a thin line segment or a small dot, with soft edges."""
+    p = rng.uniform(-1, 1, size=2)
+    if rng.random() < 0.6:
+        q = p + rng.uniform(-0.6, 0.6, size=2)
+        d = q - p
+        t = np.clip(((xs - p[0]) * d[0] + (ys - p[1]) * d[1]) / (d @ d + 1e-12), 0, 1)
+        distance = np.hypot(xs - (p[0] + t * d[0]), ys - (p[1] + t * d[1]))
+        radius = rng.uniform(0.01, 0.03)
+    else:
+        distance = np.hypot(xs - p[0], ys - p[1])
+        radius = rng.uniform(0.03, 0.08)
+    return np.clip((radius - distance) / pixel + 0.5, 0.0, 1.0)
+
+
+def _pixel_centres(size: int) -> np.ndarray:
+    return (np.arange(size) + 0.5) / size * 2.0 - 1.0  # pixel centres in [-1, 1]
+
+
+def render_shape_image(class_index: int, rng: np.random.Generator, size: int = 112) -> np.ndarray:
+    """Draw one image of class ``class_index`` with ``rng``: float32 (3, size, size) in [0, 1]."""
+    if not 0 <= class_index < len(CLASS_NAMES):
+        raise ValueError(f"class_index must be in [0, {len(CLASS_NAMES)}), got {class_index}.")
+    coords = _pixel_centres(size)
+    xs, ys = np.meshgrid(coords, -coords)  # y points up, like a maths figure
+    pixel = 2.0 / size
+
+    image = _background(rng, xs, ys)
+    mean_background = image.mean(axis=(0, 1))
+
+    # Distractors first, so the shape can partly cover them.
+    for _ in range(rng.integers(2, 6)):
+        alpha = _stroke_alpha(rng, xs, ys, pixel)[..., None]
+        image = image * (1.0 - alpha) + rng.uniform(0, 1, size=3) * alpha
+
+    scale = rng.uniform(0.38, 0.62)
+    centre = rng.uniform(-(0.95 - scale), 0.95 - scale, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    aspect = rng.uniform(0.42, 0.6)
+    cos, sin = np.cos(angle), np.sin(angle)
+
+    def shape_coordinates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx, dy = x - centre[0], y - centre[1]
+        return (cos * dx + sin * dy) / scale, (-sin * dx + cos * dy) / scale
+
+    # Coverage of the shape: its mask on a finer grid, averaged over each pixel (anti-aliasing).
+    # Only the pixels of the shape's bounding box are rendered finely.
+    half_extent = 1.1 * scale
+    first = np.clip(np.floor((centre - half_extent + 1.0) / pixel).astype(int), 0, size)
+    last = np.clip(np.ceil((centre + half_extent + 1.0) / pixel).astype(int), 0, size)
+    (col0, row_low), (col1, row_high) = first, last
+    row0, row1 = size - row_high, size - row_low  # rows run downwards while y points up
+    fine = _pixel_centres(size * _SUPERSAMPLE)
+    fine_x, fine_y = np.meshgrid(
+        fine[col0 * _SUPERSAMPLE : col1 * _SUPERSAMPLE], -fine[row0 * _SUPERSAMPLE : row1 * _SUPERSAMPLE]
+    )
+    u_fine, v_fine = shape_coordinates(fine_x, fine_y)
+    mask = _shape_mask(class_index, u_fine, v_fine, aspect)
+    coverage = np.zeros((size, size, 1))
+    coverage[row0:row1, col0:col1, 0] = mask.reshape(
+        row1 - row0, _SUPERSAMPLE, col1 - col0, _SUPERSAMPLE
+    ).mean(axis=(1, 3))
+
+    u, _ = shape_coordinates(xs, ys)
+    colour = _distinct_colour(rng, mean_background)
+    shading = 1.0 + rng.uniform(-0.25, 0.25) * u.clip(-1, 1)  # a soft light from one side
+    image = image * (1.0 - coverage) + (colour * shading[..., None]) * coverage
+
+    image = image + rng.normal(0.0, rng.uniform(0.01, 0.05), size=image.shape)
+    return np.clip(image, 0.0, 1.0).transpose(2, 0, 1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- dataset
+class SyntheticShapes(Dataset):
+    """The teaching dataset: ``n`` images of ten shape classes, rendered on demand.
+
+    Item ``i`` is ``(image, label)`` with ``image`` float32 (3, size, size) in [0, 1]
+    and ``label = i % 10`` (so every split is class-balanced). The pixels depend
+    only on ``(seed, i, size)``.
+    """
+
+    def __init__(self, n: int, *, size: int = 112, seed: int = 0, split: str = "custom") -> None:
+        if n < 1:
+            raise ValueError(f"n must be a positive number of images, got {n}.")
+        if size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {size}.")
+        self.n, self.size, self.seed, self.split = int(n), int(size), int(seed), split
+        self.classes: list[str] = list(CLASS_NAMES)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def label(self, index: int) -> int:
+        return index % len(CLASS_NAMES)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not -self.n <= index < self.n:
+            raise IndexError(f"index {index} is out of range for {self.n} images.")
+        index = index % self.n
+        rng = np.random.default_rng([self.seed, index])
+        image = render_shape_image(self.label(index), rng, self.size)
+        return torch.from_numpy(image), self.label(index)
+
+    def __repr__(self) -> str:
+        return f"SyntheticShapes(split={self.split!r}, n={self.n}, size={self.size}, seed={self.seed})"
+
+
+def synthetic_dataset(split: str, *, n: int | None = None, size: int = 112, seed: int | None = None) -> SyntheticShapes:
+    """The teaching profile's dataset for ``split`` in ``{"train", "val", "test"}``.
+
+    ``n`` defaults to :data:`DEFAULT_SPLIT_SIZES`; ``seed`` defaults to the split's
+    entry of :data:`SPLIT_SEEDS` (the splits never share an image).
+    """
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}.")
+    return SyntheticShapes(
+        DEFAULT_SPLIT_SIZES[split] if n is None else n,
+        size=size,
+        seed=SPLIT_SEEDS[split] if seed is None else seed,
+        split=split,
+    )
+
+
+def stack_dataset(dataset: Dataset, indices: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack items of ``dataset`` into an image batch (B, C, H, W) and a label vector (B,)."""
+    chosen = range(len(dataset)) if indices is None else indices  # type: ignore[arg-type]
+    images, labels = zip(*(dataset[i] for i in chosen))
+    return torch.stack(list(images)), torch.as_tensor(labels, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class _ImageCheck:
+    batched: bool
+
+
+def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
+    """Validate the library's image convention: float (C, H, W) or (B, C, H, W) in [0, 1].
+
+    Raises ``TypeError``/``ValueError`` that name the problem and the fix; returns
+    whether the input was a batch.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(images).__name__}.")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{name} must be floating point in [0, 1], got dtype {images.dtype}; "
+            "for 8-bit images use images.float() / 255."
+        )
+    if images.ndim not in (3, 4):
+        raise ValueError(f"{name} must have shape (C, H, W) or (B, C, H, W), got {tuple(images.shape)}.")
+    if images.numel() and not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{images.min().item():.3g}, {images.max().item():.3g}]; "
+            "images are not normalised by the caller: the models normalise inside."
+        )
+    return _ImageCheck(batched=images.ndim == 4)

@@ -1,0 +1,150 @@
+"""Plain linear algebra of nullspaces (paper §2).
+
+Everything here works on a single 2-D matrix ``A`` of shape (m, n), the linear
+map ``x -> A @ x`` from R^n to R^m. Numpy arrays and torch tensors are both
+accepted; results come back in the same library as the input.
+
+The nullspace of ``A`` is the set of vectors ``v`` with ``A @ v = 0``. It is a
+subspace of R^n (it holds 0 and is closed under addition and scaling), and the
+rank-nullity theorem says ``rank(A) + dim null(A) = n``.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Matrix",
+    "default_rtol",
+    "singular_values",
+    "rank",
+    "nullspace",
+    "nullity",
+    "nullspace_projector",
+    "project_onto_nullspace",
+]
+
+Matrix = Union[np.ndarray, torch.Tensor]
+
+
+def _as_float64_numpy(matrix: Matrix, *, name: str = "matrix") -> np.ndarray:
+    """Check that ``matrix`` is a finite 2-D array and return it as float64 numpy."""
+    if isinstance(matrix, torch.Tensor):
+        array = matrix.detach().cpu().to(torch.float64).numpy()
+    elif isinstance(matrix, np.ndarray):
+        if not np.issubdtype(matrix.dtype, np.number) or np.iscomplexobj(matrix):
+            raise ValueError(f"{name} must hold real numbers, got dtype {matrix.dtype}.")
+        array = matrix.astype(np.float64, copy=False)
+    else:
+        raise TypeError(
+            f"{name} must be a numpy array or a torch tensor, got {type(matrix).__name__}; "
+            "wrap lists with np.asarray(...) first."
+        )
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (a matrix of shape (m, n)), got shape {tuple(array.shape)}; "
+            "reshape it, e.g. weight.reshape(weight.shape[0], -1) for a conv kernel."
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(array.shape)}); a nullspace needs m, n >= 1.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values; a nullspace is undefined for it.")
+    return array
+
+
+def _like(result: np.ndarray, reference: Matrix) -> Matrix:
+    """Return ``result`` as the same library (and for torch, the same device) as ``reference``."""
+    if isinstance(reference, torch.Tensor):
+        dtype = reference.dtype if reference.is_floating_point() else torch.float64
+        return torch.from_numpy(np.ascontiguousarray(result)).to(device=reference.device, dtype=dtype)
+    return result
+
+
+def default_rtol(shape: tuple[int, int]) -> float:
+    """The relative tolerance used when none is given: ``max(m, n) * eps(float64)``.
+
+    This is the rule of ``numpy.linalg.matrix_rank``: singular values below
+    ``rtol * largest singular value`` count as zero.
+    """
+    return max(shape) * float(np.finfo(np.float64).eps)
+
+
+def singular_values(matrix: Matrix) -> np.ndarray:
+    """All singular values of ``matrix`` in float64, largest first."""
+    return np.linalg.svd(_as_float64_numpy(matrix), compute_uv=False)
+
+
+def _rank_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], rtol: float | None) -> int:
+    if rtol is None:
+        rtol = default_rtol(shape)
+    if not (0.0 <= rtol < 1.0):
+        raise ValueError(f"rtol must lie in [0, 1), got {rtol}.")
+    if sigma.size == 0 or sigma[0] == 0.0:
+        return 0
+    return int(np.count_nonzero(sigma > rtol * sigma[0]))
+
+
+def rank(matrix: Matrix, rtol: float | None = None) -> int:
+    """Numerical rank: the number of singular values above ``rtol * sigma_max`` (paper §2).
+
+    With ``rtol=None`` the tolerance is :func:`default_rtol`, so the answer agrees
+    with ``numpy.linalg.matrix_rank``.
+    """
+    array = _as_float64_numpy(matrix)
+    return _rank_from_singular_values(np.linalg.svd(array, compute_uv=False), array.shape, rtol)
+
+
+def nullity(matrix: Matrix, rtol: float | None = None) -> int:
+    """Dimension of the nullspace, ``n - rank`` (the rank-nullity theorem)."""
+    return _as_float64_numpy(matrix).shape[1] - rank(matrix, rtol)
+
+
+def nullspace(matrix: Matrix, rtol: float | None = None) -> Matrix:
+    """An orthonormal basis of the nullspace of ``matrix`` (m, n), as the columns of an (n, k) result.
+
+    Computed in float64 from the SVD ``A = U S V^T``: the right singular vectors
+    whose singular values are below ``rtol * sigma_max`` span the (numerical)
+    nullspace, paper §2. ``k = n - rank(A, rtol)``; ``k = 0`` gives an (n, 0) result.
+
+    >>> A = np.array([[1.0, 1.0, 0.0]])
+    >>> N = nullspace(A)
+    >>> N.shape
+    (3, 2)
+    >>> bool(np.allclose(A @ N, 0))
+    True
+    """
+    array = _as_float64_numpy(matrix)
+    # full_matrices=True so that V holds a basis of all of R^n, also when m < n.
+    _, sigma, vh = np.linalg.svd(array, full_matrices=True)
+    r = _rank_from_singular_values(sigma, array.shape, rtol)
+    basis = vh[r:].T.copy()  # (n, n - r)
+    return _like(basis, matrix)
+
+
+def nullspace_projector(matrix: Matrix, rtol: float | None = None) -> Matrix:
+    """The (n, n) orthogonal projector ``P = N N^T`` onto the nullspace of ``matrix``.
+
+    ``P @ x`` is the part of ``x`` that ``matrix`` cannot see: ``A @ (P @ x) = 0``
+    and ``A @ x = A @ (x - P @ x)``.
+    """
+    basis = nullspace(_as_float64_numpy(matrix), rtol)
+    return _like(basis @ basis.T, matrix)
+
+
+def project_onto_nullspace(matrix: Matrix, vectors: Matrix, rtol: float | None = None) -> Matrix:
+    """Project ``vectors`` (n,) or (n, b) onto the nullspace of ``matrix`` (m, n)."""
+    array = _as_float64_numpy(matrix)
+    if isinstance(vectors, torch.Tensor):
+        values = vectors.detach().cpu().to(torch.float64).numpy()
+    else:
+        values = np.asarray(vectors, dtype=np.float64)
+    if values.ndim not in (1, 2) or values.shape[0] != array.shape[1]:
+        raise ValueError(
+            f"vectors must have shape ({array.shape[1]},) or ({array.shape[1]}, b) to match a matrix "
+            f"of shape {array.shape}, got {tuple(values.shape)}."
+        )
+    basis = nullspace(array, rtol)
+    return _like(basis @ (basis.T @ values), vectors)

@@ -1,0 +1,321 @@
+"""Loading models by name: the teaching zoo and any timm model.
+
+Every model comes back as an :class:`ImageClassifier`: a ``torch.nn.Module`` in
+eval mode that takes images in [0, 1] (the library's convention) and applies its
+own per-channel normalisation ``(x - mean) / std`` before the timm network. The
+timm network is ``.net``; the normalisation is ``.mean`` and ``.std`` (tuples).
+
+This module knows nothing about nullspaces.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "ZOO_DIR",
+    "ZOO_MEAN",
+    "ZOO_STD",
+    "ZooSpec",
+    "ZOO",
+    "ImageClassifier",
+    "WeightsError",
+    "WeightsUnavailableError",
+    "UnknownModelError",
+    "available_models",
+    "build_zoo_network",
+    "load_manifest",
+    "load_model",
+    "sha256_of_file",
+]
+
+#: Folder of the zoo's weights and manifest, inside the installed package.
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+
+#: The zoo normalises like timm's ImageNet models: a different std per channel,
+#: so that the pitfall of forgetting the normalisation (paper §3, our exact chapter) shows here too.
+ZOO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+ZOO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+ZOO_IMAGE_SIZE = 112
+ZOO_NUM_CLASSES = 10
+
+
+class WeightsError(ValueError):
+    """A weight file is missing, corrupt, or does not fit the model."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded (no network) and no local file was given."""
+
+
+class UnknownModelError(ValueError):
+    """A model name is neither in the teaching zoo nor in timm."""
+
+
+# --------------------------------------------------------------------------- the zoo
+def _vit(embed_dim: int, num_heads: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from timm.models.vision_transformer import VisionTransformer
+
+        return VisionTransformer(
+            img_size=ZOO_IMAGE_SIZE,
+            patch_size=16,
+            embed_dim=embed_dim,
+            depth=6,
+            num_heads=num_heads,
+            mlp_ratio=4.0,
+            num_classes=ZOO_NUM_CLASSES,
+        )
+
+    return build
+
+
+def _resnet() -> nn.Module:
+    from timm.models.resnet import BasicBlock, ResNet
+
+    # A ResNet-10 with the "tiered" deep stem of timm's resnet10t, at half width.
+    return ResNet(
+        BasicBlock,
+        [1, 1, 1, 1],
+        channels=(32, 64, 128, 256),
+        stem_type="deep_tiered",
+        stem_width=24,
+        avg_down=True,
+        num_classes=ZOO_NUM_CLASSES,
+    )
+
+
+def _timm_by_name(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import timm
+
+        return timm.create_model(name, pretrained=False, num_classes=ZOO_NUM_CLASSES)
+
+    return build
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """One model of the teaching zoo: what it plays in the paper and how to build it."""
+
+    name: str
+    kind: str  # "vit" or "cnn"
+    plays: str  # the paper's model it stands in for
+    description: str
+    build: Callable[[], nn.Module]
+
+
+ZOO: dict[str, ZooSpec] = {
+    spec.name: spec
+    for spec in [
+        ZooSpec("zoo-vit-s", "vit", "ViT-S/32", "ViT, patch 16, width 96, depth 6, 3 heads", _vit(96, 3)),
+        ZooSpec("zoo-vit-b", "vit", "ViT-B/32", "ViT, patch 16, width 192, depth 6, 3 heads", _vit(192, 3)),
+        ZooSpec("zoo-vit-l", "vit", "ViT-L/32", "ViT, patch 16, width 256, depth 6, 4 heads", _vit(256, 4)),
+        ZooSpec("zoo-resnet", "cnn", "ResNet-50", "timm ResNet, BasicBlock [1,1,1,1], widths 32-256", _resnet),
+        ZooSpec(
+            "zoo-efficientnet", "cnn", "EfficientNet-B0", "timm tinynet_e (EfficientNet-B0 rescaled)",
+            _timm_by_name("tinynet_e"),
+        ),
+        ZooSpec(
+            "zoo-mobilenetv3", "cnn", "MobileNetV3-Small", "timm mobilenetv3_small_050",
+            _timm_by_name("mobilenetv3_small_050"),
+        ),
+    ]
+}
+
+
+def available_models() -> list[str]:
+    """Names of the teaching zoo's models (any timm model name is accepted by :func:`load_model` too)."""
+    return list(ZOO)
+
+
+def build_zoo_network(name: str) -> nn.Module:
+    """A freshly initialised timm network of zoo model ``name`` (no weights loaded)."""
+    if name not in ZOO:
+        raise UnknownModelError(_unknown_name_message(name))
+    return ZOO[name].build()
+
+
+@lru_cache(maxsize=None)
+def _read_manifest(path: str, mtime: float) -> dict[str, Any]:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def load_manifest(zoo_dir: Path | str = ZOO_DIR) -> dict[str, Any]:
+    """The zoo's ``manifest.json``: files, sha256, training config and accuracy of every model."""
+    path = Path(zoo_dir) / "manifest.json"
+    if not path.is_file():
+        raise WeightsError(
+            f"The zoo manifest {path} is missing. Reinstall the package from a full clone "
+            "(`pip install -e .`) or train the zoo with `python -m nullspace_utils.zoo train`."
+        )
+    return _read_manifest(str(path), path.stat().st_mtime)
+
+
+def sha256_of_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- the wrapper
+class ImageClassifier(nn.Module):
+    """A timm network behind its own normalisation: ``forward(x) = net((x - mean) / std)``.
+
+    ``x`` holds images in [0, 1], shape (B, C, H, W). ``mean`` and ``std`` are
+    per-channel tuples, as in timm's ``pretrained_cfg``.
+    """
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str = "") -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one value per channel, got {len(mean)} and {len(std)}.")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive in every channel, got {std}.")
+        self.net = net
+        self.name = name
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.register_buffer("_mean", torch.tensor(self.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(self.std).view(1, -1, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Map [0, 1] images to the network's input space."""
+        return (images - self._mean) / self._std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != len(self.mean):
+            raise ValueError(
+                f"{self.name or 'model'} expects images of shape (B, {len(self.mean)}, H, W), "
+                f"got {tuple(images.shape)}; add a batch axis with images[None] for one image."
+            )
+        return self.net(self.normalize(images))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, mean={self.mean}, std={self.std}"
+
+
+# --------------------------------------------------------------------------- loading
+def _unknown_name_message(name: str) -> str:
+    import timm
+
+    candidates = available_models() + timm.list_models()
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    return (
+        f"Unknown model {name!r}: it is neither in the teaching zoo ({', '.join(available_models())}) "
+        f"nor a timm model name.{hint}"
+    )
+
+
+def _load_safetensors(path: Path, *, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise WeightsError(f"Weight file {path} does not exist.")
+    if path.suffix != ".safetensors":
+        raise WeightsError(
+            f"Weight file {path} is not a .safetensors file. Only safetensors is read (never pickle); "
+            "convert a checkpoint with safetensors.torch.save_file(model.state_dict(), 'model.safetensors')."
+        )
+    if expected_sha256 is not None:
+        actual = sha256_of_file(path)
+        if actual != expected_sha256:
+            raise WeightsError(
+                f"Weight file {path} is corrupt: its sha256 is {actual}, the manifest expects "
+                f"{expected_sha256}. Restore it with `git checkout -- {path.name}` or retrain the zoo."
+            )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"Weight file {path} could not be read as safetensors: {error}") from error
+
+
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], source: Path, name: str) -> None:
+    own = net.state_dict()
+    state = {key: value.to(own[key].dtype) if key in own else value for key, value in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise WeightsError(f"Weight file {source} does not fit model {name!r}:\n{error}") from error
+
+
+def _load_zoo_model(name: str, weights: Path | None) -> ImageClassifier:
+    manifest = load_manifest()
+    entry = manifest["models"].get(name)
+    if entry is None and weights is None:
+        raise WeightsError(f"Zoo model {name!r} has no entry in {ZOO_DIR / 'manifest.json'}; train it first.")
+    net = build_zoo_network(name)
+    path = Path(weights) if weights is not None else ZOO_DIR / entry["file"]
+    expected = entry["sha256"] if weights is None else None
+    _load_state(net, _load_safetensors(path, expected_sha256=expected), path, name)
+    return ImageClassifier(net, ZOO_MEAN, ZOO_STD, name=name)
+
+
+def _offline_message(name: str, error: BaseException) -> str:
+    return (
+        f"Could not download timm's pretrained weights for {name!r} ({type(error).__name__}: {error}). "
+        "This needs network access to the Hugging Face Hub. Offline, download the model's "
+        "`model.safetensors` elsewhere and pass it with load_model(name, weights='path/to/model.safetensors')."
+    )
+
+
+def _load_timm_model(name: str, weights: Path | None, pretrained: bool) -> ImageClassifier:
+    import timm
+
+    if weights is not None:
+        net = timm.create_model(name, pretrained=False)
+        _load_state(net, _load_safetensors(Path(weights)), Path(weights), name)
+    elif pretrained:
+        try:
+            net = timm.create_model(name, pretrained=True)
+        except (OSError, RuntimeError, ValueError) as error:  # hub errors subclass these
+            raise WeightsUnavailableError(_offline_message(name, error)) from error
+    else:
+        net = timm.create_model(name, pretrained=False)
+    cfg = getattr(net, "pretrained_cfg", {}) or {}
+    mean = tuple(cfg.get("mean", ZOO_MEAN))
+    std = tuple(cfg.get("std", ZOO_STD))
+    return ImageClassifier(net, mean, std, name=name)
+
+
+def load_model(
+    name: str,
+    *,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    device: str | torch.device = "cpu",
+) -> ImageClassifier:
+    """Load a model by name, ready for [0, 1] images, in eval mode on ``device``.
+
+    ``name`` is a teaching-zoo name (:func:`available_models`) or any timm model
+    name. Zoo weights come from the package and are checked against the
+    manifest's sha256. timm models load timm's pretrained weights (network needed),
+    or ``weights=`` a local ``.safetensors`` file, or random weights with
+    ``pretrained=False``. Normalisation comes from timm's ``pretrained_cfg``.
+    """
+    weights_path = Path(weights) if weights is not None else None
+    if name in ZOO:
+        model = _load_zoo_model(name, weights_path)
+    else:
+        import timm
+
+        if not timm.is_model(name):
+            raise UnknownModelError(_unknown_name_message(name))
+        model = _load_timm_model(name, weights_path, pretrained)
+    return model.to(device).eval()
