@@ -29,6 +29,8 @@ __all__ = [
     "render_shape_image",
     "stack_dataset",
     "check_images",
+    "psnr",
+    "quantize_8bit",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -295,3 +297,15 @@ def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
             "images are not normalised by the caller: the models normalise inside."
         )
     return _ImageCheck(batched=images.ndim == 4)
+
+
+def psnr(reference: torch.Tensor, image: torch.Tensor, *, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB between two images (or batches) with values up to ``peak``."""
+    mse = torch.mean((reference.double() - image.double()) ** 2).item()
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(peak**2 / mse))
+
+
+def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Round [0, 1] images to the 256 levels of an 8-bit file (what saving as PNG does)."""
+    check_images(images)
+    return torch.round(images * 255.0) / 255.0

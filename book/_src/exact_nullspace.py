@@ -1,0 +1,307 @@
+# %% [markdown]
+# # The exact nullspace of a vision transformer
+#
+# Paper §3 {cite}`nullspace2023`: a ViT's first layer is one linear map applied to every patch, so if
+# that map has a nullspace, noise from it, repeated over every patch, changes the image and nothing
+# else the network computes.
+#
+# **You will learn**
+# - how to write a ViT's patch embedding as one matrix, with its shapes;
+# - why the input normalisation must be folded into that matrix, and what happens if it is not;
+# - how large the nullspace is for the paper's ViTs and for this book's zoo;
+# - that very visible nullspace noise leaves the logits unchanged, for every image at once;
+# - what clipping to [0, 1] and saving as 8-bit do to that guarantee.
+# %% tags=["remove-cell"]
+# On Colab, install nullspace_utils first (this cell is hidden on the website).
+try:
+    import google.colab  # noqa: F401
+    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
+except ImportError:
+    pass
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import timm
+import torch
+from IPython.display import Markdown
+
+from nullspace_utils import exact, linalg, plotting
+from nullspace_utils.data import psnr, quantize_8bit, stack_dataset
+from nullspace_utils.profiles import get_profile
+
+torch.manual_seed(0)
+profile = get_profile()
+vit = profile.load_model(profile.vit_models[0])
+images, labels = stack_dataset(profile.dataset("val", n=16))
+print(profile.vit_models[0], "| images:", tuple(images.shape))
+
+# %% [markdown]
+# ## The patch embedding, as a matrix
+#
+# Following the paper's eq. (3), a ViT is a composition: a patch embedding $f_\theta$, the
+# self-attention encoder $f_\phi$, and a classifier $f_\psi$. The image $x$ of shape $(C, H, W)$ is cut
+# into $m = HW / r^2$ non-overlapping patches $x_i$ of shape $(C, r, r)$, and each is embedded as
+#
+# $$ u_i = W \operatorname{vec}(x_i) + b, \qquad W \in \mathbb{R}^{d \times C r^2}. $$
+#
+# In timm this is a `Conv2d` with kernel size and stride $r$: its weight of shape $(d, C, r, r)$ is $W$.
+# One detail matters. Models receive *normalised* images $(x - \mu_c) / \sigma_c$, per channel $c$.
+# Working with images in [0, 1], as this library always does, the map from a pixel patch to its
+# embedding is
+#
+# $$ u_i = \underbrace{W \operatorname{diag}(1/\sigma)}_{W_{\text{pix}}} \operatorname{vec}(x_i)
+#    + \big(b - W \operatorname{diag}(1/\sigma)\,\mu\big), $$
+#
+# where $\operatorname{diag}(1/\sigma)$ repeats each channel's $1/\sigma_c$ over its $r^2$ pixels. The
+# mean only moves the bias; the standard deviation rescales the columns of $W$. The nullspace we want
+# is that of $W_{\text{pix}}$, which `exact.patch_embedding_matrix` returns.
+
+# %%
+W_pix = exact.patch_embedding_matrix(vit)
+layer = exact.patch_embedding_layer(vit)
+d, n = W_pix.shape
+print(f"conv weight {tuple(layer.weight.shape)} -> W_pix {tuple(W_pix.shape)}: d = {d}, C r^2 = {n}")
+print("normalisation: mean", vit.mean, "std", vit.std)
+print(f"rank {linalg.rank(W_pix)}, nullspace dimension {linalg.nullity(W_pix)} = {n} - {d}")
+
+# %% [markdown]
+# The rank is decided by a tolerance (see the {doc}`primer`). The singular values of the trained
+# matrix leave no doubt: all 96 are far from zero, and the 672 remaining directions have no singular
+# value at all because the matrix has only 96 rows.
+
+# %%
+sigma = linalg.singular_values(W_pix)
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.semilogy(np.arange(1, len(sigma) + 1), sigma, ".")
+ax.axhline(linalg.default_rtol(W_pix.shape) * sigma[0], color="tab:red", ls="--", label="default tolerance")
+ax.set_xlabel("index")
+ax.set_ylabel("singular value")
+ax.set_title(f"singular values of W_pix ({profile.vit_models[0]})")
+ax.legend()
+fig.tight_layout()
+print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
+
+# %% [markdown]
+# ## How large is the nullspace?
+#
+# By rank-nullity, $\dim \operatorname{null}(W_{\text{pix}}) = C r^2 - \operatorname{rank} \ge C r^2 - d$.
+# Trained weights, like random ones, have full rank: rank deficiency happens only on a set of
+# matrices of measure zero, so we can read off the dimensions from timm's architectures without
+# downloading pretrained weights. The table is computed now, from randomly initialised timm models
+# and from the zoo. A model with $d \ge C r^2$, such as ViT-B/16, has no exact nullspace, and the library
+# says so with a `NoNullspaceError`.
+
+# %%
+rows = []
+for name in ["vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224",
+             "vit_small_patch16_224", "vit_base_patch16_224", *profile.vit_models]:
+    model = profile.load_model(name, pretrained=False) if name.startswith("vit_") else profile.load_model(name)
+    d_model, n_model = exact.patch_embedding_matrix(model).shape
+    try:
+        dimension = exact.patch_nullspace(model).shape[0]
+    except exact.NoNullspaceError:
+        dimension = "0 (NoNullspaceError)"
+    rows.append([f"`{name}`", d_model, n_model, f"{d_model / n_model:.3f}", dimension])
+    del model
+Markdown(plotting.markdown_table(rows, ["model", "d", "C r^2", "d / C r^2", "nullspace dimension"]))
+
+# %% [markdown]
+# The paper's ordering holds: ViT-S/32 has the largest nullspace (2688), then ViT-B/32 (2304), then
+# ViT-L/32 (2048). The zoo's three ViTs follow the same ratios and the same order (672, 576, 512).
+#
+# ## What nullspace patterns look like
+#
+# `exact.patch_nullspace` returns an orthonormal basis, reshaped as patches $(k, C, r, r)$. Each is
+# shown below with 0 as mid-grey. They look like colourful high-frequency texture: the embedding
+# was trained to respond to the patterns that matter for the task, and what it ignores is what is
+# left.
+
+# %%
+basis = exact.patch_nullspace(vit)
+print("basis:", tuple(basis.shape), basis.dtype)
+plotting.show_images(basis[:8], [f"basis {i}" for i in range(8)], symmetric=True, size=1.4)
+plt.show()
+
+# %% [markdown]
+# `exact.tile` repeats one patch over the whole image, aligned with the model's patch grid, and
+# `exact.random_nullspace_noise` draws a random combination of the basis, tiled, scaled so that its
+# largest value has a chosen amplitude.
+
+# %%
+noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=0.5, seed=0)
+noisy = images + noise
+print(f"noise: shape {tuple(noise.shape)}, max |value| {noise.abs().max():.2f}")
+print(f"PSNR of noisy vs clean images: {psnr(images, noisy):.1f} dB")
+plotting.show_images([images[0], noise, noisy[0].clamp(0, 1), images[1], noisy[1].clamp(0, 1)],
+                     ["image 0", "noise (rescaled)", "image 0 + noise", "image 1", "image 1 + noise"],
+                     symmetric=[False, True, False, False, False], size=2.0)
+plt.show()
+
+# %% [markdown]
+# The noise is plain to see (the figure clips values outside [0, 1] for display). Now the claim:
+# the model's outputs do not change, for all 16 images, with one and the same noise.
+
+# %%
+with torch.no_grad():
+    clean_logits = vit(images)
+    noisy_logits = vit(images + noise)
+    clean_tokens = exact.patch_embeddings(vit, images)
+    noisy_tokens = exact.patch_embeddings(vit, images + noise)
+token_error = ((noisy_tokens - clean_tokens).abs().max() / clean_tokens.abs().max()).item()
+print("largest change of a patch embedding, relative to the largest embedding value, below 1e-5:", token_error < 1e-5)
+print("largest change of a logit below 1e-5:", (noisy_logits - clean_logits).abs().max().item() < 1e-5)
+print("predictions unchanged:", bool((noisy_logits.argmax(1) == clean_logits.argmax(1)).all()),
+      f"({(clean_logits.argmax(1) == labels).sum().item()}/16 correct)")
+
+# %% [markdown]
+# ## Amplitude: nullspace noise against random noise
+#
+# How far can we push? Below, the largest logit change over the 16 images as the noise amplitude grows
+# from 0.01 to 100 (a hundred times the whole range of pixel values), for nullspace noise and for
+# uniform random noise of the same amplitude. Nullspace noise moves the logits only by float32
+# rounding, which grows in proportion to the size of the numbers involved. Random noise destroys the
+# prediction long before.
+
+# %%
+amplitudes = np.logspace(-2, 2, 9)
+null_change, random_change, random_match = [], [], []
+generator = torch.Generator().manual_seed(0)
+for amplitude in amplitudes:
+    v_null = exact.random_nullspace_noise(vit, profile.image_size, amplitude=float(amplitude), seed=1)
+    v_rand = (torch.rand(images.shape[1:], generator=generator) * 2 - 1) * float(amplitude)
+    null_change.append(exact.logit_change(vit, images, v_null).max().item())
+    random_change.append(exact.logit_change(vit, images, v_rand).max().item())
+    with torch.no_grad():
+        random_match.append((vit(images + v_rand).argmax(1) == clean_logits.argmax(1)).float().mean().item())
+
+fig, ax = plt.subplots(figsize=(6.5, 3.6))
+ax.loglog(amplitudes, null_change, "o-", label="nullspace noise")
+ax.loglog(amplitudes, random_change, "s-", label="uniform random noise")
+ax.set_xlabel("noise amplitude (max |value|)")
+ax.set_ylabel("max |logit change|")
+ax.legend()
+ax.grid(alpha=0.3)
+fig.tight_layout()
+print("amplitude:          ", " ".join(f"{a:6.2g}" for a in amplitudes))
+print("random noise, match:", " ".join(f"{m:6.0%}" for m in random_match))
+print("nullspace noise: every logit change below 1e-3:", max(null_change) < 1e-3)
+
+# %% [markdown]
+# ## The normalisation pitfall
+#
+# It is tempting to take the nullspace of the convolution weight $W$ itself. But the model sees
+# $(x - \mu)/\sigma$, and timm's ImageNet normalisation, which the zoo uses too, has a different
+# $\sigma$ in each channel: $(0.229, 0.224, 0.225)$. A vector $v$ with $Wv = 0$ then satisfies
+# $W \operatorname{diag}(1/\sigma) v \ne 0$. The difference is small but real, and it grows with the
+# noise. `patch_nullspace(model, std=(1, 1, 1))` computes the naive nullspace of $W$ alone (explicit
+# arguments override the model's normalisation).
+
+# %%
+naive_basis = exact.patch_nullspace(vit, std=(1.0, 1.0, 1.0))
+weights = torch.randn(naive_basis.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+naive_patch = torch.einsum("k,kcij->cij", weights, naive_basis)
+naive_noise = exact.tile(naive_patch / naive_patch.abs().max(), profile.image_size).float()  # amplitude 1
+folded_noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=1.0, seed=2)
+naive = exact.logit_change(vit, images, naive_noise).max().item()
+folded = exact.logit_change(vit, images, folded_noise).max().item()
+print(f"nullspace of W alone      : max logit change {naive:.3f}")
+print("nullspace of W diag(1/std): max logit change below 1e-4:", folded < 1e-4)
+
+# %% [markdown]
+# ## Real images live in [0, 1] and in 8 bits
+#
+# The guarantee is for the unbounded input space. A real image must stay in [0, 1], and a saved
+# image has 256 levels per channel. Both steps break exact invariance, and we can measure by how much.
+#
+# - **Clipping** $x + v$ to [0, 1] changes the noise wherever the image saturates, and the changed
+#   noise is no longer in the nullspace. The paper's watermarking (§6) avoids this by *solving* for
+#   noise that keeps $x + v$ inside [0, 1]; here we only clip, to see the size of the effect.
+# - **Rounding to 8 bits** perturbs every pixel by up to 1/510. But that happens to the clean image
+#   too when it is saved: the fair comparison is rounded-noisy against rounded-clean.
+
+# %%
+small_noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=0.1, seed=3)
+with torch.no_grad():
+    reference = vit(images)
+    clipped = vit((images + small_noise).clamp(0, 1))
+    clean_8bit = vit(quantize_8bit(images))
+    noisy_8bit = vit(quantize_8bit((images + small_noise).clamp(0, 1)))
+saturated = ((images + small_noise < 0) | (images + small_noise > 1)).float().mean().item()
+rows = [
+    ["no clipping, no rounding",
+     "below 1e-4 (float rounding)" if exact.logit_change(vit, images, small_noise).max().item() < 1e-4 else "LARGE",
+     "100%"],
+    [f"clipped to [0, 1] ({saturated:.1%} of values clipped)", f"{(clipped - reference).abs().max().item():.3f}",
+     f"{(clipped.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
+    ["clean image rounded to 8 bits", f"{(clean_8bit - reference).abs().max().item():.3f}",
+     f"{(clean_8bit.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
+    ["noisy image clipped, rounded to 8 bits", f"{(noisy_8bit - reference).abs().max().item():.3f}",
+     f"{(noisy_8bit.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
+]
+Markdown(plotting.markdown_table(rows, ["what was done to x + v (amplitude 0.1)", "max logit change", "same prediction"]))
+
+# %% [markdown]
+# Rounding costs about as much as it costs the clean image: 8-bit storage is a problem of
+# precision, not of the nullspace. Clipping is the real limit, and it is the reason the watermarking
+# chapter solves a constrained problem instead of clipping.
+#
+# ## Summary
+#
+# - The patch embedding of a ViT is one matrix $W_{\text{pix}} = W \operatorname{diag}(1/\sigma)$ of shape
+#   $d \times C r^2$; when $d < C r^2$ it has a nullspace of dimension at least $C r^2 - d$.
+# - Noise from it, tiled over the patches, leaves every embedding and every logit unchanged, for any
+#   image, at any amplitude, up to float rounding.
+# - Forgetting the per-channel $\sigma$ gives noise that does change the logits.
+# - Clipping to [0, 1] breaks the invariance; 8-bit rounding costs no more than it costs any image.
+#
+# The library's functions take any timm ViT: `exact.patch_nullspace(timm.create_model("vit_small_patch32_224"))`
+# works the same way as on the zoo.
+#
+# ## Exercises
+#
+# ```{exercise} Another model
+# :label: ex-exact-1
+# Repeat the invariance check with `profile.vit_models[2]` (the widest ViT). How many
+# dimensions does its nullspace have, and does large noise still leave the logits unchanged?
+# ```
+#
+# ```{solution} ex-exact-1
+# :class: dropdown
+# ~~~python
+# big = profile.load_model(profile.vit_models[2])
+# v = exact.random_nullspace_noise(big, profile.image_size, amplitude=5.0)
+# print(exact.patch_nullspace(big).shape[0], exact.logit_change(big, images, v).max())
+# ~~~
+# 512 dimensions in the teaching profile; the logit change stays at the level of float rounding.
+# ```
+#
+# ```{exercise} Misaligned noise
+# :label: ex-exact-2
+# Shift a tiled nullspace noise by 3 pixels with `torch.roll(noise, 3, dims=2)` and measure the logit
+# change. Why does it break, although every pixel value is the same?
+# ```
+#
+# ```{solution} ex-exact-2
+# :class: dropdown
+# The shifted noise no longer repeats the *same* nullspace patch inside each model patch: each patch
+# now sees pieces of two neighbouring tiles, which is a different vector, generally not in the
+# nullspace. Invariance requires the noise to be aligned with the patch grid; resizing or cropping a
+# noisy image breaks it the same way.
+# ```
+#
+# ```{exercise} Noise in one channel only
+# :label: ex-exact-3
+# Is there nullspace noise that changes only the red channel? Compute the nullspace of the columns
+# of $W_{\text{pix}}$ that belong to channel 0 (the first $r^2$ columns). What is its dimension for
+# `zoo-vit-s`, and for `zoo-vit-l`?
+# ```
+#
+# ```{solution} ex-exact-3
+# :class: dropdown
+# ~~~python
+# r2 = layer.kernel_size[0] ** 2
+# print(linalg.nullity(W_pix[:, :r2]))
+# ~~~
+# $r^2 - d = 256 - 96 = 160$ for `zoo-vit-s`, and $256 - 256 = 0$ for `zoo-vit-l`: the widest model is
+# "square" in a single channel, like ViT-L/32 ($1024 = 32^2$). The fooling chapter builds on this.
+# ```

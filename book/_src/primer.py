@@ -1,0 +1,227 @@
+# %% [markdown]
+# # Primer: the nullspace of a linear map
+#
+# The whole book rests on one idea from linear algebra. This chapter builds it from scratch, with
+# pictures, following §2 of the paper {cite}`nullspace2023` (textbook treatment: {cite}`strang2009`).
+#
+# **You will learn**
+# - what the nullspace of a matrix is, and why adding one of its vectors to an input changes nothing;
+# - why it is a subspace (closed under addition and scaling);
+# - the rank-nullity theorem, which tells its dimension without computing it;
+# - how to compute an orthonormal basis with the SVD, and why a *tolerance* is part of the answer;
+# - why the first layer of a vision transformer is exactly such a linear map.
+# %% tags=["remove-cell"]
+# On Colab, install nullspace_utils first (this cell is hidden on the website).
+try:
+    import google.colab  # noqa: F401
+    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
+except ImportError:
+    pass
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from nullspace_utils import linalg
+
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Definition
+#
+# A matrix $A$ of shape $m \times n$ maps vectors $x \in \mathbb{R}^n$ to $Ax \in \mathbb{R}^m$. Its
+# **nullspace** is the set of inputs it sends to zero,
+#
+# $$ \operatorname{null}(A) = \{ v \in \mathbb{R}^n : A v = 0 \}. $$
+#
+# The reason we care: for every input $x$ and every $v$ in the nullspace,
+# $A(x + v) = Ax + Av = Ax$. The output cannot tell $x$ and $x + v$ apart, *however large $v$ is*, and
+# the same $v$ works for *every* $x$.
+#
+# The paper's Fig. 1 shows this for three maps. We redraw the first two: a projection onto the
+# horizontal axis, and a linear function of two variables.
+
+# %%
+projection = np.array([[1.0, 0.0], [0.0, 0.0]])  # keeps x1, drops x2
+beta = np.array([[2.0, 1.0]])  # y = 2 x1 + x2
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+x = np.array([1.0, 0.5])
+for t in [-1.5, -0.75, 0.0, 0.75, 1.5]:
+    moved = x + t * linalg.nullspace(projection)[:, 0]
+    left.plot(*moved, "o", color="tab:blue")
+    left.annotate("", xy=projection @ moved, xytext=moved, arrowprops=dict(arrowstyle="->", color="0.6"))
+left.plot(*(projection @ x), "s", color="tab:red", markersize=9, label="every output: the same point")
+left.axhline(0, color="k", lw=0.8)
+left.set_title("projection onto the $x_1$ axis: null = the $x_2$ axis")
+left.legend(loc="upper right")
+left.set_aspect("equal")
+left.set_xlim(-0.5, 2.5)
+
+grid = np.linspace(-2, 2, 201)
+g1, g2 = np.meshgrid(grid, grid)
+right.contourf(g1, g2, 2 * g1 + g2, levels=21, cmap="coolwarm")
+direction = linalg.nullspace(beta)[:, 0]
+for start in [np.array([-1.0, 0.0]), np.array([0.5, 0.5])]:
+    line = start[:, None] + direction[:, None] * np.linspace(-2, 2, 2)
+    right.plot(*line, "k--", lw=1.2)
+    right.plot(*start, "ko")
+right.set_title("$y = 2x_1 + x_2$: moving along null$(\\beta)$ keeps $y$")
+right.set_xlim(-2, 2)
+right.set_ylim(-2, 2)
+right.set_aspect("equal")
+fig.tight_layout()
+
+# %% [markdown]
+# On the right, colour is the output $y$. The dashed lines run along the nullspace direction
+# $v \propto (1, -2)$: walking along one never changes the colour.
+
+# %% [markdown]
+# ## A subspace
+#
+# The nullspace contains $0$, and it is closed under addition and scaling: if $Au = 0$ and $Av = 0$
+# then $A(u + v) = 0$ and $A(cu) = 0$. So it is a **subspace**, and it has a *basis*: a few vectors
+# whose combinations give all of it. `linalg.nullspace` returns an orthonormal basis as the columns of
+# a matrix. Let us check the two closure properties on a random $3 \times 5$ matrix.
+
+# %%
+A = rng.normal(size=(3, 5))
+N = linalg.nullspace(A)
+print("basis shape:", N.shape, "(5 inputs, a 2-dimensional nullspace)")
+u, v = N @ rng.normal(size=2), N @ rng.normal(size=2)
+for label, vector in [("u", u), ("v", v), ("u + v", u + v), ("-3.7 u", -3.7 * u)]:
+    print(f"|A ({label})| below 1e-12: {np.linalg.norm(A @ vector) < 1e-12}")
+print("columns orthonormal:", np.allclose(N.T @ N, np.eye(2)))
+
+# %% [markdown]
+# ## Rank-nullity
+#
+# How large is the nullspace? The **rank** of $A$ is the number of independent directions its output
+# can take. The *rank-nullity theorem* says
+#
+# $$ \operatorname{rank}(A) + \dim \operatorname{null}(A) = n \quad (\text{the number of inputs}). $$
+#
+# Since the rank is at most $\min(m, n)$, a matrix with **fewer outputs than inputs** ($m < n$)
+# always has a nullspace of dimension at least $n - m$. This single fact is the paper's §3: a ViT's
+# patch embedding has fewer outputs than inputs. The check below builds matrices of chosen rank and
+# compares.
+
+# %%
+print(f"{'shape':>10} {'built rank':>10} {'rank':>5} {'null dim':>9} {'n':>4}")
+for (m, n), r in [((3, 5), 3), ((5, 3), 3), ((6, 6), 4), ((10, 40), 7), ((96, 768), 96)]:
+    M = rng.normal(size=(m, r)) @ rng.normal(size=(r, n))  # rank r by construction
+    print(f"{str((m, n)):>10} {r:>10} {linalg.rank(M):>5} {linalg.nullity(M):>9} {n:>4}")
+
+# %% [markdown]
+# A picture in three dimensions: the $1 \times 3$ matrix $A = (1, 1, 1)$ has rank 1, so its nullspace
+# is a plane (dimension 2), the plane $x_1 + x_2 + x_3 = 0$. Any point moved within a copy of that
+# plane keeps its output $x_1 + x_2 + x_3$.
+
+# %%
+row = np.array([[1.0, 1.0, 1.0]])
+plane = linalg.nullspace(row)  # (3, 2)
+s, t = np.meshgrid(np.linspace(-1.5, 1.5, 10), np.linspace(-1.5, 1.5, 10))
+points = plane[:, :1, None] * s + plane[:, 1:, None] * t  # (3, 10, 10)
+fig = plt.figure(figsize=(5.5, 5))
+ax = fig.add_subplot(projection="3d")
+ax.plot_surface(*points, alpha=0.35, color="tab:blue")
+ax.quiver(0, 0, 0, 1, 1, 1, color="tab:red", length=1.2, normalize=True)
+for k in range(2):
+    ax.quiver(0, 0, 0, *plane[:, k], color="k")
+ax.set_title("null$(1\\;1\\;1)$: a plane; red: the row itself, orthogonal to it")
+ax.set_xlabel("$x_1$")
+ax.set_ylabel("$x_2$")
+ax.set_zlabel("$x_3$")
+plt.show()
+
+# %% [markdown]
+# ## Computing it: the SVD and a tolerance
+#
+# Write $A = U \Sigma V^\top$ (the singular value decomposition). The columns of $V$ whose singular
+# values are zero span the nullspace. In floating point, "zero" has to be decided: a matrix that is
+# singular on paper comes out with singular values like $10^{-16}$, and a matrix that is *nearly*
+# singular has a tiny but genuine one. `linalg.rank` and `linalg.nullspace` count a singular value as
+# zero when it is below `rtol` times the largest, with `rtol` defaulting to $\max(m, n)\,\varepsilon$,
+# the rule of `numpy.linalg.matrix_rank` {cite}`harris2020numpy`.
+#
+# Below, the third row of a $3 \times 3$ matrix is the sum of the first two plus a perturbation of
+# size $\delta$. For $\delta = 0$ the matrix is singular. For $\delta = 10^{-8}$ it is not, but a
+# tolerance of $10^{-6}$ treats it as if it were.
+
+# %%
+base = rng.normal(size=(2, 3))
+print(f"{'delta':>8} {'smallest sigma':>15} {'rank (default)':>15} {'rank (rtol=1e-6)':>17}")
+for delta in [0.0, 1e-12, 1e-8, 1e-3]:
+    third = base[0] + base[1] + delta * np.array([1.0, -1.0, 0.5])
+    M = np.vstack([base, third])
+    smallest = linalg.singular_values(M)[-1]
+    print(f"{delta:>8.0e} {'< 1e-14' if smallest < 1e-14 else f'{smallest:.1e}':>15} "
+          f"{linalg.rank(M):>15} {linalg.rank(M, rtol=1e-6):>17}")
+
+# %% [markdown]
+# The tolerance is part of the answer: "the nullspace" of a measured or learned matrix always means
+# "the directions it shrinks below a threshold we chose". For the trained ViTs in this book the gap
+# is wide (the next chapter shows their singular values), so the default tolerance is safe.
+#
+# ## A ViT's first layer is a linear map
+#
+# The right panel of the paper's Fig. 1 is the teaser for the rest of the book. A ViT cuts an image
+# into patches and multiplies each flattened patch by one matrix. For the smallest model of this
+# book's zoo, that matrix has 96 rows (the embedding width) and $3 \cdot 16 \cdot 16 = 768$ columns.
+
+# %%
+from nullspace_utils import exact, models
+
+vit = models.load_model("zoo-vit-s")
+W = exact.patch_embedding_matrix(vit)
+print("patch embedding matrix:", tuple(W.shape))
+print("rank:", linalg.rank(W), " nullspace dimension:", linalg.nullity(W))
+
+# %% [markdown]
+# A 672-dimensional space of patch patterns that this network cannot see. The next chapter,
+# {doc}`exact_nullspace`, turns that into images.
+#
+# ## Exercises
+#
+# ```{exercise} A nullspace by hand
+# :label: ex-primer-1
+# Find, by hand, a basis of the nullspace of $\begin{pmatrix}1 & 2 & 0\\ 0 & 0 & 1\end{pmatrix}$,
+# then check it with `linalg.nullspace`. Why is the library's vector a multiple of yours?
+# ```
+#
+# ```{solution} ex-primer-1
+# :class: dropdown
+# $x_3 = 0$ and $x_1 = -2x_2$, so $(-2, 1, 0)$ spans it. `linalg.nullspace` returns a unit vector,
+# $\pm(-2, 1, 0)/\sqrt 5$: a basis is only unique up to scale (and, in higher dimensions, rotation).
+# ~~~python
+# linalg.nullspace(np.array([[1.0, 2, 0], [0, 0, 1]]))
+# ~~~
+# ```
+#
+# ```{exercise} More outputs than inputs
+# :label: ex-primer-2
+# Draw a random $768 \times 96$ matrix (more outputs than inputs). What is its nullspace dimension?
+# What does that say about a ViT whose embedding width is at least its patch size, such as ViT-B/16
+# ($d = 768 = 3 \cdot 16^2$)?
+# ```
+#
+# ```{solution} ex-primer-2
+# :class: dropdown
+# Zero: a random tall matrix has full column rank, so `linalg.nullity` gives 0. A ViT with
+# $d \ge 3r^2$ generically has no exact nullspace in its patch embedding; the paper's §4 learns an
+# approximate one instead.
+# ```
+#
+# ```{exercise} Projector
+# :label: ex-primer-3
+# `linalg.nullspace_projector(A)` returns $P = NN^\top$. Check numerically that $P^2 = P$, that
+# $AP = 0$, and that $A(x - Px) = Ax$ for a random $x$. Which part of $x$ does $A$ actually see?
+# ```
+#
+# ```{solution} ex-primer-3
+# :class: dropdown
+# ~~~python
+# A = rng.normal(size=(3, 5)); P = linalg.nullspace_projector(A); x = rng.normal(size=5)
+# print(np.allclose(P @ P, P), np.allclose(A @ P, 0), np.allclose(A @ (x - P @ x), A @ x))
+# ~~~
+# $A$ only sees $x - Px$, the part of $x$ in the row space of $A$, orthogonal to the nullspace.
+# ```

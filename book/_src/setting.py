@@ -1,0 +1,126 @@
+# %% [markdown]
+# # The setting: images and models
+#
+# Every experiment in this book needs images and trained models. This short chapter introduces the
+# ones used throughout.
+#
+# **You will learn**
+# - what the two *profiles* of the book are and how a notebook picks one;
+# - what the offline `teaching` dataset looks like and why it is drawn by a program;
+# - which six models stand in for the paper's ViT-S/B/L and ResNet-50, EfficientNet-B0 and
+#   MobileNetV3-Small, and how accurate they are.
+# %% tags=["remove-cell"]
+# On Colab, install nullspace_utils first (this cell is hidden on the website).
+try:
+    import google.colab  # noqa: F401
+    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
+except ImportError:
+    pass
+# %% [markdown]
+# ## Profiles
+#
+# A *profile* tells a notebook which images and which models to use. The default, `teaching`, runs
+# offline on a laptop CPU; `imagenet` is the paper's own setting. Set the environment variable
+# `NULLSPACE_PROFILE` before starting Jupyter to switch. Everything else in the notebooks stays the same.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown
+
+from nullspace_utils import exact, models, plotting
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.profiles import get_profile
+
+torch.manual_seed(0)
+profile = get_profile()
+print(profile.name, "-", profile.description)
+print("ViTs:", profile.vit_models)
+print("CNNs:", profile.cnn_models)
+
+# %% [markdown]
+# ## The teaching dataset
+#
+# Ten classes of shapes, drawn by `nullspace_utils.data` with a random colour, size, position and
+# rotation on a textured background with distractor strokes and pixel noise. Because every image is
+# rendered from its own seeded random generator, the same call gives the same pixels on any machine,
+# and no download is needed. Images are 112 x 112 pixels, float values in [0, 1].
+
+# %%
+val = profile.dataset("val")
+print(val, "classes:", ", ".join(val.classes))
+plotting.class_grid(val, profile.class_names, per_class=4)
+plt.show()
+
+# %% [markdown]
+# ## The model zoo
+#
+# The paper studies ViT-S, ViT-B and ViT-L with patch size 32 on 224 x 224 images: 7 x 7 = 49 patches,
+# each of $3 \cdot 32^2 = 3072$ values, embedded in $d$ = 384, 768 and 1024 dimensions. The teaching
+# zoo keeps those proportions at a size a CPU handles: 112 x 112 images with patch 16 also give 49
+# patches, each of $3 \cdot 16^2 = 768$ values, embedded in $d$ = 96, 192 and 256 dimensions. So $d$
+# over the patch size is 1/8, 1/4 and 1/3, exactly as for the paper's models, and the nullspace
+# shrinks from the small to the large model, as in the paper. The three CNNs are small members of the
+# ResNet, EfficientNet and MobileNetV3 families, built with timm.
+#
+# All six were trained on the GPU by `scripts/train_zoo.sh`; their weights ship with the library as
+# safetensors files whose sha256 is checked when they load. The table below is computed now: the
+# parameters and nullspace dimensions from the loaded weights, and the accuracy on 500 images of the
+# `test` split, which no model saw during training.
+
+# %%
+test_images, test_labels = stack_dataset(profile.dataset("test", n=500))
+manifest = models.load_manifest()
+rows = []
+for name in profile.models:
+    model = profile.load_model(name)
+    with torch.no_grad():
+        accuracy = (model(test_images).argmax(1) == test_labels).float().mean().item()
+    entry = manifest["models"][name]
+    if entry["kind"] == "vit":
+        weight = exact.patch_embedding_matrix(model)
+        geometry = f"patch {exact.patch_embedding_layer(model).kernel_size[0]}, d = {weight.shape[0]}"
+        null_dim = exact.patch_nullspace(model).shape[0]
+    else:
+        geometry, null_dim = "convolutional", "—"
+    rows.append([f"`{name}`", entry["plays"], f"{entry['params'] / 1e6:.2f} M", geometry, null_dim,
+                 f"{100 * entry['val_accuracy']:.1f} %", f"{100 * accuracy:.1f} %"])
+headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "val acc. (manifest)", "test acc. (now)"]
+Markdown(plotting.markdown_table(rows, headers))
+
+# %% [markdown]
+# The task is easy for all six models, by design: the chapters that follow study how predictions
+# *change* under noise, and that is easiest to read when the clean predictions are right.
+#
+# ## Exercises
+#
+# ```{exercise} Your own image
+# :label: ex-setting-1
+# Draw a single image of class "star" with `nullspace_utils.data.render_shape_image` and a generator
+# of your choice, and let `zoo-vit-s` classify it. Does the prediction survive a rotation by 90°
+# (`torch.rot90`)?
+# ```
+#
+# ```{solution} ex-setting-1
+# :class: dropdown
+# ~~~python
+# import numpy as np, torch
+# from nullspace_utils.data import render_shape_image, CLASS_NAMES
+# image = torch.from_numpy(render_shape_image(CLASS_NAMES.index("star"), np.random.default_rng(7)))
+# model = models.load_model("zoo-vit-s")
+# for k in range(4):
+#     print(k, CLASS_NAMES[model(torch.rot90(image, k, dims=(1, 2))[None]).argmax().item()])
+# ~~~
+# The models were trained with random quarter turns, so the prediction should not change.
+# ```
+#
+# ```{exercise} Nullspace dimensions by hand
+# :label: ex-setting-2
+# Before looking at the table: what nullspace dimension do you expect for a patch embedding with
+# $d = 192$ outputs and $3 \cdot 16 \cdot 16$ inputs, assuming the matrix has full rank?
+# ```
+#
+# ```{solution} ex-setting-2
+# :class: dropdown
+# By the rank-nullity theorem, $768 - 192 = 576$. The next chapter explains the theorem.
+# ```

@@ -1,0 +1,80 @@
+"""Figures and tables used across the chapters (matplotlib only)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["to_display", "show_images", "class_grid", "markdown_table"]
+
+
+def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
+    """A (C, H, W) tensor as an (H, W, C) array in [0, 1] for ``imshow``.
+
+    Images in [0, 1] are shown as they are. With ``symmetric=True`` (for noise,
+    which has both signs) values are mapped linearly so that 0 is mid-grey and
+    the largest |value| reaches black or white.
+    """
+    array = image.detach().cpu().to(torch.float64)
+    if symmetric:
+        peak = float(array.abs().max()) or 1.0
+        array = 0.5 + 0.5 * array / peak
+    return array.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def show_images(
+    images: Sequence[torch.Tensor] | torch.Tensor,
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int | None = None,
+    symmetric: Sequence[bool] | bool = False,
+    size: float = 2.0,
+    suptitle: str | None = None,
+):
+    """Show a row (or grid) of (C, H, W) images with titles; returns the figure."""
+    images = list(images)
+    ncols = ncols or len(images)
+    nrows = int(np.ceil(len(images) / ncols))
+    flags = [symmetric] * len(images) if isinstance(symmetric, bool) else list(symmetric)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, image) in enumerate(zip(axes.flat, images)):
+        ax.imshow(to_display(image, symmetric=flags[i]), interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def class_grid(dataset, class_names: Sequence[str], *, per_class: int = 4, size: float = 1.3):
+    """A grid with one column per class and ``per_class`` examples in each, from a dataset of (image, label)."""
+    chosen: dict[int, list[torch.Tensor]] = {c: [] for c in range(len(class_names))}
+    for index in range(len(dataset)):
+        image, label = dataset[index]
+        if len(chosen[label]) < per_class:
+            chosen[label].append(image)
+        if all(len(v) == per_class for v in chosen.values()):
+            break
+    fig, axes = plt.subplots(per_class, len(class_names), figsize=(size * len(class_names), size * per_class))
+    for column, name in enumerate(class_names):
+        for row in range(per_class):
+            ax = axes[row, column]
+            ax.imshow(to_display(chosen[column][row]))
+            ax.axis("off")
+        axes[0, column].set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
+    """A Markdown table (display it with ``IPython.display.Markdown``)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

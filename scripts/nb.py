@@ -1,0 +1,65 @@
+"""Tiny helper to write a chapter notebook from a list of cells: ``python scripts/nb.py`` is not a CLI.
+
+Chapters are written as ``book/_src/<chapter>.py`` files whose cells are separated by lines
+``# %% [markdown]`` / ``# %%`` (the "percent" format that VS Code and Jupytext read), with an
+optional ``tags=[...]`` after the marker. ``python scripts/nb.py book/_src/primer.py`` writes and
+executes ``book/primer.ipynb``; the executed notebook is what gets committed and nbval-checked.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=\[(?P<tags>[^\]]*)\])?\s*$")
+
+
+def parse(source: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    cells, current, kind, tags = [], [], None, []
+
+    def flush():
+        text = "\n".join(current).strip("\n")
+        if kind is None or not text:
+            return
+        if kind == "markdown":
+            text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in text.split("\n"))
+            cell = nbformat.v4.new_markdown_cell(text)
+        else:
+            cell = nbformat.v4.new_code_cell(text)
+        if tags:
+            cell.metadata["tags"] = tags
+        cells.append(cell)
+
+    for line in source.split("\n"):
+        match = MARKER.match(line)
+        if match:
+            flush()
+            current, kind = [], "markdown" if match["md"] else "code"
+            tags = [t.strip().strip("'\"") for t in (match["tags"] or "").split(",") if t.strip()]
+        else:
+            current.append(line)
+    flush()
+    nb.cells = cells
+    return nb
+
+
+def main(paths: list[str]) -> None:
+    for path in paths:
+        src = Path(path)
+        target = src.parent.parent / (src.stem + ".ipynb")
+        nb = parse(src.read_text())
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(target.parent)}}).execute()
+        for i, cell in enumerate(nb.cells):
+            cell["id"] = f"cell-{i}"
+        nbformat.write(nb, target)
+        print("wrote", target)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,154 @@
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
+
+from nullspace_utils import exact, models
+from nullspace_utils.data import stack_dataset, synthetic_dataset
+
+
+def small_vit(**kwargs) -> VisionTransformer:
+    torch.manual_seed(0)
+    config = dict(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=2, num_classes=5)
+    config.update(kwargs)
+    return VisionTransformer(**config).eval()
+
+
+@pytest.fixture(scope="module")
+def zoo_vit():
+    return models.load_model("zoo-vit-s")
+
+
+def test_matrix_folds_std_per_channel():
+    vit = small_vit()
+    std = (0.5, 0.25, 2.0)
+    W = exact.patch_embedding_matrix(vit, std=std)
+    weight = vit.patch_embed.proj.weight.detach().double()
+    assert W.shape == (64, 192) and W.dtype == torch.float64
+    for c in range(3):
+        assert torch.allclose(W[:, c * 64 : (c + 1) * 64], weight[:, c].reshape(64, -1) / std[c])
+
+
+def test_basis_is_orthonormal_and_in_the_nullspace(zoo_vit):
+    basis = exact.patch_nullspace(zoo_vit)
+    assert basis.shape == (672, 3, 16, 16)
+    flat = basis.reshape(basis.shape[0], -1)
+    W = exact.patch_embedding_matrix(zoo_vit)
+    assert (W @ flat.T).abs().max() < 1e-10 * W.abs().max()
+    assert torch.allclose(flat @ flat.T, torch.eye(flat.shape[0], dtype=torch.float64), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "name,dimension",
+    [("vit_small_patch32_224", 2688), ("vit_base_patch32_224", 2304), ("vit_large_patch32_224", 2048),
+     ("vit_small_patch16_224", 384), ("deit_tiny_patch16_224", 576)],
+)
+def test_dimensions_of_timm_vits(name, dimension):
+    model = timm.create_model(name, pretrained=False)
+    assert exact.patch_nullspace(model).shape[0] == dimension
+
+
+@pytest.mark.parametrize("name,dimension", [("zoo-vit-s", 672), ("zoo-vit-b", 576), ("zoo-vit-l", 512)])
+def test_dimensions_of_zoo(name, dimension):
+    assert exact.patch_nullspace(models.load_model(name)).shape[0] == dimension
+
+
+def test_zoo_logits_invariant_under_large_noise(zoo_vit):
+    images, _ = stack_dataset(synthetic_dataset("val", n=8))
+    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=10.0, seed=3)
+    assert noise.abs().max().item() == pytest.approx(10.0, rel=1e-5)
+    change = exact.logit_change(zoo_vit, images, noise)
+    assert change.shape == (8,) and change.max() < 1e-3
+    # the same-size random noise does change them: the test can fail
+    random = (torch.rand_like(noise) * 2 - 1) * 10.0
+    assert exact.logit_change(zoo_vit, images, random).max() > 1.0
+
+
+def test_naive_nullspace_breaks_with_nonuniform_std(zoo_vit):
+    images, _ = stack_dataset(synthetic_dataset("val", n=4))
+    naive = exact.patch_nullspace(zoo_vit, std=(1.0, 1.0, 1.0))
+    noise = exact.tile(naive[0] / naive[0].abs().max() * 5.0, 112).float()
+    assert exact.logit_change(zoo_vit, images, noise).max() > 1e-3
+
+
+def test_raw_timm_vit_with_pretrained_cfg_normalisation():
+    # A raw timm model: the matrix must use its pretrained_cfg std (ImageNet, non-uniform).
+    net = timm.create_model("vit_small_patch32_224", pretrained=False).eval()
+    cfg = net.pretrained_cfg
+    wrapped = models.ImageClassifier(net, cfg["mean"], cfg["std"])
+    noise = exact.random_nullspace_noise(net, 224, amplitude=3.0, seed=0)
+    images = torch.rand(2, 3, 224, 224)
+    assert exact.logit_change(wrapped, images, noise).max() < 1e-3
+
+
+@pytest.mark.parametrize("in_chans,img_size", [(1, 32), (3, 48), (4, 24)])
+def test_any_channels_and_image_size(in_chans, img_size):
+    vit = small_vit(in_chans=in_chans, img_size=img_size, embed_dim=32)
+    model = models.ImageClassifier(vit, (0.3,) * in_chans, tuple(0.2 + 0.1 * c for c in range(in_chans)))
+    basis = exact.patch_nullspace(model)
+    assert basis.shape == (in_chans * 64 - 32, in_chans, 8, 8)
+    noise = exact.random_nullspace_noise(model, img_size, amplitude=5.0, seed=1)
+    images = torch.rand(3, in_chans, img_size, img_size)
+    assert exact.logit_change(model, images, noise).max() < 1e-3
+
+
+def test_no_nullspace_error_states_the_numbers():
+    square = small_vit(embed_dim=192)  # 3 * 8 * 8 = 192
+    with pytest.raises(exact.NoNullspaceError, match="d = 192.*C\\*r\\*r = 192.*rank 192"):
+        exact.patch_nullspace(square)
+    assert issubclass(exact.NoNullspaceError, ValueError)
+
+
+def test_cnn_and_overlapping_and_hybrid_are_refused():
+    with pytest.raises(exact.NotPatchEmbeddingError, match="approximate"):
+        exact.patch_nullspace(models.load_model("zoo-resnet"))
+    overlapping = small_vit()
+    overlapping.patch_embed.proj = nn.Conv2d(3, 64, kernel_size=8, stride=4)
+    with pytest.raises(exact.NotPatchEmbeddingError, match="overlap"):
+        exact.patch_nullspace(overlapping)
+    hybrid = timm.create_model("vit_tiny_r_s16_p8_224", pretrained=False)
+    with pytest.raises(exact.NotPatchEmbeddingError, match="hybrid"):
+        exact.patch_nullspace(hybrid)
+
+
+def test_cache_follows_weight_changes():
+    vit = small_vit()
+    first = exact.patch_nullspace(vit)
+    assert exact.patch_nullspace(vit) is first
+    with torch.no_grad():
+        vit.patch_embed.proj.weight.add_(torch.randn_like(vit.patch_embed.proj.weight))
+    second = exact.patch_nullspace(vit)
+    W = exact.patch_embedding_matrix(vit)
+    assert (W @ second.reshape(second.shape[0], -1).T).abs().max() < 1e-10 * W.abs().max()
+    assert not torch.equal(first, second)
+
+
+def test_tile_shapes_and_errors():
+    patch = torch.arange(12.0).reshape(3, 2, 2)
+    tiled = exact.tile(patch, (4, 6))
+    assert tiled.shape == (3, 4, 6)
+    assert torch.equal(tiled[:, 2:4, 4:6], patch)
+    assert exact.tile(patch[None].repeat(2, 1, 1, 1), 4).shape == (2, 3, 4, 4)
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        exact.tile(patch, 5)
+    with pytest.raises(ValueError, match="patch_noise"):
+        exact.tile(torch.zeros(3, 2, 3), 4)
+
+
+def test_random_noise_is_seeded_and_batched(zoo_vit):
+    a = exact.random_nullspace_noise(zoo_vit, 112, seed=5)
+    b = exact.random_nullspace_noise(zoo_vit, 112, seed=5)
+    c = exact.random_nullspace_noise(zoo_vit, 112, seed=6)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    batch = exact.random_nullspace_noise(zoo_vit, 112, n=3, amplitude=0.2)
+    assert batch.shape == (3, 3, 112, 112)
+    assert torch.allclose(batch.abs().amax(dim=(1, 2, 3)), torch.full((3,), 0.2))
+
+
+def test_patch_embeddings_unchanged(zoo_vit):
+    images, _ = stack_dataset(synthetic_dataset("val", n=2))
+    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=1.0)
+    clean = exact.patch_embeddings(zoo_vit, images)
+    assert clean.shape == (2, 49, 96)
+    assert (exact.patch_embeddings(zoo_vit, images + noise) - clean).abs().max() < 1e-5 * clean.abs().max() * 10

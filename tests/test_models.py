@@ -1,0 +1,111 @@
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nullspace_utils import models
+from nullspace_utils.data import stack_dataset, synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def fresh_test_batch():
+    # the test split: never seen in training or model selection
+    return stack_dataset(synthetic_dataset("test", n=50))
+
+
+@pytest.mark.parametrize("name", models.available_models())
+def test_zoo_model_loads_hash_checked_and_accurate(name, fresh_test_batch):
+    manifest = models.load_manifest()
+    entry = manifest["models"][name]
+    assert models.sha256_of_file(models.ZOO_DIR / entry["file"]) == entry["sha256"]
+    model = models.load_model(name)
+    assert isinstance(model, models.ImageClassifier) and not model.training
+    assert model.mean == models.ZOO_MEAN and model.std == models.ZOO_STD
+    images, labels = fresh_test_batch
+    with torch.no_grad():
+        logits = model(images)
+    assert logits.shape == (50, 10)
+    assert (logits.argmax(1) == labels).float().mean().item() >= 0.9
+    assert entry["val_accuracy"] >= 0.9
+
+
+def test_manifest_records_provenance_and_size():
+    manifest = models.load_manifest()
+    assert set(manifest["models"]) == set(models.available_models())
+    assert manifest["provenance"]["command"] and manifest["provenance"]["torch"]
+    total = sum((models.ZOO_DIR / e["file"]).stat().st_size for e in manifest["models"].values())
+    assert total <= 25 * 1024 * 1024
+
+
+def test_wrapper_normalises_inside():
+    net = torch.nn.Identity()
+    model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
+    out = model(torch.ones(1, 3, 2, 2))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5]))
+    with pytest.raises(ValueError, match="images\\[None\\]"):
+        model(torch.ones(3, 2, 2))
+    with pytest.raises(ValueError, match="positive"):
+        models.ImageClassifier(net, (0.0,), (0.0,))
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(models.UnknownModelError, match="zoo-vit-s"):
+        models.load_model("zoo-vit-x")
+    with pytest.raises(models.UnknownModelError, match="vit_small_patch32_224"):
+        models.load_model("vit_smal_patch32_224")
+
+
+def test_corrupt_zoo_weights_are_refused(tmp_path, monkeypatch):
+    entry = models.load_manifest()["models"]["zoo-vit-s"]
+    shutil.copy(models.ZOO_DIR / "manifest.json", tmp_path / "manifest.json")
+    target = tmp_path / entry["file"]
+    shutil.copy(models.ZOO_DIR / entry["file"], target)
+    raw = bytearray(target.read_bytes())
+    raw[-10] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    monkeypatch.setattr(models, "ZOO_DIR", tmp_path)
+    with pytest.raises(models.WeightsError, match="corrupt.*sha256"):
+        models.load_model("zoo-vit-s")
+    target.unlink()
+    with pytest.raises(models.WeightsError, match="does not exist"):
+        models.load_model("zoo-vit-s")
+
+
+def test_missing_manifest_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "ZOO_DIR", tmp_path)
+    with pytest.raises(models.WeightsError, match="manifest"):
+        models.load_model("zoo-vit-b")
+
+
+def test_offline_pretrained_timm_raises_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.WeightsUnavailableError, match="weights="):
+        models.load_model("vit_small_patch32_224")
+
+
+def test_timm_model_from_local_safetensors(tmp_path):
+    import timm
+
+    source = timm.create_model("vit_small_patch32_224", pretrained=False)
+    path = tmp_path / "vit_s32.safetensors"
+    save_file(source.state_dict(), str(path))
+    model = models.load_model("vit_small_patch32_224", weights=path)
+    assert model.mean == tuple(source.pretrained_cfg["mean"]) and model.std == tuple(source.pretrained_cfg["std"])
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = source.eval()((x - model._mean) / model._std)
+        assert torch.allclose(model(x), expected, atol=1e-5)
+
+    wrong = tmp_path / "wrong.safetensors"
+    save_file(timm.create_model("vit_base_patch32_224", pretrained=False).state_dict(), str(wrong))
+    with pytest.raises(models.WeightsError, match="does not fit"):
+        models.load_model("vit_small_patch32_224", weights=wrong)
+    pickle_file = tmp_path / "model.pth"
+    torch.save(source.state_dict(), pickle_file)
+    with pytest.raises(models.WeightsError, match="safetensors"):
+        models.load_model("vit_small_patch32_224", weights=pickle_file)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(models.WeightsError, match="could not be read"):
+        models.load_model("vit_small_patch32_224", weights=garbage)
