@@ -13,7 +13,9 @@ This module knows nothing about models.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -31,6 +33,8 @@ __all__ = [
     "check_images",
     "psnr",
     "quantize_8bit",
+    "load_image",
+    "save_image",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -309,3 +313,47 @@ def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
     """Round [0, 1] images to the 256 levels of an 8-bit file (what saving as PNG does)."""
     check_images(images)
     return torch.round(images * 255.0) / 255.0
+
+
+def load_image(path: str | os.PathLike, *, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """Read an image file (PNG, JPEG, ...) as a float (3, H, W) tensor in [0, 1].
+
+    With ``size``, the image is resized (bicubic, as Pillow does it) to ``size`` x ``size`` or (H, W).
+    ``.npy`` files written by :func:`save_image` are read back losslessly.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at {path}.")
+    if path.suffix == ".npy":
+        tensor = torch.from_numpy(np.load(path)).float()
+    else:
+        try:
+            with Image.open(path) as handle:
+                picture = handle.convert("RGB")
+        except UnidentifiedImageError as error:
+            raise ValueError(f"{path} is not an image Pillow can read ({error}).") from error
+        if size is not None:
+            height, width = (size, size) if isinstance(size, int) else size
+            picture = picture.resize((width, height), Image.Resampling.BICUBIC)
+        tensor = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    check_images(tensor, name=str(path))
+    return tensor
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Save a (3, H, W) image in [0, 1]: ``.png`` as 8 bits (rounded, see :func:`quantize_8bit`),
+    ``.npy`` losslessly as float32. Returns the path."""
+    from PIL import Image
+
+    check_images(image, name="image")
+    path = Path(path)
+    if path.suffix == ".npy":
+        np.save(path, image.detach().cpu().float().numpy())
+    elif path.suffix.lower() == ".png":
+        array = (quantize_8bit(image) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        Image.fromarray(array).save(path)
+    else:
+        raise ValueError(f"Unsupported file type {path.suffix!r}: use .png (8-bit) or .npy (lossless float).")
+    return path

@@ -1,0 +1,233 @@
+"""Output-preserving watermarks through the nullspace (paper §6, eq. 7, A.2).
+
+For every patch x_j of an image and the matching patch m_j of a watermark, the paper looks for
+nullspace noise v_j = E λ that brings x_j as close as possible to m_j while the result stays a
+valid image:
+
+    min_λ || m_j - (x_j + E λ) ||_p    subject to   0 <= x_j + E λ <= 1.
+
+Written in the pixels y = x_j + E λ of the watermarked patch, "y - x_j lies in the nullspace" is
+the affine condition W_pix y = W_pix x_j (d equations instead of k = C r^2 - d unknowns), and for
+p = 1 the problem is a linear program:
+
+    min_y || y - m_j ||_1    subject to   W_pix y = W_pix x_j,   0 <= y <= 1.
+
+Because x_j itself is feasible, the problem always has a solution, and every feasible y has the
+same patch embedding as x_j: the watermarked image gives the model exactly the same tokens.
+
+Solvers:
+
+- ``"admm"`` (default): all patches of all images at once in torch. ADMM alternates an exact
+  projection onto the affine set (a precomputed (W W^T)^{-1} W), the proximal step of the
+  objective restricted to the box (soft-threshold and clamp for p = 1), and a dual update; a
+  final polish alternates the two projections and ends on the box.
+- ``"highs"``: the LP per patch with scipy's HiGHS (p = 1 only): the exact reference.
+- ``"slsqp"``: the paper's own method (scipy SLSQP in λ), for comparison only: it is very slow.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from nullspace_utils import exact
+from nullspace_utils.data import check_images
+
+__all__ = ["WatermarkResult", "embed", "to_patches", "from_patches", "SOLVERS"]
+
+SOLVERS = ("auto", "admm", "highs", "slsqp")
+
+
+@dataclass
+class WatermarkResult:
+    """What :func:`embed` returns. Tensors have the batch shape of the input image."""
+
+    image: torch.Tensor  # the watermarked image(s), in [0, 1]
+    noise: torch.Tensor  # image - original: nullspace noise, patch by patch
+    objective: torch.Tensor  # per image: sum over patches of ||y - m||_1 (p=1) or ||y - m||_2^2 (p=2)
+    embedding_residual: float  # max |W_pix (y - x)| over all patches: 0 up to float error
+    box_violation: float  # max distance of a pixel outside [0, 1]
+    seconds: float
+    solver: str
+    iterations: int
+
+
+def to_patches(images: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B * H/r * W/r, C*r*r), each row ordered like ``patch.reshape(-1)`` for (C, r, r)."""
+    b, c, h, w = images.shape
+    grid = images.reshape(b, c, h // r, r, w // r, r).permute(0, 2, 4, 1, 3, 5)
+    return grid.reshape(b * (h // r) * (w // r), c * r * r)
+
+
+def from_patches(patches: torch.Tensor, shape: tuple[int, int, int, int], r: int) -> torch.Tensor:
+    """Inverse of :func:`to_patches` for an image batch of ``shape`` (B, C, H, W)."""
+    b, c, h, w = shape
+    grid = patches.reshape(b, h // r, w // r, c, r, r).permute(0, 3, 1, 4, 2, 5)
+    return grid.reshape(b, c, h, w)
+
+
+# --------------------------------------------------------------------------- fast solver
+def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int, iterations: int,
+          polish: int, rho: float) -> tuple[torch.Tensor, int]:
+    """Batched ADMM over the rows of ``start``/``mark`` (P, n); returns feasible pixels (P, n)."""
+    dtype = start.dtype
+    gram = matrix @ matrix.T
+    back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W
+
+    def project_affine(values: torch.Tensor) -> torch.Tensor:
+        return values - ((values - start) @ matrix.T) @ back
+
+    def prox(values: torch.Tensor, step: float) -> torch.Tensor:
+        if p == 1:
+            shifted = values - mark
+            return (mark + torch.sign(shifted) * (shifted.abs() - step).clamp_min(0)).clamp(0, 1)
+        return ((mark * step + values) / (1 + step)).clamp(0, 1)
+
+    z = start.clone()
+    u = torch.zeros_like(start)
+    for _ in range(iterations):
+        y = project_affine(z - u)
+        z = prox(y + u, 1.0 / rho)
+        u = u + y - z
+    # Polish: alternating projections between the affine set and the box converge to a point of
+    # their intersection (non-empty: the original patch is in it). End on the affine set in float64
+    # so the embeddings match to float error, then clamp the (tiny) box overshoot.
+    y = z
+    for _ in range(polish):
+        y = project_affine(y).clamp(0, 1)
+    start64, y64, m64 = start.double(), y.double(), matrix.double()
+    y64 = y64 - ((y64 - start64) @ m64.T) @ torch.linalg.solve(m64 @ m64.T, m64)
+    return y64.clamp(0, 1).to(dtype), iterations
+
+
+# --------------------------------------------------------------------------- reference solvers
+def _highs(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """Solve the p = 1 LP of every row exactly with HiGHS; variables [y (n), t (n)], t >= |y - m|."""
+    from scipy.optimize import linprog
+    from scipy.sparse import bmat, csr_matrix, identity
+
+    n = matrix.shape[1]
+    eye = identity(n, format="csr")
+    a_ub = bmat([[eye, -eye], [-eye, -eye]], format="csr")
+    a_eq = bmat([[csr_matrix(matrix), csr_matrix((matrix.shape[0], n))]], format="csr")
+    cost = np.concatenate([np.zeros(n), np.ones(n)])
+    bounds = [(0.0, 1.0)] * n + [(0.0, None)] * n
+    out = np.empty_like(start)
+    for row in range(start.shape[0]):
+        result = linprog(cost, A_ub=a_ub, b_ub=np.concatenate([mark[row], -mark[row]]), A_eq=a_eq,
+                         b_eq=matrix @ start[row], bounds=bounds, method="highs")
+        if result.status != 0:
+            raise RuntimeError(f"HiGHS failed on patch {row}: {result.message}")
+        out[row] = result.x[:n]
+    return out
+
+
+def _slsqp(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray, p: int, maxiter: int) -> np.ndarray:
+    """The paper's formulation: SLSQP in the nullspace coordinates λ, per patch (slow)."""
+    from scipy.optimize import minimize
+
+    from nullspace_utils import linalg
+
+    basis = linalg.nullspace(matrix)  # (n, k)
+    out = np.empty_like(start)
+    for row in range(start.shape[0]):
+        x, m = start[row], mark[row]
+
+        def objective(lam: np.ndarray) -> float:
+            diff = x + basis @ lam - m
+            return float(np.abs(diff).sum() if p == 1 else diff @ diff)
+
+        constraints = [{"type": "ineq", "fun": lambda lam: x + basis @ lam, "jac": lambda lam: basis},
+                       {"type": "ineq", "fun": lambda lam: 1.0 - x - basis @ lam, "jac": lambda lam: -basis}]
+        result = minimize(objective, np.zeros(basis.shape[1]), method="SLSQP", constraints=constraints,
+                          options={"maxiter": maxiter})
+        out[row] = np.clip(x + basis @ result.x, 0.0, 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+def embed(
+    model: nn.Module,
+    image: torch.Tensor,
+    mark: torch.Tensor,
+    *,
+    p: int = 1,
+    solver: str = "auto",
+    strength: float = 1.0,
+    iterations: int = 1000,
+    polish: int = 200,
+    rho: float = 1.0,
+    maxiter: int = 100,
+    device: str | torch.device | None = None,
+) -> WatermarkResult:
+    """Overlay ``mark`` on ``image`` through the nullspace of ``model``'s patch embedding (paper eq. 7).
+
+    ``image`` is (C, H, W) or (B, C, H, W) in [0, 1]; ``mark`` has the same shape or broadcasts to it
+    (one mark for a whole batch). ``strength`` in (0, 1] blends the target: the solver aims at
+    ``(1 - strength) * image + strength * mark``. The result has exactly the patch embeddings of the
+    original (``embedding_residual`` is float error) and lies in [0, 1].
+    """
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 (an LP, the paper's choice) or 2 (a QP), got {p}.")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}.")
+    batched = check_images(image, name="image").batched
+    check_images(mark, name="mark")
+    images = image if batched else image[None]
+    try:
+        marks = torch.broadcast_to(mark if mark.ndim == 4 else mark[None], images.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mark of shape {tuple(mark.shape)} does not match image of shape {tuple(image.shape)}; "
+            "resize it first, e.g. torch.nn.functional.interpolate(mark[None], size=image.shape[-2:])."
+        ) from None
+    proj = exact.patch_embedding_layer(model)
+    r = proj.kernel_size[0]
+    if images.shape[1] != proj.in_channels or images.shape[-1] % r or images.shape[-2] % r:
+        raise ValueError(
+            f"image of shape {tuple(images.shape)} does not fit the model: it needs {proj.in_channels} channels "
+            f"and a height and width that are multiples of the patch size {r}."
+        )
+    exact.patch_nullspace(model)  # raises NoNullspaceError with the numbers when there is none
+    matrix64 = exact.patch_embedding_matrix(model)
+    target = (1.0 - strength) * images + strength * marks
+    device = torch.device(device) if device is not None else images.device
+
+    started = time.perf_counter()
+    start = to_patches(images.to(device), r)
+    goal = to_patches(target.to(device), r)
+    chosen = "admm" if solver == "auto" else solver
+    if chosen == "admm":
+        pixels, steps = _admm(matrix64.to(device, torch.float32), start.float(), goal.float(), p,
+                              iterations, polish, rho)
+    elif chosen == "highs":
+        if p != 1:
+            raise ValueError("solver='highs' solves the p = 1 linear program; use solver='admm' for p = 2.")
+        pixels = torch.from_numpy(_highs(matrix64.numpy(), start.double().cpu().numpy(),
+                                         goal.double().cpu().numpy())).to(start)
+        steps = 0
+    else:
+        warnings.warn("solver='slsqp' reproduces the paper's method and takes minutes per patch at ViT "
+                      "scale; use it for comparison only.", stacklevel=2)
+        pixels = torch.from_numpy(_slsqp(matrix64.numpy(), start.double().cpu().numpy(),
+                                         goal.double().cpu().numpy(), p, maxiter)).to(start)
+        steps = maxiter
+    seconds = time.perf_counter() - started
+
+    residual = ((pixels.double() - start.double()) @ matrix64.to(device).T).abs().max().item()
+    box = max((-pixels).clamp_min(0).max().item(), (pixels - 1).clamp_min(0).max().item())
+    diff = (pixels - goal).double()
+    per_patch = diff.abs().sum(1) if p == 1 else (diff**2).sum(1)
+    objective = per_patch.reshape(images.shape[0], -1).sum(1)
+    watermarked = from_patches(pixels, tuple(images.shape), r).to(images.device, images.dtype)
+    noise = watermarked - images
+    if not batched:
+        watermarked, noise, objective = watermarked[0], noise[0], objective[0]
+    return WatermarkResult(watermarked, noise, objective.cpu(), residual, box, seconds, chosen, steps)

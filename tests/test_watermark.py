@@ -1,0 +1,105 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from nullspace_utils import exact, models, watermark
+
+
+def tiny_model(embed_dim: int = 16) -> models.ImageClassifier:
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=embed_dim, depth=1, num_heads=2, num_classes=3)
+    return models.ImageClassifier(vit.eval(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(2, 3, 16, 16, generator=generator), torch.rand(3, 16, 16, generator=generator)
+
+
+def test_patches_round_trip_and_order():
+    images = torch.rand(2, 3, 8, 12)
+    patches = watermark.to_patches(images, 4)
+    assert patches.shape == (2 * 2 * 3, 48)
+    assert torch.equal(patches[4], images[0, :, 4:8, 4:8].reshape(-1))  # row-major over the patch grid
+    assert torch.equal(watermark.from_patches(patches, tuple(images.shape), 4), images)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_exact_box_and_logits(model, pair, p):
+    images, mark = pair
+    result = watermark.embed(model, images, mark, p=p)
+    assert result.image.shape == images.shape and result.solver == "admm"
+    assert result.image.min() >= 0 and result.image.max() <= 1 and result.box_violation == 0
+    assert result.embedding_residual < 1e-5
+    tokens = exact.patch_embeddings(model, images)
+    assert (exact.patch_embeddings(model, result.image) - tokens).abs().max() < 1e-5
+    with torch.no_grad():
+        assert (model(result.image) - model(images)).abs().max() < 1e-4
+    assert torch.allclose(result.noise, result.image - images)
+    # it did move towards the mark: closer than the original image is
+    assert (result.image - mark).abs().sum() < (images - mark).abs().sum()
+
+
+def test_agrees_with_highs_optimum(model, pair):
+    images, mark = pair
+    fast = watermark.embed(model, images, mark, p=1, rho=3.0)
+    reference = watermark.embed(model, images, mark, p=1, solver="highs")
+    assert reference.embedding_residual < 1e-6 and reference.box_violation < 1e-9
+    gap = (fast.objective - reference.objective) / reference.objective
+    assert (gap > -1e-6).all(), "the fast solver cannot beat the LP optimum"
+    assert (gap < 1e-3).all(), f"objective gap {gap}"
+
+
+def test_batch_equals_one_by_one(model, pair):
+    images, mark = pair
+    batch = watermark.embed(model, images, mark)
+    single = watermark.embed(model, images[1], mark)
+    assert single.image.shape == (3, 16, 16)
+    assert torch.allclose(batch.image[1], single.image, atol=1e-5)
+    assert float(single.objective) == pytest.approx(float(batch.objective[1]), rel=1e-5)
+
+
+def test_strength_zero_blend_keeps_image_close(model, pair):
+    images, mark = pair
+    weak = watermark.embed(model, images, mark, strength=0.2)
+    strong = watermark.embed(model, images, mark, strength=1.0)
+    assert (weak.image - images).abs().mean() < (strong.image - images).abs().mean()
+
+
+def test_slsqp_reference_is_feasible_but_warns(pair):
+    model = tiny_model(embed_dim=40)  # k = 8 nullspace coordinates per patch: cheap for SLSQP
+    images, mark = pair
+    with pytest.warns(UserWarning, match="comparison only"):
+        result = watermark.embed(model, images[:1], mark, solver="slsqp", maxiter=50)
+    assert result.embedding_residual < 1e-6
+    optimum = watermark.embed(model, images[:1], mark, solver="highs")
+    assert float(result.objective) >= float(optimum.objective[0]) - 1e-6
+
+
+def test_errors(model, pair):
+    images, mark = pair
+    with pytest.raises(ValueError, match="p must be"):
+        watermark.embed(model, images, mark, p=3)
+    with pytest.raises(ValueError, match="solver"):
+        watermark.embed(model, images, mark, solver="adam")
+    with pytest.raises(ValueError, match="interpolate"):
+        watermark.embed(model, images, torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        watermark.embed(model, images * 3, mark)
+    with pytest.raises(ValueError, match="multiples of the patch size"):
+        watermark.embed(model, torch.rand(3, 18, 18), torch.rand(3, 18, 18))
+    with pytest.raises(ValueError, match="highs"):
+        watermark.embed(model, images, mark, p=2, solver="highs")
+    with pytest.raises(exact.NoNullspaceError):
+        watermark.embed(tiny_model(embed_dim=48), images, mark)
+    with pytest.raises(exact.NotPatchEmbeddingError):
+        watermark.embed(models.load_model("zoo-resnet"), torch.rand(3, 112, 112), torch.rand(3, 112, 112))
