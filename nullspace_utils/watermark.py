@@ -38,7 +38,7 @@ import torch.nn as nn
 from nullspace_utils import exact
 from nullspace_utils.data import check_images
 
-__all__ = ["WatermarkResult", "embed", "to_patches", "from_patches", "SOLVERS"]
+__all__ = ["WatermarkResult", "embed", "evaluate", "compare_predictions", "text_mark", "to_patches", "from_patches", "SOLVERS"]
 
 SOLVERS = ("auto", "admm", "highs", "slsqp")
 
@@ -73,8 +73,12 @@ def from_patches(patches: torch.Tensor, shape: tuple[int, int, int, int], r: int
 
 # --------------------------------------------------------------------------- fast solver
 def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int, iterations: int,
-          polish: int, rho: float) -> tuple[torch.Tensor, int]:
-    """Batched ADMM over the rows of ``start``/``mark`` (P, n); returns feasible pixels (P, n)."""
+          polish: int, rho: float, alpha: float = 1.6, tol: float = 1e-5) -> tuple[torch.Tensor, int]:
+    """Batched, over-relaxed ADMM over the rows of ``start``/``mark`` (P, n); returns feasible pixels.
+
+    Splitting: y in the affine set {W y = W x}, z in the box with the objective; y = z at the end.
+    Stops early when the primal and dual residuals (max norm) fall below ``tol``.
+    """
     dtype = start.dtype
     gram = matrix @ matrix.T
     back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W
@@ -90,10 +94,19 @@ def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int,
 
     z = start.clone()
     u = torch.zeros_like(start)
-    for _ in range(iterations):
+    used = iterations
+    for step in range(iterations):
         y = project_affine(z - u)
-        z = prox(y + u, 1.0 / rho)
-        u = u + y - z
+        relaxed = alpha * y + (1 - alpha) * z
+        z_next = prox(relaxed + u, 1.0 / rho)
+        u = u + relaxed - z_next
+        if (step + 1) % 25 == 0:
+            primal = (y - z_next).abs().max().item()
+            dual = rho * (z_next - z).abs().max().item()
+            if primal < tol and dual < tol:
+                z, used = z_next, step + 1
+                break
+        z = z_next
     # Polish: alternating projections between the affine set and the box converge to a point of
     # their intersection (non-empty: the original patch is in it). End on the affine set in float64
     # so the embeddings match to float error, then clamp the (tiny) box overshoot.
@@ -102,7 +115,7 @@ def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int,
         y = project_affine(y).clamp(0, 1)
     start64, y64, m64 = start.double(), y.double(), matrix.double()
     y64 = y64 - ((y64 - start64) @ m64.T) @ torch.linalg.solve(m64 @ m64.T, m64)
-    return y64.clamp(0, 1).to(dtype), iterations
+    return y64.clamp(0, 1).to(dtype), used
 
 
 # --------------------------------------------------------------------------- reference solvers
@@ -159,9 +172,9 @@ def embed(
     p: int = 1,
     solver: str = "auto",
     strength: float = 1.0,
-    iterations: int = 1000,
-    polish: int = 200,
-    rho: float = 1.0,
+    iterations: int = 300,
+    polish: int = 50,
+    rho: float = 10.0,
     maxiter: int = 100,
     device: str | torch.device | None = None,
 ) -> WatermarkResult:
@@ -231,3 +244,92 @@ def embed(
     if not batched:
         watermarked, noise, objective = watermarked[0], noise[0], objective[0]
     return WatermarkResult(watermarked, noise, objective.cpu(), residual, box, seconds, chosen, steps)
+
+
+def text_mark(text: str, size: int | tuple[int, int], *, font_size: int | None = None,
+              angle: float = 0.0) -> torch.Tensor:
+    """A watermark image: white ``text`` on black, (3, H, W) in [0, 1], rendered with Pillow's built-in font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = (size, size) if isinstance(size, int) else size
+    font = ImageFont.load_default(size=font_size or max(8, height // 5))
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text(((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), text, fill=255, font=font)
+    if angle:
+        canvas = canvas.rotate(angle, resample=Image.Resampling.BICUBIC)
+    gray = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0)
+    return gray.expand(3, height, width).clone()
+
+
+@torch.no_grad()
+def compare_predictions(model: nn.Module, clean: torch.Tensor, changed: torch.Tensor, *,
+                        batch_size: int = 256) -> dict[str, float]:
+    """How much ``changed`` images move the model's output relative to ``clean`` ones (paper A.2).
+
+    Returns ``match`` (fraction of unchanged top-1 predictions), ``prob_change`` (mean absolute change
+    of the probability of the clean prediction, the paper's "difference in confidence"),
+    ``logit_change_max`` and ``logit_change_mean`` (largest and mean per-image max |Δ logit|).
+    """
+    matches, prob_changes, logit_changes = [], [], []
+    for start in range(0, len(clean), batch_size):
+        before = model(clean[start : start + batch_size])
+        after = model(changed[start : start + batch_size])
+        predicted = before.argmax(1)
+        matches.append(after.argmax(1) == predicted)
+        p_before = before.softmax(1).gather(1, predicted[:, None])[:, 0]
+        p_after = after.softmax(1).gather(1, predicted[:, None])[:, 0]
+        prob_changes.append((p_before - p_after).abs())
+        logit_changes.append((after - before).abs().amax(1))
+    logit = torch.cat(logit_changes)
+    return {"match": torch.cat(matches).float().mean().item(), "prob_change": torch.cat(prob_changes).mean().item(),
+            "logit_change_max": logit.max().item(), "logit_change_mean": logit.mean().item()}
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *, device: str | torch.device | None = None,
+             batch_size: int = 500, **solver_options) -> dict[str, dict[str, float]]:
+    """Watermark ``images`` and measure, per condition, what the model's predictions do (paper A.2).
+
+    Conditions, each against the clean images under the same treatment:
+    ``exact`` (our solver, float), ``exact_8bit`` (saved as 8-bit PNG; compared with the clean image
+    rounded too), ``clean_8bit`` (rounding the clean image alone), ``naive_std`` (nullspace of W
+    alone, ignoring the per-channel std), ``resized`` (watermarked, then resized by 8/7 and centre
+    cropped, as an eval pipeline might; the clean image gets the same treatment). Each also reports
+    the PSNR of the watermarked image against the original.
+    """
+    from nullspace_utils.data import psnr, quantize_8bit
+    from nullspace_utils.models import ImageClassifier
+
+    device = torch.device(device) if device is not None else images.device
+    model = model.to(device)
+    images = images.to(device)
+    mark = mark.to(device)
+
+    def watermark_all(solver_model: nn.Module) -> torch.Tensor:
+        parts = [embed(solver_model, images[s : s + batch_size], mark[s : s + batch_size] if mark.ndim == 4 else mark,
+                       device=device, **solver_options).image
+                 for s in range(0, len(images), batch_size)]
+        return torch.cat(parts)
+
+    def resize_crop(batch: torch.Tensor) -> torch.Tensor:
+        size = batch.shape[-1]
+        bigger = torch.nn.functional.interpolate(batch, scale_factor=8 / 7, mode="bilinear", align_corners=False)
+        offset = (bigger.shape[-1] - size) // 2
+        return bigger[..., offset : offset + size, offset : offset + size].clamp(0, 1)
+
+    marked = watermark_all(model)
+    net = getattr(model, "net", model)
+    naive_model = ImageClassifier(net, getattr(model, "mean", (0.0,) * 3), (1.0,) * images.shape[1])
+    naive = watermark_all(naive_model)
+    results = {
+        "exact": {**compare_predictions(model, images, marked), "psnr": psnr(images, marked)},
+        "exact_8bit": {**compare_predictions(model, quantize_8bit(images), quantize_8bit(marked)),
+                       "psnr": psnr(images, quantize_8bit(marked))},
+        "clean_8bit": {**compare_predictions(model, images, quantize_8bit(images)),
+                       "psnr": psnr(images, quantize_8bit(images))},
+        "naive_std": {**compare_predictions(model, images, naive), "psnr": psnr(images, naive)},
+        "resized": {**compare_predictions(model, resize_crop(images), resize_crop(marked)),
+                    "psnr": psnr(images, marked)},
+    }
+    return results

@@ -1,0 +1,87 @@
+"""Heavy experiments of the book, run from the command line on a GPU (a front end).
+
+    python -m nullspace_utils.experiments watermark --profile teaching --device cuda
+
+Each writes a small JSON result file under ``book/results/<profile>/`` with the command, config,
+versions and commit that made it; the chapters plot those files, and a test recomputes one cheap
+point of each so the committed numbers cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
+WATERMARK_CHECK_IMAGES = 8  # the cheap point a test recomputes on the CPU
+
+
+def _provenance(argv: list[str]) -> dict:
+    import timm
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=RESULTS.parent.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {"command": "python -m nullspace_utils.experiments " + " ".join(argv), "commit": commit,
+            "torch": torch.__version__, "timm": timm.__version__, "device": device,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def watermark_mark(image_size: int) -> torch.Tensor:
+    """The watermark used by the chapter and the experiments: rotated text."""
+    from nullspace_utils.watermark import text_mark
+
+    return text_mark("NULL", image_size, angle=20)
+
+
+def run_watermark(args: argparse.Namespace, argv: list[str]) -> dict:
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+    from nullspace_utils.watermark import evaluate
+
+    profile = get_profile(args.profile)
+    dataset = profile.dataset("val", n=args.n)
+    images, _ = stack_dataset(dataset)
+    mark = watermark_mark(profile.image_size)
+    out: dict = {"provenance": _provenance(argv), "profile": profile.name, "images": len(images),
+                 "mark": "text 'NULL', rotated 20 degrees", "p": 1, "models": {}}
+    for name in profile.vit_models:
+        model = profile.load_model(name, device=args.device)
+        started = time.perf_counter()
+        full = evaluate(model, images, mark, device=args.device)
+        seconds = time.perf_counter() - started
+        check = evaluate(model, images[:WATERMARK_CHECK_IMAGES], mark, device=args.device)
+        out["models"][name] = {"all": full, "seconds": seconds, "check": check}
+        print(name, f"{seconds:.1f} s", json.dumps(full["exact"]), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m nullspace_utils.experiments", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="experiment", required=True)
+    wm = sub.add_parser("watermark", help="evaluate output-preserving watermarks on the val split (paper A.2)")
+    wm.add_argument("--profile", default="teaching")
+    wm.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    wm.add_argument("--n", type=int, default=None, help="number of val images (default: the whole split)")
+    wm.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    result = run_watermark(args, argv)
+    out = args.out or RESULTS / args.profile / "watermark.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
