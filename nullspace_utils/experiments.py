@@ -48,6 +48,10 @@ def run_watermark(args: argparse.Namespace, argv: list[str]) -> dict:
     from nullspace_utils.profiles import get_profile
     from nullspace_utils.watermark import evaluate
 
+    # cuDNN convolutions default to TF32 on Ampere/Hopper GPUs: a 1e-3 relative error in the patch
+    # embedding that would swamp the float32 invariance we measure (seen: logit changes of 1e-2).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     profile = get_profile(args.profile)
     dataset = profile.dataset("val", n=args.n)
     images, _ = stack_dataset(dataset)
