@@ -38,7 +38,7 @@ import torch.nn as nn
 from nullspace_utils import exact
 from nullspace_utils.data import check_images
 
-__all__ = ["WatermarkResult", "embed", "evaluate", "compare_predictions", "text_mark", "to_patches", "from_patches", "SOLVERS"]
+__all__ = ["WatermarkResult", "embed", "solve_patches", "evaluate", "compare_predictions", "text_mark", "to_patches", "from_patches", "SOLVERS"]
 
 SOLVERS = ("auto", "admm", "highs", "slsqp")
 
@@ -164,6 +164,22 @@ def _slsqp(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray, p: int, maxi
 
 
 # --------------------------------------------------------------------------- public API
+def solve_patches(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, *, p: int = 1,
+                  iterations: int = 300, polish: int = 50, rho: float = 10.0) -> torch.Tensor:
+    """The fast solver on raw rows: min ||y - target||_p s.t. matrix @ y = matrix @ start, 0 <= y <= 1.
+
+    ``matrix`` is (d, n); ``start`` and ``target`` are (P, n) with ``start`` in [0, 1]. This is
+    eq. (7) of the paper written in pixels, for any linear map, e.g. a 1 x 2 toy matrix.
+    """
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p}.")
+    if start.ndim != 2 or start.shape != target.shape or matrix.ndim != 2 or matrix.shape[1] != start.shape[1]:
+        raise ValueError(f"need matrix (d, n) and start/target (P, n); got {tuple(matrix.shape)}, "
+                         f"{tuple(start.shape)}, {tuple(target.shape)}.")
+    pixels, _ = _admm(matrix.to(start), start, target.to(start), p, iterations, polish, rho)
+    return pixels
+
+
 def embed(
     model: nn.Module,
     image: torch.Tensor,

@@ -103,3 +103,30 @@ def test_errors(model, pair):
         watermark.embed(tiny_model(embed_dim=48), images, mark)
     with pytest.raises(exact.NotPatchEmbeddingError):
         watermark.embed(models.load_model("zoo-resnet"), torch.rand(3, 112, 112), torch.rand(3, 112, 112))
+
+
+def test_committed_evaluation_matches_a_recomputed_point():
+    """The committed GPU results stay honest: recompute their cheap check point on the CPU."""
+    import json
+
+    from nullspace_utils import experiments
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    committed = json.loads((experiments.RESULTS / "teaching" / "watermark.json").read_text())
+    profile = get_profile("teaching")
+    images, _ = stack_dataset(profile.dataset("val", n=experiments.WATERMARK_CHECK_IMAGES))
+    name = profile.vit_models[0]
+    fresh = watermark.evaluate(profile.load_model(name), images, experiments.watermark_mark(profile.image_size))
+    expected = committed["models"][name]["check"]
+    assert set(fresh) == set(expected)
+    for condition, values in expected.items():
+        assert fresh[condition]["match"] == values["match"], condition
+        assert fresh[condition]["psnr"] == pytest.approx(values["psnr"], abs=0.01), condition
+        assert fresh[condition]["prob_change"] == pytest.approx(values["prob_change"], abs=1e-3), condition
+        if condition != "exact":  # "exact" is float rounding: compare bounds, not digits
+            assert fresh[condition]["logit_change_mean"] == pytest.approx(values["logit_change_mean"], rel=0.1, abs=2e-3)
+    assert fresh["exact"]["logit_change_max"] < 1e-3 and expected["exact"]["logit_change_max"] < 1e-3
+    # the whole-split numbers are the chapter's claims
+    full = committed["models"][name]["all"]
+    assert committed["images"] == 2000 and full["exact"]["match"] == 1.0
