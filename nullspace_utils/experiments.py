@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPOSITORY_ROOT / "book" / "results"
+RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"
 WATERMARK_CHECK_IMAGES = 8  # the cheap point a test recomputes on the CPU
 
 
@@ -34,6 +36,28 @@ def _provenance(argv: list[str]) -> dict:
     return {"command": "python -m nullspace_utils.experiments " + " ".join(argv), "commit": commit,
             "torch": torch.__version__, "timm": timm.__version__, "device": device,
             "date": time.strftime("%Y-%m-%d")}
+
+
+def load_result(path: str) -> dict:
+    """A committed result file by its path in the repository, e.g. ``"book/results/teaching/watermark.json"``.
+
+    Read from the checkout when there is one; otherwise (a notebook opened alone, on Colab) fetched
+    from the repository on GitHub, with a clear error when offline.
+    """
+    local = REPOSITORY_ROOT / path
+    if local.is_file():
+        return json.loads(local.read_text())
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
+            return json.loads(response.read().decode())
+    except (urllib.error.URLError, TimeoutError) as error:
+        raise FileNotFoundError(
+            f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
+            "Clone the repository, or produce it with the command in the README."
+        ) from error
 
 
 def watermark_mark(image_size: int) -> torch.Tensor:
