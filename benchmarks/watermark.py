@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -32,13 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from nullspace_utils import data, models, watermark
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from nullspace_utils.experiments import git_commit
 
 
 def main() -> None:
@@ -60,7 +53,7 @@ def main() -> None:
     results: dict = {"command": "python benchmarks/watermark.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if k != "out" and v is not None),
-        "commit": _commit(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "commit": git_commit(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "model": "vit_small_patch32_224 (random init, seed 0)", "p": 1}
 
     if args.device != "cpu":

@@ -24,16 +24,20 @@ RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"
 WATERMARK_CHECK_IMAGES = 8  # the cheap point a test recomputes on the CPU
 
 
+def git_commit(cwd: Path = REPOSITORY_ROOT) -> str:
+    """The checkout's HEAD commit, or "unknown" outside a git checkout (e.g. a copied tree on a GPU box)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=cwd).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def _provenance(argv: list[str]) -> dict:
     import timm
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=RESULTS.parent.parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return {"command": "python -m nullspace_utils.experiments " + " ".join(argv), "commit": commit,
+    return {"command": "python -m nullspace_utils.experiments " + " ".join(argv), "commit": git_commit(),
             "torch": torch.__version__, "timm": timm.__version__, "device": device,
             "date": time.strftime("%Y-%m-%d")}
 

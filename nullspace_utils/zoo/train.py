@@ -19,7 +19,6 @@ import json
 import math
 import multiprocessing
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nullspace_utils.data import CLASS_NAMES, SPLIT_SEEDS, render_shape_image, synthetic_dataset, stack_dataset
+from nullspace_utils.data import CLASS_NAMES, SPLIT_SEEDS, render_shape_image, stack_dataset, synthetic_dataset
+from nullspace_utils.experiments import git_commit
 from nullspace_utils.models import ZOO, ZOO_DIR, ZOO_MEAN, ZOO_STD, ImageClassifier, build_zoo_network, sha256_of_file
 
 
@@ -156,13 +156,6 @@ def train_one(name: str, cache: Path, out_dir: Path, *, epochs: int, batch_size:
     return result
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def write_manifest(out_dir: Path, command: str) -> dict:
     import timm
 
@@ -188,7 +181,7 @@ def write_manifest(out_dir: Path, command: str) -> dict:
             "112x112 images with patch 16 give 7x7 = 49 patches as 224/32 does; widths 96/192/256 over "
             "3*16*16 = 768 give the ratios 0.125/0.25/0.33 of ViT-S/B/L-32 (384/768/1024 over 3072)."
         ),
-        "provenance": {"command": command, "commit": _git_commit(), "torch": torch.__version__,
+        "provenance": {"command": command, "commit": git_commit(), "torch": torch.__version__,
                        "timm": timm.__version__, "numpy": np.__version__},
         "models": models,
     }
