@@ -124,6 +124,80 @@ def run_watermark_slsqp(args: argparse.Namespace, argv: list[str]) -> dict:
     return out
 
 
+APPROXIMATE_LIMS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0)
+#: the cheap sweep point a test recomputes on the CPU
+APPROXIMATE_CHECK = {"model_index": 0, "lim": 0.5, "steps": 20, "batch_size": 32, "train": 64, "val": 64}
+
+
+def approximate_point(model, train, val, *, lim: float, keep_norm: bool, steps: int, batch_size: int,
+                      device: str) -> dict:
+    """Learn one encoder-level noise and evaluate it, learned and shuffled (one point of paper Fig. 2)."""
+    from dataclasses import asdict
+
+    from nullspace_utils.approximate import evaluate_noise, learn_noise
+
+    result = learn_noise(model, train, level="encoder", lim=lim, steps=steps, batch_size=batch_size,
+                         keep_norm=keep_norm, device=device, progress=False)
+    learned = evaluate_noise(model, val, result.noise, level="encoder", device=device)
+    shuffled = evaluate_noise(model, val, result.noise, level="encoder", shuffle=True, device=device)
+    return {"lim": lim, "keep_norm": keep_norm, "initial_norm": result.initial_norm, "final_norm": result.norm,
+            "final_loss": result.history[-1]["loss"], "learned": asdict(learned), "shuffled": asdict(shuffled)}
+
+
+def _stack_range(job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    from nullspace_utils.data import stack_dataset
+
+    dataset, start, stop = job
+    return stack_dataset(dataset, range(start, stop))
+
+
+def _tensor_dataset(profile, split: str, n: int, device: str):
+    """The split rendered once (in parallel over all CPU cores) as a TensorDataset on ``device``."""
+    import multiprocessing
+
+    from torch.utils.data import TensorDataset
+
+    dataset = profile.dataset(split, n=n)
+    jobs = [(dataset, start, min(start + 500, n)) for start in range(0, n, 500)]
+    with multiprocessing.Pool(min(len(jobs), multiprocessing.cpu_count())) as pool:
+        parts = pool.map(_stack_range, jobs)
+    images = torch.cat([images for images, _ in parts])
+    labels = torch.cat([labels for _, labels in parts])
+    return TensorDataset(images.to(device), labels.to(device))
+
+
+def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
+    from nullspace_utils.profiles import get_profile
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    profile = get_profile(args.profile)
+    train = _tensor_dataset(profile, "train", args.train, args.device)
+    val = _tensor_dataset(profile, "val", args.val, args.device)
+    out: dict = {"provenance": _provenance(argv), "profile": profile.name, "level": "encoder",
+                 "train_images": args.train, "val_images": args.val, "steps": args.steps, "batch_size": 256,
+                 "optimizer": "SGD lr 0.01, x0.1 at steps 150/300/400", "loss": "squared L2 between logits",
+                 "models": {}}
+    for name in profile.vit_models:
+        model = profile.load_model(name, device=args.device)
+        rows = []
+        for keep_norm in (False, True):
+            for lim in APPROXIMATE_LIMS:
+                row = approximate_point(model, train, val, lim=lim, keep_norm=keep_norm, steps=args.steps,
+                                        batch_size=256, device=args.device)
+                print(name, json.dumps({k: row[k] for k in ("lim", "keep_norm", "initial_norm", "final_norm")}),
+                      f"match {row['learned']['match']:.3f} shuffled {row['shuffled']['match']:.3f}", flush=True)
+                rows.append(row)
+        out["models"][name] = rows
+    check = APPROXIMATE_CHECK
+    small_train = _tensor_dataset(profile, "train", check["train"], args.device)
+    small_val = _tensor_dataset(profile, "val", check["val"], args.device)
+    out["check"] = {**check, "result": approximate_point(
+        profile.load_model(profile.vit_models[check["model_index"]], device=args.device), small_train, small_val,
+        lim=check["lim"], keep_norm=False, steps=check["steps"], batch_size=check["batch_size"], device=args.device)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m nullspace_utils.experiments", description=__doc__,
@@ -139,11 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     early.add_argument("--n", type=int, default=4)
     early.add_argument("--maxiter", type=int, default=3)
     early.add_argument("--out", type=Path, default=None)
+    approx = sub.add_parser("approximate", help="learned encoder-level noise against lim for the profile's ViTs (Fig. 2)")
+    approx.add_argument("--profile", default="teaching")
+    approx.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    approx.add_argument("--train", type=int, default=20_000)
+    approx.add_argument("--val", type=int, default=2_000)
+    approx.add_argument("--steps", type=int, default=500)
+    approx.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.experiment == "watermark":
-        result = run_watermark(args, argv)
-    else:
-        result = run_watermark_slsqp(args, argv)
+    runners = {"watermark": run_watermark, "watermark-slsqp": run_watermark_slsqp, "approximate": run_approximate}
+    result = runners[args.experiment](args, argv)
     out = args.out or RESULTS / args.profile / f"{args.experiment.replace('-', '_')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

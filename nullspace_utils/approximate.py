@@ -1,0 +1,237 @@
+"""Learned, approximate nullspace noise (paper §4, eq. 6, and §5).
+
+Beyond the linear patch embedding, the paper *learns* a noise that barely changes a model's output:
+starting from Uniform(-lim, lim), minimise over training images
+
+    || f(u + v)[logits] - f(u)[logits] ||_p
+
+where ``u`` is either the tokens entering the encoder (``level="encoder"``, the paper's ṽϕ; ViTs
+only) or the [0, 1] image itself (``level="input"``, ṽω; any model, CNNs too).
+
+The encoder-level noise has shape (m, d): one vector per *patch* token, added to the output of
+timm's ``patch_embed`` through a forward hook (no hand-written forward, so it keeps working across
+timm versions). The class token gets no noise: it is a parameter of the model, the same for every
+input, so perturbing it would change the model rather than its input.
+
+The objective is minimised by zero noise, so a learned noise can simply shrink. Every result
+reports the noise norm next to its initial norm, and ``keep_norm=True`` projects the noise back to
+its initial norm after every step, a variant that cannot shrink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+__all__ = ["LEVELS", "NoiseResult", "NoiseEvaluation", "noise_shape", "add_noise", "learn_noise",
+           "evaluate_noise", "shuffle_noise"]
+
+LEVELS = ("encoder", "input")
+
+
+def _net(model: nn.Module) -> nn.Module:
+    return getattr(model, "net", model)
+
+
+def _check_level(model: nn.Module, level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
+    if level == "encoder" and not hasattr(_net(model), "patch_embed"):
+        raise ValueError(
+            f"level='encoder' needs a ViT with a `patch_embed` module; {type(_net(model)).__name__} has none. "
+            "Use level='input' for CNNs (the paper's ṽω)."
+        )
+
+
+def noise_shape(model: nn.Module, level: str, image_size: int | tuple[int, int]) -> tuple[int, ...]:
+    """Shape of a noise for ``model``: (m, d) patch tokens at the encoder, (C, H, W) at the input."""
+    _check_level(model, level)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if level == "input":
+        channels = len(getattr(model, "mean", (0, 0, 0)))
+        return (channels, height, width)
+    embed = _net(model).patch_embed
+    with torch.no_grad():
+        device = next(embed.parameters()).device
+        tokens = embed(torch.zeros(1, embed.proj.in_channels, height, width, device=device))
+    return tuple(tokens.shape[1:])
+
+
+@contextlib.contextmanager
+def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[nn.Module]:
+    """Within the ``with`` block, calls of the returned callable run ``model`` with ``noise`` added.
+
+    At the encoder the noise is added to the patch tokens by a forward hook that is always removed on
+    exit; at the input it is added to the [0, 1] image before the model's own normalisation.
+    """
+    _check_level(model, level)
+    if level == "input":
+        yield lambda images: model(images + noise)
+        return
+    embed = _net(model).patch_embed
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if output.shape[1:] != noise.shape:
+            raise ValueError(f"encoder noise has shape {tuple(noise.shape)}, the patch tokens {tuple(output.shape[1:])}.")
+        return output + noise
+
+    handle = embed.register_forward_hook(hook)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    if isinstance(data, DataLoader):
+        return data
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
+
+
+@dataclass
+class NoiseResult:
+    """A learned noise and how it got there."""
+
+    noise: torch.Tensor
+    level: str
+    lim: float
+    initial_norm: float
+    history: list[dict] = field(default_factory=list)  # per step: loss, noise norm, lr
+
+    @property
+    def norm(self) -> float:
+        return self.noise.norm().item()
+
+
+def learn_noise(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    level: str,
+    lim: float,
+    p: float = 2,
+    steps: int = 500,
+    lr: float = 0.01,
+    milestones: tuple[int, ...] = (150, 300, 400),
+    batch_size: int = 256,
+    keep_norm: bool = False,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> NoiseResult:
+    """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
+
+    Defaults follow the authors' follow-up code: L2 between logits (``p=2``, squared and averaged),
+    SGD with lr 0.01, 500 steps, learning rate x0.1 at steps 150/300/400. ``data`` yields
+    ``(image, label)``; labels are ignored.
+    """
+    if lim <= 0:
+        raise ValueError(f"lim must be positive, got {lim}.")
+    if p <= 0:
+        raise ValueError(f"p must be positive, got {p}.")
+    model = model.to(device).eval()
+    trainable = [parameter.requires_grad for parameter in model.parameters()]
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    try:
+        return _sgd(model, data, level=level, lim=lim, p=p, steps=steps, lr=lr, milestones=milestones,
+                    batch_size=batch_size, keep_norm=keep_norm, seed=seed, device=device, progress=progress)
+    finally:
+        for parameter, flag in zip(model.parameters(), trainable):
+            parameter.requires_grad_(flag)
+
+
+def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int, lr: float,
+         milestones: tuple[int, ...], batch_size: int, keep_norm: bool, seed: int, device,
+         progress: bool) -> NoiseResult:
+    loader = _loader(data, batch_size, True, seed)
+    first_images = next(iter(loader))[0]
+    shape = noise_shape(model, level, tuple(first_images.shape[-2:]))
+    generator = torch.Generator().manual_seed(seed)
+    noise = ((torch.rand(shape, generator=generator) * 2 - 1) * lim).to(device).requires_grad_(True)
+    initial_norm = noise.detach().norm().item()
+    optimizer = torch.optim.SGD([noise], lr=lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
+    history: list[dict] = []
+    batches = iter(loader)
+    for step in tqdm(range(steps), disable=not progress, desc=f"learning {level} noise, lim {lim}"):
+        try:
+            images = next(batches)[0]
+        except StopIteration:
+            batches = iter(loader)
+            images = next(batches)[0]
+        images = images.to(device)
+        with torch.no_grad():
+            clean = model(images)
+        with add_noise(model, noise, level) as noisy_model:
+            noisy = noisy_model(images)
+        loss = (noisy - clean).abs().pow(p).sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if keep_norm:
+            with torch.no_grad():
+                noise.mul_(initial_norm / noise.norm().clamp_min(1e-12))
+        history.append({"step": step, "loss": loss.item(), "norm": noise.detach().norm().item(),
+                        "lr": optimizer.param_groups[0]["lr"]})
+    return NoiseResult(noise.detach(), level, lim, initial_norm, history)
+
+
+def shuffle_noise(noise: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The same values in a random order: the paper's baseline with the learned noise's statistics."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(noise.numel(), generator=generator).to(noise.device)
+    return noise.flatten()[order].reshape(noise.shape)
+
+
+@dataclass
+class NoiseEvaluation:
+    """How much a noise changes a model's predictions (paper Fig. 2, 3)."""
+
+    match: float  # fraction of unchanged top-1 predictions
+    logit_mse: float  # mean squared change of the logits
+    prob_change: float  # mean |change| of the probability of the clean prediction
+    noise_norm: float
+    clean_norm: float  # mean norm of the clean inputs at that level (tokens or images), for scale
+
+
+@torch.no_grad()
+def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Tensor, *, level: str,
+                   shuffle: bool = False, seed: int = 0, batch_size: int = 256,
+                   device: str | torch.device = "cpu") -> NoiseEvaluation:
+    """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled)."""
+    model = model.to(device).eval()
+    noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
+    matches, squared, prob_changes, clean_norms = [], [], [], []
+    embed = _net(model).patch_embed if level == "encoder" else None
+    for images, _ in _loader(data, batch_size, False, seed):
+        images = images.to(device)
+        clean = model(images)
+        with add_noise(model, noise, level) as noisy_model:
+            noisy = noisy_model(images)
+        predicted = clean.argmax(1)
+        matches.append(noisy.argmax(1) == predicted)
+        squared.append(((noisy - clean) ** 2).mean(1))
+        p_clean = clean.softmax(1).gather(1, predicted[:, None])[:, 0]
+        p_noisy = noisy.softmax(1).gather(1, predicted[:, None])[:, 0]
+        prob_changes.append((p_clean - p_noisy).abs())
+        if embed is not None:
+            normalize = getattr(model, "normalize", lambda x: x)
+            clean_norms.append(embed(normalize(images)).flatten(1).norm(dim=1))
+        else:
+            clean_norms.append(images.flatten(1).norm(dim=1))
+    return NoiseEvaluation(
+        match=torch.cat(matches).float().mean().item(),
+        logit_mse=torch.cat(squared).mean().item(),
+        prob_change=torch.cat(prob_changes).mean().item(),
+        noise_norm=noise.norm().item(),
+        clean_norm=torch.cat(clean_norms).mean().item(),
+    )
