@@ -26,7 +26,7 @@ from typing import Iterator
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 __all__ = ["LEVELS", "NoiseResult", "NoiseEvaluation", "noise_shape", "add_noise", "learn_noise",
@@ -88,9 +88,27 @@ def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[nn.
         handle.remove()
 
 
-def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+class _TensorBatches:
+    """Batches of a TensorDataset by slicing its tensors: a DataLoader collates item by item, which
+    costs ~0.1 s per batch of 256 images on two CPU cores and dominated a whole sweep."""
+
+    def __init__(self, data: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> None:
+        self.tensors, self.batch_size, self.shuffle = data.tensors, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        n = len(self.tensors[0])
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size].to(self.tensors[0].device)
+            yield tuple(tensor[index] for tensor in self.tensors)
+
+
+def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int):
     if isinstance(data, DataLoader):
         return data
+    if isinstance(data, TensorDataset):
+        return _TensorBatches(data, batch_size, shuffle, seed)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
 

@@ -86,3 +86,15 @@ def test_errors(vit, small_data):
         approximate.learn_noise(vit, small_data, level="encoder", lim=0.0, progress=False)
     with pytest.raises(ValueError, match="shape"):
         approximate.evaluate_noise(vit, small_data, torch.zeros(10, 96), level="encoder")
+
+
+def test_tensor_datasets_are_batched_by_slicing(vit, small_data):
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils.data import stack_dataset
+
+    images, labels = stack_dataset(small_data)
+    noise = torch.randn(49, 96)
+    fast = approximate.evaluate_noise(vit, TensorDataset(images, labels), noise, level="encoder", batch_size=10)
+    slow = approximate.evaluate_noise(vit, small_data, noise, level="encoder", batch_size=10)
+    assert fast.match == slow.match and fast.logit_mse == pytest.approx(slow.logit_mse, rel=1e-5)
