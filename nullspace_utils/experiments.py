@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -144,11 +145,12 @@ def approximate_point(model, train, val, *, lim: float, keep_norm: bool, steps: 
             "final_loss": result.history[-1]["loss"], "learned": asdict(learned), "shuffled": asdict(shuffled)}
 
 
-def _stack_range(job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    from nullspace_utils.data import stack_dataset
-
+def _stack_range(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Items start..stop-1 of a dataset as numpy arrays (workers stay off torch's thread pool,
+    which can deadlock in forked children)."""
     dataset, start, stop = job
-    return stack_dataset(dataset, range(start, stop))
+    items = [dataset[i] for i in range(start, stop)]
+    return np.stack([image.numpy() for image, _ in items]), np.array([label for _, label in items])
 
 
 def _tensor_dataset(profile, split: str, n: int, device: str):
@@ -161,19 +163,26 @@ def _tensor_dataset(profile, split: str, n: int, device: str):
     jobs = [(dataset, start, min(start + 500, n)) for start in range(0, n, 500)]
     with multiprocessing.Pool(min(len(jobs), multiprocessing.cpu_count())) as pool:
         parts = pool.map(_stack_range, jobs)
-    images = torch.cat([images for images, _ in parts])
-    labels = torch.cat([labels for _, labels in parts])
+    images = torch.from_numpy(np.concatenate([images for images, _ in parts]))
+    labels = torch.from_numpy(np.concatenate([labels for _, labels in parts])).long()
     return TensorDataset(images.to(device), labels.to(device))
 
 
 def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
+    from torch.utils.data import TensorDataset
+
     from nullspace_utils.profiles import get_profile
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     profile = get_profile(args.profile)
-    train = _tensor_dataset(profile, "train", args.train, args.device)
-    val = _tensor_dataset(profile, "val", args.val, args.device)
+    # Render on the CPU (forked workers) before anything initialises CUDA, then move to the device.
+    train = _tensor_dataset(profile, "train", args.train, "cpu")
+    val = _tensor_dataset(profile, "val", args.val, "cpu")
+    small_train = _tensor_dataset(profile, "train", APPROXIMATE_CHECK["train"], "cpu")
+    small_val = _tensor_dataset(profile, "val", APPROXIMATE_CHECK["val"], "cpu")
+    train, val, small_train, small_val = (TensorDataset(*(t.to(args.device) for t in d.tensors))
+                                          for d in (train, val, small_train, small_val))
     out: dict = {"provenance": _provenance(argv), "profile": profile.name, "level": "encoder",
                  "train_images": args.train, "val_images": args.val, "steps": args.steps, "batch_size": 256,
                  "optimizer": "SGD lr 0.01, x0.1 at steps 150/300/400", "loss": "squared L2 between logits",
@@ -190,8 +199,6 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
                 rows.append(row)
         out["models"][name] = rows
     check = APPROXIMATE_CHECK
-    small_train = _tensor_dataset(profile, "train", check["train"], args.device)
-    small_val = _tensor_dataset(profile, "val", check["val"], args.device)
     out["check"] = {**check, "result": approximate_point(
         profile.load_model(profile.vit_models[check["model_index"]], device=args.device), small_train, small_val,
         lim=check["lim"], keep_norm=False, steps=check["steps"], batch_size=check["batch_size"], device=args.device)}
