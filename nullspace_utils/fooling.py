@@ -1,0 +1,181 @@
+"""Images that look like a *target* but that a ViT sees as the *source* (paper §7 and A.3).
+
+Drop the [0, 1] box of the watermark problem and fix two of the three colour channels to the
+target's. Only one channel (red, by default, as in the paper) stays free. Per patch, the ViT's
+embedding is ``W_pix p + b`` (see :mod:`nullspace_utils.exact`); splitting the columns of ``W_pix``
+by channel, ``W_pix p = W_free p_free + W_fixed p_fixed``. Asking that the transformed patch
+embeds exactly like the source patch gives, for each patch, a linear system of d equations in
+r*r unknowns (the free channel's pixels):
+
+    W_free p_free = W_pix p_source - W_fixed p_target_fixed.
+
+When d < r*r it has many solutions; we take the one closest to the target's own free channel
+(least change, the minimum-norm correction from a pseudo-inverse), so the image looks as much like
+the target as the constraint allows. When d = r*r (the square case, e.g. the zoo's widest ViT or
+vit_large_patch32_224) the solution is unique. When d > r*r no exact solution exists in general.
+
+The tokens after the patch embedding are then identical, so every later layer, the logits, and any
+explanation computed from the tokens onwards are those of the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from nullspace_utils import exact, linalg
+from nullspace_utils.watermark import from_patches, to_patches
+
+__all__ = ["DisguiseResult", "NoExactDisguiseError", "disguise", "free_channel_matrices"]
+
+SOLUTIONS = ("least_change", "least_norm")
+
+
+class NoExactDisguiseError(ValueError):
+    """The free channel has fewer unknowns than the embedding has equations (d > r*r)."""
+
+
+@dataclass
+class DisguiseResult:
+    """What :func:`disguise` returns. Tensors have the batch shape of ``source``."""
+
+    image: torch.Tensor  # the transformed image(s): the target's fixed channels, a solved free channel
+    channel: int  # the free channel
+    bounded: bool  # whether the free channel was kept in [0, 1]
+    embedding_residual: torch.Tensor  # per image: ||E(image) - E(source)|| / ||E(source)|| (linear part)
+    exact: bool  # True when every patch's system was solved exactly (residual at float error)
+    out_of_box: float  # fraction of the free channel's values outside [0, 1] (0 when bounded)
+
+
+def free_channel_matrices(model: nn.Module, channel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (d, r*r) columns of the pixel-space patch matrix for ``channel`` and the (d, 2 r*r) rest."""
+    matrix = exact.patch_embedding_matrix(model)  # (d, C r r), float64
+    channels = exact.patch_embedding_layer(model).in_channels
+    if not 0 <= channel < channels:
+        raise ValueError(f"channel must be 0..{channels - 1} (0 red, 1 green, 2 blue), got {channel}.")
+    per_channel = matrix.shape[1] // channels
+    columns = torch.arange(matrix.shape[1]).reshape(channels, per_channel)
+    free = columns[channel]
+    fixed = torch.cat([columns[c] for c in range(channels) if c != channel])
+    return matrix[:, free], matrix[:, fixed]
+
+
+def _check_images(source: torch.Tensor, target: torch.Tensor, r: int) -> None:
+    if source.shape != target.shape:
+        raise ValueError(f"source and target must have the same shape, got {tuple(source.shape)} and "
+                         f"{tuple(target.shape)}; resize the target to the source's size first.")
+    if source.ndim != 4:
+        raise ValueError(f"images must be (C, H, W) or (B, C, H, W), got shape {tuple(source.shape)}.")
+    height, width = source.shape[-2:]
+    if height % r or width % r:
+        raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {r}; crop or resize it "
+                         "so the model's patches tile the image.")
+
+
+def _bounded_objective(free: torch.Tensor, rhs: torch.Tensor, start: torch.Tensor, x: torch.Tensor,
+                       ridge: float) -> torch.Tensor:
+    """Per patch: ||W_free x - rhs||^2 + ridge * ||W_free||_2^2 * ||x - start||^2."""
+    scale = ridge * torch.linalg.matrix_norm(free, ord=2) ** 2
+    return ((x @ free.T - rhs) ** 2).sum(1) + scale * ((x - start) ** 2).sum(1)
+
+
+def _bounded_solve(free: torch.Tensor, rhs: torch.Tensor, start: torch.Tensor, ridge: float,
+                   iterations: int) -> torch.Tensor:
+    """All patches at once: the free channel in [0, 1] closest to the required embedding.
+
+    Minimises :func:`_bounded_objective` subject to 0 <= x <= 1 by accelerated projected gradient
+    (FISTA, step 1/L with L the gradient's Lipschitz constant), batched over patches in float64. The
+    small ridge term picks, among near-equal fits, the one closest to the target's channel.
+    scipy's ``lsq_linear`` solves the same problem patch by patch (the reference in the tests) but
+    takes minutes per image.
+    """
+    gram = free.T @ free
+    weight = ridge * torch.linalg.matrix_norm(free, ord=2) ** 2
+    lipschitz = 2 * (torch.linalg.matrix_norm(free, ord=2) ** 2 + weight)
+    linear = rhs @ free  # (P, r r)
+    x = start.clamp(0, 1)
+    y, t = x.clone(), 1.0
+    for _ in range(iterations):
+        gradient = 2 * (y @ gram - linear) + 2 * weight * (y - start)
+        x_next = (y - gradient / lipschitz).clamp(0, 1)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = x_next + ((t - 1) / t_next) * (x_next - x)
+        x, t = x_next, t_next
+    return x
+
+
+def disguise(
+    model: nn.Module,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    channel: int = 0,
+    bounded: bool = False,
+    solution: str = "least_change",
+    least_squares: bool = False,
+    ridge: float = 1e-6,
+    iterations: int = 500,
+) -> DisguiseResult:
+    """Make ``target`` embed like ``source`` by changing one colour channel only (paper §7, A.3).
+
+    ``source`` and ``target`` are [0, 1] images (C, H, W) or (B, C, H, W). The channels other than
+    ``channel`` are copied from ``target`` exactly. The free channel is solved per patch in float64:
+
+    * ``bounded=False`` (the paper's unconstrained study): exactly, by a pseudo-inverse, as close to the
+      target's channel as possible (``solution="least_change"``) or of least norm (``"least_norm"``).
+      The values may leave [0, 1]: ``out_of_box`` says how many do. If d > r*r there is no exact solution
+      in general: :class:`NoExactDisguiseError`, unless ``least_squares=True``, which returns the
+      least-squares fit and reports its ``embedding_residual``.
+    * ``bounded=True``: the free channel stays in [0, 1] (a box-constrained least-squares problem per
+      patch, solved for all patches at once by ``iterations`` steps of accelerated projected
+      gradient); the embeddings then match only approximately, see ``embedding_residual``.
+    """
+    if solution not in SOLUTIONS:
+        raise ValueError(f"solution must be one of {SOLUTIONS}, got {solution!r}.")
+    proj = exact.patch_embedding_layer(model)  # raises NotPatchEmbeddingError for CNNs
+    r = proj.kernel_size[0]
+    single = source.ndim == 3
+    source_b = source[None] if single else source
+    target_b = target[None] if single else target
+    _check_images(source_b, target_b, r)
+    free, fixed = free_channel_matrices(model, channel)
+    d, unknowns = free.shape
+    if d > unknowns and not (least_squares or bounded):
+        raise NoExactDisguiseError(
+            f"The embedding has d = {d} equations per patch but the free channel only r*r = {unknowns} unknowns, "
+            "so no exact solution exists in general. Pass least_squares=True for the closest fit (its residual "
+            "is reported), or free more channels."
+        )
+    channels = proj.in_channels
+    per = r * r
+    source_patches = to_patches(source_b.detach().cpu().double(), r)  # (P, C r r)
+    target_patches = to_patches(target_b.detach().cpu().double(), r)
+    target_channels = target_patches.reshape(-1, channels, per)
+    target_free = target_channels[:, channel]
+    target_fixed = torch.cat([target_channels[:, c] for c in range(channels) if c != channel], dim=1)
+    full = torch.cat([free, fixed], dim=1)  # columns reordered like (free, fixed)
+    source_reordered = torch.cat([source_patches.reshape(-1, channels, per)[:, channel],
+                                  torch.cat([source_patches.reshape(-1, channels, per)[:, c]
+                                             for c in range(channels) if c != channel], dim=1)], dim=1)
+    rhs = source_reordered @ full.T - target_fixed @ fixed.T  # (P, d): what W_free must produce
+    if bounded:
+        solved = _bounded_solve(free, rhs, target_free, ridge, iterations)
+    else:
+        pinv = torch.linalg.pinv(free, rtol=linalg.default_rtol(free.shape))  # (r r, d)
+        start = target_free if solution == "least_change" else torch.zeros_like(target_free)
+        solved = start + (rhs - start @ free.T) @ pinv.T
+    channels_out = [target_channels[:, c] for c in range(channels)]
+    channels_out[channel] = solved
+    patches = torch.stack(channels_out, dim=1).reshape(len(solved), channels * per)
+    image = from_patches(patches, tuple(source_b.shape), r)
+    # linear-part residual per image: the bias and the mean term are the same for both images
+    change = ((patches - source_patches) @ exact.patch_embedding_matrix(model).T).reshape(len(source_b), -1)
+    reference = (source_patches @ exact.patch_embedding_matrix(model).T).reshape(len(source_b), -1)
+    residual = change.norm(dim=1) / reference.norm(dim=1).clamp_min(1e-12)
+    exact_solution = bool(residual.max() < 1e-8)
+    out_of_box = ((solved < 0) | (solved > 1)).double().mean().item()
+    image = image.to(source.dtype)
+    return DisguiseResult(image=image[0] if single else image, channel=channel, bounded=bounded,
+                          embedding_residual=residual.float(), exact=exact_solution, out_of_box=out_of_box)

@@ -1,0 +1,220 @@
+"""Explanation maps for the fooling study (paper §7, Fig. 5b, A.4, Fig. 7).
+
+Two kinds of maps, both returned at image resolution as (B, H, W) tensors:
+
+* :func:`attribute`: captum's attribution methods, named by lower-case strings (``METHODS``).
+* :func:`relevance`: the gradient-weighted attention relevance of Chefer et al. (2021), which the
+  paper calls LRP, computed on an unmodified timm ViT: fused attention is switched off for the call so
+  the attention probabilities exist as tensors, a forward hook on each block's ``attn_drop`` keeps
+  them, and ``torch.autograd.grad`` gives their gradients. Per block,
+  ``R <- R + mean_heads(clamp(grad * attn, min=0)) @ R`` starting from the identity; the class-token
+  row of ``R`` over the patch tokens is the map.
+
+captum's own ``LRP`` has no rules for attention or LayerNorm, so it cannot explain a ViT; asking for
+``"lrp"`` raises an error that says so.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["METHODS", "attribute", "relevance", "compare_maps"]
+
+
+def _net(model: nn.Module) -> nn.Module:
+    return getattr(model, "net", model)
+
+
+def _patch_size(model: nn.Module) -> int | None:
+    embed = getattr(_net(model), "patch_embed", None)
+    size = getattr(embed, "patch_size", None)
+    return None if size is None else int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def _saliency(model, images, target, **kwargs):
+    from captum.attr import Saliency
+
+    return Saliency(model).attribute(images, target=target, **{"abs": True, **kwargs})
+
+
+def _integrated_gradients(model, images, target, **kwargs):
+    from captum.attr import IntegratedGradients
+
+    return IntegratedGradients(model).attribute(images, target=target, **{"n_steps": 32, **kwargs})
+
+
+def _input_x_gradient(model, images, target, **kwargs):
+    from captum.attr import InputXGradient
+
+    return InputXGradient(model).attribute(images, target=target, **kwargs)
+
+
+def _guided_backprop(model, images, target, **kwargs):
+    from captum.attr import GuidedBackprop
+
+    return GuidedBackprop(model).attribute(images, target=target, **kwargs)
+
+
+def _deconvolution(model, images, target, **kwargs):
+    from captum.attr import Deconvolution
+
+    return Deconvolution(model).attribute(images, target=target, **kwargs)
+
+
+def _smoothgrad(model, images, target, **kwargs):
+    from captum.attr import NoiseTunnel, Saliency
+
+    torch.manual_seed(kwargs.pop("seed", 0))  # the noise samples: same seed, same samples for every image batch
+    options = {"nt_type": "smoothgrad", "nt_samples": 16, "stdevs": 0.1, **kwargs}
+    return NoiseTunnel(Saliency(model)).attribute(images, target=target, **options)
+
+
+def _gradient_shap(model, images, target, **kwargs):
+    from captum.attr import GradientShap
+
+    torch.manual_seed(kwargs.pop("seed", 0))
+    baselines = kwargs.pop("baselines", torch.zeros_like(images[:1]).repeat(2, 1, 1, 1))
+    return GradientShap(model).attribute(images, baselines=baselines, target=target,
+                                         **{"n_samples": 16, **kwargs})
+
+
+def _occlusion(model, images, target, **kwargs):
+    from captum.attr import Occlusion
+
+    r = _patch_size(model) or 16
+    window = kwargs.pop("window", r)
+    stride = kwargs.pop("stride", max(r // 2, 1))
+    channels = images.shape[1]
+    return Occlusion(model).attribute(images, target=target, sliding_window_shapes=(channels, window, window),
+                                      strides=(channels, stride, stride), **{"perturbations_per_eval": 32, **kwargs})
+
+
+def _feature_ablation(model, images, target, **kwargs):
+    """Ablate (set to 0) one whole patch of the model's grid at a time."""
+    from captum.attr import FeatureAblation
+
+    r = _patch_size(model) or 16
+    height, width = images.shape[-2:]
+    ids = torch.arange((height // r) * (width // r), device=images.device).reshape(1, 1, height // r, width // r)
+    mask = ids.repeat_interleave(r, 2).repeat_interleave(r, 3)
+    return FeatureAblation(model).attribute(images, target=target, feature_mask=mask,
+                                            **{"perturbations_per_eval": 16, **kwargs})
+
+
+#: captum methods by name. Occlusion slides patch-sized windows at half-patch strides (so most windows
+#: straddle patches); feature_ablation removes whole patches of the ViT's grid.
+METHODS: dict[str, Callable] = {
+    "saliency": _saliency,
+    "integrated_gradients": _integrated_gradients,
+    "input_x_gradient": _input_x_gradient,
+    "guided_backprop": _guided_backprop,
+    "deconvolution": _deconvolution,
+    "smoothgrad": _smoothgrad,
+    "gradient_shap": _gradient_shap,
+    "occlusion": _occlusion,
+    "feature_ablation": _feature_ablation,
+}
+
+
+def _targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
+    if target is None:
+        with torch.no_grad():
+            return model(images).argmax(1)
+    if isinstance(target, int):
+        return torch.full((len(images),), target, dtype=torch.long, device=images.device)
+    return torch.as_tensor(target, device=images.device).long()
+
+
+def _batch(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if images.ndim == 3:
+        return images[None], True
+    if images.ndim != 4:
+        raise ValueError(f"images must be (C, H, W) or (B, C, H, W), got shape {tuple(images.shape)}.")
+    return images, False
+
+
+def attribute(model: nn.Module, images: torch.Tensor, *, method: str, target=None,
+              reduce: str = "sum", **method_kwargs) -> torch.Tensor:
+    """A captum attribution map per image, (B, H, W) (or (H, W) for one image).
+
+    ``method`` is a key of :data:`METHODS`; ``target`` is a class index, one per image, or ``None``
+    for the model's prediction. ``reduce`` combines the channels: ``"sum"`` (signed), ``"abs_sum"``,
+    or ``"none"`` to keep (B, C, H, W). Extra keyword arguments go to the captum method.
+    """
+    if method == "lrp":
+        raise ValueError(
+            "captum's LRP has no propagation rules for attention or LayerNorm, so it cannot explain a ViT. "
+            "Use relevance(model, images), the attention relevance of Chefer et al. (2021) that the paper calls LRP."
+        )
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)} (or relevance()).")
+    if reduce not in ("sum", "abs_sum", "none"):
+        raise ValueError(f"reduce must be 'sum', 'abs_sum' or 'none', got {reduce!r}.")
+    batch, single = _batch(images)
+    model.eval()
+    targets = _targets(model, batch, target)
+    maps = METHODS[method](model, batch.clone().requires_grad_(True), targets, **method_kwargs).detach()
+    if reduce == "sum":
+        maps = maps.sum(1)
+    elif reduce == "abs_sum":
+        maps = maps.abs().sum(1)
+    return maps[0] if single else maps
+
+
+def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.Tensor:
+    """Chefer et al.'s gradient-weighted attention relevance of the class token, (B, H, W) in image pixels.
+
+    Works on a stock timm ViT (``blocks[i].attn`` with ``fused_attn`` and ``attn_drop``); the model is
+    left exactly as it was. Raises ``TypeError`` for models without attention blocks.
+    """
+    net = _net(model)
+    blocks = getattr(net, "blocks", None)
+    if blocks is None or not all(hasattr(block, "attn") and hasattr(block.attn, "attn_drop") for block in blocks):
+        raise TypeError(f"{type(net).__name__} has no timm attention blocks (`blocks[i].attn`); relevance "
+                        "needs a ViT. Use attribute(..., method=...) for CNNs.")
+    batch, single = _batch(images)
+    model.eval()
+    targets = _targets(model, batch, target)
+    probabilities: list[torch.Tensor] = []
+    handles, fused = [], []
+    for block in blocks:
+        fused.append(block.attn.fused_attn)
+        block.attn.fused_attn = False
+        handles.append(block.attn.attn_drop.register_forward_hook(lambda module, inputs, output: probabilities.append(output)))
+    try:
+        inputs = batch.clone().requires_grad_(True)
+        logits = model(inputs)
+        score = logits.gather(1, targets[:, None]).sum()
+        gradients = torch.autograd.grad(score, probabilities)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for block, flag in zip(blocks, fused):
+            block.attn.fused_attn = flag
+    tokens = probabilities[0].shape[-1]
+    rollout = torch.eye(tokens, device=batch.device).expand(len(batch), tokens, tokens)
+    for attention, gradient in zip(probabilities, gradients):
+        cam = (gradient * attention).clamp(min=0).mean(1).detach()  # (B, N, N)
+        rollout = rollout + cam @ rollout
+    prefix = getattr(net, "num_prefix_tokens", 1)
+    r = _patch_size(model)
+    grid = (batch.shape[-2] // r, batch.shape[-1] // r)
+    maps = rollout[:, 0, prefix:].reshape(len(batch), 1, *grid)
+    maps = F.interpolate(maps, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return maps[0] if single else maps
+
+
+def compare_maps(first: torch.Tensor, second: torch.Tensor) -> dict[str, float]:
+    """How alike two maps (or batches of maps) are: max |difference| relative to the first's max |value|,
+    and the Pearson correlation per map, averaged."""
+    a = first.reshape(-1, first.shape[-2] * first.shape[-1]).double()
+    b = second.reshape(-1, second.shape[-2] * second.shape[-1]).double()
+    scale = a.abs().amax(1).clamp_min(1e-30)
+    relative = ((a - b).abs().amax(1) / scale).max().item()
+    a_c, b_c = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    correlation = ((a_c * b_c).sum(1) / (a_c.norm(dim=1) * b_c.norm(dim=1)).clamp_min(1e-30)).mean().item()
+    return {"max_relative_difference": relative, "correlation": correlation}

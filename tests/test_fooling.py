@@ -1,0 +1,117 @@
+"""Targeted nullspace noise (paper §7, A.3): the disguised image embeds exactly like the source."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import lsq_linear
+from timm.models.vision_transformer import VisionTransformer
+
+from nullspace_utils import exact, fooling, models
+
+
+def tiny_vit(embed_dim: int, patch_size: int = 4) -> models.ImageClassifier:
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=16, patch_size=patch_size, embed_dim=embed_dim, depth=1, num_heads=2,
+                            num_classes=3)
+    return models.ImageClassifier(vit.eval(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.fixture(scope="module")
+def zoo_vit():
+    return models.load_model("zoo-vit-s")
+
+
+@pytest.fixture(scope="module")
+def source_target(val_batch):
+    images, _ = val_batch
+    return images[:3], images[3:6]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_disguise_embeds_like_the_source_and_keeps_the_fixed_channels(zoo_vit, source_target, channel):
+    source, target = source_target
+    result = fooling.disguise(zoo_vit, source, target, channel=channel)
+    fixed = [c for c in range(3) if c != channel]
+    assert torch.equal(result.image[:, fixed], target[:, fixed])
+    assert relative_error(exact.patch_embeddings(zoo_vit, result.image), exact.patch_embeddings(zoo_vit, source)) <= 1e-5
+    assert result.exact and result.embedding_residual.max() < 1e-8
+    with torch.no_grad():
+        assert torch.allclose(zoo_vit(result.image), zoo_vit(source), atol=1e-4)
+    # the free channel really changed: it is neither the source's nor the target's
+    assert (result.image[:, channel] - target[:, channel]).abs().max() > 0.1
+
+
+def test_least_change_is_closer_to_the_target_than_least_norm(zoo_vit, source_target):
+    source, target = source_target
+    change = fooling.disguise(zoo_vit, source, target, solution="least_change").image
+    norm = fooling.disguise(zoo_vit, source, target, solution="least_norm").image
+    assert (change - target).norm() < (norm - target).norm()
+    assert relative_error(exact.patch_embeddings(zoo_vit, norm), exact.patch_embeddings(zoo_vit, source)) <= 1e-5
+
+
+def test_single_image_and_square_case():
+    model = tiny_vit(embed_dim=16)  # d = r*r = 16: one exact solution per patch
+    generator = torch.Generator().manual_seed(0)
+    source, target = torch.rand(3, 16, 16, generator=generator), torch.rand(3, 16, 16, generator=generator)
+    result = fooling.disguise(model, source, target)
+    assert result.image.shape == source.shape
+    assert relative_error(exact.patch_embeddings(model, result.image[None]),
+                          exact.patch_embeddings(model, source[None])) <= 1e-5
+
+
+def test_more_equations_than_unknowns_raises_unless_least_squares():
+    model = tiny_vit(embed_dim=24)  # d = 24 > r*r = 16
+    generator = torch.Generator().manual_seed(0)
+    source, target = torch.rand(2, 3, 16, 16, generator=generator), torch.rand(2, 3, 16, 16, generator=generator)
+    with pytest.raises(fooling.NoExactDisguiseError, match="least_squares=True"):
+        fooling.disguise(model, source, target)
+    result = fooling.disguise(model, source, target, least_squares=True)
+    assert not result.exact and result.embedding_residual.min() > 1e-3
+    assert torch.equal(result.image[:, 1:], target[:, 1:])
+
+
+def test_bounded_stays_in_the_box_and_matches_scipy(zoo_vit, source_target):
+    source, target = source_target
+    result = fooling.disguise(zoo_vit, source[:1], target[:1], bounded=True)
+    assert result.image.min() >= 0 and result.image.max() <= 1 and result.out_of_box == 0
+    assert torch.equal(result.image[:, 1:], target[:1, 1:])
+    # same problem, patch by patch, with scipy's bounded least squares (BVLS) on 3 patches
+    free, _ = fooling.free_channel_matrices(zoo_vit, 0)
+    generator = torch.Generator().manual_seed(0)
+    rhs = torch.randn(3, free.shape[0], generator=generator, dtype=torch.float64) * 5
+    start = torch.rand(3, free.shape[1], generator=generator, dtype=torch.float64)
+    ours = fooling._bounded_solve(free, rhs, start, 1e-6, 500)
+    scale = np.sqrt(1e-6) * np.linalg.norm(free.numpy(), 2)
+    stacked = np.vstack([free.numpy(), scale * np.eye(free.shape[1])])
+    reference = torch.from_numpy(np.stack([
+        lsq_linear(stacked, np.concatenate([b, scale * s]), bounds=(0, 1), method="bvls").x
+        for b, s in zip(rhs.numpy(), start.numpy())]))
+    ours_objective = fooling._bounded_objective(free, rhs, start, ours, 1e-6)
+    reference_objective = fooling._bounded_objective(free, rhs, start, reference, 1e-6)
+    assert torch.all(ours_objective <= reference_objective * (1 + 1e-6))
+
+
+def test_unbounded_values_leave_the_box(zoo_vit, source_target):
+    source, target = source_target
+    result = fooling.disguise(zoo_vit, source, target)
+    assert 0 < result.out_of_box < 1
+    assert result.out_of_box == pytest.approx(((result.image[:, 0] < 0) | (result.image[:, 0] > 1)).float().mean().item(),
+                                              abs=1e-6)
+
+
+def test_clear_errors(zoo_vit, source_target):
+    source, target = source_target
+    with pytest.raises(exact.NotPatchEmbeddingError, match="not a ViT"):
+        fooling.disguise(models.load_model("zoo-mobilenetv3"), source, target)
+    with pytest.raises(ValueError, match="channel must be"):
+        fooling.disguise(zoo_vit, source, target, channel=3)
+    with pytest.raises(ValueError, match="same shape"):
+        fooling.disguise(zoo_vit, source, target[:2])
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        fooling.disguise(zoo_vit, source[..., :100, :100], target[..., :100, :100])
+    with pytest.raises(ValueError, match="solution must be"):
+        fooling.disguise(zoo_vit, source, target, solution="closest")
