@@ -16,8 +16,11 @@ captum's own ``LRP`` has no rules for attention or LayerNorm, so it cannot expla
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -53,33 +56,57 @@ def _input_x_gradient(model, images, target, **kwargs):
     return InputXGradient(model).attribute(images, target=target, **kwargs)
 
 
+def _quietly(method, model, images, target, **kwargs):
+    """captum warns on every call that it hooks ReLUs (it does so even when, as in a ViT, there are none)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
+        return method(model).attribute(images, target=target, **kwargs)
+
+
 def _guided_backprop(model, images, target, **kwargs):
     from captum.attr import GuidedBackprop
 
-    return GuidedBackprop(model).attribute(images, target=target, **kwargs)
+    return _quietly(GuidedBackprop, model, images, target, **kwargs)
 
 
 def _deconvolution(model, images, target, **kwargs):
     from captum.attr import Deconvolution
 
-    return Deconvolution(model).attribute(images, target=target, **kwargs)
+    return _quietly(Deconvolution, model, images, target, **kwargs)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch's and numpy's global generators for one captum call (captum draws from both), then
+    restore them, so a sampling method gives the same map for the same input and the caller's random
+    streams are left as they were."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
 
 
 def _smoothgrad(model, images, target, **kwargs):
     from captum.attr import NoiseTunnel, Saliency
 
-    torch.manual_seed(kwargs.pop("seed", 0))  # the noise samples: same seed, same samples for every image batch
     options = {"nt_type": "smoothgrad", "nt_samples": 16, "stdevs": 0.1, **kwargs}
-    return NoiseTunnel(Saliency(model)).attribute(images, target=target, **options)
+    seed = options.pop("seed", 0)
+    with _seeded(seed):
+        return NoiseTunnel(Saliency(model)).attribute(images, target=target, **options)
 
 
 def _gradient_shap(model, images, target, **kwargs):
     from captum.attr import GradientShap
 
-    torch.manual_seed(kwargs.pop("seed", 0))
+    seed = kwargs.pop("seed", 0)
     baselines = kwargs.pop("baselines", torch.zeros_like(images[:1]).repeat(2, 1, 1, 1))
-    return GradientShap(model).attribute(images, baselines=baselines, target=target,
-                                         **{"n_samples": 16, **kwargs})
+    with _seeded(seed):
+        return GradientShap(model).attribute(images, baselines=baselines, target=target,
+                                             **{"n_samples": 16, **kwargs})
 
 
 def _occlusion(model, images, target, **kwargs):

@@ -79,3 +79,21 @@ def test_clear_errors(zoo_vit, triplet):
         xai.relevance(models.load_model("zoo-resnet"), source)
     with pytest.raises(ValueError, match="reduce must be"):
         xai.attribute(zoo_vit, source, method="saliency", reduce="max")
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "gradient_shap"])
+def test_sampling_methods_are_deterministic_and_leave_global_random_state(zoo_vit, triplet, name):
+    import numpy as np
+
+    source, _, _ = triplet
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first = xai.attribute(zoo_vit, source, method=name)
+    after_torch, after_numpy = torch.rand(1), np.random.rand()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    assert torch.equal(first, xai.attribute(zoo_vit, source, method=name))
+    assert torch.equal(torch.rand(1), after_torch) and np.random.rand() == after_numpy
+    torch.manual_seed(7)
+    assert torch.equal(first, xai.attribute(zoo_vit, source, method=name))  # independent of the caller's seed
+    assert not torch.equal(first, xai.attribute(zoo_vit, source, method=name, seed=1))
