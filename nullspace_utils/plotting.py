@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "markdown_table"]
+__all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels"]
 
 
 def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -78,3 +78,65 @@ def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:
+    """An explanation map (H, W) drawn over a (C, H, W) image, as an (H, W, 3) array for ``imshow``.
+
+    The map is scaled to [0, 1] by its own minimum and maximum (maps of different methods have
+    different units), coloured with ``cmap`` and blended with the image (values outside [0, 1] clipped
+    for display only).
+    """
+    values = heatmap.detach().cpu().to(torch.float64)
+    span = float(values.max() - values.min()) or 1.0
+    coloured = plt.get_cmap(cmap)(((values - values.min()) / span).numpy())[..., :3]
+    return (1 - alpha) * to_display(image) + alpha * coloured
+
+
+def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], column_names: Sequence[str], *,
+              images: Sequence[Sequence[torch.Tensor]] | None = None, size: float = 1.7):
+    """A grid of explanation maps ``maps[row][column]``, each (H, W). Returns the figure.
+
+    With ``images`` (same grid shape) each map is overlaid on its image (:func:`overlay`); without, the
+    map's absolute value is shown on its own, scaled to its own maximum (maps of different methods have
+    different units; two equal maps give two equal pictures).
+    """
+    rows, columns = len(row_names), len(column_names)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    for row in range(rows):
+        for column in range(columns):
+            ax = axes[row, column]
+            heatmap = maps[row][column]
+            if images is not None:
+                ax.imshow(overlay(images[row][column], heatmap))
+            else:
+                ax.imshow(heatmap.detach().abs().cpu().numpy(), cmap="inferno", vmin=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(column_names[column], fontsize=8)
+            if column == 0:
+                ax.set_ylabel(row_names[row], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float] = (4.2, 3.2), logy: Sequence[bool] = ()):
+    """Side-by-side line plots sharing an x axis.
+
+    Each panel is ``{"title": str, "ylabel": str, "lines": {label: (xs, ys, style)}}`` where ``style`` is a
+    matplotlib format string such as ``"o-"``. Returns the figure.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
+    for index, (ax, panel) in enumerate(zip(axes[0], panels)):
+        for label, (xs, ys, style) in panel["lines"].items():
+            ax.plot(xs, ys, style, label=label, markersize=4)
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(panel["ylabel"])
+        if index < len(logy) and logy[index]:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
