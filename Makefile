@@ -14,11 +14,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -r requirements.txt
 	touch $(STAMP)
 
+PROFILE ?= teaching
+
 # Renders the committed (nbval-checked) notebook outputs; -W -n: any warning fails the build.
+# `make book PROFILE=imagenet` executes a copy of the chapters under that profile instead
+# (scripts/build_profile.py; needs the profile's weights and data) and builds it in _build/profile-imagenet.
 book: $(STAMP)
+ifeq ($(PROFILE),teaching)
 	rm -rf _build/html _build/.doctrees
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+else
+	$(PY) scripts/build_profile.py $(PROFILE)
+endif
 
 unit: $(STAMP)
 	$(PY) -m pytest tests

@@ -35,6 +35,11 @@ __all__ = [
     "quantize_8bit",
     "load_image",
     "save_image",
+    "IMAGENETTE_WNIDS",
+    "IMAGENETTE_ARCHIVE",
+    "DatasetUnavailableError",
+    "data_dir",
+    "imagenette",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -357,3 +362,70 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     else:
         raise ValueError(f"Unsupported file type {path.suffix!r}: use .png (8-bit) or .npy (lossless float).")
     return path
+
+
+# --------------------------------------------------------------------------- ImageNette (imagenet profile)
+#: ImageNette's ten classes as WordNet ids, in torchvision's label order (sorted), with their
+#: ImageNet-1k indices (checked against timm's ImageNet class list in the tests).
+IMAGENETTE_WNIDS: tuple[tuple[str, int], ...] = (
+    ("n01440764", 0),  # tench
+    ("n02102040", 217),  # English springer
+    ("n02979186", 482),  # cassette player
+    ("n03000684", 491),  # chain saw
+    ("n03028079", 497),  # church
+    ("n03394916", 566),  # French horn
+    ("n03417042", 569),  # garbage truck
+    ("n03425413", 571),  # gas pump
+    ("n03445777", 574),  # golf ball
+    ("n03888257", 701),  # parachute
+)
+#: The archive the imagenet profile uses: the 320-pixel version (what torchvision calls size "320px").
+IMAGENETTE_ARCHIVE = "imagenette2-320.tgz"
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset is not on disk and could not be downloaded."""
+
+
+def data_dir() -> Path:
+    """Where datasets are cached: ``$NULLSPACE_DATA``, else ``~/.cache/nullspace-vit``."""
+    return Path(os.environ.get("NULLSPACE_DATA") or Path.home() / ".cache" / "nullspace-vit").expanduser()
+
+
+def imagenette(split: str, *, root: str | os.PathLike | None = None, transform=None, download: bool = True):
+    """ImageNette (320 px) through torchvision's ``datasets.Imagenette``: items ``(transform(PIL image), label)``.
+
+    ``label`` is 0..9 in :data:`IMAGENETTE_WNIDS` order. The archive is downloaded once into ``root``
+    (default :func:`data_dir`) and its MD5 checked by torchvision. Offline, place ``imagenette2-320.tgz``
+    (or its extracted folder ``imagenette2-320/``) in ``root`` by hand; otherwise
+    :class:`DatasetUnavailableError` says exactly that.
+    """
+    import urllib.error
+
+    from torchvision.datasets import Imagenette
+
+    root = Path(root) if root is not None else data_dir()
+    if split not in ("train", "val"):
+        raise ValueError(f"ImageNette has the splits 'train' and 'val', not {split!r}.")
+    url, md5 = Imagenette._ARCHIVES["320px"]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        dataset = Imagenette(str(root), split=split, size="320px", download=download, transform=transform)
+    except KeyError as error:  # torchvision meets a class folder that is not an ImageNette WordNet id
+        raise DatasetUnavailableError(
+            f"{root / 'imagenette2-320' / split} has a class folder {error} that is not one of the ten ImageNette "
+            f"WordNet ids {[wnid for wnid, _ in IMAGENETTE_WNIDS]}. Re-extract {IMAGENETTE_ARCHIVE}."
+        ) from error
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        raise DatasetUnavailableError(
+            f"ImageNette is not in {root} and could not be downloaded ({type(error).__name__}: {error}). "
+            f"Download {url} (MD5 {md5}) on a machine with network access and put the file {IMAGENETTE_ARCHIVE} "
+            f"(or the folder imagenette2-320/ extracted from it) into {root}, or set NULLSPACE_DATA to the folder "
+            "that holds it."
+        ) from error
+    if tuple(dataset.wnids) != tuple(wnid for wnid, _ in IMAGENETTE_WNIDS):
+        raise DatasetUnavailableError(
+            f"{root / 'imagenette2-320' / split} has the class folders {dataset.wnids}, expected the ten ImageNette "
+            f"WordNet ids {[wnid for wnid, _ in IMAGENETTE_WNIDS]}. Re-extract {IMAGENETTE_ARCHIVE}."
+        )
+    return dataset

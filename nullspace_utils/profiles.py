@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 
 from nullspace_utils import data, models
 
-__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "ProfileNotAvailableError"]
+__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "eval_transform", "spread_subset"]
 
 PROFILE_NAMES = ("teaching", "imagenet")
-
-
-class ProfileNotAvailableError(RuntimeError):
-    """A profile exists but this part of it is not available in this version."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,9 @@ class Profile:
     class_names: tuple[str, ...]
     description: str
     _dataset: Callable[[str, int | None], Dataset]
+    #: for 1000-way ImageNet models evaluated on ImageNette: the ImageNet index of each of the profile's
+    #: classes (None when the models have exactly the profile's classes)
+    label_indices: tuple[int, ...] | None = None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -50,19 +51,78 @@ class Profile:
         return self._dataset(split, n)
 
     def load_model(self, name: str, **kwargs) -> models.ImageClassifier:
-        """Load one of the profile's models (see :func:`nullspace_utils.models.load_model`)."""
+        """Load one of the profile's models (see :func:`nullspace_utils.models.load_model`).
+
+        For timm models, ``$NULLSPACE_WEIGHTS`` may name a folder of ``<model name>.safetensors`` files
+        (used instead of downloading timm's pretrained weights), or be ``random`` for untrained weights
+        (to test code paths offline; the numbers then mean nothing).
+        """
+        folder = os.environ.get("NULLSPACE_WEIGHTS")
+        if folder and name not in models.ZOO and "weights" not in kwargs:
+            if folder == "random":
+                kwargs["pretrained"] = False
+            else:
+                path = Path(folder).expanduser() / f"{name}.safetensors"
+                if not path.is_file():
+                    raise models.WeightsError(
+                        f"NULLSPACE_WEIGHTS={folder} has no {path.name}. Save the model's weights there with "
+                        "safetensors, or unset NULLSPACE_WEIGHTS to download timm's pretrained weights."
+                    )
+                kwargs["weights"] = path
         return models.load_model(name, **kwargs)
+
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits of the profile's own classes: for 1000-way models on ImageNette, the ten columns of
+        :attr:`label_indices` (so that argmax gives a 0..9 label); otherwise the logits unchanged.
+
+        Matching predictions, the paper's measure, need no labels and use the full logits; accuracy on the
+        profile's labels uses these.
+        """
+        if self.label_indices is None:
+            return logits
+        return logits[..., list(self.label_indices)]
 
 
 def _teaching_dataset(split: str, n: int | None) -> Dataset:
     return data.synthetic_dataset(split, n=n, size=models.ZOO_IMAGE_SIZE)
 
 
+def eval_transform(model_name: str):
+    """The evaluation resize and crop of a timm model's pretrained config, giving [0, 1] tensors.
+
+    Normalisation is left out on purpose: the library's models normalise inside (see ``models``).
+    """
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    pretrained = timm.get_pretrained_cfg(model_name)
+    if pretrained is None:
+        raise ValueError(f"timm has no pretrained config for {model_name!r}; pass your own transform.")
+    config = resolve_data_config(pretrained_cfg=pretrained.to_dict())
+    return create_transform(config["input_size"], interpolation=config["interpolation"], crop_pct=config["crop_pct"],
+                            crop_mode=config.get("crop_mode", "center"), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
+    """``n`` items spread evenly over ``dataset`` (all when ``n`` is None). ImageNette is sorted by class,
+    so the first ``n`` items would all be tench."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}.")
+    return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())
+
+
 def _imagenet_dataset(split: str, n: int | None) -> Dataset:
-    raise ProfileNotAvailableError(
-        "The imagenet profile's dataset (ImageNette) is not available in this version of nullspace-vit; "
-        "use the default teaching profile (unset NULLSPACE_PROFILE)."
-    )
+    """ImageNette: ``train`` is its train split (for learning noise); ``val`` and ``test`` are its val split.
+
+    Images are resized and cropped like ViT-S/32's pretrained config (all six models use 224x224 inputs;
+    see :func:`eval_transform` for one model's own config).
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}.")
+    dataset = data.imagenette("train" if split == "train" else "val", transform=eval_transform("vit_small_patch32_224"))
+    return spread_subset(dataset, n)
 
 
 _IMAGENETTE_CLASSES = (
@@ -93,7 +153,8 @@ def get_profile(name: str | None = None) -> Profile:
             image_size=224,
             num_classes=1000,
             class_names=_IMAGENETTE_CLASSES,
-            description="the paper's setting: timm pretrained models, ImageNette (needs network)",
+            description="the paper's setting: timm pretrained models, ImageNette (needs network once)",
             _dataset=_imagenet_dataset,
+            label_indices=tuple(index for _, index in data.IMAGENETTE_WNIDS),
         )
     raise ValueError(f"Unknown profile {name!r}; choose one of {PROFILE_NAMES} (NULLSPACE_PROFILE).")

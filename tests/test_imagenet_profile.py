@@ -1,0 +1,141 @@
+"""The imagenet profile, offline: a fake ImageNette in torchvision's layout, local weights, clear errors."""
+
+import os
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from nullspace_utils import data, models
+from nullspace_utils.profiles import eval_transform, get_profile, spread_subset
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_fake_imagenette(root: Path, per_class: int = 2) -> Path:
+    """A tiny ImageNette: root/imagenette2-320/{train,val}/<wnid>/*.JPEG, images of 320 x 240 pixels."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label, (wnid, _) in enumerate(data.IMAGENETTE_WNIDS):
+            folder = root / "imagenette2-320" / split / wnid
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                pixels = np.full((240, 320, 3), 20 * label, dtype=np.uint8) + rng.integers(0, 30, (240, 320, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{k}.JPEG", quality=90)
+    return root
+
+
+@pytest.fixture()
+def fake_data(tmp_path, monkeypatch):
+    root = write_fake_imagenette(tmp_path / "data")
+    monkeypatch.setenv("NULLSPACE_DATA", str(root))
+    return root
+
+
+def test_class_mapping_matches_timms_imagenet_index():
+    from timm.data import ImageNetInfo
+
+    wnids = ImageNetInfo().label_names()  # the 1000 WordNet ids in ImageNet-1k index order
+    for wnid, index in data.IMAGENETTE_WNIDS:
+        assert wnids[index] == wnid
+    assert [wnid for wnid, _ in data.IMAGENETTE_WNIDS] == sorted(wnid for wnid, _ in data.IMAGENETTE_WNIDS)
+    profile = get_profile("imagenet")
+    names = [ImageNetInfo().index_to_description(index) for index in profile.label_indices]
+    for short, long in zip(profile.class_names, names):
+        assert short.lower().split()[0] in long.lower(), (short, long)
+
+
+def test_fake_imagenette_through_the_profile(fake_data):
+    profile = get_profile("imagenet")
+    val = profile.dataset("val")
+    assert len(val) == 20
+    image, label = val[3]
+    assert image.shape == (3, 224, 224) and image.dtype == torch.float32
+    assert 0 <= image.min() and image.max() <= 1
+    assert label == 1  # sorted by class, two images each
+    train = profile.dataset("train", n=10)
+    assert sorted(label for _, label in train) == list(range(10))  # spread over all classes, not ten tench
+    assert len(profile.dataset("test", n=5)) == 5
+
+
+def test_class_logits_pick_the_ten_imagenet_columns():
+    profile = get_profile("imagenet")
+    logits = torch.zeros(2, 1000)
+    logits[0, 701] = 5.0  # parachute
+    logits[1, 217] = 5.0  # English springer
+    assert profile.class_logits(logits).argmax(1).tolist() == [9, 1]
+    assert get_profile("teaching").class_logits(logits) is logits
+
+
+def test_offline_without_data_is_clear_and_fast(tmp_path, monkeypatch):
+    import torchvision.datasets.imagenette as tv_imagenette
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_imagenette, "download_and_extract_archive", offline)
+    monkeypatch.setenv("NULLSPACE_DATA", str(tmp_path / "empty"))
+    with pytest.raises(data.DatasetUnavailableError, match="imagenette2-320.tgz") as error:
+        get_profile("imagenet").dataset("val")
+    assert str(tmp_path / "empty") in str(error.value) and "3df6f0d01a2c9592104656642f5e78a3" in str(error.value)
+
+
+def test_wrong_class_folders_are_refused(tmp_path):
+    root = write_fake_imagenette(tmp_path)
+    (root / "imagenette2-320" / "val" / "n01440764").rename(root / "imagenette2-320" / "val" / "n00000000")
+    with pytest.raises(data.DatasetUnavailableError, match="Re-extract"):
+        data.imagenette("val", root=root)
+    with pytest.raises(ValueError, match="splits"):
+        data.imagenette("test", root=root)
+
+
+def test_eval_transform_follows_the_timm_config():
+    picture = Image.fromarray(np.zeros((240, 320, 3), dtype=np.uint8) + 255)
+    for name in ("vit_small_patch32_224", "resnet50"):
+        tensor = eval_transform(name)(picture)
+        assert tensor.shape == (3, 224, 224) and torch.allclose(tensor, torch.ones_like(tensor))
+    with pytest.raises(ValueError, match="pretrained config"):
+        eval_transform("zoo-vit-s")
+
+
+def test_spread_subset():
+    items = list(range(100))
+    assert list(spread_subset(items, 5)) == [0, 25, 50, 74, 99]
+    assert spread_subset(items, None) is items
+    with pytest.raises(ValueError, match="positive"):
+        spread_subset(items, 0)
+
+
+def test_weights_folder_and_random_weights(tmp_path, monkeypatch):
+    import timm
+
+    profile = get_profile("imagenet")
+    source = timm.create_model("vit_small_patch32_224", pretrained=False)
+    save_file(source.state_dict(), str(tmp_path / "vit_small_patch32_224.safetensors"))
+    monkeypatch.setenv("NULLSPACE_WEIGHTS", str(tmp_path))
+    model = profile.load_model("vit_small_patch32_224")
+    assert torch.equal(model.net.patch_embed.proj.weight, source.patch_embed.proj.weight)
+    with pytest.raises(models.WeightsError, match="has no resnet50.safetensors"):
+        profile.load_model("resnet50")
+    monkeypatch.setenv("NULLSPACE_WEIGHTS", "random")
+    assert profile.load_model("mobilenetv3_small_100")(torch.rand(1, 3, 224, 224)).shape == (1, 1000)
+
+
+@pytest.mark.imagenet_smoke
+def test_exact_chapter_runs_under_the_imagenet_profile(fake_data, monkeypatch, tmp_path):
+    """The exact-nullspace chapter end to end with random weights and the fake ImageNette (code path only)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("NULLSPACE_PROFILE", "imagenet")
+    monkeypatch.setenv("NULLSPACE_WEIGHTS", "random")
+    notebook = nbformat.read(REPOSITORY_ROOT / "book" / "exact_nullspace.ipynb", as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # the kernel inherits the environment set above
+    printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for output in cell.get("outputs", []))
+    assert "vit_small_patch32_224" in printed
