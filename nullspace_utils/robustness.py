@@ -1,0 +1,90 @@
+"""ViTs against CNNs under nullspace noise, and transfer of noise between models (paper §5, Fig. 3).
+
+Everything here is built on :mod:`nullspace_utils.approximate` (one training loop, one evaluation):
+
+* :func:`robustness_point`: for one model and one lim, learn a noise at a level (``"encoder"`` for a
+  ViT's tokens, the paper's ṽϕ, Fig. 3a; ``"input"`` for the image, ṽω, any model, Fig. 3b) and evaluate
+  it next to its shuffled twin and a fresh Uniform(-lim, lim) noise of the same shape: the reference that
+  separates "robust to nullspace noise" from "robust to any noise of that size".
+* :func:`transfer_matrix`: input-level noises learned for some models, added to the inputs of others
+  (Fig. 3c), as a source x target table of matching predictions.
+* :func:`exact_transfer`: the *exact* nullspace noise of a ViT (the caption of Fig. 3c) added to the
+  inputs of every model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from nullspace_utils import approximate, exact
+
+__all__ = ["uniform_noise", "robustness_point", "transfer_matrix", "exact_transfer", "vits_beat_cnns"]
+
+
+def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Tensor:
+    """Uniform(-lim, lim) noise of ``shape`` from a seeded generator (the paper's initialisation and our reference)."""
+    if lim <= 0:
+        raise ValueError(f"lim must be positive, got {lim}.")
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=generator) * 2 - 1) * lim
+
+
+def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, steps: int,
+                     lr: float, milestones: tuple[int, ...], batch_size: int, seed: int = 0,
+                     device: str | torch.device = "cpu") -> tuple[dict, torch.Tensor]:
+    """Learn one noise and evaluate it learned, shuffled and against fresh uniform noise.
+
+    Returns the row (JSON-ready) and the learned noise (on the CPU), for transfer experiments.
+    """
+    result = approximate.learn_noise(model, train, level=level, lim=lim, steps=steps, lr=lr, milestones=milestones,
+                                     batch_size=batch_size, seed=seed, device=device, progress=False)
+    reference = uniform_noise(tuple(result.noise.shape), lim, seed + 1)
+    row = {"level": level, "lim": lim, "initial_norm": result.initial_norm, "final_norm": result.norm}
+    for kind, noise, shuffle in (("learned", result.noise, False), ("shuffled", result.noise, True),
+                                 ("uniform", reference, False)):
+        row[kind] = asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed,
+                                                      device=device))
+    return row, result.noise.detach().cpu()
+
+
+def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor], val: Dataset, *,
+                    device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+    """``matrix[source][target]``: fraction of ``target``'s predictions unchanged by ``source``'s input noise.
+
+    All noises must be input-level (C, H, W): the image is the only space all models share.
+    """
+    matrix: dict[str, dict[str, float]] = {}
+    for source, noise in noises.items():
+        if noise.ndim != 3:
+            raise ValueError(f"noise of {source!r} has shape {tuple(noise.shape)}; transfer needs input-level "
+                             "(C, H, W) noise, learned with level='input'.")
+        matrix[source] = {target: approximate.evaluate_noise(model, val, noise, level="input", device=device).match
+                          for target, model in models.items()}
+    return matrix
+
+
+def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset, *, amplitude: float,
+                   seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Exact nullspace noise of the ViT ``source`` (largest |value| = ``amplitude``) on every model's input:
+    the fraction of unchanged predictions per model. The source itself keeps all of them (§3)."""
+    image_size = tuple(val[0][0].shape[-2:])
+    noise = exact.random_nullspace_noise(source, image_size, amplitude=amplitude, seed=seed)
+    return {name: approximate.evaluate_noise(model, val, noise, level="input", device=device).match
+            for name, model in models.items()}
+
+
+def vits_beat_cnns(rows_by_model: dict[str, list[dict]], vits: tuple[str, ...], cnns: tuple[str, ...],
+                   kind: str = "learned") -> list[dict]:
+    """Per lim: the worst ViT's and the best CNN's match, and whether every ViT keeps more predictions
+    than every CNN (the paper's §5 claim, checked lim by lim)."""
+    lims = [row["lim"] for row in rows_by_model[vits[0]]]
+    verdicts = []
+    for index, lim in enumerate(lims):
+        worst_vit = min(rows_by_model[name][index][kind]["match"] for name in vits)
+        best_cnn = max(rows_by_model[name][index][kind]["match"] for name in cnns)
+        verdicts.append({"lim": lim, "worst_vit": worst_vit, "best_cnn": best_cnn, "vits_ahead": worst_vit > best_cnn})
+    return verdicts
