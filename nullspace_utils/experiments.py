@@ -43,11 +43,12 @@ def _provenance(argv: list[str]) -> dict:
             "date": time.strftime("%Y-%m-%d")}
 
 
-def load_result(path: str) -> dict:
+def load_result(path: str, *, missing_ok: bool = False) -> dict | None:
     """A committed result file by its path in the repository, e.g. ``"book/results/teaching/watermark.json"``.
 
     Read from the checkout when there is one; otherwise (a notebook opened alone, on Colab) fetched
-    from the repository on GitHub, with a clear error when offline.
+    from the repository on GitHub, with a clear error when offline. With ``missing_ok=True`` a file
+    that exists nowhere gives ``None`` (see :func:`how_to_produce`).
     """
     local = REPOSITORY_ROOT / path
     if local.is_file():
@@ -59,10 +60,19 @@ def load_result(path: str) -> dict:
         with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
             return json.loads(response.read().decode())
     except (urllib.error.URLError, TimeoutError) as error:
+        if missing_ok:
+            return None
         raise FileNotFoundError(
             f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
             "Clone the repository, or produce it with the command in the README."
         ) from error
+
+
+def how_to_produce(experiment: str, profile: str) -> str:
+    """What a chapter prints when a result file of ``profile`` does not exist yet."""
+    return (f"No results of the {profile!r} profile for this part yet. Produce them on a GPU with\n"
+            f"    python -m nullspace_utils.experiments {experiment} --profile {profile} --device cuda\n"
+            f"which writes book/results/{profile}/{experiment.replace('-', '_')}.json; then run this chapter again.")
 
 
 def watermark_mark(image_size: int) -> torch.Tensor:
@@ -170,9 +180,14 @@ def _tensor_dataset(profile, split: str, n: int, device: str):
     """The split rendered once (in parallel over all CPU cores) as a TensorDataset on ``device``."""
     import multiprocessing
 
-    from torch.utils.data import TensorDataset
+    from torch.utils.data import DataLoader, TensorDataset
 
     dataset = profile.dataset(split, n=n)
+    if profile.name != "teaching":  # decoded JPEGs through torchvision transforms: DataLoader workers
+        loader = DataLoader(dataset, batch_size=128, num_workers=min(8, multiprocessing.cpu_count()))
+        images, labels = zip(*loader)
+        return TensorDataset(torch.cat(images).to(device), torch.cat(labels).long().to(device))
+    n = len(dataset)
     jobs = [(dataset, start, min(start + 500, n)) for start in range(0, n, 500)]
     with multiprocessing.Pool(min(len(jobs), multiprocessing.cpu_count())) as pool:
         parts = pool.map(_stack_range, jobs)
@@ -186,11 +201,11 @@ def _write_json(path: Path, result: dict) -> None:
     path.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
-    """Paper Fig. 2: learned encoder-level noise against lim for the profile's three ViTs.
+def _sweep_setup(args: argparse.Namespace, configs: dict, check: dict):
+    """Profile, settings and the four datasets (train, val and the check point's small ones) of a sweep.
 
-    Rows: every ViT x lim (plain SGD), ViT-S again with ``keep_norm`` (the noise cannot shrink), and an
-    lr probe on ViT-S. Partial results are written after every row, so a run cut short keeps its rows.
+    TF32 is switched off (it would swamp the small logit changes we measure). Images are rendered on the
+    CPU (forked workers) before anything initialises CUDA, then moved to ``args.device``.
     """
     from torch.utils.data import TensorDataset
 
@@ -199,14 +214,21 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     profile = get_profile(args.profile)
-    config = dict(APPROXIMATE_CONFIG[profile.name])
+    config = dict(configs[profile.name])
     if args.steps:
         config["steps"] = args.steps
-    # Render on the CPU (forked workers) before anything initialises CUDA, then move to the device.
     datasets = [_tensor_dataset(profile, split, n, "cpu") for split, n in
-                (("train", config["train"]), ("val", config["val"]), ("train", APPROXIMATE_CHECK["train"]),
-                 ("val", APPROXIMATE_CHECK["val"]))]
-    train, val, small_train, small_val = (TensorDataset(*(t.to(args.device) for t in d.tensors)) for d in datasets)
+                (("train", config["train"]), ("val", config["val"]), ("train", check["train"]), ("val", check["val"]))]
+    return profile, config, [TensorDataset(*(t.to(args.device) for t in d.tensors)) for d in datasets]
+
+
+def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Paper Fig. 2: learned encoder-level noise against lim for the profile's three ViTs.
+
+    Rows: every ViT x lim (plain SGD), ViT-S again with ``keep_norm`` (the noise cannot shrink), and an
+    lr probe on ViT-S. Partial results are written after every row, so a run cut short keeps its rows.
+    """
+    profile, config, (train, val, small_train, small_val) = _sweep_setup(args, APPROXIMATE_CONFIG, APPROXIMATE_CHECK)
     out: dict = {"provenance": _provenance(argv), "profile": profile.name, "level": "encoder",
                  "config": config, "loss": "squared L2 between logits, summed over classes, mean over the batch",
                  "optimizer": "SGD, lr x0.1 at the milestones", "models": {}, "keep_norm": {}, "lr_probe": []}
@@ -245,6 +267,58 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
     return out
 
 
+#: Robustness sweep settings (paper §5, Fig. 3) per profile; same optimiser recipe as the approximate sweep.
+ROBUSTNESS_CONFIG = {
+    "teaching": {"lims": (0.01, 0.05, 0.1, 0.25, 0.5, 1.0), "steps": 500, "milestones": (150, 300, 400), "lr": 1.0,
+                 "batch_size": 256, "train": 10_000, "val": 2_000},
+    "imagenet": {"lims": (0.01, 0.05, 0.1, 0.25, 0.5, 1.0), "steps": 500, "milestones": (150, 300, 400), "lr": 0.01,
+                 "batch_size": 256, "train": 9_469, "val": 3_925},
+}
+#: the cheap robustness point a test recomputes on the CPU
+ROBUSTNESS_CHECK = {"model": "zoo-mobilenetv3", "level": "input", "lim": 0.1, "steps": 10, "milestones": (5,),
+                    "lr": 1.0, "batch_size": 32, "train": 64, "val": 64}
+
+
+def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Paper Fig. 3: (a) encoder noise for ViTs, input noise for CNNs; (b) input noise for all six; (c) ViT-S's
+    input noise and exact nullspace noise on every model; each with shuffled and uniform references."""
+    from nullspace_utils import robustness
+
+    profile, config, (train, val, small_train, small_val) = _sweep_setup(args, ROBUSTNESS_CONFIG, ROBUSTNESS_CHECK)
+    path = args.out or RESULTS / profile.name / "robustness.json"
+    out: dict = {"provenance": _provenance(argv), "profile": profile.name, "config": config,
+                 "encoder": {}, "input": {}, "transfer": {}, "exact_transfer": {}}
+    schedule = {key: config[key] for key in ("steps", "lr", "milestones", "batch_size")}
+    models_ = {name: profile.load_model(name, device=args.device) for name in profile.models}
+    source = profile.vit_models[0]
+    source_noises: dict[float, torch.Tensor] = {}
+    for name, model in models_.items():
+        for level in (("encoder", "input") if name in profile.vit_models else ("input",)):
+            out[level][name] = []
+            for lim in config["lims"]:
+                row, noise = robustness.robustness_point(model, train, val, level=level, lim=lim, device=args.device,
+                                                         **schedule)
+                out[level][name].append(row)
+                if name == source and level == "input":
+                    source_noises[lim] = noise
+                print(name, level, lim, f"match {row['learned']['match']:.3f} shuffled {row['shuffled']['match']:.3f} "
+                      f"uniform {row['uniform']['match']:.3f}", flush=True)
+                _write_json(path, out)
+    for lim, noise in source_noises.items():
+        out["transfer"][str(lim)] = robustness.transfer_matrix(models_, {source: noise.to(args.device)}, val,
+                                                               device=args.device)[source]
+        out["exact_transfer"][str(lim)] = robustness.exact_transfer(models_[source], models_, val, amplitude=lim,
+                                                                    device=args.device)
+    _write_json(path, out)
+    check = ROBUSTNESS_CHECK
+    row, _ = robustness.robustness_point(
+        profile.load_model(check["model"], device=args.device), small_train, small_val, level=check["level"],
+        lim=check["lim"], steps=check["steps"], lr=check["lr"], milestones=check["milestones"],
+        batch_size=check["batch_size"], device=args.device)
+    out["check"] = {**check, "result": row}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m nullspace_utils.experiments", description=__doc__,
@@ -265,8 +339,14 @@ def main(argv: list[str] | None = None) -> None:
     approx.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     approx.add_argument("--steps", type=int, default=None, help="override the profile's number of SGD steps")
     approx.add_argument("--out", type=Path, default=None)
+    robust = sub.add_parser("robustness", help="ViTs vs CNNs under learned noise, and transfer (Fig. 3)")
+    robust.add_argument("--profile", default="teaching")
+    robust.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    robust.add_argument("--steps", type=int, default=None, help="override the profile's number of SGD steps")
+    robust.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    runners = {"watermark": run_watermark, "watermark-slsqp": run_watermark_slsqp, "approximate": run_approximate}
+    runners = {"watermark": run_watermark, "watermark-slsqp": run_watermark_slsqp, "approximate": run_approximate,
+               "robustness": run_robustness}
     result = runners[args.experiment](args, argv)
     out = args.out or RESULTS / args.profile / f"{args.experiment.replace('-', '_')}.json"
     _write_json(out, result)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels"]
+__all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels", "noise_sweep"]
 
 
 def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -140,3 +140,21 @@ def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = False, size: tuple[float, float] = (5.2, 3.6)):
+    """Paper Fig. 2 from sweep rows (``experiments approximate``): match % and logit MSE against lim,
+    learned (solid) and shuffled (dotted) per label; with ``show_norm`` the second panel is the noise
+    norm after learning relative to its initial norm instead. Returns the figure."""
+    panels = [{"title": "predictions unchanged", "ylabel": "%", "lines": {}},
+              {"title": "noise norm after learning" if show_norm else "logit MSE",
+               "ylabel": "‖ṽ‖ / initial ‖ṽ‖" if show_norm else "mean squared change", "lines": {}}]
+    for index, (label, rows) in enumerate(rows_by_label.items()):
+        lims = [row["lim"] for row in rows]
+        for kind, style in (("learned", f"C{index}o-"), ("shuffled", f"C{index}x:")):  # one colour per label
+            panels[0]["lines"][f"{label}, {kind}"] = (lims, [100 * row[kind]["match"] for row in rows], style)
+            if not show_norm:
+                panels[1]["lines"][f"{label}, {kind}"] = (lims, [row[kind]["logit_mse"] for row in rows], style)
+        if show_norm:
+            panels[1]["lines"][label] = (lims, [row["final_norm"] / row["initial_norm"] for row in rows], f"C{index}o-")
+    return line_panels(panels, xlabel="lim (initial noise: Uniform(-lim, lim))", logy=(False, not show_norm), size=size)

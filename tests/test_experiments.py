@@ -25,3 +25,56 @@ def test_every_committed_result_records_its_provenance():
         provenance = experiments.load_result(str(path.relative_to(experiments.REPOSITORY_ROOT)))["provenance"]
         assert provenance["command"].startswith("python -m nullspace_utils.experiments"), path
         assert len(provenance["commit"]) == 40 and provenance["device"], path
+
+
+def test_committed_approximate_sweep_matches_a_recomputed_point():
+    """Recompute the sweep's cheap check point on the CPU: the committed numbers must come from this code."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    committed = experiments.load_result("book/results/teaching/approximate.json")
+    check = committed["check"]
+    assert {k: v for k, v in check.items() if k != "result"} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in experiments.APPROXIMATE_CHECK.items()}
+    profile = get_profile("teaching")
+    train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
+    val = TensorDataset(*stack_dataset(profile.dataset("val", n=check["val"])))
+    model = profile.load_model(profile.vit_models[check["model_index"]])
+    torch.manual_seed(0)
+    point = experiments.approximate_point(model, train, val, lim=check["lim"], keep_norm=False, steps=check["steps"],
+                                          batch_size=check["batch_size"], lr=check["lr"],
+                                          milestones=tuple(check["milestones"]), device="cpu")
+    expected = check["result"]
+    assert point["initial_norm"] == pytest.approx(expected["initial_norm"], rel=1e-6)
+    assert point["final_norm"] == pytest.approx(expected["final_norm"], rel=1e-3)
+    for key in ("learned", "shuffled"):
+        assert abs(point[key]["match"] - expected[key]["match"]) <= 1 / check["val"] + 1e-9
+        assert point[key]["logit_mse"] == pytest.approx(expected[key]["logit_mse"], rel=0.02)
+    # and the sweep itself has the shape the chapter plots
+    config = committed["config"]
+    for name in profile.vit_models:
+        assert [row["lim"] for row in committed["models"][name]] == list(config["lims"])
+    assert all(row["final_norm"] == pytest.approx(row["initial_norm"], rel=1e-4)
+               for row in committed["keep_norm"][profile.vit_models[0]])
+
+
+def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
+    """The Fig. 3 runner on a tiny setting (1 lim, 2 steps, 16 images): every panel is filled in."""
+    import json
+
+    tiny = {"lims": (0.1,), "steps": 2, "milestones": (1,), "lr": 1.0, "batch_size": 8, "train": 16, "val": 16}
+    monkeypatch.setitem(experiments.ROBUSTNESS_CONFIG, "teaching", tiny)
+    monkeypatch.setattr(experiments, "ROBUSTNESS_CHECK", {**experiments.ROBUSTNESS_CHECK, "train": 8, "val": 8})
+    out = tmp_path / "robustness.json"
+    experiments.main(["robustness", "--profile", "teaching", "--device", "cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    from nullspace_utils.profiles import get_profile
+
+    profile = get_profile("teaching")
+    assert set(result["input"]) == set(profile.models) and set(result["encoder"]) == set(profile.vit_models)
+    assert set(result["transfer"]["0.1"]) == set(profile.models)
+    assert result["exact_transfer"]["0.1"][profile.vit_models[0]] == 1.0
+    assert result["check"]["result"]["learned"]["match"] >= 0 and result["provenance"]["command"].endswith(str(out))
