@@ -33,7 +33,7 @@ unit: $(STAMP)
 
 # Re-executes every notebook named in _toc.yml and compares its outputs with the committed ones.
 nbval: $(STAMP)
-	$(PY) -m pytest --nbval --sanitize-with tests/nbval_sanitize.cfg --ignore=_build $(NOTEBOOKS)
+	$(PY) -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=_build $(NOTEBOOKS)
 
 test: unit nbval book
 

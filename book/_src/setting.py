@@ -48,7 +48,7 @@ print("CNNs:", profile.cnn_models)
 
 # %%
 val = profile.dataset("val")
-print(val, "classes:", ", ".join(val.classes))
+print(f"{len(val)} images; classes:", ", ".join(profile.class_names))
 plotting.class_grid(val, profile.class_names, per_class=4)
 plt.show()
 
@@ -74,17 +74,19 @@ manifest = models.load_manifest()
 rows = []
 for name in profile.models:
     model = profile.load_model(name)
-    with torch.no_grad():
-        accuracy = (model(test_images).argmax(1) == test_labels).float().mean().item()
-    entry = manifest["models"][name]
-    if entry["kind"] == "vit":
+    with torch.no_grad():  # class_logits: for 1000-way ImageNet models, the profile's ten classes
+        accuracy = (profile.class_logits(model(test_images)).argmax(1) == test_labels).float().mean().item()
+    entry = manifest["models"].get(name, {})  # zoo models have a manifest entry; timm models do not
+    params = entry.get("params", sum(p.numel() for p in model.parameters()))
+    if hasattr(model.net, "patch_embed"):
         weight = exact.patch_embedding_matrix(model)
         geometry = f"patch {exact.patch_embedding_layer(model).kernel_size[0]}, d = {weight.shape[0]}"
         null_dim = exact.patch_nullspace(model).shape[0]
     else:
         geometry, null_dim = "convolutional", "—"
-    rows.append([f"`{name}`", entry["plays"], f"{entry['params'] / 1e6:.2f} M", geometry, null_dim,
-                 f"{100 * entry['val_accuracy']:.1f} %", f"{100 * accuracy:.1f} %"])
+    manifest_accuracy = f"{100 * entry['val_accuracy']:.1f} %" if entry else "—"
+    rows.append([f"`{name}`", entry.get("plays", "—"), f"{params / 1e6:.2f} M", geometry, null_dim,
+                 manifest_accuracy, f"{100 * accuracy:.1f} %"])
 headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "val acc. (manifest)", "test acc. (now)"]
 Markdown(plotting.markdown_table(rows, headers))
 

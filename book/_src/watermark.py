@@ -23,7 +23,7 @@ except ImportError:
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 from nullspace_utils import exact, experiments, plotting, watermark
 from nullspace_utils.data import psnr, stack_dataset
@@ -196,17 +196,19 @@ print(f"nullspace dimension {exact.patch_nullspace(vit_s32).shape[0]}; max logit
 # - **resized**: both resized by 8/7 and centre-cropped back, as an evaluation pipeline might do.
 
 # %%
-results = experiments.load_result(f"book/results/{profile.name}/watermark.json")
-conditions = [("exact", "exact"), ("exact_8bit", "8-bit files"), ("clean_8bit", "clean image rounded, for reference"),
-              ("naive_std", "naive std"), ("resized", "resized + cropped")]
-rows = []
-for name, entry in results["models"].items():
-    for key, label in conditions:
-        r = entry["all"][key]
-        rows.append([f"`{name}`", label, f"{100 * r['match']:.1f} %", f"{100 * r['prob_change']:.3f} %",
-                     f"{r['logit_change_mean']:.1e}", f"{r['psnr']:.1f}"])
-print(f"{results['images']} images, device: {results['provenance']['device']}")
-Markdown(plotting.markdown_table(rows, ["model", "condition", "same prediction", "mean |Δp|", "mean max |Δlogit|", "PSNR (dB)"]))
+results = experiments.load_result(f"book/results/{profile.name}/watermark.json", missing_ok=True)
+if results is None:
+    print(experiments.how_to_produce("watermark", profile.name))
+else:
+    conditions = [("exact", "exact"), ("exact_8bit", "8-bit files"), ("clean_8bit", "clean image rounded, for reference"),
+                  ("naive_std", "naive std"), ("resized", "resized + cropped")]
+    rows = [[f"`{name}`", label, f"{100 * entry['all'][key]['match']:.1f} %",
+             f"{100 * entry['all'][key]['prob_change']:.3f} %", f"{entry['all'][key]['logit_change_mean']:.1e}",
+             f"{entry['all'][key]['psnr']:.1f}"]
+            for name, entry in results["models"].items() for key, label in conditions]
+    print(f"{results['images']} images, device: {results['provenance']['device']}")
+    display(Markdown(plotting.markdown_table(rows, ["model", "condition", "same prediction", "mean |Δp|",
+                                                    "mean max |Δlogit|", "PSNR (dB)"])))
 
 # %% [markdown]
 # What the numbers say:
@@ -230,12 +232,16 @@ Markdown(plotting.markdown_table(rows, ["model", "condition", "same prediction",
 #   (`python -m nullspace_utils.experiments watermark-slsqp`):
 
 # %%
-early = experiments.load_result(f"book/results/{profile.name}/watermark_slsqp.json")
-print(f"{early['images']} images, {early['maxiter']} SLSQP iterations per patch, {early['seconds'] / 60:.0f} min on the CPU")
-print(f"objective {early['objective_gap_percent']:.0f} % above the optimum; embedding residual below 1e-5: "
-      f"{early['embedding_residual'] < 1e-5}")
-print(f"same prediction: {100 * early['predictions']['match']:.0f} %, "
-      f"mean |Δp| {100 * early['predictions']['prob_change']:.3f} %")
+early = experiments.load_result(f"book/results/{profile.name}/watermark_slsqp.json", missing_ok=True)
+if early is None:
+    print(experiments.how_to_produce("watermark-slsqp", profile.name).replace(" --device cuda", ""))
+else:
+    print(f"{early['images']} images, {early['maxiter']} SLSQP iterations per patch, "
+          f"{early['seconds'] / 60:.0f} min on the CPU")
+    print(f"objective {early['objective_gap_percent']:.0f} % above the optimum; embedding residual below 1e-5: "
+          f"{early['embedding_residual'] < 1e-5}")
+    print(f"same prediction: {100 * early['predictions']['match']:.0f} %, "
+          f"mean |Δp| {100 * early['predictions']['prob_change']:.3f} %")
 
 # %% [markdown]
 # Stopping early costs image quality (the objective is well above the optimum), not predictions.
