@@ -281,8 +281,9 @@ ROBUSTNESS_CHECK = {"model": "zoo-mobilenetv3", "level": "input", "lim": 0.1, "s
 
 
 def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
-    """Paper Fig. 3: (a) encoder noise for ViTs, input noise for CNNs; (b) input noise for all six; (c) ViT-S's
-    input noise and exact nullspace noise on every model; each with shuffled and uniform references."""
+    """Paper Fig. 3: (a) encoder noise for ViTs, input noise for CNNs; (b) input noise for all six; (c) every
+    model's input noise on every model (the paper shows ViT-S's row) and ViT-S's exact nullspace noise on every
+    model; learned noises come with shuffled and uniform references."""
     from nullspace_utils import robustness
 
     profile, config, (train, val, small_train, small_val) = _sweep_setup(args, ROBUSTNESS_CONFIG, ROBUSTNESS_CHECK)
@@ -292,7 +293,7 @@ def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
     schedule = {key: config[key] for key in ("steps", "lr", "milestones", "batch_size")}
     models_ = {name: profile.load_model(name, device=args.device) for name in profile.models}
     source = profile.vit_models[0]
-    source_noises: dict[float, torch.Tensor] = {}
+    input_noises: dict[float, dict[str, torch.Tensor]] = {lim: {} for lim in config["lims"]}
     for name, model in models_.items():
         for level in (("encoder", "input") if name in profile.vit_models else ("input",)):
             out[level][name] = []
@@ -300,14 +301,13 @@ def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
                 row, noise = robustness.robustness_point(model, train, val, level=level, lim=lim, device=args.device,
                                                          **schedule)
                 out[level][name].append(row)
-                if name == source and level == "input":
-                    source_noises[lim] = noise
+                if level == "input":
+                    input_noises[lim][name] = noise.to(args.device)
                 print(name, level, lim, f"match {row['learned']['match']:.3f} shuffled {row['shuffled']['match']:.3f} "
                       f"uniform {row['uniform']['match']:.3f}", flush=True)
                 _write_json(path, out)
-    for lim, noise in source_noises.items():
-        out["transfer"][str(lim)] = robustness.transfer_matrix(models_, {source: noise.to(args.device)}, val,
-                                                               device=args.device)[source]
+    for lim, noises in input_noises.items():  # transfer[lim][source][target]: every model's input noise on every model
+        out["transfer"][str(lim)] = robustness.transfer_matrix(models_, noises, val, device=args.device)
         out["exact_transfer"][str(lim)] = robustness.exact_transfer(models_[source], models_, val, amplitude=lim,
                                                                     device=args.device)
     _write_json(path, out)

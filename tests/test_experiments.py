@@ -76,5 +76,9 @@ def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
     profile = get_profile("teaching")
     assert set(result["input"]) == set(profile.models) and set(result["encoder"]) == set(profile.vit_models)
     assert set(result["transfer"]["0.1"]) == set(profile.models)
+    assert all(set(row) == set(profile.models) for row in result["transfer"]["0.1"].values())
+    # the diagonal is each model's own learned input noise, evaluated again
+    assert all(result["transfer"]["0.1"][name][name] == result["input"][name][0]["learned"]["match"]
+               for name in profile.models)
     assert result["exact_transfer"]["0.1"][profile.vit_models[0]] == 1.0
     assert result["check"]["result"]["learned"]["match"] >= 0 and result["provenance"]["command"].endswith(str(out))
