@@ -269,7 +269,7 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
 
 #: Robustness sweep settings (paper §5, Fig. 3) per profile; same optimiser recipe as the approximate sweep.
 ROBUSTNESS_CONFIG = {
-    # sized for a 2-core CPU (about 25 min): no GPU was lent when it was made; on a GPU use --steps 500
+    # sized for a 2-core CPU (estimated 40 min alone on it; not yet run): no GPU was lent; on a GPU use --steps 500
     "teaching": {"lims": (0.05, 0.1, 0.25, 0.5), "steps": 100, "milestones": (30, 60, 80), "lr": 1.0,
                  "batch_size": 32, "train": 1_000, "val": 300},
     "imagenet": {"lims": (0.01, 0.05, 0.1, 0.25, 0.5, 1.0), "steps": 500, "milestones": (150, 300, 400), "lr": 0.01,
