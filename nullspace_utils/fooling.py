@@ -51,8 +51,11 @@ class DisguiseResult:
 
 def free_channel_matrices(model: nn.Module, channel: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The (d, r*r) columns of the pixel-space patch matrix for ``channel`` and the (d, 2 r*r) rest."""
-    matrix = exact.patch_embedding_matrix(model)  # (d, C r r), float64
-    channels = exact.patch_embedding_layer(model).in_channels
+    return _split_columns(exact.patch_embedding_matrix(model), exact.patch_embedding_layer(model).in_channels, channel)
+
+
+def _split_columns(matrix: torch.Tensor, channels: int, channel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The columns of a (d, C r*r) patch matrix that act on ``channel``, and the others, in channel order."""
     if not 0 <= channel < channels:
         raise ValueError(f"channel must be 0..{channels - 1} (0 red, 1 green, 2 blue), got {channel}.")
     per_channel = matrix.shape[1] // channels
@@ -140,7 +143,8 @@ def disguise(
     source_b = source[None] if single else source
     target_b = target[None] if single else target
     _check_images(source_b, target_b, r)
-    free, fixed = free_channel_matrices(model, channel)
+    matrix = exact.patch_embedding_matrix(model)  # (d, C r r), float64
+    free, fixed = _split_columns(matrix, proj.in_channels, channel)
     d, unknowns = free.shape
     if d > unknowns and not (least_squares or bounded):
         raise NoExactDisguiseError(
@@ -155,11 +159,8 @@ def disguise(
     target_channels = target_patches.reshape(-1, channels, per)
     target_free = target_channels[:, channel]
     target_fixed = torch.cat([target_channels[:, c] for c in range(channels) if c != channel], dim=1)
-    full = torch.cat([free, fixed], dim=1)  # columns reordered like (free, fixed)
-    source_reordered = torch.cat([source_patches.reshape(-1, channels, per)[:, channel],
-                                  torch.cat([source_patches.reshape(-1, channels, per)[:, c]
-                                             for c in range(channels) if c != channel], dim=1)], dim=1)
-    rhs = source_reordered @ full.T - target_fixed @ fixed.T  # (P, d): what W_free must produce
+    source_embedding = source_patches @ matrix.T  # (P, d), linear part: the bias and mean term are shared
+    rhs = source_embedding - target_fixed @ fixed.T  # (P, d): what W_free must produce
     if bounded:
         solved = _bounded_solve(free, rhs, target_free, ridge, iterations)
     else:
@@ -170,10 +171,8 @@ def disguise(
     channels_out[channel] = solved
     patches = torch.stack(channels_out, dim=1).reshape(len(solved), channels * per)
     image = from_patches(patches, tuple(source_b.shape), r)
-    # linear-part residual per image: the bias and the mean term are the same for both images
-    change = ((patches - source_patches) @ exact.patch_embedding_matrix(model).T).reshape(len(source_b), -1)
-    reference = (source_patches @ exact.patch_embedding_matrix(model).T).reshape(len(source_b), -1)
-    residual = change.norm(dim=1) / reference.norm(dim=1).clamp_min(1e-12)
+    change = ((patches - source_patches) @ matrix.T).reshape(len(source_b), -1)
+    residual = change.norm(dim=1) / source_embedding.reshape(len(source_b), -1).norm(dim=1).clamp_min(1e-12)
     exact_solution = bool(residual.max() < 1e-8)
     out_of_box = ((solved < 0) | (solved > 1)).double().mean().item()
     image = image.to(source.dtype)
