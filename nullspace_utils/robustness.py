@@ -2,6 +2,9 @@
 
 Everything here is built on :mod:`nullspace_utils.approximate` (one training loop, one evaluation):
 
+* :func:`choose_lr`: one SGD learning rate does not fit six architectures (the input gradients of the
+  models differ by orders of magnitude), so each model, level and lim gets the rate of a small grid whose
+  short run ends at the lowest *training* loss; the validation images never take part.
 * :func:`robustness_point`: for one model and one lim, learn a noise at a level (``"encoder"`` for a
   ViT's tokens, the paper's ṽϕ, Fig. 3a; ``"input"`` for the image, ṽω, any model, Fig. 3b) and evaluate
   it next to its shuffled twin and a fresh Uniform(-lim, lim) noise of the same shape: the reference that
@@ -14,6 +17,7 @@ Everything here is built on :mod:`nullspace_utils.approximate` (one training loo
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 import torch
@@ -22,7 +26,7 @@ from torch.utils.data import Dataset
 
 from nullspace_utils import approximate, exact
 
-__all__ = ["uniform_noise", "robustness_point", "transfer_matrix", "exact_transfer", "vits_beat_cnns"]
+__all__ = ["uniform_noise", "choose_lr", "robustness_point", "transfer_matrix", "exact_transfer", "vits_beat_cnns"]
 
 
 def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Tensor:
@@ -31,6 +35,26 @@ def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Te
         raise ValueError(f"lim must be positive, got {lim}.")
     generator = torch.Generator().manual_seed(seed)
     return (torch.rand(shape, generator=generator) * 2 - 1) * lim
+
+
+def choose_lr(model: nn.Module, train: Dataset, *, level: str, lim: float, lrs: tuple[float, ...], steps: int,
+              batch_size: int, seed: int = 0, device: str | torch.device = "cpu") -> tuple[float, dict[str, float]]:
+    """The learning rate of ``lrs`` whose ``steps`` plain SGD steps (no decay) end at the lowest training loss.
+
+    The score is the mean loss over the last quarter of the run; a rate whose loss is not finite loses.
+    Returns the rate and every rate's score (keys are ``str(lr)``, for JSON).
+    """
+    if not lrs:
+        raise ValueError("lrs is empty: give at least one learning rate.")
+    scores: dict[str, float] = {}
+    for lr in lrs:
+        result = approximate.learn_noise(model, train, level=level, lim=lim, steps=steps, lr=lr, milestones=(),
+                                         batch_size=batch_size, seed=seed, device=device, progress=False)
+        tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
+        score = sum(tail) / len(tail)
+        scores[str(lr)] = score if math.isfinite(score) else math.inf
+    best = min(lrs, key=lambda lr: scores[str(lr)])
+    return best, scores
 
 
 def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, steps: int,
@@ -43,7 +67,7 @@ def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: s
     result = approximate.learn_noise(model, train, level=level, lim=lim, steps=steps, lr=lr, milestones=milestones,
                                      batch_size=batch_size, seed=seed, device=device, progress=False)
     reference = uniform_noise(tuple(result.noise.shape), lim, seed + 1)
-    row = {"level": level, "lim": lim, "initial_norm": result.initial_norm, "final_norm": result.norm}
+    row = {"level": level, "lim": lim, "lr": lr, "initial_norm": result.initial_norm, "final_norm": result.norm}
     for kind, noise, shuffle in (("learned", result.noise, False), ("shuffled", result.noise, True),
                                  ("uniform", reference, False)):
         row[kind] = asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed,

@@ -61,11 +61,24 @@ def test_committed_approximate_sweep_matches_a_recomputed_point():
                for row in committed["keep_norm"][profile.vit_models[0]])
 
 
+def test_steps_override_scales_the_lr_milestones():
+    import argparse
+
+    args = argparse.Namespace(profile="teaching", steps=400, device="cpu")
+    check = {**experiments.ROBUSTNESS_CHECK, "train": 4, "val": 4}
+    configs = {"teaching": {**experiments.ROBUSTNESS_CONFIG["teaching"], "train": 4, "val": 4}}
+    _, config, _ = experiments._sweep_setup(args, configs, check)
+    base = experiments.ROBUSTNESS_CONFIG["teaching"]
+    assert config["steps"] == 400
+    assert list(config["milestones"]) == [m * 400 // base["steps"] for m in base["milestones"]]
+
+
 def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
     """The Fig. 3 runner on a tiny setting (1 lim, 2 steps, 16 images): every panel is filled in."""
     import json
 
-    tiny = {"lims": (0.1,), "steps": 2, "milestones": (1,), "lr": 1.0, "batch_size": 8, "train": 16, "val": 16}
+    tiny = {"lims": (0.1,), "steps": 2, "milestones": (1,), "lrs": {"encoder": (1.0,), "input": (0.01, 0.1)},
+            "probe_steps": 2, "batch_size": 8, "train": 16, "val": 16}
     monkeypatch.setitem(experiments.ROBUSTNESS_CONFIG, "teaching", tiny)
     monkeypatch.setattr(experiments, "ROBUSTNESS_CHECK", {**experiments.ROBUSTNESS_CHECK, "train": 8, "val": 8})
     out = tmp_path / "robustness.json"
@@ -81,4 +94,8 @@ def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
     assert all(result["transfer"]["0.1"][name][name] == result["input"][name][0]["learned"]["match"]
                for name in profile.models)
     assert result["exact_transfer"]["0.1"][profile.vit_models[0]] == 1.0
+    # every input row carries the rate its probe chose, and that rate has the lowest probe loss
+    for rows in result["input"].values():
+        probe = rows[0]["lr_probe"]
+        assert set(probe) == {"0.01", "0.1"} and probe[str(rows[0]["lr"])] == min(probe.values())
     assert result["check"]["result"]["learned"]["match"] >= 0 and result["provenance"]["command"].endswith(str(out))

@@ -40,6 +40,16 @@ def test_point_evaluates_learned_shuffled_and_uniform(zoo, small, name, level):
     assert 0 <= row["uniform"]["match"] <= 1
 
 
+def test_choose_lr_prefers_the_rate_with_the_lowest_training_loss(zoo, small):
+    train, _ = small
+    lr, scores = robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(0.03, 1e3), steps=4,
+                                      batch_size=8)
+    assert set(scores) == {"0.03", "1000.0"}
+    assert lr == 0.03 and scores["0.03"] < scores["1000.0"]  # a huge rate blows the noise (and the loss) up
+    with pytest.raises(ValueError, match="at least one"):
+        robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(), steps=2, batch_size=8)
+
+
 def test_transfer_matrix_and_exact_transfer(zoo, small):
     _, val = small
     noise = robustness.uniform_noise((3, 112, 112), 0.3, seed=0)
