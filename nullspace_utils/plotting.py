@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels", "noise_sweep"]
+__all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels",
+           "noise_sweep", "robustness_panels", "matrix_heatmap"]
 
 
 def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -158,3 +159,50 @@ def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = F
         if show_norm:
             panels[1]["lines"][label] = (lims, [row["final_norm"] / row["initial_norm"] for row in rows], f"C{index}o-")
     return line_panels(panels, xlabel="lim (initial noise: Uniform(-lim, lim))", logy=(False, not show_norm), size=size)
+
+
+def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]], *, vits: Sequence[str],
+                      size: tuple[float, float] = (5.0, 3.6)):
+    """Paper Fig. 3 a/b from sweep rows: per panel ``(title, {model: rows})``, match % of the learned noise
+    against lim (ViTs solid, CNNs dashed) and, thin and dotted in the same colour, the uniform reference."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
+    for ax, (title, rows_by_model) in zip(axes[0], panels):
+        for index, (name, rows) in enumerate(rows_by_model.items()):
+            lims = [row["lim"] for row in rows]
+            style = "-" if name in vits else "--"
+            ax.plot(lims, [100 * row["learned"]["match"] for row in rows], style, marker="o", markersize=4,
+                    color=f"C{index}", label=name)
+            ax.plot(lims, [100 * row["uniform"]["match"] for row in rows], ":", linewidth=1, color=f"C{index}")
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("lim")
+        ax.set_ylabel("predictions unchanged (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *, title: str = "",
+                   size: float = 5.2, ax=None):
+    """A source x target table of fractions (``matrix[source][target]``) as an annotated heatmap in %.
+
+    Draws on ``ax`` when given (to put several matrices side by side), else on a new figure.
+    """
+    sources = [name for name in names if name in matrix]
+    values = np.array([[100 * matrix[source][target] for target in names] for source in sources])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(size * 1.25, size * len(sources) / len(names) + 0.8))
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
+    for i in range(len(sources)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center",
+                    color="black" if values[i, j] > 60 else "white", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(sources)), sources, fontsize=8)
+    ax.set_xlabel("model receiving the noise")
+    ax.set_ylabel("noise learned for")
+    ax.set_title(title, fontsize=10)
+    ax.figure.colorbar(image, ax=ax, fraction=0.04, label="%")
+    ax.figure.tight_layout()
+    return ax.figure

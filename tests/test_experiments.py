@@ -99,3 +99,40 @@ def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
         probe = rows[0]["lr_probe"]
         assert set(probe) == {"0.01", "0.1"} and probe[str(rows[0]["lr"])] == min(probe.values())
     assert result["check"]["result"]["learned"]["match"] >= 0 and result["provenance"]["command"].endswith(str(out))
+
+
+def test_committed_robustness_sweep_matches_a_recomputed_point():
+    """Recompute the robustness sweep's cheap check point on the CPU against the committed file."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils import robustness
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    committed = experiments.load_result("book/results/teaching/robustness.json")
+    check = committed["check"]
+    assert {k: v for k, v in check.items() if k != "result"} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in experiments.ROBUSTNESS_CHECK.items()}
+    profile = get_profile("teaching")
+    train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
+    val = TensorDataset(*stack_dataset(profile.dataset("val", n=check["val"])))
+    torch.manual_seed(0)
+    row, _ = robustness.robustness_point(profile.load_model(profile.cnn_models[check["cnn_index"]]), train, val,
+                                         level=check["level"],
+                                         lim=check["lim"], steps=check["steps"], lr=check["lr"],
+                                         milestones=tuple(check["milestones"]), batch_size=check["batch_size"])
+    expected = check["result"]
+    assert row["final_norm"] == pytest.approx(expected["final_norm"], rel=1e-3)
+    for kind in ("learned", "shuffled", "uniform"):
+        assert abs(row[kind]["match"] - expected[kind]["match"]) <= 1 / check["val"] + 1e-9
+        assert row[kind]["logit_mse"] == pytest.approx(expected[kind]["logit_mse"], rel=0.02)
+    # every panel has every model and lim the chapter plots
+    lims = list(committed["config"]["lims"])
+    assert all([row["lim"] for row in committed["input"][name]] == lims for name in profile.models)
+    assert all([row["lim"] for row in committed["encoder"][name]] == lims for name in profile.vit_models)
+    assert all(committed["exact_transfer"][str(lim)][profile.vit_models[0]] == 1.0 for lim in lims)
+    # each row's rate is the one its probe scored lowest
+    for level in ("encoder", "input"):
+        for rows in committed[level].values():
+            assert all(row["lr_probe"][str(row["lr"])] == min(row["lr_probe"].values()) for row in rows)

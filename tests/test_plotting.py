@@ -1,0 +1,44 @@
+"""Plotting helpers: they draw what they are given (values, lines, labels), not just something."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from nullspace_utils import plotting  # noqa: E402
+
+
+def test_markdown_table_rows_and_header():
+    table = plotting.markdown_table([["a", 1], ["b", 2]], ["name", "value"])
+    assert table.splitlines() == ["| name | value |", "|---|---|", "| a | 1 |", "| b | 2 |"]
+
+
+def test_to_display_maps_to_unit_range():
+    image = torch.tensor([[[-1.0, 0.0], [1.0, 3.0]]]).expand(3, 2, 2)
+    shown = plotting.to_display(image, symmetric=True)
+    assert shown.shape == (2, 2, 3)
+    # 0 is mid-grey and the largest |value| (3) reaches white; -1 lies a sixth below grey
+    assert shown[0, 1, 0] == 0.5 and shown[1, 1, 0] == 1.0 and shown[0, 0, 0] == pytest.approx(0.5 - 0.5 / 3)
+
+
+def test_matrix_heatmap_annotates_every_cell_in_percent():
+    matrix = {"a": {"a": 1.0, "b": 0.25}, "b": {"a": 0.5, "b": 0.125}}
+    fig = plotting.matrix_heatmap(matrix, ["a", "b"], title="t")
+    ax = fig.axes[0]
+    assert sorted(text.get_text() for text in ax.texts) == ["100", "12", "25", "50"]
+    assert ax.images[0].get_array()[0, 1] == pytest.approx(25.0)  # row = source, column = target
+    _, axes = plt.subplots(1, 2)
+    assert plotting.matrix_heatmap(matrix, ["a", "b"], ax=axes[1]) is axes[1].figure and len(axes[1].texts) == 4
+    plt.close("all")
+
+
+def test_robustness_panels_draw_learned_and_uniform_per_model():
+    rows = [{"lim": lim, "learned": {"match": 1 - lim}, "uniform": {"match": 0.5}} for lim in (0.1, 0.5)]
+    fig = plotting.robustness_panels([("p", {"vit": rows, "cnn": rows})], vits=("vit",))
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4  # learned + uniform for each of the two models
+    assert list(lines[0].get_ydata()) == pytest.approx([90.0, 50.0]) and lines[0].get_linestyle() == "-"
+    assert lines[2].get_linestyle() == "--"  # the CNN is dashed
+    plt.close("all")
