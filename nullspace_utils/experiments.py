@@ -329,6 +329,128 @@ def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
     return out
 
 
+#: Fingerprint experiments (paper §9's "patenting", made a test; see nullspace_utils.fingerprint)
+FINGERPRINT_CONFIG = {
+    "teaching": {"n_probes": 16, "amplitude": 0.25, "fingerprints": 8, "tol": 1e-3, "bisection_steps": 14,
+                 "fine_tune": {"images": 2_000, "steps": 200, "batch_size": 32,
+                               "checkpoints": (0, 1, 2, 5, 10, 20, 50, 100, 200),
+                               "lr": {"all": 1e-4, "patch_embed": 1e-4, "head": 1e-3}},
+                 "sigmas": (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1), "val": 500},
+    "imagenet": {"n_probes": 32, "amplitude": 0.1, "fingerprints": 4, "tol": 1e-3, "bisection_steps": 14,
+                 "fine_tune": {"images": 2_000, "steps": 200, "batch_size": 32,
+                               "checkpoints": (0, 1, 2, 5, 10, 20, 50, 100, 200),
+                               "lr": {"all": 1e-5, "patch_embed": 1e-5, "head": 1e-3}},
+                 "sigmas": (0.0, 1e-4, 1e-3, 1e-2, 3e-2), "val": 500},
+}
+#: the cheap point a test recomputes on the CPU: fine-tuning everything for a few steps, logits access
+FINGERPRINT_CHECK = {"part": "all", "step": 5, "fingerprint_seed": 0}
+
+
+def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, bool]]:
+    """The chapter's suspects, name -> (model, derived from the owner's?): the owner, an exact copy (a
+    safetensors round trip), float16 and int8 copies; independently trained models of the same
+    architecture (teaching: the zoo's extra seeds), the other widths and the CNNs."""
+    import copy
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+
+    from nullspace_utils import models
+
+    suspects: dict[str, tuple[torch.nn.Module, bool]] = {"owner": (owner, True)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "copy.safetensors"
+        save_file({k: v.contiguous() for k, v in owner.net.state_dict().items()}, str(path))
+        duplicate = copy.deepcopy(owner)
+        duplicate.net.load_state_dict(load_file(str(path)))
+    suspects["exact copy"] = (duplicate, True)
+    suspects["float16 copy"] = (copy.deepcopy(owner).half(), True)
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works in torch 2.14
+        warnings.simplefilter("ignore")
+        suspects["int8 copy"] = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(owner), {torch.nn.Linear},
+                                                                        dtype=torch.qint8), True)
+    if profile.name == "teaching":
+        for path in sorted((models.ZOO_DIR / "seeds").glob("*.safetensors")):
+            suspects[path.stem] = (models.load_model(profile.vit_models[0], weights=path), False)
+    for name in (*profile.vit_models[1:], *profile.cnn_models):
+        suspects[name] = (profile.load_model(name), False)
+    return suspects
+
+
+def fingerprint_point(fingerprint, model, *, output: str, config: dict) -> dict:
+    """One verification, JSON-ready: kept / n, p-value, median and largest per-probe change, queries."""
+    from nullspace_utils import fingerprint as fp
+
+    result = fp.verify(fingerprint, fp.as_query(model, output), output=output, tol=config["tol"],
+                       bisection_steps=config["bisection_steps"])
+    changes = result.changes[~result.changes.isnan()]
+    return {"kept": result.kept, "n": result.n, "p_value": result.p_value, "is_yours": result.is_yours,
+            "median_change": float(changes.median()) if len(changes) else None,
+            "max_change": float(changes.max()) if len(changes) else None, "queries": result.queries}
+
+
+def run_fingerprint(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Fingerprint chapter: every suspect x output x fingerprint seed; the fade under fine-tuning (everything,
+    only the head, only the patch embedding) against steps; the input-noise defence against sigma."""
+    from nullspace_utils import fingerprint as fp
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    config = FINGERPRINT_CONFIG[profile.name]
+    path = args.out or RESULTS / profile.name / "fingerprint.json"
+    owner = profile.load_model(profile.vit_models[0])
+    val_images, val_labels = stack_dataset(profile.dataset("val", n=config["val"]))
+    new_images, new_labels = stack_dataset(profile.dataset("test", n=config["fine_tune"]["images"]))
+    fingerprints = [fp.make_fingerprint(owner, n_probes=config["n_probes"], amplitude=config["amplitude"], seed=seed,
+                                        images=val_images) for seed in range(config["fingerprints"])]
+    out: dict = {"provenance": _provenance(argv), "profile": profile.name, "config": config, "owner": owner.name,
+                 "suspects": {}, "fade": {}, "defence": []}
+    for name, (model, derived) in fingerprint_suspects(profile, owner).items():
+        out["suspects"][name] = {"derived": derived, "accuracy": fp.accuracy(model, val_images, val_labels)}
+        for output in fp.OUTPUTS:
+            out["suspects"][name][output] = [fingerprint_point(f, model, output=output, config=config)
+                                             for f in fingerprints]
+        print(name, {o: [p["kept"] for p in out["suspects"][name][o]] for o in fp.OUTPUTS}, flush=True)
+        _write_json(path, out)
+    tune = config["fine_tune"]
+    for part in ("all", "head", "patch_embed"):
+        rows = []
+        for step, thief in fp.fine_tune(owner, new_images, new_labels, part=part, steps=tune["steps"],
+                                        lr=tune["lr"][part], checkpoints=tuple(tune["checkpoints"]),
+                                        batch_size=tune["batch_size"], reset_head=part == "head"):
+            row = {"step": step, "accuracy": fp.accuracy(thief, val_images, val_labels)}
+            for output in fp.OUTPUTS:
+                row[output] = fingerprint_point(fingerprints[0], thief, output=output, config=config)
+            rows.append(row)
+            print(part, step, row["accuracy"], {o: row[o]["kept"] for o in fp.OUTPUTS}, flush=True)
+        out["fade"][part] = rows
+        _write_json(path, out)
+    for sigma in config["sigmas"]:
+        defended = fp.NoisyInput(owner, sigma)
+        row = {"sigma": sigma, "accuracy": fp.accuracy(defended, val_images, val_labels)}
+        for output in fp.OUTPUTS:
+            row[output] = fingerprint_point(fingerprints[0], defended, output=output, config=config)
+        out["defence"].append(row)
+        print("sigma", sigma, row["accuracy"], {o: row[o]["kept"] for o in fp.OUTPUTS}, flush=True)
+    out["check"] = {**FINGERPRINT_CHECK, "result": fingerprint_check(owner, fingerprints[0], new_images, new_labels,
+                                                                     config)}
+    return out
+
+
+def fingerprint_check(owner, fingerprint, images, labels, config: dict) -> dict:
+    """The cheap point: fine-tune everything for FINGERPRINT_CHECK['step'] steps, verify with logits."""
+    from nullspace_utils import fingerprint as fp
+
+    tune, check = config["fine_tune"], FINGERPRINT_CHECK
+    for _, thief in fp.fine_tune(owner, images, labels, part=check["part"], steps=check["step"],
+                                 lr=tune["lr"][check["part"]], batch_size=tune["batch_size"]):
+        return fingerprint_point(fingerprint, thief, output="logits", config=config)
+    raise AssertionError("fine_tune yielded nothing")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m nullspace_utils.experiments", description=__doc__,
@@ -351,9 +473,13 @@ def main(argv: list[str] | None = None) -> None:
         sweep.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         sweep.add_argument("--steps", type=int, default=None, help="override the profile's number of SGD steps")
         sweep.add_argument("--out", type=Path, default=None)
+    finger = sub.add_parser("fingerprint", help="verify the owner's fingerprint on copies, thieves' models and "
+                                                "unrelated models (paper §9; CPU, a few minutes)")
+    finger.add_argument("--profile", default="teaching")
+    finger.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     runners = {"watermark": run_watermark, "watermark-slsqp": run_watermark_slsqp, "approximate": run_approximate,
-               "robustness": run_robustness}
+               "robustness": run_robustness, "fingerprint": run_fingerprint}
     result = runners[args.experiment](args, argv)
     out = args.out or RESULTS / args.profile / f"{args.experiment.replace('-', '_')}.json"
     _write_json(out, result)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 __all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels",
-           "noise_sweep", "robustness_panels", "matrix_heatmap"]
+           "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
 
 
 def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -206,3 +206,43 @@ def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *,
     ax.figure.colorbar(image, ax=ax, fraction=0.04, label="%")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tuple[float, float] = (8.0, 3.4)):
+    """Per-probe changes of each suspect (fingerprint chapter) as dots on a log axis, one row per suspect,
+    with the tolerance ``tol`` as a dashed line: dots left of it are probes the suspect kept."""
+    fig, ax = plt.subplots(figsize=size)
+    floor = 1e-9  # exact zeros drawn at the floor
+    for row, (name, values) in enumerate(changes.items()):
+        values = np.maximum(np.asarray(values, dtype=float), floor)
+        jitter = np.random.default_rng(row).uniform(-0.15, 0.15, len(values))
+        ax.scatter(values, row + jitter, s=12, alpha=0.8)
+    ax.axvline(tol, color="black", linestyle="--", linewidth=1, label=f"tolerance {tol:g}")
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(changes)), list(changes), fontsize=8)
+    ax.set_xlabel("relative change of the output under the probe's noise")
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float], float]]],
+               size: tuple[float, float] = (3.6, 3.4)):
+    """ROC curves, one panel per key of ``curves`` (an access mode), one line per label inside:
+    ``curves[panel][label] = (fpr, tpr, auc)``."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(size[0] * len(curves), size[1]), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], curves.items()):
+        for label, (fpr, tpr, auc) in lines.items():
+            ax.step(fpr, tpr, where="post", label=f"{label} (AUC {auc:.2f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

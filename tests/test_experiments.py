@@ -1,3 +1,4 @@
+import json
 import urllib.error
 import urllib.request
 
@@ -136,3 +137,31 @@ def test_committed_robustness_sweep_matches_a_recomputed_point():
     for level in ("encoder", "input"):
         for rows in committed[level].values():
             assert all(row["lr_probe"][str(row["lr"])] == min(row["lr_probe"].values()) for row in rows)
+
+
+def test_committed_fingerprint_results_match_a_recomputed_point():
+    """Recompute the fingerprint runner's check point (a copy fine-tuned for a few steps, logits access)."""
+    from nullspace_utils import fingerprint as fp
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    committed = experiments.load_result("book/results/teaching/fingerprint.json")
+    config = committed["config"]
+    assert config == json.loads(json.dumps(experiments.FINGERPRINT_CONFIG["teaching"]))
+    assert {k: v for k, v in committed["check"].items() if k != "result"} == experiments.FINGERPRINT_CHECK
+    profile = get_profile("teaching")
+    owner = profile.load_model(profile.vit_models[0])
+    val_images, _ = stack_dataset(profile.dataset("val", n=config["val"]))
+    new_images, new_labels = stack_dataset(profile.dataset("test", n=config["fine_tune"]["images"]))
+    secret = fp.make_fingerprint(owner, n_probes=config["n_probes"], amplitude=config["amplitude"],
+                                 seed=experiments.FINGERPRINT_CHECK["fingerprint_seed"], images=val_images)
+    point = experiments.fingerprint_check(owner, secret, new_images, new_labels, config)
+    expected = committed["check"]["result"]
+    assert abs(point["kept"] - expected["kept"]) <= 1 and point["n"] == expected["n"]
+    assert point["median_change"] == pytest.approx(expected["median_change"], rel=0.05)
+    # the file's shape: every suspect with every output and fingerprint; the owner keeps every probe
+    for entry in committed["suspects"].values():
+        assert all(len(entry[output]) == config["fingerprints"] for output in fp.OUTPUTS)
+    owner_points = [p for o in fp.OUTPUTS for p in committed["suspects"]["owner"][o]]
+    assert all(p["kept"] == p["n"] and p["is_yours"] for p in owner_points)
+    assert [row["step"] for row in committed["fade"]["all"]] == list(config["fine_tune"]["checkpoints"])

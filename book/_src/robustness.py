@@ -227,7 +227,7 @@ if sweep is not None:
 # :class: dropdown
 # ~~~python
 # noise = (torch.rand(3, 112, 112) * 2 - 1).mul(0.25).requires_grad_(True)
-# optimiser = torch.optim.SGD([noise], lr=1.0)
+# optimiser = torch.optim.SGD([noise], lr=0.1)  # image-level noise: see the rate probe above
 # pair = [models[profile.vit_models[0]], models[profile.cnn_models[0]]]
 # images = val.tensors[0][:64]
 # for step in range(50):

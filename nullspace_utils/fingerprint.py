@@ -1,0 +1,406 @@
+"""Model fingerprinting through the nullspace: is a black-box model yours? (paper §9, "patenting").
+
+The paper's discussion suggests that a ViT's nullspace, a property of its trained weights, could mark a
+model as its owner's without any step at training time. This module makes that a test:
+
+1. :func:`make_fingerprint` (the owner, who has the weights): draw secret *probe* images and, for each,
+   a secret noise from the nullspace of the model's pixel-space patch map (§3), tiled over the image.
+   Probes are squeezed into [a, 1 - a] for the noise amplitude a, so ``probe + noise`` is a valid
+   image in [0, 1] without any clipping (clipping would leave the nullspace).
+2. :func:`verify` (anyone holding the fingerprint): query the suspect on each probe with and without
+   its noise. A model whose patch map has that nullspace (the owner's model, its exact copies, copies
+   with a new head, copies whose later layers are quantised) answers the same, up to rounding; any
+   other model sees the noise as noise and answers differently.
+
+Evidence per probe is one bit, *kept* or *changed*; the decision is a one-sided binomial test of
+"the suspect keeps a probe with probability at most ``null_rate``" (an unrelated model), so a claim of
+ownership is wrong with probability at most ``alpha`` whenever unrelated models keep probes at most at
+that rate. The default ``null_rate = 0.5`` is conservative: the fingerprint chapter measures the rates
+of unrelated models and finds them far lower.
+
+Three kinds of access are supported (``output``):
+
+* ``"logits"``: a probe is kept when ``max_j |Δz_j| <= tol * max_j |z_j|``;
+* ``"probs"``: the same on log-probabilities (probabilities of confident models saturate near 0 and 1,
+  their logarithms do not);
+* ``"label"``: only the top-1 label. A label rarely flips under a small noise, so each probe is first
+  walked to the suspect's *own* decision boundary: a bisection on the segment from the probe to a
+  partner probe that the suspect labels differently, by label queries only. At the two images
+  bracketing the boundary, a model for which the noise is invisible keeps both labels; for any other
+  model the noise moves the boundary by far more than the bracket's width and one label flips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from nullspace_utils import exact
+
+__all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
+           "NoisyInput", "fine_tune", "accuracy", "roc_curve", "roc_auc"]
+
+OUTPUTS = ("logits", "probs", "label")
+FORMAT = "nullspace-vit fingerprint 1"
+
+Query = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Fingerprint:
+    """What verification needs: probes (n, C, H, W) and their noises' patches (n, C, r, r), all in [0, 1] units.
+
+    It holds ``n`` vectors of the model's patch nullspace (of dimension C r² - d), which say nothing
+    about the weights beyond being orthogonal to them; keep the file secret all the same, since whoever
+    holds it can tell your model apart from others.
+    """
+
+    probes: torch.Tensor
+    noise_patches: torch.Tensor
+    amplitude: float
+    seed: int
+    model_name: str = ""
+    note: str = ""
+
+    def noises(self) -> torch.Tensor:
+        """The noises tiled over the probes' size: (n, C, H, W)."""
+        return exact.tile(self.noise_patches, tuple(self.probes.shape[-2:]))
+
+    def __len__(self) -> int:
+        return len(self.probes)
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file: the two tensors, the rest as metadata."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        metadata = {"format": FORMAT, "amplitude": repr(self.amplitude), "seed": str(self.seed),
+                    "model_name": self.model_name, "note": self.note}
+        save_file({"probes": self.probes.contiguous(), "noise_patches": self.noise_patches.contiguous()},
+                  str(path), metadata=metadata)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Fingerprint":
+        """Read a file written by :meth:`save`; a file of another kind gives a clear error."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no fingerprint file at {path}: write one with Fingerprint.save(path).")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({error}); was it truncated?") from error
+        if metadata.get("format") != FORMAT or set(tensors) != {"probes", "noise_patches"}:
+            raise ValueError(f"{path} is a safetensors file but not a fingerprint (format "
+                             f"{metadata.get('format')!r}, tensors {sorted(tensors)}).")
+        return cls(tensors["probes"], tensors["noise_patches"], float(metadata["amplitude"]), int(metadata["seed"]),
+                   metadata.get("model_name", ""), metadata.get("note", ""))
+
+
+def _smooth_random_images(n: int, channels: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """Random images in [0, 1] with structure at several scales (sums of upsampled uniform noise)."""
+    images = torch.zeros(n, channels, *size)
+    for cells in (2, 4, 8, 16):
+        coarse = torch.rand(n, channels, cells, cells, generator=generator)
+        images += nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False) / 4
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    return (images - low) / (high - low)
+
+
+def make_fingerprint(model: nn.Module, *, n_probes: int = 32, amplitude: float = 0.25, seed: int = 0,
+                     images: torch.Tensor | None = None, image_size: int | tuple[int, int] | None = None,
+                     model_name: str = "") -> Fingerprint:
+    """Draw a secret fingerprint of the ViT ``model`` (paper §3 noise; §9's patenting idea).
+
+    ``images`` (N >= n_probes, C, H, W in [0, 1]) are the owner's own probe images, e.g. a few of
+    their validation images; without them, smooth random images of ``image_size`` are drawn. Each probe
+    is squeezed linearly into [amplitude, 1 - amplitude] and gets its own nullspace noise whose largest
+    |value| is ``amplitude``, so that ``probe + noise`` stays in [0, 1].
+
+    Raises :class:`~nullspace_utils.exact.NotPatchEmbeddingError` for models without a patch embedding
+    (CNNs) and :class:`~nullspace_utils.exact.NoNullspaceError` when d >= C r².
+    """
+    if n_probes < 1:
+        raise ValueError(f"n_probes must be at least 1, got {n_probes}.")
+    if not 0 < amplitude < 0.5:
+        raise ValueError(f"amplitude must lie in (0, 0.5) so that probe + noise fits in [0, 1], got {amplitude}.")
+    basis = exact.patch_nullspace(model)  # raises for models without a (non-trivial) nullspace
+    generator = torch.Generator().manual_seed(seed)
+    channels = basis.shape[1]
+    if images is None:
+        if image_size is None:
+            raise ValueError("give either images (your own probe images) or image_size (for random probes).")
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        images = _smooth_random_images(n_probes, channels, size, generator)
+    else:
+        if images.ndim != 4 or images.shape[1] != channels:
+            raise ValueError(f"images must be (N, {channels}, H, W), got {tuple(images.shape)}.")
+        if len(images) < n_probes:
+            raise ValueError(f"{len(images)} images given for {n_probes} probes: pass more images or fewer probes.")
+        if images.min() < 0 or images.max() > 1:
+            raise ValueError(f"images must lie in [0, 1], got [{images.min():.3g}, {images.max():.3g}].")
+        order = torch.randperm(len(images), generator=generator)[:n_probes]
+        images = images[order].detach().to("cpu", torch.float32)
+    probes = amplitude + (1 - 2 * amplitude) * images
+    weights = torch.randn(n_probes, basis.shape[0], generator=generator, dtype=torch.float64)
+    patches = torch.einsum("bk,kcij->bcij", weights, basis)
+    patches = patches * (amplitude / patches.abs().amax(dim=(1, 2, 3), keepdim=True))
+    exact.tile(patches[:1], tuple(probes.shape[-2:]))  # checks that the image size is a multiple of r
+    return Fingerprint(probes.float().contiguous(), patches.float().contiguous(), float(amplitude), seed, model_name)
+
+
+def as_query(model: nn.Module, output: str = "logits", *, batch_size: int = 64) -> Query:
+    """A black-box view of a local model: [0, 1] images in, ``output`` out (no gradients, eval mode).
+
+    The input is cast to the model's dtype (float16 copies work) and the output returned in float32.
+    """
+    _check_output(output)
+    model.eval()
+    parameter = next(model.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    device = parameter.device if parameter is not None else torch.device("cpu")
+
+    @torch.no_grad()
+    def query(images: torch.Tensor) -> torch.Tensor:
+        logits = torch.cat([model(images[start:start + batch_size].to(device, dtype)).float().cpu()
+                            for start in range(0, len(images), batch_size)])
+        if output == "logits":
+            return logits
+        return logits.softmax(1) if output == "probs" else logits.argmax(1)
+
+    return query
+
+
+@dataclass
+class Verification:
+    """The outcome of :func:`verify`: the decision and the evidence behind it."""
+
+    output: str
+    is_yours: bool  # the binomial test rejects "unrelated model" at level alpha
+    kept: int  # probes whose answer the noise did not change
+    n: int  # probes that took part (label mode drops probes without a differently-labelled partner)
+    p_value: float  # P(Binomial(n, null_rate) >= kept)
+    alpha: float
+    null_rate: float
+    changes: torch.Tensor  # per probe: relative change (logits, probs) or number of flipped labels (0, 1, 2)
+    tol: float
+    queries: int  # images sent to the suspect
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        """Fraction of probes kept: 1 for the owner's model, low for unrelated ones."""
+        return self.kept / self.n if self.n else float("nan")
+
+    def summary(self) -> str:
+        verdict = "yours" if self.is_yours else "not shown to be yours"
+        return (f"{verdict}: {self.kept}/{self.n} probes kept ({self.output}), p = {self.p_value:.2g} "
+                f"(alpha {self.alpha:g}, null rate {self.null_rate:g}), {self.queries} queries")
+
+
+def _check_output(output: str) -> None:
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
+
+
+def _binomial_tail(kept: int, n: int, rate: float) -> float:
+    """P(Binomial(n, rate) >= kept), from scipy."""
+    from scipy.stats import binom
+
+    return float(binom.sf(kept - 1, n, rate)) if n else 1.0
+
+
+def _counted(query: Query, counter: list[int]) -> Query:
+    def wrapped(images: torch.Tensor) -> torch.Tensor:
+        counter[0] += len(images)
+        return query(images)
+
+    return wrapped
+
+
+def _relative_changes(clean: torch.Tensor, noisy: torch.Tensor, output: str) -> torch.Tensor:
+    """Per row, ``max |Δ| / max |clean|`` on logits, or on log-probabilities for ``probs``."""
+    if clean.shape != noisy.shape or clean.ndim != 2:
+        raise ValueError(f"the query must return (B, classes) for output={output!r}, got {tuple(clean.shape)}.")
+    if output == "probs":
+        if clean.min() < 0 or (clean.sum(1) - 1).abs().max() > 1e-3:
+            raise ValueError("output='probs' needs probabilities (rows >= 0 summing to 1); the query returned "
+                             "something else. Use output='logits' for raw scores.")
+        tiny = torch.finfo(torch.float32).tiny
+        clean, noisy = clean.clamp_min(tiny).log(), noisy.clamp_min(tiny).log()
+    return (noisy - clean).abs().amax(1) / clean.abs().amax(1).clamp_min(1e-12)
+
+
+def _label_changes(fingerprint: Fingerprint, query: Query, steps: int) -> tuple[torch.Tensor, list[str]]:
+    """Flipped labels (0, 1 or 2) at the bracket around the suspect's boundary, per probe; NaN: no partner."""
+    probes, noises = fingerprint.probes, fingerprint.noises()
+    labels = query(probes)
+    n = len(probes)
+    changes = torch.full((n,), float("nan"))
+    notes = []
+    for index in range(n):
+        partners = [(index + shift) % n for shift in range(1, n) if labels[(index + shift) % n] != labels[index]]
+        if not partners:
+            continue
+        start, end = probes[index], probes[partners[0]]
+        low, high = 0.0, 1.0  # label(start) at low, another label at high
+        for _ in range(steps):
+            middle = (low + high) / 2
+            if query(((1 - middle) * start + middle * end)[None])[0] == labels[index]:
+                low = middle
+            else:
+                high = middle
+        bracket = torch.stack([(1 - low) * start + low * end, (1 - high) * start + high * end])
+        before = query(bracket)
+        after = query(bracket + noises[index])
+        changes[index] = float((before != after).sum())
+    missing = int(changes.isnan().sum())
+    if missing:
+        notes.append(f"{missing} of {n} probes had no partner with another label and were left out.")
+    return changes, notes
+
+
+def verify(fingerprint: Fingerprint, query: Query, *, output: str = "logits", alpha: float = 1e-3,
+           null_rate: float = 0.5, tol: float = 1e-3, bisection_steps: int = 14) -> Verification:
+    """Test whether the black box ``query`` carries ``fingerprint``'s nullspace.
+
+    ``query`` maps a batch of [0, 1] images (B, C, H, W) to logits (B, K), probabilities (B, K) or
+    labels (B,), as ``output`` says (:func:`as_query` wraps a local model). ``tol`` is the relative
+    change still counted as rounding (logits, probs). The claim "yours" is made when
+    P(Binomial(n, null_rate) >= kept) <= alpha.
+    """
+    _check_output(output)
+    if not 0 < alpha < 1 or not 0 < null_rate < 1:
+        raise ValueError(f"alpha and null_rate must lie in (0, 1), got {alpha} and {null_rate}.")
+    counter = [0]
+    counted = _counted(query, counter)
+    if output == "label":
+        changes, notes = _label_changes(fingerprint, counted, bisection_steps)
+        taking_part = ~changes.isnan()
+        kept_mask = changes == 0
+    else:
+        clean = counted(fingerprint.probes)
+        noisy = counted(fingerprint.probes + fingerprint.noises())
+        changes, notes = _relative_changes(clean.float(), noisy.float(), output), []
+        taking_part = torch.ones(len(changes), dtype=torch.bool)
+        kept_mask = changes <= tol
+    n = int(taking_part.sum())
+    kept = int((kept_mask & taking_part).sum())
+    p_value = _binomial_tail(kept, n, null_rate)
+    return Verification(output, p_value <= alpha, kept, n, p_value, alpha, null_rate, changes, tol, counter[0], notes)
+
+
+def probes_needed(alpha: float, null_rate: float = 0.5) -> int:
+    """Smallest n for which keeping all n probes gives p <= alpha: ceil(log(alpha) / log(null_rate))."""
+    return math.ceil(math.log(alpha) / math.log(null_rate))
+
+
+def roc_curve(positives: list[float], negatives: list[float]) -> tuple[list[float], list[float]]:
+    """False- and true-positive rates of the rule "score >= t" over every threshold t (higher score: more
+    likely yours), from (0, 0) to (1, 1); the area under it is :func:`roc_auc`."""
+    if not positives or not negatives:
+        raise ValueError("roc_curve needs at least one positive and one negative score.")
+    thresholds = sorted(set(positives) | set(negatives), reverse=True)
+    fpr, tpr = [0.0], [0.0]
+    for threshold in thresholds:
+        fpr.append(sum(score >= threshold for score in negatives) / len(negatives))
+        tpr.append(sum(score >= threshold for score in positives) / len(positives))
+    return fpr, tpr
+
+
+def roc_auc(positives: list[float], negatives: list[float]) -> float:
+    """Area under :func:`roc_curve`: the probability that a positive outscores a negative (ties count half)."""
+    pairs = [(p > n) + 0.5 * (p == n) for p in positives for n in negatives]
+    return sum(pairs) / len(pairs)
+
+
+def describe(fingerprint: Fingerprint) -> str:
+    """A one-line JSON description (sizes and settings, no tensors)."""
+    return json.dumps({"probes": list(fingerprint.probes.shape), "noise_patches": list(fingerprint.noise_patches.shape),
+                       "amplitude": fingerprint.amplitude, "seed": fingerprint.seed, "model": fingerprint.model_name})
+
+
+# --- what a thief might do to a stolen copy (the chapter measures each) --------------------------------
+
+class NoisyInput(nn.Module):
+    """A defence a thief could deploy: add fresh Gaussian noise (std ``sigma``) to every input image.
+
+    It breaks the exact invariance (the noise is drawn anew for the clean and the noisy probe) and
+    costs accuracy; the chapter measures both.
+    """
+
+    def __init__(self, model: nn.Module, sigma: float, seed: int = 0) -> None:
+        super().__init__()
+        if sigma < 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}.")
+        self.model, self.sigma = model, sigma
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.sigma == 0:
+            return self.model(images)
+        noise = torch.randn(images.shape, generator=self.generator).to(images.device, images.dtype)
+        return self.model(images + self.sigma * noise)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of ``model`` (any dtype: float16 copies too) on a stacked split."""
+    return (as_query(model, "label")(images) == labels).float().mean().item()
+
+
+def _trainable(net: nn.Module, part: str) -> list[nn.Parameter]:
+    net = exact._unwrap(net)
+    if part == "all":
+        return list(net.parameters())
+    if part == "head":
+        return list(net.get_classifier().parameters())
+    if part == "patch_embed":
+        return list(exact.patch_embedding_layer(net).parameters())
+    raise ValueError(f"part must be 'all', 'head' or 'patch_embed', got {part!r}.")
+
+
+def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, part: str, steps: int, lr: float,
+              checkpoints: tuple[int, ...] = (), batch_size: int = 32, reset_head: bool = False, seed: int = 0):
+    """Fine-tune a *copy* of ``model`` (AdamW, cross-entropy) on ``images``; yield ``(step, copy)`` at
+    each step in ``checkpoints`` (0: before any step) and at the end.
+
+    ``part`` is what the thief trains: ``"all"`` (patch embedding included), ``"head"`` (a new
+    classifier on frozen features; ``reset_head=True`` re-initialises it first) or ``"patch_embed"``
+    (only the layer that carries the nullspace, to erase the fingerprint).
+    """
+    import copy
+
+    torch.manual_seed(seed)
+    thief = copy.deepcopy(model).float()
+    if reset_head:
+        exact._unwrap(thief).reset_classifier(exact._unwrap(thief).num_classes)
+    for parameter in thief.parameters():
+        parameter.requires_grad_(False)
+    parameters = _trainable(thief, part)
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    wanted = set(checkpoints) | {steps}
+    if 0 in wanted:
+        yield 0, thief.eval()
+    for step in range(1, steps + 1):
+        thief.train()
+        index = torch.randint(len(images), (batch_size,), generator=generator)
+        loss = nn.functional.cross_entropy(thief(images[index]), labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step in wanted:
+            yield step, thief.eval()

@@ -1,0 +1,128 @@
+"""Fingerprinting through the nullspace (paper §9): copies verify, other models do not, files round-trip."""
+
+import copy
+
+import pytest
+import torch
+
+from nullspace_utils import exact, models
+from nullspace_utils import fingerprint as fp
+
+
+@pytest.fixture(scope="module")
+def owner():
+    return models.load_model("zoo-vit-s")
+
+
+@pytest.fixture(scope="module")
+def secret(owner, val_batch):
+    images, _ = val_batch
+    return fp.make_fingerprint(owner, n_probes=10, amplitude=0.25, seed=3, images=images)
+
+
+def test_probes_and_noises_are_valid_images_and_in_the_nullspace(owner, secret):
+    noisy = secret.probes + secret.noises()
+    assert secret.probes.shape == (10, 3, 112, 112) and secret.noise_patches.shape == (10, 3, 16, 16)
+    assert noisy.min() >= 0 and noisy.max() <= 1  # no clipping needed
+    assert secret.noise_patches.abs().amax(dim=(1, 2, 3)).sub(0.25).abs().max() < 1e-6
+    matrix = exact.patch_embedding_matrix(owner)
+    assert (matrix @ secret.noise_patches.double().reshape(10, -1).T).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("output", fp.OUTPUTS)
+def test_owner_and_exact_copy_verify_with_every_output(owner, secret, output):
+    duplicate = copy.deepcopy(owner)
+    for model in (owner, duplicate):
+        result = fp.verify(secret, fp.as_query(model, output), output=output)
+        assert result.kept == result.n == 10 and result.is_yours
+        assert result.p_value == pytest.approx(0.5 ** 10)
+
+
+@pytest.mark.parametrize("output", fp.OUTPUTS)
+def test_independently_trained_model_is_rejected(secret, output):
+    other = models.load_model("zoo-vit-s", weights=models.ZOO_DIR / "seeds" / "zoo-vit-s-seed1.safetensors")
+    result = fp.verify(secret, fp.as_query(other, output), output=output)
+    assert not result.is_yours and result.kept <= 2
+
+
+def test_cnn_is_rejected_and_cannot_be_fingerprinted(secret):
+    cnn = models.load_model("zoo-mobilenetv3")
+    assert fp.verify(secret, fp.as_query(cnn)).kept == 0
+    with pytest.raises(exact.NotPatchEmbeddingError):
+        fp.make_fingerprint(cnn, image_size=112)
+
+
+def test_label_mode_counts_its_queries(owner, secret):
+    steps = 6
+    result = fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=steps)
+    # labels of all probes once, then per probe: `steps` bisection queries and the bracket without and with noise
+    assert result.queries == 10 + result.n * (steps + 4)
+    assert set(result.changes.tolist()) == {0.0}
+
+
+def test_save_load_round_trip_and_bad_files(owner, secret, tmp_path):
+    path = secret.save(tmp_path / "secret.fingerprint")
+    loaded = fp.Fingerprint.load(path)
+    assert torch.equal(loaded.probes, secret.probes) and torch.equal(loaded.noise_patches, secret.noise_patches)
+    assert (loaded.amplitude, loaded.seed) == (secret.amplitude, secret.seed)
+    assert fp.verify(loaded, fp.as_query(owner)).changes.tolist() == fp.verify(secret, fp.as_query(owner)).changes.tolist()
+    with pytest.raises(FileNotFoundError, match="no fingerprint file"):
+        fp.Fingerprint.load(tmp_path / "missing")
+    (tmp_path / "broken").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        fp.Fingerprint.load(tmp_path / "broken")
+    weights = models.ZOO_DIR / "zoo-vit-s.safetensors"
+    with pytest.raises(ValueError, match="not a fingerprint"):
+        fp.Fingerprint.load(weights)
+
+
+def test_random_probes_and_clear_errors(owner, val_batch):
+    random_probes = fp.make_fingerprint(owner, n_probes=4, image_size=112, seed=0)
+    assert random_probes.probes.min() >= 0.25 - 1e-6 and random_probes.probes.max() <= 0.75 + 1e-6
+    assert fp.verify(random_probes, fp.as_query(owner)).kept == 4
+    images, _ = val_batch
+    with pytest.raises(ValueError, match="image_size"):
+        fp.make_fingerprint(owner, n_probes=4)
+    with pytest.raises(ValueError, match="amplitude"):
+        fp.make_fingerprint(owner, image_size=112, amplitude=0.6)
+    with pytest.raises(ValueError, match="more images"):
+        fp.make_fingerprint(owner, n_probes=len(images) + 1, images=images)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fp.make_fingerprint(owner, n_probes=2, images=images * 2)
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        fp.make_fingerprint(owner, n_probes=2, image_size=100)
+    secret = fp.make_fingerprint(owner, n_probes=2, image_size=112)
+    with pytest.raises(ValueError, match="output must be one of"):
+        fp.verify(secret, fp.as_query(owner), output="top5")
+    with pytest.raises(ValueError, match="probabilities"):
+        fp.verify(secret, fp.as_query(owner, "logits"), output="probs")
+
+
+def test_probes_needed():
+    assert fp.probes_needed(1e-3) == 10 and 0.5 ** fp.probes_needed(1e-3) <= 1e-3 < 0.5 ** 9
+    assert fp.probes_needed(1e-3, null_rate=0.1) == 3
+
+
+def test_noisy_input_defence_breaks_invariance_only_when_on(owner, secret):
+    assert fp.verify(secret, fp.as_query(fp.NoisyInput(owner, 0.0))).kept == 10
+    assert fp.verify(secret, fp.as_query(fp.NoisyInput(owner, 0.01))).kept == 0
+    with pytest.raises(ValueError, match="sigma"):
+        fp.NoisyInput(owner, -1.0)
+
+
+def test_fine_tune_parts(owner, secret, val_batch):
+    images, labels = val_batch
+    before = {k: v.clone() for k, v in owner.state_dict().items()}
+    (_, head_only), = list(fp.fine_tune(owner, images, labels, part="head", steps=3, lr=1e-2, reset_head=True))
+    assert torch.equal(exact.patch_embedding_layer(head_only).weight, exact.patch_embedding_layer(owner).weight)
+    assert fp.verify(secret, fp.as_query(head_only)).kept == 10  # a new head keeps the nullspace
+    steps = [step for step, _ in fp.fine_tune(owner, images, labels, part="patch_embed", steps=3, lr=1e-3,
+                                              checkpoints=(0, 2))]
+    assert steps == [0, 2, 3]
+    *_, (_, moved) = fp.fine_tune(owner, images, labels, part="patch_embed", steps=3, lr=1e-3)
+    assert not torch.equal(exact.patch_embedding_layer(moved).weight, exact.patch_embedding_layer(owner).weight)
+    assert torch.equal(exact._unwrap(moved).head.weight, exact._unwrap(owner).head.weight)
+    assert fp.verify(secret, fp.as_query(moved)).kept < 10
+    assert all(torch.equal(v, before[k]) for k, v in owner.state_dict().items())  # the owner is untouched
+    with pytest.raises(ValueError, match="part must be"):
+        next(fp.fine_tune(owner, images, labels, part="blocks", steps=1, lr=1e-3))
