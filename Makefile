@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 NOTEBOOKS = $(shell $(PYTHON) scripts/toc_notebooks.py)
 
-.PHONY: install book book-check test unit nbval clean
+.PHONY: install book book-check test unit nbval site-test chromium publish clean
 
 install: $(STAMP)
 
@@ -29,13 +29,29 @@ else
 endif
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/site
 
 # Re-executes every notebook named in _toc.yml and compares its outputs with the committed ones.
 nbval: $(STAMP)
 	$(PY) -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=_build $(NOTEBOOKS)
 
-test: unit nbval book
+# Every page of the built site in headless Chromium (Debian's package; Playwright never downloads a
+# browser): console errors, images, maths, links, Colab/download buttons, search; screenshots in
+# _build/screenshots/.
+site-test: $(STAMP) chromium
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/site
+
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium (apt)"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: unit nbval book site-test
+
+# Publish _build/html to the gh-pages branch (what .github/workflows/book.yml does on GitHub).
+publish: book
+	$(VENV)/bin/ghp-import --no-jekyll --force --push _build/html
 
 clean:
 	rm -rf _build

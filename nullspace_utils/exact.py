@@ -184,7 +184,7 @@ def random_nullspace_noise(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Random nullspace noise tiled to an image, scaled so that its largest |value| is ``amplitude``.
+    """Random nullspace noise tiled to an image, scaled so that its largest absolute value is ``amplitude``.
 
     A random Gaussian combination of the basis of :func:`patch_nullspace`; one
     (C, H, W) noise, or ``n`` of them (n, C, H, W). Adding it to any image leaves

@@ -270,8 +270,8 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
 
 #: Robustness sweep settings (paper §5, Fig. 3) per profile: the approximate sweep's schedule, but the SGD rate
 #: is chosen per model, level and lim from ``lrs`` by a ``probe_steps`` run on training images
-#: (:func:`robustness.choose_lr`): a CPU probe found the best input-level rate 0.03 for the zoo's ViT-B/L and
-#: 0.3 for its ResNet, and the approximate sweep's 1.0 diverges at the input for every model.
+#: (:func:`nullspace_utils.robustness.choose_lr`): a CPU probe found the best input-level rate 0.03 for the zoo's
+#: ViT-B/L and 0.3 for its ResNet, and the approximate sweep's 1.0 diverges at the input for every model.
 ROBUSTNESS_CONFIG = {
     # run on one GPU (a few minutes)
     "teaching": {"lims": (0.05, 0.1, 0.25, 0.5, 1.0), "steps": 200, "milestones": (60, 120, 160),

@@ -126,7 +126,7 @@ def make_fingerprint(model: nn.Module, *, n_probes: int = 32, amplitude: float =
     ``images`` (N >= n_probes, C, H, W in [0, 1]) are the owner's own probe images, e.g. a few of
     their validation images; without them, smooth random images of ``image_size`` are drawn. Each probe
     is squeezed linearly into [amplitude, 1 - amplitude] and gets its own nullspace noise whose largest
-    |value| is ``amplitude``, so that ``probe + noise`` stays in [0, 1].
+    absolute value is ``amplitude``, so that ``probe + noise`` stays in [0, 1].
 
     Raises :class:`~nullspace_utils.exact.NotPatchEmbeddingError` for models without a patch embedding
     (CNNs) and :class:`~nullspace_utils.exact.NoNullspaceError` when d >= C r².
@@ -206,7 +206,8 @@ class Verification:
     def summary(self) -> str:
         verdict = "yours" if self.is_yours else "not shown to be yours"
         return (f"{verdict}: {self.kept}/{self.n} probes kept ({self.output}), p = {self.p_value:.2g} "
-                f"(alpha {self.alpha:g}, null rate {self.null_rate:g}), {self.queries} queries")
+                f"(alpha {self.alpha:g}, null rate {self.null_rate:g}), {self.queries} queries"
+                + "".join(f"\n  note: {note}" for note in self.notes))
 
 
 def _check_output(output: str) -> None:
@@ -267,7 +268,9 @@ def _label_changes(fingerprint: Fingerprint, query: Query, steps: int) -> tuple[
         changes[index] = float((before != after).sum())
     missing = int(changes.isnan().sum())
     if missing:
-        notes.append(f"{missing} of {n} probes had no partner with another label and were left out.")
+        notes.append(f"{missing} of {n} probes had no partner with another label and were left out"
+                     + ("; the suspect gives every probe the same label: make the fingerprint from images of "
+                        "several classes (images=...)." if missing == n else "."))
     return changes, notes
 
 

@@ -17,7 +17,7 @@ def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
 
     Images in [0, 1] are shown as they are. With ``symmetric=True`` (for noise,
     which has both signs) values are mapped linearly so that 0 is mid-grey and
-    the largest |value| reaches black or white.
+    the largest absolute value reaches black or white.
     """
     array = image.detach().cpu().to(torch.float64)
     if symmetric:

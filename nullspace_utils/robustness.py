@@ -93,7 +93,7 @@ def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor
 
 def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset, *, amplitude: float,
                    seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
-    """Exact nullspace noise of the ViT ``source`` (largest |value| = ``amplitude``) on every model's input:
+    """Exact nullspace noise of the ViT ``source`` (largest absolute value ``amplitude``) on every model's input:
     the fraction of unchanged predictions per model. The source itself keeps all of them (§3)."""
     image_size = tuple(val[0][0].shape[-2:])
     noise = exact.random_nullspace_noise(source, image_size, amplitude=amplitude, seed=seed)

@@ -286,7 +286,7 @@ def compare_predictions(model: nn.Module, clean: torch.Tensor, changed: torch.Te
 
     Returns ``match`` (fraction of unchanged top-1 predictions), ``prob_change`` (mean absolute change
     of the probability of the clean prediction, the paper's "difference in confidence"),
-    ``logit_change_max`` and ``logit_change_mean`` (largest and mean per-image max |Δ logit|).
+    ``logit_change_max`` and ``logit_change_mean`` (largest and mean per-image max absolute logit change).
     """
     matches, prob_changes, logit_changes = [], [], []
     for start in range(0, len(clean), batch_size):

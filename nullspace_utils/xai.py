@@ -236,8 +236,8 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
 
 
 def compare_maps(first: torch.Tensor, second: torch.Tensor) -> dict[str, float]:
-    """How alike two maps (or batches of maps) are: max |difference| relative to the first's max |value|,
-    and the Pearson correlation per map, averaged."""
+    """How alike two maps (or batches of maps) are: the largest absolute difference relative to the first
+    map's largest absolute value, and the Pearson correlation per map, averaged."""
     a = first.reshape(-1, first.shape[-2] * first.shape[-1]).double()
     b = second.reshape(-1, second.shape[-2] * second.shape[-1]).double()
     scale = a.abs().amax(1).clamp_min(1e-30)

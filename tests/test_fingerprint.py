@@ -126,3 +126,8 @@ def test_fine_tune_parts(owner, secret, val_batch):
     assert all(torch.equal(v, before[k]) for k, v in owner.state_dict().items())  # the owner is untouched
     with pytest.raises(ValueError, match="part must be"):
         next(fp.fine_tune(owner, images, labels, part="blocks", steps=1, lr=1e-3))
+
+
+def test_label_mode_explains_when_every_probe_gets_the_same_label(secret):
+    result = fp.verify(secret, lambda images: torch.zeros(len(images), dtype=torch.long), output="label")
+    assert result.n == 0 and not result.is_yours and "several classes" in result.summary()
