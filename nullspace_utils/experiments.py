@@ -43,22 +43,24 @@ def _provenance(argv: list[str]) -> dict:
             "date": time.strftime("%Y-%m-%d")}
 
 
-def load_result(path: str, *, missing_ok: bool = False) -> dict | None:
+def load_result(path: str, *, missing_ok: bool = False, text: bool = False) -> dict | str | None:
     """A committed result file by its path in the repository, e.g. ``"book/results/teaching/watermark.json"``.
 
     Read from the checkout when there is one; otherwise (a notebook opened alone, on Colab) fetched
     from the repository on GitHub, with a clear error when offline. With ``missing_ok=True`` a file
-    that exists nowhere gives ``None`` (see :func:`how_to_produce`).
+    that exists nowhere gives ``None`` (see :func:`how_to_produce`). ``text=True`` returns the file's
+    text instead of parsing it as JSON.
     """
     local = REPOSITORY_ROOT / path
     if local.is_file():
-        return json.loads(local.read_text())
+        return local.read_text() if text else json.loads(local.read_text())
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
-            return json.loads(response.read().decode())
+            content = response.read().decode()
+            return content if text else json.loads(content)
     except (urllib.error.URLError, TimeoutError) as error:
         if missing_ok:
             return None
@@ -66,6 +68,19 @@ def load_result(path: str, *, missing_ok: bool = False) -> dict | None:
             f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
             "Clone the repository, or produce it with the command in the README."
         ) from error
+
+
+def chapter_result(experiment: str, profile: str) -> dict | None:
+    """The result file of ``experiment`` that a chapter plots, after printing where it came from
+    (command, device, versions, commit); ``None``, after printing how to make it, when it does not exist."""
+    result = load_result(f"book/results/{profile}/{experiment.replace('-', '_')}.json", missing_ok=True)
+    if result is None:
+        print(how_to_produce(experiment, profile))
+        return None
+    made = result["provenance"]
+    print(f"made by: {made['command']}\non {made['device']}, torch {made['torch']}, timm {made['timm']}, "
+          f"commit {made['commit'][:10]}")
+    return result
 
 
 def how_to_produce(experiment: str, profile: str) -> str:

@@ -21,6 +21,21 @@ def test_load_result_offline_error(monkeypatch):
         experiments.load_result("book/results/teaching/missing.json")
 
 
+def test_load_result_as_text_and_chapter_result(monkeypatch, capsys):
+    assert experiments.load_result("_toc.yml", text=True).startswith("format: jb-book")
+    robustness = experiments.chapter_result("robustness", "teaching")
+    printed = capsys.readouterr().out
+    assert robustness["profile"] == "teaching" and printed.startswith("made by: python -m nullspace_utils")
+    assert robustness["provenance"]["commit"][:10] in printed
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert experiments.chapter_result("robustness", "imagenet") is None
+    assert "python -m nullspace_utils.experiments robustness --profile imagenet" in capsys.readouterr().out
+
+
 def test_every_committed_result_records_its_provenance():
     for path in sorted((experiments.RESULTS).glob("*/*.json")):
         provenance = experiments.load_result(str(path.relative_to(experiments.REPOSITORY_ROOT)))["provenance"]

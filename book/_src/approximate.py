@@ -124,13 +124,9 @@ Markdown(plotting.markdown_table(rows, ["noise", "predictions unchanged", "logit
 # away from the code.
 
 # %%
-sweep = experiments.load_result(f"book/results/{profile.name}/approximate.json", missing_ok=True)
-if sweep is None:
-    print(experiments.how_to_produce("approximate", profile.name))
-else:
-    config, provenance = sweep["config"], sweep["provenance"]
-    print(f"made by: {provenance['command']}\non {provenance['device']}, torch {provenance['torch']}, "
-          f"timm {provenance['timm']}, commit {provenance['commit'][:10]}")
+sweep = experiments.chapter_result("approximate", profile.name)
+if sweep is not None:
+    config = sweep["config"]
     print(f"{config['steps']} SGD steps, batch {config['batch_size']}, lr {config['lr']} (x0.1 at steps "
           f"{config['milestones']}), {config['train']} training and {config['val']} validation images")
     plotting.noise_sweep(sweep["models"])

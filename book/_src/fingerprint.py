@@ -24,13 +24,11 @@
 # $x_i$ and noises $v_i$, and asks a suspect model about $x_i$ and $x_i + v_i$. Same answers, probe after
 # probe: the suspect computes the owner's patch embedding.
 # %%
-import copy
-
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from nullspace_utils import experiments, models, plotting
+from nullspace_utils import experiments, plotting
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
@@ -143,14 +141,11 @@ Markdown(plotting.markdown_table(rows, ["suspect", "probes kept", "p-value", "qu
 # ```
 
 # %%
-found = experiments.load_result(f"book/results/{profile.name}/fingerprint.json", missing_ok=True)
-if found is None:
-    print(experiments.how_to_produce("fingerprint", profile.name))
-else:
-    config, provenance = found["config"], found["provenance"]
-    print(f"made by: {provenance['command']}\non {provenance['device']}, torch {provenance['torch']}, "
-          f"commit {provenance['commit'][:10]}; {config['fingerprints']} fingerprints of {config['n_probes']} "
-          f"probes, amplitude {config['amplitude']}, tol {config['tol']:g}")
+found = experiments.chapter_result("fingerprint", profile.name)
+if found is not None:
+    config = found["config"]
+    print(f"{config['fingerprints']} fingerprints of {config['n_probes']} probes, amplitude {config['amplitude']}, "
+          f"tol {config['tol']:g}")
     rows = []
     for name, entry in found["suspects"].items():
         cells = [name, "yes" if entry["derived"] else "no", f"{100 * entry['accuracy']:.1f} %"]

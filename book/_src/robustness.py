@@ -76,13 +76,9 @@ Markdown(plotting.markdown_table(rows, ["model", *[f"lim {lim}" for lim in lims]
 # ```
 
 # %%
-sweep = experiments.load_result(f"book/results/{profile.name}/robustness.json", missing_ok=True)
-if sweep is None:
-    print(experiments.how_to_produce("robustness", profile.name))
-else:
-    config, provenance = sweep["config"], sweep["provenance"]
-    print(f"made by: {provenance['command']}\non {provenance['device']}, torch {provenance['torch']}, "
-          f"timm {provenance['timm']}, commit {provenance['commit'][:10]}")
+sweep = experiments.chapter_result("robustness", profile.name)
+if sweep is not None:
+    config = sweep["config"]
     print(f"lims {config['lims']}, {config['steps']} SGD steps, batch {config['batch_size']}, "
           f"{config['train']} training and {config['val']} validation images")
     print(f"rates tried ({config['probe_steps']} steps each): {config['lrs']}")
