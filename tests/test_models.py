@@ -109,3 +109,22 @@ def test_timm_model_from_local_safetensors(tmp_path):
     garbage.write_bytes(b"not a safetensors file")
     with pytest.raises(models.WeightsError, match="could not be read"):
         models.load_model("vit_small_patch32_224", weights=garbage)
+
+
+def test_extra_seed_models_match_their_manifest():
+    """The fingerprint chapter's independently trained ViT-S: files match the sha256 recorded when they
+    were trained, and each is a working classifier different from the zoo's own ViT-S."""
+    import json
+
+    import torch
+
+    folder = models.ZOO_DIR / "seeds"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["provenance"]["command"] and len(manifest["models"]) == 3
+    zoo_weights = models.load_model("zoo-vit-s").net.patch_embed.proj.weight
+    for name, entry in manifest["models"].items():
+        path = folder / entry["file"]
+        assert models.sha256_of_file(path) == entry["sha256"], name
+        assert entry["val_accuracy"] > 0.95 and entry["training"]["seed"] != 0
+        model = models.load_model("zoo-vit-s", weights=path)
+        assert not torch.equal(model.net.patch_embed.proj.weight, zoo_weights)
