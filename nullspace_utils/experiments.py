@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+__all__ = ["load_result", "chapter_result", "how_to_produce", "git_commit", "fingerprint_suspects", "main",
+           "RESULTS", "APPROXIMATE_CONFIG", "ROBUSTNESS_CONFIG", "FINGERPRINT_CONFIG"]
+
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY_ROOT / "book" / "results"
 RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"

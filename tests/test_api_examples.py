@@ -18,6 +18,19 @@ def test_example_runs(example, monkeypatch):
     runpy.run_path(str(example), run_name="__main__")
 
 
+def test_every_public_function_and_class_appears_in_its_module_example():
+    import importlib
+    import inspect
+
+    for example in EXAMPLES:
+        module = importlib.import_module(f"nullspace_utils.{example.stem}")
+        text = example.read_text()
+        public = [name for name in module.__all__
+                  if inspect.isfunction(getattr(module, name)) or inspect.isclass(getattr(module, name))]
+        missing = [name for name in public if name not in text]
+        assert not missing, f"{example.name} shows no use of {missing}"
+
+
 def test_every_module_has_a_page_with_its_example():
     modules = {path.stem for path in (ROOT / "nullspace_utils").glob("*.py")} - FRONT_ENDS
     pages = {path.stem for path in (ROOT / "book" / "api").glob("*.md")} - {"index"}

@@ -97,6 +97,8 @@ def _open(browser, url: str):
             if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
     page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url}"))
+    page.on("response", lambda response: problems.append(f"HTTP {response.status}: {response.url}")
+            if response.status >= 400 else None)
     page.goto(url, wait_until="load")
     return page, problems
 

@@ -1,10 +1,19 @@
-from nullspace_utils import fingerprint as fp
 from nullspace_utils import data, models
+from nullspace_utils import fingerprint as fp
 
 mine = models.load_model("zoo-vit-s")
-my_images, _ = data.stack_dataset(data.synthetic_dataset("val", n=40))  # probes of several classes
-secret = fp.make_fingerprint(mine, n_probes=10, amplitude=0.25, images=my_images, seed=0)
-secret.save("/tmp/mine.fingerprint")  # one file, keep it private; fp.Fingerprint.load reads it back
+my_images, my_labels = data.stack_dataset(data.synthetic_dataset("val", n=40))  # probes of several classes
+secret = fp.make_fingerprint(mine, n_probes=10, amplitude=0.25, images=my_images, seed=0)  # a Fingerprint
+secret.save("/tmp/mine.fingerprint")  # one file; keep it private
+secret = fp.Fingerprint.load("/tmp/mine.fingerprint")
 other = models.load_model("zoo-vit-s", weights=models.ZOO_DIR / "seeds" / "zoo-vit-s-seed1.safetensors")
-print(fp.verify(secret, fp.as_query(mine)).summary())  # yours: 10/10 probes kept ...
+result = fp.verify(secret, fp.as_query(mine))  # a Verification: is_yours, kept / n, p_value, changes
+print(result.summary())  # yours: 10/10 probes kept (logits) ...
 print(fp.verify(secret, fp.as_query(other, "label"), output="label").summary())  # not shown to be yours
+print(fp.probes_needed(1e-3))  # 10 probes, all kept, give p <= 0.001 at the default null rate 0.5
+# what a thief might try, and what it costs them
+defended = fp.NoisyInput(mine, sigma=0.01)  # fresh input noise on every query
+print(fp.accuracy(defended, my_images, my_labels), fp.verify(secret, fp.as_query(defended)).kept)
+for step, copy in fp.fine_tune(mine, my_images, my_labels, part="patch_embed", steps=2, lr=1e-4):
+    print(step, fp.verify(secret, fp.as_query(copy)).kept)
+print(fp.roc_auc([1.0, 0.9], [0.0, 0.1]), fp.roc_curve([1.0, 0.9], [0.0, 0.1]))  # 1.0: perfect separation

@@ -1,5 +1,18 @@
+import torch
+
 from nullspace_utils import models
 
 print(models.available_models()[:6])  # the teaching zoo first, then timm names
 vit = models.load_model("zoo-vit-s")  # weights checked against the zoo manifest's sha256
 print(vit)  # an ImageClassifier: normalisation inside, [0, 1] images in, logits out
+manifest = models.load_manifest()
+print(manifest["models"]["zoo-vit-s"]["val_accuracy"], models.sha256_of_file(models.ZOO_DIR / "zoo-vit-s.safetensors"))
+net = models.build_zoo_network("zoo-vit-s")  # the bare timm network, untrained
+wrapped = models.ImageClassifier(net, manifest["mean"], manifest["std"], name="untrained")
+print(wrapped(torch.rand(1, 3, 112, 112)).shape)  # (1, 10)
+try:
+    models.load_model("zoo-vit-xl")
+except models.UnknownModelError as error:
+    print(error)  # lists close matches
+# models.WeightsError: a weights file of the wrong shape or corrupt; models.WeightsUnavailableError: offline
+# models.ZooSpec: how each zoo model is built (kind, the paper model it plays, a description)
