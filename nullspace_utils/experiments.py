@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["load_result", "chapter_result", "how_to_produce", "git_commit", "fingerprint_suspects", "main",
+__all__ = ["load_result", "result_file", "chapter_result", "how_to_produce", "git_commit", "fingerprint_suspects", "main",
            "RESULTS", "APPROXIMATE_CONFIG", "ROBUSTNESS_CONFIG", "FINGERPRINT_CONFIG"]
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +73,15 @@ def load_result(path: str, *, missing_ok: bool = False, text: bool = False) -> d
         ) from error
 
 
+def result_file(experiment: str, profile: str) -> str:
+    """Where ``experiment``'s runner writes its result for ``profile``, relative to the repository root."""
+    return f"book/results/{profile}/{experiment.replace('-', '_')}.json"
+
+
 def chapter_result(experiment: str, profile: str) -> dict | None:
     """The result file of ``experiment`` that a chapter plots, after printing where it came from
     (command, device, versions, commit); ``None``, after printing how to make it, when it does not exist."""
-    result = load_result(f"book/results/{profile}/{experiment.replace('-', '_')}.json", missing_ok=True)
+    result = load_result(result_file(experiment, profile), missing_ok=True)
     if result is None:
         print(how_to_produce(experiment, profile))
         return None
@@ -90,7 +95,7 @@ def how_to_produce(experiment: str, profile: str) -> str:
     """What a chapter prints when a result file of ``profile`` does not exist yet."""
     return (f"No results of the {profile!r} profile for this part yet. Produce them on a GPU with\n"
             f"    python -m nullspace_utils.experiments {experiment} --profile {profile} --device cuda\n"
-            f"which writes book/results/{profile}/{experiment.replace('-', '_')}.json; then run this chapter again.")
+            f"which writes {result_file(experiment, profile)}; then run this chapter again.")
 
 
 def watermark_mark(image_size: int) -> torch.Tensor:
@@ -251,7 +256,6 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
     out: dict = {"provenance": _provenance(argv), "profile": profile.name, "level": "encoder",
                  "config": config, "loss": "squared L2 between logits, summed over classes, mean over the batch",
                  "optimizer": "SGD, lr x0.1 at the milestones", "models": {}, "keep_norm": {}, "lr_probe": []}
-    path = args.out or RESULTS / profile.name / "approximate.json"
     schedule = {"steps": config["steps"], "batch_size": config["batch_size"], "milestones": config["milestones"]}
 
     def point(model, lim: float, keep_norm: bool, lr: float) -> dict:
@@ -269,15 +273,15 @@ def run_approximate(args: argparse.Namespace, argv: list[str]) -> dict:
         out["models"][name] = []
         for lim in config["lims"]:
             out["models"][name].append(point(model, lim, False, config["lr"]))
-            _write_json(path, out)
+            _write_json(args.out, out)
         if index == 0:
             out["keep_norm"][name] = []
             for lim in config["lims"]:
                 out["keep_norm"][name].append(point(model, lim, True, config["lr"]))
-                _write_json(path, out)
+                _write_json(args.out, out)
             for lr in config["probe_lrs"]:
                 out["lr_probe"].append({"model": name, **point(model, config["probe_lim"], False, lr)})
-                _write_json(path, out)
+                _write_json(args.out, out)
     check = APPROXIMATE_CHECK
     check_model = profile.load_model(profile.vit_models[check["model_index"]], device=args.device)
     out["check"] = {**check, "result": approximate_point(
@@ -311,7 +315,6 @@ def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
     from nullspace_utils import robustness
 
     profile, config, (train, val, small_train, small_val) = _sweep_setup(args, ROBUSTNESS_CONFIG, ROBUSTNESS_CHECK)
-    path = args.out or RESULTS / profile.name / "robustness.json"
     out: dict = {"provenance": _provenance(argv), "profile": profile.name, "config": config,
                  "encoder": {}, "input": {}, "transfer": {}, "exact_transfer": {}}
     schedule = {key: config[key] for key in ("steps", "milestones", "batch_size")}
@@ -332,12 +335,12 @@ def run_robustness(args: argparse.Namespace, argv: list[str]) -> dict:
                     input_noises[lim][name] = noise.to(args.device)
                 print(name, level, lim, f"lr {lr} match {row['learned']['match']:.3f} shuffled {row['shuffled']['match']:.3f} "
                       f"uniform {row['uniform']['match']:.3f}", flush=True)
-                _write_json(path, out)
+                _write_json(args.out, out)
     for lim, noises in input_noises.items():  # transfer[lim][source][target]: every model's input noise on every model
         out["transfer"][str(lim)] = robustness.transfer_matrix(models_, noises, val, device=args.device)
         out["exact_transfer"][str(lim)] = robustness.exact_transfer(models_[source], models_, val, amplitude=lim,
                                                                     device=args.device)
-    _write_json(path, out)
+    _write_json(args.out, out)
     check = ROBUSTNESS_CHECK
     row, _ = robustness.robustness_point(  # the profile's third CNN (MobileNetV3), already loaded
         models_[profile.cnn_models[check["cnn_index"]]], small_train, small_val, level=check["level"],
@@ -370,6 +373,7 @@ def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, boo
     architecture (teaching: the zoo's extra seeds), the other widths and the CNNs."""
     import copy
     import tempfile
+    import warnings
 
     from safetensors.torch import load_file, save_file
 
@@ -383,8 +387,6 @@ def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, boo
         duplicate.net.load_state_dict(load_file(str(path)))
     suspects["exact copy"] = (duplicate, True)
     suspects["float16 copy"] = (copy.deepcopy(owner).half(), True)
-    import warnings
-
     with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works in torch 2.14
         warnings.simplefilter("ignore")
         suspects["int8 copy"] = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(owner), {torch.nn.Linear},
@@ -395,6 +397,13 @@ def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, boo
     for name in (*profile.vit_models[1:], *profile.cnn_models):
         suspects[name] = (profile.load_model(name), False)
     return suspects
+
+
+def fingerprint_points(fingerprint, model, *, config: dict) -> dict[str, dict]:
+    """:func:`fingerprint_point` for every kind of access (logits, probs, label)."""
+    from nullspace_utils.fingerprint import OUTPUTS
+
+    return {output: fingerprint_point(fingerprint, model, output=output, config=config) for output in OUTPUTS}
 
 
 def fingerprint_point(fingerprint, model, *, output: str, config: dict) -> dict:
@@ -418,7 +427,6 @@ def run_fingerprint(args: argparse.Namespace, argv: list[str]) -> dict:
 
     profile = get_profile(args.profile)
     config = FINGERPRINT_CONFIG[profile.name]
-    path = args.out or RESULTS / profile.name / "fingerprint.json"
     owner = profile.load_model(profile.vit_models[0])
     val_images, val_labels = stack_dataset(profile.dataset("val", n=config["val"]))
     new_images, new_labels = stack_dataset(profile.dataset("test", n=config["fine_tune"]["images"]))
@@ -432,25 +440,23 @@ def run_fingerprint(args: argparse.Namespace, argv: list[str]) -> dict:
             out["suspects"][name][output] = [fingerprint_point(f, model, output=output, config=config)
                                              for f in fingerprints]
         print(name, {o: [p["kept"] for p in out["suspects"][name][o]] for o in fp.OUTPUTS}, flush=True)
-        _write_json(path, out)
+        _write_json(args.out, out)
     tune = config["fine_tune"]
     for part in ("all", "head", "patch_embed"):
         rows = []
         for step, thief in fp.fine_tune(owner, new_images, new_labels, part=part, steps=tune["steps"],
                                         lr=tune["lr"][part], checkpoints=tuple(tune["checkpoints"]),
                                         batch_size=tune["batch_size"], reset_head=part == "head"):
-            row = {"step": step, "accuracy": fp.accuracy(thief, val_images, val_labels)}
-            for output in fp.OUTPUTS:
-                row[output] = fingerprint_point(fingerprints[0], thief, output=output, config=config)
+            row = {"step": step, "accuracy": fp.accuracy(thief, val_images, val_labels),
+                   **fingerprint_points(fingerprints[0], thief, config=config)}
             rows.append(row)
             print(part, step, row["accuracy"], {o: row[o]["kept"] for o in fp.OUTPUTS}, flush=True)
         out["fade"][part] = rows
-        _write_json(path, out)
+        _write_json(args.out, out)
     for sigma in config["sigmas"]:
         defended = fp.NoisyInput(owner, sigma)
-        row = {"sigma": sigma, "accuracy": fp.accuracy(defended, val_images, val_labels)}
-        for output in fp.OUTPUTS:
-            row[output] = fingerprint_point(fingerprints[0], defended, output=output, config=config)
+        row = {"sigma": sigma, "accuracy": fp.accuracy(defended, val_images, val_labels),
+               **fingerprint_points(fingerprints[0], defended, config=config)}
         out["defence"].append(row)
         print("sigma", sigma, row["accuracy"], {o: row[o]["kept"] for o in fp.OUTPUTS}, flush=True)
     out["check"] = {**FINGERPRINT_CHECK, "result": fingerprint_check(owner, fingerprints[0], new_images, new_labels,
@@ -498,10 +504,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runners = {"watermark": run_watermark, "watermark-slsqp": run_watermark_slsqp, "approximate": run_approximate,
                "robustness": run_robustness, "fingerprint": run_fingerprint}
+    args.out = args.out or REPOSITORY_ROOT / result_file(args.experiment, args.profile)  # partial results go there too
     result = runners[args.experiment](args, argv)
-    out = args.out or RESULTS / args.profile / f"{args.experiment.replace('-', '_')}.json"
-    _write_json(out, result)
-    print("wrote", out)
+    _write_json(args.out, result)
+    print("wrote", args.out)
 
 
 if __name__ == "__main__":

@@ -43,21 +43,29 @@ def test_every_committed_result_records_its_provenance():
         assert len(provenance["commit"]) == 40 and provenance["device"], path
 
 
-def test_committed_approximate_sweep_matches_a_recomputed_point():
-    """Recompute the sweep's cheap check point on the CPU: the committed numbers must come from this code."""
-    import torch
+def _committed_check(experiment: str, expected_check: dict):
+    """A committed teaching sweep, its check point (which must be the code's current one), and the check
+    point's train and val images rendered again: what an honesty test recomputes from."""
     from torch.utils.data import TensorDataset
 
     from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
-    committed = experiments.load_result("book/results/teaching/approximate.json")
+    committed = experiments.load_result(experiments.result_file(experiment, "teaching"))
     check = committed["check"]
     assert {k: v for k, v in check.items() if k != "result"} == {
-        k: list(v) if isinstance(v, tuple) else v for k, v in experiments.APPROXIMATE_CHECK.items()}
+        k: list(v) if isinstance(v, tuple) else v for k, v in expected_check.items()}
     profile = get_profile("teaching")
     train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
     val = TensorDataset(*stack_dataset(profile.dataset("val", n=check["val"])))
+    return committed, check, profile, train, val
+
+
+def test_committed_approximate_sweep_matches_a_recomputed_point():
+    """Recompute the sweep's cheap check point on the CPU: the committed numbers must come from this code."""
+    import torch
+
+    committed, check, profile, train, val = _committed_check("approximate", experiments.APPROXIMATE_CHECK)
     model = profile.load_model(profile.vit_models[check["model_index"]])
     torch.manual_seed(0)
     point = experiments.approximate_point(model, train, val, lim=check["lim"], keep_norm=False, steps=check["steps"],
@@ -120,19 +128,10 @@ def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
 def test_committed_robustness_sweep_matches_a_recomputed_point():
     """Recompute the robustness sweep's cheap check point on the CPU against the committed file."""
     import torch
-    from torch.utils.data import TensorDataset
 
     from nullspace_utils import robustness
-    from nullspace_utils.data import stack_dataset
-    from nullspace_utils.profiles import get_profile
 
-    committed = experiments.load_result("book/results/teaching/robustness.json")
-    check = committed["check"]
-    assert {k: v for k, v in check.items() if k != "result"} == {
-        k: list(v) if isinstance(v, tuple) else v for k, v in experiments.ROBUSTNESS_CHECK.items()}
-    profile = get_profile("teaching")
-    train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
-    val = TensorDataset(*stack_dataset(profile.dataset("val", n=check["val"])))
+    committed, check, profile, train, val = _committed_check("robustness", experiments.ROBUSTNESS_CHECK)
     torch.manual_seed(0)
     row, _ = robustness.robustness_point(profile.load_model(profile.cnn_models[check["cnn_index"]]), train, val,
                                          level=check["level"],
@@ -180,3 +179,22 @@ def test_committed_fingerprint_results_match_a_recomputed_point():
     owner_points = [p for o in fp.OUTPUTS for p in committed["suspects"]["owner"][o]]
     assert all(p["kept"] == p["n"] and p["is_yours"] for p in owner_points)
     assert [row["step"] for row in committed["fade"]["all"]] == list(config["fine_tune"]["checkpoints"])
+
+
+def test_fingerprint_runner_end_to_end_tiny(tmp_path, monkeypatch):
+    """The fingerprint runner on a tiny setting writes every part the chapter reads, at the default path
+    when no --out is given (here redirected to a temporary checkout root)."""
+    tiny = {"n_probes": 4, "amplitude": 0.25, "fingerprints": 1, "tol": 1e-3, "bisection_steps": 4,
+            "fine_tune": {"images": 16, "steps": 2, "batch_size": 8, "checkpoints": (0, 2),
+                          "lr": {"all": 1e-4, "patch_embed": 1e-4, "head": 1e-3}},
+            "sigmas": (0.0,), "val": 16}
+    monkeypatch.setitem(experiments.FINGERPRINT_CONFIG, "teaching", tiny)
+    monkeypatch.setattr(experiments, "REPOSITORY_ROOT", tmp_path)
+    experiments.main(["fingerprint", "--profile", "teaching"])
+    result = json.loads((tmp_path / experiments.result_file("fingerprint", "teaching")).read_text())
+    owner = result["suspects"]["owner"]
+    assert all(owner[output][0]["kept"] == owner[output][0]["n"] for output in ("logits", "probs", "label"))
+    assert [row["step"] for row in result["fade"]["head"]] == [0, 2]
+    assert set(result["fade"]["all"][0]) == {"step", "accuracy", "logits", "probs", "label"}
+    assert result["defence"][0]["sigma"] == 0.0 and result["defence"][0]["logits"]["kept"] == 4
+    assert result["check"]["result"]["n"] == 4

@@ -1,5 +1,6 @@
 from nullspace_utils import experiments
 
+print(experiments.result_file("robustness", "teaching"))  # book/results/teaching/robustness.json
 sweep = experiments.load_result("book/results/teaching/robustness.json", missing_ok=True)  # checkout or GitHub
 if sweep is None:  # outside a checkout and offline: how to make the file
     print(experiments.how_to_produce("robustness", "teaching"))
