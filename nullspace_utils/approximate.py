@@ -29,6 +29,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from nullspace_utils import models
+
 __all__ = ["LEVELS", "NoiseResult", "NoiseEvaluation", "noise_shape", "add_noise", "learn_noise",
            "evaluate_noise", "shuffle_noise"]
 
@@ -37,6 +39,11 @@ LEVELS = ("encoder", "input")
 
 def _net(model: nn.Module) -> nn.Module:
     return getattr(model, "net", model)
+
+
+def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """``device`` if given, else where ``model`` is."""
+    return models.model_device(model) if device is None else torch.device(device)
 
 
 def _check_level(model: nn.Module, level: str) -> None:
@@ -141,19 +148,21 @@ def learn_noise(
     batch_size: int = 256,
     keep_norm: bool = False,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
 
     Defaults follow the authors' follow-up code: L2 between logits (``p=2``, squared and averaged),
     SGD with lr 0.01, 500 steps, learning rate x0.1 at steps 150/300/400. ``data`` yields
-    ``(image, label)``; labels are ignored.
+    ``(image, label)``; labels are ignored. It runs on ``device`` (the model is moved there), by default
+    where the model already is; the learned noise comes back on the CPU.
     """
     if lim <= 0:
         raise ValueError(f"lim must be positive, got {lim}.")
     if p <= 0:
         raise ValueError(f"p must be positive, got {p}.")
+    device = _device(model, device)
     model = model.to(device).eval()
     trainable = [parameter.requires_grad for parameter in model.parameters()]
     for parameter in model.parameters():
@@ -200,7 +209,7 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int
                 noise.mul_(initial_norm / noise.norm().clamp_min(1e-12))
         history.append({"step": step, "loss": loss.item(), "norm": noise.detach().norm().item(),
                         "lr": optimizer.param_groups[0]["lr"]})
-    return NoiseResult(noise.detach(), level, lim, initial_norm, history)
+    return NoiseResult(noise.detach().cpu(), level, lim, initial_norm, history)
 
 
 def shuffle_noise(noise: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -224,8 +233,12 @@ class NoiseEvaluation:
 @torch.no_grad()
 def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Tensor, *, level: str,
                    shuffle: bool = False, seed: int = 0, batch_size: int = 256,
-                   device: str | torch.device = "cpu") -> NoiseEvaluation:
-    """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled)."""
+                   device: str | torch.device | None = None) -> NoiseEvaluation:
+    """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled).
+
+    Runs on ``device`` (the model is moved there), by default where the model already is.
+    """
+    device = _device(model, device)
     model = model.to(device).eval()
     noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
     matches, squared, prob_changes, clean_norms = [], [], [], []

@@ -40,6 +40,7 @@ __all__ = [
     "DatasetUnavailableError",
     "data_dir",
     "imagenette",
+    "write_fake_imagenette",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -429,3 +430,26 @@ def imagenette(split: str, *, root: str | os.PathLike | None = None, transform=N
             f"WordNet ids {[wnid for wnid, _ in IMAGENETTE_WNIDS]}. Re-extract {IMAGENETTE_ARCHIVE}."
         )
     return dataset
+
+
+def write_fake_imagenette(root: str | os.PathLike, per_class: int = 2, *, seed: int = 0) -> Path:
+    """Write a tiny stand-in for ImageNette in torchvision's layout, to test code paths offline.
+
+    ``root/imagenette2-320/{train,val}/<wnid>/*.JPEG``: ``per_class`` noisy 320 x 240 images per class and
+    split, class ``k`` a little brighter than class ``k - 1``. :func:`imagenette` reads it like the real
+    one; numbers computed on it mean nothing. Returns ``root``.
+    """
+    from PIL import Image
+
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}.")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for label, (wnid, _) in enumerate(IMAGENETTE_WNIDS):
+            folder = root / "imagenette2-320" / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                pixels = 20 * label + rng.integers(0, 30, (240, 320, 3), dtype=np.uint8)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{wnid}_{k}.JPEG", quality=90)
+    return root

@@ -202,13 +202,16 @@ def random_nullspace_noise(
 
 @torch.no_grad()
 def patch_embeddings(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Patch embeddings (B, m, d) of [0, 1] images, through the model's own normalisation and layer."""
+    """Patch embeddings (B, m, d) of [0, 1] images, through the model's own normalisation and layer.
+
+    Computed on the model's device, returned on the images' device."""
     proj = patch_embedding_layer(model)
     mean, std = _normalisation(model, None, None, proj.in_channels)
-    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    out = proj((images - mean_t) / std_t)  # (B, d, H/r, W/r)
-    return out.flatten(2).transpose(1, 2)
+    inputs = images.to(proj.weight.device)
+    mean_t = torch.tensor(mean, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
+    out = proj((inputs - mean_t) / std_t)  # (B, d, H/r, W/r)
+    return out.flatten(2).transpose(1, 2).to(images.device)
 
 
 @torch.no_grad()

@@ -241,6 +241,8 @@ def _sweep_setup(args: argparse.Namespace, configs: dict, check: dict):
     if args.steps:  # the lr decays stay at the same fractions of the run
         config["milestones"] = tuple(round(m * args.steps / config["steps"]) for m in config["milestones"])
         config["steps"] = args.steps
+        if "probe_steps" in config:  # a learning-rate probe no longer than the run itself
+            config["probe_steps"] = min(config["probe_steps"], args.steps)
     datasets = [_tensor_dataset(profile, split, n, "cpu") for split, n in
                 (("train", config["train"]), ("val", config["val"]), ("train", check["train"]), ("val", check["val"]))]
     return profile, config, [TensorDataset(*(t.to(args.device) for t in d.tensors)) for d in datasets]
@@ -389,7 +391,8 @@ def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, boo
     suspects["float16 copy"] = (copy.deepcopy(owner).half(), True)
     with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works in torch 2.14
         warnings.simplefilter("ignore")
-        suspects["int8 copy"] = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(owner), {torch.nn.Linear},
+        # dynamic int8 kernels exist for the CPU only, so this copy computes there whatever the owner's device
+        suspects["int8 copy"] = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(owner).cpu(), {torch.nn.Linear},
                                                                         dtype=torch.qint8), True)
     if profile.name == "teaching":
         for path in sorted((models.ZOO_DIR / "seeds").glob("*.safetensors")):

@@ -5,6 +5,10 @@ eval mode that takes images in [0, 1] (the library's convention) and applies its
 own per-channel normalisation ``(x - mean) / std`` before the timm network. The
 timm network is ``.net``; the normalisation is ``.mean`` and ``.std`` (tuples).
 
+Devices: a model computes where its parameters are (:func:`model_device`), and its
+outputs come back on the device of the images you gave it. A notebook can keep its
+images and plots on the CPU while the model runs on a GPU; autograd follows the copy.
+
 This module knows nothing about nullspaces.
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ __all__ = [
     "build_zoo_network",
     "load_manifest",
     "load_model",
+    "model_device",
     "sha256_of_file",
 ]
 
@@ -190,23 +196,32 @@ class ImageClassifier(nn.Module):
         self.name = name
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        self.register_buffer("_mean", torch.tensor(self.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(self.std).view(1, -1, 1, 1), persistent=False)
+        device = model_device(net)
+        self.register_buffer("_mean", torch.tensor(self.mean, device=device).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(self.std, device=device).view(1, -1, 1, 1), persistent=False)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map [0, 1] images to the network's input space."""
         return (images - self._mean) / self._std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of [0, 1] ``images``, computed on the model's device and returned on the images' device."""
         if images.ndim != 4 or images.shape[1] != len(self.mean):
             raise ValueError(
                 f"{self.name or 'model'} expects images of shape (B, {len(self.mean)}, H, W), "
                 f"got {tuple(images.shape)}; add a batch axis with images[None] for one image."
             )
-        return self.net(self.normalize(images))
+        logits = self.net(self.normalize(images.to(self._mean.device)))
+        return logits.to(images.device)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, mean={self.mean}, std={self.std}"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (its buffers when it has none; the CPU when it has neither)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 # --------------------------------------------------------------------------- loading

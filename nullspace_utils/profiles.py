@@ -6,6 +6,11 @@ shapes dataset and the small zoo trained on it) or in the paper's setting
 (``imagenet``: timm's pretrained ViT-S/B/L-32, ResNet-50, EfficientNet-B0,
 MobileNetV3-Small and ImageNette). Choose with the environment variable
 ``NULLSPACE_PROFILE`` or ``get_profile(name)``.
+
+A profile also says where its models compute (:attr:`Profile.device`): ``teaching`` on the CPU (its
+committed outputs are CPU numbers), ``imagenet`` on the GPU when there is one. ``NULLSPACE_DEVICE``
+(``cpu``, ``cuda``, ``cuda:1``, ``mps``) overrides both. Images stay on the CPU in the notebooks: the
+library's models and functions move them to the model's device and give results back on the CPU.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch.utils.data import Dataset, Subset
 
 from nullspace_utils import data, models
 
-__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "eval_transform", "spread_subset"]
+__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "profile_device", "eval_transform", "spread_subset"]
 
 PROFILE_NAMES = ("teaching", "imagenet")
 
@@ -40,6 +45,8 @@ class Profile:
     #: for 1000-way ImageNet models evaluated on ImageNette: the ImageNet index of each of the profile's
     #: classes (None when the models have exactly the profile's classes)
     label_indices: tuple[int, ...] | None = None
+    #: where the profile's models compute (see :func:`profile_device`)
+    device: torch.device = torch.device("cpu")
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -55,7 +62,10 @@ class Profile:
 
         For timm models, ``$NULLSPACE_WEIGHTS`` may name a folder of ``<model name>.safetensors`` files
         (used instead of downloading timm's pretrained weights), or be ``random`` for untrained weights
-        (to test code paths offline; the numbers then mean nothing).
+        (to test code paths offline; the numbers then mean nothing). The model is put on :attr:`device`
+        unless ``device=`` says otherwise; on a CUDA device TF32 is switched off for the whole process
+        (``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.allow_tf32``), since its
+        rounding is larger than the invariances the chapters measure.
         """
         folder = os.environ.get("NULLSPACE_WEIGHTS")
         if folder and name not in models.ZOO and "weights" not in kwargs:
@@ -69,6 +79,12 @@ class Profile:
                         "safetensors, or unset NULLSPACE_WEIGHTS to download timm's pretrained weights."
                     )
                 kwargs["weights"] = path
+        kwargs.setdefault("device", self.device)
+        if torch.device(kwargs["device"]).type == "cuda":
+            # TF32 rounds convolution and matmul inputs to 10 mantissa bits: about 1e-2 on the logits, which
+            # would hide every exact invariance this book shows. The chapters need full float32.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         return models.load_model(name, **kwargs)
 
     def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -131,6 +147,24 @@ _IMAGENETTE_CLASSES = (
 )
 
 
+def profile_device(profile_name: str) -> torch.device:
+    """Where a profile's models compute: ``$NULLSPACE_DEVICE`` if set, else the CPU for ``teaching`` and the
+    GPU (when there is one) for ``imagenet``. An unknown or absent device is refused with what to set instead."""
+    wanted = os.environ.get("NULLSPACE_DEVICE")
+    if not wanted:
+        return torch.device("cuda" if profile_name == "imagenet" and torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError as error:
+        raise ValueError(f"NULLSPACE_DEVICE={wanted!r} is not a torch device ({error}); use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"NULLSPACE_DEVICE={wanted!r}, but torch sees {torch.cuda.device_count()} CUDA device(s) "
+                         "here. Unset NULLSPACE_DEVICE or set it to cpu (on Colab: Runtime > Change runtime type > GPU).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"NULLSPACE_DEVICE={wanted!r}, but MPS is not available here. Unset it or set it to cpu.")
+    return device
+
+
 def get_profile(name: str | None = None) -> Profile:
     """The profile ``name``, else ``$NULLSPACE_PROFILE``, else ``"teaching"``."""
     name = name or os.environ.get("NULLSPACE_PROFILE") or "teaching"
@@ -144,6 +178,7 @@ def get_profile(name: str | None = None) -> Profile:
             class_names=data.CLASS_NAMES,
             description="offline, CPU: 112x112 synthetic shapes and the teaching zoo",
             _dataset=_teaching_dataset,
+            device=profile_device("teaching"),
         )
     if name == "imagenet":
         return Profile(
@@ -156,5 +191,6 @@ def get_profile(name: str | None = None) -> Profile:
             description="the paper's setting: timm pretrained models, ImageNette (needs network once)",
             _dataset=_imagenet_dataset,
             label_indices=tuple(index for _, index in data.IMAGENETTE_WNIDS),
+            device=profile_device("imagenet"),
         )
     raise ValueError(f"Unknown profile {name!r}; choose one of {PROFILE_NAMES} (NULLSPACE_PROFILE).")

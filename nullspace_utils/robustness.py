@@ -38,7 +38,7 @@ def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Te
 
 
 def choose_lr(model: nn.Module, train: Dataset, *, level: str, lim: float, lrs: tuple[float, ...], steps: int,
-              batch_size: int, seed: int = 0, device: str | torch.device = "cpu") -> tuple[float, dict[str, float]]:
+              batch_size: int, seed: int = 0, device: str | torch.device | None = None) -> tuple[float, dict[str, float]]:
     """The learning rate of ``lrs`` whose ``steps`` plain SGD steps (no decay) end at the lowest training loss.
 
     The score is the mean loss over the last quarter of the run; a rate whose loss is not finite loses.
@@ -59,7 +59,7 @@ def choose_lr(model: nn.Module, train: Dataset, *, level: str, lim: float, lrs: 
 
 def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, steps: int,
                      lr: float, milestones: tuple[int, ...], batch_size: int, seed: int = 0,
-                     device: str | torch.device = "cpu") -> tuple[dict, torch.Tensor]:
+                     device: str | torch.device | None = None) -> tuple[dict, torch.Tensor]:
     """Learn one noise and evaluate it learned, shuffled and against fresh uniform noise.
 
     Returns the row (JSON-ready) and the learned noise (on the CPU), for transfer experiments.
@@ -76,7 +76,7 @@ def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: s
 
 
 def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor], val: Dataset, *,
-                    device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+                    device: str | torch.device | None = None) -> dict[str, dict[str, float]]:
     """``matrix[source][target]``: fraction of ``target``'s predictions unchanged by ``source``'s input noise.
 
     All noises must be input-level (C, H, W): the image is the only space all models share.
@@ -92,7 +92,7 @@ def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor
 
 
 def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset, *, amplitude: float,
-                   seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
+                   seed: int = 0, device: str | torch.device | None = None) -> dict[str, float]:
     """Exact nullspace noise of the ViT ``source`` (largest absolute value ``amplitude``) on every model's input:
     the fraction of unchanged predictions per model. The source itself keeps all of them (§3)."""
     image_size = tuple(val[0][0].shape[-2:])

@@ -37,6 +37,7 @@ import torch.nn as nn
 
 from nullspace_utils import exact
 from nullspace_utils.data import check_images
+from nullspace_utils.models import model_device
 
 __all__ = ["WatermarkResult", "embed", "solve_patches", "evaluate", "compare_predictions", "text_mark", "to_patches", "from_patches", "SOLVERS"]
 
@@ -199,7 +200,8 @@ def embed(
     ``image`` is (C, H, W) or (B, C, H, W) in [0, 1]; ``mark`` has the same shape or broadcasts to it
     (one mark for a whole batch). ``strength`` in (0, 1] blends the target: the solver aims at
     ``(1 - strength) * image + strength * mark``. The result has exactly the patch embeddings of the
-    original (``embedding_residual`` is float error) and lies in [0, 1].
+    original (``embedding_residual`` is float error) and lies in [0, 1]. The solver runs on ``device``,
+    by default the model's; the image comes back on the device of ``image``.
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 (an LP, the paper's choice) or 2 (a QP), got {p}.")
@@ -227,7 +229,7 @@ def embed(
     exact.patch_nullspace(model)  # raises NoNullspaceError with the numbers when there is none
     matrix64 = exact.patch_embedding_matrix(model)
     target = (1.0 - strength) * images + strength * marks
-    device = torch.device(device) if device is not None else images.device
+    device = torch.device(device) if device is not None else model_device(model)
 
     started = time.perf_counter()
     start = to_patches(images.to(device), r)
@@ -312,12 +314,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *, devi
     rounded too), ``clean_8bit`` (rounding the clean image alone), ``naive_std`` (nullspace of W
     alone, ignoring the per-channel std), ``resized`` (watermarked, then resized by 8/7 and centre
     cropped, as an eval pipeline might; the clean image gets the same treatment). Each also reports
-    the PSNR of the watermarked image against the original.
+    the PSNR of the watermarked image against the original. Runs on ``device`` (the model is moved
+    there), by default where the model is.
     """
     from nullspace_utils.data import psnr, quantize_8bit
     from nullspace_utils.models import ImageClassifier
 
-    device = torch.device(device) if device is not None else images.device
+    device = torch.device(device) if device is not None else model_device(model)
     model = model.to(device)
     images = images.to(device)
     mark = mark.to(device)

@@ -223,7 +223,7 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
         for block, flag in zip(blocks, fused):
             block.attn.fused_attn = flag
     tokens = probabilities[0].shape[-1]
-    rollout = torch.eye(tokens, device=batch.device).expand(len(batch), tokens, tokens)
+    rollout = torch.eye(tokens, device=probabilities[0].device).expand(len(batch), tokens, tokens)
     for attention, gradient in zip(probabilities, gradients):
         cam = (gradient * attention).clamp(min=0).mean(1).detach()  # (B, N, N)
         rollout = rollout + cam @ rollout
@@ -232,6 +232,7 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
     grid = (batch.shape[-2] // r, batch.shape[-1] // r)
     maps = rollout[:, 0, prefix:].reshape(len(batch), 1, *grid)
     maps = F.interpolate(maps, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    maps = maps.to(batch.device)
     return maps[0] if single else maps
 
 

@@ -16,22 +16,9 @@ from nullspace_utils.profiles import eval_transform, get_profile, spread_subset
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_fake_imagenette(root: Path, per_class: int = 2) -> Path:
-    """A tiny ImageNette: root/imagenette2-320/{train,val}/<wnid>/*.JPEG, images of 320 x 240 pixels."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for label, (wnid, _) in enumerate(data.IMAGENETTE_WNIDS):
-            folder = root / "imagenette2-320" / split / wnid
-            folder.mkdir(parents=True)
-            for k in range(per_class):
-                pixels = np.full((240, 320, 3), 20 * label, dtype=np.uint8) + rng.integers(0, 30, (240, 320, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{wnid}_{k}.JPEG", quality=90)
-    return root
-
-
 @pytest.fixture()
 def fake_data(tmp_path, monkeypatch):
-    root = write_fake_imagenette(tmp_path / "data")
+    root = data.write_fake_imagenette(tmp_path / "data")
     monkeypatch.setenv("NULLSPACE_DATA", str(root))
     return root
 
@@ -85,7 +72,7 @@ def test_offline_without_data_is_clear_and_fast(tmp_path, monkeypatch):
 
 
 def test_wrong_class_folders_are_refused(tmp_path):
-    root = write_fake_imagenette(tmp_path)
+    root = data.write_fake_imagenette(tmp_path)
     (root / "imagenette2-320" / "val" / "n01440764").rename(root / "imagenette2-320" / "val" / "n00000000")
     with pytest.raises(data.DatasetUnavailableError, match="Re-extract"):
         data.imagenette("val", root=root)

@@ -10,18 +10,28 @@
 # - which six models stand in for the paper's ViT-S/B/L and ResNet-50, EfficientNet-B0 and
 #   MobileNetV3-Small, and how accurate they are.
 # %% tags=["remove-cell"]
-# On Colab, install nullspace_utils first (this cell is hidden on the website).
+# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
+# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
+# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
+# (Runtime > Change runtime type).
+PROFILE = "teaching"
 try:
     import google.colab  # noqa: F401
     %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
+    import os
+    os.environ["NULLSPACE_PROFILE"] = PROFILE
 except ImportError:
     pass
 # %% [markdown]
 # ## Profiles
 #
-# A *profile* tells a notebook which images and which models to use. The default, `teaching`, runs
-# offline on a laptop CPU; `imagenet` is the paper's own setting. Set the environment variable
-# `NULLSPACE_PROFILE` before starting Jupyter to switch. Everything else in the notebooks stays the same.
+# A *profile* tells a notebook which images and which models to use, and where the models compute.
+# The default, `teaching`, runs offline on a laptop CPU; `imagenet` is the paper's own setting (timm's
+# pretrained models and ImageNette, downloaded once), on the GPU when there is one. To switch, set the
+# environment variable `NULLSPACE_PROFILE=imagenet` before starting Jupyter; on Colab, change
+# `PROFILE` in the notebook's first cell. `NULLSPACE_DEVICE` (`cpu`, `cuda`) overrides the device.
+# Everything else in the notebooks stays the same: images stay on the CPU, and the library's models
+# move them to their own device and hand the results back on the CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -34,7 +44,7 @@ from nullspace_utils.profiles import get_profile
 
 torch.manual_seed(0)
 profile = get_profile()
-print(profile.name, "-", profile.description)
+print(profile.name, "-", profile.description, "- models on", profile.device)
 print("ViTs:", profile.vit_models)
 print("CNNs:", profile.cnn_models)
 

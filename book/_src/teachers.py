@@ -11,6 +11,13 @@
 # included, on a 2-core CPU with nothing else running. Reading and discussing takes far longer than
 # running; plan 30 to 60 minutes per chapter in class.
 
+# %% tags=["remove-cell"]
+# On Colab, install nullspace_utils first (this cell is hidden on the website).
+try:
+    import google.colab  # noqa: F401
+    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
+except ImportError:
+    pass
 # %%
 import re
 

@@ -16,3 +16,5 @@ try:
     data.imagenette("val", download=False)  # the imagenet profile's images (torchvision's Imagenette)
 except data.DatasetUnavailableError as error:
     print(error)  # says where to put imagenette2-320.tgz by hand
+fake = data.write_fake_imagenette("/tmp/fake-imagenette", per_class=1)  # ImageNette's layout, noise images
+print(len(data.imagenette("val", root=fake, download=False)))  # 10: one per class, read like the real one

@@ -10,6 +10,9 @@ print(manifest["models"]["zoo-vit-s"]["val_accuracy"], models.sha256_of_file(mod
 net = models.build_zoo_network("zoo-vit-s")  # the bare timm network, untrained
 wrapped = models.ImageClassifier(net, manifest["mean"], manifest["std"], name="untrained")
 print(wrapped(torch.rand(1, 3, 112, 112)).shape)  # (1, 10)
+if torch.cuda.is_available():
+    vit = vit.to("cuda")  # computes there; CPU images in, CPU logits out
+print(models.model_device(vit), vit(torch.rand(2, 3, 112, 112)).device)
 try:
     models.load_model("zoo-vit-xl")
 except models.UnknownModelError as error:

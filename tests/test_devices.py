@@ -1,0 +1,146 @@
+"""Devices: a model computes where it is, CPU images go in, results come back on the CPU (profiles' device).
+
+The tests marked ``cuda`` need a GPU: CI has none, so they are skipped there and run on a GPU machine
+(``python -m pytest tests/test_devices.py``); the others run everywhere.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from nullspace_utils import approximate, exact, experiments, models, watermark, xai
+from nullspace_utils import fingerprint as fp
+from nullspace_utils.profiles import get_profile, profile_device
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+# --------------------------------------------------------------------------- everywhere
+def test_model_device_reads_parameters_then_buffers():
+    assert models.model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert models.model_device(torch.nn.Identity()) == torch.device("cpu")  # nothing to read: the CPU
+
+
+def test_profile_devices_and_the_override(monkeypatch):
+    monkeypatch.delenv("NULLSPACE_DEVICE", raising=False)
+    assert get_profile("teaching").device == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert get_profile("imagenet").device.type == expected
+    monkeypatch.setenv("NULLSPACE_DEVICE", "cpu")
+    assert profile_device("imagenet") == torch.device("cpu")
+    monkeypatch.setenv("NULLSPACE_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        get_profile("teaching")
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("NULLSPACE_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="Unset NULLSPACE_DEVICE"):
+            get_profile("teaching")
+
+
+def test_profile_puts_its_models_on_its_device(monkeypatch):
+    monkeypatch.setenv("NULLSPACE_DEVICE", "cpu")
+    profile = get_profile("teaching")
+    assert models.model_device(profile.load_model("zoo-vit-s")) == torch.device("cpu")
+    # an explicit device= wins over the profile's
+    assert models.model_device(profile.load_model("zoo-vit-s", device="cpu")) == torch.device("cpu")
+
+
+def test_learned_noise_comes_back_on_the_cpu(val_batch):
+    vit = models.load_model("zoo-vit-s")
+    data = torch.utils.data.TensorDataset(*val_batch)
+    result = approximate.learn_noise(vit, data, level="encoder", lim=0.5, steps=2, batch_size=8, progress=False)
+    assert result.noise.device == torch.device("cpu")
+    assert models.model_device(vit) == torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- on a GPU
+@pytest.fixture(scope="module")
+def vit_pair():
+    """The zoo's ViT-S on the CPU and an identical copy on the GPU."""
+    cpu_model = models.load_model("zoo-vit-s")
+    return cpu_model, copy.deepcopy(cpu_model).to("cuda")
+
+
+@cuda
+def test_cpu_images_through_a_gpu_model(vit_pair, val_batch):
+    cpu_model, gpu_model = vit_pair
+    images = val_batch[0][:8]
+    logits = gpu_model(images)
+    assert logits.device == torch.device("cpu")
+    torch.testing.assert_close(logits, cpu_model(images), atol=1e-3, rtol=1e-3)
+    # autograd follows the copy to the GPU and back
+    inputs = images.clone().requires_grad_(True)
+    gpu_model(inputs).sum().backward()
+    assert inputs.grad is not None and inputs.grad.device == torch.device("cpu") and inputs.grad.abs().sum() > 0
+    assert gpu_model(images.cuda()).device.type == "cuda"  # GPU images: GPU logits
+
+
+@cuda
+def test_exact_functions_on_a_gpu_model(vit_pair, val_batch):
+    cpu_model, gpu_model = vit_pair
+    images = val_batch[0][:4]
+    tokens = exact.patch_embeddings(gpu_model, images)
+    assert tokens.device == torch.device("cpu")
+    torch.testing.assert_close(tokens, exact.patch_embeddings(cpu_model, images), atol=1e-4, rtol=1e-4)
+    noise = exact.random_nullspace_noise(gpu_model, 112, amplitude=1.0, seed=0)
+    assert exact.logit_change(gpu_model, images, noise).max() < 1e-3
+
+
+@cuda
+def test_learning_and_evaluating_noise_stay_on_the_models_device(vit_pair, val_batch):
+    _, gpu_model = vit_pair
+    data = torch.utils.data.TensorDataset(*val_batch)
+    result = approximate.learn_noise(gpu_model, data, level="encoder", lim=0.5, steps=3, batch_size=8, progress=False)
+    assert result.noise.device == torch.device("cpu")
+    assert models.model_device(gpu_model).type == "cuda"  # not moved back to the CPU
+    evaluation = approximate.evaluate_noise(gpu_model, data, result.noise, level="encoder")
+    assert 0 <= evaluation.match <= 1
+    assert models.model_device(gpu_model).type == "cuda"
+
+
+@cuda
+def test_watermark_runs_on_the_models_device(vit_pair, val_batch):
+    _, gpu_model = vit_pair
+    images = val_batch[0][:2]
+    result = watermark.embed(gpu_model, images, torch.zeros_like(images[0]), iterations=50, polish=5)
+    assert result.image.device == torch.device("cpu")
+    assert result.embedding_residual < 1e-4
+    conditions = watermark.evaluate(gpu_model, images, torch.zeros_like(images[0]), iterations=50, polish=5)
+    assert conditions["exact"]["match"] == 1.0
+    assert models.model_device(gpu_model).type == "cuda"
+
+
+@cuda
+def test_explanations_of_a_gpu_model_match_the_cpu_ones(vit_pair, val_batch):
+    cpu_model, gpu_model = vit_pair
+    images = val_batch[0][:2]
+    for compute in (lambda m: xai.relevance(m, images), lambda m: xai.attribute(m, images, method="saliency")):
+        on_gpu, on_cpu = compute(gpu_model), compute(cpu_model)
+        assert on_gpu.device == torch.device("cpu")
+        assert xai.compare_maps(on_cpu, on_gpu)["correlation"] > 0.999
+
+
+@cuda
+def test_fingerprint_suspects_on_a_gpu_owner(vit_pair, val_batch):
+    _, gpu_model = vit_pair
+    secret = fp.make_fingerprint(gpu_model, n_probes=4, amplitude=0.25, seed=0, images=val_batch[0])
+    suspects = experiments.fingerprint_suspects(get_profile("teaching"), gpu_model)
+    assert models.model_device(suspects["int8 copy"][0]) == torch.device("cpu")  # int8 kernels are CPU-only
+    for name in ("owner", "exact copy", "float16 copy", "int8 copy"):
+        result = fp.verify(secret, fp.as_query(suspects[name][0], "label"), output="label")
+        assert result.n == 4, name
+    assert fp.verify(secret, fp.as_query(gpu_model, "logits"), output="logits").kept == 4
+
+
+@cuda
+def test_imagenet_profile_switches_tf32_off_for_exact_invariance(monkeypatch):
+    monkeypatch.delenv("NULLSPACE_DEVICE", raising=False)
+    monkeypatch.setenv("NULLSPACE_WEIGHTS", "random")
+    torch.backends.cudnn.allow_tf32 = True
+    profile = get_profile("imagenet")
+    vit = profile.load_model(profile.vit_models[0])
+    assert models.model_device(vit).type == "cuda" and not torch.backends.cudnn.allow_tf32
+    images = torch.rand(4, 3, 224, 224)
+    noise = exact.random_nullspace_noise(vit, 224, amplitude=1.0, seed=0)
+    assert exact.logit_change(vit, images, noise).max() < 1e-3
