@@ -87,6 +87,16 @@ class Profile:
             torch.backends.cuda.matmul.allow_tf32 = False
         return models.load_model(name, **kwargs)
 
+    def prediction_name(self, index: int) -> str:
+        """The name of a model's output ``index``: one of :attr:`class_names`, or for 1000-way ImageNet models
+        the ImageNet class (read offline from timm's ImageNet class index; its first synonym)."""
+        index = int(index)
+        if self.label_indices is None:
+            return self.class_names[index]
+        from timm.data import ImageNetInfo
+
+        return ImageNetInfo().index_to_description(index).split(",")[0]
+
     def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits of the profile's own classes: for 1000-way models on ImageNette, the ten columns of
         :attr:`label_indices` (so that argmax gives a 0..9 label); otherwise the logits unchanged.

@@ -51,7 +51,8 @@ def execute(notebook_path: Path) -> str | None:
     return None
 
 
-def main(profile: str, *, smoke: bool = False, build: bool = True, report: Path | None = None) -> int:
+def main(profile: str, *, smoke: bool = False, build: bool = True, report: Path | None = None,
+         only: list[str] | None = None) -> int:
     target = ROOT / "_build" / f"profile-{profile}"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
@@ -69,6 +70,8 @@ def main(profile: str, *, smoke: bool = False, build: bool = True, report: Path 
     device = str(get_profile(profile).device)
     chapters = []
     for notebook_path in notebooks(target):
+        if only and notebook_path.stem not in only:
+            continue
         name = str(notebook_path.relative_to(target))
         print(f"executing {name} under {profile} on {device}", flush=True)
         started = time.perf_counter()
@@ -97,5 +100,9 @@ if __name__ == "__main__":
     parser.add_argument("--smoke", action="store_true", help="random weights and a fake ImageNette (no download)")
     parser.add_argument("--no-build", dest="build", action="store_false", help="execute the chapters only")
     parser.add_argument("--report", type=Path, help="write run times and errors per chapter to this JSON file")
+    parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters (e.g. fooling)")
     arguments = parser.parse_args()
-    sys.exit(main(arguments.profile, smoke=arguments.smoke, build=arguments.build, report=arguments.report))
+    if arguments.only and arguments.build:
+        parser.error("--only builds an incomplete book: add --no-build")
+    sys.exit(main(arguments.profile, smoke=arguments.smoke, build=arguments.build, report=arguments.report,
+                  only=arguments.only))

@@ -103,10 +103,10 @@ def test_learning_and_evaluating_noise_stay_on_the_models_device(vit_pair, val_b
 def test_watermark_runs_on_the_models_device(vit_pair, val_batch):
     _, gpu_model = vit_pair
     images = val_batch[0][:2]
-    result = watermark.embed(gpu_model, images, torch.zeros_like(images[0]), iterations=50, polish=5)
+    result = watermark.embed(gpu_model, images, torch.zeros_like(images[0]))
     assert result.image.device == torch.device("cpu")
     assert result.embedding_residual < 1e-4
-    conditions = watermark.evaluate(gpu_model, images, torch.zeros_like(images[0]), iterations=50, polish=5)
+    conditions = watermark.evaluate(gpu_model, images, torch.zeros_like(images[0]))
     assert conditions["exact"]["match"] == 1.0
     assert models.model_device(gpu_model).type == "cuda"
 

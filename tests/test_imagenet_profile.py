@@ -49,6 +49,13 @@ def test_fake_imagenette_through_the_profile(fake_data):
     assert len(profile.dataset("test", n=5)) == 5
 
 
+def test_prediction_names_of_the_ten_imagenet_columns_are_imagenettes_classes():
+    profile = get_profile("imagenet")
+    assert [profile.prediction_name(index) for index in profile.label_indices] == list(profile.class_names)
+    assert profile.prediction_name(1) == "goldfish"  # any of the 1000 outputs has a name
+    assert get_profile("teaching").prediction_name(3) == get_profile("teaching").class_names[3]
+
+
 def test_class_logits_pick_the_ten_imagenet_columns():
     profile = get_profile("imagenet")
     logits = torch.zeros(2, 1000)

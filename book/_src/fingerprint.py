@@ -87,6 +87,7 @@ plt.show()
 
 # %%
 suspects = experiments.fingerprint_suspects(profile, owner)
+independent = next(name for name, (_, derived) in suspects.items() if not derived)  # trained apart from the owner
 results = {name: fp.verify(secret, fp.as_query(model), output="logits") for name, (model, _) in suspects.items()}
 plotting.change_strips({name: result.changes.tolist() for name, result in results.items()}, tol=1e-3)
 plt.show()
@@ -132,7 +133,7 @@ for alpha in (1e-2, 1e-3, 1e-6):
 
 # %%
 label_results = {name: fp.verify(secret, fp.as_query(suspects[name][0], "label"), output="label")
-                 for name in ("owner", "int8 copy", "float16 copy", "zoo-vit-s-seed1", profile.vit_models[1])}
+                 for name in ("owner", "int8 copy", "float16 copy", independent, profile.vit_models[1])}
 rows = [[name, f"{r.kept}/{r.n}", f"{r.p_value:.1g}", r.queries, "**yours**" if r.is_yours else "not shown"]
         for name, r in label_results.items()]
 Markdown(plotting.markdown_table(rows, ["suspect", "probes kept", "p-value", "queries", "verdict"]))
@@ -330,7 +331,7 @@ if found is not None:
 # ~~~python
 # for amplitude in (0.01, 0.05, 0.25):
 #     s = fp.make_fingerprint(owner, n_probes=16, amplitude=amplitude, images=val_images)
-#     for name in ("float16 copy", "zoo-vit-s-seed1"):
+#     for name in ("float16 copy", independent):
 #         r = fp.verify(s, fp.as_query(suspects[name][0]))
 #         print(amplitude, name, r.kept, f"{r.changes.median():.1e}")
 # ~~~
@@ -349,7 +350,7 @@ if found is not None:
 # :class: dropdown
 # ~~~python
 # for steps in (4, 8, 14):
-#     for name in ("float16 copy", "zoo-vit-s-seed1"):
+#     for name in ("float16 copy", independent):
 #         r = fp.verify(secret, fp.as_query(suspects[name][0], "label"), output="label", bisection_steps=steps)
 #         print(steps, name, f"{r.kept}/{r.n}", r.queries)
 # ~~~

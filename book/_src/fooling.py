@@ -95,7 +95,7 @@ probabilities = {key: value.softmax(1) for key, value in logits.items()}
 
 def caption(kind: str, index: int) -> str:
     predicted = int(probabilities[kind][index].argmax())
-    return f"{kind}\n{profile.class_names[predicted]} {100 * probabilities[kind][index, predicted]:.1f} %"
+    return f"{kind}\n{profile.prediction_name(predicted)} {100 * probabilities[kind][index, predicted]:.1f} %"
 
 
 panels, titles = [], []
@@ -132,7 +132,7 @@ print(f"red values outside [0, 1]: {100 * result.out_of_box:.0f} %, "
 clipped = result.image.clamp(0, 1)
 with torch.no_grad():
     clipped_predictions = vit(clipped).argmax(1)
-print("predictions of the clipped images:", [profile.class_names[c] for c in clipped_predictions])
+print("predictions of the clipped images:", [profile.prediction_name(c) for c in clipped_predictions])
 print("still the source's class:", (clipped_predictions == logits["source"].argmax(1)).tolist())
 
 # %% [markdown]

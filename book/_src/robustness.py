@@ -53,7 +53,7 @@ val = TensorDataset(*stack_dataset(profile.dataset("val", n=200)))
 # %%
 lims = experiments.ROBUSTNESS_CONFIG[profile.name]["lims"]
 models = {name: profile.load_model(name) for name in profile.models}
-uniform = {name: [approximate.evaluate_noise(model, val, robustness.uniform_noise((3, 112, 112), lim, seed=1),
+uniform = {name: [approximate.evaluate_noise(model, val, robustness.uniform_noise((3, profile.image_size, profile.image_size), lim, seed=1),
                                              level="input").match for lim in lims]
            for name, model in models.items()}
 rows = [[name, *[f"{100 * match:.1f} %" for match in matches]] for name, matches in uniform.items()]
@@ -235,7 +235,7 @@ if sweep is not None:
 # ```{solution} ex-robust-1
 # :class: dropdown
 # ~~~python
-# noise = (torch.rand(3, 112, 112) * 2 - 1).mul(0.25).requires_grad_(True)
+# noise = (torch.rand(3, profile.image_size, profile.image_size) * 2 - 1).mul(0.25).requires_grad_(True)
 # optimiser = torch.optim.SGD([noise], lr=0.1)  # image-level noise: see the rate probe above
 # pair = [models[profile.vit_models[0]], models[profile.cnn_models[0]]]
 # images = val.tensors[0][:64]
@@ -258,7 +258,8 @@ if sweep is not None:
 # :class: dropdown
 # ~~~python
 # for lim in lims:
-#     gaussian = torch.randn(3, 112, 112, generator=torch.Generator().manual_seed(1)) * lim / 3 ** 0.5
+#     gaussian = torch.randn(3, profile.image_size, profile.image_size,
+#                            generator=torch.Generator().manual_seed(1)) * lim / 3 ** 0.5
 #     print(lim, {n: approximate.evaluate_noise(m, val, gaussian, level="input").match for n, m in models.items()})
 # ~~~
 # The numbers move a little (Gaussian noise has rarer but larger values), the ordering of the models

@@ -117,8 +117,8 @@ with torch.no_grad():
     before, after = vit(images).softmax(1), vit(result.image).softmax(1)
 for i in range(len(images)):
     c = before[i].argmax().item()
-    print(f"image {i}: {profile.class_names[c]:>8} p={before[i, c]:.3f} -> "
-          f"{profile.class_names[after[i].argmax().item()]:>8} p={after[i, c]:.3f}")
+    print(f"image {i}: {profile.prediction_name(c):>8} p={before[i, c]:.3f} -> "
+          f"{profile.prediction_name(after[i].argmax().item()):>8} p={after[i, c]:.3f}")
 
 # %%
 panels, titles, signed = [mark], ["watermark"], [False]
