@@ -133,3 +133,26 @@ def test_exact_chapter_runs_under_the_imagenet_profile(fake_data, monkeypatch, t
     printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for output in cell.get("outputs", []))
     assert "vit_small_patch32_224" in printed
+
+
+def test_chapter_code_names_no_teaching_model_or_image_size():
+    """Every chapter runs under both profiles, so its code takes model names and sizes from the profile.
+
+    (Prose, comments and hidden solutions may speak of the zoo. The primer is about the zoo's ViT-S on
+    purpose.) The GPU smoke run of the imagenet profile once failed on a hard-coded 112."""
+    import re
+
+    offenders = []
+    for source in sorted((REPOSITORY_ROOT / "book" / "_src").glob("*.py")):
+        if source.stem == "primer":
+            continue
+        cells = re.split(r"^# %%.*$", source.read_text(), flags=re.M)
+        markers = re.findall(r"^# %%.*$", source.read_text(), flags=re.M)
+        for marker, cell in zip(markers, cells[1:]):
+            if "[markdown]" in marker:
+                continue
+            for line in cell.splitlines():
+                code = line.split("#", 1)[0]
+                if re.search(r"zoo-|\b112\b", code):
+                    offenders.append(f"{source.name}: {line.strip()}")
+    assert not offenders, "teaching-only names or sizes in chapter code:\n" + "\n".join(offenders)

@@ -9,7 +9,10 @@
 #
 # Measured by `python benchmarks/notebook_times.py`: each chapter executed top to bottom, kernel start
 # included, on a 2-core CPU with nothing else running. Reading and discussing takes far longer than
-# running; plan 30 to 60 minutes per chapter in class.
+# running; plan 30 to 60 minutes per chapter in class. The right-hand column is the `imagenet` profile
+# (the paper's models at 224 px) on one GPU, from `bash scripts/gpu_smoke.sh`: random weights, so only
+# its times mean something. On Colab add the first download of the weights and of ImageNette
+# (about 2 GB: ViT-L/32's weights alone are 1.2 GB, ImageNette 0.3 GB).
 
 # %% tags=["remove-cell"]
 # On Colab, install nullspace_utils first (this cell is hidden on the website).
@@ -27,9 +30,13 @@ from IPython.display import Markdown, display
 from nullspace_utils import experiments, plotting
 
 timing = experiments.load_result("benchmarks/results/notebook_times.json")
-rows = [[name, f"{seconds:.0f} s"] for name, seconds in timing["seconds"].items()]
-print(f"{timing['cores']} cores ({timing['cpu']}), torch {timing['torch']}, commit {timing['commit'][:10]}")
-display(Markdown(plotting.markdown_table(rows, ["chapter", "run time"])))
+gpu = experiments.load_result("benchmarks/results/imagenet_chapters_gpu.json")
+gpu_seconds = {entry["notebook"].removeprefix("book/").removesuffix(".ipynb"): entry["seconds"]
+               for entry in gpu["chapters"]}
+rows = [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s"] for name, seconds in timing["seconds"].items()]
+print(f"teaching: {timing['cores']} cores ({timing['cpu']}), torch {timing['torch']}, commit {timing['commit'][:10]}")
+print(f"imagenet: one {gpu['gpu']}, torch {gpu['torch']}")
+display(Markdown(plotting.markdown_table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one GPU"])))
 
 # %% [markdown]
 # ## What each exercise practises
