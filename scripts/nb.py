@@ -2,8 +2,10 @@
 
 Chapters are written as ``book/_src/<chapter>.py`` files whose cells are separated by lines
 ``# %% [markdown]`` / ``# %%`` (the "percent" format that VS Code and Jupytext read), with an
-optional ``tags=[...]`` after the marker. ``python scripts/nb.py book/_src/primer.py`` writes and
-executes ``book/primer.ipynb``; the executed notebook is what gets committed and nbval-checked.
+optional ``tags=[...]`` after the marker. A line ``# %% [colab]`` (or ``# %% [colab-install]``) stands
+for the first cell every notebook shares, kept once in ``book/_src/_colab.txt`` (``_colab_install.txt``):
+it installs the library on Colab and names the profile. ``python scripts/nb.py book/_src/primer.py``
+writes and executes ``book/primer.ipynb``; the executed notebook is what gets committed and nbval-checked.
 """
 from __future__ import annotations
 
@@ -14,7 +16,14 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+SHARED_CELL = re.compile(r"^# %% \[(?P<name>colab|colab-install)\]\s*$", re.M)
 MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=\[(?P<tags>[^\]]*)\])?\s*$")
+
+
+def expand_shared_cells(source: str, folder: Path) -> str:
+    """Replace each ``# %% [colab]`` line by the cell in ``folder/_colab.txt`` (and likewise for the others)."""
+    return SHARED_CELL.sub(lambda match: (folder / f"_{match['name'].replace('-', '_')}.txt").read_text().rstrip("\n"),
+                           source)
 
 
 def parse(source: str) -> nbformat.NotebookNode:
@@ -53,7 +62,7 @@ def main(paths: list[str]) -> None:
     for path in paths:
         src = Path(path)
         target = src.parent.parent / (src.stem + ".ipynb")
-        nb = parse(src.read_text())
+        nb = parse(expand_shared_cells(src.read_text(), src.parent))
         NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(target.parent)}}).execute()
         for i, cell in enumerate(nb.cells):
             cell["id"] = f"cell-{i}"

@@ -14,13 +14,7 @@
 # few patches (the optimum), SLSQP for two iterations (extrapolated to the paper's budget), and our
 # ADMM solver (`watermark.embed`) on the whole image at several iteration budgets.
 
-# %% tags=["remove-cell"]
-# On Colab, install nullspace_utils first (this cell is hidden on the website).
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-except ImportError:
-    pass
+# %% [colab-install]
 # %%
 
 import matplotlib.pyplot as plt

@@ -11,19 +11,7 @@
 # - how large the nullspace is for the paper's ViTs and for this book's zoo;
 # - that very visible nullspace noise leaves the logits unchanged, for every image at once;
 # - what clipping to [0, 1] and saving as 8-bit do to that guarantee.
-# %% tags=["remove-cell"]
-# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
-# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
-# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
-# (Runtime > Change runtime type).
-PROFILE = "teaching"
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-    import os
-    os.environ["NULLSPACE_PROFILE"] = PROFILE
-except ImportError:
-    pass
+# %% [colab]
 # %%
 import matplotlib.pyplot as plt
 import numpy as np

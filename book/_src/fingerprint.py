@@ -23,19 +23,7 @@
 # nullspace: to it, the owner's $v$ is ordinary noise. So the owner keeps a few secret probe images
 # $x_i$ and noises $v_i$, and asks a suspect model about $x_i$ and $x_i + v_i$. Same answers, probe after
 # probe: the suspect computes the owner's patch embedding.
-# %% tags=["remove-cell"]
-# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
-# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
-# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
-# (Runtime > Change runtime type).
-PROFILE = "teaching"
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-    import os
-    os.environ["NULLSPACE_PROFILE"] = PROFILE
-except ImportError:
-    pass
+# %% [colab]
 # %%
 import matplotlib.pyplot as plt
 import torch

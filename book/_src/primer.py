@@ -10,19 +10,7 @@
 # - the rank-nullity theorem, which tells its dimension without computing it;
 # - how to compute an orthonormal basis with the SVD, and why a *tolerance* is part of the answer;
 # - why the first layer of a vision transformer is exactly such a linear map.
-# %% tags=["remove-cell"]
-# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
-# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
-# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
-# (Runtime > Change runtime type).
-PROFILE = "teaching"
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-    import os
-    os.environ["NULLSPACE_PROFILE"] = PROFILE
-except ImportError:
-    pass
+# %% [colab]
 # %%
 import matplotlib.pyplot as plt
 import numpy as np

@@ -14,19 +14,7 @@
 # - what the three panels of the paper's Fig. 3 measure, recomputed for the six zoo models;
 # - how to read a transfer matrix (noise learned for one model, added to the inputs of another);
 # - where the claim holds on the teaching zoo and where it does not.
-# %% tags=["remove-cell"]
-# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
-# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
-# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
-# (Runtime > Change runtime type).
-PROFILE = "teaching"
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-    import os
-    os.environ["NULLSPACE_PROFILE"] = PROFILE
-except ImportError:
-    pass
+# %% [colab]
 # %%
 import matplotlib.pyplot as plt
 import numpy as np

@@ -9,19 +9,7 @@
 # - what the offline `teaching` dataset looks like and why it is drawn by a program;
 # - which six models stand in for the paper's ViT-S/B/L and ResNet-50, EfficientNet-B0 and
 #   MobileNetV3-Small, and how accurate they are.
-# %% tags=["remove-cell"]
-# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
-# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
-# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
-# (Runtime > Change runtime type).
-PROFILE = "teaching"
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-    import os
-    os.environ["NULLSPACE_PROFILE"] = PROFILE
-except ImportError:
-    pass
+# %% [colab]
 # %% [markdown]
 # ## Profiles
 #

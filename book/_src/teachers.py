@@ -14,13 +14,7 @@
 # its times mean something. On Colab add the first download of the weights and of ImageNette
 # (about 2 GB: ViT-L/32's weights alone are 1.2 GB, ImageNette 0.3 GB).
 
-# %% tags=["remove-cell"]
-# On Colab, install nullspace_utils first (this cell is hidden on the website).
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-except ImportError:
-    pass
+# %% [colab-install]
 # %%
 import re
 

@@ -12,19 +12,7 @@
 # - what watermarked images look like, and that their predictions do not move;
 # - which real-world steps (8-bit files, resizing, a forgotten normalisation) do and do not break
 #   that guarantee, measured on the whole validation split.
-# %% tags=["remove-cell"]
-# On Colab: install nullspace_utils and choose the book's profile (this cell is hidden on the website).
-# "teaching" reproduces the pages as published (small models, CPU). "imagenet" runs the paper's timm
-# models on ImageNette, both downloaded on first use; choose a GPU runtime for it
-# (Runtime > Change runtime type).
-PROFILE = "teaching"
-try:
-    import google.colab  # noqa: F401
-    %pip install -q "nullspace-utils @ git+https://github.com/nullspace-vit/nullspace-vit"
-    import os
-    os.environ["NULLSPACE_PROFILE"] = PROFILE
-except ImportError:
-    pass
+# %% [colab]
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
