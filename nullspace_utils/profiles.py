@@ -88,7 +88,7 @@ class Profile:
         return models.load_model(name, **kwargs)
 
     def prediction_name(self, index: int) -> str:
-        """The name of a model's output ``index``: one of :attr:`class_names`, or for 1000-way ImageNet models
+        """The name of a model's output ``index``: one of ``class_names``, or for 1000-way ImageNet models
         the ImageNet class (read offline from timm's ImageNet class index; its first synonym)."""
         index = int(index)
         if self.label_indices is None:
