@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nullspace_utils import models
+
 __all__ = ["load_result", "result_file", "chapter_result", "how_to_produce", "git_commit", "fingerprint_suspects", "main",
            "RESULTS", "APPROXIMATE_CONFIG", "ROBUSTNESS_CONFIG", "FINGERPRINT_CONFIG"]
 
@@ -110,10 +112,7 @@ def run_watermark(args: argparse.Namespace, argv: list[str]) -> dict:
     from nullspace_utils.profiles import get_profile
     from nullspace_utils.watermark import evaluate
 
-    # cuDNN convolutions default to TF32 on Ampere/Hopper GPUs: a 1e-3 relative error in the patch
-    # embedding that would swamp the float32 invariance we measure (seen: logit changes of 1e-2).
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    models.disable_tf32()
     profile = get_profile(args.profile)
     dataset = profile.dataset("val", n=args.n)
     images, _ = stack_dataset(dataset)
@@ -234,8 +233,7 @@ def _sweep_setup(args: argparse.Namespace, configs: dict, check: dict):
 
     from nullspace_utils.profiles import get_profile
 
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    models.disable_tf32()
     profile = get_profile(args.profile)
     config = dict(configs[profile.name])
     if args.steps:  # the lr decays stay at the same fractions of the run
@@ -378,8 +376,6 @@ def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, boo
     import warnings
 
     from safetensors.torch import load_file, save_file
-
-    from nullspace_utils import models
 
     suspects: dict[str, tuple[torch.nn.Module, bool]] = {"owner": (owner, True)}
     with tempfile.TemporaryDirectory() as folder:

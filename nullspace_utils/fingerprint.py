@@ -41,7 +41,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from nullspace_utils import exact
+from nullspace_utils import exact, models
 
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
            "NoisyInput", "fine_tune", "accuracy", "roc_curve", "roc_auc"]
@@ -169,7 +169,7 @@ def as_query(model: nn.Module, output: str = "logits", *, batch_size: int = 64) 
     model.eval()
     parameter = next(model.parameters(), None)
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    device = models.model_device(model)
 
     @torch.no_grad()
     def query(images: torch.Tensor) -> torch.Tensor:

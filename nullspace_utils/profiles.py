@@ -64,8 +64,8 @@ class Profile:
         (used instead of downloading timm's pretrained weights), or be ``random`` for untrained weights
         (to test code paths offline; the numbers then mean nothing). The model is put on :attr:`device`
         unless ``device=`` says otherwise; on a CUDA device TF32 is switched off for the whole process
-        (``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.allow_tf32``), since its
-        rounding is larger than the invariances the chapters measure.
+        (:func:`nullspace_utils.models.disable_tf32`), since its rounding is larger than the invariances
+        the chapters measure.
         """
         folder = os.environ.get("NULLSPACE_WEIGHTS")
         if folder and name not in models.ZOO and "weights" not in kwargs:
@@ -81,10 +81,7 @@ class Profile:
                 kwargs["weights"] = path
         kwargs.setdefault("device", self.device)
         if torch.device(kwargs["device"]).type == "cuda":
-            # TF32 rounds convolution and matmul inputs to 10 mantissa bits: about 1e-2 on the logits, which
-            # would hide every exact invariance this book shows. The chapters need full float32.
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
+            models.disable_tf32()  # the chapters' exact invariances need full float32
         return models.load_model(name, **kwargs)
 
     def prediction_name(self, index: int) -> str:

@@ -72,7 +72,7 @@ def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: s
                                  ("uniform", reference, False)):
         row[kind] = asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed,
                                                       device=device))
-    return row, result.noise.detach().cpu()
+    return row, result.noise  # learn_noise gives it back on the CPU
 
 
 def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor], val: Dataset, *,

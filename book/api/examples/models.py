@@ -13,6 +13,7 @@ print(wrapped(torch.rand(1, 3, 112, 112)).shape)  # (1, 10)
 if torch.cuda.is_available():
     vit = vit.to("cuda")  # computes there; CPU images in, CPU logits out
 print(models.model_device(vit), vit(torch.rand(2, 3, 112, 112)).device)
+models.disable_tf32()  # full float32 on CUDA: TF32's rounding would hide the exact invariances
 try:
     models.load_model("zoo-vit-xl")
 except models.UnknownModelError as error:
