@@ -9,8 +9,8 @@ NOTEBOOKS = $(shell $(PYTHON) scripts/toc_notebooks.py)
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || { $(PYTHON) scripts/check_disk.py $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -r requirements.txt
 	touch $(STAMP)
 

@@ -98,7 +98,7 @@ def test_timm_model_from_local_safetensors(tmp_path):
         assert torch.allclose(model(x), expected, atol=1e-5)
 
     wrong = tmp_path / "wrong.safetensors"
-    save_file(timm.create_model("vit_base_patch32_224", pretrained=False).state_dict(), str(wrong))
+    save_file(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), str(wrong))  # small: tmp disk
     with pytest.raises(models.WeightsError, match="does not fit"):
         models.load_model("vit_small_patch32_224", weights=wrong)
     pickle_file = tmp_path / "model.pth"
