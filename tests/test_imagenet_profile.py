@@ -156,3 +156,35 @@ def test_chapter_code_names_no_teaching_model_or_image_size():
                 if re.search(r"zoo-|\b112\b", code):
                     offenders.append(f"{source.name}: {line.strip()}")
     assert not offenders, "teaching-only names or sizes in chapter code:\n" + "\n".join(offenders)
+
+
+def test_sweep_data_is_stored_as_exact_uint8(fake_data):
+    """The imagenet runners keep decoded JPEGs as uint8 (a quarter of float32's memory) and batch them back
+    into exactly the floats the transform made, so no sweep number depends on the storage."""
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils import approximate, experiments
+
+    profile = get_profile("imagenet")
+    stored = experiments._tensor_dataset(profile, "val", 20, "cpu")
+    assert stored.tensors[0].dtype == torch.uint8 and stored.tensors[0].shape == (20, 3, 224, 224)
+    reference_images, reference_labels = data.stack_dataset(profile.dataset("val", n=20))
+    images, labels = next(iter(approximate._TensorBatches(stored, batch_size=20, shuffle=False, seed=0)))
+    assert images.dtype == torch.float32 and torch.equal(images, reference_images)
+    assert torch.equal(labels, reference_labels.long())
+
+    vit = models.load_model("zoo-vit-s")  # learning noise from either storage gives the same noise
+    small = TensorDataset(stored.tensors[0][:8, :, :112, :112], stored.tensors[1][:8])
+    floats = TensorDataset(small.tensors[0].float().div(255), small.tensors[1])
+    runs = [approximate.learn_noise(vit, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(), batch_size=4,
+                                    progress=False).noise for d in (small, floats)]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_images_that_are_not_8_bit_stay_float():
+    from nullspace_utils import experiments
+
+    exact = torch.arange(256, dtype=torch.float32).div(255).reshape(1, 1, 16, 16)
+    assert experiments._as_uint8_if_exact(exact).dtype == torch.uint8
+    smooth = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert experiments._as_uint8_if_exact(smooth) is smooth
