@@ -215,7 +215,10 @@ def _tensor_dataset(profile, split: str, n: int, device: str):
     dataset = profile.dataset(split, n=n)
     if profile.name != "teaching":  # decoded JPEGs through torchvision transforms: DataLoader workers
         loader = DataLoader(dataset, batch_size=128, num_workers=min(8, multiprocessing.cpu_count()))
-        images, labels = zip(*(( _as_uint8_if_exact(batch), label) for batch, label in loader))
+        images, labels = [], []
+        for batch, label in loader:
+            images.append(_as_uint8_if_exact(batch))
+            labels.append(label)
         if any(batch.dtype != torch.uint8 for batch in images):  # a transform that is not 8-bit: keep floats
             images = [batch.float().div(255) if batch.dtype == torch.uint8 else batch for batch in images]
         return TensorDataset(torch.cat(images).to(device), torch.cat(labels).long().to(device))
