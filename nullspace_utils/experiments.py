@@ -52,9 +52,10 @@ def load_result(path: str, *, missing_ok: bool = False, text: bool = False) -> d
     """A committed result file by its path in the repository, e.g. ``"book/results/teaching/watermark.json"``.
 
     Read from the checkout when there is one; otherwise (a notebook opened alone, on Colab) fetched
-    from the repository on GitHub, with a clear error when offline. With ``missing_ok=True`` a file
-    that exists nowhere gives ``None`` (see :func:`how_to_produce`). ``text=True`` returns the file's
-    text instead of parsing it as JSON.
+    from the repository on GitHub. With ``missing_ok=True`` a file that exists nowhere (GitHub answers
+    404) gives ``None`` (see :func:`how_to_produce`). When GitHub cannot be reached, whether the file
+    exists is unknown: that raises ``FileNotFoundError`` saying so, even with ``missing_ok``.
+    ``text=True`` returns the file's text instead of parsing it as JSON.
     """
     local = REPOSITORY_ROOT / path
     if local.is_file():
@@ -66,9 +67,13 @@ def load_result(path: str, *, missing_ok: bool = False, text: bool = False) -> d
         with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
             content = response.read().decode()
             return content if text else json.loads(content)
-    except (urllib.error.URLError, TimeoutError) as error:
-        if missing_ok:
+    except urllib.error.HTTPError as error:
+        if error.code == 404 and missing_ok:
             return None
+        reason = "it is not in the repository" if error.code == 404 else f"GitHub answered {error.code}"
+        raise FileNotFoundError(f"Result file {path} is not in this checkout, and {reason} ({RAW_URL}). "
+                                "Produce it with the command in the README.") from error
+    except (urllib.error.URLError, TimeoutError) as error:
         raise FileNotFoundError(
             f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
             "Clone the repository, or produce it with the command in the README."
@@ -80,12 +85,24 @@ def result_file(experiment: str, profile: str) -> str:
     return f"book/results/{profile}/{experiment.replace('-', '_')}.json"
 
 
-def chapter_result(experiment: str, profile: str) -> dict | None:
+def _command(experiment: str, profile: str, device: str | None) -> str:
+    return (f"python -m nullspace_utils.experiments {experiment} --profile {profile}"
+            + (f" --device {device}" if device else ""))
+
+
+def chapter_result(experiment: str, profile: str, *, device: str | None = "cuda") -> dict | None:
     """The result file of ``experiment`` that a chapter plots, after printing where it came from
-    (command, device, versions, commit); ``None``, after printing how to make it, when it does not exist."""
-    result = load_result(result_file(experiment, profile), missing_ok=True)
+    (command, device, versions, commit); ``None``, after printing how to make it (on ``device``), when it
+    does not exist, or after printing why, when it cannot be read (no checkout and no network): the
+    chapter's other cells still run."""
+    try:
+        result = load_result(result_file(experiment, profile), missing_ok=True)
+    except FileNotFoundError as error:
+        print(f"{error}\nThe cells that show it are skipped. The command that makes it:\n"
+              f"    {_command(experiment, profile, device)}")
+        return None
     if result is None:
-        print(how_to_produce(experiment, profile))
+        print(how_to_produce(experiment, profile, device=device))
         return None
     made = result["provenance"]
     print(f"made by: {made['command']}\non {made['device']}, torch {made['torch']}, timm {made['timm']}, "
@@ -93,10 +110,11 @@ def chapter_result(experiment: str, profile: str) -> dict | None:
     return result
 
 
-def how_to_produce(experiment: str, profile: str) -> str:
+def how_to_produce(experiment: str, profile: str, *, device: str | None = "cuda") -> str:
     """What a chapter prints when a result file of ``profile`` does not exist yet."""
-    return (f"No results of the {profile!r} profile for this part yet. Produce them on a GPU with\n"
-            f"    python -m nullspace_utils.experiments {experiment} --profile {profile} --device cuda\n"
+    where = "on a GPU " if device == "cuda" else ""
+    return (f"No results of the {profile!r} profile for this part yet. Produce them {where}with\n"
+            f"    {_command(experiment, profile, device)}\n"
             f"which writes {result_file(experiment, profile)}; then run this chapter again.")
 
 

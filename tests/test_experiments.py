@@ -32,8 +32,21 @@ def test_load_result_as_text_and_chapter_result(monkeypatch, capsys):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    assert experiments.chapter_result("robustness", "imagenet") is None
-    assert "python -m nullspace_utils.experiments robustness --profile imagenet" in capsys.readouterr().out
+    assert experiments.chapter_result("robustness", "imagenet") is None  # offline: unknown, said so
+    printed = capsys.readouterr().out
+    assert "could not be fetched" in printed and "No results" not in printed
+    assert "python -m nullspace_utils.experiments robustness --profile imagenet" in printed
+
+    def not_found(url, *args, **kwargs):
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    assert experiments.chapter_result("robustness", "imagenet") is None  # GitHub says: not made yet
+    printed = capsys.readouterr().out
+    assert printed.startswith("No results of the 'imagenet' profile")
+    assert experiments.load_result("book/results/imagenet/robustness.json", missing_ok=True) is None
+    with pytest.raises(FileNotFoundError, match="not in the repository"):
+        experiments.load_result("book/results/imagenet/robustness.json")
 
 
 def test_every_committed_result_records_its_provenance():

@@ -190,17 +190,15 @@ print(f"nullspace dimension {exact.patch_nullspace(vit_s32).shape[0]}; max logit
 # - **resized**: both resized by 8/7 and centre-cropped back, as an evaluation pipeline might do.
 
 # %%
-results = experiments.load_result(f"book/results/{profile.name}/watermark.json", missing_ok=True)
-if results is None:
-    print(experiments.how_to_produce("watermark", profile.name))
-else:
+results = experiments.chapter_result("watermark", profile.name)
+if results is not None:
     conditions = [("exact", "exact"), ("exact_8bit", "8-bit files"), ("clean_8bit", "clean image rounded, for reference"),
                   ("naive_std", "naive std"), ("resized", "resized + cropped")]
     rows = [[f"`{name}`", label, f"{100 * entry['all'][key]['match']:.1f} %",
              f"{100 * entry['all'][key]['prob_change']:.3f} %", f"{entry['all'][key]['logit_change_mean']:.1e}",
              f"{entry['all'][key]['psnr']:.1f}"]
             for name, entry in results["models"].items() for key, label in conditions]
-    print(f"{results['images']} images, device: {results['provenance']['device']}")
+    print(f"{results['images']} images per model")
     display(Markdown(plotting.markdown_table(rows, ["model", "condition", "same prediction", "mean |Δp|",
                                                     "mean max |Δlogit|", "PSNR (dB)"])))
 
@@ -226,10 +224,8 @@ else:
 #   (`python -m nullspace_utils.experiments watermark-slsqp`):
 
 # %%
-early = experiments.load_result(f"book/results/{profile.name}/watermark_slsqp.json", missing_ok=True)
-if early is None:
-    print(experiments.how_to_produce("watermark-slsqp", profile.name).replace(" --device cuda", ""))
-else:
+early = experiments.chapter_result("watermark-slsqp", profile.name, device=None)  # a CPU run
+if early is not None:
     print(f"{early['images']} images, {early['maxiter']} SLSQP iterations per patch, "
           f"{early['seconds'] / 60:.0f} min on the CPU")
     print(f"objective {early['objective_gap_percent']:.0f} % above the optimum; embedding residual below 1e-5: "
