@@ -52,18 +52,22 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     wm = sub.add_parser("watermark", help="overlay a visible watermark that leaves the model's output unchanged")
-    wm.add_argument("image")
-    wm.add_argument("mark")
+    wm.add_argument("image", help="the picture to watermark (PNG, JPEG, ...), resized to the model's input size")
+    wm.add_argument("mark", help="the watermark (a logo, text on a background, ...), resized to the image")
     wm.add_argument("-o", "--output", required=True, help="output file: .png (8-bit) or .npy (lossless)")
     wm.add_argument("--model", default="zoo-vit-s", help="zoo name or timm ViT name (default zoo-vit-s)")
     wm.add_argument("--weights", default=None, help="local .safetensors weights for a timm model")
-    wm.add_argument("--p", type=int, default=1, choices=[1, 2])
-    wm.add_argument("--strength", type=float, default=1.0)
+    wm.add_argument("--p", type=int, default=1, choices=[1, 2],
+                    help="distance to the mark that is minimised (paper eq. 7): 1, the paper's L1 (an LP: few pixels "
+                         "change a lot, specks along edges; default) or 2 (least squares: spread out, smoother "
+                         "for text over a photo; see the watermark chapter)")
+    wm.add_argument("--strength", type=float, default=1.0,
+                    help="in (0, 1]: aim at (1 - strength) * image + strength * mark (default 1, the mark alone)")
     wm.add_argument("--size", type=int, default=None, help="resize the image to SIZE x SIZE (default: model's)")
-    wm.add_argument("--device", default=None)
+    wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
     info = sub.add_parser("info", help="print a model's patch matrix shape and nullspace dimension")
-    info.add_argument("--model", required=True)
-    info.add_argument("--weights", default=None)
+    info.add_argument("--model", required=True, help="zoo name or timm ViT name")
+    info.add_argument("--weights", default=None, help="local .safetensors weights for a timm model")
     args = parser.parse_args(argv)
     handlers = {"watermark": _watermark, "info": _info}
     try:
