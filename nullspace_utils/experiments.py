@@ -52,14 +52,16 @@ def load_result(path: str, *, missing_ok: bool = False, text: bool = False) -> d
     """A committed result file by its path in the repository, e.g. ``"book/results/teaching/watermark.json"``.
 
     Read from the checkout when there is one; otherwise (a notebook opened alone, on Colab) fetched
-    from the repository on GitHub. With ``missing_ok=True`` a file that exists nowhere (GitHub answers
-    404) gives ``None`` (see :func:`how_to_produce`). When GitHub cannot be reached, whether the file
-    exists is unknown: that raises ``FileNotFoundError`` saying so, even with ``missing_ok``.
+    from the repository on GitHub. With ``missing_ok=True`` a file that exists nowhere gives ``None``
+    (see :func:`how_to_produce`): GitHub answers 404, or GitHub cannot be reached and the checkout lacks
+    it. Without a checkout (the library installed alone, e.g. on Colab) and without network, whether the
+    file exists is unknown: that raises ``FileNotFoundError`` saying so, even with ``missing_ok``.
     ``text=True`` returns the file's text instead of parsing it as JSON.
     """
     local = REPOSITORY_ROOT / path
     if local.is_file():
         return local.read_text() if text else json.loads(local.read_text())
+    in_checkout = (REPOSITORY_ROOT / "_toc.yml").is_file()
     import urllib.error
     import urllib.request
 
@@ -74,6 +76,8 @@ def load_result(path: str, *, missing_ok: bool = False, text: bool = False) -> d
         raise FileNotFoundError(f"Result file {path} is not in this checkout, and {reason} ({RAW_URL}). "
                                 "Produce it with the command in the README.") from error
     except (urllib.error.URLError, TimeoutError) as error:
+        if missing_ok and in_checkout:
+            return None
         raise FileNotFoundError(
             f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
             "Clone the repository, or produce it with the command in the README."
@@ -93,8 +97,8 @@ def _command(experiment: str, profile: str, device: str | None) -> str:
 def chapter_result(experiment: str, profile: str, *, device: str | None = "cuda") -> dict | None:
     """The result file of ``experiment`` that a chapter plots, after printing where it came from
     (command, device, versions, commit); ``None``, after printing how to make it (on ``device``), when it
-    does not exist, or after printing why, when it cannot be read (no checkout and no network): the
-    chapter's other cells still run."""
+    does not exist, or after printing why, when it cannot be read (the library installed without the
+    repository, and no network): the chapter's other cells still run."""
     try:
         result = load_result(result_file(experiment, profile), missing_ok=True)
     except FileNotFoundError as error:

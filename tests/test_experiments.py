@@ -32,10 +32,18 @@ def test_load_result_as_text_and_chapter_result(monkeypatch, capsys):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    assert experiments.chapter_result("robustness", "imagenet") is None  # offline: unknown, said so
+    assert experiments.chapter_result("robustness", "imagenet") is None  # offline in a checkout: not made
+    printed = capsys.readouterr().out
+    assert printed.startswith("No results of the 'imagenet' profile")
+    assert "python -m nullspace_utils.experiments robustness --profile imagenet --device cuda" in printed
+
+    # the library installed without the repository (Colab, pip) and offline: unknown, and said so
+    monkeypatch.setattr(experiments, "REPOSITORY_ROOT", experiments.REPOSITORY_ROOT / "no-checkout-here")
+    assert experiments.chapter_result("robustness", "teaching") is None
     printed = capsys.readouterr().out
     assert "could not be fetched" in printed and "No results" not in printed
-    assert "python -m nullspace_utils.experiments robustness --profile imagenet" in printed
+    assert "python -m nullspace_utils.experiments robustness --profile teaching" in printed
+    monkeypatch.undo()
 
     def not_found(url, *args, **kwargs):
         raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
