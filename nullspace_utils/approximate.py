@@ -163,8 +163,9 @@ def learn_noise(
     Defaults follow the authors' follow-up code: L2 between logits (``p=2``, squared and averaged),
     SGD with lr 0.01, 500 steps, learning rate x0.1 at steps 150/300/400. ``data`` yields
     ``(image, label)``; labels are ignored. A ``TensorDataset`` is batched by slicing (fast), and may hold
-    its images as ``torch.uint8`` (0..255), which are turned into floats in [0, 1] batch by batch. It runs on ``device`` (the model is moved there), by default
-    where the model already is; the learned noise comes back on the CPU.
+    its images as ``torch.uint8`` (0..255), which are turned into floats in [0, 1] batch by batch. It
+    runs on ``device`` (the model is moved there), by default where the model already is; the learned
+    noise comes back on the CPU.
     """
     if lim <= 0:
         raise ValueError(f"lim must be positive, got {lim}.")
