@@ -1,14 +1,10 @@
 """scripts/check_disk.py: `make install` stops early, naming the free space and the fix, on a full disk."""
-import importlib.util
 import shutil
-from pathlib import Path
 
 import pytest
+from scripts_loader import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_disk.py"
-spec = importlib.util.spec_from_file_location("check_disk", SCRIPT)
-check_disk = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check_disk)
+check_disk = load_script("check_disk")
 
 
 def fake_usage(free_bytes):

@@ -3,6 +3,9 @@ import importlib.metadata
 import re
 from pathlib import Path
 
+from scripts_loader import load_script
+
+normalise = load_script("lock").normalise
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_SPECIFIC = ("nvidia-", "cuda-", "triton")
 
@@ -14,7 +17,7 @@ def pins(path: Path) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
-            name = re.sub(r"[-_.]+", "-", name).lower()
+            name = normalise(name)
             assert name not in out, f"{path.name} pins {name} twice"
             out[name] = version.strip()
     return out
