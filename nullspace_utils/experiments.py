@@ -402,6 +402,14 @@ FINGERPRINT_CONFIG = {
 FINGERPRINT_CHECK = {"part": "all", "step": 5, "fingerprint_seed": 0}
 
 
+#: Suspects whose answers depend on the CPU's kernels, not only on the weights: float16 rounding on the CPU
+#: and dynamic int8 quantisation (its scales are computed per batch by backend kernels) change which probes
+#: keep their answer between machines, thread counts and BLAS builds (measured: an int8 copy kept 12/16
+#: label probes on one machine and 14/16 on another). Chapters print their counts from result files,
+#: with the machine that made them, never live.
+BACKEND_DEPENDENT_SUSPECTS = ("float16 copy", "int8 copy")
+
+
 def fingerprint_suspects(profile, owner) -> dict[str, tuple[torch.nn.Module, bool]]:
     """The chapter's suspects, name -> (model, derived from the owner's?): the owner, an exact copy (a
     safetensors round trip), float16 and int8 copies; independently trained models of the same

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "markdown_table", "overlay", "show_maps", "line_panels",
+__all__ = ["to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps", "line_panels",
            "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
 
 
@@ -74,11 +76,96 @@ def class_grid(dataset, class_names: Sequence[str], *, per_class: int = 4, size:
     return fig
 
 
-def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
-    """A Markdown table (display it with ``IPython.display.Markdown``)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+_NUMBER = re.compile(r"^[<>≤≥~]?\s*[-+−]?\d[\d.,]*(e[-+]?\d+)?(\s*(%|s|ms|dB|x|M|days))?(\s*\(.*\))?$")
+_INLINE = re.compile(r"\*\*(?P<bold>[^*]+)\*\*|`(?P<code>[^`]+)`")
+
+
+def _looks_numeric(cell: str) -> bool:
+    """A cell that a reader compares by magnitude: right-aligned (``12.5 %``, ``3.2e-03``, ``16/16``)."""
+    return bool(_NUMBER.match(cell)) or bool(re.match(r"^\d+\s*/\s*\d+", cell))
+
+
+def _inline_html(cell: str) -> str:
+    """HTML for a cell: escaped, with Markdown's ``**bold**`` and ```code``` kept as <strong> and <code>."""
+    out, last = [], 0
+    for match in _INLINE.finditer(cell):
+        out.append(html.escape(cell[last:match.start()]))
+        if match["bold"] is not None:
+            out.append(f"<strong>{html.escape(match['bold'])}</strong>")
+        else:  # a model name such as zoo-vit-s must not break at its hyphens
+            out.append(f'<code style="white-space: nowrap">{html.escape(match["code"])}</code>')
+        last = match.end()
+    out.append(html.escape(cell[last:]))
+    return "".join(out)
+
+
+class Table:
+    """A table of results that renders as a real table everywhere a notebook is read.
+
+    Jupyter, Colab and the book's site show its HTML (numbers right-aligned, in tabular figures); a
+    terminal, and nbval's comparison of outputs, see an aligned plain-text table; :meth:`to_markdown`
+    gives a pipe table (with ``|`` inside cells escaped) for pages written in Markdown. Cells are
+    formatted by the caller (``f"{x:.1f} %"``): the table never rounds, so what it shows is what the
+    data say. ``**bold**`` and ```code``` inside a cell are kept.
+    """
+
+    def __init__(self, rows: Sequence[Sequence[object]], headers: Sequence[str], *, caption: str | None = None):
+        self.headers = [str(header) for header in headers]
+        self.rows = [[str(cell) for cell in row] for row in rows]
+        for index, row in enumerate(self.rows):
+            if len(row) != len(self.headers):
+                raise ValueError(f"table row {index} has {len(row)} cells but there are {len(self.headers)} "
+                                 f"headers {self.headers}: give every row one cell per header.")
+        self.caption = caption
+        self.numeric = [bool(column) and all(_looks_numeric(cell) or cell in ("—", "-", "") for cell in column)
+                        and any(_looks_numeric(cell) for cell in column)
+                        for column in zip(*self.rows)] if self.rows else [False] * len(self.headers)
+
+    def to_markdown(self) -> str:
+        """A pipe table; numeric columns are right-aligned (``---:``)."""
+        def line(cells):
+            return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+        rule = "|" + "|".join("---:" if numeric else "---" for numeric in self.numeric) + "|"
+        return "\n".join([line(self.headers), rule, *map(line, self.rows)])
+
+    def to_html(self) -> str:
+        """An HTML ``<table>``: a header row, numeric columns right-aligned, an optional caption."""
+        def cell(tag, text, numeric):
+            # numbers: right-aligned in figures of equal width; a value (not a header) never breaks inside
+            if not numeric:
+                return f"<{tag}>{_inline_html(text)}</{tag}>"
+            style = "text-align: right; font-variant-numeric: tabular-nums" + ("; white-space: nowrap" if tag == "td" else "")
+            return f'<{tag} style="{style}">{_inline_html(text)}</{tag}>'
+
+        parts = ['<table class="table nullspace-table">']
+        if self.caption:
+            parts.append(f'<caption style="caption-side: top">{_inline_html(self.caption)}</caption>')
+        parts.append("<thead><tr>" + "".join(cell("th", h, n) for h, n in zip(self.headers, self.numeric))
+                     + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(cell("td", c, n) for c, n in zip(row, self.numeric)) + "</tr>"
+                  for row in self.rows]
+        parts.append("</tbody></table>")
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        widths = [max(len(text) for text in column) for column in zip(self.headers, *self.rows)]
+
+        def line(cells):
+            return "  ".join(text.rjust(width) if numeric else text.ljust(width)
+                             for text, width, numeric in zip(cells, widths, self.numeric)).rstrip()
+
+        lines = [self.caption] if self.caption else []
+        return "\n".join([*lines, line(self.headers), "  ".join("-" * width for width in widths),
+                          *map(line, self.rows)])
+
+
+def table(rows: Sequence[Sequence[object]], headers: Sequence[str], *, caption: str | None = None) -> Table:
+    """A :class:`Table` of ``rows`` under ``headers``; the last expression of a cell, or ``display(table(...))``."""
+    return Table(rows, headers, caption=caption)
 
 
 def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:

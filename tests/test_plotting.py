@@ -1,5 +1,7 @@
 """Plotting helpers: they draw what they are given (values, lines, labels), not just something."""
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,9 +12,32 @@ import torch  # noqa: E402
 from nullspace_utils import plotting  # noqa: E402
 
 
-def test_markdown_table_rows_and_header():
-    table = plotting.markdown_table([["a", 1], ["b", 2]], ["name", "value"])
-    assert table.splitlines() == ["| name | value |", "|---|---|", "| a | 1 |", "| b | 2 |"]
+def test_table_is_html_with_a_header_and_right_aligned_numbers():
+    table = plotting.table([["zoo-vit-s", "99.2 %", "**yours**"], ["a < b", "16/16", "`x|y`"]],
+                           ["model", "kept", "verdict"])
+    html = table._repr_html_()
+    assert html.count("<tr>") == 3 and len(re.findall(r"<th[ >]", html)) == 3 and html.count("<td") == 6
+    assert "<td>a &lt; b</td>" in html  # escaped, not markup
+    assert "<strong>yours</strong>" in html and 'nowrap">x|y</code>' in html
+    right = 'style="text-align: right'
+    assert f'<td {right}' not in html.split("<tr>")[2].split("</td>")[0]  # the model column is text: left
+    assert html.split("<tr>")[2].split("</td>")[1].startswith(f"<td {right}")  # 99.2 %: right-aligned
+
+
+def test_table_markdown_escapes_pipes_and_aligns_numbers():
+    table = plotting.table([["a", "1.5 %"], ["b", "2e-03"]], ["name", "mean |Δp|"])
+    assert table.to_markdown().splitlines() == ["| name | mean \\|Δp\\| |", "|---|---:|", "| a | 1.5 % |",
+                                                "| b | 2e-03 |"]
+
+
+def test_table_plain_text_aligns_columns():
+    lines = repr(plotting.table([["a", "1.5"], ["bbb", "12.25"]], ["name", "value"], caption="c")).splitlines()
+    assert lines == ["c", "name  value", "----  -----", "a       1.5", "bbb   12.25"]
+
+
+def test_table_refuses_ragged_rows():
+    with pytest.raises(ValueError, match="row 1 has 1 cells but there are 2 headers"):
+        plotting.table([["a", 1], ["b"]], ["name", "value"])
 
 
 def test_to_display_maps_to_unit_range():

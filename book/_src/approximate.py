@@ -20,7 +20,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 from torch.utils.data import TensorDataset
 
 from nullspace_utils import approximate, experiments, plotting
@@ -103,7 +103,7 @@ for label, noise, shuffle in (("learned (plain SGD)", learned.noise, False),
     rows.append([label, f"{100 * result.match:.1f} %", f"{result.logit_mse:.3f}", f"{100 * result.prob_change:.1f} %",
                  f"{result.noise_norm:.1f}"])
 print(f"mean norm of the clean patch tokens: {result.clean_norm:.1f}")
-Markdown(plotting.markdown_table(rows, ["noise", "predictions unchanged", "logit MSE", "mean |Δp|", "noise norm"]))
+plotting.table(rows, ["noise", "predictions unchanged", "logit MSE", "mean |Δp|", "noise norm"])
 
 # %% [markdown]
 # After only 40 steps, the learned noise keeps more predictions and moves the logits less than its
@@ -143,9 +143,9 @@ if sweep is not None:
              f"{point['learned']['logit_mse']:.3g}", f"{point['shuffled']['logit_mse']:.3g}",
              f"{point['initial_norm']:.0f} → {point['final_norm']:.0f}", f"{point['learned']['clean_norm']:.0f}"]
             for name, points in sweep["models"].items() for point in points]
-    display(Markdown(plotting.markdown_table(rows, [
+    display(plotting.table(rows, [
         "model", "lim", "match % learned", "match % shuffled", "MSE learned", "MSE shuffled",
-        "noise norm (start → end)", "clean token norm"])))
+        "noise norm (start → end)", "clean token norm"]))
 
 # %% [markdown]
 # ### Did the noise just shrink?
@@ -173,8 +173,8 @@ if sweep is not None:
              f"{row['initial_norm']:.1f} → {row['final_norm']:.1f}", f"{100 * row['learned']['match']:.1f} %",
              f"{100 * row['shuffled']['match']:.1f} %"] for row in sweep["lr_probe"]]
     print(f"{sweep['lr_probe'][0]['model']}, lim {sweep['lr_probe'][0]['lim']}")
-    display(Markdown(plotting.markdown_table(rows, ["lr", "batch loss (first → last)", "noise norm",
-                                                    "match learned", "match shuffled"])))
+    display(plotting.table(rows, ["lr", "batch loss (first → last)", "noise norm",
+                                  "match learned", "match shuffled"]))
 
 # %% [markdown]
 # At lr 0.01 the batch loss falls only from about 5.5 to 4.2 in 200 steps and the noise keeps 86 % of

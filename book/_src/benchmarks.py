@@ -18,7 +18,7 @@
 # %%
 
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from nullspace_utils import experiments, plotting
 
@@ -51,8 +51,8 @@ rows.append(["HiGHS (exact LP), extrapolated from 3 patches", f"{highs['seconds_
 rows.append(["SLSQP at the paper's 5000 iterations x 49 patches, extrapolated",
              f"{slsqp['paper_setting_seconds_extrapolated'] / 86400:.0f} days", "—",
              f"{highs['seconds_per_image_extrapolated'] / slsqp['paper_setting_seconds_extrapolated']:.1g}x"])
-display(Markdown(plotting.markdown_table(rows, ["solver, per image (CPU)", "time", "gap to optimum",
-                                                "speed against HiGHS"])))
+display(plotting.table(rows, ["solver, per image (CPU)", "time", "gap to optimum",
+                              "speed against HiGHS"]))
 batch = gpu["admm_gpu"]
 print(f"On one {batch['device']}: {batch['images']} images (ImageNette's val split) in {batch['seconds']:.0f} s, "
       f"{1000 * batch['seconds'] / batch['images']:.1f} ms per image; embedding residual below 1e-6: "

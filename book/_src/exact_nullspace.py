@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import timm
 import torch
-from IPython.display import Markdown
+
 
 from nullspace_utils import exact, linalg, plotting
 from nullspace_utils.data import psnr, quantize_8bit, stack_dataset
@@ -97,7 +97,7 @@ for name in ["vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32
         dimension = "0 (NoNullspaceError)"
     rows.append([f"`{name}`", d_model, n_model, f"{d_model / n_model:.3f}", dimension])
     del model
-Markdown(plotting.markdown_table(rows, ["model", "d", "C r^2", "d / C r^2", "nullspace dimension"]))
+plotting.table(rows, ["model", "d", "C r^2", "d / C r^2", "nullspace dimension"])
 
 # %% [markdown]
 # The paper's ordering holds: ViT-S/32 has the largest nullspace (2688), then ViT-B/32 (2304), then
@@ -232,7 +232,7 @@ rows = [
     ["noisy image clipped, rounded to 8 bits", f"{(noisy_8bit - reference).abs().max().item():.3f}",
      f"{(noisy_8bit.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
 ]
-Markdown(plotting.markdown_table(rows, ["what was done to x + v (amplitude 0.1)", "max logit change", "same prediction"]))
+plotting.table(rows, ["what was done to x + v (amplitude 0.1)", "max logit change", "same prediction"])
 
 # %% [markdown]
 # Rounding costs about as much as it costs the clean image: 8-bit storage is a problem of

@@ -143,13 +143,14 @@ plt.show()
 
 # %%
 base = rng.normal(size=(2, 3))
-print(f"{'delta':>8} {'smallest sigma':>15} {'rank (default)':>15} {'rank (rtol=1e-6)':>17}")
+# the smallest singular value grows in proportion to delta: printed divided by delta, that shows at a glance
+print(f"{'delta':>8} {'smallest sigma / delta':>23} {'rank (default)':>15} {'rank (rtol=1e-6)':>17}")
 for delta in [0.0, 1e-12, 1e-8, 1e-3]:
     third = base[0] + base[1] + delta * np.array([1.0, -1.0, 0.5])
     M = np.vstack([base, third])
     smallest = linalg.singular_values(M)[-1]
-    print(f"{delta:>8.0e} {'< 1e-14' if smallest < 1e-14 else f'{smallest:.1e}':>15} "
-          f"{linalg.rank(M):>15} {linalg.rank(M, rtol=1e-6):>17}")
+    ratio = "(sigma < 1e-14)" if delta == 0 else f"{smallest / delta:.2f}"
+    print(f"{delta:>8.0e} {ratio:>23} {linalg.rank(M):>15} {linalg.rank(M, rtol=1e-6):>17}")
 
 # %% [markdown]
 # The tolerance is part of the answer: "the nullspace" of a measured or learned matrix always means

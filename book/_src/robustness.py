@@ -45,7 +45,7 @@ uniform = {name: [approximate.evaluate_noise(model, val, robustness.uniform_nois
                                              level="input").match for lim in lims]
            for name, model in models.items()}
 rows = [[name, *[f"{100 * match:.1f} %" for match in matches]] for name, matches in uniform.items()]
-Markdown(plotting.markdown_table(rows, ["model", *[f"lim {lim}" for lim in lims]]))
+plotting.table(rows, ["model", *[f"lim {lim}" for lim in lims]])
 
 # %% [markdown]
 # Up to lim 0.1 no model cares; from 0.25 on they part ways, and not in the order the paper's claim
@@ -109,8 +109,8 @@ if sweep is not None:
             for verdict in robustness.vits_beat_cnns(data, profile.vit_models, profile.cnn_models, kind=kind):
                 rows.append([panel, kind, verdict["lim"], f"{100 * verdict['worst_vit']:.1f} %",
                              f"{100 * verdict['best_cnn']:.1f} %", "yes" if verdict["vits_ahead"] else "**no**"])
-    display(Markdown(plotting.markdown_table(rows, ["panel", "noise", "lim", "worst ViT", "best CNN",
-                                                    "every ViT ahead of every CNN"])))
+    display(plotting.table(rows, ["panel", "noise", "lim", "worst ViT", "best CNN",
+                                  "every ViT ahead of every CNN"]))
 
 # %% [markdown]
 # And whether learning helped at all: the learned noise against its shuffled twin and the uniform
@@ -130,7 +130,7 @@ if sweep is not None:
     header = ["model", "level"]
     for lim in config["lims"][-2:]:
         header += [f"lim {lim}: match %", "rate"]
-    display(Markdown(plotting.markdown_table(rows, header)))
+    display(plotting.table(rows, header))
 
 # %% [markdown]
 # ## Panel (c): does noise transfer?
@@ -148,7 +148,7 @@ if sweep is not None:
     rows = [[f"{lim}", *[f"{100 * sweep['exact_transfer'][str(lim)][name]:.1f} %" for name in profile.models]]
             for lim in config["lims"]]
     print(f"exact nullspace noise of {profile.vit_models[0]} (largest |value| = lim) on every model:")
-    display(Markdown(plotting.markdown_table(rows, ["lim", *profile.models])))
+    display(plotting.table(rows, ["lim", *profile.models]))
 
 # %% [markdown]
 # The exact nullspace noise of ViT-S leaves ViT-S's predictions untouched at every amplitude, by

@@ -24,7 +24,7 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown
+
 
 from nullspace_utils import exact, models, plotting
 from nullspace_utils.data import stack_dataset
@@ -86,7 +86,7 @@ for name in profile.models:
     rows.append([f"`{name}`", entry.get("plays", "—"), f"{params / 1e6:.2f} M", geometry, null_dim,
                  manifest_accuracy, f"{100 * accuracy:.1f} %"])
 headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "val acc. (manifest)", "test acc. (now)"]
-Markdown(plotting.markdown_table(rows, headers))
+plotting.table(rows, headers)
 
 # %% [markdown]
 # The task is easy for all six models, by design: the chapters that follow study how predictions

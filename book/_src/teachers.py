@@ -19,7 +19,7 @@
 import re
 
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from nullspace_utils import experiments, plotting
 
@@ -30,7 +30,7 @@ gpu_seconds = {entry["notebook"].removeprefix("book/").removesuffix(".ipynb"): e
 rows = [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s"] for name, seconds in timing["seconds"].items()]
 print(f"teaching: {timing['cores']} cores ({timing['cpu']}), torch {timing['torch']}, commit {timing['commit'][:10]}")
 print(f"imagenet: one {gpu['gpu']}, torch {gpu['torch']}")
-display(Markdown(plotting.markdown_table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one GPU"])))
+display(plotting.table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one GPU"]))
 
 # %% [markdown]
 # ## What each exercise practises
@@ -75,7 +75,7 @@ for line in experiments.load_result("_toc.yml", text=True).splitlines():
             found.add(label)
             rows.append([name, title, practises.get(label, "**not described yet**")])
 missing = found - set(practises)
-display(Markdown(plotting.markdown_table(rows, ["chapter", "exercise", "practises"])))
+display(plotting.table(rows, ["chapter", "exercise", "practises"]))
 print(f"{len(rows)} exercises; without a description here: {sorted(missing) or 'none'}")
 
 # %% [markdown]

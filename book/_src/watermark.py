@@ -17,7 +17,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from nullspace_utils import exact, experiments, plotting, watermark
 from nullspace_utils.data import psnr, stack_dataset
@@ -194,13 +194,19 @@ results = experiments.chapter_result("watermark", profile.name)
 if results is not None:
     conditions = [("exact", "exact"), ("exact_8bit", "8-bit files"), ("clean_8bit", "clean image rounded, for reference"),
                   ("naive_std", "naive std"), ("resized", "resized + cropped")]
+
+
+    def logit_change(value: float) -> str:
+        """Float rounding (about 1e-6, digits that depend on the device) as a comparison, real changes as numbers."""
+        return "< 1e-5 (rounding)" if value < 1e-5 else f"{value:.1e}"
+
     rows = [[f"`{name}`", label, f"{100 * entry['all'][key]['match']:.1f} %",
-             f"{100 * entry['all'][key]['prob_change']:.3f} %", f"{entry['all'][key]['logit_change_mean']:.1e}",
+             f"{100 * entry['all'][key]['prob_change']:.3f} %", logit_change(entry['all'][key]['logit_change_mean']),
              f"{entry['all'][key]['psnr']:.1f}"]
             for name, entry in results["models"].items() for key, label in conditions]
     print(f"{results['images']} images per model")
-    display(Markdown(plotting.markdown_table(rows, ["model", "condition", "same prediction", "mean |Δp|",
-                                                    "mean max |Δlogit|", "PSNR (dB)"])))
+    display(plotting.table(rows, ["model", "condition", "same prediction", "mean |Δp|", "mean max |Δlogit|",
+                                  "PSNR (dB)"]))
 
 # %% [markdown]
 # What the numbers say:

@@ -103,6 +103,43 @@ def _open(browser, url: str):
     return page, problems
 
 
+# What a reader must never see as text: the Markdown of a table that was not rendered (MyST-NB's CommonMark
+# turns its `---` into an em dash), TeX that MathJax did not typeset, a figure's repr instead of the figure,
+# an error's traceback.
+RAW_TABLE = re.compile(r"\|\s*(:?-{3,}:?|—)\s*\|")
+RAW_TEX = re.compile(r"\$[^$\n]{1,80}\$|\\(frac|mathrm|mathbb|mathbf|text|tilde|odot|cdot|times|sum|top|alpha|lambda|"
+                     r"omega|varphi|phi|delta|sigma|left|right|begin|end|operatorname|leftarrow|ge|le)\b")
+FIGURE_REPR = re.compile(r"<(Figure|matplotlib\.[\w.]+|Axes)[ :(][^>]*>")
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w+Error: ", re.M)
+
+# The page's content as a reader sees it: no code cells' sources, no typeset maths, no page chrome.
+# `with_code=False` also drops code blocks and inline code (TeX in a docstring's code sample is fine).
+_READER_TEXT = """(withCode) => {
+  const root = document.querySelector('article') || document.querySelector('main') || document.body;
+  const copy = root.cloneNode(true);
+  const drop = ['script', 'style', 'mjx-container', '.math', '.cell_input', '.headerlink', 'a.reference.download'];
+  if (!withCode) drop.push('pre', 'code', 'div.highlight');
+  copy.querySelectorAll(drop.join(',')).forEach(e => e.remove());
+  copy.querySelectorAll('p, div, li, tr, br, h1, h2, h3, h4, pre, td, th').forEach(e => e.append('\\n'));
+  return copy.textContent;
+}"""
+
+
+def _reader_problems(page) -> list[str]:
+    """Raw Markdown tables, untypeset TeX, figure reprs and tracebacks in what the page shows."""
+    problems = []
+    shown = page.evaluate(_READER_TEXT, True)
+    prose = page.evaluate(_READER_TEXT, False)
+    for what, pattern, text in (("raw Markdown table", RAW_TABLE, shown), ("a figure's repr", FIGURE_REPR, shown),
+                                ("a Python traceback", TRACEBACK, shown), ("raw TeX outside maths", RAW_TEX, prose)):
+        for match in list(pattern.finditer(text))[:3]:
+            line = text[max(0, match.start() - 60):match.end() + 60].replace("\n", " ")
+            problems.append(f"{what}: ...{line}...")
+    if page.locator(".cell_output .output.error, .cell_output .traceback").count():
+        problems.append("an error output in a cell")
+    return problems
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_page(browser, server, name):
     page, problems = _open(browser, urljoin(server, name))
@@ -119,6 +156,8 @@ def test_page(browser, server, name):
         assert overflow <= 0, f"the page scrolls sideways by {overflow} px (a wide table or figure?)"
         page.screenshot(path=str(SHOTS / (name.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
         assert not problems, "\n".join(problems)
+        raw = _reader_problems(page)
+        assert not raw, f"{name} shows a reader raw text:\n" + "\n".join(raw)
         here = SITE / unquote(urlparse(page.url).path).lstrip("/")  # index.html redirects to the intro
         for href in page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))"):
             parsed = urlparse(href)
@@ -147,6 +186,34 @@ def test_notebook_page_buttons(browser, server, chapter):
             target = (SITE / chapter).parent / href
             assert target.resolve().is_file(), f"download {href} missing"
             assert target.resolve().name == Path(chapter).name + ".ipynb"
+    finally:
+        page.close()
+
+
+def _printed_tables(notebook: Path) -> int:
+    """How many outputs of a notebook are tables: HTML with a <table>, or Markdown with a pipe table."""
+    import json
+
+    count = 0
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            html = "".join(data.get("text/html", ""))
+            markdown = "".join(data.get("text/markdown", ""))
+            count += "<table" in html or (not html and bool(re.search(r"^\|.*\|\s*$\n^\|\s*:?-{3,}", markdown, re.M)))
+    return count
+
+
+@pytest.mark.parametrize("chapter", _notebook_chapters() if SITE.is_dir() else [])
+def test_every_printed_table_is_a_table(browser, server, chapter):
+    """Each table a code cell prints reaches the reader as an HTML <table> with a header row."""
+    expected = _printed_tables(ROOT / f"{chapter}.ipynb")
+    page, _ = _open(browser, urljoin(server, chapter + ".html"))
+    try:
+        tables = page.locator(".cell_output table")
+        assert tables.count() == expected, f"{chapter}: {expected} printed tables, {tables.count()} <table>s on the page"
+        for index in range(tables.count()):
+            assert tables.nth(index).locator("th").count() >= 2, f"{chapter}: table {index} has no header row"
     finally:
         page.close()
 

@@ -8,7 +8,9 @@ from nullspace_utils import data, plotting  # noqa: E402
 image, noise = torch.rand(3, 32, 32), torch.randn(3, 32, 32)
 plotting.show_images([image, noise], ["image", "noise"], symmetric=[False, True])
 print(plotting.to_display(noise, symmetric=True).shape)  # (32, 32, 3) in [0, 1], 0 at mid-grey
-print(plotting.markdown_table([["ViT-S", "99 %"]], ["model", "accuracy"]))
+results = plotting.table([["ViT-S", "99.2 %"], ["ResNet", "100.0 %"]], ["model", "accuracy"])  # a Table
+print(results)  # aligned text; Jupyter and the book show results._repr_html_(), an HTML <table>
+assert isinstance(results, plotting.Table) and results.to_html().count("<tr>") == 3
 plotting.class_grid(data.synthetic_dataset("val", n=20), data.CLASS_NAMES, per_class=2)
 heat = torch.rand(32, 32)
 print(plotting.overlay(image, heat).shape)  # (32, 32, 3): a map drawn over an image
