@@ -6,12 +6,41 @@ import html
 import re
 from typing import Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.text
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps", "line_panels",
+__all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps", "line_panels",
            "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
+
+
+#: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
+#: the smallest text size a reader should meet there.
+PAGE_WIDTH_INCHES = 7.2
+MIN_READABLE_POINTS = 8.0
+
+
+def readable(fig, *, page_width: float = PAGE_WIDTH_INCHES, min_points: float = MIN_READABLE_POINTS):
+    """Enlarge every text of ``fig`` (titles, labels, ticks, legends, annotations) that would show smaller
+    than ``min_points`` once the figure is scaled to ``page_width`` inches, then lay it out again.
+
+    A figure wider than the page is shrunk to fit it, and its fonts with it: a 7 pt legend in a 14-inch
+    figure reads as 3.5 pt. Every figure of this module goes through here before it is returned; call it
+    on a figure you assemble yourself (several panels drawn with ``ax=``).
+    """
+    smallest = min_points * max(1.0, fig.get_figwidth() / page_width)  # in the figure's own points
+    for ax in fig.axes:  # tick labels through tick_params, so that ticks made later inherit the size
+        for axis, name in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            labels = axis.get_ticklabels()
+            if labels and labels[0].get_fontsize() < smallest:
+                ax.tick_params(axis=name, labelsize=smallest)
+    for text in fig.findobj(lambda artist: isinstance(artist, matplotlib.text.Text)):
+        if text.get_text() and text.get_fontsize() < smallest:
+            text.set_fontsize(smallest)
+    fig.tight_layout()
+    return fig
 
 
 def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -52,8 +81,7 @@ def show_images(
             ax.set_title(titles[i], fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 def class_grid(dataset, class_names: Sequence[str], *, per_class: int = 4, size: float = 1.3):
@@ -72,8 +100,7 @@ def class_grid(dataset, class_names: Sequence[str], *, per_class: int = 4, size:
             ax.imshow(to_display(chosen[column][row]))
             ax.axis("off")
         axes[0, column].set_title(name, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 _NUMBER = re.compile(r"^[<>≤≥~]?\s*[-+−]?\d[\d.,]*(e[-+]?\d+)?(\s*(%|s|ms|dB|x|M|days))?(\s*\(.*\))?$")
@@ -82,20 +109,27 @@ _INLINE = re.compile(r"\*\*(?P<bold>[^*]+)\*\*|`(?P<code>[^`]+)`")
 
 def _looks_numeric(cell: str) -> bool:
     """A cell that a reader compares by magnitude: right-aligned (``12.5 %``, ``3.2e-03``, ``16/16``)."""
-    return bool(_NUMBER.match(cell)) or bool(re.match(r"^\d+\s*/\s*\d+", cell))
+    return bool(_NUMBER.match(cell)) or bool(re.match(r"^\d[\d.]*\s*/\s*\d", cell))
+
+
+def _plain_html(text: str) -> str:
+    """Escaped text in which a word with a hyphen, slash or bar (``zoo-vit-s``, ``ViT-S/32``, ``|Δp|``) never
+    breaks across lines: a table squeezed to the page wraps at spaces only."""
+    return re.sub(r"\S*[-/|]\S*", lambda word: f'<span style="white-space: nowrap">{word.group()}</span>',
+                  html.escape(text))
 
 
 def _inline_html(cell: str) -> str:
     """HTML for a cell: escaped, with Markdown's ``**bold**`` and ```code``` kept as <strong> and <code>."""
     out, last = [], 0
     for match in _INLINE.finditer(cell):
-        out.append(html.escape(cell[last:match.start()]))
+        out.append(_plain_html(cell[last:match.start()]))
         if match["bold"] is not None:
             out.append(f"<strong>{html.escape(match['bold'])}</strong>")
         else:  # a model name such as zoo-vit-s must not break at its hyphens
             out.append(f'<code style="white-space: nowrap">{html.escape(match["code"])}</code>')
         last = match.end()
-    out.append(html.escape(cell[last:]))
+    out.append(_plain_html(cell[last:]))
     return "".join(out)
 
 
@@ -138,14 +172,15 @@ class Table:
             style = "text-align: right; font-variant-numeric: tabular-nums" + ("; white-space: nowrap" if tag == "td" else "")
             return f'<{tag} style="{style}">{_inline_html(text)}</{tag}>'
 
-        parts = ['<table class="table nullspace-table">']
+        # the wrapper scrolls sideways, on a narrow screen, instead of cutting the table off
+        parts = ['<div style="overflow-x: auto"><table class="table nullspace-table">']
         if self.caption:
             parts.append(f'<caption style="caption-side: top">{_inline_html(self.caption)}</caption>')
         parts.append("<thead><tr>" + "".join(cell("th", h, n) for h, n in zip(self.headers, self.numeric))
                      + "</tr></thead><tbody>")
         parts += ["<tr>" + "".join(cell("td", c, n) for c, n in zip(row, self.numeric)) + "</tr>"
                   for row in self.rows]
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></div>")
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
@@ -205,18 +240,22 @@ def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], 
                 ax.set_title(column_names[column], fontsize=8)
             if column == 0:
                 ax.set_ylabel(row_names[row], fontsize=9)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
-def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float] = (4.2, 3.2), logy: Sequence[bool] = ()):
-    """Side-by-side line plots sharing an x axis.
+def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,
+                logy: Sequence[bool] = ()):
+    """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default).
 
     Each panel is ``{"title": str, "ylabel": str, "lines": {label: (xs, ys, style)}}`` where ``style`` is a
-    matplotlib format string such as ``"o-"``. Returns the figure.
+    matplotlib format string such as ``"o-"``; ``size`` is one panel's. Returns the figure.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
-    for index, (ax, panel) in enumerate(zip(axes[0], panels)):
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for index, (ax, panel) in enumerate(zip(axes.flat, panels)):
         for label, (xs, ys, style) in panel["lines"].items():
             ax.plot(xs, ys, style, label=label, markersize=4)
         ax.set_title(panel["title"], fontsize=10)
@@ -226,11 +265,11 @@ def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
-def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = False, size: tuple[float, float] = (5.2, 3.6)):
+def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = False,
+                size: tuple[float, float] = (3.6, 3.2)):
     """Paper Fig. 2 from sweep rows (``experiments approximate``): match % and logit MSE against lim,
     learned (solid) and shuffled (dotted) per label; with ``show_norm`` the second panel is the noise
     norm after learning relative to its initial norm instead. Returns the figure."""
@@ -249,7 +288,7 @@ def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = F
 
 
 def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]], *, vits: Sequence[str],
-                      size: tuple[float, float] = (5.0, 3.6)):
+                      size: tuple[float, float] = (3.6, 3.2)):
     """Paper Fig. 3 a/b from sweep rows: per panel ``(title, {model: rows})``, match % of the learned noise
     against lim (ViTs solid, CNNs dashed) and, thin and dotted in the same colour, the uniform reference."""
     fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
@@ -266,8 +305,7 @@ def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]], *
         ax.set_ylabel("predictions unchanged (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *, title: str = "",
@@ -291,11 +329,10 @@ def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *,
     ax.set_ylabel("noise learned for")
     ax.set_title(title, fontsize=10)
     ax.figure.colorbar(image, ax=ax, fraction=0.04, label="%")
-    ax.figure.tight_layout()
-    return ax.figure
+    return readable(ax.figure)
 
 
-def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tuple[float, float] = (8.0, 3.4)):
+def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tuple[float, float] = (7.2, 3.4)):
     """Per-probe changes of each suspect (fingerprint chapter) as dots on a log axis, one row per suspect,
     with the tolerance ``tol`` as a dashed line: dots left of it are probes the suspect kept."""
     fig, ax = plt.subplots(figsize=size)
@@ -311,12 +348,11 @@ def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tupl
     ax.invert_yaxis()
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float], float]]],
-               size: tuple[float, float] = (3.6, 3.4)):
+               size: tuple[float, float] = (2.4, 2.6)):
     """ROC curves, one panel per key of ``curves`` (an access mode), one line per label inside:
     ``curves[panel][label] = (fpr, tpr, auc)``."""
     fig, axes = plt.subplots(1, len(curves), figsize=(size[0] * len(curves), size[1]), squeeze=False)
@@ -331,5 +367,4 @@ def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return readable(fig)

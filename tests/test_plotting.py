@@ -3,6 +3,7 @@
 import re
 
 import matplotlib
+import matplotlib.text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -67,3 +68,26 @@ def test_robustness_panels_draw_learned_and_uniform_per_model():
     assert list(lines[0].get_ydata()) == pytest.approx([90.0, 50.0]) and lines[0].get_linestyle() == "-"
     assert lines[2].get_linestyle() == "--"  # the CNN is dashed
     plt.close("all")
+
+
+def test_table_words_with_hyphens_do_not_break():
+    html = plotting.table([["zoo-vit-s", "a b"]], ["p-value", "mean |Δp|"]).to_html()
+    assert '<span style="white-space: nowrap">zoo-vit-s</span>' in html
+    assert 'mean <span style="white-space: nowrap">|Δp|</span>' in html  # breaks at the space only
+    assert "<td>a b</td>" in html
+
+
+def test_readable_makes_text_8pt_at_page_width():
+    fig, axes = plt.subplots(1, 4, figsize=(14.4, 3))  # twice the page: shown at half size
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="a line")
+        ax.legend(fontsize=6)
+        ax.set_title("title", fontsize=9)
+    plotting.readable(fig)
+    fig.canvas.draw()
+    scale = 14.4 / plotting.PAGE_WIDTH_INCHES
+    sizes = [text.get_fontsize() / scale for text in fig.findobj(matplotlib.text.Text) if text.get_text()]
+    assert sizes and min(sizes) >= plotting.MIN_READABLE_POINTS - 1e-9
+    ticks = [label.get_fontsize() / scale for ax in axes for label in ax.get_xticklabels()]
+    assert min(ticks) >= plotting.MIN_READABLE_POINTS - 1e-9
+    plt.close(fig)

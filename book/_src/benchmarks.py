@@ -37,7 +37,7 @@ panels = [
         "HiGHS (exact, extrapolated)": ([admm[0]["iterations"], admm[-1]["iterations"]],
                                         [highs["seconds_per_image_extrapolated"]] * 2, "--")}},
 ]
-fig = plotting.line_panels(panels, xlabel="", logy=(True, True), size=(5.2, 3.6))
+fig = plotting.line_panels(panels, xlabel="", logy=(True, True))
 fig.axes[0].set_xlabel("seconds (CPU)")
 fig.axes[0].set_xscale("log")
 fig.axes[1].set_xlabel("ADMM iterations")
@@ -90,6 +90,6 @@ ax.axvline(120, color="black", linestyle="--", linewidth=1, label="the book's bu
 ax.invert_yaxis()
 ax.set_xlabel(f"seconds on {timing['cores']} CPU cores (kernel start included)")
 ax.legend(fontsize=8)
-fig.tight_layout()
+plotting.readable(fig)  # text at least 8 pt at the page's width
 plt.show()
 print(f"all chapters: {sum(seconds):.0f} s; slowest: {names[seconds.index(max(seconds))]} ({max(seconds):.0f} s)")

@@ -72,7 +72,7 @@ ax.set_xlabel("index")
 ax.set_ylabel("singular value")
 ax.set_title(f"singular values of W_pix ({profile.vit_models[0]})")
 ax.legend()
-fig.tight_layout()
+plotting.readable(fig)  # text at least 8 pt at the page's width
 print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 
 # %% [markdown]
@@ -175,7 +175,7 @@ ax.set_xlabel("noise amplitude (max |value|)")
 ax.set_ylabel("max |logit change|")
 ax.legend()
 ax.grid(alpha=0.3)
-fig.tight_layout()
+plotting.readable(fig)  # text at least 8 pt at the page's width
 print("amplitude:          ", " ".join(f"{a:6.2g}" for a in amplitudes))
 print("random noise, match:", " ".join(f"{m:6.0%}" for m in random_match))
 print("nullspace noise: every logit change below 1e-3:", max(null_change) < 1e-3)

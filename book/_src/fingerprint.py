@@ -146,7 +146,7 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 # Label access costs about 19 queries per probe instead of 2. The int8 copy, invisible to the logits
 # test, keeps most of its labels: its rounding jumps are small next to the boundary bracket. The
 # float16 copy goes the other way: its rounding is larger than the bracket, so it flips labels like an
-# unrelated model would. Exercise 2 trades the bracket width against that.
+# unrelated model would. The exercise {ref}`ex-fingerprint-2` trades the bracket width against that.
 #
 # ## Every suspect, eight secrets
 #
@@ -282,7 +282,7 @@ if found is not None:
 # has not moved. The fingerprint relies on exact
 # equality, and a little randomness at the input is a cheap, effective defence against it. A verifier
 # facing it would have to compare distributions of answers over repeated queries instead of single
-# answers; exercise 3 starts that.
+# answers; the exercise {ref}`ex-fingerprint-3` starts that.
 #
 # ## Compared with watermarks planted at training time
 #

@@ -205,8 +205,7 @@ print(f"source vs target: correlation {xai.compare_maps(relevance_maps[0], relev
 method_maps = {method: [xai.attribute(vit, image, method=method) for image in triplet_images]
                for method in xai.METHODS}
 names = ["source", "transformed", "target"]
-plotting.show_maps([[method_maps[method][row] for method in method_maps] for row in range(3)], names,
-                   list(method_maps), size=1.45)
+plotting.show_maps([method_maps[method] for method in method_maps], list(method_maps), names, size=1.45)
 plt.show()
 
 # %% [markdown]

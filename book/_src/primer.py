@@ -15,7 +15,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nullspace_utils import linalg
+from nullspace_utils import linalg, plotting
 
 rng = np.random.default_rng(0)
 
@@ -63,7 +63,8 @@ right.set_title("$y = 2x_1 + x_2$: moving along null$(\\beta)$ keeps $y$")
 right.set_xlim(-2, 2)
 right.set_ylim(-2, 2)
 right.set_aspect("equal")
-fig.tight_layout()
+plotting.readable(fig)  # text at least 8 pt at the page's width
+plt.show()
 
 # %% [markdown]
 # On the right, colour is the output $y$. The dashed lines run along the nullspace direction

@@ -140,7 +140,7 @@ if sweep is not None:
 
 # %%
 if sweep is not None:
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(2, 1, figsize=(7.2, 11))  # one above the other: readable at the page's width
     for ax, lim in zip(axes, config["lims"][-2:]):
         plotting.matrix_heatmap(sweep["transfer"][str(lim)], list(profile.models), ax=ax,
                                 title=f"predictions unchanged (%), image noise, lim {lim}")

@@ -82,10 +82,10 @@ for name in profile.models:
         null_dim = exact.patch_nullspace(model).shape[0]
     else:
         geometry, null_dim = "convolutional", "—"
-    manifest_accuracy = f"{100 * entry['val_accuracy']:.1f} %" if entry else "—"
+    manifest_accuracy = f"{100 * entry['val_accuracy']:.1f}" if entry else "—"
     rows.append([f"`{name}`", entry.get("plays", "—"), f"{params / 1e6:.2f} M", geometry, null_dim,
-                 manifest_accuracy, f"{100 * accuracy:.1f} %"])
-headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "val acc. (manifest)", "test acc. (now)"]
+                 f"{manifest_accuracy} / {100 * accuracy:.1f} %"])
+headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "accuracy: val (manifest) / test (now)"]
 plotting.table(rows, headers)
 
 # %% [markdown]

@@ -85,7 +85,7 @@ ax.set_aspect("equal")
 ax.set_xlabel("pixel 1")
 ax.set_ylabel("pixel 2")
 ax.legend(loc="lower left", fontsize=8)
-fig.tight_layout()
+plotting.readable(fig)  # text at least 8 pt at the page's width
 print("y =", [round(v, 3) for v in solution[0].tolist()], "| embedding kept:",
       abs(float(matrix @ solution[0]) - level) < 1e-9)
 
@@ -266,7 +266,7 @@ ax.barh(labels_, seconds, color=["tab:gray", "tab:blue"] + ["tab:green"] * len(c
 ax.set_xscale("log")
 ax.set_xlabel("seconds per 224 x 224 image, ViT-S/32, 2-core CPU (log scale)")
 ax.invert_yaxis()
-fig.tight_layout()
+plotting.readable(fig)  # text at least 8 pt at the page's width
 plt.show()
 default = next(r for r in cpu["admm_cpu"] if r["iterations"] == 300)
 print(f"default (300 iterations): objective within {default['gap_percent']:.2f} % of the LP optimum, "

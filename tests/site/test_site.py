@@ -213,7 +213,10 @@ def test_every_printed_table_is_a_table(browser, server, chapter):
         tables = page.locator(".cell_output table")
         assert tables.count() == expected, f"{chapter}: {expected} printed tables, {tables.count()} <table>s on the page"
         for index in range(tables.count()):
-            assert tables.nth(index).locator("th").count() >= 2, f"{chapter}: table {index} has no header row"
+            table = tables.nth(index)
+            assert table.locator("th").count() >= 2, f"{chapter}: table {index} has no header row"
+            hidden = table.evaluate("t => t.parentElement.scrollWidth - t.parentElement.clientWidth")
+            assert hidden <= 1, f"{chapter}: table {index} is {hidden} px wider than the page's column"
     finally:
         page.close()
 

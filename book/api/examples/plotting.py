@@ -16,6 +16,10 @@ heat = torch.rand(32, 32)
 print(plotting.overlay(image, heat).shape)  # (32, 32, 3): a map drawn over an image
 plotting.show_maps([[heat, heat]], ["one image"], ["method A", "method B"], images=[[image, image]])
 plotting.line_panels([{"title": "t", "ylabel": "y", "lines": {"a": ([1, 2], [3, 4], "o-")}}], xlabel="x")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))  # a figure you assemble yourself ...
+plotting.readable(fig)  # ... keeps every text at 8 pt or more once shrunk to the page (7.2 inches)
 rows = [{"lim": lim, "learned": {"match": 1 - lim, "logit_mse": lim}, "shuffled": {"match": 0.5, "logit_mse": 1.0},
          "uniform": {"match": 0.5}, "initial_norm": 1.0, "final_norm": 0.9} for lim in (0.1, 0.5)]
 plotting.noise_sweep({"ViT-S": rows})  # paper Fig. 2 from sweep rows
