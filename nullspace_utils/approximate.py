@@ -37,10 +37,6 @@ __all__ = ["LEVELS", "NoiseResult", "NoiseEvaluation", "noise_shape", "add_noise
 LEVELS = ("encoder", "input")
 
 
-def _net(model: nn.Module) -> nn.Module:
-    return getattr(model, "net", model)
-
-
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     """``device`` if given, else where ``model`` is."""
     return models.model_device(model) if device is None else torch.device(device)
@@ -49,9 +45,9 @@ def _device(model: nn.Module, device: str | torch.device | None) -> torch.device
 def _check_level(model: nn.Module, level: str) -> None:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
-    if level == "encoder" and not hasattr(_net(model), "patch_embed"):
+    if level == "encoder" and not hasattr(models.unwrap(model), "patch_embed"):
         raise ValueError(
-            f"level='encoder' needs a ViT with a `patch_embed` module; {type(_net(model)).__name__} has none. "
+            f"level='encoder' needs a ViT with a `patch_embed` module; {type(models.unwrap(model)).__name__} has none. "
             "Use level='input' for CNNs (the paper's ṽω)."
         )
 
@@ -63,7 +59,7 @@ def noise_shape(model: nn.Module, level: str, image_size: int | tuple[int, int])
     if level == "input":
         channels = len(getattr(model, "mean", (0, 0, 0)))
         return (channels, height, width)
-    embed = _net(model).patch_embed
+    embed = models.unwrap(model).patch_embed
     with torch.no_grad():
         device = next(embed.parameters()).device
         tokens = embed(torch.zeros(1, embed.proj.in_channels, height, width, device=device))
@@ -81,7 +77,7 @@ def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[nn.
     if level == "input":
         yield lambda images: model(images + noise)
         return
-    embed = _net(model).patch_embed
+    embed = models.unwrap(model).patch_embed
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if output.shape[1:] != noise.shape:
@@ -251,7 +247,7 @@ def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Te
     model = model.to(device).eval()
     noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
     matches, squared, prob_changes, clean_norms = [], [], [], []
-    embed = _net(model).patch_embed if level == "encoder" else None
+    embed = models.unwrap(model).patch_embed if level == "encoder" else None
     for images, _ in _loader(data, batch_size, False, seed):
         images = images.to(device)
         clean = model(images)

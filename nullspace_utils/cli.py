@@ -2,49 +2,193 @@
 
     nullspace watermark IMAGE MARK -o OUT.png --model zoo-vit-s [--p 1] [--strength 1] [--device cuda]
     nullspace info --model vit_small_patch32_224 [--weights FILE]
+
+Bad input (a missing or unreadable file, an unknown model, a --size that does not fit the model, an
+output that would overwrite an input, ...) ends with exit status 2 and one line
+``nullspace COMMAND: error: ...`` on stderr. The output file is written only once everything else
+has worked.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import torch
+from PIL import Image
 
 from nullspace_utils import data, exact, models, watermark
 
+#: The largest --size accepted (a 4096 x 4096 image has 16.8 million pixels per channel).
+MAX_SIZE = 4096
 
-def _model_input_size(model: torch.nn.Module) -> int:
-    exact.patch_embedding_layer(model)  # a clear error for models without a patch embedding
-    embed = getattr(model, "net", model).patch_embed
-    return int(embed.img_size[0]) if getattr(embed, "img_size", None) else 224
+#: The output formats, by lower-case suffix.
+OUTPUT_SUFFIXES = (".png", ".npy")
 
 
+class UsageError(Exception):
+    """A command-line argument that cannot work; the message says what to give instead."""
+
+
+#: Exceptions that mean bad input, not a bug of this package: printed as one line, exit status 2.
+#: (A bug, an AssertionError or IndexError say, still shows its traceback.)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UsageError,
+    OSError,  # a missing, unreadable or unwritable file, a full disk, a folder given as a file, ...
+    EOFError,  # an empty .npy file
+    ValueError,  # the library's checks of its arguments: an unreadable image, a mark of the wrong shape, ...
+    Image.DecompressionBombError,  # an image with far more pixels than any photo
+    models.UnknownModelError,
+    models.WeightsError,
+    models.WeightsUnavailableError,
+    exact.NotPatchEmbeddingError,  # a CNN given to a command that needs a ViT
+    exact.NoNullspaceError,
+    data.DatasetUnavailableError,
+)
+
+
+# --------------------------------------------------------------------------- checks
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (also through links, or on a case-insensitive file system)."""
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _check_arguments(args: argparse.Namespace) -> str:
+    """Check what can be checked before any work; returns the output's suffix in lower case."""
+    output = Path(args.output)
+    if output.is_dir():
+        raise UsageError(f"the output {output} is a folder: give a file name, e.g. -o {output / 'watermarked.png'}")
+    if not output.parent.is_dir():
+        raise UsageError(f"the output's folder {output.parent} does not exist: create it first, or write elsewhere")
+    suffix = output.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UsageError(f"the output {output} must end in .png (8-bit) or .npy (lossless float), "
+                         "e.g. -o watermarked.png")
+    for name, source in (("image", args.image), ("mark", args.mark)):
+        if _same_file(output, Path(source)):
+            raise UsageError(f"the output {output} is the input {name} {source}: it would be overwritten; "
+                             "give another file name with -o")
+    if args.size is not None and not 0 < args.size <= MAX_SIZE:
+        raise UsageError(f"--size must be a number of pixels from 1 to {MAX_SIZE} (a multiple of the model's "
+                         f"patch size), got {args.size}; leave it out to use the model's input size")
+    if not 0.0 < args.strength <= 1.0:
+        raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
+    if args.device is not None:
+        _check_device(args.device)
+    return suffix
+
+
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name} is not a device: use cpu or cuda (cuda:1 for the second GPU)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {name}, but no CUDA GPU is available here: use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {name}, but there are only {count} GPU(s): use cuda:0 to cuda:{count - 1}")
+
+
+def _image_size(size: int | None, model: torch.nn.Module, model_name: str) -> int:
+    """The side of the square image: ``size`` checked against the model, or the model's own input size.
+
+    Most ViTs (the zoo's, timm's) have position embeddings for one input size only: timm asserts that
+    size in the forward pass, so another --size would fail after the watermark was computed.
+    """
+    patch = exact.patch_embedding_layer(model).kernel_size[0]  # a clear error for CNNs
+    net = models.unwrap(model)
+    native = getattr(net.patch_embed, "img_size", None)  # (H, W) the model was built for, or None
+    if native is not None and not getattr(net, "dynamic_img_size", False):
+        side = int(native[0])
+        if native[0] != native[1]:
+            raise UsageError(f"{model_name} takes {native[0]} x {native[1]} images; this command makes square ones")
+        if size is not None and size != side:
+            raise UsageError(f"--size {size} does not fit {model_name}: its position embedding is for {side} x "
+                             f"{side} images ({side // patch} x {side // patch} patches of {patch}); "
+                             f"give --size {side} or leave --size out")
+        return side
+    if size is None:
+        return int(native[0]) if native is not None else 224
+    if size % patch:
+        raise UsageError(f"--size must be a multiple of {model_name}'s patch size {patch} up to {MAX_SIZE} "
+                         f"(e.g. {max(patch, size - size % patch)}), got {size}")
+    return size
+
+
+def _load_image(path: str, size: int, what: str, background: float | None = None) -> torch.Tensor:
+    """``path`` as a (3, size, size) image; .npy files are not resized, so their shape is checked."""
+    is_array = Path(path).suffix.lower() == ".npy"  # data.load_image reads these exactly, never resized
+    try:
+        image = data.load_image(path, size=None if is_array else size, background=background)
+    except ValueError as error:
+        if "transparent" not in str(error):
+            raise
+        raise UsageError(f"the {what} {path} has transparent pixels: give --background 1 (white), 0 (black) or "
+                         "a grey level in between to draw it on that colour") from error
+    if tuple(image.shape[-2:]) != (size, size):
+        raise UsageError(f"the {what} {path} is {image.shape[-2]} x {image.shape[-1]} pixels, the model needs "
+                         f"{size} x {size}; .npy files are never resized: give a PNG or JPEG, or an array of that size")
+    return image
+
+
+def _load_model(name: str, weights: str | None, pretrained: bool = True) -> models.ImageClassifier:
+    """``models.load_model`` with the command line's words in the offline hint (--weights, not weights=)."""
+    try:
+        return models.load_model(name, weights=weights, pretrained=pretrained)
+    except models.WeightsUnavailableError as error:
+        cause = f" ({type(error.__cause__).__name__})" if error.__cause__ is not None else ""
+        raise UsageError(f"could not download timm's pretrained weights for {name!r}{cause}: this needs the "
+                         "network. Offline, download the model's model.safetensors elsewhere and pass it with "
+                         "--weights FILE, or use a teaching-zoo model (--model zoo-vit-s)") from error
+
+
+# --------------------------------------------------------------------------- commands
 def _watermark(args: argparse.Namespace) -> int:
-    model = models.load_model(args.model, weights=args.weights)
-    size = args.size or _model_input_size(model)
-    image = data.load_image(args.image, size=size)
-    mark = data.load_image(args.mark, size=tuple(image.shape[-2:]))
+    suffix = _check_arguments(args)
+    model = _load_model(args.model, args.weights)
+    size = _image_size(args.size, model, args.model)
+    image = _load_image(args.image, size, "image", args.background)
+    mark = _load_image(args.mark, size, "mark", args.background)
     result = watermark.embed(model, image, mark, p=args.p, strength=args.strength, device=args.device)
-    data.save_image(result.image, args.output)
     with torch.no_grad():
         before = model(image[None])
-        after = model(data.quantize_8bit(result.image)[None] if args.output.endswith(".png") else result.image[None])
-    print(f"wrote {args.output} ({size}x{size}); solver {result.solver}, {result.seconds:.2f} s wall")
+    data.save_image(result.image, args.output)  # written only now that everything else has worked
+    saved = data.load_image(args.output)  # what the file holds: 8 bits for .png, exact for .npy
+    with torch.no_grad():
+        after = model(saved[None])
+    kind = "8-bit PNG" if suffix == ".png" else "lossless float32 .npy"
+    print(f"wrote {args.output} ({size}x{size}, {kind}); solver {result.solver}, {result.seconds:.2f} s wall")
     print(f"objective {float(result.objective):.2f}, embedding residual {result.embedding_residual:.1e}, "
-          f"PSNR vs original {data.psnr(image, result.image):.1f} dB")
+          f"PSNR vs original {data.psnr(image, saved):.1f} dB")
     print(f"prediction {before.argmax().item()} -> {after.argmax().item()} (as saved), "
           f"max logit change {(after - before).abs().max().item():.2e}")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    model = models.load_model(args.model, weights=args.weights, pretrained=args.weights is not None)
+    model = _load_model(args.model, args.weights, pretrained=args.weights is not None)
     matrix = exact.patch_embedding_matrix(model)
     basis = exact.patch_nullspace(model)
     print(f"{args.model}: patch matrix {tuple(matrix.shape)}, nullspace dimension {basis.shape[0]}, "
           f"mean {model.mean}, std {model.std}")
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (a weight file that does not fit lists many keys)."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return "out of memory: try a smaller --size, or --device cpu when the GPU is too small"
+    message = " ".join(str(error).split()) or type(error).__name__
+    return message if len(message) <= 1000 else message[:1000] + " ..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     wm = sub.add_parser("watermark", help="overlay a visible watermark that leaves the model's output unchanged")
     wm.add_argument("image", help="the picture to watermark (PNG, JPEG, ...), resized to the model's input size")
     wm.add_argument("mark", help="the watermark (a logo, text on a background, ...), resized to the image")
-    wm.add_argument("-o", "--output", required=True, help="output file: .png (8-bit) or .npy (lossless)")
+    wm.add_argument("-o", "--output", required=True,
+                    help="output file: .png (8-bit) or .npy (lossless); not one of the inputs")
     wm.add_argument("--model", default="zoo-vit-s", help="zoo name or timm ViT name (default zoo-vit-s)")
     wm.add_argument("--weights", default=None, help="local .safetensors weights for a timm model")
     wm.add_argument("--p", type=int, default=1, choices=[1, 2],
@@ -63,7 +208,12 @@ def main(argv: list[str] | None = None) -> int:
                          "for text over a photo; see the watermark chapter)")
     wm.add_argument("--strength", type=float, default=1.0,
                     help="in (0, 1]: aim at (1 - strength) * image + strength * mark (default 1, the mark alone)")
-    wm.add_argument("--size", type=int, default=None, help="resize the image to SIZE x SIZE (default: model's)")
+    wm.add_argument("--background", type=float, default=None,
+                    help="grey level in [0, 1] that transparent pixels of the image or mark (a logo, say) are "
+                         "drawn on: 1 white, 0 black (default: transparent images are refused)")
+    wm.add_argument("--size", type=int, default=None,
+                    help="resize the image to SIZE x SIZE: a multiple of the patch size, for ViTs whose position "
+                         "embedding allows other sizes (default and usually the only choice: the model's)")
     wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
     info = sub.add_parser("info", help="print a model's patch matrix shape and nullspace dimension")
     info.add_argument("--model", required=True, help="zoo name or timm ViT name")
@@ -72,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"watermark": _watermark, "info": _info}
     try:
         return handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
-        print(f"nullspace {args.command}: error: {error}", file=sys.stderr)
+    except (*USER_ERRORS, MemoryError, torch.OutOfMemoryError) as error:
+        print(f"nullspace {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 

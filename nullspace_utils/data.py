@@ -13,10 +13,12 @@ This module knows nothing about models.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +33,8 @@ __all__ = [
     "render_shape_image",
     "stack_dataset",
     "check_images",
+    "check_finite",
+    "atomic_write",
     "psnr",
     "quantize_8bit",
     "load_image",
@@ -309,6 +313,15 @@ def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
     return _ImageCheck(batched=images.ndim == 4)
 
 
+def check_finite(values: torch.Tensor, *, name: str) -> None:
+    """Refuse a tensor with NaN or infinite values (noise, disguised images: anything not bound to [0, 1])."""
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(values).__name__}.")
+    if values.is_floating_point() and values.numel() and not torch.isfinite(values).all():
+        raise ValueError(f"{name} contains NaN or infinite values; check what produced it (a division by zero, "
+                         "a diverged optimisation) before passing it on.")
+
+
 def psnr(reference: torch.Tensor, image: torch.Tensor, *, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB between two images (or batches) with values up to ``peak``."""
     mse = torch.mean((reference.double() - image.double()) ** 2).item()
@@ -321,47 +334,217 @@ def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
     return torch.round(images * 255.0) / 255.0
 
 
-def load_image(path: str | os.PathLike, *, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """Read an image file (PNG, JPEG, ...) as a float (3, H, W) tensor in [0, 1].
+#: Pillow modes of grey images with more than 8 bits, and the value each reads as white. Pillow's
+#: ``convert("RGB")`` would saturate them (every value above 255 turns white), so they are scaled here.
+_HIGH_BIT_DEPTH_WHITE: dict[str, float] = {
+    "I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0,  # 16-bit grey
+    "I": 65535.0,  # 32-bit integers: how Pillow may hold a 16-bit file; larger values are refused
+    "F": 1.0,  # 32-bit floats, already in [0, 1]
+}
 
-    With ``size``, the image is resized (bicubic, as Pillow does it) to ``size`` x ``size`` or (H, W).
-    ``.npy`` files written by :func:`save_image` are read back losslessly.
-    """
+
+def _size_pair(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``size`` as (height, width), or None; anything else is a clear error."""
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in pair):
+        raise ValueError(f"size must be a positive int or a (height, width) pair of them, got {size!r}.")
+    return int(pair[0]), int(pair[1])
+
+
+def _background_colour(background: float | tuple[float, float, float] | None) -> np.ndarray | None:
+    """``background`` as an RGB float array (3,) in [0, 1], or None."""
+    if background is None:
+        return None
+    problem = ValueError(f"background must be a grey level in [0, 1] (1.0: white, 0.0: black) or an "
+                         f"(r, g, b) triple in [0, 1], got {background!r}.")
+    try:
+        colour = np.broadcast_to(np.asarray(background, dtype=np.float32), (3,))
+    except (TypeError, ValueError):
+        raise problem from None
+    if not ((colour >= 0) & (colour <= 1)).all():
+        raise problem
+    return colour
+
+
+def _load_npy(path: Path, shape: tuple[int, int] | None) -> torch.Tensor:
+    """A (3, H, W) float array saved with ``np.save`` (as :func:`save_image` writes it), read exactly."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{path} is not a readable .npy file ({error}); was it truncated? "
+                         "Write it again with save_image or np.save.") from error
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{path} is an .npz archive of several arrays, not one .npy array: "
+                         "save the image alone with np.save or save_image.")
+    if array.ndim == 3 and array.shape[0] != 3 and array.shape[2] == 3:
+        raise ValueError(f"{path} holds an array of shape {array.shape}, channels last (H, W, 3), but .npy images "
+                         "must be channels first (3, H, W): save np.transpose(a, (2, 0, 1)) instead.")
+    if array.ndim != 3 or array.shape[0] != 3:
+        raise ValueError(f"{path} holds an array of shape {array.shape}, but .npy images must have shape "
+                         "(3, H, W) (one RGB image, channels first, as save_image writes them).")
+    if array.dtype.kind != "f":
+        raise ValueError(f"{path} holds {array.dtype} values, but .npy images must be floats in [0, 1]: "
+                         "save a.astype(np.float32) / 255 for 8-bit values.")
+    if shape is not None and array.shape[1:] != shape:
+        raise ValueError(f"{path} is {array.shape[1]} x {array.shape[2]} pixels but size asks for "
+                         f"{shape[0]} x {shape[1]}; .npy images are read exactly as saved, never resized: "
+                         "resize the array yourself (e.g. torch.nn.functional.interpolate) or leave size out.")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def _open_picture(path: Path):
+    """Open and decode ``path`` with Pillow; its errors become ValueErrors that say what to do."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # too large: refuse, don't just warn
+            with Image.open(path) as handle:
+                handle.load()  # decode now, so that a truncated file fails here
+                return handle.copy()
+    except PermissionError:
+        raise
+    except UnidentifiedImageError as error:
+        raise ValueError(f"{path} is not an image Pillow can read ({error}); give a PNG, JPEG, ... file "
+                         "or a .npy array written by save_image.") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"{path} has too many pixels to open safely ({error}). If you trust the file, raise "
+                         "PIL.Image.MAX_IMAGE_PIXELS before loading it; otherwise shrink the image first.") from error
+    except (OSError, SyntaxError, EOFError, ValueError) as error:
+        raise ValueError(f"{path} is damaged or truncated: Pillow cannot decode it ({error}). "
+                         "Copy, download or export the image again.") from error
+
+
+def _rgb_and_alpha(picture, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pixels as float32 RGB (H, W, 3) and alpha (H, W) in [0, 1]; alpha is None without transparency."""
+    if picture.mode in _HIGH_BIT_DEPTH_WHITE:
+        raw = np.asarray(picture)
+        white = _HIGH_BIT_DEPTH_WHITE[picture.mode]
+        grey = raw.astype(np.float32) / white
+        if not (np.isfinite(grey).all() and grey.min() >= 0 and grey.max() <= 1):
+            raise ValueError(f"{path} is a grey image (Pillow mode {picture.mode}) with values in "
+                             f"[{raw.min()}, {raw.max()}], outside 0 (black) to {white:g} (white): rescale it "
+                             "to that range, or save it as a .npy float array in [0, 1].")
+        key = picture.info.get("transparency")  # one grey value may be marked as fully transparent
+        alpha = None if key is None else (raw != key).astype(np.float32)
+        return np.repeat(grey[..., None], 3, axis=2), alpha
+    if picture.has_transparency_data:  # an alpha channel (RGBA, LA, ...) or a transparent colour (P, RGB, L)
+        rgba = np.asarray(picture.convert("RGBA"), dtype=np.float32) / 255.0
+        return rgba[..., :3], rgba[..., 3]
+    return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0, None
+
+
+def _resize(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of float RGB (H, W, 3) to ``shape`` (Pillow, channel by channel), clamped to [0, 1]."""
+    from PIL import Image
+
+    height, width = shape
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize((width, height), Image.Resampling.BICUBIC))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=2), 0.0, 1.0)  # bicubic overshoots a little at sharp edges
+
+
+def load_image(
+    path: str | os.PathLike,
+    *,
+    size: int | tuple[int, int] | None = None,
+    background: float | tuple[float, float, float] | None = None,
+) -> torch.Tensor:
+    """Read an image file (PNG, JPEG, ...) as a float (3, H, W) tensor in [0, 1].
+
+    * 8-bit files are divided by 255, 16-bit grey files (Pillow modes ``I;16``, ``I``) by 65535; float
+      grey files (mode ``F``) must already lie in [0, 1]. Grey images are repeated over the 3 channels.
+    * Transparency (RGBA, LA, a palette or colour marked transparent): with ``background=None`` an
+      image with any pixel that is not fully opaque is refused with a ``ValueError`` (a fully opaque
+      alpha channel is simply dropped). Give ``background``, a grey level in [0, 1] (1.0 white, 0.0
+      black) or an (r, g, b) triple, to composite the image onto that colour instead.
+    * With ``size``, the image is resized (bicubic, with Pillow) to ``size`` x ``size`` or (H, W); bicubic
+      overshoots a little at sharp edges, and the result is clamped to [0, 1], as Pillow does for 8 bits.
+    * ``.npy`` files (any case of the suffix) must hold a float array (3, H, W), as :func:`save_image`
+      writes it, and are read back losslessly; they are never resized, so a ``size`` that differs from
+      the array's is an error.
+
+    Unreadable, truncated or too large (decompression bomb) files give a ``ValueError`` that says why.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an image file: give the path of an image inside it.")
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {path}.")
-    if path.suffix == ".npy":
-        tensor = torch.from_numpy(np.load(path)).float()
+    shape = _size_pair(size)
+    colour = _background_colour(background)
+    if path.suffix.lower() == ".npy":
+        tensor = _load_npy(path, shape)
     else:
-        try:
-            with Image.open(path) as handle:
-                picture = handle.convert("RGB")
-        except UnidentifiedImageError as error:
-            raise ValueError(f"{path} is not an image Pillow can read ({error}).") from error
-        if size is not None:
-            height, width = (size, size) if isinstance(size, int) else size
-            picture = picture.resize((width, height), Image.Resampling.BICUBIC)
-        tensor = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        rgb, alpha = _rgb_and_alpha(_open_picture(path), path)
+        if alpha is not None and alpha.min() < 1:
+            if colour is None:
+                raise ValueError(f"{path} has transparent pixels (an alpha channel or a transparent colour), and "
+                                 "dropping the alpha would show colours meant to be hidden: pass background=1.0 "
+                                 "(white), 0.0 (black) or an (r, g, b) triple to composite it onto that colour.")
+            rgb = rgb * alpha[..., None] + colour * (1.0 - alpha[..., None])
+        if shape is not None and rgb.shape[:2] != shape:
+            rgb = _resize(rgb, shape)
+        tensor = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).contiguous()
     check_images(tensor, name=str(path))
     return tensor
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` all at once: yields a temporary path beside it, renamed onto ``path`` only on success.
+
+    An existing file at ``path`` is left untouched when the write fails half-way (full disk, an error, an
+    interrupt), and no partial file is left behind. Use it for every file the library writes::
+
+        with atomic_write("out.png") as temporary:
+            picture.save(temporary, format="PNG")
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write elsewhere.")
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """Save a (3, H, W) image in [0, 1]: ``.png`` as 8 bits (rounded, see :func:`quantize_8bit`),
-    ``.npy`` losslessly as float32. Returns the path."""
+    ``.npy`` losslessly as float32 (the suffix in any case). Returns the path.
+
+    The file is written through :func:`atomic_write`: if writing fails, an existing file at ``path`` is
+    left as it was and no partial file remains.
+    """
     from PIL import Image
 
     check_images(image, name="image")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be one RGB image of shape (3, H, W), got {tuple(image.shape)}; "
+                         "save a batch one image at a time (images[i]).")
     path = Path(path)
-    if path.suffix == ".npy":
-        np.save(path, image.detach().cpu().float().numpy())
-    elif path.suffix.lower() == ".png":
-        array = (quantize_8bit(image) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(array).save(path)
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".npy"):
         raise ValueError(f"Unsupported file type {path.suffix!r}: use .png (8-bit) or .npy (lossless float).")
+    with atomic_write(path) as temporary:
+        if suffix == ".npy":
+            with open(temporary, "wb") as handle:  # a file handle: np.save would add ".npy" to a file name
+                np.save(handle, image.detach().cpu().float().numpy())
+        else:
+            array = (quantize_8bit(image) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            Image.fromarray(array).save(temporary, format="PNG")
     return path
 
 

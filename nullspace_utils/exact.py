@@ -23,7 +23,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from nullspace_utils import linalg
+from nullspace_utils import linalg, models
+from nullspace_utils.data import check_finite, check_images
 
 __all__ = [
     "NoNullspaceError",
@@ -46,9 +47,22 @@ class NotPatchEmbeddingError(TypeError):
     """The model's first layer is not a non-overlapping linear patch embedding."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The timm network inside a :class:`~nullspace_utils.models.ImageClassifier`, else the model."""
-    return getattr(model, "net", model)
+def _what_it_is(net: nn.Module) -> str:
+    """Why a model without ``patch_embed`` has no exact nullspace, and what to do instead."""
+    inner = next((path for path, module in net.named_modules() if path and hasattr(module, "patch_embed")), None)
+    if inner is not None:
+        return (f"it holds a ViT at `.{inner}`. Pass that network (with its normalisation: "
+                f"models.ImageClassifier(model.{inner}, mean, std)) instead of the wrapper.")
+    approximate = ("Learned, approximate nullspace noise works for any model: see the approximate-noise chapter.")
+    if hasattr(net, "patch_embeds"):
+        return ("it embeds patches in several stages (a hierarchical ViT such as Twins or PVT), so the tokens "
+                "after the first stage are not a linear map of the pixels and the book's exact nullspace does not "
+                "apply. " + approximate)
+    if hasattr(net, "stem"):
+        return (f"its first layer is `stem` ({type(net.stem).__name__}), as in an MLP-Mixer or a CNN, not a ViT's "
+                "patch embedding, so it has no exact nullspace of the kind of paper §3. " + approximate)
+    return ("it is not a ViT (a CNN, say), so its first layer has no exact nullspace of the kind of paper §3. "
+            + approximate)
 
 
 def patch_embedding_layer(model: nn.Module) -> nn.Conv2d:
@@ -56,15 +70,11 @@ def patch_embedding_layer(model: nn.Module) -> nn.Conv2d:
 
     Accepts a model from ``load_model`` or a raw timm ViT (``vit_*``, ``deit_*``).
     """
-    net = _unwrap(model)
+    net = models.unwrap(model)
     embed = getattr(net, "patch_embed", None)
     name = type(net).__name__
     if embed is None:
-        raise NotPatchEmbeddingError(
-            f"{name} has no `patch_embed`: it is not a ViT (a CNN, say), so its first layer has no exact "
-            "nullspace of the kind of paper §3. Learned, approximate nullspace noise works for any model: "
-            "see the approximate-noise chapter."
-        )
+        raise NotPatchEmbeddingError(f"{name} has no `patch_embed`: {_what_it_is(net)}")
     if hasattr(embed, "backbone"):
         raise NotPatchEmbeddingError(
             f"{name} is a hybrid ViT: a convolutional stem comes before the patch embedding, so the map "
@@ -84,24 +94,64 @@ def patch_embedding_layer(model: nn.Module) -> nn.Conv2d:
             "overlap or are padded, so one noise patch tiled over the image does not stay in the nullspace. "
             "Use learned (approximate) nullspace noise instead (approximate-noise chapter)."
         )
+    if proj.weight.is_meta:
+        raise ValueError(f"{name}'s weights are on the meta device (shapes without values), so its patch map "
+                         "cannot be read: load real weights first, e.g. net.to_empty(device='cpu') and then "
+                         "net.load_state_dict(state), or models.load_model(name).")
     if kernel[0] != kernel[1]:
         raise NotPatchEmbeddingError(f"{name} uses non-square patches {kernel}; only r x r patches are supported.")
     return proj
 
 
+def _per_channel(values: object, channels: int, what: str) -> tuple[float, ...]:
+    """A per-channel tuple from a tuple, list or tensor (a (C,) or (1, C, 1, 1) buffer)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to("cpu", torch.float64).flatten().tolist()
+    try:
+        result = tuple(float(value) for value in values)  # type: ignore[union-attr]
+    except TypeError as error:
+        raise TypeError(f"{what} must be a sequence of {channels} numbers (one per channel), got {values!r}.") from error
+    if len(result) != channels:
+        raise ValueError(f"{what} needs {channels} values (one per channel), got {result}.")
+    if any(value != value for value in result):
+        raise ValueError(f"{what} contains NaN: {result}.")
+    return result
+
+
 def _normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None, channels: int):
-    """Per-channel mean and std: explicit arguments win, then the wrapper's, then timm's pretrained_cfg."""
-    cfg = getattr(_unwrap(model), "pretrained_cfg", None) or {}
-    if mean is None:
-        mean = getattr(model, "mean", None) or cfg.get("mean") or (0.0,) * channels
-    if std is None:
-        std = getattr(model, "std", None) or cfg.get("std") or (1.0,) * channels
-    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"mean and std need {channels} values (one per channel), got {mean} and {std}.")
-    if any(s <= 0 for s in std):
-        raise ValueError(f"std must be positive, got {std}.")
-    return mean, std
+    """Per-channel mean and std of the model's input normalisation (see the module docstring).
+
+    Explicit arguments win; then the ``mean``/``std`` of a :class:`~nullspace_utils.models.ImageClassifier`;
+    then, for a bare timm network (which does not normalise: its caller does), its ``pretrained_cfg``.
+    A wrapper that holds the network as ``.net`` but does not say how it normalises, or a network with no
+    config, raises :class:`~nullspace_utils.models.NormalisationUnknownError`: guessing (mean 0, std 1) would give a nullspace that
+    is not one, and every number computed from it would be silently wrong.
+    """
+    net = models.unwrap(model)
+    if mean is None or std is None:
+        if getattr(model, "mean", None) is not None and getattr(model, "std", None) is not None:
+            found = (model.mean, model.std)
+        elif net is not model:
+            raise models.NormalisationUnknownError(
+                f"{type(model).__name__} wraps a network as `.net` but has no `mean` and `std` attributes, so "
+                "how it normalises its input is unknown. Pass mean=... and std=... (per channel, in the units "
+                "its forward uses; mean=(0, 0, 0), std=(1, 1, 1) if it does not normalise), or wrap the network "
+                "with nullspace_utils.models.ImageClassifier(net, mean, std).")
+        else:
+            cfg = getattr(net, "pretrained_cfg", None) or {}
+            if cfg.get("mean") is None or cfg.get("std") is None:
+                raise models.NormalisationUnknownError(
+                    f"{type(net).__name__} has no pretrained_cfg with a mean and std, so the normalisation its "
+                    "inputs get is unknown. Pass mean=... and std=... (per channel), or load the model with "
+                    "nullspace_utils.models.load_model, which records them.")
+            found = (cfg["mean"], cfg["std"])
+        mean = found[0] if mean is None else mean
+        std = found[1] if std is None else std
+    mean_values = _per_channel(mean, channels, "mean")
+    std_values = _per_channel(std, channels, "std")
+    if any(value <= 0 for value in std_values):
+        raise ValueError(f"std must be positive in every channel, got {std_values}.")
+    return mean_values, std_values
 
 
 def patch_embedding_matrix(
@@ -115,7 +165,8 @@ def patch_embedding_matrix(
     proj = patch_embedding_layer(model)
     weight = proj.weight.detach().to("cpu", torch.float64)  # (d, C, r, r)
     d, channels, r, _ = weight.shape
-    _, std = _normalisation(model, mean, std, channels)
+    # the mean only shifts the constant c of the embedding, never W_pix: it need not be known here
+    _, std = _normalisation(model, (0.0,) * channels if mean is None else mean, std, channels)
     scale = 1.0 / torch.tensor(std, dtype=torch.float64).view(1, channels, 1, 1)
     return (weight * scale).reshape(d, channels * r * r)
 
@@ -138,22 +189,22 @@ def patch_nullspace(
     """
     proj = patch_embedding_layer(model)
     matrix = patch_embedding_matrix(model, mean=mean, std=std)
-    key = (matrix.shape, tuple(_normalisation(model, mean, std, proj.in_channels)), rtol, proj.weight._version,
-           proj.weight.data_ptr())
+    # keyed on the matrix itself (weights and normalisation folded in): an in-place edit of the weights, even
+    # through .data, which bypasses autograd's version counter, gives a new matrix and so a new basis
     cached = _CACHE.get(model)
-    if cached is not None and cached["key"] == key:
+    if cached is not None and cached["rtol"] == rtol and torch.equal(cached["matrix"], matrix):
         return cached["basis"]
     d, n = matrix.shape
     basis = linalg.nullspace(matrix, rtol)  # (n, k)
     if basis.shape[1] == 0:
         raise NoNullspaceError(
-            f"The patch embedding of {type(_unwrap(model)).__name__} has d = {d} outputs for C*r*r = {n} inputs "
+            f"The patch embedding of {type(models.unwrap(model)).__name__} has d = {d} outputs for C*r*r = {n} inputs "
             f"and rank {linalg.rank(matrix, rtol)}: its nullspace is trivial, so no exact nullspace noise "
             "exists. Models with d < C*r*r (e.g. vit_*_patch32_224) have one."
         )
     r = proj.kernel_size[0]
     result = basis.T.reshape(-1, proj.in_channels, r, r).contiguous()
-    _CACHE[model] = {"key": key, "basis": result}
+    _CACHE[model] = {"matrix": matrix, "rtol": rtol, "basis": result}
     return result
 
 
@@ -190,6 +241,9 @@ def random_nullspace_noise(
     (C, H, W) noise, or ``n`` of them (n, C, H, W). Adding it to any image leaves
     the patch embeddings unchanged (paper §3.2).
     """
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating point type, got {dtype}: rounding the noise to whole numbers "
+                        "would move it out of the nullspace.")
     basis = patch_nullspace(model)  # (k, C, r, r)
     generator = torch.Generator().manual_seed(seed)
     count = 1 if n is None else n
@@ -221,6 +275,8 @@ def logit_change(model: nn.Module, images: torch.Tensor, noise: torch.Tensor) ->
     No clipping is applied: exact nullspace noise is defined for the unbounded
     input space (paper §3); clip yourself to study the box [0, 1].
     """
+    check_images(images, name="images")
+    check_finite(noise, name="noise")
     clean = model(images)
     noisy = model(images + noise)
     return (noisy - clean).abs().amax(dim=1)

@@ -42,12 +42,16 @@ import torch
 import torch.nn as nn
 
 from nullspace_utils import exact, models
+from nullspace_utils.data import atomic_write, check_images
 
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
            "NoisyInput", "fine_tune", "accuracy", "roc_curve", "roc_auc"]
 
 OUTPUTS = ("logits", "probs", "label")
 FORMAT = "nullspace-vit fingerprint 1"
+#: Metadata key of the sha256 over the tensors (name, dtype, shape and bytes of each, in this order).
+CHECKSUM_KEY = "sha256"
+CHECKSUM_TENSORS = ("probes", "noise_patches")
 
 Query = Callable[[torch.Tensor], torch.Tensor]
 
@@ -75,20 +79,43 @@ class Fingerprint:
     def __len__(self) -> int:
         return len(self.probes)
 
+    @staticmethod
+    def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+        """sha256 (hex) of the tensors named in :data:`CHECKSUM_TENSORS`: their names, dtypes, shapes and bytes."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in CHECKSUM_TENSORS:
+            tensor = tensors[name].detach().cpu().contiguous()
+            digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
     def save(self, path: str | Path) -> Path:
-        """One safetensors file: the two tensors, the rest as metadata."""
+        """One safetensors file: the two tensors, the rest as metadata, with a sha256 of the tensors.
+
+        The file is written through :func:`nullspace_utils.data.atomic_write`: if writing fails, an
+        existing file at ``path`` is left as it was and no partial file remains.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
+        tensors = {"probes": self.probes.contiguous(), "noise_patches": self.noise_patches.contiguous()}
         metadata = {"format": FORMAT, "amplitude": repr(self.amplitude), "seed": str(self.seed),
-                    "model_name": self.model_name, "note": self.note}
-        save_file({"probes": self.probes.contiguous(), "noise_patches": self.noise_patches.contiguous()},
-                  str(path), metadata=metadata)
+                    "model_name": self.model_name, "note": self.note, CHECKSUM_KEY: self._checksum(tensors)}
+        with atomic_write(path) as temporary:
+            save_file(tensors, str(temporary), metadata=metadata)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Fingerprint":
-        """Read a file written by :meth:`save`; a file of another kind gives a clear error."""
+        """Read a file written by :meth:`save`; a file of another kind, or a corrupt one, gives a clear error.
+
+        The tensors are checked against the sha256 written by :meth:`save` (``ValueError`` on mismatch).
+        Files saved before checksums existed have none: they load with a warning; save them again to add one.
+        """
+        import warnings
+
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
@@ -103,6 +130,13 @@ class Fingerprint:
         if metadata.get("format") != FORMAT or set(tensors) != {"probes", "noise_patches"}:
             raise ValueError(f"{path} is a safetensors file but not a fingerprint (format "
                              f"{metadata.get('format')!r}, tensors {sorted(tensors)}).")
+        if CHECKSUM_KEY not in metadata:
+            warnings.warn(f"{path} has no checksum (it was saved by an older version), so corruption cannot be "
+                          "detected: check that it verifies your own model, then save it again with "
+                          "Fingerprint.save to add one.", stacklevel=2)
+        elif cls._checksum(tensors) != metadata[CHECKSUM_KEY]:
+            raise ValueError(f"{path} is corrupt: its tensors do not match the checksum written when it was "
+                             "saved; restore it from a backup.")
         return cls(tensors["probes"], tensors["noise_patches"], float(metadata["amplitude"]), int(metadata["seed"]),
                    metadata.get("model_name", ""), metadata.get("note", ""))
 
@@ -144,12 +178,11 @@ def make_fingerprint(model: nn.Module, *, n_probes: int = 32, amplitude: float =
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         images = _smooth_random_images(n_probes, channels, size, generator)
     else:
+        check_images(images, name="images")  # float, finite, in [0, 1]
         if images.ndim != 4 or images.shape[1] != channels:
             raise ValueError(f"images must be (N, {channels}, H, W), got {tuple(images.shape)}.")
         if len(images) < n_probes:
             raise ValueError(f"{len(images)} images given for {n_probes} probes: pass more images or fewer probes.")
-        if images.min() < 0 or images.max() > 1:
-            raise ValueError(f"images must lie in [0, 1], got [{images.min():.3g}, {images.max():.3g}].")
         order = torch.randperm(len(images), generator=generator)[:n_probes]
         images = images[order].detach().to("cpu", torch.float32)
     probes = amplitude + (1 - 2 * amplitude) * images
@@ -363,7 +396,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 
 def _trainable(net: nn.Module, part: str) -> list[nn.Parameter]:
-    net = exact._unwrap(net)
+    net = models.unwrap(net)
     if part == "all":
         return list(net.parameters())
     if part == "head":
@@ -387,7 +420,7 @@ def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     torch.manual_seed(seed)
     thief = copy.deepcopy(model).float()
     if reset_head:
-        exact._unwrap(thief).reset_classifier(exact._unwrap(thief).num_classes)
+        models.unwrap(thief).reset_classifier(models.unwrap(thief).num_classes)
     for parameter in thief.parameters():
         parameter.requires_grad_(False)
     parameters = _trainable(thief, part)

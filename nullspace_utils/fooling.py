@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from nullspace_utils import exact, linalg
+from nullspace_utils.data import check_images
 from nullspace_utils.watermark import from_patches, to_patches
 
 __all__ = ["DisguiseResult", "NoExactDisguiseError", "disguise", "free_channel_matrices"]
@@ -66,6 +67,8 @@ def _split_columns(matrix: torch.Tensor, channels: int, channel: int) -> tuple[t
 
 
 def _check_images(source: torch.Tensor, target: torch.Tensor, r: int) -> None:
+    check_images(source, name="source")  # float in [0, 1]: an 8-bit image is refused with the fix
+    check_images(target, name="target")
     if source.shape != target.shape:
         raise ValueError(f"source and target must have the same shape, got {tuple(source.shape)} and "
                          f"{tuple(target.shape)}; resize the target to the source's size first.")

@@ -37,11 +37,13 @@ __all__ = [
     "WeightsError",
     "WeightsUnavailableError",
     "UnknownModelError",
+    "NormalisationUnknownError",
     "available_models",
     "build_zoo_network",
     "load_manifest",
     "load_model",
     "model_device",
+    "unwrap",
     "disable_tf32",
     "sha256_of_file",
 ]
@@ -63,6 +65,10 @@ class WeightsError(ValueError):
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be downloaded (no network) and no local file was given."""
+
+
+class NormalisationUnknownError(ValueError):
+    """How a model normalises its input cannot be read, so nothing that depends on it can be computed."""
 
 
 class UnknownModelError(ValueError):
@@ -212,11 +218,22 @@ class ImageClassifier(nn.Module):
                 f"{self.name or 'model'} expects images of shape (B, {len(self.mean)}, H, W), "
                 f"got {tuple(images.shape)}; add a batch axis with images[None] for one image."
             )
-        logits = self.net(self.normalize(images.to(self._mean.device)))
-        return logits.to(images.device)
+        if not images.is_floating_point():
+            raise TypeError(f"{self.name or 'model'} takes float images in [0, 1], got dtype {images.dtype}: "
+                            "convert 8-bit images with images.float() / 255.")
+        if images.numel() and images.max() > 1.5 and images.min() >= 0 and torch.equal(images, images.round()):
+            raise ValueError(f"{self.name or 'model'} takes images in [0, 1], but these hold whole numbers from "
+                             f"0 to {images.max().item():.0f}, an 8-bit image's values: divide by 255 first.")
+        inputs = images.to(self._mean.device, self._mean.dtype)  # a float16 model computes in float16
+        return self.net(self.normalize(inputs)).to(images.device)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, mean={self.mean}, std={self.std}"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The timm network inside an :class:`ImageClassifier` (its ``.net``); any other model as it is."""
+    return getattr(model, "net", model)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -293,6 +310,21 @@ def _load_zoo_model(name: str, weights: Path | None) -> ImageClassifier:
     return ImageClassifier(net, ZOO_MEAN, ZOO_STD, name=name)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection within ``timeout`` seconds (offline: at once).
+
+    Without this check timm's download retries for about a minute before it gives up on a machine with
+    no network.
+    """
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _offline_message(name: str, error: BaseException) -> str:
     return (
         f"Could not download timm's pretrained weights for {name!r} ({type(error).__name__}: {error}). "
@@ -308,6 +340,9 @@ def _load_timm_model(name: str, weights: Path | None, pretrained: bool) -> Image
         net = timm.create_model(name, pretrained=False)
         _load_state(net, _load_safetensors(Path(weights)), Path(weights), name)
     elif pretrained:
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or not _hub_reachable():
+            raise WeightsUnavailableError(_offline_message(name, ConnectionError("the Hugging Face Hub cannot be "
+                                                                                 "reached from this machine")))
         try:
             net = timm.create_model(name, pretrained=True)
         except (OSError, RuntimeError, ValueError) as error:  # hub errors subclass these
@@ -315,9 +350,11 @@ def _load_timm_model(name: str, weights: Path | None, pretrained: bool) -> Image
     else:
         net = timm.create_model(name, pretrained=False)
     cfg = getattr(net, "pretrained_cfg", {}) or {}
-    mean = tuple(cfg.get("mean", ZOO_MEAN))
-    std = tuple(cfg.get("std", ZOO_STD))
-    return ImageClassifier(net, mean, std, name=name)
+    if cfg.get("mean") is None or cfg.get("std") is None:
+        raise NormalisationUnknownError(
+            f"timm's config for {name!r} gives no mean and std, so the normalisation its weights were trained "
+            "with is unknown. Build it yourself and wrap it: models.ImageClassifier(net, mean, std).")
+    return ImageClassifier(net, tuple(cfg["mean"]), tuple(cfg["std"]), name=name)
 
 
 def load_model(

@@ -27,6 +27,7 @@ Solvers:
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ import torch
 import torch.nn as nn
 
 from nullspace_utils import exact
-from nullspace_utils.data import check_images
+from nullspace_utils.data import check_finite, check_images
+from nullspace_utils import models
 from nullspace_utils.models import model_device
 
 __all__ = ["WatermarkResult", "embed", "solve_patches", "evaluate", "compare_predictions", "text_mark", "to_patches", "from_patches", "SOLVERS"]
@@ -73,6 +75,20 @@ def from_patches(patches: torch.Tensor, shape: tuple[int, int, int, int], r: int
 
 
 # --------------------------------------------------------------------------- fast solver
+def _check_independent_rows(matrix: torch.Tensor) -> None:
+    """Refuse a patch map whose rows are linearly dependent: W W^T is then singular (its rank, from the
+    eigenvalues of that d x d Gram matrix in float64, is below d) and the projection cannot be formed."""
+    gram = matrix.double() @ matrix.double().T
+    eigenvalues = torch.linalg.eigvalsh(gram)
+    rank = int((eigenvalues > eigenvalues[-1].clamp_min(0) * gram.shape[0] * torch.finfo(torch.float64).eps).sum())
+    if rank < gram.shape[0]:
+        raise ValueError(
+            f"the patch map's {gram.shape[0]} rows are linearly dependent (rank {rank}): some embedding "
+            "constraints repeat others, so W W^T is singular. Keep independent rows only (e.g. the "
+            "right singular vectors of its nonzero singular values span the same constraints), or check the "
+            "model's weights.")
+
+
 def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int, iterations: int,
           polish: int, rho: float, alpha: float = 1.6, tol: float = 1e-5) -> tuple[torch.Tensor, int]:
     """Batched, over-relaxed ADMM over the rows of ``start``/``mark`` (P, n); returns feasible pixels.
@@ -81,6 +97,7 @@ def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int,
     Stops early when the primal and dual residuals (max norm) fall below ``tol``.
     """
     dtype = start.dtype
+    _check_independent_rows(matrix)
     gram = matrix @ matrix.T
     back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W
 
@@ -165,6 +182,16 @@ def _slsqp(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray, p: int, maxi
 
 
 # --------------------------------------------------------------------------- public API
+def _check_solver_settings(*, iterations: int, polish: int, rho: float) -> None:
+    """ADMM's settings: a positive, finite step size ``rho`` and non-negative whole iteration counts."""
+    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho (ADMM's step size) must be a positive finite number, got {rho!r}; the default 10 "
+                         "works for images in [0, 1].")
+    for name, value in (("iterations", iterations), ("polish", polish)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}.")
+
+
 def solve_patches(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, *, p: int = 1,
                   iterations: int = 300, polish: int = 50, rho: float = 10.0) -> torch.Tensor:
     """The fast solver on raw rows: min ||y - target||_p s.t. matrix @ y = matrix @ start, 0 <= y <= 1.
@@ -177,6 +204,9 @@ def solve_patches(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tenso
     if start.ndim != 2 or start.shape != target.shape or matrix.ndim != 2 or matrix.shape[1] != start.shape[1]:
         raise ValueError(f"need matrix (d, n) and start/target (P, n); got {tuple(matrix.shape)}, "
                          f"{tuple(start.shape)}, {tuple(target.shape)}.")
+    _check_solver_settings(iterations=iterations, polish=polish, rho=rho)
+    check_finite(start, name="start")
+    check_finite(target, name="target")
     pixels, _ = _admm(matrix.to(start), start, target.to(start), p, iterations, polish, rho)
     return pixels
 
@@ -209,6 +239,7 @@ def embed(
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength}.")
+    _check_solver_settings(iterations=iterations, polish=polish, rho=rho)
     batched = check_images(image, name="image").batched
     check_images(mark, name="mark")
     images = image if batched else image[None]
@@ -338,7 +369,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *, devi
         return bigger[..., offset : offset + size, offset : offset + size].clamp(0, 1)
 
     marked = watermark_all(model)
-    net = getattr(model, "net", model)
+    net = models.unwrap(model)
     naive_model = ImageClassifier(net, getattr(model, "mean", (0.0,) * 3), (1.0,) * images.shape[1])
     naive = watermark_all(naive_model)
     results = {

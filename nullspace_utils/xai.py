@@ -25,15 +25,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nullspace_utils import models
+from nullspace_utils.data import check_finite
+
 __all__ = ["METHODS", "attribute", "relevance", "compare_maps"]
 
 
-def _net(model: nn.Module) -> nn.Module:
-    return getattr(model, "net", model)
-
-
 def _patch_size(model: nn.Module) -> int | None:
-    embed = getattr(_net(model), "patch_embed", None)
+    embed = getattr(models.unwrap(model), "patch_embed", None)
     size = getattr(embed, "patch_size", None)
     return None if size is None else int(size[0] if isinstance(size, (tuple, list)) else size)
 
@@ -148,15 +147,22 @@ METHODS: dict[str, Callable] = {
 
 
 def _targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
+    """One class index per image: the model's prediction, or ``target`` checked against the classes."""
+    with torch.no_grad():
+        logits = model(images)
     if target is None:
-        with torch.no_grad():
-            return model(images).argmax(1)
-    if isinstance(target, int):
-        return torch.full((len(images),), target, dtype=torch.long, device=images.device)
-    return torch.as_tensor(target, device=images.device).long()
+        return logits.argmax(1)
+    targets = torch.as_tensor(target, device=images.device).long().expand(len(images)).clone()
+    classes = logits.shape[1]
+    wrong = targets[(targets < 0) | (targets >= classes)]
+    if len(wrong):
+        raise ValueError(f"target class {wrong[0].item()} does not exist: the model has {classes} classes "
+                         f"(0 to {classes - 1}).")
+    return targets
 
 
 def _batch(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    check_finite(images, name="images")  # not check_images: a disguised image lies outside [0, 1] on purpose
     if images.ndim == 3:
         return images[None], True
     if images.ndim != 4:
@@ -198,7 +204,7 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
     Works on a stock timm ViT (``blocks[i].attn`` with ``fused_attn`` and ``attn_drop``); the model is
     left exactly as it was. Raises ``TypeError`` for models without attention blocks.
     """
-    net = _net(model)
+    net = models.unwrap(model)
     blocks = getattr(net, "blocks", None)
     if blocks is None or not all(hasattr(block, "attn") and hasattr(block.attn, "attn_drop") for block in blocks):
         raise TypeError(f"{type(net).__name__} has no timm attention blocks (`blocks[i].attn`); relevance "

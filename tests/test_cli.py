@@ -1,7 +1,11 @@
+import contextlib
+import errno
+import os
 import subprocess
 import sys
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -64,3 +68,175 @@ def test_image_io_round_trip(tmp_path):
     assert (data.load_image(tmp_path / "a.png") - image).abs().max() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError, match=".png"):
         data.save_image(image, tmp_path / "a.jpg")
+
+
+# ---------------------------------------------------------------- bad input: exit 2, one line, nothing written
+def _run(files, *options, image="image.png", mark="mark.png"):
+    return cli.main(["watermark", str(files / image), str(files / mark), *options])
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nullspace watermark: error: "), err
+    return lines[0]
+
+
+@pytest.fixture()
+def no_solver(monkeypatch):
+    """Fail the test if the watermark is computed: the checks must come first."""
+    def embed(*args, **kwargs):
+        raise AssertionError("watermark.embed ran before the arguments were checked")
+    monkeypatch.setattr(cli.watermark, "embed", embed)
+
+
+@pytest.fixture()
+def quick_solver(monkeypatch):
+    """A stand-in for watermark.embed that returns the image unchanged at once."""
+    def embed(model, image, mark, **kwargs):
+        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
+                                             objective=torch.tensor(0.0), embedding_residual=0.0,
+                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
+    monkeypatch.setattr(cli.watermark, "embed", embed)
+
+
+def test_output_that_is_an_input_is_refused(files, capsys, no_solver):
+    photo = (files / "image.png").read_bytes()
+    logo = (files / "mark.png").read_bytes()
+    (files / "sub").mkdir()
+    os.link(files / "image.png", files / "hardlink.png")  # another name for the same file: samefile
+    for output in ["image.png", "sub/../image.png", "mark.png", "hardlink.png"]:
+        assert _run(files, "-o", str(files / output)) == 2
+        assert "would be overwritten" in _one_error_line(capsys)
+    assert (files / "image.png").read_bytes() == photo
+    assert (files / "mark.png").read_bytes() == logo
+
+
+@pytest.mark.parametrize("size, valid", [("0", "4096"), ("1000000", "4096"), ("-16", "4096"),
+                                         ("100", "--size 112"), ("128", "--size 112")])
+def test_size_that_cannot_work_is_refused_before_any_work(files, capsys, no_solver, size, valid):
+    # zoo-vit-s has a position embedding for 112 x 112 only: --size 128 used to write the file, then crash
+    assert _run(files, "-o", str(files / "out.png"), "--size", size) == 2
+    assert valid in _one_error_line(capsys)
+    assert not (files / "out.png").exists()
+
+
+def test_size_of_a_vit_with_dynamic_input_size():
+    from timm.models.vision_transformer import VisionTransformer
+
+    net = VisionTransformer(img_size=64, patch_size=16, embed_dim=48, depth=1, num_heads=1, num_classes=3,
+                            dynamic_img_size=True)
+    model = models.ImageClassifier(net, models.ZOO_MEAN, models.ZOO_STD, name="tiny")
+    assert cli._image_size(None, model, "tiny") == 64
+    assert cli._image_size(96, model, "tiny") == 96
+    with pytest.raises(cli.UsageError, match="multiple of tiny's patch size 16"):
+        cli._image_size(100, model, "tiny")
+
+
+def test_output_path_is_checked_up_front(files, capsys, no_solver):
+    for output, problem in [(files, "is a folder"), (files / "missing" / "out.png", "does not exist"),
+                            (files / "out.jpg", "must end in .png"), (files / "out", "must end in .png")]:
+        assert _run(files, "-o", str(output)) == 2
+        assert problem in _one_error_line(capsys)
+    assert sorted(path.name for path in files.iterdir()) == ["image.png", "mark.png"]
+
+
+def test_uppercase_png_reports_the_saved_files_logit_change(files, capsys):
+    out = files / "OUT.PNG"
+    assert _run(files, "-o", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert out.read_bytes().startswith(b"\x89PNG")
+    model = models.load_model("zoo-vit-s")
+    with torch.no_grad():
+        before = model(data.load_image(files / "image.png")[None])
+        after = model(data.load_image(out)[None])
+    change = (after - before).abs().max().item()
+    assert change > 1e-4  # 8-bit rounding: far above the float image's ~1e-6
+    assert f"max logit change {change:.2e}" in printed
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     PermissionError(errno.EACCES, "Permission denied")])
+def test_failing_save_leaves_existing_output_unchanged(files, capsys, monkeypatch, quick_solver, failure):
+    out = files / "out.png"
+    out.write_bytes(b"an older result")
+    before = sorted(path.name for path in files.iterdir())
+
+    def save_half_then_fail(picture, target, *args, **kwargs):
+        is_name = isinstance(target, (str, os.PathLike))
+        with open(target, "wb") if is_name else contextlib.nullcontext(target) as handle:
+            handle.write(b"\x89PNG half")  # a full disk stops the write half-way
+        raise failure
+
+    monkeypatch.setattr(PIL.Image.Image, "save", save_half_then_fail)
+    assert _run(files, "-o", str(out)) == 2
+    assert failure.strerror in _one_error_line(capsys)
+    assert out.read_bytes() == b"an older result"
+    assert sorted(path.name for path in files.iterdir()) == before  # no partial file left either
+
+
+def test_unreadable_inputs_exit_2_without_traceback(files, capsys, monkeypatch, no_solver):
+    whole = (files / "image.png").read_bytes()
+    (files / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (files / "folder.png").mkdir()
+    for image, mark, problem in [("truncated.png", "mark.png", "truncated"),
+                                 ("folder.png", "mark.png", "folder"),
+                                 ("image.png", "missing.png", "missing.png")]:
+        assert _run(files, "-o", str(files / "out.png"), image=image, mark=mark) == 2
+        assert problem in _one_error_line(capsys)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 1000)  # 112 x 112 is now a decompression bomb
+    assert _run(files, "-o", str(files / "out.png")) == 2
+    assert "pixels" in _one_error_line(capsys)
+    assert not (files / "out.png").exists()
+
+
+def test_model_errors_speak_the_command_lines_language(files, capsys, monkeypatch, no_solver):
+    import timm
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")  # what huggingface_hub raises offline
+        return real_create_model(name, pretrained=False, **kwargs)
+
+    real_create_model = timm.create_model
+    monkeypatch.setattr(timm, "create_model", offline)
+    assert _run(files, "-o", str(files / "out.png"), "--model", "vit_small_patch32_224") == 2
+    line = _one_error_line(capsys)
+    assert "--weights FILE" in line and "weights=" not in line
+    assert _run(files, "-o", str(files / "out.png"), "--model", "vit_small_patch32_224",
+                "--weights", str(files / "missing.safetensors")) == 2
+    assert "missing.safetensors does not exist" in _one_error_line(capsys)
+    assert _run(files, "-o", str(files / "out.png"), "--model", "zoo-vit-z") == 2
+    assert "Unknown model" in _one_error_line(capsys)
+
+
+def test_out_of_memory_is_explained_but_bugs_still_raise(files, capsys, monkeypatch):
+    def embed(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli.watermark, "embed", embed)
+    assert _run(files, "-o", str(files / "out.png")) == 2
+    assert "out of memory" in _one_error_line(capsys)
+
+    def buggy(*args, **kwargs):
+        raise IndexError("a bug of ours")
+
+    monkeypatch.setattr(cli.watermark, "embed", buggy)
+    with pytest.raises(IndexError):
+        _run(files, "-o", str(files / "out.png"))
+    assert not (files / "out.png").exists()
+
+
+def test_transparent_mark_needs_a_background(files, capsys):
+    logo = np.zeros((56, 56, 4), dtype=np.uint8)
+    logo[20:36, :, :3] = 255
+    logo[20:36, :, 3] = 255  # a white bar, opaque; the rest fully transparent
+    PIL.Image.fromarray(logo, "RGBA").save(files / "logo.png")
+    out = files / "out.png"
+    args = ["watermark", str(files / "image.png"), str(files / "logo.png"), "-o", str(out)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--background" in err and "background=" not in err and not out.exists()
+    assert cli.main([*args, "--background", "0"]) == 0  # drawn on black: the white bar of the mark.png fixture
+    assert out.exists()

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nullspace_utils import data
 
@@ -77,3 +78,154 @@ def test_psnr_and_quantize():
     q = data.quantize_8bit(torch.tensor([[[0.0, 0.5, 1.0, 0.001]]]))
     assert torch.allclose(q * 255, torch.round(q * 255))
     assert (q - torch.tensor([[[0.0, 0.5, 1.0, 0.001]]])).abs().max() <= 0.5 / 255 + 1e-7
+
+
+# --------------------------------------------------------------------------- load_image / save_image
+
+def _image(seed: int = 0, size: int = 16) -> torch.Tensor:
+    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    "mode,values,name",
+    [
+        ("I;16", np.full((6, 8), 32768, np.uint16), "grey16.png"),
+        ("I", np.full((6, 8), 32768, np.int32), "grey32.tif"),
+        ("F", np.full((6, 8), 32768 / 65535, np.float32), "float.tif"),
+    ],
+)
+def test_load_high_bit_depth_grey_is_scaled_not_saturated(tmp_path, mode, values, name):
+    values[0, 0], values[0, 1] = 0, (1 if mode == "F" else 65535)  # black and white pixels
+    Image.fromarray(values).save(tmp_path / name)
+    assert Image.open(tmp_path / name).mode == mode
+    image = data.load_image(tmp_path / name)
+    assert image.shape == (3, 6, 8)
+    assert torch.equal(image[0], image[1]) and torch.equal(image[0], image[2])  # grey on all 3 channels
+    assert image[0, 0, 0] == 0 and image[0, 0, 1] == 1
+    assert image[0, 3, 3].item() == pytest.approx(32768 / 65535, abs=1e-6)  # was 1.0 (saturated)
+    resized = data.load_image(tmp_path / name, size=(3, 4))
+    assert resized.shape == (3, 3, 4) and resized.min() >= 0 and resized.max() <= 1
+    assert resized[:, 2, 2].sub(32768 / 65535).abs().max() < 1e-3
+
+
+def test_load_float_and_32_bit_images_outside_the_range_are_refused(tmp_path):
+    Image.fromarray(np.full((4, 4), 2.0, np.float32)).save(tmp_path / "bright.tif")
+    with pytest.raises(ValueError, match="rescale"):
+        data.load_image(tmp_path / "bright.tif")
+    Image.fromarray(np.full((4, 4), 70000, np.int32)).save(tmp_path / "big.tif")
+    with pytest.raises(ValueError, match="65535"):
+        data.load_image(tmp_path / "big.tif")
+
+
+def test_transparency_is_refused_or_composited_on_the_background(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 255  # opaque red ...
+    Image.fromarray(rgba).save(tmp_path / "opaque.png")
+    assert torch.equal(data.load_image(tmp_path / "opaque.png")[:, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    rgba[0, 0, 3] = 0  # ... with one fully transparent pixel
+    Image.fromarray(rgba).save(tmp_path / "hole.png")
+    with pytest.raises(ValueError, match="transparent.*background="):
+        data.load_image(tmp_path / "hole.png")
+    on_white = data.load_image(tmp_path / "hole.png", background=1.0)
+    assert torch.equal(on_white[:, 0, 0], torch.ones(3)) and torch.equal(on_white[:, 1, 1], torch.tensor([1.0, 0, 0]))
+    on_blue = data.load_image(tmp_path / "hole.png", background=(0.0, 0.0, 1.0), size=8)
+    assert on_blue.shape == (3, 8, 8) and on_blue[2, 0, 0] > 0.5 and on_blue[2, -1, -1] == 0
+    half = rgba.copy()
+    half[..., 3] = 102  # 40 % opaque red on black: 0.4
+    Image.fromarray(half).save(tmp_path / "half.png")
+    assert data.load_image(tmp_path / "half.png", background=0.0)[:, 2, 2].tolist() == pytest.approx([0.4, 0, 0])
+    Image.fromarray(rgba[..., [0, 3]][..., :2]).convert("LA").save(tmp_path / "la.png")
+    palette = Image.new("P", (4, 4), 0)
+    palette.save(tmp_path / "palette.png", transparency=0)
+    for name in ("la.png", "palette.png"):
+        with pytest.raises(ValueError, match="transparent"):
+            data.load_image(tmp_path / name)
+    with pytest.raises(ValueError, match="background must be"):
+        data.load_image(tmp_path / "hole.png", background="white")
+    with pytest.raises(ValueError, match="background must be"):
+        data.load_image(tmp_path / "hole.png", background=(0.0, 2.0, 0.0))
+
+
+def test_npy_must_be_channels_first_and_is_never_resized(tmp_path):
+    image = _image()
+    np.save(tmp_path / "chw.npy", image.numpy())
+    assert torch.equal(data.load_image(tmp_path / "chw.npy", size=16), image)  # the size it has: fine
+    with pytest.raises(ValueError, match=r"16 x 16 pixels but size asks for 8 x 8.*resize"):
+        data.load_image(tmp_path / "chw.npy", size=8)
+    np.save(tmp_path / "hwc.npy", image.permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match=r"\(16, 16, 3\).*np\.transpose\(a, \(2, 0, 1\)\)"):
+        data.load_image(tmp_path / "hwc.npy")
+    np.save(tmp_path / "grey.npy", image[0].numpy())
+    with pytest.raises(ValueError, match=r"shape \(16, 16\).*\(3, H, W\)"):
+        data.load_image(tmp_path / "grey.npy")
+    np.save(tmp_path / "bytes.npy", (image * 255).byte().numpy())
+    with pytest.raises(ValueError, match="uint8.*255"):
+        data.load_image(tmp_path / "bytes.npy")
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "chw.npy").read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated"):
+        data.load_image(tmp_path / "cut.npy")
+
+
+@pytest.mark.parametrize("suffix", [".NPY", ".Npy", ".PNG", ".Png"])
+def test_suffixes_are_case_insensitive(tmp_path, suffix):
+    image = _image()
+    path = data.save_image(image, tmp_path / f"image{suffix}")
+    assert [p.name for p in tmp_path.iterdir()] == [f"image{suffix}"]  # no extra ".npy" added, no leftovers
+    loaded = data.load_image(path)
+    if suffix.lower() == ".npy":
+        assert torch.equal(loaded, image) and np.load(path).dtype == np.float32
+    else:
+        assert Image.open(path).format == "PNG" and Image.open(path).mode == "RGB"
+        assert (loaded - image).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_save_image_refuses_bad_input_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="Unsupported file type '.jpg'"):
+        data.save_image(_image(), tmp_path / "a.jpg")
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        data.save_image(_image()[None], tmp_path / "a.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file_and_folder_give_clear_errors(tmp_path):
+    path = data.save_image(_image(), tmp_path / "whole.png")
+    content = path.read_bytes()
+    (tmp_path / "half.png").write_bytes(content[: len(content) // 2])
+    with pytest.raises(ValueError, match=r"half\.png is damaged or truncated.*again"):
+        data.load_image(tmp_path / "half.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="not an image Pillow can read"):
+        data.load_image(tmp_path / "text.png")
+    with pytest.raises(IsADirectoryError, match="folder"):
+        data.load_image(tmp_path)
+    with pytest.raises(FileNotFoundError, match="No image file"):
+        data.load_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("limit", [200, 100])  # 256 pixels: Pillow warns above the limit, raises above twice it
+def test_decompression_bomb_gives_a_clear_error(tmp_path, monkeypatch, limit):
+    path = data.save_image(_image(), tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ValueError, match=r"big\.png has too many pixels.*MAX_IMAGE_PIXELS"):
+        data.load_image(path)
+
+
+@pytest.mark.parametrize("suffix,writer", [(".png", "PIL.Image.Image.save"), (".npy", "numpy.save")])
+def test_failed_save_leaves_the_old_file_and_no_partial_file(tmp_path, monkeypatch, suffix, writer):
+    path = data.save_image(_image(seed=1), tmp_path / f"image{suffix}")
+    before = path.read_bytes()
+
+    def half_write(*args, **kwargs):
+        target = args[0] if writer == "numpy.save" else args[1]  # np.save(file, array), Image.save(self, file)
+        if hasattr(target, "write"):
+            target.write(b"half an image")
+        else:
+            with open(target, "wb") as handle:
+                handle.write(b"half an image")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer, half_write)
+    with pytest.raises(OSError, match="disk full"):
+        data.save_image(_image(seed=2), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

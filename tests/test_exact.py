@@ -12,7 +12,9 @@ def small_vit(**kwargs) -> VisionTransformer:
     torch.manual_seed(0)
     config = dict(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=2, num_classes=5)
     config.update(kwargs)
-    return VisionTransformer(**config).eval()
+    vit = VisionTransformer(**config).eval()
+    vit.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # as timm.create_model records it
+    return vit
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +154,45 @@ def test_patch_embeddings_unchanged(zoo_vit):
     clean = exact.patch_embeddings(zoo_vit, images)
     assert clean.shape == (2, 49, 96)
     assert (exact.patch_embeddings(zoo_vit, images + noise) - clean).abs().max() < 1e-5 * clean.abs().max() * 10
+
+
+def test_unknown_normalisation_is_an_error_not_a_guess():
+    bare = small_vit()
+    bare.pretrained_cfg = None  # a network built by hand: nothing says how its inputs are normalised
+    with pytest.raises(models.NormalisationUnknownError, match="Pass mean=... and std="):
+        exact.patch_nullspace(bare)
+    assert exact.patch_nullspace(bare, std=(1.0, 1.0, 1.0)).shape[0] == 3 * 8 * 8 - 64  # explicit is fine
+
+    class Wrapper(torch.nn.Module):  # normalises in its own forward, with statistics nobody can read
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images):
+            return self.net((images - 0.48) / 0.27)
+
+    wrapped = Wrapper(small_vit())
+    with pytest.raises(models.NormalisationUnknownError, match="wraps a network as `.net`"):
+        exact.random_nullspace_noise(wrapped, 32)
+    noise = exact.random_nullspace_noise(models.ImageClassifier(wrapped.net, (0.48,) * 3, (0.27,) * 3), 32)
+    images = torch.rand(2, 3, 32, 32)
+    assert exact.logit_change(wrapped, images, noise).max() < 1e-4  # with the true statistics: exact
+
+
+def test_tensor_mean_and_std_are_read_per_channel():
+    vit = small_vit()
+    buffers = (torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1), torch.tensor([0.5, 0.25, 2.0]).view(1, 3, 1, 1))
+    from_tensors = exact.patch_embedding_matrix(vit, mean=buffers[0], std=buffers[1])
+    assert torch.equal(from_tensors, exact.patch_embedding_matrix(vit, std=(0.5, 0.25, 2.0)))
+    with pytest.raises(ValueError, match="needs 3 values"):
+        exact.patch_embedding_matrix(vit, std=(0.5, 0.25))
+
+
+def test_cache_sees_edits_through_data():
+    vit = small_vit()
+    first = exact.patch_nullspace(vit)
+    vit.patch_embed.proj.weight.data[:, 0] *= 3  # bypasses autograd's version counter
+    second = exact.patch_nullspace(vit)
+    W = exact.patch_embedding_matrix(vit)
+    assert not torch.equal(first, second)
+    assert (W @ second.reshape(second.shape[0], -1).T).abs().max() < 1e-10 * W.abs().max()

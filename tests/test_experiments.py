@@ -143,7 +143,10 @@ def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
     for rows in result["input"].values():
         probe = rows[0]["lr_probe"]
         assert set(probe) == {"0.01", "0.1"} and probe[str(rows[0]["lr"])] == min(probe.values())
-    assert result["check"]["result"]["learned"]["match"] >= 0 and result["provenance"]["command"].endswith(str(out))
+    # the check point is evaluated on the 8 check images: its match is a count of them
+    match = result["check"]["result"]["learned"]["match"]
+    assert 0 <= match <= 1 and abs(match * 8 - round(match * 8)) < 1e-9
+    assert result["provenance"]["command"].endswith(str(out))
 
 
 def test_committed_robustness_sweep_matches_a_recomputed_point():

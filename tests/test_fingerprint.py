@@ -1,6 +1,8 @@
 """Fingerprinting through the nullspace (paper §9): copies verify, other models do not, files round-trip."""
 
 import copy
+import json
+import warnings
 
 import pytest
 import torch
@@ -121,7 +123,7 @@ def test_fine_tune_parts(owner, secret, val_batch):
     assert steps == [0, 2, 3]
     *_, (_, moved) = fp.fine_tune(owner, images, labels, part="patch_embed", steps=3, lr=1e-3)
     assert not torch.equal(exact.patch_embedding_layer(moved).weight, exact.patch_embedding_layer(owner).weight)
-    assert torch.equal(exact._unwrap(moved).head.weight, exact._unwrap(owner).head.weight)
+    assert torch.equal(models.unwrap(moved).head.weight, models.unwrap(owner).head.weight)
     assert fp.verify(secret, fp.as_query(moved)).kept < 10
     assert all(torch.equal(v, before[k]) for k, v in owner.state_dict().items())  # the owner is untouched
     with pytest.raises(ValueError, match="part must be"):
@@ -131,3 +133,54 @@ def test_fine_tune_parts(owner, secret, val_batch):
 def test_label_mode_explains_when_every_probe_gets_the_same_label(secret):
     result = fp.verify(secret, lambda images: torch.zeros(len(images), dtype=torch.long), output="label")
     assert result.n == 0 and not result.is_yours and "several classes" in result.summary()
+
+
+def _small_fingerprint() -> fp.Fingerprint:
+    generator = torch.Generator().manual_seed(0)
+    return fp.Fingerprint(torch.rand(3, 3, 32, 32, generator=generator),
+                          torch.rand(3, 3, 16, 16, generator=generator) - 0.5, 0.25, 7, "tiny")
+
+
+def test_corrupt_fingerprint_file_is_refused(tmp_path):
+    path = _small_fingerprint().save(tmp_path / "secret.fingerprint")
+    content = bytearray(path.read_bytes())
+    header_length = int.from_bytes(content[:8], "little")
+    assert fp.CHECKSUM_KEY in json.loads(content[8:8 + header_length])["__metadata__"]
+    middle = (8 + header_length + len(content)) // 2  # inside the tensors' bytes
+    content[middle] ^= 0xFF
+    path.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match="corrupt.*checksum.*backup"):
+        fp.Fingerprint.load(path)
+
+
+def test_file_without_checksum_loads_with_a_warning(tmp_path):
+    from safetensors.torch import save_file
+
+    secret = _small_fingerprint()
+    save_file({"probes": secret.probes, "noise_patches": secret.noise_patches}, str(tmp_path / "old.fingerprint"),
+              metadata={"format": fp.FORMAT, "amplitude": "0.25", "seed": "7", "model_name": "tiny", "note": ""})
+    with pytest.warns(UserWarning, match="no checksum.*save it again"):
+        loaded = fp.Fingerprint.load(tmp_path / "old.fingerprint")
+    assert torch.equal(loaded.noise_patches, secret.noise_patches)
+    loaded.save(tmp_path / "new.fingerprint")  # re-saving adds the checksum: no warning any more
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(fp.Fingerprint.load(tmp_path / "new.fingerprint").probes, secret.probes)
+
+
+def test_failed_fingerprint_save_leaves_the_old_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    path = _small_fingerprint().save(tmp_path / "secret.fingerprint")
+    before = path.read_bytes()
+
+    def half_write(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        _small_fingerprint().save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -8,9 +8,12 @@ print(images.shape, [data.CLASS_NAMES[int(label)] for label in labels[:3]])
 custom = data.SyntheticShapes(5, size=64, seed=1)  # any number of images, any size
 star = data.render_shape_image(3, np.random.default_rng(0), size=64)  # one (64, 64, 3) star as numpy
 print(data.check_images(images).batched)  # True: the library's image convention holds
+data.check_finite(images - 0.5, name="noise")  # any values, but no NaN or infinity (noise, disguised images)
 print(data.psnr(images[0], data.quantize_8bit(images[0])))  # what 8-bit storage costs, in dB
 path = data.save_image(images[0], "/tmp/shape.png")  # 8-bit PNG (or .npy, lossless)
 print(data.load_image(path, size=112).shape)  # (3, 112, 112) in [0, 1]
+with data.atomic_write("/tmp/labels.txt") as temporary:  # written beside the target, renamed when complete
+    temporary.write_text(" ".join(str(int(label)) for label in labels))
 print(data.data_dir())  # $NULLSPACE_DATA, else ~/.cache/nullspace-vit: where ImageNette goes
 try:
     data.imagenette("val", download=False)  # the imagenet profile's images (torchvision's Imagenette)

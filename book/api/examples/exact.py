@@ -18,3 +18,10 @@ try:
 except exact.NotPatchEmbeddingError as error:  # a CNN has no patch embedding
     print(error)
 # exact.NoNullspaceError is raised for a ViT whose patch embedding has d >= C r^2 outputs
+bare = models.unwrap(model)  # the timm network alone: it does not normalise, its caller must
+wrapper = torch.nn.Module()
+wrapper.net = bare  # a wrapper that hides how it normalises: refused rather than guessed
+try:
+    exact.patch_embedding_matrix(wrapper)
+except models.NormalisationUnknownError as error:
+    print(error)  # says to pass mean=... and std=..., or to use models.ImageClassifier

@@ -14,7 +14,8 @@ print(free.shape, fixed.shape)  # (96, 256) unknowns of the red channel, (96, 51
 # a ViT whose width d exceeds the r * r unknowns of one channel has more equations than unknowns:
 from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 
-wide = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, num_classes=10)
+wide = models.ImageClassifier(VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2,
+                                                num_classes=10), mean=(0.5,) * 3, std=(0.5,) * 3)
 small_source, small_target = torch.rand(3, 16, 16), torch.rand(3, 16, 16)
 try:
     fooling.disguise(wide, small_source, small_target)

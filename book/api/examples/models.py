@@ -10,6 +10,7 @@ print(manifest["models"]["zoo-vit-s"]["val_accuracy"], models.sha256_of_file(mod
 net = models.build_zoo_network("zoo-vit-s")  # the bare timm network, untrained
 wrapped = models.ImageClassifier(net, manifest["mean"], manifest["std"], name="untrained")
 print(wrapped(torch.rand(1, 3, 112, 112)).shape)  # (1, 10)
+assert models.unwrap(wrapped) is net and models.unwrap(net) is net  # the timm network inside, or the model itself
 if torch.cuda.is_available():
     vit = vit.to("cuda")  # computes there; CPU images in, CPU logits out
 print(models.model_device(vit), vit(torch.rand(2, 3, 112, 112)).device)
@@ -19,4 +20,9 @@ try:
 except models.UnknownModelError as error:
     print(error)  # lists close matches
 # models.WeightsError: a weights file of the wrong shape or corrupt; models.WeightsUnavailableError: offline
+# (at once, when the Hugging Face Hub cannot be reached); models.NormalisationUnknownError: no mean and std
+try:
+    vit((torch.rand(1, 3, 112, 112) * 255).to(torch.uint8))  # 8-bit images: refused, with the fix
+except TypeError as error:
+    print(error)
 # models.ZooSpec: how each zoo model is built (kind, the paper model it plays, a description)

@@ -1,0 +1,68 @@
+"""`pip install nullspace-utils` (as on Colab, or a reader with one downloaded notebook) brings everything
+that the library and every chapter import: each third-party import maps to a dependency in pyproject.toml."""
+
+import ast
+import re
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Modules a chapter may import without a dependency of ours: any Jupyter kernel that runs a notebook
+# brings IPython, and google.colab exists only on Colab (the install cell imports it to detect Colab).
+PROVIDED_BY_THE_KERNEL = {"IPython", "google"}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
+    return {_normalise(re.match(r"[A-Za-z0-9_.-]+", requirement).group()) for requirement in requirements}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    source = path.read_text()
+    if path.parent.name == "_src":  # chapter sources: drop IPython magics (%pip) before parsing
+        source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%"))
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+SOURCES = sorted((ROOT / "nullspace_utils").rglob("*.py")) + sorted((ROOT / "book" / "_src").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_import_is_a_declared_dependency(path):
+    distributions = packages_distributions()
+    declared = _declared()
+    missing = {}
+    for module in _top_level_imports(path):
+        if module in sys.stdlib_module_names or module in PROVIDED_BY_THE_KERNEL or module == "nullspace_utils":
+            continue
+        owners = {_normalise(name) for name in distributions.get(module, [module])}
+        if not owners & declared:
+            missing[module] = sorted(owners)
+    assert not missing, (f"{path.relative_to(ROOT)} imports {missing}, which pyproject.toml's dependencies do not "
+                         "bring: add the distribution there (and its exact pin to requirements.txt).")
+
+
+def test_the_check_sees_a_missing_dependency(monkeypatch, tmp_path):
+    chapter = tmp_path / "_src" / "chapter.py"
+    chapter.parent.mkdir()
+    chapter.write_text("import skimage.data\n%pip install x\nfrom IPython.display import display\n")
+    assert _top_level_imports(chapter) == {"skimage", "IPython"}
+    assert "scikit-image" in _declared() and "torch" in _declared()
