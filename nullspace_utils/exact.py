@@ -110,7 +110,8 @@ def _per_channel(values: object, channels: int, what: str) -> tuple[float, ...]:
     try:
         result = tuple(float(value) for value in values)  # type: ignore[union-attr]
     except TypeError as error:
-        raise TypeError(f"{what} must be a sequence of {channels} numbers (one per channel), got {values!r}.") from error
+        raise TypeError(f"{what} must be a sequence of {channels} numbers (one per channel), "
+                        f"got {values!r}.") from error
     if len(result) != channels:
         raise ValueError(f"{what} needs {channels} values (one per channel), got {result}.")
     if any(value != value for value in result):
@@ -124,8 +125,8 @@ def _normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence
     Explicit arguments win; then the ``mean``/``std`` of a :class:`~nullspace_utils.models.ImageClassifier`;
     then, for a bare timm network (which does not normalise: its caller does), its ``pretrained_cfg``.
     A wrapper that holds the network as ``.net`` but does not say how it normalises, or a network with no
-    config, raises :class:`~nullspace_utils.models.NormalisationUnknownError`: guessing (mean 0, std 1) would give a nullspace that
-    is not one, and every number computed from it would be silently wrong.
+    config, raises :class:`~nullspace_utils.models.NormalisationUnknownError`: guessing (mean 0, std 1)
+    would give a nullspace that is not one, and every number computed from it would be silently wrong.
     """
     net = models.unwrap(model)
     if mean is None or std is None:

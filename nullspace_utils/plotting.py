@@ -12,8 +12,8 @@ import matplotlib.text
 import numpy as np
 import torch
 
-__all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps", "line_panels",
-           "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
+__all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
+           "line_panels", "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -169,7 +169,9 @@ class Table:
             # numbers: right-aligned in figures of equal width; a value (not a header) never breaks inside
             if not numeric:
                 return f"<{tag}>{_inline_html(text)}</{tag}>"
-            style = "text-align: right; font-variant-numeric: tabular-nums" + ("; white-space: nowrap" if tag == "td" else "")
+            style = "text-align: right; font-variant-numeric: tabular-nums"
+            if tag == "td":
+                style += "; white-space: nowrap"
             return f'<{tag} style="{style}">{_inline_html(text)}</{tag}>'
 
         # the wrapper scrolls sideways, on a narrow screen, instead of cutting the table off
