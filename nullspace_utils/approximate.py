@@ -160,24 +160,25 @@ def learn_noise(
     SGD with lr 0.01, 500 steps, learning rate x0.1 at steps 150/300/400. ``data`` yields
     ``(image, label)``; labels are ignored. A ``TensorDataset`` is batched by slicing (fast), and may hold
     its images as ``torch.uint8`` (0..255), which are turned into floats in [0, 1] batch by batch. It
-    runs on ``device`` (the model is moved there), by default where the model already is; the learned
-    noise comes back on the CPU.
+    runs on ``device`` (the model is moved there for the call, then back), by default where the model
+    is; the model's mode, device and ``requires_grad`` flags are left as they were. The learned noise
+    comes back on the CPU.
     """
     if lim <= 0:
         raise ValueError(f"lim must be positive, got {lim}.")
     if p <= 0:
         raise ValueError(f"p must be positive, got {p}.")
     device = _device(model, device)
-    model = model.to(device).eval()
     trainable = [parameter.requires_grad for parameter in model.parameters()]
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    try:
-        return _sgd(model, data, level=level, lim=lim, p=p, steps=steps, lr=lr, milestones=milestones,
-                    batch_size=batch_size, keep_norm=keep_norm, seed=seed, device=device, progress=progress)
-    finally:
-        for parameter, flag in zip(model.parameters(), trainable):
-            parameter.requires_grad_(flag)
+    with models.evaluating(model, device):
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        try:
+            return _sgd(model, data, level=level, lim=lim, p=p, steps=steps, lr=lr, milestones=milestones,
+                        batch_size=batch_size, keep_norm=keep_norm, seed=seed, device=device, progress=progress)
+        finally:
+            for parameter, flag in zip(model.parameters(), trainable):
+                parameter.requires_grad_(flag)
 
 
 def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int, lr: float,
@@ -241,11 +242,18 @@ def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Te
                    device: str | torch.device | None = None) -> NoiseEvaluation:
     """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled).
 
-    Runs on ``device`` (the model is moved there), by default where the model already is.
+    Runs on ``device`` (the model is moved there for the call, then back), by default where the model is;
+    the model's mode and device are left as they were.
     """
     device = _device(model, device)
-    model = model.to(device).eval()
     noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
+    with models.evaluating(model, device):
+        return _evaluate(model, data, noise, level=level, seed=seed, batch_size=batch_size, device=device)
+
+
+def _evaluate(model: nn.Module, data, noise: torch.Tensor, *, level: str, seed: int, batch_size: int,
+              device: torch.device) -> NoiseEvaluation:
+    """The loop of :func:`evaluate_noise`, on a model already in eval mode on ``device``."""
     matches, squared, prob_changes, clean_norms = [], [], [], []
     embed = models.unwrap(model).patch_embed if level == "encoder" else None
     for images, _ in _loader(data, batch_size, False, seed):

@@ -199,15 +199,15 @@ def as_query(model: nn.Module, output: str = "logits", *, batch_size: int = 64) 
     The input is cast to the model's dtype (float16 copies work) and the output returned in float32.
     """
     _check_output(output)
-    model.eval()
     parameter = next(model.parameters(), None)
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
     device = models.model_device(model)
 
     @torch.no_grad()
     def query(images: torch.Tensor) -> torch.Tensor:
-        logits = torch.cat([model(images[start:start + batch_size].to(device, dtype)).float().cpu()
-                            for start in range(0, len(images), batch_size)])
+        with models.evaluating(model):  # eval mode for the query only: the caller's model is left as it was
+            logits = torch.cat([model(images[start:start + batch_size].to(device, dtype)).float().cpu()
+                                for start in range(0, len(images), batch_size)])
         if output == "logits":
             return logits
         return logits.softmax(1) if output == "probs" else logits.argmax(1)
@@ -417,10 +417,11 @@ def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     """
     import copy
 
-    torch.manual_seed(seed)
     thief = copy.deepcopy(model).float()
-    if reset_head:
-        models.unwrap(thief).reset_classifier(models.unwrap(thief).num_classes)
+    if reset_head:  # a seeded new head, drawn without touching the caller's random state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            models.unwrap(thief).reset_classifier(models.unwrap(thief).num_classes)
     for parameter in thief.parameters():
         parameter.requires_grad_(False)
     parameters = _trainable(thief, part)

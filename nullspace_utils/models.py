@@ -14,6 +14,7 @@ This module knows nothing about nullspaces.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import itertools
@@ -22,7 +23,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -44,6 +45,7 @@ __all__ = [
     "load_model",
     "model_device",
     "unwrap",
+    "evaluating",
     "disable_tf32",
     "sha256_of_file",
 ]
@@ -229,6 +231,17 @@ class ImageClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, mean={self.mean}, std={self.std}"
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module, device: torch.device | str | None = None) -> Iterator[nn.Module]:
+    """``model`` in eval mode (and on ``device``, when given) inside the ``with`` block; its mode and
+    device are restored afterwards, so a library function never changes its caller's model."""
+    was_training, original = model.training, model_device(model)
+    try:
+        yield model.to(device).eval() if device is not None else model.eval()
+    finally:
+        model.to(original).train(was_training)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -188,9 +188,9 @@ def attribute(model: nn.Module, images: torch.Tensor, *, method: str, target=Non
     if reduce not in ("sum", "abs_sum", "none"):
         raise ValueError(f"reduce must be 'sum', 'abs_sum' or 'none', got {reduce!r}.")
     batch, single = _batch(images)
-    model.eval()
-    targets = _targets(model, batch, target)
-    maps = METHODS[method](model, batch.clone().requires_grad_(True), targets, **method_kwargs).detach()
+    with models.evaluating(model):
+        targets = _targets(model, batch, target)
+        maps = METHODS[method](model, batch.clone().requires_grad_(True), targets, **method_kwargs).detach()
     if reduce == "sum":
         maps = maps.sum(1)
     elif reduce == "abs_sum":
@@ -210,24 +210,25 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
         raise TypeError(f"{type(net).__name__} has no timm attention blocks (`blocks[i].attn`); relevance "
                         "needs a ViT. Use attribute(..., method=...) for CNNs.")
     batch, single = _batch(images)
-    model.eval()
-    targets = _targets(model, batch, target)
     probabilities: list[torch.Tensor] = []
     handles, fused = [], []
-    for block in blocks:
-        fused.append(block.attn.fused_attn)
-        block.attn.fused_attn = False
-        handles.append(block.attn.attn_drop.register_forward_hook(lambda module, inputs, output: probabilities.append(output)))
-    try:
-        inputs = batch.clone().requires_grad_(True)
-        logits = model(inputs)
-        score = logits.gather(1, targets[:, None]).sum()
-        gradients = torch.autograd.grad(score, probabilities)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for block, flag in zip(blocks, fused):
-            block.attn.fused_attn = flag
+    with models.evaluating(model):
+        targets = _targets(model, batch, target)
+        for block in blocks:
+            fused.append(block.attn.fused_attn)
+            block.attn.fused_attn = False
+            handles.append(block.attn.attn_drop.register_forward_hook(
+                lambda module, inputs, output: probabilities.append(output)))
+        try:
+            inputs = batch.clone().requires_grad_(True)
+            logits = model(inputs)
+            score = logits.gather(1, targets[:, None]).sum()
+            gradients = torch.autograd.grad(score, probabilities)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for block, flag in zip(blocks, fused):
+                block.attn.fused_attn = flag
     tokens = probabilities[0].shape[-1]
     rollout = torch.eye(tokens, device=probabilities[0].device).expand(len(batch), tokens, tokens)
     for attention, gradient in zip(probabilities, gradients):

@@ -122,3 +122,25 @@ def test_timm_config_without_statistics_is_an_error(monkeypatch):
     monkeypatch.setattr(timm, "create_model", without_statistics)
     with pytest.raises(models.NormalisationUnknownError, match="mean and std"):
         models.load_model("vit_tiny_patch16_224", pretrained=False)
+
+
+def test_library_functions_leave_the_callers_model_and_random_state_alone(images):
+    from nullspace_utils import approximate
+
+    model = models.load_model("zoo-vit-s").train()  # a caller's model in training mode
+    labels = torch.arange(len(images))
+    data_set = torch.utils.data.TensorDataset(images, labels)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    learned = approximate.learn_noise(model, data_set, level="encoder", lim=0.5, steps=2, batch_size=2,
+                                      progress=False)
+    approximate.evaluate_noise(model, data_set, learned.noise, level="encoder")
+    xai.relevance(model, images[0])
+    xai.attribute(model, images[0], method="saliency")
+    fingerprint.as_query(model)(images)
+    for _ in fingerprint.fine_tune(model, images, labels, part="head", steps=1, lr=1e-4, reset_head=True, seed=3):
+        pass
+    assert model.training and all(module.training for module in model.modules())
+    assert all(parameter.requires_grad for parameter in model.parameters())
+    assert torch.equal(torch.rand(3), expected)  # no function reseeded or drew from the global generator

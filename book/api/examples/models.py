@@ -11,6 +11,9 @@ net = models.build_zoo_network("zoo-vit-s")  # the bare timm network, untrained
 wrapped = models.ImageClassifier(net, manifest["mean"], manifest["std"], name="untrained")
 print(wrapped(torch.rand(1, 3, 112, 112)).shape)  # (1, 10)
 assert models.unwrap(wrapped) is net and models.unwrap(net) is net  # the timm network inside, or the model itself
+with models.evaluating(wrapped.train()) as inside:  # eval mode for the block; training mode again after it
+    assert not inside.training
+assert wrapped.training
 if torch.cuda.is_available():
     vit = vit.to("cuda")  # computes there; CPU images in, CPU logits out
 print(models.model_device(vit), vit(torch.rand(2, 3, 112, 112)).device)
