@@ -16,6 +16,11 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 PROFILE ?= teaching
 
+# matplotlib's font cache lives in the checkout, built from this venv's own fonts: a cache in ~/.cache
+# written by another venv (or by a process whose venv was being deleted) lists fonts that are not there,
+# and every figure then prints 'findfont' warnings to stderr, which nbval counts as a changed output.
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+
 # Renders the committed (nbval-checked) notebook outputs; -W -n: any warning fails the build.
 # `make book PROFILE=imagenet` executes a copy of the chapters under that profile instead
 # (scripts/build_profile.py; needs the profile's weights and data) and builds it in _build/profile-imagenet.
