@@ -140,11 +140,11 @@ if sweep is not None:
 # %%
 if sweep is not None:
     rows = [[name, point["lim"], f"{100 * point['learned']['match']:.1f}", f"{100 * point['shuffled']['match']:.1f}",
-             f"{point['learned']['logit_mse']:.3g}", f"{point['shuffled']['logit_mse']:.3g}",
+             f"{1000 * point['learned']['logit_mse']:.3g}", f"{1000 * point['shuffled']['logit_mse']:.3g}",
              f"{point['initial_norm']:.0f} → {point['final_norm']:.0f}", f"{point['learned']['clean_norm']:.0f}"]
             for name, points in sweep["models"].items() for point in points]
     display(plotting.table(rows, [
-        "model", "lim", "match % learned", "match % shuffled", "MSE learned", "MSE shuffled",
+        "model", "lim", "match % learned", "match % shuffled", "MSE learned (×10⁻³)", "MSE shuffled (×10⁻³)",
         "noise norm (start → end)", "clean token norm"]))
 
 # %% [markdown]
