@@ -303,8 +303,7 @@ def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
         )
     if images.ndim not in (3, 4):
         raise ValueError(f"{name} must have shape (C, H, W) or (B, C, H, W), got {tuple(images.shape)}.")
-    if images.numel() and not torch.isfinite(images).all():
-        raise ValueError(f"{name} contains NaN or infinite values.")
+    check_finite(images, name=name)
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(
             f"{name} must lie in [0, 1], got values in [{images.min().item():.3g}, {images.max().item():.3g}]; "
