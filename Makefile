@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 NOTEBOOKS = $(shell $(PYTHON) scripts/toc_notebooks.py)
 
-.PHONY: install book book-check test unit nbval site-test chromium publish clean
+.PHONY: install book book-check test lint unit nbval site-test chromium publish clean
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ ifeq ($(PROFILE),teaching)
 else
 	$(PY) scripts/build_profile.py $(PROFILE)
 endif
+
+# Lint and type check, configured in pyproject.toml: ruff (pyflakes, import order, bugbear) on the library,
+# tests, scripts, benchmarks and the API examples; mypy on the library. Seconds, so it runs first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy nullspace_utils
 
 unit: $(STAMP)
 	$(PY) -m pytest tests --ignore=tests/site
@@ -61,7 +67,7 @@ chromium:
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: unit nbval book site-test
+test: lint unit nbval book site-test
 
 # Publish _build/html to the gh-pages branch (what .github/workflows/book.yml does on GitHub).
 publish: book

@@ -7,7 +7,6 @@ page plot it). Executes every notebook of _toc.yml with nbclient, as nbval does,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -18,6 +17,8 @@ from pathlib import Path
 import nbformat
 import torch
 from nbclient import NotebookClient
+
+from nullspace_utils import results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +36,10 @@ def main() -> None:
         NotebookClient(notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
         times[Path(path).stem] = round(time.perf_counter() - started, 1)
         print(path, times[Path(path).stem], "s", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    result = {"command": "python benchmarks/notebook_times.py", "commit": commit, "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    result = {"command": "python benchmarks/notebook_times.py", "commit": results.git_commit(),
+              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "note": "wall time per chapter, kernel start included", "seconds": times}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print("wrote", args.out)
+    print("wrote", results.write(args.out, result))  # all at once: a run cut short leaves the old file
 
 
 if __name__ == "__main__":

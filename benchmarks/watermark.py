@@ -4,17 +4,26 @@ Model: a seeded random-init timm ``vit_small_patch32_224`` with ImageNet normali
 nullspace depends only on the architecture's shapes and the weights, and random weights have the
 same rank). Image: a teaching-set image resized to 224; mark: rendered text.
 
-- HiGHS solves the LP exactly on ``--highs-patches`` patches: the optimum.
+On the CPU (default), in one run:
+
+- HiGHS's interior point method solves the LP exactly on ``--highs-patches`` patches: the optimum,
+  and the baseline time (extrapolated to the image's 49 patches).
 - SLSQP (the paper's method) runs ``--slsqp-iterations`` iterations on one patch; its time per
   iteration is extrapolated to the paper's 5000 iterations and 49 patches, labelled as such.
-- The fast ADMM solver runs on the whole image at several iteration budgets; its objective on
-  the HiGHS patches gives the gap to the optimum.
-- With ``--device cuda``, the fast solver also watermarks ``--batch`` images at once (3925 is the
-  size of ImageNette's val split) and reports the time.
+- The fast ADMM solver: the first call in a fresh process (a subprocess, as ``nullspace watermark``
+  pays it), then warm calls at several iteration budgets, with the gap to the HiGHS optimum on the
+  same patches. Each change to the solver is measured against the settings before it, in the same run:
+  ``before`` (constant step 10 from the original patch, 300 iterations, plus the SVD the old code
+  computed on every call), then the step that grows from 1 to 200 with a warm start (the default).
 
-Prints ratios against the baselines measured in the same run and writes a JSON results file:
+With ``--device cuda``: the same comparison on ``--batch`` random images at once (3925 is the size of
+ImageNette's val split), in float32, TF32 and bfloat16 matmuls, with and without ``torch.compile``;
+the gap on HiGHS-checked patches of the batch; and the batch in chunks sized for a 16 GB GPU (a
+Colab T4), with the peak memory. Prints ratios against the baselines measured in the same run and
+writes a JSON results file:
 
     .venv/bin/python benchmarks/watermark.py --out benchmarks/results/watermark_cpu.json
+    python benchmarks/watermark.py --device cuda --out benchmarks/results/watermark_gpu.json
 """
 
 from __future__ import annotations
@@ -22,7 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,110 +42,220 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from nullspace_utils import data, models, watermark
-from nullspace_utils.experiments import git_commit
+from nullspace_utils import data, exact, models, watermark
+from nullspace_utils.results import git_commit
+
+PATCH = 32
+#: The solver's settings before this benchmark's changes (kept to measure against): constant rho 10,
+#: cold start, 300 iterations, float32.
+BEFORE = {"iterations": 300, "rho": 10.0, "warm_start": False}
+DEFAULT = {"iterations": 100, "rho": watermark.RHO, "warm_start": True}
+
+
+def problem() -> tuple[models.ImageClassifier, torch.Tensor, torch.Tensor]:
+    """The benchmark's model, image (3, 224, 224) and mark."""
+    torch.manual_seed(0)
+    net = timm.create_model("vit_small_patch32_224", pretrained=False).eval()
+    model = models.ImageClassifier(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"])
+    image = F.interpolate(data.synthetic_dataset("val", n=1)[0][0][None], size=224, mode="bicubic",
+                          align_corners=False)[0].clamp(0, 1)
+    return model, image, watermark.text_mark("NULL", 224, angle=20)
+
+
+def solve(model, images: torch.Tensor, mark: torch.Tensor, settings: dict, *, device: str = "cpu",
+          precision: str = "float32", compile_step: bool = False) -> tuple[torch.Tensor, float]:
+    """ADMM with ``settings`` on all patches of ``images`` (B, 3, 224, 224) at once: (pixels, seconds)."""
+    matrix = exact.patch_embedding_matrix(model).to(device, torch.float32)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    start = exact.to_patches(images.to(device), PATCH)
+    goal = exact.to_patches(torch.broadcast_to(mark.to(device), images.shape), PATCH)
+    pixels = watermark._admm(matrix, start, goal, 1, settings["iterations"], 50, settings["rho"],
+                             precision=precision, compile_step=compile_step, warm_start=settings["warm_start"])
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return pixels, time.perf_counter() - started
+
+
+def quality(model, pixels: torch.Tensor, images: torch.Tensor, mark: torch.Tensor, optimum: float,
+            checked: int) -> dict:
+    """Gap to the HiGHS optimum on the first ``checked`` patches, residual (absolute and relative to the
+    largest |W x|) and box violation of solved ``pixels``."""
+    matrix = exact.patch_embedding_matrix(model).to(pixels.device)
+    start = exact.to_patches(images.to(pixels.device), PATCH).double()
+    goal = exact.to_patches(mark[None].to(pixels.device), PATCH)[:checked].double()
+    objective = (pixels[:checked].double() - goal).abs().sum().item()
+    residual = ((pixels.double() - start) @ matrix.T).abs().max().item()
+    scale = (start @ matrix.T).abs().max().item()
+    box = max((-pixels).clamp_min(0).max().item(), (pixels - 1).clamp_min(0).max().item())
+    return {"objective_on_highs_patches": objective, "gap_percent": 100 * (objective - optimum) / optimum,
+            "embedding_residual": residual, "relative_residual": residual / scale, "box_violation": box}
+
+
+def highs_optimum(model, images: torch.Tensor, mark: torch.Tensor, patches: int) -> tuple[float, float]:
+    """HiGHS interior point on the first ``patches`` patches of ``images``: (objective, seconds per patch)."""
+    matrix = exact.patch_embedding_matrix(model).numpy()
+    start = exact.to_patches(images.cpu(), PATCH)[:patches].double().numpy()
+    goal = exact.to_patches(mark[None].cpu(), PATCH)[:patches].double().numpy()
+    started = time.perf_counter()
+    solved = watermark._highs(matrix, start, goal, method="highs-ipm")
+    seconds = (time.perf_counter() - started) / patches
+    return float(np.abs(solved - goal).sum()), seconds
+
+
+def first_call(settings: str) -> float:
+    """Seconds of the first ``embed`` call in a fresh Python process (``settings``: "default" or "before")."""
+    output = subprocess.run([sys.executable, __file__, "--first-call", settings], capture_output=True, text=True,
+                            check=True).stdout
+    return float(output.strip().splitlines()[-1])
+
+
+def _first_call_child(settings: str) -> None:
+    """Run in the subprocess: load the problem, time one embed (``before`` adds the SVD the old code made)."""
+    model, image, mark = problem()
+    started = time.perf_counter()
+    if settings == "before":
+        exact.patch_nullspace(model)
+        options = {"iterations": BEFORE["iterations"], "rho": BEFORE["rho"]}
+    else:
+        options = {}
+    watermark.embed(model, image, mark, **options)
+    print(time.perf_counter() - started)
+
+
+def cpu(args: argparse.Namespace, results: dict) -> None:
+    model, image, mark = problem()
+    optimum, highs_per_patch = highs_optimum(model, image[None], mark, args.highs_patches)
+    highs_per_image = 49 * highs_per_patch
+    results["highs"] = {"method": "highs-ipm", "seconds_per_patch": highs_per_patch, "objective": optimum,
+                        "patches": args.highs_patches, "seconds_per_image_extrapolated": highs_per_image}
+
+    if args.slsqp_iterations:
+        started = time.perf_counter()
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slsqp = watermark.embed(model, image[:, :32, :32], mark[:, :32, :32], solver="slsqp",
+                                    maxiter=args.slsqp_iterations)
+        slsqp_seconds = time.perf_counter() - started
+        per_iteration = slsqp_seconds / args.slsqp_iterations
+        first_patch = watermark.embed(model, image[:, :32, :32], mark[:, :32, :32], solver="highs")
+        gap = 100 * (float(slsqp.objective) - float(first_patch.objective)) / float(first_patch.objective)
+        results["slsqp"] = {"iterations": args.slsqp_iterations, "seconds": slsqp_seconds,
+                            "seconds_per_iteration": per_iteration, "objective_first_patch": float(slsqp.objective),
+                            "objective_gap_first_patch_percent": gap,
+                            "paper_setting_seconds_extrapolated": per_iteration * 5000 * 49}
+
+    results["first_call"] = {name: first_call(name) for name in ("before", "default")}
+    rows = []
+    solve(model, image[None], mark, {**DEFAULT, "iterations": 5})  # warm-up
+    for name, settings, budgets in (("before", BEFORE, args.before_iterations),
+                                    ("default", DEFAULT, args.iterations)):
+        for iterations in budgets:
+            pixels, seconds = solve(model, image[None], mark, {**settings, "iterations": iterations})
+            rows.append({"settings": name, "iterations": iterations, "seconds": seconds,
+                         **quality(model, pixels, image[None], mark, optimum, args.highs_patches)})
+    results["admm_cpu"] = rows
+
+    print(f"HiGHS interior point : {highs_per_patch:8.2f} s per patch, {highs_per_image:8.1f} s per image (extrapolated)")
+    if "slsqp" in results:
+        slsqp = results["slsqp"]
+        print(f"SLSQP (paper)        : {slsqp['seconds_per_iteration']:8.2f} s per iteration; 5000 iterations x 49 "
+              f"patches = {slsqp['paper_setting_seconds_extrapolated'] / 3600:.0f} h per image (extrapolated); after "
+              f"{slsqp['iterations']} iterations {slsqp['objective_gap_first_patch_percent']:.0f} % above the optimum")
+    first = results["first_call"]
+    print(f"first call in a fresh process: before {first['before']:.2f} s, now {first['default']:.2f} s "
+          f"({first['before'] / first['default']:.1f}x; {highs_per_image / first['default']:.0f}x HiGHS)")
+    for row in rows:
+        print(f"ADMM {row['settings']:8s} {row['iterations']:5d} it.: {row['seconds']:6.2f} s per image (warm), "
+              f"gap {row['gap_percent']:+.4f} %, {highs_per_image / row['seconds']:7.0f}x HiGHS, "
+              f"residual {row['embedding_residual']:.1e} (relative {row['relative_residual']:.1e}), "
+              f"box {row['box_violation']:.0e}")
+
+
+def gpu(args: argparse.Namespace, results: dict) -> None:
+    """``args.batch`` random 224 images at once on the GPU: settings and precisions compared."""
+    model, _, mark = problem()
+    batch = torch.rand(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    optimum, highs_per_patch = highs_optimum(model, batch[:1], mark, args.highs_patches)
+    results["highs"] = {"method": "highs-ipm", "seconds_per_patch": highs_per_patch, "objective": optimum,
+                        "patches": args.highs_patches, "images": "the first patches of the batch's first image"}
+    on_device = batch.to(args.device)
+    rows = []
+    runs = [("before", BEFORE, "float32", False), ("default", DEFAULT, "float32", False),
+            ("default", DEFAULT, "tf32", False), ("default", DEFAULT, "bfloat16", False),
+            ("default", DEFAULT, "tf32", True), ("default", DEFAULT, "bfloat16", True)]
+    for name, settings, precision, compiled in runs:
+        solve(model, on_device, mark, {**settings, "iterations": 5}, device=args.device, precision=precision,
+              compile_step=compiled)  # warm-up, and compilation for these shapes (timed apart, below)
+        torch.cuda.reset_peak_memory_stats()
+        pixels, seconds = solve(model, on_device, mark, settings, device=args.device, precision=precision,
+                                compile_step=compiled)
+        row = {"settings": name, "iterations": settings["iterations"], "precision": precision, "compiled": compiled,
+               "seconds": seconds, "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+               **quality(model, pixels, on_device, mark, optimum, args.highs_patches)}
+        rows.append(row)
+        del pixels
+        print(f"ADMM {name:8s} {precision:9s} compiled={compiled!s:5s}: {args.batch} images in {seconds:6.2f} s, "
+              f"gap {row['gap_percent']:+.4f} %, residual {row['embedding_residual']:.1e}, "
+              f"peak {row['peak_memory_gb']:.1f} GB", flush=True)
+    results["admm_gpu"] = rows
+
+    # the whole call as a user makes it: images on the host, chunks streamed to the GPU and back
+    for label, chunk in (("fits the device", None), ("16 GB GPU (Colab T4)", _t4_chunk(model))):
+        torch.cuda.reset_peak_memory_stats()
+        result = watermark.embed(model, batch, mark, device=args.device, chunk_images=chunk)
+        results.setdefault("embed_gpu", []).append(
+            {"chunks": label, "chunk_images": chunk, "seconds": result.seconds,
+             "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+             "embedding_residual": result.embedding_residual, "box_violation": result.box_violation})
+        print(f"embed from host memory, {label}: {result.seconds:.2f} s, "
+              f"peak {torch.cuda.max_memory_allocated() / 1e9:.1f} GB", flush=True)
+    results["device"] = torch.cuda.get_device_name()
+    results["batch"] = args.batch
+
+
+def _t4_chunk(model) -> int:
+    """The chunk embed's own rule picks on a GPU with 15 GB free (a 16 GB T4 with the CUDA context)."""
+    n = exact.patch_embedding_matrix(model).shape[1]
+    return max(1, int(0.6 * 15e9 // (16 * 4 * n * 49)))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--highs-patches", type=int, default=3)
     parser.add_argument("--slsqp-iterations", type=int, default=2)
-    parser.add_argument("--iterations", type=int, nargs="+", default=[100, 200, 300, 600, 1000])
+    parser.add_argument("--iterations", type=int, nargs="+", default=[50, 100, 200, 300])
+    parser.add_argument("--before-iterations", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=3925)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--first-call", choices=["before", "default"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.first_call:
+        return _first_call_child(args.first_call)
 
-    torch.manual_seed(0)
-    net = timm.create_model("vit_small_patch32_224", pretrained=False).eval()
-    model = models.ImageClassifier(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"])
-    image = F.interpolate(data.synthetic_dataset("val", n=1)[0][0][None], size=224, mode="bicubic",
-                          align_corners=False)[0].clamp(0, 1)
-    mark = watermark.text_mark("NULL", 224, angle=20)
-    results: dict = {"command": "python benchmarks/watermark.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k != "out" and v is not None),
-        "commit": git_commit(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "model": "vit_small_patch32_224 (random init, seed 0)", "p": 1}
-
-    if args.device != "cpu":
-        return gpu_batch(args, model, mark, results)
-
-    # the patches HiGHS solves: the first k of the image's 49, row-major
-    rows = 32 * ((args.highs_patches + 6) // 7)
-    region = (slice(None), slice(0, rows), slice(None))
-    started = time.perf_counter()
-    highs = watermark.embed(model, image[region], mark[region], solver="highs")
-    highs_seconds_per_patch = (time.perf_counter() - started) / (rows // 32 * 7)
-    highs_patches = watermark.to_patches(highs.image[None], 32)[: args.highs_patches]
-    mark_patches = watermark.to_patches(mark[region][None], 32)[: args.highs_patches]
-    optimum = (highs_patches - mark_patches).abs().sum().item()
-    results["highs"] = {"seconds_per_patch": highs_seconds_per_patch, "objective": optimum,
-                        "patches": args.highs_patches, "seconds_per_image_extrapolated": 49 * highs_seconds_per_patch}
-
-    started = time.perf_counter()
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            slsqp = watermark.embed(model, image[:, :32, :32], mark[:, :32, :32], solver="slsqp",
-                                    maxiter=args.slsqp_iterations)
-    slsqp_seconds = time.perf_counter() - started
-    per_iteration = slsqp_seconds / args.slsqp_iterations
-    slsqp_gap = (float(slsqp.objective) - (watermark.to_patches(highs.image[None], 32)[0]
-                                           - mark_patches[0]).abs().sum().item())
-    results["slsqp"] = {"iterations": args.slsqp_iterations, "seconds": slsqp_seconds,
-                        "seconds_per_iteration": per_iteration,
-                        "objective_first_patch": float(slsqp.objective),
-                        "objective_gap_first_patch_percent": 100 * slsqp_gap / max(optimum / args.highs_patches, 1e-12),
-                        "paper_setting_seconds_extrapolated": per_iteration * 5000 * 49}
-
-    fast = []
-    watermark.embed(model, image[:, :32, :32], mark[:, :32, :32], iterations=5, polish=2)  # warm-up
-    for iterations in args.iterations:
-        result = watermark.embed(model, image, mark, iterations=iterations)
-        patches = watermark.to_patches(result.image[None], 32)[: args.highs_patches]
-        objective = (patches - mark_patches).abs().sum().item()
-        fast.append({"iterations": iterations, "iterations_used": result.iterations, "seconds": result.seconds,
-                     "objective_on_highs_patches": objective, "gap_percent": 100 * (objective - optimum) / optimum,
-                     "embedding_residual": result.embedding_residual, "box_violation": result.box_violation})
-    results["admm_cpu"] = fast
-
-    print(f"HiGHS (exact LP)    : {highs_seconds_per_patch:8.2f} s per patch, {49 * highs_seconds_per_patch:8.1f} s per image (extrapolated)")
-    print(f"SLSQP (paper)       : {per_iteration:8.2f} s per iteration; 5000 iterations x 49 patches = "
-          f"{per_iteration * 5000 * 49 / 3600:.0f} h per image (extrapolated); after {args.slsqp_iterations} "
-          f"iterations the objective is {results['slsqp']['objective_gap_first_patch_percent']:.0f} % above the optimum")
-    for row in fast:
-        print(f"ADMM {row['iterations']:5d} iterations: {row['seconds']:6.2f} s per image, gap {row['gap_percent']:+.4f} %, "
-              f"{49 * highs_seconds_per_patch / row['seconds']:7.0f}x faster than HiGHS, "
-              f"residual {row['embedding_residual']:.1e}")
-
-    write(args.out, results)
-
-
-def write(path: Path | None, results: dict) -> None:
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1) + "\n")
-        print("wrote", path)
-
-
-def gpu_batch(args: argparse.Namespace, model, mark: torch.Tensor, results: dict) -> None:
-    """Watermark ``args.batch`` random 224 images at once on the GPU with the fast solver."""
-    batch = torch.rand(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    watermark.embed(model, batch[:8], mark, device=args.device, iterations=10, polish=2)  # warm-up
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    result = watermark.embed(model, batch, mark, device=args.device)
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    results["admm_gpu"] = {"device": torch.cuda.get_device_name(), "images": args.batch, "seconds": seconds,
-                           "iterations_used": result.iterations, "embedding_residual": result.embedding_residual,
-                           "box_violation": result.box_violation}
-    print(f"ADMM on {torch.cuda.get_device_name()}: {args.batch} images of 224x224 in {seconds:.1f} s "
-          f"({result.iterations} iterations, residual {result.embedding_residual:.1e})")
-    write(args.out, results)
+    results: dict = {
+        "command": "python benchmarks/watermark.py " + " ".join(sys.argv[1:]), "commit": git_commit(),
+        "torch": torch.__version__, "cpu": cpu_name(),
+        "threads": torch.get_num_threads(), "model": "vit_small_patch32_224 (random init, seed 0)", "p": 1,
+        "before": BEFORE, "default": {**DEFAULT, "rho": list(DEFAULT["rho"])}}
+    (cpu if args.device == "cpu" else gpu)(args, results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        print("wrote", args.out)
 
 
 if __name__ == "__main__":

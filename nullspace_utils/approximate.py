@@ -21,18 +21,21 @@ its initial norm after every step, a variant that cannot shrink.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Iterator
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, cast
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from nullspace_utils import models
+from nullspace_utils import metrics, models
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "NoiseResult", "NoiseEvaluation", "noise_shape", "add_noise", "learn_noise",
-           "evaluate_noise", "shuffle_noise"]
+           "evaluate_noise", "shuffle_noise", "approximate_point"]
 
 LEVELS = ("encoder", "input")
 
@@ -59,15 +62,20 @@ def noise_shape(model: nn.Module, level: str, image_size: int | tuple[int, int])
     if level == "input":
         channels = len(getattr(model, "mean", (0, 0, 0)))
         return (channels, height, width)
-    embed = models.unwrap(model).patch_embed
+    embed = _patch_embed(model)
     with torch.no_grad():
         device = next(embed.parameters()).device
-        tokens = embed(torch.zeros(1, embed.proj.in_channels, height, width, device=device))
+        tokens = embed(torch.zeros(1, cast(nn.Conv2d, embed.proj).in_channels, height, width, device=device))
     return tuple(tokens.shape[1:])
 
 
+def _patch_embed(model: nn.Module) -> nn.Module:
+    """The ``patch_embed`` module of a timm ViT (that it exists is :func:`_check_level`'s to check)."""
+    return cast(nn.Module, models.unwrap(model).patch_embed)
+
+
 @contextlib.contextmanager
-def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[nn.Module]:
+def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """Within the ``with`` block, calls of the returned callable run ``model`` with ``noise`` added.
 
     At the encoder the noise is added to the patch tokens by a forward hook that is always removed on
@@ -77,7 +85,7 @@ def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[nn.
     if level == "input":
         yield lambda images: model(images + noise)
         return
-    embed = models.unwrap(model).patch_embed
+    embed = _patch_embed(model)
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if output.shape[1:] != noise.shape:
@@ -102,6 +110,9 @@ class _TensorBatches:
     def __init__(self, data: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> None:
         self.tensors, self.batch_size, self.shuffle = data.tensors, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.tensors[0]) // self.batch_size)  # batches, the last one possibly smaller
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.tensors[0])
@@ -152,7 +163,7 @@ def learn_noise(
     keep_norm: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    show_progress: bool = False,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
 
@@ -161,8 +172,9 @@ def learn_noise(
     ``(image, label)``; labels are ignored. A ``TensorDataset`` is batched by slicing (fast), and may hold
     its images as ``torch.uint8`` (0..255), which are turned into floats in [0, 1] batch by batch. It
     runs on ``device`` (the model is moved there for the call, then back), by default where the model
-    is; the model's mode, device and ``requires_grad`` flags are left as they were. The learned noise
-    comes back on the CPU.
+    is; the model's mode, device and ``requires_grad`` flags are left as they were, and it computes in full
+    float32 (:func:`nullspace_utils.models.exact_float32`). The learned noise comes back on the CPU.
+    ``show_progress=True`` shows a tqdm bar over the steps.
     """
     if lim <= 0:
         raise ValueError(f"lim must be positive, got {lim}.")
@@ -170,20 +182,21 @@ def learn_noise(
         raise ValueError(f"p must be positive, got {p}.")
     device = _device(model, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
-    with models.evaluating(model, device):
+    with models.evaluating(model, device), models.exact_float32():
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         try:
             return _sgd(model, data, level=level, lim=lim, p=p, steps=steps, lr=lr, milestones=milestones,
-                        batch_size=batch_size, keep_norm=keep_norm, seed=seed, device=device, progress=progress)
+                        batch_size=batch_size, keep_norm=keep_norm, seed=seed, device=device,
+                        show_progress=show_progress)
         finally:
-            for parameter, flag in zip(model.parameters(), trainable):
+            for parameter, flag in zip(model.parameters(), trainable, strict=True):
                 parameter.requires_grad_(flag)
 
 
 def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int, lr: float,
          milestones: tuple[int, ...], batch_size: int, keep_norm: bool, seed: int, device,
-         progress: bool) -> NoiseResult:
+         show_progress: bool) -> NoiseResult:
     loader = _loader(data, batch_size, True, seed)
     first_images = next(iter(loader))[0]
     shape = noise_shape(model, level, tuple(first_images.shape[-2:]))
@@ -194,7 +207,7 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
     history: list[dict] = []
     batches = iter(loader)
-    for step in tqdm(range(steps), disable=not progress, desc=f"learning {level} noise, lim {lim}"):
+    for step in tqdm(range(steps), disable=not show_progress, desc=f"learning {level} noise, lim {lim}"):
         try:
             images = next(batches)[0]
         except StopIteration:
@@ -215,6 +228,9 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int
                 noise.mul_(initial_norm / noise.norm().clamp_min(1e-12))
         history.append({"step": step, "loss": loss.item(), "norm": noise.detach().norm().item(),
                         "lr": optimizer.param_groups[0]["lr"]})
+    if history:
+        logger.debug("learned %s noise, lim %g, lr %g: loss %.4g -> %.4g, norm %.4g -> %.4g", level, lim, lr,
+                    history[0]["loss"], history[-1]["loss"], initial_norm, history[-1]["norm"])
     return NoiseResult(noise.detach().cpu(), level, lim, initial_norm, history)
 
 
@@ -229,9 +245,9 @@ def shuffle_noise(noise: torch.Tensor, seed: int = 0) -> torch.Tensor:
 class NoiseEvaluation:
     """How much a noise changes a model's predictions (paper Fig. 2, 3)."""
 
-    match: float  # fraction of unchanged top-1 predictions
-    logit_mse: float  # mean squared change of the logits
-    prob_change: float  # mean |change| of the probability of the clean prediction
+    match: float  # fraction of unchanged top-1 predictions (metrics.top1_kept, averaged)
+    logit_mse: float  # mean over images of the mean squared logit change (metrics.squared_logit_change)
+    prob_change: float  # mean |change| of the probability of the clean prediction (metrics.top1_prob_change)
     noise_norm: float
     clean_norm: float  # mean norm of the clean inputs at that level (tokens or images), for scale
 
@@ -239,43 +255,58 @@ class NoiseEvaluation:
 @torch.no_grad()
 def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Tensor, *, level: str,
                    shuffle: bool = False, seed: int = 0, batch_size: int = 256,
-                   device: str | torch.device | None = None) -> NoiseEvaluation:
-    """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled).
+                   device: str | torch.device | None = None, show_progress: bool = False) -> NoiseEvaluation:
+    """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled), as
+    defined in :class:`nullspace_utils.metrics.PredictionChanges`.
 
-    Runs on ``device`` (the model is moved there for the call, then back), by default where the model is;
-    the model's mode and device are left as they were.
+    Runs on ``device`` (the model is moved there for the call, then back), by default where the model is,
+    in full float32; the model's mode and device are left as they were. ``show_progress=True`` shows a
+    tqdm bar over the batches.
     """
     device = _device(model, device)
     noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
-    with models.evaluating(model, device):
-        return _evaluate(model, data, noise, level=level, seed=seed, batch_size=batch_size, device=device)
+    with models.evaluating(model, device), models.exact_float32():
+        return _evaluate(model, data, noise, level=level, seed=seed, batch_size=batch_size, device=device,
+                         show_progress=show_progress)
 
 
 def _evaluate(model: nn.Module, data, noise: torch.Tensor, *, level: str, seed: int, batch_size: int,
-              device: torch.device) -> NoiseEvaluation:
+              device: torch.device, show_progress: bool = False) -> NoiseEvaluation:
     """The loop of :func:`evaluate_noise`, on a model already in eval mode on ``device``."""
-    matches, squared, prob_changes, clean_norms = [], [], [], []
-    embed = models.unwrap(model).patch_embed if level == "encoder" else None
-    for images, _ in _loader(data, batch_size, False, seed):
+    changes, clean_norms = metrics.PredictionChanges(), []
+    embed = _patch_embed(model) if level == "encoder" else None
+    batches = _loader(data, batch_size, False, seed)
+    for images, _ in tqdm(batches, disable=not show_progress, desc=f"evaluating {level} noise"):
         images = images.to(device)
         clean = model(images)
         with add_noise(model, noise, level) as noisy_model:
             noisy = noisy_model(images)
-        predicted = clean.argmax(1)
-        matches.append(noisy.argmax(1) == predicted)
-        squared.append(((noisy - clean) ** 2).mean(1))
-        p_clean = clean.softmax(1).gather(1, predicted[:, None])[:, 0]
-        p_noisy = noisy.softmax(1).gather(1, predicted[:, None])[:, 0]
-        prob_changes.append((p_clean - p_noisy).abs())
+        changes.add(clean, noisy)
         if embed is not None:
             normalize = getattr(model, "normalize", lambda x: x)
             clean_norms.append(embed(normalize(images)).flatten(1).norm(dim=1))
         else:
             clean_norms.append(images.flatten(1).norm(dim=1))
     return NoiseEvaluation(
-        match=torch.cat(matches).float().mean().item(),
-        logit_mse=torch.cat(squared).mean().item(),
-        prob_change=torch.cat(prob_changes).mean().item(),
+        match=changes.match,
+        logit_mse=changes.logit_mse,
+        prob_change=changes.prob_change,
         noise_norm=noise.norm().item(),
         clean_norm=torch.cat(clean_norms).mean().item(),
     )
+
+
+def approximate_point(model: nn.Module, train: Dataset, val: Dataset, *, lim: float, keep_norm: bool, steps: int,
+                      batch_size: int, lr: float, milestones: tuple[int, ...],
+                      device: str | torch.device | None = None, show_progress: bool = False) -> dict:
+    """One point of paper Fig. 2 as a JSON-ready row: learn an encoder-level noise from Uniform(-lim, lim)
+    (:func:`learn_noise`) and evaluate it on ``val``, learned and shuffled, with its norms and its first and
+    last batch loss. ``show_progress=True`` shows tqdm bars over the steps and the evaluations."""
+    result = learn_noise(model, train, level="encoder", lim=lim, steps=steps, batch_size=batch_size, lr=lr,
+                         milestones=milestones, keep_norm=keep_norm, device=device, show_progress=show_progress)
+    learned = evaluate_noise(model, val, result.noise, level="encoder", device=device, show_progress=show_progress)
+    shuffled = evaluate_noise(model, val, result.noise, level="encoder", shuffle=True, device=device,
+                              show_progress=show_progress)
+    return {"lim": lim, "keep_norm": keep_norm, "lr": lr, "initial_norm": result.initial_norm,
+            "final_norm": result.norm, "first_loss": result.history[0]["loss"],
+            "final_loss": result.history[-1]["loss"], "learned": asdict(learned), "shuffled": asdict(shuffled)}

@@ -1,7 +1,12 @@
 """The ``nullspace`` command line tool (a front end: the library never imports it).
 
     nullspace watermark IMAGE MARK -o OUT.png --model zoo-vit-s [--p 1] [--strength 1] [--device cuda]
+    nullspace watermark FOLDER_OR_IMAGES... MARK -o OUT_FOLDER [--device cuda] [--batch-size 64]
     nullspace info --model vit_small_patch32_224 [--weights FILE]
+
+With several images, or a folder of them, the watermarked images go to the folder OUT_FOLDER (created
+if missing) as 8-bit PNGs named after their sources, with a progress bar; an image that cannot be
+read, solved or written gets one line on stderr and the batch goes on (exit status 1 if any failed).
 
 Bad input (a missing or unreadable file, an unknown model, a --size that does not fit the model, an
 output that would overwrite an input, ...) ends with exit status 2 and one line
@@ -18,8 +23,9 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
-from nullspace_utils import data, exact, models, watermark
+from nullspace_utils import data, exact, metrics, models, watermark
 
 #: The largest --size accepted (a 4096 x 4096 image has 16.8 million pixels per channel).
 MAX_SIZE = 4096
@@ -60,8 +66,21 @@ def _same_file(first: Path, second: Path) -> bool:
         return False
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """The options every watermark run checks before any work."""
+    if args.size is not None and not 0 < args.size <= MAX_SIZE:
+        raise UsageError(f"--size must be a number of pixels from 1 to {MAX_SIZE} (a multiple of the model's "
+                         f"patch size), got {args.size}; leave it out to use the model's input size")
+    if not 0.0 < args.strength <= 1.0:
+        raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.device is not None:
+        _check_device(args.device)
+
+
 def _check_arguments(args: argparse.Namespace) -> str:
-    """Check what can be checked before any work; returns the output's suffix in lower case."""
+    """Check what can be checked before any work on one image; returns the output's suffix in lower case."""
     output = Path(args.output)
     if output.is_dir():
         raise UsageError(f"the output {output} is a folder: give a file name, e.g. -o {output / 'watermarked.png'}")
@@ -71,17 +90,11 @@ def _check_arguments(args: argparse.Namespace) -> str:
     if suffix not in OUTPUT_SUFFIXES:
         raise UsageError(f"the output {output} must end in .png (8-bit) or .npy (lossless float), "
                          "e.g. -o watermarked.png")
-    for name, source in (("image", args.image), ("mark", args.mark)):
+    for name, source in (("image", args.images[0]), ("mark", args.mark)):
         if _same_file(output, Path(source)):
             raise UsageError(f"the output {output} is the input {name} {source}: it would be overwritten; "
                              "give another file name with -o")
-    if args.size is not None and not 0 < args.size <= MAX_SIZE:
-        raise UsageError(f"--size must be a number of pixels from 1 to {MAX_SIZE} (a multiple of the model's "
-                         f"patch size), got {args.size}; leave it out to use the model's input size")
-    if not 0.0 < args.strength <= 1.0:
-        raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
-    if args.device is not None:
-        _check_device(args.device)
+    _check_options(args)
     return suffix
 
 
@@ -153,10 +166,12 @@ def _load_model(name: str, weights: str | None, pretrained: bool = True) -> mode
 
 # --------------------------------------------------------------------------- commands
 def _watermark(args: argparse.Namespace) -> int:
+    if len(args.images) > 1 or Path(args.images[0]).is_dir():
+        return _watermark_batch(args)
     suffix = _check_arguments(args)
     model = _load_model(args.model, args.weights)
     size = _image_size(args.size, model, args.model)
-    image = _load_image(args.image, size, "image", args.background)
+    image = _load_image(args.images[0], size, "image", args.background)
     mark = _load_image(args.mark, size, "mark", args.background)
     result = watermark.embed(model, image, mark, p=args.p, strength=args.strength, device=args.device)
     with torch.no_grad():
@@ -168,10 +183,99 @@ def _watermark(args: argparse.Namespace) -> int:
     kind = "8-bit PNG" if suffix == ".png" else "lossless float32 .npy"
     print(f"wrote {args.output} ({size}x{size}, {kind}); solver {result.solver}, {result.seconds:.2f} s wall")
     print(f"objective {float(result.objective):.2f}, embedding residual {result.embedding_residual:.1e}, "
-          f"PSNR vs original {data.psnr(image, saved):.1f} dB")
+          f"PSNR vs original {metrics.psnr(image, saved):.1f} dB")
     print(f"prediction {before.argmax().item()} -> {after.argmax().item()} (as saved), "
           f"max logit change {(after - before).abs().max().item():.2e}")
     return 0
+
+
+#: Picture suffixes a folder is searched for (any case); other files in it are left alone.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")
+
+
+def _batch_sources(inputs: list[str]) -> list[Path]:
+    """The image files named by ``inputs``: files as given, folders as their pictures (sorted, not recursive)."""
+    sources: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(entry for entry in path.iterdir() if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UsageError(f"the folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            sources.extend(found)
+        else:
+            sources.append(path)  # a missing file is reported as a failure of that image, not of the batch
+    return sources
+
+
+def _batch_outputs(sources: list[Path], folder: Path, overwrite: bool) -> dict[Path, Path]:
+    """Where each source's watermarked PNG goes; refuses names that collide, inputs and existing files."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"with several images, -o must be a folder; {folder} is a file: give a folder name")
+    if not folder.parent.is_dir():
+        raise UsageError(f"the output folder's parent {folder.parent} does not exist: create it first")
+    outputs = {source: folder / f"{source.stem}.png" for source in sources}
+    seen: dict[Path, Path] = {}
+    for source, output in outputs.items():
+        if output in seen:
+            raise UsageError(f"{seen[output]} and {source} would both be written to {output}: rename one of them")
+        seen[output] = source
+        if any(_same_file(output, other) for other in sources):
+            raise UsageError(f"the output {output} is one of the input images: write to another folder with -o")
+        if output.exists() and not overwrite:
+            raise UsageError(f"{output} exists: remove it, write to another folder, or give --overwrite")
+    return outputs
+
+
+def _watermark_batch(args: argparse.Namespace) -> int:
+    """Watermark many images, ``args.batch_size`` at a time; one line per failure, the batch goes on."""
+    _check_options(args)
+    sources = _batch_sources(args.images)
+    folder = Path(args.output)
+    outputs = _batch_outputs(sources, folder, args.overwrite)
+    model = _load_model(args.model, args.weights)
+    size = _image_size(args.size, model, args.model)
+    mark = _load_image(args.mark, size, "mark", args.background)
+    device = torch.device(args.device) if args.device is not None else models.model_device(model)
+    model = model.to(device)  # the logit check of each saved file runs where the solver does
+    folder.mkdir(exist_ok=True)
+    failures, written, prediction_changes, largest_change = 0, 0, 0, 0.0
+    progress = tqdm(total=len(sources), desc="watermark", unit="image", disable=args.quiet)
+    for first in range(0, len(sources), args.batch_size):
+        loaded: list[tuple[Path, torch.Tensor]] = []
+        for source in sources[first : first + args.batch_size]:
+            try:
+                loaded.append((source, _load_image(str(source), size, "image", args.background)))
+            except USER_ERRORS as error:
+                failures += 1
+                progress.write(f"nullspace watermark: {source}: {_one_line(error)}", file=sys.stderr)
+                progress.update(1)
+        if not loaded:
+            continue
+        images = torch.stack([image for _, image in loaded])
+        result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=args.device)
+        kept, saved = [], []
+        for (source, image), marked in zip(loaded, result.image, strict=True):
+            try:
+                data.save_image(marked, outputs[source])
+                saved.append(data.load_image(outputs[source]))  # what the file holds: 8 bits
+                kept.append(image)
+            except USER_ERRORS as error:
+                failures += 1
+                progress.write(f"nullspace watermark: {source}: {_one_line(error)}", file=sys.stderr)
+            progress.update(1)
+        if kept:
+            with torch.no_grad():
+                before = model(torch.stack(kept).to(device))
+                after = model(torch.stack(saved).to(device))
+            written += len(kept)
+            prediction_changes += int((before.argmax(1) != after.argmax(1)).sum())
+            largest_change = max(largest_change, (after - before).abs().max().item())
+    progress.close()
+    print(f"wrote {written} of {len(sources)} images to {folder} (8-bit PNG, {size}x{size}); "
+          f"{failures} failed; predictions changed (as saved): {prediction_changes}; "
+          f"largest logit change {largest_change:.2e}")
+    return 1 if failures else 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -196,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     wm = sub.add_parser("watermark", help="overlay a visible watermark that leaves the model's output unchanged")
-    wm.add_argument("image", help="the picture to watermark (PNG, JPEG, ...), resized to the model's input size")
+    wm.add_argument("images", nargs="+", metavar="IMAGE",
+                    help="the picture to watermark (PNG, JPEG, ...), resized to the model's input size; or several "
+                         "pictures, or a folder of them")
     wm.add_argument("mark", help="the watermark (a logo, text on a background, ...), resized to the image")
     wm.add_argument("-o", "--output", required=True,
-                    help="output file: .png (8-bit) or .npy (lossless); not one of the inputs")
+                    help="output file: .png (8-bit) or .npy (lossless), not one of the inputs; with several images "
+                         "or a folder, the folder the watermarked PNGs go to (created if missing)")
     wm.add_argument("--model", default="zoo-vit-s", help="zoo name or timm ViT name (default zoo-vit-s)")
     wm.add_argument("--weights", default=None, help="local .safetensors weights for a timm model")
     wm.add_argument("--p", type=int, default=1, choices=[1, 2],
@@ -215,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="resize the image to SIZE x SIZE: a multiple of the patch size, for ViTs whose position "
                          "embedding allows other sizes (default and usually the only choice: the model's)")
     wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
+    wm.add_argument("--batch-size", type=int, default=64,
+                    help="with several images: how many are read and solved together (default 64)")
+    wm.add_argument("--overwrite", action="store_true",
+                    help="with several images: replace watermarked files already in the output folder")
+    wm.add_argument("--quiet", action="store_true", help="with several images: no progress bar")
     info = sub.add_parser("info", help="print a model's patch matrix shape and nullspace dimension")
     info.add_argument("--model", required=True, help="zoo name or timm ViT name")
     info.add_argument("--weights", default=None, help="local .safetensors weights for a timm model")
@@ -222,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"watermark": _watermark, "info": _info}
     try:
         return handlers[args.command](args)
-    except (*USER_ERRORS, MemoryError, torch.OutOfMemoryError) as error:
+    except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:
         print(f"nullspace {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
 

@@ -18,11 +18,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "CLASS_NAMES",
@@ -35,7 +38,6 @@ __all__ = [
     "check_images",
     "check_finite",
     "atomic_write",
-    "psnr",
     "quantize_8bit",
     "load_image",
     "save_image",
@@ -279,7 +281,7 @@ def synthetic_dataset(split: str, *, n: int | None = None, size: int = 112, seed
 def stack_dataset(dataset: Dataset, indices: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack items of ``dataset`` into an image batch (B, C, H, W) and a label vector (B,)."""
     chosen = range(len(dataset)) if indices is None else indices  # type: ignore[arg-type]
-    images, labels = zip(*(dataset[i] for i in chosen))
+    images, labels = zip(*(dataset[i] for i in chosen), strict=True)  # (image, label) pairs, transposed
     return torch.stack(list(images)), torch.as_tensor(labels, dtype=torch.long)
 
 
@@ -319,12 +321,6 @@ def check_finite(values: torch.Tensor, *, name: str) -> None:
     if values.is_floating_point() and values.numel() and not torch.isfinite(values).all():
         raise ValueError(f"{name} contains NaN or infinite values; check what produced it (a division by zero, "
                          "a diverged optimisation) before passing it on.")
-
-
-def psnr(reference: torch.Tensor, image: torch.Tensor, *, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB between two images (or batches) with values up to ``peak``."""
-    mse = torch.mean((reference.double() - image.double()) ** 2).item()
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(peak**2 / mse))
 
 
 def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
@@ -393,7 +389,7 @@ def _load_npy(path: Path, shape: tuple[int, int] | None) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32))
 
 
-def _open_picture(path: Path):
+def _open_picture(path: Path) -> Image.Image:
     """Open and decode ``path`` with Pillow; its errors become ValueErrors that say what to do."""
     import warnings
 
@@ -418,7 +414,7 @@ def _open_picture(path: Path):
                          "Copy, download or export the image again.") from error
 
 
-def _rgb_and_alpha(picture, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _rgb_and_alpha(picture: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """The pixels as float32 RGB (H, W, 3) and alpha (H, W) in [0, 1]; alpha is None without transparency."""
     if picture.mode in _HIGH_BIT_DEPTH_WHITE:
         raw = np.asarray(picture)
@@ -575,7 +571,8 @@ def data_dir() -> Path:
     return Path(os.environ.get("NULLSPACE_DATA") or Path.home() / ".cache" / "nullspace-vit").expanduser()
 
 
-def imagenette(split: str, *, root: str | os.PathLike | None = None, transform=None, download: bool = True):
+def imagenette(split: str, *, root: str | os.PathLike | None = None, transform: Callable[[Any], Any] | None = None,
+               download: bool = True) -> Dataset:
     """ImageNette (320 px) through torchvision's ``datasets.Imagenette``: items ``(transform(PIL image), label)``.
 
     ``label`` is 0..9 in :data:`IMAGENETTE_WNIDS` order. The archive is downloaded once into ``root``

@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 
 from nullspace_utils import linalg, models
-from nullspace_utils.data import check_finite, check_images
 
 __all__ = [
     "NoNullspaceError",
@@ -33,9 +32,10 @@ __all__ = [
     "patch_embedding_matrix",
     "patch_nullspace",
     "tile",
+    "to_patches",
+    "from_patches",
     "random_nullspace_noise",
     "patch_embeddings",
-    "logit_change",
 ]
 
 
@@ -108,7 +108,7 @@ def _per_channel(values: object, channels: int, what: str) -> tuple[float, ...]:
     if isinstance(values, torch.Tensor):
         values = values.detach().to("cpu", torch.float64).flatten().tolist()
     try:
-        result = tuple(float(value) for value in values)  # type: ignore[union-attr]
+        result = tuple(float(value) for value in values)  # type: ignore[attr-defined]
     except TypeError as error:
         raise TypeError(f"{what} must be a sequence of {channels} numbers (one per channel), "
                         f"got {values!r}.") from error
@@ -119,7 +119,8 @@ def _per_channel(values: object, channels: int, what: str) -> tuple[float, ...]:
     return result
 
 
-def _normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None, channels: int):
+def _normalisation(model: nn.Module, mean: object, std: object, channels: int
+                   ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the model's input normalisation (see the module docstring).
 
     Explicit arguments win; then the ``mean``/``std`` of a :class:`~nullspace_utils.models.ImageClassifier`;
@@ -130,6 +131,7 @@ def _normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence
     """
     net = models.unwrap(model)
     if mean is None or std is None:
+        found: tuple[object, object]
         if getattr(model, "mean", None) is not None and getattr(model, "std", None) is not None:
             found = (model.mean, model.std)
         elif net is not model:
@@ -227,6 +229,26 @@ def tile(patch_noise: torch.Tensor, image_size: int | tuple[int, int]) -> torch.
     return patch_noise.repeat(*reps)
 
 
+def to_patches(images: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B * H/r * W/r, C*r*r): the rows the patch embedding matrix acts on (paper §3.2).
+
+    Patches come row-major over the patch grid, and each row is ordered like ``patch.reshape(-1)`` for a
+    (C, r, r) patch, the column order of :func:`patch_embedding_matrix`.
+    """
+    b, c, h, w = images.shape
+    if h % r or w % r:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {r}; resize or crop it first.")
+    grid = images.reshape(b, c, h // r, r, w // r, r).permute(0, 2, 4, 1, 3, 5)
+    return grid.reshape(b * (h // r) * (w // r), c * r * r)
+
+
+def from_patches(patches: torch.Tensor, shape: Sequence[int], r: int) -> torch.Tensor:
+    """Inverse of :func:`to_patches` for an image batch of ``shape`` (B, C, H, W)."""
+    b, c, h, w = shape
+    grid = patches.reshape(b, h // r, w // r, c, r, r).permute(0, 3, 1, 4, 2, 5)
+    return grid.reshape(b, c, h, w)
+
+
 def random_nullspace_noise(
     model: nn.Module,
     image_size: int | tuple[int, int],
@@ -267,17 +289,3 @@ def patch_embeddings(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     std_t = torch.tensor(std, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
     out = proj((inputs - mean_t) / std_t)  # (B, d, H/r, W/r)
     return out.flatten(2).transpose(1, 2).to(images.device)
-
-
-@torch.no_grad()
-def logit_change(model: nn.Module, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Largest absolute change of the logits per image, ``max_j |f(x + v)_j - f(x)_j|``: shape (B,).
-
-    No clipping is applied: exact nullspace noise is defined for the unbounded
-    input space (paper §3); clip yourself to study the box [0, 1].
-    """
-    check_images(images, name="images")
-    check_finite(noise, name="noise")
-    clean = model(images)
-    noisy = model(images + noise)
-    return (noisy - clean).abs().amax(dim=1)

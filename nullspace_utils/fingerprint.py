@@ -33,19 +33,24 @@ Three kinds of access are supported (``output``):
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
-from nullspace_utils import exact, models
+from nullspace_utils import exact, metrics, models, profiles
 from nullspace_utils.data import atomic_write, check_images
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
-           "NoisyInput", "fine_tune", "accuracy", "roc_curve", "roc_auc"]
+           "NoisyInput", "fine_tune", "roc_curve", "roc_auc", "verification_row", "verification_rows",
+           "make_suspects", "BACKEND_DEPENDENT_SUSPECTS"]
 
 OUTPUTS = ("logits", "probs", "label")
 FORMAT = "nullspace-vit fingerprint 1"
@@ -74,7 +79,7 @@ class Fingerprint:
 
     def noises(self) -> torch.Tensor:
         """The noises tiled over the probes' size: (n, C, H, W)."""
-        return exact.tile(self.noise_patches, tuple(self.probes.shape[-2:]))
+        return exact.tile(self.noise_patches, (self.probes.shape[-2], self.probes.shape[-1]))
 
     def __len__(self) -> int:
         return len(self.probes)
@@ -175,7 +180,7 @@ def make_fingerprint(model: nn.Module, *, n_probes: int = 32, amplitude: float =
     if images is None:
         if image_size is None:
             raise ValueError("give either images (your own probe images) or image_size (for random probes).")
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        size = (image_size, image_size) if isinstance(image_size, int) else (image_size[0], image_size[1])
         images = _smooth_random_images(n_probes, channels, size, generator)
     else:
         check_images(images, name="images")  # float, finite, in [0, 1]
@@ -189,25 +194,20 @@ def make_fingerprint(model: nn.Module, *, n_probes: int = 32, amplitude: float =
     weights = torch.randn(n_probes, basis.shape[0], generator=generator, dtype=torch.float64)
     patches = torch.einsum("bk,kcij->bcij", weights, basis)
     patches = patches * (amplitude / patches.abs().amax(dim=(1, 2, 3), keepdim=True))
-    exact.tile(patches[:1], tuple(probes.shape[-2:]))  # checks that the image size is a multiple of r
+    exact.tile(patches[:1], (probes.shape[-2], probes.shape[-1]))  # checks that the image size is a multiple of r
     return Fingerprint(probes.float().contiguous(), patches.float().contiguous(), float(amplitude), seed, model_name)
 
 
 def as_query(model: nn.Module, output: str = "logits", *, batch_size: int = 64) -> Query:
-    """A black-box view of a local model: [0, 1] images in, ``output`` out (no gradients, eval mode).
+    """A black-box view of a local model: [0, 1] images in, ``output`` out (no gradients, eval mode, full float32).
 
-    The input is cast to the model's dtype (float16 copies work) and the output returned in float32.
+    The input is cast to the model's dtype (float16 copies work) and the output returned in float32, on the CPU
+    (:func:`nullspace_utils.metrics.model_logits`).
     """
     _check_output(output)
-    parameter = next(model.parameters(), None)
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-    device = models.model_device(model)
 
-    @torch.no_grad()
     def query(images: torch.Tensor) -> torch.Tensor:
-        with models.evaluating(model):  # eval mode for the query only: the caller's model is left as it was
-            logits = torch.cat([model(images[start:start + batch_size].to(device, dtype)).float().cpu()
-                                for start in range(0, len(images), batch_size)])
+        logits = metrics.model_logits(model, images, batch_size=batch_size)  # the caller's model is left as it was
         if output == "logits":
             return logits
         return logits.softmax(1) if output == "probs" else logits.argmax(1)
@@ -264,7 +264,8 @@ def _counted(query: Query, counter: list[int]) -> Query:
 
 
 def _relative_changes(clean: torch.Tensor, noisy: torch.Tensor, output: str) -> torch.Tensor:
-    """Per row, ``max |Δ| / max |clean|`` on logits, or on log-probabilities for ``probs``."""
+    """Per row, ``max |Δ| / max |clean|`` on logits, or on log-probabilities for ``probs``
+    (:func:`nullspace_utils.metrics.relative_logit_change`)."""
     if clean.shape != noisy.shape or clean.ndim != 2:
         raise ValueError(f"the query must return (B, classes) for output={output!r}, got {tuple(clean.shape)}.")
     if output == "probs":
@@ -273,17 +274,18 @@ def _relative_changes(clean: torch.Tensor, noisy: torch.Tensor, output: str) -> 
                              "something else. Use output='logits' for raw scores.")
         tiny = torch.finfo(torch.float32).tiny
         clean, noisy = clean.clamp_min(tiny).log(), noisy.clamp_min(tiny).log()
-    return (noisy - clean).abs().amax(1) / clean.abs().amax(1).clamp_min(1e-12)
+    return metrics.relative_logit_change(clean, noisy)
 
 
-def _label_changes(fingerprint: Fingerprint, query: Query, steps: int) -> tuple[torch.Tensor, list[str]]:
+def _label_changes(fingerprint: Fingerprint, query: Query, steps: int,
+                   show_progress: bool = False) -> tuple[torch.Tensor, list[str]]:
     """Flipped labels (0, 1 or 2) at the bracket around the suspect's boundary, per probe; NaN: no partner."""
     probes, noises = fingerprint.probes, fingerprint.noises()
     labels = query(probes)
     n = len(probes)
     changes = torch.full((n,), float("nan"))
     notes = []
-    for index in range(n):
+    for index in tqdm(range(n), disable=not show_progress, desc="bisecting to the boundary"):
         partners = [(index + shift) % n for shift in range(1, n) if labels[(index + shift) % n] != labels[index]]
         if not partners:
             continue
@@ -308,13 +310,15 @@ def _label_changes(fingerprint: Fingerprint, query: Query, steps: int) -> tuple[
 
 
 def verify(fingerprint: Fingerprint, query: Query, *, output: str = "logits", alpha: float = 1e-3,
-           null_rate: float = 0.5, tol: float = 1e-3, bisection_steps: int = 14) -> Verification:
+           null_rate: float = 0.5, tol: float = 1e-3, bisection_steps: int = 14,
+           show_progress: bool = False) -> Verification:
     """Test whether the black box ``query`` carries ``fingerprint``'s nullspace.
 
     ``query`` maps a batch of [0, 1] images (B, C, H, W) to logits (B, K), probabilities (B, K) or
     labels (B,), as ``output`` says (:func:`as_query` wraps a local model). ``tol`` is the relative
     change still counted as rounding (logits, probs). The claim "yours" is made when
-    P(Binomial(n, null_rate) >= kept) <= alpha.
+    P(Binomial(n, null_rate) >= kept) <= alpha. ``show_progress=True`` shows a tqdm bar over the probes'
+    label bisections (``output="label"``: ``bisection_steps`` + 2 queries per probe).
     """
     _check_output(output)
     if not 0 < alpha < 1 or not 0 < null_rate < 1:
@@ -322,7 +326,7 @@ def verify(fingerprint: Fingerprint, query: Query, *, output: str = "logits", al
     counter = [0]
     counted = _counted(query, counter)
     if output == "label":
-        changes, notes = _label_changes(fingerprint, counted, bisection_steps)
+        changes, notes = _label_changes(fingerprint, counted, bisection_steps, show_progress)
         taking_part = ~changes.isnan()
         kept_mask = changes == 0
     else:
@@ -334,6 +338,7 @@ def verify(fingerprint: Fingerprint, query: Query, *, output: str = "logits", al
     n = int(taking_part.sum())
     kept = int((kept_mask & taking_part).sum())
     p_value = _binomial_tail(kept, n, null_rate)
+    logger.debug("verify (%s): %d/%d probes kept, p = %.3g, %d queries", output, kept, n, p_value, counter[0])
     return Verification(output, p_value <= alpha, kept, n, p_value, alpha, null_rate, changes, tol, counter[0], notes)
 
 
@@ -390,30 +395,27 @@ class NoisyInput(nn.Module):
         return self.model(images + self.sigma * noise)
 
 
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy of ``model`` (any dtype: float16 copies too) on a stacked split."""
-    return (as_query(model, "label")(images) == labels).float().mean().item()
-
-
 def _trainable(net: nn.Module, part: str) -> list[nn.Parameter]:
-    net = models.unwrap(net)
+    timm_net: Any = models.unwrap(net)  # a timm model: get_classifier() is not in nn.Module's type
     if part == "all":
-        return list(net.parameters())
+        return list(timm_net.parameters())
     if part == "head":
-        return list(net.get_classifier().parameters())
+        return list(timm_net.get_classifier().parameters())
     if part == "patch_embed":
-        return list(exact.patch_embedding_layer(net).parameters())
+        return list(exact.patch_embedding_layer(timm_net).parameters())
     raise ValueError(f"part must be 'all', 'head' or 'patch_embed', got {part!r}.")
 
 
 def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, part: str, steps: int, lr: float,
-              checkpoints: tuple[int, ...] = (), batch_size: int = 32, reset_head: bool = False, seed: int = 0):
+              checkpoints: tuple[int, ...] = (), batch_size: int = 32, reset_head: bool = False, seed: int = 0,
+              show_progress: bool = False):
     """Fine-tune a *copy* of ``model`` (AdamW, cross-entropy) on ``images``; yield ``(step, copy)`` at
     each step in ``checkpoints`` (0: before any step) and at the end.
 
     ``part`` is what the thief trains: ``"all"`` (patch embedding included), ``"head"`` (a new
     classifier on frozen features; ``reset_head=True`` re-initialises it first) or ``"patch_embed"``
-    (only the layer that carries the nullspace, to erase the fingerprint).
+    (only the layer that carries the nullspace, to erase the fingerprint). ``show_progress=True`` shows a
+    tqdm bar over the steps.
     """
     import copy
 
@@ -421,7 +423,8 @@ def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     if reset_head:  # a seeded new head, drawn without touching the caller's random state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            models.unwrap(thief).reset_classifier(models.unwrap(thief).num_classes)
+            timm_thief: Any = models.unwrap(thief)  # a timm model: reset_classifier() is not in nn.Module's type
+            timm_thief.reset_classifier(timm_thief.num_classes)
     for parameter in thief.parameters():
         parameter.requires_grad_(False)
     parameters = _trainable(thief, part)
@@ -432,7 +435,7 @@ def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     wanted = set(checkpoints) | {steps}
     if 0 in wanted:
         yield 0, thief.eval()
-    for step in range(1, steps + 1):
+    for step in tqdm(range(1, steps + 1), disable=not show_progress, desc=f"fine-tuning {part}"):
         thief.train()
         index = torch.randint(len(images), (batch_size,), generator=generator)
         loss = nn.functional.cross_entropy(thief(images[index]), labels[index])
@@ -441,3 +444,63 @@ def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
         optimizer.step()
         if step in wanted:
             yield step, thief.eval()
+
+
+def verification_row(fingerprint: Fingerprint, model: nn.Module, *, output: str, tol: float = 1e-3,
+                     bisection_steps: int = 14, show_progress: bool = False) -> dict:
+    """:func:`verify` ``model`` through ``output`` as a JSON-ready row: kept / n, p-value, the claim, the median
+    and largest per-probe change (None when no probe gave one) and the number of queries."""
+    result = verify(fingerprint, as_query(model, output), output=output, tol=tol, bisection_steps=bisection_steps,
+                    show_progress=show_progress)
+    changes = result.changes[~result.changes.isnan()]
+    return {"kept": result.kept, "n": result.n, "p_value": result.p_value, "is_yours": result.is_yours,
+            "median_change": float(changes.median()) if len(changes) else None,
+            "max_change": float(changes.max()) if len(changes) else None, "queries": result.queries}
+
+
+def verification_rows(fingerprint: Fingerprint, model: nn.Module, *, tol: float = 1e-3, bisection_steps: int = 14,
+                      show_progress: bool = False) -> dict[str, dict]:
+    """:func:`verification_row` for every kind of access, output -> row (logits, probs, label)."""
+    return {output: verification_row(fingerprint, model, output=output, tol=tol, bisection_steps=bisection_steps,
+                                     show_progress=show_progress)
+            for output in OUTPUTS}
+
+
+#: Suspects whose answers depend on the CPU's kernels, not only on the weights: float16 rounding on the CPU
+#: and dynamic int8 quantisation (its scales are computed per batch by backend kernels) change which probes
+#: keep their answer between machines, thread counts and BLAS builds (measured: an int8 copy kept 12/16
+#: label probes on one machine and 14/16 on another). Chapters print their counts from result files,
+#: with the machine that made them, never live.
+BACKEND_DEPENDENT_SUSPECTS = ("float16 copy", "int8 copy")
+
+
+def make_suspects(profile: profiles.Profile, owner: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
+    """The fingerprint chapter's suspects, name -> (model, derived from the owner's?): the owner, an exact
+    copy (a safetensors round trip), float16 and int8 copies; independently trained models of the same
+    architecture (teaching profile: the zoo's extra seeds), the profile's other ViTs and its CNNs.
+    The owner is not changed; the int8 copy computes on the CPU (dynamic int8 kernels exist only there)."""
+    import copy
+    import tempfile
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    suspects: dict[str, tuple[nn.Module, bool]] = {"owner": (owner, True)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "copy.safetensors"
+        net = models.unwrap(owner)
+        save_file({key: value.contiguous() for key, value in net.state_dict().items()}, str(path))
+        duplicate = copy.deepcopy(owner)
+        models.unwrap(duplicate).load_state_dict(load_file(str(path)))
+    suspects["exact copy"] = (duplicate, True)
+    suspects["float16 copy"] = (copy.deepcopy(owner).half(), True)
+    with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works in torch 2.14
+        warnings.simplefilter("ignore")
+        int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(owner).cpu(), {nn.Linear}, dtype=torch.qint8)
+    suspects["int8 copy"] = (int8, True)
+    if profile.name == "teaching":
+        for path in sorted((models.ZOO_DIR / "seeds").glob("*.safetensors")):
+            suspects[path.stem] = (models.load_model(profile.vit_models[0], weights=path), False)
+    for name in (*profile.vit_models[1:], *profile.cnn_models):
+        suspects[name] = (profile.load_model(name), False)
+    return suspects

@@ -27,7 +27,6 @@ import torch.nn as nn
 
 from nullspace_utils import exact, linalg
 from nullspace_utils.data import check_images
-from nullspace_utils.watermark import from_patches, to_patches
 
 __all__ = ["DisguiseResult", "NoExactDisguiseError", "disguise", "free_channel_matrices"]
 
@@ -157,8 +156,8 @@ def disguise(
         )
     channels = proj.in_channels
     per = r * r
-    source_patches = to_patches(source_b.detach().cpu().double(), r)  # (P, C r r)
-    target_patches = to_patches(target_b.detach().cpu().double(), r)
+    source_patches = exact.to_patches(source_b.detach().cpu().double(), r)  # (P, C r r)
+    target_patches = exact.to_patches(target_b.detach().cpu().double(), r)
     target_channels = target_patches.reshape(-1, channels, per)
     target_free = target_channels[:, channel]
     target_fixed = torch.cat([target_channels[:, c] for c in range(channels) if c != channel], dim=1)
@@ -173,7 +172,7 @@ def disguise(
     channels_out = [target_channels[:, c] for c in range(channels)]
     channels_out[channel] = solved
     patches = torch.stack(channels_out, dim=1).reshape(len(solved), channels * per)
-    image = from_patches(patches, tuple(source_b.shape), r)
+    image = exact.from_patches(patches, tuple(source_b.shape), r)
     change = ((patches - source_patches) @ matrix.T).reshape(len(source_b), -1)
     residual = change.norm(dim=1) / source_embedding.reshape(len(source_b), -1).norm(dim=1).clamp_min(1e-12)
     exact_solution = bool(residual.max() < 1e-8)

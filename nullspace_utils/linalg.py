@@ -11,7 +11,7 @@ rank-nullity theorem says ``rank(A) + dim null(A) = n``.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Union, overload
 
 import numpy as np
 import torch
@@ -55,6 +55,12 @@ def _as_float64_numpy(matrix: Matrix, *, name: str = "matrix") -> np.ndarray:
     return array
 
 
+@overload
+def _like(result: np.ndarray, reference: torch.Tensor) -> torch.Tensor: ...
+@overload
+def _like(result: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
+@overload
+def _like(result: np.ndarray, reference: Matrix) -> Matrix: ...
 def _like(result: np.ndarray, reference: Matrix) -> Matrix:
     """Return ``result`` as the same library (and for torch, the same device) as ``reference``."""
     if isinstance(reference, torch.Tensor):
@@ -63,7 +69,7 @@ def _like(result: np.ndarray, reference: Matrix) -> Matrix:
     return result
 
 
-def default_rtol(shape: tuple[int, int]) -> float:
+def default_rtol(shape: tuple[int, ...]) -> float:
     """The relative tolerance used when none is given: ``max(m, n) * eps(float64)``.
 
     This is the rule of ``numpy.linalg.matrix_rank``: singular values below
@@ -77,7 +83,7 @@ def singular_values(matrix: Matrix) -> np.ndarray:
     return np.linalg.svd(_as_float64_numpy(matrix), compute_uv=False)
 
 
-def _rank_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], rtol: float | None) -> int:
+def _rank_from_singular_values(sigma: np.ndarray, shape: tuple[int, ...], rtol: float | None) -> int:
     if rtol is None:
         rtol = default_rtol(shape)
     if not (0.0 <= rtol < 1.0):
@@ -102,6 +108,18 @@ def nullity(matrix: Matrix, rtol: float | None = None) -> int:
     return _as_float64_numpy(matrix).shape[1] - rank(matrix, rtol)
 
 
+def _nullspace_basis(array: np.ndarray, rtol: float | None) -> np.ndarray:
+    """The (n, k) orthonormal nullspace basis of a checked float64 ``array`` (m, n)."""
+    # full_matrices=True so that V holds a basis of all of R^n, also when m < n.
+    _, sigma, vh = np.linalg.svd(array, full_matrices=True)
+    r = _rank_from_singular_values(sigma, array.shape, rtol)
+    return vh[r:].T.copy()  # (n, n - r)
+
+
+@overload
+def nullspace(matrix: torch.Tensor, rtol: float | None = None) -> torch.Tensor: ...
+@overload
+def nullspace(matrix: np.ndarray, rtol: float | None = None) -> np.ndarray: ...
 def nullspace(matrix: Matrix, rtol: float | None = None) -> Matrix:
     """An orthonormal basis of the nullspace of ``matrix`` (m, n), as the columns of an (n, k) result.
 
@@ -116,26 +134,30 @@ def nullspace(matrix: Matrix, rtol: float | None = None) -> Matrix:
     >>> bool(np.allclose(A @ N, 0))
     True
     """
-    array = _as_float64_numpy(matrix)
-    # full_matrices=True so that V holds a basis of all of R^n, also when m < n.
-    _, sigma, vh = np.linalg.svd(array, full_matrices=True)
-    r = _rank_from_singular_values(sigma, array.shape, rtol)
-    basis = vh[r:].T.copy()  # (n, n - r)
-    return _like(basis, matrix)
+    return _like(_nullspace_basis(_as_float64_numpy(matrix), rtol), matrix)
 
 
+@overload
+def nullspace_projector(matrix: torch.Tensor, rtol: float | None = None) -> torch.Tensor: ...
+@overload
+def nullspace_projector(matrix: np.ndarray, rtol: float | None = None) -> np.ndarray: ...
 def nullspace_projector(matrix: Matrix, rtol: float | None = None) -> Matrix:
     """The (n, n) orthogonal projector ``P = N N^T`` onto the nullspace of ``matrix``.
 
     ``P @ x`` is the part of ``x`` that ``matrix`` cannot see: ``A @ (P @ x) = 0``
     and ``A @ x = A @ (x - P @ x)``.
     """
-    basis = nullspace(_as_float64_numpy(matrix), rtol)
+    basis = _nullspace_basis(_as_float64_numpy(matrix), rtol)
     return _like(basis @ basis.T, matrix)
 
 
+@overload
+def project_onto_nullspace(matrix: Matrix, vectors: torch.Tensor, rtol: float | None = None) -> torch.Tensor: ...
+@overload
+def project_onto_nullspace(matrix: Matrix, vectors: np.ndarray, rtol: float | None = None) -> np.ndarray: ...
 def project_onto_nullspace(matrix: Matrix, vectors: Matrix, rtol: float | None = None) -> Matrix:
-    """Project ``vectors`` (n,) or (n, b) onto the nullspace of ``matrix`` (m, n)."""
+    """Project ``vectors`` (n,) or (n, b) onto the nullspace of ``matrix`` (m, n); the result is of the
+    same library as ``vectors``."""
     array = _as_float64_numpy(matrix)
     if isinstance(vectors, torch.Tensor):
         values = vectors.detach().cpu().to(torch.float64).numpy()
@@ -146,5 +168,5 @@ def project_onto_nullspace(matrix: Matrix, vectors: Matrix, rtol: float | None =
             f"vectors must have shape ({array.shape[1]},) or ({array.shape[1]}, b) to match a matrix "
             f"of shape {array.shape}, got {tuple(values.shape)}."
         )
-    basis = nullspace(array, rtol)
+    basis = _nullspace_basis(array, rtol)
     return _like(basis @ (basis.T @ values), vectors)

@@ -8,6 +8,8 @@ timm network is ``.net``; the normalisation is ``.mean`` and ``.std`` (tuples).
 Devices: a model computes where its parameters are (:func:`model_device`), and its
 outputs come back on the device of the images you gave it. A notebook can keep its
 images and plots on the CPU while the model runs on a GPU; autograd follows the copy.
+Where float32 rounding matters (the invariances the book measures), compute inside
+``with exact_float32():``, which switches TF32 off for the block only.
 
 This module knows nothing about nullspaces.
 """
@@ -19,6 +21,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +30,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ZOO_DIR",
@@ -46,7 +51,7 @@ __all__ = [
     "model_device",
     "unwrap",
     "evaluating",
-    "disable_tf32",
+    "exact_float32",
     "sha256_of_file",
 ]
 
@@ -100,8 +105,8 @@ def _resnet() -> nn.Module:
 
     # A ResNet-10 with the "tiered" deep stem of timm's resnet10t, at half width.
     return ResNet(
-        BasicBlock,
-        [1, 1, 1, 1],
+        BasicBlock,  # type: ignore[arg-type]  # timm's hint says an instance; it takes the class
+        (1, 1, 1, 1),
         channels=(32, 64, 128, 256),
         stem_type="deep_tiered",
         stem_width=24,
@@ -195,6 +200,9 @@ class ImageClassifier(nn.Module):
     per-channel tuples, as in timm's ``pretrained_cfg``.
     """
 
+    _mean: torch.Tensor  # (1, C, 1, 1) buffers of mean and std, on the network's device
+    _std: torch.Tensor
+
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str = "") -> None:
         super().__init__()
         if len(mean) != len(std):
@@ -255,14 +263,54 @@ def model_device(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def disable_tf32() -> None:
-    """Compute float32 convolutions and matrix products in full float32 on CUDA, for the whole process.
+def _tf32_settings() -> tuple[str, tuple[str | bool, str | bool]]:
+    """The TF32 settings of matrix products and cuDNN convolutions, with the torch API that can read them.
 
-    cuDNN defaults to TF32 on Ampere and Hopper GPUs, which rounds inputs to 10 mantissa bits: about 1e-2
-    on the logits (measured), far above the float32 invariances of paper §3 that the book measures.
+    ``("legacy", (float32 matmul precision, cudnn.allow_tf32))`` normally; ``("fp32_precision", (matmul,
+    conv))`` when the caller set them through torch's per-backend ``fp32_precision`` API, after which
+    torch refuses to read the legacy flags (a ``RuntimeError`` about mixing the two APIs).
     """
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return "legacy", (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        convolution = torch.backends.cudnn.conv.fp32_precision  # type: ignore[attr-defined]  # untyped in torch
+        return "fp32_precision", (torch.backends.cuda.matmul.fp32_precision, convolution)
+
+
+def _set_tf32_settings(api: str, settings: tuple[str | bool, str | bool],
+                       current: tuple[str | bool, str | bool]) -> None:
+    """Write ``settings`` through the API that :func:`_tf32_settings` named, only where they differ from
+    ``current`` (torch records which API set a flag, so an unneeded write would change what it reports)."""
+    (matmul, convolution), (matmul_now, convolution_now) = settings, current
+    if api == "legacy":
+        if matmul != matmul_now:
+            torch.set_float32_matmul_precision(str(matmul))  # "highest" is cuda.matmul.allow_tf32 = False
+        if convolution != convolution_now:
+            torch.backends.cudnn.allow_tf32 = bool(convolution)
+    else:
+        if matmul != matmul_now:
+            torch.backends.cuda.matmul.fp32_precision = matmul
+        if convolution != convolution_now:
+            torch.backends.cudnn.conv.fp32_precision = convolution  # type: ignore[attr-defined]  # untyped in torch
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Float32 matrix products and convolutions in full float32 inside the ``with`` block; the caller's
+    settings are restored afterwards, so no library function changes the process's backend flags.
+
+    On Ampere and Hopper GPUs cuDNN defaults to TF32, which rounds inputs to 10 mantissa bits: 1e-3 to 1e-2 on
+    the logits (measured), far above the float32 invariances of paper §3 that the library measures. The
+    flags are ``torch.backends.cuda.matmul.allow_tf32`` (through ``torch.set_float32_matmul_precision``) and
+    ``torch.backends.cudnn.allow_tf32``; they only matter on CUDA, and setting them costs nothing elsewhere.
+    """
+    api, saved = _tf32_settings()
+    exact = ("highest", False) if api == "legacy" else ("ieee", "ieee")
+    _set_tf32_settings(api, exact, saved)
+    try:
+        yield
+    finally:
+        _set_tf32_settings(api, saved, exact)
 
 
 # --------------------------------------------------------------------------- loading
@@ -394,4 +442,7 @@ def load_model(
         if not timm.is_model(name):
             raise UnknownModelError(_unknown_name_message(name))
         model = _load_timm_model(name, weights_path, pretrained)
+    source = weights_path or ("the zoo" if name in ZOO else "timm's pretrained weights" if pretrained
+                              else "random weights")
+    logger.info("loaded %s from %s onto %s", name, source, device)
     return model.to(device).eval()

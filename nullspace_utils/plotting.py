@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.text
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
            "line_panels", "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
@@ -22,7 +24,7 @@ PAGE_WIDTH_INCHES = 7.2
 MIN_READABLE_POINTS = 8.0
 
 
-def readable(fig, *, page_width: float = PAGE_WIDTH_INCHES, min_points: float = MIN_READABLE_POINTS):
+def readable(fig: Figure, *, page_width: float = PAGE_WIDTH_INCHES, min_points: float = MIN_READABLE_POINTS) -> Figure:
     """Enlarge every text of ``fig`` (titles, labels, ticks, legends, annotations) that would show smaller
     than ``min_points`` once the figure is scaled to ``page_width`` inches, then lay it out again.
 
@@ -32,12 +34,13 @@ def readable(fig, *, page_width: float = PAGE_WIDTH_INCHES, min_points: float = 
     """
     smallest = min_points * max(1.0, fig.get_figwidth() / page_width)  # in the figure's own points
     for ax in fig.axes:  # tick labels through tick_params, so that ticks made later inherit the size
-        for axis, name in ((ax.xaxis, "x"), (ax.yaxis, "y")):
-            labels = axis.get_ticklabels()
-            if labels and labels[0].get_fontsize() < smallest:
-                ax.tick_params(axis=name, labelsize=smallest)
-    for text in fig.findobj(lambda artist: isinstance(artist, matplotlib.text.Text)):
-        if text.get_text() and text.get_fontsize() < smallest:
+        x_labels, y_labels = ax.xaxis.get_ticklabels(), ax.yaxis.get_ticklabels()
+        if x_labels and float(x_labels[0].get_fontsize()) < smallest:
+            ax.tick_params(axis="x", labelsize=smallest)
+        if y_labels and float(y_labels[0].get_fontsize()) < smallest:
+            ax.tick_params(axis="y", labelsize=smallest)
+    for text in fig.findobj(matplotlib.text.Text):
+        if isinstance(text, matplotlib.text.Text) and text.get_text() and float(text.get_fontsize()) < smallest:
             text.set_fontsize(smallest)
     fig.tight_layout()
     return fig
@@ -65,17 +68,20 @@ def show_images(
     symmetric: Sequence[bool] | bool = False,
     size: float = 2.0,
     suptitle: str | None = None,
-):
+) -> Figure:
     """Show a row (or grid) of (C, H, W) images with titles; returns the figure."""
     images = list(images)
     ncols = ncols or len(images)
     nrows = int(np.ceil(len(images) / ncols))
     flags = [symmetric] * len(images) if isinstance(symmetric, bool) else list(symmetric)
+    for name, values in (("titles", titles), ("symmetric", flags)):
+        if values is not None and len(values) != len(images):
+            raise ValueError(f"{name} has {len(values)} entries for {len(images)} images: give one per image.")
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for i, (ax, image) in enumerate(zip(axes.flat, images)):
+    for i, (ax, image) in enumerate(zip(axes.flat, images, strict=False)):  # a grid may have spare axes
         ax.imshow(to_display(image, symmetric=flags[i]), interpolation="nearest")
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
@@ -84,7 +90,7 @@ def show_images(
     return readable(fig)
 
 
-def class_grid(dataset, class_names: Sequence[str], *, per_class: int = 4, size: float = 1.3):
+def class_grid(dataset: Any, class_names: Sequence[str], *, per_class: int = 4, size: float = 1.3) -> Figure:
     """A grid with one column per class and ``per_class`` examples in each, from a dataset of (image, label)."""
     chosen: dict[int, list[torch.Tensor]] = {c: [] for c in range(len(class_names))}
     for index in range(len(dataset)):
@@ -153,11 +159,11 @@ class Table:
         self.caption = caption
         self.numeric = [bool(column) and all(_looks_numeric(cell) or cell in ("—", "-", "") for cell in column)
                         and any(_looks_numeric(cell) for cell in column)
-                        for column in zip(*self.rows)] if self.rows else [False] * len(self.headers)
+                        for column in zip(*self.rows, strict=True)] if self.rows else [False] * len(self.headers)
 
     def to_markdown(self) -> str:
         """A pipe table; numeric columns are right-aligned (``---:``)."""
-        def line(cells):
+        def line(cells: Sequence[str]) -> str:
             return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
         rule = "|" + "|".join("---:" if numeric else "---" for numeric in self.numeric) + "|"
@@ -165,7 +171,7 @@ class Table:
 
     def to_html(self) -> str:
         """An HTML ``<table>``: a header row, numeric columns right-aligned, an optional caption."""
-        def cell(tag, text, numeric):
+        def cell(tag: str, text: str, numeric: bool) -> str:
             # numbers: right-aligned in figures of equal width; a value (not a header) never breaks inside
             if not numeric:
                 return f"<{tag}>{_inline_html(text)}</{tag}>"
@@ -178,9 +184,9 @@ class Table:
         parts = ['<div style="overflow-x: auto"><table class="table nullspace-table">']
         if self.caption:
             parts.append(f'<caption style="caption-side: top">{_inline_html(self.caption)}</caption>')
-        parts.append("<thead><tr>" + "".join(cell("th", h, n) for h, n in zip(self.headers, self.numeric))
+        parts.append("<thead><tr>" + "".join(cell("th", h, n) for h, n in zip(self.headers, self.numeric, strict=True))
                      + "</tr></thead><tbody>")
-        parts += ["<tr>" + "".join(cell("td", c, n) for c, n in zip(row, self.numeric)) + "</tr>"
+        parts += ["<tr>" + "".join(cell("td", c, n) for c, n in zip(row, self.numeric, strict=True)) + "</tr>"
                   for row in self.rows]
         parts.append("</tbody></table></div>")
         return "\n".join(parts)
@@ -189,11 +195,11 @@ class Table:
         return self.to_html()
 
     def __repr__(self) -> str:
-        widths = [max(len(text) for text in column) for column in zip(self.headers, *self.rows)]
+        widths = [max(len(text) for text in column) for column in zip(self.headers, *self.rows, strict=True)]
 
-        def line(cells):
+        def line(cells: Sequence[str]) -> str:
             return "  ".join(text.rjust(width) if numeric else text.ljust(width)
-                             for text, width, numeric in zip(cells, widths, self.numeric)).rstrip()
+                             for text, width, numeric in zip(cells, widths, self.numeric, strict=True)).rstrip()
 
         lines = [self.caption] if self.caption else []
         return "\n".join([*lines, line(self.headers), "  ".join("-" * width for width in widths),
@@ -219,7 +225,7 @@ def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, 
 
 
 def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], column_names: Sequence[str], *,
-              images: Sequence[Sequence[torch.Tensor]] | None = None, size: float = 1.7):
+              images: Sequence[Sequence[torch.Tensor]] | None = None, size: float = 1.7) -> Figure:
     """A grid of explanation maps ``maps[row][column]``, each (H, W). Returns the figure.
 
     With ``images`` (same grid shape) each map is overlaid on its image (:func:`overlay`); without, the
@@ -245,8 +251,8 @@ def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], 
     return readable(fig)
 
 
-def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,
-                logy: Sequence[bool] = ()):
+def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0),
+                ncols: int = 2, logy: Sequence[bool] = ()) -> Figure:
     """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default).
 
     Each panel is ``{"title": str, "ylabel": str, "lines": {label: (xs, ys, style)}}`` where ``style`` is a
@@ -257,7 +263,7 @@ def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float
     fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for index, (ax, panel) in enumerate(zip(axes.flat, panels)):
+    for index, (ax, panel) in enumerate(zip(axes.flat, panels, strict=False)):  # the spare axes are off
         for label, (xs, ys, style) in panel["lines"].items():
             ax.plot(xs, ys, style, label=label, markersize=4)
         ax.set_title(panel["title"], fontsize=10)
@@ -270,12 +276,12 @@ def line_panels(panels: Sequence[dict], *, xlabel: str, size: tuple[float, float
     return readable(fig)
 
 
-def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = False,
-                size: tuple[float, float] = (3.6, 3.2)):
+def noise_sweep(rows_by_label: dict[str, Sequence[dict[str, Any]]], *, show_norm: bool = False,
+                size: tuple[float, float] = (3.6, 3.2)) -> Figure:
     """Paper Fig. 2 from sweep rows (``experiments approximate``): match % and logit MSE against lim,
     learned (solid) and shuffled (dotted) per label; with ``show_norm`` the second panel is the noise
     norm after learning relative to its initial norm instead. Returns the figure."""
-    panels = [{"title": "predictions unchanged", "ylabel": "%", "lines": {}},
+    panels: list[dict[str, Any]] = [{"title": "predictions unchanged", "ylabel": "%", "lines": {}},
               {"title": "noise norm after learning" if show_norm else "logit MSE",
                "ylabel": "‖ṽ‖ / initial ‖ṽ‖" if show_norm else "mean squared change", "lines": {}}]
     for index, (label, rows) in enumerate(rows_by_label.items()):
@@ -289,12 +295,12 @@ def noise_sweep(rows_by_label: dict[str, Sequence[dict]], *, show_norm: bool = F
     return line_panels(panels, xlabel="lim (initial noise: Uniform(-lim, lim))", logy=(False, not show_norm), size=size)
 
 
-def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]], *, vits: Sequence[str],
-                      size: tuple[float, float] = (3.6, 3.2)):
+def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict[str, Any]]]]], *, vits: Sequence[str],
+                      size: tuple[float, float] = (3.6, 3.2)) -> Figure:
     """Paper Fig. 3 a/b from sweep rows: per panel ``(title, {model: rows})``, match % of the learned noise
     against lim (ViTs solid, CNNs dashed) and, thin and dotted in the same colour, the uniform reference."""
     fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
-    for ax, (title, rows_by_model) in zip(axes[0], panels):
+    for ax, (title, rows_by_model) in zip(axes[0], panels, strict=True):
         for index, (name, rows) in enumerate(rows_by_model.items()):
             lims = [row["lim"] for row in rows]
             style = "-" if name in vits else "--"
@@ -311,7 +317,7 @@ def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]], *
 
 
 def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *, title: str = "",
-                   size: float = 5.2, ax=None):
+                   size: float = 5.2, ax: Axes | None = None) -> Figure:
     """A source x target table of fractions (``matrix[source][target]``) as an annotated heatmap in %.
 
     Draws on ``ax`` when given (to put several matrices side by side), else on a new figure.
@@ -331,15 +337,15 @@ def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *,
     ax.set_ylabel("noise learned for")
     ax.set_title(title, fontsize=10)
     ax.figure.colorbar(image, ax=ax, fraction=0.04, label="%")
-    return readable(ax.figure)
+    return readable(ax.figure.figure)  # the whole figure, also when ``ax`` lies in a subfigure
 
 
-def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tuple[float, float] = (7.2, 3.4)):
+def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tuple[float, float] = (7.2, 3.4)) -> Figure:
     """Per-probe changes of each suspect (fingerprint chapter) as dots on a log axis, one row per suspect,
     with the tolerance ``tol`` as a dashed line: dots left of it are probes the suspect kept."""
     fig, ax = plt.subplots(figsize=size)
     floor = 1e-9  # exact zeros drawn at the floor
-    for row, (name, values) in enumerate(changes.items()):
+    for row, values in enumerate(changes.values()):
         values = np.maximum(np.asarray(values, dtype=float), floor)
         jitter = np.random.default_rng(row).uniform(-0.15, 0.15, len(values))
         ax.scatter(values, row + jitter, s=12, alpha=0.8)
@@ -354,11 +360,11 @@ def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tupl
 
 
 def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float], float]]],
-               size: tuple[float, float] = (2.4, 2.6)):
+               size: tuple[float, float] = (2.4, 2.6)) -> Figure:
     """ROC curves, one panel per key of ``curves`` (an access mode), one line per label inside:
     ``curves[panel][label] = (fpr, tpr, auc)``."""
     fig, axes = plt.subplots(1, len(curves), figsize=(size[0] * len(curves), size[1]), squeeze=False)
-    for ax, (title, lines) in zip(axes[0], curves.items()):
+    for ax, (title, lines) in zip(axes[0], curves.items(), strict=True):
         for label, (fpr, tpr, auc) in lines.items():
             ax.step(fpr, tpr, where="post", label=f"{label} (AUC {auc:.2f})")
         ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)

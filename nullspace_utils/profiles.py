@@ -15,15 +15,19 @@ library's models and functions move them to the model's device and give results 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sized, cast
 
 import torch
 from torch.utils.data import Dataset, Subset
 
 from nullspace_utils import data, models
+from nullspace_utils.models import ImageClassifier
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Profile", "PROFILE_NAMES", "get_profile", "profile_device", "eval_transform", "spread_subset"]
 
@@ -57,15 +61,14 @@ class Profile:
         """The profile's images for ``split`` ("train", "val"): items ``(image in [0, 1], label)``."""
         return self._dataset(split, n)
 
-    def load_model(self, name: str, **kwargs) -> models.ImageClassifier:
+    def load_model(self, name: str, **kwargs) -> ImageClassifier:  # (self.models is a property: no models.X here)
         """Load one of the profile's models (see :func:`nullspace_utils.models.load_model`).
 
         For timm models, ``$NULLSPACE_WEIGHTS`` may name a folder of ``<model name>.safetensors`` files
         (used instead of downloading timm's pretrained weights), or be ``random`` for untrained weights
         (to test code paths offline; the numbers then mean nothing). The model is put on :attr:`device`
-        unless ``device=`` says otherwise; on a CUDA device TF32 is switched off for the whole process
-        (:func:`nullspace_utils.models.disable_tf32`), since its rounding is larger than the invariances
-        the chapters measure.
+        unless ``device=`` says otherwise. Backend flags are left alone: the library's functions that
+        measure invariances compute inside :func:`nullspace_utils.models.exact_float32` (no TF32 on CUDA).
         """
         folder = os.environ.get("NULLSPACE_WEIGHTS")
         if folder and name not in models.ZOO and "weights" not in kwargs:
@@ -79,9 +82,8 @@ class Profile:
                         "safetensors, or unset NULLSPACE_WEIGHTS to download timm's pretrained weights."
                     )
                 kwargs["weights"] = path
+            logger.info("%s: weights from NULLSPACE_WEIGHTS=%s", name, folder)
         kwargs.setdefault("device", self.device)
-        if torch.device(kwargs["device"]).type == "cuda":
-            models.disable_tf32()  # the chapters' exact invariances need full float32
         return models.load_model(name, **kwargs)
 
     def prediction_name(self, index: int) -> str:
@@ -129,11 +131,12 @@ def eval_transform(model_name: str):
 def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
     """``n`` items spread evenly over ``dataset`` (all when ``n`` is None). ImageNette is sorted by class,
     so the first ``n`` items would all be tench."""
-    if n is None or n >= len(dataset):
+    size = len(cast(Sized, dataset))  # map-style datasets have a length; torch's Dataset type does not say so
+    if n is None or n >= size:
         return dataset
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}.")
-    return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())
+    return Subset(dataset, torch.linspace(0, size - 1, n).round().long().tolist())
 
 
 def _imagenet_dataset(split: str, n: int | None) -> Dataset:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from nullspace_utils import models
 from nullspace_utils.data import check_finite
 
-__all__ = ["METHODS", "attribute", "relevance", "compare_maps"]
+__all__ = ["METHODS", "attribute", "relevance"]
 
 
 def _patch_size(model: nn.Module) -> int | None:
@@ -176,7 +176,8 @@ def attribute(model: nn.Module, images: torch.Tensor, *, method: str, target=Non
 
     ``method`` is a key of :data:`METHODS`; ``target`` is a class index, one per image, or ``None``
     for the model's prediction. ``reduce`` combines the channels: ``"sum"`` (signed), ``"abs_sum"``,
-    or ``"none"`` to keep (B, C, H, W). Extra keyword arguments go to the captum method.
+    or ``"none"`` to keep (B, C, H, W). Extra keyword arguments go to the captum method. The model runs in
+    eval mode and full float32 (:func:`nullspace_utils.models.exact_float32`) and is left as it was.
     """
     if method == "lrp":
         raise ValueError(
@@ -188,7 +189,7 @@ def attribute(model: nn.Module, images: torch.Tensor, *, method: str, target=Non
     if reduce not in ("sum", "abs_sum", "none"):
         raise ValueError(f"reduce must be 'sum', 'abs_sum' or 'none', got {reduce!r}.")
     batch, single = _batch(images)
-    with models.evaluating(model):
+    with models.evaluating(model), models.exact_float32():
         targets = _targets(model, batch, target)
         maps = METHODS[method](model, batch.clone().requires_grad_(True), targets, **method_kwargs).detach()
     if reduce == "sum":
@@ -202,7 +203,7 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
     """Chefer et al.'s gradient-weighted attention relevance of the class token, (B, H, W) in image pixels.
 
     Works on a stock timm ViT (``blocks[i].attn`` with ``fused_attn`` and ``attn_drop``); the model is
-    left exactly as it was. Raises ``TypeError`` for models without attention blocks.
+    left exactly as it was; it computes in full float32. Raises ``TypeError`` for models without attention blocks.
     """
     net = models.unwrap(model)
     blocks = getattr(net, "blocks", None)
@@ -212,7 +213,7 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
     batch, single = _batch(images)
     probabilities: list[torch.Tensor] = []
     handles, fused = [], []
-    with models.evaluating(model):
+    with models.evaluating(model), models.exact_float32():
         targets = _targets(model, batch, target)
         for block in blocks:
             fused.append(block.attn.fused_attn)
@@ -227,29 +228,20 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
         finally:
             for handle in handles:
                 handle.remove()
-            for block, flag in zip(blocks, fused):
+            for block, flag in zip(blocks, fused, strict=True):
                 block.attn.fused_attn = flag
     tokens = probabilities[0].shape[-1]
     rollout = torch.eye(tokens, device=probabilities[0].device).expand(len(batch), tokens, tokens)
-    for attention, gradient in zip(probabilities, gradients):
+    for attention, gradient in zip(probabilities, gradients, strict=True):
         cam = (gradient * attention).clamp(min=0).mean(1).detach()  # (B, N, N)
         rollout = rollout + cam @ rollout
     prefix = getattr(net, "num_prefix_tokens", 1)
     r = _patch_size(model)
+    if r is None:
+        raise TypeError(f"{type(net).__name__} has attention blocks but no `patch_embed.patch_size`; relevance "
+                        "needs a timm ViT to map its tokens back to image pixels.")
     grid = (batch.shape[-2] // r, batch.shape[-1] // r)
     maps = rollout[:, 0, prefix:].reshape(len(batch), 1, *grid)
     maps = F.interpolate(maps, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     maps = maps.to(batch.device)
     return maps[0] if single else maps
-
-
-def compare_maps(first: torch.Tensor, second: torch.Tensor) -> dict[str, float]:
-    """How alike two maps (or batches of maps) are: the largest absolute difference relative to the first
-    map's largest absolute value, and the Pearson correlation per map, averaged."""
-    a = first.reshape(-1, first.shape[-2] * first.shape[-1]).double()
-    b = second.reshape(-1, second.shape[-2] * second.shape[-1]).double()
-    scale = a.abs().amax(1).clamp_min(1e-30)
-    relative = ((a - b).abs().amax(1) / scale).max().item()
-    a_c, b_c = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    correlation = ((a_c * b_c).sum(1) / (a_c.norm(dim=1) * b_c.norm(dim=1)).clamp_min(1e-30)).mean().item()
-    return {"max_relative_difference": relative, "correlation": correlation}

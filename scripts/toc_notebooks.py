@@ -2,8 +2,10 @@
 import re
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 
-def notebooks(root: Path = Path(__file__).resolve().parent.parent) -> list[Path]:
+
+def notebooks(root: Path = ROOT) -> list[Path]:
     """The chapters of ``root/_toc.yml`` that are notebooks, in book order, as paths under ``root``."""
     toc = root / "_toc.yml"
     found = []

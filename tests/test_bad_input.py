@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from nullspace_utils import data, exact, fingerprint, fooling, models, watermark, xai
+from nullspace_utils import data, exact, fingerprint, fooling, metrics, models, watermark, xai
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,9 @@ def test_nan_and_infinite_inputs_are_refused(vit, images):
     broken[0, 0, 0, 0] = float("nan")
     noise = exact.random_nullspace_noise(vit, 112)
     with pytest.raises(ValueError, match="NaN"):
-        exact.logit_change(vit, broken, noise)
+        metrics.logit_change(vit, broken, noise)
     with pytest.raises(ValueError, match="NaN"):
-        exact.logit_change(vit, images, noise * float("inf"))
+        metrics.logit_change(vit, images, noise * float("inf"))
     with pytest.raises(ValueError, match="NaN"):
         xai.relevance(vit, broken[0])
     with pytest.raises(ValueError, match="NaN"):
@@ -133,8 +133,7 @@ def test_library_functions_leave_the_callers_model_and_random_state_alone(images
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    learned = approximate.learn_noise(model, data_set, level="encoder", lim=0.5, steps=2, batch_size=2,
-                                      progress=False)
+    learned = approximate.learn_noise(model, data_set, level="encoder", lim=0.5, steps=2, batch_size=2,)
     approximate.evaluate_noise(model, data_set, learned.noise, level="encoder")
     xai.relevance(model, images[0])
     xai.attribute(model, images[0], method="saliency")

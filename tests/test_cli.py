@@ -240,3 +240,65 @@ def test_transparent_mark_needs_a_background(files, capsys):
     assert "--background" in err and "background=" not in err and not out.exists()
     assert cli.main([*args, "--background", "0"]) == 0  # drawn on black: the white bar of the mark.png fixture
     assert out.exists()
+
+
+@pytest.fixture()
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, (image, _) in enumerate(data.synthetic_dataset("val", n=3)):
+        data.save_image(image, folder / f"photo{index}.png")
+    (folder / "notes.txt").write_text("not a picture: ignored")
+    mark = torch.zeros(3, 112, 112)
+    mark[:, 40:70, :] = 1.0
+    data.save_image(mark, tmp_path / "mark.png")
+    return folder
+
+
+def test_batch_folder_writes_a_folder_and_reports_each_failure(photo_folder, capsys):
+    (photo_folder / "broken.png").write_bytes(b"not an image")
+    out = photo_folder.parent / "marked"
+    status = cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out),
+                       "--batch-size", "2", "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 1  # one image failed; the others were still written
+    assert sorted(path.name for path in out.iterdir()) == ["photo0.png", "photo1.png", "photo2.png"]
+    failure_lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(failure_lines) == 1 and "broken.png" in failure_lines[0] and "Traceback" not in captured.err
+    assert "wrote 3 of 4 images" in captured.out and "predictions changed (as saved): 0" in captured.out
+    model = models.load_model("zoo-vit-s")
+    original = data.load_image(photo_folder / "photo1.png")
+    marked = data.load_image(out / "photo1.png")
+    with torch.no_grad():
+        assert model(marked[None]).argmax() == model(original[None]).argmax()
+    assert not torch.equal(marked, original)
+
+
+def test_batch_list_of_files_and_its_refusals(photo_folder, capsys):
+    mark = str(photo_folder.parent / "mark.png")
+    images = [str(photo_folder / "photo0.png"), str(photo_folder / "photo2.png")]
+    out = photo_folder.parent / "listed"
+    assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet"]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["photo0.png", "photo2.png"]
+    # a second run would replace them: refused, unless --overwrite
+    assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet", "--overwrite"]) == 0
+    # writing into the folder the photos come from would replace them
+    assert cli.main(["watermark", str(photo_folder), mark, "-o", str(photo_folder), "--overwrite"]) == 2
+    assert "input images" in capsys.readouterr().err
+    # two sources with one name would write one file twice
+    other = photo_folder.parent / "other"
+    other.mkdir()
+    data.save_image(data.load_image(photo_folder / "photo0.png"), other / "photo0.png")
+    assert cli.main(["watermark", images[0], str(other / "photo0.png"), mark, "-o", str(out / "x")]) == 2
+    assert "rename one" in capsys.readouterr().err
+    # a file as the output folder
+    assert cli.main(["watermark", *images, mark, "-o", images[0]]) == 2
+    assert "must be a folder" in capsys.readouterr().err
+
+
+def test_batch_progress_bar_on_stderr(photo_folder, capsys):
+    out = photo_folder.parent / "progress"
+    assert cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out)]) == 0
+    assert "watermark" in capsys.readouterr().err  # tqdm's bar

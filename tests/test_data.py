@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nullspace_utils import data
+from nullspace_utils import data, metrics
 
 
 def test_same_arguments_give_identical_images():
@@ -73,8 +73,8 @@ def test_check_images_messages():
 
 def test_psnr_and_quantize():
     x = torch.full((3, 4, 4), 0.5)
-    assert data.psnr(x, x) == float("inf")
-    assert data.psnr(x, x + 0.1) == pytest.approx(20.0)
+    assert metrics.psnr(x, x) == float("inf")
+    assert metrics.psnr(x, x + 0.1) == pytest.approx(20.0)
     q = data.quantize_8bit(torch.tensor([[[0.0, 0.5, 1.0, 0.001]]]))
     assert torch.allclose(q * 255, torch.round(q * 255))
     assert (q - torch.tensor([[[0.0, 0.5, 1.0, 0.001]]])).abs().max() <= 0.5 / 255 + 1e-7

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from nullspace_utils import exact, models
+from nullspace_utils import exact, metrics, models
 from nullspace_utils.data import stack_dataset, synthetic_dataset
 
 
@@ -60,18 +60,18 @@ def test_zoo_logits_invariant_under_large_noise(zoo_vit):
     images, _ = stack_dataset(synthetic_dataset("val", n=8))
     noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=10.0, seed=3)
     assert noise.abs().max().item() == pytest.approx(10.0, rel=1e-5)
-    change = exact.logit_change(zoo_vit, images, noise)
+    change = metrics.logit_change(zoo_vit, images, noise)
     assert change.shape == (8,) and change.max() < 1e-3
     # the same-size random noise does change them: the test can fail
     random = (torch.rand_like(noise) * 2 - 1) * 10.0
-    assert exact.logit_change(zoo_vit, images, random).max() > 1.0
+    assert metrics.logit_change(zoo_vit, images, random).max() > 1.0
 
 
 def test_naive_nullspace_breaks_with_nonuniform_std(zoo_vit):
     images, _ = stack_dataset(synthetic_dataset("val", n=4))
     naive = exact.patch_nullspace(zoo_vit, std=(1.0, 1.0, 1.0))
     noise = exact.tile(naive[0] / naive[0].abs().max() * 5.0, 112).float()
-    assert exact.logit_change(zoo_vit, images, noise).max() > 1e-3
+    assert metrics.logit_change(zoo_vit, images, noise).max() > 1e-3
 
 
 def test_raw_timm_vit_with_pretrained_cfg_normalisation():
@@ -81,7 +81,7 @@ def test_raw_timm_vit_with_pretrained_cfg_normalisation():
     wrapped = models.ImageClassifier(net, cfg["mean"], cfg["std"])
     noise = exact.random_nullspace_noise(net, 224, amplitude=3.0, seed=0)
     images = torch.rand(2, 3, 224, 224)
-    assert exact.logit_change(wrapped, images, noise).max() < 1e-3
+    assert metrics.logit_change(wrapped, images, noise).max() < 1e-3
 
 
 @pytest.mark.parametrize("in_chans,img_size", [(1, 32), (3, 48), (4, 24)])
@@ -92,7 +92,7 @@ def test_any_channels_and_image_size(in_chans, img_size):
     assert basis.shape == (in_chans * 64 - 32, in_chans, 8, 8)
     noise = exact.random_nullspace_noise(model, img_size, amplitude=5.0, seed=1)
     images = torch.rand(3, in_chans, img_size, img_size)
-    assert exact.logit_change(model, images, noise).max() < 1e-3
+    assert metrics.logit_change(model, images, noise).max() < 1e-3
 
 
 def test_no_nullspace_error_states_the_numbers():
@@ -176,7 +176,7 @@ def test_unknown_normalisation_is_an_error_not_a_guess():
         exact.random_nullspace_noise(wrapped, 32)
     noise = exact.random_nullspace_noise(models.ImageClassifier(wrapped.net, (0.48,) * 3, (0.27,) * 3), 32)
     images = torch.rand(2, 3, 32, 32)
-    assert exact.logit_change(wrapped, images, noise).max() < 1e-4  # with the true statistics: exact
+    assert metrics.logit_change(wrapped, images, noise).max() < 1e-4  # with the true statistics: exact
 
 
 def test_tensor_mean_and_std_are_read_per_channel():

@@ -1,67 +1,31 @@
+"""The command line's runners: they write result files the chapters can read (checked by their schemas, with
+their provenance), and the committed files' cheap check points still come out of this code."""
+
 import json
-import urllib.error
-import urllib.request
+import logging
 
 import pytest
 
-from nullspace_utils import experiments
+from nullspace_utils import approximate, experiments, results
 
 
-def test_load_result_reads_the_checkout():
-    result = experiments.load_result("book/results/teaching/watermark.json")
-    assert result["profile"] == "teaching" and result["provenance"]["commit"]
+def test_main_refuses_to_write_a_result_that_fails_its_schema(tmp_path, monkeypatch):
+    """The runner's result goes through results.write with the experiment's kind: a result the chapter could
+    not read is not written (and an older file at --out stays)."""
+    committed = results.read("book/results/teaching/watermark_slsqp.json")
+    out = tmp_path / "early.json"
+    out.write_text("the file that was there\n")
 
+    def runner(args, command):
+        return {key: value for key, value in committed.items() if key != "predictions"}
 
-def test_load_result_offline_error(monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(FileNotFoundError, match="could not be fetched"):
-        experiments.load_result("book/results/teaching/missing.json")
-
-
-def test_load_result_as_text_and_chapter_result(monkeypatch, capsys):
-    assert experiments.load_result("_toc.yml", text=True).startswith("format: jb-book")
-    robustness = experiments.chapter_result("robustness", "teaching")
-    printed = capsys.readouterr().out
-    assert robustness["profile"] == "teaching" and printed.startswith("made by: python -m nullspace_utils")
-    assert robustness["provenance"]["commit"][:10] in printed
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    assert experiments.chapter_result("robustness", "imagenet") is None  # offline in a checkout: not made
-    printed = capsys.readouterr().out
-    assert printed.startswith("No results of the 'imagenet' profile")
-    assert "python -m nullspace_utils.experiments robustness --profile imagenet --device cuda" in printed
-
-    # the library installed without the repository (Colab, pip) and offline: unknown, and said so
-    monkeypatch.setattr(experiments, "REPOSITORY_ROOT", experiments.REPOSITORY_ROOT / "no-checkout-here")
-    assert experiments.chapter_result("robustness", "teaching") is None
-    printed = capsys.readouterr().out
-    assert "could not be fetched" in printed and "No results" not in printed
-    assert "python -m nullspace_utils.experiments robustness --profile teaching" in printed
-    monkeypatch.undo()
-
-    def not_found(url, *args, **kwargs):
-        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
-
-    monkeypatch.setattr(urllib.request, "urlopen", not_found)
-    assert experiments.chapter_result("robustness", "imagenet") is None  # GitHub says: not made yet
-    printed = capsys.readouterr().out
-    assert printed.startswith("No results of the 'imagenet' profile")
-    assert experiments.load_result("book/results/imagenet/robustness.json", missing_ok=True) is None
-    with pytest.raises(FileNotFoundError, match="not in the repository"):
-        experiments.load_result("book/results/imagenet/robustness.json")
-
-
-def test_every_committed_result_records_its_provenance():
-    for path in sorted((experiments.RESULTS).glob("*/*.json")):
-        provenance = experiments.load_result(str(path.relative_to(experiments.REPOSITORY_ROOT)))["provenance"]
-        assert provenance["command"].startswith("python -m nullspace_utils.experiments"), path
-        assert len(provenance["commit"]) == 40 and provenance["device"], path
+    monkeypatch.setitem(experiments.RUNNERS, "watermark-slsqp", runner)
+    with pytest.raises(results.ResultFileError, match='missing key "predictions"'):
+        experiments.main(["watermark-slsqp", "--out", str(out)])
+    assert out.read_text() == "the file that was there\n"
+    monkeypatch.setitem(experiments.RUNNERS, "watermark-slsqp", lambda args, command: committed)
+    experiments.main(["watermark-slsqp", "--out", str(out)])
+    assert json.loads(out.read_text()) == committed
 
 
 def _committed_check(experiment: str, expected_check: dict):
@@ -72,7 +36,7 @@ def _committed_check(experiment: str, expected_check: dict):
     from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
-    committed = experiments.load_result(experiments.result_file(experiment, "teaching"))
+    committed = results.read(results.result_file(experiment, "teaching"))
     check = committed["check"]
     assert {k: v for k, v in check.items() if k != "result"} == {
         k: list(v) if isinstance(v, tuple) else v for k, v in expected_check.items()}
@@ -89,7 +53,7 @@ def test_committed_approximate_sweep_matches_a_recomputed_point():
     committed, check, profile, train, val = _committed_check("approximate", experiments.APPROXIMATE_CHECK)
     model = profile.load_model(profile.vit_models[check["model_index"]])
     torch.manual_seed(0)
-    point = experiments.approximate_point(model, train, val, lim=check["lim"], keep_norm=False, steps=check["steps"],
+    point = approximate.approximate_point(model, train, val, lim=check["lim"], keep_norm=False, steps=check["steps"],
                                           batch_size=check["batch_size"], lr=check["lr"],
                                           milestones=tuple(check["milestones"]), device="cpu")
     expected = check["result"]
@@ -118,16 +82,16 @@ def test_steps_override_scales_the_lr_milestones():
     assert list(config["milestones"]) == [m * 400 // base["steps"] for m in base["milestones"]]
 
 
-def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
-    """The Fig. 3 runner on a tiny setting (1 lim, 2 steps, 16 images): every panel is filled in."""
-    import json
-
+def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch, caplog):
+    """The Fig. 3 runner on a tiny setting (1 lim, 2 steps, 16 images): every panel is filled in, progress
+    is logged, and the provenance records the arguments the run used."""
     tiny = {"lims": (0.1,), "steps": 2, "milestones": (1,), "lrs": {"encoder": (1.0,), "input": (0.01, 0.1)},
             "probe_steps": 2, "batch_size": 8, "train": 16, "val": 16}
     monkeypatch.setitem(experiments.ROBUSTNESS_CONFIG, "teaching", tiny)
     monkeypatch.setattr(experiments, "ROBUSTNESS_CHECK", {**experiments.ROBUSTNESS_CHECK, "train": 8, "val": 8})
     out = tmp_path / "robustness.json"
-    experiments.main(["robustness", "--profile", "teaching", "--device", "cpu", "--out", str(out)])
+    with caplog.at_level(logging.INFO, logger="nullspace_utils.experiments"):
+        experiments.main(["robustness", "--profile", "teaching", "--device", "cpu", "--out", str(out)])
     result = json.loads(out.read_text())
     from nullspace_utils.profiles import get_profile
 
@@ -147,6 +111,12 @@ def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch):
     match = result["check"]["result"]["learned"]["match"]
     assert 0 <= match <= 1 and abs(match * 8 - round(match * 8)) < 1e-9
     assert result["provenance"]["command"].endswith(str(out))
+    assert result["provenance"]["config"] == {"experiment": "robustness", "profile": "teaching", "device": "cpu",
+                                              "steps": None, "out": str(out)}
+    results.validate("robustness", result)
+    progress = [record.getMessage() for record in caplog.records if record.name == "nullspace_utils.experiments"]
+    assert any(message.startswith("zoo-mobilenetv3 input 0.1 lr ") for message in progress)
+    assert progress[-1] == f"wrote {out}"
 
 
 def test_committed_robustness_sweep_matches_a_recomputed_point():
@@ -183,7 +153,7 @@ def test_committed_fingerprint_results_match_a_recomputed_point():
     from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
-    committed = experiments.load_result("book/results/teaching/fingerprint.json")
+    committed = results.read("book/results/teaching/fingerprint.json")
     config = committed["config"]
     assert config == json.loads(json.dumps(experiments.FINGERPRINT_CONFIG["teaching"]))
     assert {k: v for k, v in committed["check"].items() if k != "result"} == experiments.FINGERPRINT_CHECK
@@ -213,9 +183,13 @@ def test_fingerprint_runner_end_to_end_tiny(tmp_path, monkeypatch):
                           "lr": {"all": 1e-4, "patch_embed": 1e-4, "head": 1e-3}},
             "sigmas": (0.0,), "val": 16}
     monkeypatch.setitem(experiments.FINGERPRINT_CONFIG, "teaching", tiny)
-    monkeypatch.setattr(experiments, "REPOSITORY_ROOT", tmp_path)
+    monkeypatch.setattr(results, "REPOSITORY_ROOT", tmp_path)
     experiments.main(["fingerprint", "--profile", "teaching"])
-    result = json.loads((tmp_path / experiments.result_file("fingerprint", "teaching")).read_text())
+    result = results.read(results.result_file("fingerprint", "teaching"))  # as the chapter reads it: validated
+    assert result["provenance"]["device"] == "cpu" and result["provenance"]["config"]["experiment"] == "fingerprint"
+    derived = [name for name, entry in result["suspects"].items() if entry["derived"]]
+    assert derived == ["owner", "exact copy", "float16 copy", "int8 copy"]
+    assert {"zoo-vit-s-seed1", "zoo-vit-b", "zoo-resnet"} <= set(result["suspects"]) - set(derived)
     owner = result["suspects"]["owner"]
     assert all(owner[output][0]["kept"] == owner[output][0]["n"] for output in ("logits", "probs", "label"))
     assert [row["step"] for row in result["fade"]["head"]] == [0, 2]

@@ -184,3 +184,33 @@ def test_failed_fingerprint_save_leaves_the_old_file(tmp_path, monkeypatch):
         _small_fingerprint().save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_progress_bars_only_when_asked(owner, secret, val_batch, capsys):
+    images, labels = val_batch
+    fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=2)
+    list(fp.fine_tune(owner, images, labels, part="head", steps=2, lr=1e-3))
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=2, show_progress=True)
+    list(fp.fine_tune(owner, images, labels, part="head", steps=2, lr=1e-3, show_progress=True))
+    shown = capsys.readouterr().err
+    assert "bisecting to the boundary" in shown and "10/10" in shown  # one bisection per probe
+    assert "fine-tuning head" in shown and "2/2" in shown
+
+
+def test_queries_compute_in_full_float32_and_leave_the_flags(owner, secret):
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    seen = []
+    handle = owner.register_forward_pre_hook(
+        lambda module, inputs: seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)))
+    try:
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+        assert fp.verify(secret, fp.as_query(owner)).kept == 10
+        assert seen and all(flags == ("highest", False) for flags in seen)
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
+    finally:
+        handle.remove()
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn

@@ -89,7 +89,7 @@ def test_bounded_stays_in_the_box_and_matches_scipy(zoo_vit, source_target):
     stacked = np.vstack([free.numpy(), scale * np.eye(free.shape[1])])
     reference = torch.from_numpy(np.stack([
         lsq_linear(stacked, np.concatenate([b, scale * s]), bounds=(0, 1), method="bvls").x
-        for b, s in zip(rhs.numpy(), start.numpy())]))
+        for b, s in zip(rhs.numpy(), start.numpy(), strict=True)]))
     ours_objective = fooling._bounded_objective(free, rhs, start, ours, 1e-6)
     reference_objective = fooling._bounded_objective(free, rhs, start, reference, 1e-6)
     assert torch.all(ours_objective <= reference_objective * (1 + 1e-6))

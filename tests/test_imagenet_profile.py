@@ -1,6 +1,5 @@
 """The imagenet profile, offline: a fake ImageNette in torchvision's layout, local weights, clear errors."""
 
-import os
 import urllib.error
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def test_class_mapping_matches_timms_imagenet_index():
     assert [wnid for wnid, _ in data.IMAGENETTE_WNIDS] == sorted(wnid for wnid, _ in data.IMAGENETTE_WNIDS)
     profile = get_profile("imagenet")
     names = [ImageNetInfo().index_to_description(index) for index in profile.label_indices]
-    for short, long in zip(profile.class_names, names):
+    for short, long in zip(profile.class_names, names, strict=True):
         assert short.lower().split()[0] in long.lower(), (short, long)
 
 
@@ -148,7 +147,7 @@ def test_chapter_code_names_no_teaching_model_or_image_size():
             continue
         cells = re.split(r"^# %%.*$", source.read_text(), flags=re.M)
         markers = re.findall(r"^# %%.*$", source.read_text(), flags=re.M)
-        for marker, cell in zip(markers, cells[1:]):
+        for marker, cell in zip(markers, cells[1:], strict=True):
             if "[markdown]" in marker:
                 continue
             for line in cell.splitlines():
@@ -176,8 +175,7 @@ def test_sweep_data_is_stored_as_exact_uint8(fake_data):
     vit = models.load_model("zoo-vit-s")  # learning noise from either storage gives the same noise
     small = TensorDataset(stored.tensors[0][:8, :, :112, :112], stored.tensors[1][:8])
     floats = TensorDataset(small.tensors[0].float().div(255), small.tensors[1])
-    runs = [approximate.learn_noise(vit, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(), batch_size=4,
-                                    progress=False).noise for d in (small, floats)]
+    runs = [approximate.learn_noise(vit, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(), batch_size=4,).noise for d in (small, floats)]
     assert torch.equal(runs[0], runs[1])
 
 

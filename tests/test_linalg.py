@@ -9,7 +9,8 @@ def low_rank(rng, m, n, r):
     return rng.normal(size=(m, r)) @ rng.normal(size=(r, n))
 
 
-@pytest.mark.parametrize("m,n,r", [(1, 3, 1), (3, 5, 3), (5, 3, 2), (6, 6, 4), (10, 40, 7), (40, 10, 10), (96, 768, 96)])
+@pytest.mark.parametrize("m,n,r", [(1, 3, 1), (3, 5, 3), (5, 3, 2), (6, 6, 4), (10, 40, 7), (40, 10, 10),
+                                   (96, 768, 96)])
 def test_nullspace_of_low_rank_matrices(m, n, r):
     rng = np.random.default_rng(m * 1000 + n)
     A = low_rank(rng, m, n, r)
@@ -93,3 +94,14 @@ def test_bad_rtol_and_projection_shape():
         linalg.rank(np.eye(2), rtol=2.0)
     with pytest.raises(ValueError, match="shape"):
         linalg.project_onto_nullspace(np.eye(3), np.ones(4))
+
+
+def test_results_follow_the_library_of_the_input():
+    A = np.array([[1.0, 2.0, 3.0]])
+    At = torch.from_numpy(A)
+    assert isinstance(linalg.nullspace_projector(A), np.ndarray)
+    assert isinstance(linalg.nullspace_projector(At), torch.Tensor)
+    v = np.ones(3)
+    assert isinstance(linalg.project_onto_nullspace(At, v), np.ndarray)  # like the vectors, not the matrix
+    assert isinstance(linalg.project_onto_nullspace(A, torch.ones(3)), torch.Tensor)
+    assert linalg.default_rtol(At.shape) == linalg.default_rtol((1, 3)) == 3 * np.finfo(np.float64).eps  # torch.Size

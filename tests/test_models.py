@@ -128,3 +128,55 @@ def test_extra_seed_models_match_their_manifest():
         assert entry["val_accuracy"] > 0.95 and entry["training"]["seed"] != 0
         model = models.load_model("zoo-vit-s", weights=path)
         assert not torch.equal(model.net.patch_embed.proj.weight, zoo_weights)
+
+
+@pytest.fixture
+def restore_tf32_flags():
+    """Whatever a test does to the TF32 flags, later tests see the process's own settings."""
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    yield
+    torch.set_float32_matmul_precision(matmul)
+    torch.backends.cudnn.allow_tf32 = cudnn
+
+
+def _legacy_flags() -> tuple:
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_exact_float32_switches_tf32_off_inside_and_restores_the_flags(allowed, restore_tf32_flags):
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+    before = _legacy_flags()
+    assert before == (allowed, allowed, "high" if allowed else "highest")
+    with models.exact_float32():
+        assert _legacy_flags() == (False, False, "highest")
+        with models.exact_float32():  # nested: still off, and the outer block's settings come back
+            assert _legacy_flags() == (False, False, "highest")
+        assert _legacy_flags() == (False, False, "highest")
+    assert _legacy_flags() == before
+    with pytest.raises(RuntimeError, match="inside"):  # restored on errors too
+        with models.exact_float32():
+            raise RuntimeError("inside")
+    assert _legacy_flags() == before
+
+
+def test_exact_float32_keeps_a_medium_matmul_precision(restore_tf32_flags):
+    torch.set_float32_matmul_precision("medium")
+    with models.exact_float32():
+        assert torch.get_float32_matmul_precision() == "highest"
+    assert torch.get_float32_matmul_precision() == "medium"
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9: no fp32_precision")
+def test_exact_float32_restores_flags_set_through_the_fp32_precision_api(restore_tf32_flags):
+    # after this API is used, torch refuses to read the legacy flags, so the context manager must use it too
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    previous = (matmul.fp32_precision, conv.fp32_precision)
+    try:
+        matmul.fp32_precision, conv.fp32_precision = "tf32", "tf32"
+        with models.exact_float32():
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = previous

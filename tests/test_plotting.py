@@ -91,3 +91,23 @@ def test_readable_makes_text_8pt_at_page_width():
     ticks = [label.get_fontsize() / scale for ax in axes for label in ax.get_xticklabels()]
     assert min(ticks) >= plotting.MIN_READABLE_POINTS - 1e-9
     plt.close(fig)
+
+
+def test_show_images_needs_one_title_and_flag_per_image():
+    images = [torch.rand(3, 4, 4), torch.rand(3, 4, 4)]
+    with pytest.raises(ValueError, match="titles has 1 entries for 2 images"):
+        plotting.show_images(images, ["only one"])
+    with pytest.raises(ValueError, match="symmetric has 3 entries for 2 images"):
+        plotting.show_images(images, symmetric=[True, False, True])
+    fig = plotting.show_images(images, ["a", "b"], ncols=3)  # a spare axis in the grid stays empty and off
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", ""] and not fig.axes[2].axison
+    plt.close("all")
+
+
+def test_matrix_heatmap_in_a_subfigure_returns_the_whole_figure():
+    fig = plt.figure(figsize=(6, 3))
+    left, right = fig.subfigures(1, 2)
+    ax = right.subplots()
+    assert plotting.matrix_heatmap({"a": {"a": 0.5}}, ["a"], ax=ax) is fig
+    assert [text.get_text() for text in ax.texts] == ["50"]
+    plt.close("all")

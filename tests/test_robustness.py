@@ -66,9 +66,25 @@ def test_transfer_matrix_and_exact_transfer(zoo, small):
 
 def test_vits_beat_cnns_verdict():
     def rows(*matches):
-        return [{"lim": lim, "learned": {"match": m}} for lim, m in zip((0.1, 0.5), matches)]
+        return [{"lim": lim, "learned": {"match": m}} for lim, m in zip((0.1, 0.5), matches, strict=True)]
 
     verdicts = robustness.vits_beat_cnns({"v1": rows(1.0, 0.9), "v2": rows(0.99, 0.6), "c1": rows(0.95, 0.7)},
                                          ("v1", "v2"), ("c1",))
     assert [v["vits_ahead"] for v in verdicts] == [True, False]
     assert verdicts[1] == {"lim": 0.5, "worst_vit": 0.6, "best_cnn": 0.7, "vits_ahead": False}
+
+
+def test_progress_bars_only_when_asked(zoo, small, capsys):
+    train, val = small
+    noise = robustness.uniform_noise((3, 112, 112), 0.3, seed=0)
+    robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(0.03, 0.1), steps=2, batch_size=8)
+    robustness.transfer_matrix(zoo, {"zoo-vit-s": noise}, val)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(0.03, 0.1), steps=2, batch_size=8,
+                         show_progress=True)
+    robustness.transfer_matrix(zoo, {"zoo-vit-s": noise}, val, show_progress=True)
+    robustness.exact_transfer(zoo["zoo-vit-s"], zoo, val, amplitude=1.0, show_progress=True)
+    shown = capsys.readouterr().err
+    assert "choosing the lr (input, lim 0.25)" in shown and "2/2" in shown  # two rates
+    assert "transfer" in shown and "exact noise transfer" in shown

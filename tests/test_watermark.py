@@ -25,10 +25,10 @@ def pair():
 
 def test_patches_round_trip_and_order():
     images = torch.rand(2, 3, 8, 12)
-    patches = watermark.to_patches(images, 4)
+    patches = exact.to_patches(images, 4)
     assert patches.shape == (2 * 2 * 3, 48)
     assert torch.equal(patches[4], images[0, :, 4:8, 4:8].reshape(-1))  # row-major over the patch grid
-    assert torch.equal(watermark.from_patches(patches, tuple(images.shape), 4), images)
+    assert torch.equal(exact.from_patches(patches, tuple(images.shape), 4), images)
 
 
 @pytest.mark.parametrize("p", [1, 2])
@@ -49,7 +49,7 @@ def test_exact_box_and_logits(model, pair, p):
 
 def test_agrees_with_highs_optimum(model, pair):
     images, mark = pair
-    fast = watermark.embed(model, images, mark, p=1, rho=3.0)
+    fast = watermark.embed(model, images, mark, p=1)  # the default settings
     reference = watermark.embed(model, images, mark, p=1, solver="highs")
     assert reference.embedding_residual < 1e-6 and reference.box_violation < 1e-9
     gap = (fast.objective - reference.objective) / reference.objective
@@ -64,6 +64,61 @@ def test_batch_equals_one_by_one(model, pair):
     assert single.image.shape == (3, 16, 16)
     assert torch.allclose(batch.image[1], single.image, atol=1e-5)
     assert float(single.objective) == pytest.approx(float(batch.objective[1]), rel=1e-5)
+
+
+def test_chunks_give_the_same_images_and_a_progress_bar(model, pair, capsys):
+    images, mark = pair
+    whole = watermark.embed(model, images, mark)
+    chunked = watermark.embed(model, images, mark, chunk_images=1, show_progress=True)
+    assert torch.equal(chunked.image, whole.image)  # every patch is solved on its own: chunks change nothing
+    assert torch.equal(chunked.objective, whole.objective)
+    assert chunked.embedding_residual == whole.embedding_residual
+    assert "watermark" in capsys.readouterr().err  # tqdm writes its bar to stderr
+    watermark.embed(model, images, mark, chunk_images=1)
+    assert capsys.readouterr().err == ""  # and nothing by default
+    with pytest.raises(ValueError, match="chunk_images"):
+        watermark.embed(model, images, mark, chunk_images=0)
+
+
+def test_no_svd_on_the_watermark_path(model, pair, monkeypatch):
+    """The solver needs W and (W W^T)^-1 only: a full SVD (1.9 s of a 224 image's first call) is not made."""
+    from nullspace_utils import linalg
+
+    def no_svd(*args, **kwargs):
+        raise AssertionError("an SVD was computed on the watermark path")
+
+    monkeypatch.setattr(linalg, "nullspace", no_svd)
+    monkeypatch.setattr(exact, "_CACHE", type(exact._CACHE)())  # no basis cached by earlier tests either
+    images, mark = pair
+    result = watermark.embed(model, images, mark)
+    assert result.embedding_residual < 1e-5
+
+
+def test_growing_step_beats_a_constant_one_at_the_same_budget(model, pair):
+    """The default (rho growing from 1 to 200) against the constant rho = 10 used before, 100 iterations each,
+    measured against the LP optimum: the change this benchmark kept must keep helping."""
+    images, mark = pair
+    optimum = watermark.embed(model, images, mark, solver="highs").objective
+    growing = watermark.embed(model, images, mark, iterations=100).objective
+    constant = watermark.embed(model, images, mark, iterations=100, rho=10.0).objective
+    assert ((growing - optimum) / optimum).max() < ((constant - optimum) / optimum).min()
+
+
+def test_solver_settings_are_checked(model, pair):
+    images, mark = pair
+    for rho in ((1.0,), (1.0, -2.0), (0.0, 1.0), "10"):
+        with pytest.raises(ValueError, match="rho"):
+            watermark.embed(model, images, mark, rho=rho)
+    with pytest.raises(ValueError, match="precision"):
+        watermark.embed(model, images, mark, precision="float16")
+
+
+def test_lower_precision_is_ignored_on_the_cpu_and_exactness_kept(model, pair):
+    images, mark = pair
+    reference = watermark.embed(model, images, mark, precision="float32")
+    for precision in ("tf32", "bfloat16"):  # GPU matmul settings: on the CPU the float32 path runs
+        result = watermark.embed(model, images, mark, precision=precision)
+        assert torch.equal(result.image, reference.image)
 
 
 def test_strength_zero_blend_keeps_image_close(model, pair):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nullspace_utils import fooling, models, xai
+from nullspace_utils import fooling, metrics, models, xai
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,9 @@ def test_token_level_maps_of_source_and_disguise_agree(zoo_vit, triplet, name):
     source, target, disguised = triplet
     explain = (lambda x: xai.relevance(zoo_vit, x)) if name == "relevance" else \
         (lambda x: xai.attribute(zoo_vit, x, method=name))
-    same = xai.compare_maps(explain(source), explain(disguised))
+    same = metrics.compare_maps(explain(source), explain(disguised))
     assert same["max_relative_difference"] < 1e-3 and same["correlation"] > 0.9999
-    assert xai.compare_maps(explain(source), explain(target))["correlation"] < 0.99
+    assert metrics.compare_maps(explain(source), explain(target))["correlation"] < 0.99
 
 
 def test_input_times_gradient_differs_by_the_input(zoo_vit, triplet):
@@ -52,7 +52,7 @@ def test_input_times_gradient_differs_by_the_input(zoo_vit, triplet):
     assert torch.allclose(gradient_s, gradient_d, atol=1e-4 * gradient_s.abs().max().item())
     product = xai.attribute(zoo_vit, disguised, method="input_x_gradient", reduce="none")
     assert torch.allclose(product, disguised * gradient_d, atol=1e-4 * product.abs().max().item())
-    assert xai.compare_maps(xai.attribute(zoo_vit, source, method="input_x_gradient"),
+    assert metrics.compare_maps(xai.attribute(zoo_vit, source, method="input_x_gradient"),
                             xai.attribute(zoo_vit, disguised, method="input_x_gradient"))["correlation"] < 0.99
 
 
@@ -65,8 +65,28 @@ def test_every_method_returns_image_sized_maps(zoo_vit, triplet):
 
 def test_compare_maps_invariants():
     maps = torch.rand(2, 8, 8)
-    assert xai.compare_maps(maps, maps) == {"max_relative_difference": 0.0, "correlation": pytest.approx(1.0)}
-    assert xai.compare_maps(maps, -maps)["correlation"] == pytest.approx(-1.0)
+    assert metrics.compare_maps(maps, maps) == {"max_relative_difference": 0.0, "correlation": pytest.approx(1.0)}
+    assert metrics.compare_maps(maps, -maps)["correlation"] == pytest.approx(-1.0)
+    assert xai.compare_maps is metrics.compare_maps  # its former home, for code written before the move
+
+
+def test_maps_are_computed_in_full_float32_and_leave_the_flags(zoo_vit, triplet):
+    source, _, _ = triplet
+    seen = []
+    handle = zoo_vit.register_forward_pre_hook(
+        lambda module, inputs: seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)))
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("high")  # TF32 allowed by the caller
+        torch.backends.cudnn.allow_tf32 = True
+        xai.relevance(zoo_vit, source[:1])
+        xai.attribute(zoo_vit, source[:1], method="saliency")
+        assert seen and all(flags == ("highest", False) for flags in seen)
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
+    finally:
+        handle.remove()
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def test_clear_errors(zoo_vit, triplet):

@@ -23,9 +23,10 @@ import torch
 from IPython.display import display
 from torch.utils.data import TensorDataset
 
-from nullspace_utils import approximate, experiments, plotting
+from nullspace_utils import approximate, plotting
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.results import chapter_result
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -72,9 +73,9 @@ print("noise shape (patches, width):", approximate.noise_shape(vit, "encoder", p
 
 # %%
 learned = approximate.learn_noise(vit, train, level="encoder", lim=2.0, steps=40, lr=1.0, milestones=(30,),
-                                  batch_size=64, seed=0, progress=False)
+                                  batch_size=64, seed=0)
 kept = approximate.learn_noise(vit, train, level="encoder", lim=2.0, steps=40, lr=1.0, milestones=(30,),
-                               batch_size=64, seed=0, keep_norm=True, progress=False)
+                               batch_size=64, seed=0, keep_norm=True)
 steps = [row["step"] for row in learned.history]
 plotting.line_panels([
     {"title": "training loss", "ylabel": "squared logit distance",
@@ -125,7 +126,8 @@ plotting.table(rows, ["noise", "predictions unchanged", "logit MSE", "mean |Δp|
 # away from the code.
 
 # %%
-sweep = experiments.chapter_result("approximate", profile.name)
+sweep, note = chapter_result("approximate", profile.name)
+print(note)
 if sweep is not None:
     config = sweep["config"]
     print(f"{config['steps']} SGD steps, batch {config['batch_size']}, lr {config['lr']} (x0.1 at steps "
@@ -216,7 +218,7 @@ if sweep is not None:
 # :class: dropdown
 # ~~~python
 # image_noise = approximate.learn_noise(vit, train, level="input", lim=0.1, steps=40, lr=1.0,
-#                                       milestones=(30,), batch_size=64, progress=False)
+#                                       milestones=(30,), batch_size=64)
 # print(image_noise.noise.shape)  # (3, 112, 112): one value per pixel and channel
 # for shuffle in (False, True):
 #     print(approximate.evaluate_noise(vit, val, image_noise.noise, level="input", shuffle=shuffle))
@@ -237,7 +239,7 @@ if sweep is not None:
 # :class: dropdown
 # ~~~python
 # fast = approximate.learn_noise(vit, train, level="encoder", lim=2.0, steps=40, lr=10.0, milestones=(30,),
-#                                batch_size=64, keep_norm=True, progress=False)
+#                                batch_size=64, keep_norm=True)
 # for shuffle in (False, True):
 #     print(approximate.evaluate_noise(vit, val, fast.noise, level="encoder", shuffle=shuffle))
 # ~~~

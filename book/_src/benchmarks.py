@@ -10,9 +10,12 @@
 # The watermark of paper §6 solves a linear program per patch: stay in the patch embedding's
 # nullspace, stay in [0, 1], come as close to the mark as possible in L1 (eq. 7). The paper used scipy's
 # SLSQP for 5000 iterations. `benchmarks/watermark.py` solves the same problem for a ViT-S/32 (random
-# weights: the nullspace only depends on shapes and weights) three ways: HiGHS's exact LP solver on a
-# few patches (the optimum), SLSQP for two iterations (extrapolated to the paper's budget), and our
-# ADMM solver (`watermark.embed`) on the whole image at several iteration budgets.
+# weights: the nullspace only depends on shapes and weights) three ways: HiGHS's interior point LP
+# solver on a few patches (the optimum), SLSQP for two iterations (extrapolated to the paper's budget),
+# and our ADMM solver (`watermark.embed`) on the whole image at several iteration budgets. The ADMM
+# rows come in two settings, measured in the same run: **before** (a constant step size 10 from the
+# original patch, 300 iterations, and an SVD on every call, as this solver was first written) and
+# **default** (a step growing from 1 to 200, a warm start from the projected mark, no SVD).
 
 # %% [colab-install]
 # %%
@@ -20,48 +23,71 @@
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from nullspace_utils import experiments, plotting
+from nullspace_utils import plotting
+from nullspace_utils.results import read
 
-cpu = experiments.load_result("benchmarks/results/watermark_cpu.json")
-gpu = experiments.load_result("benchmarks/results/watermark_gpu.json")
-print(f"made by: {cpu['command']}\n  commit {cpu['commit'][:10]}, torch {cpu['torch']}, {cpu['threads']} CPU threads")
+cpu = read("benchmarks/results/watermark_cpu.json")
+gpu = read("benchmarks/results/watermark_gpu.json")
+print(f"made by: {cpu['command']}\n  commit {cpu['commit'][:10]}, torch {cpu['torch']}, {cpu['threads']} CPU threads "
+      f"({cpu['cpu']})")
 
-admm = cpu["admm_cpu"]
-highs, slsqp = cpu["highs"], cpu["slsqp"]
+highs, slsqp, first = cpu["highs"], cpu["slsqp"], cpu["first_call"]
+runs = {name: [row for row in cpu["admm_cpu"] if row["settings"] == name] for name in ("before", "default")}
 panels = [
     {"title": "gap to the LP optimum (HiGHS)", "ylabel": "%", "lines": {
-        "ADMM": ([row["seconds"] for row in admm], [row["gap_percent"] for row in admm], "o-"),
-        "SLSQP, 2 iterations (one patch)": ([slsqp["seconds"]], [slsqp["objective_gap_first_patch_percent"]], "s")}},
+        f"ADMM, {name}": ([row["seconds"] for row in rows], [row["gap_percent"] for row in rows], "o-")
+        for name, rows in runs.items()}},
     {"title": "seconds per 224x224 image", "ylabel": "s", "lines": {
-        "ADMM": ([row["iterations"] for row in admm], [row["seconds"] for row in admm], "o-"),
-        "HiGHS (exact, extrapolated)": ([admm[0]["iterations"], admm[-1]["iterations"]],
-                                        [highs["seconds_per_image_extrapolated"]] * 2, "--")}},
+        **{f"ADMM, {name}": ([row["iterations"] for row in rows], [row["seconds"] for row in rows], "o-")
+           for name, rows in runs.items()},
+        "HiGHS (exact, extrapolated)": ([50, 300], [highs["seconds_per_image_extrapolated"]] * 2, "--")}},
 ]
 fig = plotting.line_panels(panels, xlabel="", logy=(True, True))
-fig.axes[0].set_xlabel("seconds (CPU)")
+fig.axes[0].set_xlabel("seconds per image, warm (CPU)")
 fig.axes[0].set_xscale("log")
 fig.axes[1].set_xlabel("ADMM iterations")
 plt.show()
 
 # %%
-rows = [[f"ADMM, {row['iterations']} iterations", f"{row['seconds']:.2f} s", f"{row['gap_percent']:.3f} %",
-         f"{highs['seconds_per_image_extrapolated'] / row['seconds']:.0f}x"] for row in admm]
-rows.append(["HiGHS (exact LP), extrapolated from 3 patches", f"{highs['seconds_per_image_extrapolated']:.0f} s",
-             "0 (the optimum)", "1x"])
+rows = [[f"ADMM {row['settings']}, {row['iterations']} iterations (warm)", f"{row['seconds']:.2f} s",
+         f"{row['gap_percent']:.3f} %", f"{highs['seconds_per_image_extrapolated'] / row['seconds']:.0f}x"]
+        for row in cpu["admm_cpu"]]
+for name, label in (("before", "before: 300 iterations and an SVD"), ("default", "default: 100 iterations")):
+    rows.append([f"ADMM {label}, first call in a fresh process", f"{first[name]:.2f} s", "",
+                 f"{highs['seconds_per_image_extrapolated'] / first[name]:.0f}x"])
+rows.append([f"HiGHS interior point (exact LP), extrapolated from {highs['patches']} patches",
+             f"{highs['seconds_per_image_extrapolated']:.0f} s", "0 (the optimum)", "1x"])
 rows.append(["SLSQP at the paper's 5000 iterations x 49 patches, extrapolated",
              f"{slsqp['paper_setting_seconds_extrapolated'] / 86400:.0f} days", "—",
              f"{highs['seconds_per_image_extrapolated'] / slsqp['paper_setting_seconds_extrapolated']:.1g}x"])
-display(plotting.table(rows, ["solver, per image (CPU)", "time", "gap to optimum",
-                              "speed against HiGHS"]))
-batch = gpu["admm_gpu"]
-print(f"On one {batch['device']}: {batch['images']} images (ImageNette's val split) in {batch['seconds']:.0f} s, "
-      f"{1000 * batch['seconds'] / batch['images']:.1f} ms per image; embedding residual below 1e-6: "
-      f"{batch['embedding_residual'] < 1e-6}, pixels outside [0, 1]: {batch['box_violation']}")
+display(plotting.table(rows, ["solver, per image (CPU)", "time", "gap to optimum", "speed against HiGHS"]))
+default = next(row for row in runs["default"] if row["iterations"] == 100)
+print(f"default settings: relative embedding residual below 1e-6: {default['relative_residual'] < 1e-6}; "
+      f"pixels outside [0, 1]: {default['box_violation']}")
 
 # %% [markdown]
-# ADMM reaches 0.1 % of the optimum in about a second per image on two CPU cores, hundreds of times
-# faster than solving the LP exactly and beyond comparison with SLSQP at the paper's budget, which the
-# extrapolation puts at months per image on this CPU; on a GPU, a whole validation split takes seconds.
+# On a GPU, `benchmarks/watermark.py --device cuda` watermarks 3925 random 224 x 224 images (the size
+# of ImageNette's validation split) at once, in the same two settings, with the two projection
+# matmuls in float32, TF32 or bfloat16, and with the elementwise steps fused by `torch.compile`
+# (timed after its one compilation). The gap is measured on patches that HiGHS solved; exactness
+# never depends on the precision, because the polish ends in float64.
+
+# %%
+rows = [[row["settings"], f"{row['iterations']}", row["precision"], "yes" if row["compiled"] else "no",
+         f"{row['seconds']:.2f} s", f"{row['gap_percent']:.3f} %", f"{row['peak_memory_gb']:.0f} GB"]
+        for row in gpu["admm_gpu"]]
+for row in gpu["embed_gpu"]:
+    rows.append([f"embed from host memory, chunks for {row['chunks']}", "100", "tf32", "no",
+                 f"{row['seconds']:.2f} s", "", f"{row['peak_memory_gb']:.0f} GB"])
+display(plotting.table(rows, ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images",
+                              "gap to optimum", "peak GPU memory"],
+                       caption=f"On one {gpu['device']}; the first rows time the solver on images already on the GPU."))
+
+# %% [markdown]
+# The first call on a CPU no longer pays for an SVD that the solver never used, and the growing step
+# reaches the old 300-iteration accuracy in 100 iterations. bfloat16 matmuls are fast but leave the
+# objective further from the optimum than the 0.1 % this book asks for, so the GPU default is TF32.
+# The figures above and the chapter's claims are read from the result files, not typed in.
 #
 # ## Our SVD against scipy's
 #
@@ -70,7 +96,7 @@ print(f"On one {batch['device']}: {batch['images']} images (ImageNette's val spl
 # space:
 
 # %%
-print(experiments.load_result("benchmarks/results/nullspace_svd.txt", text=True))
+print(read("benchmarks/results/nullspace_svd.txt", text=True))
 
 # %% [markdown]
 # Both call LAPACK's SVD, so neither is meant to be faster: the ratios between 0.7 and 1.0 are what
@@ -82,7 +108,7 @@ print(experiments.load_result("benchmarks/results/nullspace_svd.txt", text=True)
 # `benchmarks/notebook_times.py` executes every chapter as nbval does:
 
 # %%
-timing = experiments.load_result("benchmarks/results/notebook_times.json")
+timing = read("benchmarks/results/notebook_times.json")
 names, seconds = list(timing["seconds"]), list(timing["seconds"].values())
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.barh(names, seconds, color="C0")

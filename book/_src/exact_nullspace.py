@@ -19,8 +19,9 @@ import timm
 import torch
 
 
-from nullspace_utils import exact, linalg, plotting
-from nullspace_utils.data import psnr, quantize_8bit, stack_dataset
+from nullspace_utils import exact, linalg, metrics, plotting
+from nullspace_utils.data import quantize_8bit, stack_dataset
+from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
 
 torch.manual_seed(0)
@@ -163,8 +164,8 @@ generator = torch.Generator().manual_seed(0)
 for amplitude in amplitudes:
     v_null = exact.random_nullspace_noise(vit, profile.image_size, amplitude=float(amplitude), seed=1)
     v_rand = (torch.rand(images.shape[1:], generator=generator) * 2 - 1) * float(amplitude)
-    null_change.append(exact.logit_change(vit, images, v_null).max().item())
-    random_change.append(exact.logit_change(vit, images, v_rand).max().item())
+    null_change.append(metrics.logit_change(vit, images, v_null).max().item())
+    random_change.append(metrics.logit_change(vit, images, v_rand).max().item())
     with torch.no_grad():
         random_match.append((vit(images + v_rand).argmax(1) == clean_logits.argmax(1)).float().mean().item())
 
@@ -196,8 +197,8 @@ weights = torch.randn(naive_basis.shape[0], generator=torch.Generator().manual_s
 naive_patch = torch.einsum("k,kcij->cij", weights, naive_basis)
 naive_noise = exact.tile(naive_patch / naive_patch.abs().max(), profile.image_size).float()  # amplitude 1
 folded_noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=1.0, seed=2)
-naive = exact.logit_change(vit, images, naive_noise).max().item()
-folded = exact.logit_change(vit, images, folded_noise).max().item()
+naive = metrics.logit_change(vit, images, naive_noise).max().item()
+folded = metrics.logit_change(vit, images, folded_noise).max().item()
 print(f"nullspace of W alone      : max logit change {naive:.3f}")
 print("nullspace of W diag(1/std): max logit change below 1e-4:", folded < 1e-4)
 
@@ -223,7 +224,7 @@ with torch.no_grad():
 saturated = ((images + small_noise < 0) | (images + small_noise > 1)).float().mean().item()
 rows = [
     ["no clipping, no rounding",
-     "below 1e-4 (float rounding)" if exact.logit_change(vit, images, small_noise).max().item() < 1e-4 else "LARGE",
+     "below 1e-4 (float rounding)" if metrics.logit_change(vit, images, small_noise).max().item() < 1e-4 else "LARGE",
      "100%"],
     [f"clipped to [0, 1] ({saturated:.1%} of values clipped)", f"{(clipped - reference).abs().max().item():.3f}",
      f"{(clipped.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
@@ -264,7 +265,7 @@ plotting.table(rows, ["what was done to x + v (amplitude 0.1)", "max logit chang
 # ~~~python
 # big = profile.load_model(profile.vit_models[2])
 # v = exact.random_nullspace_noise(big, profile.image_size, amplitude=5.0)
-# print(exact.patch_nullspace(big).shape[0], exact.logit_change(big, images, v).max())
+# print(exact.patch_nullspace(big).shape[0], metrics.logit_change(big, images, v).max())
 # ~~~
 # 512 dimensions in the teaching profile; the logit change stays at the level of float rounding.
 # ```

@@ -29,10 +29,11 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from nullspace_utils import experiments, plotting
+from nullspace_utils import plotting
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.results import chapter_result
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -74,7 +75,7 @@ plt.show()
 # (shipped in `nullspace_utils/zoo/seeds/`), the other two widths and the three CNNs.
 
 # %%
-suspects = experiments.fingerprint_suspects(profile, owner)
+suspects = fp.make_suspects(profile, owner)
 independent = next(name for name, (_, derived) in suspects.items() if not derived)  # trained apart from the owner
 results = {name: fp.verify(secret, fp.as_query(model), output="logits") for name, (model, _) in suspects.items()}
 plotting.change_strips({name: result.changes.tolist() for name, result in results.items()}, tol=1e-3)
@@ -83,7 +84,7 @@ plt.show()
 
 def summary(name: str, r) -> list:
     """kept / p-value / verdict, or, for the copies whose answers depend on the CPU's kernels, a pointer."""
-    if name in experiments.BACKEND_DEPENDENT_SUSPECTS:
+    if name in fp.BACKEND_DEPENDENT_SUSPECTS:
         return ["varies by CPU", "—", "see the eight-secret table"]
     return [f"{r.kept}/{r.n}", f"{r.p_value:.1g}", "**yours**" if r.is_yours else "not shown"]
 
@@ -159,7 +160,8 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 # ```
 
 # %%
-found = experiments.chapter_result("fingerprint", profile.name)
+found, note = chapter_result("fingerprint", profile.name)
+print(note)
 if found is not None:
     config = found["config"]
     print(f"{config['fingerprints']} fingerprints of {config['n_probes']} probes, amplitude {config['amplitude']}, "

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 
-from nullspace_utils import exact, fooling, plotting, watermark, xai
-from nullspace_utils.data import psnr, stack_dataset
+from nullspace_utils import exact, fooling, metrics, plotting, watermark, xai
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
 
 torch.manual_seed(0)
@@ -168,10 +169,10 @@ relevance_maps = [xai.relevance(vit, image) for image in triplet_images]
 plotting.show_maps([relevance_maps], ["relevance"], ["source", "transformed", "target"], images=[triplet_images],
                    size=2.2)
 plt.show()
-same = xai.compare_maps(relevance_maps[0], relevance_maps[1])
+same = metrics.compare_maps(relevance_maps[0], relevance_maps[1])
 print(f"source vs transformed: correlation {same['correlation']:.6f}, "
       f"max relative difference below 1e-4: {same['max_relative_difference'] < 1e-4}")
-print(f"source vs target: correlation {xai.compare_maps(relevance_maps[0], relevance_maps[2])['correlation']:.2f}")
+print(f"source vs target: correlation {metrics.compare_maps(relevance_maps[0], relevance_maps[2])['correlation']:.2f}")
 
 # %% [markdown]
 # ## Which explanation methods can tell them apart?
@@ -218,8 +219,8 @@ all_maps = {"relevance": [xai.relevance(vit, batch) for batch in (sources, resul
 all_maps.update({method: [xai.attribute(vit, batch, method=method) for batch in (sources, result.image, targets)]
                  for method in xai.METHODS})
 for method, (source_maps, transformed_maps, target_maps) in all_maps.items():
-    same = xai.compare_maps(source_maps, transformed_maps)
-    other = xai.compare_maps(source_maps, target_maps)
+    same = metrics.compare_maps(source_maps, transformed_maps)
+    other = metrics.compare_maps(source_maps, target_maps)
     # identical maps differ by float rounding only (about 1e-5, digits that vary between CPUs): below the
     # tolerance we print the comparison, above it the difference itself
     difference = same["max_relative_difference"]
@@ -313,7 +314,7 @@ print(f"PSNR to the target: {psnr(targets, as_watermark.image):.1f} dB "
 # ```{exercise} Align the occlusion windows
 # :label: ex-fool-2
 # Run `xai.attribute(vit, image, method="occlusion", window=16, stride=16)` for the source and the
-# transformed image and compare them with `xai.compare_maps`. Predict the result before running it.
+# transformed image and compare them with `metrics.compare_maps`. Predict the result before running it.
 # ```
 #
 # ```{solution} ex-fool-2

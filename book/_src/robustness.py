@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 from nullspace_utils import approximate, experiments, plotting, robustness
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.results import chapter_result
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -77,7 +78,8 @@ plotting.table(rows, ["model", *[f"lim {lim}" for lim in lims]])
 # ```
 
 # %%
-sweep = experiments.chapter_result("robustness", profile.name)
+sweep, note = chapter_result("robustness", profile.name)
+print(note)
 if sweep is not None:
     config = sweep["config"]
     print(f"lims {config['lims']}, {config['steps']} SGD steps, batch {config['batch_size']}, "

@@ -21,10 +21,11 @@ import re
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from nullspace_utils import experiments, plotting
+from nullspace_utils import plotting
+from nullspace_utils.results import read
 
-timing = experiments.load_result("benchmarks/results/notebook_times.json")
-gpu = experiments.load_result("benchmarks/results/imagenet_chapters_gpu.json")
+timing = read("benchmarks/results/notebook_times.json")
+gpu = read("benchmarks/results/imagenet_chapters_gpu.json")
 gpu_seconds = {entry["notebook"].removeprefix("book/").removesuffix(".ipynb"): entry["seconds"]
                for entry in gpu["chapters"]}
 rows = [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s"] for name, seconds in timing["seconds"].items()]
@@ -65,11 +66,11 @@ practises = {
 }
 exercise = re.compile(r"```\{exercise\} (.+)\n# :label: (\S+)")
 rows, found = [], set()
-for line in experiments.load_result("_toc.yml", text=True).splitlines():
+for line in read("_toc.yml", text=True).splitlines():
     name = line.strip().removeprefix("- file: book/")
     if not line.strip().startswith("- file: book/") or "/" in name:  # chapters only, not the API pages
         continue
-    source = experiments.load_result(f"book/_src/{name}.py", text=True, missing_ok=True)
+    source = read(f"book/_src/{name}.py", text=True, missing_ok=True)
     if source is not None:
         for title, label in exercise.findall(source):
             found.add(label)

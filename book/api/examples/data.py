@@ -1,23 +1,44 @@
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
+import torch
 
-from nullspace_utils import data
+from nullspace_utils import data, metrics
 
+folder = Path(tempfile.mkdtemp())  # where this example writes its files
 val = data.synthetic_dataset("val", n=20)  # a SyntheticShapes: 10 classes of drawn shapes, seeded per split
+assert isinstance(val, data.SyntheticShapes) and len(val) == 20
 images, labels = data.stack_dataset(val)  # (20, 3, 112, 112) in [0, 1], (20,)
-print(images.shape, [data.CLASS_NAMES[int(label)] for label in labels[:3]])
+assert images.shape == (20, 3, 112, 112) and labels.shape == (20,)
+assert [data.CLASS_NAMES[int(label)] for label in labels[:3]] == ["circle", "square", "triangle"]
 custom = data.SyntheticShapes(5, size=64, seed=1)  # any number of images, any size
-star = data.render_shape_image(3, np.random.default_rng(0), size=64)  # one (64, 64, 3) star as numpy
-print(data.check_images(images).batched)  # True: the library's image convention holds
-data.check_finite(images - 0.5, name="noise")  # any values, but no NaN or infinity (noise, disguised images)
-print(data.psnr(images[0], data.quantize_8bit(images[0])))  # what 8-bit storage costs, in dB
-path = data.save_image(images[0], "/tmp/shape.png")  # 8-bit PNG (or .npy, lossless)
-print(data.load_image(path, size=112).shape)  # (3, 112, 112) in [0, 1]
-with data.atomic_write("/tmp/labels.txt") as temporary:  # written beside the target, renamed when complete
-    temporary.write_text(" ".join(str(int(label)) for label in labels))
-print(data.data_dir())  # $NULLSPACE_DATA, else ~/.cache/nullspace-vit: where ImageNette goes
+assert len(custom) == 5 and custom[0][0].shape == (3, 64, 64)
+star = data.render_shape_image(3, np.random.default_rng(0), size=64)  # one star (class 3), as numpy
+assert data.CLASS_NAMES[3] == "star" and star.shape == (3, 64, 64) and star.dtype == np.float32
+assert data.check_images(images).batched  # the library's image convention holds: (B, C, H, W) in [0, 1]
 try:
-    data.imagenette("val", download=False)  # the imagenet profile's images (torchvision's Imagenette)
+    data.check_images(images * 255)  # 8-bit values: refused, with the fix
+except ValueError as error:
+    assert "[0, 1]" in str(error)
+else:
+    raise AssertionError("images outside [0, 1] must be refused")
+data.check_finite(images - 0.5, name="noise")  # any values, but no NaN or infinity (noise, disguised images)
+assert 58 < metrics.psnr(images[0], data.quantize_8bit(images[0])) < 60  # what 8-bit storage costs: 58.9 dB
+path = data.save_image(images[0], folder / "shape.png")  # 8-bit PNG (or .npy, lossless)
+assert torch.equal(data.load_image(path), data.quantize_8bit(images[0]))  # (3, 112, 112) in [0, 1], as saved
+assert data.load_image(path, size=56).shape == (3, 56, 56)  # resized (bicubic) on loading
+with data.atomic_write(folder / "labels.txt") as temporary:  # written beside the target, renamed when complete
+    temporary.write_text(" ".join(str(int(label)) for label in labels))
+assert (folder / "labels.txt").read_text().startswith("0 1 2 ")
+assert data.data_dir() == Path(os.environ.get("NULLSPACE_DATA") or Path.home() / ".cache" / "nullspace-vit")
+try:
+    data.imagenette("val", root=folder / "empty", download=False)  # the imagenet profile's images (torchvision)
 except data.DatasetUnavailableError as error:
-    print(error)  # says where to put imagenette2-320.tgz by hand
-fake = data.write_fake_imagenette("/tmp/fake-imagenette", per_class=1)  # ImageNette's layout, noise images
-print(len(data.imagenette("val", root=fake, download=False)))  # 10: one per class, read like the real one
+    assert data.IMAGENETTE_ARCHIVE in str(error)  # says where to put imagenette2-320.tgz by hand
+else:
+    raise AssertionError("an empty folder holds no ImageNette")
+fake = data.write_fake_imagenette(folder / "fake-imagenette", per_class=1)  # ImageNette's layout, noise images
+fakes = data.imagenette("val", root=fake, download=False)  # read like the real one
+assert len(fakes) == 10 and [label for _, label in fakes] == list(range(10))  # one per class

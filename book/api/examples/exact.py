@@ -1,27 +1,48 @@
 import torch
+from timm.models.vision_transformer import VisionTransformer
 
-from nullspace_utils import exact, models
+from nullspace_utils import exact, metrics, models
 
 model = models.load_model("zoo-vit-s")  # or any timm ViT: models.load_model("vit_small_patch32_224")
-print(exact.patch_embedding_layer(model))  # Conv2d(3, 96, kernel_size=(16, 16), stride=(16, 16))
-matrix = exact.patch_embedding_matrix(model)  # (96, 768) float64: pixels of one patch -> its embedding
-basis = exact.patch_nullspace(model)  # (672, 3, 16, 16): an orthonormal basis of its nullspace
+layer = exact.patch_embedding_layer(model)  # Conv2d(3, 96, kernel_size=(16, 16), stride=(16, 16))
+assert isinstance(layer, torch.nn.Conv2d) and layer.out_channels == 96 and layer.kernel_size == (16, 16)
+matrix = exact.patch_embedding_matrix(model)  # pixels of one patch (3 * 16 * 16) -> its embedding (96)
+assert matrix.shape == (96, 768) and matrix.dtype == torch.float64
+basis = exact.patch_nullspace(model)  # an orthonormal basis of its nullspace, one patch each
+assert basis.shape == (672, 3, 16, 16)  # 768 - 96 = 672 directions the embedding cannot see
 one_patch = basis[0].float()  # a (3, 16, 16) nullspace vector ...
 tiled = exact.tile(one_patch, 112)  # ... repeated over the 7 x 7 patches of a 112 x 112 image
+assert tiled.shape == (3, 112, 112) and torch.equal(tiled[:, 16:32, 96:112], one_patch)
+rows = exact.to_patches(tiled[None], 16)  # (49, 768): one row per patch, in the matrix's column order
+assert rows.shape == (49, 768) and torch.equal(exact.from_patches(rows, (1, 3, 112, 112), 16)[0], tiled)
+assert (rows.double() @ matrix.T).abs().max() < 1e-5  # the matrix maps every patch of the noise to 0
 noise = exact.random_nullspace_noise(model, 112, amplitude=0.5, seed=0)  # a random combination, tiled
+assert noise.shape == (3, 112, 112) and torch.isclose(noise.abs().max(), torch.tensor(0.5))  # peak = amplitude
 images = torch.rand(2, 3, 112, 112)
-same = exact.patch_embeddings(model, images + tiled) - exact.patch_embeddings(model, images)  # (2, 49, 96)
-assert same.abs().max() < 1e-4
-assert exact.logit_change(model, images, noise).max() < 1e-4  # float rounding only
+embeddings = exact.patch_embeddings(model, images)  # (2, 49, 96): 7 x 7 patches of width 96
+assert embeddings.shape == (2, 49, 96)
+assert (exact.patch_embeddings(model, images + tiled) - embeddings).abs().max() < 1e-4  # float rounding only
+assert metrics.logit_change(model, images, noise).max() < 1e-4  # so the logits do not move either
 try:
     exact.patch_nullspace(models.load_model("zoo-resnet"))
 except exact.NotPatchEmbeddingError as error:  # a CNN has no patch embedding
-    print(error)
-# exact.NoNullspaceError is raised for a ViT whose patch embedding has d >= C r^2 outputs
-bare = models.unwrap(model)  # the timm network alone: it does not normalise, its caller must
+    assert "no `patch_embed`" in str(error)
+else:
+    raise AssertionError("a CNN has no patch embedding")
+# a ViT whose width d reaches C r^2 (here 64 >= 3 * 4 * 4) has no nullspace in its patch embedding
+wide = models.ImageClassifier(VisionTransformer(img_size=16, patch_size=4, embed_dim=64, depth=1, num_heads=2,
+                                                num_classes=10), mean=(0.5,) * 3, std=(0.5,) * 3)
+try:
+    exact.patch_nullspace(wide)
+except exact.NoNullspaceError as error:
+    assert "trivial" in str(error)
+else:
+    raise AssertionError("d >= C r^2 leaves no nullspace")
 wrapper = torch.nn.Module()
-wrapper.net = bare  # a wrapper that hides how it normalises: refused rather than guessed
+wrapper.net = models.unwrap(model)  # a wrapper that hides how it normalises: refused rather than guessed
 try:
     exact.patch_embedding_matrix(wrapper)
 except models.NormalisationUnknownError as error:
-    print(error)  # says to pass mean=... and std=..., or to use models.ImageClassifier
+    assert "mean=" in str(error)  # says to pass mean=... and std=..., or to use models.ImageClassifier
+else:
+    raise AssertionError("an unknown normalisation must not be guessed")

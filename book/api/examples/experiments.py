@@ -1,18 +1,25 @@
 from nullspace_utils import experiments
+from nullspace_utils import fingerprint as fp
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.profiles import get_profile
 
-print(experiments.result_file("robustness", "teaching"))  # book/results/teaching/robustness.json
-sweep = experiments.load_result("book/results/teaching/robustness.json", missing_ok=True)  # checkout or GitHub
-if sweep is None:  # outside a checkout and offline: how to make the file
-    print(experiments.how_to_produce("robustness", "teaching"))
-else:
-    print(sweep["provenance"]["command"], sorted(sweep["input"]))
-found = experiments.chapter_result("fingerprint", "teaching")  # prints where the file came from
-print(experiments.git_commit()[:10])  # recorded in every result file written by the runners
-print(experiments.ROBUSTNESS_CONFIG["teaching"]["lims"])  # each runner's settings per profile
-from nullspace_utils.profiles import get_profile  # noqa: E402
+# experiments.main is the command line; each runner writes book/results/<profile>/<kind>.json (see --help):
+#   python -m nullspace_utils.experiments {watermark,watermark-slsqp,approximate,robustness,fingerprint} --help
+assert experiments.ROBUSTNESS_CONFIG["teaching"]["lims"] == (0.05, 0.1, 0.25, 0.5, 1.0)  # settings per profile
+assert experiments.APPROXIMATE_CHECK["steps"] == 20  # the cheap point a test recomputes from the committed file
+mark = experiments.watermark_mark(112)  # the chapter's and the runner's watermark: rotated text, in [0, 1]
+assert mark.shape == (3, 112, 112) and 0 <= mark.min() and mark.max() <= 1
 
 profile = get_profile("teaching")
-suspects = experiments.fingerprint_suspects(profile, profile.load_model("zoo-vit-s"))  # the fingerprint chapter's
-print({name: derived for name, (_, derived) in suspects.items()})  # name -> derived from the owner's model?
-# experiments.main is the command line; the runners are one per heavy experiment (see --help):
-#   python -m nullspace_utils.experiments {watermark,watermark-slsqp,approximate,robustness,fingerprint} --help
+owner = profile.load_model("zoo-vit-s")
+images, labels = stack_dataset(profile.dataset("test", n=64))
+secret = fp.make_fingerprint(owner, n_probes=8, amplitude=0.25, seed=0, images=images)
+# the fingerprint run's check point: a copy fine-tuned for FINGERPRINT_CHECK["step"] steps, verified with logits
+check = experiments.fingerprint_check(owner, secret, images, labels, experiments.FINGERPRINT_CONFIG["teaching"])
+assert check["n"] == 8 and 0 <= check["kept"] <= 8 and check["queries"] == 16
+try:
+    experiments.main(["robustness", "--profile", "teaching", "--steps", "two"])  # a wrong argument: usage, exit 2
+except SystemExit as stop:
+    assert stop.code == 2
+else:
+    raise AssertionError("argparse accepted --steps two")

@@ -1,29 +1,47 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nullspace_utils import data, plotting  # noqa: E402
 
 image, noise = torch.rand(3, 32, 32), torch.randn(3, 32, 32)
-plotting.show_images([image, noise], ["image", "noise"], symmetric=[False, True])
-print(plotting.to_display(noise, symmetric=True).shape)  # (32, 32, 3) in [0, 1], 0 at mid-grey
+fig = plotting.show_images([image, noise], ["image", "noise"], symmetric=[False, True])  # every function: a figure
+assert [ax.get_title() for ax in fig.axes] == ["image", "noise"]
+shown = plotting.to_display(noise, symmetric=True)  # (32, 32, 3) for imshow: 0 at mid-grey, the peak black or white
+assert shown.shape == (32, 32, 3) and np.isclose(np.abs(shown - 0.5).max(), 0.5)
 results = plotting.table([["ViT-S", "99.2 %"], ["ResNet", "100.0 %"]], ["model", "accuracy"])  # a Table
-print(results)  # aligned text; Jupyter and the book show results._repr_html_(), an HTML <table>
-assert isinstance(results, plotting.Table) and results.to_html().count("<tr>") == 3
-plotting.class_grid(data.synthetic_dataset("val", n=20), data.CLASS_NAMES, per_class=2)
+assert isinstance(results, plotting.Table)
+assert repr(results).splitlines() == ["model   accuracy",  # aligned text (a terminal, nbval); numbers right-aligned
+                                      "------  --------",
+                                      "ViT-S     99.2 %",
+                                      "ResNet   100.0 %"]
+assert results.to_html().count("<tr>") == 3  # Jupyter and the book show results._repr_html_(), an HTML <table>
+assert results.to_markdown().splitlines()[1] == "|---|---:|"  # a pipe table for Markdown pages
+fig = plotting.class_grid(data.synthetic_dataset("val", n=20), data.CLASS_NAMES, per_class=2)
+assert len(fig.axes) == 2 * len(data.CLASS_NAMES)  # one column per class
 heat = torch.rand(32, 32)
-print(plotting.overlay(image, heat).shape)  # (32, 32, 3): a map drawn over an image
-plotting.show_maps([[heat, heat]], ["one image"], ["method A", "method B"], images=[[image, image]])
-plotting.line_panels([{"title": "t", "ylabel": "y", "lines": {"a": ([1, 2], [3, 4], "o-")}}], xlabel="x")
-import matplotlib.pyplot as plt  # noqa: E402
-
-fig, axes = plt.subplots(1, 3, figsize=(12, 3))  # a figure you assemble yourself ...
+assert plotting.overlay(image, heat).shape == (32, 32, 3)  # a map drawn over an image
+fig = plotting.show_maps([[heat, heat]], ["one image"], ["method A", "method B"], images=[[image, image]])
+assert len(fig.axes) == 2
+fig = plotting.line_panels([{"title": "t", "ylabel": "y", "lines": {"a": ([1, 2], [3, 4], "o-")}}], xlabel="x")
+assert np.array_equal(fig.axes[0].lines[0].get_ydata(), [3, 4])
+fig, axes = plt.subplots(1, 3, figsize=(14.4, 3))  # a figure you assemble yourself, twice the page's width ...
+axes[0].set_title("small", fontsize=6)
 plotting.readable(fig)  # ... keeps every text at 8 pt or more once shrunk to the page (7.2 inches)
+assert axes[0].title.get_fontsize() == 2 * plotting.MIN_READABLE_POINTS
 rows = [{"lim": lim, "learned": {"match": 1 - lim, "logit_mse": lim}, "shuffled": {"match": 0.5, "logit_mse": 1.0},
          "uniform": {"match": 0.5}, "initial_norm": 1.0, "final_norm": 0.9} for lim in (0.1, 0.5)]
-plotting.noise_sweep({"ViT-S": rows})  # paper Fig. 2 from sweep rows
-plotting.robustness_panels([("(b)", {"vit": rows, "cnn": rows})], vits=("vit",))  # paper Fig. 3
-plotting.matrix_heatmap({"a": {"a": 1.0, "b": 0.2}, "b": {"a": 0.3, "b": 0.9}}, ["a", "b"])  # transfer
-plotting.change_strips({"owner": [1e-7, 2e-7], "other": [0.1, 0.3]}, tol=1e-3)  # fingerprint evidence
-plotting.roc_panels({"logits": {"all": ([0, 0, 1], [0, 1, 1], 1.0)}})
+fig = plotting.noise_sweep({"ViT-S": rows})  # paper Fig. 2 from sweep rows: match % and logit MSE against lim
+assert np.allclose(fig.axes[0].lines[0].get_ydata(), [90, 50])  # the learned noise's match, in %
+fig = plotting.robustness_panels([("(b)", {"vit": rows, "cnn": rows})], vits=("vit",))  # paper Fig. 3
+assert fig.axes[0].get_title() == "(b)"
+fig = plotting.matrix_heatmap({"a": {"a": 1.0, "b": 0.2}, "b": {"a": 0.3, "b": 0.9}}, ["a", "b"])  # transfer
+assert [text.get_text() for text in fig.axes[0].texts] == ["100", "20", "30", "90"]  # in %
+fig = plotting.change_strips({"owner": [1e-7, 2e-7], "other": [0.1, 0.3]}, tol=1e-3)  # fingerprint evidence
+assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == ["owner", "other"]
+fig = plotting.roc_panels({"logits": {"all": ([0, 0, 1], [0, 1, 1], 1.0)}})
+assert fig.axes[0].get_legend().get_texts()[0].get_text() == "all (AUC 1.00)"
+plt.close("all")

@@ -1,11 +1,26 @@
-from nullspace_utils.profiles import eval_transform, get_profile, profile_device, spread_subset
+import os
 
-profile = get_profile()  # a Profile: $NULLSPACE_PROFILE, else "teaching"
-print(profile.name, profile.vit_models, profile.cnn_models)
-images = profile.dataset("val", n=4)
-model = profile.load_model(profile.vit_models[0])  # on profile.device
+import torch
+from PIL import Image
+
+from nullspace_utils.profiles import PROFILE_NAMES, Profile, eval_transform, get_profile, profile_device, spread_subset
+
+assert get_profile().name == (os.environ.get("NULLSPACE_PROFILE") or "teaching")  # what a chapter runs under
+profile = get_profile("teaching")  # a Profile: the chapters' models, images and device, by name
+assert isinstance(profile, Profile) and profile.name in PROFILE_NAMES
+assert profile.vit_models == ("zoo-vit-s", "zoo-vit-b", "zoo-vit-l")  # smallest first, like ViT-S/B/L
+assert profile.cnn_models == ("zoo-resnet", "zoo-efficientnet", "zoo-mobilenetv3")
+images = profile.dataset("val", n=4)  # items (image in [0, 1], label)
 image, label = images[0]
-print(profile.prediction_name(int(model(image[None]).argmax())), profile.class_names[label])  # output index -> name
-print(profile.device, profile_device("imagenet"))  # $NULLSPACE_DEVICE, else cpu / the GPU if there is one
-few = spread_subset(profile.dataset("val"), 10)  # 10 images spread over the whole split
-print(len(few), eval_transform("vit_small_patch32_224"))  # timm's resize and crop for that model
+assert image.shape == (3, profile.image_size, profile.image_size) and profile.class_names[label] == "circle"
+model = profile.load_model(profile.vit_models[0])  # on profile.device
+assert profile.prediction_name(int(model(image[None]).argmax())) == "circle"  # output index -> name
+# where models compute: $NULLSPACE_DEVICE, else the CPU for teaching and the GPU (if any) for imagenet
+assert profile.device == profile_device("teaching")
+if not os.environ.get("NULLSPACE_DEVICE"):
+    assert profile_device("imagenet").type == ("cuda" if torch.cuda.is_available() else "cpu")
+few = spread_subset(profile.dataset("val"), 10)  # 10 images spread over the whole split (ImageNette is sorted)
+assert len(few) == 10
+transform = eval_transform("vit_small_patch32_224")  # timm's resize and crop for that model, no normalisation
+red = transform(Image.new("RGB", (320, 240), (255, 0, 0)))  # a PIL image in, a [0, 1] tensor out
+assert red.shape == (3, 224, 224) and red[0].min() == 1 and red[1:].max() == 0

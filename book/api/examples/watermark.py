@@ -1,18 +1,25 @@
 import torch
 
-from nullspace_utils import exact, models, watermark
+from nullspace_utils import exact, metrics, models, watermark
 
 model = models.load_model("zoo-vit-s")
 image = torch.rand(3, 112, 112) * 0.5 + 0.25
 mark = watermark.text_mark("NULL", 112)  # (3, 112, 112) in [0, 1]
-result = watermark.embed(model, image, mark)  # a WatermarkResult (ADMM solver)
-assert result.box_violation == 0 and result.embedding_residual < 1e-4
-print(watermark.compare_predictions(model, image[None], result.image[None]))  # match 1.0
+result = watermark.embed(model, image, mark)  # a WatermarkResult (ADMM solver, 100 iterations)
+assert isinstance(result, watermark.WatermarkResult) and result.solver == "admm"
+assert result.box_violation == 0 and result.embedding_residual < 1e-4  # a valid image, the same tokens
+assert metrics.compare_predictions(model, image[None], result.image[None])["match"] == 1.0  # same prediction
+# many images at once: chunks sized to the device's memory, with a progress bar if asked
+batch = watermark.embed(model, torch.rand(4, 3, 112, 112), mark, chunk_images=2)
+assert batch.image.shape == (4, 3, 112, 112) and batch.objective.shape == (4,)
 # the same by hand: one linear program per patch, on (patches, C r^2) rows
-patches = watermark.to_patches(image[None], 16)  # (49, 768)
-target = watermark.to_patches(mark[None], 16)
+patches = exact.to_patches(image[None], 16)  # (49, 768)
+target = exact.to_patches(mark[None], 16)
 matrix = exact.patch_embedding_matrix(model).float()
-solved = watermark.solve_patches(matrix, patches, target, iterations=100)  # (49, 768) in [0, 1]
+solved = watermark.solve_patches(matrix, patches, target)  # (49, 768) in [0, 1]
+assert solved.shape == (49, 768) and solved.min() >= 0 and solved.max() <= 1
 assert (matrix @ (solved - patches).T).abs().max() < 1e-4  # every patch keeps its embedding
-rebuilt = watermark.from_patches(solved, (1, 3, 112, 112), 16)  # back to an image (1, 3, 112, 112)
-print(watermark.evaluate(model, torch.rand(4, 3, 112, 112) * 0.5 + 0.25, mark, iterations=50)["exact"])
+rebuilt = exact.from_patches(solved, (1, 3, 112, 112), 16)  # back to an image (1, 3, 112, 112)
+assert torch.allclose(rebuilt[0], result.image, atol=1e-5)  # what embed did
+report = watermark.evaluate(model, torch.rand(4, 3, 112, 112) * 0.5 + 0.25, mark, iterations=50)
+assert report["exact"]["match"] == 1.0 and report["exact"]["logit_change_max"] < 1e-3

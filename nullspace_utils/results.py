@@ -1,0 +1,643 @@
+"""Result files of the book's heavy experiments: where they live, what each holds, how to read and write them.
+
+The runners of :mod:`nullspace_utils.experiments` write one JSON file per experiment and profile,
+``book/results/<profile>/<kind>.json``, and the chapters plot those files. This module is the one
+place that knows about them:
+
+* :func:`provenance`: the record every result file carries (command, settings, commit, versions,
+  device, date), and :func:`describe_provenance`, the line a chapter prints from it;
+* a schema per kind of file (:data:`SCHEMAS`: ``watermark``, ``watermark_slsqp``, ``approximate``,
+  ``robustness``, ``fingerprint``, each a ``TypedDict``) and :func:`validate`, which names the file, the
+  key and the fix when a file does not fit;
+* :func:`read` (the checkout first, else the repository on GitHub; known result files are validated),
+  :func:`write` (validated, then written all at once) and :func:`write_partial` (a run's rows so far);
+* :func:`chapter_result`: what a chapter shows for a result file that may not exist yet.
+
+Schemas use plain JSON types: a number is ``float`` (an integer is a number too), a list is ``list``.
+A file may hold keys its schema does not name; every key the schema names must be there, with its type.
+"""
+
+# No ``from __future__ import annotations`` here: the schemas' NotRequired keys must be seen at class creation.
+import json
+import logging
+import platform
+import subprocess
+import time
+import types
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, NamedTuple, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
+
+import numpy as np
+import torch
+
+from nullspace_utils.data import atomic_write
+
+__all__ = ["git_commit", "provenance", "describe_provenance", "result_file", "how_to_produce", "read", "write",
+           "write_partial", "chapter_result", "ChapterResult", "validate", "kind_of", "ResultFileError", "SCHEMAS",
+           "Provenance", "WatermarkResult", "WatermarkSlsqpResult", "ApproximateResult", "RobustnessResult",
+           "FingerprintResult", "REPOSITORY_ROOT", "RESULTS", "RAW_URL", "EXPERIMENTS_COMMAND"]
+
+logger = logging.getLogger(__name__)
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPOSITORY_ROOT / "book" / "results"
+RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"
+EXPERIMENTS_COMMAND = "python -m nullspace_utils.experiments"
+
+
+class ResultFileError(ValueError):
+    """A result file (or a result about to be written) that does not have the shape of its kind."""
+
+
+# --------------------------------------------------------------------------- schemas
+class Provenance(TypedDict):
+    """Who made a result file (:func:`provenance`). ``numpy``, ``python`` and ``config`` are recorded by
+    runs made since this module exists; ``commit_note`` is written by hand where the commit needs a word."""
+
+    command: str
+    commit: str
+    torch: str
+    timm: str
+    device: str
+    date: str
+    numpy: NotRequired[str]
+    python: NotRequired[str]
+    config: NotRequired[dict[str, Any]]
+    commit_note: NotRequired[str]
+
+
+class PredictionChange(TypedDict):
+    """How changed images move a model's predictions (``metrics.compare_predictions``)."""
+
+    match: float
+    prob_change: float
+    logit_change_max: float
+    logit_change_mean: float
+
+
+class WatermarkCondition(PredictionChange):
+    """One condition of the watermark evaluation, with the image quality it costs."""
+
+    psnr: float
+
+
+class WatermarkConditions(TypedDict):
+    """``watermark.evaluate``: every condition the chapter tabulates."""
+
+    exact: WatermarkCondition
+    exact_8bit: WatermarkCondition
+    clean_8bit: WatermarkCondition
+    naive_std: WatermarkCondition
+    resized: WatermarkCondition
+
+
+class WatermarkModel(TypedDict):
+    """One model: the whole split (``all``), its time, and the cheap point a test recomputes (``check``)."""
+
+    all: WatermarkConditions
+    seconds: float
+    check: WatermarkConditions
+
+
+class WatermarkResult(TypedDict):
+    """``book/results/<profile>/watermark.json``: output-preserving watermarks on the val split (paper A.2)."""
+
+    provenance: Provenance
+    profile: str
+    images: int
+    mark: str
+    p: int
+    models: dict[str, WatermarkModel]
+
+
+class WatermarkSlsqpResult(TypedDict):
+    """``book/results/<profile>/watermark_slsqp.json``: the paper's SLSQP stopped early, on a few images."""
+
+    provenance: Provenance
+    profile: str
+    model: str
+    images: int
+    maxiter: int
+    p: int
+    seconds: float
+    objective_gap_percent: float
+    embedding_residual: float
+    predictions: PredictionChange
+
+
+class NoiseEvaluationRow(TypedDict):
+    """``approximate.NoiseEvaluation`` as JSON."""
+
+    match: float
+    logit_mse: float
+    prob_change: float
+    noise_norm: float
+    clean_norm: float
+
+
+class ApproximatePoint(TypedDict):
+    """``approximate.approximate_point``: one learned encoder noise, learned and shuffled (Fig. 2)."""
+
+    lim: float
+    keep_norm: bool
+    lr: float
+    initial_norm: float
+    final_norm: float
+    first_loss: float
+    final_loss: float
+    learned: NoiseEvaluationRow
+    shuffled: NoiseEvaluationRow
+
+
+class ApproximateRow(ApproximatePoint):
+    """A row of the sweep: a point and the seconds it took."""
+
+    seconds: float
+
+
+class ApproximateProbeRow(ApproximateRow):
+    """A row of the learning-rate probe, with its model."""
+
+    model: str
+
+
+class ApproximateConfig(TypedDict):
+    """``experiments.APPROXIMATE_CONFIG`` of the profile (``steps`` and ``milestones`` as run)."""
+
+    lims: list[float]
+    steps: int
+    milestones: list[int]
+    lr: float
+    batch_size: int
+    train: int
+    val: int
+    probe_lim: float
+    probe_lrs: list[float]
+
+
+class ApproximateCheck(TypedDict):
+    """``experiments.APPROXIMATE_CHECK`` and its point, which a test recomputes."""
+
+    model_index: int
+    lim: float
+    steps: int
+    milestones: list[int]
+    lr: float
+    batch_size: int
+    train: int
+    val: int
+    result: ApproximatePoint
+
+
+class ApproximateResult(TypedDict):
+    """``book/results/<profile>/approximate.json``: learned encoder noise against lim (paper Fig. 2)."""
+
+    provenance: Provenance
+    profile: str
+    level: str
+    config: ApproximateConfig
+    loss: str
+    optimizer: str
+    models: dict[str, list[ApproximateRow]]
+    keep_norm: dict[str, list[ApproximateRow]]
+    lr_probe: list[ApproximateProbeRow]
+    check: ApproximateCheck
+
+
+class RobustnessPoint(TypedDict):
+    """``robustness.robustness_point``: one learned noise, learned, shuffled and uniform (Fig. 3)."""
+
+    level: str
+    lim: float
+    lr: float
+    initial_norm: float
+    final_norm: float
+    learned: NoiseEvaluationRow
+    shuffled: NoiseEvaluationRow
+    uniform: NoiseEvaluationRow
+
+
+class RobustnessRow(RobustnessPoint):
+    """A row of the sweep, with every probed rate's score (keys ``str(lr)``)."""
+
+    lr_probe: dict[str, float]
+
+
+class RobustnessConfig(TypedDict):
+    """``experiments.ROBUSTNESS_CONFIG`` of the profile (``steps`` and ``milestones`` as run)."""
+
+    lims: list[float]
+    steps: int
+    milestones: list[int]
+    lrs: dict[str, list[float]]
+    probe_steps: int
+    batch_size: int
+    train: int
+    val: int
+
+
+class RobustnessCheck(TypedDict):
+    """``experiments.ROBUSTNESS_CHECK`` and its point, which a test recomputes."""
+
+    cnn_index: int
+    level: str
+    lim: float
+    steps: int
+    milestones: list[int]
+    lr: float
+    batch_size: int
+    train: int
+    val: int
+    result: RobustnessPoint
+
+
+class RobustnessResult(TypedDict):
+    """``book/results/<profile>/robustness.json``: ViTs vs CNNs under learned noise, and transfer (Fig. 3).
+    ``transfer[lim][source][target]`` and ``exact_transfer[lim][target]`` are fractions of kept predictions."""
+
+    provenance: Provenance
+    profile: str
+    config: RobustnessConfig
+    encoder: dict[str, list[RobustnessRow]]
+    input: dict[str, list[RobustnessRow]]
+    transfer: dict[str, dict[str, dict[str, float]]]
+    exact_transfer: dict[str, dict[str, float]]
+    check: RobustnessCheck
+
+
+class VerificationRow(TypedDict):
+    """``fingerprint.verification_row``: one verification of a fingerprint."""
+
+    kept: int
+    n: int
+    p_value: float
+    is_yours: bool
+    median_change: float | None
+    max_change: float | None
+    queries: int
+
+
+class FingerprintSuspect(TypedDict):
+    """One suspect: derived from the owner's model?, its accuracy, one verification per fingerprint and output."""
+
+    derived: bool
+    accuracy: float
+    logits: list[VerificationRow]
+    probs: list[VerificationRow]
+    label: list[VerificationRow]
+
+
+class FingerprintFadeRow(TypedDict):
+    """A fine-tuned copy after ``step`` steps, verified with every output."""
+
+    step: int
+    accuracy: float
+    logits: VerificationRow
+    probs: VerificationRow
+    label: VerificationRow
+
+
+class FingerprintDefenceRow(TypedDict):
+    """The owner behind fresh input noise of std ``sigma``, verified with every output."""
+
+    sigma: float
+    accuracy: float
+    logits: VerificationRow
+    probs: VerificationRow
+    label: VerificationRow
+
+
+class FineTuneConfig(TypedDict):
+    """How the thieves fine-tune (learning rate per trained part)."""
+
+    images: int
+    steps: int
+    batch_size: int
+    checkpoints: list[int]
+    lr: dict[str, float]
+
+
+class FingerprintConfig(TypedDict):
+    """``experiments.FINGERPRINT_CONFIG`` of the profile."""
+
+    n_probes: int
+    amplitude: float
+    fingerprints: int
+    tol: float
+    bisection_steps: int
+    fine_tune: FineTuneConfig
+    sigmas: list[float]
+    val: int
+
+
+class FingerprintCheck(TypedDict):
+    """``experiments.FINGERPRINT_CHECK`` and its verification, which a test recomputes."""
+
+    part: str
+    step: int
+    fingerprint_seed: int
+    result: VerificationRow
+
+
+class FingerprintResult(TypedDict):
+    """``book/results/<profile>/fingerprint.json``: suspects, the fade under fine-tuning, the noise defence (§9)."""
+
+    provenance: Provenance
+    profile: str
+    config: FingerprintConfig
+    owner: str
+    suspects: dict[str, FingerprintSuspect]
+    fade: dict[str, list[FingerprintFadeRow]]
+    defence: list[FingerprintDefenceRow]
+    check: FingerprintCheck
+
+
+#: The schema of each kind of result file; a kind is the file's name without ``.json``.
+SCHEMAS: dict[str, type] = {
+    "watermark": WatermarkResult,
+    "watermark_slsqp": WatermarkSlsqpResult,
+    "approximate": ApproximateResult,
+    "robustness": RobustnessResult,
+    "fingerprint": FingerprintResult,
+}
+
+
+# --------------------------------------------------------------------------- validation
+def _json_name(value: Any) -> str:
+    """``value``'s JSON type in words, with the value itself (shortened)."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "an object", type(None): "null"}
+    shown = json.dumps(value, default=repr)
+    return f"{names.get(type(value), type(value).__name__)} ({shown[:40] + '...' if len(shown) > 40 else shown})"
+
+
+def _expected_name(expected: Any) -> str:
+    """A schema type in words: ``float`` is "a number", ``list[...]`` "a list", a TypedDict "an object"."""
+    if get_origin(expected) in (Union, types.UnionType):
+        return " or ".join(_expected_name(option) for option in get_args(expected))
+    if is_typeddict(expected) or expected is dict or get_origin(expected) is dict:
+        return "an object"
+    if expected is list or get_origin(expected) is list:
+        return "a list"
+    return {float: "a number", int: "an integer", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        expected, str(expected))
+
+
+def _fits(value: Any, expected: type) -> bool:
+    """Whether a JSON scalar ``value`` has the plain type ``expected`` (an integer is a number; a bool is not)."""
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is type(None):
+        return value is None
+    return isinstance(value, expected)
+
+
+def _problem(value: Any, expected: Any, where: str) -> str | None:
+    """Why ``value`` (at ``where``, a Python index like ``["models"]["zoo-vit-s"]``) does not fit ``expected``,
+    or None when it does."""
+    mismatch = f"{where or 'the whole result'} should be {_expected_name(expected)}, found {_json_name(value)}"
+    if expected is Any:
+        return None
+    if is_typeddict(expected):
+        if not isinstance(value, dict):
+            return mismatch
+        for key, key_type in get_type_hints(expected).items():
+            if key not in value:
+                if key in expected.__required_keys__:
+                    return f'missing key "{key}" ' + (f"in {where}" if where else "at the top level")
+                continue
+            problem = _problem(value[key], key_type, f'{where}["{key}"]')
+            if problem is not None:
+                return problem
+        return None
+    origin = get_origin(expected)
+    if origin in (Union, types.UnionType):
+        return None if any(_problem(value, option, where) is None for option in get_args(expected)) else mismatch
+    if origin is list:
+        if not isinstance(value, list):
+            return mismatch
+        (item_type,) = get_args(expected)
+        for index, item in enumerate(value):
+            problem = _problem(item, item_type, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if origin is dict:
+        if not isinstance(value, dict):
+            return mismatch
+        _, item_type = get_args(expected)
+        for key, item in value.items():
+            problem = _problem(item, item_type, f'{where}["{key}"]')
+            if problem is not None:
+                return problem
+        return None
+    return None if _fits(value, expected) else mismatch
+
+
+def _schema(kind: str) -> type:
+    """The schema of ``kind`` (``watermark-slsqp`` and ``watermark_slsqp`` alike)."""
+    try:
+        return SCHEMAS[kind.replace("-", "_")]
+    except KeyError:
+        raise ValueError(f"no schema for result files of kind {kind!r}: the kinds are {sorted(SCHEMAS)}.") from None
+
+
+def _check(kind: str, data: Any, *, source: str, fix: str) -> None:
+    """Raise :class:`ResultFileError` saying ``source``, what does not fit and ``fix`` when ``data`` fails."""
+    problem = _problem(data, _schema(kind), "")
+    if problem is not None:
+        raise ResultFileError(f"{source} is not a valid {kind.replace('-', '_')} result: {problem}. {fix}")
+
+
+def _remake_fix(kind: str, profile: str, path: str | None) -> str:
+    """The fix for a result (the file at ``path``, when there is one) that does not fit its schema."""
+    restore = f"restore the committed one (git checkout -- {path}) or " if path else ""
+    return (f"The file is damaged, cut short (a run stopped early) or made by other code: {restore}make it again "
+            f"with\n    {EXPERIMENTS_COMMAND} {kind.replace('_', '-')} --profile {profile}")
+
+
+def validate(kind: str, data: Any, *, source: str | None = None) -> None:
+    """Check ``data`` against the schema of ``kind`` (a key of :data:`SCHEMAS`); ``source`` is the file it came from.
+
+    Raises :class:`ResultFileError` naming the file, the first key that is missing or has the wrong type
+    (as a Python index, e.g. ``["check"]["result"]["learned"]["match"]``) and how to fix it.
+    """
+    profile = data.get("profile") if isinstance(data, dict) else None
+    fix = _remake_fix(kind, profile if isinstance(profile, str) else "<profile>", source)
+    _check(kind, data, source=source or "the data", fix=fix)
+
+
+def kind_of(path: str | Path) -> str | None:
+    """The kind of a result file by its place, ``book/results/<profile>/<kind>.json``; None for any other file."""
+    parts = Path(path).parts
+    if len(parts) < 4 or parts[-4:-2] != ("book", "results") or not parts[-1].endswith(".json"):
+        return None
+    kind = parts[-1].removesuffix(".json")
+    return kind if kind in SCHEMAS else None
+
+
+# --------------------------------------------------------------------------- provenance
+def git_commit(cwd: Path = REPOSITORY_ROOT) -> str:
+    """The checkout's HEAD commit, or "unknown" outside a git checkout (e.g. a copied tree on a GPU box)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=cwd).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(command: str, config: dict[str, Any], *, device: str | torch.device = "cpu") -> Provenance:
+    """The record every result file carries: the ``command`` that made it, the ``config`` it ran with (JSON-ready;
+    the experiments give their command-line arguments, defaults included), the checkout's commit, the versions
+    of torch, timm, numpy and python, the name of the ``device`` it computed on (``"cpu"`` or the GPU's) and
+    the date."""
+    import timm
+
+    device = torch.device(device)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"command": command, "commit": git_commit(), "torch": torch.__version__, "timm": timm.__version__,
+            "numpy": np.__version__, "python": platform.python_version(), "device": device_name,
+            "date": time.strftime("%Y-%m-%d"), "config": config}
+
+
+def describe_provenance(result: dict[str, Any]) -> str:
+    """The two lines a chapter prints above a result: the command, then device, versions and commit."""
+    made = result["provenance"]
+    return (f"made by: {made['command']}\non {made['device']}, torch {made['torch']}, timm {made['timm']}, "
+            f"commit {made['commit'][:10]}")
+
+
+# --------------------------------------------------------------------------- where, read, write
+def result_file(experiment: str, profile: str) -> str:
+    """Where ``experiment``'s runner writes its result for ``profile``, relative to the repository root."""
+    return f"book/results/{profile}/{experiment.replace('-', '_')}.json"
+
+
+def _command(experiment: str, profile: str, device: str | None) -> str:
+    """The command line that makes ``experiment``'s result file for ``profile``."""
+    return f"{EXPERIMENTS_COMMAND} {experiment} --profile {profile}" + (f" --device {device}" if device else "")
+
+
+def how_to_produce(experiment: str, profile: str, *, device: str | None = "cuda") -> str:
+    """What a chapter prints when a result file of ``profile`` does not exist yet."""
+    where = "on a GPU " if device == "cuda" else ""
+    return (f"No results of the {profile!r} profile for this part yet. Produce them {where}with\n"
+            f"    {_command(experiment, profile, device)}\n"
+            f"which writes {result_file(experiment, profile)}; then run this chapter again.")
+
+
+def _read_text(path: str, *, missing_ok: bool) -> str | None:
+    """The text of the file at ``path`` (relative to the repository root): the checkout's, else GitHub's."""
+    local = REPOSITORY_ROOT / path
+    if local.is_file():
+        return local.read_text()
+    in_checkout = (REPOSITORY_ROOT / "_toc.yml").is_file()
+    try:
+        with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
+            logger.info("%s is not in this checkout: fetched from %s", path, RAW_URL)
+            return response.read().decode()
+    except urllib.error.HTTPError as error:
+        if error.code == 404 and missing_ok:
+            return None
+        reason = "it is not in the repository" if error.code == 404 else f"GitHub answered {error.code}"
+        raise FileNotFoundError(f"Result file {path} is not in this checkout, and {reason} ({RAW_URL}). "
+                                "Produce it with the command in the README.") from error
+    except (urllib.error.URLError, TimeoutError) as error:
+        if missing_ok and in_checkout:
+            return None
+        raise FileNotFoundError(
+            f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
+            "Clone the repository, or produce it with the command in the README."
+        ) from error
+
+
+def read(path: str, *, missing_ok: bool = False, text: bool = False) -> Any:
+    """A committed file by its path in the repository, e.g. ``"book/results/teaching/watermark.json"``, parsed
+    as JSON (``text=True``: its text). A result file of a known kind (:func:`kind_of`) is validated against its
+    schema: a damaged one raises :class:`ResultFileError` saying which key and how to fix it.
+
+    Read from the checkout when there is one; otherwise (a notebook opened alone, on Colab) fetched
+    from the repository on GitHub. With ``missing_ok=True`` a file that exists nowhere gives ``None``
+    (see :func:`how_to_produce`): GitHub answers 404, or GitHub cannot be reached and the checkout lacks
+    it. Without a checkout (the library installed alone, e.g. on Colab) and without network, whether the
+    file exists is unknown: that raises ``FileNotFoundError`` saying so, even with ``missing_ok``.
+    """
+    content = _read_text(path, missing_ok=missing_ok)
+    if content is None or text:
+        return content
+    kind = kind_of(path)
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as error:
+        fix = (_remake_fix(kind, Path(path).parts[-2], path) if kind else
+               f"Restore the committed file (git checkout -- {path}) or make it again.")
+        raise ResultFileError(f"{path} is not valid JSON ({error}). {fix}") from error
+    if kind is not None:
+        validate(kind, data, source=path)
+    return data
+
+
+def _write_json(path: Path, result: dict[str, Any]) -> Path:
+    """``result`` as indented JSON at ``path``, written all at once; the folder is made when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as temporary:
+        temporary.write_text(json.dumps(result, indent=1) + "\n")
+    return path
+
+
+def write(path: str | Path, result: dict[str, Any], *, kind: str | None = None) -> Path:
+    """Write ``result`` as JSON at ``path`` (on disk; the folder is made when missing), all at once
+    (:func:`~nullspace_utils.data.atomic_write`): a failed write leaves an existing file as it was.
+
+    The result is first checked, as the JSON it becomes, against the schema of ``kind`` (by default the
+    kind of ``path``, see :func:`kind_of`; other files have no schema): one that fails is not written and
+    raises :class:`ResultFileError`. Returns the path.
+    """
+    path = Path(path)
+    kind = kind or kind_of(path)
+    if kind is not None:
+        as_written = json.loads(json.dumps(result))  # tuples become lists, as a reader will see them
+        _check(kind, as_written, source=f"the result for {path}",
+               fix=f"Nothing was written: make the code that builds it and the schema {_schema(kind).__name__} "
+                   "(nullspace_utils/results.py) agree.")
+    return _write_json(path, result)
+
+
+def write_partial(path: str | Path, result: dict[str, Any]) -> Path:
+    """Write a run's rows so far to ``path`` unchecked (a run cut short keeps them); the run's last write is a
+    checked :func:`write`. Reading such a file back fails its schema, saying what is missing."""
+    return _write_json(Path(path), result)
+
+
+# --------------------------------------------------------------------------- chapters
+class ChapterResult(NamedTuple):
+    """A result file as a chapter shows it: the result (``None`` when it cannot be had) and the note to print
+    above it (where it came from, or how to make it)."""
+
+    result: Any
+    note: str
+
+
+def chapter_result(experiment: str, profile: str, *, device: str | None = "cuda") -> ChapterResult:
+    """The result file of ``experiment`` that a chapter plots, and the note the chapter prints above it::
+
+        sweep, note = results.chapter_result("robustness", profile.name)
+        print(note)
+
+    The note is :func:`describe_provenance` when the file is found; when it does not exist, the result is
+    ``None`` and the note says how to make it (on ``device``); when it cannot be read (the library installed
+    without the repository, and no network), the note says why. A damaged file raises
+    :class:`ResultFileError`: a chapter never shows numbers from a file that does not fit its schema.
+    """
+    try:
+        result = read(result_file(experiment, profile), missing_ok=True)
+    except FileNotFoundError as error:
+        return ChapterResult(None, f"{error}\nThe cells that show it are skipped. The command that makes it:\n"
+                                   f"    {_command(experiment, profile, device)}")
+    if result is None:
+        return ChapterResult(None, how_to_produce(experiment, profile, device=device))
+    return ChapterResult(result, describe_provenance(result))
