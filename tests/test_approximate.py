@@ -74,6 +74,8 @@ def test_input_level_for_a_cnn(small_data):
     assert result.noise.shape == (3, 112, 112)
     evaluation = approximate.evaluate_noise(cnn, small_data, result.noise, level="input")
     assert 0.0 <= evaluation.match <= 1.0 and evaluation.noise_norm == pytest.approx(result.norm)
+    unchanged = approximate.evaluate_noise(cnn, small_data, torch.zeros_like(result.noise), level="input")
+    assert unchanged.match == 1.0 and unchanged.logit_mse == 0.0  # no noise, no change: the measure is not blind
 
 
 def test_errors(vit, small_data):

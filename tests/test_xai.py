@@ -67,7 +67,6 @@ def test_compare_maps_invariants():
     maps = torch.rand(2, 8, 8)
     assert metrics.compare_maps(maps, maps) == {"max_relative_difference": 0.0, "correlation": pytest.approx(1.0)}
     assert metrics.compare_maps(maps, -maps)["correlation"] == pytest.approx(-1.0)
-    assert xai.compare_maps is metrics.compare_maps  # its former home, for code written before the move
 
 
 def test_maps_are_computed_in_full_float32_and_leave_the_flags(zoo_vit, triplet):

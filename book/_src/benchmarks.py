@@ -77,17 +77,27 @@ rows = [[row["settings"], f"{row['iterations']}", row["precision"], "yes" if row
          f"{row['seconds']:.2f} s", f"{row['gap_percent']:.3f} %", f"{row['peak_memory_gb']:.0f} GB"]
         for row in gpu["admm_gpu"]]
 for row in gpu["embed_gpu"]:
-    rows.append([f"embed from host memory, chunks for {row['chunks']}", "100", "tf32", "no",
+    rows.append([f"embed from host memory, {row['chunks']}", "100", "tf32", "no",
                  f"{row['seconds']:.2f} s", "", f"{row['peak_memory_gb']:.0f} GB"])
 display(plotting.table(rows, ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images",
                               "gap to optimum", "peak GPU memory"],
                        caption=f"On one {gpu['device']}; the first rows time the solver on images already on the GPU."))
 
+# %%
+before = next(row for row in runs["before"] if row["iterations"] == 300)
+print(f"CPU: 100 iterations now end {default['gap_percent']:.3f} % above the optimum, 300 before ended "
+      f"{before['gap_percent']:.3f} %; a first call takes {first['default']:.2f} s instead of {first['before']:.2f} s")
+for precision in ("float32", "tf32", "bfloat16"):
+    gaps = [row["gap_percent"] for row in gpu["admm_gpu"] if row["precision"] == precision and row["settings"] == "default"]
+    print(f"GPU, {precision} matmuls: gap within the 0.1 % goal: {max(gaps) <= 0.1}")
+
 # %% [markdown]
 # The first call on a CPU no longer pays for an SVD that the solver never used, and the growing step
-# reaches the old 300-iteration accuracy in 100 iterations. bfloat16 matmuls are fast but leave the
-# objective further from the optimum than the 0.1 % this book asks for, so the GPU default is TF32.
-# The figures above and the chapter's claims are read from the result files, not typed in.
+# needs a third of the iterations for about the same accuracy. On the GPU the default is TF32: bfloat16
+# matmuls are faster still, but they end further from the optimum than the 0.1 % goal, as printed above.
+# Fusing the elementwise steps (`compile=True`) pays once its compilation (tens of seconds) is
+# amortised over large batches; moving images between host and GPU memory then costs about as much
+# as solving them, so keep large batches on the GPU.
 #
 # ## Our SVD against scipy's
 #

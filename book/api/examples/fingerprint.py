@@ -9,15 +9,19 @@ secret.save("/tmp/mine.fingerprint")  # one file; keep it private
 secret = fp.Fingerprint.load("/tmp/mine.fingerprint")
 other = models.load_model("zoo-vit-s", weights=models.ZOO_DIR / "seeds" / "zoo-vit-s-seed1.safetensors")
 result = fp.verify(secret, fp.as_query(mine))  # a Verification: is_yours, kept / n, p_value, changes
-print(result.summary())  # yours: 10/10 probes kept (logits) ...
-print(fp.verify(secret, fp.as_query(other, "label"), output="label").summary())  # not shown to be yours
-print(fp.probes_needed(1e-3))  # 10 probes, all kept, give p <= 0.001 at the default null rate 0.5
+assert isinstance(result, fp.Verification) and result.is_yours and result.kept == result.n == 10
+assert result.summary().startswith("yours: 10/10 probes kept (logits)")
+stranger = fp.verify(secret, fp.as_query(other, "label"), output="label")  # another seed's model, labels only
+assert not stranger.is_yours and stranger.summary().startswith("not shown to be yours")
+assert fp.probes_needed(1e-3) == 10  # 10 probes, all kept, give p <= 0.001 at the default null rate 0.5
 # what a thief might try, and what it costs them
 defended = fp.NoisyInput(mine, sigma=0.01)  # fresh input noise on every query
-print(metrics.accuracy(defended, my_images, my_labels), fp.verify(secret, fp.as_query(defended)).kept)
+assert metrics.accuracy(defended, my_images, my_labels) > 0.9  # still a good model...
+assert not fp.verify(secret, fp.as_query(defended)).is_yours  # ...that no longer answers like the owner's
 for step, copy in fp.fine_tune(mine, my_images, my_labels, part="patch_embed", steps=2, lr=1e-4):
-    print(step, fp.verify(secret, fp.as_query(copy)).kept)
-print(fp.roc_auc([1.0, 0.9], [0.0, 0.1]), fp.roc_curve([1.0, 0.9], [0.0, 0.1]))  # 1.0: perfect separation
+    assert step in (1, 2) and fp.verify(secret, fp.as_query(copy)).kept <= 10
+assert fp.roc_auc([1.0, 0.9], [0.0, 0.1]) == 1.0  # perfect separation
+assert fp.roc_curve([1.0, 0.9], [0.0, 0.1]) == ([0.0, 0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0, 1.0])
 # the fingerprint chapter's suspects, name -> (model, derived from the owner's?), and verifications as JSON rows
 suspects = fp.make_suspects(get_profile("teaching"), mine)
 assert [name for name, (_, derived) in suspects.items() if derived] == ["owner", "exact copy", "float16 copy",
