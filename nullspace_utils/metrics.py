@@ -92,7 +92,7 @@ def squared_logit_change(clean_logits: torch.Tensor, changed_logits: torch.Tenso
 def top1_prob_change(clean_logits: torch.Tensor, changed_logits: torch.Tensor) -> torch.Tensor:
     """Per image, ``|p'_c - p_c|``: the absolute change of the probability of the clean top-1 class ``c``, (B,).
 
-    Its mean is the "mean |Δp|", the paper's "difference in confidence" (A.2).
+    Its mean is the "mean ``|Δp|``", the paper's "difference in confidence" (A.2).
     """
     _check_logits(clean_logits, changed_logits)
     predicted = clean_logits.argmax(1)[:, None]
@@ -152,7 +152,7 @@ class PredictionChanges:
 
     @property
     def prob_change(self) -> float:
-        """Mean over images of ``|p'_c - p_c|`` for the clean top-1 class ``c`` (the "mean |Δp|")."""
+        """Mean over images of ``|p'_c - p_c|`` for the clean top-1 class ``c`` (the "mean ``|Δp|``")."""
         return self._all(self._prob).mean().item()
 
     @property
@@ -213,7 +213,7 @@ def compare_predictions(model: nn.Module, clean: torch.Tensor, changed: torch.Te
 
     ``clean`` and ``changed`` are (B, C, H, W), image ``i`` of one the changed version of image ``i`` of the
     other. Returns :meth:`PredictionChanges.summary`: ``match`` (fraction of unchanged top-1 predictions),
-    ``prob_change`` (mean |Δp| of the clean top-1 class), ``logit_change_max`` and ``logit_change_mean``
+    ``prob_change`` (mean ``|Δp|`` of the clean top-1 class), ``logit_change_max`` and ``logit_change_mean``
     (largest and mean per-image ``max_j |Δz_j|``).
     """
     if clean.shape != changed.shape:

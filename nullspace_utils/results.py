@@ -631,7 +631,7 @@ def chapter_result(experiment: str, profile: str, *, device: str | None = "cuda"
     The note is :func:`describe_provenance` when the file is found; when it does not exist, the result is
     ``None`` and the note says how to make it (on ``device``); when it cannot be read (the library installed
     without the repository, and no network), the note says why. A damaged file raises
-    :class:`ResultFileError`: a chapter never shows numbers from a file that does not fit its schema.
+    :class:`ResultFileError`, so a chapter never shows numbers from a file that does not fit its schema.
     """
     try:
         result = read(result_file(experiment, profile), missing_ok=True)

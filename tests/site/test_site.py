@@ -112,12 +112,15 @@ RAW_TEX = re.compile(r"\$[^$\n]{1,80}\$|\\(frac|mathrm|mathbb|mathbf|text|tilde|
 FIGURE_REPR = re.compile(r"<(Figure|matplotlib\.[\w.]+|Axes)[ :(][^>]*>")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w+Error: ", re.M)
 
-# The page's content as a reader sees it: no code cells' sources, no typeset maths, no page chrome.
-# `with_code=False` also drops code blocks and inline code (TeX in a docstring's code sample is fine).
+# The page's content as a reader sees it: no code cells' sources, no typeset maths, no page chrome, no
+# Python code blocks (the API pages' examples: code shown as code, where `"|---|"` or `Error: ` is what the
+# code says). Cell outputs stay. `with_code=False` also drops every code block and inline code (TeX in a
+# docstring's code sample is fine).
 _READER_TEXT = """(withCode) => {
   const root = document.querySelector('article') || document.querySelector('main') || document.body;
   const copy = root.cloneNode(true);
-  const drop = ['script', 'style', 'mjx-container', '.math', '.cell_input', '.headerlink', 'a.reference.download'];
+  const drop = ['script', 'style', 'mjx-container', '.math', '.cell_input', '.headerlink', 'a.reference.download',
+                'div.highlight-python'];
   if (!withCode) drop.push('pre', 'code', 'div.highlight');
   copy.querySelectorAll(drop.join(',')).forEach(e => e.remove());
   copy.querySelectorAll('p, div, li, tr, br, h1, h2, h3, h4, pre, td, th').forEach(e => e.append('\\n'));
