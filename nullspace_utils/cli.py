@@ -208,8 +208,9 @@ def _batch_sources(inputs: list[str]) -> list[Path]:
     return sources
 
 
-def _batch_outputs(sources: list[Path], folder: Path, overwrite: bool) -> dict[Path, Path]:
-    """Where each source's watermarked PNG goes; refuses names that collide, inputs and existing files."""
+def _batch_outputs(sources: list[Path], mark: Path, folder: Path, overwrite: bool) -> dict[Path, Path]:
+    """Where each source's watermarked PNG goes; refuses names that collide, inputs (the mark too) and, unless
+    ``overwrite``, existing files."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"with several images, -o must be a folder; {folder} is a file: give a folder name")
     if not folder.parent.is_dir():
@@ -222,6 +223,9 @@ def _batch_outputs(sources: list[Path], folder: Path, overwrite: bool) -> dict[P
         seen[output] = source
         if any(_same_file(output, other) for other in sources):
             raise UsageError(f"the output {output} is one of the input images: write to another folder with -o")
+        if _same_file(output, mark):
+            raise UsageError(f"the output {output} is the mark {mark}: it would be overwritten; write to another "
+                             "folder with -o, or move the mark")
         if output.exists() and not overwrite:
             raise UsageError(f"{output} exists: remove it, write to another folder, or give --overwrite")
     return outputs
@@ -232,7 +236,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     _check_options(args)
     sources = _batch_sources(args.images)
     folder = Path(args.output)
-    outputs = _batch_outputs(sources, folder, args.overwrite)
+    outputs = _batch_outputs(sources, Path(args.mark), folder, args.overwrite)
     model = _load_model(args.model, args.weights)
     size = _image_size(args.size, model, args.model)
     mark = _load_image(args.mark, size, "mark", args.background)
@@ -253,7 +257,14 @@ def _watermark_batch(args: argparse.Namespace) -> int:
         if not loaded:
             continue
         images = torch.stack([image for _, image in loaded])
-        result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=args.device)
+        try:
+            result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=args.device)
+        except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # this batch failed; the next may not
+            for source, _ in loaded:
+                failures += 1
+                progress.write(f"nullspace watermark: {source}: {_one_line(error)}", file=sys.stderr)
+                progress.update(1)
+            continue
         kept, saved = [], []
         for (source, image), marked in zip(loaded, result.image, strict=True):
             try:

@@ -509,6 +509,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     temporary = Path(name)
+    # mkstemp makes the file private (0600); give it what a plain open() would: the mode of the file it
+    # replaces, or 0666 less the umask for a new one
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(temporary, mode)
     try:
         yield temporary
         os.replace(temporary, path)

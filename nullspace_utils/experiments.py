@@ -33,10 +33,6 @@ from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile, get_profile
 
-# Their home is nullspace_utils.results; still imported from here by tests/test_watermark.py (RESULTS),
-# benchmarks/watermark.py and nullspace_utils/zoo/train.py (git_commit).
-from nullspace_utils.results import RESULTS, git_commit  # noqa: F401
-
 __all__ = ["main", "watermark_mark", "fingerprint_check", "WATERMARK_CHECK_IMAGES", "APPROXIMATE_CONFIG",
            "APPROXIMATE_CHECK", "ROBUSTNESS_CONFIG", "ROBUSTNESS_CHECK", "FINGERPRINT_CONFIG", "FINGERPRINT_CHECK"]
 

@@ -94,6 +94,7 @@ def _check_independent_rows(matrix: torch.Tensor) -> None:
 def _rho_schedule(rho: float | tuple[float, float], iterations: int) -> tuple[float, float]:
     """(first step size, factor applied every ``RHO_UPDATE_EVERY`` iterations) for ``iterations``."""
     first, last = (float(rho), float(rho)) if isinstance(rho, (int, float)) else (float(rho[0]), float(rho[1]))
+    # (a pair may come as a list, e.g. read back from a JSON result file)
     updates = max(1, iterations // RHO_UPDATE_EVERY - 1)
     return first, (last / first) ** (1.0 / updates)
 
@@ -144,12 +145,14 @@ def _admm_step(z: torch.Tensor, u: torch.Tensor, offset: torch.Tensor, mark: tor
 
 def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int, iterations: int, polish: int,
           rho: float | tuple[float, float], alpha: float = 1.6, precision: str = "float32",
-          compile_step: bool = False, warm_start: bool = True) -> torch.Tensor:
+          compile_step: bool = False, warm_start: bool = True, out_dtype: torch.dtype = torch.float32
+          ) -> torch.Tensor:
     """Batched, over-relaxed ADMM with a growing step over the rows of ``start``/``mark`` (P, n) in float32.
 
     Splitting: y in the affine set {W y = W x}, z in the box with the objective; y = z at the end. Warm
     start: the mark projected onto the affine set, clamped to the box (``warm_start=False`` starts from the
-    original patch, as this solver did before; kept for the benchmark). Returns feasible pixels (float32).
+    original patch, as this solver did before; kept for the benchmark). Returns feasible pixels in ``out_dtype``
+    (float64 keeps the float64 polish's exactness; float32 rounds it to float32 resolution).
     """
     gram = matrix @ matrix.T
     back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W, float32
@@ -167,7 +170,7 @@ def _admm(matrix: torch.Tensor, start: torch.Tensor, mark: torch.Tensor, p: int,
             z, u = step(z, u, offset, mark, matrix_t, back_low, rho_now, alpha, p)
             if (iteration + 1) % RHO_UPDATE_EVERY == 0:
                 rho_now, u = rho_now * growth, u / growth
-    return _polish(z, start, matrix, back, offset, polish)
+    return _polish(z, start, matrix, back, offset, polish).to(out_dtype)
 
 
 def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, back: torch.Tensor,
@@ -185,7 +188,7 @@ def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, bac
         y = projected.clamp(0, 1)
     start64, y64, matrix64 = start.double(), y.double(), matrix.double()
     y64 = y64 - ((y64 - start64) @ matrix64.T) @ torch.linalg.solve(matrix64 @ matrix64.T, matrix64)
-    return y64.clamp(0, 1).float()
+    return y64.clamp(0, 1)
 
 
 # --------------------------------------------------------------------------- reference solvers
@@ -242,7 +245,7 @@ def _check_solver_settings(*, iterations: int, polish: int, rho: float | tuple[f
                            precision: str = "auto") -> None:
     """ADMM's settings: positive finite step sizes ``rho`` (one, or a (first, last) pair) and non-negative
     whole iteration counts."""
-    values = rho if isinstance(rho, tuple) and len(rho) == 2 else (rho,)
+    values = tuple(rho) if isinstance(rho, (tuple, list)) and len(rho) == 2 else (rho,)
     if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"rho (ADMM's step size) must be a positive finite number or a pair (first, last) of them, "
                          f"got {rho!r}; the default {RHO} works for images in [0, 1].")
@@ -259,7 +262,8 @@ def solve_patches(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tenso
 
     ``matrix`` is (d, n) with independent rows; ``start`` and ``target`` are (P, n) with ``start`` in
     [0, 1]. This is eq. (7) of the paper written in pixels, for any linear map, e.g. a 1 x 2 toy matrix.
-    Computed in float32 (exact feasibility in float64 at the end); returned in ``start``'s dtype.
+    Iterations run in float32; the polish ends with a projection in float64, and the result comes back in
+    ``start``'s dtype (float64 input: embeddings kept to float64 error).
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}.")
@@ -270,9 +274,14 @@ def solve_patches(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tenso
     check_finite(start, name="start")
     check_finite(target, name="target")
     _check_independent_rows(matrix)
+    start64 = start.double()
     pixels = _admm(matrix.to(start.device, torch.float32), start.float(), target.to(start.device, torch.float32),
-                   p, iterations, polish, rho)
-    return pixels.to(start.dtype)
+                   p, iterations, polish, rho, out_dtype=torch.float64)
+    # the last projection once more from the float64 start itself: the float32 copy of it that ADMM saw
+    # differs by float32 rounding, which would otherwise show in the embedding
+    matrix64 = matrix.to(start.device, torch.float64)
+    pixels = pixels - ((pixels - start64) @ matrix64.T) @ torch.linalg.solve(matrix64 @ matrix64.T, matrix64)
+    return pixels.clamp(0, 1).to(start.dtype)
 
 
 def _check_patch_map(model: nn.Module, matrix: torch.Tensor) -> None:
@@ -437,17 +446,20 @@ def evaluate(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *, devi
     rounded too), ``clean_8bit`` (rounding the clean image alone), ``naive_std`` (nullspace of W
     alone, ignoring the per-channel std), ``resized`` (watermarked, then resized by 8/7 and centre
     cropped, as an eval pipeline might; the clean image gets the same treatment). Each also reports
-    the PSNR of the watermarked image against the original. Runs on ``device`` (the model is moved
-    there), by default where the model is.
+    the PSNR of the watermarked image against the original. Runs on ``device``, by default where the
+    model is; the caller's model is back on its own device (and in its own mode) afterwards.
     """
+    device = torch.device(device) if device is not None else model_device(model)
+    with models.evaluating(model, device) as on_device:
+        return _evaluate(on_device, images.to(device), mark.to(device), device, batch_size, solver_options)
+
+
+def _evaluate(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, device: torch.device, batch_size: int,
+              solver_options: dict) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` with the model, images and mark already on ``device``."""
     from nullspace_utils.data import quantize_8bit
     from nullspace_utils.metrics import compare_predictions, psnr
     from nullspace_utils.models import ImageClassifier
-
-    device = torch.device(device) if device is not None else model_device(model)
-    model = model.to(device)
-    images = images.to(device)
-    mark = mark.to(device)
 
     def watermark_all(solver_model: nn.Module) -> torch.Tensor:
         parts = [embed(solver_model, images[s : s + batch_size], mark[s : s + batch_size] if mark.ndim == 4 else mark,

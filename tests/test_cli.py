@@ -302,3 +302,32 @@ def test_batch_progress_bar_on_stderr(photo_folder, capsys):
     out = photo_folder.parent / "progress"
     assert cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out)]) == 0
     assert "watermark" in capsys.readouterr().err  # tqdm's bar
+
+
+def test_batch_never_overwrites_the_mark_and_survives_a_failed_batch(photo_folder, capsys, monkeypatch):
+    out = photo_folder.parent / "marks-here"
+    out.mkdir()
+    mark = out / "photo0.png"  # the mark sits where photo0's output would go
+    data.save_image(data.load_image(photo_folder.parent / "mark.png"), mark)
+    before = mark.read_bytes()
+    assert cli.main(["watermark", str(photo_folder), str(mark), "-o", str(out), "--overwrite"]) == 2
+    assert "is the mark" in capsys.readouterr().err and mark.read_bytes() == before
+
+    calls = []
+
+    def first_batch_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return original(*args, **kwargs)
+
+    from nullspace_utils import watermark
+
+    original = watermark.embed
+    monkeypatch.setattr(watermark, "embed", first_batch_fails)
+    done = photo_folder.parent / "after-failure"
+    status = cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(done),
+                       "--batch-size", "2", "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 1 and len(captured.err.strip().splitlines()) == 2  # one line per image of the failed batch
+    assert [path.name for path in done.iterdir()] == ["photo2.png"]  # the next batch still ran

@@ -229,3 +229,18 @@ def test_failed_save_leaves_the_old_file_and_no_partial_file(tmp_path, monkeypat
         data.save_image(_image(seed=2), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = data.save_image(torch.rand(3, 8, 8), tmp_path / "new.png")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0600
+        path.chmod(0o640)
+        data.save_image(torch.rand(3, 8, 8), path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a replaced file keeps its mode
+    finally:
+        os.umask(umask)

@@ -162,11 +162,11 @@ def test_committed_evaluation_matches_a_recomputed_point():
     """The committed GPU results stay honest: recompute their cheap check point on the CPU."""
     import json
 
-    from nullspace_utils import experiments
+    from nullspace_utils import experiments, results
     from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
-    committed = json.loads((experiments.RESULTS / "teaching" / "watermark.json").read_text())
+    committed = json.loads((results.RESULTS / "teaching" / "watermark.json").read_text())
     profile = get_profile("teaching")
     images, _ = stack_dataset(profile.dataset("val", n=experiments.WATERMARK_CHECK_IMAGES))
     name = profile.vit_models[0]
@@ -183,3 +183,23 @@ def test_committed_evaluation_matches_a_recomputed_point():
     # the whole-split numbers are the chapter's claims
     full = committed["models"][name]["all"]
     assert committed["images"] == 2000 and full["exact"]["match"] == 1.0
+
+
+def test_solve_patches_is_exact_in_float64():
+    matrix = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    start = torch.tensor([[0.7, 0.2]], dtype=torch.float64)
+    target = torch.tensor([[0.1, 0.9]], dtype=torch.float64)
+    solved = watermark.solve_patches(matrix, start, target, rho=[1.0, 200.0])  # a pair as JSON stores it
+    assert solved.dtype == torch.float64
+    assert (matrix @ (solved - start).T).abs().max() < 1e-12  # float64 error, not float32's
+    assert torch.allclose(solved, torch.tensor([[0.1, 0.5]], dtype=torch.float64), atol=1e-6)  # the LP optimum
+
+
+def test_evaluate_leaves_the_callers_model_as_it_was(model, pair):
+    images, mark = pair
+    model.train()
+    try:
+        watermark.evaluate(model, images, mark, iterations=20)
+        assert model.training  # evaluated in eval mode, handed back in its own
+    finally:
+        model.eval()
