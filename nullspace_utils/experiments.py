@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from nullspace_utils import approximate, metrics, models, results, robustness, watermark
 from nullspace_utils import fingerprint as fp
@@ -106,43 +104,6 @@ def watermark_mark(image_size: int) -> torch.Tensor:
     return watermark.text_mark("NULL", image_size, angle=20)
 
 
-def _stack_range(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Items start..stop-1 of a dataset as numpy arrays (workers stay off torch's thread pool,
-    which can deadlock in forked children)."""
-    dataset, start, stop = job
-    items = [dataset[i] for i in range(start, stop)]
-    return np.stack([image.numpy() for image, _ in items]), np.array([label for _, label in items])
-
-
-def _as_uint8_if_exact(images: torch.Tensor) -> torch.Tensor:
-    """``images`` as uint8 when that loses nothing (every value is k/255, as ``ToTensor`` makes from a
-    decoded JPEG), else unchanged. ImageNette's train split as float32 at 224 px takes 5.7 GB; as uint8,
-    1.4 GB, which leaves room on a 16 GB GPU. Batches turn back into the same floats (``_TensorBatches``)."""
-    quantised = (images * 255).round().clamp(0, 255).to(torch.uint8)
-    return quantised if torch.equal(quantised.float().div(255), images) else images
-
-
-def _tensor_dataset(profile: Profile, split: str, n: int, device: str) -> TensorDataset:
-    """The split rendered once (in parallel over all CPU cores) as a TensorDataset on ``device``."""
-    dataset = profile.dataset(split, n=n)
-    if profile.name != "teaching":  # decoded JPEGs through torchvision transforms: DataLoader workers
-        loader = DataLoader(dataset, batch_size=128, num_workers=min(8, multiprocessing.cpu_count()))
-        batches, labels = [], []
-        for batch, label in loader:
-            batches.append(_as_uint8_if_exact(batch))
-            labels.append(label)
-        if any(batch.dtype != torch.uint8 for batch in batches):  # a transform that is not 8-bit: keep floats
-            batches = [batch.float().div(255) if batch.dtype == torch.uint8 else batch for batch in batches]
-        return TensorDataset(torch.cat(batches).to(device), torch.cat(labels).long().to(device))
-    size = len(dataset)  # type: ignore[arg-type]
-    jobs = [(dataset, start, min(start + 500, size)) for start in range(0, size, 500)]
-    with multiprocessing.Pool(min(len(jobs), multiprocessing.cpu_count())) as pool:
-        parts = pool.map(_stack_range, jobs)
-    stacked_images = torch.from_numpy(np.concatenate([images for images, _ in parts]))
-    stacked_labels = torch.from_numpy(np.concatenate([labels for _, labels in parts])).long()
-    return TensorDataset(stacked_images.to(device), stacked_labels.to(device))
-
-
 def _sweep_setup(args: argparse.Namespace, configs: dict[str, dict[str, Any]], check: dict[str, Any]
                  ) -> tuple[Profile, dict[str, Any], tuple[Dataset, Dataset, Dataset, Dataset]]:
     """Profile, settings and the four datasets (train, val and the check point's small ones) of a sweep.
@@ -157,8 +118,8 @@ def _sweep_setup(args: argparse.Namespace, configs: dict[str, dict[str, Any]], c
         config["steps"] = args.steps
         if "probe_steps" in config:  # a learning-rate probe no longer than the run itself
             config["probe_steps"] = min(config["probe_steps"], args.steps)
-    datasets = (_tensor_dataset(profile, "train", config["train"], args.device),
-                _tensor_dataset(profile, "val", config["val"], args.device),
+    datasets = (profile.tensor_dataset("train", config["train"], args.device),
+                profile.tensor_dataset("val", config["val"], args.device),
                 TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"]))),
                 TensorDataset(*stack_dataset(profile.dataset("val", n=check["val"]))))
     return profile, config, datasets

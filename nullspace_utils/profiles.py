@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sized, cast
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from nullspace_utils import data, models
 from nullspace_utils.models import ImageClassifier
@@ -60,6 +60,23 @@ class Profile:
     def dataset(self, split: str, n: int | None = None) -> Dataset:
         """The profile's images for ``split`` ("train", "val"): items ``(image in [0, 1], label)``."""
         return self._dataset(split, n)
+
+    def tensor_dataset(self, split: str, n: int | None, device: str | torch.device = "cpu") -> TensorDataset:
+        """The split loaded once into memory as a TensorDataset on ``device``, for the GPU sweeps: the teaching
+        set drawn in parallel over all CPU cores; decoded JPEGs through DataLoader workers, kept as uint8
+        when that loses nothing (:func:`nullspace_utils.data.as_uint8_if_exact`)."""
+        dataset = self.dataset(split, n=n)
+        if self.name == "teaching":
+            images, labels = data.stack_dataset_in_parallel(dataset)
+            return TensorDataset(images.to(device), labels.to(device))
+        loader = DataLoader(dataset, batch_size=128, num_workers=min(8, os.cpu_count() or 1))
+        batches, label_batches = [], []
+        for batch, label in loader:
+            batches.append(data.as_uint8_if_exact(batch))
+            label_batches.append(label)
+        if any(batch.dtype != torch.uint8 for batch in batches):  # a transform that is not 8-bit: keep floats
+            batches = [batch.float().div(255) if batch.dtype == torch.uint8 else batch for batch in batches]
+        return TensorDataset(torch.cat(batches).to(device), torch.cat(label_batches).long().to(device))
 
     def load_model(self, name: str, **kwargs) -> ImageClassifier:  # (self.models is a property: no models.X here)
         """Load one of the profile's models (see :func:`nullspace_utils.models.load_model`).

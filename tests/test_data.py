@@ -244,3 +244,10 @@ def test_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a replaced file keeps its mode
     finally:
         os.umask(umask)
+
+
+def test_parallel_stacking_gives_what_stacking_gives():
+    dataset = data.synthetic_dataset("val", n=7)
+    images, labels = data.stack_dataset_in_parallel(dataset, chunk=3)  # three chunks, the last short
+    reference_images, reference_labels = data.stack_dataset(dataset)
+    assert torch.equal(images, reference_images) and torch.equal(labels, reference_labels)

@@ -162,10 +162,10 @@ def test_sweep_data_is_stored_as_exact_uint8(fake_data):
     into exactly the floats the transform made, so no sweep number depends on the storage."""
     from torch.utils.data import TensorDataset
 
-    from nullspace_utils import approximate, experiments
+    from nullspace_utils import approximate
 
     profile = get_profile("imagenet")
-    stored = experiments._tensor_dataset(profile, "val", 20, "cpu")
+    stored = profile.tensor_dataset("val", 20, "cpu")
     assert stored.tensors[0].dtype == torch.uint8 and stored.tensors[0].shape == (20, 3, 224, 224)
     reference_images, reference_labels = data.stack_dataset(profile.dataset("val", n=20))
     images, labels = next(iter(approximate._TensorBatches(stored, batch_size=20, shuffle=False, seed=0)))
@@ -175,14 +175,13 @@ def test_sweep_data_is_stored_as_exact_uint8(fake_data):
     vit = models.load_model("zoo-vit-s")  # learning noise from either storage gives the same noise
     small = TensorDataset(stored.tensors[0][:8, :, :112, :112], stored.tensors[1][:8])
     floats = TensorDataset(small.tensors[0].float().div(255), small.tensors[1])
-    runs = [approximate.learn_noise(vit, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(), batch_size=4,).noise for d in (small, floats)]
+    runs = [approximate.learn_noise(vit, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(), batch_size=4).noise
+            for d in (small, floats)]
     assert torch.equal(runs[0], runs[1])
 
 
 def test_images_that_are_not_8_bit_stay_float():
-    from nullspace_utils import experiments
-
     exact = torch.arange(256, dtype=torch.float32).div(255).reshape(1, 1, 16, 16)
-    assert experiments._as_uint8_if_exact(exact).dtype == torch.uint8
+    assert data.as_uint8_if_exact(exact).dtype == torch.uint8
     smooth = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    assert experiments._as_uint8_if_exact(smooth) is smooth
+    assert data.as_uint8_if_exact(smooth) is smooth

@@ -42,3 +42,8 @@ else:
 fake = data.write_fake_imagenette(folder / "fake-imagenette", per_class=1)  # ImageNette's layout, noise images
 fakes = data.imagenette("val", root=fake, download=False)  # read like the real one
 assert len(fakes) == 10 and [label for _, label in fakes] == list(range(10))  # one per class
+few = data.synthetic_dataset("val", n=6)
+stacked, stacked_labels = data.stack_dataset_in_parallel(few, chunk=3)  # drawn in forked workers, chunk by chunk
+assert torch.equal(stacked, data.stack_dataset(few)[0]) and stacked_labels.shape == (6,)
+assert data.as_uint8_if_exact(data.quantize_8bit(stacked)).dtype == torch.uint8  # 8-bit values: stored in a quarter
+assert data.as_uint8_if_exact(stacked + 1e-3).dtype == torch.float32  # anything else stays as it is
