@@ -52,6 +52,7 @@ __all__ = [
     "unwrap",
     "evaluating",
     "exact_float32",
+    "tf32_matmuls",
     "sha256_of_file",
 ]
 
@@ -311,6 +312,21 @@ def exact_float32() -> Iterator[None]:
         yield
     finally:
         _set_tf32_settings(api, saved, exact)
+
+
+@contextlib.contextmanager
+def tf32_matmuls() -> Iterator[None]:
+    """TF32 float32 matrix products inside the ``with`` block (convolutions untouched); the caller's settings
+    are restored afterwards. For computations whose exactness comes from a later float64 step, such as the
+    watermark solver's iterations (``watermark.embed(precision="tf32")``): the counterpart of
+    :func:`exact_float32`, through the same two torch APIs."""
+    api, saved = _tf32_settings()
+    fast = ("high" if api == "legacy" else "tf32", saved[1])
+    _set_tf32_settings(api, fast, saved)
+    try:
+        yield
+    finally:
+        _set_tf32_settings(api, saved, fast)
 
 
 # --------------------------------------------------------------------------- loading

@@ -101,19 +101,16 @@ def _rho_schedule(rho: float | tuple[float, float], iterations: int) -> tuple[fl
 
 @contextlib.contextmanager
 def _matmul_precision(precision: str, device: torch.device) -> Iterator[torch.dtype]:
-    """Yield the dtype the two projection matmuls run in; TF32 is switched on for the block only."""
+    """Yield the dtype the two projection matmuls run in; TF32 is switched on for the block only
+    (:func:`nullspace_utils.models.tf32_matmuls`)."""
     if device.type != "cuda" or precision == "float32":
         yield torch.float32
         return
     if precision == "bfloat16":
         yield torch.bfloat16
         return
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
+    with models.tf32_matmuls():
         yield torch.float32
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _admm_step(z: torch.Tensor, u: torch.Tensor, offset: torch.Tensor, mark: torch.Tensor, matrix_t: torch.Tensor,

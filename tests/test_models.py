@@ -180,3 +180,28 @@ def test_exact_float32_restores_flags_set_through_the_fp32_precision_api(restore
         assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
     finally:
         matmul.fp32_precision, conv.fp32_precision = previous
+
+
+def test_tf32_matmuls_allows_tf32_inside_and_restores_the_flags(restore_tf32_flags):
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    with models.tf32_matmuls():
+        assert torch.get_float32_matmul_precision() == "high"  # TF32 matrix products...
+        assert torch.backends.cudnn.allow_tf32 is False  # ...convolutions untouched
+        with models.exact_float32():  # an exact block inside still gets full float32
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == "highest" and torch.backends.cudnn.allow_tf32 is False
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9: no fp32_precision")
+def test_tf32_matmuls_works_through_the_fp32_precision_api(restore_tf32_flags):
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    previous = (matmul.fp32_precision, conv.fp32_precision)
+    try:
+        matmul.fp32_precision, conv.fp32_precision = "ieee", "ieee"
+        with models.tf32_matmuls():
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "ieee")
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = previous

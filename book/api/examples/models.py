@@ -28,6 +28,9 @@ if torch.cuda.is_available():
 assert models.model_device(vit).type == ("cuda" if torch.cuda.is_available() else "cpu")
 with models.exact_float32():  # full float32 on CUDA in the block: TF32's rounding would hide exact invariances
     assert vit(torch.rand(2, 3, 112, 112)).device.type == "cpu"
+    assert torch.get_float32_matmul_precision() == "highest"
+with models.tf32_matmuls():  # the opposite: faster TF32 products, where a float64 step restores exactness later
+    assert torch.get_float32_matmul_precision() == "high"
 try:
     models.load_model("zoo-vit-xl")
 except models.UnknownModelError as error:
