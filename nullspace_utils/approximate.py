@@ -1,43 +1,57 @@
 """Learned, approximate nullspace noise (paper §4, eq. 6, and §5).
 
 Beyond the linear patch embedding, the paper *learns* a noise that barely changes a model's output:
-starting from Uniform(-lim, lim), minimise over training images
+starting from Uniform(-lim, lim), minimise over training images (eq. 6)
 
-    || f(u + v)[logits] - f(u)[logits] ||_p
+    || f(u + v)[logits] - f(u)[logits] ||_p        (here: the L2 norm, averaged over the batch)
 
 where ``u`` is either the tokens entering the encoder (``level="encoder"``, the paper's ṽϕ; ViTs
 only) or the [0, 1] image itself (``level="input"``, ṽω; any model, CNNs too).
+
+The recipe follows the paper's eq. 6 and the authors' follow-up code (Liu et al., "Approximate Nullspace
+Augmented Finetuning for Robust Vision Transformers", CPAL 2025; github.com/Liu-Hy/NS-ViT): the L2 *norm*
+(not squared) of the logit difference, averaged over the batch, plain SGD with the rate x0.1 at fixed
+milestones. ``squared=True`` gives the squared variant (the library's loss before 2026-11). Where the
+book departs from the authors (steps instead of epochs, [0, 1] pixel units for ``lim``), the chapters say so.
 
 The encoder-level noise has shape (m, d): one vector per *patch* token, added to the output of
 timm's ``patch_embed`` through a forward hook (no hand-written forward, so it keeps working across
 timm versions). The class token gets no noise: it is a parameter of the model, the same for every
 input, so perturbing it would change the model rather than its input.
 
-The objective is minimised by zero noise, so a learned noise can simply shrink. Every result
-reports the noise norm next to its initial norm, and ``keep_norm=True`` projects the noise back to
-its initial norm after every step, a variant that cannot shrink.
+The objective is minimised by zero noise, so a learned noise can simply shrink; and one SGD rate does not
+fit every model, level and lim. So :func:`learn_noise` picks its rate from a probe on training images by
+default (``lr="auto"``, :func:`choose_lr`, a grid widened until the chosen rate is interior), every result
+reports the noise norm next to its initial norm, ``keep_norm=True`` projects the noise back to its initial
+norm after every step, and :func:`noise_point` checks that learning beat the learned values' shuffled copy
+on the training loss, or marks the point "learning failed".
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator, cast
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from nullspace_utils import metrics, models
+from nullspace_utils import exact, metrics, models
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "NoiseResult", "NoiseEvaluation", "noise_shape", "add_noise", "learn_noise",
-           "evaluate_noise", "shuffle_noise", "approximate_point"]
+__all__ = ["LEVELS", "LR_GRID", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
+           "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "training_loss", "evaluate_noise",
+           "shuffle_noise", "split_noise", "noise_point", "seed_values", "separated"]
 
 LEVELS = ("encoder", "input")
+
+#: the starting grid of :func:`choose_lr`: log-spaced by 10, widened at whichever edge wins, then refined
+LR_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -134,6 +148,41 @@ def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: in
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
 
 
+def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Tensor:
+    """Uniform(-lim, lim) noise of ``shape`` from a seeded generator: the paper's starting point for a learned
+    noise (§4), and the reference it is compared with. Its RMS is ``lim / sqrt(3)``."""
+    if not lim > 0:
+        raise ValueError(f"lim must be positive, got {lim}.")
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=generator) * 2 - 1) * lim
+
+
+def logit_distance(clean: torch.Tensor, noisy: torch.Tensor, *, p: float = 2, squared: bool = False) -> torch.Tensor:
+    """Per image, the paper's eq. 6: the L_p norm of the logit difference over the classes (B,).
+
+    ``squared=True`` gives ``sum |difference|^p`` instead (for p = 2, the squared L2 distance): the variant the
+    library used before, whose gradient is ``p * norm^(p-1)`` times larger (about 6x at lim 2 on the zoo ViT-S).
+    """
+    if not p > 0:
+        raise ValueError(f"p must be positive, got {p}.")
+    difference = noisy - clean
+    if squared:
+        return difference.abs().pow(p).sum(dim=1)
+    return torch.linalg.vector_norm(difference, ord=p, dim=1)  # its gradient at 0 is 0, not NaN
+
+
+@dataclass
+class LrChoice:
+    """What :func:`choose_lr` tried and what it chose: every rate's probe score (mean training loss over the last
+    quarter of a short constant-rate run; keys ``str(lr)``) and whether the winner is still at an edge of the grid
+    after widening, in which case the probe failed and results learned with it must not be read as a model's."""
+
+    lr: float
+    grid: list[float]
+    scores: dict[str, float]
+    at_edge: bool
+
+
 @dataclass
 class NoiseResult:
     """A learned noise and how it got there."""
@@ -142,11 +191,76 @@ class NoiseResult:
     level: str
     lim: float
     initial_norm: float
+    lr: float = 0.0
+    lr_choice: LrChoice | None = None  # set when the rate was chosen by lr="auto"
     history: list[dict] = field(default_factory=list)  # per step: loss, noise norm, lr
 
     @property
     def norm(self) -> float:
         return self.noise.norm().item()
+
+
+def _check_noise_settings(lim: float, p: float) -> None:
+    if not lim > 0:
+        raise ValueError(f"lim must be positive, got {lim}.")
+    if not p > 0:
+        raise ValueError(f"p must be positive, got {p}.")
+
+
+def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: float, p: float = 2,
+              squared: bool = False, grid: Sequence[float] = LR_GRID, steps: int = 50, batch_size: int = 256,
+              max_widenings: int = 6, refine: bool = True, seed: int = 0, device: str | torch.device | None = None,
+              show_progress: bool = False) -> LrChoice:
+    """The SGD rate for :func:`learn_noise`, chosen on *training* images (validation images never take part).
+
+    Each rate runs ``steps`` constant-rate SGD steps from the same start; its score is the mean loss over the last
+    quarter of the run (a rate whose loss is not finite loses). While the best rate is the smallest or the largest
+    tried, the grid is widened by one rate beyond that edge (with the spacing of its two end rates), at most
+    ``max_widenings`` times; then, with ``refine``, the two rates halfway (in log scale) to the best one's
+    neighbours are tried too. A rate at the edge of its grid says the grid, not the model, decided:
+    ``LrChoice.at_edge`` reports when widening did not move the best rate inside.
+    """
+    rates = sorted(float(rate) for rate in grid)
+    if len(rates) < 2 or any(not rate > 0 for rate in rates):
+        raise ValueError(f"grid must hold at least two positive learning rates, got {list(grid)}.")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    factor = rates[-1] / rates[-2]
+    scores: dict[str, float] = {}
+
+    def score(rate: float) -> float:
+        if str(rate) not in scores:
+            result = learn_noise(model, data, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=rate,
+                                 milestones=(), batch_size=batch_size, seed=seed, device=device)
+            tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
+            value = sum(tail) / len(tail)
+            scores[str(rate)] = value if math.isfinite(value) else math.inf
+        return scores[str(rate)]
+
+    def rounded(rate: float) -> float:
+        return float(f"{rate:.3g}")
+
+    with tqdm(disable=not show_progress, desc=f"choosing the lr ({level}, lim {lim:g})") as bar:
+        for widening in range(max_widenings + 1):
+            for rate in rates:
+                score(rate)
+                bar.update()
+            best = min(rates, key=score)
+            at_edge = best in (rates[0], rates[-1])
+            if not at_edge or widening == max_widenings:
+                break
+            rates = [rounded(rates[0] / factor)] + rates if best == rates[0] else rates + [rounded(rates[-1] * factor)]
+        if refine and not at_edge:
+            index = rates.index(best)
+            between = [rounded(math.sqrt(best * rates[index - 1])), rounded(math.sqrt(best * rates[index + 1]))]
+            rates = sorted(set(rates) | set(between))
+            for rate in between:
+                score(rate)
+                bar.update()
+            best = min(rates, key=score)
+    logger.info("choose_lr (%s, lim %g): scores %s, chose %g%s", level, lim, scores, best,
+                " (at the edge of the grid)" if at_edge else "")
+    return LrChoice(lr=best, grid=rates, scores={str(rate): scores[str(rate)] for rate in rates}, at_edge=at_edge)
 
 
 def learn_noise(
@@ -156,52 +270,69 @@ def learn_noise(
     level: str,
     lim: float,
     p: float = 2,
+    squared: bool = False,
     steps: int = 500,
-    lr: float = 0.01,
+    lr: float | str = "auto",
     milestones: tuple[int, ...] = (150, 300, 400),
     batch_size: int = 256,
     keep_norm: bool = False,
     seed: int = 0,
+    probe_steps: int = 50,
+    lr_grid: Sequence[float] = LR_GRID,
     device: str | torch.device | None = None,
     show_progress: bool = False,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
 
-    Defaults follow the authors' follow-up code: L2 between logits (``p=2``, squared and averaged),
-    SGD with lr 0.01, 500 steps, learning rate x0.1 at steps 150/300/400. ``data`` yields
-    ``(image, label)``; labels are ignored. A ``TensorDataset`` is batched by slicing (fast), and may hold
-    its images as ``torch.uint8`` (0..255), which are turned into floats in [0, 1] batch by batch. It
-    runs on ``device`` (the model is moved there for the call, then back), by default where the model
-    is; the model's mode, device and ``requires_grad`` flags are left as they were, and it computes in full
-    float32 (:func:`nullspace_utils.models.exact_float32`). The learned noise comes back on the CPU.
+    The loss is eq. 6's L_p norm of the logit difference (:func:`logit_distance`), averaged over the batch;
+    ``squared=True`` sums ``|difference|^p`` instead. The schedule follows the authors' follow-up code
+    (Liu-Hy/NS-ViT): SGD, 500 steps here (their 500 "rounds" are epochs), rate x0.1 at steps 150/300/400.
+    ``lr="auto"`` (the default) picks the rate with :func:`choose_lr` (``probe_steps`` steps per rate of
+    ``lr_grid``, same seed, training images only), recorded in ``NoiseResult.lr_choice``; pass a number to fix it.
+
+    ``seed`` sets both the Uniform(-lim, lim) start (:func:`uniform_noise`) and the order of the batches.
+    ``data`` yields ``(image, label)``; labels are ignored. A ``TensorDataset`` is batched by slicing (fast), and
+    may hold its images as ``torch.uint8`` (0..255), turned into floats in [0, 1] batch by batch. It runs on
+    ``device`` (the model is moved there for the call, then back), by default where the model is; the model's
+    mode, device and ``requires_grad`` flags are left as they were, and it computes in full float32
+    (:func:`nullspace_utils.models.exact_float32`). The learned noise comes back on the CPU.
     ``show_progress=True`` shows a tqdm bar over the steps.
     """
-    if lim <= 0:
-        raise ValueError(f"lim must be positive, got {lim}.")
-    if p <= 0:
-        raise ValueError(f"p must be positive, got {p}.")
+    _check_noise_settings(lim, p)
+    _check_level(model, level)
+    lr_choice = None
+    if isinstance(lr, str):
+        if lr != "auto":
+            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
+        lr_choice = choose_lr(model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                              steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
+                              show_progress=show_progress)
+        lr = lr_choice.lr
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}.")
     device = _device(model, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
     with models.evaluating(model, device), models.exact_float32():
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         try:
-            return _sgd(model, data, level=level, lim=lim, p=p, steps=steps, lr=lr, milestones=milestones,
-                        batch_size=batch_size, keep_norm=keep_norm, seed=seed, device=device,
-                        show_progress=show_progress)
+            result = _sgd(model, data, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
+                          milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, seed=seed,
+                          device=device, show_progress=show_progress)
         finally:
             for parameter, flag in zip(model.parameters(), trainable, strict=True):
                 parameter.requires_grad_(flag)
+    result.lr_choice = lr_choice
+    return result
 
 
-def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int, lr: float,
+def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, squared: bool, steps: int, lr: float,
          milestones: tuple[int, ...], batch_size: int, keep_norm: bool, seed: int, device,
          show_progress: bool) -> NoiseResult:
     loader = _loader(data, batch_size, True, seed)
     first_images = next(iter(loader))[0]
     shape = noise_shape(model, level, tuple(first_images.shape[-2:]))
-    generator = torch.Generator().manual_seed(seed)
-    noise = ((torch.rand(shape, generator=generator) * 2 - 1) * lim).to(device).requires_grad_(True)
+    noise = uniform_noise(shape, lim, seed).to(device).requires_grad_(True)
     initial_norm = noise.detach().norm().item()
     optimizer = torch.optim.SGD([noise], lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
@@ -218,7 +349,7 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int
             clean = model(images)
         with add_noise(model, noise, level) as noisy_model:
             noisy = noisy_model(images)
-        loss = (noisy - clean).abs().pow(p).sum(1).mean()
+        loss = logit_distance(clean, noisy, p=p, squared=squared).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -230,8 +361,30 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, steps: int
                         "lr": optimizer.param_groups[0]["lr"]})
     if history:
         logger.debug("learned %s noise, lim %g, lr %g: loss %.4g -> %.4g, norm %.4g -> %.4g", level, lim, lr,
-                    history[0]["loss"], history[-1]["loss"], initial_norm, history[-1]["norm"])
-    return NoiseResult(noise.detach().cpu(), level, lim, initial_norm, history)
+                     history[0]["loss"], history[-1]["loss"], initial_norm, history[-1]["norm"])
+    return NoiseResult(noise.detach().cpu(), level, lim, initial_norm, lr, None, history)
+
+
+@torch.no_grad()
+def training_loss(model: nn.Module, data: Dataset | DataLoader, noise: torch.Tensor, *, level: str, p: float = 2,
+                  squared: bool = False, images: int = 512, batch_size: int = 256,
+                  device: str | torch.device | None = None) -> float:
+    """The loss :func:`learn_noise` minimises (eq. 6, mean over images), for a fixed ``noise``, on the first
+    ``images`` images of ``data`` in their stored order: the yardstick of "did learning work?" (learned noise
+    against its shuffled copy, on the images it learned from)."""
+    device = _device(model, device)
+    total, count = 0.0, 0
+    with models.evaluating(model, device), models.exact_float32():
+        noise = noise.to(device)
+        for batch, *_ in _loader(data, batch_size, False, 0):
+            batch = batch[: images - count].to(device)
+            clean = model(batch)
+            with add_noise(model, noise, level) as noisy_model:
+                total += logit_distance(clean, noisy_model(batch), p=p, squared=squared).sum().item()
+            count += len(batch)
+            if count >= images:
+                break
+    return total / max(count, 1)
 
 
 def shuffle_noise(noise: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -296,17 +449,109 @@ def _evaluate(model: nn.Module, data, noise: torch.Tensor, *, level: str, seed: 
     )
 
 
-def approximate_point(model: nn.Module, train: Dataset, val: Dataset, *, lim: float, keep_norm: bool, steps: int,
-                      batch_size: int, lr: float, milestones: tuple[int, ...],
-                      device: str | torch.device | None = None, show_progress: bool = False) -> dict:
-    """One point of paper Fig. 2 as a JSON-ready row: learn an encoder-level noise from Uniform(-lim, lim)
-    (:func:`learn_noise`) and evaluate it on ``val``, learned and shuffled, with its norms and its first and
-    last batch loss. ``show_progress=True`` shows tqdm bars over the steps and the evaluations."""
-    result = learn_noise(model, train, level="encoder", lim=lim, steps=steps, batch_size=batch_size, lr=lr,
-                         milestones=milestones, keep_norm=keep_norm, device=device, show_progress=show_progress)
-    learned = evaluate_noise(model, val, result.noise, level="encoder", device=device, show_progress=show_progress)
-    shuffled = evaluate_noise(model, val, result.noise, level="encoder", shuffle=True, device=device,
+def split_noise(model: nn.Module, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An input-level (C, H, W) noise of a ViT split patch by patch into its part in the exact nullspace of the
+    patch embedding, null(W_pix), which the ViT cannot see (§3), and the rest (the row-space part), which alone
+    reaches the tokens: ``noise == null_part + row_part`` and the two are orthogonal. Computed in float64
+    with :func:`nullspace_utils.exact.patch_nullspace` (raises ``NoNullspaceError`` if it is {0})."""
+    if noise.ndim != 3:
+        raise ValueError(f"split_noise takes one input-level noise (C, H, W), got shape {tuple(noise.shape)}.")
+    basis = exact.patch_nullspace(model)  # (k, C, r, r), orthonormal rows once flattened
+    r = basis.shape[-1]
+    flat_basis = basis.reshape(basis.shape[0], -1)
+    patches = exact.to_patches(noise.detach().cpu().to(torch.float64).unsqueeze(0), r)
+    null_patches = (patches @ flat_basis.T) @ flat_basis
+    null_part = exact.from_patches(null_patches, (1, *noise.shape), r)[0].to(noise.dtype)
+    return null_part, (noise.detach().cpu() - null_part)
+
+
+def _evaluation(model: nn.Module, val, noise: torch.Tensor, *, level: str, shuffle: bool = False, seed: int = 0,
+                batch_size: int, device: str | torch.device | None) -> dict:
+    return asdict(evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed, batch_size=batch_size,
+                                 device=device))
+
+
+def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, seeds: Sequence[int] = (0, 1, 2),
+                steps: int, milestones: tuple[int, ...], batch_size: int, lr: float | str = "auto", p: float = 2,
+                squared: bool = False, keep_norm: bool = False, probe_steps: int = 50,
+                lr_grid: Sequence[float] = LR_GRID, train_images: int = 512, noises: dict[int, torch.Tensor] | None = None,
+                device: str | torch.device | None = None, show_progress: bool = False) -> dict:
+    """One point of the paper's Fig. 2 (encoder) or Fig. 3 (input) as a JSON-ready row, with its baselines.
+
+    The rate is chosen once per point (``lr="auto"``: :func:`choose_lr` on ``train`` with the first seed), then
+    a noise is learned per seed (seed = the Uniform(-lim, lim) start and the batch order). Per seed the row keeps:
+    the norms; the training loss (eq. 6 on ``train_images`` training images) of the start, the learned noise and
+    its shuffled copy, and ``learning_failed`` when the learned noise does not beat its shuffled copy there; and
+    the validation evaluations (:class:`NoiseEvaluation`) of the learned noise, its shuffled copy and the
+    Uniform(-lim, lim) start it came from. For a ViT at the input it adds the exact-nullspace baselines: the start
+    projected onto null(W_pix) (``projected``: keeps every prediction by construction, with
+    ``projected_norm_kept`` of its norm), and the learned noise's null(W_pix) share of norm with its evaluation
+    once its row-space part is removed (``row_removed``). The row also says if the rate sat at the edge of its grid.
+    ``noises``, if given, receives each seed's learned noise (on the CPU), e.g. for :mod:`~nullspace_utils.robustness`'s
+    transfer tables.
+    """
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed.")
+    lr_choice = None
+    if isinstance(lr, str):
+        if lr != "auto":
+            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
+        lr_choice = choose_lr(model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                              steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
                               show_progress=show_progress)
-    return {"lim": lim, "keep_norm": keep_norm, "lr": lr, "initial_norm": result.initial_norm,
-            "final_norm": result.norm, "first_loss": result.history[0]["loss"],
-            "final_loss": result.history[-1]["loss"], "learned": asdict(learned), "shuffled": asdict(shuffled)}
+        lr = lr_choice.lr
+    vit_input = level == "input" and hasattr(models.unwrap(model), "patch_embed")
+    common: dict[str, Any] = {"batch_size": batch_size, "device": device}
+    loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images, **common}
+    per_seed = []
+    for seed in seeds:
+        result = learn_noise(model, train, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
+                             milestones=milestones, keep_norm=keep_norm, seed=seed, show_progress=show_progress,
+                             **common)
+        if noises is not None:
+            noises[seed] = result.noise
+        start = uniform_noise(tuple(result.noise.shape), lim, seed)
+        shuffled = shuffle_noise(result.noise, seed)
+        losses = {name: training_loss(model, train, noise, **loss_settings)
+                  for name, noise in (("initial", start), ("learned", result.noise), ("shuffled", shuffled))}
+        entry: dict = {"seed": seed, "initial_norm": result.initial_norm, "final_norm": result.norm,
+                       "train_loss": losses, "learning_failed": not losses["learned"] < losses["shuffled"],
+                       "learned": _evaluation(model, val, result.noise, level=level, **common),
+                       "shuffled": _evaluation(model, val, result.noise, level=level, shuffle=True, seed=seed, **common),
+                       "uniform": _evaluation(model, val, start, level=level, **common)}
+        if vit_input:
+            projected, _ = split_noise(model, start)
+            null_part, _ = split_noise(model, result.noise)
+            entry["projected"] = _evaluation(model, val, projected, level=level, **common)
+            entry["projected_norm_kept"] = projected.norm().item() / start.norm().item()
+            entry["null_share"] = null_part.norm().item() / max(result.norm, 1e-30)
+            entry["row_removed"] = _evaluation(model, val, null_part, level=level, **common)
+        per_seed.append(entry)
+        logger.info("%s %s lim %g seed %d lr %g: match %.3f, shuffled %.3f, uniform %.3f, norm %.3g -> %.3g%s",
+                    getattr(model, "name", ""), level, lim, seed, lr, entry["learned"]["match"],
+                    entry["shuffled"]["match"], entry["uniform"]["match"], result.initial_norm, result.norm,
+                    ", LEARNING FAILED" if entry["learning_failed"] else "")
+    return {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
+            "loss": "squared" if squared else "norm", "p": p, "lr": lr,
+            "lr_choice": None if lr_choice is None else asdict(lr_choice),
+            "learning_failed": any(entry["learning_failed"] for entry in per_seed)
+            or bool(lr_choice is not None and lr_choice.at_edge),
+            "seeds": per_seed}
+
+
+def seed_values(row: dict, kind: str, field: str = "match") -> list[float]:
+    """``row[kind][field]`` of every seed of a :func:`noise_point` row (``kind``: "learned", "shuffled", ...; or
+    a per-seed number such as ``kind="final_norm", field=""``)."""
+    return [entry[kind][field] if field else entry[kind] for entry in row["seeds"]]
+
+
+def separated(first: Sequence[float], second: Sequence[float]) -> int:
+    """+1 if every value of ``first`` is above every value of ``second``, -1 if below, 0 if the ranges overlap:
+    the book's test that two sets of seeds tell a difference, deliberately strict with 3 seeds."""
+    if not first or not second:
+        raise ValueError("separated needs at least one value on each side.")
+    if min(first) > max(second):
+        return 1
+    if max(first) < min(second):
+        return -1
+    return 0

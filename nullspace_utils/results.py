@@ -137,134 +137,124 @@ class NoiseEvaluationRow(TypedDict):
     clean_norm: float
 
 
-class ApproximatePoint(TypedDict):
-    """``approximate.approximate_point``: one learned encoder noise, learned and shuffled (Fig. 2)."""
+class TrainLossRow(TypedDict):
+    """Eq. 6's loss on the point's training images: the start, the learned noise and its shuffled copy."""
 
-    lim: float
-    keep_norm: bool
-    lr: float
+    initial: float
+    learned: float
+    shuffled: float
+
+
+class NoiseSeedRow(TypedDict):
+    """One seed of a :func:`~nullspace_utils.approximate.noise_point` row; the exact-nullspace baselines
+    (``projected``, ``projected_norm_kept``, ``null_share``, ``row_removed``) are there for ViTs at the input only."""
+
+    seed: int
     initial_norm: float
     final_norm: float
-    first_loss: float
-    final_loss: float
+    train_loss: TrainLossRow
+    learning_failed: bool
     learned: NoiseEvaluationRow
     shuffled: NoiseEvaluationRow
+    uniform: NoiseEvaluationRow
+    projected: NotRequired[NoiseEvaluationRow]
+    projected_norm_kept: NotRequired[float]
+    null_share: NotRequired[float]
+    row_removed: NotRequired[NoiseEvaluationRow]
 
 
-class ApproximateRow(ApproximatePoint):
-    """A row of the sweep: a point and the seconds it took."""
+class LrChoiceRow(TypedDict):
+    """``approximate.LrChoice``: the rates probed, their scores (keys ``str(lr)``) and whether the winner sat at
+    an edge of the grid."""
 
-    seconds: float
-
-
-class ApproximateProbeRow(ApproximateRow):
-    """A row of the learning-rate probe, with its model."""
-
-    model: str
+    lr: float
+    grid: list[float]
+    scores: dict[str, float]
+    at_edge: bool
 
 
-class ApproximateConfig(TypedDict):
-    """``experiments.APPROXIMATE_CONFIG`` of the profile (``steps`` and ``milestones`` as run)."""
+class NoisePoint(TypedDict):
+    """``approximate.noise_point``: one level and lim, every seed, and whether learning failed anywhere."""
+
+    level: str
+    lim: float
+    rms: float
+    keep_norm: bool
+    loss: str
+    p: float
+    lr: float
+    lr_choice: LrChoiceRow | None
+    learning_failed: bool
+    seeds: list[NoiseSeedRow]
+
+
+class SweepConfig(TypedDict):
+    """``experiments.APPROXIMATE_CONFIG`` / ``ROBUSTNESS_CONFIG`` of the profile (``steps`` and ``milestones`` as
+    run); ``squared_lims`` for the approximate sweep, ``transfer_lims`` for the robustness sweep."""
 
     lims: list[float]
+    extend_until: float
+    extend_factor: float
+    max_extensions: int
+    seeds: list[int]
     steps: int
     milestones: list[int]
-    lr: float
     batch_size: int
+    probe_steps: int
+    lr_grid: list[float]
     train: int
     val: int
-    probe_lim: float
-    probe_lrs: list[float]
+    squared_lims: NotRequired[list[float]]
+    transfer_lims: NotRequired[list[float]]
 
 
-class ApproximateCheck(TypedDict):
-    """``experiments.APPROXIMATE_CHECK`` and its point, which a test recomputes."""
+class SweepCheck(TypedDict):
+    """``experiments.APPROXIMATE_CHECK`` / ``ROBUSTNESS_CHECK`` and its point, which a test recomputes."""
 
-    model_index: int
     lim: float
+    seeds: list[int]
     steps: int
     milestones: list[int]
     lr: float
     batch_size: int
     train: int
     val: int
-    result: ApproximatePoint
+    model_index: NotRequired[int]
+    cnn_index: NotRequired[int]
+    level: NotRequired[str]
+    result: NoisePoint
 
 
 class ApproximateResult(TypedDict):
-    """``book/results/<profile>/approximate.json``: learned encoder noise against lim (paper Fig. 2)."""
+    """``book/results/<profile>/approximate.json``: learned encoder noise against lim (paper Fig. 2), per ViT, plain
+    and with the norm held, and the first ViT with the squared loss."""
 
     provenance: Provenance
     profile: str
     level: str
-    config: ApproximateConfig
+    config: SweepConfig
     loss: str
     optimizer: str
-    models: dict[str, list[ApproximateRow]]
-    keep_norm: dict[str, list[ApproximateRow]]
-    lr_probe: list[ApproximateProbeRow]
-    check: ApproximateCheck
-
-
-class RobustnessPoint(TypedDict):
-    """``robustness.robustness_point``: one learned noise, learned, shuffled and uniform (Fig. 3)."""
-
-    level: str
-    lim: float
-    lr: float
-    initial_norm: float
-    final_norm: float
-    learned: NoiseEvaluationRow
-    shuffled: NoiseEvaluationRow
-    uniform: NoiseEvaluationRow
-
-
-class RobustnessRow(RobustnessPoint):
-    """A row of the sweep, with every probed rate's score (keys ``str(lr)``)."""
-
-    lr_probe: dict[str, float]
-
-
-class RobustnessConfig(TypedDict):
-    """``experiments.ROBUSTNESS_CONFIG`` of the profile (``steps`` and ``milestones`` as run)."""
-
-    lims: list[float]
-    steps: int
-    milestones: list[int]
-    lrs: dict[str, list[float]]
-    probe_steps: int
-    batch_size: int
-    train: int
-    val: int
-
-
-class RobustnessCheck(TypedDict):
-    """``experiments.ROBUSTNESS_CHECK`` and its point, which a test recomputes."""
-
-    cnn_index: int
-    level: str
-    lim: float
-    steps: int
-    milestones: list[int]
-    lr: float
-    batch_size: int
-    train: int
-    val: int
-    result: RobustnessPoint
+    models: dict[str, list[NoisePoint]]
+    keep_norm: dict[str, list[NoisePoint]]
+    squared_loss: dict[str, list[NoisePoint]]
+    check: SweepCheck
+    parts: NotRequired[list[Provenance]]  # a run in parallel parts, joined by ``experiments merge``
 
 
 class RobustnessResult(TypedDict):
-    """``book/results/<profile>/robustness.json``: ViTs vs CNNs under learned noise, and transfer (Fig. 3).
+    """``book/results/<profile>/robustness.json``: input-level learned noise for all six models, and transfer (Fig. 3).
     ``transfer[lim][source][target]`` and ``exact_transfer[lim][target]`` are fractions of kept predictions."""
 
     provenance: Provenance
     profile: str
-    config: RobustnessConfig
-    encoder: dict[str, list[RobustnessRow]]
-    input: dict[str, list[RobustnessRow]]
+    config: SweepConfig
+    loss: str
+    input: dict[str, list[NoisePoint]]
     transfer: dict[str, dict[str, dict[str, float]]]
     exact_transfer: dict[str, dict[str, float]]
-    check: RobustnessCheck
+    check: SweepCheck
+    parts: NotRequired[list[Provenance]]  # a run in parallel parts, joined by ``experiments merge``
 
 
 class VerificationRow(TypedDict):

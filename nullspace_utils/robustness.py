@@ -1,25 +1,25 @@
 """ViTs against CNNs under nullspace noise, and transfer of noise between models (paper §5, Fig. 3).
 
-Everything here is built on :mod:`nullspace_utils.approximate` (one training loop, one evaluation):
+Everything here is built on :mod:`nullspace_utils.approximate` (one training loop, one evaluation, one sweep
+point, :func:`~nullspace_utils.approximate.noise_point`, with its learning-rate probe and its baselines):
 
-* :func:`choose_lr`: one SGD learning rate does not fit six architectures (the input gradients of the
-  models differ by orders of magnitude), so each model, level and lim gets the rate of a small grid whose
-  short run ends at the lowest *training* loss; the validation images never take part.
-* :func:`robustness_point`: for one model and one lim, learn a noise at a level (``"encoder"`` for a
-  ViT's tokens, the paper's ṽϕ, Fig. 3a; ``"input"`` for the image, ṽω, any model, Fig. 3b) and evaluate
-  it next to its shuffled twin and a fresh Uniform(-lim, lim) noise of the same shape: the reference that
-  separates "robust to nullspace noise" from "robust to any noise of that size".
 * :func:`transfer_matrix`: input-level noises learned for some models, added to the inputs of others
   (Fig. 3c), as a source x target table of matching predictions.
 * :func:`exact_transfer`: the *exact* nullspace noise of a ViT (the caption of Fig. 3c) added to the
-  inputs of every model.
+  inputs of every model, scaled to the RMS of the uniform noise it is compared with (equal energy).
+* :func:`architecture_verdicts` and :func:`verdict_sentence`: the paper's §5 claim ("ViTs keep more
+  predictions than CNNs") checked lim by lim from multi-seed rows, stated only where the seeds separate.
+
+Units: input-level noise is added to the [0, 1] image, the one space every model shares, so the same lim is
+the same pixel energy for every model (RMS lim / sqrt(3)). The authors' code adds it to the *normalised* image,
+whose scale differs between models whose normalisations differ (the zoo's six share one: there the two
+conventions differ by one common factor).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -30,57 +30,7 @@ from nullspace_utils import approximate, exact
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["uniform_noise", "choose_lr", "robustness_point", "transfer_matrix", "exact_transfer", "vits_beat_cnns"]
-
-
-def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Tensor:
-    """Uniform(-lim, lim) noise of ``shape`` from a seeded generator (the paper's initialisation and our reference)."""
-    if lim <= 0:
-        raise ValueError(f"lim must be positive, got {lim}.")
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.rand(shape, generator=generator) * 2 - 1) * lim
-
-
-def choose_lr(model: nn.Module, train: Dataset, *, level: str, lim: float, lrs: tuple[float, ...], steps: int,
-              batch_size: int, seed: int = 0, device: str | torch.device | None = None,
-              show_progress: bool = False) -> tuple[float, dict[str, float]]:
-    """The learning rate of ``lrs`` whose ``steps`` plain SGD steps (no decay) end at the lowest training loss.
-
-    The score is the mean loss over the last quarter of the run; a rate whose loss is not finite loses.
-    Returns the rate and every rate's score (keys are ``str(lr)``, for JSON). ``show_progress=True`` shows a
-    tqdm bar over the rates.
-    """
-    if not lrs:
-        raise ValueError("lrs is empty: give at least one learning rate.")
-    scores: dict[str, float] = {}
-    for lr in tqdm(lrs, disable=not show_progress, desc=f"choosing the lr ({level}, lim {lim})"):
-        result = approximate.learn_noise(model, train, level=level, lim=lim, steps=steps, lr=lr, milestones=(),
-                                         batch_size=batch_size, seed=seed, device=device)
-        tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
-        score = sum(tail) / len(tail)
-        scores[str(lr)] = score if math.isfinite(score) else math.inf
-    best = min(lrs, key=lambda lr: scores[str(lr)])
-    logger.info("choose_lr (%s, lim %g): scores %s, chose %g", level, lim, scores, best)
-    return best, scores
-
-
-def robustness_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, steps: int,
-                     lr: float, milestones: tuple[int, ...], batch_size: int, seed: int = 0,
-                     device: str | torch.device | None = None, show_progress: bool = False) -> tuple[dict, torch.Tensor]:
-    """Learn one noise and evaluate it learned, shuffled and against fresh uniform noise.
-
-    Returns the row (JSON-ready) and the learned noise (on the CPU), for transfer experiments.
-    ``show_progress=True`` shows tqdm bars over the SGD steps and the evaluations' batches.
-    """
-    result = approximate.learn_noise(model, train, level=level, lim=lim, steps=steps, lr=lr, milestones=milestones,
-                                     batch_size=batch_size, seed=seed, device=device, show_progress=show_progress)
-    reference = uniform_noise(tuple(result.noise.shape), lim, seed + 1)
-    row = {"level": level, "lim": lim, "lr": lr, "initial_norm": result.initial_norm, "final_norm": result.norm}
-    for kind, noise, shuffle in (("learned", result.noise, False), ("shuffled", result.noise, True),
-                                 ("uniform", reference, False)):
-        row[kind] = asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed,
-                                                      device=device, show_progress=show_progress))
-    return row, result.noise  # learn_noise gives it back on the CPU
+__all__ = ["transfer_matrix", "exact_transfer", "architecture_verdicts", "verdict_sentence", "relative_size"]
 
 
 def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor], val: Dataset, *,
@@ -103,26 +53,63 @@ def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor
     return matrix
 
 
-def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset, *, amplitude: float,
+def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset, *, rms: float,
                    seed: int = 0, device: str | torch.device | None = None,
                    show_progress: bool = False) -> dict[str, float]:
-    """Exact nullspace noise of the ViT ``source`` (largest absolute value ``amplitude``) on every model's input:
-    the fraction of unchanged predictions per model. The source itself keeps all of them (§3).
-    ``show_progress=True`` shows a tqdm bar over the models."""
+    """Exact nullspace noise of the ViT ``source``, scaled to root-mean-square ``rms`` (compare it with
+    Uniform(-lim, lim) at ``rms = lim / sqrt(3)``: equal energy), on every model's input: the fraction of unchanged
+    predictions per model. The source itself keeps all of them (§3). ``show_progress=True`` shows a tqdm bar."""
+    if not rms > 0:
+        raise ValueError(f"rms must be positive, got {rms}.")
     image_size = tuple(val[0][0].shape[-2:])
-    noise = exact.random_nullspace_noise(source, image_size, amplitude=amplitude, seed=seed)
+    noise = exact.random_nullspace_noise(source, image_size, seed=seed, dtype=torch.float64)
+    noise = (noise * (rms / noise.pow(2).mean().sqrt())).float()
     return {name: approximate.evaluate_noise(model, val, noise, level="input", device=device).match
             for name, model in tqdm(models.items(), disable=not show_progress, desc="exact noise transfer")}
 
 
-def vits_beat_cnns(rows_by_model: dict[str, list[dict]], vits: tuple[str, ...], cnns: tuple[str, ...],
-                   kind: str = "learned") -> list[dict]:
-    """Per lim: the worst ViT's and the best CNN's match, and whether every ViT keeps more predictions
-    than every CNN (the paper's §5 claim, checked lim by lim)."""
-    lims = [row["lim"] for row in rows_by_model[vits[0]]]
+def relative_size(row: dict) -> list[float]:
+    """Per seed of a :func:`~nullspace_utils.approximate.noise_point` row: the starting noise's norm over the mean
+    norm of the clean inputs at the same level (tokens or images). A unit-free size, so that a ViT's token noise
+    and a CNN's image noise can share an axis (Fig. 3a)."""
+    return [entry["initial_norm"] / entry["uniform"]["clean_norm"] for entry in row["seeds"]]
+
+
+def architecture_verdicts(rows_by_model: dict[str, list[dict]], vits: Sequence[str], cnns: Sequence[str], *,
+                          kind: str = "learned") -> list[dict]:
+    """Per lim shared by all models: do the ViTs keep more predictions than the CNNs under ``kind`` noise?
+
+    ``verdict`` is ``"ViTs ahead"`` when every seed of every ViT keeps more than every seed of every CNN,
+    ``"CNNs ahead"`` for the reverse, ``"not separable"`` when the seeds' ranges overlap, and
+    ``"learning failed"`` (for learned noise) when any model's point failed to learn, which says nothing about
+    the models. Each verdict keeps the ranges it was read from."""
+    shared = sorted(set.intersection(*({row["lim"] for row in rows_by_model[name]} for name in (*vits, *cnns))))
     verdicts = []
-    for index, lim in enumerate(lims):
-        worst_vit = min(rows_by_model[name][index][kind]["match"] for name in vits)
-        best_cnn = max(rows_by_model[name][index][kind]["match"] for name in cnns)
-        verdicts.append({"lim": lim, "worst_vit": worst_vit, "best_cnn": best_cnn, "vits_ahead": worst_vit > best_cnn})
+    for lim in shared:
+        points = {name: next(row for row in rows_by_model[name] if row["lim"] == lim) for name in (*vits, *cnns)}
+        values = {name: approximate.seed_values(point, kind) for name, point in points.items()}
+        vit_values = [value for name in vits for value in values[name]]
+        cnn_values = [value for name in cnns for value in values[name]]
+        failed = sorted(name for name, point in points.items() if kind == "learned" and point["learning_failed"])
+        if failed:
+            verdict = "learning failed"
+        else:
+            verdict = {1: "ViTs ahead", -1: "CNNs ahead", 0: "not separable"}[
+                approximate.separated(vit_values, cnn_values)]
+        verdicts.append({"lim": lim, "kind": kind, "verdict": verdict, "failed": failed,
+                         "vit_range": (min(vit_values), max(vit_values)), "cnn_range": (min(cnn_values), max(cnn_values))})
     return verdicts
+
+
+def verdict_sentence(verdict: dict, *, unit: str = "") -> str:
+    """One sentence for an :func:`architecture_verdicts` entry, with the ranges over seeds and models it rests on."""
+    vit_low, vit_high = (100 * value for value in verdict["vit_range"])
+    cnn_low, cnn_high = (100 * value for value in verdict["cnn_range"])
+    ranges = f"ViTs keep {vit_low:.1f}-{vit_high:.1f} %, CNNs {cnn_low:.1f}-{cnn_high:.1f} %"
+    where = f"at lim {verdict['lim']:g}{unit} ({verdict['kind']} noise)"
+    if verdict["verdict"] == "learning failed":
+        return f"{where}: no verdict, learning failed for {', '.join(verdict['failed'])} ({ranges})."
+    if verdict["verdict"] == "not separable":
+        return f"{where}: not separable at this budget ({ranges}; the seeds' ranges overlap)."
+    return f"{where}: {verdict['verdict']} ({ranges})."
+
