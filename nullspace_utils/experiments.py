@@ -243,13 +243,15 @@ def run_merge(args: argparse.Namespace, command: str) -> dict[str, Any]:
     out["provenance"] = _provenance(args, command)
     out["parts"] = [part["provenance"] for part in parts]
     tables = ("models", "keep_norm", "squared_loss") if args.kind == "approximate" else ("input",)
+    order = get_profile(first["profile"]).models
     for table in tables:
-        out[table] = {}
+        joined: dict[str, Any] = {}
         for part in parts:
             for name, rows in part[table].items():
-                if name in out[table]:
+                if name in joined:
                     raise SystemExit(f"merge: {name} is in two parts' {table!r}; give each model to one part.")
-                out[table][name] = rows
+                joined[name] = rows
+        out[table] = {name: joined[name] for name in order if name in joined}  # in the profile's order
     if args.kind == "robustness":
         from safetensors.torch import load_file
 
