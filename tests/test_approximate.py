@@ -52,7 +52,7 @@ def test_shuffle_keeps_the_values():
 
 def test_learning_reduces_the_loss(vit, small_data):
     loader = DataLoader(small_data, batch_size=8, shuffle=False)
-    result = approximate.learn_noise(vit, loader, level="encoder", lim=1.0, steps=30, lr=0.05,
+    result = approximate.learn_noise(vit, loader, level="encoder", lim=1.0, steps=30, lr=1.0,
                                      milestones=())
     assert result.noise.shape == (49, 96)
     first = sum(h["loss"] for h in result.history[:3])
@@ -63,14 +63,14 @@ def test_learning_reduces_the_loss(vit, small_data):
 
 def test_keep_norm_holds_the_norm(vit, small_data):
     result = approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=5, batch_size=8,
-                                     keep_norm=True)
+                                     keep_norm=True, lr=0.1)
     assert result.norm == pytest.approx(result.initial_norm, rel=1e-5)
     assert all(h["norm"] == pytest.approx(result.initial_norm, rel=1e-5) for h in result.history)
 
 
 def test_input_level_for_a_cnn(small_data):
     cnn = models.load_model("zoo-mobilenetv3")
-    result = approximate.learn_noise(cnn, small_data, level="input", lim=0.1, steps=3, batch_size=8)
+    result = approximate.learn_noise(cnn, small_data, level="input", lim=0.1, steps=3, batch_size=8, lr=0.1)
     assert result.noise.shape == (3, 112, 112)
     evaluation = approximate.evaluate_noise(cnn, small_data, result.noise, level="input")
     assert 0.0 <= evaluation.match <= 1.0 and evaluation.noise_norm == pytest.approx(result.norm)
@@ -103,11 +103,11 @@ def test_tensor_datasets_are_batched_by_slicing(vit, small_data):
 
 def test_progress_bars_only_when_asked(vit, small_data, capsys):
     zero = torch.zeros(49, 96)
-    approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8)
+    approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
     approximate.evaluate_noise(vit, small_data, zero, level="encoder", batch_size=8)
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""  # the default: notebook outputs do not change
-    approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, show_progress=True)
+    approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, show_progress=True, lr=0.1)
     approximate.evaluate_noise(vit, small_data, zero, level="encoder", batch_size=8, show_progress=True)
     shown = capsys.readouterr()
     assert shown.out == ""
@@ -126,7 +126,7 @@ def test_learning_logs_its_losses_and_computes_in_full_float32(vit, small_data, 
         torch.set_float32_matmul_precision("high")  # TF32 allowed by the caller
         torch.backends.cudnn.allow_tf32 = True
         with caplog.at_level(logging.DEBUG, logger="nullspace_utils.approximate"):
-            approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8)
+            approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
         approximate.evaluate_noise(vit, small_data, torch.zeros(49, 96), level="encoder", batch_size=8)
         assert seen and all(flags == ("highest", False) for flags in seen)
         assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32  # restored
@@ -135,3 +135,100 @@ def test_learning_logs_its_losses_and_computes_in_full_float32(vit, small_data, 
         torch.set_float32_matmul_precision(matmul)
         torch.backends.cudnn.allow_tf32 = cudnn
     assert "learned encoder noise, lim 0.5" in caplog.text and "loss" in caplog.text
+
+
+def test_logit_distance_is_eq6_norm_and_its_squared_variant():
+    clean = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    noisy = torch.tensor([[4.0, 6.0, 3.0], [0.0, 0.0, 0.0]])
+    assert approximate.logit_distance(clean, noisy).tolist() == [5.0, 0.0]  # the 3-4-5 triangle
+    assert approximate.logit_distance(clean, noisy, squared=True).tolist() == [25.0, 0.0]
+    assert approximate.logit_distance(clean, noisy, p=1).tolist() == [7.0, 0.0]
+    moved = noisy.clone().requires_grad_(True)
+    approximate.logit_distance(clean, moved).sum().backward()
+    assert torch.isfinite(moved.grad).all() and moved.grad[1].abs().sum() == 0  # no NaN at zero difference
+    assert torch.allclose(moved.grad[0], torch.tensor([0.6, 0.8, 0.0]))  # the unit direction of the difference
+    with pytest.raises(ValueError, match="p must be positive"):
+        approximate.logit_distance(clean, noisy, p=0)
+
+
+def test_uniform_noise_is_seeded_in_range_and_the_learning_start(vit, small_data):
+    noise = approximate.uniform_noise((3, 8, 8), 0.3, seed=4)
+    assert noise.abs().max() <= 0.3 and torch.equal(noise, approximate.uniform_noise((3, 8, 8), 0.3, seed=4))
+    assert not torch.equal(noise, approximate.uniform_noise((3, 8, 8), 0.3, seed=5))
+    with pytest.raises(ValueError, match="lim must be positive"):
+        approximate.uniform_noise((2,), 0.0)
+    result = approximate.learn_noise(vit, small_data, level="encoder", lim=0.7, steps=1, lr=1e-12, batch_size=8, seed=3)
+    assert torch.allclose(result.noise, approximate.uniform_noise((49, 96), 0.7, seed=3), atol=1e-6)
+
+
+def test_choose_lr_widens_its_grid_until_the_best_rate_is_inside(vit, small_data):
+    """Rates far too small all lose to larger ones: the grid must grow upwards until the winner is interior, and
+    the winner must be the rate with the lowest probe score."""
+    choice = approximate.choose_lr(vit, small_data, level="encoder", lim=2.0, grid=(1e-6, 1e-5), steps=3,
+                                   batch_size=8, max_widenings=12, refine=False)
+    assert choice.grid[0] == 1e-6 and len(choice.grid) > 2  # widened upwards
+    assert not choice.at_edge and choice.lr not in (choice.grid[0], choice.grid[-1])
+    assert choice.scores[str(choice.lr)] == min(choice.scores.values())
+    capped = approximate.choose_lr(vit, small_data, level="encoder", lim=2.0, grid=(1e-6, 1e-5), steps=3,
+                                   batch_size=8, max_widenings=0)
+    assert capped.at_edge and capped.lr == 1e-5  # no widening allowed: reported as a failed probe
+    with pytest.raises(ValueError, match="two positive"):
+        approximate.choose_lr(vit, small_data, level="encoder", lim=2.0, grid=(0.1,), steps=2)
+
+
+def test_learn_noise_chooses_its_rate_by_default(vit, small_data):
+    result = approximate.learn_noise(vit, small_data, level="encoder", lim=1.0, steps=2, batch_size=8,
+                                     probe_steps=2, lr_grid=(0.1, 1.0, 10.0))
+    assert result.lr_choice is not None and result.lr == result.lr_choice.lr
+    assert result.history[0]["lr"] == result.lr  # the run used the chosen rate
+    with pytest.raises(ValueError, match="'auto'"):
+        approximate.learn_noise(vit, small_data, level="encoder", lim=1.0, steps=2, lr="fast")
+
+
+def test_split_noise_separates_what_the_vit_cannot_see(vit, small_data):
+    noise = approximate.uniform_noise((3, 112, 112), 0.5, seed=0)
+    null_part, row_part = approximate.split_noise(vit, noise)
+    assert torch.allclose(null_part + row_part, noise, atol=1e-6)
+    assert abs((null_part.double() * row_part.double()).sum().item()) < 1e-3 * noise.norm().item() ** 2
+    # sqrt((3 r^2 - d) / 3 r^2) of a random noise's norm lies in the nullspace: 672 of 768 dimensions for ViT-S
+    assert null_part.norm() / noise.norm() == pytest.approx((672 / 768) ** 0.5, rel=0.02)
+    images = torch.stack([small_data[i][0] for i in range(4)])
+    with torch.no_grad():
+        assert (vit(images + null_part) - vit(images)).abs().max() < 1e-3  # invisible to the ViT
+        assert (vit(images + row_part) - vit(images)).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="one input-level noise"):
+        approximate.split_noise(vit, torch.zeros(49, 96))
+
+
+def test_training_loss_tells_learned_noise_from_its_shuffled_copy(vit, small_data):
+    zero = torch.zeros(49, 96)
+    assert approximate.training_loss(vit, small_data, zero, level="encoder", images=16) == 0.0
+    noise = approximate.uniform_noise((49, 96), 2.0, seed=0)
+    assert approximate.training_loss(vit, small_data, noise, level="encoder", images=16) > 0.0
+
+
+def test_noise_point_records_every_seed_and_the_baselines(vit, small_data):
+    noises: dict = {}
+    row = approximate.noise_point(vit, small_data, small_data, level="input", lim=0.3, seeds=(0, 1), steps=2,
+                                  milestones=(), batch_size=8, lr=0.5, train_images=16, noises=noises)
+    assert [entry["seed"] for entry in row["seeds"]] == [0, 1] and set(noises) == {0, 1}
+    assert row["lr_choice"] is None and row["rms"] == pytest.approx(0.3 / 3 ** 0.5)
+    for entry in row["seeds"]:
+        assert entry["learning_failed"] == (not entry["train_loss"]["learned"] < entry["train_loss"]["shuffled"])
+        assert entry["projected"]["match"] == 1.0 and entry["row_removed"]["match"] == 1.0  # exact nullspace
+        assert entry["projected_norm_kept"] == pytest.approx((672 / 768) ** 0.5, rel=0.02)
+        assert 0.0 < entry["null_share"] <= 1.0
+    assert row["learning_failed"] == any(entry["learning_failed"] for entry in row["seeds"])
+    encoder = approximate.noise_point(vit, small_data, small_data, level="encoder", lim=0.3, seeds=(0,), steps=2,
+                                      milestones=(), batch_size=8, lr=0.5, train_images=16)
+    assert "projected" not in encoder["seeds"][0]  # tokens have no pixel nullspace to project onto
+    assert approximate.seed_values(row, "learned") == [entry["learned"]["match"] for entry in row["seeds"]]
+    assert approximate.seed_values(row, "final_norm", "") == [entry["final_norm"] for entry in row["seeds"]]
+
+
+def test_separated_is_strict():
+    assert approximate.separated([0.9, 0.95], [0.5, 0.8]) == 1
+    assert approximate.separated([0.5, 0.8], [0.9, 0.95]) == -1
+    assert approximate.separated([0.5, 0.9], [0.8, 0.95]) == 0  # overlapping ranges: no verdict
+    with pytest.raises(ValueError, match="at least one value"):
+        approximate.separated([], [1.0])

@@ -133,7 +133,7 @@ def test_library_functions_leave_the_callers_model_and_random_state_alone(images
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    learned = approximate.learn_noise(model, data_set, level="encoder", lim=0.5, steps=2, batch_size=2,)
+    learned = approximate.learn_noise(model, data_set, level="encoder", lim=0.5, steps=2, batch_size=2, lr=0.1)
     approximate.evaluate_noise(model, data_set, learned.noise, level="encoder")
     xai.relevance(model, images[0])
     xai.attribute(model, images[0], method="saliency")

@@ -51,7 +51,7 @@ def test_profile_puts_its_models_on_its_device():
 def test_learned_noise_comes_back_on_the_cpu(val_batch):
     vit = models.load_model("zoo-vit-s")
     data = torch.utils.data.TensorDataset(*val_batch)
-    result = approximate.learn_noise(vit, data, level="encoder", lim=0.5, steps=2, batch_size=8)
+    result = approximate.learn_noise(vit, data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
     assert result.noise.device == torch.device("cpu")
     assert models.model_device(vit) == torch.device("cpu")
 
@@ -93,7 +93,7 @@ def test_exact_functions_on_a_gpu_model(vit_pair, val_batch):
 def test_learning_and_evaluating_noise_stay_on_the_models_device(vit_pair, val_batch):
     _, gpu_model = vit_pair
     data = torch.utils.data.TensorDataset(*val_batch)
-    result = approximate.learn_noise(gpu_model, data, level="encoder", lim=0.5, steps=3, batch_size=8)
+    result = approximate.learn_noise(gpu_model, data, level="encoder", lim=0.5, steps=3, batch_size=8, lr=0.1)
     assert result.noise.device == torch.device("cpu")
     assert models.model_device(gpu_model).type == "cuda"  # not moved back to the CPU
     evaluation = approximate.evaluate_noise(gpu_model, data, result.noise, level="encoder")

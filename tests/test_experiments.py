@@ -46,28 +46,58 @@ def _committed_check(experiment: str, expected_check: dict):
     return committed, check, profile, train, val
 
 
-def test_committed_approximate_sweep_matches_a_recomputed_point():
-    """Recompute the sweep's cheap check point on the CPU: the committed numbers must come from this code."""
+def _recompute_check(committed_check: dict, model, train, val) -> None:
+    """Recompute a sweep's check point on the CPU and compare it with the committed one, seed by seed."""
     import torch
 
-    committed, check, profile, train, val = _committed_check("approximate", experiments.APPROXIMATE_CHECK)
-    model = profile.load_model(profile.vit_models[check["model_index"]])
+    from nullspace_utils import experiments as runners
+
     torch.manual_seed(0)
-    point = approximate.approximate_point(model, train, val, lim=check["lim"], keep_norm=False, steps=check["steps"],
-                                          batch_size=check["batch_size"], lr=check["lr"],
-                                          milestones=tuple(check["milestones"]), device="cpu")
-    expected = check["result"]
-    assert point["initial_norm"] == pytest.approx(expected["initial_norm"], rel=1e-6)
-    assert point["final_norm"] == pytest.approx(expected["final_norm"], rel=1e-3)
-    for key in ("learned", "shuffled"):
-        assert abs(point[key]["match"] - expected[key]["match"]) <= 1 / check["val"] + 1e-9
-        assert point[key]["logit_mse"] == pytest.approx(expected[key]["logit_mse"], rel=0.02)
-    # and the sweep itself has the shape the chapter plots
+    point = runners._check_point(model, train, val, committed_check, committed_check.get("level", "encoder"), "cpu")
+    for got, expected in zip(point["seeds"], committed_check["result"]["seeds"], strict=True):
+        assert got["initial_norm"] == pytest.approx(expected["initial_norm"], rel=1e-6)
+        assert got["final_norm"] == pytest.approx(expected["final_norm"], rel=1e-3)
+        assert got["train_loss"]["learned"] == pytest.approx(expected["train_loss"]["learned"], rel=0.02)
+        for key in ("learned", "shuffled", "uniform"):
+            assert abs(got[key]["match"] - expected[key]["match"]) <= 1 / committed_check["val"] + 1e-9
+            assert got[key]["logit_mse"] == pytest.approx(expected[key]["logit_mse"], rel=0.02)
+
+
+def _sweep_is_sound(committed: dict, tables: dict[str, list[str]]) -> None:
+    """What the chapters rely on, for every row of a committed sweep: the configured lims first, extended only
+    while uniform noise still kept half the predictions; every seed present; each chosen rate the lowest-scoring
+    of its probe; and "learning failed" exactly when a seed's learned noise lost to its shuffled copy on the
+    training loss or the rate sat at the edge of its grid."""
     config = committed["config"]
-    for name in profile.vit_models:
-        assert [row["lim"] for row in committed["models"][name]] == list(config["lims"])
-    assert all(row["final_norm"] == pytest.approx(row["initial_norm"], rel=1e-4)
-               for row in committed["keep_norm"][profile.vit_models[0]])
+    for table, names in tables.items():
+        for name in names:
+            rows = committed[table][name]
+            lims = [row["lim"] for row in rows]
+            assert lims[: len(config["lims"])] == list(config["lims"])
+            for before, after in zip(rows[len(config["lims"]) - 1:], rows[len(config["lims"]):]):
+                assert after["lim"] == pytest.approx(before["lim"] * config["extend_factor"])
+                uniform = approximate.seed_values(before, "uniform")
+                assert sum(uniform) / len(uniform) >= config["extend_until"]
+            for row in rows:
+                assert [entry["seed"] for entry in row["seeds"]] == list(config["seeds"])
+                choice = row["lr_choice"]
+                if choice is not None:
+                    assert choice["scores"][str(choice["lr"])] == min(choice["scores"].values()) and row["lr"] == choice["lr"]
+                failed = any(not entry["train_loss"]["learned"] < entry["train_loss"]["shuffled"] for entry in row["seeds"])
+                assert row["learning_failed"] == (failed or bool(choice and choice["at_edge"]))
+
+
+def test_committed_approximate_sweep_matches_a_recomputed_point():
+    """Recompute the sweep's cheap check point on the CPU: the committed numbers must come from this code."""
+    committed, check, profile, train, val = _committed_check("approximate", experiments.APPROXIMATE_CHECK)
+    assert committed["config"] == json.loads(json.dumps(experiments.APPROXIMATE_CONFIG["teaching"]))
+    _recompute_check(check, profile.load_model(profile.vit_models[check["model_index"]]), train, val)
+    _sweep_is_sound(committed, {"models": list(profile.vit_models)})
+    first = profile.vit_models[0]
+    assert [row["lim"] for row in committed["keep_norm"][first]] == [row["lim"] for row in committed["models"][first]]
+    assert all(entry["final_norm"] == pytest.approx(entry["initial_norm"], rel=1e-4)
+               for row in committed["keep_norm"][first] for entry in row["seeds"])
+    assert all(row["loss"] == "squared" for row in committed["squared_loss"][first])
 
 
 def test_steps_override_scales_the_lr_milestones():
@@ -82,69 +112,55 @@ def test_steps_override_scales_the_lr_milestones():
     assert list(config["milestones"]) == [m * 400 // base["steps"] for m in base["milestones"]]
 
 
-def test_robustness_runner_end_to_end_tiny(tmp_path, monkeypatch, caplog):
-    """The Fig. 3 runner on a tiny setting (1 lim, 2 steps, 16 images): every panel is filled in, progress
-    is logged, and the provenance records the arguments the run used."""
-    tiny = {"lims": (0.1,), "steps": 2, "milestones": (1,), "lrs": {"encoder": (1.0,), "input": (0.01, 0.1)},
-            "probe_steps": 2, "batch_size": 8, "train": 16, "val": 16}
-    monkeypatch.setitem(experiments.ROBUSTNESS_CONFIG, "teaching", tiny)
+_TINY = {"lims": (0.1,), "extend_until": 0.5, "extend_factor": 2.0, "max_extensions": 1, "seeds": (0, 1), "steps": 2,
+         "milestones": (1,), "batch_size": 8, "probe_steps": 2, "lr_grid": (0.1, 1.0, 10.0), "train": 16, "val": 16}
+
+
+def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path, monkeypatch, caplog):
+    """The Fig. 3 runner on a tiny setting, run as two parallel parts (--models) joined by `merge`: every model is
+    there with every seed, the transfer tables are computed from the parts' noises, progress is logged, and the
+    provenance records the parts and the arguments."""
+    monkeypatch.setitem(experiments.ROBUSTNESS_CONFIG, "teaching", {**_TINY, "transfer_lims": (0.1,)})
     monkeypatch.setattr(experiments, "ROBUSTNESS_CHECK", {**experiments.ROBUSTNESS_CHECK, "train": 8, "val": 8})
-    out = tmp_path / "robustness.json"
-    with caplog.at_level(logging.INFO, logger="nullspace_utils.experiments"):
-        experiments.main(["robustness", "--profile", "teaching", "--device", "cpu", "--out", str(out)])
-    result = json.loads(out.read_text())
     from nullspace_utils.profiles import get_profile
 
     profile = get_profile("teaching")
-    assert set(result["input"]) == set(profile.models) and set(result["encoder"]) == set(profile.vit_models)
-    assert set(result["transfer"]["0.1"]) == set(profile.models)
-    assert all(set(row) == set(profile.models) for row in result["transfer"]["0.1"].values())
-    # the diagonal is each model's own learned input noise, evaluated again
-    assert all(result["transfer"]["0.1"][name][name] == result["input"][name][0]["learned"]["match"]
-               for name in profile.models)
+    parts = [tmp_path / "vits.json", tmp_path / "cnns.json"]
+    with caplog.at_level(logging.INFO, logger="nullspace_utils.experiments"):
+        for part, names in zip(parts, (profile.vit_models, profile.cnn_models), strict=True):
+            experiments.main(["robustness", "--device", "cpu", "--models", *names, "--out", str(part)])
+        out = tmp_path / "robustness.json"
+        experiments.main(["merge", "robustness", *map(str, parts), "--device", "cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert list(result["input"]) == list(profile.models)  # the profile's order
+    assert all(len(row["seeds"]) == 2 for rows in result["input"].values() for row in rows)
+    table = result["transfer"]["0.1"]
+    assert set(table) == set(profile.models) and all(set(row) == set(profile.models) for row in table.values())
+    # the diagonal is each model's own seed-0 learned input noise, evaluated again
+    assert all(table[name][name] == result["input"][name][0]["seeds"][0]["learned"]["match"] for name in profile.models)
     assert result["exact_transfer"]["0.1"][profile.vit_models[0]] == 1.0
-    # every input row carries the rate its probe chose, and that rate has the lowest probe loss
-    for rows in result["input"].values():
-        probe = rows[0]["lr_probe"]
-        assert set(probe) == {"0.01", "0.1"} and probe[str(rows[0]["lr"])] == min(probe.values())
-    # the check point is evaluated on the 8 check images: its match is a count of them
-    match = result["check"]["result"]["learned"]["match"]
-    assert 0 <= match <= 1 and abs(match * 8 - round(match * 8)) < 1e-9
-    assert result["provenance"]["command"].endswith(str(out))
-    assert result["provenance"]["config"] == {"experiment": "robustness", "profile": "teaching", "device": "cpu",
-                                              "steps": None, "out": str(out)}
+    assert [part["config"]["models"] for part in result["parts"]] == [list(profile.vit_models), list(profile.cnn_models)]
+    assert result["provenance"]["config"]["parts"] == list(map(str, parts))
     results.validate("robustness", result)
     progress = [record.getMessage() for record in caplog.records if record.name == "nullspace_utils.experiments"]
-    assert any(message.startswith("zoo-mobilenetv3 input 0.1 lr ") for message in progress)
     assert progress[-1] == f"wrote {out}"
+    with pytest.raises(SystemExit, match="not among"):
+        experiments.main(["robustness", "--device", "cpu", "--models", "zoo-vit-xl", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="no part has"):
+        experiments.main(["merge", "robustness", str(parts[0]), "--device", "cpu", "--out", str(tmp_path / "y.json")])
 
 
 def test_committed_robustness_sweep_matches_a_recomputed_point():
     """Recompute the robustness sweep's cheap check point on the CPU against the committed file."""
-    import torch
-
-    from nullspace_utils import robustness
-
     committed, check, profile, train, val = _committed_check("robustness", experiments.ROBUSTNESS_CHECK)
-    torch.manual_seed(0)
-    row, _ = robustness.robustness_point(profile.load_model(profile.cnn_models[check["cnn_index"]]), train, val,
-                                         level=check["level"],
-                                         lim=check["lim"], steps=check["steps"], lr=check["lr"],
-                                         milestones=tuple(check["milestones"]), batch_size=check["batch_size"])
-    expected = check["result"]
-    assert row["final_norm"] == pytest.approx(expected["final_norm"], rel=1e-3)
-    for kind in ("learned", "shuffled", "uniform"):
-        assert abs(row[kind]["match"] - expected[kind]["match"]) <= 1 / check["val"] + 1e-9
-        assert row[kind]["logit_mse"] == pytest.approx(expected[kind]["logit_mse"], rel=0.02)
-    # every panel has every model and lim the chapter plots
-    lims = list(committed["config"]["lims"])
-    assert all([row["lim"] for row in committed["input"][name]] == lims for name in profile.models)
-    assert all([row["lim"] for row in committed["encoder"][name]] == lims for name in profile.vit_models)
-    assert all(committed["exact_transfer"][str(lim)][profile.vit_models[0]] == 1.0 for lim in lims)
-    # each row's rate is the one its probe scored lowest
-    for level in ("encoder", "input"):
-        for rows in committed[level].values():
-            assert all(row["lr_probe"][str(row["lr"])] == min(row["lr_probe"].values()) for row in rows)
+    assert committed["config"] == json.loads(json.dumps(experiments.ROBUSTNESS_CONFIG["teaching"]))
+    _recompute_check(check, profile.load_model(profile.cnn_models[check["cnn_index"]]), train, val)
+    _sweep_is_sound(committed, {"input": list(profile.models)})
+    for lim in committed["config"]["transfer_lims"]:
+        assert committed["exact_transfer"][str(lim)][profile.vit_models[0]] == 1.0
+        assert set(committed["transfer"][str(lim)]) == set(profile.models)
+    for rows in (committed["input"][name] for name in profile.vit_models):  # the exact-nullspace baselines
+        assert all(entry["projected"]["match"] == 1.0 for row in rows for entry in row["seeds"])
 
 
 def test_committed_fingerprint_results_match_a_recomputed_point():

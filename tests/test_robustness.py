@@ -1,4 +1,4 @@
-"""Robustness sweep pieces (paper §5): reference noise, one sweep point, transfer, exact transfer, verdicts."""
+"""Robustness pieces (paper §5): the rate probe, transfer, exact transfer at equal energy, seed-aware verdicts."""
 
 import pytest
 import torch
@@ -18,73 +18,80 @@ def zoo():
     return {name: models.load_model(name) for name in ("zoo-vit-s", "zoo-mobilenetv3")}
 
 
-def test_uniform_noise_is_seeded_and_in_range():
-    noise = robustness.uniform_noise((3, 8, 8), 0.3, seed=4)
-    assert noise.abs().max() <= 0.3 and noise.abs().max() > 0.25
-    assert torch.equal(noise, robustness.uniform_noise((3, 8, 8), 0.3, seed=4))
-    with pytest.raises(ValueError, match="positive"):
-        robustness.uniform_noise((2,), 0.0)
-
-
-@pytest.mark.parametrize("name,level", [("zoo-vit-s", "encoder"), ("zoo-mobilenetv3", "input")])
-def test_point_evaluates_learned_shuffled_and_uniform(zoo, small, name, level):
-    train, val = small
-    row, noise = robustness.robustness_point(zoo[name], train, val, level=level, lim=0.2, steps=3, lr=1.0,
-                                             milestones=(2,), batch_size=8)
-    assert set(row) >= {"learned", "shuffled", "uniform", "initial_norm", "final_norm"}
-    assert tuple(noise.shape) == approximate.noise_shape(zoo[name], level, 112)
-    assert row["learned"]["noise_norm"] == pytest.approx(row["shuffled"]["noise_norm"], rel=1e-5)
-    # the learned noise evaluated again gives the same numbers
-    again = approximate.evaluate_noise(zoo[name], val, noise, level=level)
-    assert again.match == row["learned"]["match"] and again.logit_mse == pytest.approx(row["learned"]["logit_mse"])
-    assert 0 <= row["uniform"]["match"] <= 1
-
-
 def test_choose_lr_prefers_the_rate_with_the_lowest_training_loss(zoo, small):
     train, _ = small
-    lr, scores = robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(0.03, 1e3), steps=4,
-                                      batch_size=8)
-    assert set(scores) == {"0.03", "1000.0"}
-    assert lr == 0.03 and scores["0.03"] < scores["1000.0"]  # a huge rate blows the noise (and the loss) up
-    with pytest.raises(ValueError, match="at least one"):
-        robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(), steps=2, batch_size=8)
+    choice = approximate.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, grid=(0.03, 1e3), steps=4,
+                                   batch_size=8, max_widenings=0, refine=False)
+    assert set(choice.scores) == {"0.03", "1000.0"}
+    assert choice.lr == 0.03 and choice.scores["0.03"] < choice.scores["1000.0"]  # a huge rate blows up the loss
+    assert choice.at_edge  # and the winner is the grid's smallest: a probe that must be widened
 
 
 def test_transfer_matrix_and_exact_transfer(zoo, small):
     _, val = small
-    noise = robustness.uniform_noise((3, 112, 112), 0.3, seed=0)
+    noise = approximate.uniform_noise((3, 112, 112), 0.3, seed=0)
     matrix = robustness.transfer_matrix(zoo, {"zoo-vit-s": noise}, val)
     assert set(matrix["zoo-vit-s"]) == set(zoo)
     assert matrix["zoo-vit-s"]["zoo-mobilenetv3"] == approximate.evaluate_noise(
         zoo["zoo-mobilenetv3"], val, noise, level="input").match
     with pytest.raises(ValueError, match="input-level"):
         robustness.transfer_matrix(zoo, {"zoo-vit-s": torch.zeros(49, 96)}, val)
-    exact_matches = robustness.exact_transfer(zoo["zoo-vit-s"], zoo, val, amplitude=2.0)
+    exact_matches = robustness.exact_transfer(zoo["zoo-vit-s"], zoo, val, rms=1.0)
     assert exact_matches["zoo-vit-s"] == 1.0  # exact nullspace noise of its own ViT: nothing changes
     assert exact_matches["zoo-mobilenetv3"] < 1.0  # a CNN has no such nullspace
+    with pytest.raises(ValueError, match="rms must be positive"):
+        robustness.exact_transfer(zoo["zoo-vit-s"], zoo, val, rms=0.0)
 
 
-def test_vits_beat_cnns_verdict():
-    def rows(*matches):
-        return [{"lim": lim, "learned": {"match": m}} for lim, m in zip((0.1, 0.5), matches, strict=True)]
+def test_exact_transfer_noise_has_the_energy_of_the_uniform_noise_it_is_compared_with(zoo, small, monkeypatch):
+    """At rms = lim / sqrt(3) the exact noise has the RMS of Uniform(-lim, lim): equal energy, one axis."""
+    _, val = small
+    seen = []
+    real = approximate.evaluate_noise
+    monkeypatch.setattr(approximate, "evaluate_noise", lambda model, data, noise, **kw: seen.append(noise) or real(
+        model, data, noise, **kw))
+    robustness.exact_transfer(zoo["zoo-vit-s"], {"zoo-vit-s": zoo["zoo-vit-s"]}, val, rms=0.5 / 3 ** 0.5)
+    uniform = approximate.uniform_noise((3, 112, 112), 0.5, seed=0)
+    assert seen[0].pow(2).mean().sqrt().item() == pytest.approx(uniform.pow(2).mean().sqrt().item(), rel=0.01)
 
-    verdicts = robustness.vits_beat_cnns({"v1": rows(1.0, 0.9), "v2": rows(0.99, 0.6), "c1": rows(0.95, 0.7)},
-                                         ("v1", "v2"), ("c1",))
-    assert [v["vits_ahead"] for v in verdicts] == [True, False]
-    assert verdicts[1] == {"lim": 0.5, "worst_vit": 0.6, "best_cnn": 0.7, "vits_ahead": False}
+
+def _point(lim, matches, failed=False):
+    return {"lim": lim, "learning_failed": failed,
+            "seeds": [{"learned": {"match": m}, "initial_norm": 2.0, "uniform": {"clean_norm": 4.0}} for m in matches]}
+
+
+def test_architecture_verdicts_need_separated_seeds():
+    rows = {"v1": [_point(0.1, (1.0, 0.99)), _point(0.5, (0.9, 0.7))],
+            "c1": [_point(0.1, (0.95, 0.9)), _point(0.5, (0.8, 0.6))],
+            "c2": [_point(0.1, (0.9, 0.8)), _point(0.5, (0.5, 0.4), failed=True)]}
+    verdicts = robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))
+    assert [v["verdict"] for v in verdicts] == ["ViTs ahead", "learning failed"]
+    assert verdicts[0]["vit_range"] == (0.99, 1.0) and verdicts[0]["cnn_range"] == (0.8, 0.95)
+    assert verdicts[1]["failed"] == ["c2"]
+    rows["c2"][1]["learning_failed"] = False
+    assert robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1]["verdict"] == "not separable"
+    behind = robustness.architecture_verdicts({"v1": [_point(0.1, (0.5, 0.6))], "c1": [_point(0.1, (0.7, 0.8))]},
+                                              ("v1",), ("c1",))
+    assert behind[0]["verdict"] == "CNNs ahead"
+    sentence = robustness.verdict_sentence(verdicts[0])
+    assert sentence.startswith("at lim 0.1 (learned noise): ViTs ahead") and "99.0-100.0 %" in sentence
+    assert "not separable at this budget" in robustness.verdict_sentence(
+        robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1])
+    assert robustness.relative_size(rows["v1"][0]) == [0.5, 0.5]
 
 
 def test_progress_bars_only_when_asked(zoo, small, capsys):
     train, val = small
-    noise = robustness.uniform_noise((3, 112, 112), 0.3, seed=0)
-    robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(0.03, 0.1), steps=2, batch_size=8)
+    noise = approximate.uniform_noise((3, 112, 112), 0.3, seed=0)
+    approximate.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, grid=(0.03, 0.1), steps=2, batch_size=8,
+                          max_widenings=0, refine=False)
     robustness.transfer_matrix(zoo, {"zoo-vit-s": noise}, val)
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""
-    robustness.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, lrs=(0.03, 0.1), steps=2, batch_size=8,
-                         show_progress=True)
+    approximate.choose_lr(zoo["zoo-vit-s"], train, level="input", lim=0.25, grid=(0.03, 0.1), steps=2, batch_size=8,
+                          max_widenings=0, refine=False, show_progress=True)
     robustness.transfer_matrix(zoo, {"zoo-vit-s": noise}, val, show_progress=True)
-    robustness.exact_transfer(zoo["zoo-vit-s"], zoo, val, amplitude=1.0, show_progress=True)
+    robustness.exact_transfer(zoo["zoo-vit-s"], zoo, val, rms=0.5, show_progress=True)
     shown = capsys.readouterr().err
     assert "choosing the lr (input, lim 0.25)" in shown and "2/2" in shown  # two rates
     assert "transfer" in shown and "exact noise transfer" in shown
