@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "training_loss", "evaluate_noise",
-           "shuffle_noise", "split_noise", "noise_point", "seed_values", "separated"]
+           "shuffle_noise", "split_noise", "noise_point", "seed_values", "separated", "point_verdict"]
 
 LEVELS = ("encoder", "input")
 
@@ -555,3 +555,17 @@ def separated(first: Sequence[float], second: Sequence[float]) -> int:
     if max(first) < min(second):
         return -1
     return 0
+
+
+def point_verdict(row: dict, first: str = "learned", second: str = "shuffled") -> str:
+    """One sentence comparing two noises of a :func:`noise_point` row on the share of predictions kept, with the
+    ranges over seeds it rests on: "ahead" / "behind" only where the ranges do not overlap (:func:`separated`),
+    "not separable" otherwise, and "learning failed" (no verdict) for a point that failed to learn."""
+    low_first, low_second = seed_values(row, first), seed_values(row, second)
+    ranges = (f"{first} {100 * min(low_first):.1f}-{100 * max(low_first):.1f} %, "
+              f"{second} {100 * min(low_second):.1f}-{100 * max(low_second):.1f} %")
+    if row["learning_failed"] and "learned" in (first, second):
+        return f"lim {row['lim']:g}: learning failed, no verdict ({ranges})"
+    outcome = {1: f"{first} keeps more", -1: f"{first} keeps less", 0: "not separable at this budget"}[
+        separated(low_first, low_second)]
+    return f"lim {row['lim']:g}: {outcome} ({ranges}; {len(row['seeds'])} seeds)"

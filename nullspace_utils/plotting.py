@@ -7,6 +7,7 @@ import re
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.pyplot as plt
 import matplotlib.text
 import numpy as np
@@ -15,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
-           "line_panels", "noise_sweep", "robustness_panels", "matrix_heatmap", "change_strips", "roc_panels"]
+           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "matrix_heatmap", "change_strips", "roc_panels"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -276,44 +277,70 @@ def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[fl
     return readable(fig)
 
 
-def noise_sweep(rows_by_label: dict[str, Sequence[dict[str, Any]]], *, show_norm: bool = False,
-                size: tuple[float, float] = (3.6, 3.2)) -> Figure:
-    """Paper Fig. 2 from sweep rows (``experiments approximate``): match % and logit MSE against lim,
-    learned (solid) and shuffled (dotted) per label; with ``show_norm`` the second panel is the noise
-    norm after learning relative to its initial norm instead. Returns the figure."""
-    panels: list[dict[str, Any]] = [{"title": "predictions unchanged", "ylabel": "%", "lines": {}},
-              {"title": "noise norm after learning" if show_norm else "logit MSE",
-               "ylabel": "‖ṽ‖ / initial ‖ṽ‖" if show_norm else "mean squared change", "lines": {}}]
-    for index, (label, rows) in enumerate(rows_by_label.items()):
-        lims = [row["lim"] for row in rows]
-        for kind, style in (("learned", f"C{index}o-"), ("shuffled", f"C{index}x:")):  # one colour per label
-            panels[0]["lines"][f"{label}, {kind}"] = (lims, [100 * row[kind]["match"] for row in rows], style)
-            if not show_norm:
-                panels[1]["lines"][f"{label}, {kind}"] = (lims, [row[kind]["logit_mse"] for row in rows], style)
-        if show_norm:
-            panels[1]["lines"][label] = (lims, [row["final_norm"] / row["initial_norm"] for row in rows], f"C{index}o-")
-    return line_panels(panels, xlabel="lim (initial noise: Uniform(-lim, lim))", logy=(False, not show_norm), size=size)
+#: line style and marker of each kind of noise in the seed figures (one key for all of them)
+NOISE_STYLES: dict[str, tuple[str, str]] = {"learned": ("-", "o"), "shuffled": (":", "x"), "uniform": ("--", "s"),
+                                            "projected": ("-.", "^"), "row_removed": ((0, (1, 1)), "v")}
+NOISE_NAMES = {"learned": "learned", "shuffled": "learned, shuffled", "uniform": "uniform (its start)",
+               "projected": "start projected onto null(W_pix)", "row_removed": "learned, row-space part removed"}
 
 
-def robustness_panels(panels: Sequence[tuple[str, dict[str, Sequence[dict[str, Any]]]]], *, vits: Sequence[str],
-                      size: tuple[float, float] = (3.6, 3.2)) -> Figure:
-    """Paper Fig. 3 a/b from sweep rows: per panel ``(title, {model: rows})``, match % of the learned noise
-    against lim (ViTs solid, CNNs dashed) and, thin and dotted in the same colour, the uniform reference."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
-    for ax, (title, rows_by_model) in zip(axes[0], panels, strict=True):
-        for index, (name, rows) in enumerate(rows_by_model.items()):
-            lims = [row["lim"] for row in rows]
-            style = "-" if name in vits else "--"
-            ax.plot(lims, [100 * row["learned"]["match"] for row in rows], style, marker="o", markersize=4,
-                    color=f"C{index}", label=name)
-            ax.plot(lims, [100 * row["uniform"]["match"] for row in rows], ":", linewidth=1, color=f"C{index}")
-        ax.set_xscale("log")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("lim")
-        ax.set_ylabel("predictions unchanged (%)")
+def seed_series(rows: Sequence[dict[str, Any]], kind: str, *, field: str = "match", scale: float = 100.0,
+                x: Any = "lim") -> tuple[list[float], list[list[float]], list[bool]]:
+    """From multi-seed sweep rows (:func:`nullspace_utils.approximate.noise_point`): the x of each row (``x``: a
+    row key, or a function of the row), the seeds' values of ``row[seed][kind][field]`` times ``scale``, and
+    whether the row's learning failed."""
+    xs = [x(row) if callable(x) else row[x] for row in rows]
+    values = [[scale * entry[kind][field] for entry in row["seeds"]] for row in rows]
+    return xs, values, [bool(row["learning_failed"]) for row in rows]
+
+
+def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,
+                legend: str = "below") -> Figure:
+    """Curves over seeds: the mean as a line, the seeds' range (min to max) as error bars.
+
+    Each panel is ``{"title", "xlabel", "ylabel", "logx": bool, "series": [{"label", "kind", "color", "xs",
+    "values", "failed"}]}`` (``xs``, ``values``, ``failed`` as :func:`seed_series` gives them); ``kind`` picks
+    the style of :data:`NOISE_STYLES`. A learned noise's point whose learning failed is drawn hollow. One legend for the whole
+    figure keys the colours (labels) and the line styles (kinds), under the panels."""
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    labels: dict[str, str] = {}
+    kinds: list[str] = []
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for series in panel["series"]:
+            linestyle, marker = NOISE_STYLES[series["kind"]]
+            means = [float(np.mean(values)) for values in series["values"]]
+            low = [mean - min(values) for mean, values in zip(means, series["values"], strict=True)]
+            high = [max(values) - mean for mean, values in zip(means, series["values"], strict=True)]
+            ax.errorbar(series["xs"], means, yerr=[low, high], color=series["color"], linestyle=linestyle,
+                        marker=marker, markersize=4, capsize=2, linewidth=1.2)
+            failed = [i for i, flag in enumerate(series["failed"]) if flag and series["kind"] == "learned"]
+            if failed:
+                ax.plot([series["xs"][i] for i in failed], [means[i] for i in failed], marker, markersize=8,
+                        markerfacecolor="white", color=series["color"], linestyle="none")
+            labels.setdefault(series["label"], series["color"])
+            if series["kind"] not in kinds:
+                kinds.append(series["kind"])
+        if panel.get("logx"):
+            ax.set_xscale("log")
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return readable(fig)
+    handles = [matplotlib.lines.Line2D([], [], color=color, linewidth=3) for color in labels.values()]
+    handles += [matplotlib.lines.Line2D([], [], color="black", linestyle=NOISE_STYLES[kind][0],
+                                        marker=NOISE_STYLES[kind][1], markersize=4) for kind in kinds]
+    names = list(labels) + [NOISE_NAMES[kind] for kind in kinds]
+    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
+    fig.tight_layout()
+    rows_of_legend = -(-len(names) // min(3, len(names)))
+    fig.subplots_adjust(bottom=min(0.45, (0.12 + 0.07 * rows_of_legend) / nrows))
+    readable(fig)
+    fig.subplots_adjust(bottom=min(0.45, (0.12 + 0.07 * rows_of_legend) / nrows))
+    return fig
 
 
 def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *, title: str = "",

@@ -30,7 +30,7 @@ from nullspace_utils import approximate, exact
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["transfer_matrix", "exact_transfer", "architecture_verdicts", "verdict_sentence", "relative_size"]
+__all__ = ["transfer_matrix", "exact_transfer", "architecture_verdicts", "verdict_sentence", "verdict_summary", "relative_size"]
 
 
 def transfer_matrix(models: dict[str, nn.Module], noises: dict[str, torch.Tensor], val: Dataset, *,
@@ -113,3 +113,12 @@ def verdict_sentence(verdict: dict, *, unit: str = "") -> str:
         return f"{where}: not separable at this budget ({ranges}; the seeds' ranges overlap)."
     return f"{where}: {verdict['verdict']} ({ranges})."
 
+
+
+def verdict_summary(verdicts: list[dict]) -> str:
+    """:func:`architecture_verdicts` in one line: each outcome that occurs with its lims, e.g.
+    "ViTs ahead at lim 0.5; not separable at lim 0.05, 0.1"."""
+    found: dict[str, list[str]] = {}
+    for verdict in verdicts:
+        found.setdefault(verdict["verdict"], []).append(f"{verdict['lim']:g}")
+    return "; ".join(f"{outcome} at lim {', '.join(lims)}" for outcome, lims in found.items())

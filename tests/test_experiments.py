@@ -74,7 +74,7 @@ def _sweep_is_sound(committed: dict, tables: dict[str, list[str]]) -> None:
             rows = committed[table][name]
             lims = [row["lim"] for row in rows]
             assert lims[: len(config["lims"])] == list(config["lims"])
-            for before, after in zip(rows[len(config["lims"]) - 1:], rows[len(config["lims"]):]):
+            for before, after in zip(rows[len(config["lims"]) - 1:-1], rows[len(config["lims"]):], strict=True):
                 assert after["lim"] == pytest.approx(before["lim"] * config["extend_factor"])
                 uniform = approximate.seed_values(before, "uniform")
                 assert sum(uniform) / len(uniform) >= config["extend_until"]

@@ -60,13 +60,24 @@ def test_matrix_heatmap_annotates_every_cell_in_percent():
     plt.close("all")
 
 
-def test_robustness_panels_draw_learned_and_uniform_per_model():
-    rows = [{"lim": lim, "learned": {"match": 1 - lim}, "uniform": {"match": 0.5}} for lim in (0.1, 0.5)]
-    fig = plotting.robustness_panels([("p", {"vit": rows, "cnn": rows})], vits=("vit",))
-    lines = fig.axes[0].get_lines()
-    assert len(lines) == 4  # learned + uniform for each of the two models
-    assert list(lines[0].get_ydata()) == pytest.approx([90.0, 50.0]) and lines[0].get_linestyle() == "-"
-    assert lines[2].get_linestyle() == "--"  # the CNN is dashed
+def test_seed_panels_draw_means_ranges_failures_and_one_key():
+    rows = [{"lim": lim, "learning_failed": lim == 0.5,
+             "seeds": [{"learned": {"match": m}, "shuffled": {"match": 0.5}} for m in (0.8, 0.9, 1.0)]}
+            for lim in (0.1, 0.5)]
+    series = [{"label": "vit", "kind": kind, "color": "C1",
+               **dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, kind), strict=True))}
+              for kind in ("learned", "shuffled")]
+    fig = plotting.seed_panels([{"title": "p", "xlabel": "lim", "ylabel": "%", "series": series}])
+    ax = fig.axes[0]
+    learned_line = ax.lines[0]
+    assert list(learned_line.get_ydata()) == pytest.approx([90.0, 90.0]) and learned_line.get_linestyle() == "-"
+    bars = ax.collections[0].get_segments()  # the error bar spans the lowest to the highest seed
+    assert [segment[:, 1].tolist() for segment in bars] == [pytest.approx([80.0, 100.0])] * 2
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [0.5]  # the failed point only
+    legend = fig.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == ["vit", "learned", "learned, shuffled"]
+    assert all(text.get_fontsize() >= plotting.MIN_READABLE_POINTS for text in legend.get_texts())
     plt.close("all")
 
 

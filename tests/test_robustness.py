@@ -78,6 +78,7 @@ def test_architecture_verdicts_need_separated_seeds():
     assert "not separable at this budget" in robustness.verdict_sentence(
         robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1])
     assert robustness.relative_size(rows["v1"][0]) == [0.5, 0.5]
+    assert robustness.verdict_summary(verdicts) == "ViTs ahead at lim 0.1; learning failed at lim 0.5"
 
 
 def test_progress_bars_only_when_asked(zoo, small, capsys):

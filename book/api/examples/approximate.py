@@ -23,8 +23,27 @@ shuffled = approximate.shuffle_noise(result.noise, seed=0)  # the same values in
 assert torch.equal(shuffled.flatten().sort().values, result.noise.flatten().sort().values)
 report = approximate.evaluate_noise(model, data, result.noise, level="encoder")  # a NoiseEvaluation
 assert isinstance(report, approximate.NoiseEvaluation) and 0.5 < report.match <= 1.0  # share of predictions kept
-point = approximate.approximate_point(model, data, data, lim=1.0, keep_norm=False, steps=5, batch_size=16, lr=1.0,
-                                      milestones=(3,))  # one point of Fig. 2 as a JSON-ready row (the sweep's)
-assert point["lim"] == 1.0 and point["final_norm"] <= point["initial_norm"]  # plain SGD: the noise may shrink
-assert set(point["learned"]) == set(point["shuffled"]) == {"match", "logit_mse", "prob_change", "noise_norm",
-                                                           "clean_norm"}  # approximate.NoiseEvaluation's fields
+start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts, seeded
+assert torch.allclose(approximate.learn_noise(model, data, level="encoder", lim=1.0, steps=1, lr=1e-12,
+                                              batch_size=16, seed=0).noise, start, atol=1e-6)
+clean = torch.tensor([[1.0, 2.0]])
+assert approximate.logit_distance(clean, clean + torch.tensor([[3.0, 4.0]])).item() == 5.0  # eq. 6: an L2 norm
+choice = approximate.choose_lr(model, data, level="encoder", lim=1.0, grid=(0.1, 1.0, 10.0), steps=2,
+                               batch_size=16)  # an LrChoice: probe on training images, grid widened if needed
+assert isinstance(choice, approximate.LrChoice) and choice.scores[str(choice.lr)] == min(choice.scores.values())
+assert set(approximate.LR_GRID) <= {0.01, 0.1, 1.0, 10.0, 100.0}  # the default starting grid
+auto = approximate.learn_noise(model, data, level="encoder", lim=1.0, steps=2, batch_size=16, probe_steps=2,
+                               lr_grid=(0.1, 1.0, 10.0))  # lr="auto", the default, probes first
+assert auto.lr_choice is not None and auto.lr == auto.lr_choice.lr
+loss = approximate.training_loss(model, data, result.noise, level="encoder", images=32)  # eq. 6 on training images
+assert loss < approximate.training_loss(model, data, shuffled, level="encoder", images=32)  # learning worked
+image_noise = approximate.uniform_noise((3, 112, 112), 0.1, seed=0)
+null_part, row_part = approximate.split_noise(model, image_noise)  # invisible to the ViT + what reaches its tokens
+with torch.no_grad():
+    assert (model(images[:4] + null_part) - model(images[:4])).abs().max() < 1e-3
+point = approximate.noise_point(model, data, data, level="input", lim=0.1, seeds=(0, 1), steps=2, milestones=(),
+                                batch_size=16, lr=1.0, train_images=32)  # one multi-seed sweep point, JSON-ready
+assert len(point["seeds"]) == 2 and point["seeds"][0]["projected"]["match"] == 1.0  # exact-nullspace baseline
+assert len(approximate.seed_values(point, "learned")) == 2  # the seeds' matches
+assert approximate.separated([0.9, 0.95], [0.5, 0.6]) == 1  # ranges apart: a difference the seeds support
+assert approximate.point_verdict(point).startswith("lim 0.1: ")  # one sentence, with the ranges it rests on

@@ -32,12 +32,17 @@ fig, axes = plt.subplots(1, 3, figsize=(14.4, 3))  # a figure you assemble yours
 axes[0].set_title("small", fontsize=6)
 plotting.readable(fig)  # ... keeps every text at 8 pt or more once shrunk to the page (7.2 inches)
 assert axes[0].title.get_fontsize() == 2 * plotting.MIN_READABLE_POINTS
-rows = [{"lim": lim, "learned": {"match": 1 - lim, "logit_mse": lim}, "shuffled": {"match": 0.5, "logit_mse": 1.0},
-         "uniform": {"match": 0.5}, "initial_norm": 1.0, "final_norm": 0.9} for lim in (0.1, 0.5)]
-fig = plotting.noise_sweep({"ViT-S": rows})  # paper Fig. 2 from sweep rows: match % and logit MSE against lim
-assert np.allclose(fig.axes[0].lines[0].get_ydata(), [90, 50])  # the learned noise's match, in %
-fig = plotting.robustness_panels([("(b)", {"vit": rows, "cnn": rows})], vits=("vit",))  # paper Fig. 3
-assert fig.axes[0].get_title() == "(b)"
+rows = [{"lim": lim, "learning_failed": lim > 0.3,  # multi-seed sweep rows (approximate.noise_point)
+         "seeds": [{"learned": {"match": 1 - lim + d}, "uniform": {"match": 0.5}} for d in (-0.01, 0.01)]}
+        for lim in (0.1, 0.5)]
+xs, values, failed = plotting.seed_series(rows, "learned")  # x, the seeds' values (in %), failure flags
+assert xs == [0.1, 0.5] and np.allclose(values, [[89, 91], [49, 51]]) and failed == [False, True]
+fig = plotting.seed_panels([{"title": "ViT-S", "xlabel": "lim", "ylabel": "%", "logx": True, "series": [
+    {"label": "ViT-S", "kind": kind, "color": "C0", **dict(zip(("xs", "values", "failed"),
+                                                              plotting.seed_series(rows, kind), strict=True))}
+    for kind in ("learned", "uniform")]}])  # mean lines, seed ranges as error bars, one key for all
+assert np.allclose(fig.axes[0].lines[0].get_ydata(), [90, 50])  # the learned noise's mean match, in %
+assert set(plotting.NOISE_STYLES) >= {"learned", "shuffled", "uniform", "projected", "row_removed"}
 fig = plotting.matrix_heatmap({"a": {"a": 1.0, "b": 0.2}, "b": {"a": 0.3, "b": 0.9}}, ["a", "b"])  # transfer
 assert [text.get_text() for text in fig.axes[0].texts] == ["100", "20", "30", "90"]  # in %
 fig = plotting.change_strips({"owner": [1e-7, 2e-7], "other": [0.1, 0.3]}, tol=1e-3)  # fingerprint evidence

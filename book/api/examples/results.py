@@ -8,10 +8,10 @@ assert results.result_file("watermark-slsqp", "teaching") == "book/results/teach
 assert results.kind_of("book/results/teaching/robustness.json") == "robustness"  # the kind names the schema
 assert results.kind_of("benchmarks/results/watermark_cpu.json") is None  # no schema: read as it is
 sweep: results.RobustnessResult = results.read("book/results/teaching/robustness.json")  # checkout, else GitHub
-assert results.describe_provenance(sweep).startswith("made by: python -m nullspace_utils.experiments robustness")
+assert results.describe_provenance(sweep).startswith("made by: python -m nullspace_utils.experiments merge robustness")
 fig2: results.ApproximateResult = results.read("book/results/teaching/approximate.json")  # validated on reading
 evaluation: results.WatermarkResult = results.read("book/results/teaching/watermark.json")
-assert fig2["config"]["lims"][0] == 0.1 and evaluation["models"]["zoo-vit-s"]["all"]["exact"]["match"] == 1.0
+assert fig2["config"]["lims"][0] == 0.5 and evaluation["models"]["zoo-vit-s"]["all"]["exact"]["match"] == 1.0
 
 found = results.chapter_result("fingerprint", "teaching")  # a ChapterResult: the result, and the note to print
 assert isinstance(found, results.ChapterResult) and found.note == results.describe_provenance(found.result)

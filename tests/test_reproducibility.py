@@ -1,0 +1,74 @@
+"""The reproducibility page's numbers for §4 and §5 come from the committed result files: each is recomputed
+here and must appear, formatted the same way, in the row it supports."""
+
+from pathlib import Path
+
+import pytest
+
+from nullspace_utils import approximate, results, robustness
+from nullspace_utils.profiles import get_profile
+
+PAGE = Path(__file__).resolve().parents[1] / "book" / "reproducibility.md"
+
+
+def _row(start: str) -> str:
+    rows = [line for line in PAGE.read_text().splitlines() if line.startswith(f"| {start}")]
+    assert len(rows) == 1, f"the reproducibility page has {len(rows)} rows starting {start!r}"
+    return rows[0]
+
+
+def _range(values: list[float]) -> str:
+    return f"{100 * min(values):.1f}–{100 * max(values):.1f}"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return get_profile("teaching")
+
+
+def test_section_4_row_matches_the_approximate_sweep(profile):
+    sweep = results.read("book/results/teaching/approximate.json")
+    row = _row("Noise can be *learned*")
+    last = [sweep["models"][name][-1] for name in profile.vit_models]
+    assert " / ".join(_range(approximate.seed_values(point, "learned")) for point in last) in row
+    assert " / ".join(_range(approximate.seed_values(point, "shuffled")) for point in last) in row
+    held = sweep["keep_norm"][profile.vit_models[0]][-1]
+    assert f"{_range(approximate.seed_values(held, 'learned'))} % against " \
+           f"{_range(approximate.seed_values(held, 'shuffled'))} %" in row
+    points = [point for rows in sweep["models"].values() for point in rows]
+    assert "No point failed to learn" in row and not any(point["learning_failed"] for point in points)
+    assert not any(point["lr_choice"]["at_edge"] for point in points)
+    for point in last:  # "reproduced where noise matters": learned ahead at the largest lim, for every ViT
+        assert approximate.separated(approximate.seed_values(point, "learned"),
+                                     approximate.seed_values(point, "shuffled")) == 1
+
+
+def test_section_5_rows_match_the_robustness_sweep(profile):
+    sweep = results.read("book/results/teaching/robustness.json")
+    row = _row("ViTs tolerate learned")
+    learned = robustness.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models)
+    uniform = robustness.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models, kind="uniform")
+    assert [v["lim"] for v in learned if v["verdict"] == "ViTs ahead"] == [0.5]
+    assert all(v["verdict"] == "not separable" for v in learned if v["lim"] != 0.5)
+    assert all(v["verdict"] == "not separable" for v in uniform)
+    at = {v["lim"]: v for v in learned}[0.5]
+    assert f"({_range(at['vit_range'])} % against {_range(at['cnn_range'])} %)" in row
+    at_uniform = {v["lim"]: v for v in uniform}[0.5]
+    assert f"({_range(at_uniform['vit_range'])} % against {_range(at_uniform['cnn_range'])} %)" in row
+    vit_s_top = sweep["input"][profile.vit_models[0]][-1]
+    assert f"at lim 1 ViT-S's seeds alone span {_range(approximate.seed_values(vit_s_top, 'learned'))} %" in row
+    def mean(name: str, key: str) -> float:
+        values = [value for point in sweep["input"][name] for value in approximate.seed_values(point, key, "")]
+        return 100 * sum(values) / len(values)
+
+    assert "About " + " / ".join(f"{mean(name, 'null_share'):.0f}" for name in profile.vit_models) + " %" in row
+    assert "(" + " / ".join(f"{mean(name, 'projected_norm_kept'):.0f}" for name in profile.vit_models) + " %)" in row
+    assert all(entry["row_removed"]["match"] == 1.0 for name in profile.vit_models
+               for point in sweep["input"][name] for entry in point["seeds"])
+    transfer = _row("Noise hardly transfers")
+    own, exact = sweep["transfer"]["0.5"][profile.vit_models[0]], sweep["exact_transfer"]["0.5"]
+    vits, cnns = profile.vit_models, profile.cnn_models
+    assert f"keeps {100 * own[vits[0]]:.0f} % on ViT-S, " + " / ".join(f"{100 * own[n]:.0f}" for n in vits[1:]) in transfer
+    assert " / ".join(f"{100 * own[n]:.0f}" for n in cnns) + " % on the CNNs" in transfer
+    assert " / ".join(f"{100 * exact[n]:.0f}" for n in vits) + " % on the three ViTs and " \
+           + " / ".join(f"{100 * exact[n]:.0f}" for n in cnns) in transfer
