@@ -383,7 +383,7 @@ def _propagate(net: Any, trace: _Trace) -> tuple[torch.Tensor, list[torch.Tensor
     relevance of every block's attention probabilities, first block first."""
     head = net.head.weight.detach()
     start = torch.zeros(len(trace.targets), head.shape[0], dtype=head.dtype, device=head.device)
-    start[torch.arange(len(start)), trace.targets] = 1.0
+    start[torch.arange(len(start), device=start.device), trace.targets.to(start.device)] = 1.0
     pooled = _linear_rule(trace.head_in, head, start)  # (B, d): the class token after the final norm
     relevance = torch.zeros_like(trace.blocks[-1].x_in)
     relevance[:, 0] = trace.head_in * _divide(pooled, trace.head_in)  # pooling takes the class token
@@ -430,7 +430,7 @@ def gradient_attention_rollout(model: nn.Module, images: torch.Tensor, *, target
     batch, single = _batch(images)
     trace = _trace(model, batch, target)
     maps = _rollout([(b.gradient * b.attention).clamp(min=0).mean(1) for b in trace.blocks], trace.prefix, trace.grid)
-    maps = _to_pixels(maps, tuple(batch.shape[-2:])) if upsample else maps
+    maps = (_to_pixels(maps, tuple(batch.shape[-2:])) if upsample else maps).to(batch.device)
     return maps[0] if single else maps
 
 
@@ -455,7 +455,7 @@ def transformer_attribution(model: nn.Module, images: torch.Tensor, *, target=No
         _, attention = _propagate(net, trace)
     maps = _rollout([(b.gradient * a).clamp(min=0).mean(1) for b, a in zip(trace.blocks, attention, strict=True)],
                     trace.prefix, trace.grid)
-    maps = _to_pixels(maps, tuple(batch.shape[-2:])) if upsample else maps
+    maps = (_to_pixels(maps, tuple(batch.shape[-2:])) if upsample else maps).to(batch.device)
     return maps[0] if single else maps
 
 
@@ -495,7 +495,7 @@ def lrp(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.Tensor:
         position = net.pos_embed.detach().expand_as(trace.tokens)
         relevance, _ = _add_rule(trace.tokens, position, relevance)
         patches = relevance[:, trace.prefix:].transpose(1, 2).reshape(len(batch), -1, *trace.grid)
-        maps = _patch_rule(trace.pixels, net.patch_embed.proj, patches).sum(1)
+        maps = _patch_rule(trace.pixels, net.patch_embed.proj, patches).sum(1).to(batch.device)
     return maps[0] if single else maps
 
 
