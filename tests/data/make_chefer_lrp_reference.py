@@ -36,7 +36,7 @@ images, labels = stack_dataset(synthetic_dataset("val", n=40))
 pairs = [(0, 7), (12, 3), (25, 18)]
 sources = torch.stack([images[s] for s, _ in pairs])
 targets = torch.stack([images[t] for _, t in pairs])
-disguised = fooling.disguise(zoo, sources, targets, channel=0, solution="least_change").image  # the L2 solution
+disguised = fooling.disguise(zoo, sources, targets, channel=0, solution="least_change", p=2).image  # L2
 batch = torch.cat([sources, disguised, targets])  # 9 images: 3 sources, their disguises, 3 targets
 kinds = ["source"] * 3 + ["disguised"] * 3 + ["target"] * 3
 
