@@ -53,6 +53,45 @@ def test_least_change_is_closer_to_the_target_than_least_norm(zoo_vit, source_ta
     assert relative_error(exact.patch_embeddings(zoo_vit, norm), exact.patch_embeddings(zoo_vit, source)) <= 1e-5
 
 
+def highs_l1(free: np.ndarray, rhs: np.ndarray, goal: np.ndarray) -> float:
+    """The exact optimum of min ||x - goal||_1 s.t. free x = rhs, x unbounded (scipy's HiGHS)."""
+    from scipy.optimize import linprog
+
+    n = free.shape[1]
+    eye = np.eye(n)
+    result = linprog(np.r_[np.zeros(n), np.ones(n)], A_ub=np.block([[eye, -eye], [-eye, -eye]]),
+                     b_ub=np.r_[goal, -goal], A_eq=np.hstack([free, np.zeros((free.shape[0], n))]), b_eq=rhs,
+                     bounds=[(None, None)] * n + [(0, None)] * n, method="highs")
+    assert result.status == 0
+    return result.fun
+
+
+def test_l1_disguise_is_exact_and_optimal_like_the_paper(zoo_vit, source_target):
+    """p = 1 (A.2, A.3): the same exact embedding, the least L1 change, equal to HiGHS's LP optimum."""
+    source, target = source_target
+    l1 = fooling.disguise(zoo_vit, source, target, p=1)
+    l2 = fooling.disguise(zoo_vit, source, target, p=2)
+    assert torch.equal(l1.image[:, 1:], target[:, 1:]) and l1.exact and l1.embedding_residual.max() < 1e-8
+    with torch.no_grad():
+        assert torch.allclose(zoo_vit(l1.image), zoo_vit(source), atol=1e-4)
+    assert (l1.image[:, 0] - target[:, 0]).abs().sum() < 0.95 * (l2.image[:, 0] - target[:, 0]).abs().sum()
+    assert (l2.image[:, 0] - target[:, 0]).norm() < (l1.image[:, 0] - target[:, 0]).norm()  # each wins its norm
+    free, _ = fooling.free_channel_matrices(zoo_vit, 0)
+    ours = exact.to_patches(l1.image[:1].double(), 16).reshape(-1, 3, 256)[:, 0]
+    goal = exact.to_patches(target[:1].double(), 16).reshape(-1, 3, 256)[:, 0]
+    for patch in (0, 24, 48):
+        optimum = highs_l1(free.numpy(), (ours[patch] @ free.T).numpy(), goal[patch].numpy())
+        assert optimum <= (ours[patch] - goal[patch]).abs().sum().item() <= optimum * 1.002
+
+
+def test_l1_square_case_is_the_unique_solution():
+    model = tiny_vit(embed_dim=16)  # d = r*r: one solution, whatever the norm
+    generator = torch.Generator().manual_seed(0)
+    source, target = torch.rand(2, 3, 16, 16, generator=generator), torch.rand(2, 3, 16, 16, generator=generator)
+    assert torch.allclose(fooling.disguise(model, source, target, p=1).image,
+                          fooling.disguise(model, source, target, p=2).image)
+
+
 def test_single_image_and_square_case():
     model = tiny_vit(embed_dim=16)  # d = r*r = 16: one exact solution per patch
     generator = torch.Generator().manual_seed(0)
@@ -115,3 +154,9 @@ def test_clear_errors(zoo_vit, source_target):
         fooling.disguise(zoo_vit, source[..., :100, :100], target[..., :100, :100])
     with pytest.raises(ValueError, match="solution must be"):
         fooling.disguise(zoo_vit, source, target, solution="closest")
+    with pytest.raises(ValueError, match="p must be 1"):
+        fooling.disguise(zoo_vit, source, target, p=3)
+    with pytest.raises(ValueError, match="p=1 solves the exact"):
+        fooling.disguise(zoo_vit, source, target, p=1, bounded=True)
+    with pytest.raises(ValueError, match="iterations must be"):
+        fooling.disguise(zoo_vit, source, target, p=1, iterations=0)

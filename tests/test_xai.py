@@ -1,9 +1,16 @@
-"""Explanation maps: captum methods by name and Chefer et al.'s attention relevance on stock timm ViTs."""
+"""Explanation maps: captum methods by name, and Chefer et al.'s LRP relevance (CVPR 2021, checked against the
+authors' code) and gradient-weighted attention rollout (ICCV 2021) on stock timm ViTs."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from timm.models.vision_transformer import VisionTransformer
 
 from nullspace_utils import fooling, metrics, models, xai
+
+REFERENCE = Path(__file__).parent / "data" / "chefer_lrp_reference.npz"
 
 
 @pytest.fixture(scope="module")
@@ -18,28 +25,91 @@ def triplet(zoo_vit, val_batch):
     return source, target, fooling.disguise(zoo_vit, source, target).image
 
 
-def test_relevance_shape_and_model_left_unchanged(zoo_vit, triplet):
+@pytest.fixture(scope="module")
+def reference():
+    """Maps by Chefer et al.'s own code on zoo-vit-s, and the images they were computed on (tests/data/README.md)."""
+    data = np.load(REFERENCE)
+    images, _ = stack_val()
+    pairs = data["pairs"]
+    sources = torch.stack([images[s] for s, _ in pairs])
+    targets = torch.stack([images[t] for _, t in pairs])
+    disguised = fooling.disguise(models.load_model("zoo-vit-s"), sources, targets, channel=0,
+                                 solution="least_change", p=2).image
+    batch = torch.cat([sources, disguised, targets])
+    np.testing.assert_allclose(batch.double().sum((1, 2, 3)).numpy(), data["input_sums"], rtol=1e-9)
+    return batch, torch.from_numpy(data["classes"]), data
+
+
+def stack_val():
+    from nullspace_utils.data import stack_dataset, synthetic_dataset
+
+    return stack_dataset(synthetic_dataset("val", n=40))
+
+
+def correlations(ours: torch.Tensor, theirs: np.ndarray) -> list[float]:
+    ours_flat, theirs_flat = ours.reshape(len(ours), -1).double().numpy(), theirs.reshape(len(theirs), -1)
+    return [float(np.corrcoef(a, b.astype(np.float64))[0, 1]) for a, b in zip(ours_flat, theirs_flat, strict=True)]
+
+
+def test_transformer_attribution_matches_the_authors_code(zoo_vit, reference):
+    batch, classes, data = reference
+    ours = xai.transformer_attribution(zoo_vit, batch, target=classes, upsample=False)
+    assert ours.shape == (9, 7, 7)
+    assert min(correlations(ours, data["tokens"])) >= 0.999  # measured: >= 0.999998
+    # the test tells the two Chefer methods apart: the ICCV rollout is a different map
+    rollout = xai.gradient_attention_rollout(zoo_vit, batch, target=classes, upsample=False)
+    assert min(correlations(rollout, data["tokens"])) < 0.95
+
+
+def test_pixel_lrp_matches_the_authors_code(zoo_vit, reference):
+    batch, classes, data = reference
+    ours = xai.lrp(zoo_vit, batch, target=classes)
+    assert ours.shape == (9, 112, 112) and torch.isfinite(ours).all()
+    assert min(correlations(ours, data["pixels"])) >= 0.99  # measured: >= 0.9992
+
+
+def test_lrp_relevance_is_identical_on_tokens_and_not_on_pixels(zoo_vit, triplet):
+    """The disguise changes only the pixels, not the tokens: token-level LRP cannot see it, pixel-level LRP can."""
+    source, _, disguised = triplet
+    same = metrics.compare_maps(xai.transformer_attribution(zoo_vit, source),
+                                xai.transformer_attribution(zoo_vit, disguised))
+    # LRP divides by small sums, which magnifies the tokens' float rounding (~1e-7) to ~1e-3 of the map's peak
+    assert same["max_relative_difference"] < 1e-2 and same["correlation"] > 0.99999
+    pixels = metrics.compare_maps(xai.lrp(zoo_vit, source), xai.lrp(zoo_vit, disguised))
+    assert pixels["max_relative_difference"] > 0.05 and pixels["correlation"] < 0.999
+
+
+@pytest.mark.parametrize("explain", [xai.transformer_attribution, xai.gradient_attention_rollout, xai.lrp])
+def test_relevance_shape_and_model_left_unchanged(zoo_vit, triplet, explain):
     source, _, _ = triplet
     fused = [block.attn.fused_attn for block in zoo_vit.net.blocks]
-    hooks = [len(block.attn.attn_drop._forward_hooks) for block in zoo_vit.net.blocks]
-    maps = xai.relevance(zoo_vit, source)
-    assert maps.shape == (2, 112, 112) and torch.isfinite(maps).all() and maps.min() >= 0
-    assert xai.relevance(zoo_vit, source[0]).shape == (112, 112)
+    hooks = sum(len(module._forward_hooks) + len(module._forward_pre_hooks) for module in zoo_vit.modules())
+    maps = explain(zoo_vit, source)
+    assert maps.shape == (2, 112, 112) and torch.isfinite(maps).all()
+    assert explain(zoo_vit, source[0]).shape == (112, 112)
     assert [block.attn.fused_attn for block in zoo_vit.net.blocks] == fused
-    assert [len(block.attn.attn_drop._forward_hooks) for block in zoo_vit.net.blocks] == hooks
+    assert sum(len(module._forward_hooks) + len(module._forward_pre_hooks) for module in zoo_vit.modules()) == hooks
     assert all(p.grad is None for p in zoo_vit.parameters())
+    assert not zoo_vit.training
 
 
-def test_relevance_depends_on_the_target_class(zoo_vit, triplet):
+@pytest.mark.parametrize("explain", [xai.transformer_attribution, xai.gradient_attention_rollout, xai.lrp])
+def test_relevance_depends_on_the_target_class(zoo_vit, triplet, explain):
     source, _, _ = triplet
-    assert not torch.allclose(xai.relevance(zoo_vit, source, target=0), xai.relevance(zoo_vit, source, target=5))
+    assert not torch.allclose(explain(zoo_vit, source, target=0), explain(zoo_vit, source, target=5))
 
 
-@pytest.mark.parametrize("name", ["relevance", "saliency", "guided_backprop", "feature_ablation"])
+def test_old_name_is_the_iccv_rollout(zoo_vit, triplet):
+    source, _, _ = triplet
+    assert torch.equal(xai.relevance(zoo_vit, source), xai.gradient_attention_rollout(zoo_vit, source))
+
+
+@pytest.mark.parametrize("name", ["gradient_attention_rollout", "saliency",
+                                  "guided_backprop", "feature_ablation"])
 def test_token_level_maps_of_source_and_disguise_agree(zoo_vit, triplet, name):
     source, target, disguised = triplet
-    explain = (lambda x: xai.relevance(zoo_vit, x)) if name == "relevance" else \
-        (lambda x: xai.attribute(zoo_vit, x, method=name))
+    explain = (lambda x: xai.attribute(zoo_vit, x, method=name)) if name in xai.METHODS else \
+        (lambda x: getattr(xai, name)(zoo_vit, x))
     same = metrics.compare_maps(explain(source), explain(disguised))
     assert same["max_relative_difference"] < 1e-3 and same["correlation"] > 0.9999
     assert metrics.compare_maps(explain(source), explain(target))["correlation"] < 0.99
@@ -78,7 +148,8 @@ def test_maps_are_computed_in_full_float32_and_leave_the_flags(zoo_vit, triplet)
     try:
         torch.set_float32_matmul_precision("high")  # TF32 allowed by the caller
         torch.backends.cudnn.allow_tf32 = True
-        xai.relevance(zoo_vit, source[:1])
+        xai.transformer_attribution(zoo_vit, source[:1])
+        xai.lrp(zoo_vit, source[:1])
         xai.attribute(zoo_vit, source[:1], method="saliency")
         assert seen and all(flags == ("highest", False) for flags in seen)
         assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
@@ -90,12 +161,18 @@ def test_maps_are_computed_in_full_float32_and_leave_the_flags(zoo_vit, triplet)
 
 def test_clear_errors(zoo_vit, triplet):
     source, _, _ = triplet
-    with pytest.raises(ValueError, match="LRP has no propagation rules"):
+    with pytest.raises(ValueError, match="transformer_attribution"):
         xai.attribute(zoo_vit, source, method="lrp")
     with pytest.raises(ValueError, match="Unknown method"):
         xai.attribute(zoo_vit, source, method="gradcam++")
-    with pytest.raises(TypeError, match="needs a ViT"):
-        xai.relevance(models.load_model("zoo-resnet"), source)
+    for explain in (xai.transformer_attribution, xai.gradient_attention_rollout, xai.lrp):
+        with pytest.raises(TypeError, match="needs a ViT"):
+            explain(models.load_model("zoo-resnet"), source)
+    pooled = models.ImageClassifier(VisionTransformer(img_size=112, patch_size=16, embed_dim=48, depth=1, num_heads=2,
+                                                      num_classes=10, global_pool="avg").eval(),
+                                    (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    with pytest.raises(TypeError, match="class-token pooling"):
+        xai.transformer_attribution(pooled, source)
     with pytest.raises(ValueError, match="reduce must be"):
         xai.attribute(zoo_vit, source, method="saliency", reduce="max")
 

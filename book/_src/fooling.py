@@ -10,17 +10,18 @@
 # **You will learn**
 # - how fixing two colour channels turns the paper's targeted noise into one small linear system per
 #   patch, and when that system has a solution (the counting of equations against unknowns);
-# - that the model's logits, and explanation maps such as attention relevance and plain gradients,
-#   are *identical* for the source and the transformed image, and why;
-# - which explanation methods do tell them apart (those that multiply by the input, and occlusion
-#   windows that straddle patches), measured;
+# - that "as close to the target as possible" depends on the norm: the paper's L1 (a linear program)
+#   or L2 (a pseudo-inverse), and what each does to the image;
+# - that the model's logits, and explanation maps such as the paper's LRP relevance and plain
+#   gradients, are *identical* for the source and the transformed image, and why;
+# - which explanation methods do tell them apart (LRP carried down to the pixels, those that multiply
+#   by the input, occlusion windows that straddle patches), measured;
 # - what is left of the trick once pixel values must stay in [0, 1].
 # %% [colab]
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
-
+from IPython.display import display
 
 from nullspace_utils import exact, fooling, metrics, plotting, watermark, xai
 from nullspace_utils.data import stack_dataset
@@ -53,11 +54,23 @@ print("target classes:", [profile.class_names[labels[t]] for _, t in pairs])
 #
 # That is $d$ equations in $r^2$ unknowns. Three cases:
 #
-# - $d < r^2$: many solutions. We take the one closest to the target's own red channel,
-#   $\tilde p_R = t_R + W_R^{+}\,(\text{right-hand side} - W_R t_R)$ with the pseudo-inverse $W_R^{+}$,
-#   so the image looks as much like the target as the constraint allows.
+# - $d < r^2$: many solutions. We take the one closest to the target's own red channel $t_R$, so the
+#   image looks as much like the target as the constraint allows.
 # - $d = r^2$: exactly one solution (if $W_R$ is invertible).
 # - $d > r^2$: no solution in general; `disguise` refuses unless asked for the least-squares fit.
+#
+# "Closest" needs a norm. A.3 says the details "are identical to that for watermarking", and the
+# watermarking appendix (A.2) uses the L1 norm, $p = 1$. So the paper's transformed patch solves
+#
+# $$ \min_{\tilde p_R} \; \| \tilde p_R - t_R \|_1 \quad\text{subject to}\quad
+#    W_R\, \tilde p_R = W_{\text{pix}}\, s - W_G\, t_G - W_B\, t_B , $$
+#
+# a linear program per patch, which `disguise(..., p=1)` solves with the watermark chapter's LP solver
+# (`watermark.solve_patches`; the watermark's [0, 1] box is widened until it no longer binds). With the
+# L2 norm instead (`p=2`, the library's default) the answer has a closed form,
+# $\tilde p_R = t_R + W_R^{+}\,(\text{right-hand side} - W_R t_R)$ with the pseudo-inverse $W_R^{+}$.
+# Both are exact: every patch embeds like the source's. They differ in *where* they put the change:
+# L2 spreads it thinly over all pixels, L1 concentrates it on fewer pixels, with larger values.
 #
 # Nothing here keeps $\tilde p_R$ inside [0, 1]: this is the paper's *unconstrained* study (§7).
 # Where do the zoo's ViTs fall?
@@ -73,10 +86,12 @@ plotting.table(rows, ["model", "equations d", "unknowns r²", "case"])
 
 # %% [markdown]
 # For the paper's patch-32 ViTs the counts are 384, 768 and 1024 equations against 1024 unknowns:
-# ViT-L/32 is the square case too. Now transform our three pairs for the smallest ViT.
+# ViT-L/32 is the square case too. Now transform our three pairs for the smallest ViT, with the paper's
+# L1 objective, and with L2 beside it.
 
 # %%
-result = fooling.disguise(vit, sources, targets, channel=0)
+result = fooling.disguise(vit, sources, targets, channel=0, p=1)  # the paper's choice (A.2, A.3)
+result_l2 = fooling.disguise(vit, sources, targets, channel=0, p=2)
 with torch.no_grad():
     logits = {"source": vit(sources), "target": vit(targets), "transformed": vit(result.image)}
 probabilities = {key: value.softmax(1) for key, value in logits.items()}
@@ -108,13 +123,28 @@ print("relative change of the patch embeddings below 1e-5:", embedding_error < 1
 print("largest logit change below 1e-4:", (logits["transformed"] - logits["source"]).abs().max().item() < 1e-4)
 print("green and blue are exactly the target's:", torch.equal(result.image[:, 1:], targets[:, 1:]))
 print(f"red values outside [0, 1]: {100 * result.out_of_box:.0f} %, "
-      f"range [{result.image[:, 0].min():.1f}, {result.image[:, 0].max():.1f}]")
+      f"range [{result.image[:, 0].min():.0f}, {result.image[:, 0].max():.0f}]")
+
+# %% [markdown]
+# And the two norms side by side: the first pair's red channel minus the target's red channel (the
+# change each solution makes), and the numbers over the three pairs.
+
+# %%
+change_l1, change_l2 = result.image[:, 0] - targets[:, 0], result_l2.image[:, 0] - targets[:, 0]
+plotting.show_images([change_l1[0:1], change_l2[0:1]], ["red change, L1 (paper)", "red change, L2"],
+                     symmetric=True, size=2.4)
+plt.show()
+rows = [[name, f"{change.abs().sum():.0f}", f"{change.norm():.0f}", f"{100 * (change.abs() > 0.01).float().mean():.0f} %",
+         f"{100 * r.out_of_box:.0f} %", f"[{r.image[:, 0].min():.0f}, {r.image[:, 0].max():.0f}]"]
+        for name, change, r in (("L1 (p=1, paper)", change_l1, result), ("L2 (p=2)", change_l2, result_l2))]
+plotting.table(rows, ["solution", "L1 norm of the change", "L2 norm of the change", "pixels changed by > 0.01",
+                      "red outside [0, 1]", "red range"])
 
 # %% [markdown]
 # ```{warning}
 # A figure can only show values in [0, 1], so `imshow` clips the red channel: **what you see above is
-# not what the model sees.** About half of the red values lie outside the valid range. Clip them, as
-# saving the image to a file would, and the trick is gone:
+# not what the model sees.** A large share of the red values lies outside the valid range (the table
+# above). Clip them, as saving the image to a file would, and the trick is gone:
 # ```
 
 # %%
@@ -128,13 +158,14 @@ print("still the source's class:", (clipped_predictions == logits["source"].argm
 # ## All three ViTs
 #
 # Fewer equations leave more freedom to stay near the target. The widest zoo ViT is the square
-# case: its red channel is forced, and it needs enormous values. The first pair, transformed for each
-# model (displayed clipped to [0, 1]), and the numbers over the three pairs:
+# case: its red channel is forced (L1 and L2 give the same, unique solution), and it needs enormous
+# values. The first pair, transformed for each model with the paper's L1 objective (displayed clipped
+# to [0, 1]), and the numbers over the three pairs:
 
 # %%
 rows, per_model = [], []
 for name, model in vits.items():
-    r = fooling.disguise(model, sources, targets)
+    r = fooling.disguise(model, sources, targets, p=1)
     per_model.append(r.image[0])
     with torch.no_grad():
         same = (model(r.image).argmax(1) == model(sources).argmax(1)).all().item()
@@ -153,28 +184,67 @@ plotting.table(rows, ["model", "source's prediction kept", "max logit change bel
 # ## Explanations see the source
 #
 # The paper shows that the transformed image fools not only the model but also its explanation maps
-# (Fig. 5b), using the relevance method of Chefer et al. {cite}`chefer2021,chefer2021generic`, which
-# the paper calls LRP. It weighs each block's attention probabilities by their gradient,
-# keeps the positive part, averages the heads, and accumulates over the blocks:
-# $R \leftarrow R + \overline{(\nabla A \odot A)^+}\, R$, starting from the identity. The class
-# token's row of $R$ over the patches is the map. `xai.relevance` computes it on the stock timm model.
+# (Fig. 5b), with the method it calls LRP: the relevance of Chefer et al.'s "Transformer
+# interpretability beyond attention visualization" {cite}`chefer2021`. It works in two passes.
+#
+# 1. **Relevance propagation.** Start with relevance 1 on the explained logit and pass it down the
+#    network layer by layer with layer-wise relevance propagation (LRP) rules: a linear layer shares
+#    each output's relevance among its inputs in proportion to their positive contributions; a residual
+#    addition splits it between its two branches, keeping the total; an attention product
+#    $A V$ gives half to the attention probabilities $A$ and half to the values. Each block $b$ ends up
+#    with a relevance $R^{(b)}$ for its attention matrix (one per head).
+# 2. **Gradient-weighted rollout.** Weigh each head's $R^{(b)}$ by the gradient of the logit with
+#    respect to $A^{(b)}$, keep the positive part and average the heads:
+#    $\bar A^{(b)} = \mathbb{E}_h\big[(\nabla A^{(b)} \odot R^{(b)})^+\big]$. Roll out over the
+#    blocks, $R \leftarrow R + \bar A^{(b)} R$ starting from the identity; the class token's row of $R$
+#    over the patches is the map, one value per patch.
+#
+# `xai.transformer_attribution` computes it on the stock timm model through forward hooks; the tests
+# check it against the authors' own code run on the same weights (correlation above 0.999 on every
+# image of the fixture, `tests/data/`). Two relatives help to read it. The same authors' later
+# *generic* method {cite}`chefer2021generic` skips the propagation and rolls out
+# $\mathbb{E}_h[(\nabla A \odot A)^+]$, the gradient times the attention probabilities themselves
+# (`xai.gradient_attention_rollout`): a different map. And the propagation can be carried on, past the
+# position embedding and through the patch embedding, down to the pixels (`xai.lrp`, the "full LRP" of
+# the same paper).
 #
 # Before computing: what should we expect? Every block receives *identical tokens* for the source
-# and the transformed image, so its attention probabilities and their gradients are identical too.
-# The relevance maps must be equal. They are not equal to the target's.
+# and the transformed image, so its attention probabilities, their gradients and the relevance
+# propagated to them are identical too: the two token-level maps must be equal. The pixel-level map
+# is different: its last step, through the patch embedding, multiplies by the pixel values, which
+# the disguise changed on purpose.
 
 # %%
 triplet_images = [sources[0], result.image[0], targets[0]]
-relevance_maps = [xai.relevance(vit, image) for image in triplet_images]
-plotting.show_maps([relevance_maps], ["relevance"], ["source", "transformed", "target"], images=[triplet_images],
-                   size=2.2)
+chefer = {"LRP (the paper's)": xai.transformer_attribution, "generic rollout": xai.gradient_attention_rollout,
+          "LRP to pixels": xai.lrp}
+chefer_maps = {name: [explain(vit, batch) for batch in (sources, result.image, targets)]
+               for name, explain in chefer.items()}  # every pair; the figure shows the first
+plotting.show_maps([[maps[0] for maps in chefer_maps[name]] for name in chefer], list(chefer),
+                   ["source", "transformed", "target"], images=[triplet_images] * len(chefer), size=2.2)
 plt.show()
-same = metrics.compare_maps(relevance_maps[0], relevance_maps[1])
-print(f"source vs transformed: correlation {same['correlation']:.6f}, "
-      f"max relative difference below 1e-4: {same['max_relative_difference'] < 1e-4}")
-print(f"source vs target: correlation {metrics.compare_maps(relevance_maps[0], relevance_maps[2])['correlation']:.2f}")
 
 # %% [markdown]
+# Each row is one method, overlaid on each image; the three pairs in numbers (correlation of the
+# source's map with the transformed image's, and with the target's):
+
+# %%
+rows = []
+for name, (source_maps, transformed_maps, target_maps) in chefer_maps.items():
+    same = [metrics.compare_maps(source_maps[i], transformed_maps[i])["correlation"] for i in range(len(pairs))]
+    other = [metrics.compare_maps(source_maps[i], target_maps[i])["correlation"] for i in range(len(pairs))]
+    verdict = "identical" if min(same) > 0.9999 else "differs"
+    shown = "above 0.9999" if min(same) > 0.9999 else f"{min(same):.2f} to {max(same):.2f}"
+    rows.append([name, verdict, shown, f"{min(other):.2f} to {max(other):.2f}"])
+plotting.table(rows, ["method", "source vs transformed", "correlation", "correlation source vs target"])
+
+# %% [markdown]
+# The paper's LRP and the generic rollout are fooled completely, as Fig. 5b shows. LRP's divisions
+# magnify the tokens' float rounding a little (the largest difference between the two maps stays below
+# one per cent of the map's peak), but the maps are the same. LRP carried to the pixels is *not*
+# fooled completely: its maps of source and transformed image correlate less, by the amount the table
+# shows. (Its maps look noisy next to the token-level ones, which is why Chefer et al. replaced it.)
+#
 # ## Which explanation methods can tell them apart?
 #
 # The paper's appendix (A.4, Fig. 7) reports that other explanation methods also respond "similarly"
@@ -203,10 +273,10 @@ print(f"source vs target: correlation {metrics.compare_maps(relevance_maps[0], r
 # absolute value scaled to its own maximum, so equal maps give equal pictures.
 
 # %%
-method_maps = {method: [xai.attribute(vit, image, method=method) for image in triplet_images]
-               for method in xai.METHODS}
+all_maps = {method: [xai.attribute(vit, batch, method=method) for batch in (sources, result.image, targets)]
+            for method in xai.METHODS}  # every pair; the grid shows the first
 names = ["source", "transformed", "target"]
-plotting.show_maps([method_maps[method] for method in method_maps], list(method_maps), names, size=1.45)
+plotting.show_maps([[maps[0] for maps in all_maps[method]] for method in all_maps], list(all_maps), names, size=1.45)
 plt.show()
 
 # %% [markdown]
@@ -214,30 +284,32 @@ plt.show()
 # the source's, and, for comparison, how the target's map correlates with the source's.
 
 # %%
-rows = []
-all_maps = {"relevance": [xai.relevance(vit, batch) for batch in (sources, result.image, targets)]}
-all_maps.update({method: [xai.attribute(vit, batch, method=method) for batch in (sources, result.image, targets)]
-                 for method in xai.METHODS})
+rows, correlations = [], {}
 for method, (source_maps, transformed_maps, target_maps) in all_maps.items():
     same = metrics.compare_maps(source_maps, transformed_maps)
     other = metrics.compare_maps(source_maps, target_maps)
+    correlations[method] = [metrics.compare_maps(source_maps[i], transformed_maps[i])["correlation"]
+                            for i in range(len(pairs))]
     # identical maps differ by float rounding only (about 1e-5, digits that vary between CPUs): below the
     # tolerance we print the comparison, above it the difference itself
     difference = same["max_relative_difference"]
     verdict = "identical" if difference < 1e-3 else "differs"
     rows.append([method, verdict, "< 1e-3" if difference < 1e-3 else f"{difference:.1f}",
                  f"{same['correlation']:.3f}", f"{other['correlation']:.2f}"])
-plotting.table(rows, ["method", "source vs transformed", "max relative difference",
-                      "correlation", "correlation source vs target"])
+display(plotting.table(rows, ["method", "source vs transformed", "max relative difference",
+                              "correlation (mean of 3 pairs)", "correlation source vs target"]))
+by_input = [c for method in ("input_x_gradient", "integrated_gradients", "gradient_shap") for c in correlations[method]]
+print(f"methods that multiply by the input, per pair: correlation {min(by_input):.2f} to {max(by_input):.2f}")
+print(f"occlusion, per pair: correlation {min(correlations['occlusion']):.2f} to {max(correlations['occlusion']):.2f}")
 
 # %% [markdown]
-# The measurement sharpens the paper's claim. Attention relevance, saliency, SmoothGrad, guided
-# backpropagation, deconvolution and patch-wise feature ablation give the *same* map for the source
-# and the transformed image, up to float error: they are fooled completely, as the chain-rule
-# argument predicts. InputXGradient, Integrated Gradients and GradientSHAP differ substantially
-# (correlation about one half), because they multiply by pixel values that were changed on purpose;
-# occlusion with windows that straddle patches differs less. None of them looks like the target's
-# map either: the transformed image's explanations are "wrong" for what a person sees.
+# The measurement sharpens the paper's claim. Saliency, SmoothGrad, guided backpropagation,
+# deconvolution and patch-wise feature ablation give the *same* map for the source and the transformed
+# image, up to float error: they are fooled completely, as the chain-rule argument predicts, like the
+# token-level LRP above. InputXGradient, Integrated Gradients and GradientSHAP differ substantially
+# (the correlations printed under the table), because they multiply by pixel values that were changed
+# on purpose; occlusion with windows that straddle patches differs less. None of them looks like the
+# target's map either: the transformed image's explanations are "wrong" for what a person sees.
 #
 # ## Within valid pixel values
 #
@@ -280,14 +352,44 @@ print(f"PSNR to the target: {psnr(targets, as_watermark.image):.1f} dB "
       f"{psnr(targets, result.image):.1f} dB)")
 
 # %% [markdown]
+# ```{admonition} What the paper says, what we found
+# :class: important
+#
+# - **§7: the watermarked output "will still be slightly altered potentially due to (i) limited
+#   expressiveness imposed due to the nullspace (ii) the constraint" of [0, 1].** Neither can alter the
+#   output. Every feasible point of eq. 7 is the source patch plus a nullspace vector, so its patch
+#   embeddings, and with them every logit, are the source's: the {doc}`watermark` chapter proves it and
+#   measures it. The nullspace and the box limit how much of the *target* shows through, never the
+#   prediction. Changed predictions, like those of A.2, point at the solver (an inexact or clipped
+#   solution), not at the nullspace.
+# - **A.3: the optimisation "details are identical to that for watermarking".** That is the L1 norm of
+#   A.2, with the box removed (§7). This chapter solves exactly that problem, one linear program per
+#   patch (`p=1`); the L2 closed form beside it is ours. Both keep the embeddings exact; they differ in
+#   how the change is spread over the red channel.
+# - **Fig. 5b, "LRP (Chefer et al., 2021)".** The map is the token-level relevance of Chefer et al.'s
+#   CVPR 2021 paper, computed here and checked against the authors' code: source and transformed image
+#   give the same map, as the paper shows. Carried down to the pixels, the same LRP does see a
+#   difference.
+# - **A.4: other methods "respond similarly".** Gradient-only methods and patch-aligned perturbations
+#   give identical maps; methods that multiply by the input differ strongly (the correlations printed
+#   under the table); occlusion that straddles patches differs somewhat.
+# - **§7: transformed images are "visually similar to target images".** Only while pixel values may
+#   leave [0, 1]; an image file cannot store them, and clipped to [0, 1] the trick fails. Inside the
+#   box, the fooling largely disappears, as the paper itself remarks in §9.
+# ```
+#
 # ## What we learned
 #
 # - With two channels fixed, each patch gives $d$ equations in $r^2$ unknowns: solvable exactly when
 #   $d \le r^2$, which holds for all three zoo ViTs and all three patch-32 ViTs of the paper.
+# - The paper's L1 objective and the L2 closed form both give exact disguises; L1 changes fewer
+#   pixels by larger amounts.
 # - The transformed image looks like the target (outside [0, 1]) but its tokens, logits and
-#   gradient-based explanations are the source's, to float precision.
-# - Explanations that multiply by the input, or perturb across patch borders, are not fooled
-#   completely; the paper's "similar" in A.4 hides that difference.
+#   token-level explanations (the paper's LRP, attention rollout, gradients) are the source's, to float
+#   precision.
+# - Explanations that reach the pixel values (LRP to the pixels, methods that multiply by the input)
+#   or perturb across patch borders are not fooled completely; the paper's "similar" in A.4 hides that
+#   difference.
 # - Inside [0, 1] the trick mostly fails, in agreement with the paper's own remark; what remains
 #   possible in the box, with exact embeddings, is the watermark chapter's weaker disguise.
 #
@@ -302,7 +404,7 @@ print(f"PSNR to the target: {psnr(targets, as_watermark.image):.1f} dB "
 # ```{solution} ex-fool-1
 # :class: dropdown
 # ~~~python
-# blue = fooling.disguise(vit, sources, targets, channel=2)
+# blue = fooling.disguise(vit, sources, targets, channel=2, p=1)
 # print(blue.out_of_box, result.out_of_box)
 # plotting.show_images(list(blue.image), size=2)
 # ~~~
@@ -311,23 +413,34 @@ print(f"PSNR to the target: {psnr(targets, as_watermark.image):.1f} dB "
 # blue is conditioned differently from the one for red.
 # ```
 #
-# ```{exercise} Align the occlusion windows
+# ```{exercise} Occlusion windows of other sizes
 # :label: ex-fool-2
-# Run `xai.attribute(vit, image, method="occlusion", window=16, stride=16)` for the source and the
-# transformed image and compare them with `metrics.compare_maps`. Predict the result before running it.
+# Run occlusion for the sources and the transformed images with windows of 32 pixels at stride 16,
+# and with windows of 8 pixels at stride 8 (`xai.attribute(vit, sources, method="occlusion",
+# window=32, stride=16)`), and compare each pair of maps with `metrics.compare_maps`. Predict both
+# results from the patch grid before running them.
 # ```
 #
 # ```{solution} ex-fool-2
 # :class: dropdown
-# Windows of exactly one patch at patch strides replace whole patches by zeros. Zeroed patches embed
-# the same in both images, and the other patches are untouched, so every occluded input gives
-# identical tokens: the maps are identical, like patch-wise feature ablation.
+# ~~~python
+# for window, stride in ((32, 16), (8, 8)):
+#     maps = [xai.attribute(vit, batch, method="occlusion", window=window, stride=stride)
+#             for batch in (sources, result.image)]
+#     print(window, stride, metrics.compare_maps(*maps))
+# ~~~
+# Windows of 32 pixels at stride 16 always cover whole 16-pixel patches (2 x 2 of them): every
+# occluded input zeroes whole patches, which embed the same in both images, and leaves the others
+# untouched, so the maps are identical (to float error). Windows of 8 pixels cover a quarter of a
+# patch: the occluded patch keeps three quarters of *different* pixels in the two images, its
+# embeddings differ, and so do the maps (correlation about 0.7 on our pairs).
 # ```
 #
 # ```{exercise} Too many equations
 # :label: ex-fool-3
-# Build a timm ViT with `patch_size=8` and `embed_dim=96` on 112-pixel images (so $d = 96 > r^2 = 64$).
-# What does `disguise` do? What does `least_squares=True` return, and does the prediction survive?
+# Build a timm ViT with `patch_size=8` and `embed_dim=96` on 112-pixel images (so $d = 96 > r^2 = 64$)
+# and ask `disguise` for its least-squares fit (`least_squares=True`). How large is the relative
+# embedding residual, and how many colour channels would have to be free for an exact disguise?
 # ```
 #
 # ```{solution} ex-fool-3
@@ -340,7 +453,34 @@ print(f"PSNR to the target: {psnr(targets, as_watermark.image):.1f} dB "
 # fit = fooling.disguise(small_patch, sources, targets, least_squares=True)
 # print(fit.embedding_residual)
 # ~~~
-# Without the flag it raises `NoExactDisguiseError`. With it, the residual is far from zero: one channel
-# cannot reproduce 96 numbers per patch from 64 pixels, so this model cannot be fooled this way (free
-# two channels to get 128 unknowns).
+# The residual is a quarter to a third of the embedding's norm on our pairs (random weights, so the
+# exact values depend on the seed): far from float error. One channel gives 64 unknowns for 96
+# equations per patch; two free channels give 128 unknowns, enough for an exact solution in general
+# (`disguise` frees one channel, as the paper does; without the flag it raises
+# `NoExactDisguiseError`).
+# ```
+#
+# ```{exercise} Where does LRP to the pixels see the disguise?
+# :label: ex-fool-4
+# Compute `xai.lrp` for the first source and its transformed image, and the absolute difference of the
+# two maps summed over each patch. Which patches carry most of the difference: those where the red
+# channel changed most, or those the source's map finds relevant? Argue from the last step of the
+# propagation before you look.
+# ```
+#
+# ```{solution} ex-fool-4
+# :class: dropdown
+# ~~~python
+# source_map = xai.lrp(vit, sources[0])
+# difference = (xai.lrp(vit, result.image[0]) - source_map).abs()
+# red_change = (result.image[0, 0] - sources[0, 0]).abs()
+# per_patch = lambda m: m.reshape(7, 16, 7, 16).sum((1, 3)).flatten()
+# for name, other in (("red change", red_change), ("source's relevance", source_map.abs())):
+#     print(name, torch.corrcoef(torch.stack([per_patch(difference), per_patch(other)]))[0, 1].item())
+# ~~~
+# The relevant patches, not the most changed ones (on the three pairs: correlation about 0.8 to 1
+# with the source's relevance, 0.1 to 0.3 with the red change). Down to the tokens both images carry
+# the same relevance, patch for patch; the last step only *redistributes* each patch's relevance
+# among its pixels, in proportion to pixel value times weight. A patch with little relevance has
+# little to redistribute, however much its pixels changed.
 # ```

@@ -41,26 +41,27 @@ display(plotting.table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one 
 
 # %%
 practises = {
-    "ex-setting-1": "loading your own image at the models' input size and reading a prediction",
+    "ex-setting-1": "drawing an image of a chosen class, classifying it, and testing a rotation",
     "ex-setting-2": "rank-nullity on the patch embedding's shape, before any code",
-    "ex-primer-1": "computing a nullspace from the reduced row echelon form and checking it numerically",
-    "ex-primer-2": "why a tall matrix has only the trivial nullspace, and what the SVD says",
-    "ex-primer-3": "building and testing the orthogonal projector onto a nullspace",
-    "ex-exact-1": "applying the method to another ViT (dimensions, invariance)",
-    "ex-exact-2": "why the noise must be aligned with the patch grid",
-    "ex-exact-3": "a nullspace restricted to one colour channel (a smaller linear system)",
-    "ex-approx-1": "learning noise at the input instead of the tokens, and comparing the two",
-    "ex-approx-2": "recognising trivial minima of the objective (shrinking noise)",
-    "ex-approx-3": "testing whether learned noise transfers between models",
+    "ex-primer-1": "a nullspace basis by hand, checked against the SVD-based one (unique up to scale)",
+    "ex-primer-2": "a matrix with more outputs than inputs, and what it means for a ViT with d ≥ 3r²",
+    "ex-primer-3": "the orthogonal projector onto a nullspace: its properties, checked numerically",
+    "ex-exact-1": "repeating the invariance check on a wider ViT with a smaller nullspace",
+    "ex-exact-2": "noise shifted off the patch grid, and why the invariance needs alignment",
+    "ex-exact-3": "the nullspace of one colour channel's columns, model by model",
+    "ex-approx-1": "learning noise at the image instead of the tokens, against its shuffled twin",
+    "ex-approx-2": "telling a real gain from a trivial minimum (a noise that shrinks)",
+    "ex-approx-3": "reading the error of a token-noise transfer, and designing a fair transfer test",
     "ex-robust-1": "optimising one noise for two models at once",
     "ex-robust-2": "uniform against Gaussian reference noise of equal variance",
-    "ex-wm-1": "the watermark on a wider ViT: fewer free dimensions, a fainter mark",
-    "ex-wm-2": "breaking the invariance on purpose (clipping, resizing) and measuring it",
-    "ex-wm-3": "the solver's accuracy against its iteration budget",
-    "ex-fool-1": "freeing another colour channel: the counting of equations and unknowns",
-    "ex-fool-2": "occlusion windows aligned with patches, and why the maps then agree",
-    "ex-fool-3": "an over-determined system: least squares and its residual",
-    "ex-fingerprint-1": "the noise amplitude against rounding in derived copies",
+    "ex-wm-1": "the watermark on a wider ViT: quality (objective, PSNR) against the nullspace dimension",
+    "ex-wm-2": "a one-pixel shift of a watermarked image, compared with 8-bit rounding",
+    "ex-wm-3": "the solver's objective against its iteration budget, and what the budget cannot change",
+    "ex-fool-1": "the disguise through another channel's columns: tint and share of out-of-range values",
+    "ex-fool-2": "predicting from the patch grid which occlusion windows see the disguise",
+    "ex-fool-3": "an over-determined system: the least-squares residual and how many free channels it would take",
+    "ex-fool-4": "where LRP carried to the pixels sees the disguise, argued from its last propagation step",
+    "ex-fingerprint-1": "choosing the noise amplitude: a rounded copy against an unrelated model",
     "ex-fingerprint-2": "the label test's bracket width: robustness against false positives",
     "ex-fingerprint-3": "averaging repeated queries against a randomised defence",
 }
@@ -102,11 +103,27 @@ print(f"{len(rows)} exercises; without a description here: {sorted(missing) or '
 #
 # ## Suggested sessions
 #
-# | session | chapters | prerequisites |
-# |---|---|---|
-# | 1. Linear algebra in a network | {doc}`setting`, {doc}`primer`, {doc}`exact_nullspace` | rank, SVD, PyTorch basics |
-# | 2. Beyond the linear part | {doc}`approximate`, {doc}`robustness` | gradient descent |
-# | 3. Applications | {doc}`watermark`, {doc}`fooling`, {doc}`fingerprint` | sessions 1 and 2; for fooling, what saliency maps are |
+# Three sessions, each a group of chapters that builds on the one before. The class time below is the
+# plan of 30 to 60 minutes per chapter from the top of this page; the run time is the measured time of
+# the session's notebooks on the 2-core CPU (students running them in parallel with the discussion).
+
+# %%
+sessions = [
+    ("1. Linear algebra in a network", ["setting", "primer", "exact_nullspace"], "rank, SVD, PyTorch basics"),
+    ("2. Beyond the linear part", ["approximate", "robustness"], "gradient descent"),
+    ("3. Applications", ["watermark", "fooling", "fingerprint"],
+     "sessions 1 and 2; for fooling, what saliency maps are"),
+]
+rows = [[title, ", ".join(chapters), f"{30 * len(chapters)}–{60 * len(chapters)} min",
+         f"{sum(timing['seconds'][name] for name in chapters) / 60:.0f} min", needs]
+        for title, chapters, needs in sessions]
+display(plotting.table(rows, ["session", "chapters", "class time", "run time (CPU)", "prerequisites"]))
+print("every chapter in a session:", sorted(name for _, chapters, _ in sessions for name in chapters)
+      == sorted(name for name in timing["seconds"] if name not in ("benchmarks",)))
+
+# %% [markdown]
+# Sessions 1 and 3 each fill an afternoon (three chapters); session 2 fits a double lesson. Each
+# chapter's exercises (the table above) can be set as homework between sessions.
 #
 # The {doc}`reproducibility` page lists every claim of the paper with our verdict: a good starting
 # point for a discussion of what "reproduced" means.

@@ -12,6 +12,8 @@ assert result.embedding_residual.max() < 1e-8  # float error: the ViT sees the s
 assert 0 < result.out_of_box < 1  # unbounded (the paper's study): some red values leave [0, 1]
 same = exact.patch_embeddings(model, result.image[None]) - exact.patch_embeddings(model, source[None])
 assert same.abs().max() < 1e-3
+l1 = fooling.disguise(model, source, target, p=1)  # the paper's L1 objective (A.3 -> A.2): one LP per patch
+assert l1.exact and (l1.image[0] - target[0]).abs().sum() < (result.image[0] - target[0]).abs().sum()
 bounded = fooling.disguise(model, source, target, bounded=True, iterations=50)  # the red channel kept in [0, 1]
 assert bounded.out_of_box == 0 and bounded.image.min() >= 0 and bounded.image.max() <= 1  # at a cost in residual
 free, fixed = fooling.free_channel_matrices(model, channel=0)  # the patch map split by channel

@@ -10,8 +10,12 @@ assert {"saliency", "integrated_gradients", "input_x_gradient", "occlusion"} <= 
 saliency = xai.attribute(model, images, method="saliency")  # one map per image, for its predicted class
 assert saliency.shape == (2, 112, 112)
 assert xai.attribute(model, images, method="saliency", reduce="none").shape == (2, 3, 112, 112)  # per channel
-chefer = xai.relevance(model, images)  # attention relevance (Chefer et al.), upsampled to the image's pixels
-assert chefer.shape == (2, 112, 112) and chefer.min() >= 0
+lrp_tokens = xai.transformer_attribution(model, images)  # the paper's "LRP" (Chefer et al. CVPR 2021), upsampled
+assert lrp_tokens.shape == (2, 112, 112) and lrp_tokens.min() >= 0
+assert xai.transformer_attribution(model, images, upsample=False).shape == (2, 7, 7)  # one value per patch
+assert xai.lrp(model, images).shape == (2, 112, 112)  # LRP down to the pixels, channels summed
+rollout = xai.gradient_attention_rollout(model, images)  # Chefer et al. ICCV 2021: gradient x attention, rolled out
+assert rollout.shape == (2, 112, 112) and not torch.allclose(rollout, lrp_tokens)
 same = metrics.compare_maps(saliency, xai.attribute(model, images, method="saliency"))  # a map against itself
 assert same["max_relative_difference"] == 0 and math.isclose(same["correlation"], 1)
 other = metrics.compare_maps(saliency, xai.attribute(model, images, method="input_x_gradient"))  # another method
