@@ -1,0 +1,257 @@
+"""Nullspace-augmented fine-tuning (the authors' CPAL 2025 follow-up) and its yardsticks, on the zoo's ViT-S and a
+few teaching images. Tests of corruptions and attacks need imagecorruptions / torchattacks and are skipped, with
+the reason, where those are not installed (`make install` installs them)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from nullspace_utils import approximate, finetune, models
+from nullspace_utils.data import stack_dataset, synthetic_dataset
+
+NEEDS_CORRUPTIONS = "imagecorruptions is not installed: `make install` (imagecorruptions-imaug) installs it"
+NEEDS_ATTACKS = "torchattacks is not installed: `make install` installs it"
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return models.load_model("zoo-vit-s")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return stack_dataset(synthetic_dataset("val", n=16))
+
+
+@pytest.fixture(scope="module")
+def train():
+    return TensorDataset(*stack_dataset(synthetic_dataset("train", n=16)))
+
+
+def tiny(**overrides):
+    """A fine-tuning run of a few steps on one batch of all 16 images, with a fixed noise rate (no probe)."""
+    settings = dict(steps=4, batch_size=16, rounds=2, lim=2.0, noise_steps=3, noise_lr=1.0, noise_milestones=(),
+                    noise_images=16, noise_batch_size=16, lr=3e-4, seed=0)
+    settings.update(overrides)
+    return finetune.FinetuneConfig(**settings)
+
+
+def weights(model):
+    return torch.cat([parameter.detach().flatten() for parameter in model.parameters()])
+
+
+# --------------------------------------------------------------------------- schedule and noises
+def test_round_starts_are_evenly_spaced_from_zero():
+    assert finetune.round_starts(10, 3) == [0, 3, 6]
+    assert finetune.round_starts(4, 1) == [0]
+    assert finetune.round_starts(5, 5) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="rounds <= steps"):
+        finetune.round_starts(2, 3)
+
+
+def test_gaussian_noise_has_exactly_the_stated_rms_and_follows_its_seed():
+    noise = finetune.gaussian_noise((49, 96), rms=0.7, seed=3)
+    assert noise.shape == (49, 96)
+    assert math.isclose(noise.pow(2).mean().sqrt().item(), 0.7, rel_tol=1e-6)
+    assert torch.equal(noise, finetune.gaussian_noise((49, 96), rms=0.7, seed=3))
+    assert not torch.equal(noise, finetune.gaussian_noise((49, 96), rms=0.7, seed=4))
+    with pytest.raises(ValueError, match="rms must be positive"):
+        finetune.gaussian_noise((4,), rms=0.0)
+
+
+def test_config_defaults_match_the_uniform_start_and_reject_bad_settings():
+    assert math.isclose(finetune.FinetuneConfig(lim=3.0).gaussian_rms_of(0), 3.0 / math.sqrt(3))
+    assert finetune.FinetuneConfig(rounds=2, gaussian_rms=(0.5, 0.25)).gaussian_rms_of(1) == 0.25
+    with pytest.raises(ValueError, match="method must be one of"):
+        finetune.FinetuneConfig(method="adversarial")
+    with pytest.raises(ValueError, match="cannot exceed steps"):
+        finetune.FinetuneConfig(steps=2, rounds=3)
+    with pytest.raises(ValueError, match="one per round"):
+        finetune.FinetuneConfig(rounds=3, gaussian_rms=(0.5, 0.5))
+    with pytest.raises(ValueError, match="noise_lr must be"):
+        finetune.FinetuneConfig(noise_lr="fast")
+    with pytest.raises(ValueError, match="lim must be positive"):
+        finetune.FinetuneConfig(lim=0.0)
+
+
+def test_augmentation_loss_is_clean_plus_noisy_cross_entropy(vit, batch):
+    images, labels = batch
+    with torch.no_grad():
+        clean = F.cross_entropy(vit(images), labels)
+        alone, parts = finetune.augmentation_loss(vit, images, labels, None)
+        assert torch.allclose(alone, clean) and set(parts) == {"loss", "clean_loss"}
+        zero, _ = finetune.augmentation_loss(vit, images, labels, torch.zeros(49, 96))
+        assert torch.allclose(zero, 2 * clean, rtol=1e-5)  # zero noise: the noisy term is the clean one
+        noise = finetune.gaussian_noise((49, 96), rms=3.0)
+        loud, parts = finetune.augmentation_loss(vit, images, labels, noise)
+    assert parts["noisy_loss"] > parts["clean_loss"]  # a large random token noise hurts the zoo ViT
+    assert math.isclose(loud.item(), parts["clean_loss"] + parts["noisy_loss"], rel_tol=1e-5)
+    assert len(vit.net.patch_embed._forward_hooks) == 0  # the noise hook is gone afterwards
+    with pytest.raises(ValueError, match="encoder noise has shape"):
+        finetune.augmentation_loss(vit, images, labels, torch.zeros(48, 96))
+
+
+# --------------------------------------------------------------------------- fine-tuning
+@pytest.fixture(scope="module")
+def runs(vit, train):
+    """The three methods at one tiny budget and seed, the Gaussian one matched to the nullspace noise's energy."""
+    learned = finetune.finetune(vit, train, tiny(method="nullspace"))
+    return {"nullspace": learned, "plain": finetune.finetune(vit, train, tiny(method="plain")),
+            "gaussian": finetune.finetune(vit, train, tiny(method="gaussian", gaussian_rms=learned.noise_rms))}
+
+
+def test_nullspace_finetuning_learns_a_noise_per_round_and_leaves_the_model_alone(vit, runs):
+    before = weights(models.load_model("zoo-vit-s"))
+    result = runs["nullspace"]
+    assert torch.equal(weights(vit), before)  # the caller's model is untouched
+    assert not torch.equal(weights(result.model), before)  # the copy was trained
+    assert not result.model.training and len(result.history) == 4
+    assert [record.start_step for record in result.rounds] == [0, 2]
+    for record in result.rounds:
+        # learned from the Uniform(-2, 2) start in token units (49 x 96 entries) with the rate asked for
+        assert math.isclose(record.initial_norm, math.sqrt(49 * 96) * 2 / math.sqrt(3), rel_tol=0.05)
+        assert record.noise_lr == 1.0 and record.noise_loss_last < record.noise_loss_first
+        assert math.isclose(record.rms, record.norm / math.sqrt(49 * 96))
+    assert all(set(entry) == {"step", "loss", "clean_loss", "noisy_loss"} for entry in result.history)
+
+
+def test_finetuning_lowers_the_loss_on_its_batch(runs):
+    for method, result in runs.items():
+        clean = [entry["clean_loss"] for entry in result.history]
+        assert clean[-1] < clean[0], (method, clean)
+    for method in ("nullspace", "gaussian"):  # within a round (same noise), the noisy loss falls too
+        noisy = [entry["noisy_loss"] for entry in runs[method].history]
+        assert noisy[1] < noisy[0] and noisy[3] < noisy[2], (method, noisy)
+
+
+def test_gaussian_baseline_matches_the_nullspace_noise_energy_round_by_round(runs):
+    matched, learned = runs["gaussian"], runs["nullspace"]
+    assert len(matched.noise_rms) == 2 and matched.noise_rms != (learned.noise_rms[0],) * 2
+    for ours, theirs in zip(matched.noise_rms, learned.noise_rms, strict=True):
+        assert math.isclose(ours, theirs, rel_tol=1e-6)
+
+
+def test_plain_finetuning_is_reproducible_and_has_no_noise(vit, train, runs):
+    first = runs["plain"]
+    assert first.rounds == [] and all("noisy_loss" not in entry for entry in first.history)
+    second = finetune.finetune(vit, train, tiny(method="plain"))
+    assert torch.equal(weights(first.model), weights(second.model))
+    other = finetune.finetune(vit, train, tiny(method="plain", steps=2, rounds=1, batch_size=4, seed=1))
+    assert not torch.equal(weights(first.model), weights(other.model))
+
+
+def test_noise_methods_need_a_vit(train):
+    cnn = models.load_model("zoo-resnet")
+    with pytest.raises(ValueError, match="needs a ViT"):
+        finetune.finetune(cnn, train, tiny(method="nullspace"))
+
+
+def test_saved_weights_load_back_as_the_same_model(vit, train, batch, tmp_path):
+    result = finetune.finetune(vit, train, tiny(method="plain", steps=1, rounds=1))
+    path = tmp_path / "tuned.safetensors"
+    finetune.save_weights(result.model, str(path))
+    loaded = models.load_model("zoo-vit-s", weights=path)
+    with torch.no_grad():
+        assert torch.equal(loaded(batch[0]), result.model(batch[0]))
+    with pytest.raises(ValueError, match="safetensors"):
+        finetune.save_weights(result.model, str(tmp_path / "tuned.pt"))
+
+
+def test_nullspace_match_reports_a_fig2_point(vit, train, batch):
+    row = finetune.nullspace_match(vit, train, TensorDataset(*batch), lim=2.0, seeds=(0,), steps=3, milestones=(),
+                                   batch_size=16, lr=1.0)
+    assert row["level"] == "encoder" and row["lr"] == 1.0 and len(row["seeds"]) == 1
+    assert 0.0 <= row["seeds"][0]["learned"]["match"] <= 1.0
+
+
+def test_clean_accuracy_checks_its_inputs(vit, batch):
+    images, labels = batch
+    assert finetune.clean_accuracy(vit, images, labels) > 0.8  # the zoo ViT-S is 99 % accurate
+    with pytest.raises(ValueError, match="floats in \\[0, 1\\]"):
+        finetune.clean_accuracy(vit, images * 255, labels)
+    with pytest.raises(ValueError, match="one per image"):
+        finetune.clean_accuracy(vit, images, labels[:3])
+
+
+# --------------------------------------------------------------------------- corruptions (imagecorruptions)
+def test_corruptions_change_images_deterministically_under_a_seed(batch):
+    pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
+    images = batch[0][:3]
+    state = np.random.get_state()
+    for corruption in ("gaussian_noise", "defocus_blur", "jpeg_compression"):
+        corrupted = finetune.corrupt_images(images, corruption, 3, seed=5)
+        assert corrupted.shape == images.shape and corrupted.dtype == images.dtype
+        assert 0 <= corrupted.min() and corrupted.max() <= 1
+        assert (corrupted - images).abs().mean() > 1 / 255, corruption
+        assert torch.equal(corrupted, finetune.corrupt_images(images, corruption, 3, seed=5))
+    assert not torch.equal(finetune.corrupt_images(images, "gaussian_noise", 3, seed=5),
+                           finetune.corrupt_images(images, "gaussian_noise", 3, seed=6))
+    stronger = finetune.corrupt_images(images, "gaussian_noise", 5, seed=5)
+    assert (stronger - images).abs().mean() > (finetune.corrupt_images(images, "gaussian_noise", 1, seed=5)
+                                               - images).abs().mean()
+    after = np.random.get_state()
+    assert state[0] == after[0] and np.array_equal(state[1], after[1])  # NumPy's global state untouched
+
+
+def test_every_listed_corruption_runs_on_teaching_images(batch):
+    pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
+    image = batch[0][:1]
+    for corruption in finetune.CORRUPTIONS:
+        corrupted = finetune.corrupt_images(image, corruption, 2)
+        assert corrupted.shape == image.shape and not torch.equal(corrupted, image), corruption
+
+
+def test_corruption_accuracy_table(vit, batch):
+    pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
+    images, labels = batch[0][:8], batch[1][:8]
+    table = finetune.corruption_accuracy(vit, images, labels, corruptions=("gaussian_noise", "pixelate"),
+                                         severities=(1, 5))
+    assert set(table["per_severity"]) == {"gaussian_noise", "pixelate"}
+    assert set(table["per_severity"]["pixelate"]) == {1, 5}
+    means = [np.mean(list(row.values())) for row in table["per_severity"].values()]
+    assert math.isclose(table["mean"], float(np.mean(means)))
+
+
+def test_corruption_bad_inputs_say_what_to_do(batch):
+    pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
+    with pytest.raises(ValueError, match="unknown corruption 'rain'"):
+        finetune.corrupt_images(batch[0][:1], "rain", 1)
+    with pytest.raises(ValueError, match="severity must be one of"):
+        finetune.corrupt_images(batch[0][:1], "gaussian_noise", 6)
+    with pytest.raises(ValueError, match="\\(B, 3, H, W\\)"):
+        finetune.corrupt_images(batch[0][0], "gaussian_noise", 1)
+
+
+# --------------------------------------------------------------------------- PGD (torchattacks)
+def test_pgd_at_zero_radius_changes_nothing(vit, batch):
+    pytest.importorskip("torchattacks", reason=NEEDS_ATTACKS)
+    images, labels = batch[0][:4], batch[1][:4]
+    assert torch.equal(finetune.pgd_images(vit, images, labels, eps=0.0), images)
+
+
+def test_pgd_stays_in_its_ball_raises_the_loss_and_is_seeded(vit, batch):
+    pytest.importorskip("torchattacks", reason=NEEDS_ATTACKS)
+    images, labels = batch[0][:4], batch[1][:4]
+    vit.train()  # the attack must leave the model's mode as it found it
+    eps = 2 / 255
+    adversarial = finetune.pgd_images(vit, images, labels, eps=eps, steps=5, seed=1)
+    assert vit.training
+    vit.eval()
+    assert (adversarial - images).abs().max() <= eps + 1e-7 and 0 <= adversarial.min() and adversarial.max() <= 1
+    assert (adversarial - images).abs().max() > eps / 2
+    assert torch.equal(adversarial, finetune.pgd_images(vit, images, labels, eps=eps, steps=5, seed=1))
+    with torch.no_grad():
+        assert F.cross_entropy(vit(adversarial), labels) > F.cross_entropy(vit(images), labels)
+    scores = finetune.pgd_accuracy(vit, images, labels, epsilons=(0.0, eps), steps=2)
+    assert set(scores) == {"0/255", "2/255"} and scores["0/255"] >= scores["2/255"]
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        finetune.pgd_images(vit, images, labels, eps=-0.1)
+
+
+def test_untouched_noise_api_still_adds_at_the_encoder(vit):
+    """The fine-tuning relies on approximate.add_noise at the encoder: a shape mismatch is named, not broadcast."""
+    assert approximate.noise_shape(vit, "encoder", 112) == (49, 96)
