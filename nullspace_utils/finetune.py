@@ -28,6 +28,7 @@ match of the fine-tuned model (:func:`nullspace_utils.approximate.noise_point`).
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -334,8 +335,10 @@ def corrupt_images(images: torch.Tensor, corruption: str, severity: int, *, seed
     """``images`` (B, 3, H, W) in [0, 1] with one ImageNet-C ``corruption`` at ``severity`` 1-5, applied by
     ``imagecorruptions.corrupt`` to each image as 8-bit RGB (as ImageNet-C's images are stored).
 
-    imagecorruptions draws from NumPy's global generator: it is seeded with ``seed`` (image ``i`` gets
-    ``seed + i``) and restored afterwards, so the result is deterministic and the caller's state is untouched.
+    Image ``i`` gets the seed ``seed + i``: most corruptions draw from NumPy's global generator, which is seeded
+    with it and restored afterwards (the caller's state is untouched); those that take their own ``seed`` argument
+    (impulse noise and glass blur in imagecorruptions-imaug 1.1.5, which otherwise draw fresh OS entropy) get it
+    passed. So the result is deterministic.
     """
     library = _imagecorruptions()
     if corruption not in library.get_corruption_names("all"):
@@ -344,12 +347,16 @@ def corrupt_images(images: torch.Tensor, corruption: str, severity: int, *, seed
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}.")
     _check_images(images)
     pixels = (images.detach().cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    takes_seed = "seed" in inspect.signature(getattr(library.corruptions, corruption)).parameters
     state = np.random.get_state()
     try:
         out = []
         for index, image in enumerate(pixels):
-            np.random.seed((seed + index) % 2**32)
-            corrupted = library.corrupt(np.ascontiguousarray(image), corruption_name=corruption, severity=severity)
+            image_seed = (seed + index) % 2**32
+            np.random.seed(image_seed)
+            extra = {"seed": image_seed} if takes_seed else {}
+            corrupted = library.corrupt(np.ascontiguousarray(image), corruption_name=corruption, severity=severity,
+                                        **extra)
             out.append(np.asarray(corrupted, dtype=np.uint8)[: image.shape[0], : image.shape[1]])
     finally:
         np.random.set_state(state)

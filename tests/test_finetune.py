@@ -182,14 +182,16 @@ def test_corruptions_change_images_deterministically_under_a_seed(batch):
     pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
     images = batch[0][:3]
     state = np.random.get_state()
-    for corruption in ("gaussian_noise", "defocus_blur", "jpeg_compression"):
+    # impulse noise and glass blur take their own seed in imagecorruptions-imaug (OS entropy without one)
+    for corruption in ("gaussian_noise", "impulse_noise", "glass_blur", "defocus_blur", "jpeg_compression"):
         corrupted = finetune.corrupt_images(images, corruption, 3, seed=5)
         assert corrupted.shape == images.shape and corrupted.dtype == images.dtype
         assert 0 <= corrupted.min() and corrupted.max() <= 1
         assert (corrupted - images).abs().mean() > 1 / 255, corruption
         assert torch.equal(corrupted, finetune.corrupt_images(images, corruption, 3, seed=5))
-    assert not torch.equal(finetune.corrupt_images(images, "gaussian_noise", 3, seed=5),
-                           finetune.corrupt_images(images, "gaussian_noise", 3, seed=6))
+    for corruption in ("gaussian_noise", "impulse_noise", "glass_blur"):
+        assert not torch.equal(finetune.corrupt_images(images, corruption, 3, seed=5),
+                               finetune.corrupt_images(images, corruption, 3, seed=6)), corruption
     stronger = finetune.corrupt_images(images, "gaussian_noise", 5, seed=5)
     assert (stronger - images).abs().mean() > (finetune.corrupt_images(images, "gaussian_noise", 1, seed=5)
                                                - images).abs().mean()
