@@ -424,12 +424,12 @@ def pgd_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, 
 
 def pgd_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
                  epsilons: Sequence[float] = PGD_EPSILONS, steps: int = 10, seed: int = 0,
-                 batch_size: int = 64) -> dict[str, float]:
+                 batch_size: int = 64, show_progress: bool = False) -> dict[str, float]:
     """Top-1 accuracy under PGD-L∞ at each radius of ``epsilons`` (keys ``f"{eps * 255:g}/255"``); settings as in
-    :func:`pgd_images`, the batches attacked one after another."""
+    :func:`pgd_images`, the batches attacked one after another (batch ``i`` with seed ``seed + i``)."""
     _check_images(images, labels)
     scores = {}
-    for eps in epsilons:
+    for eps in tqdm(epsilons, disable=not show_progress, desc="PGD radii"):
         adversarial = torch.cat([pgd_images(model, images[i : i + batch_size], labels[i : i + batch_size], eps=eps,
                                             steps=steps, seed=seed + i)
                                  for i in range(0, len(images), batch_size)])
