@@ -10,6 +10,7 @@ import matplotlib
 import matplotlib.lines
 import matplotlib.pyplot as plt
 import matplotlib.text
+import matplotlib.ticker
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -298,7 +299,7 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
                 legend: str = "below") -> Figure:
     """Curves over seeds: the mean as a line, the seeds' range (min to max) as error bars.
 
-    Each panel is ``{"title", "xlabel", "ylabel", "logx": bool, "series": [{"label", "kind", "color", "xs",
+    Each panel is ``{"title", "xlabel", "ylabel", "logx": bool, "xticks" (optional), "series": [{"label", "kind", "color", "xs",
     "values", "failed"}]}`` (``xs``, ``values``, ``failed`` as :func:`seed_series` gives them); ``kind`` picks
     the style of :data:`NOISE_STYLES`. A learned noise's point whose learning failed is drawn hollow. One legend for the whole
     figure keys the colours (labels) and the line styles (kinds), under the panels."""
@@ -326,6 +327,11 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
                 kinds.append(series["kind"])
         if panel.get("logx"):
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:.2g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # unlabelled: they would overlap
+        if panel.get("xticks"):
+            ax.set_xticks(panel["xticks"])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel(panel["xlabel"])
         ax.set_ylabel(panel["ylabel"])

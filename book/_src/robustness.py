@@ -119,6 +119,7 @@ if sweep is not None and tokens is not None:
          "series": [series(rows, kind, name, index, x=relative) for index, (name, rows) in enumerate(panel_a.items())
                     for kind in ("learned", "uniform")]},
         {"title": "(b) image, all models", "xlabel": "noise RMS (pixels in [0, 1])", "logx": True,
+         "xticks": [lim / 3 ** 0.5 for lim in config["lims"]],
          "ylabel": "predictions unchanged (%)",
          "series": [series(rows, kind, name, index) for index, (name, rows) in enumerate(sweep["input"].items())
                     for kind in ("learned", "uniform")]},
@@ -222,8 +223,9 @@ if sweep is not None and tokens is not None:
         "- **The exact nullspace in the learned noise.** Mean share of the learned noise's norm in "
         "null(W_pix): " + ", ".join(f"{name} {mean_share(name, 'null_share'):.3f} (random noise "
                                      f"{mean_share(name, 'projected_norm_kept'):.3f})" for name in vits)
-        + f"; without its row-space part the learned noise keeps at least {100 * min(row_removed):.1f} % of the "
-        "predictions at every lim and seed.",
+        + ("; without its row-space part the learned noise keeps every prediction at every lim and seed."
+           if min(row_removed) == 1.0 else f"; without its row-space part the learned noise keeps at least "
+           f"{100 * min(row_removed):.1f} % of the predictions at every lim and seed."),
         f"- **(c), transfer of learned noise at lim {lim_mid}.** ViT-S's own noise keeps "
         f"{100 * own[source]:.0f} % of its predictions, "
         + ", ".join(f"{100 * own[name]:.0f} % of {name}'s" for name in vits[1:]) + " and "
