@@ -340,12 +340,11 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
     handles += [matplotlib.lines.Line2D([], [], color="black", linestyle=NOISE_STYLES[kind][0],
                                         marker=NOISE_STYLES[kind][1], markersize=4) for kind in kinds]
     names = list(labels) + [NOISE_NAMES[kind] for kind in kinds]
-    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
-    fig.tight_layout()
-    rows_of_legend = -(-len(names) // min(3, len(names)))
-    fig.subplots_adjust(bottom=min(0.45, (0.12 + 0.07 * rows_of_legend) / nrows))
     readable(fig)
-    fig.subplots_adjust(bottom=min(0.45, (0.12 + 0.07 * rows_of_legend) / nrows))
+    # below the panels, outside the axes (the notebook's inline figures are cropped to what is drawn)
+    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(names)),
+               fontsize=size_points, frameon=False)
     return fig
 
 

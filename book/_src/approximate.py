@@ -128,7 +128,8 @@ print(f"mean norm of the clean patch tokens: {result.clean_norm:.0f}")
 plotting.table(rows, ["noise", "predictions unchanged", "logit MSE", "noise norm"])
 
 # %% [markdown]
-# The *logit MSE* is the mean over images and classes of the squared change of the logits. Compare the
+# The *logit MSE* is the mean over images and classes of the squared change of the logits (the authors'
+# code sums over the classes instead, which multiplies it by the number of classes). Compare the
 # learned noise with its shuffled copy, which has exactly its energy; the uniform start is larger, since
 # the noise shrank. One short run on one seed is an anecdote, though: the sweep below repeats everything
 # with three seeds, longer, and with the norm held fixed.
@@ -166,6 +167,7 @@ def figure_2(rows_by_model: dict, kinds=("learned", "shuffled", "uniform")) -> p
     """One panel per ViT: share of predictions kept against lim, mean and range over seeds."""
     return plotting.seed_panels([
         {"title": name, "xlabel": "lim (token units)", "ylabel": "predictions unchanged (%)", "logx": True,
+         "xticks": [row["lim"] for row in rows],
          "series": [dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, kind), strict=True),
                          label=name, kind=kind, color=f"C{index}") for kind in kinds]}
         for index, (name, rows) in enumerate(rows_by_model.items())], ncols=3, size=(2.6, 2.8))
@@ -179,7 +181,9 @@ if sweep is not None:
 # Lines are means over the three seeds, bars the range from the lowest to the highest seed; the key
 # below the panels names the line styles. A hollow marker would flag a point whose learning failed
 # (the learned noise no better than its shuffled copy on the *training* loss for some seed, or a rate at
-# the edge of its grid); none did. The verdicts, generated from the file by `approximate.point_verdict`,
+# the edge of its grid); none did. There is no exact-nullspace baseline at the token level: the exact
+# nullspace (§3) is a set of *image* noises whose tokens are exactly zero, so its token noise is nothing at
+# all. The next chapter compares learned *image* noise with it. The verdicts, generated from the file by `approximate.point_verdict`,
 # which calls a difference only when the seeds' ranges do not overlap:
 
 # %%
@@ -205,7 +209,7 @@ if sweep is not None:
     first = profile.vit_models[0]
     plotting.seed_panels([
         {"title": f"{first}: norm held", "xlabel": "lim (token units)", "ylabel": "predictions unchanged (%)",
-         "logx": True, "series": [dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, kind), strict=True),
+         "logx": True, "xticks": [row["lim"] for row in sweep["models"][first]], "series": [dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, kind), strict=True),
                                        label=label, kind=kind, color=color)
                                   for label, rows, color in (("plain SGD", sweep["models"][first], "C0"),
                                                              ("keep norm", sweep["keep_norm"][first], "C3"))
