@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
-           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "matrix_heatmap", "change_strips", "roc_panels"]
+           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -293,6 +293,13 @@ def seed_series(rows: Sequence[dict[str, Any]], kind: str, *, field: str = "matc
     xs = [x(row) if callable(x) else row[x] for row in rows]
     values = [[scale * entry[kind][field] for entry in row["seeds"]] for row in rows]
     return xs, values, [bool(row["learning_failed"]) for row in rows]
+
+
+def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int = 1) -> str:
+    """The range of ``values`` (over seeds) times ``scale`` as text, "97.2-99.0", or one number when both ends
+    print alike."""
+    low, high = f"{scale * min(values):.{digits}f}", f"{scale * max(values):.{digits}f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,
