@@ -62,8 +62,9 @@ print(f"rank {linalg.rank(W_pix)}, nullspace dimension {linalg.nullity(W_pix)} =
 
 # %% [markdown]
 # The rank is decided by a tolerance (see the {doc}`primer`). The singular values of the trained
-# matrix leave no doubt: all 96 are far from zero, and the 672 remaining directions have no singular
-# value at all because the matrix has only 96 rows.
+# matrix leave no doubt: all $d$ of them are far from zero (the printed ratio of the largest to the
+# smallest), and the $C r^2 - d$ remaining directions have no singular value at all because the
+# matrix has only $d$ rows.
 
 # %%
 sigma = linalg.singular_values(W_pix)

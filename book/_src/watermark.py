@@ -50,8 +50,9 @@ images, labels = stack_dataset(profile.dataset("val", n=4))
 # 1. it always has a solution, because $y = x_j$ is feasible;
 # 2. *every* feasible $y$ has exactly the embedding of $x_j$, so the prediction is preserved by
 #    construction, whatever the solver's accuracy in the objective;
-# 3. the constraint has $d$ rows (96 for the smallest zoo ViT, 384 for ViT-S/32), where the paper's
-#    form has $C r^2 - d$ unknowns (672, or 2688): a smaller problem.
+# 3. the constraint has $d$ rows, where the form in $\lambda$ over the joint nullspace has $C r^2 - d$
+#    unknowns; for the zoo's ViTs and for ViT-S/B-32 $d$ is the smaller (the dimensions are in the
+#    {doc}`exact_nullspace` chapter's table): a smaller problem.
 #
 # ## Solving it fast
 #
@@ -228,18 +229,16 @@ if results is not None:
 # What the numbers say:
 #
 # - The exact watermark keeps **100 %** of predictions on every model, with probability changes at
-#   the level of float rounding, although the images are transformed beyond recognition (PSNR about
-#   6 to 8 dB).
+#   the level of float rounding, although the images are transformed beyond recognition (the PSNR
+#   column).
 # - Saving as 8-bit costs as much as it costs the clean image: no prediction changes.
 # - Forgetting the per-channel std matters little *here*: the zoo uses timm's ImageNet std, whose
 #   three values are nearly equal (0.229, 0.224, 0.225), so $W$ and $W \operatorname{diag}(1/\sigma)$
-#   have almost the same nullspace. It moves the logits 1.4 to 2.5 times as much as 8-bit rounding
-#   does (the "mean max |Δlogit|" column), but no prediction flips.
+#   have almost the same nullspace. It moves the logits more than 8-bit rounding does (compare the
+#   "mean max |Δlogit|" column of the two rows), but no prediction flips.
 # - **Resizing breaks everything**: once the watermarked image is resampled, its tiles no longer
-#   align with the patch grid, and only 11 to 28 % of predictions survive, with large probability
-#   changes. A pipeline that resizes or crops after watermarking is the only one of our candidates
-#   that produces failures of the kind the paper reports; a partial misalignment (or a resize on only
-#   some images) would give numbers between ours and theirs.
+#   align with the patch grid, and most predictions are lost (the "resized + cropped" rows), with
+#   large probability changes, far more than the paper's 15 %.
 # - Resizing is a candidate for the paper's lost predictions, but only one of several; the next
 #   section tests them all on the same images, with the paper's own procedure.
 #
