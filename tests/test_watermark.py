@@ -290,7 +290,9 @@ def test_committed_paper_procedure_matches_the_code():
     fresh = experiments.paper_slsqp_check(profile.load_model(check["model"]), images[check["image"]],
                                           experiments.watermark_mark(profile.image_size))
     flat = [value for row in check["result"]["objective"] for value in row]
-    assert [value for row in fresh["objective"] for value in row] == pytest.approx(flat, rel=1e-3)
+    # SLSQP stops at slightly different points of this non-smooth problem under other BLAS or scipy builds (2 %
+    # between scipy 1.17 and 1.18 here); a wrong unit (normalised vs pixel) or channel would be off by far more
+    assert [value for row in fresh["objective"] for value in row] == pytest.approx(flat, rel=0.03)
     assert fresh["box_violation"] < 1e-5 and check["result"]["box_violation"] < 1e-5
     imported = committed["models"][check["model"]]["first_patches_objective"]  # solved elsewhere, maybe other scipy
     assert [value for row in imported for value in row] == pytest.approx(flat, rel=0.05)
