@@ -41,15 +41,6 @@ logger = logging.getLogger(__name__)
 
 WATERMARK_CHECK_IMAGES = 8  # the cheap point a test recomputes on the CPU
 
-<<<<<<< HEAD
-#: Learned-noise sweep settings per profile (paper Fig. 2 at the encoder; Fig. 3 at the input, for all six models).
-#: The recipe is the authors' follow-up code's (Liu-Hy/NS-ViT): eq. 6's L2 norm, SGD, rate x0.1 at 30/60/80 % of
-#: the run. Departures, each stated in the chapters: a budget in *steps* (theirs is 500 epochs of ImageNette),
-#: the rate chosen per model, level and lim by a probe on training images (``lr_grid``, widened until the choice is
-#: interior), and input-level lims in [0, 1] pixel units. ``lims`` grow by ``extend_factor`` past the listed ones
-#: until Uniform(-lim, lim) keeps under ``extend_until`` of a model's predictions (at most ``max_extensions``
-#: times), so that every model is stressed. Every point is learned from ``seeds`` (start and batch order).
-=======
 #: The paper's watermark procedure (§6, A.2) as its authors' code runs it (``watermark.paper_slsqp``): p = 1,
 #: SLSQP with the paper's 5000-iteration cap, on the first ``images`` val images for every ViT of the profile
 #: whose per-channel nullspace is not {0}; ``workers`` processes (one per CPU core).
@@ -57,12 +48,14 @@ WATERMARK_SLSQP_CONFIG: dict[str, Any] = {"images": 20, "maxiter": 5000, "p": 1,
 #: its cheap point a test recomputes on the CPU: the first ``patches`` patches of val image 0 for the first ViT
 WATERMARK_SLSQP_CHECK: dict[str, Any] = {"image": 0, "patches": 2}
 
-#: Sweep settings per profile. ``imagenet`` is the authors' follow-up code's recipe (SGD lr 0.01,
-#: 500 steps, x0.1 at 150/300/400, batch 256). ``teaching`` keeps its schedule shape (decays at 30/60/80 %
-#: of the steps) but is sized to run on a 2-core CPU (no GPU was lent when it was made) and uses lr 1.0:
-#: the loss sums over 10 logits instead of 1000, and at lr 0.01 the noise barely moves in 200 steps (batch
-#: loss 5.5 -> 4.2, norm -0.3 %; lr 1.0: 5.5 -> 0.7; the ``lr_probe`` rows of the result file measure this).
->>>>>>> h20-exact-watermark
+
+#: Learned-noise sweep settings per profile (paper Fig. 2 at the encoder; Fig. 3 at the input, for all six models).
+#: The recipe is the authors' follow-up code's (Liu-Hy/NS-ViT): eq. 6's L2 norm, SGD, rate x0.1 at 30/60/80 % of
+#: the run. Departures, each stated in the chapters: a budget in *steps* (theirs is 500 epochs of ImageNette),
+#: the rate chosen per model, level and lim by a probe on training images (``lr_grid``, widened until the choice is
+#: interior), and input-level lims in [0, 1] pixel units. ``lims`` grow by ``extend_factor`` past the listed ones
+#: until Uniform(-lim, lim) keeps under ``extend_until`` of a model's predictions (at most ``max_extensions``
+#: times), so that every model is stressed. Every point is learned from ``seeds`` (start and batch order).
 APPROXIMATE_CONFIG: dict[str, dict[str, Any]] = {
     "teaching": {"lims": (0.5, 1.0, 2.0, 4.0), "extend_until": 0.5, "extend_factor": 2.0, "max_extensions": 4,
                  "seeds": (0, 1, 2), "steps": 200, "milestones": (60, 120, 160), "batch_size": 128,

@@ -279,7 +279,7 @@ def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[fl
 
 
 #: line style and marker of each kind of noise in the seed figures (one key for all of them)
-NOISE_STYLES: dict[str, tuple[str, str]] = {"learned": ("-", "o"), "shuffled": (":", "x"), "uniform": ("--", "s"),
+NOISE_STYLES: dict[str, tuple[Any, str]] = {"learned": ("-", "o"), "shuffled": (":", "x"), "uniform": ("--", "s"),
                                             "projected": ("-.", "^"), "row_removed": ((0, (1, 1)), "v")}
 NOISE_NAMES = {"learned": "learned", "shuffled": "learned, shuffled", "uniform": "uniform (its start)",
                "projected": "start projected onto null(W_pix)", "row_removed": "learned, row-space part removed"}

@@ -56,7 +56,7 @@ practises = {
     "ex-robust-2": "variance over seeds: does the shape of a noise's distribution (Gaussian, uniform) matter at equal RMS",
     "ex-robust-3": "what a ViT sees of a noise: its row-space part, by construction as harmful as the whole",
     "ex-wm-1": "the watermark on a wider ViT: quality (objective, PSNR) against the nullspace dimension",
-    "ex-wm-2": "a one-pixel shift of a watermarked image, compared with 8-bit rounding",
+    "ex-wm-2": "lossy compression (JPEG) of a watermarked image, compared with 8-bit rounding",
     "ex-wm-3": "the solver's objective against its iteration budget, and what the budget cannot change",
     "ex-fool-1": "the disguise through another channel's columns: tint and share of out-of-range values",
     "ex-fool-2": "predicting from the patch grid which occlusion windows see the disguise",
