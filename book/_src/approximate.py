@@ -264,6 +264,20 @@ if sweep is not None:
 #   ViTs are larger. Compare noise norms with clean token norms, not lims, across models; the next
 #   chapter does so.
 #
+# ```{admonition} What the paper says, what we found
+# :class: important
+#
+# - **§4: "the optimisation converges towards a local minima with relatively larger noise values" as lim
+#   grows.** Eq. 6 has its global minimum at zero noise; what a larger lim gives is a larger *start*, which
+#   plain SGD shrinks only partly in a finite budget. The norms in the table above say how much.
+# - **Eq. 6 allows "any $\ell_p$ norm".** The authors' follow-up code uses the $L_2$ norm, not squared,
+#   averaged over the batch; so does this book. The squared variant learns too, at a different rate.
+# - **A.1's pseudo-code and "implementation details" are not in the submission.** The recipe here follows
+#   the authors' follow-up code {cite}`liu2025approximate`, with the departures listed at the top.
+# - **Fig. 2 reports no repeats and no spread.** Here "learned beats shuffled" holds where three seeds
+#   separate, and is "not separable" at small lims.
+# ```
+#
 # An earlier version of this chapter reported that learning did not work for ViT-B and ViT-L: that
 # was the optimiser (one rate for every model, chosen on ViT-S only, and 200 steps too few at that rate),
 # not the models: compare the rates the probe chose, printed above Fig. 2, with the 1.0 used then.

@@ -250,6 +250,20 @@ if sweep is not None and tokens is not None:
     display(Markdown("\n".join(lines)))
 
 # %% [markdown]
+# ```{admonition} What the paper says, what we found
+# :class: important
+#
+# - **§5 compares ViT token noise with CNN image noise on one axis (Fig. 3a).** Token and pixel units are not
+#   the same quantity; here panel (a) uses the noise's size relative to the clean input, and the verdicts
+#   come from panel (b), where every model gets image noise of the same pixel energy.
+# - **The input-level lim is in normalised units in the authors' code.** The same lim is then a different
+#   pixel energy for models with different normalisations; this book uses [0, 1] pixels for every model.
+# - **Fig. 3c's caption mentions the exact nullspace noise, the text the learned one.** Both are shown,
+#   the exact one at the energy of the uniform noise it is compared with.
+# - **Fig. 3 reports no repeats and no spread.** With three seeds, "ViTs keep more predictions than CNNs"
+#   holds at one lim of the zoo's sweep and is undecided at the others (see above).
+# ```
+#
 # ## Exercises
 #
 # ```{exercise} A noise for everybody
