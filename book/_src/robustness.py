@@ -206,10 +206,10 @@ if sweep is not None:
         plotting.matrix_heatmap(sweep["transfer"][lim], list(profile.models), ax=ax,
                                 title=f"predictions unchanged (%), image noise, lim {lim}")
     plt.show()
-    rows = [[lim, f"{float(lim) / 3 ** 0.5:.2g}", *[f"{100 * sweep['exact_transfer'][lim][name]:.1f} %"
-                                                     for name in profile.models]] for lim in sweep["exact_transfer"]]
+    rows = [[lim, *[f"{100 * sweep['exact_transfer'][lim][name]:.1f} %" for name in profile.models]]
+            for lim in sweep["exact_transfer"]]
     print(f"exact nullspace noise of {profile.vit_models[0]}, scaled to the RMS of Uniform(-lim, lim), on every model:")
-    display(plotting.table(rows, ["lim", "RMS", *profile.models]))
+    display(plotting.table(rows, ["lim", *profile.models]))
 
 # %% [markdown]
 # The exact nullspace noise is scaled to the energy of the uniform noise it is compared with (an earlier
