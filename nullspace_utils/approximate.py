@@ -264,6 +264,18 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     return LrChoice(lr=best, grid=rates, scores={str(rate): scores[str(rate)] for rate in rates}, at_edge=at_edge)
 
 
+def _resolve_lr(lr: float | str, model: nn.Module, data: Dataset | DataLoader, **probe: Any
+                ) -> tuple[float, LrChoice | None]:
+    """``lr`` as a number: itself, or for ``"auto"`` the rate :func:`choose_lr` picks (``probe`` are its settings),
+    with that choice."""
+    if not isinstance(lr, str):
+        return lr, None
+    if lr != "auto":
+        raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
+    choice = choose_lr(model, data, **probe)
+    return choice.lr, choice
+
+
 def learn_noise(
     model: nn.Module,
     data: Dataset | DataLoader,
@@ -301,14 +313,9 @@ def learn_noise(
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
-    lr_choice = None
-    if isinstance(lr, str):
-        if lr != "auto":
-            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
-        lr_choice = choose_lr(model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
-                              steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
-                              show_progress=show_progress)
-        lr = lr_choice.lr
+    lr, lr_choice = _resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                                steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
+                                show_progress=show_progress)
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}.")
     device = _device(model, device)
@@ -493,14 +500,9 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
     """
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed.")
-    lr_choice = None
-    if isinstance(lr, str):
-        if lr != "auto":
-            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
-        lr_choice = choose_lr(model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
-                              steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
-                              show_progress=show_progress)
-        lr = lr_choice.lr
+    lr, lr_choice = _resolve_lr(lr, model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                                steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
+                                show_progress=show_progress)
     vit_input = level == "input" and hasattr(models.unwrap(model), "patch_embed")
     common: dict[str, Any] = {"batch_size": batch_size, "device": device}
     loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images, **common}
