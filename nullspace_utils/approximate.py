@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "training_loss", "evaluate_noise",
-           "shuffle_noise", "split_noise", "noise_point", "seed_values", "separated", "point_verdict"]
+           "shuffle_noise", "split_noise", "noise_point", "judge_learning", "SEED_LOSS_RATIO", "seed_values", "separated",
+           "point_verdict"]
 
 LEVELS = ("encoder", "input")
 
@@ -263,6 +264,18 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     return LrChoice(lr=best, grid=rates, scores={str(rate): scores[str(rate)] for rate in rates}, at_edge=at_edge)
 
 
+def _resolve_lr(lr: float | str, model: nn.Module, data: Dataset | DataLoader, **probe: Any
+                ) -> tuple[float, LrChoice | None]:
+    """``lr`` as a number: itself, or for ``"auto"`` the rate :func:`choose_lr` picks (``probe`` are its settings),
+    with that choice."""
+    if not isinstance(lr, str):
+        return lr, None
+    if lr != "auto":
+        raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
+    choice = choose_lr(model, data, **probe)
+    return choice.lr, choice
+
+
 def learn_noise(
     model: nn.Module,
     data: Dataset | DataLoader,
@@ -300,14 +313,9 @@ def learn_noise(
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
-    lr_choice = None
-    if isinstance(lr, str):
-        if lr != "auto":
-            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
-        lr_choice = choose_lr(model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
-                              steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
-                              show_progress=show_progress)
-        lr = lr_choice.lr
+    lr, lr_choice = _resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                                steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
+                                show_progress=show_progress)
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}.")
     device = _device(model, device)
@@ -481,7 +489,7 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
     The rate is chosen once per point (``lr="auto"``: :func:`choose_lr` on ``train`` with the first seed), then
     a noise is learned per seed (seed = the Uniform(-lim, lim) start and the batch order). Per seed the row keeps:
     the norms; the training loss (eq. 6 on ``train_images`` training images) of the start, the learned noise and
-    its shuffled copy, and ``learning_failed`` when the learned noise does not beat its shuffled copy there; and
+    its shuffled copy, and ``learning_failed`` as :func:`judge_learning` decides from those losses; and
     the validation evaluations (:class:`NoiseEvaluation`) of the learned noise, its shuffled copy and the
     Uniform(-lim, lim) start it came from. For a ViT at the input it adds the exact-nullspace baselines: the start
     projected onto null(W_pix) (``projected``: keeps every prediction by construction, with
@@ -492,14 +500,9 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
     """
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed.")
-    lr_choice = None
-    if isinstance(lr, str):
-        if lr != "auto":
-            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}.")
-        lr_choice = choose_lr(model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
-                              steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
-                              show_progress=show_progress)
-        lr = lr_choice.lr
+    lr, lr_choice = _resolve_lr(lr, model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                                steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
+                                show_progress=show_progress)
     vit_input = level == "input" and hasattr(models.unwrap(model), "patch_embed")
     common: dict[str, Any] = {"batch_size": batch_size, "device": device}
     loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images, **common}
@@ -515,7 +518,7 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
         losses = {name: training_loss(model, train, noise, **loss_settings)
                   for name, noise in (("initial", start), ("learned", result.noise), ("shuffled", shuffled))}
         entry: dict = {"seed": seed, "initial_norm": result.initial_norm, "final_norm": result.norm,
-                       "train_loss": losses, "learning_failed": not losses["learned"] < losses["shuffled"],
+                       "train_loss": losses, "learning_failed": False,  # judged below, over all seeds
                        "learned": _evaluation(model, val, result.noise, level=level, **common),
                        "shuffled": _evaluation(model, val, result.noise, level=level, shuffle=True, seed=seed, **common),
                        "uniform": _evaluation(model, val, start, level=level, **common)}
@@ -531,12 +534,30 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
                     getattr(model, "name", ""), level, lim, seed, lr, entry["learned"]["match"],
                     entry["shuffled"]["match"], entry["uniform"]["match"], result.initial_norm, result.norm,
                     ", LEARNING FAILED" if entry["learning_failed"] else "")
-    return {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
-            "loss": "squared" if squared else "norm", "p": p, "lr": lr,
-            "lr_choice": None if lr_choice is None else asdict(lr_choice),
-            "learning_failed": any(entry["learning_failed"] for entry in per_seed)
-            or bool(lr_choice is not None and lr_choice.at_edge),
-            "seeds": per_seed}
+    return judge_learning({"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
+                           "loss": "squared" if squared else "norm", "p": p, "lr": lr,
+                           "lr_choice": None if lr_choice is None else asdict(lr_choice), "learning_failed": False,
+                           "seeds": per_seed})
+
+
+#: a seed whose learned noise ends at more than this many times the best seed's training loss failed to learn
+SEED_LOSS_RATIO = 2.0
+
+
+def judge_learning(row: dict) -> dict:
+    """Set the "learning failed" flags of a :func:`noise_point` row from its stored training losses, and return it.
+
+    A seed failed when its learned noise does not beat its own shuffled copy on the training loss, or when it
+    ends at more than :data:`SEED_LOSS_RATIO` times the training loss of the point's best seed (one rate, probed
+    on the first seed, did not suit it: an optimiser failure, not a property of the model). The point failed
+    when any seed did, or when its rate sat at the edge of its probe's grid."""
+    best = min(entry["train_loss"]["learned"] for entry in row["seeds"])
+    for entry in row["seeds"]:
+        loss = entry["train_loss"]
+        entry["learning_failed"] = not loss["learned"] < loss["shuffled"] or loss["learned"] > SEED_LOSS_RATIO * best
+    choice = row.get("lr_choice")
+    row["learning_failed"] = any(entry["learning_failed"] for entry in row["seeds"]) or bool(choice and choice["at_edge"])
+    return row
 
 
 def seed_values(row: dict, kind: str, field: str = "match") -> list[float]:

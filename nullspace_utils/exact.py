@@ -13,6 +13,16 @@ the *patch embedding matrix*. Any ``v`` with ``W_pix v = 0``, tiled over every
 patch, leaves every patch embedding, and therefore every later layer and the
 logits, unchanged for every input image (paper §3.2). When d < C r^2 such a
 ``v != 0`` exists by the rank-nullity theorem.
+
+Two nullspaces. The paper (§3.2) takes "a input patch x ∈ R^{1×r×r}" and "d kernels", so its
+nullspace is *per channel*: that of each channel's d x r^2 block ``W_c``, non-trivial only when
+d < r^2, of dimension C (r^2 - d) for generic weights (the authors' code, github.com/Liu-Hy/NS-ViT,
+``max_noise.py``, takes scipy's ``null_space`` of each channel's block in the same way). This module's
+:func:`patch_nullspace` is the *joint* nullspace of the whole d x C r^2 map, dimension C r^2 - d: every
+per-channel nullspace vector is in it (``W_c v_c = 0`` for every c gives ``sum_c W_c v_c = 0``), so it is
+the larger space, and it exists whenever d < C r^2 (e.g. ViT-L/32, d = 1024 = r^2, whose per-channel
+nullspace is {0}). :func:`channel_nullspace` gives the paper's. The per-channel std does not change the
+per-channel nullspace (it scales each block by one number); it does change the joint one.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ __all__ = [
     "patch_embedding_layer",
     "patch_embedding_matrix",
     "patch_nullspace",
+    "channel_nullspace",
+    "nullspace_dimensions",
     "tile",
     "to_patches",
     "from_patches",
@@ -209,6 +221,45 @@ def patch_nullspace(
     result = basis.T.reshape(-1, proj.in_channels, r, r).contiguous()
     _CACHE[model] = {"matrix": matrix, "rtol": rtol, "basis": result}
     return result
+
+
+def channel_nullspace(model: nn.Module, *, rtol: float | None = None) -> torch.Tensor:
+    """The paper's per-channel nullspace (§3.2): an orthonormal basis (K, C, r, r), float64, ordered by channel.
+
+    Each basis vector lives on one channel c and spans the nullspace of that channel's d x r^2 block
+    ``W_c`` (SVD with tolerance ``rtol``, as :func:`patch_nullspace`); K is the sum over channels, C (r^2 - d)
+    for generic weights with d < r^2. Every vector is also in the joint nullspace of :func:`patch_nullspace`.
+    Raises :class:`NoNullspaceError` when every channel's nullspace is {0} (d >= r^2, e.g. ViT-L/32).
+    """
+    proj = patch_embedding_layer(model)
+    weight = proj.weight.detach().to("cpu", torch.float64)  # (d, C, r, r); std only scales each block
+    d, channels, r, _ = weight.shape
+    parts = []
+    for c in range(channels):
+        block = linalg.nullspace(weight[:, c].reshape(d, r * r), rtol)  # (r^2, k_c)
+        vectors = torch.zeros(block.shape[1], channels, r * r, dtype=torch.float64)
+        vectors[:, c] = block.T
+        parts.append(vectors)
+    basis = torch.cat(parts).reshape(-1, channels, r, r)
+    if basis.shape[0] == 0:
+        raise NoNullspaceError(
+            f"Every channel of the patch embedding of {type(models.unwrap(model)).__name__} has d = {d} outputs for "
+            f"r*r = {r * r} pixels and full column rank: the paper's per-channel nullspace (§3.2) is {{0}}. The "
+            f"joint nullspace of the whole d x C*r*r map (exact.patch_nullspace) exists while d < {channels * r * r}.")
+    return basis
+
+
+def nullspace_dimensions(d: int, r: int, channels: int = 3) -> dict[str, int]:
+    """Nullspace dimensions of a generic (full-rank) patch embedding with ``d`` outputs and r x r patches.
+
+    ``per_channel``: the paper's (§3.2), ``channels * max(r^2 - d, 0)``; ``joint``: the book's,
+    ``max(channels * r^2 - d, 0)``. Trained or random weights have full rank with probability one, so
+    these are what :func:`channel_nullspace` and :func:`patch_nullspace` find (tests check both).
+    """
+    for name, value in (("d", d), ("r", r), ("channels", channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+    return {"per_channel": channels * max(r * r - d, 0), "joint": max(channels * r * r - d, 0)}
 
 
 def tile(patch_noise: torch.Tensor, image_size: int | tuple[int, int]) -> torch.Tensor:

@@ -10,13 +10,14 @@ import matplotlib
 import matplotlib.lines
 import matplotlib.pyplot as plt
 import matplotlib.text
+import matplotlib.ticker
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
-           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "matrix_heatmap", "change_strips", "roc_panels"]
+           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -278,7 +279,7 @@ def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[fl
 
 
 #: line style and marker of each kind of noise in the seed figures (one key for all of them)
-NOISE_STYLES: dict[str, tuple[str, str]] = {"learned": ("-", "o"), "shuffled": (":", "x"), "uniform": ("--", "s"),
+NOISE_STYLES: dict[str, tuple[Any, str]] = {"learned": ("-", "o"), "shuffled": (":", "x"), "uniform": ("--", "s"),
                                             "projected": ("-.", "^"), "row_removed": ((0, (1, 1)), "v")}
 NOISE_NAMES = {"learned": "learned", "shuffled": "learned, shuffled", "uniform": "uniform (its start)",
                "projected": "start projected onto null(W_pix)", "row_removed": "learned, row-space part removed"}
@@ -294,11 +295,18 @@ def seed_series(rows: Sequence[dict[str, Any]], kind: str, *, field: str = "matc
     return xs, values, [bool(row["learning_failed"]) for row in rows]
 
 
+def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int = 1) -> str:
+    """The range of ``values`` (over seeds) times ``scale`` as text, "97.2-99.0", or one number when both ends
+    print alike."""
+    low, high = f"{scale * min(values):.{digits}f}", f"{scale * max(values):.{digits}f}"
+    return low if low == high else f"{low}-{high}"
+
+
 def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,
                 legend: str = "below") -> Figure:
     """Curves over seeds: the mean as a line, the seeds' range (min to max) as error bars.
 
-    Each panel is ``{"title", "xlabel", "ylabel", "logx": bool, "series": [{"label", "kind", "color", "xs",
+    Each panel is ``{"title", "xlabel", "ylabel", "logx": bool, "xticks" (optional), "series": [{"label", "kind", "color", "xs",
     "values", "failed"}]}`` (``xs``, ``values``, ``failed`` as :func:`seed_series` gives them); ``kind`` picks
     the style of :data:`NOISE_STYLES`. A learned noise's point whose learning failed is drawn hollow. One legend for the whole
     figure keys the colours (labels) and the line styles (kinds), under the panels."""
@@ -326,6 +334,11 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
                 kinds.append(series["kind"])
         if panel.get("logx"):
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:.2g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # unlabelled: they would overlap
+        if panel.get("xticks"):
+            ax.set_xticks(panel["xticks"])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel(panel["xlabel"])
         ax.set_ylabel(panel["ylabel"])
@@ -334,12 +347,11 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
     handles += [matplotlib.lines.Line2D([], [], color="black", linestyle=NOISE_STYLES[kind][0],
                                         marker=NOISE_STYLES[kind][1], markersize=4) for kind in kinds]
     names = list(labels) + [NOISE_NAMES[kind] for kind in kinds]
-    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
-    fig.tight_layout()
-    rows_of_legend = -(-len(names) // min(3, len(names)))
-    fig.subplots_adjust(bottom=min(0.45, (0.12 + 0.07 * rows_of_legend) / nrows))
     readable(fig)
-    fig.subplots_adjust(bottom=min(0.45, (0.12 + 0.07 * rows_of_legend) / nrows))
+    # below the panels, outside the axes (the notebook's inline figures are cropped to what is drawn)
+    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(names)),
+               fontsize=size_points, frameon=False)
     return fig
 
 

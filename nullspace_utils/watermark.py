@@ -22,7 +22,13 @@ Solvers:
   objective restricted to the box (soft-threshold and clamp for p = 1), and a dual update; a
   final polish alternates the two projections and ends on the box.
 - ``"highs"``: the LP per patch with scipy's HiGHS (p = 1 only): the exact reference.
-- ``"slsqp"``: the paper's own method (scipy SLSQP in λ), for comparison only: it is very slow.
+- ``"slsqp"``: SLSQP in λ over the *joint* nullspace, for comparison only: it is very slow.
+
+:func:`paper_slsqp` runs the paper's procedure as its authors' code does it (github.com/Liu-Hy/NS-ViT,
+``max_noise.py``, ``patch_parallel_impose``): channel by channel over the per-channel nullspace
+(:func:`nullspace_utils.exact.channel_nullspace`), in the model's normalised units, SLSQP from λ = 0 with
+finite-difference gradients, and the unclipped result kept, so the box violation can be measured before a
+clip to [0, 1].
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from nullspace_utils.data import check_finite, check_images
 from nullspace_utils.models import model_device
 
 __all__ = ["WatermarkResult", "embed", "solve_patches", "evaluate", "text_mark", "SOLVERS",
-           "PRECISIONS", "RHO"]
+           "PRECISIONS", "RHO", "PaperSlsqp", "paper_slsqp", "channel_bases", "box_violation"]
 
 SOLVERS = ("auto", "admm", "highs", "slsqp")
 
@@ -57,7 +63,7 @@ class WatermarkResult:
     noise: torch.Tensor  # image - original: nullspace noise, patch by patch
     objective: torch.Tensor  # per image: sum over patches of ||y - m||_1 (p=1) or ||y - m||_2^2 (p=2)
     embedding_residual: float  # max |W_pix (y - x)| over all patches: 0 up to float error
-    box_violation: float  # max distance of a pixel outside [0, 1]
+    box_violation: float  # max distance of a pixel outside [0, 1] (SLSQP: before its clip to the box)
     seconds: float
     solver: str
     iterations: int
@@ -214,14 +220,17 @@ def _highs(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray, show_progres
 
 
 def _slsqp(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray, p: int, maxiter: int,
-           show_progress: bool = False) -> np.ndarray:
-    """The paper's formulation: SLSQP in the nullspace coordinates λ, per patch (slow)."""
+           show_progress: bool = False) -> tuple[np.ndarray, float]:
+    """Eq. 7 over the joint nullspace: SLSQP in the coordinates λ, per patch (slow). Returns the pixels clipped
+    to [0, 1] and the largest distance of a pixel outside [0, 1] before that clip (SLSQP's iterates may leave
+    the box; the clip then moves the patch out of the nullspace)."""
     from scipy.optimize import minimize
 
     from nullspace_utils import linalg
 
     basis = linalg.nullspace(matrix)  # (n, k)
     out = np.empty_like(start)
+    violation = 0.0
     for row in tqdm(range(start.shape[0]), desc="SLSQP", unit="patch", disable=not show_progress):
         x, m = start[row], mark[row]
 
@@ -233,8 +242,81 @@ def _slsqp(matrix: np.ndarray, start: np.ndarray, mark: np.ndarray, p: int, maxi
                        {"type": "ineq", "fun": lambda lam, x=x: 1.0 - x - basis @ lam, "jac": lambda lam: -basis}]
         result = minimize(objective, np.zeros(basis.shape[1]), method="SLSQP", constraints=constraints,
                           options={"maxiter": maxiter})
-        out[row] = np.clip(x + basis @ result.x, 0.0, 1.0)
-    return out
+        raw = x + basis @ result.x
+        violation = max(violation, box_violation(raw))
+        out[row] = np.clip(raw, 0.0, 1.0)
+    return out, violation
+
+
+def box_violation(pixels: np.ndarray | torch.Tensor, low: float = 0.0, high: float = 1.0) -> float:
+    """The largest distance of a value of ``pixels`` outside [``low``, ``high``] (0 when all are inside)."""
+    values = pixels.detach().cpu().double().numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
+    if values.size == 0:
+        return 0.0
+    return float(max(low - values.min(), values.max() - high, 0.0))
+
+
+# --------------------------------------------------------------------------- the paper's procedure
+@dataclass
+class PaperSlsqp:
+    """What :func:`paper_slsqp` returns for P patches of C channels (numpy, float64)."""
+
+    pixels: np.ndarray  # (P, C, r*r) watermarked patches in [0, 1] pixel units, NOT clipped
+    objective: np.ndarray  # (P, C): ||m - y||_1 per patch and channel, in normalised units, at SLSQP's answer
+    start_objective: np.ndarray  # (P, C): the same at λ = 0 (the original patch)
+    iterations: np.ndarray  # (P, C): SLSQP's iteration count (``nit``)
+    status: np.ndarray  # (P, C): SLSQP's exit status (0 converged, 9 iteration limit, others: see scipy)
+
+
+def channel_bases(model: nn.Module) -> list[np.ndarray]:
+    """Per channel c, the orthonormal basis (r^2, k_c) of the nullspace of its d x r^2 block (paper §3.2),
+    from :func:`nullspace_utils.exact.channel_nullspace`, as float64 numpy arrays (picklable, for workers)."""
+    basis = exact.channel_nullspace(model)  # (K, C, r, r)
+    flat = basis.reshape(basis.shape[0], basis.shape[1], -1)
+    on_channel = flat.abs().amax(dim=2) > 0  # (K, C): the one channel each vector lives on
+    return [flat[on_channel[:, c], c].T.contiguous().numpy() for c in range(basis.shape[1])]
+
+
+def paper_slsqp(bases: list[np.ndarray], start: np.ndarray, target: np.ndarray, mean: tuple[float, ...],
+                std: tuple[float, ...], *, maxiter: int = 5000) -> PaperSlsqp:
+    """The paper's eq. 7 with p = 1 as its authors' code solves it: per patch and per channel c,
+
+        min_λ || t_c - x_c - E_c λ ||_1   s.t.   (0 - μ_c)/σ_c <= x_c + E_c λ <= (1 - μ_c)/σ_c,
+
+    in normalised units (x_c = (pixels - μ_c)/σ_c, likewise the target t_c), by scipy's SLSQP from λ = 0 with
+    finite-difference gradients (the L1 objective is not differentiable where a pixel meets the mark: SLSQP
+    assumes it is) and at most ``maxiter`` iterations. ``bases`` from :func:`channel_bases`; ``start`` and
+    ``target`` are (P, C, r*r) pixel patches in [0, 1]. The answer is returned unclipped, in pixel units.
+    """
+    from scipy.optimize import LinearConstraint, minimize
+
+    if start.ndim != 3 or start.shape != target.shape or start.shape[1] != len(bases):
+        raise ValueError(f"start and target must be (P, C, r*r) with C = {len(bases)} channels, got "
+                         f"{start.shape} and {target.shape}.")
+    if not isinstance(maxiter, int) or maxiter < 1:
+        raise ValueError(f"maxiter must be a whole number >= 1, got {maxiter!r}.")
+    patches, channels, _ = start.shape
+    pixels = start.astype(np.float64).copy()
+    shape = (patches, channels)
+    objective, first = np.zeros(shape), np.zeros(shape)
+    iterations, status = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    for c, basis in enumerate(bases):
+        if basis.shape[1] == 0:  # this channel's nullspace is {0}: the patch stays as it is
+            continue
+        low, high = (0.0 - mean[c]) / std[c], (1.0 - mean[c]) / std[c]
+        for j in range(patches):
+            x = (start[j, c] - mean[c]) / std[c]
+            t = (target[j, c] - mean[c]) / std[c]
+
+            def distance(lam: np.ndarray, x: np.ndarray = x, t: np.ndarray = t, basis: np.ndarray = basis) -> float:
+                return float(np.abs(t - x - basis @ lam).sum())
+
+            result = minimize(distance, np.zeros(basis.shape[1]), method="SLSQP",
+                              constraints=LinearConstraint(basis, low - x, high - x), options={"maxiter": maxiter})
+            pixels[j, c] = mean[c] + std[c] * (x + basis @ result.x)
+            objective[j, c], first[j, c] = distance(result.x), distance(np.zeros(basis.shape[1]))
+            iterations[j, c], status[j, c] = result.nit, result.status
+    return PaperSlsqp(pixels, objective, first, iterations, status)
 
 
 # --------------------------------------------------------------------------- public API
@@ -397,8 +479,10 @@ def embed(
             pixels = torch.from_numpy(_highs(matrix64.numpy(), start.double().cpu().numpy(),
                                              goal.double().cpu().numpy(), show_progress)).to(start)
         else:
-            pixels = torch.from_numpy(_slsqp(matrix64.numpy(), start.double().cpu().numpy(),
-                                             goal.double().cpu().numpy(), p, maxiter, show_progress)).to(start)
+            solved, violation = _slsqp(matrix64.numpy(), start.double().cpu().numpy(), goal.double().cpu().numpy(),
+                                       p, maxiter, show_progress)
+            pixels = torch.from_numpy(solved).to(start)
+            box = max(box, violation)  # before the clip: the clipped pixels are in [0, 1] by construction
         residual = max(residual, ((pixels.double() - start.double()) @ matrix64.to(device).T).abs().max().item())
         box = max(box, (-pixels).clamp_min(0).max().item(), (pixels - 1).clamp_min(0).max().item())
         diff = (pixels - goal).double()

@@ -434,6 +434,16 @@ def gradient_attention_rollout(model: nn.Module, images: torch.Tensor, *, target
     return maps[0] if single else maps
 
 
+def _lrp_trace(model: nn.Module, images: torch.Tensor, target) -> tuple[torch.Tensor, bool, Any, Any]:
+    """The batch, whether one image was given, the timm ViT (checked to be one LRP supports) and its trace:
+    what :func:`transformer_attribution` and :func:`lrp` both start from."""
+    batch, single = _batch(images)
+    net: Any = models.unwrap(model)
+    _check_vit(net)
+    _check_supported(net)
+    return batch, single, net, _trace(model, batch, target)
+
+
 def transformer_attribution(model: nn.Module, images: torch.Tensor, *, target=None,
                             upsample: bool = True) -> torch.Tensor:
     """Chefer et al.'s LRP-based relevance (CVPR 2021, "Transformer interpretability beyond attention
@@ -446,11 +456,7 @@ def transformer_attribution(model: nn.Module, images: torch.Tensor, *, target=No
     ``upsample=False`` keeps the (B, gh, gw) token grid. Tested against the authors' code
     (``tests/data/chefer_lrp_reference.npz``). Works on a stock timm ViT, left exactly as it was.
     """
-    batch, single = _batch(images)
-    net: Any = models.unwrap(model)
-    _check_vit(net)
-    _check_supported(net)
-    trace = _trace(model, batch, target)
+    batch, single, net, trace = _lrp_trace(model, images, target)
     with torch.no_grad():
         _, attention = _propagate(net, trace)
     maps = _rollout([(b.gradient * a).clamp(min=0).mean(1) for b, a in zip(trace.blocks, attention, strict=True)],
@@ -485,11 +491,7 @@ def lrp(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.Tensor:
     attention relevance. Unlike the token-level maps, it depends on the pixel values themselves, so it tells
     an image and its nullspace disguise apart (paper §7). Works on a stock timm ViT, left exactly as it was.
     """
-    batch, single = _batch(images)
-    net: Any = models.unwrap(model)
-    _check_vit(net)
-    _check_supported(net)
-    trace = _trace(model, batch, target)
+    batch, single, net, trace = _lrp_trace(model, images, target)
     with torch.no_grad():
         relevance, _ = _propagate(net, trace)
         position = net.pos_embed.detach().expand_as(trace.tokens)

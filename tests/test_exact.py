@@ -42,18 +42,70 @@ def test_basis_is_orthonormal_and_in_the_nullspace(zoo_vit):
 
 
 @pytest.mark.parametrize(
-    "name,dimension",
-    [("vit_small_patch32_224", 2688), ("vit_base_patch32_224", 2304), ("vit_large_patch32_224", 2048),
-     ("vit_small_patch16_224", 384), ("deit_tiny_patch16_224", 576)],
+    "name,joint,per_channel",
+    [("vit_small_patch32_224", 2688, 1920), ("vit_base_patch32_224", 2304, 768), ("vit_large_patch32_224", 2048, 0),
+     ("vit_small_patch16_224", 384, 0), ("deit_tiny_patch16_224", 576, 192)],
 )
-def test_dimensions_of_timm_vits(name, dimension):
+def test_dimensions_of_timm_vits(name, joint, per_channel):
+    """Both nullspaces of timm's architectures (random weights: the generic dimensions, which pretrained
+    weights share unless their blocks lose rank, what the imagenet profile's test checks)."""
     model = timm.create_model(name, pretrained=False)
-    assert exact.patch_nullspace(model).shape[0] == dimension
+    layer = exact.patch_embedding_layer(model)
+    generic = exact.nullspace_dimensions(layer.out_channels, layer.kernel_size[0])
+    assert exact.patch_nullspace(model).shape[0] == joint == generic["joint"]
+    assert generic["per_channel"] == per_channel
+    if per_channel:
+        assert exact.channel_nullspace(model).shape[0] == per_channel
+    else:
+        with pytest.raises(exact.NoNullspaceError, match="per-channel nullspace .* is \\{0\\}"):
+            exact.channel_nullspace(model)
 
 
-@pytest.mark.parametrize("name,dimension", [("zoo-vit-s", 672), ("zoo-vit-b", 576), ("zoo-vit-l", 512)])
-def test_dimensions_of_zoo(name, dimension):
-    assert exact.patch_nullspace(models.load_model(name)).shape[0] == dimension
+@pytest.mark.parametrize("name,joint,per_channel", [("zoo-vit-s", 672, 480), ("zoo-vit-b", 576, 192),
+                                                    ("zoo-vit-l", 512, 0)])
+def test_dimensions_of_zoo(name, joint, per_channel):
+    model = models.load_model(name)
+    assert exact.patch_nullspace(model).shape[0] == joint
+    if per_channel:
+        assert exact.channel_nullspace(model).shape[0] == per_channel
+    else:
+        with pytest.raises(exact.NoNullspaceError, match="d = 256 outputs for r\\*r = 256"):
+            exact.channel_nullspace(model)
+
+
+def test_per_channel_nullspace_is_a_subspace_of_the_joint_one(zoo_vit):
+    """Paper §3.2's per-channel space lies inside the joint one: projecting its basis onto the joint
+    nullspace changes nothing, and each vector lives on one channel and is orthonormal."""
+    per_channel = exact.channel_nullspace(zoo_vit).reshape(480, -1)
+    joint = exact.patch_nullspace(zoo_vit).reshape(672, -1)
+    W = exact.patch_embedding_matrix(zoo_vit)
+    assert (W @ per_channel.T).abs().max() < 1e-10 * W.abs().max()
+    inside = per_channel @ joint.T @ joint  # the projection onto the joint nullspace
+    assert (inside - per_channel).abs().max() < 1e-10
+    assert torch.allclose(per_channel @ per_channel.T, torch.eye(480, dtype=torch.float64), atol=1e-10)
+    channels_used = (per_channel.reshape(480, 3, -1).abs().amax(2) > 0).sum(1)
+    assert torch.equal(channels_used, torch.ones(480, dtype=torch.long))
+    # and it is strictly smaller: a joint direction outside it exists (the test can fail)
+    outside = joint - joint @ per_channel.T @ per_channel
+    assert torch.linalg.matrix_rank(outside).item() == 672 - 480
+
+
+def test_per_channel_nullspace_ignores_the_std_and_the_joint_one_does_not(zoo_vit):
+    per_channel = exact.channel_nullspace(zoo_vit).reshape(480, -1)
+    naive_joint = exact.patch_nullspace(zoo_vit, std=(1.0, 1.0, 1.0)).reshape(672, -1)
+    W = exact.patch_embedding_matrix(zoo_vit)
+    assert (W @ per_channel.T).abs().max() < 1e-10 * W.abs().max()  # no std was used to compute it
+    assert (W @ naive_joint.T).abs().max() > 1e-4 * W.abs().max()  # forgetting the std leaves the joint one
+
+
+def test_nullspace_dimensions_formula_and_bad_input():
+    assert exact.nullspace_dimensions(384, 32) == {"per_channel": 1920, "joint": 2688}
+    assert exact.nullspace_dimensions(1024, 32) == {"per_channel": 0, "joint": 2048}
+    assert exact.nullspace_dimensions(5000, 32) == {"per_channel": 0, "joint": 0}
+    assert exact.nullspace_dimensions(32, 8, channels=1) == {"per_channel": 32, "joint": 32}
+    for bad in ({"d": 0, "r": 16}, {"d": 96, "r": 16.0}, {"d": 96, "r": 16, "channels": True}):
+        with pytest.raises(ValueError, match="must be a whole number >= 1"):
+            exact.nullspace_dimensions(**bad)
 
 
 def test_zoo_logits_invariant_under_large_noise(zoo_vit):

@@ -48,8 +48,14 @@ def test_every_committed_result_fits_its_schema_and_records_its_provenance(path)
     results.validate(kind, data, source=_relative(path))
     made = data["provenance"]
     # the command that made it is the runner of this kind, for this profile
-    experiment = made["command"].removeprefix(results.EXPERIMENTS_COMMAND + " ").split()[0]
-    assert made["command"].startswith(results.EXPERIMENTS_COMMAND) and experiment == kind.replace("_", "-")
+    words = made["command"].removeprefix(results.EXPERIMENTS_COMMAND + " ").split()
+    if words[0] == "merge":  # a run in parallel parts, joined: the merge names the kind, each part its runner
+        assert words[1] == kind and data["parts"]
+        for part in data["parts"]:
+            assert part["command"].removeprefix(results.EXPERIMENTS_COMMAND + " ").split()[0] == kind
+    else:
+        assert words[0] == kind.replace("_", "-")
+    assert made["command"].startswith(results.EXPERIMENTS_COMMAND)
     assert data["profile"] == path.parent.name
     assert re.fullmatch(r"[0-9a-f]{40}", made["commit"]) and made["device"], path
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", made["date"])
@@ -77,13 +83,13 @@ def test_a_damaged_file_names_the_file_the_key_and_the_fix(tmp_path, monkeypatch
     copy = _checkout_with(tmp_path, relative)
     monkeypatch.setattr(results, "REPOSITORY_ROOT", tmp_path)
     data = json.loads(copy.read_text())
-    del data["check"]["result"]["learned"]["match"]
+    del data["check"]["result"]["seeds"][0]["learned"]["match"]
     copy.write_text(json.dumps(data))
     with pytest.raises(results.ResultFileError) as error:
         results.read(relative)
     message = str(error.value)
     assert message.startswith(f"{relative} is not a valid robustness result")
-    assert 'missing key "match" in ["check"]["result"]["learned"]' in message
+    assert 'missing key "match" in ["check"]["result"]["seeds"][0]["learned"]' in message
     assert f"git checkout -- {relative}" in message
     assert "python -m nullspace_utils.experiments robustness --profile teaching" in message
 

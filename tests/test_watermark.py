@@ -203,3 +203,96 @@ def test_evaluate_leaves_the_callers_model_as_it_was(model, pair):
         assert model.training  # evaluated in eval mode, handed back in its own
     finally:
         model.eval()
+
+
+# --------------------------------------------------------------------------- the paper's procedure (§6, A.2)
+def _per_channel_problem(embed_dim: int = 8):
+    """A tiny ViT (patch 4: r^2 = 16 pixels per channel, so 16 - embed_dim per-channel directions), two images'
+    patches and a mark's, as (P, C, r*r) pixel arrays."""
+    model = tiny_model(embed_dim=embed_dim)
+    generator = torch.Generator().manual_seed(3)
+    images, mark = torch.rand(2, 3, 16, 16, generator=generator), torch.rand(3, 16, 16, generator=generator)
+    start = exact.to_patches(images.double(), 4)[:6].reshape(6, 3, 16).numpy()
+    target = exact.to_patches(mark[None].double(), 4)[:6].reshape(6, 3, 16).numpy()
+    return model, start, target
+
+
+def test_channel_bases_are_the_per_channel_nullspace():
+    import numpy as np
+
+    model, _, _ = _per_channel_problem()
+    bases = watermark.channel_bases(model)
+    weight = exact.patch_embedding_layer(model).weight.detach().double()
+    assert [b.shape for b in bases] == [(16, 8)] * 3
+    for c, basis in enumerate(bases):
+        block = weight[:, c].reshape(8, 16).numpy()
+        assert abs(block @ basis).max() < 1e-12 and abs(basis.T @ basis - np.eye(8)).max() < 1e-12
+
+
+def test_paper_slsqp_moves_each_channel_in_its_own_nullspace_inside_the_box():
+    import numpy as np
+
+    model, start, target = _per_channel_problem()
+    mean, std = model.mean, model.std
+    solved = watermark.paper_slsqp(watermark.channel_bases(model), start, target, mean, std, maxiter=200)
+    weight = exact.patch_embedding_layer(model).weight.detach().double().numpy()
+    for c in range(3):  # in pixel units: W_c (y_c - x_c) = 0 for each channel separately
+        assert abs((solved.pixels[:, c] - start[:, c]) @ weight[:, c].reshape(8, 16).T).max() < 1e-9
+    assert watermark.box_violation(solved.pixels) < 1e-6  # SLSQP's tolerance, before any clip
+    assert (solved.pixels != start).any() and (solved.objective <= solved.start_objective + 1e-9).all()
+    # the objective is the L1 distance to the mark in normalised units: recompute it from the pixels
+    scale = np.asarray(std)[None, :, None]
+    assert np.allclose((np.abs(solved.pixels - target) / scale).sum(2), solved.objective, rtol=1e-9)
+    # no better than the per-channel LP optimum (HiGHS, exact), and close to it
+    for c in range(3):
+        block = weight[:, c].reshape(8, 16) / std[c]
+        best = watermark._highs(block, start[:, c], target[:, c])
+        optimum = (np.abs(best - target[:, c]) / std[c]).sum(1)
+        assert (solved.objective[:, c] >= optimum - 1e-6).all()
+        assert solved.objective[:, c].sum() <= 1.05 * optimum.sum()
+    assert set(np.unique(solved.status)) <= {0, 8, 9} and (solved.iterations >= 1).all()
+
+
+def test_paper_slsqp_refuses_bad_input():
+    model, start, target = _per_channel_problem()
+    bases = watermark.channel_bases(model)
+    with pytest.raises(ValueError, match=r"\(P, C, r\*r\) with C = 3"):
+        watermark.paper_slsqp(bases, start[:, :2], target[:, :2], model.mean, model.std)
+    with pytest.raises(ValueError, match="maxiter must be a whole number"):
+        watermark.paper_slsqp(bases, start, target, model.mean, model.std, maxiter=0)
+    with pytest.raises(exact.NoNullspaceError, match="per-channel nullspace"):
+        watermark.channel_bases(tiny_model(embed_dim=16))  # d = r^2 = 16: per channel {0}, jointly 32 directions
+
+
+def test_box_violation():
+    assert watermark.box_violation(torch.tensor([0.0, 0.5, 1.0])) == 0.0
+    assert watermark.box_violation(torch.tensor([-0.25, 1.1])) == pytest.approx(0.25)
+    assert watermark.box_violation(torch.tensor([0.2, 1.5]).numpy()) == pytest.approx(0.5)
+
+
+def test_committed_paper_procedure_matches_the_code():
+    """watermark_slsqp.json: made with this code's settings, and its check point recomputes on the CPU."""
+    from nullspace_utils import experiments, results
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    committed = results.read("book/results/teaching/watermark_slsqp.json")
+    config = {key: value for key, value in committed["config"].items() if key not in ("images", "maxiter")}
+    assert config == {key: value for key, value in experiments.WATERMARK_SLSQP_CONFIG.items()
+                      if key not in ("images", "maxiter")}
+    assert committed["maxiter"] == experiments.WATERMARK_SLSQP_CONFIG["maxiter"] == 5000  # the paper's cap
+    assert all(entry["images"] >= 20 for entry in committed["models"].values())
+    assert set(committed["no_nullspace"]) == {"zoo-vit-l"}  # d = r^2: the paper's nullspace is {0}
+    check = committed["check"]
+    assert {key: check[key] for key in experiments.WATERMARK_SLSQP_CHECK} == experiments.WATERMARK_SLSQP_CHECK
+    profile = get_profile("teaching")
+    images, _ = stack_dataset(profile.dataset("val", n=committed["images"]))
+    fresh = experiments.paper_slsqp_check(profile.load_model(check["model"]), images[check["image"]],
+                                          experiments.watermark_mark(profile.image_size))
+    flat = [value for row in check["result"]["objective"] for value in row]
+    # SLSQP stops at slightly different points of this non-smooth problem under other BLAS or scipy builds (2 %
+    # between scipy 1.17 and 1.18 here); a wrong unit (normalised vs pixel) or channel would be off by far more
+    assert [value for row in fresh["objective"] for value in row] == pytest.approx(flat, rel=0.03)
+    assert fresh["box_violation"] < 1e-5 and check["result"]["box_violation"] < 1e-5
+    imported = committed["models"][check["model"]]["first_patches_objective"]  # solved elsewhere, maybe other scipy
+    assert [value for row in imported for value in row] == pytest.approx(flat, rel=0.05)

@@ -8,7 +8,8 @@
 # **You will learn**
 # - how to write a ViT's patch embedding as one matrix, with its shapes;
 # - why the input normalisation must be folded into that matrix, and what happens if it is not;
-# - how large the nullspace is for the paper's ViTs and for this book's zoo;
+# - the two nullspaces, the paper's per-channel one and this book's joint one, how large each is for
+#   the paper's ViTs and for this book's zoo, and why the book uses the joint one;
 # - that very visible nullspace noise leaves the logits unchanged, for every image at once;
 # - what clipping to [0, 1] and saving as 8-bit do to that guarantee.
 # %% [colab]
@@ -61,8 +62,9 @@ print(f"rank {linalg.rank(W_pix)}, nullspace dimension {linalg.nullity(W_pix)} =
 
 # %% [markdown]
 # The rank is decided by a tolerance (see the {doc}`primer`). The singular values of the trained
-# matrix leave no doubt: all 96 are far from zero, and the 672 remaining directions have no singular
-# value at all because the matrix has only 96 rows.
+# matrix leave no doubt: all $d$ of them are far from zero (the printed ratio of the largest to the
+# smallest), and the $C r^2 - d$ remaining directions have no singular value at all because the
+# matrix has only $d$ rows.
 
 # %%
 sigma = linalg.singular_values(W_pix)
@@ -77,47 +79,122 @@ plotting.readable(fig)  # text at least 8 pt at the page's width
 print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 
 # %% [markdown]
-# ## How large is the nullspace?
+# ## Two nullspaces: the paper's, per channel, and the book's, joint
 #
-# By rank-nullity, $\dim \operatorname{null}(W_{\text{pix}}) = C r^2 - \operatorname{rank} \ge C r^2 - d$.
-# Trained weights, like random ones, have full rank: rank deficiency happens only on a set of
-# matrices of measure zero, so we can read off the dimensions from timm's architectures without
-# downloading pretrained weights. The table is computed now, from randomly initialised timm models
-# and from the zoo. A model with $d \ge C r^2$, such as ViT-B/16, has no exact nullspace, and the library
-# says so with a `NoNullspaceError`.
+# The paper (§3.2) writes the patch embedding for "a input patch $x \in \mathbb{R}^{1\times r\times r}$"
+# with "$d$ kernels" of $r \times r$ weights: **one channel at a time**. Its nullspace is then that of each
+# channel's own $d \times r^2$ block $W_c$ of the matrix (the columns of channel $c$), and it says a
+# non-trivial one exists when $d < r^2$. The authors' code does the same: it takes scipy's `null_space`
+# of each channel's block (`max_noise.py` in {cite}`nsvit_code`). A noise $v = (v_0, v_1, v_2)$ with
+# $W_c v_c = 0$ in every channel has $W v = \sum_c W_c v_c = 0$, so it is in this book's nullspace, the
+# **joint** one of the whole $d \times C r^2$ matrix; but the joint nullspace also holds vectors whose
+# channels cancel each other ($W_0 v_0 = -W_1 v_1 \neq 0$), which the paper's misses. Generic
+# dimensions (full-rank weights):
+#
+# $$ \dim(\text{per channel}) = C\,\max(r^2 - d, 0), \qquad \dim(\text{joint}) = \max(C r^2 - d, 0). $$
+#
+# The book uses the joint one: it is the whole set of noises the first layer cannot see (the
+# argument of the paper's eq. 5, "$f(x + v) = f(x)$", holds for every vector in it), it is larger, and it
+# exists for every model with $d < C r^2$, which includes ViT-L/32, whose per-channel nullspace is
+# $\{0\}$ ($d = 1024 = 32^2$). `exact.channel_nullspace` gives the paper's, `exact.patch_nullspace` the
+# book's, and `exact.nullspace_dimensions(d, r)` the generic sizes of both.
+#
+# ## How large is each?
+#
+# Rank deficiency happens only on a set of matrices of measure zero, so random weights have the
+# generic dimensions, and the table below, computed now from randomly initialised timm models
+# (shapes only, no download) and from the trained zoo, shows *architectures*, not the paper's
+# pretrained weights. Under the `imagenet` profile with real weights this same cell computes the
+# pretrained models' nullspaces; the test suite runs the chapter that way with random weights only.
+# A model with $d \ge C r^2$, such as ViT-B/16, has neither, and the library says so with a
+# `NoNullspaceError`.
 
 # %%
-rows = []
+def dimension_of(compute) -> str:
+    """The number of basis vectors, or 0 when the library raises NoNullspaceError."""
+    try:
+        return str(compute().shape[0])
+    except exact.NoNullspaceError:
+        return "0 (NoNullspaceError)"
+
+
+rows, measured = [], {}
 for name in ["vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224",
              "vit_small_patch16_224", "vit_base_patch16_224", *profile.vit_models]:
     model = profile.load_model(name, pretrained=False) if name.startswith("vit_") else profile.load_model(name)
-    d_model, n_model = exact.patch_embedding_matrix(model).shape
-    try:
-        dimension = exact.patch_nullspace(model).shape[0]
-    except exact.NoNullspaceError:
-        dimension = "0 (NoNullspaceError)"
-    rows.append([f"`{name}`", d_model, n_model, f"{d_model / n_model:.3f}", dimension])
+    proj = exact.patch_embedding_layer(model)
+    generic = exact.nullspace_dimensions(proj.out_channels, proj.kernel_size[0], proj.in_channels)
+    measured[name] = (dimension_of(lambda: exact.channel_nullspace(model)),
+                      dimension_of(lambda: exact.patch_nullspace(model)))
+    rows.append([f"`{name}`", proj.out_channels, proj.kernel_size[0] ** 2, *measured[name],
+                 "yes" if measured[name] == tuple(str(v) if v else "0 (NoNullspaceError)"
+                                                   for v in generic.values()) else "NO"])
     del model
-plotting.table(rows, ["model", "d", "C r^2", "d / C r^2", "nullspace dimension"])
+plotting.table(rows, ["model", "d", "r^2", "per channel (paper)", "joint (book)", "= generic formula"])
 
 # %% [markdown]
-# The paper's ordering holds: ViT-S/32 has the largest nullspace (2688), then ViT-B/32 (2304), then
-# ViT-L/32 (2048). The zoo's three ViTs follow the same ratios and the same order (672, 576, 512).
+# Both orderings agree with the paper's claim, $\Delta_{\text{small}} > \Delta_{\text{base}} >
+# \Delta_{\text{large}}$, for the patch-32 models and for the zoo's three ViTs, whose widths were chosen
+# to keep ViT-S/B/L-32's ratios $d / C r^2$ (the numbers are in the table). But with the paper's
+# per-channel definition the largest model has **no** nullspace at all, in timm's ViT-L/32 as in the
+# zoo's widest ViT: the paper's statement that ViT-L/32 "has a non-trivial nullspace" holds only for
+# the joint one, which the paper never defines.
 #
-# ## What nullspace patterns look like
+# The per-channel space sits inside the joint one: projecting its basis onto the joint nullspace
+# changes nothing (up to float64 rounding), while the joint nullspace has directions the per-channel
+# one lacks.
+
+# %%
+per_channel = exact.channel_nullspace(vit).reshape(-1, W_pix.shape[1])
+joint = exact.patch_nullspace(vit).reshape(-1, W_pix.shape[1])
+inside = (per_channel @ joint.T @ joint - per_channel).abs().max().item()
+outside = joint - joint @ per_channel.T @ per_channel  # the joint directions with the per-channel part removed
+print(f"{per_channel.shape[0]} per-channel directions, {joint.shape[0]} joint ones")
+print("per-channel basis lies in the joint nullspace, residual below 1e-10:", inside < 1e-10)
+print("joint directions outside the per-channel space:", torch.linalg.matrix_rank(outside).item())
+
+# %% [markdown]
+# ## What nullspace noise looks like
 #
-# `exact.patch_nullspace` returns an orthonormal basis, reshaped as patches $(k, C, r, r)$. Each is
-# shown below with 0 as mid-grey. They look like colourful high-frequency texture: the embedding
-# was trained to respond to the patterns that matter for the task, and what it ignores is what is
-# left.
+# `exact.patch_nullspace` returns an orthonormal basis, reshaped as patches $(k, C, r, r)$. Any
+# orthonormal basis of the same space is as good as another (the SVD picks one), so a single basis
+# vector shows an arbitrary choice, not a property of the model. Two pictures do not depend on
+# that choice: **random combinations** of the basis (what `exact.random_nullspace_noise` draws), and
+# a **real patch split** into the part the embedding cannot see, $P_{\text{null}}\,x$, and the part
+# it sees, $x - P_{\text{null}}\,x$ (its projection on the row space of $W_{\text{pix}}$). Both parts
+# are shown with 0 as mid-grey.
 
 # %%
 basis = exact.patch_nullspace(vit)
 print("basis:", tuple(basis.shape), basis.dtype)
-plotting.show_images(basis[:8], [f"basis {i}" for i in range(8)], symmetric=True, size=1.4)
+mixes = torch.einsum("bk,kcij->bcij", torch.randn(4, basis.shape[0], generator=torch.Generator().manual_seed(4),
+                                                    dtype=torch.float64), basis)
+r = layer.kernel_size[0]
+patches = exact.to_patches(images[:2].double(), r)[[24, 73]]  # one central patch of each of two images
+projector = linalg.nullspace_projector(W_pix)
+hidden = patches @ projector  # what the embedding cannot see (the projector is symmetric)
+seen = patches - hidden
+shape = (-1, W_pix.shape[1] // r ** 2, r, r)
+plotting.show_images(mixes, [f"random mix {i}" for i in range(4)], symmetric=True, size=1.6)
 plt.show()
+plotting.show_images([part for trio in zip(patches.reshape(shape), seen.reshape(shape), hidden.reshape(shape),
+                                           strict=True) for part in trio],
+                     ["patch", "row-space part", "nullspace part"] * 2, symmetric=[False, True, True] * 2, size=1.6)
+plt.show()
+share = hidden.norm(dim=1) ** 2 / patches.norm(dim=1) ** 2
+print("the row-space part has the patch's embedding, difference below 1e-10:",
+      ((seen - patches) @ W_pix.T).abs().max().item() < 1e-10)
+print(f"share of each patch's energy in the nullspace part: {share.min():.2f} to {share.max():.2f} "
+      f"(a random direction: {joint.shape[0] / W_pix.shape[1]:.2f} on average)")
 
 # %% [markdown]
+# The random mixes are noise-like: there is no structure in them to read. The split is the more
+# telling picture. Neither part looks like the patch: a nearly flat patch splits into two textured
+# halves whose textures cancel, and the model keeps only the first. The nullspace part carries the
+# printed share of the patch's energy, less than a random direction would (the row space was learned
+# to catch what real patches contain), but still most of it: the model discards most of the pixels'
+# energy and keeps a $d$-dimensional summary.
+#
 # `exact.tile` repeats one patch over the whole image, aligned with the model's patch grid, and
 # `exact.random_nullspace_noise` draws a random combination of the basis, tiled, scaled so that its
 # largest value has a chosen amplitude.
@@ -240,10 +317,30 @@ plotting.table(rows, ["what was done to x + v (amplitude 0.1)", "max logit chang
 # precision, not of the nullspace. Clipping is the real limit, and it is the reason the watermarking
 # chapter solves a constrained problem instead of clipping.
 #
+# ```{admonition} What the paper says, what we found
+# :class: warning
+#
+# - **Per channel or joint.** §3.2 defines the nullspace for a one-channel patch
+#   $x \in \mathbb{R}^{1\times r\times r}$ and gives the condition $d < r^2$; its code takes each channel's
+#   nullspace. This book uses the joint nullspace of the $d \times C r^2$ map (condition $d < C r^2$),
+#   which contains the paper's and is strictly larger; every number in this book is for the joint one
+#   unless it says "per channel".
+# - **"$d$ basis vectors".** §3.2 writes the nullspace basis as $\{b_1, \dots, b_d\}$. A basis of the
+#   nullspace has $r^2 - d$ vectors per channel (or $C r^2 - d$ jointly), not $d$: $d$ is the dimension
+#   of the row space, the part the embedding keeps.
+# - **"The nullspace may not exist".** The paper asks whether a nullspace "always exists" and answers
+#   case by case. A nullspace always exists (it contains 0); what may fail is a *non-trivial* one, and
+#   for ViT-L/32 the per-channel one is trivial, although the paper reports one for it.
+# - **Dimensions "reproduced".** The dimensions above are those of the architectures, computed from
+#   random weights; they equal those of pretrained weights only if those have full rank, which the
+#   `imagenet` profile checks when run with the real weights.
+# ```
+#
 # ## Summary
 #
 # - The patch embedding of a ViT is one matrix $W_{\text{pix}} = W \operatorname{diag}(1/\sigma)$ of shape
-#   $d \times C r^2$; when $d < C r^2$ it has a nullspace of dimension at least $C r^2 - d$.
+#   $d \times C r^2$; when $d < C r^2$ it has a nullspace of dimension at least $C r^2 - d$ (the joint one).
+#   The paper's per-channel nullspace lies inside it and needs $d < r^2$.
 # - Noise from it, tiled over the patches, leaves every embedding and every logit unchanged, for any
 #   image, at any amplitude, up to float rounding.
 # - Forgetting the per-channel $\sigma$ gives noise that does change the logits.
@@ -287,8 +384,9 @@ plotting.table(rows, ["what was done to x + v (amplitude 0.1)", "max logit chang
 # ```{exercise} Noise in one channel only
 # :label: ex-exact-3
 # Is there nullspace noise that changes only the red channel? Compute the nullspace of the columns
-# of $W_{\text{pix}}$ that belong to channel 0 (the first $r^2$ columns). What is its dimension for
-# `zoo-vit-s`, and for `zoo-vit-l`?
+# of $W_{\text{pix}}$ that belong to channel 0 (the first $r^2$ columns), and compare with the
+# channel-0 vectors of `exact.channel_nullspace`. What is its dimension for `zoo-vit-s`, and for
+# `zoo-vit-l`?
 # ```
 #
 # ```{solution} ex-exact-3
@@ -296,7 +394,9 @@ plotting.table(rows, ["what was done to x + v (amplitude 0.1)", "max logit chang
 # ~~~python
 # r2 = layer.kernel_size[0] ** 2
 # print(linalg.nullity(W_pix[:, :r2]))
+# print((exact.channel_nullspace(vit)[:, 0].abs().amax(dim=(1, 2)) > 0).sum())  # the same number
 # ~~~
 # $r^2 - d = 256 - 96 = 160$ for `zoo-vit-s`, and $256 - 256 = 0$ for `zoo-vit-l`: the widest model is
-# "square" in a single channel, like ViT-L/32 ($1024 = 32^2$). The fooling chapter builds on this.
+# "square" in a single channel, like ViT-L/32 ($1024 = 32^2$). This one-channel space is exactly the
+# paper's per-channel nullspace, restricted to red. The fooling chapter builds on this.
 # ```

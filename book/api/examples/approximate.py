@@ -47,3 +47,5 @@ assert len(point["seeds"]) == 2 and point["seeds"][0]["projected"]["match"] == 1
 assert len(approximate.seed_values(point, "learned")) == 2  # the seeds' matches
 assert approximate.separated([0.9, 0.95], [0.5, 0.6]) == 1  # ranges apart: a difference the seeds support
 assert approximate.point_verdict(point).startswith("lim 0.1: ")  # one sentence, with the ranges it rests on
+assert approximate.judge_learning(point) is point  # the rule that set point["learning_failed"], reapplied
+assert approximate.SEED_LOSS_RATIO == 2.0  # a seed at over twice its point's best training loss failed to learn

@@ -46,3 +46,10 @@ except models.NormalisationUnknownError as error:
     assert "mean=" in str(error)  # says to pass mean=... and std=..., or to use models.ImageClassifier
 else:
     raise AssertionError("an unknown normalisation must not be guessed")
+
+# the paper's per-channel nullspace (§3.2: each channel's d x r^2 block) lies inside the joint one above
+per_channel = exact.channel_nullspace(model)  # (480, 3, 16, 16): 3 * (256 - 96), one channel per vector
+assert per_channel.shape == (480, 3, 16, 16)
+assert (matrix @ per_channel.reshape(480, -1).T).abs().max() < 1e-10  # also in the joint nullspace
+assert exact.nullspace_dimensions(384, 32) == {"per_channel": 1920, "joint": 2688}  # ViT-S/32, generic weights
+assert exact.nullspace_dimensions(1024, 32)["per_channel"] == 0  # ViT-L/32: d = r^2, no per-channel nullspace

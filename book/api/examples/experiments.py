@@ -23,3 +23,8 @@ except SystemExit as stop:
     assert stop.code == 2
 else:
     raise AssertionError("argparse accepted --steps two")
+
+# the paper's watermark procedure: its settings, and the cheap point a test recomputes from the committed file
+assert experiments.WATERMARK_SLSQP_CONFIG["maxiter"] == 5000 and experiments.WATERMARK_SLSQP_CHECK["patches"] == 2
+point = experiments.paper_slsqp_check(owner, images[0], mark)  # SLSQP on the first patches of one image
+assert len(point["objective"]) == 2 and point["box_violation"] < 1e-5

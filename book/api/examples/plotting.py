@@ -50,3 +50,4 @@ assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == ["owner"
 fig = plotting.roc_panels({"logits": {"all": ([0, 0, 1], [0, 1, 1], 1.0)}})
 assert fig.axes[0].get_legend().get_texts()[0].get_text() == "all (AUC 1.00)"
 plt.close("all")
+assert plotting.format_range([0.972, 0.99]) == "97.2-99.0" and plotting.format_range([1.0, 1.0]) == "100.0"

@@ -23,3 +23,12 @@ rebuilt = exact.from_patches(solved, (1, 3, 112, 112), 16)  # back to an image (
 assert torch.allclose(rebuilt[0], result.image, atol=1e-5)  # what embed did
 report = watermark.evaluate(model, torch.rand(4, 3, 112, 112) * 0.5 + 0.25, mark, iterations=50)
 assert report["exact"]["match"] == 1.0 and report["exact"]["logit_change_max"] < 1e-3
+
+# the paper's own procedure (A.2), as its authors' code runs it: per channel, in normalised units, SLSQP
+bases = watermark.channel_bases(model)  # per channel c, the (256, 160) basis of its d x r^2 block's nullspace
+assert [b.shape for b in bases] == [(256, 160)] * 3
+rows = exact.to_patches(image[None].double(), 16)[:1].reshape(1, 3, 256).numpy()  # one patch, (P, C, r*r)
+goal = exact.to_patches(mark[None].double(), 16)[:1].reshape(1, 3, 256).numpy()
+paper = watermark.paper_slsqp(bases, rows, goal, model.mean, model.std, maxiter=20)  # a PaperSlsqp
+assert isinstance(paper, watermark.PaperSlsqp) and paper.pixels.shape == (1, 3, 256)  # NOT clipped to [0, 1]
+assert watermark.box_violation(paper.pixels) < 1e-3  # how far it left [0, 1] before any clip
