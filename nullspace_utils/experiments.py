@@ -28,14 +28,15 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import Dataset, TensorDataset
 
-from nullspace_utils import approximate, metrics, models, results, robustness, watermark
+from nullspace_utils import approximate, finetune, metrics, models, results, robustness, watermark
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile, get_profile
 
 __all__ = ["main", "watermark_mark", "fingerprint_check", "paper_slsqp_check", "WATERMARK_CHECK_IMAGES",
            "WATERMARK_SLSQP_CONFIG", "WATERMARK_SLSQP_CHECK", "APPROXIMATE_CONFIG",
-           "APPROXIMATE_CHECK", "ROBUSTNESS_CONFIG", "ROBUSTNESS_CHECK", "FINGERPRINT_CONFIG", "FINGERPRINT_CHECK"]
+           "APPROXIMATE_CHECK", "ROBUSTNESS_CONFIG", "ROBUSTNESS_CHECK", "FINGERPRINT_CONFIG", "FINGERPRINT_CHECK",
+           "FINETUNE_CONFIG", "FINETUNE_CHECK", "finetune_check", "finetune_run_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,41 @@ FINGERPRINT_CONFIG: dict[str, dict[str, Any]] = {
 }
 #: the cheap point a test recomputes on the CPU: fine-tuning everything for a few steps, logits access
 FINGERPRINT_CHECK: dict[str, Any] = {"part": "all", "step": 5, "fingerprint_seed": 0}
+
+
+#: Beyond the paper: nullspace-augmented fine-tuning (the authors' CPAL 2025 follow-up; ``nullspace_utils.finetune``).
+#: Per seed, ``nullspace`` at each lim, ``gaussian`` with the energy of that nullspace run round by round, and
+#: ``plain``: same steps, batches and seeds. Rounds of ``steps / rounds`` steps stand for the authors' epochs
+#: (teaching: one round is one pass over the ``train`` images). Every fine-tuned model and the untuned one are
+#: judged on clean accuracy (``val`` images), PGD-L∞ (``attack_images``), the approximate nullspace match at
+#: ``match_lims`` with the approximate chapter's settings (``match``), the untuned model's exact nullspace noise at
+#: the RMS of Uniform(-lim, lim) for ``exact_lims`` (pixels), and, on the CPU, the "-C" set
+#: (``corruption_images``; ``experiments finetune-corruptions``). ``history_every``: the losses kept per run.
+FINETUNE_CONFIG: dict[str, dict[str, Any]] = {
+    "teaching": {"model": "zoo-vit-s", "seeds": (0, 1, 2), "lims": (4.0, 8.0), "steps": 1565, "batch_size": 64,
+                 "rounds": 5, "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 40, "noise_milestones": (30,),
+                 "noise_images": 512, "noise_batch_size": 128, "probe_steps": 20, "train": 20_000, "val": 2_000,
+                 "attack_images": 500, "pgd_epsilons": finetune.PGD_EPSILONS, "pgd_steps": 10,
+                 "match_lims": (4.0, 8.0),
+                 "match": {key: APPROXIMATE_CONFIG["teaching"][key] for key in
+                           ("seeds", "steps", "milestones", "batch_size", "probe_steps", "lr_grid", "train", "val")},
+                 "exact_lims": (0.25, 0.5), "corruption_images": 300, "corruption_seed": 0, "history_every": 10},
+    # the authors' setting on ImageNette: ViT-S/32, lim 3, ten epochs of 148 steps; not run here (see the chapter)
+    "imagenet": {"model": "vit_small_patch32_224", "seeds": (0, 1, 2), "lims": (3.0,), "steps": 1480,
+                 "batch_size": 64, "rounds": 10, "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 40,
+                 "noise_milestones": (30,), "noise_images": 947, "noise_batch_size": 128, "probe_steps": 20,
+                 "train": 9_469, "val": 3_925, "attack_images": 500, "pgd_epsilons": finetune.PGD_EPSILONS,
+                 "pgd_steps": 10, "match_lims": (3.0,),
+                 "match": {key: APPROXIMATE_CONFIG["imagenet"][key] for key in
+                           ("seeds", "steps", "milestones", "batch_size", "probe_steps", "lr_grid", "train", "val")},
+                 "exact_lims": (0.05, 0.1), "corruption_images": 500, "corruption_seed": 0, "history_every": 10},
+}
+#: the cheap fine-tuning run a test repeats on the CPU: a few nullspace-noise steps at a fixed noise rate (no
+#: probe, so that CPU and GPU cannot choose differently), judged by its losses and its clean accuracy
+FINETUNE_CHECK: dict[str, Any] = {"method": "nullspace", "lim": 4.0, "steps": 6, "batch_size": 16, "rounds": 2,
+                                  "noise_steps": 4, "noise_lr": 100.0, "noise_milestones": (), "noise_images": 32,
+                                  "noise_batch_size": 16, "seed": 0, "train": 64, "val": 64,
+                                  "corruption": "gaussian_noise", "severity": 3}
 
 
 # --------------------------------------------------------------------------- shared by the runners
@@ -387,8 +423,12 @@ def run_merge(args: argparse.Namespace, command: str) -> dict[str, Any]:
     out = {key: value for key, value in first.items() if key != "provenance"}
     out["provenance"] = _provenance(args, command)
     out["parts"] = [part["provenance"] for part in parts]
-    tables = ("models", "keep_norm", "squared_loss") if args.kind == "approximate" else ("input",)
+    tables = {"approximate": ("models", "keep_norm", "squared_loss"), "robustness": ("input",),
+              "finetune": ("runs",)}[args.kind]
     order = get_profile(first["profile"]).models
+    if args.kind == "finetune":  # untuned first, then by method, lim and seed
+        names = {name for part in parts for name in part["runs"]}
+        order = tuple(sorted(names, key=lambda name: (name != "untuned", name.split("-s")[0], name)))
     for table in tables:
         joined: dict[str, Any] = {}
         for part in parts:
@@ -553,9 +593,159 @@ def run_fingerprint(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 #: experiment name (as typed on the command line) -> its runner
+def finetune_run_name(method: str, seed: int = 0, lim: float | None = None) -> str:
+    """The key of one model in ``finetune.json`` and its weights file's stem: ``nullspace-lim4-s0``,
+    ``gaussian-lim4-s0``, ``plain-s0``, and ``untuned`` (the zoo model itself)."""
+    if method == "untuned":
+        return "untuned"
+    return f"{method}-s{seed}" if method == "plain" else f"{method}-lim{lim:g}-s{seed}"
+
+
+def _finetune_settings(config: dict[str, Any], method: str, seed: int, lim: float | None,
+                       gaussian_rms: tuple[float, ...] | None = None) -> finetune.FinetuneConfig:
+    """The :class:`~nullspace_utils.finetune.FinetuneConfig` of one run of the sweep."""
+    keys = ("steps", "batch_size", "rounds", "lr", "weight_decay", "noise_steps", "noise_images", "noise_batch_size",
+            "probe_steps")
+    extra: dict[str, Any] = {"lim": lim} if lim is not None else {}
+    return finetune.FinetuneConfig(method=method, seed=seed, gaussian_rms=gaussian_rms,
+                                   noise_milestones=tuple(config["noise_milestones"]),
+                                   **{key: config[key] for key in keys}, **extra)
+
+
+def _mapped_labels(profile: Profile, dataset: TensorDataset) -> TensorDataset:
+    """``dataset`` with labels as logit columns: ImageNette's 0..9 become ImageNet indices for 1000-way models (so
+    that fine-tuning's cross-entropy and the attacks see the model's own classes); the teaching set unchanged."""
+    if profile.label_indices is None:
+        return dataset
+    images, labels = dataset.tensors
+    return TensorDataset(images, torch.tensor(profile.label_indices, device=labels.device)[labels])
+
+
+def _judge_model(model: torch.nn.Module, untuned: torch.nn.Module, config: dict[str, Any],
+                 datasets: dict[str, TensorDataset], device: str) -> dict[str, Any]:
+    """One model's yardsticks, except corruptions (CPU: ``finetune-corruptions``): clean accuracy, PGD-L∞, the
+    approximate nullspace match at ``match_lims`` and the untuned model's exact nullspace noise at ``exact_lims``."""
+    val_images, val_labels = datasets["val"].tensors
+    attack_images, attack_labels = (tensor[: config["attack_images"]] for tensor in datasets["val"].tensors)
+    settings = _point_settings(config["match"], device)
+    return {"clean": finetune.clean_accuracy(model, val_images, val_labels),
+            "pgd": finetune.pgd_accuracy(model, attack_images, attack_labels, epsilons=config["pgd_epsilons"],
+                                         steps=config["pgd_steps"]),
+            "match": [approximate.noise_point(model, datasets["match_train"], datasets["match_val"], level="encoder",
+                                              lim=lim, **settings) for lim in config["match_lims"]],
+            "exact": {f"{lim:g}": robustness.exact_transfer(untuned, {"model": model}, datasets["match_val"],
+                                                            rms=lim / 3 ** 0.5, device=device)["model"]
+                      for lim in config["exact_lims"]}}
+
+
+def _run_record(result: finetune.FinetuneResult, every: int) -> dict[str, Any]:
+    """``result.record()`` with every ``every``-th step of the loss history (and the last), for a small file."""
+    record = result.record()
+    history = record["history"]
+    record["history"] = [row for row in history if row["step"] % every == 0 or row is history[-1]]
+    return record
+
+
+def finetune_check(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """:data:`FINETUNE_CHECK`'s tiny run on the zoo ViT-S (teaching images): its losses, noise sizes and clean
+    accuracy; the sweep stores it and a test repeats it on the CPU."""
+    check = FINETUNE_CHECK
+    profile = get_profile("teaching")
+    train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
+    val_images, val_labels = stack_dataset(profile.dataset("val", n=check["val"]))
+    settings = {key: check[key] for key in ("method", "lim", "steps", "batch_size", "rounds", "noise_steps",
+                                            "noise_lr", "noise_images", "noise_batch_size", "seed")}
+    run = finetune.finetune(profile.load_model("zoo-vit-s", device=device), train,
+                            finetune.FinetuneConfig(noise_milestones=tuple(check["noise_milestones"]), **settings))
+    return {"loss": [row["loss"] for row in run.history], "noise_rms": list(run.noise_rms),
+            "clean": finetune.clean_accuracy(run.model, val_images.to(device), val_labels.to(device))}
+
+
+def run_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Beyond the paper: the authors' nullspace-augmented fine-tuning against plain and matched-energy Gaussian
+    fine-tuning (:data:`FINETUNE_CONFIG`), every model judged (:func:`_judge_model`) and its weights saved to
+    ``--weights``. ``--seeds``/``--lims``/``--methods`` run one part (join the parts with ``merge finetune``); ``gaussian``
+    needs ``nullspace`` in the same part (it takes that run's noise energy, round by round)."""
+    profile = get_profile(args.profile)
+    config = dict(FINETUNE_CONFIG[profile.name])
+    if args.steps:
+        config["steps"] = args.steps
+    seeds = tuple(args.seeds) if args.seeds else tuple(config["seeds"])
+    lims = tuple(args.lims) if args.lims else tuple(config["lims"])
+    methods = tuple(args.methods) if args.methods else ("untuned", *finetune.METHODS)
+    if "gaussian" in methods and "nullspace" not in methods:
+        raise SystemExit("--methods: gaussian matches the energy of the nullspace run of its seed and lim; "
+                         "give nullspace in the same part.")
+    datasets = {"train": _mapped_labels(profile, profile.tensor_dataset("train", config["train"], args.device)),
+                "val": _mapped_labels(profile, profile.tensor_dataset("val", config["val"], args.device))}
+    datasets["match_train"] = TensorDataset(*(tensor[: config["match"]["train"]] for tensor in datasets["train"].tensors))
+    datasets["match_val"] = TensorDataset(*(tensor[: config["match"]["val"]] for tensor in datasets["val"].tensors))
+    weights = Path(args.weights or results.REPOSITORY_ROOT / results.result_file("finetune", profile.name)[:-5])
+    weights.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name, "config": config,
+                           "weights_folder": results.result_file("finetune", profile.name)[:-5], "runs": {}}
+    untuned = profile.load_model(config["model"], device=args.device)
+
+    def judge(name: str, model: torch.nn.Module, run: finetune.FinetuneResult | None, lim: float | None,
+              seed: int | None) -> None:
+        method = name.split("-")[0]
+        entry: dict[str, Any] = {"method": method, "lim": lim, "seed": seed,
+                                 "weights": None if run is None else f"{name}.safetensors"}
+        if run is not None:
+            finetune.save_weights(model, str(weights / f"{name}.safetensors"))
+            entry["run"] = _run_record(run, config["history_every"])
+        entry.update(_judge_model(model, untuned, config, datasets, args.device))
+        out["runs"][name] = entry
+        results.write_partial(args.out, out)
+        logger.info("%s clean %.3f pgd %s", name, entry["clean"], entry["pgd"])
+
+    if "untuned" in methods:
+        judge("untuned", untuned, None, None, None)
+    for seed in seeds:
+        if "plain" in methods:
+            run = finetune.finetune(untuned, datasets["train"], _finetune_settings(config, "plain", seed, None))
+            judge(finetune_run_name("plain", seed), run.model, run, None, seed)
+        for lim in lims if "nullspace" in methods else ():
+            noisy = finetune.finetune(untuned, datasets["train"], _finetune_settings(config, "nullspace", seed, lim))
+            judge(finetune_run_name("nullspace", seed, lim), noisy.model, noisy, lim, seed)
+            if "gaussian" in methods:
+                run = finetune.finetune(untuned, datasets["train"],
+                                        _finetune_settings(config, "gaussian", seed, lim, noisy.noise_rms))
+                judge(finetune_run_name("gaussian", seed, lim), run.model, run, lim, seed)
+    out["check"] = {**FINETUNE_CHECK, "result": finetune_check(args.device)}
+    return out
+
+
+def run_finetune_corruptions(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The "-C" yardstick of every model in ``finetune.json`` (CPU: imagecorruptions draws with NumPy): accuracy per
+    corruption and severity on the first ``corruption_images`` val images, corrupted once and shown to all models."""
+    profile = get_profile(args.profile)
+    sweep = results.read(str(args.sweep or results.REPOSITORY_ROOT / results.result_file("finetune", profile.name)))
+    config = sweep["config"]
+    folder = Path(args.weights or results.REPOSITORY_ROOT / sweep["weights_folder"])
+    loaded: dict[str, torch.nn.Module] = {name: profile.load_model(config["model"], device=args.device,
+                                       **({} if entry["weights"] is None else {"weights": folder / entry["weights"]}))
+              for name, entry in sweep["runs"].items()}
+    val = _mapped_labels(profile, profile.tensor_dataset("val", config["corruption_images"]))
+    images, labels = val.tensors
+    out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name,
+                           "sweep_commit": sweep["provenance"]["commit"],
+                           "config": {"images": len(images), "corruptions": list(finetune.CORRUPTIONS),
+                                      "severities": list(finetune.SEVERITIES), "seed": config["corruption_seed"]}}
+    out["models"] = finetune.corruption_accuracies(loaded, images, labels, seed=config["corruption_seed"],
+                                                   show_progress=True)
+    check = FINETUNE_CHECK
+    corrupted = finetune.corrupt_images(images[: check["val"]], check["corruption"], check["severity"],
+                                        seed=config["corruption_seed"])
+    out["check"] = {"corruption": check["corruption"], "severity": check["severity"], "images": check["val"],
+                    "accuracy": finetune.clean_accuracy(loaded["untuned"], corrupted, labels[: check["val"]])}
+    return out
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, str], dict[str, Any]]] = {
     "watermark": run_watermark, "watermark-slsqp": run_watermark_slsqp, "approximate": run_approximate,
-    "robustness": run_robustness, "fingerprint": run_fingerprint, "merge": run_merge}
+    "robustness": run_robustness, "fingerprint": run_fingerprint, "merge": run_merge, "finetune": run_finetune,
+    "finetune-corruptions": run_finetune_corruptions}
 
 
 # --------------------------------------------------------------------------- command line
@@ -590,8 +780,26 @@ def _parser() -> argparse.ArgumentParser:
         sweep.add_argument("--models", nargs="+", default=None,
                            help="run only these models (one part of a parallel run; join the parts with `merge`)")
         sweep.add_argument("--out", type=Path, default=None)
+    tune = sub.add_parser("finetune", help="beyond the paper: nullspace-augmented fine-tuning against plain and "
+                                           "matched-energy Gaussian fine-tuning, judged on clean, PGD and match")
+    tune.add_argument("--profile", default="teaching")
+    tune.add_argument("--device", default=default_device)
+    tune.add_argument("--steps", type=int, default=None, help="override the profile's fine-tuning steps")
+    tune.add_argument("--seeds", nargs="+", type=int, default=None, help="run only these seeds (one part)")
+    tune.add_argument("--lims", nargs="+", type=float, default=None, help="run only these lims (one part)")
+    tune.add_argument("--methods", nargs="+", default=None, choices=("untuned", *finetune.METHODS),
+                      help="run only these methods (one part; gaussian needs nullspace beside it)")
+    tune.add_argument("--weights", type=Path, default=None,
+                      help="folder for the fine-tuned weights (default: book/results/<profile>/finetune/)")
+    tune.add_argument("--out", type=Path, default=None)
+    corrupt = sub.add_parser("finetune-corruptions", help="the -C accuracy of every model of finetune.json (CPU)")
+    corrupt.add_argument("--profile", default="teaching")
+    corrupt.add_argument("--device", default="cpu")
+    corrupt.add_argument("--sweep", type=Path, default=None, help="the finetune result (default: the committed one)")
+    corrupt.add_argument("--weights", type=Path, default=None, help="its weights folder (default: the committed one)")
+    corrupt.add_argument("--out", type=Path, default=None)
     merge = sub.add_parser("merge", help="join the parts of a sweep run in parallel (--models) into one result")
-    merge.add_argument("kind", choices=("approximate", "robustness"))
+    merge.add_argument("kind", choices=("approximate", "robustness", "finetune"))
     merge.add_argument("parts", nargs="+", type=Path, help="the parts' result files")
     merge.add_argument("--device", default=default_device)
     merge.add_argument("--out", type=Path, default=None)

@@ -45,7 +45,7 @@ from nullspace_utils import approximate, metrics, models
 
 __all__ = ["METHODS", "DEPARTURES", "CORRUPTIONS", "SEVERITIES", "PGD_EPSILONS", "FinetuneConfig", "RoundRecord",
            "FinetuneResult", "round_starts", "gaussian_noise", "augmentation_loss", "finetune", "save_weights",
-           "clean_accuracy", "corrupt_images", "corruption_accuracy", "pgd_images", "pgd_accuracy",
+           "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images", "pgd_accuracy",
            "nullspace_match"]
 
 #: the three fine-tuning methods compared at one budget
@@ -369,18 +369,34 @@ def corruption_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Te
     """Accuracy on the "-C" version of ``images`` (Hendrycks & Dietterich 2019): per corruption and severity, the
     mean over severities per corruption, and ``mean``, the mean corruption accuracy over all of them (the
     accuracy counterpart of ImageNet-C's unnormalised mean error). Same ``seed``, same corrupted images."""
+    return corruption_accuracies({"model": model}, images, labels, corruptions=corruptions, severities=severities,
+                                 seed=seed, batch_size=batch_size, show_progress=show_progress)["model"]
+
+
+def corruption_accuracies(models_by_name: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, *,
+                          corruptions: Sequence[str] = CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
+                          seed: int = 0, batch_size: int = 256, show_progress: bool = False
+                          ) -> dict[str, dict[str, Any]]:
+    """:func:`corruption_accuracy` of several models on one "-C" set: each corrupted batch is made once and shown
+    to every model (corrupting costs more than classifying), so all models see exactly the same images."""
     if not corruptions or not severities:
         raise ValueError("give at least one corruption and one severity.")
+    if not models_by_name:
+        raise ValueError("models_by_name is empty: give at least one model.")
     _check_images(images, labels)
-    table: dict[str, dict[int, float]] = {}
-    for corruption in tqdm(corruptions, disable=not show_progress, desc="corruptions"):
-        table[corruption] = {}
-        for severity in severities:
-            corrupted = corrupt_images(images, corruption, severity, seed=seed)
-            table[corruption][severity] = metrics.accuracy(model, corrupted, labels, batch_size=batch_size)
-    per_corruption = {name: float(np.mean(list(row.values()))) for name, row in table.items()}
-    return {"per_severity": table, "per_corruption": per_corruption,
-            "mean": float(np.mean(list(per_corruption.values())))}
+    tables: dict[str, dict[str, dict[int, float]]] = {name: {} for name in models_by_name}
+    cells = [(corruption, severity) for corruption in corruptions for severity in severities]
+    for corruption, severity in tqdm(cells, disable=not show_progress, desc="corruptions x severities"):
+        corrupted = corrupt_images(images, corruption, severity, seed=seed)
+        for name, model in models_by_name.items():
+            tables[name].setdefault(corruption, {})[severity] = metrics.accuracy(model, corrupted, labels,
+                                                                                batch_size=batch_size)
+    out = {}
+    for name, table in tables.items():
+        per_corruption = {corruption: float(np.mean(list(row.values()))) for corruption, row in table.items()}
+        out[name] = {"per_severity": table, "per_corruption": per_corruption,
+                     "mean": float(np.mean(list(per_corruption.values())))}
+    return out
 
 
 def _torchattacks():

@@ -37,7 +37,8 @@ from nullspace_utils.data import atomic_write
 __all__ = ["git_commit", "provenance", "describe_provenance", "result_file", "how_to_produce", "read", "write",
            "write_partial", "chapter_result", "ChapterResult", "validate", "kind_of", "ResultFileError", "SCHEMAS",
            "Provenance", "WatermarkResult", "WatermarkSlsqpResult", "ApproximateResult", "RobustnessResult",
-           "FingerprintResult", "REPOSITORY_ROOT", "RESULTS", "RAW_URL", "EXPERIMENTS_COMMAND"]
+           "FingerprintResult", "FinetuneSweepResult", "FinetuneCorruptionsResult", "REPOSITORY_ROOT", "RESULTS",
+           "RAW_URL", "EXPERIMENTS_COMMAND"]
 
 logger = logging.getLogger(__name__)
 
@@ -400,6 +401,120 @@ class FingerprintResult(TypedDict):
     check: FingerprintCheck
 
 
+class FinetuneSweepConfig(TypedDict):
+    """``experiments.FINETUNE_CONFIG`` of the profile, as run (``steps`` may be overridden)."""
+
+    model: str
+    seeds: list[int]
+    lims: list[float]
+    steps: int
+    batch_size: int
+    rounds: int
+    lr: float
+    weight_decay: float
+    noise_steps: int
+    noise_milestones: list[int]
+    noise_images: int
+    noise_batch_size: int
+    probe_steps: int
+    train: int
+    val: int
+    attack_images: int
+    pgd_epsilons: list[float]
+    pgd_steps: int
+    match_lims: list[float]
+    match: dict[str, Any]
+    exact_lims: list[float]
+    corruption_images: int
+    corruption_seed: int
+    history_every: int
+
+
+class FinetuneRoundRow(TypedDict):
+    """``finetune.RoundRecord``: one round's augmentation noise (norm and RMS; for learned noise its start, rate and
+    eq. 6 loss at the first and last step)."""
+
+    round: int
+    start_step: int
+    norm: float
+    rms: float
+    initial_norm: float
+    noise_lr: float
+    noise_loss_first: float
+    noise_loss_last: float
+
+
+class FinetuneRunRecord(TypedDict):
+    """``finetune.FinetuneResult.record()``: the run's settings, its losses (every ``history_every`` steps), its
+    rounds and its wall time in seconds."""
+
+    config: dict[str, Any]
+    history: list[dict[str, float]]
+    rounds: list[FinetuneRoundRow]
+    seconds: float
+
+
+class FinetuneModelRow(TypedDict):
+    """One model of the fine-tuning sweep: how it was made (``method`` is ``untuned`` for the zoo model itself,
+    which has no ``run`` and no weights file) and its yardsticks. ``pgd`` maps ``"<eps*255>/255"`` to accuracy,
+    ``match`` holds one approximate-nullspace point per ``match_lims``, ``exact`` maps a pixel lim to the fraction
+    of predictions kept under the untuned model's exact nullspace noise at the RMS of Uniform(-lim, lim)."""
+
+    method: str
+    lim: float | None
+    seed: int | None
+    weights: str | None
+    clean: float
+    pgd: dict[str, float]
+    match: list[NoisePoint]
+    exact: dict[str, float]
+    run: NotRequired[FinetuneRunRecord]
+
+
+class FinetuneCheck(TypedDict):
+    """``experiments.FINETUNE_CHECK`` and its tiny run's losses, noise RMS and clean accuracy (a test repeats it)."""
+
+    method: str
+    lim: float
+    steps: int
+    seed: int
+    result: dict[str, Any]
+
+
+class FinetuneSweepResult(TypedDict):
+    """``book/results/<profile>/finetune.json``: beyond the paper, nullspace-augmented fine-tuning and its two
+    baselines, every model judged; the weights are in ``weights_folder``."""
+
+    provenance: Provenance
+    profile: str
+    config: FinetuneSweepConfig
+    weights_folder: str
+    runs: dict[str, FinetuneModelRow]
+    check: FinetuneCheck
+    parts: NotRequired[list[Provenance]]  # a run in parallel parts, joined by ``experiments merge``
+
+
+class CorruptionTable(TypedDict):
+    """``finetune.corruption_accuracy``: accuracy per corruption and severity (keys ``"1"``..``"5"``), per
+    corruption (mean over severities) and ``mean`` over corruptions."""
+
+    per_severity: dict[str, dict[str, float]]
+    per_corruption: dict[str, float]
+    mean: float
+
+
+class FinetuneCorruptionsResult(TypedDict):
+    """``book/results/<profile>/finetune_corruptions.json``: the "-C" accuracy of every model of ``finetune.json``
+    (made on the CPU from its weights; ``sweep_commit`` is the commit of the sweep it read)."""
+
+    provenance: Provenance
+    profile: str
+    sweep_commit: str
+    config: dict[str, Any]
+    models: dict[str, CorruptionTable]
+    check: dict[str, Any]
+
+
 #: The schema of each kind of result file; a kind is the file's name without ``.json``.
 SCHEMAS: dict[str, type] = {
     "watermark": WatermarkResult,
@@ -407,6 +522,8 @@ SCHEMAS: dict[str, type] = {
     "approximate": ApproximateResult,
     "robustness": RobustnessResult,
     "fingerprint": FingerprintResult,
+    "finetune": FinetuneSweepResult,
+    "finetune_corruptions": FinetuneCorruptionsResult,
 }
 
 

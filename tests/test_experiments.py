@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from nullspace_utils import approximate, experiments, results
+from nullspace_utils import approximate, experiments, metrics, models, results
+from nullspace_utils.data import stack_dataset
 
 
 def test_main_refuses_to_write_a_result_that_fails_its_schema(tmp_path, monkeypatch):
@@ -214,3 +215,55 @@ def test_fingerprint_runner_end_to_end_tiny(tmp_path, monkeypatch):
     assert set(result["fade"]["all"][0]) == {"step", "accuracy", "logits", "probs", "label"}
     assert result["defence"][0]["sigma"] == 0.0 and result["defence"][0]["logits"]["kept"] == 4
     assert result["check"]["result"]["n"] == 4
+
+
+_TINY_FINETUNE = {"model": "zoo-vit-s", "seeds": (0, 1), "lims": (4.0,), "steps": 4, "batch_size": 8, "rounds": 2,
+                  "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 2, "noise_milestones": (), "noise_images": 8,
+                  "noise_batch_size": 8, "probe_steps": 2, "train": 16, "val": 16, "attack_images": 8,
+                  "pgd_epsilons": (1 / 255,), "pgd_steps": 2, "match_lims": (4.0,),
+                  "match": {**_TINY, "seeds": (0,)}, "exact_lims": (0.25,), "corruption_images": 8,
+                  "corruption_seed": 0, "history_every": 2}
+
+
+def test_finetune_runner_in_parts_merged_and_corrupted_end_to_end_tiny(tmp_path, monkeypatch):
+    """The fine-tuning sweep on a tiny setting, as two parts joined by `merge`, then its -C pass: every model is
+    there once, in a fixed order, with saved weights that reload to the judged model; the Gaussian run's noise has
+    the energy of the nullspace run of its seed, round by round; the untuned model keeps every prediction under
+    its own exact nullspace noise and has no run; the -C file covers every model and cell."""
+    pytest.importorskip("torchattacks", reason="torchattacks is not installed: `make install` installs it")
+    pytest.importorskip("imagecorruptions", reason="imagecorruptions is not installed: `make install` installs it")
+    monkeypatch.setitem(experiments.FINETUNE_CONFIG, "teaching", _TINY_FINETUNE)
+    monkeypatch.setattr(experiments, "FINETUNE_CHECK", {**experiments.FINETUNE_CHECK, "train": 8, "val": 8,
+                                                        "steps": 2, "noise_steps": 2})
+    weights = tmp_path / "weights"
+    parts = [tmp_path / "a.json", tmp_path / "b.json"]
+    experiments.main(["finetune", "--device", "cpu", "--seeds", "0", "--lims", "4", "--methods", "untuned", "nullspace", "gaussian",
+                      "--weights", str(weights), "--out", str(parts[0])])
+    experiments.main(["finetune", "--device", "cpu", "--seeds", "1", "--methods", "plain",
+                      "--weights", str(weights), "--out", str(parts[1])])
+    out = tmp_path / "finetune.json"
+    experiments.main(["merge", "finetune", *map(str, parts), "--device", "cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    results.validate("finetune", result)
+    assert list(result["runs"]) == ["untuned", "gaussian-lim4-s0", "nullspace-lim4-s0", "plain-s1"]
+    untuned = result["runs"]["untuned"]
+    assert untuned["weights"] is None and "run" not in untuned and untuned["exact"]["0.25"] == 1.0
+    noisy, gaussian = result["runs"]["nullspace-lim4-s0"], result["runs"]["gaussian-lim4-s0"]
+    assert [r["rms"] for r in gaussian["run"]["rounds"]] == pytest.approx([r["rms"] for r in noisy["run"]["rounds"]],
+                                                                        rel=1e-5)
+    assert result["runs"]["plain-s1"]["run"]["rounds"] == []
+    from nullspace_utils.profiles import get_profile
+
+    profile = get_profile("teaching")
+    images, labels = stack_dataset(profile.dataset("val", n=16))
+    reloaded = models.load_model("zoo-vit-s", weights=weights / noisy["weights"])
+    assert metrics.accuracy(reloaded, images, labels) == noisy["clean"]
+    with pytest.raises(SystemExit, match="gaussian matches"):
+        experiments.main(["finetune", "--device", "cpu", "--methods", "gaussian", "--out", str(tmp_path / "x.json")])
+    corrupted = tmp_path / "finetune_corruptions.json"
+    experiments.main(["finetune-corruptions", "--sweep", str(out), "--weights", str(weights), "--out", str(corrupted)])
+    table = json.loads(corrupted.read_text())
+    results.validate("finetune_corruptions", table)
+    assert list(table["models"]) == list(result["runs"])
+    assert all(len(row["per_severity"]) == 11 and all(len(cells) == 5 for cells in row["per_severity"].values())
+               for row in table["models"].values())
