@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import logging
 import sys
@@ -113,7 +114,7 @@ FINGERPRINT_CHECK: dict[str, Any] = {"part": "all", "step": 5, "fingerprint_seed
 #: the RMS of Uniform(-lim, lim) for ``exact_lims`` (pixels), and, on the CPU, the "-C" set
 #: (``corruption_images``; ``experiments finetune-corruptions``). ``history_every``: the losses kept per run.
 FINETUNE_CONFIG: dict[str, dict[str, Any]] = {
-    "teaching": {"model": "zoo-vit-s", "seeds": (0, 1, 2), "lims": (4.0, 8.0), "steps": 1565, "batch_size": 64,
+    "teaching": {"model": "zoo-vit-s", "seeds": (0, 1, 2), "lims": (2.0, 4.0), "steps": 1565, "batch_size": 64,
                  "rounds": 5, "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 40, "noise_milestones": (30,),
                  "noise_images": 512, "noise_batch_size": 128, "probe_steps": 20, "train": 20_000, "val": 2_000,
                  "attack_images": 500, "pgd_epsilons": finetune.PGD_EPSILONS, "pgd_steps": 10,
@@ -693,6 +694,7 @@ def run_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
                                  "weights": None if run is None else f"{name}.safetensors"}
         if run is not None:
             finetune.save_weights(model, str(weights / f"{name}.safetensors"))
+            entry["weights_sha256"] = hashlib.sha256((weights / f"{name}.safetensors").read_bytes()).hexdigest()
             entry["run"] = _run_record(run, config["history_every"])
         entry.update(_judge_model(model, untuned, config, datasets, args.device))
         out["runs"][name] = entry

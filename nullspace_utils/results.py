@@ -464,6 +464,7 @@ class FinetuneModelRow(TypedDict):
     lim: float | None
     seed: int | None
     weights: str | None
+    weights_sha256: NotRequired[str]
     clean: float
     pgd: dict[str, float]
     match: list[NoisePoint]

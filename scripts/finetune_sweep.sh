@@ -21,7 +21,7 @@ part() {  # part NAME ARGS...: one part of the sweep in the background, its log 
 part untuned --methods untuned
 for seed in 0 1 2; do
   part "plain-s$seed" --seeds "$seed" --methods plain
-  for lim in 4 8; do
+  for lim in 2 4; do
     part "lim$lim-s$seed" --seeds "$seed" --lims "$lim" --methods nullspace gaussian
   done
 done
