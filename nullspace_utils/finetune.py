@@ -46,7 +46,7 @@ from nullspace_utils import approximate, metrics, models
 __all__ = ["METHODS", "DEPARTURES", "CORRUPTIONS", "SEVERITIES", "PGD_EPSILONS", "FinetuneConfig", "RoundRecord",
            "FinetuneResult", "round_starts", "gaussian_noise", "augmentation_loss", "finetune", "save_weights",
            "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images", "pgd_accuracy",
-           "nullspace_match"]
+           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence"]
 
 #: the three fine-tuning methods compared at one budget
 METHODS = ("plain", "nullspace", "gaussian")
@@ -463,3 +463,51 @@ def nullspace_match(model: nn.Module, train: Dataset, val: Dataset, *, lim: floa
     return approximate.noise_point(model, train, val, level="encoder", lim=lim, seeds=seeds, steps=steps,
                                    milestones=milestones, batch_size=batch_size, lr=lr, probe_steps=probe_steps,
                                    device=device)
+
+
+# --------------------------------------------------------------------------- reading a sweep
+def group_runs(runs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """The models of a fine-tuning sweep (``finetune.json``'s ``runs``) grouped by method and lim, each group's
+    names in seed order: ``{"untuned": [...], "plain": [...], "nullspace lim 2": [...], "gaussian lim 2": [...]}``,
+    untuned first, then plain, then each lim's nullspace and gaussian groups."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name, run in runs.items():
+        label = run["method"] if run["lim"] is None else f"{run['method']} lim {run['lim']:g}"
+        groups.setdefault(label, []).append((run["seed"] or 0, name))
+    def order(label: str) -> tuple:
+        method, _, lim = label.partition(" lim ")
+        return (method != "untuned", method != "plain", float(lim or 0), method != "nullspace")
+    return {label: [name for _, name in sorted(groups[label])] for label in sorted(groups, key=order)}
+
+
+def seed_scores(runs: dict[str, dict[str, Any]], names: Sequence[str], score: Any) -> list[float]:
+    """``score(run)`` for each model of ``names`` (one group of :func:`group_runs`: one value per seed)."""
+    return [float(score(runs[name])) for name in names]
+
+
+def compare_groups(first: Sequence[float], second: Sequence[float]) -> dict[str, Any]:
+    """Two methods' per-seed scores, paired by seed (the methods of one seed see the same batches): the mean and
+    sample standard deviation of the paired differences, and ``separated`` (+1, -1 or 0) from
+    :func:`nullspace_utils.approximate.separated`: a difference is read only where the seeds' ranges do not
+    overlap."""
+    if len(first) != len(second) or not first:
+        raise ValueError(f"compare_groups pairs seeds: give equally many scores, got {len(first)} and {len(second)}.")
+    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    spread = float(differences.std(ddof=1)) if len(differences) > 1 else 0.0
+    return {"difference": float(differences.mean()), "spread": spread,
+            "separated": approximate.separated(list(first), list(second)), "first": list(first),
+            "second": list(second)}
+
+
+def comparison_sentence(first_label: str, second_label: str, measure: str, comparison: dict[str, Any], *,
+                        scale: float = 100.0, unit: str = "points") -> str:
+    """A verdict in words from :func:`compare_groups`: "A beats / trails B on ... by X ± Y points" (mean ± standard
+    deviation of the per-seed differences) only where the ranges separate, "not separable" otherwise, with the
+    ranges it rests on."""
+    low = lambda values: f"{scale * min(values):.1f}-{scale * max(values):.1f}"  # noqa: E731
+    ranges = f"({first_label} {low(comparison['first'])}, {second_label} {low(comparison['second'])})"
+    if comparison["separated"] == 0:
+        return f"{first_label} vs {second_label}, {measure}: not separable with these seeds {ranges}"
+    verb = "beats" if comparison["separated"] > 0 else "trails"
+    return (f"{first_label} {verb} {second_label} on {measure} by {abs(scale * comparison['difference']):.1f} "
+            f"± {scale * comparison['spread']:.1f} {unit} {ranges}")

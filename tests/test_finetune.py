@@ -257,3 +257,99 @@ def test_pgd_stays_in_its_ball_raises_the_loss_and_is_seeded(vit, batch):
 def test_untouched_noise_api_still_adds_at_the_encoder(vit):
     """The fine-tuning relies on approximate.add_noise at the encoder: a shape mismatch is named, not broadcast."""
     assert approximate.noise_shape(vit, "encoder", 112) == (49, 96)
+
+
+# --------------------------------------------------------------------------- reading a sweep
+def _fake_runs():
+    runs = {"untuned": {"method": "untuned", "lim": None, "seed": None, "clean": 0.99}}
+    for seed, (plain, noisy) in enumerate(((0.90, 0.95), (0.91, 0.96), (0.92, 0.94))):
+        runs[f"plain-s{seed}"] = {"method": "plain", "lim": None, "seed": seed, "clean": plain}
+        runs[f"nullspace-lim4-s{seed}"] = {"method": "nullspace", "lim": 4.0, "seed": seed, "clean": noisy}
+        runs[f"gaussian-lim4-s{seed}"] = {"method": "gaussian", "lim": 4.0, "seed": seed, "clean": noisy - 0.03}
+        runs[f"nullspace-lim2-s{seed}"] = {"method": "nullspace", "lim": 2.0, "seed": seed, "clean": plain + 0.005}
+    return runs
+
+
+def test_group_runs_orders_methods_and_seeds():
+    runs = _fake_runs()
+    groups = finetune.group_runs(dict(reversed(list(runs.items()))))  # the file's order does not matter
+    assert list(groups) == ["untuned", "plain", "nullspace lim 2", "nullspace lim 4", "gaussian lim 4"]
+    assert groups["nullspace lim 4"] == ["nullspace-lim4-s0", "nullspace-lim4-s1", "nullspace-lim4-s2"]
+    assert finetune.seed_scores(runs, groups["plain"], lambda run: run["clean"]) == [0.90, 0.91, 0.92]
+
+
+def test_comparison_reads_a_difference_only_where_the_seeds_separate():
+    runs = _fake_runs()
+    groups = finetune.group_runs(runs)
+    score = lambda name: finetune.seed_scores(runs, groups[name], lambda run: run["clean"])  # noqa: E731
+    ahead = finetune.compare_groups(score("nullspace lim 4"), score("plain"))
+    assert ahead["separated"] == 1
+    assert ahead["difference"] == pytest.approx(0.04)  # paired by seed: (0.05 + 0.05 + 0.02) / 3
+    assert ahead["spread"] == pytest.approx(np.std([0.05, 0.05, 0.02], ddof=1))
+    sentence = finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead)
+    assert sentence.startswith("nullspace lim 4 beats plain on clean accuracy by 4.0 ± 1.7 points")
+    behind = finetune.compare_groups(score("plain"), score("nullspace lim 4"))
+    assert "trails" in finetune.comparison_sentence("plain", "nullspace lim 4", "clean accuracy", behind)
+    overlap = finetune.compare_groups(score("nullspace lim 2"), score("plain"))
+    assert overlap["separated"] == 0
+    assert "not separable" in finetune.comparison_sentence("a", "b", "clean accuracy", overlap)
+    with pytest.raises(ValueError, match="pairs seeds"):
+        finetune.compare_groups([0.1, 0.2], [0.1])
+
+
+# --------------------------------------------------------------------------- the committed sweep
+def test_committed_finetune_sweep_is_sound_and_matches_a_recomputed_point():
+    """The committed GPU sweep: its settings are the code's, every group has every seed, the Gaussian runs match
+    their nullspace runs' energy round by round, the untuned model keeps every prediction under its own exact
+    nullspace noise, the committed weights are the ones judged (sha256), and the check run repeated here on the
+    CPU gives the GPU's losses, noise sizes and clean accuracy."""
+    import hashlib
+    import json
+
+    from nullspace_utils import experiments, results
+
+    sweep = results.read(results.result_file("finetune", "teaching"))
+    config = experiments.FINETUNE_CONFIG["teaching"]
+    assert sweep["config"] == json.loads(json.dumps(config))
+    runs, groups = sweep["runs"], finetune.group_runs(sweep["runs"])
+    expected = ["untuned", "plain"] + [f"{m} lim {lim:g}" for lim in config["lims"] for m in ("nullspace", "gaussian")]
+    assert list(groups) == expected
+    assert all(len(groups[label]) == len(config["seeds"]) for label in expected[1:])
+    for lim in config["lims"]:
+        for seed in config["seeds"]:
+            noisy = runs[experiments.finetune_run_name("nullspace", seed, lim)]["run"]["rounds"]
+            gaussian = runs[experiments.finetune_run_name("gaussian", seed, lim)]["run"]["rounds"]
+            assert [r["rms"] for r in gaussian] == pytest.approx([r["rms"] for r in noisy], rel=1e-5)
+            assert len(noisy) == config["rounds"]
+    assert all(value == 1.0 for value in runs["untuned"]["exact"].values())
+    folder = results.REPOSITORY_ROOT / sweep["weights_folder"]
+    committed = sorted(folder.glob("*.safetensors"))
+    assert committed, f"no weights in {folder}"
+    for path in committed:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == runs[path.stem]["weights_sha256"], path.name
+    stored = sweep["check"]["result"]
+    again = experiments.finetune_check("cpu")
+    assert again["loss"] == pytest.approx(stored["loss"], rel=1e-3)
+    assert again["noise_rms"] == pytest.approx(stored["noise_rms"], rel=1e-3)
+    assert abs(again["clean"] - stored["clean"]) <= 1 / experiments.FINETUNE_CHECK["val"]
+
+
+def test_committed_corruption_results_cover_the_sweep_and_match_a_recomputed_point():
+    pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
+    from nullspace_utils import experiments, results
+    from nullspace_utils.profiles import get_profile
+
+    table = results.read(results.result_file("finetune_corruptions", "teaching"))
+    sweep = results.read(results.result_file("finetune", "teaching"))
+    assert list(table["models"]) == list(sweep["runs"])
+    for row in table["models"].values():
+        assert list(row["per_corruption"]) == list(finetune.CORRUPTIONS)
+        assert row["mean"] == pytest.approx(np.mean(list(row["per_corruption"].values())))
+        assert all(value == pytest.approx(np.mean(list(row["per_severity"][name].values())))
+                   for name, value in row["per_corruption"].items())
+    check = table["check"]
+    images, labels = stack_dataset(get_profile("teaching").dataset("val", n=check["images"]))
+    corrupted = finetune.corrupt_images(images, check["corruption"], check["severity"], seed=table["config"]["seed"])
+    again = finetune.clean_accuracy(models.load_model(sweep["config"]["model"]), corrupted, labels)
+    assert abs(again - check["accuracy"]) <= 1 / check["images"]
+    assert check["corruption"] == experiments.FINETUNE_CHECK["corruption"]
