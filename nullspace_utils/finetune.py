@@ -46,7 +46,8 @@ from nullspace_utils import approximate, metrics, models
 __all__ = ["METHODS", "DEPARTURES", "CORRUPTIONS", "SEVERITIES", "PGD_EPSILONS", "FinetuneConfig", "RoundRecord",
            "FinetuneResult", "round_starts", "gaussian_noise", "augmentation_loss", "finetune", "save_weights",
            "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images", "pgd_accuracy",
-           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence"]
+           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence", "loss_curve",
+           "estimate_sweep_hours"]
 
 #: the three fine-tuning methods compared at one budget
 METHODS = ("plain", "nullspace", "gaussian")
@@ -486,13 +487,15 @@ def seed_scores(runs: dict[str, dict[str, Any]], names: Sequence[str], score: An
 
 
 def compare_groups(first: Sequence[float], second: Sequence[float]) -> dict[str, Any]:
-    """Two methods' per-seed scores, paired by seed (the methods of one seed see the same batches): the mean and
+    """Two methods' per-seed scores, paired by seed (the methods of one seed see the same batches), or one group
+    against a single reference model (one score, e.g. the untuned model): the mean and
     sample standard deviation of the paired differences, and ``separated`` (+1, -1 or 0) from
     :func:`nullspace_utils.approximate.separated`: a difference is read only where the seeds' ranges do not
     overlap."""
-    if len(first) != len(second) or not first:
-        raise ValueError(f"compare_groups pairs seeds: give equally many scores, got {len(first)} and {len(second)}.")
-    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    if not first or not second or (len(first) != len(second) and 1 not in (len(first), len(second))):
+        raise ValueError(f"compare_groups pairs seeds: give equally many scores (or one score on a side, a single "
+                         f"reference model such as the untuned one), got {len(first)} and {len(second)}.")
+    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)  # one score on a side: broadcast
     spread = float(differences.std(ddof=1)) if len(differences) > 1 else 0.0
     return {"difference": float(differences.mean()), "spread": spread,
             "separated": approximate.separated(list(first), list(second)), "first": list(first),
@@ -504,10 +507,54 @@ def comparison_sentence(first_label: str, second_label: str, measure: str, compa
     """A verdict in words from :func:`compare_groups`: "A beats / trails B on ... by X ± Y points" (mean ± standard
     deviation of the per-seed differences) only where the ranges separate, "not separable" otherwise, with the
     ranges it rests on."""
-    low = lambda values: f"{scale * min(values):.1f}-{scale * max(values):.1f}"  # noqa: E731
+    def low(values: Sequence[float]) -> str:
+        first, last = f"{scale * min(values):.1f}", f"{scale * max(values):.1f}"
+        return first if first == last else f"{first}-{last}"
+
     ranges = f"({first_label} {low(comparison['first'])}, {second_label} {low(comparison['second'])})"
     if comparison["separated"] == 0:
         return f"{first_label} vs {second_label}, {measure}: not separable with these seeds {ranges}"
     verb = "beats" if comparison["separated"] > 0 else "trails"
     return (f"{first_label} {verb} {second_label} on {measure} by {abs(scale * comparison['difference']):.1f} "
             f"± {scale * comparison['spread']:.1f} {unit} {ranges}")
+
+
+def loss_curve(record: dict[str, Any], key: str = "loss", *, window: int = 150) -> tuple[list[float], list[float]]:
+    """A run's training loss ``key`` (``loss``, ``clean_loss`` or ``noisy_loss``) from its stored history
+    (``FinetuneResult.record()``), averaged over windows of ``window`` steps: the windows' middle steps and means."""
+    if window < 1:
+        raise ValueError(f"window must be at least 1 step, got {window}.")
+    rows = [row for row in record["history"] if key in row]
+    if not rows:
+        raise ValueError(f"the history has no {key!r}; a plain run has only 'loss' and 'clean_loss'.")
+    last = rows[-1]["step"]
+    xs, means = [], []
+    for start in range(0, last + 1, window):
+        inside = [row[key] for row in rows if start <= row["step"] < start + window]
+        if inside:
+            xs.append(start + (min(start + window, last + 1) - start) / 2)
+            means.append(float(np.mean(inside)))
+    return xs, means
+
+
+def estimate_sweep_hours(config: dict[str, Any], seconds_per_step: float, measured_batch: int) -> dict[str, float]:
+    """A rough GPU cost of a fine-tuning sweep (``experiments.FINETUNE_CONFIG[profile]``), in hours, from the measured
+    time of one forward and backward pass of the model at ``measured_batch`` images (e.g. a learned-noise step of
+    ``benchmarks/learned_noise_cost.py``), assumed linear in the batch size.
+
+    Counted: every fine-tuning step (two passes for the noise methods, one for plain), each round's noise steps and
+    the first round's rate probe (about 7 rates), and the approximate-nullspace match of every model (probe and
+    seeds). Left out, because they are small or not on the GPU: clean and PGD evaluation, and the "-C" set, which is
+    made on a CPU."""
+    per_image = seconds_per_step / measured_batch
+    seeds, lims = len(config["seeds"]), len(config["lims"])
+    noisy_runs, plain_runs = 2 * seeds * lims, seeds
+    finetuning = config["steps"] * config["batch_size"] * per_image * (2 * noisy_runs + plain_runs)
+    noise_steps = config["rounds"] * config["noise_steps"] + 7 * config["probe_steps"]
+    noise = seeds * lims * noise_steps * config["noise_batch_size"] * per_image  # the gaussian runs learn nothing
+    match = config["match"]
+    match_steps = len(config["match_lims"]) * (7 * match["probe_steps"] + len(match["seeds"]) * match["steps"])
+    judged = 1 + noisy_runs + plain_runs
+    matching = judged * match_steps * match["batch_size"] * per_image
+    return {"finetuning": finetuning / 3600, "noise": noise / 3600, "match": matching / 3600,
+            "total": (finetuning + noise + matching) / 3600}

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import matplotlib
 import matplotlib.lines
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import matplotlib.text
 import matplotlib.ticker
@@ -17,7 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
-           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels"]
+           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels",
+           "METHOD_STYLES", "method_panels", "finetune_diagram"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -414,4 +416,73 @@ def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
+    return readable(fig)
+
+
+#: colour, line style and marker of each group of the fine-tuning chapter (``finetune.group_runs``' labels)
+METHOD_STYLES: dict[str, tuple[str, Any, str]] = {
+    "untuned": ("black", ":", "D"), "plain": ("0.45", "-", "o"),
+    "nullspace lim 2": ("C0", "--", "s"), "nullspace lim 4": ("C0", "-", "s"),
+    "gaussian lim 2": ("C1", "--", "^"), "gaussian lim 4": ("C1", "-", "^")}
+
+
+def method_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0),
+                  ncols: int = 2) -> Figure:
+    """Accuracy curves of several fine-tuning methods over seeds: the mean as a line, the seeds' range as error bars.
+
+    Each panel is ``{"title", "xlabel", "ylabel", "xs", "xticklabels" (optional), "series": {group: values}}``
+    where ``values[i]`` lists the seeds' scores at ``xs[i]`` and ``group`` is a key of :data:`METHOD_STYLES`.
+    One legend under the panels."""
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    shown: dict[str, Any] = {}
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for group, values in panel["series"].items():
+            color, linestyle, marker = METHOD_STYLES[group]
+            means = np.array([np.mean(seeds) for seeds in values])
+            low = means - np.array([min(seeds) for seeds in values])
+            high = np.array([max(seeds) for seeds in values]) - means
+            shown[group] = ax.errorbar(panel["xs"], means, yerr=[low, high], color=color, linestyle=linestyle,
+                                       marker=marker, markersize=4, capsize=2, linewidth=1.2)
+        if panel.get("xticklabels"):
+            ax.set_xticks(panel["xs"], panel["xticklabels"])
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel(panel["ylabel"])
+        ax.grid(alpha=0.3)
+    readable(fig)
+    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
+    fig.legend(list(shown.values()), list(shown), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(3, len(shown)), fontsize=size_points, frameon=False)
+    return fig
+
+
+def finetune_diagram() -> Figure:
+    """The authors' nullspace-augmented fine-tuning (CPAL 2025) as a picture: once per round a noise is learned for
+    the current model (eq. 6), then every batch of the round is classified clean and with that noise on its patch
+    tokens, and the model is trained on both losses."""
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_INCHES, 2.6))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 3.2)
+    ax.axis("off")
+    boxes = [
+        (0.1, 1.6, 2.9, "start of a round:\nv ~ Uniform(-lim, lim)\n(one value per token entry)"),
+        (3.5, 1.6, 2.9, "learn v for the current\nmodel (eq. 6): logits of\ntokens + v ≈ logits of tokens"),
+        (6.9, 1.6, 3.0, "every batch of the round:\nCE(f(x), y) +\nCE(f(x; tokens + v), y)"),
+    ]
+    for x, y, width, text in boxes:
+        ax.add_patch(matplotlib.patches.FancyBboxPatch((x, y), width, 1.3, boxstyle="round,pad=0.05",
+                                                       facecolor="#eef3fb", edgecolor="#3b6fb6"))
+        ax.text(x + width / 2, y + 0.65, text, ha="center", va="center", fontsize=9)
+    arrow = {"arrowstyle": "->", "color": "#3b6fb6", "linewidth": 1.5}
+    ax.annotate("", xy=(3.45, 2.25), xytext=(3.05, 2.25), arrowprops=arrow)
+    ax.annotate("", xy=(6.85, 2.25), xytext=(6.45, 2.25), arrowprops=arrow)
+    ax.annotate("", xy=(1.55, 1.55), xytext=(8.4, 1.55),
+                arrowprops={**arrow, "connectionstyle": "bar,fraction=-0.12"})
+    ax.text(5.0, 0.45, "AdamW steps on the model's weights; after steps / rounds steps, a new round:\n"
+            "the noise is learned again for the model as it is now (v stays fixed within a round)",
+            ha="center", va="center", fontsize=9)
     return readable(fig)

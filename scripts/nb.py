@@ -2,7 +2,7 @@
 
 Chapters are written as ``book/_src/<chapter>.py`` files whose cells are separated by lines
 ``# %% [markdown]`` / ``# %%`` (the "percent" format that VS Code and Jupytext read), with an
-optional ``tags=[...]`` after the marker. A line ``# %% [colab]`` (or ``# %% [colab-install]``) stands
+optional ``tags=[...]`` after the marker. A line ``# %% [colab]`` (or ``[colab-install]``, ``[colab-finetune]``) stands
 for the first cell every notebook shares, kept once in ``book/_src/_colab.txt`` (``_colab_install.txt``):
 it installs the library on Colab and names the profile. ``python scripts/nb.py book/_src/primer.py``
 writes and executes ``book/primer.ipynb``; the executed notebook is what gets committed and nbval-checked.
@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-SHARED_CELL = re.compile(r"^# %% \[(?P<name>colab|colab-install)\]\s*$", re.M)
+SHARED_CELL = re.compile(r"^# %% \[(?P<name>colab|colab-install|colab-finetune)\]\s*$", re.M)
 MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=\[(?P<tags>[^\]]*)\])?\s*$")
 
 

@@ -293,8 +293,10 @@ def test_comparison_reads_a_difference_only_where_the_seeds_separate():
     overlap = finetune.compare_groups(score("nullspace lim 2"), score("plain"))
     assert overlap["separated"] == 0
     assert "not separable" in finetune.comparison_sentence("a", "b", "clean accuracy", overlap)
+    reference = finetune.compare_groups(score("plain"), score("untuned"))  # one model: every seed against it
+    assert reference["separated"] == -1 and reference["difference"] == pytest.approx(0.91 - 0.99)
     with pytest.raises(ValueError, match="pairs seeds"):
-        finetune.compare_groups([0.1, 0.2], [0.1])
+        finetune.compare_groups([0.1, 0.2], [0.1, 0.2, 0.3])
 
 
 # --------------------------------------------------------------------------- the committed sweep

@@ -49,5 +49,11 @@ fig = plotting.change_strips({"owner": [1e-7, 2e-7], "other": [0.1, 0.3]}, tol=1
 assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == ["owner", "other"]
 fig = plotting.roc_panels({"logits": {"all": ([0, 0, 1], [0, 1, 1], 1.0)}})
 assert fig.axes[0].get_legend().get_texts()[0].get_text() == "all (AUC 1.00)"
+fig = plotting.method_panels([{"title": "PGD", "xlabel": "eps", "ylabel": "accuracy (%)", "xs": [0, 1],
+                                "xticklabels": ["1/255", "2/255"],
+                                "series": {"plain": [[80, 82], [40, 42]], "nullspace lim 4": [[79, 81], [38, 39]]}}])
+assert np.allclose(fig.axes[0].lines[0].get_ydata(), [81, 41]) and set(plotting.METHOD_STYLES) >= {"plain", "untuned"}
+fig = plotting.finetune_diagram()  # the fine-tuning chapter's picture of the method
+assert any("learn v" in text.get_text() for text in fig.axes[0].texts)
 plt.close("all")
 assert plotting.format_range([0.972, 0.99]) == "97.2-99.0" and plotting.format_range([1.0, 1.0]) == "100.0"

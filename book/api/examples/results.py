@@ -20,7 +20,11 @@ assert fingerprints["owner"] == "zoo-vit-s"
 note = results.how_to_produce("approximate", "imagenet")  # the note when a profile has no file yet
 assert "python -m nullspace_utils.experiments approximate --profile imagenet --device cuda" in note
 
-assert sorted(results.SCHEMAS) == ["approximate", "fingerprint", "robustness", "watermark", "watermark_slsqp"]
+assert sorted(results.SCHEMAS) == ["approximate", "finetune", "finetune_corruptions", "fingerprint", "robustness",
+                                  "watermark", "watermark_slsqp"]
+tuned: results.FinetuneSweepResult = results.read("book/results/teaching/finetune.json")  # beyond the paper
+corrupted: results.FinetuneCorruptionsResult = results.read("book/results/teaching/finetune_corruptions.json")
+assert set(corrupted["models"]) == set(tuned["runs"]) and "untuned" in tuned["runs"]
 early: results.WatermarkSlsqpResult = results.read("book/results/teaching/watermark_slsqp.json")
 damaged = {key: value for key, value in early.items() if key != "predictions"}
 try:
