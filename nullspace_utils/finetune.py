@@ -46,7 +46,7 @@ from nullspace_utils import approximate, metrics, models
 __all__ = ["METHODS", "DEPARTURES", "CORRUPTIONS", "SEVERITIES", "PGD_EPSILONS", "FinetuneConfig", "RoundRecord",
            "FinetuneResult", "round_starts", "gaussian_noise", "augmentation_loss", "finetune", "save_weights",
            "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images", "pgd_accuracy",
-           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence", "loss_curve",
+           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence", "verdict_cell", "loss_curve",
            "estimate_sweep_hours"]
 
 #: the three fine-tuning methods compared at one budget
@@ -517,6 +517,14 @@ def comparison_sentence(first_label: str, second_label: str, measure: str, compa
     verb = "beats" if comparison["separated"] > 0 else "trails"
     return (f"{first_label} {verb} {second_label} on {measure} by {abs(scale * comparison['difference']):.1f} "
             f"± {scale * comparison['spread']:.1f} {unit} {ranges}")
+
+
+def verdict_cell(comparison: dict[str, Any], *, scale: float = 100.0) -> str:
+    """:func:`compare_groups` in a table cell: the signed mean difference ± its spread ("+1.6 ± 0.5") where the
+    seeds' ranges separate, "not separable" where they overlap."""
+    if comparison["separated"] == 0:
+        return "not separable"
+    return f"{scale * comparison['difference']:+.1f} ± {scale * comparison['spread']:.1f}"
 
 
 def loss_curve(record: dict[str, Any], key: str = "loss", *, window: int = 150) -> tuple[list[float], list[float]]:

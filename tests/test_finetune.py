@@ -288,11 +288,14 @@ def test_comparison_reads_a_difference_only_where_the_seeds_separate():
     assert ahead["spread"] == pytest.approx(np.std([0.05, 0.05, 0.02], ddof=1))
     sentence = finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead)
     assert sentence.startswith("nullspace lim 4 beats plain on clean accuracy by 4.0 ± 1.7 points")
+    assert finetune.verdict_cell(ahead) == "+4.0 ± 1.7"
     behind = finetune.compare_groups(score("plain"), score("nullspace lim 4"))
+    assert finetune.verdict_cell(behind) == "-4.0 ± 1.7"
     assert "trails" in finetune.comparison_sentence("plain", "nullspace lim 4", "clean accuracy", behind)
     overlap = finetune.compare_groups(score("nullspace lim 2"), score("plain"))
     assert overlap["separated"] == 0
     assert "not separable" in finetune.comparison_sentence("a", "b", "clean accuracy", overlap)
+    assert finetune.verdict_cell(overlap) == "not separable"
     reference = finetune.compare_groups(score("plain"), score("untuned"))  # one model: every seed against it
     assert reference["separated"] == -1 and reference["difference"] == pytest.approx(0.91 - 0.99)
     with pytest.raises(ValueError, match="pairs seeds"):

@@ -120,7 +120,9 @@ def verdicts(measure: str, score, pairs, rows=None) -> None:
         print(finetune.comparison_sentence(first, second, measure, comparison))
 
 
-PAIRS = [(f"nullspace lim {lim:g}", other) for lim in (2, 4) for other in ("plain", f"gaussian lim {lim:g}")]
+PAIRS = [pair for lim in (2, 4) for pair in ((f"nullspace lim {lim:g}", "plain"),
+                                              (f"nullspace lim {lim:g}", f"gaussian lim {lim:g}"),
+                                              (f"gaussian lim {lim:g}", "plain"))]
 
 # %% [markdown]
 # ## Did the noise learn, and how much did it cost the model?
@@ -149,8 +151,8 @@ if sweep is not None:
           f"rates {sorted({r['noise_lr'] for r in rounds8})}")
 
 # %% [markdown]
-# At lims 2 and 4 every round's noise learned: its loss fell by an order of magnitude and its size stayed
-# close to the start's. At lim 8 (the first run, kept in `benchmarks/results/`) the loss hardly fell, the
+# At lims 2 and 4 every round's noise learned: its loss fell several-fold within 40 steps, and the noise
+# shrank only somewhat from its start (last column against the second). At lim 8 (the first run, kept in `benchmarks/results/`) the loss hardly fell, the
 # probe ran to rates far outside the others, and the noise grew many times larger than its start: that is
 # a failed optimiser, not a nullspace noise, so lim 8 is not part of the comparison.
 #
@@ -175,9 +177,10 @@ if sweep is not None:
     plt.show()
 
 # %% [markdown]
-# Panel (b) is the method's mechanism in one picture: the learned noise costs the model little (its noisy
-# loss sits close to the clean loss), while a random direction of the *same energy* costs it several
-# times more. The nullspace noise is, by design, the gentler augmentation. Whether gentle is enough to make
+# Panel (b) is the method's mechanism in one picture. At lim 4 the learned noise costs the model little
+# (its noisy loss stays within a few times the clean loss), while a random direction of the *same energy*
+# costs it several times more throughout; at lim 2 the two noises are closer. The nullspace noise is, by
+# design, the gentler augmentation. Whether gentle is enough to make
 # the model more robust is what the rest of the chapter measures.
 #
 # ## Clean accuracy
@@ -321,20 +324,48 @@ if sweep is not None and table_c is not None:
         print(f"{name}: recomputed accuracy within one image of the file: {abs(accuracy - stored) <= 1 / count}")
 
 # %% [markdown]
+# ## The answer, in one table
+#
+# Every verdict of the chapter for the nullspace method against its two baselines: the mean per-seed
+# difference in percentage points ± its standard deviation where the seeds' ranges separate, "not
+# separable" where they overlap. A positive number favours the nullspace-noise model.
+
+# %%
+if sweep is not None and table_c is not None:
+    measures = [("clean accuracy", runs, lambda row: row["clean"]),
+                ("mean corruption accuracy (-C)", table_c["models"], lambda row: row["mean"]),
+                *[(f"PGD accuracy at {radius}", runs, lambda row, radius=radius: row["pgd"][radius])
+                  for radius in runs["untuned"]["pgd"]],
+                ("kept under uniform token noise, lim 4", runs, uniform4)]
+    columns = [(f"nullspace lim {lim:g}", other) for lim in config["lims"] for other in ("plain", f"gaussian lim {lim:g}")]
+    rows = [[measure, *[finetune.verdict_cell(finetune.compare_groups(scores(first, score, table),
+                                                                      scores(second, score, table)))
+                        for first, second in columns]] for measure, table, score in measures]
+    display(plotting.table(rows, ["measure", *[f"{first.replace('nullspace ', 'ns ')} vs "
+                                               f"{second.replace('gaussian ', 'gauss ')}" for first, second in columns]]))
+
+# %% [markdown]
 # ## What the teaching setting says, and what it cannot
 #
-# Read the verdicts above, not the prose of a paper. On the teaching zoo:
+# On the teaching zoo, at this budget and with three seeds:
 #
-# - every fine-tuning method, plain included, *lowers* PGD accuracy at the larger radii compared with the
-#   untuned model. The zoo was trained with label smoothing and image augmentation; all three fine-tunings
-#   use plain cross-entropy without augmentation (as the authors' loss does), which sharpens the model's
-#   confidence. We did not test this explanation (exercise 2 does);
-# - where nullspace noise is compared with plain fine-tuning and with matched-energy Gaussian noise, the
-#   verdict lines say which differences the three seeds can tell apart, and in which direction. A method
-#   that beats plain fine-tuning but not the Gaussian control has shown that noise helps, not that the
-#   *nullspace* does;
-# - the nullspace noise is the gentlest augmentation of the three (panel b of the loss figure), which is why
-#   it also costs the least clean accuracy.
+# - **Corruptions.** Nullspace-noise fine-tuning is not separable from plain fine-tuning at either lim,
+#   and the matched-energy Gaussian control beats it at both (the verdicts above; the per-corruption
+#   table shows the Gaussian model's gain sits in the noise family). So on "-C" the teaching setting does
+#   not reproduce the follow-up's claim; what helps here is noise of that energy, not its nullspace
+#   direction.
+# - **Attacks.** Every fine-tuning, plain included, *lowers* PGD accuracy against the untuned model at the
+#   larger radii, and the nullspace models do not beat plain fine-tuning at any radius; they beat the
+#   Gaussian control only at lim 4 and the smallest radius. The zoo was trained
+#   with label smoothing and image augmentation, while all three fine-tunings use plain cross-entropy
+#   without augmentation (as the authors' loss does); that may sharpen the model's confidence. We did not
+#   test this explanation (exercise 2 does).
+# - **Clean accuracy.** The nullspace noise is the gentlest augmentation of the three (panel b of the loss
+#   figure): it costs no clean accuracy that the seeds can tell from plain fine-tuning, while the Gaussian
+#   noise does (the clean-accuracy verdicts).
+# - **The nullspace.** Fine-tuning on nullspace noise makes the model a little more tolerant of random
+#   token noise than plain fine-tuning, far less than the Gaussian control; the learned-noise match stays
+#   at its ceiling, and the exact nullspace of the untuned model still holds.
 #
 # What does **not** carry over. The authors fine-tune ImageNet-pretrained ViTs on ImageNet at 224 pixels
 # and evaluate on ImageNet-C and on attacks at ImageNet scale. The teaching set has 10 synthetic classes

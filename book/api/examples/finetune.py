@@ -53,6 +53,7 @@ comparison = finetune.compare_groups(finetune.seed_scores(runs, groups["nullspac
                                      finetune.seed_scores(runs, groups["plain"], lambda run: run["clean"]))
 assert finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", comparison).startswith(
     "nullspace lim 4 beats plain on clean accuracy by 4.0 ± 1.7 points")
+assert finetune.verdict_cell(comparison) == "+4.0 ± 1.7"  # a table cell; "not separable" where ranges overlap
 record = {"history": [{"step": step, "loss": 1.0 / (step + 1)} for step in range(300)]}
 assert finetune.loss_curve(record, window=150)[0] == [75.0, 225.0]
 config = {"seeds": (0,), "lims": (4.0,), "steps": 100, "batch_size": 64, "rounds": 1, "noise_steps": 10,
