@@ -296,6 +296,10 @@ def test_comparison_reads_a_difference_only_where_the_seeds_separate():
     assert overlap["separated"] == 0
     assert "not separable" in finetune.comparison_sentence("a", "b", "clean accuracy", overlap)
     assert finetune.verdict_cell(overlap) == "not separable"
+    chance = finetune.compare_groups([0.50, 0.51, 0.90], [0.10, 0.49, 0.11])  # separated, but the seeds disagree
+    assert chance["separated"] == 1 and chance["weak"] and not ahead["weak"]
+    assert finetune.verdict_cell(chance).endswith("(weak)")
+    assert "(weak: under twice its spread)" in finetune.comparison_sentence("a", "b", "clean accuracy", chance)
     reference = finetune.compare_groups(score("plain"), score("untuned"))  # one model: every seed against it
     assert reference["separated"] == -1 and reference["difference"] == pytest.approx(0.91 - 0.99)
     with pytest.raises(ValueError, match="pairs seeds"):

@@ -118,3 +118,61 @@ def test_section_9_row_matches_the_fingerprint_results():
     most = max(entry["kept"] for name in unrelated for output in ("logits", "probs", "label")
                for entry in suspects[name][output])
     assert f"at most {most} of 16 probes kept" in row
+
+
+def test_beyond_the_paper_rows_match_the_finetune_sweep():
+    """The follow-up's rows: every range and difference recomputed from finetune.json and finetune_corruptions.json
+    (ranges over seeds, differences as finetune.compare_groups gives them), with the verdict words they justify."""
+    import numpy as np
+
+    from nullspace_utils import finetune
+
+    sweep = results.read("book/results/teaching/finetune.json")
+    table = results.read("book/results/teaching/finetune_corruptions.json")
+    runs, groups = sweep["runs"], finetune.group_runs(sweep["runs"])
+
+    def spread(rows, group, score):
+        values = finetune.seed_scores(rows, groups[group], score)
+        return _range(values) if len(values) > 1 else f"{100 * values[0]:.1f}"
+
+    def difference(rows, first, second, score, separated):
+        comparison = finetune.compare_groups(finetune.seed_scores(rows, groups[first], score),
+                                             finetune.seed_scores(rows, groups[second], score))
+        assert comparison["separated"] == separated, (first, second)
+        return f"{100 * abs(comparison['difference']):.1f} ± {100 * comparison['spread']:.1f}"
+
+    mean = lambda row: row["mean"]  # noqa: E731
+    row = _row("Nullspace-noise fine-tuning improves robustness to common")
+    assert "**not reproduced" in row
+    assert (f"{spread(table['models'], 'nullspace lim 2', mean)} / {spread(table['models'], 'nullspace lim 4', mean)} %"
+            f" at lim 2 / 4 against {spread(table['models'], 'plain', mean)} %") in row
+    for lim in (2, 4):
+        difference(table["models"], f"nullspace lim {lim}", "plain", mean, 0)
+    assert (f"{difference(table['models'], 'nullspace lim 2', 'gaussian lim 2', mean, -1)} / "
+            f"{difference(table['models'], 'nullspace lim 4', 'gaussian lim 4', mean, -1)} points") in row
+    pgd = lambda run: run["pgd"]["2/255"]  # noqa: E731
+    row = _row("Nullspace-noise fine-tuning improves robustness to adversarial")
+    assert (f"{spread(runs, 'nullspace lim 2', pgd)} / {spread(runs, 'nullspace lim 4', pgd)} % at lim 2 / 4 against "
+            f"{spread(runs, 'plain', pgd)} %") in row
+    assert (f"{difference(runs, 'nullspace lim 2', 'plain', pgd, -1)} / "
+            f"{difference(runs, 'nullspace lim 4', 'plain', pgd, -1)} points, both weak") in row
+    assert all(finetune.compare_groups(finetune.seed_scores(runs, groups[f"nullspace lim {lim}"], pgd),
+                                       finetune.seed_scores(runs, groups["plain"], pgd))["weak"] for lim in (2, 4))
+    assert f"untuned model's {spread(runs, 'untuned', pgd)} %" in row
+    assert all(finetune.compare_groups(finetune.seed_scores(runs, groups[group], pgd), [pgd(runs["untuned"])])
+               ["separated"] == -1 for group in groups if group != "untuned")  # "every fine-tuning ... lowers"
+    clean = lambda run: run["clean"]  # noqa: E731
+    row = _row("What it costs in clean accuracy")
+    assert (f"{spread(runs, 'nullspace lim 2', clean)} / {spread(runs, 'nullspace lim 4', clean)} % at lim 2 / 4 "
+            f"against {spread(runs, 'plain', clean)} %") in row
+    for lim in (2, 4):
+        difference(runs, f"nullspace lim {lim}", "plain", clean, 0)
+    assert (f"{difference(runs, 'gaussian lim 2', 'plain', clean, -1)} / "
+            f"{difference(runs, 'gaussian lim 4', 'plain', clean, -1)} points") in row
+    uniform = lambda run: np.mean([entry["uniform"]["match"] for point in run["match"] if point["lim"] == 4.0  # noqa: E731
+                                   for entry in point["seeds"]])
+    row = _row("It enlarges the model's nullspace-like tolerance")
+    assert (f"from {spread(runs, 'plain', uniform)} % (plain) to {spread(runs, 'nullspace lim 2', uniform)} / "
+            f"{spread(runs, 'nullspace lim 4', uniform)} % (nullspace, lim 2 / 4) and to "
+            f"{spread(runs, 'gaussian lim 2', uniform)} / {spread(runs, 'gaussian lim 4', uniform)} % (Gaussian)") in row
+    assert f"at least {100 * min(run['exact']['0.5'] for run in runs.values()):.1f} %" in row

@@ -11,7 +11,7 @@
 # included, on a 2-core CPU with nothing else running. Reading and discussing takes far longer than
 # running; plan 30 to 60 minutes per chapter in class. The right-hand column is the `imagenet` profile
 # (the paper's models at 224 px) on one GPU, from `bash scripts/gpu_smoke.sh`: random weights, so only
-# its times mean something. On Colab add the first download of the weights and of ImageNette
+# its times mean something ("not run": the fine-tuning chapter reads GPU results there and was not timed). On Colab add the first download of the weights and of ImageNette
 # (about 2 GB: ViT-L/32's weights alone are 1.2 GB, ImageNette 0.3 GB).
 
 # %% [colab-install]
@@ -28,7 +28,8 @@ timing = read("benchmarks/results/notebook_times.json")
 gpu = read("benchmarks/results/imagenet_chapters_gpu.json")
 gpu_seconds = {entry["notebook"].removeprefix("book/").removesuffix(".ipynb"): entry["seconds"]
                for entry in gpu["chapters"]}
-rows = [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s"] for name, seconds in timing["seconds"].items()]
+rows = [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s" if name in gpu_seconds else "not run"]
+        for name, seconds in timing["seconds"].items()]
 print(f"teaching: {timing['cores']} cores ({timing['cpu']}), torch {timing['torch']}, commit {timing['commit'][:10]}")
 print(f"imagenet: one {gpu['gpu']}, torch {gpu['torch']}")
 display(plotting.table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one GPU"]))
@@ -65,6 +66,9 @@ practises = {
     "ex-fingerprint-1": "choosing the noise amplitude: a rounded copy against an unrelated model",
     "ex-fingerprint-2": "the label test's bracket width: robustness against false positives",
     "ex-fingerprint-3": "averaging repeated queries against a randomised defence",
+    "ex-ft-1": "a third control for an augmentation: the learned noise's shuffled copy, same values and energy",
+    "ex-ft-2": "testing a stated explanation (label smoothing) for a measured loss of adversarial accuracy",
+    "ex-ft-3": "reading a corruption benchmark by family, and predicting which family token noise can help",
 }
 exercise = re.compile(r"```\{exercise\} (.+)\n# :label: (\S+)")
 rows, found = [], set()
@@ -104,7 +108,7 @@ print(f"{len(rows)} exercises; without a description here: {sorted(missing) or '
 #
 # ## Suggested sessions
 #
-# Three sessions, each a group of chapters that builds on the one before. The class time below is the
+# Four sessions, each a group of chapters that builds on the one before. The class time below is the
 # plan of 30 to 60 minutes per chapter from the top of this page; the run time is the measured time of
 # the session's notebooks on the 2-core CPU (students running them in parallel with the discussion).
 
@@ -114,6 +118,7 @@ sessions = [
     ("2. Beyond the linear part", ["approximate", "robustness"], "gradient descent"),
     ("3. Applications", ["watermark", "fooling", "fingerprint"],
      "sessions 1 and 2; for fooling, what saliency maps are"),
+    ("4. Beyond the paper", ["finetune"], "session 2; cross-entropy training, what an adversarial attack is"),
 ]
 rows = [[title, ", ".join(chapters), f"{30 * len(chapters)}–{60 * len(chapters)} min",
          f"{sum(timing['seconds'][name] for name in chapters) / 60:.0f} min", needs]
@@ -123,7 +128,8 @@ print("every chapter in a session:", sorted(name for _, chapters, _ in sessions 
       == sorted(name for name in timing["seconds"] if name not in ("benchmarks",)))
 
 # %% [markdown]
-# Sessions 1 and 3 each fill an afternoon (three chapters); session 2 fits a double lesson. Each
+# Sessions 1 and 3 each fill an afternoon (three chapters); session 2 fits a double lesson, session 4 (beyond the
+# paper: the authors' follow-up, tested) a single one. Each
 # chapter's exercises (the table above) can be set as homework between sessions.
 #
 # The {doc}`reproducibility` page lists every claim of the paper with our verdict: a good starting

@@ -41,7 +41,7 @@ assert set(finetune.pgd_accuracy(vit, images, labels, epsilons=finetune.PGD_EPSI
 point = finetune.nullspace_match(vit, train, TensorDataset(images, labels), lim=2.0, seeds=(0,), steps=2,
                                  milestones=(), lr=1.0)  # the approximate chapter's Fig. 2 point, at the encoder
 assert point["lim"] == 2.0 and len(point["seeds"]) == 1 and approximate.seed_values(point, "learned")
-assert len(finetune.DEPARTURES) == 5  # where the book departs from the authors' code, and why
+assert len(finetune.DEPARTURES) == 7  # where the book departs from the authors' code, and why
 # reading a sweep (finetune.json's "runs"): groups of seeds, paired comparisons, verdicts only where seeds separate
 runs = {f"{method}-s{seed}": {"method": method, "lim": None if method == "plain" else 4.0, "seed": seed,
                               "clean": accuracy}
