@@ -255,6 +255,26 @@ def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], 
     return readable(fig)
 
 
+def _panel_grid(count: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A grid of ``count`` panels, at most ``ncols`` a row, each ``size`` inches; spare cells are hidden."""
+    ncols = max(1, min(ncols, count))
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def _legend_below(fig: Figure, handles: Sequence[Any], names: Sequence[str]) -> Figure:
+    """Make ``fig`` readable, then put one legend for all its panels under them, outside the axes (the notebook's
+    inline figures are cropped to what is drawn)."""
+    readable(fig)
+    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(names)),
+               fontsize=size_points, frameon=False)
+    return fig
+
+
 def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0),
                 ncols: int = 2, logy: Sequence[bool] = ()) -> Figure:
     """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default).
@@ -262,11 +282,7 @@ def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[fl
     Each panel is ``{"title": str, "ylabel": str, "lines": {label: (xs, ys, style)}}`` where ``style`` is a
     matplotlib format string such as ``"o-"``; ``size`` is one panel's. Returns the figure.
     """
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
+    fig, axes = _panel_grid(len(panels), ncols, size)
     for index, (ax, panel) in enumerate(zip(axes.flat, panels, strict=False)):  # the spare axes are off
         for label, (xs, ys, style) in panel["lines"].items():
             ax.plot(xs, ys, style, label=label, markersize=4)
@@ -312,11 +328,7 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
     "values", "failed"}]}`` (``xs``, ``values``, ``failed`` as :func:`seed_series` gives them); ``kind`` picks
     the style of :data:`NOISE_STYLES`. A learned noise's point whose learning failed is drawn hollow. One legend for the whole
     figure keys the colours (labels) and the line styles (kinds), under the panels."""
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
+    fig, axes = _panel_grid(len(panels), ncols, size)
     labels: dict[str, str] = {}
     kinds: list[str] = []
     for ax, panel in zip(axes.flat, panels, strict=False):
@@ -349,12 +361,7 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
     handles += [matplotlib.lines.Line2D([], [], color="black", linestyle=NOISE_STYLES[kind][0],
                                         marker=NOISE_STYLES[kind][1], markersize=4) for kind in kinds]
     names = list(labels) + [NOISE_NAMES[kind] for kind in kinds]
-    readable(fig)
-    # below the panels, outside the axes (the notebook's inline figures are cropped to what is drawn)
-    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
-    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(names)),
-               fontsize=size_points, frameon=False)
-    return fig
+    return _legend_below(fig, handles, names)
 
 
 def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *, title: str = "",
@@ -433,11 +440,7 @@ def method_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float]
     Each panel is ``{"title", "xlabel", "ylabel", "xs", "xticklabels" (optional), "series": {group: values}}``
     where ``values[i]`` lists the seeds' scores at ``xs[i]`` and ``group`` is a key of :data:`METHOD_STYLES`.
     One legend under the panels."""
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
+    fig, axes = _panel_grid(len(panels), ncols, size)
     shown: dict[str, Any] = {}
     for ax, panel in zip(axes.flat, panels, strict=False):
         for group, values in panel["series"].items():
@@ -453,11 +456,7 @@ def method_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float]
         ax.set_xlabel(panel["xlabel"])
         ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
-    readable(fig)
-    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
-    fig.legend(list(shown.values()), list(shown), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(3, len(shown)), fontsize=size_points, frameon=False)
-    return fig
+    return _legend_below(fig, list(shown.values()), list(shown))
 
 
 def finetune_diagram() -> Figure:

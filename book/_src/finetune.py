@@ -497,7 +497,7 @@ print(", ".join(f"{part} {value:.2f} h" for part, value in hours.items()))
 # families = {"noise": finetune.CORRUPTIONS[:3], "blur": finetune.CORRUPTIONS[3:7],
 #             "digital": finetune.CORRUPTIONS[7:]}
 # for group, names in groups.items():
-#     print(group, {family: [round(100 * np.mean([table_c["models"][name]["per_corruption"][c] for c in members]), 1)
+#     print(group, {family: [round(float(np.mean([table_c["models"][name]["per_corruption"][c] for c in members])) * 100, 1)
 #                            for name in names] for family, members in families.items()})
 # ~~~
 # A noise added to every token is closest to the *noise* family (pixel noise reaches the tokens as a
