@@ -613,13 +613,17 @@ def _finetune_settings(config: dict[str, Any], method: str, seed: int, lim: floa
                                    **{key: config[key] for key in keys}, **extra)
 
 
-def _mapped_labels(profile: Profile, dataset: TensorDataset) -> TensorDataset:
+def _mapped_labels(profile: Profile, dataset: TensorDataset, *, as_float: bool = False) -> TensorDataset:
     """``dataset`` with labels as logit columns: ImageNette's 0..9 become ImageNet indices for 1000-way models (so
-    that fine-tuning's cross-entropy and the attacks see the model's own classes); the teaching set unchanged."""
-    if profile.label_indices is None:
-        return dataset
+    that fine-tuning's cross-entropy and the attacks see the model's own classes); the teaching set's unchanged.
+    ``as_float``: 8-bit images (ImageNette's, kept as uint8 by ``tensor_dataset``) become floats in [0, 1], as the
+    yardsticks need; training batches are converted by the batcher instead, which saves memory."""
     images, labels = dataset.tensors
-    return TensorDataset(images, torch.tensor(profile.label_indices, device=labels.device)[labels])
+    if as_float and images.dtype == torch.uint8:
+        images = images.float().div(255)
+    if profile.label_indices is not None:
+        labels = torch.tensor(profile.label_indices, device=labels.device)[labels]
+    return TensorDataset(images, labels)
 
 
 def _judge_model(model: torch.nn.Module, untuned: torch.nn.Module, config: dict[str, Any],
@@ -678,7 +682,7 @@ def run_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
         raise SystemExit("--methods: gaussian matches the energy of the nullspace run of its seed and lim; "
                          "give nullspace in the same part.")
     datasets = {"train": _mapped_labels(profile, profile.tensor_dataset("train", config["train"], args.device)),
-                "val": _mapped_labels(profile, profile.tensor_dataset("val", config["val"], args.device))}
+                "val": _mapped_labels(profile, profile.tensor_dataset("val", config["val"], args.device), as_float=True)}
     datasets["match_train"] = TensorDataset(*(tensor[: config["match"]["train"]] for tensor in datasets["train"].tensors))
     datasets["match_val"] = TensorDataset(*(tensor[: config["match"]["val"]] for tensor in datasets["val"].tensors))
     weights = Path(args.weights or results.REPOSITORY_ROOT / results.result_file("finetune", profile.name)[:-5])
@@ -728,7 +732,7 @@ def run_finetune_corruptions(args: argparse.Namespace, command: str) -> dict[str
     loaded: dict[str, torch.nn.Module] = {name: profile.load_model(config["model"], device=args.device,
                                        **({} if entry["weights"] is None else {"weights": folder / entry["weights"]}))
               for name, entry in sweep["runs"].items()}
-    val = _mapped_labels(profile, profile.tensor_dataset("val", config["corruption_images"]))
+    val = _mapped_labels(profile, profile.tensor_dataset("val", config["corruption_images"]), as_float=True)
     images, labels = val.tensors
     out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name,
                            "sweep_commit": sweep["provenance"]["commit"],

@@ -267,3 +267,21 @@ def test_finetune_runner_in_parts_merged_and_corrupted_end_to_end_tiny(tmp_path,
     assert list(table["models"]) == list(result["runs"])
     assert all(len(row["per_severity"]) == 11 and all(len(cells) == 5 for cells in row["per_severity"].values())
                for row in table["models"].values())
+
+
+def test_finetune_yardsticks_get_float_images_and_model_classes():
+    """Under the imagenet profile, tensor_dataset keeps ImageNette as uint8 and labels 0..9: the fine-tuning
+    runner hands the yardsticks floats in [0, 1] and the 1000-way model's class indices."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils.profiles import get_profile
+
+    images = torch.tensor([[[[0, 255]]], [[[51, 102]]]], dtype=torch.uint8).expand(2, 3, 1, 2)
+    labels = torch.tensor([0, 9])
+    imagenet = get_profile("imagenet")
+    mapped = experiments._mapped_labels(imagenet, TensorDataset(images, labels), as_float=True)
+    assert mapped.tensors[0].dtype == torch.float32 and mapped.tensors[0].max() == 1.0
+    assert mapped.tensors[1].tolist() == [imagenet.label_indices[0], imagenet.label_indices[9]]
+    kept = experiments._mapped_labels(get_profile("teaching"), TensorDataset(images, labels))
+    assert kept.tensors[0].dtype == torch.uint8 and kept.tensors[1].tolist() == [0, 9]
