@@ -47,7 +47,7 @@ from nullspace_utils import approximate, metrics, models
 __all__ = ["METHODS", "DEPARTURES", "CORRUPTIONS", "SEVERITIES", "PGD_EPSILONS", "FinetuneConfig", "RoundRecord",
            "FinetuneResult", "round_starts", "gaussian_noise", "augmentation_loss", "finetune", "save_weights",
            "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images", "pgd_accuracy",
-           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence", "verdict_cell", "loss_curve",
+           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence", "verdict_cell", "verdict_lines", "loss_curve",
            "estimate_sweep_hours"]
 
 #: the three fine-tuning methods compared at one budget
@@ -536,6 +536,16 @@ def verdict_cell(comparison: dict[str, Any], *, scale: float = 100.0) -> str:
         return "not separable"
     weak = " (weak)" if comparison.get("weak") else ""
     return f"{scale * comparison['difference']:+.1f} ± {scale * comparison['spread']:.1f}{weak}"
+
+
+def verdict_lines(rows: dict[str, dict[str, Any]], groups: dict[str, list[str]], score: Any,
+                  pairs: Sequence[tuple[str, str]], measure: str) -> list[str]:
+    """:func:`comparison_sentence` for each (first, second) group pair of ``pairs``: ``score(row)`` of each model's
+    row in ``rows`` (``finetune.json``'s ``runs``, or the -C file's ``models``), groups as :func:`group_runs` gives."""
+    return [comparison_sentence(first, second, measure,
+                                compare_groups(seed_scores(rows, groups[first], score),
+                                               seed_scores(rows, groups[second], score)))
+            for first, second in pairs]
 
 
 def loss_curve(record: dict[str, Any], key: str = "loss", *, window: int = 150) -> tuple[list[float], list[float]]:

@@ -304,6 +304,10 @@ def test_comparison_reads_a_difference_only_where_the_seeds_separate():
     assert reference["separated"] == -1 and reference["difference"] == pytest.approx(0.91 - 0.99)
     with pytest.raises(ValueError, match="pairs seeds"):
         finetune.compare_groups([0.1, 0.2], [0.1, 0.2, 0.3])
+    lines = finetune.verdict_lines(runs, groups, lambda run: run["clean"],
+                                   [("nullspace lim 4", "plain"), ("nullspace lim 2", "plain")], "clean accuracy")
+    assert lines == [finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead),
+                     finetune.comparison_sentence("nullspace lim 2", "plain", "clean accuracy", overlap)]
 
 
 # --------------------------------------------------------------------------- the committed sweep

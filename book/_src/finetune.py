@@ -109,16 +109,9 @@ if sweep is not None:
     ], ["setting", "value"]))
 
 
-def scores(group: str, score, rows=None) -> list[float]:
-    """One group's scores, one per seed: ``score`` reads a model's row of ``rows`` (default: finetune.json's)."""
-    return finetune.seed_scores(runs if rows is None else rows, groups[group], score)
-
-
 def verdicts(measure: str, score, pairs, rows=None) -> None:
-    """Print the generated verdict of each (first, second) group pair on ``measure``."""
-    for first, second in pairs:
-        comparison = finetune.compare_groups(scores(first, score, rows), scores(second, score, rows))
-        print(finetune.comparison_sentence(first, second, measure, comparison))
+    """Print the generated verdict of each (first, second) group pair on ``measure`` (rows: finetune.json's)."""
+    print("\n".join(finetune.verdict_lines(runs if rows is None else rows, groups, score, pairs, measure)))
 
 
 PAIRS = [pair for lim in (2, 4) for pair in ((f"nullspace lim {lim:g}", "plain"),
@@ -191,7 +184,8 @@ if sweep is not None:
 # %%
 if sweep is not None:
     clean = lambda run: run["clean"]  # noqa: E731
-    display(plotting.table([[group, plotting.format_range(scores(group, clean), digits=2)] for group in groups],
+    display(plotting.table([[group, plotting.format_range(finetune.seed_scores(runs, groups[group], clean), digits=2)]
+                            for group in groups],
                            ["model", "clean accuracy (%)"]))
     verdicts("clean accuracy", clean, [("plain", "untuned"), *PAIRS])
 
@@ -292,7 +286,8 @@ if sweep is not None:
         return plotting.format_range(values) + (" (failed)" if failed and kind == "learned" else "")
 
     rows = [[group, match(group, 4.0, "learned"), match(group, 4.0, "uniform"),
-             plotting.format_range(scores(group, lambda run: run["exact"]["0.5"]))] for group in groups]
+             plotting.format_range(finetune.seed_scores(runs, groups[group], lambda run: run["exact"]["0.5"]))]
+            for group in groups]
     display(plotting.table(rows, ["model", "learned noise, lim 4", "uniform noise, lim 4", "untuned's exact noise"],
                            caption="% of predictions kept; ranges over models and noise seeds; (failed): learning "
                                    "failed for a noise seed there, so that range is no evidence"))
@@ -346,8 +341,8 @@ if sweep is not None and table_c is not None:
                   for radius in runs["untuned"]["pgd"]],
                 ("kept under uniform token noise, lim 4", runs, uniform4)]
     columns = [(f"nullspace lim {lim:g}", other) for lim in config["lims"] for other in ("plain", f"gaussian lim {lim:g}")]
-    rows = [[measure, *[finetune.verdict_cell(finetune.compare_groups(scores(first, score, table),
-                                                                      scores(second, score, table)))
+    rows = [[measure, *[finetune.verdict_cell(finetune.compare_groups(finetune.seed_scores(table, groups[first], score),
+                                                                      finetune.seed_scores(table, groups[second], score)))
                         for first, second in columns]] for measure, table, score in measures]
     display(plotting.table(rows, ["measure", *[f"{first.replace('nullspace ', 'ns ')} vs "
                                                f"{second.replace('gaussian ', 'gauss ')}" for first, second in columns]]))

@@ -60,3 +60,5 @@ config = {"seeds": (0,), "lims": (4.0,), "steps": 100, "batch_size": 64, "rounds
           "probe_steps": 10, "noise_batch_size": 128, "match_lims": (4.0,),
           "match": {"probe_steps": 10, "seeds": (0,), "steps": 10, "batch_size": 128}}
 assert finetune.estimate_sweep_hours(config, seconds_per_step=0.1, measured_batch=128)["total"] > 0
+assert finetune.verdict_lines(runs, groups, lambda run: run["clean"], [("nullspace lim 4", "plain")],
+                              "clean accuracy")[0].startswith("nullspace lim 4 beats plain")
