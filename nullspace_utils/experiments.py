@@ -685,10 +685,11 @@ def run_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 "val": _mapped_labels(profile, profile.tensor_dataset("val", config["val"], args.device), as_float=True)}
     datasets["match_train"] = TensorDataset(*(tensor[: config["match"]["train"]] for tensor in datasets["train"].tensors))
     datasets["match_val"] = TensorDataset(*(tensor[: config["match"]["val"]] for tensor in datasets["val"].tensors))
-    weights = Path(args.weights or results.REPOSITORY_ROOT / results.result_file("finetune", profile.name)[:-5])
+    weights_folder = results.result_file("finetune", profile.name).removesuffix(".json")  # beside the result
+    weights = Path(args.weights or results.REPOSITORY_ROOT / weights_folder)
     weights.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name, "config": config,
-                           "weights_folder": results.result_file("finetune", profile.name)[:-5], "runs": {}}
+                           "weights_folder": weights_folder, "runs": {}}
     untuned = profile.load_model(config["model"], device=args.device)
 
     def judge(name: str, model: torch.nn.Module, run: finetune.FinetuneResult | None, lim: float | None,

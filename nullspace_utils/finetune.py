@@ -516,15 +516,14 @@ def comparison_sentence(first_label: str, second_label: str, measure: str, compa
     """A verdict in words from :func:`compare_groups`: "A beats / trails B on ... by X ± Y points" (mean ± standard
     deviation of the per-seed differences) only where the ranges separate, "not separable" otherwise, with the
     ranges it rests on."""
-    def low(values: Sequence[float]) -> str:
-        first, last = f"{scale * min(values):.1f}", f"{scale * max(values):.1f}"
-        return first if first == last else f"{first}-{last}"
+    from nullspace_utils.plotting import format_range  # the book's one range format (matplotlib only when called)
 
-    ranges = f"({first_label} {low(comparison['first'])}, {second_label} {low(comparison['second'])})"
+    ranges = (f"({first_label} {format_range(comparison['first'], scale=scale)}, "
+              f"{second_label} {format_range(comparison['second'], scale=scale)})")
     if comparison["separated"] == 0:
         return f"{first_label} vs {second_label}, {measure}: not separable with these seeds {ranges}"
     verb = "beats" if comparison["separated"] > 0 else "trails"
-    weak = " (weak: under twice its spread)" if comparison.get("weak") else ""
+    weak = " (weak: under twice its spread)" if comparison["weak"] else ""
     return (f"{first_label} {verb} {second_label} on {measure} by {abs(scale * comparison['difference']):.1f} "
             f"± {scale * comparison['spread']:.1f} {unit}{weak} {ranges}")
 
@@ -534,7 +533,7 @@ def verdict_cell(comparison: dict[str, Any], *, scale: float = 100.0) -> str:
     when under twice its spread) where the seeds' ranges separate, "not separable" where they overlap."""
     if comparison["separated"] == 0:
         return "not separable"
-    weak = " (weak)" if comparison.get("weak") else ""
+    weak = " (weak)" if comparison["weak"] else ""
     return f"{scale * comparison['difference']:+.1f} ± {scale * comparison['spread']:.1f}{weak}"
 
 
