@@ -18,7 +18,7 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
-from nullspace_utils import results
+from nullspace_utils import files, results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,11 +37,11 @@ def main() -> None:
         NotebookClient(notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
         times[Path(path).stem] = round(time.perf_counter() - started, 1)
         print(path, times[Path(path).stem], "s", flush=True)
-    result = {"command": "python benchmarks/notebook_times.py", "commit": results.git_commit(),
+    result = {"command": "python benchmarks/notebook_times.py", "commit": files.git_commit(),
               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "note": "wall time per chapter, kernel start included; the teachers and benchmarks pages, which read "
                       "this file, are not timed", "seconds": times}
-    print("wrote", results.write(args.out, result))  # all at once: a run cut short leaves the old file
+    print("wrote", results.write_json(args.out, result))  # all at once: a run cut short leaves the old file
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from nullspace_utils import data, exact, models, watermark
-from nullspace_utils.results import git_commit
+from nullspace_utils.files import git_commit
 
 PATCH = 32
 #: The solver's settings before this benchmark's changes (kept to measure against): constant rho 10,

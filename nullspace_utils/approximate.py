@@ -23,8 +23,8 @@ The objective is minimised by zero noise, so a learned noise can simply shrink; 
 fit every model, level and lim. So :func:`learn_noise` picks its rate from a probe on training images by
 default (``lr="auto"``, :func:`choose_lr`, a grid widened until the chosen rate is interior), every result
 reports the noise norm next to its initial norm, ``keep_norm=True`` projects the noise back to its initial
-norm after every step, and :func:`noise_point` checks that learning beat the learned values' shuffled copy
-on the training loss, or marks the point "learning failed".
+norm after every step, and the study's :func:`~nullspace_utils.studies.noise_sweep.noise_point` checks that learning beat the
+learned values' shuffled copy on the training loss, or marks the point "learning failed".
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
@@ -46,8 +46,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "training_loss", "evaluate_noise",
-           "shuffle_noise", "split_noise", "noise_point", "judge_learning", "SEED_LOSS_RATIO", "seed_values", "separated",
-           "point_verdict"]
+           "shuffle_noise", "split_noise", "resolve_lr"]
 
 LEVELS = ("encoder", "input")
 
@@ -264,8 +263,8 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     return LrChoice(lr=best, grid=rates, scores={str(rate): scores[str(rate)] for rate in rates}, at_edge=at_edge)
 
 
-def _resolve_lr(lr: float | str, model: nn.Module, data: Dataset | DataLoader, **probe: Any
-                ) -> tuple[float, LrChoice | None]:
+def resolve_lr(lr: float | str, model: nn.Module, data: Dataset | DataLoader, **probe: Any
+               ) -> tuple[float, LrChoice | None]:
     """``lr`` as a number: itself, or for ``"auto"`` the rate :func:`choose_lr` picks (``probe`` are its settings),
     with that choice."""
     if not isinstance(lr, str):
@@ -313,7 +312,7 @@ def learn_noise(
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
-    lr, lr_choice = _resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+    lr, lr_choice = resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
                                 steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
                                 show_progress=show_progress)
     if not lr > 0:
@@ -471,123 +470,3 @@ def split_noise(model: nn.Module, noise: torch.Tensor) -> tuple[torch.Tensor, to
     null_patches = (patches @ flat_basis.T) @ flat_basis
     null_part = exact.from_patches(null_patches, (1, *noise.shape), r)[0].to(noise.dtype)
     return null_part, (noise.detach().cpu() - null_part)
-
-
-def _evaluation(model: nn.Module, val, noise: torch.Tensor, *, level: str, shuffle: bool = False, seed: int = 0,
-                batch_size: int, device: str | torch.device | None) -> dict:
-    return asdict(evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed, batch_size=batch_size,
-                                 device=device))
-
-
-def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, seeds: Sequence[int] = (0, 1, 2),
-                steps: int, milestones: tuple[int, ...], batch_size: int, lr: float | str = "auto", p: float = 2,
-                squared: bool = False, keep_norm: bool = False, probe_steps: int = 50,
-                lr_grid: Sequence[float] = LR_GRID, train_images: int = 512, noises: dict[int, torch.Tensor] | None = None,
-                device: str | torch.device | None = None, show_progress: bool = False) -> dict:
-    """One point of the paper's Fig. 2 (encoder) or Fig. 3 (input) as a JSON-ready row, with its baselines.
-
-    The rate is chosen once per point (``lr="auto"``: :func:`choose_lr` on ``train`` with the first seed), then
-    a noise is learned per seed (seed = the Uniform(-lim, lim) start and the batch order). Per seed the row keeps:
-    the norms; the training loss (eq. 6 on ``train_images`` training images) of the start, the learned noise and
-    its shuffled copy, and ``learning_failed`` as :func:`judge_learning` decides from those losses; and
-    the validation evaluations (:class:`NoiseEvaluation`) of the learned noise, its shuffled copy and the
-    Uniform(-lim, lim) start it came from. For a ViT at the input it adds the exact-nullspace baselines: the start
-    projected onto null(W_pix) (``projected``: keeps every prediction by construction, with
-    ``projected_norm_kept`` of its norm), and the learned noise's null(W_pix) share of norm with its evaluation
-    once its row-space part is removed (``row_removed``). The row also says if the rate sat at the edge of its grid.
-    ``noises``, if given, receives each seed's learned noise (on the CPU), e.g. for :mod:`~nullspace_utils.robustness`'s
-    transfer tables.
-    """
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one seed.")
-    lr, lr_choice = _resolve_lr(lr, model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
-                                steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
-                                show_progress=show_progress)
-    vit_input = level == "input" and hasattr(models.unwrap(model), "patch_embed")
-    common: dict[str, Any] = {"batch_size": batch_size, "device": device}
-    loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images, **common}
-    per_seed = []
-    for seed in seeds:
-        result = learn_noise(model, train, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
-                             milestones=milestones, keep_norm=keep_norm, seed=seed, show_progress=show_progress,
-                             **common)
-        if noises is not None:
-            noises[seed] = result.noise
-        start = uniform_noise(tuple(result.noise.shape), lim, seed)
-        shuffled = shuffle_noise(result.noise, seed)
-        losses = {name: training_loss(model, train, noise, **loss_settings)
-                  for name, noise in (("initial", start), ("learned", result.noise), ("shuffled", shuffled))}
-        entry: dict = {"seed": seed, "initial_norm": result.initial_norm, "final_norm": result.norm,
-                       "train_loss": losses, "learning_failed": False,  # judged below, over all seeds
-                       "learned": _evaluation(model, val, result.noise, level=level, **common),
-                       "shuffled": _evaluation(model, val, result.noise, level=level, shuffle=True, seed=seed, **common),
-                       "uniform": _evaluation(model, val, start, level=level, **common)}
-        if vit_input:
-            projected, _ = split_noise(model, start)
-            null_part, _ = split_noise(model, result.noise)
-            entry["projected"] = _evaluation(model, val, projected, level=level, **common)
-            entry["projected_norm_kept"] = projected.norm().item() / start.norm().item()
-            entry["null_share"] = null_part.norm().item() / max(result.norm, 1e-30)
-            entry["row_removed"] = _evaluation(model, val, null_part, level=level, **common)
-        per_seed.append(entry)
-        logger.info("%s %s lim %g seed %d lr %g: match %.3f, shuffled %.3f, uniform %.3f, norm %.3g -> %.3g%s",
-                    getattr(model, "name", ""), level, lim, seed, lr, entry["learned"]["match"],
-                    entry["shuffled"]["match"], entry["uniform"]["match"], result.initial_norm, result.norm,
-                    ", LEARNING FAILED" if entry["learning_failed"] else "")
-    return judge_learning({"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
-                           "loss": "squared" if squared else "norm", "p": p, "lr": lr,
-                           "lr_choice": None if lr_choice is None else asdict(lr_choice), "learning_failed": False,
-                           "seeds": per_seed})
-
-
-#: a seed whose learned noise ends at more than this many times the best seed's training loss failed to learn
-SEED_LOSS_RATIO = 2.0
-
-
-def judge_learning(row: dict) -> dict:
-    """Set the "learning failed" flags of a :func:`noise_point` row from its stored training losses, and return it.
-
-    A seed failed when its learned noise does not beat its own shuffled copy on the training loss, or when it
-    ends at more than :data:`SEED_LOSS_RATIO` times the training loss of the point's best seed (one rate, probed
-    on the first seed, did not suit it: an optimiser failure, not a property of the model). The point failed
-    when any seed did, or when its rate sat at the edge of its probe's grid."""
-    best = min(entry["train_loss"]["learned"] for entry in row["seeds"])
-    for entry in row["seeds"]:
-        loss = entry["train_loss"]
-        entry["learning_failed"] = not loss["learned"] < loss["shuffled"] or loss["learned"] > SEED_LOSS_RATIO * best
-    choice = row.get("lr_choice")
-    row["learning_failed"] = any(entry["learning_failed"] for entry in row["seeds"]) or bool(choice and choice["at_edge"])
-    return row
-
-
-def seed_values(row: dict, kind: str, field: str = "match") -> list[float]:
-    """``row[kind][field]`` of every seed of a :func:`noise_point` row (``kind``: "learned", "shuffled", ...; or
-    a per-seed number such as ``kind="final_norm", field=""``)."""
-    return [entry[kind][field] if field else entry[kind] for entry in row["seeds"]]
-
-
-def separated(first: Sequence[float], second: Sequence[float]) -> int:
-    """+1 if every value of ``first`` is above every value of ``second``, -1 if below, 0 if the ranges overlap:
-    the book's test that two sets of seeds tell a difference. With 3 seeds a side, two alike sets still separate
-    2 times in 20 (10 %), so a difference should also be judged by its size."""
-    if not first or not second:
-        raise ValueError("separated needs at least one value on each side.")
-    if min(first) > max(second):
-        return 1
-    if max(first) < min(second):
-        return -1
-    return 0
-
-
-def point_verdict(row: dict, first: str = "learned", second: str = "shuffled") -> str:
-    """One sentence comparing two noises of a :func:`noise_point` row on the share of predictions kept, with the
-    ranges over seeds it rests on: "ahead" / "behind" only where the ranges do not overlap (:func:`separated`),
-    "not separable" otherwise, and "learning failed" (no verdict) for a point that failed to learn."""
-    low_first, low_second = seed_values(row, first), seed_values(row, second)
-    ranges = (f"{first} {100 * min(low_first):.1f}-{100 * max(low_first):.1f} %, "
-              f"{second} {100 * min(low_second):.1f}-{100 * max(low_second):.1f} %")
-    if row["learning_failed"] and "learned" in (first, second):
-        return f"lim {row['lim']:g}: learning failed, no verdict ({ranges})"
-    outcome = {1: f"{first} keeps more", -1: f"{first} keeps less", 0: "not separable at this budget"}[
-        separated(low_first, low_second)]
-    return f"lim {row['lim']:g}: {outcome} ({ranges}; {len(row['seeds'])} seeds)"

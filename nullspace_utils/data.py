@@ -13,16 +13,16 @@ This module knows nothing about models.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from nullspace_utils.files import atomic_write
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,7 +39,6 @@ __all__ = [
     "as_uint8_if_exact",
     "check_images",
     "check_finite",
-    "atomic_write",
     "quantize_8bit",
     "load_image",
     "save_image",
@@ -523,45 +522,11 @@ def load_image(
     return tensor
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Write ``path`` all at once: yields a temporary path beside it, renamed onto ``path`` only on success.
-
-    An existing file at ``path`` is left untouched when the write fails half-way (full disk, an error, an
-    interrupt), and no partial file is left behind. Use it for every file the library writes::
-
-        with atomic_write("out.png") as temporary:
-            picture.save(temporary, format="PNG")
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write elsewhere.")
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
-    # mkstemp makes the file private (0600); give it what a plain open() would: the mode of the file it
-    # replaces, or 0666 less the umask for a new one
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(temporary, mode)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """Save a (3, H, W) image in [0, 1]: ``.png`` as 8 bits (rounded, see :func:`quantize_8bit`),
     ``.npy`` losslessly as float32 (the suffix in any case). Returns the path.
 
-    The file is written through :func:`atomic_write`: if writing fails, an existing file at ``path`` is
+    The file is written through :func:`~nullspace_utils.files.atomic_write`: if writing fails, an existing file at ``path`` is
     left as it was and no partial file remains.
     """
     from PIL import Image

@@ -44,7 +44,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from nullspace_utils import exact, metrics, models, profiles
-from nullspace_utils.data import atomic_write, check_images
+from nullspace_utils.data import check_images
+from nullspace_utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

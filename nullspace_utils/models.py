@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
 import itertools
 import json
 import logging
@@ -30,6 +29,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
+
+from nullspace_utils.files import sha256_of_file
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ __all__ = [
     "evaluating",
     "exact_float32",
     "tf32_matmuls",
-    "sha256_of_file",
 ]
 
 #: Folder of the zoo's weights and manifest, inside the installed package.
@@ -182,15 +182,6 @@ def load_manifest(zoo_dir: Path | str = ZOO_DIR) -> dict[str, Any]:
             "(`pip install -e .`) or train the zoo with `python -m nullspace_utils.zoo train`."
         )
     return _read_manifest(str(path), path.stat().st_mtime)
-
-
-def sha256_of_file(path: Path | str) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- the wrapper

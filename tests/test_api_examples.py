@@ -21,6 +21,19 @@ FRONT_ENDS = {"__init__", "cli"}  # the command line tool is documented in the R
 LIBRARY = sorted(name for _, name, _ in pkgutil.walk_packages(nullspace_utils.__path__, "nullspace_utils."))
 
 
+def _module_name(stem: str) -> str:
+    """The module a page or example of ``book/api/`` documents: ``studies_approximate`` is
+    ``nullspace_utils.studies.approximate``, ``exact`` is ``nullspace_utils.exact``."""
+    return "nullspace_utils." + (f"studies.{stem.removeprefix('studies_')}" if stem.startswith("studies_") else stem)
+
+
+def _documented_modules() -> set[str]:
+    """The stems of every module that needs a page: the library's modules and its studies (``studies_<name>``)."""
+    modules = {path.stem for path in (ROOT / "nullspace_utils").glob("*.py")} - FRONT_ENDS
+    return modules | {f"studies_{path.stem}" for path in (ROOT / "nullspace_utils" / "studies").glob("*.py")
+                      if path.stem != "__init__"}
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_example_runs(example, monkeypatch):
     matplotlib.use("Agg")
@@ -84,8 +97,8 @@ def _used_names(source: str) -> set[tuple[str, str]]:
     tree = ast.parse(source)
     aliases, used = {}, set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "nullspace_utils":
-            aliases.update({alias.asname or alias.name: f"nullspace_utils.{alias.name}" for alias in node.names})
+        if isinstance(node, ast.ImportFrom) and node.module in ("nullspace_utils", "nullspace_utils.studies"):
+            aliases.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nullspace_utils."):
             used |= {(node.module, alias.name) for alias in node.names}
         elif isinstance(node, ast.Import):
@@ -114,7 +127,7 @@ def test_every_public_function_and_class_is_used_in_an_example():
     used = set().union(*(_used_names(example.read_text()) for example in EXAMPLES))
     missing = {}
     for example in EXAMPLES:
-        module = importlib.import_module(f"nullspace_utils.{example.stem}")
+        module = importlib.import_module(_module_name(example.stem))
         public = [name for name in module.__all__
                   if inspect.isfunction(getattr(module, name)) or inspect.isclass(getattr(module, name))]
         missing_here = [name for name in public if (module.__name__, name) not in used]
@@ -124,14 +137,14 @@ def test_every_public_function_and_class_is_used_in_an_example():
 
 
 def test_every_module_has_a_page_with_its_example():
-    modules = {path.stem for path in (ROOT / "nullspace_utils").glob("*.py")} - FRONT_ENDS
+    modules = _documented_modules()
     pages = {path.stem for path in (ROOT / "book" / "api").glob("*.md")} - {"index"}
     assert modules == pages
     assert {example.stem for example in EXAMPLES} == modules
     toc = (ROOT / "_toc.yml").read_text()
     for name in modules:
         page = (ROOT / "book" / "api" / f"{name}.md").read_text()
-        assert f"automodule:: nullspace_utils.{name}" in page and f"examples/{name}.py" in page
+        assert f"automodule:: {_module_name(name)}" in page and f"examples/{name}.py" in page
         assert f"book/api/{name}\n" in toc
 
 

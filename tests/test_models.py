@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nullspace_utils import models
+from nullspace_utils import files, models
 from nullspace_utils.data import stack_dataset, synthetic_dataset
 
 
@@ -18,7 +18,7 @@ def fresh_test_batch():
 def test_zoo_model_loads_hash_checked_and_accurate(name, fresh_test_batch):
     manifest = models.load_manifest()
     entry = manifest["models"][name]
-    assert models.sha256_of_file(models.ZOO_DIR / entry["file"]) == entry["sha256"]
+    assert files.sha256_of_file(models.ZOO_DIR / entry["file"]) == entry["sha256"]
     model = models.load_model(name)
     assert isinstance(model, models.ImageClassifier) and not model.training
     assert model.mean == models.ZOO_MEAN and model.std == models.ZOO_STD
@@ -124,7 +124,7 @@ def test_extra_seed_models_match_their_manifest():
     zoo_weights = models.load_model("zoo-vit-s").net.patch_embed.proj.weight
     for name, entry in manifest["models"].items():
         path = folder / entry["file"]
-        assert models.sha256_of_file(path) == entry["sha256"], name
+        assert files.sha256_of_file(path) == entry["sha256"], name
         assert entry["val_accuracy"] > 0.95 and entry["training"]["seed"] != 0
         model = models.load_model("zoo-vit-s", weights=path)
         assert not torch.equal(model.net.patch_embed.proj.weight, zoo_weights)

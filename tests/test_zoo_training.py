@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from nullspace_utils import models
+from nullspace_utils import files, models
 from nullspace_utils.data import SPLIT_SEEDS, synthetic_dataset
 from nullspace_utils.zoo import train
 
@@ -24,7 +24,7 @@ def test_training_script_end_to_end_on_cpu(tmp_path):
     train.main(["manifest", "--out-dir", str(tmp_path), "--command", "test"])
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     entry = manifest["models"]["zoo-mobilenetv3"]
-    assert entry["sha256"] == models.sha256_of_file(tmp_path / entry["file"])
+    assert entry["sha256"] == files.sha256_of_file(tmp_path / entry["file"])
     assert entry["training"]["epochs"] == 1 and 0.0 <= entry["val_accuracy"] <= 1.0
     model = models.load_model("zoo-mobilenetv3", weights=tmp_path / entry["file"])
     assert model.net.classifier.out_features == 10

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nullspace_utils.data import CLASS_NAMES, SPLIT_SEEDS, render_shape_image, stack_dataset, synthetic_dataset
-from nullspace_utils.models import ZOO, ZOO_DIR, ZOO_MEAN, ZOO_STD, ImageClassifier, build_zoo_network, sha256_of_file
-from nullspace_utils.results import git_commit
+from nullspace_utils.files import git_commit, sha256_of_file
+from nullspace_utils.models import ZOO, ZOO_DIR, ZOO_MEAN, ZOO_STD, ImageClassifier, build_zoo_network
 
 
 def _render_chunk(args: tuple[int, int, int, int]) -> np.ndarray:

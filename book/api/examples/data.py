@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nullspace_utils import data, metrics
+from nullspace_utils import data, files, metrics
 
 folder = Path(tempfile.mkdtemp())  # where this example writes its files
 val = data.synthetic_dataset("val", n=20)  # a SyntheticShapes: 10 classes of drawn shapes, seeded per split
@@ -29,7 +29,7 @@ assert 58 < metrics.psnr(images[0], data.quantize_8bit(images[0])) < 60  # what 
 path = data.save_image(images[0], folder / "shape.png")  # 8-bit PNG (or .npy, lossless)
 assert torch.equal(data.load_image(path), data.quantize_8bit(images[0]))  # (3, 112, 112) in [0, 1], as saved
 assert data.load_image(path, size=56).shape == (3, 56, 56)  # resized (bicubic) on loading
-with data.atomic_write(folder / "labels.txt") as temporary:  # written beside the target, renamed when complete
+with files.atomic_write(folder / "labels.txt") as temporary:  # written beside the target, renamed when complete
     temporary.write_text(" ".join(str(int(label)) for label in labels))
 assert (folder / "labels.txt").read_text().startswith("0 1 2 ")
 assert data.data_dir() == Path(os.environ.get("NULLSPACE_DATA") or Path.home() / ".cache" / "nullspace-vit")

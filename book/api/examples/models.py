@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from nullspace_utils import models
+from nullspace_utils import files, models
 
 assert models.available_models() == ["zoo-vit-s", "zoo-vit-b", "zoo-vit-l",  # the teaching zoo (any timm name
                                      "zoo-resnet", "zoo-efficientnet", "zoo-mobilenetv3"]  # loads too)
@@ -15,7 +15,7 @@ assert vit.mean == models.ZOO_MEAN and vit.std == models.ZOO_STD  # [0, 1] image
 manifest = models.load_manifest()
 entry = manifest["models"]["zoo-vit-s"]
 assert entry["val_accuracy"] > 0.9  # measured when the zoo was trained
-assert models.sha256_of_file(models.ZOO_DIR / entry["file"]) == entry["sha256"]
+assert files.sha256_of_file(models.ZOO_DIR / entry["file"]) == entry["sha256"]
 net = models.build_zoo_network("zoo-vit-s")  # the bare timm network, untrained
 wrapped = models.ImageClassifier(net, manifest["mean"], manifest["std"], name="untrained")
 assert wrapped(torch.rand(1, 3, 112, 112)).shape == (1, 10)

@@ -1,0 +1,65 @@
+"""The statistics every verdict of the book uses, in one place: the values of a point's seeds, separation on seed
+ranges, and the learning-failure rule.
+
+A difference is read only where the seeds' ranges do not overlap (:func:`separated`); a point whose noise did
+not learn (:func:`judge_learning`) gives no verdict about a model: it is an optimiser's failure.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+__all__ = ["SEED_LOSS_RATIO", "judge_learning", "seed_values", "separated", "point_verdict"]
+
+
+#: a seed whose learned noise ends at more than this many times the best seed's training loss failed to learn
+SEED_LOSS_RATIO = 2.0
+
+
+def judge_learning(row: dict) -> dict:
+    """Set the "learning failed" flags of a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row from its stored training losses, and return it.
+
+    A seed failed when its learned noise does not beat its own shuffled copy on the training loss, or when it
+    ends at more than :data:`SEED_LOSS_RATIO` times the training loss of the point's best seed (one rate, probed
+    on the first seed, did not suit it: an optimiser failure, not a property of the model). The point failed
+    when any seed did, or when its rate sat at the edge of its probe's grid."""
+    best = min(entry["train_loss"]["learned"] for entry in row["seeds"])
+    for entry in row["seeds"]:
+        loss = entry["train_loss"]
+        entry["learning_failed"] = not loss["learned"] < loss["shuffled"] or loss["learned"] > SEED_LOSS_RATIO * best
+    choice = row.get("lr_choice")
+    row["learning_failed"] = any(entry["learning_failed"] for entry in row["seeds"]) or bool(choice and choice["at_edge"])
+    return row
+
+
+def seed_values(row: dict, kind: str, field: str = "match") -> list[float]:
+    """``row[kind][field]`` of every seed of a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row (``kind``: "learned", "shuffled", ...; or
+    a per-seed number such as ``kind="final_norm", field=""``)."""
+    return [entry[kind][field] if field else entry[kind] for entry in row["seeds"]]
+
+
+def separated(first: Sequence[float], second: Sequence[float]) -> int:
+    """+1 if every value of ``first`` is above every value of ``second``, -1 if below, 0 if the ranges overlap:
+    the book's test that two sets of seeds tell a difference. With 3 seeds a side, two alike sets still separate
+    2 times in 20 (10 %), so a difference should also be judged by its size."""
+    if not first or not second:
+        raise ValueError("separated needs at least one value on each side.")
+    if min(first) > max(second):
+        return 1
+    if max(first) < min(second):
+        return -1
+    return 0
+
+
+def point_verdict(row: dict, first: str = "learned", second: str = "shuffled") -> str:
+    """One sentence comparing two noises of a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row on the share of predictions kept, with the
+    ranges over seeds it rests on: "ahead" / "behind" only where the ranges do not overlap (:func:`separated`),
+    "not separable" otherwise, and "learning failed" (no verdict) for a point that failed to learn."""
+    low_first, low_second = seed_values(row, first), seed_values(row, second)
+    ranges = (f"{first} {100 * min(low_first):.1f}-{100 * max(low_first):.1f} %, "
+              f"{second} {100 * min(low_second):.1f}-{100 * max(low_second):.1f} %")
+    if row["learning_failed"] and "learned" in (first, second):
+        return f"lim {row['lim']:g}: learning failed, no verdict ({ranges})"
+    outcome = {1: f"{first} keeps more", -1: f"{first} keeps less", 0: "not separable at this budget"}[
+        separated(low_first, low_second)]
+    return f"lim {row['lim']:g}: {outcome} ({ranges}; {len(row['seeds'])} seeds)"

@@ -1,0 +1,298 @@
+"""The learned-noise sweep the approximate (§4, Fig. 2) and robustness (§5, Fig. 3) studies share: a multi-seed point
+with its baselines (:func:`noise_point`), the lims extended until every model is stressed (:func:`lim_sweep`), the
+settings of a sweep (:class:`SweepSettings`) and its cheap check point (:class:`CheckPoint`), and the rows' schemas.
+
+The recipe is the authors' follow-up code's (Liu-Hy/NS-ViT): eq. 6's L2 norm, SGD, rate x0.1 at 30/60/80 % of the
+run. Departures, each stated in the chapters: a budget in *steps* (theirs is 500 epochs of ImageNette), the rate
+chosen per model, level and lim by a probe on training images (``lr_grid``, widened until the choice is
+interior), and input-level lims in [0, 1] pixel units.
+"""
+
+# No ``from __future__ import annotations`` above the schemas: pydantic reads their NotRequired keys at run time.
+import dataclasses
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence, cast
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset, TensorDataset
+from typing_extensions import NotRequired, TypedDict
+
+from nullspace_utils import approximate, models
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.profiles import Profile
+from nullspace_utils.studies import evidence
+
+__all__ = ["SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
+           "sweep_datasets", "NoisePoint", "NoiseSeedRow", "NoiseEvaluationRow", "TrainLossRow", "LrChoiceRow",
+           "SweepConfig", "SweepCheck"]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- the rows' schemas
+class NoiseEvaluationRow(TypedDict):
+    """``approximate.NoiseEvaluation`` as JSON."""
+
+    match: float
+    logit_mse: float
+    prob_change: float
+    noise_norm: float
+    clean_norm: float
+
+
+class TrainLossRow(TypedDict):
+    """Eq. 6's loss on the point's training images: the start, the learned noise and its shuffled copy."""
+
+    initial: float
+    learned: float
+    shuffled: float
+
+
+class NoiseSeedRow(TypedDict):
+    """One seed of a :func:`noise_point` row; the exact-nullspace baselines
+    (``projected``, ``projected_norm_kept``, ``null_share``, ``row_removed``) are there for ViTs at the input only."""
+
+    seed: int
+    initial_norm: float
+    final_norm: float
+    train_loss: TrainLossRow
+    learning_failed: bool
+    learned: NoiseEvaluationRow
+    shuffled: NoiseEvaluationRow
+    uniform: NoiseEvaluationRow
+    projected: NotRequired[NoiseEvaluationRow]
+    projected_norm_kept: NotRequired[float]
+    null_share: NotRequired[float]
+    row_removed: NotRequired[NoiseEvaluationRow]
+
+
+class LrChoiceRow(TypedDict):
+    """``approximate.LrChoice``: the rates probed, their scores (keys ``str(lr)``) and whether the winner sat at
+    an edge of the grid."""
+
+    lr: float
+    grid: list[float]
+    scores: dict[str, float]
+    at_edge: bool
+
+
+class NoisePoint(TypedDict):
+    """A :func:`noise_point` row: one level and lim, every seed, and whether learning failed anywhere."""
+
+    level: str
+    lim: float
+    rms: float
+    keep_norm: bool
+    loss: str
+    p: float
+    lr: float
+    lr_choice: LrChoiceRow | None
+    learning_failed: bool
+    seeds: list[NoiseSeedRow]
+
+
+class SweepConfig(TypedDict):
+    """:class:`SweepSettings` of the approximate or robustness study (``steps`` and ``milestones`` as
+    run); ``squared_lims`` for the approximate sweep, ``transfer_lims`` for the robustness sweep."""
+
+    lims: list[float]
+    extend_until: float
+    extend_factor: float
+    max_extensions: int
+    seeds: list[int]
+    steps: int
+    milestones: list[int]
+    batch_size: int
+    probe_steps: int
+    lr_grid: list[float]
+    train: int
+    val: int
+    squared_lims: NotRequired[list[float]]
+    transfer_lims: NotRequired[list[float]]
+
+
+class SweepCheck(TypedDict):
+    """:class:`CheckPoint` of the approximate or robustness study, and its point, which a test recomputes."""
+
+    lim: float
+    seeds: list[int]
+    steps: int
+    milestones: list[int]
+    lr: float
+    batch_size: int
+    train: int
+    val: int
+    model_index: NotRequired[int]
+    cnn_index: NotRequired[int]
+    level: NotRequired[str]
+    result: NoisePoint
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class SweepSettings:
+    """A learned-noise sweep of one profile. Every point is learned from ``seeds`` (start and batch order) for
+    ``steps`` SGD steps of ``batch_size`` images, the rate x0.1 at ``milestones``, the rate chosen by a
+    ``probe_steps`` probe over ``lr_grid``; ``train`` / ``val`` images. ``lims`` grow by ``extend_factor`` past the
+    listed ones until Uniform(-lim, lim) keeps under ``extend_until`` of a model's predictions (at most
+    ``max_extensions`` times), so that every model is stressed."""
+
+    lims: tuple[float, ...]
+    extend_until: float
+    extend_factor: float
+    max_extensions: int
+    seeds: tuple[int, ...]
+    steps: int
+    milestones: tuple[int, ...]
+    batch_size: int
+    probe_steps: int
+    lr_grid: tuple[float, ...]
+    train: int
+    val: int
+
+    def with_steps(self, steps: int | None):  # -> the same class
+        """These settings with ``steps`` SGD steps (``None``: unchanged): the rate decays stay at the same fractions
+        of the run, and the probe is no longer than the run itself."""
+        if not steps:
+            return self
+        return dataclasses.replace(self, steps=steps, probe_steps=min(self.probe_steps, steps),
+                                   milestones=tuple(round(m * steps / self.steps) for m in self.milestones))
+
+
+@dataclass(frozen=True)
+class CheckPoint:
+    """A sweep's cheap point that a test recomputes on the CPU from the committed file: ``lim``, a fixed rate ``lr``
+    (no probe, so that CPU and GPU cannot choose differently), few ``steps`` and images."""
+
+    lim: float
+    seeds: tuple[int, ...]
+    steps: int
+    milestones: tuple[int, ...]
+    lr: float
+    batch_size: int
+    train: int
+    val: int
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "CheckPoint":
+        """The check point a result file stores (its other keys, such as ``result``, are left out)."""
+        return cls(**{field.name: (tuple(record[field.name]) if isinstance(record[field.name], list)
+                                   else record[field.name]) for field in dataclasses.fields(cls)})
+
+
+# --------------------------------------------------------------------------- one point
+def _evaluation(model: nn.Module, val, noise: torch.Tensor, *, level: str, shuffle: bool = False, seed: int = 0,
+                batch_size: int, device: str | torch.device | None) -> dict:
+    return asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed, batch_size=batch_size,
+                                 device=device))
+
+
+def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, seeds: Sequence[int] = (0, 1, 2),
+                steps: int, milestones: tuple[int, ...], batch_size: int, lr: float | str = "auto", p: float = 2,
+                squared: bool = False, keep_norm: bool = False, probe_steps: int = 50,
+                lr_grid: Sequence[float] = approximate.LR_GRID, train_images: int = 512, noises: dict[int, torch.Tensor] | None = None,
+                device: str | torch.device | None = None, show_progress: bool = False) -> NoisePoint:
+    """One point of the paper's Fig. 2 (encoder) or Fig. 3 (input) as a JSON-ready row, with its baselines.
+
+    The rate is chosen once per point (``lr="auto"``: :func:`~nullspace_utils.approximate.choose_lr` on ``train`` with the first seed), then
+    a noise is learned per seed (seed = the Uniform(-lim, lim) start and the batch order). Per seed the row keeps:
+    the norms; the training loss (eq. 6 on ``train_images`` training images) of the start, the learned noise and
+    its shuffled copy, and ``learning_failed`` as :func:`~nullspace_utils.studies.evidence.judge_learning` decides from those losses; and
+    the validation evaluations (:class:`~nullspace_utils.approximate.NoiseEvaluation`) of the learned noise, its shuffled copy and the
+    Uniform(-lim, lim) start it came from. For a ViT at the input it adds the exact-nullspace baselines: the start
+    projected onto null(W_pix) (``projected``: keeps every prediction by construction, with
+    ``projected_norm_kept`` of its norm), and the learned noise's null(W_pix) share of norm with its evaluation
+    once its row-space part is removed (``row_removed``). The row also says if the rate sat at the edge of its grid.
+    ``noises``, if given, receives each seed's learned noise (on the CPU), e.g. for the robustness study's
+    transfer tables.
+    """
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed.")
+    lr, lr_choice = approximate.resolve_lr(lr, model, train, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
+                                steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
+                                show_progress=show_progress)
+    vit_input = level == "input" and hasattr(models.unwrap(model), "patch_embed")
+    common: dict[str, Any] = {"batch_size": batch_size, "device": device}
+    loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images, **common}
+    per_seed = []
+    for seed in seeds:
+        result = approximate.learn_noise(model, train, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
+                             milestones=milestones, keep_norm=keep_norm, seed=seed, show_progress=show_progress,
+                             **common)
+        if noises is not None:
+            noises[seed] = result.noise
+        start = approximate.uniform_noise(tuple(result.noise.shape), lim, seed)
+        shuffled = approximate.shuffle_noise(result.noise, seed)
+        losses = {name: approximate.training_loss(model, train, noise, **loss_settings)
+                  for name, noise in (("initial", start), ("learned", result.noise), ("shuffled", shuffled))}
+        entry: dict = {"seed": seed, "initial_norm": result.initial_norm, "final_norm": result.norm,
+                       "train_loss": losses, "learning_failed": False,  # judged below, over all seeds
+                       "learned": _evaluation(model, val, result.noise, level=level, **common),
+                       "shuffled": _evaluation(model, val, result.noise, level=level, shuffle=True, seed=seed, **common),
+                       "uniform": _evaluation(model, val, start, level=level, **common)}
+        if vit_input:
+            projected, _ = approximate.split_noise(model, start)
+            null_part, _ = approximate.split_noise(model, result.noise)
+            entry["projected"] = _evaluation(model, val, projected, level=level, **common)
+            entry["projected_norm_kept"] = projected.norm().item() / start.norm().item()
+            entry["null_share"] = null_part.norm().item() / max(result.norm, 1e-30)
+            entry["row_removed"] = _evaluation(model, val, null_part, level=level, **common)
+        per_seed.append(entry)
+        logger.info("%s %s lim %g seed %d lr %g: match %.3f, shuffled %.3f, uniform %.3f, norm %.3g -> %.3g%s",
+                    getattr(model, "name", ""), level, lim, seed, lr, entry["learned"]["match"],
+                    entry["shuffled"]["match"], entry["uniform"]["match"], result.initial_norm, result.norm,
+                    ", LEARNING FAILED" if entry["learning_failed"] else "")
+    row: NoisePoint = {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
+                           "loss": "squared" if squared else "norm", "p": p, "lr": lr,
+                           "lr_choice": None if lr_choice is None else asdict(lr_choice), "learning_failed": False,
+                           "seeds": per_seed}
+    evidence.judge_learning(cast(dict, row))
+    return row
+
+
+# --------------------------------------------------------------------------- a sweep
+def point_settings(settings: SweepSettings, device: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`noise_point` that a sweep's settings fix."""
+    return {"seeds": tuple(settings.seeds), "steps": settings.steps, "milestones": tuple(settings.milestones),
+            "batch_size": settings.batch_size, "probe_steps": settings.probe_steps,
+            "lr_grid": tuple(settings.lr_grid), "device": device}
+
+
+def lim_sweep(point: Callable[..., NoisePoint], settings: SweepSettings, on_row: Callable[[], None],
+              rows: list[NoisePoint]) -> list[NoisePoint]:
+    """Rows of ``point(lim=...)`` over ``settings.lims``, extended by ``extend_factor`` while the uniform noise of the
+    last lim still keeps at least ``extend_until`` of the predictions (mean over seeds); ``on_row`` after each."""
+    def add(lim: float) -> None:
+        rows.append(point(lim=lim))
+        on_row()
+
+    for lim in settings.lims:
+        add(lim)
+    for _ in range(settings.max_extensions):
+        uniform = evidence.seed_values(rows[-1], "uniform")
+        if sum(uniform) / len(uniform) < settings.extend_until:
+            break
+        add(float(f"{rows[-1]['lim'] * settings.extend_factor:.6g}"))
+    return rows
+
+
+def check_point(model: nn.Module, train: Dataset, val: Dataset, check: CheckPoint, level: str,
+                device: str) -> NoisePoint:
+    """A sweep's cheap check point (fixed rate), which a test recomputes on the CPU."""
+    return noise_point(model, train, val, level=level, lim=check.lim, seeds=check.seeds, steps=check.steps,
+                       milestones=check.milestones, lr=check.lr, batch_size=check.batch_size,
+                       train_images=check.train, device=device)
+
+
+def sweep_datasets(profile: Profile, settings: SweepSettings, check: CheckPoint, device: str
+                   ) -> tuple[Dataset, Dataset, Dataset, Dataset]:
+    """The four datasets of a sweep: train and val (on ``device``) and the check point's small ones (CPU).
+
+    Images are rendered on the CPU (forked workers) before anything initialises CUDA, then moved to ``device``."""
+    return (profile.tensor_dataset("train", settings.train, device),
+            profile.tensor_dataset("val", settings.val, device),
+            TensorDataset(*stack_dataset(profile.dataset("train", n=check.train))),
+            TensorDataset(*stack_dataset(profile.dataset("val", n=check.val))))
