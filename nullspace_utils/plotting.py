@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 import matplotlib.lines
@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
            "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels",
-           "METHOD_STYLES", "method_panels", "finetune_diagram"]
+           "METHOD_STYLES", "method_panels", "finetune_diagram",
+           "nullspace_walks", "nullspace_plane", "singular_value_plot", "loglog_curves", "time_bars"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -303,7 +304,7 @@ NOISE_NAMES = {"learned": "learned", "shuffled": "learned, shuffled", "uniform":
                "projected": "start projected onto null(W_pix)", "row_removed": "learned, row-space part removed"}
 
 
-def seed_series(rows: Sequence[dict[str, Any]], kind: str, *, field: str = "match", scale: float = 100.0,
+def seed_series(rows: Sequence[Mapping[str, Any]], kind: str, *, field: str = "match", scale: float = 100.0,
                 x: Any = "lim") -> tuple[list[float], list[list[float]], list[bool]]:
     """From multi-seed sweep rows (:func:`nullspace_utils.approximate.noise_point`): the x of each row (``x``: a
     row key, or a function of the row), the seeds' values of ``row[seed][kind][field]`` times ``scale``, and
@@ -484,4 +485,96 @@ def finetune_diagram() -> Figure:
     ax.text(5.0, 0.45, "AdamW steps on the model's weights; after steps / rounds steps, a new round:\n"
             "the noise is learned again for the model as it is now (v stays fixed within a round)",
             ha="center", va="center", fontsize=9)
+    return readable(fig)
+
+
+def nullspace_walks(projection: np.ndarray, function: np.ndarray, directions: Sequence[np.ndarray], *,
+                    titles: Sequence[str], start: Sequence[float] = (1.0, 0.5)) -> Figure:
+    """The paper's Fig. 1 (left two panels), for a 2 x 2 ``projection`` and a 1 x 2 linear ``function``, each with a
+    unit vector of its nullspace in ``directions``. Left: points ``start + t v`` moved along the projection's
+    nullspace all land on one output. Right: the function's value as colour, with lines along its nullspace, on
+    which the colour never changes. ``titles``: one per panel."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    x = np.asarray(start, dtype=float)
+    for t in [-1.5, -0.75, 0.0, 0.75, 1.5]:
+        moved = x + t * directions[0]
+        left.plot(*moved, "o", color="tab:blue")
+        left.annotate("", xy=projection @ moved, xytext=moved, arrowprops=dict(arrowstyle="->", color="0.6"))
+    left.plot(*(projection @ x), "s", color="tab:red", markersize=9, label="every output: the same point")
+    left.axhline(0, color="k", lw=0.8)
+    left.set_title(titles[0])
+    left.legend(loc="upper right")
+    left.set_aspect("equal")
+    left.set_xlim(-0.5, 2.5)
+    grid = np.linspace(-2, 2, 201)
+    g1, g2 = np.meshgrid(grid, grid)
+    right.contourf(g1, g2, function[0, 0] * g1 + function[0, 1] * g2, levels=21, cmap="coolwarm")
+    for point in [np.array([-1.0, 0.0]), np.array([0.5, 0.5])]:
+        line = point[:, None] + directions[1][:, None] * np.linspace(-2, 2, 2)
+        right.plot(*line, "k--", lw=1.2)
+        right.plot(*point, "ko")
+    right.set_title(titles[1])
+    right.set_xlim(-2, 2)
+    right.set_ylim(-2, 2)
+    right.set_aspect("equal")
+    return readable(fig)
+
+
+def nullspace_plane(row: np.ndarray, plane: np.ndarray, *, title: str, extent: float = 1.5) -> Figure:
+    """The nullspace of a 1 x 3 ``row`` as a plane in 3-D: a patch of the span of the two columns of ``plane`` (its
+    orthonormal basis), those two vectors in black and the row itself in red, orthogonal to the plane.
+
+    A 3-D figure keeps matplotlib's own layout (:func:`readable` would re-lay it out); its text is already large."""
+    s, t = np.meshgrid(np.linspace(-extent, extent, 10), np.linspace(-extent, extent, 10))
+    points = plane[:, :1, None] * s + plane[:, 1:, None] * t  # (3, 10, 10)
+    fig = plt.figure(figsize=(5.5, 5))
+    ax = fig.add_subplot(projection="3d")
+    ax.plot_surface(*points, alpha=0.35, color="tab:blue")
+    ax.quiver(0, 0, 0, *row[0], color="tab:red", length=1.2, normalize=True)
+    for k in range(plane.shape[1]):
+        ax.quiver(0, 0, 0, *plane[:, k], color="k")
+    ax.set_title(title)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_zlabel("$x_3$")
+    return fig
+
+
+def singular_value_plot(sigma: Sequence[float], *, tolerance: float, title: str,
+                        tolerance_label: str = "default tolerance") -> Figure:
+    """Singular values ``sigma`` (largest first) against their index on a log scale, with the ``tolerance`` below
+    which a singular value counts as zero (:func:`nullspace_utils.linalg.rank`) as a dashed red line."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.semilogy(np.arange(1, len(sigma) + 1), sigma, ".")
+    ax.axhline(tolerance, color="tab:red", ls="--", label=tolerance_label)
+    ax.set_xlabel("index")
+    ax.set_ylabel("singular value")
+    ax.set_title(title)
+    ax.legend()
+    return readable(fig)
+
+
+def loglog_curves(xs: Sequence[float], curves: dict[str, tuple[Sequence[float], str]], *, xlabel: str,
+                  ylabel: str, size: tuple[float, float] = (6.5, 3.6)) -> Figure:
+    """Curves over the same ``xs`` on log-log axes, one per ``label: (ys, style)`` of ``curves`` (``style`` a
+    matplotlib format string such as ``"o-"``), with a legend and a light grid."""
+    fig, ax = plt.subplots(figsize=size)
+    for label, (ys, style) in curves.items():
+        ax.loglog(xs, ys, style, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return readable(fig)
+
+
+def time_bars(seconds: dict[str, float], *, budget: float, budget_label: str, xlabel: str,
+              size: tuple[float, float] = (7, 3.2)) -> Figure:
+    """Horizontal bars of ``seconds`` per name, top to bottom in their order, with a dashed line at ``budget``."""
+    fig, ax = plt.subplots(figsize=size)
+    ax.barh(list(seconds), list(seconds.values()), color="C0")
+    ax.axvline(budget, color="black", linestyle="--", linewidth=1, label=budget_label)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=8)
     return readable(fig)

@@ -136,8 +136,9 @@ class ResultKind(Generic[Result]):
                                   f"{fix}") from None
         return data
 
-    def read(self, path: str, *, missing_ok: bool = False) -> Result:
-        """The file at ``path`` (relative to the repository root; see :func:`read`), validated."""
+    def read(self, path: str, *, missing_ok: bool = False) -> Result | None:
+        """The file at ``path`` (relative to the repository root; see :func:`read`), validated; ``None`` for a file
+        that exists nowhere, with ``missing_ok``."""
         data = read(path, missing_ok=missing_ok)
         return data if data is None else self.validate(data, source=path)
 

@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 from nullspace_utils import approximate, plotting, results
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
-from nullspace_utils.results import chapter_result
+from nullspace_utils.studies import approximate as approximate_study
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -156,31 +156,11 @@ plotting.table(rows, ["noise", "predictions unchanged", "logit MSE", "noise norm
 # every row's rules (rates chosen, lims extended, failures marked).
 
 # %%
-sweep, note = chapter_result("approximate", profile.name)
+sweep, note = approximate_study.RESULT.chapter_result(profile.name)
 print(note)
 if sweep is not None:
-    config = sweep["config"]
-    print(f"{config['steps']} SGD steps of {config['batch_size']} images (rate x0.1 at steps {config['milestones']}), "
-          f"seeds {config['seeds']}, {config['train']} training and {config['val']} validation images")
-    failed = [(name, row["lim"]) for name, rows in sweep["models"].items() for row in rows if row["learning_failed"]]
-    edges = [(name, row["lim"]) for name, rows in sweep["models"].items() for row in rows if row["lr_choice"]["at_edge"]]
-    print(f"points where learning failed: {failed or 'none'}; rates at a grid edge: {edges or 'none'}")
-    chosen = sorted({row["lr"] for rows in sweep["models"].values() for row in rows})
-    print(f"rates chosen by the probes: {chosen[0]:g} to {chosen[-1]:g}")
-
-
-def figure_2(rows_by_model: dict, kinds=("learned", "shuffled", "uniform")) -> plt.Figure:
-    """One panel per ViT: share of predictions kept against lim, mean and range over seeds."""
-    return plotting.seed_panels([
-        {"title": name, "xlabel": "lim (token units)", "ylabel": "predictions unchanged (%)", "logx": True,
-         "xticks": [row["lim"] for row in rows],
-         "series": [dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, kind), strict=True),
-                         label=name, kind=kind, color=f"C{index}") for kind in kinds]}
-        for index, (name, rows) in enumerate(rows_by_model.items())], ncols=3, size=(2.6, 2.8))
-
-
-if sweep is not None:
-    figure_2(sweep["models"])
+    print("\n".join(approximate_study.run_summary(sweep)))
+    plotting.seed_panels(approximate_study.figure_2_panels(sweep["models"]), ncols=3, size=(2.6, 2.8))
     plt.show()
 
 # %% [markdown]
@@ -189,19 +169,13 @@ if sweep is not None:
 # (the learned noise no better than its shuffled copy on the *training* loss for some seed, or a rate at
 # the edge of its grid); none did. There is no exact-nullspace baseline at the token level: the exact
 # nullspace (§3) is a set of *image* noises whose tokens are exactly zero, so its token noise is nothing at
-# all. The next chapter compares learned *image* noise with it. The verdicts, generated from the file by `approximate.point_verdict`,
+# all. The next chapter compares learned *image* noise with it. The verdicts, generated from the file by `evidence.point_verdict`,
 # which calls a difference only when the seeds' ranges do not overlap:
 
 # %%
 if sweep is not None:
-    rows = []
-    for name, points in sweep["models"].items():
-        for point in points:
-            norms = approximate.seed_values(point, "final_norm", "")
-            rows.append([name, f"{point['lim']:g}", f"{point['lr']:g}",
-                         f"{point['seeds'][0]['initial_norm']:.0f} → {min(norms):.0f}-{max(norms):.0f}",
-                         approximate.point_verdict(point).split(": ", 1)[1]])
-    display(plotting.table(rows, ["model", "lim", "rate", "noise norm (start → learned)", "learned vs shuffled"]))
+    display(plotting.table(approximate_study.verdict_rows(sweep),
+                           ["model", "lim", "rate", "noise norm (start → learned)", "learned vs shuffled"]))
 
 # %% [markdown]
 # ### Did the noise just shrink, and does the squared loss matter?
@@ -213,22 +187,9 @@ if sweep is not None:
 # %%
 if sweep is not None:
     first = profile.vit_models[0]
-    plotting.seed_panels([
-        {"title": f"{first}: norm held", "xlabel": "lim (token units)", "ylabel": "predictions unchanged (%)",
-         "logx": True, "xticks": [row["lim"] for row in sweep["models"][first]], "series": [dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, kind), strict=True),
-                                       label=label, kind=kind, color=color)
-                                  for label, rows, color in (("plain SGD", sweep["models"][first], "C0"),
-                                                             ("keep norm", sweep["keep_norm"][first], "C3"))
-                                  for kind in ("learned", "shuffled")]}], ncols=1, size=(5.0, 3.2))
+    plotting.seed_panels([approximate_study.keep_norm_panel(sweep, first)], ncols=1, size=(5.0, 3.2))
     plt.show()
-    for point in sweep["keep_norm"][first]:
-        print(f"norm held, {approximate.point_verdict(point)}")
-    for squared in sweep["squared_loss"][first]:
-        plain = next(point for point in sweep["models"][first] if point["lim"] == squared["lim"])
-        for label, point in (("eq. 6 norm", plain), ("squared", squared)):
-            norms = approximate.seed_values(point, "final_norm", "")
-            print(f"{label} loss, rate {point['lr']:g}, {approximate.point_verdict(point)}; learned norm "
-                  f"{min(norms):.0f}-{max(norms):.0f}")
+    print("\n".join(approximate_study.loss_lines(sweep, first)))
 
 # %% [markdown]
 # Both losses learn a noise that beats its shuffled copy. The two cannot be ranked against each other from
@@ -243,14 +204,7 @@ if sweep is not None:
 
 # %%
 if sweep is not None:
-    for name, points in sweep["models"].items():
-        ahead = [point["lim"] for point in points if approximate.separated(
-            approximate.seed_values(point, "learned"), approximate.seed_values(point, "shuffled")) == 1]
-        unclear = [point["lim"] for point in points if point["lim"] not in ahead]
-        largest = points[-1]
-        print(f"{name}: learned beats its shuffled copy at lim {', '.join(f'{lim:g}' for lim in ahead) or 'none'}"
-              f"{'; not separable at lim ' + ', '.join(f'{lim:g}' for lim in unclear) if unclear else ''}. "
-              f"At the largest lim, {approximate.point_verdict(largest).split(': ', 1)[1]}.")
+    print("\n".join(approximate_study.comparison_lines(sweep)))
 
 # %% [markdown]
 # - **Match falls as lim grows**: reproduced for all three ViTs, once lims are large enough. The wider
@@ -316,7 +270,7 @@ print(f"on {cost['provenance']['device']}: the imagenet profile's sweeps about {
 # ~~~
 # Compare the spread over seeds with the differences you were about to report (the sweep's table gives
 # the range over seeds of every point). On 300 images one prediction is a third of a point. Only
-# differences larger than the spread over seeds say anything, which is why the sweep keeps every seed and `approximate.separated` asks that
+# differences larger than the spread over seeds say anything, which is why the sweep keeps every seed and `evidence.separated` asks that
 # the ranges do not overlap.
 # ```
 #

@@ -179,8 +179,11 @@ class CheckPoint:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "CheckPoint":
         """The check point a result file stores (its other keys, such as ``result``, are left out)."""
-        return cls(**{field.name: (tuple(record[field.name]) if isinstance(record[field.name], list)
-                                   else record[field.name]) for field in dataclasses.fields(cls)})
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            value = record[field.name]
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
 
 
 # --------------------------------------------------------------------------- one point
@@ -245,12 +248,10 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
                     getattr(model, "name", ""), level, lim, seed, lr, entry["learned"]["match"],
                     entry["shuffled"]["match"], entry["uniform"]["match"], result.initial_norm, result.norm,
                     ", LEARNING FAILED" if entry["learning_failed"] else "")
-    row: NoisePoint = {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
-                           "loss": "squared" if squared else "norm", "p": p, "lr": lr,
-                           "lr_choice": None if lr_choice is None else asdict(lr_choice), "learning_failed": False,
-                           "seeds": per_seed}
-    evidence.judge_learning(cast(dict, row))
-    return row
+    row = {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
+           "loss": "squared" if squared else "norm", "p": p, "lr": lr,
+           "lr_choice": None if lr_choice is None else asdict(lr_choice), "learning_failed": False, "seeds": per_seed}
+    return cast(NoisePoint, evidence.judge_learning(row))
 
 
 # --------------------------------------------------------------------------- a sweep
