@@ -79,17 +79,28 @@ def _json_name(value: Any) -> str:
     return f"{names.get(type(value), type(value).__name__)} ({shown[:40] + '...' if len(shown) > 40 else shown})"
 
 
-def _problem(error: pydantic.ValidationError) -> str:
-    """pydantic's first error in the book's words: the key as a Python index (``["check"]["result"]``) and what
-    is wrong there."""
+#: pydantic's error types in the book's words: what the schema expected there
+_EXPECTED = {"float_type": "a number", "int_type": "an integer", "bool_type": "a boolean", "string_type": "a string",
+             "list_type": "a list", "dict_type": "an object", "none_required": "null"}
+
+
+def _problem(error: pydantic.ValidationError, data: Any) -> str:
+    """pydantic's first error in the book's words: the key as a Python index (``["check"]["result"]``) and what is
+    wrong there. Keys of ``loc`` that are not in ``data`` (the tags of a union's branches) are skipped."""
     first = error.errors(include_url=False)[0]
-    keys = [key for key in first["loc"] if not (isinstance(key, str) and "[" in key)]  # drop union branch names
+    keys, value = [], data
+    for key in first["loc"]:
+        if isinstance(value, dict) and key in value or isinstance(value, list) and isinstance(key, int):
+            keys.append(key)
+            value = value[key]
+        elif first["type"] == "missing" and key == first["loc"][-1]:
+            keys.append(key)
     where = "".join(f"[{key}]" if isinstance(key, int) else f'["{key}"]' for key in keys)
     if first["type"] == "missing":
-        parent, key = where[: where.rindex("[")], keys[-1]
-        return f'missing key "{key}" ' + (f"in {parent}" if parent else "at the top level")
-    message = first["msg"][0].lower() + first["msg"][1:]
-    return f"{where or 'the whole result'}: {message}, found {_json_name(first['input'])}"
+        parent = where[: where.rindex("[")]
+        return f'missing key "{keys[-1]}" ' + (f"in {parent}" if parent else "at the top level")
+    expected = _EXPECTED.get(first["type"], first["msg"].lower())
+    return f"{where or 'the whole result'} should be {expected}, found {_json_name(first['input'])}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,7 @@ class ResultKind(Generic[Result]):
             if fix is None:
                 profile = data.get("profile") if isinstance(data, dict) else None
                 fix = self.remake_fix(profile if isinstance(profile, str) else "<profile>", source)
-            raise ResultFileError(f"{source or 'the data'} is not a valid {self.name} result: {_problem(error)}. "
+            raise ResultFileError(f"{source or 'the data'} is not a valid {self.name} result: {_problem(error, data)}. "
                                   f"{fix}") from None
         return data
 

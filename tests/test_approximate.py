@@ -3,6 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from nullspace_utils import approximate, models
+from nullspace_utils.studies import evidence, noise_sweep
 from nullspace_utils.data import synthetic_dataset
 
 
@@ -209,7 +210,7 @@ def test_training_loss_tells_learned_noise_from_its_shuffled_copy(vit, small_dat
 
 def test_noise_point_records_every_seed_and_the_baselines(vit, small_data):
     noises: dict = {}
-    row = approximate.noise_point(vit, small_data, small_data, level="input", lim=0.3, seeds=(0, 1), steps=2,
+    row = noise_sweep.noise_point(vit, small_data, small_data, level="input", lim=0.3, seeds=(0, 1), steps=2,
                                   milestones=(), batch_size=8, lr=0.5, train_images=16, noises=noises)
     assert [entry["seed"] for entry in row["seeds"]] == [0, 1] and set(noises) == {0, 1}
     assert row["lr_choice"] is None and row["rms"] == pytest.approx(0.3 / 3 ** 0.5)
@@ -219,19 +220,19 @@ def test_noise_point_records_every_seed_and_the_baselines(vit, small_data):
         assert entry["projected_norm_kept"] == pytest.approx((672 / 768) ** 0.5, rel=0.02)
         assert 0.0 < entry["null_share"] <= 1.0
     assert row["learning_failed"] == any(entry["learning_failed"] for entry in row["seeds"])
-    encoder = approximate.noise_point(vit, small_data, small_data, level="encoder", lim=0.3, seeds=(0,), steps=2,
+    encoder = noise_sweep.noise_point(vit, small_data, small_data, level="encoder", lim=0.3, seeds=(0,), steps=2,
                                       milestones=(), batch_size=8, lr=0.5, train_images=16)
     assert "projected" not in encoder["seeds"][0]  # tokens have no pixel nullspace to project onto
-    assert approximate.seed_values(row, "learned") == [entry["learned"]["match"] for entry in row["seeds"]]
-    assert approximate.seed_values(row, "final_norm", "") == [entry["final_norm"] for entry in row["seeds"]]
+    assert evidence.seed_values(row, "learned") == [entry["learned"]["match"] for entry in row["seeds"]]
+    assert evidence.seed_values(row, "final_norm", "") == [entry["final_norm"] for entry in row["seeds"]]
 
 
 def test_separated_is_strict():
-    assert approximate.separated([0.9, 0.95], [0.5, 0.8]) == 1
-    assert approximate.separated([0.5, 0.8], [0.9, 0.95]) == -1
-    assert approximate.separated([0.5, 0.9], [0.8, 0.95]) == 0  # overlapping ranges: no verdict
+    assert evidence.separated([0.9, 0.95], [0.5, 0.8]) == 1
+    assert evidence.separated([0.5, 0.8], [0.9, 0.95]) == -1
+    assert evidence.separated([0.5, 0.9], [0.8, 0.95]) == 0  # overlapping ranges: no verdict
     with pytest.raises(ValueError, match="at least one value"):
-        approximate.separated([], [1.0])
+        evidence.separated([], [1.0])
 
 
 def test_judge_learning_flags_seeds_that_lost_to_their_shuffled_copy_or_to_the_other_seeds():
@@ -240,13 +241,13 @@ def test_judge_learning_flags_seeds_that_lost_to_their_shuffled_copy_or_to_the_o
 
     row = {"lr_choice": {"at_edge": False}, "learning_failed": False,
            "seeds": [seed(0.8, 5.7), seed(4.2, 5.8), seed(1.0, 5.7)]}
-    approximate.judge_learning(row)
+    evidence.judge_learning(row)
     assert [entry["learning_failed"] for entry in row["seeds"]] == [False, True, False]  # 4.2 > 2 x 0.8
     assert row["learning_failed"]
     row["seeds"][1] = seed(1.5, 5.8)
-    assert not approximate.judge_learning(row)["learning_failed"]  # within twice the best seed
+    assert not evidence.judge_learning(row)["learning_failed"]  # within twice the best seed
     row["seeds"][2] = seed(1.0, 0.9)  # no better than its own shuffled copy
-    assert approximate.judge_learning(row)["seeds"][2]["learning_failed"]
+    assert evidence.judge_learning(row)["seeds"][2]["learning_failed"]
     row["seeds"][2] = seed(1.0, 5.0)
     row["lr_choice"]["at_edge"] = True  # a rate at the edge of its grid fails the whole point
-    assert approximate.judge_learning(row)["learning_failed"] and approximate.SEED_LOSS_RATIO == 2.0
+    assert evidence.judge_learning(row)["learning_failed"] and evidence.SEED_LOSS_RATIO == 2.0

@@ -9,9 +9,16 @@ import urllib.request
 
 import pytest
 
-from nullspace_utils import results
+from nullspace_utils import files, results
+from nullspace_utils.studies import result_kinds
 
 COMMITTED = sorted(results.RESULTS.glob("*/*.json"))
+KINDS = result_kinds()
+
+
+def _kind(path) -> results.ResultKind:
+    """The result kind of a committed file, by its name."""
+    return KINDS[path.stem]
 
 
 def _offline(*args, **kwargs):
@@ -37,15 +44,14 @@ def _checkout_with(tmp_path, relative: str):
 
 # --------------------------------------------------------------------------- committed files
 def test_there_are_committed_results_of_every_kind():
-    assert {results.kind_of(path) for path in COMMITTED} == set(results.SCHEMAS)
+    assert {path.stem for path in COMMITTED} == set(KINDS)
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=_relative)
 def test_every_committed_result_fits_its_schema_and_records_its_provenance(path):
-    kind = results.kind_of(path)
-    assert kind is not None, f"{path} has no schema: add one to results.SCHEMAS"
-    data = results.read(_relative(path))  # validated on reading
-    results.validate(kind, data, source=_relative(path))
+    assert path.stem in KINDS, f"{path} has no study: give its study a RESULT and list it in studies.result_kinds"
+    kind = _kind(path).name
+    data = _kind(path).read(_relative(path))  # validated on reading
     made = data["provenance"]
     # the command that made it is the runner of this kind, for this profile
     words = made["command"].removeprefix(results.EXPERIMENTS_COMMAND + " ").split()
@@ -54,7 +60,7 @@ def test_every_committed_result_fits_its_schema_and_records_its_provenance(path)
         for part in data["parts"]:
             assert part["command"].removeprefix(results.EXPERIMENTS_COMMAND + " ").split()[0] == kind
     else:
-        assert words[0] == kind.replace("_", "-")
+        assert words[0] == _kind(path).command
     assert made["command"].startswith(results.EXPERIMENTS_COMMAND)
     assert data["profile"] == path.parent.name
     assert re.fullmatch(r"[0-9a-f]{40}", made["commit"]) and made["device"], path
@@ -70,12 +76,10 @@ def test_describe_provenance_is_the_line_a_chapter_prints():
 
 
 # --------------------------------------------------------------------------- schemas
-def test_kind_of_knows_result_files_by_their_place():
-    assert results.kind_of("book/results/teaching/watermark_slsqp.json") == "watermark_slsqp"
-    assert results.kind_of(results.RESULTS / "imagenet" / "robustness.json") == "robustness"
-    assert results.kind_of("benchmarks/results/watermark_cpu.json") is None
-    assert results.kind_of("book/results/teaching/notes.json") is None
-    assert results.kind_of("robustness.json") is None
+def test_a_result_kind_knows_its_file_and_command():
+    assert KINDS["watermark_slsqp"].path("teaching") == "book/results/teaching/watermark_slsqp.json"
+    assert KINDS["watermark_slsqp"].command == "watermark-slsqp"
+    assert KINDS["robustness"].path("imagenet") == results.result_file("robustness", "imagenet")
 
 
 def test_a_damaged_file_names_the_file_the_key_and_the_fix(tmp_path, monkeypatch):
@@ -85,8 +89,9 @@ def test_a_damaged_file_names_the_file_the_key_and_the_fix(tmp_path, monkeypatch
     data = json.loads(copy.read_text())
     del data["check"]["result"]["seeds"][0]["learned"]["match"]
     copy.write_text(json.dumps(data))
+    robustness = KINDS["robustness"]
     with pytest.raises(results.ResultFileError) as error:
-        results.read(relative)
+        robustness.read(relative)
     message = str(error.value)
     assert message.startswith(f"{relative} is not a valid robustness result")
     assert 'missing key "match" in ["check"]["result"]["seeds"][0]["learned"]' in message
@@ -96,10 +101,10 @@ def test_a_damaged_file_names_the_file_the_key_and_the_fix(tmp_path, monkeypatch
     del data["check"]
     copy.write_text(json.dumps(data))
     with pytest.raises(results.ResultFileError, match='missing key "check" at the top level'):
-        results.read(relative)
+        robustness.read(relative)
     copy.write_text(json.dumps(data)[:-100])  # cut short
     with pytest.raises(results.ResultFileError, match=f"{relative} is not valid JSON"):
-        results.read(relative)
+        robustness.read(relative)
 
 
 def test_a_mistyped_value_is_named_with_what_was_found(tmp_path, monkeypatch):
@@ -111,8 +116,9 @@ def test_a_mistyped_value_is_named_with_what_was_found(tmp_path, monkeypatch):
     copy.write_text(json.dumps(data))
     expected = '["models"]["zoo-vit-s"]["seconds"] should be a number, found a string ("4.8")'
     with pytest.raises(results.ResultFileError, match=re.escape(expected)):
-        results.read(relative)
+        KINDS["watermark"].read(relative)
     assert results.read(relative, text=True) == copy.read_text()  # the text is not a result: not checked
+    assert results.read(relative)["models"]["zoo-vit-s"]["seconds"] == "4.8"  # plain JSON: not checked
 
 
 def test_json_types_follow_the_schema():
@@ -121,48 +127,52 @@ def test_json_types_follow_the_schema():
     data["config"]["amplitude"] = 1  # an integer is a number
     data["provenance"]["commit_note"] = "a note"  # optional keys, and keys the schema does not name
     data["extra"] = {"anything": [1, "two"]}
-    results.validate("fingerprint", data)
+    fingerprint = KINDS["fingerprint"]
+    assert fingerprint.validate(data) is data  # returned as it was (no key dropped, nothing coerced)
     broken = json.loads(json.dumps(data))
     broken["check"]["result"]["kept"] = 1.5
     with pytest.raises(results.ResultFileError,
                        match=re.escape('["check"]["result"]["kept"] should be an integer, found a number (1.5)')):
-        results.validate("fingerprint", broken)
+        fingerprint.validate(broken)
     broken = json.loads(json.dumps(data))
     broken["suspects"]["owner"]["derived"] = "yes"
     with pytest.raises(results.ResultFileError, match=r'\["derived"\] should be a boolean, found a string'):
-        results.validate("fingerprint", broken)
+        fingerprint.validate(broken)
     broken = json.loads(json.dumps(data))
     broken["suspects"]["owner"]["accuracy"] = True  # a boolean is not a number
     with pytest.raises(results.ResultFileError, match=r'\["accuracy"\] should be a number, found a boolean'):
-        results.validate("fingerprint", broken)
+        fingerprint.validate(broken)
     broken = json.loads(json.dumps(data))
     broken["suspects"]["owner"]["logits"] = {"0": {}}  # a list expected
     with pytest.raises(results.ResultFileError, match=r'\["logits"\] should be a list, found an object'):
-        results.validate("fingerprint", broken)
+        fingerprint.validate(broken)
     with pytest.raises(results.ResultFileError, match="the whole result should be an object, found a list"):
-        results.validate("watermark", [])
-    with pytest.raises(ValueError, match="no schema for result files of kind 'sweep'"):
-        results.validate("sweep", data)
+        KINDS["watermark"].validate([])
+    broken = json.loads(json.dumps(data))
+    broken["config"]["n_probes"] = "16"  # strict: a number in a string is not coerced
+    with pytest.raises(results.ResultFileError, match=r'\["n_probes"\] should be an integer, found a string'):
+        fingerprint.validate(broken)
 
 
 # --------------------------------------------------------------------------- write
 def test_write_checks_the_result_and_writes_it_all_at_once(tmp_path):
+    slsqp = KINDS["watermark_slsqp"]
     result = results.read("book/results/teaching/watermark_slsqp.json")
-    path = results.write(tmp_path / "book" / "results" / "teaching" / "watermark_slsqp.json", result)
+    path = slsqp.write(tmp_path / "book" / "results" / "teaching" / "watermark_slsqp.json", result)
     assert json.loads(path.read_text()) == result  # the folder was made; the same data comes back
 
     broken = {key: value for key, value in result.items() if key != "predictions"}
     with pytest.raises(results.ResultFileError, match='missing key "predictions".*Nothing was written'):
-        results.write(path, broken)  # the kind comes from the path
+        slsqp.write(path, broken)
     assert json.loads(path.read_text()) == result  # the file that was there is untouched
     elsewhere = tmp_path / "out.json"
     with pytest.raises(results.ResultFileError):
-        results.write(elsewhere, broken, kind="watermark-slsqp")  # a path that says nothing: the kind given
+        slsqp.write(elsewhere, broken)
     assert not elsewhere.exists() and list(tmp_path.iterdir()) == [tmp_path / "book"]  # no partial file either
 
     with_tuples = {**result, "predictions": dict(result["predictions"]), "extra": (1, 2)}
-    assert json.loads(results.write(elsewhere, with_tuples, kind="watermark_slsqp").read_text())["extra"] == [1, 2]
-    assert results.write(tmp_path / "notes.json", {"free": "form"}).is_file()  # no kind: no schema
+    assert json.loads(slsqp.write(elsewhere, with_tuples).read_text())["extra"] == [1, 2]
+    assert results.write_json(tmp_path / "notes.json", {"free": "form"}).is_file()  # plain JSON: no schema
 
 
 def test_partial_results_are_written_unchecked_and_refused_on_reading(tmp_path, monkeypatch):
@@ -172,7 +182,7 @@ def test_partial_results_are_written_unchecked_and_refused_on_reading(tmp_path, 
                    "profile": "teaching", "encoder": {}}
     results.write_partial(tmp_path / results.result_file("robustness", "teaching"), rows_so_far)
     with pytest.raises(results.ResultFileError, match='missing key "config" at the top level.*cut short'):
-        results.read(results.result_file("robustness", "teaching"))
+        KINDS["robustness"].read(results.result_file("robustness", "teaching"))
 
 
 # --------------------------------------------------------------------------- provenance
@@ -188,14 +198,14 @@ def test_provenance_records_command_settings_versions_device_and_commit():
     assert made["config"] == {"n": 8, "profile": "teaching"} and made["device"] == "cpu"
     assert (made["torch"], made["timm"], made["numpy"], made["python"]) == (
         torch.__version__, timm.__version__, numpy.__version__, platform.python_version())
-    assert made["commit"] == results.git_commit() and re.fullmatch(r"[0-9a-f]{40}", made["commit"])
+    assert made["commit"] == files.git_commit() and re.fullmatch(r"[0-9a-f]{40}", made["commit"])
     committed = results.read("book/results/teaching/watermark.json")
-    results.validate("watermark", {**committed, "provenance": made})  # a new record fits the schema
+    KINDS["watermark"].validate({**committed, "provenance": made})  # a new record fits the schema
     assert set(committed["provenance"]) - {"commit_note"} <= set(made)  # and has every key older files have
 
 
 def test_git_commit_outside_a_checkout(tmp_path):
-    assert results.git_commit(tmp_path) == "unknown"
+    assert files.git_commit(tmp_path) == "unknown"
 
 
 # --------------------------------------------------------------------------- read and chapters
@@ -238,33 +248,33 @@ def test_read_fetches_from_github_outside_a_checkout_and_validates(tmp_path, mon
 
     monkeypatch.setattr(results, "REPOSITORY_ROOT", tmp_path)  # no checkout here
     monkeypatch.setattr(urllib.request, "urlopen", github)
-    assert results.read("book/results/teaching/robustness.json") == json.loads(committed)
+    assert KINDS["robustness"].read("book/results/teaching/robustness.json") == json.loads(committed)
     assert asked == [results.RAW_URL + "book/results/teaching/robustness.json"]
     committed = committed.replace(b'"check"', b'"chekc"')  # GitHub's copy damaged: refused as well
     with pytest.raises(results.ResultFileError, match='missing key "check"'):
-        results.read("book/results/teaching/robustness.json")
+        KINDS["robustness"].read("book/results/teaching/robustness.json")
 
 
 def test_chapter_result_gives_the_result_and_the_note_to_print(monkeypatch, capsys):
-    found = results.chapter_result("robustness", "teaching")
+    found = results.chapter_result(KINDS["robustness"], "teaching")
     assert found.result["profile"] == "teaching" and found.note == results.describe_provenance(found.result)
     assert found.note.startswith("made by: python -m nullspace_utils") and capsys.readouterr().out == ""
 
     monkeypatch.setattr(urllib.request, "urlopen", _offline)
-    sweep, note = results.chapter_result("robustness", "imagenet")  # offline in a checkout: not made
+    sweep, note = results.chapter_result(KINDS["robustness"], "imagenet")  # offline in a checkout: not made
     assert sweep is None and note == results.how_to_produce("robustness", "imagenet")
     assert note.startswith("No results of the 'imagenet' profile")
     assert "python -m nullspace_utils.experiments robustness --profile imagenet --device cuda" in note
-    assert "Produce them with" in results.chapter_result("watermark-slsqp", "imagenet", device=None).note
+    assert "Produce them with" in KINDS["watermark_slsqp"].chapter_result("imagenet", device=None).note
 
     # the library installed without the repository (Colab, pip) and offline: unknown, and said so
     monkeypatch.setattr(results, "REPOSITORY_ROOT", results.REPOSITORY_ROOT / "no-checkout-here")
-    sweep, note = results.chapter_result("robustness", "teaching")
+    sweep, note = results.chapter_result(KINDS["robustness"], "teaching")
     assert sweep is None and "could not be fetched" in note and "No results" not in note
     assert "python -m nullspace_utils.experiments robustness --profile teaching" in note
     monkeypatch.undo()
 
     monkeypatch.setattr(urllib.request, "urlopen", _not_found)
-    sweep, note = results.chapter_result("robustness", "imagenet")  # GitHub says: not made yet
+    sweep, note = results.chapter_result(KINDS["robustness"], "imagenet")  # GitHub says: not made yet
     assert sweep is None and note.startswith("No results of the 'imagenet' profile")
     assert capsys.readouterr().out == ""  # the library prints nothing: the chapter prints the note

@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from nullspace_utils import approximate, models, robustness
+from nullspace_utils.studies import robustness as robustness_study
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +65,21 @@ def test_architecture_verdicts_need_separated_seeds():
     rows = {"v1": [_point(0.1, (1.0, 0.99)), _point(0.5, (0.9, 0.7))],
             "c1": [_point(0.1, (0.95, 0.9)), _point(0.5, (0.8, 0.6))],
             "c2": [_point(0.1, (0.9, 0.8)), _point(0.5, (0.5, 0.4), failed=True)]}
-    verdicts = robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))
+    verdicts = robustness_study.architecture_verdicts(rows, ("v1",), ("c1", "c2"))
     assert [v["verdict"] for v in verdicts] == ["ViTs ahead", "learning failed"]
     assert verdicts[0]["vit_range"] == (0.99, 1.0) and verdicts[0]["cnn_range"] == (0.8, 0.95)
     assert verdicts[1]["failed"] == ["c2"]
     rows["c2"][1]["learning_failed"] = False
-    assert robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1]["verdict"] == "not separable"
-    behind = robustness.architecture_verdicts({"v1": [_point(0.1, (0.5, 0.6))], "c1": [_point(0.1, (0.7, 0.8))]},
+    assert robustness_study.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1]["verdict"] == "not separable"
+    behind = robustness_study.architecture_verdicts({"v1": [_point(0.1, (0.5, 0.6))], "c1": [_point(0.1, (0.7, 0.8))]},
                                               ("v1",), ("c1",))
     assert behind[0]["verdict"] == "CNNs ahead"
-    sentence = robustness.verdict_sentence(verdicts[0])
+    sentence = robustness_study.verdict_sentence(verdicts[0])
     assert sentence.startswith("at lim 0.1 (learned noise): ViTs ahead") and "99.0-100.0 %" in sentence
-    assert "not separable at this budget" in robustness.verdict_sentence(
-        robustness.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1])
-    assert robustness.relative_size(rows["v1"][0]) == [0.5, 0.5]
-    assert robustness.verdict_summary(verdicts) == "ViTs ahead at lim 0.1; learning failed at lim 0.5"
+    assert "not separable at this budget" in robustness_study.verdict_sentence(
+        robustness_study.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1])
+    assert robustness_study.relative_size(rows["v1"][0]) == [0.5, 0.5]
+    assert robustness_study.verdict_summary(verdicts) == "ViTs ahead at lim 0.1; learning failed at lim 0.5"
 
 
 def test_progress_bars_only_when_asked(zoo, small, capsys):

@@ -11,3 +11,13 @@ nullspace_utils.experiments`` is the command line over them.
 - :mod:`~nullspace_utils.studies.evidence`: the statistics every verdict uses;
 - :mod:`~nullspace_utils.studies.common`: what every runner shares.
 """
+
+
+def result_kinds() -> dict:
+    """Every study's result kinds by name (``{"approximate": ResultKind(...), ...}``): the committed files a test
+    checks against their schemas."""
+    from nullspace_utils.studies import approximate, finetune, fingerprint, robustness, watermark, watermark_paper
+
+    kinds = [approximate.RESULT, robustness.RESULT, watermark.RESULT, watermark_paper.RESULT, fingerprint.RESULT,
+             finetune.RESULT, finetune.CORRUPTIONS_RESULT]
+    return {kind.name: kind for kind in kinds}
