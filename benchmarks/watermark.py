@@ -45,14 +45,14 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from nullspace_utils import data, exact, models, watermark
+from nullspace_utils import box_solver, data, exact, models, watermark
 from nullspace_utils.files import git_commit
 
 PATCH = 32
 #: The solver's settings before this benchmark's changes (kept to measure against): constant rho 10,
 #: cold start, 300 iterations, float32.
 BEFORE = {"iterations": 300, "rho": 10.0, "warm_start": False}
-DEFAULT = {"iterations": 100, "rho": watermark.RHO, "warm_start": True}
+DEFAULT = {"iterations": 100, "rho": box_solver.RHO, "warm_start": True}
 #: (name, settings, iteration budgets): each change alone, then both.
 ABLATION = (("before", BEFORE, (100, 300)),
             ("warm start only", {**BEFORE, "warm_start": True}, (100, 300)),
@@ -79,7 +79,7 @@ def solve(model, images: torch.Tensor, mark: torch.Tensor, settings: dict, *, de
     started = time.perf_counter()
     start = exact.to_patches(images.to(device), PATCH)
     goal = exact.to_patches(torch.broadcast_to(mark.to(device), images.shape), PATCH)
-    pixels = watermark._admm(matrix, start, goal, 1, settings["iterations"], 50, settings["rho"],
+    pixels = box_solver.admm(matrix, start, goal, 1, settings["iterations"], 50, settings["rho"],
                              precision=precision, compile_step=compile_step, warm_start=settings["warm_start"])
     if device != "cpu":
         torch.cuda.synchronize()
@@ -107,7 +107,7 @@ def highs_optimum(model, images: torch.Tensor, mark: torch.Tensor, patches: int)
     start = exact.to_patches(images.cpu(), PATCH)[:patches].double().numpy()
     goal = exact.to_patches(mark[None].cpu(), PATCH)[:patches].double().numpy()
     started = time.perf_counter()
-    solved = watermark._highs(matrix, start, goal, method="highs-ipm")
+    solved = box_solver.highs(matrix, start, goal, method="highs-ipm")
     seconds = (time.perf_counter() - started) / patches
     return float(np.abs(solved - goal).sum()), seconds
 

@@ -40,6 +40,7 @@ __all__ = [
     "check_images",
     "check_finite",
     "quantize_8bit",
+    "resize_crop",
     "load_image",
     "save_image",
     "IMAGENETTE_WNIDS",
@@ -358,6 +359,15 @@ def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
     """Round [0, 1] images to the 256 levels of an 8-bit file (what saving as PNG does)."""
     check_images(images)
     return torch.round(images * 255.0) / 255.0
+
+
+def resize_crop(images: torch.Tensor, scale: float = 8 / 7) -> torch.Tensor:
+    """(B, C, H, W) images resized by ``scale`` (bilinear) and centre-cropped back to their width, clamped to
+    [0, 1]: what an evaluation pipeline's "resize to 256, crop 224" does to an image already at 224."""
+    size = images.shape[-1]
+    bigger = torch.nn.functional.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+    offset = (bigger.shape[-1] - size) // 2
+    return bigger[..., offset : offset + size, offset : offset + size].clamp(0, 1)
 
 
 #: Pillow modes of grey images with more than 8 bits, and the value each reads as white. Pillow's

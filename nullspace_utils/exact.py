@@ -40,6 +40,7 @@ __all__ = [
     "NotPatchEmbeddingError",
     "patch_embedding_layer",
     "patch_embedding_matrix",
+    "normalisation",
     "patch_nullspace",
     "channel_nullspace",
     "nullspace_dimensions",
@@ -131,9 +132,10 @@ def _per_channel(values: object, channels: int, what: str) -> tuple[float, ...]:
     return result
 
 
-def _normalisation(model: nn.Module, mean: object, std: object, channels: int
-                   ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of the model's input normalisation (see the module docstring).
+def normalisation(model: nn.Module, mean: object = None, std: object = None, channels: int | None = None
+                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the model's input normalisation (see the module docstring), as floats;
+    ``channels`` defaults to the patch embedding's input channels.
 
     Explicit arguments win; then the ``mean``/``std`` of a :class:`~nullspace_utils.models.ImageClassifier`;
     then, for a bare timm network (which does not normalise: its caller does), its ``pretrained_cfg``.
@@ -162,6 +164,8 @@ def _normalisation(model: nn.Module, mean: object, std: object, channels: int
             found = (cfg["mean"], cfg["std"])
         mean = found[0] if mean is None else mean
         std = found[1] if std is None else std
+    if channels is None:
+        channels = patch_embedding_layer(model).in_channels
     mean_values = _per_channel(mean, channels, "mean")
     std_values = _per_channel(std, channels, "std")
     if any(value <= 0 for value in std_values):
@@ -181,7 +185,7 @@ def patch_embedding_matrix(
     weight = proj.weight.detach().to("cpu", torch.float64)  # (d, C, r, r)
     d, channels, r, _ = weight.shape
     # the mean only shifts the constant c of the embedding, never W_pix: it need not be known here
-    _, std = _normalisation(model, (0.0,) * channels if mean is None else mean, std, channels)
+    _, std = normalisation(model, (0.0,) * channels if mean is None else mean, std, channels)
     scale = 1.0 / torch.tensor(std, dtype=torch.float64).view(1, channels, 1, 1)
     return (weight * scale).reshape(d, channels * r * r)
 
@@ -334,7 +338,7 @@ def patch_embeddings(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
     Computed on the model's device, returned on the images' device."""
     proj = patch_embedding_layer(model)
-    mean, std = _normalisation(model, None, None, proj.in_channels)
+    mean, std = normalisation(model, None, None, proj.in_channels)
     inputs = images.to(proj.weight.device)
     mean_t = torch.tensor(mean, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)

@@ -15,41 +15,30 @@ runs, not methods, and each result file records the ones it ran with.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, cast
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch.utils.data import Dataset, TensorDataset
 
-from nullspace_utils import approximate, finetune, metrics, models, results, robustness, watermark
+from nullspace_utils import approximate, finetune, metrics, models, results, robustness
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile, get_profile
+from nullspace_utils.studies import common, watermark_paper
+from nullspace_utils.studies import watermark as watermark_study
 
-__all__ = ["main", "watermark_mark", "fingerprint_check", "paper_slsqp_check", "WATERMARK_CHECK_IMAGES",
-           "WATERMARK_SLSQP_CONFIG", "WATERMARK_SLSQP_CHECK", "APPROXIMATE_CONFIG",
+__all__ = ["main", "fingerprint_check", "APPROXIMATE_CONFIG",
            "APPROXIMATE_CHECK", "ROBUSTNESS_CONFIG", "ROBUSTNESS_CHECK", "FINGERPRINT_CONFIG", "FINGERPRINT_CHECK",
            "FINETUNE_CONFIG", "FINETUNE_CHECK", "finetune_check", "finetune_run_name"]
 
 logger = logging.getLogger(__name__)
-
-WATERMARK_CHECK_IMAGES = 8  # the cheap point a test recomputes on the CPU
-
-#: The paper's watermark procedure (§6, A.2) as its authors' code runs it (``watermark.paper_slsqp``): p = 1,
-#: SLSQP with the paper's 5000-iteration cap, on the first ``images`` val images for every ViT of the profile
-#: whose per-channel nullspace is not {0}; ``workers`` processes (one per CPU core).
-WATERMARK_SLSQP_CONFIG: dict[str, Any] = {"images": 20, "maxiter": 5000, "p": 1, "target": "mark", "units": "normalised"}
-#: its cheap point a test recomputes on the CPU: the first ``patches`` patches of val image 0 for the first ViT
-WATERMARK_SLSQP_CHECK: dict[str, Any] = {"image": 0, "patches": 2}
-
 
 #: Learned-noise sweep settings per profile (paper Fig. 2 at the encoder; Fig. 3 at the input, for all six models).
 #: The recipe is the authors' follow-up code's (Liu-Hy/NS-ViT): eq. 6's L2 norm, SGD, rate x0.1 at 30/60/80 % of
@@ -152,11 +141,6 @@ def _provenance(args: argparse.Namespace, command: str) -> results.Provenance:
     return results.provenance(command, arguments, device=device)
 
 
-def watermark_mark(image_size: int) -> torch.Tensor:
-    """The watermark used by the chapter and the experiments: rotated text."""
-    return watermark.text_mark("NULL", image_size, angle=20)
-
-
 def _sweep_setup(args: argparse.Namespace, configs: dict[str, dict[str, Any]], check: dict[str, Any]
                  ) -> tuple[Profile, dict[str, Any], tuple[Dataset, Dataset, Dataset, Dataset]]:
     """Profile, settings and the four datasets (train, val and the check point's small ones) of a sweep.
@@ -179,179 +163,21 @@ def _sweep_setup(args: argparse.Namespace, configs: dict[str, dict[str, Any]], c
 
 # --------------------------------------------------------------------------- runners
 def run_watermark(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Paper A.2: every ViT of the profile watermarked on the val split under every condition
-    (:func:`nullspace_utils.watermark.evaluate`), with the time it took and the cheap check point."""
+    """Paper A.2: :func:`nullspace_utils.studies.watermark.run` with the profile's settings (``--n`` val images)."""
     profile = get_profile(args.profile)
-    images, _ = stack_dataset(profile.dataset("val", n=args.n))
-    mark = watermark_mark(profile.image_size)
-    out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name, "images": len(images),
-                           "mark": "text 'NULL', rotated 20 degrees", "p": 1, "models": {}}
-    for name in profile.vit_models:
-        model = profile.load_model(name, device=args.device)
-        started = time.perf_counter()
-        full = watermark.evaluate(model, images, mark, device=args.device)
-        seconds = time.perf_counter() - started
-        check = watermark.evaluate(model, images[:WATERMARK_CHECK_IMAGES], mark, device=args.device)
-        out["models"][name] = {"all": full, "seconds": seconds, "check": check}
-        logger.info("%s %.1f s %s", name, seconds, json.dumps(full["exact"]))
-    return out
-
-
-def _paper_slsqp_image(job: tuple[list, Any, Any, tuple, tuple, int]) -> watermark.PaperSlsqp:
-    """One image's patches through :func:`nullspace_utils.watermark.paper_slsqp` (a worker's task)."""
-    bases, start, target, mean, std, maxiter = job
-    return watermark.paper_slsqp(bases, start, target, mean, std, maxiter=maxiter)
-
-
-def _resize_crop(batch: torch.Tensor) -> torch.Tensor:
-    """Resize by 8/7 and centre-crop back, as an evaluation pipeline might (same as ``watermark.evaluate``)."""
-    size = batch.shape[-1]
-    bigger = torch.nn.functional.interpolate(batch, scale_factor=8 / 7, mode="bilinear", align_corners=False)
-    offset = (bigger.shape[-1] - size) // 2
-    return bigger[..., offset : offset + size, offset : offset + size].clamp(0, 1)
-
-
-def _condition(model: torch.nn.Module, clean: torch.Tensor, changed: torch.Tensor, labels: torch.Tensor,
-               classes: Any) -> dict[str, float]:
-    """Prediction change against the clean images (``metrics.compare_predictions``), the top-1 accuracy of the
-    changed images against the ground-truth labels, and the PSNR of ``changed`` against ``clean``."""
-    return {**metrics.compare_predictions(model, clean, changed),
-            "accuracy": metrics.accuracy(model, changed, labels, classes=classes),
-            "psnr": metrics.psnr(clean, changed)}
-
-
-def _normalisation_of(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The per-channel mean and std of a profile's model (an ``ImageClassifier``)."""
-    mean, std = cast(Sequence[float], model.mean), cast(Sequence[float], model.std)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
-def paper_slsqp_check(model: torch.nn.Module, image: torch.Tensor, mark: torch.Tensor) -> dict[str, Any]:
-    """The cheap point of the paper-procedure run (:data:`WATERMARK_SLSQP_CHECK`): the first patches of one image."""
-    from nullspace_utils import exact
-    from nullspace_utils.data import check_images
-
-    check_images(image[None], name="image")
-    r = exact.patch_embedding_layer(model).kernel_size[0]
-    count, channels = WATERMARK_SLSQP_CHECK["patches"], image.shape[0]
-    start = exact.to_patches(image[None].double(), r)[:count].reshape(count, channels, -1).numpy()
-    target = exact.to_patches(mark[None].double(), r)[:count].reshape(count, channels, -1).numpy()
-    mean, std = _normalisation_of(model)
-    solved = watermark.paper_slsqp(watermark.channel_bases(model), start, target, mean, std,
-                                   maxiter=WATERMARK_SLSQP_CONFIG["maxiter"])
-    return {"objective": solved.objective.tolist(), "iterations": solved.iterations.tolist(),
-            "box_violation": watermark.box_violation(solved.pixels)}
-
-
-def _solve_or_import(args: argparse.Namespace, name: str, bases: list, start: Any, target: Any,
-                     model: torch.nn.Module, maxiter: int) -> tuple[Any, Any, str]:
-    """SLSQP's answers for ``start`` (B, m, C, r*r): (pixels (n, m, C, r*r), stats (n, m, C, 4), how).
-
-    Solved here with ``args.workers`` processes, or, with ``--solved DIR``, read from ``DIR/<name>.npz``
-    (``pixels`` (n, C, m, r*r) and ``stats`` (n, C, 4, m): objective, objective at λ = 0, iterations,
-    status; the first n images, n possibly fewer than asked), as written by the same per-channel SLSQP run
-    elsewhere (scripts/paper_slsqp_solve.py, e.g. on a machine with more cores)."""
-    import multiprocessing
-
-    if args.solved is not None:
-        path = Path(args.solved) / f"{name}.npz"
-        if not path.is_file():
-            raise FileNotFoundError(f"--solved {args.solved}: no {path.name} there for {name}.")
-        data = np.load(path)
-        pixels = np.transpose(data["pixels"], (0, 2, 1, 3))
-        stats = np.transpose(data["stats"], (0, 3, 1, 2))
-        n = min(len(pixels), len(start))
-        if pixels.shape[1:] != start.shape[1:]:
-            raise ValueError(f"{path}: pixels of shape {pixels.shape[1:]} per image, expected {start.shape[1:]}.")
-        return pixels[:n], stats[:n], f"imported from {path.name}"
-    mean, std = _normalisation_of(model)
-    jobs = [(bases, start[i], target, mean, std, maxiter) for i in range(len(start))]
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        solved = pool.map(_paper_slsqp_image, jobs, chunksize=1)
-    pixels = np.stack([sol.pixels for sol in solved])
-    stats = np.stack([np.stack([sol.objective, sol.start_objective, sol.iterations, sol.status], -1)
-                      for sol in solved])
-    return pixels, stats, f"solved here, {args.workers} processes"
+    run = common.Run(device=args.device, out=args.out, command=command, arguments=common.json_arguments(vars(args)))
+    settings = dataclasses.replace(watermark_study.SETTINGS[profile.name], images=args.n)
+    return cast(dict, watermark_study.run(settings, profile, run))
 
 
 def run_watermark_slsqp(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Paper §6, A.2, run as its authors' code does it (:func:`nullspace_utils.watermark.paper_slsqp`: per
-    channel, normalised units, SLSQP, p = 1, a 5000-iteration cap) on the first ``images`` val images per ViT,
-    and every candidate explanation of the paper's 85 % / 11.63 % measured on the same images: the raw
-    (unclipped) answer, the answer clipped to [0, 1], clipped and saved as 8 bits, clipped and resized, the
-    exact joint-nullspace watermark (ADMM) with and without the std, and the ground-truth labels."""
-    from nullspace_utils import exact
-    from nullspace_utils.data import quantize_8bit
-
-    config = {**WATERMARK_SLSQP_CONFIG, "images": args.n, "maxiter": args.maxiter}
+    """Paper §6, A.2 as its authors' code runs it: :func:`nullspace_utils.studies.watermark_paper.run` (``--n``
+    images, ``--maxiter``; solved by ``--workers`` processes, or imported from ``--solved``), on the CPU."""
     profile = get_profile(args.profile)
-    all_images, all_labels = stack_dataset(profile.dataset("val", n=config["images"]))
-    mark = watermark_mark(profile.image_size)
-    classes = profile.label_indices
-    out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name, "config": config,
-                           "images": len(all_images), "maxiter": config["maxiter"], "p": 1,
-                           "mark": "text 'NULL', rotated 20 degrees; every patch's target is the mark's patch",
-                           "models": {}, "no_nullspace": {}, "predictions": {}}
-    started_all = time.perf_counter()
-    for name in profile.vit_models:
-        model = profile.load_model(name)
-        proj = exact.patch_embedding_layer(model)
-        d, r, channels = proj.out_channels, proj.kernel_size[0], proj.in_channels
-        dimensions = exact.nullspace_dimensions(d, r, channels)
-        try:
-            bases = watermark.channel_bases(model)
-        except exact.NoNullspaceError as error:
-            out["no_nullspace"][name] = {"d": d, "r": r, **dimensions, "message": str(error)}
-            logger.info("%s: %s", name, error)
-            continue
-        start = exact.to_patches(all_images.double(), r).reshape(len(all_images), -1, channels, r * r).numpy()
-        target = exact.to_patches(mark[None].double(), r).reshape(-1, channels, r * r).numpy()
-        started = time.perf_counter()
-        pixels, stats, how = _solve_or_import(args, name, bases, start, target, model, config["maxiter"])
-        seconds = time.perf_counter() - started
-        images, labels = all_images[: len(pixels)], all_labels[: len(pixels)]
-        raw = torch.from_numpy(pixels.reshape(-1, channels * r * r))
-        raw_images = exact.from_patches(raw, tuple(images.shape), r).float()  # unclipped
-        clipped = raw_images.clamp(0, 1)
-        outside = (raw_images.double() - raw_images.double().clamp(0, 1)).abs()
-        iterations, statuses = stats[..., 2].astype(np.int64), stats[..., 3].astype(np.int64)
-        joint = watermark.embed(model, images, mark)  # the book's exact joint-nullspace watermark (ADMM)
-        mean, _ = _normalisation_of(model)
-        naive = watermark.embed(models.ImageClassifier(models.unwrap(model), mean, (1.0,) * channels),
-                                images, mark)  # the joint nullspace of W alone: the std forgotten
-        clean_confidence = metrics.model_logits(model, images).softmax(1).amax(1)
-        out["models"][name] = {
-            "d": d, "r": r, **dimensions, "per_channel_found": int(sum(b.shape[1] for b in bases)),
-            "images": len(images), "solved": how, "seconds": seconds,
-            "clean_accuracy": metrics.accuracy(model, images, labels, classes=classes),
-            "clean_confidence_mean": float(clean_confidence.mean()),
-            "box": {"max_violation": float(outside.max()), "fraction_outside": float((outside > 0).double().mean()),
-                    "fraction_outside_half_level": float((outside > 0.5 / 255).double().mean())},
-            "slsqp": {"iterations_median": float(np.median(iterations)), "iterations_max": int(iterations.max()),
-                      "at_cap": int((iterations >= config["maxiter"]).sum()), "problems": int(iterations.size),
-                      "status_counts": {str(k): int(v) for k, v in
-                                        zip(*np.unique(statuses, return_counts=True), strict=True)},
-                      "objective_vs_start": float(stats[..., 0].sum() / stats[..., 1].sum()),
-                      "objective_vs_joint_optimum_pixels": float(
-                          (clipped.double() - mark).abs().sum() / (joint.image.double() - mark).abs().sum())},
-            "first_patches_objective": stats[0, : WATERMARK_SLSQP_CHECK["patches"], :, 0].tolist(),
-        }
-        out["predictions"][name] = {
-            "slsqp_raw": _condition(model, images, raw_images, labels, classes),
-            "slsqp_clipped": _condition(model, images, clipped, labels, classes),
-            "slsqp_clipped_8bit": _condition(model, quantize_8bit(images), quantize_8bit(clipped), labels, classes),
-            "slsqp_clipped_resized": _condition(model, _resize_crop(images), _resize_crop(clipped), labels, classes),
-            "joint_exact": _condition(model, images, joint.image, labels, classes),
-            "joint_naive_std": _condition(model, images, naive.image, labels, classes),
-        }
-        logger.info("%s %.0f s %s %s", name, seconds, json.dumps(out["models"][name]),
-                    json.dumps(out["predictions"][name]))
-        results.write_partial(args.out, out)
-    out["seconds"] = time.perf_counter() - started_all
-    check_name = next(iter(out["models"]))
-    out["check"] = {**WATERMARK_SLSQP_CHECK, "model": check_name,
-                    "result": paper_slsqp_check(profile.load_model(check_name), all_images[0], mark)}
-    return out
+    run = common.Run(device=str(profile.device), out=args.out, command=command,
+                     arguments=common.json_arguments(vars(args)))
+    settings = dataclasses.replace(watermark_paper.SETTINGS[profile.name], images=args.n, maxiter=args.maxiter)
+    return cast(dict, watermark_paper.run(settings, profile, run, solved=args.solved, workers=args.workers))
 
 
 def _lim_sweep(point: Callable[..., dict[str, Any]], config: dict[str, Any], on_row: Callable[[], None],
@@ -770,8 +596,8 @@ def _parser() -> argparse.ArgumentParser:
     early = sub.add_parser("watermark-slsqp", help="the paper's procedure (per-channel SLSQP, p = 1) and every "
                                                    "candidate for its 85 %% on the same images (CPU, slow)")
     early.add_argument("--profile", default="teaching")
-    early.add_argument("--n", type=int, default=WATERMARK_SLSQP_CONFIG["images"])
-    early.add_argument("--maxiter", type=int, default=WATERMARK_SLSQP_CONFIG["maxiter"])
+    early.add_argument("--n", type=int, default=watermark_paper.SETTINGS["teaching"].images)
+    early.add_argument("--maxiter", type=int, default=watermark_paper.SETTINGS["teaching"].maxiter)
     early.add_argument("--workers", type=int, default=2, help="processes solving images in parallel")
     early.add_argument("--solved", type=Path, default=None,
                        help="a folder of <model>.npz answers of the same SLSQP run made elsewhere "

@@ -13,7 +13,7 @@ When d < r*r it has many solutions; we take the one closest to the target's own 
 image looks as much like the target as the constraint allows. "Closest" in which norm: A.3 says the
 details are those of watermarking, whose A.2 uses p = 1, so the paper's solution minimises
 ||p_free - t_free||_1 (``p=1``: a linear program, solved by the watermark chapter's LP solver
-:func:`nullspace_utils.watermark.solve_patches`). The default ``p=2`` is the closed form of the
+:func:`nullspace_utils.box_solver.solve_patches`). The default ``p=2`` is the closed form of the
 L2 problem (the minimum-norm correction from a pseudo-inverse): exact, instant, and spread over all
 pixels where p = 1 concentrates the change on fewer pixels. When d = r*r (the square case, e.g. the zoo's widest ViT or
 vit_large_patch32_224) the solution is unique. When d > r*r no exact solution exists in general.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from nullspace_utils import exact, linalg, watermark
+from nullspace_utils import box_solver, exact, linalg
 from nullspace_utils.data import check_images
 
 __all__ = ["DisguiseResult", "NoExactDisguiseError", "disguise", "free_channel_matrices"]
@@ -118,16 +118,16 @@ def _bounded_solve(free: torch.Tensor, rhs: torch.Tensor, start: torch.Tensor, r
 def _l1_solve(free: torch.Tensor, feasible: torch.Tensor, goal: torch.Tensor, iterations: int) -> torch.Tensor:
     """Per patch: min ||x - goal||_1 subject to free @ x = free @ feasible, with no bounds on x (paper A.2, A.3).
 
-    The watermark's LP solver keeps its unknowns in [0, 1]; in the coordinates y = (x - low) / scale of a
-    box [low, low + scale] that holds the feasible point and the goal with a wide margin it solves this
-    problem, and the box is checked not to bind (widened tenfold if it does).
+    The box solver (:func:`nullspace_utils.box_solver.solve_patches`) keeps its unknowns in [0, 1]; in the
+    coordinates y = (x - low) / scale of a box [low, low + scale] that holds the feasible point and the goal
+    with a wide margin it solves this problem, and the box is checked not to bind (widened tenfold if it does).
     """
     low = min(feasible.min().item(), goal.min().item())
     span = max(feasible.max().item(), goal.max().item()) - low + 1e-12
     for margin in (1.0, 10.0, 100.0):
         bottom, scale = low - margin * span, (1 + 2 * margin) * span
-        y = watermark.solve_patches(free, (feasible - bottom) / scale, (goal - bottom) / scale, p=1,
-                                    iterations=iterations)
+        y = box_solver.solve_patches(free, (feasible - bottom) / scale, (goal - bottom) / scale, p=1,
+                                     iterations=iterations)
         if not ((y <= 1e-9) | (y >= 1 - 1e-9)).any():
             return bottom + scale * y
     raise RuntimeError("the L1 disguise kept reaching the solver's box; use p=2.")  # not met on any model tried
@@ -154,7 +154,7 @@ def disguise(
     * ``bounded=False`` (the paper's unconstrained study): exactly, as close to the target's channel as
       possible (``solution="least_change"``) or of least norm (``"least_norm"``), in the L2 norm by a
       pseudo-inverse (``p=2``, the default) or in the L1 norm of the paper's A.2/A.3 (``p=1``: a linear
-      program per patch, ``iterations`` steps of the watermark's ADMM solver, default 1000, within about
+      program per patch, ``iterations`` steps of the box solver's ADMM, default 1000, within about
       0.01 % of the exact LP optimum on the zoo ViT-S, measured against scipy's HiGHS in the tests).
       The values may leave [0, 1]: ``out_of_box`` says how many do. If d > r*r there is no exact solution
       in general: :class:`NoExactDisguiseError`, unless ``least_squares=True``, which returns the

@@ -1,8 +1,8 @@
 """The heavy half of ``python -m nullspace_utils.experiments watermark-slsqp``: the paper's per-channel SLSQP
 (§6, eq. 7, p = 1, as in its authors' max_noise.py) on the first N val images, written as ``$OUT/<model>.npz``
 after every image, so a run cut short keeps the images it finished. The runner's ``--solved $OUT`` then
-evaluates them. It imports only what every checkout of the library has had (``linalg.nullspace``,
-``exact.to_patches``, the profile), so it runs on a copy of an older checkout too (a lent machine's).
+evaluates them. It imports little of the library (``linalg.nullspace``, ``exact.to_patches``, the profile, and
+the mark from ``nullspace_utils.studies.watermark``), so it runs on a plain copy of a checkout (a lent machine's).
 
     OUT=folder W=16 OMP_NUM_THREADS=1 python scripts/paper_slsqp_solve.py 20 zoo-vit-b zoo-vit-s
 
@@ -19,11 +19,11 @@ import torch
 from scipy.optimize import LinearConstraint, minimize
 
 from nullspace_utils import exact, linalg
-from nullspace_utils import experiments as E
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.studies.watermark import watermark_mark
 
-MAXITER = 5000  # the paper's cap (A.2)
+MAXITER = 5000  # the paper's cap (A.2): nullspace_utils.studies.watermark_paper.SETTINGS' maxiter
 
 
 def solve(task: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +48,7 @@ def main() -> None:
     n, names, out = int(sys.argv[1]), sys.argv[2:], os.environ["OUT"]
     profile = get_profile()
     images, _ = stack_dataset(profile.dataset("val", n=n))
-    mark = E.watermark_mark(profile.image_size)
+    mark = watermark_mark(profile.image_size)
     for name in names:
         model = profile.load_model(name)
         weight = exact.patch_embedding_layer(model).weight.detach().to("cpu", torch.float64)

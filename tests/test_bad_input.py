@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from nullspace_utils import data, exact, fingerprint, fooling, metrics, models, watermark, xai
+from nullspace_utils import box_solver, data, exact, fingerprint, fooling, metrics, models, watermark, xai
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_rank_deficient_patch_map_is_explained():
     matrix = torch.cat([row, 2 * row])  # two equal constraints: W W^T is singular
     start, target = torch.full((1, 3), 0.5), torch.zeros(1, 3)
     with pytest.raises(ValueError, match="linearly dependent"):
-        watermark.solve_patches(matrix, start, target)
+        box_solver.solve_patches(matrix, start, target)
 
 
 def test_integer_noise_dtype_is_refused(vit):
@@ -138,7 +138,7 @@ def test_library_functions_leave_the_callers_model_and_random_state_alone(images
     xai.relevance(model, images[0])
     xai.attribute(model, images[0], method="saliency")
     fingerprint.as_query(model)(images)
-    for _ in fingerprint.fine_tune(model, images, labels, part="head", steps=1, lr=1e-4, reset_head=True, seed=3):
+    for _ in fingerprint.tune_copy(model, images, labels, part="head", steps=1, lr=1e-4, reset_head=True, seed=3):
         pass
     assert model.training and all(module.training for module in model.modules())
     assert all(parameter.requires_grad for parameter in model.parameters())

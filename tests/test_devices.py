@@ -12,6 +12,7 @@ import torch
 from nullspace_utils import approximate, exact, metrics, models, watermark, xai
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.profiles import get_profile, profile_device
+from nullspace_utils.studies import fingerprint as fingerprint_study
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -108,7 +109,9 @@ def test_watermark_runs_on_the_models_device(vit_pair, val_batch):
     result = watermark.embed(gpu_model, images, torch.zeros_like(images[0]))
     assert result.image.device == torch.device("cpu")
     assert result.embedding_residual < 1e-4
-    conditions = watermark.evaluate(gpu_model, images, torch.zeros_like(images[0]))
+    from nullspace_utils.studies import watermark as watermark_study
+
+    conditions = watermark_study.evaluate(gpu_model, images, torch.zeros_like(images[0]))
     assert conditions["exact"]["match"] == 1.0
     assert models.model_device(gpu_model).type == "cuda"
 
@@ -143,7 +146,7 @@ def test_explanations_of_a_gpu_model_match_the_cpu_ones(vit_pair, val_batch):
 def test_fingerprint_suspects_on_a_gpu_owner(vit_pair, val_batch):
     _, gpu_model = vit_pair
     secret = fp.make_fingerprint(gpu_model, n_probes=4, amplitude=0.25, seed=0, images=val_batch[0])
-    suspects = fp.make_suspects(get_profile("teaching"), gpu_model)
+    suspects = fingerprint_study.make_suspects(get_profile("teaching"), gpu_model)
     assert models.model_device(suspects["int8 copy"][0]) == torch.device("cpu")  # int8 kernels are CPU-only
     for name in ("owner", "exact copy", "float16 copy", "int8 copy"):
         result = fp.verify(secret, fp.as_query(suspects[name][0], "label"), output="label")

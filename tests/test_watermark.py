@@ -3,7 +3,9 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from nullspace_utils import exact, models, watermark
+from nullspace_utils import box_solver, exact, models, watermark
+from nullspace_utils.studies import common, watermark_paper
+from nullspace_utils.studies import watermark as watermark_study
 
 
 def tiny_model(embed_dim: int = 16) -> models.ImageClassifier:
@@ -162,15 +164,16 @@ def test_committed_evaluation_matches_a_recomputed_point():
     """The committed GPU results stay honest: recompute their cheap check point on the CPU."""
     import json
 
-    from nullspace_utils import experiments, results
+    from nullspace_utils import results
     from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
     committed = json.loads((results.RESULTS / "teaching" / "watermark.json").read_text())
     profile = get_profile("teaching")
-    images, _ = stack_dataset(profile.dataset("val", n=experiments.WATERMARK_CHECK_IMAGES))
+    images, _ = stack_dataset(profile.dataset("val", n=watermark_study.CHECK.images))
     name = profile.vit_models[0]
-    fresh = watermark.evaluate(profile.load_model(name), images, experiments.watermark_mark(profile.image_size))
+    fresh = watermark_study.check_point(profile.load_model(name), images,
+                                        watermark_study.watermark_mark(profile.image_size))
     expected = committed["models"][name]["check"]
     assert set(fresh) == set(expected)
     for condition, values in expected.items():
@@ -183,23 +186,14 @@ def test_committed_evaluation_matches_a_recomputed_point():
     # the whole-split numbers are the chapter's claims
     full = committed["models"][name]["all"]
     assert committed["images"] == 2000 and full["exact"]["match"] == 1.0
-
-
-def test_solve_patches_is_exact_in_float64():
-    matrix = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
-    start = torch.tensor([[0.7, 0.2]], dtype=torch.float64)
-    target = torch.tensor([[0.1, 0.9]], dtype=torch.float64)
-    solved = watermark.solve_patches(matrix, start, target, rho=[1.0, 200.0])  # a pair as JSON stores it
-    assert solved.dtype == torch.float64
-    assert (matrix @ (solved - start).T).abs().max() < 1e-12  # float64 error, not float32's
-    assert torch.allclose(solved, torch.tensor([[0.1, 0.5]], dtype=torch.float64), atol=1e-6)  # the LP optimum
+    assert committed["mark"] == watermark_study.MARK and committed["p"] == watermark_study.SETTINGS["teaching"].p
 
 
 def test_evaluate_leaves_the_callers_model_as_it_was(model, pair):
     images, mark = pair
     model.train()
     try:
-        watermark.evaluate(model, images, mark, iterations=20)
+        watermark_study.evaluate(model, images, mark, iterations=20)
         assert model.training  # evaluated in eval mode, handed back in its own
     finally:
         model.eval()
@@ -238,7 +232,7 @@ def test_paper_slsqp_moves_each_channel_in_its_own_nullspace_inside_the_box():
     weight = exact.patch_embedding_layer(model).weight.detach().double().numpy()
     for c in range(3):  # in pixel units: W_c (y_c - x_c) = 0 for each channel separately
         assert abs((solved.pixels[:, c] - start[:, c]) @ weight[:, c].reshape(8, 16).T).max() < 1e-9
-    assert watermark.box_violation(solved.pixels) < 1e-6  # SLSQP's tolerance, before any clip
+    assert box_solver.box_violation(solved.pixels) < 1e-6  # SLSQP's tolerance, before any clip
     assert (solved.pixels != start).any() and (solved.objective <= solved.start_objective + 1e-9).all()
     # the objective is the L1 distance to the mark in normalised units: recompute it from the pixels
     scale = np.asarray(std)[None, :, None]
@@ -246,7 +240,7 @@ def test_paper_slsqp_moves_each_channel_in_its_own_nullspace_inside_the_box():
     # no better than the per-channel LP optimum (HiGHS, exact), and close to it
     for c in range(3):
         block = weight[:, c].reshape(8, 16) / std[c]
-        best = watermark._highs(block, start[:, c], target[:, c])
+        best = box_solver.highs(block, start[:, c], target[:, c])
         optimum = (np.abs(best - target[:, c]) / std[c]).sum(1)
         assert (solved.objective[:, c] >= optimum - 1e-6).all()
         assert solved.objective[:, c].sum() <= 1.05 * optimum.sum()
@@ -264,31 +258,23 @@ def test_paper_slsqp_refuses_bad_input():
         watermark.channel_bases(tiny_model(embed_dim=16))  # d = r^2 = 16: per channel {0}, jointly 32 directions
 
 
-def test_box_violation():
-    assert watermark.box_violation(torch.tensor([0.0, 0.5, 1.0])) == 0.0
-    assert watermark.box_violation(torch.tensor([-0.25, 1.1])) == pytest.approx(0.25)
-    assert watermark.box_violation(torch.tensor([0.2, 1.5]).numpy()) == pytest.approx(0.5)
-
-
 def test_committed_paper_procedure_matches_the_code():
     """watermark_slsqp.json: made with this code's settings, and its check point recomputes on the CPU."""
-    from nullspace_utils import experiments, results
     from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
-    committed = results.read("book/results/teaching/watermark_slsqp.json")
-    config = {key: value for key, value in committed["config"].items() if key not in ("images", "maxiter")}
-    assert config == {key: value for key, value in experiments.WATERMARK_SLSQP_CONFIG.items()
-                      if key not in ("images", "maxiter")}
-    assert committed["maxiter"] == experiments.WATERMARK_SLSQP_CONFIG["maxiter"] == 5000  # the paper's cap
+    committed = watermark_paper.RESULT.read(watermark_paper.RESULT.path("teaching"))
+    assert committed["config"] == common.settings_dict(watermark_paper.SETTINGS["teaching"])
+    assert committed["maxiter"] == watermark_paper.SETTINGS["teaching"].maxiter == 5000  # the paper's cap
     assert all(entry["images"] >= 20 for entry in committed["models"].values())
     assert set(committed["no_nullspace"]) == {"zoo-vit-l"}  # d = r^2: the paper's nullspace is {0}
     check = committed["check"]
-    assert {key: check[key] for key in experiments.WATERMARK_SLSQP_CHECK} == experiments.WATERMARK_SLSQP_CHECK
+    check_settings = common.settings_dict(watermark_paper.CHECK)
+    assert {key: check[key] for key in check_settings} == check_settings
     profile = get_profile("teaching")
     images, _ = stack_dataset(profile.dataset("val", n=committed["images"]))
-    fresh = experiments.paper_slsqp_check(profile.load_model(check["model"]), images[check["image"]],
-                                          experiments.watermark_mark(profile.image_size))
+    fresh = watermark_paper.check_point(profile.load_model(check["model"]), images[check["image"]],
+                                        watermark_study.watermark_mark(profile.image_size))
     flat = [value for row in check["result"]["objective"] for value in row]
     # SLSQP stops at slightly different points of this non-smooth problem under other BLAS or scipy builds (2 %
     # between scipy 1.17 and 1.18 here); a wrong unit (normalised vs pixel) or channel would be off by far more
@@ -296,3 +282,23 @@ def test_committed_paper_procedure_matches_the_code():
     assert fresh["box_violation"] < 1e-5 and check["result"]["box_violation"] < 1e-5
     imported = committed["models"][check["model"]]["first_patches_objective"]  # solved elsewhere, maybe other scipy
     assert [value for row in imported for value in row] == pytest.approx(flat, rel=0.05)
+
+
+# --------------------------------------------------------------------------- the study (paper A.2)
+def test_std_forgotten_keeps_the_network_and_mean(model):
+    naive = watermark_study.std_forgotten(model)
+    assert naive.net is model.net and naive.mean == model.mean and naive.std == (1.0, 1.0, 1.0)
+    assert not torch.equal(exact.patch_embedding_matrix(naive), exact.patch_embedding_matrix(model))
+
+
+def test_the_watermark_run_writes_a_result_of_its_kind():
+    import dataclasses
+
+    from nullspace_utils.profiles import get_profile
+
+    settings = dataclasses.replace(watermark_study.SETTINGS["teaching"], images=2)
+    result = watermark_study.run(settings, get_profile("teaching"), common.Run(command="test"))
+    assert watermark_study.RESULT.validate(result) is result and result["images"] == 2
+    for entry in result["models"].values():
+        assert entry["all"]["exact"]["match"] == 1.0 and entry["check"] == entry["all"]  # 2 images: the check's
+    assert len(watermark_study.conditions_table(result).rows) == 3 * len(watermark_study.CONDITIONS)

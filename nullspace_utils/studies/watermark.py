@@ -1,14 +1,41 @@
 """Paper §6 and A.2: output-preserving watermarks on a profile's validation images, for every ViT of the profile.
 
-The result file ``book/results/<profile>/watermark.json`` (:data:`RESULT`, schema :class:`WatermarkResult`).
+The settings per profile (:data:`SETTINGS`, :class:`WatermarkSettings`), the runner (:func:`run`), what it measures
+per model (:func:`evaluate`: the exact watermark, 8-bit files, the std forgotten (:func:`std_forgotten`), resizing)
+and its cheap check point (:data:`CHECK`, :func:`check_point`), the result file
+``book/results/<profile>/watermark.json`` (:data:`RESULT`, schema :class:`WatermarkResult`), and the readers the
+watermark chapter shows it with (:func:`conditions_table`, the toy problem's :func:`toy_figure`, the solver
+benchmark's :func:`speed_figure` and :func:`speed_lines`). The method (:func:`~nullspace_utils.watermark.embed`) is in :mod:`nullspace_utils.watermark`.
 """
 
 # No ``from __future__ import annotations`` above the schemas: pydantic reads their NotRequired keys at run time.
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, cast
 
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
 from typing_extensions import TypedDict
 
-from nullspace_utils import results
+from nullspace_utils import exact, models, plotting, results, watermark
+from nullspace_utils.data import quantize_8bit, resize_crop, stack_dataset
+from nullspace_utils.metrics import compare_predictions, psnr
+from nullspace_utils.profiles import Profile
 from nullspace_utils.results import Provenance
+from nullspace_utils.studies import common
+
+__all__ = ["WatermarkSettings", "WatermarkCheck", "SETTINGS", "CHECK", "MARK", "watermark_mark", "std_forgotten",
+           "evaluate", "check_point", "run", "CONDITIONS", "conditions_table", "toy_figure", "speed_bars", "speed_figure",
+           "speed_lines",
+           "RESULT", "WatermarkResult", "WatermarkModel", "WatermarkConditions", "WatermarkCondition",
+           "PredictionChange"]
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the result file
@@ -28,7 +55,7 @@ class WatermarkCondition(PredictionChange):
 
 
 class WatermarkConditions(TypedDict):
-    """``watermark.evaluate``: every condition the chapter tabulates."""
+    """:func:`evaluate`: every condition the chapter tabulates."""
 
     exact: WatermarkCondition
     exact_8bit: WatermarkCondition
@@ -56,4 +83,201 @@ class WatermarkResult(TypedDict):
     models: dict[str, WatermarkModel]
 
 
-RESULT = results.ResultKind("watermark", WatermarkResult, "watermark")
+RESULT: results.ResultKind[WatermarkResult] = results.ResultKind("watermark", WatermarkResult, "watermark")
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class WatermarkSettings:
+    """The watermark run of one profile: the first ``images`` val images (``None``: the whole split), each
+    watermarked with the rotated text mark (:func:`watermark_mark`) by eq. 7 in the norm ``p``."""
+
+    images: int | None = None
+    p: int = 1
+
+
+#: The run of each profile; the command line's ``--n`` replaces ``images``.
+SETTINGS: dict[str, WatermarkSettings] = {"teaching": WatermarkSettings(), "imagenet": WatermarkSettings()}
+
+
+@dataclass(frozen=True)
+class WatermarkCheck:
+    """The cheap point a test recomputes on the CPU: every condition on the first ``images`` val images."""
+
+    images: int = 8
+
+
+CHECK = WatermarkCheck()
+
+#: How the result files describe :func:`watermark_mark`.
+MARK = "text 'NULL', rotated 20 degrees"
+
+
+def watermark_mark(image_size: int) -> torch.Tensor:
+    """The watermark of the chapter and of both watermark runs: the text "NULL", rotated 20 degrees."""
+    return watermark.text_mark("NULL", image_size, angle=20)
+
+
+# --------------------------------------------------------------------------- what the run measures
+def std_forgotten(model: nn.Module) -> models.ImageClassifier:
+    """``model``'s network behind its mean but a std of 1: a watermark made for it moves in the nullspace of W
+    alone, as if the per-channel std had been forgotten (the "naive std" conditions)."""
+    mean, _ = exact.normalisation(model)
+    return models.ImageClassifier(models.unwrap(model), mean, (1.0,) * len(mean))
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *, device: str | torch.device | None = None,
+             batch_size: int = 500, **solver_options: Any) -> WatermarkConditions:
+    """Watermark ``images`` (:func:`~nullspace_utils.watermark.embed`, ``solver_options`` passed on) and measure,
+    per condition, what the model's predictions do (paper A.2).
+
+    Conditions, each against the clean images under the same treatment:
+    ``exact`` (our solver, float), ``exact_8bit`` (saved as 8-bit PNG; compared with the clean image
+    rounded too), ``clean_8bit`` (rounding the clean image alone), ``naive_std`` (nullspace of W
+    alone, ignoring the per-channel std: :func:`std_forgotten`), ``resized`` (watermarked, then resized by 8/7
+    and centre cropped, as an eval pipeline might: :func:`~nullspace_utils.data.resize_crop`; the clean image
+    gets the same treatment). Each also reports the PSNR of the watermarked image against the original. Runs on
+    ``device``, by default where the model is; the caller's model is back on its own device (and in its own mode)
+    afterwards.
+    """
+    device = torch.device(device) if device is not None else models.model_device(model)
+    with models.evaluating(model, device) as on_device:
+        images, mark = images.to(device), mark.to(device)
+        marked = _watermark_all(on_device, images, mark, device, batch_size, solver_options)
+        naive = _watermark_all(std_forgotten(on_device), images, mark, device, batch_size, solver_options)
+        conditions = {
+            "exact": {**compare_predictions(on_device, images, marked), "psnr": psnr(images, marked)},
+            "exact_8bit": {**compare_predictions(on_device, quantize_8bit(images), quantize_8bit(marked)),
+                           "psnr": psnr(images, quantize_8bit(marked))},
+            "clean_8bit": {**compare_predictions(on_device, images, quantize_8bit(images)),
+                           "psnr": psnr(images, quantize_8bit(images))},
+            "naive_std": {**compare_predictions(on_device, images, naive), "psnr": psnr(images, naive)},
+            "resized": {**compare_predictions(on_device, resize_crop(images), resize_crop(marked)),
+                        "psnr": psnr(images, marked)},
+        }
+        return cast(WatermarkConditions, conditions)  # compare_predictions: a plain dict of PredictionChange's keys
+
+
+def _watermark_all(solver_model: nn.Module, images: torch.Tensor, mark: torch.Tensor, device: torch.device,
+                   batch_size: int, solver_options: dict[str, Any]) -> torch.Tensor:
+    """Every image watermarked for ``solver_model``, ``batch_size`` at a time (one mark, or one per image)."""
+    parts = [watermark.embed(solver_model, images[s : s + batch_size],
+                             mark[s : s + batch_size] if mark.ndim == 4 else mark, device=device,
+                             **solver_options).image
+             for s in range(0, len(images), batch_size)]
+    return torch.cat(parts)
+
+
+def check_point(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *,
+                device: str | torch.device | None = None) -> WatermarkConditions:
+    """:func:`evaluate` on the first ``CHECK.images`` of ``images``: what the run stores as ``check`` per model and a
+    test recomputes on the CPU."""
+    return evaluate(model, images[: CHECK.images], mark, device=device)
+
+
+# --------------------------------------------------------------------------- the runner
+def run(settings: WatermarkSettings, profile: Profile, run: common.Run) -> WatermarkResult:
+    """Paper A.2: every ViT of ``profile`` watermarked on the val split under every condition (:func:`evaluate`),
+    with the time it took and the cheap check point (:func:`check_point`), on ``run.device``."""
+    images, _ = stack_dataset(profile.dataset("val", n=settings.images))
+    mark = watermark_mark(profile.image_size)
+    out: WatermarkResult = {"provenance": run.provenance(), "profile": profile.name, "images": len(images),
+                            "mark": MARK, "p": settings.p, "models": {}}
+    for name in profile.vit_models:
+        model = profile.load_model(name, device=run.device)
+        started = time.perf_counter()
+        full = evaluate(model, images, mark, device=run.device, p=settings.p)
+        seconds = time.perf_counter() - started
+        out["models"][name] = {"all": full, "seconds": seconds,
+                               "check": check_point(model, images, mark, device=run.device)}
+        logger.info("%s %.1f s %s", name, seconds, json.dumps(full["exact"]))
+    return out
+
+
+# --------------------------------------------------------------------------- readers for the chapter
+#: The conditions of :func:`evaluate` in the chapter's table, with the names it gives them.
+CONDITIONS = (("exact", "exact"), ("exact_8bit", "8-bit files"), ("clean_8bit", "clean image rounded, for reference"),
+              ("naive_std", "naive std"), ("resized", "resized + cropped"))
+
+
+def _logit_change(value: float) -> str:
+    """Float rounding (about 1e-6, digits that depend on the device) as a comparison, real changes as numbers."""
+    return "< 1e-5 (rounding)" if value < 1e-5 else f"{value:.1e}"
+
+
+def conditions_table(result: WatermarkResult) -> plotting.Table:
+    """Every model and condition of the whole split: same prediction, mean |Δp|, mean max |Δlogit| (float rounding
+    shown as such) and PSNR."""
+    rows = []
+    for name, entry in result["models"].items():
+        conditions = cast(dict[str, WatermarkCondition], entry["all"])
+        for key, label in CONDITIONS:
+            value = conditions[key]
+            rows.append([f"`{name}`", label, f"{100 * value['match']:.1f} %", f"{100 * value['prob_change']:.3f} %",
+                         _logit_change(value["logit_change_mean"]), f"{value['psnr']:.1f}"])
+    return plotting.table(rows, ["model", "condition", "same prediction", "mean |Δp|", "mean max |Δlogit|",
+                                 "PSNR (dB)"])
+
+
+def toy_figure(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, solution: torch.Tensor) -> Figure:
+    """The watermark's problem with one equation (``matrix``, 1 x 2) in two pixels: the box, the segment of points
+    with the embedding of ``start``, the L1 level sets around ``target`` and the ``solution`` (all (1, 2))."""
+    (a, b), level = matrix[0].tolist(), float(matrix @ start[0])
+    terms = " + ".join(f"{'' if c == 1 else f'{c:g}'}y_{i + 1}" for i, c in enumerate((a, b)))
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, lw=1.5))
+    y1 = np.linspace(-0.2, 1.2, 2)
+    ax.plot(y1, (level - a * y1) / b, "k--", lw=1, label=f"same embedding: ${terms} = $ const")
+    g1, g2 = np.meshgrid(np.linspace(-0.2, 1.2, 200), np.linspace(-0.2, 1.2, 200))
+    t1, t2 = target[0].tolist()
+    ax.contour(g1, g2, np.abs(g1 - t1) + np.abs(g2 - t2), levels=8, colors="0.75", linewidths=0.8)
+    ax.plot(*start[0], "o", color="tab:blue", label="original $x$")
+    ax.plot(*target[0], "s", color="tab:red", label="watermark $m$")
+    ax.plot(*solution[0], "*", color="tab:green", markersize=14, label="watermarked $y$")
+    ax.set_xlim(-0.2, 1.2)
+    ax.set_ylim(-0.2, 1.2)
+    ax.set_aspect("equal")
+    ax.set_xlabel("pixel 1")
+    ax.set_ylabel("pixel 2")
+    ax.legend(loc="lower left", fontsize=8)
+    return plotting.readable(fig)  # text at least 8 pt at the page's width
+
+
+def speed_bars(cpu: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(label, seconds per image, colour) of every solver in ``benchmarks/results/watermark_cpu.json``: SLSQP
+    extrapolated to the paper's setting, HiGHS extrapolated, then every ADMM setting (the earlier ones in olive)."""
+    bars = [("SLSQP, joint space, all\n5000 it. on all patches\n(upper bound)",
+             cpu["slsqp"]["paper_setting_seconds_extrapolated"], "tab:gray"),
+            ("HiGHS LP, exact\n(extrapolated)", cpu["highs"]["seconds_per_image_extrapolated"], "tab:blue")]
+    for row in cpu["admm_cpu"]:
+        colour = "tab:olive" if row["settings"] == "before" else "tab:green"
+        bars.append((f"ADMM {row['settings']}, {row['iterations']} it.\ngap {row['gap_percent']:.3f} %",
+                     row["seconds"], colour))
+    return bars
+
+
+def speed_figure(cpu: dict[str, Any]) -> Figure:
+    """:func:`speed_bars` as horizontal bars on a log scale."""
+    bars = speed_bars(cpu)
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    ax.barh([bar[0] for bar in bars], [bar[1] for bar in bars], color=[bar[2] for bar in bars])
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per 224 x 224 image, ViT-S/32, 2-core CPU, warm (log scale)")
+    ax.invert_yaxis()
+    return plotting.readable(fig)  # text at least 8 pt at the page's width
+
+
+def speed_lines(cpu: dict[str, Any], gpu: dict[str, Any]) -> list[str]:
+    """What the chapter says of the benchmark: the default's gap and first call against HiGHS on the CPU, and the
+    fastest GPU setting within 0.1 % of the optimum against ``embed``'s default from host memory."""
+    highs = cpu["highs"]["seconds_per_image_extrapolated"]
+    default = next(r for r in cpu["admm_cpu"] if r["settings"] == "default" and r["iterations"] == 100)
+    first = cpu["first_call"]
+    fastest = min((r for r in gpu["admm_gpu"] if r["gap_percent"] < 0.1), key=lambda r: r["seconds"])
+    host = gpu["embed_gpu"][0]
+    return [f"default (100 iterations): objective within {default['gap_percent']:.2f} % of the LP optimum; "
+            f"a first call in a fresh process takes {first['default']:.1f} s (before: {first['before']:.1f} s), "
+            f"{highs / first['default']:.0f} times faster than HiGHS",
+            f"GPU ({gpu['device']}): {gpu['batch']} images in {fastest['seconds']:.1f} s with the images already on "
+            f"the GPU ({fastest['precision']} matmuls{', compiled, compilation not counted' if fastest['compiled'] else ''}; "
+            f"gap {fastest['gap_percent']:.2f} %); {host['seconds']:.1f} s for embed's default from host memory"]

@@ -26,6 +26,8 @@ else:
     raise AssertionError("images outside [0, 1] must be refused")
 data.check_finite(images - 0.5, name="noise")  # any values, but no NaN or infinity (noise, disguised images)
 assert 58 < metrics.psnr(images[0], data.quantize_8bit(images[0])) < 60  # what 8-bit storage costs: 58.9 dB
+resized = data.resize_crop(images)  # resized by 8/7 and centre-cropped back, as an eval pipeline might
+assert resized.shape == images.shape and not torch.equal(resized, images)  # same size, resampled pixels
 path = data.save_image(images[0], folder / "shape.png")  # 8-bit PNG (or .npy, lossless)
 assert torch.equal(data.load_image(path), data.quantize_8bit(images[0]))  # (3, 112, 112) in [0, 1], as saved
 assert data.load_image(path, size=56).shape == (3, 56, 56)  # resized (bicubic) on loading

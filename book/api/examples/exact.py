@@ -8,6 +8,8 @@ layer = exact.patch_embedding_layer(model)  # Conv2d(3, 96, kernel_size=(16, 16)
 assert isinstance(layer, torch.nn.Conv2d) and layer.out_channels == 96 and layer.kernel_size == (16, 16)
 matrix = exact.patch_embedding_matrix(model)  # pixels of one patch (3 * 16 * 16) -> its embedding (96)
 assert matrix.shape == (96, 768) and matrix.dtype == torch.float64
+mean, std = exact.normalisation(model)  # the per-channel input normalisation the matrix folds in
+assert std == models.ZOO_STD and torch.allclose(matrix, exact.patch_embedding_matrix(model, std=std))
 basis = exact.patch_nullspace(model)  # an orthonormal basis of its nullspace, one patch each
 assert basis.shape == (672, 3, 16, 16)  # 768 - 96 = 672 directions the embedding cannot see
 one_patch = basis[0].float()  # a (3, 16, 16) nullspace vector ...

@@ -7,8 +7,6 @@ from nullspace_utils.profiles import get_profile
 #   python -m nullspace_utils.experiments {watermark,watermark-slsqp,approximate,robustness,fingerprint} --help
 assert experiments.ROBUSTNESS_CONFIG["teaching"]["lims"] == (0.05, 0.1, 0.25, 0.5, 1.0)  # settings per profile
 assert experiments.APPROXIMATE_CHECK["steps"] == 20  # the cheap point a test recomputes from the committed file
-mark = experiments.watermark_mark(112)  # the chapter's and the runner's watermark: rotated text, in [0, 1]
-assert mark.shape == (3, 112, 112) and 0 <= mark.min() and mark.max() <= 1
 
 profile = get_profile("teaching")
 owner = profile.load_model("zoo-vit-s")
@@ -23,11 +21,6 @@ except SystemExit as stop:
     assert stop.code == 2
 else:
     raise AssertionError("argparse accepted --steps two")
-
-# the paper's watermark procedure: its settings, and the cheap point a test recomputes from the committed file
-assert experiments.WATERMARK_SLSQP_CONFIG["maxiter"] == 5000 and experiments.WATERMARK_SLSQP_CHECK["patches"] == 2
-point = experiments.paper_slsqp_check(owner, images[0], mark)  # SLSQP on the first patches of one image
-assert len(point["objective"]) == 2 and point["box_violation"] < 1e-5
 
 # beyond the paper: the fine-tuning sweep's models are named by method, lim and seed; its check run is tiny
 assert experiments.finetune_run_name("nullspace", seed=0, lim=4.0) == "nullspace-lim4-s0"

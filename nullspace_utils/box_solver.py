@@ -1,0 +1,269 @@
+"""A box-constrained solver for affine constraints: for every row of ``start``,
+
+    min_y || y - target ||_p    subject to   A y = A start,   0 <= y <= 1,
+
+with ``A`` a (d, n) matrix of independent rows and p = 1 (a linear program) or p = 2 (a quadratic program).
+``start`` is feasible, so the problem always has a solution, and every feasible ``y`` keeps ``A y`` exactly.
+
+The watermark (paper §6, eq. 7 written in pixels: :mod:`nullspace_utils.watermark`) solves it with ``A`` the
+patch map ``W_pix`` and ``target`` the mark's patches; the one-channel disguise (§7, A.3:
+:mod:`nullspace_utils.fooling`) with ``A`` the free channel's columns, in a box wide enough not to bind.
+
+Solvers:
+
+- :func:`admm` (and :func:`solve_patches`, its checked entry on raw rows): all rows at once in torch. ADMM
+  alternates an exact projection onto the affine set (a precomputed (A A^T)^{-1} A), the proximal step of the
+  objective restricted to the box (soft-threshold and clamp for p = 1), and a dual update; a final polish
+  alternates the two projections and ends on the box.
+- :func:`highs`: the LP per row with scipy's HiGHS (p = 1 only): the exact reference.
+- :func:`slsqp`: SLSQP in the coordinates of the nullspace of ``A``, for comparison only: it is very slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nullspace_utils import models
+from nullspace_utils.data import check_finite
+
+__all__ = ["solve_patches", "admm", "highs", "slsqp", "check_settings", "check_independent_rows", "box_violation",
+           "RHO", "PRECISIONS"]
+
+
+# --------------------------------------------------------------------------- fast solver
+#: ADMM's step size grows geometrically from the first value to the second over the iterations
+#: (continuation): a small step makes fast progress on the objective, a large one at the end drives
+#: the two copies of the variable together, so little is lost when the polish makes them exact.
+#: Measured in benchmarks/watermark.py: 100 iterations with (1, 200) end within about 0.07 % of the
+#: LP optimum, where a constant step of 10 needed 300 iterations for that (benchmarks page).
+RHO = (1.0, 200.0)
+RHO_UPDATE_EVERY = 5
+#: Polish stops once an affine projection overshoots the box by less than this: two float32 ulps at 1.0,
+#: the floor float32 iterates reach (measured: about 20 rounds after 100 iterations, instead of all 50).
+POLISH_TOLERANCE = 2.5e-7
+PRECISIONS = ("auto", "float32", "tf32", "bfloat16")
+
+
+def check_independent_rows(matrix: torch.Tensor) -> None:
+    """Refuse a (patch) map whose rows are linearly dependent: W W^T is then singular (its rank, from the
+    eigenvalues of that d x d Gram matrix in float64, is below d) and the projection cannot be formed."""
+    gram = matrix.double() @ matrix.double().T
+    eigenvalues = torch.linalg.eigvalsh(gram)
+    rank = int((eigenvalues > eigenvalues[-1].clamp_min(0) * gram.shape[0] * torch.finfo(torch.float64).eps).sum())
+    if rank < gram.shape[0]:
+        raise ValueError(
+            f"the patch map's {gram.shape[0]} rows are linearly dependent (rank {rank}): some embedding "
+            "constraints repeat others, so W W^T is singular. Keep independent rows only (e.g. the "
+            "right singular vectors of its nonzero singular values span the same constraints), or check the "
+            "model's weights.")
+
+
+def _rho_schedule(rho: float | tuple[float, float], iterations: int) -> tuple[float, float]:
+    """(first step size, factor applied every ``RHO_UPDATE_EVERY`` iterations) for ``iterations``."""
+    first, last = (float(rho), float(rho)) if isinstance(rho, (int, float)) else (float(rho[0]), float(rho[1]))
+    # (a pair may come as a list, e.g. read back from a JSON result file)
+    updates = max(1, iterations // RHO_UPDATE_EVERY - 1)
+    return first, (last / first) ** (1.0 / updates)
+
+
+@contextlib.contextmanager
+def _matmul_precision(precision: str, device: torch.device) -> Iterator[torch.dtype]:
+    """Yield the dtype the two projection matmuls run in; TF32 is switched on for the block only
+    (:func:`nullspace_utils.models.tf32_matmuls`)."""
+    if device.type != "cuda" or precision == "float32":
+        yield torch.float32
+        return
+    if precision == "bfloat16":
+        yield torch.bfloat16
+        return
+    with models.tf32_matmuls():
+        yield torch.float32
+
+
+def _admm_step(z: torch.Tensor, u: torch.Tensor, offset: torch.Tensor, target: torch.Tensor, matrix_t: torch.Tensor,
+               back: torch.Tensor, rho: torch.Tensor | float, alpha: float, p: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One over-relaxed ADMM iteration on all rows (``rho``: a number, or a 0-d tensor when compiled).
+
+    y: projection of z - u onto {W y = W x} (``offset`` = W x, ``back`` = (W W^T)^{-1} W, both possibly in
+    a lower precision); z: proximal step of the objective inside the box; u: the scaled dual variable.
+    Written as few passes over the (P, n) arrays as possible (9 instead of 17): they, not the two
+    matmuls, set the time of an iteration on a GPU.
+    """
+    values = z - u
+    if matrix_t.dtype == values.dtype:  # float32 (or TF32) matmuls, fused with the subtractions
+        correction = torch.addmm(offset, values, matrix_t, beta=-1)  # W v - W x
+        y = torch.addmm(values, correction, back, alpha=-1)
+    else:  # bfloat16 matmuls, float32 everywhere else
+        correction = (values.to(matrix_t.dtype) @ matrix_t).float() - offset
+        y = values - (correction.to(back.dtype) @ back).float()
+    shifted = torch.lerp(z, y, alpha).add_(u)  # alpha y + (1 - alpha) z, plus u
+    if p == 1:  # soft threshold at 1/rho around the target: shifted - clamp(shifted - target, -1/rho, 1/rho)
+        threshold = 1 / rho
+        z_next = shifted - (shifted - target).clamp_(-threshold, threshold)  # type: ignore[arg-type]  # both work
+    else:  # argmin 1/2 ||z - target||^2 + rho/2 ||z - shifted||^2 (halving the objective moves no minimiser)
+        z_next = torch.lerp(shifted, target, 1 / (1 + rho))
+    z_next.clamp_(0, 1)
+    return z_next, shifted.sub_(z_next)
+
+
+def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int, iterations: int, polish: int,
+         rho: float | tuple[float, float], alpha: float = 1.6, precision: str = "float32",
+         compile_step: bool = False, warm_start: bool = True, out_dtype: torch.dtype = torch.float32
+         ) -> torch.Tensor:
+    """Batched, over-relaxed ADMM with a growing step over the rows of ``start``/``target`` (P, n) in float32.
+
+    Splitting: y in the affine set {W y = W x}, z in the box with the objective; y = z at the end. Warm
+    start: the target projected onto the affine set, clamped to the box (``warm_start=False`` starts from the
+    original row, as this solver did before; kept for the benchmark). Returns feasible pixels in ``out_dtype``
+    (float64 keeps the float64 polish's exactness; float32 rounds it to float32 resolution). ``precision``: that of
+    the two projection matmuls on a GPU (:data:`PRECISIONS`); ``compile_step``: fuse each
+    iteration with ``torch.compile``. Nothing is checked here: :func:`solve_patches` is the checked entry.
+    """
+    gram = matrix @ matrix.T
+    back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W, float32
+    offset = start @ matrix.T  # (P, d): W x
+    z = (target - (target @ matrix.T - offset) @ back).clamp(0, 1) if warm_start else start.clone()
+    u = torch.zeros_like(start)
+    first, growth = _rho_schedule(rho, iterations)
+    # compiled: rho as a 0-d tensor, so the graph is not recompiled as it grows; eager: a number (clamp with
+    # tensor bounds takes a slow path on the CPU)
+    rho_now: torch.Tensor | float = torch.tensor(first, device=start.device) if compile_step else first
+    step = torch.compile(_admm_step, dynamic=False) if compile_step else _admm_step
+    with _matmul_precision(precision, start.device) as low:
+        matrix_t, back_low = matrix.T.contiguous().to(low), back.to(low)
+        for iteration in range(iterations):
+            z, u = step(z, u, offset, target, matrix_t, back_low, rho_now, alpha, p)
+            if (iteration + 1) % RHO_UPDATE_EVERY == 0:
+                rho_now, u = rho_now * growth, u / growth
+    return _polish(z, start, matrix, back, offset, polish).to(out_dtype)
+
+
+def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, back: torch.Tensor,
+            offset: torch.Tensor, most: int) -> torch.Tensor:
+    """Make ``pixels`` exactly feasible: alternate projections onto the affine set and the box (they converge
+    to a point of the intersection, which is not empty: the original patch is in it) until a projection
+    overshoots the box by less than ``POLISH_TOLERANCE`` or ``most`` rounds have run; then one projection in
+    float64, so the embeddings match to float64 error, and a clamp of the (tiny) remaining overshoot."""
+    y = pixels
+    for round_ in range(most):
+        projected = y - (y @ matrix.T - offset) @ back
+        if round_ % 5 == 4 and float((projected - projected.clamp(0, 1)).abs().max()) < POLISH_TOLERANCE:
+            y = projected
+            break
+        y = projected.clamp(0, 1)
+    start64, y64, matrix64 = start.double(), y.double(), matrix.double()
+    y64 = y64 - ((y64 - start64) @ matrix64.T) @ torch.linalg.solve(matrix64 @ matrix64.T, matrix64)
+    return y64.clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- reference solvers
+def highs(matrix: np.ndarray, start: np.ndarray, target: np.ndarray, show_progress: bool = False,
+          method: str = "highs") -> np.ndarray:
+    """Solve the p = 1 LP of every row exactly with HiGHS; variables [y (n), t (n)], t >= |y - m|.
+
+    ``method`` is scipy's: "highs" lets HiGHS choose, "highs-ipm" is its interior point method."""
+    from scipy.optimize import linprog
+    from scipy.sparse import bmat, csr_matrix, identity
+
+    n = matrix.shape[1]
+    eye = identity(n, format="csr")
+    a_ub = bmat([[eye, -eye], [-eye, -eye]], format="csr")
+    a_eq = bmat([[csr_matrix(matrix), csr_matrix((matrix.shape[0], n))]], format="csr")
+    cost = np.concatenate([np.zeros(n), np.ones(n)])
+    bounds = [(0.0, 1.0)] * n + [(0.0, None)] * n
+    out = np.empty_like(start)
+    for row in tqdm(range(start.shape[0]), desc="HiGHS", unit="patch", disable=not show_progress):
+        result = linprog(cost, A_ub=a_ub, b_ub=np.concatenate([target[row], -target[row]]), A_eq=a_eq,
+                         b_eq=matrix @ start[row], bounds=bounds, method=method)
+        if result.status != 0:
+            raise RuntimeError(f"HiGHS failed on patch {row}: {result.message}")
+        out[row] = result.x[:n]
+    return out
+
+
+def slsqp(matrix: np.ndarray, start: np.ndarray, target: np.ndarray, p: int, maxiter: int,
+          show_progress: bool = False) -> tuple[np.ndarray, float]:
+    """Eq. 7 over the joint nullspace: SLSQP in the coordinates λ, per patch (slow). Returns the pixels clipped
+    to [0, 1] and the largest distance of a pixel outside [0, 1] before that clip (SLSQP's iterates may leave
+    the box; the clip then moves the patch out of the nullspace)."""
+    from scipy.optimize import minimize
+
+    from nullspace_utils import linalg
+
+    basis = linalg.nullspace(matrix)  # (n, k)
+    out = np.empty_like(start)
+    violation = 0.0
+    for row in tqdm(range(start.shape[0]), desc="SLSQP", unit="patch", disable=not show_progress):
+        x, m = start[row], target[row]
+
+        def objective(lam: np.ndarray, x: np.ndarray = x, m: np.ndarray = m) -> float:
+            diff = x + basis @ lam - m
+            return float(np.abs(diff).sum() if p == 1 else diff @ diff)
+
+        constraints = [{"type": "ineq", "fun": lambda lam, x=x: x + basis @ lam, "jac": lambda lam: basis},
+                       {"type": "ineq", "fun": lambda lam, x=x: 1.0 - x - basis @ lam, "jac": lambda lam: -basis}]
+        result = minimize(objective, np.zeros(basis.shape[1]), method="SLSQP", constraints=constraints,
+                          options={"maxiter": maxiter})
+        raw = x + basis @ result.x
+        violation = max(violation, box_violation(raw))
+        out[row] = np.clip(raw, 0.0, 1.0)
+    return out, violation
+
+
+def box_violation(pixels: np.ndarray | torch.Tensor, low: float = 0.0, high: float = 1.0) -> float:
+    """The largest distance of a value of ``pixels`` outside [``low``, ``high``] (0 when all are inside)."""
+    values = pixels.detach().cpu().double().numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
+    if values.size == 0:
+        return 0.0
+    return float(max(low - values.min(), values.max() - high, 0.0))
+
+
+# --------------------------------------------------------------------------- checks and the checked entry
+def check_settings(*, iterations: int, polish: int, rho: float | tuple[float, float],
+                   precision: str = "auto") -> None:
+    """ADMM's settings: positive finite step sizes ``rho`` (one, or a (first, last) pair) and non-negative
+    whole iteration counts."""
+    values = tuple(rho) if isinstance(rho, (tuple, list)) and len(rho) == 2 else (rho,)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"rho (ADMM's step size) must be a positive finite number or a pair (first, last) of them, "
+                         f"got {rho!r}; the default {RHO} works for images in [0, 1].")
+    for name, value in (("iterations", iterations), ("polish", polish)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+
+
+def solve_patches(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, *, p: int = 1,
+                  iterations: int = 100, polish: int = 50, rho: float | tuple[float, float] = RHO) -> torch.Tensor:
+    """The fast solver on raw rows: min ||y - target||_p s.t. matrix @ y = matrix @ start, 0 <= y <= 1.
+
+    ``matrix`` is (d, n) with independent rows; ``start`` and ``target`` are (P, n) with ``start`` in
+    [0, 1]. This is eq. (7) of the paper written in pixels, for any linear map, e.g. a 1 x 2 toy matrix.
+    Iterations run in float32; the polish ends with a projection in float64, and the result comes back in
+    ``start``'s dtype (float64 input: embeddings kept to float64 error).
+    """
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p}.")
+    if start.ndim != 2 or start.shape != target.shape or matrix.ndim != 2 or matrix.shape[1] != start.shape[1]:
+        raise ValueError(f"need matrix (d, n) and start/target (P, n); got {tuple(matrix.shape)}, "
+                         f"{tuple(start.shape)}, {tuple(target.shape)}.")
+    check_settings(iterations=iterations, polish=polish, rho=rho)
+    check_finite(start, name="start")
+    check_finite(target, name="target")
+    check_independent_rows(matrix)
+    start64 = start.double()
+    pixels = admm(matrix.to(start.device, torch.float32), start.float(), target.to(start.device, torch.float32),
+                   p, iterations, polish, rho, out_dtype=torch.float64)
+    # the last projection once more from the float64 start itself: the float32 copy of it that ADMM saw
+    # differs by float32 rounding, which would otherwise show in the embedding
+    matrix64 = matrix.to(start.device, torch.float64)
+    pixels = pixels - ((pixels - start64) @ matrix64.T) @ torch.linalg.solve(matrix64 @ matrix64.T, matrix64)
+    return pixels.clamp(0, 1).to(start.dtype)
