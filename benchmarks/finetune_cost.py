@@ -1,10 +1,13 @@
-"""Time the pieces of the fine-tuning experiment (nullspace_utils/finetune.py, issue #23) on this machine, and
-extrapolate the cost of the full run: 3 methods x seeds on the teaching zoo's ViT-S, then -C accuracy, PGD and
-the nullspace match of every fine-tuned model. Measures a few steps of each piece, never the whole thing:
+"""Time the pieces of the fine-tuning experiment (the method nullspace_utils/finetune.py, the sweep
+nullspace_utils/studies/finetune.py; issue #23) on this machine, and extrapolate the cost of the full run: 3 methods
+x seeds on the teaching zoo's ViT-S, then -C accuracy, PGD and the nullspace match of every fine-tuned model.
+Measures a few steps of each piece, never the whole thing:
 
     .venv/bin/python benchmarks/finetune_cost.py [--threads 2] [--out benchmarks/results/finetune_cpu.json]
 
-The plan's sizes (steps, batch, images evaluated) are arguments with the defaults FINETUNE_STATUS.md proposes.
+The sizes (steps, batch, images evaluated) are arguments whose defaults are the plan made before the sweep ran
+(benchmarks/results/finetune_cpu.json was measured with them); the sweep's own settings are
+nullspace_utils.studies.finetune.SETTINGS, and its GPU cost is estimated by studies.finetune.estimate_sweep_hours.
 """
 
 from __future__ import annotations

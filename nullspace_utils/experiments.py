@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -32,11 +31,11 @@ from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile, get_profile
 from nullspace_utils.studies import common, watermark_paper
+from nullspace_utils.studies import finetune as finetune_study
 from nullspace_utils.studies import watermark as watermark_study
 
 __all__ = ["main", "fingerprint_check", "APPROXIMATE_CONFIG",
-           "APPROXIMATE_CHECK", "ROBUSTNESS_CONFIG", "ROBUSTNESS_CHECK", "FINGERPRINT_CONFIG", "FINGERPRINT_CHECK",
-           "FINETUNE_CONFIG", "FINETUNE_CHECK", "finetune_check", "finetune_run_name"]
+           "APPROXIMATE_CHECK", "ROBUSTNESS_CONFIG", "ROBUSTNESS_CHECK", "FINGERPRINT_CONFIG", "FINGERPRINT_CHECK"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,41 +91,6 @@ FINGERPRINT_CONFIG: dict[str, dict[str, Any]] = {
 }
 #: the cheap point a test recomputes on the CPU: fine-tuning everything for a few steps, logits access
 FINGERPRINT_CHECK: dict[str, Any] = {"part": "all", "step": 5, "fingerprint_seed": 0}
-
-
-#: Beyond the paper: nullspace-augmented fine-tuning (the authors' CPAL 2025 follow-up; ``nullspace_utils.finetune``).
-#: Per seed, ``nullspace`` at each lim, ``gaussian`` with the energy of that nullspace run round by round, and
-#: ``plain``: same steps, batches and seeds. Rounds of ``steps / rounds`` steps stand for the authors' epochs
-#: (teaching: one round is one pass over the ``train`` images). Every fine-tuned model and the untuned one are
-#: judged on clean accuracy (``val`` images), PGD-L∞ (``attack_images``), the approximate nullspace match at
-#: ``match_lims`` with the approximate chapter's settings (``match``), the untuned model's exact nullspace noise at
-#: the RMS of Uniform(-lim, lim) for ``exact_lims`` (pixels), and, on the CPU, the "-C" set
-#: (``corruption_images``; ``experiments finetune-corruptions``). ``history_every``: the losses kept per run.
-FINETUNE_CONFIG: dict[str, dict[str, Any]] = {
-    "teaching": {"model": "zoo-vit-s", "seeds": (0, 1, 2), "lims": (2.0, 4.0), "steps": 1565, "batch_size": 64,
-                 "rounds": 5, "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 40, "noise_milestones": (30,),
-                 "noise_images": 512, "noise_batch_size": 128, "probe_steps": 20, "train": 20_000, "val": 2_000,
-                 "attack_images": 500, "pgd_epsilons": finetune.PGD_EPSILONS, "pgd_steps": 10,
-                 "match_lims": (4.0, 8.0),
-                 "match": {key: APPROXIMATE_CONFIG["teaching"][key] for key in
-                           ("seeds", "steps", "milestones", "batch_size", "probe_steps", "lr_grid", "train", "val")},
-                 "exact_lims": (0.25, 0.5), "corruption_images": 300, "corruption_seed": 0, "history_every": 10},
-    # the authors' setting on ImageNette: ViT-S/32, lim 3, ten epochs of 148 steps; not run here (see the chapter)
-    "imagenet": {"model": "vit_small_patch32_224", "seeds": (0, 1, 2), "lims": (3.0,), "steps": 1480,
-                 "batch_size": 64, "rounds": 10, "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 40,
-                 "noise_milestones": (30,), "noise_images": 947, "noise_batch_size": 128, "probe_steps": 20,
-                 "train": 9_469, "val": 3_925, "attack_images": 500, "pgd_epsilons": finetune.PGD_EPSILONS,
-                 "pgd_steps": 10, "match_lims": (3.0,),
-                 "match": {key: APPROXIMATE_CONFIG["imagenet"][key] for key in
-                           ("seeds", "steps", "milestones", "batch_size", "probe_steps", "lr_grid", "train", "val")},
-                 "exact_lims": (0.05, 0.1), "corruption_images": 500, "corruption_seed": 0, "history_every": 10},
-}
-#: the cheap fine-tuning run a test repeats on the CPU: a few nullspace-noise steps at a fixed noise rate (no
-#: probe, so that CPU and GPU cannot choose differently), judged by its losses and its clean accuracy
-FINETUNE_CHECK: dict[str, Any] = {"method": "nullspace", "lim": 4.0, "steps": 6, "batch_size": 16, "rounds": 2,
-                                  "noise_steps": 4, "noise_lr": 100.0, "noise_milestones": (), "noise_images": 32,
-                                  "noise_batch_size": 16, "seed": 0, "train": 64, "val": 64,
-                                  "corruption": "gaussian_noise", "severity": 3}
 
 
 # --------------------------------------------------------------------------- shared by the runners
@@ -419,160 +383,27 @@ def run_fingerprint(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return out
 
 
-#: experiment name (as typed on the command line) -> its runner
-def finetune_run_name(method: str, seed: int = 0, lim: float | None = None) -> str:
-    """The key of one model in ``finetune.json`` and its weights file's stem: ``nullspace-lim4-s0``,
-    ``gaussian-lim4-s0``, ``plain-s0``, and ``untuned`` (the zoo model itself)."""
-    if method == "untuned":
-        return "untuned"
-    return f"{method}-s{seed}" if method == "plain" else f"{method}-lim{lim:g}-s{seed}"
-
-
-def _finetune_settings(config: dict[str, Any], method: str, seed: int, lim: float | None,
-                       gaussian_rms: tuple[float, ...] | None = None) -> finetune.FinetuneConfig:
-    """The :class:`~nullspace_utils.finetune.FinetuneConfig` of one run of the sweep."""
-    keys = ("steps", "batch_size", "rounds", "lr", "weight_decay", "noise_steps", "noise_images", "noise_batch_size",
-            "probe_steps")
-    extra: dict[str, Any] = {"lim": lim} if lim is not None else {}
-    return finetune.FinetuneConfig(method=method, seed=seed, gaussian_rms=gaussian_rms,
-                                   noise_milestones=tuple(config["noise_milestones"]),
-                                   **{key: config[key] for key in keys}, **extra)
-
-
-def _mapped_labels(profile: Profile, dataset: TensorDataset, *, as_float: bool = False) -> TensorDataset:
-    """``dataset`` with labels as logit columns: ImageNette's 0..9 become ImageNet indices for 1000-way models (so
-    that fine-tuning's cross-entropy and the attacks see the model's own classes); the teaching set's unchanged.
-    ``as_float``: 8-bit images (ImageNette's, kept as uint8 by ``tensor_dataset``) become floats in [0, 1], as the
-    yardsticks need; training batches are converted by the batcher instead, which saves memory."""
-    images, labels = dataset.tensors
-    if as_float and images.dtype == torch.uint8:
-        images = images.float().div(255)
-    if profile.label_indices is not None:
-        labels = torch.tensor(profile.label_indices, device=labels.device)[labels]
-    return TensorDataset(images, labels)
-
-
-def _judge_model(model: torch.nn.Module, untuned: torch.nn.Module, config: dict[str, Any],
-                 datasets: dict[str, TensorDataset], device: str) -> dict[str, Any]:
-    """One model's yardsticks, except corruptions (CPU: ``finetune-corruptions``): clean accuracy, PGD-L∞, the
-    approximate nullspace match at ``match_lims`` and the untuned model's exact nullspace noise at ``exact_lims``."""
-    val_images, val_labels = datasets["val"].tensors
-    attack_images, attack_labels = (tensor[: config["attack_images"]] for tensor in datasets["val"].tensors)
-    settings = _point_settings(config["match"], device)
-    return {"clean": finetune.clean_accuracy(model, val_images, val_labels),
-            "pgd": finetune.pgd_accuracy(model, attack_images, attack_labels, epsilons=config["pgd_epsilons"],
-                                         steps=config["pgd_steps"]),
-            "match": [approximate.noise_point(model, datasets["match_train"], datasets["match_val"], level="encoder",
-                                              lim=lim, **settings) for lim in config["match_lims"]],
-            "exact": {f"{lim:g}": robustness.exact_transfer(untuned, {"model": model}, datasets["match_val"],
-                                                            rms=lim / 3 ** 0.5, device=device)["model"]
-                      for lim in config["exact_lims"]}}
-
-
-def _run_record(result: finetune.FinetuneResult, every: int) -> dict[str, Any]:
-    """``result.record()`` with every ``every``-th step of the loss history (and the last), for a small file."""
-    record = result.record()
-    history = record["history"]
-    record["history"] = [row for row in history if row["step"] % every == 0 or row is history[-1]]
-    return record
-
-
-def finetune_check(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """:data:`FINETUNE_CHECK`'s tiny run on the zoo ViT-S (teaching images): its losses, noise sizes and clean
-    accuracy; the sweep stores it and a test repeats it on the CPU."""
-    check = FINETUNE_CHECK
-    profile = get_profile("teaching")
-    train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
-    val_images, val_labels = stack_dataset(profile.dataset("val", n=check["val"]))
-    settings = {key: check[key] for key in ("method", "lim", "steps", "batch_size", "rounds", "noise_steps",
-                                            "noise_lr", "noise_images", "noise_batch_size", "seed")}
-    run = finetune.finetune(profile.load_model("zoo-vit-s", device=device), train,
-                            finetune.FinetuneConfig(noise_milestones=tuple(check["noise_milestones"]), **settings))
-    return {"loss": [row["loss"] for row in run.history], "noise_rms": list(run.noise_rms),
-            "clean": finetune.clean_accuracy(run.model, val_images.to(device), val_labels.to(device))}
-
-
 def run_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Beyond the paper: the authors' nullspace-augmented fine-tuning against plain and matched-energy Gaussian
-    fine-tuning (:data:`FINETUNE_CONFIG`), every model judged (:func:`_judge_model`) and its weights saved to
-    ``--weights``. ``--seeds``/``--lims``/``--methods`` run one part (join the parts with ``merge finetune``); ``gaussian``
-    needs ``nullspace`` in the same part (it takes that run's noise energy, round by round)."""
+    """Beyond the paper: :func:`nullspace_utils.studies.finetune.run` with the profile's settings (``--steps``
+    overrides the fine-tuning steps); ``--seeds``/``--lims``/``--methods`` run one part (join the parts with
+    ``merge finetune``), ``--weights`` is the folder for the fine-tuned weights."""
     profile = get_profile(args.profile)
-    config = dict(FINETUNE_CONFIG[profile.name])
-    if args.steps:
-        config["steps"] = args.steps
-    seeds = tuple(args.seeds) if args.seeds else tuple(config["seeds"])
-    lims = tuple(args.lims) if args.lims else tuple(config["lims"])
-    methods = tuple(args.methods) if args.methods else ("untuned", *finetune.METHODS)
-    if "gaussian" in methods and "nullspace" not in methods:
-        raise SystemExit("--methods: gaussian matches the energy of the nullspace run of its seed and lim; "
-                         "give nullspace in the same part.")
-    datasets = {"train": _mapped_labels(profile, profile.tensor_dataset("train", config["train"], args.device)),
-                "val": _mapped_labels(profile, profile.tensor_dataset("val", config["val"], args.device), as_float=True)}
-    datasets["match_train"] = TensorDataset(*(tensor[: config["match"]["train"]] for tensor in datasets["train"].tensors))
-    datasets["match_val"] = TensorDataset(*(tensor[: config["match"]["val"]] for tensor in datasets["val"].tensors))
-    weights_folder = results.result_file("finetune", profile.name).removesuffix(".json")  # beside the result
-    weights = Path(args.weights or results.REPOSITORY_ROOT / weights_folder)
-    weights.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name, "config": config,
-                           "weights_folder": weights_folder, "runs": {}}
-    untuned = profile.load_model(config["model"], device=args.device)
-
-    def judge(name: str, model: torch.nn.Module, run: finetune.FinetuneResult | None, lim: float | None,
-              seed: int | None) -> None:
-        method = name.split("-")[0]
-        entry: dict[str, Any] = {"method": method, "lim": lim, "seed": seed,
-                                 "weights": None if run is None else f"{name}.safetensors"}
-        if run is not None:
-            finetune.save_weights(model, str(weights / f"{name}.safetensors"))
-            entry["weights_sha256"] = hashlib.sha256((weights / f"{name}.safetensors").read_bytes()).hexdigest()
-            entry["run"] = _run_record(run, config["history_every"])
-        entry.update(_judge_model(model, untuned, config, datasets, args.device))
-        out["runs"][name] = entry
-        results.write_partial(args.out, out)
-        logger.info("%s clean %.3f pgd %s", name, entry["clean"], entry["pgd"])
-
-    if "untuned" in methods:
-        judge("untuned", untuned, None, None, None)
-    for seed in seeds:
-        if "plain" in methods:
-            run = finetune.finetune(untuned, datasets["train"], _finetune_settings(config, "plain", seed, None))
-            judge(finetune_run_name("plain", seed), run.model, run, None, seed)
-        for lim in lims if "nullspace" in methods else ():
-            noisy = finetune.finetune(untuned, datasets["train"], _finetune_settings(config, "nullspace", seed, lim))
-            judge(finetune_run_name("nullspace", seed, lim), noisy.model, noisy, lim, seed)
-            if "gaussian" in methods:
-                run = finetune.finetune(untuned, datasets["train"],
-                                        _finetune_settings(config, "gaussian", seed, lim, noisy.noise_rms))
-                judge(finetune_run_name("gaussian", seed, lim), run.model, run, lim, seed)
-    out["check"] = {**FINETUNE_CHECK, "result": finetune_check(args.device)}
-    return out
+    run = common.Run(device=args.device, out=args.out, command=command, arguments=common.json_arguments(vars(args)))
+    settings = finetune_study.SETTINGS[profile.name].with_steps(args.steps)
+    return cast(dict, finetune_study.run(settings, profile, run, seeds=args.seeds, lims=args.lims,
+                                         methods=args.methods, weights=args.weights))
 
 
 def run_finetune_corruptions(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """The "-C" yardstick of every model in ``finetune.json`` (CPU: imagecorruptions draws with NumPy): accuracy per
-    corruption and severity on the first ``corruption_images`` val images, corrupted once and shown to all models."""
+    """The "-C" yardstick (:func:`nullspace_utils.studies.finetune.run_corruptions`) of every model of the sweep
+    ``--sweep`` (default: the committed one), its weights in ``--weights`` (default: the sweep's folder)."""
     profile = get_profile(args.profile)
-    sweep = results.read(str(args.sweep or results.REPOSITORY_ROOT / results.result_file("finetune", profile.name)))
-    config = sweep["config"]
-    folder = Path(args.weights or results.REPOSITORY_ROOT / sweep["weights_folder"])
-    loaded: dict[str, torch.nn.Module] = {name: profile.load_model(config["model"], device=args.device,
-                                       **({} if entry["weights"] is None else {"weights": folder / entry["weights"]}))
-              for name, entry in sweep["runs"].items()}
-    val = _mapped_labels(profile, profile.tensor_dataset("val", config["corruption_images"]), as_float=True)
-    images, labels = val.tensors
-    out: dict[str, Any] = {"provenance": _provenance(args, command), "profile": profile.name,
-                           "sweep_commit": sweep["provenance"]["commit"],
-                           "config": {"images": len(images), "corruptions": list(finetune.CORRUPTIONS),
-                                      "severities": list(finetune.SEVERITIES), "seed": config["corruption_seed"]}}
-    out["models"] = finetune.corruption_accuracies(loaded, images, labels, seed=config["corruption_seed"],
-                                                   show_progress=True)
-    check = FINETUNE_CHECK
-    corrupted = finetune.corrupt_images(images[: check["val"]], check["corruption"], check["severity"],
-                                        seed=config["corruption_seed"])
-    out["check"] = {"corruption": check["corruption"], "severity": check["severity"], "images": check["val"],
-                    "accuracy": finetune.clean_accuracy(loaded["untuned"], corrupted, labels[: check["val"]])}
-    return out
+    run = common.Run(device=args.device, out=args.out, command=command, arguments=common.json_arguments(vars(args)))
+    sweep = finetune_study.RESULT.read(str(args.sweep or finetune_study.RESULT.path(profile.name)))
+    return cast(dict, finetune_study.run_corruptions(sweep, profile, run, weights=args.weights))
+
+
+#: experiment name (as typed on the command line) -> its runner
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, str], dict[str, Any]]] = {

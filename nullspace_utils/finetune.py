@@ -22,8 +22,9 @@ direction at equal size".
 
 The yardsticks: clean accuracy (:func:`nullspace_utils.metrics.accuracy`); a "-C" version of a dataset made with
 ``imagecorruptions`` (Hendrycks & Dietterich's ImageNet-C recipes: the noise, blur and digital families, which
-need no weather assets, at severities 1-5); PGD-L∞ accuracy from ``torchattacks``; and the approximate-nullspace
-match of the fine-tuned model (:func:`nullspace_utils.approximate.noise_point`).
+need no weather assets, at severities 1-5); and PGD-L∞ accuracy from ``torchattacks``. The sweep that compares the
+three methods, and judges each model's approximate nullspace too, is the study
+:mod:`nullspace_utils.studies.finetune`.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from nullspace_utils import approximate, metrics, models
+from nullspace_utils.data import check_images
 
 __all__ = ["METHODS", "DEPARTURES", "CORRUPTIONS", "SEVERITIES", "PGD_EPSILONS", "FinetuneConfig", "RoundRecord",
            "FinetuneResult", "round_starts", "gaussian_noise", "augmentation_loss", "finetune", "save_weights",
-           "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images", "pgd_accuracy",
-           "nullspace_match", "group_runs", "seed_scores", "compare_groups", "comparison_sentence", "verdict_cell", "verdict_lines", "loss_curve",
-           "estimate_sweep_hours"]
+           "clean_accuracy", "corrupt_images", "corruption_accuracy", "corruption_accuracies", "pgd_images",
+           "pgd_accuracy"]
 
 #: the three fine-tuning methods compared at one budget
 METHODS = ("plain", "nullspace", "gaussian")
@@ -313,19 +314,18 @@ def save_weights(model: nn.Module, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- yardsticks
-def _check_images(images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-    if images.ndim != 4 or images.shape[1] != 3:
+def _check_batch(images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """:func:`~nullspace_utils.data.check_images`, for an RGB batch with one label per image."""
+    if not check_images(images).batched or images.shape[1] != 3:
         raise ValueError(f"images must be RGB batches (B, 3, H, W), got shape {tuple(images.shape)}; "
                          "add a batch axis with images[None] for one image.")
-    if not images.is_floating_point() or images.min() < 0 or images.max() > 1:
-        raise ValueError("images must be floats in [0, 1]; convert 8-bit images with images.float() / 255.")
     if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
         raise ValueError(f"labels must be one per image, shape ({len(images)},), got {tuple(labels.shape)}.")
 
 
 def clean_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256) -> float:
     """Top-1 accuracy on clean images (:func:`nullspace_utils.metrics.accuracy`)."""
-    _check_images(images, labels)
+    _check_batch(images, labels)
     return metrics.accuracy(model, images, labels, batch_size=batch_size)
 
 
@@ -352,7 +352,7 @@ def corrupt_images(images: torch.Tensor, corruption: str, severity: int, *, seed
         raise ValueError(f"unknown corruption {corruption!r}; choose from {library.get_corruption_names('all')}.")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}.")
-    _check_images(images)
+    _check_batch(images)
     pixels = (images.detach().cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     takes_seed = "seed" in inspect.signature(getattr(library.corruptions, corruption)).parameters
     state = np.random.get_state()
@@ -390,7 +390,7 @@ def corruption_accuracies(models_by_name: dict[str, nn.Module], images: torch.Te
         raise ValueError("give at least one corruption and one severity.")
     if not models_by_name:
         raise ValueError("models_by_name is empty: give at least one model.")
-    _check_images(images, labels)
+    _check_batch(images, labels)
     tables: dict[str, dict[str, dict[int, float]]] = {name: {} for name in models_by_name}
     cells = [(corruption, severity) for corruption in corruptions for severity in severities]
     for corruption, severity in tqdm(cells, disable=not show_progress, desc="corruptions x severities"):
@@ -428,7 +428,7 @@ def pgd_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, 
         raise ValueError(f"eps must be >= 0 (an L∞ radius on [0, 1] images), got {eps}.")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
-    _check_images(images, labels)
+    _check_batch(images, labels)
     alpha = 2.5 * eps / steps if alpha is None else alpha
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}.")
@@ -450,7 +450,7 @@ def pgd_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
                  batch_size: int = 64, show_progress: bool = False) -> dict[str, float]:
     """Top-1 accuracy under PGD-L∞ at each radius of ``epsilons`` (keys ``f"{eps * 255:g}/255"``); settings as in
     :func:`pgd_images`, the batches attacked one after another (batch ``i`` with seed ``seed + i``)."""
-    _check_images(images, labels)
+    _check_batch(images, labels)
     scores = {}
     for eps in tqdm(epsilons, disable=not show_progress, desc="PGD radii"):
         adversarial = torch.cat([pgd_images(model, images[i : i + batch_size], labels[i : i + batch_size], eps=eps,
@@ -458,132 +458,3 @@ def pgd_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
                                  for i in range(0, len(images), batch_size)])
         scores[f"{eps * 255:g}/255"] = metrics.accuracy(model, adversarial, labels, batch_size=batch_size)
     return scores
-
-
-def nullspace_match(model: nn.Module, train: Dataset, val: Dataset, *, lim: float = 2.0,
-                    seeds: Sequence[int] = (0, 1, 2), steps: int = 40, milestones: tuple[int, ...] = (30,),
-                    batch_size: int = 128, lr: float | str = "auto", probe_steps: int = 50,
-                    device: str | torch.device | None = None) -> dict[str, Any]:
-    """How large the fine-tuned model's approximate nullspace is at the encoder: the paper's Fig. 2 point
-    (:func:`nullspace_utils.approximate.noise_point`, match % of a noise learned at ``lim`` with its shuffled and
-    uniform baselines) for this model. A model fine-tuned on nullspace noise should keep more predictions."""
-    return approximate.noise_point(model, train, val, level="encoder", lim=lim, seeds=seeds, steps=steps,
-                                   milestones=milestones, batch_size=batch_size, lr=lr, probe_steps=probe_steps,
-                                   device=device)
-
-
-# --------------------------------------------------------------------------- reading a sweep
-def group_runs(runs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """The models of a fine-tuning sweep (``finetune.json``'s ``runs``) grouped by method and lim, each group's
-    names in seed order: ``{"untuned": [...], "plain": [...], "nullspace lim 2": [...], "gaussian lim 2": [...]}``,
-    untuned first, then plain, then each lim's nullspace and gaussian groups."""
-    groups: dict[str, list[tuple[int, str]]] = {}
-    for name, run in runs.items():
-        label = run["method"] if run["lim"] is None else f"{run['method']} lim {run['lim']:g}"
-        groups.setdefault(label, []).append((run["seed"] or 0, name))
-    def order(label: str) -> tuple:
-        method, _, lim = label.partition(" lim ")
-        return (method != "untuned", method != "plain", float(lim or 0), method != "nullspace")
-    return {label: [name for _, name in sorted(groups[label])] for label in sorted(groups, key=order)}
-
-
-def seed_scores(runs: dict[str, dict[str, Any]], names: Sequence[str], score: Any) -> list[float]:
-    """``score(run)`` for each model of ``names`` (one group of :func:`group_runs`: one value per seed)."""
-    return [float(score(runs[name])) for name in names]
-
-
-def compare_groups(first: Sequence[float], second: Sequence[float]) -> dict[str, Any]:
-    """Two methods' per-seed scores, paired by seed (the methods of one seed see the same batches), or one group
-    against a single reference model (one score, e.g. the untuned model): the mean and
-    sample standard deviation of the paired differences, ``separated`` (+1, -1 or 0) from
-    :func:`nullspace_utils.approximate.separated` (a difference is read only where the seeds' ranges do not
-    overlap), and ``weak`` when the mean difference is under twice its standard deviation. With three seeds on
-    each side, two alike methods' ranges still separate 10 % of the time; against a single reference score, half
-    the time: a separated but weak difference is the kind chance makes."""
-    if not first or not second or (len(first) != len(second) and 1 not in (len(first), len(second))):
-        raise ValueError(f"compare_groups pairs seeds: give equally many scores (or one score on a side, a single "
-                         f"reference model such as the untuned one), got {len(first)} and {len(second)}.")
-    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)  # one score on a side: broadcast
-    spread = float(differences.std(ddof=1)) if len(differences) > 1 else 0.0
-    weak = bool(abs(differences.mean()) < 2 * spread)
-    return {"difference": float(differences.mean()), "spread": spread, "weak": weak,
-            "separated": approximate.separated(list(first), list(second)), "first": list(first),
-            "second": list(second)}
-
-
-def comparison_sentence(first_label: str, second_label: str, measure: str, comparison: dict[str, Any], *,
-                        scale: float = 100.0, unit: str = "points") -> str:
-    """A verdict in words from :func:`compare_groups`: "A beats / trails B on ... by X ± Y points" (mean ± standard
-    deviation of the per-seed differences) only where the ranges separate, "not separable" otherwise, with the
-    ranges it rests on."""
-    from nullspace_utils.plotting import format_range  # the book's one range format (matplotlib only when called)
-
-    ranges = (f"({first_label} {format_range(comparison['first'], scale=scale)}, "
-              f"{second_label} {format_range(comparison['second'], scale=scale)})")
-    if comparison["separated"] == 0:
-        return f"{first_label} vs {second_label}, {measure}: not separable with these seeds {ranges}"
-    verb = "beats" if comparison["separated"] > 0 else "trails"
-    weak = " (weak: under twice its spread)" if comparison["weak"] else ""
-    return (f"{first_label} {verb} {second_label} on {measure} by {abs(scale * comparison['difference']):.1f} "
-            f"± {scale * comparison['spread']:.1f} {unit}{weak} {ranges}")
-
-
-def verdict_cell(comparison: dict[str, Any], *, scale: float = 100.0) -> str:
-    """:func:`compare_groups` in a table cell: the signed mean difference ± its spread ("+1.6 ± 0.5", with "(weak)"
-    when under twice its spread) where the seeds' ranges separate, "not separable" where they overlap."""
-    if comparison["separated"] == 0:
-        return "not separable"
-    weak = " (weak)" if comparison["weak"] else ""
-    return f"{scale * comparison['difference']:+.1f} ± {scale * comparison['spread']:.1f}{weak}"
-
-
-def verdict_lines(rows: dict[str, dict[str, Any]], groups: dict[str, list[str]], score: Any,
-                  pairs: Sequence[tuple[str, str]], measure: str) -> list[str]:
-    """:func:`comparison_sentence` for each (first, second) group pair of ``pairs``: ``score(row)`` of each model's
-    row in ``rows`` (``finetune.json``'s ``runs``, or the -C file's ``models``), groups as :func:`group_runs` gives."""
-    return [comparison_sentence(first, second, measure,
-                                compare_groups(seed_scores(rows, groups[first], score),
-                                               seed_scores(rows, groups[second], score)))
-            for first, second in pairs]
-
-
-def loss_curve(record: dict[str, Any], key: str = "loss", *, window: int = 150) -> tuple[list[float], list[float]]:
-    """A run's training loss ``key`` (``loss``, ``clean_loss`` or ``noisy_loss``) from its stored history
-    (``FinetuneResult.record()``), averaged over windows of ``window`` steps: the windows' middle steps and means."""
-    if window < 1:
-        raise ValueError(f"window must be at least 1 step, got {window}.")
-    rows = [row for row in record["history"] if key in row]
-    if not rows:
-        raise ValueError(f"the history has no {key!r}; a plain run has only 'loss' and 'clean_loss'.")
-    last = rows[-1]["step"]
-    xs, means = [], []
-    for start in range(0, last + 1, window):
-        inside = [row[key] for row in rows if start <= row["step"] < start + window]
-        if inside:
-            xs.append(start + (min(start + window, last + 1) - start) / 2)
-            means.append(float(np.mean(inside)))
-    return xs, means
-
-
-def estimate_sweep_hours(config: dict[str, Any], seconds_per_step: float, measured_batch: int) -> dict[str, float]:
-    """A rough GPU cost of a fine-tuning sweep (``experiments.FINETUNE_CONFIG[profile]``), in hours, from the measured
-    time of one forward and backward pass of the model at ``measured_batch`` images (e.g. a learned-noise step of
-    ``benchmarks/learned_noise_cost.py``), assumed linear in the batch size.
-
-    Counted: every fine-tuning step (two passes for the noise methods, one for plain), each round's noise steps and
-    the first round's rate probe (about 7 rates), and the approximate-nullspace match of every model (probe and
-    seeds). Left out, because they are small or not on the GPU: clean and PGD evaluation, and the "-C" set, which is
-    made on a CPU. A lower bound for the fine-tuning part: a weight update also computes the weights' gradients,
-    which a learned-noise step does not."""
-    per_image = seconds_per_step / measured_batch
-    seeds, lims = len(config["seeds"]), len(config["lims"])
-    noisy_runs, plain_runs = 2 * seeds * lims, seeds
-    finetuning = config["steps"] * config["batch_size"] * per_image * (2 * noisy_runs + plain_runs)
-    noise_steps = config["rounds"] * config["noise_steps"] + 7 * config["probe_steps"]
-    noise = seeds * lims * noise_steps * config["noise_batch_size"] * per_image  # the gaussian runs learn nothing
-    match = config["match"]
-    match_steps = len(config["match_lims"]) * (7 * match["probe_steps"] + len(match["seeds"]) * match["steps"])
-    judged = 1 + noisy_runs + plain_runs
-    matching = judged * match_steps * match["batch_size"] * per_image
-    return {"finetuning": finetuning / 3600, "noise": noise / 3600, "match": matching / 3600,
-            "total": (finetuning + noise + matching) / 3600}

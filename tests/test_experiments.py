@@ -217,34 +217,45 @@ def test_fingerprint_runner_end_to_end_tiny(tmp_path, monkeypatch):
     assert result["check"]["result"]["n"] == 4
 
 
-_TINY_FINETUNE = {"model": "zoo-vit-s", "seeds": (0, 1), "lims": (4.0,), "steps": 4, "batch_size": 8, "rounds": 2,
-                  "lr": 1e-4, "weight_decay": 1e-4, "noise_steps": 2, "noise_milestones": (), "noise_images": 8,
-                  "noise_batch_size": 8, "probe_steps": 2, "train": 16, "val": 16, "attack_images": 8,
-                  "pgd_epsilons": (1 / 255,), "pgd_steps": 2, "match_lims": (4.0,),
-                  "match": {**_TINY, "seeds": (0,)}, "exact_lims": (0.25,), "corruption_images": 8,
-                  "corruption_seed": 0, "history_every": 2}
+def _tiny_finetune():
+    """A fine-tuning sweep of a few steps on 16 teaching images, and a check run of two steps on 8."""
+    import dataclasses
+
+    from nullspace_utils.studies import finetune as finetune_study
+
+    match = finetune_study.MatchSettings(seeds=(0,), steps=2, milestones=(1,), batch_size=8, probe_steps=2,
+                                         lr_grid=(0.1, 1.0, 10.0), train=16, val=16)
+    settings = dataclasses.replace(
+        finetune_study.SETTINGS["teaching"], seeds=(0, 1), lims=(4.0,), steps=4, batch_size=8, rounds=2,
+        noise_steps=2, noise_milestones=(), noise_images=8, noise_batch_size=8, probe_steps=2, train=16, val=16,
+        attack_images=8, pgd_epsilons=(1 / 255,), pgd_steps=2, match_lims=(4.0,), match=match, exact_lims=(0.25,),
+        corruption_images=8, history_every=2)
+    return settings, dataclasses.replace(finetune_study.CHECK, train=8, val=8, steps=2, noise_steps=2)
 
 
-def test_finetune_runner_in_parts_merged_and_corrupted_end_to_end_tiny(tmp_path, monkeypatch):
+def test_finetune_runner_in_parts_merged_and_corrupted_end_to_end_tiny(tmp_path):
     """The fine-tuning sweep on a tiny setting, as two parts joined by `merge`, then its -C pass: every model is
     there once, in a fixed order, with saved weights that reload to the judged model; the Gaussian run's noise has
     the energy of the nullspace run of its seed, round by round; the untuned model keeps every prediction under
     its own exact nullspace noise and has no run; the -C file covers every model and cell."""
     pytest.importorskip("torchattacks", reason="torchattacks is not installed: `make install` installs it")
     pytest.importorskip("imagecorruptions", reason="imagecorruptions is not installed: `make install` installs it")
-    monkeypatch.setitem(experiments.FINETUNE_CONFIG, "teaching", _TINY_FINETUNE)
-    monkeypatch.setattr(experiments, "FINETUNE_CHECK", {**experiments.FINETUNE_CHECK, "train": 8, "val": 8,
-                                                        "steps": 2, "noise_steps": 2})
+    from nullspace_utils.profiles import get_profile
+    from nullspace_utils.studies import common
+    from nullspace_utils.studies import finetune as finetune_study
+
+    profile = get_profile("teaching")
+    settings, check = _tiny_finetune()
     weights = tmp_path / "weights"
-    parts = [tmp_path / "a.json", tmp_path / "b.json"]
-    experiments.main(["finetune", "--device", "cpu", "--seeds", "0", "--lims", "4", "--methods", "untuned", "nullspace", "gaussian",
-                      "--weights", str(weights), "--out", str(parts[0])])
-    experiments.main(["finetune", "--device", "cpu", "--seeds", "1", "--methods", "plain",
-                      "--weights", str(weights), "--out", str(parts[1])])
-    out = tmp_path / "finetune.json"
-    experiments.main(["merge", "finetune", *map(str, parts), "--device", "cpu", "--out", str(out)])
-    result = json.loads(out.read_text())
-    results.validate("finetune", result)
+    first = common.Run(device="cpu", out=tmp_path / "a.json", command="tiny part a")
+    parts = [finetune_study.run(settings, profile, first, seeds=[0], lims=[4.0],
+                                methods=["untuned", "nullspace", "gaussian"], weights=weights, check=check),
+             finetune_study.run(settings, profile, common.Run(device="cpu"), seeds=[1], methods=["plain"],
+                                weights=weights, check=check)]
+    assert list(json.loads((tmp_path / "a.json").read_text())["runs"]) == list(parts[0]["runs"])  # saved as it went
+    result = finetune_study.merge(parts, common.Run(device="cpu", command="tiny merge"))
+    finetune_study.RESULT.validate(json.loads(json.dumps(result)))
+    assert result["config"] == common.settings_dict(settings) and len(result["parts"]) == 2
     assert list(result["runs"]) == ["untuned", "gaussian-lim4-s0", "nullspace-lim4-s0", "plain-s1"]
     untuned = result["runs"]["untuned"]
     assert untuned["weights"] is None and "run" not in untuned and untuned["exact"]["0.25"] == 1.0
@@ -252,21 +263,19 @@ def test_finetune_runner_in_parts_merged_and_corrupted_end_to_end_tiny(tmp_path,
     assert [r["rms"] for r in gaussian["run"]["rounds"]] == pytest.approx([r["rms"] for r in noisy["run"]["rounds"]],
                                                                         rel=1e-5)
     assert result["runs"]["plain-s1"]["run"]["rounds"] == []
-    from nullspace_utils.profiles import get_profile
-
-    profile = get_profile("teaching")
     images, labels = stack_dataset(profile.dataset("val", n=16))
     reloaded = models.load_model("zoo-vit-s", weights=weights / noisy["weights"])
     assert metrics.accuracy(reloaded, images, labels) == noisy["clean"]
-    with pytest.raises(SystemExit, match="gaussian matches"):
-        experiments.main(["finetune", "--device", "cpu", "--methods", "gaussian", "--out", str(tmp_path / "x.json")])
-    corrupted = tmp_path / "finetune_corruptions.json"
-    experiments.main(["finetune-corruptions", "--sweep", str(out), "--weights", str(weights), "--out", str(corrupted)])
-    table = json.loads(corrupted.read_text())
-    results.validate("finetune_corruptions", table)
+    with pytest.raises(common.StudyError, match="gaussian matches"):
+        finetune_study.run(settings, profile, common.Run(device="cpu"), methods=["gaussian"], weights=weights)
+    with pytest.raises(common.StudyError, match="two parts"):
+        finetune_study.merge([parts[0], parts[0]], common.Run(device="cpu"))
+    table = finetune_study.run_corruptions(result, profile, common.Run(device="cpu"), weights=weights, check=check)
+    finetune_study.CORRUPTIONS_RESULT.validate(json.loads(json.dumps(table)))
     assert list(table["models"]) == list(result["runs"])
     assert all(len(row["per_severity"]) == 11 and all(len(cells) == 5 for cells in row["per_severity"].values())
                for row in table["models"].values())
+    assert table["check"]["images"] == check.val
 
 
 def test_finetune_yardsticks_get_float_images_and_model_classes():
@@ -276,12 +285,13 @@ def test_finetune_yardsticks_get_float_images_and_model_classes():
     from torch.utils.data import TensorDataset
 
     from nullspace_utils.profiles import get_profile
+    from nullspace_utils.studies import finetune as finetune_study
 
     images = torch.tensor([[[[0, 255]]], [[[51, 102]]]], dtype=torch.uint8).expand(2, 3, 1, 2)
     labels = torch.tensor([0, 9])
     imagenet = get_profile("imagenet")
-    mapped = experiments._mapped_labels(imagenet, TensorDataset(images, labels), as_float=True)
+    mapped = finetune_study.mapped_labels(imagenet, TensorDataset(images, labels), as_float=True)
     assert mapped.tensors[0].dtype == torch.float32 and mapped.tensors[0].max() == 1.0
     assert mapped.tensors[1].tolist() == [imagenet.label_indices[0], imagenet.label_indices[9]]
-    kept = experiments._mapped_labels(get_profile("teaching"), TensorDataset(images, labels))
+    kept = finetune_study.mapped_labels(get_profile("teaching"), TensorDataset(images, labels))
     assert kept.tensors[0].dtype == torch.uint8 and kept.tensors[1].tolist() == [0, 9]

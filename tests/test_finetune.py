@@ -12,6 +12,8 @@ from torch.utils.data import TensorDataset
 
 from nullspace_utils import approximate, finetune, models
 from nullspace_utils.data import stack_dataset, synthetic_dataset
+from nullspace_utils.studies import common, evidence
+from nullspace_utils.studies import finetune as finetune_study
 
 NEEDS_CORRUPTIONS = "imagecorruptions is not installed: `make install` (imagecorruptions-imaug) installs it"
 NEEDS_ATTACKS = "torchattacks is not installed: `make install` installs it"
@@ -161,20 +163,15 @@ def test_saved_weights_load_back_as_the_same_model(vit, train, batch, tmp_path):
         finetune.save_weights(result.model, str(tmp_path / "tuned.pt"))
 
 
-def test_nullspace_match_reports_a_fig2_point(vit, train, batch):
-    row = finetune.nullspace_match(vit, train, TensorDataset(*batch), lim=2.0, seeds=(0,), steps=3, milestones=(),
-                                   batch_size=16, lr=1.0)
-    assert row["level"] == "encoder" and row["lr"] == 1.0 and len(row["seeds"]) == 1
-    assert 0.0 <= row["seeds"][0]["learned"]["match"] <= 1.0
-
-
 def test_clean_accuracy_checks_its_inputs(vit, batch):
     images, labels = batch
     assert finetune.clean_accuracy(vit, images, labels) > 0.8  # the zoo ViT-S is 99 % accurate
-    with pytest.raises(ValueError, match="floats in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="must lie in \\[0, 1\\]"):
         finetune.clean_accuracy(vit, images * 255, labels)
     with pytest.raises(ValueError, match="one per image"):
         finetune.clean_accuracy(vit, images, labels[:3])
+    with pytest.raises(TypeError, match="floating point"):
+        finetune.clean_accuracy(vit, (images * 255).to(torch.uint8), labels)
 
 
 # --------------------------------------------------------------------------- corruptions (imagecorruptions)
@@ -259,7 +256,7 @@ def test_untouched_noise_api_still_adds_at_the_encoder(vit):
     assert approximate.noise_shape(vit, "encoder", 112) == (49, 96)
 
 
-# --------------------------------------------------------------------------- reading a sweep
+# --------------------------------------------------------------------------- reading a sweep (the study)
 def _fake_runs():
     runs = {"untuned": {"method": "untuned", "lim": None, "seed": None, "clean": 0.99}}
     for seed, (plain, noisy) in enumerate(((0.90, 0.95), (0.91, 0.96), (0.92, 0.94))):
@@ -270,90 +267,136 @@ def _fake_runs():
     return runs
 
 
+def _clean(run):
+    return run["clean"]
+
+
 def test_group_runs_orders_methods_and_seeds():
     runs = _fake_runs()
-    groups = finetune.group_runs(dict(reversed(list(runs.items()))))  # the file's order does not matter
+    groups = finetune_study.group_runs(dict(reversed(list(runs.items()))))  # the file's order does not matter
     assert list(groups) == ["untuned", "plain", "nullspace lim 2", "nullspace lim 4", "gaussian lim 4"]
     assert groups["nullspace lim 4"] == ["nullspace-lim4-s0", "nullspace-lim4-s1", "nullspace-lim4-s2"]
-    assert finetune.seed_scores(runs, groups["plain"], lambda run: run["clean"]) == [0.90, 0.91, 0.92]
+    assert finetune_study.seed_scores(runs, groups["plain"], _clean) == [0.90, 0.91, 0.92]
+    assert [finetune_study.run_name(*args) for args in (("untuned",), ("plain", 2), ("nullspace", 0, 4.0))] == [
+        "untuned", "plain-s2", "nullspace-lim4-s0"]
+    assert finetune_study.comparison_pairs([4.0]) == [("nullspace lim 4", "plain"),
+                                                      ("nullspace lim 4", "gaussian lim 4"), ("gaussian lim 4", "plain")]
 
 
 def test_comparison_reads_a_difference_only_where_the_seeds_separate():
     runs = _fake_runs()
-    groups = finetune.group_runs(runs)
-    score = lambda name: finetune.seed_scores(runs, groups[name], lambda run: run["clean"])  # noqa: E731
-    ahead = finetune.compare_groups(score("nullspace lim 4"), score("plain"))
+    groups = finetune_study.group_runs(runs)
+
+    def score(name):
+        return finetune_study.seed_scores(runs, groups[name], _clean)
+
+    ahead = evidence.compare_groups(score("nullspace lim 4"), score("plain"))
     assert ahead["separated"] == 1
     assert ahead["difference"] == pytest.approx(0.04)  # paired by seed: (0.05 + 0.05 + 0.02) / 3
     assert ahead["spread"] == pytest.approx(np.std([0.05, 0.05, 0.02], ddof=1))
-    sentence = finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead)
+    sentence = finetune_study.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead)
     assert sentence.startswith("nullspace lim 4 beats plain on clean accuracy by 4.0 ± 1.7 points")
-    assert finetune.verdict_cell(ahead) == "+4.0 ± 1.7"
-    behind = finetune.compare_groups(score("plain"), score("nullspace lim 4"))
-    assert finetune.verdict_cell(behind) == "-4.0 ± 1.7"
-    assert "trails" in finetune.comparison_sentence("plain", "nullspace lim 4", "clean accuracy", behind)
-    overlap = finetune.compare_groups(score("nullspace lim 2"), score("plain"))
+    assert finetune_study.verdict_cell(ahead) == "+4.0 ± 1.7"
+    behind = evidence.compare_groups(score("plain"), score("nullspace lim 4"))
+    assert finetune_study.verdict_cell(behind) == "-4.0 ± 1.7"
+    assert "trails" in finetune_study.comparison_sentence("plain", "nullspace lim 4", "clean accuracy", behind)
+    overlap = evidence.compare_groups(score("nullspace lim 2"), score("plain"))
     assert overlap["separated"] == 0
-    assert "not separable" in finetune.comparison_sentence("a", "b", "clean accuracy", overlap)
-    assert finetune.verdict_cell(overlap) == "not separable"
-    chance = finetune.compare_groups([0.50, 0.51, 0.90], [0.10, 0.49, 0.11])  # separated, but the seeds disagree
+    assert "not separable" in finetune_study.comparison_sentence("a", "b", "clean accuracy", overlap)
+    assert finetune_study.verdict_cell(overlap) == "not separable"
+    chance = evidence.compare_groups([0.50, 0.51, 0.90], [0.10, 0.49, 0.11])  # separated, but the seeds disagree
     assert chance["separated"] == 1 and chance["weak"] and not ahead["weak"]
-    assert finetune.verdict_cell(chance).endswith("(weak)")
-    assert "(weak: under twice its spread)" in finetune.comparison_sentence("a", "b", "clean accuracy", chance)
-    reference = finetune.compare_groups(score("plain"), score("untuned"))  # one model: every seed against it
+    assert finetune_study.verdict_cell(chance).endswith("(weak)")
+    assert "(weak: under twice its spread)" in finetune_study.comparison_sentence("a", "b", "clean accuracy", chance)
+    reference = evidence.compare_groups(score("plain"), score("untuned"))  # one model: every seed against it
     assert reference["separated"] == -1 and reference["difference"] == pytest.approx(0.91 - 0.99)
     with pytest.raises(ValueError, match="pairs seeds"):
-        finetune.compare_groups([0.1, 0.2], [0.1, 0.2, 0.3])
-    lines = finetune.verdict_lines(runs, groups, lambda run: run["clean"],
-                                   [("nullspace lim 4", "plain"), ("nullspace lim 2", "plain")], "clean accuracy")
-    assert lines == [finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead),
-                     finetune.comparison_sentence("nullspace lim 2", "plain", "clean accuracy", overlap)]
+        evidence.compare_groups([0.1, 0.2], [0.1, 0.2, 0.3])
+    lines = finetune_study.verdict_lines(runs, groups, _clean, [("nullspace lim 4", "plain"),
+                                                                ("nullspace lim 2", "plain")], "clean accuracy")
+    assert lines == [finetune_study.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", ahead),
+                     finetune_study.comparison_sentence("nullspace lim 2", "plain", "clean accuracy", overlap)]
+
+
+def test_loss_curve_averages_windows_and_names_a_missing_loss():
+    record = {"history": [{"step": step, "loss": float(step), "clean_loss": 1.0} for step in range(300)]}
+    xs, means = finetune_study.loss_curve(record, window=150)
+    assert xs == [75.0, 225.0] and means == [74.5, 224.5]
+    with pytest.raises(ValueError, match="no 'noisy_loss'"):
+        finetune_study.loss_curve(record, "noisy_loss")
+    with pytest.raises(ValueError, match="window must be"):
+        finetune_study.loss_curve(record, window=0)
+
+
+def test_sweep_cost_estimate_counts_every_run():
+    """Doubling the fine-tuning steps doubles the fine-tuning hours and leaves the match's alone."""
+    import dataclasses
+
+    settings = finetune_study.SETTINGS["imagenet"]
+    hours = finetune_study.estimate_sweep_hours(settings, seconds_per_step=0.1, measured_batch=128)
+    longer = finetune_study.estimate_sweep_hours(settings.with_steps(2 * settings.steps), 0.1, 128)
+    assert longer["finetuning"] == pytest.approx(2 * hours["finetuning"]) and longer["match"] == hours["match"]
+    assert hours["total"] == pytest.approx(hours["finetuning"] + hours["noise"] + hours["match"])
+    assert dataclasses.replace(settings, steps=7).with_steps(None).steps == 7
 
 
 # --------------------------------------------------------------------------- the committed sweep
-def test_committed_finetune_sweep_is_sound_and_matches_a_recomputed_point():
+@pytest.fixture(scope="module")
+def committed():
+    """The committed teaching sweep and its -C file, checked against their schemas."""
+    return (finetune_study.RESULT.read(finetune_study.RESULT.path("teaching")),
+            finetune_study.CORRUPTIONS_RESULT.read(finetune_study.CORRUPTIONS_RESULT.path("teaching")))
+
+
+def test_committed_finetune_sweep_is_sound_and_matches_a_recomputed_point(committed):
     """The committed GPU sweep: its settings are the code's, every group has every seed, the Gaussian runs match
     their nullspace runs' energy round by round, the untuned model keeps every prediction under its own exact
     nullspace noise, the committed weights are the ones judged (sha256), and the check run repeated here on the
     CPU gives the GPU's losses, noise sizes and clean accuracy."""
-    import hashlib
-    import json
+    from nullspace_utils import files, results
 
-    from nullspace_utils import experiments, results
-
-    sweep = results.read(results.result_file("finetune", "teaching"))
-    config = experiments.FINETUNE_CONFIG["teaching"]
-    assert sweep["config"] == json.loads(json.dumps(config))
-    runs, groups = sweep["runs"], finetune.group_runs(sweep["runs"])
-    expected = ["untuned", "plain"] + [f"{m} lim {lim:g}" for lim in config["lims"] for m in ("nullspace", "gaussian")]
+    sweep = committed[0]
+    settings = finetune_study.SETTINGS["teaching"]
+    assert sweep["config"] == common.settings_dict(settings)
+    check = {key: value for key, value in sweep["check"].items() if key != "result"}
+    assert check == common.settings_dict(finetune_study.CHECK)
+    runs, groups = sweep["runs"], finetune_study.group_runs(sweep["runs"])
+    expected = ["untuned", "plain"] + [f"{m} lim {lim:g}" for lim in settings.lims for m in ("nullspace", "gaussian")]
     assert list(groups) == expected
-    assert all(len(groups[label]) == len(config["seeds"]) for label in expected[1:])
-    for lim in config["lims"]:
-        for seed in config["seeds"]:
-            noisy = runs[experiments.finetune_run_name("nullspace", seed, lim)]["run"]["rounds"]
-            gaussian = runs[experiments.finetune_run_name("gaussian", seed, lim)]["run"]["rounds"]
+    assert all(len(groups[label]) == len(settings.seeds) for label in expected[1:])
+    for lim in settings.lims:
+        for seed in settings.seeds:
+            noisy = runs[finetune_study.run_name("nullspace", seed, lim)]["run"]["rounds"]
+            gaussian = runs[finetune_study.run_name("gaussian", seed, lim)]["run"]["rounds"]
             assert [r["rms"] for r in gaussian] == pytest.approx([r["rms"] for r in noisy], rel=1e-5)
-            assert len(noisy) == config["rounds"]
+            assert len(noisy) == settings.rounds
     assert all(value == 1.0 for value in runs["untuned"]["exact"].values())
     folder = results.REPOSITORY_ROOT / sweep["weights_folder"]
-    committed = sorted(folder.glob("*.safetensors"))
-    assert committed, f"no weights in {folder}"
-    for path in committed:
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == runs[path.stem]["weights_sha256"], path.name
+    committed_weights = sorted(folder.glob("*.safetensors"))
+    assert committed_weights, f"no weights in {folder}"
+    for path in committed_weights:
+        assert files.sha256_of_file(path) == runs[path.stem]["weights_sha256"], path.name
     stored = sweep["check"]["result"]
-    again = experiments.finetune_check("cpu")
+    again = finetune_study.check_run(finetune_study.CHECK, "cpu")
     assert again["loss"] == pytest.approx(stored["loss"], rel=1e-3)
     assert again["noise_rms"] == pytest.approx(stored["noise_rms"], rel=1e-3)
-    assert abs(again["clean"] - stored["clean"]) <= 1 / experiments.FINETUNE_CHECK["val"]
+    assert abs(again["clean"] - stored["clean"]) <= 1 / finetune_study.CHECK.val
 
 
-def test_committed_corruption_results_cover_the_sweep_and_match_a_recomputed_point():
+def test_committed_match_settings_are_the_approximate_sweeps():
+    """The match yardstick is the approximate chapter's point: the same recipe as its committed sweep."""
+    from nullspace_utils import results
+
+    approximate_config = results.read("book/results/teaching/approximate.json")["config"]
+    match = common.settings_dict(finetune_study.SETTINGS["teaching"].match)
+    assert match == {key: approximate_config[key] for key in match}
+
+
+def test_committed_corruption_results_cover_the_sweep_and_match_a_recomputed_point(committed):
     pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
-    from nullspace_utils import experiments, results
     from nullspace_utils.profiles import get_profile
 
-    table = results.read(results.result_file("finetune_corruptions", "teaching"))
-    sweep = results.read(results.result_file("finetune", "teaching"))
+    sweep, table = committed
     assert list(table["models"]) == list(sweep["runs"])
     for row in table["models"].values():
         assert list(row["per_corruption"]) == list(finetune.CORRUPTIONS)
@@ -365,4 +408,31 @@ def test_committed_corruption_results_cover_the_sweep_and_match_a_recomputed_poi
     corrupted = finetune.corrupt_images(images, check["corruption"], check["severity"], seed=table["config"]["seed"])
     again = finetune.clean_accuracy(models.load_model(sweep["config"]["model"]), corrupted, labels)
     assert abs(again - check["accuracy"]) <= 1 / check["images"]
-    assert check["corruption"] == experiments.FINETUNE_CHECK["corruption"]
+    assert check["corruption"] == finetune_study.CHECK.corruption
+
+
+def test_readers_show_every_group_measure_and_verdict(committed):
+    """The chapter's readers on the committed files: a verdict per compared pair and measure, a table row per
+    group (or corruption, or measure), a panel per lim with the lim's four groups."""
+    sweep, table = committed
+    groups = finetune_study.group_runs(sweep["runs"])
+    pairs = len(finetune_study.comparison_pairs(sweep["config"]["lims"]))
+    keys = [measure.key for measure in finetune_study.measures(sweep, table)]
+    assert keys == ["clean", "corruptions", "pgd", "pgd", "pgd", "uniform"]
+    assert "corruptions" not in [measure.key for measure in finetune_study.measures(sweep)]
+    assert len(finetune_study.verdicts(sweep, "clean")) == pairs + 1  # and plain against the untuned model
+    assert len(finetune_study.verdicts(sweep, "pgd")) == 3 * (pairs + 1)
+    assert len(finetune_study.verdicts(sweep, "uniform")) == pairs
+    with pytest.raises(ValueError, match="needs the corruptions file"):
+        finetune_study.verdicts(sweep, "corruptions")
+    assert len(finetune_study.verdict_table(sweep, table).rows) == len(keys)
+    assert [row[0] for row in finetune_study.clean_table(sweep).rows] == list(groups)
+    assert [row[0] for row in finetune_study.nullspace_table(sweep).rows] == list(groups)
+    assert len(finetune_study.corruption_table(sweep, table).rows) == len(finetune.CORRUPTIONS)
+    assert finetune_study.settings_table(sweep).rows[-1][1].endswith("-C: ?")
+    assert len(finetune_study.noise_table(sweep).rows) == len(sweep["config"]["lims"])
+    for panels in (finetune_study.severity_panels(sweep, table), finetune_study.pgd_panels(sweep)):
+        assert [panel["title"] for panel in panels] == ["(a) lim 2", "(b) lim 4"]
+        assert list(panels[1]["series"]) == ["untuned", "plain", "nullspace lim 4", "gaussian lim 4"]
+    clean_panel, noisy_panel = finetune_study.loss_panels(sweep)
+    assert "plain" in clean_panel["series"] and "plain" not in noisy_panel["series"]

@@ -122,22 +122,23 @@ def test_section_9_row_matches_the_fingerprint_results():
 
 def test_beyond_the_paper_rows_match_the_finetune_sweep():
     """The follow-up's rows: every range and difference recomputed from finetune.json and finetune_corruptions.json
-    (ranges over seeds, differences as finetune.compare_groups gives them), with the verdict words they justify."""
+    (ranges over seeds, differences as evidence.compare_groups gives them), with the verdict words they justify."""
     import numpy as np
 
-    from nullspace_utils import finetune
+    from nullspace_utils.studies import evidence
+    from nullspace_utils.studies import finetune as finetune_study
 
     sweep = results.read("book/results/teaching/finetune.json")
     table = results.read("book/results/teaching/finetune_corruptions.json")
-    runs, groups = sweep["runs"], finetune.group_runs(sweep["runs"])
+    runs, groups = sweep["runs"], finetune_study.group_runs(sweep["runs"])
 
     def spread(rows, group, score):
-        values = finetune.seed_scores(rows, groups[group], score)
+        values = finetune_study.seed_scores(rows, groups[group], score)
         return _range(values) if len(values) > 1 else f"{100 * values[0]:.1f}"
 
     def difference(rows, first, second, score, separated):
-        comparison = finetune.compare_groups(finetune.seed_scores(rows, groups[first], score),
-                                             finetune.seed_scores(rows, groups[second], score))
+        comparison = evidence.compare_groups(finetune_study.seed_scores(rows, groups[first], score),
+                                             finetune_study.seed_scores(rows, groups[second], score))
         assert comparison["separated"] == separated, (first, second)
         return f"{100 * abs(comparison['difference']):.1f} ± {100 * comparison['spread']:.1f}"
 
@@ -156,10 +157,10 @@ def test_beyond_the_paper_rows_match_the_finetune_sweep():
             f"{spread(runs, 'plain', pgd)} %") in row
     assert (f"{difference(runs, 'nullspace lim 2', 'plain', pgd, -1)} / "
             f"{difference(runs, 'nullspace lim 4', 'plain', pgd, -1)} points, both weak") in row
-    assert all(finetune.compare_groups(finetune.seed_scores(runs, groups[f"nullspace lim {lim}"], pgd),
-                                       finetune.seed_scores(runs, groups["plain"], pgd))["weak"] for lim in (2, 4))
+    assert all(evidence.compare_groups(finetune_study.seed_scores(runs, groups[f"nullspace lim {lim}"], pgd),
+                                       finetune_study.seed_scores(runs, groups["plain"], pgd))["weak"] for lim in (2, 4))
     assert f"untuned model's {spread(runs, 'untuned', pgd)} %" in row
-    assert all(finetune.compare_groups(finetune.seed_scores(runs, groups[group], pgd), [pgd(runs["untuned"])])
+    assert all(evidence.compare_groups(finetune_study.seed_scores(runs, groups[group], pgd), [pgd(runs["untuned"])])
                ["separated"] == -1 for group in groups if group != "untuned")  # "every fine-tuning ... lowers"
     clean = lambda run: run["clean"]  # noqa: E731
     row = _row("What it costs in clean accuracy")

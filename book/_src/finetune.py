@@ -21,14 +21,13 @@
 # %% [colab-finetune]
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import display
 
-from nullspace_utils import experiments, finetune, plotting
+from nullspace_utils import finetune, plotting, results
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
-from nullspace_utils.results import REPOSITORY_ROOT, chapter_result, read
+from nullspace_utils.studies import finetune as finetune_study
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -89,34 +88,12 @@ for departure in finetune.DEPARTURES:
 # ```
 
 # %%
-sweep, note = chapter_result("finetune", profile.name)
-table_c, note_c = chapter_result("finetune_corruptions", profile.name, device="cpu")
+sweep, note = finetune_study.RESULT.chapter_result(profile.name)
+table_c, note_c = finetune_study.CORRUPTIONS_RESULT.chapter_result(profile.name, device="cpu")
 print(note)
 print(note_c)
 if sweep is not None:
-    config = sweep["config"]
-    runs = sweep["runs"]
-    groups = finetune.group_runs(runs)
-    display(plotting.table([
-        ["model", config["model"]],
-        ["fine-tuning", f"{config['steps']} AdamW steps of {config['batch_size']} images (rate {config['lr']:g}, "
-                        f"weight decay {config['weight_decay']:g}, cosine), {config['train']} training images"],
-        ["noise", f"{config['rounds']} rounds; per round {config['noise_steps']} learn_noise steps on "
-                  f"{config['noise_images']} images, lims {', '.join(f'{lim:g}' for lim in config['lims'])}"],
-        ["seeds", ", ".join(map(str, config["seeds"]))],
-        ["yardsticks", f"clean: {config['val']} val images; PGD: {config['attack_images']}; "
-                       f"-C: {table_c['config']['images'] if table_c else '?'}"],
-    ], ["setting", "value"]))
-
-
-def verdicts(measure: str, score, pairs, rows=None) -> None:
-    """Print the generated verdict of each (first, second) group pair on ``measure`` (rows: finetune.json's)."""
-    print("\n".join(finetune.verdict_lines(runs if rows is None else rows, groups, score, pairs, measure)))
-
-
-PAIRS = [pair for lim in (2, 4) for pair in ((f"nullspace lim {lim:g}", "plain"),
-                                              (f"nullspace lim {lim:g}", f"gaussian lim {lim:g}"),
-                                              (f"gaussian lim {lim:g}", "plain"))]
+    display(finetune_study.settings_table(sweep, table_c))
 
 # %% [markdown]
 # ## Did the noise learn, and how much did it cost the model?
@@ -128,21 +105,8 @@ PAIRS = [pair for lim in (2, 4) for pair in ((f"nullspace lim {lim:g}", "plain")
 
 # %%
 if sweep is not None:
-    rows = []
-    for lim in config["lims"]:
-        rounds = [record for name in groups[f"nullspace lim {lim:g}"] for record in runs[name]["run"]["rounds"]]
-        spread = lambda key, digits=2: plotting.format_range([r[key] for r in rounds], scale=1, digits=digits)  # noqa: E731
-        rows.append([f"{lim:g}", f"{lim / 3 ** 0.5:.2f}", spread("noise_loss_first"), spread("noise_loss_last"),
-                     ", ".join(sorted({f"{r['noise_lr']:g}" for r in rounds})), spread("rms")])
-    display(plotting.table(rows, ["lim", "start RMS", "eq. 6 loss: first step", "last step", "rate",
-                                  "learned RMS"]))
-    first = read("benchmarks/results/finetune_first_gpu_run_lim8.json")
-    rounds8 = [record for name, run in first["runs"].items() if name.startswith("nullspace")
-               for record in run["run"]["rounds"]]
-    print(f"first run, lim 8: eq. 6 loss {plotting.format_range([r['noise_loss_first'] for r in rounds8], scale=1)}"
-          f" -> {plotting.format_range([r['noise_loss_last'] for r in rounds8], scale=1)}, learned RMS "
-          f"{plotting.format_range([r['rms'] for r in rounds8], scale=1, digits=0)} (start {8 / 3 ** 0.5:.1f}); "
-          f"rates {sorted({r['noise_lr'] for r in rounds8})}")
+    display(finetune_study.noise_table(sweep))
+    print(finetune_study.first_run_line(results.read("benchmarks/results/finetune_first_gpu_run_lim8.json")))
 
 # %% [markdown]
 # At lims 2 and 4 every round's noise learned: its loss fell several-fold within 40 steps, and the noise
@@ -156,17 +120,7 @@ if sweep is not None:
 
 # %%
 if sweep is not None:
-    def curves(key: str, names: list[str]) -> tuple[list[float], list[list[float]]]:
-        per_seed = [finetune.loss_curve(runs[name]["run"], key) for name in names]
-        return per_seed[0][0], [list(values) for values in zip(*(means for _, means in per_seed), strict=True)]
-
-    panels = []
-    for key, title in (("clean_loss", "(a) clean loss"), ("noisy_loss", "(b) noisy loss")):
-        chosen = [group for group in groups if group != "untuned" and (key == "clean_loss" or group != "plain")]
-        xs = curves(key, groups[chosen[0]])[0]
-        panels.append({"title": title, "xlabel": "step", "ylabel": "cross-entropy", "xs": xs,
-                       "series": {group: curves(key, groups[group])[1] for group in chosen}})
-    fig = plotting.method_panels(panels, size=(3.6, 3.0))
+    fig = plotting.method_panels(finetune_study.loss_panels(sweep), size=(3.6, 3.0))
     for ax in fig.axes[:2]:
         ax.set_yscale("log")
     plt.show()
@@ -183,11 +137,8 @@ if sweep is not None:
 
 # %%
 if sweep is not None:
-    clean = lambda run: run["clean"]  # noqa: E731
-    display(plotting.table([[group, plotting.format_range(finetune.seed_scores(runs, groups[group], clean), digits=2)]
-                            for group in groups],
-                           ["model", "clean accuracy (%)"]))
-    verdicts("clean accuracy", clean, [("plain", "untuned"), *PAIRS])
+    display(finetune_study.clean_table(sweep))
+    print("\n".join(finetune_study.verdicts(sweep, "clean")))
 
 # %% [markdown]
 # A difference is called only where the seeds' ranges do not overlap; it is then the mean of the per-seed
@@ -205,8 +156,7 @@ if sweep is not None:
 
 # %%
 example = stack_dataset(profile.dataset("val", n=1))[0]
-plotting.show_images([example[0], *[finetune.corrupt_images(example, name, 3)[0] for name in finetune.CORRUPTIONS]],
-                     ["clean", *[name.replace("_", " ") for name in finetune.CORRUPTIONS]], ncols=6, size=1.2)
+plotting.show_images(*finetune_study.corruption_gallery(example, severity=3), ncols=6, size=1.2)
 plt.show()
 
 # %% [markdown]
@@ -216,32 +166,16 @@ plt.show()
 
 # %%
 if sweep is not None and table_c is not None:
-    def severity_values(group: str) -> list[list[float]]:
-        return [[100 * float(np.mean([table_c["models"][name]["per_severity"][corruption][str(severity)]
-                                      for corruption in finetune.CORRUPTIONS])) for name in groups[group]]
-                for severity in finetune.SEVERITIES]
-
-    plotting.method_panels([
-        {"title": f"({'ab'[index]}) lim {lim:g}", "xlabel": "severity", "ylabel": "accuracy (%), mean of 11",
-         "xs": list(finetune.SEVERITIES),
-         "series": {group: severity_values(group) for group in ("untuned", "plain", f"nullspace lim {lim:g}",
-                                                                 f"gaussian lim {lim:g}")}}
-        for index, lim in enumerate(config["lims"])])
+    plotting.method_panels(finetune_study.severity_panels(sweep, table_c))
     plt.show()
-    verdicts("mean corruption accuracy", lambda row: row["mean"], [("plain", "untuned"), *PAIRS],
-             rows=table_c["models"])
+    print("\n".join(finetune_study.verdicts(sweep, "corruptions", table_c)))
 
 # %% [markdown]
 # Per corruption (mean over severities; ranges over seeds, in %):
 
 # %%
 if sweep is not None and table_c is not None:
-    shown = ["untuned", "plain", "nullspace lim 2", "nullspace lim 4", "gaussian lim 2", "gaussian lim 4"]
-    rows = [[corruption.replace("_", " "), *[plotting.format_range(
-        [table_c["models"][name]["per_corruption"][corruption] for name in groups[group]], digits=0)
-        for group in shown]] for corruption in finetune.CORRUPTIONS]
-    display(plotting.table(rows, ["corruption", "untuned", "plain", "ns 2", "ns 4", "gauss 2", "gauss 4"],
-                           caption="ns: nullspace noise, gauss: matched-energy Gaussian noise; 2 and 4: the lim"))
+    display(finetune_study.corruption_table(sweep, table_c))
 
 # %% [markdown]
 # ## Adversarial robustness: PGD-L∞
@@ -252,17 +186,9 @@ if sweep is not None and table_c is not None:
 
 # %%
 if sweep is not None:
-    radii = list(runs["untuned"]["pgd"])
-    plotting.method_panels([
-        {"title": f"({'ab'[index]}) lim {lim:g}", "xlabel": "ε (pixels in [0, 1])", "ylabel": "accuracy (%)",
-         "xs": list(range(len(radii))), "xticklabels": radii,
-         "series": {group: [[100 * runs[name]["pgd"][radius] for name in groups[group]] for radius in radii]
-                    for group in ("untuned", "plain", f"nullspace lim {lim:g}", f"gaussian lim {lim:g}")}}
-        for index, lim in enumerate(config["lims"])])
+    plotting.method_panels(finetune_study.pgd_panels(sweep))
     plt.show()
-    for radius in radii:
-        verdicts(f"PGD accuracy at {radius}", lambda run, radius=radius: run["pgd"][radius],
-                 [("plain", "untuned"), *PAIRS])
+    print("\n".join(finetune_study.verdicts(sweep, "pgd")))
 
 # %% [markdown]
 # ## Does fine-tuning change the nullspace?
@@ -278,25 +204,9 @@ if sweep is not None:
 
 # %%
 if sweep is not None:
-    def match(group: str, lim: float, kind: str) -> str:
-        values = [entry[kind]["match"] for name in groups[group] for point in runs[name]["match"]
-                  if point["lim"] == lim for entry in point["seeds"]]
-        failed = any(point["learning_failed"] for name in groups[group] for point in runs[name]["match"]
-                     if point["lim"] == lim)
-        return plotting.format_range(values) + (" (failed)" if failed and kind == "learned" else "")
-
-    rows = [[group, match(group, 4.0, "learned"), match(group, 4.0, "uniform"),
-             plotting.format_range(finetune.seed_scores(runs, groups[group], lambda run: run["exact"]["0.5"]))]
-            for group in groups]
-    display(plotting.table(rows, ["model", "learned noise, lim 4", "uniform noise, lim 4", "untuned's exact noise"],
-                           caption="% of predictions kept; ranges over models and noise seeds; (failed): learning "
-                                   "failed for a noise seed there, so that range is no evidence"))
-    at8 = [entry["learned"]["match"] for group, names in groups.items() if group != "gaussian lim 4" for name in names
-           for point in runs[name]["match"] if point["lim"] == 8.0 for entry in point["seeds"]]
-    print(f"learned noise at lim 8, every model but gaussian lim 4: {plotting.format_range(at8)} % kept")
-    uniform4 = lambda run: np.mean([entry["uniform"]["match"] for point in run["match"] if point["lim"] == 4.0  # noqa: E731
-                                    for entry in point["seeds"]])
-    verdicts("predictions kept under uniform token noise at lim 4", uniform4, PAIRS)
+    display(finetune_study.nullspace_table(sweep))
+    print(finetune_study.kept_at_last_lim_line(sweep))
+    print("\n".join(finetune_study.verdicts(sweep, "uniform")))
 
 # %% [markdown]
 # The learned noise at lim 4 keeps nearly every prediction for every model, fine-tuned or not: there was
@@ -314,17 +224,8 @@ if sweep is not None:
 
 # %%
 if sweep is not None and table_c is not None:
-    count = table_c["config"]["images"]
-    images, labels = stack_dataset(profile.dataset("val", n=count))
-    corrupted = finetune.corrupt_images(images, "gaussian_noise", 3, seed=table_c["config"]["seed"])
-    folder = REPOSITORY_ROOT / sweep["weights_folder"]
-    for name, run in runs.items():
-        if run["weights"] is None or not (folder / run["weights"]).exists():
-            continue
-        model = profile.load_model(config["model"], weights=folder / run["weights"])
-        accuracy = finetune.clean_accuracy(model, corrupted, labels)
-        stored = table_c["models"][name]["per_severity"]["gaussian_noise"]["3"]
-        print(f"{name}: recomputed accuracy within one image of the file: {abs(accuracy - stored) <= 1 / count}")
+    for line in finetune_study.recomputed_lines(profile, sweep, table_c, corruption="gaussian_noise", severity=3):
+        print(line)
 
 # %% [markdown]
 # ## The answer, in one table
@@ -335,17 +236,7 @@ if sweep is not None and table_c is not None:
 
 # %%
 if sweep is not None and table_c is not None:
-    measures = [("clean accuracy", runs, lambda row: row["clean"]),
-                ("mean corruption accuracy (-C)", table_c["models"], lambda row: row["mean"]),
-                *[(f"PGD accuracy at {radius}", runs, lambda row, radius=radius: row["pgd"][radius])
-                  for radius in runs["untuned"]["pgd"]],
-                ("kept under uniform token noise, lim 4", runs, uniform4)]
-    columns = [(f"nullspace lim {lim:g}", other) for lim in config["lims"] for other in ("plain", f"gaussian lim {lim:g}")]
-    rows = [[measure, *[finetune.verdict_cell(finetune.compare_groups(finetune.seed_scores(table, groups[first], score),
-                                                                      finetune.seed_scores(table, groups[second], score)))
-                        for first, second in columns]] for measure, table, score in measures]
-    display(plotting.table(rows, ["measure", *[f"{first.replace('nullspace ', 'ns ')} vs "
-                                               f"{second.replace('gaussian ', 'gauss ')}" for first, second in columns]]))
+    display(finetune_study.verdict_table(sweep, table_c))
 
 # %% [markdown]
 # ## What the teaching setting says, and what it cannot
@@ -384,7 +275,7 @@ if sweep is not None and table_c is not None:
 #
 # ## Under the imagenet profile
 #
-# The same code runs the paper's own models: `FINETUNE_CONFIG["imagenet"]` fine-tunes timm's ViT-S/32 on
+# The same code runs the paper's own models: `finetune_study.SETTINGS["imagenet"]` fine-tunes timm's ViT-S/32 on
 # ImageNette at lim 3 (the top of the authors' range, in this model's token units) for 10 rounds of one pass, and the "-C" set is ImageNette's validation
 # images corrupted the same way (`experiments finetune-corruptions --profile imagenet`). It was not run here
 # (no ImageNet weights or data on this machine). Its GPU cost, estimated from the H100 step times measured by
@@ -392,12 +283,8 @@ if sweep is not None and table_c is not None:
 # since a weight update also computes the weights' gradients, which a noise step does not):
 
 # %%
-cost = read("benchmarks/results/learned_noise_cost_gpu.json")
-step = next(row for row in cost["rows"] if row["model"] == "vit_small_patch32_224" and row["level"] == "encoder")
-hours = finetune.estimate_sweep_hours(experiments.FINETUNE_CONFIG["imagenet"], step["seconds_per_step"], cost["batch"])
-print(f"measured on {cost['provenance']['device']}: {step['seconds_per_step'] * 1000:.0f} ms per step of "
-      f"{cost['batch']} images (ViT-S/32, forward and backward)")
-print(", ".join(f"{part} {value:.2f} h" for part, value in hours.items()))
+cost = results.read("benchmarks/results/learned_noise_cost_gpu.json")
+print("\n".join(finetune_study.cost_lines(finetune_study.SETTINGS["imagenet"], cost)))
 
 # %% [markdown]
 # Most of it is the nullspace-match yardstick; add data loading and the "-C" set on a CPU. The authors' own
@@ -418,6 +305,7 @@ print(", ".join(f"{part} {value:.2f} h" for part, value in hours.items()))
 # :class: dropdown
 # ~~~python
 # import copy
+# import numpy as np
 # from torch.utils.data import TensorDataset
 # from nullspace_utils import approximate
 # vit = profile.load_model("zoo-vit-s")
@@ -489,6 +377,8 @@ print(", ".join(f"{part} {value:.2f} h" for part, value in hours.items()))
 # ```{solution} ex-ft-3
 # :class: dropdown
 # ~~~python
+# import numpy as np
+# groups = finetune_study.group_runs(sweep["runs"])
 # families = {"noise": finetune.CORRUPTIONS[:3], "blur": finetune.CORRUPTIONS[3:7],
 #             "digital": finetune.CORRUPTIONS[7:]}
 # for group, names in groups.items():

@@ -21,9 +21,3 @@ except SystemExit as stop:
     assert stop.code == 2
 else:
     raise AssertionError("argparse accepted --steps two")
-
-# beyond the paper: the fine-tuning sweep's models are named by method, lim and seed; its check run is tiny
-assert experiments.finetune_run_name("nullspace", seed=0, lim=4.0) == "nullspace-lim4-s0"
-assert experiments.finetune_run_name("plain", seed=2) == "plain-s2" and experiments.FINETUNE_CONFIG["teaching"]["rounds"] == 5
-tiny = experiments.finetune_check("cpu")  # FINETUNE_CHECK's run: its losses, noise RMS per round, clean accuracy
-assert len(tiny["loss"]) == experiments.FINETUNE_CHECK["steps"] and len(tiny["noise_rms"]) == 2

@@ -3,7 +3,7 @@ import math
 import torch
 from torch.utils.data import TensorDataset
 
-from nullspace_utils import approximate, data, finetune, models
+from nullspace_utils import data, finetune, models
 
 vit = models.load_model("zoo-vit-s")
 train = TensorDataset(*data.stack_dataset(data.synthetic_dataset("train", n=32)))
@@ -26,7 +26,8 @@ assert math.isclose(loss.item(), parts["clean_loss"] + parts["noisy_loss"], rel_
 finetune.save_weights(noisy.model, "/tmp/nullspace-s0.safetensors")  # load with models.load_model(weights=...)
 assert finetune.clean_accuracy(models.load_model("zoo-vit-s", weights="/tmp/nullspace-s0.safetensors"), images,
                                labels) == finetune.clean_accuracy(noisy.model, images, labels)
-# yardsticks: ImageNet-C corruptions (imagecorruptions), PGD-Linf (torchattacks), the nullspace match
+# yardsticks: ImageNet-C corruptions (imagecorruptions), PGD-Linf (torchattacks); the sweep that judges each
+# model by them is the study nullspace_utils.studies.finetune
 blurred = finetune.corrupt_images(images, "defocus_blur", 3, seed=0)  # same seed, same corrupted images
 assert blurred.shape == images.shape and not torch.equal(blurred, images)
 assert len(finetune.CORRUPTIONS) == 11 and finetune.SEVERITIES == (1, 2, 3, 4, 5)
@@ -38,27 +39,4 @@ assert both["untuned"] == table
 attacked = finetune.pgd_images(vit, images, labels, eps=1 / 255, steps=2)
 assert (attacked - images).abs().max() <= 1 / 255 + 1e-7
 assert set(finetune.pgd_accuracy(vit, images, labels, epsilons=finetune.PGD_EPSILONS[:1], steps=2)) == {"0.5/255"}
-point = finetune.nullspace_match(vit, train, TensorDataset(images, labels), lim=2.0, seeds=(0,), steps=2,
-                                 milestones=(), lr=1.0)  # the approximate chapter's Fig. 2 point, at the encoder
-assert point["lim"] == 2.0 and len(point["seeds"]) == 1 and approximate.seed_values(point, "learned")
 assert len(finetune.DEPARTURES) == 7  # where the book departs from the authors' code, and why
-# reading a sweep (finetune.json's "runs"): groups of seeds, paired comparisons, verdicts only where seeds separate
-runs = {f"{method}-s{seed}": {"method": method, "lim": None if method == "plain" else 4.0, "seed": seed,
-                              "clean": accuracy}
-        for method, values in (("plain", (0.90, 0.91, 0.92)), ("nullspace", (0.95, 0.96, 0.94)))
-        for seed, accuracy in enumerate(values)}
-groups = finetune.group_runs(runs)
-assert list(groups) == ["plain", "nullspace lim 4"]
-comparison = finetune.compare_groups(finetune.seed_scores(runs, groups["nullspace lim 4"], lambda run: run["clean"]),
-                                     finetune.seed_scores(runs, groups["plain"], lambda run: run["clean"]))
-assert finetune.comparison_sentence("nullspace lim 4", "plain", "clean accuracy", comparison).startswith(
-    "nullspace lim 4 beats plain on clean accuracy by 4.0 ± 1.7 points")
-assert finetune.verdict_cell(comparison) == "+4.0 ± 1.7"  # a table cell; "not separable" where ranges overlap
-record = {"history": [{"step": step, "loss": 1.0 / (step + 1)} for step in range(300)]}
-assert finetune.loss_curve(record, window=150)[0] == [75.0, 225.0]
-config = {"seeds": (0,), "lims": (4.0,), "steps": 100, "batch_size": 64, "rounds": 1, "noise_steps": 10,
-          "probe_steps": 10, "noise_batch_size": 128, "match_lims": (4.0,),
-          "match": {"probe_steps": 10, "seeds": (0,), "steps": 10, "batch_size": 128}}
-assert finetune.estimate_sweep_hours(config, seconds_per_step=0.1, measured_batch=128)["total"] > 0
-assert finetune.verdict_lines(runs, groups, lambda run: run["clean"], [("nullspace lim 4", "plain")],
-                              "clean accuracy")[0].startswith("nullspace lim 4 beats plain")
