@@ -8,6 +8,10 @@ import pytest
 
 from nullspace_utils import approximate, experiments, metrics, models, results
 from nullspace_utils.data import stack_dataset
+from nullspace_utils.studies import approximate as approximate_study
+from nullspace_utils.studies import evidence, noise_sweep
+from nullspace_utils.studies import robustness as robustness_study
+from nullspace_utils.studies.common import Run, StudyError, settings_dict
 
 
 def test_main_refuses_to_write_a_result_that_fails_its_schema(tmp_path, monkeypatch):
@@ -29,18 +33,16 @@ def test_main_refuses_to_write_a_result_that_fails_its_schema(tmp_path, monkeypa
     assert json.loads(out.read_text()) == committed
 
 
-def _committed_check(experiment: str, expected_check: dict):
+def _committed_check(kind, expected_check) -> tuple:
     """A committed teaching sweep, its check point (which must be the code's current one), and the check
     point's train and val images rendered again: what an honesty test recomputes from."""
     from torch.utils.data import TensorDataset
 
-    from nullspace_utils.data import stack_dataset
     from nullspace_utils.profiles import get_profile
 
-    committed = results.read(results.result_file(experiment, "teaching"))
+    committed = kind.read(kind.path("teaching"))
     check = committed["check"]
-    assert {k: v for k, v in check.items() if k != "result"} == {
-        k: list(v) if isinstance(v, tuple) else v for k, v in expected_check.items()}
+    assert {k: v for k, v in check.items() if k != "result"} == settings_dict(expected_check)
     profile = get_profile("teaching")
     train = TensorDataset(*stack_dataset(profile.dataset("train", n=check["train"])))
     val = TensorDataset(*stack_dataset(profile.dataset("val", n=check["val"])))
@@ -51,10 +53,9 @@ def _recompute_check(committed_check: dict, model, train, val) -> None:
     """Recompute a sweep's check point on the CPU and compare it with the committed one, seed by seed."""
     import torch
 
-    from nullspace_utils import experiments as runners
-
     torch.manual_seed(0)
-    point = runners._check_point(model, train, val, committed_check, committed_check.get("level", "encoder"), "cpu")
+    point = noise_sweep.check_point(model, train, val, noise_sweep.CheckPoint.from_record(committed_check),
+                                    committed_check.get("level", "encoder"), "cpu")
     for got, expected in zip(point["seeds"], committed_check["result"]["seeds"], strict=True):
         assert got["initial_norm"] == pytest.approx(expected["initial_norm"], rel=1e-6)
         assert got["final_norm"] == pytest.approx(expected["final_norm"], rel=1e-3)
@@ -77,7 +78,7 @@ def _sweep_is_sound(committed: dict, tables: dict[str, list[str]]) -> None:
             assert lims[: len(config["lims"])] == list(config["lims"])
             for before, after in zip(rows[len(config["lims"]) - 1:-1], rows[len(config["lims"]):], strict=True):
                 assert after["lim"] == pytest.approx(before["lim"] * config["extend_factor"])
-                uniform = approximate.seed_values(before, "uniform")
+                uniform = evidence.seed_values(before, "uniform")
                 assert sum(uniform) / len(uniform) >= config["extend_until"]
             for row in rows:
                 assert [entry["seed"] for entry in row["seeds"]] == list(config["seeds"])
@@ -85,15 +86,15 @@ def _sweep_is_sound(committed: dict, tables: dict[str, list[str]]) -> None:
                 if choice is not None:
                     assert choice["scores"][str(choice["lr"])] == min(choice["scores"].values()) and row["lr"] == choice["lr"]
                 flags = [entry["learning_failed"] for entry in row["seeds"]]
-                assert flags == [entry["learning_failed"] for entry in approximate.judge_learning(
+                assert flags == [entry["learning_failed"] for entry in evidence.judge_learning(
                     json.loads(json.dumps(row)))["seeds"]]  # the stored flags follow the library's rule
                 assert row["learning_failed"] == (any(flags) or bool(choice and choice["at_edge"]))
 
 
 def test_committed_approximate_sweep_matches_a_recomputed_point():
     """Recompute the sweep's cheap check point on the CPU: the committed numbers must come from this code."""
-    committed, check, profile, train, val = _committed_check("approximate", experiments.APPROXIMATE_CHECK)
-    assert committed["config"] == json.loads(json.dumps(experiments.APPROXIMATE_CONFIG["teaching"]))
+    committed, check, profile, train, val = _committed_check(approximate_study.RESULT, approximate_study.CHECK)
+    assert committed["config"] == settings_dict(approximate_study.SETTINGS["teaching"])
     _recompute_check(check, profile.load_model(profile.vit_models[check["model_index"]]), train, val)
     _sweep_is_sound(committed, {"models": list(profile.vit_models)})
     first = profile.vit_models[0]
@@ -104,37 +105,38 @@ def test_committed_approximate_sweep_matches_a_recomputed_point():
 
 
 def test_steps_override_scales_the_lr_milestones():
-    import argparse
-
-    args = argparse.Namespace(profile="teaching", steps=400, device="cpu")
-    check = {**experiments.ROBUSTNESS_CHECK, "train": 4, "val": 4}
-    configs = {"teaching": {**experiments.ROBUSTNESS_CONFIG["teaching"], "train": 4, "val": 4}}
-    _, config, _ = experiments._sweep_setup(args, configs, check)
-    base = experiments.ROBUSTNESS_CONFIG["teaching"]
-    assert config["steps"] == 400
-    assert list(config["milestones"]) == [m * 400 // base["steps"] for m in base["milestones"]]
+    base = robustness_study.SETTINGS["teaching"]
+    shorter = base.with_steps(400)
+    assert shorter.steps == 400 and shorter.probe_steps == base.probe_steps
+    assert list(shorter.milestones) == [m * 400 // base.steps for m in base.milestones]
+    assert base.with_steps(None) is base and base.with_steps(20).probe_steps == 20  # a probe no longer than the run
+    assert isinstance(shorter, robustness_study.RobustnessSettings) and shorter.transfer_lims == base.transfer_lims
 
 
-_TINY = {"lims": (0.1,), "extend_until": 0.5, "extend_factor": 2.0, "max_extensions": 1, "seeds": (0, 1), "steps": 2,
-         "milestones": (1,), "batch_size": 8, "probe_steps": 2, "lr_grid": (0.1, 1.0, 10.0), "train": 16, "val": 16}
+_TINY = noise_sweep.SweepSettings(lims=(0.1,), extend_until=0.5, extend_factor=2.0, max_extensions=1, seeds=(0, 1),
+                                  steps=2, milestones=(1,), batch_size=8, probe_steps=2, lr_grid=(0.1, 1.0, 10.0),
+                                  train=16, val=16)
 
 
-def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path, monkeypatch, caplog):
-    """The Fig. 3 runner on a tiny setting, run as two parallel parts (--models) joined by `merge`: every model is
-    there with every seed, the transfer tables are computed from the parts' noises, progress is logged, and the
-    provenance records the parts and the arguments."""
-    monkeypatch.setitem(experiments.ROBUSTNESS_CONFIG, "teaching", {**_TINY, "transfer_lims": (0.1,)})
-    monkeypatch.setattr(experiments, "ROBUSTNESS_CHECK", {**experiments.ROBUSTNESS_CHECK, "train": 8, "val": 8})
+def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path):
+    """The Fig. 3 runner on a tiny setting, run as two parallel parts (models) joined by `merge`: every model is
+    there with every seed, the transfer tables are computed from the parts' noises, and the provenance records the
+    parts."""
+    from dataclasses import asdict, replace
+
     from nullspace_utils.profiles import get_profile
 
     profile = get_profile("teaching")
+    tiny = robustness_study.RobustnessSettings(**asdict(_TINY), transfer_lims=(0.1,))
+    check = replace(robustness_study.CHECK, train=8, val=8)
     parts = [tmp_path / "vits.json", tmp_path / "cnns.json"]
-    with caplog.at_level(logging.INFO, logger="nullspace_utils.experiments"):
-        for part, names in zip(parts, (profile.vit_models, profile.cnn_models), strict=True):
-            experiments.main(["robustness", "--device", "cpu", "--models", *names, "--out", str(part)])
-        out = tmp_path / "robustness.json"
-        experiments.main(["merge", "robustness", *map(str, parts), "--device", "cpu", "--out", str(out)])
-    result = json.loads(out.read_text())
+    for part, names in zip(parts, (profile.vit_models, profile.cnn_models), strict=True):
+        made = robustness_study.run(tiny, profile, Run(out=part, command="part", arguments={"models": list(names)}),
+                                    models=names, check=check)
+        robustness_study.RESULT.write(part, made)
+        assert list(made["input"]) == list(names) and made["transfer"] == {}  # a part has no transfer tables
+    result = robustness_study.merge([json.loads(part.read_text()) for part in parts], parts, profile,
+                                    Run(command="merge"))
     assert list(result["input"]) == list(profile.models)  # the profile's order
     assert all(len(row["seeds"]) == 2 for rows in result["input"].values() for row in rows)
     table = result["transfer"]["0.1"]
@@ -143,20 +145,17 @@ def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path, monkeyp
     assert all(table[name][name] == result["input"][name][0]["seeds"][0]["learned"]["match"] for name in profile.models)
     assert result["exact_transfer"]["0.1"][profile.vit_models[0]] == 1.0
     assert [part["config"]["models"] for part in result["parts"]] == [list(profile.vit_models), list(profile.cnn_models)]
-    assert result["provenance"]["config"]["parts"] == list(map(str, parts))
-    results.validate("robustness", result)
-    progress = [record.getMessage() for record in caplog.records if record.name == "nullspace_utils.experiments"]
-    assert progress[-1] == f"wrote {out}"
-    with pytest.raises(SystemExit, match="not among"):
-        experiments.main(["robustness", "--device", "cpu", "--models", "zoo-vit-xl", "--out", str(tmp_path / "x.json")])
-    with pytest.raises(SystemExit, match="no part has"):
-        experiments.main(["merge", "robustness", str(parts[0]), "--device", "cpu", "--out", str(tmp_path / "y.json")])
+    assert result["provenance"]["command"] == "merge" and result["config"] == settings_dict(tiny)
+    with pytest.raises(StudyError, match="not among"):
+        robustness_study.run(tiny, profile, Run(), models=["zoo-vit-xl"], check=check)
+    with pytest.raises(StudyError, match="no part has"):
+        robustness_study.merge([json.loads(parts[0].read_text())], parts[:1], profile, Run())
 
 
 def test_committed_robustness_sweep_matches_a_recomputed_point():
     """Recompute the robustness sweep's cheap check point on the CPU against the committed file."""
-    committed, check, profile, train, val = _committed_check("robustness", experiments.ROBUSTNESS_CHECK)
-    assert committed["config"] == json.loads(json.dumps(experiments.ROBUSTNESS_CONFIG["teaching"]))
+    committed, check, profile, train, val = _committed_check(robustness_study.RESULT, robustness_study.CHECK)
+    assert committed["config"] == settings_dict(robustness_study.SETTINGS["teaching"])
     _recompute_check(check, profile.load_model(profile.cnn_models[check["cnn_index"]]), train, val)
     _sweep_is_sound(committed, {"input": list(profile.models)})
     for lim in committed["config"]["transfer_lims"]:
@@ -167,45 +166,55 @@ def test_committed_robustness_sweep_matches_a_recomputed_point():
 
 
 def test_committed_fingerprint_results_match_a_recomputed_point():
-    """Recompute the fingerprint runner's check point (a copy fine-tuned for a few steps, logits access)."""
-    from nullspace_utils import fingerprint as fp
-    from nullspace_utils.data import stack_dataset
-    from nullspace_utils.profiles import get_profile
+    """Recompute the fingerprint study's check point (a copy fine-tuned for a few steps, logits access) on the CPU
+    from the committed file, whose settings must be the study's current ones."""
+    from dataclasses import asdict
 
-    committed = results.read("book/results/teaching/fingerprint.json")
-    config = committed["config"]
-    assert config == json.loads(json.dumps(experiments.FINGERPRINT_CONFIG["teaching"]))
-    assert {k: v for k, v in committed["check"].items() if k != "result"} == experiments.FINGERPRINT_CHECK
+    from nullspace_utils import fingerprint as fp
+    from nullspace_utils.profiles import get_profile
+    from nullspace_utils.studies import common
+    from nullspace_utils.studies import fingerprint as study
+
+    committed = study.RESULT.read(study.RESULT.path("teaching"))
+    settings, check = study.SETTINGS["teaching"], study.CHECK
+    assert committed["config"] == common.settings_dict(settings)
+    assert {k: v for k, v in committed["check"].items() if k != "result"} == asdict(check)
     profile = get_profile("teaching")
     owner = profile.load_model(profile.vit_models[0])
-    val_images, _ = stack_dataset(profile.dataset("val", n=config["val"]))
-    new_images, new_labels = stack_dataset(profile.dataset("test", n=config["fine_tune"]["images"]))
-    secret = fp.make_fingerprint(owner, n_probes=config["n_probes"], amplitude=config["amplitude"],
-                                 seed=experiments.FINGERPRINT_CHECK["fingerprint_seed"], images=val_images)
-    point = experiments.fingerprint_check(owner, secret, new_images, new_labels, config)
+    val_images, _ = stack_dataset(profile.dataset("val", n=settings.val))
+    new_images, new_labels = stack_dataset(profile.dataset("test", n=settings.fine_tune.images))
+    secret = fp.make_fingerprint(owner, n_probes=settings.n_probes, amplitude=settings.amplitude,
+                                 seed=check.fingerprint_seed, images=val_images)
+    point = study.check_point(owner, secret, new_images, new_labels, settings, check)
     expected = committed["check"]["result"]
     assert abs(point["kept"] - expected["kept"]) <= 1 and point["n"] == expected["n"]
     assert point["median_change"] == pytest.approx(expected["median_change"], rel=0.05)
     # the file's shape: every suspect with every output and fingerprint; the owner keeps every probe
     for entry in committed["suspects"].values():
-        assert all(len(entry[output]) == config["fingerprints"] for output in fp.OUTPUTS)
+        assert all(len(entry[output]) == settings.fingerprints for output in fp.OUTPUTS)
     owner_points = [p for o in fp.OUTPUTS for p in committed["suspects"]["owner"][o]]
     assert all(p["kept"] == p["n"] and p["is_yours"] for p in owner_points)
-    assert [row["step"] for row in committed["fade"]["all"]] == list(config["fine_tune"]["checkpoints"])
+    assert [row["step"] for row in committed["fade"]["all"]] == list(settings.fine_tune.checkpoints)
 
 
-def test_fingerprint_runner_end_to_end_tiny(tmp_path, monkeypatch):
-    """The fingerprint runner on a tiny setting writes every part the chapter reads, at the default path
-    when no --out is given (here redirected to a temporary checkout root)."""
-    tiny = {"n_probes": 4, "amplitude": 0.25, "fingerprints": 1, "tol": 1e-3, "bisection_steps": 4,
-            "fine_tune": {"images": 16, "steps": 2, "batch_size": 8, "checkpoints": (0, 2),
-                          "lr": {"all": 1e-4, "patch_embed": 1e-4, "head": 1e-3}},
-            "sigmas": (0.0,), "val": 16}
-    monkeypatch.setitem(experiments.FINGERPRINT_CONFIG, "teaching", tiny)
-    monkeypatch.setattr(results, "REPOSITORY_ROOT", tmp_path)
-    experiments.main(["fingerprint", "--profile", "teaching"])
-    result = results.read(results.result_file("fingerprint", "teaching"))  # as the chapter reads it: validated
+def test_fingerprint_runner_end_to_end_tiny(tmp_path):
+    """The fingerprint study's runner on tiny settings: its result has every part the chapter reads, fits the
+    schema when written, and its rows so far were saved to the run's file as it went."""
+    from nullspace_utils.profiles import get_profile
+    from nullspace_utils.studies import common
+    from nullspace_utils.studies import fingerprint as study
+
+    tiny = study.FingerprintSettings(
+        n_probes=4, amplitude=0.25, fingerprints=1, tol=1e-3, bisection_steps=4,
+        fine_tune=study.ThiefTuning(images=16, steps=2, batch_size=8, checkpoints=(0, 2),
+                                    lr=study.ThiefRates(all=1e-4, patch_embed=1e-4, head=1e-3)),
+        sigmas=(0.0,), val=16)
+    partial = tmp_path / "partial.json"
+    run = common.Run(device="cpu", out=partial, command="test", arguments={"experiment": "fingerprint"})
+    out = study.RESULT.write(tmp_path / "fingerprint.json", study.run(tiny, get_profile("teaching"), run))
+    result = study.RESULT.read(str(out))  # as the chapter reads it: validated
     assert result["provenance"]["device"] == "cpu" and result["provenance"]["config"]["experiment"] == "fingerprint"
+    assert result["config"] == common.settings_dict(tiny)
     derived = [name for name, entry in result["suspects"].items() if entry["derived"]]
     assert derived == ["owner", "exact copy", "float16 copy", "int8 copy"]
     assert {"zoo-vit-s-seed1", "zoo-vit-b", "zoo-resnet"} <= set(result["suspects"]) - set(derived)
@@ -215,6 +224,8 @@ def test_fingerprint_runner_end_to_end_tiny(tmp_path, monkeypatch):
     assert set(result["fade"]["all"][0]) == {"step", "accuracy", "logits", "probs", "label"}
     assert result["defence"][0]["sigma"] == 0.0 and result["defence"][0]["logits"]["kept"] == 4
     assert result["check"]["result"]["n"] == 4
+    saved = results.read(str(partial))  # the rows up to the last part (the defence rows come after it)
+    assert set(saved["suspects"]) == set(result["suspects"]) and set(saved["fade"]) == {"all", "head", "patch_embed"}
 
 
 def _tiny_finetune():

@@ -92,13 +92,14 @@ RESULT: results.ResultKind[ApproximateResult] = results.ResultKind("approximate"
 
 
 # --------------------------------------------------------------------------- runner
-def run(settings: ApproximateSettings, profile: Profile, how: Run, *,
-        models: Sequence[str] | None = None) -> ApproximateResult:
+def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Sequence[str] | None = None,
+        check: ApproximateCheck = CHECK) -> ApproximateResult:
     """Paper Fig. 2: learned encoder-level noise against lim for the profile's ViTs (``models``: only these, one part
     of a parallel run; join the parts with :func:`merge`), multi-seed, rate chosen per point; the first ViT again
     with ``keep_norm`` (the noise cannot shrink) at the same lims and rates, and with the squared loss at
-    ``squared_lims``. The rows so far are written after every point."""
-    train, val, small_train, small_val = sweep_datasets(profile, settings, CHECK, how.device)
+    ``squared_lims``; and the cheap ``check`` point. The rows so far are written after every point."""
+    chosen = chosen_models(models, profile.vit_models)
+    train, val, small_train, small_val = sweep_datasets(profile, settings, check, how.device)
     out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name, "level": "encoder",
                            "config": settings_dict(settings), "loss": LOSS, "optimizer": OPTIMIZER,
                            "models": {}, "keep_norm": {}, "squared_loss": {}}
@@ -107,7 +108,6 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *,
     def save() -> None:
         how.save_partial(out)
 
-    chosen = chosen_models(models, profile.vit_models)
     for index, name in enumerate(profile.vit_models):
         if name not in chosen:
             continue
@@ -124,9 +124,9 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *,
             for lim in settings.squared_lims:
                 squared.append(noise_point(model, train, val, level="encoder", lim=lim, squared=True, **common))
                 save()
-    check_model = profile.load_model(profile.vit_models[CHECK.model_index], device=how.device)
-    out["check"] = {**settings_dict(CHECK),
-                    "result": check_point(check_model, small_train, small_val, CHECK, "encoder", how.device)}
+    check_model = profile.load_model(profile.vit_models[check.model_index], device=how.device)
+    out["check"] = {**settings_dict(check),
+                    "result": check_point(check_model, small_train, small_val, check, "encoder", how.device)}
     return RESULT.validate(out)
 
 

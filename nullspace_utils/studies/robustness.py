@@ -37,7 +37,7 @@ from nullspace_utils.studies.noise_sweep import (
     sweep_datasets,
 )
 
-__all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "run", "merge", "noise_file", "RESULT",
+__all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "LOSS", "run", "merge", "noise_file", "RESULT",
            "RobustnessResult", "relative_size", "architecture_verdicts", "verdict_sentence", "verdict_summary",
            "run_summary", "uniform_reference_rows", "panels", "lr_rows", "null_part_rows", "exact_transfer_rows",
            "claim_lines"]
@@ -114,17 +114,17 @@ def _transfer(out: dict[str, Any], profile: Profile, loaded: dict[str, nn.Module
                                                                     device=device)
 
 
-def run(settings: RobustnessSettings, profile: Profile, how: Run, *,
-        models: Sequence[str] | None = None) -> RobustnessResult:
+def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Sequence[str] | None = None,
+        check: RobustnessCheck = CHECK) -> RobustnessResult:
     """Paper Fig. 3: input-level noise for all six models (b), multi-seed with its baselines (for ViTs also the
     exact-nullspace ones); (c) every model's seed-0 input noise on every model at ``transfer_lims``, and ViT-S's
     exact nullspace noise at the RMS of Uniform(-lim, lim). ``models``: only these (one part of a parallel run; the
-    part saves its noises beside ``how.out`` and :func:`merge` computes the transfer tables)."""
-    train, val, small_train, small_val = sweep_datasets(profile, settings, CHECK, how.device)
+    part saves its noises beside ``how.out`` and :func:`merge` computes the transfer tables); the cheap ``check``."""
+    chosen = chosen_models(models, profile.models)
+    train, val, small_train, small_val = sweep_datasets(profile, settings, check, how.device)
     out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name, "config": settings_dict(settings),
                            "loss": LOSS, "input": {}, "transfer": {}, "exact_transfer": {}}
     common = point_settings(settings, how.device)
-    chosen = chosen_models(models, profile.models)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in chosen}
     noises: dict[str, torch.Tensor] = {}  # "model/lim" -> the seed-0 input noise, for the transfer tables
     for name, model in loaded.items():
@@ -143,10 +143,10 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *,
     if set(chosen) == set(profile.models):
         _transfer(out, profile, loaded, noises, val, settings.transfer_lims, how.device)
         how.save_partial(out)
-    check_name = profile.cnn_models[CHECK.cnn_index]  # the profile's third CNN (MobileNetV3)
+    check_name = profile.cnn_models[check.cnn_index]  # the profile's third CNN (MobileNetV3)
     check_model = loaded.get(check_name) or profile.load_model(check_name, device=how.device)
-    out["check"] = {**settings_dict(CHECK),
-                    "result": check_point(check_model, small_train, small_val, CHECK, CHECK.level, how.device)}
+    out["check"] = {**settings_dict(check),
+                    "result": check_point(check_model, small_train, small_val, check, check.level, how.device)}
     return RESULT.validate(out)
 
 

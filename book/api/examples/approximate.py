@@ -41,11 +41,6 @@ image_noise = approximate.uniform_noise((3, 112, 112), 0.1, seed=0)
 null_part, row_part = approximate.split_noise(model, image_noise)  # invisible to the ViT + what reaches its tokens
 with torch.no_grad():
     assert (model(images[:4] + null_part) - model(images[:4])).abs().max() < 1e-3
-point = approximate.noise_point(model, data, data, level="input", lim=0.1, seeds=(0, 1), steps=2, milestones=(),
-                                batch_size=16, lr=1.0, train_images=32)  # one multi-seed sweep point, JSON-ready
-assert len(point["seeds"]) == 2 and point["seeds"][0]["projected"]["match"] == 1.0  # exact-nullspace baseline
-assert len(approximate.seed_values(point, "learned")) == 2  # the seeds' matches
-assert approximate.separated([0.9, 0.95], [0.5, 0.6]) == 1  # ranges apart: a difference the seeds support
-assert approximate.point_verdict(point).startswith("lim 0.1: ")  # one sentence, with the ranges it rests on
-assert approximate.judge_learning(point) is point  # the rule that set point["learning_failed"], reapplied
-assert approximate.SEED_LOSS_RATIO == 2.0  # a seed at over twice its point's best training loss failed to learn
+rate, probed = approximate.resolve_lr("auto", model, data, level="encoder", lim=1.0, grid=(0.1, 1.0, 10.0), steps=2,
+                                     batch_size=16)  # "auto": the rate choose_lr picks, with its LrChoice
+assert probed is not None and rate == probed.lr and approximate.resolve_lr(0.5, model, data) == (0.5, None)

@@ -1,0 +1,14 @@
+import tempfile
+from pathlib import Path
+
+from nullspace_utils import files
+
+with tempfile.TemporaryDirectory() as folder:
+    target = Path(folder) / "labels.txt"
+    with files.atomic_write(target) as temporary:  # written beside the target, renamed onto it when complete
+        temporary.write_text("circle\n")
+    assert target.read_text() == "circle\n" and sorted(Path(folder).iterdir()) == [target]  # no partial file left
+    digest = files.sha256_of_file(target)
+    assert digest == "cab03e90f5e8bd39599272b6b9cde27acba552fc8bd795524a80ad5c811daa6e"  # hex sha256, read in chunks
+    assert files.git_commit(Path(folder)) == "unknown"  # outside a checkout
+assert len(files.git_commit()) in (40, len("unknown")) and (files.REPOSITORY_ROOT / "nullspace_utils").is_dir()
