@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from nullspace_utils import approximate, models, results
-from nullspace_utils.experiments import APPROXIMATE_CONFIG, ROBUSTNESS_CONFIG
+from nullspace_utils.studies import approximate as approximate_study
+from nullspace_utils.studies import common, robustness
 
 ARCHITECTURES = {"vit_small_patch32_224": ("encoder", "input"), "vit_base_patch32_224": ("encoder", "input"),
                  "vit_large_patch32_224": ("encoder", "input"), "resnet50": ("input",),
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     authors_steps = AUTHORS_EPOCHS * math.ceil(TRAIN_IMAGES / BATCH)
-    approximate_config, robustness_config = APPROXIMATE_CONFIG["imagenet"], ROBUSTNESS_CONFIG["imagenet"]
+    approximate_config = common.settings_dict(approximate_study.SETTINGS["imagenet"])
+    robustness_config = common.settings_dict(robustness.SETTINGS["imagenet"])
     rows = []
     with models.exact_float32():
         for name, levels in ARCHITECTURES.items():

@@ -88,11 +88,12 @@ def _problem(error: pydantic.ValidationError, data: Any) -> str:
     """pydantic's first error in the book's words: the key as a Python index (``["check"]["result"]``) and what is
     wrong there. Keys of ``loc`` that are not in ``data`` (the tags of a union's branches) are skipped."""
     first = error.errors(include_url=False)[0]
-    keys, value = [], data
+    keys: list[int | str] = []
+    value = data
     for key in first["loc"]:
         if isinstance(value, dict) and key in value or isinstance(value, list) and isinstance(key, int):
             keys.append(key)
-            value = value[key]
+            value = value[key]  # type: ignore[index]  # a dict's key or a list's index, as just checked
         elif first["type"] == "missing" and key == first["loc"][-1]:
             keys.append(key)
     where = "".join(f"[{key}]" if isinstance(key, int) else f'["{key}"]' for key in keys)

@@ -2,11 +2,10 @@
 their provenance), and the committed files' cheap check points still come out of this code."""
 
 import json
-import logging
 
 import pytest
 
-from nullspace_utils import approximate, experiments, metrics, models, results
+from nullspace_utils import experiments, metrics, models, results
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.studies import approximate as approximate_study
 from nullspace_utils.studies import evidence, noise_sweep
@@ -21,16 +20,24 @@ def test_main_refuses_to_write_a_result_that_fails_its_schema(tmp_path, monkeypa
     out = tmp_path / "early.json"
     out.write_text("the file that was there\n")
 
-    def runner(args, command):
+    def runner(args, profile, how):
         return {key: value for key, value in committed.items() if key != "predictions"}
 
-    monkeypatch.setitem(experiments.RUNNERS, "watermark-slsqp", runner)
+    kind = experiments.RUNNERS["watermark-slsqp"][1]
+    monkeypatch.setitem(experiments.RUNNERS, "watermark-slsqp", (runner, kind))
     with pytest.raises(results.ResultFileError, match='missing key "predictions"'):
         experiments.main(["watermark-slsqp", "--out", str(out)])
     assert out.read_text() == "the file that was there\n"
-    monkeypatch.setitem(experiments.RUNNERS, "watermark-slsqp", lambda args, command: committed)
+    monkeypatch.setitem(experiments.RUNNERS, "watermark-slsqp", (lambda args, profile, how: committed, kind))
     experiments.main(["watermark-slsqp", "--out", str(out)])
     assert json.loads(out.read_text()) == committed
+
+
+def test_a_request_a_study_cannot_honour_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        experiments.main(["approximate", "--device", "cpu", "--models", "zoo-vit-xl", "--out", str(tmp_path / "a.json")])
+    assert stop.value.code == 2 and "zoo-vit-xl not among this sweep's models" in capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists()
 
 
 def _committed_check(kind, expected_check) -> tuple:

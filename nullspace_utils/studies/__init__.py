@@ -12,12 +12,14 @@ nullspace_utils.experiments`` is the command line over them.
 - :mod:`~nullspace_utils.studies.common`: what every runner shares.
 """
 
+from nullspace_utils.results import ResultKind
 
-def result_kinds() -> dict:
+
+def result_kinds() -> dict[str, "ResultKind"]:
     """Every study's result kinds by name (``{"approximate": ResultKind(...), ...}``): the committed files a test
     checks against their schemas."""
     from nullspace_utils.studies import approximate, finetune, fingerprint, robustness, watermark, watermark_paper
 
-    kinds = [approximate.RESULT, robustness.RESULT, watermark.RESULT, watermark_paper.RESULT, fingerprint.RESULT,
+    kinds: list[ResultKind] = [approximate.RESULT, robustness.RESULT, watermark.RESULT, watermark_paper.RESULT, fingerprint.RESULT,
              finetune.RESULT, finetune.CORRUPTIONS_RESULT]
     return {kind.name: kind for kind in kinds}
