@@ -37,21 +37,20 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from nullspace_utils import exact, metrics, models, profiles
+from nullspace_utils import exact, metrics, models
 from nullspace_utils.data import check_images
 from nullspace_utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
-           "NoisyInput", "fine_tune", "roc_curve", "roc_auc", "verification_row", "verification_rows",
-           "make_suspects", "BACKEND_DEPENDENT_SUSPECTS"]
+           "NoisyInput", "tune_copy", "roc_curve", "roc_auc", "describe"]
 
 OUTPUTS = ("logits", "probs", "label")
 FORMAT = "nullspace-vit fingerprint 1"
@@ -100,7 +99,7 @@ class Fingerprint:
     def save(self, path: str | Path) -> Path:
         """One safetensors file: the two tensors, the rest as metadata, with a sha256 of the tensors.
 
-        The file is written through :func:`nullspace_utils.data.atomic_write`: if writing fails, an
+        The file is written through :func:`nullspace_utils.files.atomic_write`: if writing fails, an
         existing file at ``path`` is left as it was and no partial file remains.
         """
         from safetensors.torch import save_file
@@ -373,7 +372,7 @@ def describe(fingerprint: Fingerprint) -> str:
                        "amplitude": fingerprint.amplitude, "seed": fingerprint.seed, "model": fingerprint.model_name})
 
 
-# --- what a thief might do to a stolen copy (the chapter measures each) --------------------------------
+# --- what a thief might do to a stolen copy (the fingerprint study measures each) --------------------------------
 
 class NoisyInput(nn.Module):
     """A defence a thief could deploy: add fresh Gaussian noise (std ``sigma``) to every input image.
@@ -407,9 +406,9 @@ def _trainable(net: nn.Module, part: str) -> list[nn.Parameter]:
     raise ValueError(f"part must be 'all', 'head' or 'patch_embed', got {part!r}.")
 
 
-def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, part: str, steps: int, lr: float,
+def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, part: str, steps: int, lr: float,
               checkpoints: tuple[int, ...] = (), batch_size: int = 32, reset_head: bool = False, seed: int = 0,
-              show_progress: bool = False):
+              show_progress: bool = False) -> Iterator[tuple[int, nn.Module]]:
     """Fine-tune a *copy* of ``model`` (AdamW, cross-entropy) on ``images``; yield ``(step, copy)`` at
     each step in ``checkpoints`` (0: before any step) and at the end.
 
@@ -445,63 +444,3 @@ def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
         optimizer.step()
         if step in wanted:
             yield step, thief.eval()
-
-
-def verification_row(fingerprint: Fingerprint, model: nn.Module, *, output: str, tol: float = 1e-3,
-                     bisection_steps: int = 14, show_progress: bool = False) -> dict:
-    """:func:`verify` ``model`` through ``output`` as a JSON-ready row: kept / n, p-value, the claim, the median
-    and largest per-probe change (None when no probe gave one) and the number of queries."""
-    result = verify(fingerprint, as_query(model, output), output=output, tol=tol, bisection_steps=bisection_steps,
-                    show_progress=show_progress)
-    changes = result.changes[~result.changes.isnan()]
-    return {"kept": result.kept, "n": result.n, "p_value": result.p_value, "is_yours": result.is_yours,
-            "median_change": float(changes.median()) if len(changes) else None,
-            "max_change": float(changes.max()) if len(changes) else None, "queries": result.queries}
-
-
-def verification_rows(fingerprint: Fingerprint, model: nn.Module, *, tol: float = 1e-3, bisection_steps: int = 14,
-                      show_progress: bool = False) -> dict[str, dict]:
-    """:func:`verification_row` for every kind of access, output -> row (logits, probs, label)."""
-    return {output: verification_row(fingerprint, model, output=output, tol=tol, bisection_steps=bisection_steps,
-                                     show_progress=show_progress)
-            for output in OUTPUTS}
-
-
-#: Suspects whose answers depend on the CPU's kernels, not only on the weights: float16 rounding on the CPU
-#: and dynamic int8 quantisation (its scales are computed per batch by backend kernels) change which probes
-#: keep their answer between machines, thread counts and BLAS builds (measured: an int8 copy kept 12/16
-#: label probes on one machine and 14/16 on another). Chapters print their counts from result files,
-#: with the machine that made them, never live.
-BACKEND_DEPENDENT_SUSPECTS = ("float16 copy", "int8 copy")
-
-
-def make_suspects(profile: profiles.Profile, owner: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
-    """The fingerprint chapter's suspects, name -> (model, derived from the owner's?): the owner, an exact
-    copy (a safetensors round trip), float16 and int8 copies; independently trained models of the same
-    architecture (teaching profile: the zoo's extra seeds), the profile's other ViTs and its CNNs.
-    The owner is not changed; the int8 copy computes on the CPU (dynamic int8 kernels exist only there)."""
-    import copy
-    import tempfile
-    import warnings
-
-    from safetensors.torch import load_file, save_file
-
-    suspects: dict[str, tuple[nn.Module, bool]] = {"owner": (owner, True)}
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "copy.safetensors"
-        net = models.unwrap(owner)
-        save_file({key: value.contiguous() for key, value in net.state_dict().items()}, str(path))
-        duplicate = copy.deepcopy(owner)
-        models.unwrap(duplicate).load_state_dict(load_file(str(path)))
-    suspects["exact copy"] = (duplicate, True)
-    suspects["float16 copy"] = (copy.deepcopy(owner).half(), True)
-    with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works in torch 2.14
-        warnings.simplefilter("ignore")
-        int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(owner).cpu(), {nn.Linear}, dtype=torch.qint8)
-    suspects["int8 copy"] = (int8, True)
-    if profile.name == "teaching":
-        for path in sorted((models.ZOO_DIR / "seeds").glob("*.safetensors")):
-            suspects[path.stem] = (models.load_model(profile.vit_models[0], weights=path), False)
-    for name in (*profile.vit_models[1:], *profile.cnn_models):
-        suspects[name] = (profile.load_model(name), False)
-    return suspects

@@ -112,22 +112,22 @@ def test_noisy_input_defence_breaks_invariance_only_when_on(owner, secret):
         fp.NoisyInput(owner, -1.0)
 
 
-def test_fine_tune_parts(owner, secret, val_batch):
+def test_tune_copy_parts(owner, secret, val_batch):
     images, labels = val_batch
     before = {k: v.clone() for k, v in owner.state_dict().items()}
-    (_, head_only), = list(fp.fine_tune(owner, images, labels, part="head", steps=3, lr=1e-2, reset_head=True))
+    (_, head_only), = list(fp.tune_copy(owner, images, labels, part="head", steps=3, lr=1e-2, reset_head=True))
     assert torch.equal(exact.patch_embedding_layer(head_only).weight, exact.patch_embedding_layer(owner).weight)
     assert fp.verify(secret, fp.as_query(head_only)).kept == 10  # a new head keeps the nullspace
-    steps = [step for step, _ in fp.fine_tune(owner, images, labels, part="patch_embed", steps=3, lr=1e-3,
+    steps = [step for step, _ in fp.tune_copy(owner, images, labels, part="patch_embed", steps=3, lr=1e-3,
                                               checkpoints=(0, 2))]
     assert steps == [0, 2, 3]
-    *_, (_, moved) = fp.fine_tune(owner, images, labels, part="patch_embed", steps=3, lr=1e-3)
+    *_, (_, moved) = fp.tune_copy(owner, images, labels, part="patch_embed", steps=3, lr=1e-3)
     assert not torch.equal(exact.patch_embedding_layer(moved).weight, exact.patch_embedding_layer(owner).weight)
     assert torch.equal(models.unwrap(moved).head.weight, models.unwrap(owner).head.weight)
     assert fp.verify(secret, fp.as_query(moved)).kept < 10
     assert all(torch.equal(v, before[k]) for k, v in owner.state_dict().items())  # the owner is untouched
     with pytest.raises(ValueError, match="part must be"):
-        next(fp.fine_tune(owner, images, labels, part="blocks", steps=1, lr=1e-3))
+        next(fp.tune_copy(owner, images, labels, part="blocks", steps=1, lr=1e-3))
 
 
 def test_label_mode_explains_when_every_probe_gets_the_same_label(secret):
@@ -189,11 +189,11 @@ def test_failed_fingerprint_save_leaves_the_old_file(tmp_path, monkeypatch):
 def test_progress_bars_only_when_asked(owner, secret, val_batch, capsys):
     images, labels = val_batch
     fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=2)
-    list(fp.fine_tune(owner, images, labels, part="head", steps=2, lr=1e-3))
+    list(fp.tune_copy(owner, images, labels, part="head", steps=2, lr=1e-3))
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""
     fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=2, show_progress=True)
-    list(fp.fine_tune(owner, images, labels, part="head", steps=2, lr=1e-3, show_progress=True))
+    list(fp.tune_copy(owner, images, labels, part="head", steps=2, lr=1e-3, show_progress=True))
     shown = capsys.readouterr().err
     assert "bisecting to the boundary" in shown and "10/10" in shown  # one bisection per probe
     assert "fine-tuning head" in shown and "2/2" in shown

@@ -34,7 +34,7 @@ from nullspace_utils import plotting
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
-from nullspace_utils.results import chapter_result
+from nullspace_utils.studies import fingerprint as fingerprint_study
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -76,7 +76,7 @@ plt.show()
 # (shipped in `nullspace_utils/zoo/seeds/`), the other two widths and the three CNNs.
 
 # %%
-suspects = fp.make_suspects(profile, owner)
+suspects = fingerprint_study.make_suspects(profile, owner)
 independent = next(name for name, (_, derived) in suspects.items() if not derived)  # trained apart from the owner
 results = {name: fp.verify(secret, fp.as_query(model), output="logits") for name, (model, _) in suspects.items()}
 plotting.change_strips({name: result.changes.tolist() for name, result in results.items()}, tol=1e-3)
@@ -84,16 +84,8 @@ plt.show()
 print("owner and exact copy: every change below 1e-5:",
       all(results[name].changes.max() < 1e-5 for name in ("owner", "exact copy")))
 print(f"independently trained {independent}: smallest change {results[independent].changes.min():.0e}")
-
-
-def summary(name: str, r) -> list:
-    """kept / p-value / verdict, or, for the copies whose answers depend on the CPU's kernels, a pointer."""
-    if name in fp.BACKEND_DEPENDENT_SUSPECTS:
-        return ["varies by CPU", "—", "see the eight-secret table"]
-    return [f"{r.kept}/{r.n}", f"{r.p_value:.1g}", "**yours**" if r.is_yours else "not shown"]
-
-
-rows = [[name, "yes" if suspects[name][1] else "no", *summary(name, r)] for name, r in results.items()]
+rows = [[name, "yes" if suspects[name][1] else "no", *fingerprint_study.claim_cells(name, r)]
+        for name, r in results.items()]
 plotting.table(rows, ["suspect", "derived from the owner", "probes kept", "p-value", "verdict"])
 
 # %% [markdown]
@@ -145,7 +137,7 @@ for alpha in (1e-2, 1e-3, 1e-6):
 # %%
 label_results = {name: fp.verify(secret, fp.as_query(suspects[name][0], "label"), output="label")
                  for name in ("owner", "int8 copy", "float16 copy", independent, profile.vit_models[1])}
-rows = [[name, *summary(name, r), r.queries] for name, r in label_results.items()]
+rows = [[name, *fingerprint_study.claim_cells(name, r), r.queries] for name, r in label_results.items()]
 plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"])
 
 # %% [markdown]
@@ -167,30 +159,14 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 # ```
 
 # %%
-found, note = chapter_result("fingerprint", profile.name)
+found, note = fingerprint_study.RESULT.chapter_result(profile.name)
 print(note)
 if found is not None:
-    config = found["config"]
-    print(f"{config['fingerprints']} fingerprints of {config['n_probes']} probes, amplitude {config['amplitude']}, "
-          f"tol {config['tol']:g}")
-    rows = []
-    for name, entry in found["suspects"].items():
-        cells = [name, "yes" if entry["derived"] else "no", f"{100 * entry['accuracy']:.1f} %"]
-        for output in fp.OUTPUTS:
-            kept = [point["kept"] / point["n"] for point in entry[output]]
-            claimed = sum(point["is_yours"] for point in entry[output])
-            cells.append(f"{100 * min(kept):.0f}–{100 * max(kept):.0f} % ({claimed}/{len(kept)})")
-        rows.append(cells)
-    display(plotting.table(rows, ["suspect", "derived", "accuracy", *fp.OUTPUTS],
+    print(fingerprint_study.settings_line(found))
+    display(plotting.table(fingerprint_study.suspect_rows(found), ["suspect", "derived", "accuracy", *fp.OUTPUTS],
                            caption="Probes kept, lowest–highest over the fingerprints, and (in brackets) how many "
                                    "of them led to the claim 'yours' at α = 10⁻³"))
-
-    derived_copies = [name for name, entry in found["suspects"].items() if entry["derived"]]
-    for name in derived_copies:
-        entry = found["suspects"][name]
-        claims = ", ".join(f"{output} {sum(point['is_yours'] for point in entry[output])}/{len(entry[output])}"
-                           for output in fp.OUTPUTS)
-        print(f"{name}: claimed 'yours' with {claims}")
+    print("\n".join(fingerprint_study.claim_lines(found)))
 
 # %% [markdown]
 # Only the owner and its exact copy are proven with every fingerprint and every output. The float16 and
@@ -204,25 +180,13 @@ if found is not None:
 
 # %%
 if found is not None:
-    curves = {}
-    for output in fp.OUTPUTS:
-        scores = {derived: [point["kept"] / point["n"] for entry in found["suspects"].values()
-                            if entry["derived"] == derived for point in entry[output]] for derived in (True, False)}
-        without_int8 = [point["kept"] / point["n"] for name, entry in found["suspects"].items()
-                        if entry["derived"] and name != "int8 copy" for point in entry[output]]
-        curves[f"{output}"] = {
-            "all derived": (*fp.roc_curve(scores[True], scores[False]), fp.roc_auc(scores[True], scores[False])),
-            "without int8": (*fp.roc_curve(without_int8, scores[False]), fp.roc_auc(without_int8, scores[False])),
-        }
-    plotting.roc_panels(curves)
+    plotting.roc_panels(fingerprint_study.roc_curves(found))
     plt.show()
 
 # %%
 if found is not None:
-    unrelated = {output: max(point["kept"] / point["n"] for entry in found["suspects"].values()
-                             if not entry["derived"] for point in entry[output]) for output in fp.OUTPUTS}
-    claimed = sum(point["is_yours"] for entry in found["suspects"].values() if not entry["derived"]
-                  for output in fp.OUTPUTS for point in entry[output])
+    unrelated = fingerprint_study.unrelated_rates(found)
+    claimed = fingerprint_study.unrelated_claims(found)
     print("largest fraction of probes an unrelated model kept: "
           + ", ".join(f"{output} {100 * rate:.0f} %" for output, rate in unrelated.items()))
     print(f"claims 'yours' made for an unrelated model: {claimed}")
@@ -245,33 +209,15 @@ if found is not None:
 
 # %%
 if found is not None:
-    parts = {"all": "everything", "head": "a new head only", "patch_embed": "the patch embedding only"}
-    panels = [{"title": f"probes kept ({output})", "ylabel": "%", "lines": {}} for output in fp.OUTPUTS]
-    panels.append({"title": "accuracy of the thief's model", "ylabel": "%", "lines": {}})
-    for index, (part, label) in enumerate(parts.items()):
-        rows = found["fade"][part]
-        steps = [max(row["step"], 0.5) for row in rows]  # step 0 drawn at 0.5 on the log axis
-        for panel, output in zip(panels, fp.OUTPUTS):
-            panel["lines"][label] = (steps, [100 * row[output]["kept"] / row[output]["n"] for row in rows], f"C{index}o-")
-        panels[-1]["lines"][label] = (steps, [100 * row["accuracy"] for row in rows], f"C{index}o-")
-    fig = plotting.line_panels(panels, xlabel="fine-tuning steps (0 drawn at 0.5)", size=(3.6, 3.2))
+    fig = plotting.line_panels(fingerprint_study.fade_panels(found), xlabel="fine-tuning steps (0 drawn at 0.5)",
+                               size=(3.6, 3.2))
     for ax in fig.axes:
         ax.set_xscale("log")
     plt.show()
 
 # %%
 if found is not None:
-    def kept(row, output):
-        return f"{row[output]['kept']}/{row[output]['n']}"
-
-    lines = []
-    for part, label in parts.items():
-        rows = found["fade"][part]
-        first, last = rows[1], rows[-1]
-        lines.append(f"- **{label}**: after {first['step']} step(s) logits keep {kept(first, 'logits')} and labels "
-                     f"{kept(first, 'label')}; after {last['step']} steps {kept(last, 'logits')} and "
-                     f"{kept(last, 'label')}; accuracy {100 * rows[0]['accuracy']:.0f} % → {100 * last['accuracy']:.0f} %.")
-    display(Markdown("\n".join(lines)))
+    display(Markdown("\n".join(fingerprint_study.fade_lines(found))))
 
 # %% [markdown]
 # Training a new head leaves the patch embedding, and so the fingerprint, exactly as it was: every
@@ -293,9 +239,8 @@ if found is not None:
 
 # %%
 if found is not None:
-    rows = [[f"{row['sigma']:g}", f"{100 * row['accuracy']:.1f} %",
-             *[f"{row[output]['kept']}/{row[output]['n']}" for output in fp.OUTPUTS]] for row in found["defence"]]
-    display(plotting.table(rows, ["noise std", "accuracy", *[f"kept ({o})" for o in fp.OUTPUTS]]))
+    display(plotting.table(fingerprint_study.defence_rows(found),
+                           ["noise std", "accuracy", *[f"kept ({o})" for o in fp.OUTPUTS]]))
 
 # %% [markdown]
 # A noise far below one grey level of an 8-bit image (std 10⁻⁴) leaves the logits within the

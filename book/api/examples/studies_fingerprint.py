@@ -1,0 +1,64 @@
+from dataclasses import replace
+
+from nullspace_utils import fingerprint as fp
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.profiles import get_profile
+from nullspace_utils.studies import common, fingerprint
+
+# the settings of each profile, exactly as the committed result file stores them under "config"
+settings = fingerprint.SETTINGS["teaching"]
+assert isinstance(settings, fingerprint.FingerprintSettings) and settings.n_probes == 16
+assert settings.fine_tune == fingerprint.ThiefTuning(images=2_000, steps=200, batch_size=32,
+                                                     checkpoints=(0, 1, 2, 5, 10, 20, 50, 100, 200),
+                                                     lr=fingerprint.ThiefRates(all=1e-4, patch_embed=1e-4, head=1e-3))
+assert settings.fine_tune.lr.of("head") == 1e-3  # a new head learns faster than the copied layers
+assert fingerprint.CHECK == fingerprint.FingerprintCheckPoint(part="all", step=5, fingerprint_seed=0)
+committed = fingerprint.RESULT.read(fingerprint.RESULT.path("teaching"))  # validated against FingerprintResult
+assert committed["config"] == common.settings_dict(settings)
+assert set(committed) == set(fingerprint.FingerprintResult.__annotations__)
+assert set(committed["config"]) == set(fingerprint.FingerprintConfig.__annotations__)
+assert set(committed["config"]["fine_tune"]) == set(fingerprint.ThiefTuningConfig.__annotations__)
+assert set(committed["check"]) == set(fingerprint.FingerprintCheck.__annotations__)
+
+# the readers the chapter shows the committed file with
+assert fingerprint.settings_line(committed) == "8 fingerprints of 16 probes, amplitude 0.25, tol 0.001"
+table = fingerprint.suspect_rows(committed)  # the eight-secret table: probes kept, lowest–highest (claims)
+assert table[0] == ["owner", "yes", "99.0 %", "100–100 % (8/8)", "100–100 % (8/8)", "100–100 % (8/8)"]
+assert fingerprint.claim_lines(committed)[3] == "int8 copy: claimed 'yours' with logits 0/8, probs 0/8, label 1/8"
+assert fingerprint.unrelated_claims(committed) == 0 and fingerprint.unrelated_rates(committed)["label"] == 0.0
+curves = fingerprint.roc_curves(committed)  # output -> {"all derived", "without int8"} -> (fpr, tpr, area)
+assert set(curves) == set(fp.OUTPUTS) and curves["label"]["all derived"][2] == 1.0  # labels separate all
+panels = fingerprint.fade_panels(committed)  # plotting.line_panels' input, one line per tuned part
+assert [panel["title"] for panel in panels][-1] == "accuracy of the thief's model"
+assert set(panels[0]["lines"]) == set(fingerprint.TUNED_PARTS.values())
+assert fingerprint.fade_lines(committed)[1].startswith("- **a new head only**: after 1 step(s) logits keep 16/16")
+assert fingerprint.defence_rows(committed)[0] == ["0", "99.0 %", "16/16", "16/16", "16/16"]
+
+# the suspects, verified live: rows shaped as the result file's
+profile = get_profile("teaching")
+owner = profile.load_model(profile.vit_models[0])
+suspects = fingerprint.make_suspects(profile, owner)  # name -> (model, derived from the owner's?)
+assert [name for name, (_, derived) in suspects.items() if derived] == ["owner", "exact copy", "float16 copy",
+                                                                       "int8 copy"]
+images, labels = stack_dataset(profile.dataset("val", n=40))
+secret = fp.make_fingerprint(owner, n_probes=10, amplitude=0.25, seed=0, images=images)  # 10: p <= 0.001
+row = fingerprint.verification_row(secret, suspects["exact copy"][0], output="logits")
+assert set(row) == set(fingerprint.VerificationRow.__annotations__) and row["kept"] == row["n"] == 10
+assert row["queries"] == 20 and row["is_yours"]
+rows = fingerprint.verification_rows(secret, suspects["zoo-vit-b"][0])  # output -> row
+assert set(rows) == set(fp.OUTPUTS) and not any(row["is_yours"] for row in rows.values())
+assert fingerprint.claim_cells("owner", fp.verify(secret, fp.as_query(owner))) == ["10/10", "0.001", "**yours**"]
+assert "int8 copy" in fingerprint.BACKEND_DEPENDENT_SUSPECTS  # its counts vary with the CPU's kernels, so the
+int8 = fingerprint.claim_cells("int8 copy", fp.verify(secret, fp.as_query(suspects["int8 copy"][0])))  # chapter
+assert int8 == ["varies by CPU", "—", "see the eight-secret table"]  # prints them from the result file only
+point = fingerprint.check_point(owner, secret, images, labels, settings)  # a copy tuned for 5 steps, logits
+assert point["n"] == 10 and point["queries"] == 20
+
+# the runner, on tiny settings, on the CPU, written nowhere (common.Run().out is None)
+tiny = replace(settings, n_probes=4, fingerprints=1, bisection_steps=4, sigmas=(0.0,), val=16,
+               fine_tune=replace(settings.fine_tune, images=16, steps=2, batch_size=8, checkpoints=(0, 2)))
+result = fingerprint.run(tiny, profile, common.Run())
+assert set(result["suspects"]["owner"]) == set(fingerprint.FingerprintSuspect.__annotations__)
+assert set(result["fade"]["head"][-1]) == set(fingerprint.FingerprintFadeRow.__annotations__)
+assert set(result["defence"][0]) == set(fingerprint.FingerprintDefenceRow.__annotations__)
+assert [row["step"] for row in result["fade"]["head"]] == [0, 2] and result["check"]["result"]["n"] == 4
