@@ -66,7 +66,7 @@ print("target classes:", [profile.class_names[labels[t]] for _, t in pairs])
 #    W_R\, \tilde p_R = W_{\text{pix}}\, s - W_G\, t_G - W_B\, t_B , $$
 #
 # a linear program per patch, which `disguise(..., p=1)` solves with the watermark chapter's LP solver
-# (`watermark.solve_patches`; the watermark's [0, 1] box is widened until it no longer binds). With the
+# (`box_solver.solve_patches`; the watermark's [0, 1] box is widened until it no longer binds). With the
 # L2 norm instead (`p=2`, the library's default) the answer has a closed form,
 # $\tilde p_R = t_R + W_R^{+}\,(\text{right-hand side} - W_R t_R)$ with the pseudo-inverse $W_R^{+}$.
 # Both are exact: every patch embeds like the source's. They differ in *where* they put the change:

@@ -17,15 +17,15 @@
 # %% [colab]
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import display
 
-from nullspace_utils import exact, metrics, plotting, watermark
+from nullspace_utils import box_solver, exact, metrics, plotting, watermark
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
-from nullspace_utils.results import chapter_result, read
+from nullspace_utils.results import read
+from nullspace_utils.studies import watermark as watermark_study, watermark_paper
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -83,25 +83,9 @@ images, labels = stack_dataset(profile.dataset("val", n=4))
 matrix = torch.tensor([[1.0, 2.0]], dtype=torch.float64)  # one "embedding" of two "pixels"
 start = torch.tensor([[0.7, 0.2]], dtype=torch.float64)  # the original patch
 target = torch.tensor([[0.1, 0.9]], dtype=torch.float64)  # the watermark patch
-solution = watermark.solve_patches(matrix, start, target, p=1, iterations=2000)
-
-fig, ax = plt.subplots(figsize=(4.6, 4.6))
-ax.add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, lw=1.5))
+solution = box_solver.solve_patches(matrix, start, target, p=1, iterations=2000)  # the solver embed uses
+watermark_study.toy_figure(matrix, start, target, solution)  # the box, the segment, the L1 level sets
 level = float(matrix @ start[0])  # y1 + 2 y2 = level
-y1 = np.linspace(-0.2, 1.2, 2)
-ax.plot(y1, (level - y1) / 2, "k--", lw=1, label="same embedding: $y_1 + 2y_2 = $ const")
-g1, g2 = np.meshgrid(np.linspace(-0.2, 1.2, 200), np.linspace(-0.2, 1.2, 200))
-ax.contour(g1, g2, np.abs(g1 - 0.1) + np.abs(g2 - 0.9), levels=8, colors="0.75", linewidths=0.8)
-ax.plot(*start[0], "o", color="tab:blue", label="original $x$")
-ax.plot(*target[0], "s", color="tab:red", label="watermark $m$")
-ax.plot(*solution[0], "*", color="tab:green", markersize=14, label="watermarked $y$")
-ax.set_xlim(-0.2, 1.2)
-ax.set_ylim(-0.2, 1.2)
-ax.set_aspect("equal")
-ax.set_xlabel("pixel 1")
-ax.set_ylabel("pixel 2")
-ax.legend(loc="lower left", fontsize=8)
-plotting.readable(fig)  # text at least 8 pt at the page's width
 print("y =", [round(v, 3) for v in solution[0].tolist()], "| embedding kept:",
       abs(float(matrix @ solution[0]) - level) < 1e-9)
 
@@ -206,24 +190,11 @@ print(f"nullspace dimension {exact.patch_nullspace(vit_s32).shape[0]}; max logit
 # - **resized**: both resized by 8/7 and centre-cropped back, as an evaluation pipeline might do.
 
 # %%
-results, note = chapter_result("watermark", profile.name)
+evaluation, note = watermark_study.RESULT.chapter_result(profile.name)
 print(note)
-if results is not None:
-    conditions = [("exact", "exact"), ("exact_8bit", "8-bit files"), ("clean_8bit", "clean image rounded, for reference"),
-                  ("naive_std", "naive std"), ("resized", "resized + cropped")]
-
-
-    def logit_change(value: float) -> str:
-        """Float rounding (about 1e-6, digits that depend on the device) as a comparison, real changes as numbers."""
-        return "< 1e-5 (rounding)" if value < 1e-5 else f"{value:.1e}"
-
-    rows = [[f"`{name}`", label, f"{100 * entry['all'][key]['match']:.1f} %",
-             f"{100 * entry['all'][key]['prob_change']:.3f} %", logit_change(entry['all'][key]['logit_change_mean']),
-             f"{entry['all'][key]['psnr']:.1f}"]
-            for name, entry in results["models"].items() for key, label in conditions]
-    print(f"{results['images']} images per model")
-    display(plotting.table(rows, ["model", "condition", "same prediction", "mean |Δp|", "mean max |Δlogit|",
-                                  "PSNR (dB)"]))
+if evaluation is not None:
+    print(f"{evaluation['images']} images per model")
+    display(watermark_study.conditions_table(evaluation))  # "< 1e-5 (rounding)": float error, digits vary by device
 
 # %% [markdown]
 # What the numbers say:
@@ -275,27 +246,11 @@ if results is not None:
 # of |Δp| is not comparable between the two; whether it is zero is.
 
 # %%
-paper, note = chapter_result("watermark-slsqp", profile.name, device=None)  # CPU work, on two machines
+paper, note = watermark_paper.RESULT.chapter_result(profile.name, device=None)  # CPU work, on two machines
 print(note)
 if paper is not None:
-    candidates = ["slsqp_raw", "slsqp_clipped", "slsqp_clipped_8bit", "slsqp_clipped_resized", "joint_exact",
-                  "joint_naive_std"]
-    rows = [[f"`{name}`", f"`{key}`", f"{100 * entry[key]['match']:.0f} %", f"{100 * entry[key]['prob_change']:.1f} %",
-             f"{100 * entry[key]['accuracy']:.0f} %"]
-            for name, entry in paper["predictions"].items() for key in candidates]
-    display(plotting.table(rows, ["model", "candidate", "same prediction", "mean |Δp|", "ground-truth accuracy"]))
-    for name, entry in paper["models"].items():
-        box, solver = entry["box"], entry["slsqp"]
-        print(f"{name}: {entry['images']} images, per-channel nullspace {entry['per_channel']} dimensions "
-              f"(joint {entry['joint']}); clean accuracy {100 * entry['clean_accuracy']:.0f} %, "
-              f"mean confidence {entry['clean_confidence_mean']:.2f}")
-        print(f"  SLSQP: {solver['problems']} problems, iterations median {solver['iterations_median']:.0f}, "
-              f"max {solver['iterations_max']}, {solver['at_cap']} stopped by the {paper['maxiter']} cap; "
-              f"exit statuses {solver['status_counts']}")
-        print(f"  before the clip: largest box violation below one 8-bit level: {box['max_violation'] < 1 / 255}; "
-              f"pixels outside by more than half an 8-bit level: {100 * box['fraction_outside_half_level']:.4f} %")
-    for name, entry in paper["no_nullspace"].items():
-        print(f"{name}: no per-channel nullspace (d = {entry['d']} = r^2 = {entry['r'] ** 2}); joint: {entry['joint']}")
+    display(watermark_paper.candidates_table(paper))
+    print("\n".join(watermark_paper.model_lines(paper)))  # per model: images, SLSQP's iterations, the box
 
 # %% [markdown]
 # What the run says:
@@ -353,31 +308,9 @@ if paper is not None:
 # %%
 cpu = read("benchmarks/results/watermark_cpu.json")
 gpu = read("benchmarks/results/watermark_gpu.json")
-highs = cpu["highs"]["seconds_per_image_extrapolated"]
-bars = [("SLSQP, joint space, all\n5000 it. on all patches\n(upper bound)", cpu["slsqp"]["paper_setting_seconds_extrapolated"],
-         "tab:gray"),
-        ("HiGHS LP, exact\n(extrapolated)", highs, "tab:blue")]
-for row in cpu["admm_cpu"]:
-    colour = "tab:olive" if row["settings"] == "before" else "tab:green"
-    bars.append((f"ADMM {row['settings']}, {row['iterations']} it.\ngap {row['gap_percent']:.3f} %", row["seconds"],
-                 colour))
-fig, ax = plt.subplots(figsize=(7.5, 4.4))
-ax.barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
-ax.set_xscale("log")
-ax.set_xlabel("seconds per 224 x 224 image, ViT-S/32, 2-core CPU, warm (log scale)")
-ax.invert_yaxis()
-plotting.readable(fig)  # text at least 8 pt at the page's width
+watermark_study.speed_figure(cpu)  # seconds per image of every solver and setting, log scale
 plt.show()
-default = next(r for r in cpu["admm_cpu"] if r["settings"] == "default" and r["iterations"] == 100)
-first = cpu["first_call"]
-print(f"default (100 iterations): objective within {default['gap_percent']:.2f} % of the LP optimum; "
-      f"a first call in a fresh process takes {first['default']:.1f} s (before: {first['before']:.1f} s), "
-      f"{highs / first['default']:.0f} times faster than HiGHS")
-fastest = min((r for r in gpu["admm_gpu"] if r["gap_percent"] < 0.1), key=lambda r: r["seconds"])
-host = gpu["embed_gpu"][0]
-print(f"GPU ({gpu['device']}): {gpu['batch']} images in {fastest['seconds']:.1f} s with the images already on the "
-      f"GPU ({fastest['precision']} matmuls{', compiled, compilation not counted' if fastest['compiled'] else ''}; "
-      f"gap {fastest['gap_percent']:.2f} %); {host['seconds']:.1f} s for embed's default from host memory")
+print("\n".join(watermark_study.speed_lines(cpu, gpu)))  # the default's gap and first call; the GPU's fastest
 
 # %% [markdown]
 # The grey bar extrapolates the *joint*-space SLSQP to 5000 iterations on every patch, an upper bound:
@@ -421,6 +354,7 @@ print(f"GPU ({gpu['device']}): {gpu['batch']} images in {fastest['seconds']:.1f}
 # :class: dropdown
 # ~~~python
 # import io
+# import numpy as np
 # from PIL import Image
 #
 # def jpeg(image: torch.Tensor, quality: int = 90) -> torch.Tensor:
