@@ -28,12 +28,14 @@ per-channel nullspace (it scales each block by one number); it does change the j
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
 
-from nullspace_utils import linalg, models
+from nullspace_utils import linalg, metrics, models
+from nullspace_utils.data import quantize_8bit
 
 __all__ = [
     "NoNullspaceError",
@@ -49,6 +51,13 @@ __all__ = [
     "from_patches",
     "random_nullspace_noise",
     "patch_embeddings",
+    "random_combinations",
+    "nullspace_sizes",
+    "AmplitudeSweep",
+    "amplitude_sweep",
+    "Effect",
+    "StorageEffects",
+    "storage_effects",
 ]
 
 
@@ -322,11 +331,7 @@ def random_nullspace_noise(
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating point type, got {dtype}: rounding the noise to whole numbers "
                         "would move it out of the nullspace.")
-    basis = patch_nullspace(model)  # (k, C, r, r)
-    generator = torch.Generator().manual_seed(seed)
-    count = 1 if n is None else n
-    weights = torch.randn(count, basis.shape[0], generator=generator, dtype=torch.float64)
-    patches = torch.einsum("bk,kcij->bcij", weights, basis)
+    patches = random_combinations(patch_nullspace(model), 1 if n is None else n, seed=seed)
     patches = patches * (amplitude / patches.abs().amax(dim=(1, 2, 3), keepdim=True))
     noise = tile(patches, image_size).to(dtype)
     return noise[0] if n is None else noise
@@ -344,3 +349,98 @@ def patch_embeddings(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     std_t = torch.tensor(std, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
     out = proj((inputs - mean_t) / std_t)  # (B, d, H/r, W/r)
     return out.flatten(2).transpose(1, 2).to(images.device)
+
+
+def random_combinations(basis: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
+    """``n`` random combinations (n, C, r, r) of a basis (k, C, r, r), with independent standard Gaussian weights
+    (float64, drawn from a generator seeded with ``seed``): random vectors of the space the basis spans, which,
+    unlike one basis vector, do not depend on which orthonormal basis the SVD picked."""
+    weights = torch.randn(n, basis.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.einsum("bk,kcij->bcij", weights, basis)
+
+
+def nullspace_sizes(model: nn.Module, *, rtol: float | None = None) -> dict[str, int]:
+    """The measured dimensions of both nullspaces of ``model``'s patch embedding: ``per_channel``
+    (:func:`channel_nullspace`, the paper's) and ``joint`` (:func:`patch_nullspace`, the book's), 0 where one is
+    {0} (where those raise :class:`NoNullspaceError`). Same keys as :func:`nullspace_dimensions`, which gives the
+    generic values for comparison."""
+    sizes = {}
+    for name, compute in (("per_channel", channel_nullspace), ("joint", patch_nullspace)):
+        try:
+            sizes[name] = int(compute(model, rtol=rtol).shape[0])
+        except NoNullspaceError:
+            sizes[name] = 0
+    return sizes
+
+
+@dataclass(frozen=True)
+class AmplitudeSweep:
+    """Nullspace noise against uniform random noise of the same amplitude (largest absolute value), per amplitude:
+    the largest logit change over the images for each, and the share of images whose prediction the random
+    noise keeps (nullspace noise keeps every one, up to float rounding)."""
+
+    amplitudes: list[float]
+    nullspace_change: list[float]
+    random_change: list[float]
+    random_match: list[float]
+
+
+@torch.no_grad()
+def amplitude_sweep(model: nn.Module, images: torch.Tensor, amplitudes: Sequence[float], *, seed: int = 1,
+                    random_seed: int = 0) -> AmplitudeSweep:
+    """For each amplitude, one nullspace noise (:func:`random_nullspace_noise` with ``seed``) and one uniform noise
+    in [-amplitude, amplitude] (one generator seeded with ``random_seed`` for the whole sweep), each added to every
+    one of ``images`` (B, C, H, W): how far the logits move (:func:`~nullspace_utils.metrics.logit_change`) and,
+    for the random noise, how many predictions stay."""
+    clean = model(images).argmax(1)
+    generator = torch.Generator().manual_seed(random_seed)
+    size = (images.shape[-2], images.shape[-1])
+    values = [float(amplitude) for amplitude in amplitudes]
+    null_change, random_change, random_match = [], [], []
+    for amplitude in values:
+        v_null = random_nullspace_noise(model, size, amplitude=amplitude, seed=seed)
+        v_rand = (torch.rand(images.shape[1:], generator=generator) * 2 - 1) * amplitude
+        null_change.append(metrics.logit_change(model, images, v_null).max().item())
+        random_change.append(metrics.logit_change(model, images, v_rand).max().item())
+        random_match.append((model(images + v_rand).argmax(1) == clean).float().mean().item())
+    return AmplitudeSweep(values, null_change, random_change, random_match)
+
+
+class Effect(NamedTuple):
+    """What one treatment of the images does to a model's outputs, against the untouched images."""
+
+    max_logit_change: float  # the largest |change| of a logit over all images
+    same_prediction: float  # the share of images whose predicted class stays
+
+
+@dataclass(frozen=True)
+class StorageEffects:
+    """Nullspace noise ``v`` on images ``x``, stored as a real image must be (paper §3 holds for unbounded inputs):
+    the share of values of ``x + v`` outside [0, 1], the largest logit change of ``x + v`` as it is (float rounding
+    only), and the :class:`Effect` of clipping ``x + v`` to [0, 1], of rounding the clean ``x`` to 8 bits, and of
+    clipping and rounding ``x + v``."""
+
+    saturated: float
+    unbounded: float
+    clipped: Effect
+    clean_8bit: Effect
+    noisy_8bit: Effect
+
+
+@torch.no_grad()
+def storage_effects(model: nn.Module, images: torch.Tensor, noise: torch.Tensor) -> StorageEffects:
+    """:class:`StorageEffects` of adding ``noise`` (C, H, W), e.g. from :func:`random_nullspace_noise`, to
+    [0, 1] ``images`` (B, C, H, W) and storing the result as an 8-bit image
+    (:func:`~nullspace_utils.data.quantize_8bit`)."""
+    reference = model(images)
+
+    def effect(treated: torch.Tensor) -> Effect:
+        logits = model(treated)
+        return Effect((logits - reference).abs().max().item(),
+                      (logits.argmax(1) == reference.argmax(1)).float().mean().item())
+
+    noisy = images + noise
+    return StorageEffects(saturated=((noisy < 0) | (noisy > 1)).float().mean().item(),
+                          unbounded=metrics.logit_change(model, images, noise).max().item(),
+                          clipped=effect(noisy.clamp(0, 1)), clean_8bit=effect(quantize_8bit(images)),
+                          noisy_8bit=effect(quantize_8bit(noisy.clamp(0, 1))))

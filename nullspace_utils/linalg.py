@@ -25,6 +25,7 @@ __all__ = [
     "nullity",
     "nullspace_projector",
     "project_onto_nullspace",
+    "split_by_nullspace",
 ]
 
 Matrix = Union[np.ndarray, torch.Tensor]
@@ -170,3 +171,18 @@ def project_onto_nullspace(matrix: Matrix, vectors: Matrix, rtol: float | None =
         )
     basis = _nullspace_basis(array, rtol)
     return _like(basis @ (basis.T @ values), vectors)
+
+
+@overload
+def split_by_nullspace(matrix: Matrix, rows: torch.Tensor, rtol: float | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def split_by_nullspace(matrix: Matrix, rows: np.ndarray, rtol: float | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]: ...
+def split_by_nullspace(matrix: Matrix, rows: Matrix, rtol: float | None = None) -> tuple[Matrix, Matrix]:
+    """Split each row x of ``rows`` (b, n) into ``x - P x`` and ``P x`` (:func:`nullspace_projector`, P): the part
+    ``matrix`` (m, n) sees, in its row space, and the part it cannot see, in its nullspace. The two parts add up to
+    ``rows``, and ``matrix`` maps the first exactly as it maps ``rows``. ``rows`` and ``matrix`` must be of the same
+    library (and, for torch, dtype); returns ``(row_space_part, nullspace_part)``."""
+    hidden = rows @ nullspace_projector(matrix, rtol)  # the projector is symmetric: (P x^T)^T = x P
+    return rows - hidden, hidden

@@ -24,12 +24,13 @@ from typing import Callable, Sized, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from nullspace_utils import data, models
+from nullspace_utils import data, exact, models
 from nullspace_utils.models import ImageClassifier
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "profile_device", "eval_transform", "spread_subset"]
+__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "profile_device", "eval_transform", "spread_subset", "ModelCard",
+           "model_card"]
 
 PROFILE_NAMES = ("teaching", "imagenet")
 
@@ -221,3 +222,36 @@ def get_profile(name: str | None = None) -> Profile:
             device=profile_device("imagenet"),
         )
     raise ValueError(f"Unknown profile {name!r}; choose one of {PROFILE_NAMES} (NULLSPACE_PROFILE).")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One of a profile's models as the setting chapter lists it."""
+
+    name: str
+    plays: str | None  # the paper's model a zoo model stands in for (in its manifest entry); None for timm's
+    params: int  # the number of parameters (the zoo's manifest; counted for a timm model)
+    val_accuracy: float | None  # accuracy on the val split at training (the zoo's manifest); None for timm's
+    test_accuracy: float  # accuracy on the images given to :func:`model_card`, measured then
+    patch: int | None  # a ViT's patch size r; None for a CNN
+    width: int | None  # a ViT's embedding width d; None for a CNN
+    nullspace_dim: int | None  # the dimension of a ViT's joint nullspace (exact.patch_nullspace); None for a CNN
+
+
+def model_card(profile: Profile, name: str, images: torch.Tensor, labels: torch.Tensor) -> ModelCard:
+    """:class:`ModelCard` of the model ``name`` of ``profile``: what the zoo's manifest records of it, its first
+    layer's geometry and nullspace (for a ViT), and its accuracy on ``images`` (B, C, H, W) in [0, 1] with the
+    profile's ``labels`` (through :meth:`Profile.class_logits`, so also for 1000-way ImageNet models)."""
+    model = profile.load_model(name)
+    with torch.no_grad():
+        accuracy = (profile.class_logits(model(images)).argmax(1) == labels).float().mean().item()
+    entry = models.load_manifest()["models"].get(name, {})  # zoo models have a manifest entry; timm models do not
+    patch = width = nullspace_dim = None
+    if hasattr(models.unwrap(model), "patch_embed"):
+        patch = exact.patch_embedding_layer(model).kernel_size[0]
+        width = exact.patch_embedding_matrix(model).shape[0]
+        nullspace_dim = exact.patch_nullspace(model).shape[0]
+    return ModelCard(name=name, plays=entry.get("plays"),
+                     params=entry.get("params", sum(parameter.numel() for parameter in model.parameters())),
+                     val_accuracy=entry.get("val_accuracy"), test_accuracy=accuracy, patch=patch, width=width,
+                     nullspace_dim=nullspace_dim)

@@ -248,3 +248,58 @@ def test_cache_sees_edits_through_data():
     W = exact.patch_embedding_matrix(vit)
     assert not torch.equal(first, second)
     assert (W @ second.reshape(second.shape[0], -1).T).abs().max() < 1e-10 * W.abs().max()
+
+
+def test_random_combinations_are_seeded_gaussian_mixes_of_the_basis():
+    basis = torch.eye(4, dtype=torch.float64).reshape(4, 1, 2, 2)  # the standard basis: a mix is its weights
+    mixes = exact.random_combinations(basis, 3, seed=5)
+    weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert mixes.shape == (3, 1, 2, 2) and torch.equal(mixes.reshape(3, 4), weights)
+    assert not torch.equal(exact.random_combinations(basis, 3, seed=6), mixes)
+
+
+def test_random_noise_is_a_scaled_tiled_combination(zoo_vit):
+    patch = exact.random_combinations(exact.patch_nullspace(zoo_vit), 1, seed=3)[0]
+    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=0.5, seed=3)
+    assert torch.allclose(noise, exact.tile(patch * (0.5 / patch.abs().max()), 112).float())
+
+
+def test_nullspace_sizes_measure_both_and_give_zero_without_one():
+    assert exact.nullspace_sizes(small_vit()) == {"per_channel": 0, "joint": 128}  # d = 64 = r^2, C r^2 = 192
+    assert exact.nullspace_sizes(small_vit(embed_dim=16)) == exact.nullspace_dimensions(16, 8) == {
+        "per_channel": 144, "joint": 176}
+    assert exact.nullspace_sizes(small_vit(embed_dim=192)) == {"per_channel": 0, "joint": 0}
+
+
+def test_amplitude_sweep_nullspace_noise_keeps_logits_random_noise_does_not(zoo_vit, val_batch):
+    images = val_batch[0][:8]
+    sweep = exact.amplitude_sweep(zoo_vit, images, [0.01, 10.0])
+    assert isinstance(sweep, exact.AmplitudeSweep) and sweep.amplitudes == [0.01, 10.0]
+    assert max(sweep.nullspace_change) < 1e-3  # float rounding at every amplitude
+    assert sweep.random_change[1] > 1.0 and sweep.random_change[0] < sweep.random_change[1]
+    assert sweep.random_match[0] == 1.0 and sweep.random_match[1] < 1.0
+    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=10.0, seed=1)  # the sweep's nullspace noise
+    assert sweep.nullspace_change[1] == metrics.logit_change(zoo_vit, images, noise).max().item()
+    generator = torch.Generator().manual_seed(0)  # and its uniform noise, one generator for the sweep
+    torch.rand(images.shape[1:], generator=generator)
+    uniform = (torch.rand(images.shape[1:], generator=generator) * 2 - 1) * 10.0
+    assert sweep.random_change[1] == metrics.logit_change(zoo_vit, images, uniform).max().item()
+
+
+def test_storage_effects_clip_and_round(zoo_vit, val_batch):
+    images = val_batch[0][:8]
+    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=0.1, seed=3)
+    effects = exact.storage_effects(zoo_vit, images, noise)
+    noisy = images + noise
+    assert effects.saturated == pytest.approx(((noisy < 0) | (noisy > 1)).float().mean().item())
+    assert effects.saturated > 0
+    assert effects.unbounded < 1e-4  # the nullspace noise itself, unclipped: float rounding only
+    with torch.no_grad():
+        clipped_change = (zoo_vit(noisy.clamp(0, 1)) - zoo_vit(images)).abs().max().item()
+    assert isinstance(effects.clipped, exact.Effect) and effects.clipped.max_logit_change == clipped_change
+    assert effects.clipped.max_logit_change > 1e-3  # clipping moves the noise out of the nullspace
+    for effect in (effects.clipped, effects.clean_8bit, effects.noisy_8bit):
+        assert 0 <= effect.same_prediction <= 1
+    plain = exact.storage_effects(zoo_vit, images, torch.zeros_like(noise))  # no noise: only rounding costs
+    assert plain.saturated == 0 and plain.clipped == exact.Effect(0.0, 1.0)
+    assert plain.noisy_8bit == plain.clean_8bit

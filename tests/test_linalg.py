@@ -105,3 +105,15 @@ def test_results_follow_the_library_of_the_input():
     assert isinstance(linalg.project_onto_nullspace(At, v), np.ndarray)  # like the vectors, not the matrix
     assert isinstance(linalg.project_onto_nullspace(A, torch.ones(3)), torch.Tensor)
     assert linalg.default_rtol(At.shape) == linalg.default_rtol((1, 3)) == 3 * np.finfo(np.float64).eps  # torch.Size
+
+
+def test_split_by_nullspace_parts_add_up_and_the_matrix_sees_only_the_first():
+    rng = np.random.default_rng(3)
+    A, rows = low_rank(rng, 4, 9, 3), rng.normal(size=(5, 9))
+    seen, hidden = linalg.split_by_nullspace(A, rows)
+    assert np.allclose(seen + hidden, rows)
+    assert np.allclose(A @ hidden.T, 0) and np.allclose(A @ seen.T, A @ rows.T)
+    assert np.allclose(hidden, linalg.project_onto_nullspace(A, rows.T).T)  # P x, row by row
+    assert np.allclose(seen @ linalg.nullspace(A), 0)  # the seen part is orthogonal to the nullspace
+    seen_t, hidden_t = linalg.split_by_nullspace(torch.from_numpy(A), torch.from_numpy(rows))
+    assert isinstance(hidden_t, torch.Tensor) and torch.allclose(hidden_t, torch.from_numpy(hidden))

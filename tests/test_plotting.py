@@ -122,3 +122,41 @@ def test_matrix_heatmap_in_a_subfigure_returns_the_whole_figure():
     assert plotting.matrix_heatmap({"a": {"a": 0.5}}, ["a"], ax=ax) is fig
     assert [text.get_text() for text in ax.texts] == ["50"]
     plt.close("all")
+
+
+def test_nullspace_walks_and_plane_draw_the_given_maps():
+    import numpy as np
+
+    projection, function = np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 1.0]])
+    directions = [np.array([0.0, 1.0]), np.array([1.0, -2.0]) / np.sqrt(5)]
+    fig = plotting.nullspace_walks(projection, function, directions, titles=["left", "right"])
+    left, right = fig.axes[:2]
+    assert [left.get_title(), right.get_title()] == ["left", "right"]
+    points = [line.get_xydata()[0] for line in left.lines if line.get_marker() == "o"]
+    assert len(points) == 5 and all(x == 1.0 for x, _ in points)  # moved along the x2 axis only
+    assert [text.xy for text in left.texts][0] == pytest.approx((1.0, 0.0))  # every arrow ends on one output
+    dashed = [line.get_xydata() for line in right.lines if line.get_linestyle() == "--"]
+    for line in dashed:  # the lines run along the function's nullspace: the function is constant on them
+        assert function @ line[0] == pytest.approx(function @ line[1])
+    fig = plotting.nullspace_plane(np.array([[1.0, 1.0, 1.0]]), np.eye(3)[:, :2], title="plane")
+    assert fig.axes[0].get_title() == "plane" and len(fig.axes[0].collections) == 4  # surface, row, 2 basis vectors
+    plt.close("all")
+
+
+def test_singular_value_loglog_and_time_bar_figures_draw_their_data():
+    fig = plotting.singular_value_plot([10.0, 1.0, 0.1], tolerance=1e-3, title="s")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and list(ax.lines[0].get_ydata()) == [10.0, 1.0, 0.1]
+    assert list(ax.lines[1].get_ydata()) == [1e-3, 1e-3]
+    assert ax.get_legend().get_texts()[0].get_text() == "default tolerance"
+    fig = plotting.loglog_curves([1, 10], {"a": ([1e-7, 1e-6], "o-"), "b": ([0.1, 5.0], "s-")}, xlabel="x", ylabel="y")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert [list(line.get_ydata()) for line in ax.lines] == [[1e-7, 1e-6], [0.1, 5.0]]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["a", "b"]
+    fig = plotting.time_bars({"first": 10.0, "second": 130.0}, budget=120, budget_label="budget", xlabel="s")
+    ax = fig.axes[0]
+    assert [bar.get_width() for bar in ax.patches] == [10.0, 130.0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["first", "second"] and ax.yaxis_inverted()
+    assert list(ax.lines[0].get_xdata()) == [120, 120]
+    plt.close("all")

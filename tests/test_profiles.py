@@ -61,3 +61,26 @@ def test_loading_a_model_leaves_the_backend_flags_alone(monkeypatch):
     finally:
         torch.set_float32_matmul_precision(matmul)
         torch.backends.cudnn.allow_tf32 = cudnn
+
+
+def test_model_card_reads_the_manifest_and_measures_the_rest():
+    from nullspace_utils import exact, models
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import ModelCard, model_card
+
+    profile = get_profile("teaching")
+    images, labels = stack_dataset(profile.dataset("test", n=20))
+    manifest = models.load_manifest()["models"]
+    card = model_card(profile, "zoo-vit-b", images, labels)
+    assert isinstance(card, ModelCard) and card.name == "zoo-vit-b"
+    assert card.plays == manifest["zoo-vit-b"]["plays"] and card.val_accuracy == manifest["zoo-vit-b"]["val_accuracy"]
+    assert (card.patch, card.width, card.nullspace_dim) == (16, 192, 576)
+    model = profile.load_model("zoo-vit-b")
+    assert card.params == sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        assert card.test_accuracy == (model(images).argmax(1) == labels).float().mean().item()
+    assert card.nullspace_dim == exact.patch_nullspace(model).shape[0]
+    cnn = model_card(profile, "zoo-resnet", images, labels)
+    assert (cnn.patch, cnn.width, cnn.nullspace_dim) == (None, None, None)
+    wrong = model_card(profile, "zoo-resnet", images, (labels + 1) % 10)  # accuracy is measured, not read
+    assert wrong.test_accuracy < cnn.test_accuracy

@@ -26,44 +26,23 @@
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from nullspace_utils import plotting
+from nullspace_utils import book_pages, plotting
 from nullspace_utils.results import read
 
 cpu = read("benchmarks/results/watermark_cpu.json")
 gpu = read("benchmarks/results/watermark_gpu.json")
 print(f"made by: {cpu['command']}\n  commit {cpu['commit'][:10]}, torch {cpu['torch']}, {cpu['threads']} CPU threads "
       f"({cpu['cpu']})")
-
-highs, slsqp, first = cpu["highs"], cpu["slsqp"], cpu["first_call"]
-runs = {name: [row for row in cpu["admm_cpu"] if row["settings"] == name] for name in ("before", "default")}
-panels = [
-    {"title": "gap to the LP optimum (HiGHS)", "ylabel": "%", "lines": {
-        f"ADMM, {name}": ([row["seconds"] for row in rows], [row["gap_percent"] for row in rows], "o-")
-        for name, rows in runs.items()}},
-    {"title": "seconds per 224x224 image", "ylabel": "s", "lines": {
-        **{f"ADMM, {name}": ([row["iterations"] for row in rows], [row["seconds"] for row in rows], "o-")
-           for name, rows in runs.items()},
-        "HiGHS (exact, extrapolated)": ([50, 300], [highs["seconds_per_image_extrapolated"]] * 2, "--")}},
-]
-fig = plotting.line_panels(panels, xlabel="", logy=(True, True))
+fig = plotting.line_panels(book_pages.solver_panels(cpu), xlabel="", logy=(True, True))
 fig.axes[0].set_xlabel("seconds per image, warm (CPU)")
 fig.axes[0].set_xscale("log")
 fig.axes[1].set_xlabel("ADMM iterations")
 plt.show()
 
 # %%
-rows = [[f"ADMM {row['settings']}, {row['iterations']} iterations (warm)", f"{row['seconds']:.2f} s",
-         f"{row['gap_percent']:.3f} %", f"{highs['seconds_per_image_extrapolated'] / row['seconds']:.0f}x"]
-        for row in cpu["admm_cpu"]]
-for name, label in (("before", "before: 300 iterations and an SVD"), ("default", "default: 100 iterations")):
-    rows.append([f"ADMM {label}, first call in a fresh process", f"{first[name]:.2f} s", "",
-                 f"{highs['seconds_per_image_extrapolated'] / first[name]:.0f}x"])
-rows.append([f"HiGHS interior point (exact LP), extrapolated from {highs['patches']} patches",
-             f"{highs['seconds_per_image_extrapolated']:.0f} s", "0 (the optimum)", "1x"])
-rows.append(["SLSQP (joint space), all 5000 iterations on each of 49 patches, extrapolated: an upper bound",
-             f"{slsqp['paper_setting_seconds_extrapolated'] / 86400:.0f} days", "—",
-             f"{highs['seconds_per_image_extrapolated'] / slsqp['paper_setting_seconds_extrapolated']:.1g}x"])
-display(plotting.table(rows, ["solver, per image (CPU)", "time", "gap to optimum", "speed against HiGHS"]))
+display(plotting.table(book_pages.cpu_solver_rows(cpu),
+                       ["solver, per image (CPU)", "time", "gap to optimum", "speed against HiGHS"]))
+runs, first = book_pages.admm_runs(cpu), cpu["first_call"]
 default = next(row for row in runs["default"] if row["iterations"] == 100)
 print(f"default settings: relative embedding residual below 1e-6: {default['relative_residual'] < 1e-6}; "
       f"pixels outside [0, 1]: {default['box_violation']}")
@@ -76,15 +55,9 @@ print(f"default settings: relative embedding residual below 1e-6: {default['rela
 # never depends on the precision, because the polish ends in float64.
 
 # %%
-rows = [[row["settings"], f"{row['iterations']}", row["precision"], "yes" if row["compiled"] else "no",
-         f"{row['seconds']:.2f} s", f"{row['gap_percent']:.3f} %", f"{row['peak_memory_gb']:.0f} GB"]
-        for row in gpu["admm_gpu"]]
-for row in gpu["embed_gpu"]:
-    where = "one chunk" if row["chunk_images"] is None else f"chunks of {row['chunk_images']} images, sized for a 16 GB GPU"
-    rows.append([f"embed from host memory, {where}", "100", "tf32", "no",
-                 f"{row['seconds']:.2f} s", "", f"{row['peak_memory_gb']:.0f} GB"])
-display(plotting.table(rows, ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images",
-                              "gap to optimum", "peak GPU memory"],
+display(plotting.table(book_pages.gpu_solver_rows(gpu),
+                       ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images", "gap to optimum",
+                        "peak GPU memory"],
                        caption=f"On one {gpu['device']}; the first rows time the solver on images already on the GPU."))
 
 # %%
@@ -134,12 +107,7 @@ print(read("benchmarks/results/nullspace_svd.txt", text=True))
 # %%
 timing = read("benchmarks/results/notebook_times.json")
 names, seconds = list(timing["seconds"]), list(timing["seconds"].values())
-fig, ax = plt.subplots(figsize=(7, 3.2))
-ax.barh(names, seconds, color="C0")
-ax.axvline(120, color="black", linestyle="--", linewidth=1, label="the book's budget: 2 minutes")
-ax.invert_yaxis()
-ax.set_xlabel(f"seconds on {timing['cores']} CPU cores (kernel start included)")
-ax.legend(fontsize=8)
-plotting.readable(fig)  # text at least 8 pt at the page's width
+plotting.time_bars(timing["seconds"], budget=120, budget_label="the book's budget: 2 minutes",
+                   xlabel=f"seconds on {timing['cores']} CPU cores (kernel start included)")
 plt.show()
 print(f"all chapters: {sum(seconds):.0f} s; slowest: {names[seconds.index(max(seconds))]} ({max(seconds):.0f} s)")

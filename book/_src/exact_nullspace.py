@@ -19,9 +19,8 @@ import numpy as np
 import timm
 import torch
 
-
 from nullspace_utils import exact, linalg, metrics, plotting
-from nullspace_utils.data import quantize_8bit, stack_dataset
+from nullspace_utils.data import stack_dataset
 from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
 
@@ -68,14 +67,8 @@ print(f"rank {linalg.rank(W_pix)}, nullspace dimension {linalg.nullity(W_pix)} =
 
 # %%
 sigma = linalg.singular_values(W_pix)
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.semilogy(np.arange(1, len(sigma) + 1), sigma, ".")
-ax.axhline(linalg.default_rtol(W_pix.shape) * sigma[0], color="tab:red", ls="--", label="default tolerance")
-ax.set_xlabel("index")
-ax.set_ylabel("singular value")
-ax.set_title(f"singular values of W_pix ({profile.vit_models[0]})")
-ax.legend()
-plotting.readable(fig)  # text at least 8 pt at the page's width
+plotting.singular_value_plot(sigma, tolerance=linalg.default_rtol(W_pix.shape) * sigma[0],
+                             title=f"singular values of W_pix ({profile.vit_models[0]})")
 print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 
 # %% [markdown]
@@ -110,25 +103,16 @@ print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 # `NoNullspaceError`.
 
 # %%
-def dimension_of(compute) -> str:
-    """The number of basis vectors, or 0 when the library raises NoNullspaceError."""
-    try:
-        return str(compute().shape[0])
-    except exact.NoNullspaceError:
-        return "0 (NoNullspaceError)"
-
-
-rows, measured = [], {}
+rows = []
 for name in ["vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224",
              "vit_small_patch16_224", "vit_base_patch16_224", *profile.vit_models]:
     model = profile.load_model(name, pretrained=False) if name.startswith("vit_") else profile.load_model(name)
     proj = exact.patch_embedding_layer(model)
+    measured = exact.nullspace_sizes(model)  # 0 where the library raises NoNullspaceError
     generic = exact.nullspace_dimensions(proj.out_channels, proj.kernel_size[0], proj.in_channels)
-    measured[name] = (dimension_of(lambda: exact.channel_nullspace(model)),
-                      dimension_of(lambda: exact.patch_nullspace(model)))
-    rows.append([f"`{name}`", proj.out_channels, proj.kernel_size[0] ** 2, *measured[name],
-                 "yes" if measured[name] == tuple(str(v) if v else "0 (NoNullspaceError)"
-                                                   for v in generic.values()) else "NO"])
+    rows.append([f"`{name}`", proj.out_channels, proj.kernel_size[0] ** 2,
+                 *(str(size) if size else "0 (NoNullspaceError)" for size in measured.values()),
+                 "yes" if measured == generic else "NO"])
     del model
 plotting.table(rows, ["model", "d", "r^2", "per channel (paper)", "joint (book)", "= generic formula"])
 
@@ -167,19 +151,15 @@ print("joint directions outside the per-channel space:", torch.linalg.matrix_ran
 # %%
 basis = exact.patch_nullspace(vit)
 print("basis:", tuple(basis.shape), basis.dtype)
-mixes = torch.einsum("bk,kcij->bcij", torch.randn(4, basis.shape[0], generator=torch.Generator().manual_seed(4),
-                                                    dtype=torch.float64), basis)
 r = layer.kernel_size[0]
 patches = exact.to_patches(images[:2].double(), r)[[24, 73]]  # one central patch of each of two images
-projector = linalg.nullspace_projector(W_pix)
-hidden = patches @ projector  # what the embedding cannot see (the projector is symmetric)
-seen = patches - hidden
-shape = (-1, W_pix.shape[1] // r ** 2, r, r)
-plotting.show_images(mixes, [f"random mix {i}" for i in range(4)], symmetric=True, size=1.6)
+seen, hidden = linalg.split_by_nullspace(W_pix, patches)  # hidden: what the embedding cannot see
+trios = torch.stack([patches, seen, hidden], dim=1).reshape(-1, layer.in_channels, r, r)  # per patch: its 3 parts
+plotting.show_images(exact.random_combinations(basis, 4, seed=4), [f"random mix {i}" for i in range(4)],
+                     symmetric=True, size=1.6)
 plt.show()
-plotting.show_images([part for trio in zip(patches.reshape(shape), seen.reshape(shape), hidden.reshape(shape),
-                                           strict=True) for part in trio],
-                     ["patch", "row-space part", "nullspace part"] * 2, symmetric=[False, True, True] * 2, size=1.6)
+plotting.show_images(trios, ["patch", "row-space part", "nullspace part"] * 2, size=1.6,
+                     symmetric=[False, True, True] * 2)
 plt.show()
 share = hidden.norm(dim=1) ** 2 / patches.norm(dim=1) ** 2
 print("the row-space part has the patch's embedding, difference below 1e-10:",
@@ -235,28 +215,13 @@ print("predictions unchanged:", bool((noisy_logits.argmax(1) == clean_logits.arg
 # prediction long before.
 
 # %%
-amplitudes = np.logspace(-2, 2, 9)
-null_change, random_change, random_match = [], [], []
-generator = torch.Generator().manual_seed(0)
-for amplitude in amplitudes:
-    v_null = exact.random_nullspace_noise(vit, profile.image_size, amplitude=float(amplitude), seed=1)
-    v_rand = (torch.rand(images.shape[1:], generator=generator) * 2 - 1) * float(amplitude)
-    null_change.append(metrics.logit_change(vit, images, v_null).max().item())
-    random_change.append(metrics.logit_change(vit, images, v_rand).max().item())
-    with torch.no_grad():
-        random_match.append((vit(images + v_rand).argmax(1) == clean_logits.argmax(1)).float().mean().item())
-
-fig, ax = plt.subplots(figsize=(6.5, 3.6))
-ax.loglog(amplitudes, null_change, "o-", label="nullspace noise")
-ax.loglog(amplitudes, random_change, "s-", label="uniform random noise")
-ax.set_xlabel("noise amplitude (max |value|)")
-ax.set_ylabel("max |logit change|")
-ax.legend()
-ax.grid(alpha=0.3)
-plotting.readable(fig)  # text at least 8 pt at the page's width
-print("amplitude:          ", " ".join(f"{a:6.2g}" for a in amplitudes))
-print("random noise, match:", " ".join(f"{m:6.0%}" for m in random_match))
-print("nullspace noise: every logit change below 1e-3:", max(null_change) < 1e-3)
+sweep = exact.amplitude_sweep(vit, images, np.logspace(-2, 2, 9))
+plotting.loglog_curves(sweep.amplitudes, {"nullspace noise": (sweep.nullspace_change, "o-"),
+                                          "uniform random noise": (sweep.random_change, "s-")},
+                       xlabel="noise amplitude (max |value|)", ylabel="max |logit change|")
+print("amplitude:          ", " ".join(f"{a:6.2g}" for a in sweep.amplitudes))
+print("random noise, match:", " ".join(f"{m:6.0%}" for m in sweep.random_match))
+print("nullspace noise: every logit change below 1e-3:", max(sweep.nullspace_change) < 1e-3)
 
 # %% [markdown]
 # ## The normalisation pitfall
@@ -293,23 +258,12 @@ print("nullspace of W diag(1/std): max logit change below 1e-4:", folded < 1e-4)
 
 # %%
 small_noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=0.1, seed=3)
-with torch.no_grad():
-    reference = vit(images)
-    clipped = vit((images + small_noise).clamp(0, 1))
-    clean_8bit = vit(quantize_8bit(images))
-    noisy_8bit = vit(quantize_8bit((images + small_noise).clamp(0, 1)))
-saturated = ((images + small_noise < 0) | (images + small_noise > 1)).float().mean().item()
-rows = [
-    ["no clipping, no rounding",
-     "below 1e-4 (float rounding)" if metrics.logit_change(vit, images, small_noise).max().item() < 1e-4 else "LARGE",
-     "100%"],
-    [f"clipped to [0, 1] ({saturated:.1%} of values clipped)", f"{(clipped - reference).abs().max().item():.3f}",
-     f"{(clipped.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
-    ["clean image rounded to 8 bits", f"{(clean_8bit - reference).abs().max().item():.3f}",
-     f"{(clean_8bit.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
-    ["noisy image clipped, rounded to 8 bits", f"{(noisy_8bit - reference).abs().max().item():.3f}",
-     f"{(noisy_8bit.argmax(1) == reference.argmax(1)).float().mean().item():.0%}"],
-]
+effects = exact.storage_effects(vit, images, small_noise)
+rows = [["no clipping, no rounding", "below 1e-4 (float rounding)" if effects.unbounded < 1e-4 else "LARGE", "100%"]]
+rows += [[label, f"{effect.max_logit_change:.3f}", f"{effect.same_prediction:.0%}"] for label, effect in [
+    (f"clipped to [0, 1] ({effects.saturated:.1%} of values clipped)", effects.clipped),
+    ("clean image rounded to 8 bits", effects.clean_8bit),
+    ("noisy image clipped, rounded to 8 bits", effects.noisy_8bit)]]
 plotting.table(rows, ["what was done to x + v (amplitude 0.1)", "max logit change", "same prediction"])
 
 # %% [markdown]

@@ -37,33 +37,10 @@ rng = np.random.default_rng(0)
 # %%
 projection = np.array([[1.0, 0.0], [0.0, 0.0]])  # keeps x1, drops x2
 beta = np.array([[2.0, 1.0]])  # y = 2 x1 + x2
-
-fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-x = np.array([1.0, 0.5])
-for t in [-1.5, -0.75, 0.0, 0.75, 1.5]:
-    moved = x + t * linalg.nullspace(projection)[:, 0]
-    left.plot(*moved, "o", color="tab:blue")
-    left.annotate("", xy=projection @ moved, xytext=moved, arrowprops=dict(arrowstyle="->", color="0.6"))
-left.plot(*(projection @ x), "s", color="tab:red", markersize=9, label="every output: the same point")
-left.axhline(0, color="k", lw=0.8)
-left.set_title("projection onto the $x_1$ axis: null = the $x_2$ axis")
-left.legend(loc="upper right")
-left.set_aspect("equal")
-left.set_xlim(-0.5, 2.5)
-
-grid = np.linspace(-2, 2, 201)
-g1, g2 = np.meshgrid(grid, grid)
-right.contourf(g1, g2, 2 * g1 + g2, levels=21, cmap="coolwarm")
-direction = linalg.nullspace(beta)[:, 0]
-for start in [np.array([-1.0, 0.0]), np.array([0.5, 0.5])]:
-    line = start[:, None] + direction[:, None] * np.linspace(-2, 2, 2)
-    right.plot(*line, "k--", lw=1.2)
-    right.plot(*start, "ko")
-right.set_title("$y = 2x_1 + x_2$: moving along null$(\\beta)$ keeps $y$")
-right.set_xlim(-2, 2)
-right.set_ylim(-2, 2)
-right.set_aspect("equal")
-plotting.readable(fig)  # text at least 8 pt at the page's width
+directions = [linalg.nullspace(projection)[:, 0], linalg.nullspace(beta)[:, 0]]
+plotting.nullspace_walks(projection, beta, directions,
+                         titles=["projection onto the $x_1$ axis: null = the $x_2$ axis",
+                                 "$y = 2x_1 + x_2$: moving along null$(\\beta)$ keeps $y$"])
 plt.show()
 
 # %% [markdown]
@@ -114,18 +91,7 @@ for (m, n), r in [((3, 5), 3), ((5, 3), 3), ((6, 6), 4), ((10, 40), 7), ((96, 76
 # %%
 row = np.array([[1.0, 1.0, 1.0]])
 plane = linalg.nullspace(row)  # (3, 2)
-s, t = np.meshgrid(np.linspace(-1.5, 1.5, 10), np.linspace(-1.5, 1.5, 10))
-points = plane[:, :1, None] * s + plane[:, 1:, None] * t  # (3, 10, 10)
-fig = plt.figure(figsize=(5.5, 5))
-ax = fig.add_subplot(projection="3d")
-ax.plot_surface(*points, alpha=0.35, color="tab:blue")
-ax.quiver(0, 0, 0, 1, 1, 1, color="tab:red", length=1.2, normalize=True)
-for k in range(2):
-    ax.quiver(0, 0, 0, *plane[:, k], color="k")
-ax.set_title("null$(1\\;1\\;1)$: a plane; red: the row itself, orthogonal to it")
-ax.set_xlabel("$x_1$")
-ax.set_ylabel("$x_2$")
-ax.set_zlabel("$x_3$")
+plotting.nullspace_plane(row, plane, title="null$(1\\;1\\;1)$: a plane; red: the row itself, orthogonal to it")
 plt.show()
 
 # %% [markdown]

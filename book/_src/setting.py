@@ -26,9 +26,9 @@ import matplotlib.pyplot as plt
 import torch
 
 
-from nullspace_utils import exact, models, plotting
+from nullspace_utils import plotting
 from nullspace_utils.data import stack_dataset
-from nullspace_utils.profiles import get_profile
+from nullspace_utils.profiles import get_profile, model_card
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -68,23 +68,14 @@ plt.show()
 
 # %%
 test_images, test_labels = stack_dataset(profile.dataset("test", n=500))
-manifest = models.load_manifest()
 rows = []
 for name in profile.models:
-    model = profile.load_model(name)
-    with torch.no_grad():  # class_logits: for 1000-way ImageNet models, the profile's ten classes
-        accuracy = (profile.class_logits(model(test_images)).argmax(1) == test_labels).float().mean().item()
-    entry = manifest["models"].get(name, {})  # zoo models have a manifest entry; timm models do not
-    params = entry.get("params", sum(p.numel() for p in model.parameters()))
-    if hasattr(model.net, "patch_embed"):
-        weight = exact.patch_embedding_matrix(model)
-        geometry = f"patch {exact.patch_embedding_layer(model).kernel_size[0]}, d = {weight.shape[0]}"
-        null_dim = exact.patch_nullspace(model).shape[0]
-    else:
-        geometry, null_dim = "convolutional", "—"
-    manifest_accuracy = f"{100 * entry['val_accuracy']:.1f}" if entry else "—"
-    rows.append([f"`{name}`", entry.get("plays", "—"), f"{params / 1e6:.2f} M", geometry, null_dim,
-                 f"{manifest_accuracy} / {100 * accuracy:.1f} %"])
+    card = model_card(profile, name, test_images, test_labels)
+    val = "—" if card.val_accuracy is None else f"{100 * card.val_accuracy:.1f}"  # zoo models only (manifest)
+    rows.append([f"`{name}`", card.plays or "—", f"{card.params / 1e6:.2f} M",
+                 "convolutional" if card.patch is None else f"patch {card.patch}, d = {card.width}",
+                 "—" if card.nullspace_dim is None else card.nullspace_dim,
+                 f"{val} / {100 * card.test_accuracy:.1f} %"])
 headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "accuracy: val (manifest) / test (now)"]
 plotting.table(rows, headers)
 
@@ -106,6 +97,7 @@ plotting.table(rows, headers)
 # ~~~python
 # import numpy as np, torch
 # from nullspace_utils.data import render_shape_image, CLASS_NAMES
+# from nullspace_utils import models
 # image = torch.from_numpy(render_shape_image(CLASS_NAMES.index("star"), np.random.default_rng(7)))
 # model = models.load_model("zoo-vit-s")
 # for k in range(4):

@@ -16,23 +16,17 @@
 
 # %% [colab-install]
 # %%
-import re
-
-import matplotlib.pyplot as plt
 from IPython.display import display
 
-from nullspace_utils import plotting
+from nullspace_utils import book_pages, plotting
 from nullspace_utils.results import read
 
 timing = read("benchmarks/results/notebook_times.json")
 gpu = read("benchmarks/results/imagenet_chapters_gpu.json")
-gpu_seconds = {entry["notebook"].removeprefix("book/").removesuffix(".ipynb"): entry["seconds"]
-               for entry in gpu["chapters"]}
-rows = [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s" if name in gpu_seconds else "not run"]
-        for name, seconds in timing["seconds"].items()]
 print(f"teaching: {timing['cores']} cores ({timing['cpu']}), torch {timing['torch']}, commit {timing['commit'][:10]}")
 print(f"imagenet: one {gpu['gpu']}, torch {gpu['torch']}")
-display(plotting.table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one GPU"]))
+display(plotting.table(book_pages.chapter_time_rows(timing, gpu),
+                       ["chapter", "teaching, 2-core CPU", "imagenet, one GPU"]))
 
 # %% [markdown]
 # ## What each exercise practises
@@ -41,47 +35,11 @@ display(plotting.table(rows, ["chapter", "teaching, 2-core CPU", "imagenet, one 
 # the right is ours.
 
 # %%
-practises = {
-    "ex-setting-1": "drawing an image of a chosen class, classifying it, and testing a rotation",
-    "ex-setting-2": "rank-nullity on the patch embedding's shape, before any code",
-    "ex-primer-1": "a nullspace basis by hand, checked against the SVD-based one (unique up to scale)",
-    "ex-primer-2": "a matrix with more outputs than inputs, and what it means for a ViT with d ≥ 3r²",
-    "ex-primer-3": "the orthogonal projector onto a nullspace: its properties, checked numerically",
-    "ex-exact-1": "repeating the invariance check on a wider ViT with a smaller nullspace",
-    "ex-exact-2": "noise shifted off the patch grid, and why the invariance needs alignment",
-    "ex-exact-3": "the nullspace of one colour channel's columns, model by model",
-    "ex-approx-1": "variance: repeating a learned noise over seeds before calling a difference",
-    "ex-approx-2": "telling a real gain from a trivial minimum (a noise that shrinks): comparing at equal energy",
-    "ex-approx-3": "reading the error of a token-noise transfer, and designing a fair transfer test",
-    "ex-robust-1": "optimising one noise for two models at once, judged against its shuffled copy",
-    "ex-robust-2": "variance over seeds: does the shape of a noise's distribution (Gaussian, uniform) matter at equal RMS",
-    "ex-robust-3": "what a ViT sees of a noise: its row-space part, by construction as harmful as the whole",
-    "ex-wm-1": "the watermark on a wider ViT: quality (objective, PSNR) against the nullspace dimension",
-    "ex-wm-2": "lossy compression (JPEG) of a watermarked image, compared with 8-bit rounding",
-    "ex-wm-3": "the solver's objective against its iteration budget, and what the budget cannot change",
-    "ex-fool-1": "the disguise through another channel's columns: tint and share of out-of-range values",
-    "ex-fool-2": "predicting from the patch grid which occlusion windows see the disguise",
-    "ex-fool-3": "an over-determined system: the least-squares residual and how many free channels it would take",
-    "ex-fool-4": "where LRP carried to the pixels sees the disguise, argued from its last propagation step",
-    "ex-fingerprint-1": "choosing the noise amplitude: a rounded copy against an unrelated model",
-    "ex-fingerprint-2": "the label test's bracket width: robustness against false positives",
-    "ex-fingerprint-3": "averaging repeated queries against a randomised defence",
-    "ex-ft-1": "a third control for an augmentation: the learned noise's shuffled copy, same values and energy",
-    "ex-ft-2": "testing a stated explanation (label smoothing) for a measured loss of adversarial accuracy",
-    "ex-ft-3": "reading a corruption benchmark by family, and predicting which family token noise can help",
-}
-exercise = re.compile(r"```\{exercise\} (.+)\n# :label: (\S+)")
-rows, found = [], set()
-for line in read("_toc.yml", text=True).splitlines():
-    name = line.strip().removeprefix("- file: book/")
-    if not line.strip().startswith("- file: book/") or "/" in name:  # chapters only, not the API pages
-        continue
-    source = read(f"book/_src/{name}.py", text=True, missing_ok=True)
-    if source is not None:
-        for title, label in exercise.findall(source):
-            found.add(label)
-            rows.append([name, title, practises.get(label, "**not described yet**")])
-missing = found - set(practises)
+practises = book_pages.page_data("exercises")  # book/_data/exercises.json: label -> what it practises
+found = book_pages.exercises()  # every exercise in the chapters' sources, in the book's order
+rows = [[exercise.chapter, exercise.title, practises.get(exercise.label, "**not described yet**")]
+        for exercise in found]
+missing = {exercise.label for exercise in found} - set(practises)
 display(plotting.table(rows, ["chapter", "exercise", "practises"]))
 print(f"{len(rows)} exercises; without a description here: {sorted(missing) or 'none'}")
 
@@ -113,18 +71,10 @@ print(f"{len(rows)} exercises; without a description here: {sorted(missing) or '
 # the session's notebooks on the 2-core CPU (students running them in parallel with the discussion).
 
 # %%
-sessions = [
-    ("1. Linear algebra in a network", ["setting", "primer", "exact_nullspace"], "rank, SVD, PyTorch basics"),
-    ("2. Beyond the linear part", ["approximate", "robustness"], "gradient descent"),
-    ("3. Applications", ["watermark", "fooling", "fingerprint"],
-     "sessions 1 and 2; for fooling, what saliency maps are"),
-    ("4. Beyond the paper", ["finetune"], "session 2; cross-entropy training, what an adversarial attack is"),
-]
-rows = [[title, ", ".join(chapters), f"{30 * len(chapters)}–{60 * len(chapters)} min",
-         f"{sum(timing['seconds'][name] for name in chapters) / 60:.0f} min", needs]
-        for title, chapters, needs in sessions]
-display(plotting.table(rows, ["session", "chapters", "class time", "run time (CPU)", "prerequisites"]))
-print("every chapter in a session:", sorted(name for _, chapters, _ in sessions for name in chapters)
+sessions = book_pages.page_data("sessions")  # book/_data/sessions.json: title, chapters, prerequisites
+display(plotting.table(book_pages.session_rows(sessions, timing),
+                       ["session", "chapters", "class time", "run time (CPU)", "prerequisites"]))
+print("every chapter in a session:", sorted(name for session in sessions for name in session["chapters"])
       == sorted(name for name in timing["seconds"] if name not in ("benchmarks",)))
 
 # %% [markdown]

@@ -55,3 +55,15 @@ assert per_channel.shape == (480, 3, 16, 16)
 assert (matrix @ per_channel.reshape(480, -1).T).abs().max() < 1e-10  # also in the joint nullspace
 assert exact.nullspace_dimensions(384, 32) == {"per_channel": 1920, "joint": 2688}  # ViT-S/32, generic weights
 assert exact.nullspace_dimensions(1024, 32)["per_channel"] == 0  # ViT-L/32: d = r^2, no per-channel nullspace
+
+# the exact-nullspace chapter's measurements, each one call
+mixes = exact.random_combinations(basis, 4, seed=4)  # 4 random vectors of the nullspace, no basis vector singled out
+assert mixes.shape == (4, 3, 16, 16) and (matrix @ mixes.reshape(4, -1).T).abs().max() < 1e-10
+assert exact.nullspace_sizes(model) == exact.nullspace_dimensions(96, 16) == {"per_channel": 480, "joint": 672}
+assert exact.nullspace_sizes(wide) == {"per_channel": 0, "joint": 0}  # 0 where NoNullspaceError is raised
+sweep = exact.amplitude_sweep(model, images, [0.1, 100.0])  # nullspace against uniform noise, same amplitude
+assert isinstance(sweep, exact.AmplitudeSweep) and max(sweep.nullspace_change) < 1e-2  # float rounding only
+assert sweep.random_change[1] > 1 and all(0 <= kept <= 1 for kept in sweep.random_match)  # shares of predictions kept
+effects = exact.storage_effects(model, images, noise)  # clip x + v to [0, 1], round to 8 bits: what it costs
+assert isinstance(effects, exact.StorageEffects) and effects.unbounded < 1e-4 and effects.saturated > 0
+assert isinstance(effects.clipped, exact.Effect) and effects.clipped.max_logit_change > 1e-3  # clipping breaks it

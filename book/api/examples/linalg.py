@@ -18,3 +18,7 @@ projected = linalg.project_onto_nullspace(matrix, v)  # P @ v: the part of v tha
 assert np.allclose(projected, projector @ v) and np.allclose(matrix @ projected, 0)
 assert np.allclose(matrix @ v, matrix @ (v - projected))  # so the matrix sees v and v - P @ v alike
 assert isinstance(linalg.nullspace(torch.from_numpy(matrix)), torch.Tensor)  # torch in, torch out
+rows = np.array([[1.0, 1.0, 1.0], [0.0, 3.0, -1.0]])  # two vectors as the rows of one array
+seen, hidden = linalg.split_by_nullspace(matrix, rows)  # per row: x - P x (what the matrix sees) and P x
+assert np.allclose(seen + hidden, rows) and np.allclose(hidden[0], projected)
+assert np.allclose(matrix @ hidden.T, 0) and np.allclose(matrix @ seen.T, matrix @ rows.T)

@@ -57,3 +57,19 @@ fig = plotting.finetune_diagram()  # the fine-tuning chapter's picture of the me
 assert any("learn v" in text.get_text() for text in fig.axes[0].texts)
 plt.close("all")
 assert plotting.format_range([0.972, 0.99]) == "97.2-99.0" and plotting.format_range([1.0, 1.0]) == "100.0"
+# the primer's and the exact-nullspace chapter's figures
+projection, function = np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 1.0]])
+directions = [np.array([0.0, 1.0]), np.array([1.0, -2.0]) / np.sqrt(5)]  # unit vectors of their nullspaces
+fig = plotting.nullspace_walks(projection, function, directions, titles=["projection", "2 x1 + x2"])
+assert [ax.get_title() for ax in fig.axes[:2]] == ["projection", "2 x1 + x2"]
+fig = plotting.nullspace_plane(np.array([[1.0, 1.0, 1.0]]), np.array([[1, 0], [-1, 1], [0, -1]]) / np.sqrt(2),
+                               title="null(1 1 1)")  # a plane in 3-D (its basis need not be orthogonal to draw)
+assert fig.axes[0].name == "3d"
+fig = plotting.singular_value_plot([3.0, 1.0, 1e-3], tolerance=1e-2, title="sigma")  # log scale, tolerance dashed
+assert fig.axes[0].get_yscale() == "log"
+fig = plotting.loglog_curves([0.1, 1, 10], {"nullspace": ([1e-7] * 3, "o-"), "random": ([0.1, 1, 9], "s-")},
+                             xlabel="amplitude", ylabel="max |logit change|")
+assert fig.axes[0].get_xscale() == fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 2
+fig = plotting.time_bars({"primer": 6.5, "setting": 25.8}, budget=120, budget_label="budget", xlabel="seconds")
+assert [bar.get_width() for bar in fig.axes[0].patches] == [6.5, 25.8]
+plt.close("all")

@@ -3,7 +3,17 @@ import os
 import torch
 from PIL import Image
 
-from nullspace_utils.profiles import PROFILE_NAMES, Profile, eval_transform, get_profile, profile_device, spread_subset
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.profiles import (
+    PROFILE_NAMES,
+    ModelCard,
+    Profile,
+    eval_transform,
+    get_profile,
+    model_card,
+    profile_device,
+    spread_subset,
+)
 
 assert get_profile().name == (os.environ.get("NULLSPACE_PROFILE") or "teaching")  # what a chapter runs under
 profile = get_profile("teaching")  # a Profile: the chapters' models, images and device, by name
@@ -24,3 +34,7 @@ assert len(few) == 10
 transform = eval_transform("vit_small_patch32_224")  # timm's resize and crop for that model, no normalisation
 red = transform(Image.new("RGB", (320, 240), (255, 0, 0)))  # a PIL image in, a [0, 1] tensor out
 assert red.shape == (3, 224, 224) and red[0].min() == 1 and red[1:].max() == 0
+test_images, test_labels = stack_dataset(profile.dataset("test", n=10))  # one batch, and its labels
+card = model_card(profile, "zoo-vit-s", test_images, test_labels)  # a ModelCard, as the setting chapter lists it
+assert isinstance(card, ModelCard) and card.plays == "ViT-S/32" and (card.patch, card.width) == (16, 96)
+assert card.nullspace_dim == 768 - 96 and 0 <= card.test_accuracy <= 1 and card.val_accuracy > 0.9

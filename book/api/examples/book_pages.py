@@ -1,0 +1,25 @@
+from nullspace_utils import book_pages
+from nullspace_utils.results import read
+
+# the benchmarks page: the watermark solver's result files, as table rows and figure panels
+cpu = read("benchmarks/results/watermark_cpu.json")
+runs = book_pages.admm_runs(cpu)  # the ADMM timings per setting, fewest iterations first
+assert list(runs) == ["before", "default"] and runs["default"][0]["iterations"] < runs["default"][-1]["iterations"]
+gap, seconds = book_pages.solver_panels(cpu)  # for plotting.line_panels
+assert set(gap["lines"]) == {"ADMM, before", "ADMM, default"} and "HiGHS (exact, extrapolated)" in seconds["lines"]
+rows = book_pages.cpu_solver_rows(cpu)  # one row per solver and setting: time, gap, speed against HiGHS
+assert rows[-1][0].startswith("SLSQP") and rows[-1][1].endswith("days")
+gpu_rows = book_pages.gpu_solver_rows(read("benchmarks/results/watermark_gpu.json"))
+assert {row[2] for row in gpu_rows} >= {"float32", "tf32", "bfloat16"}  # the matmul precisions compared
+
+# the teachers page: run times, exercises, sessions
+timing = read("benchmarks/results/notebook_times.json")
+times = book_pages.chapter_time_rows(timing, read("benchmarks/results/imagenet_chapters_gpu.json"))
+assert times[0][0] == "setting" and times[0][1].endswith(" s")  # chapter, CPU time, GPU time
+found = book_pages.exercises()  # every exercise in the chapters' sources, in the book's order
+assert found[0] == book_pages.Exercise(chapter="setting", title="Your own image", label="ex-setting-1")
+practises = book_pages.page_data("exercises")  # book/_data/exercises.json: label -> what it practises
+assert all(exercise.label in practises for exercise in found)
+sessions = book_pages.page_data("sessions")  # book/_data/sessions.json
+assert book_pages.session_rows(sessions, timing)[0][:3] == ["1. Linear algebra in a network",
+                                                             "setting, primer, exact_nullspace", "90–180 min"]

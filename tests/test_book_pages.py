@@ -1,0 +1,60 @@
+"""The readers of the benchmarks and teachers pages: rows and panels from the committed files' contents."""
+
+from nullspace_utils import book_pages
+from nullspace_utils.results import read
+
+CPU = {"highs": {"seconds_per_image_extrapolated": 100.0, "patches": 3},
+       "slsqp": {"paper_setting_seconds_extrapolated": 86400.0 * 2},
+       "first_call": {"before": 2.0, "default": 0.5},
+       "admm_cpu": [{"settings": "before", "iterations": 100, "seconds": 0.5, "gap_percent": 0.3},
+                    {"settings": "warm start only", "iterations": 100, "seconds": 0.4, "gap_percent": 0.25},
+                    {"settings": "before", "iterations": 300, "seconds": 1.0, "gap_percent": 0.06},
+                    {"settings": "default", "iterations": 100, "seconds": 0.25, "gap_percent": 0.05}]}
+
+
+def test_admm_runs_and_solver_panels():
+    runs = book_pages.admm_runs(CPU)
+    assert [row["iterations"] for row in runs["before"]] == [100, 300] and len(runs["default"]) == 1
+    assert list(book_pages.admm_runs(CPU, ("warm start only",))) == ["warm start only"]
+    gap, seconds = book_pages.solver_panels(CPU)
+    assert gap["lines"]["ADMM, before"] == ([0.5, 1.0], [0.3, 0.06], "o-")
+    assert seconds["lines"]["ADMM, default"] == ([100], [0.25], "o-")
+    assert seconds["lines"]["HiGHS (exact, extrapolated)"] == ([50, 300], [100.0, 100.0], "--")
+
+
+def test_cpu_and_gpu_solver_rows():
+    rows = book_pages.cpu_solver_rows(CPU)
+    assert len(rows) == 4 + 2 + 2  # every ADMM row, two first calls, HiGHS and SLSQP
+    assert rows[0] == ["ADMM before, 100 iterations (warm)", "0.50 s", "0.300 %", "200x"]
+    assert rows[4] == ["ADMM before: 300 iterations and an SVD, first call in a fresh process", "2.00 s", "", "50x"]
+    assert rows[-2][1:] == ["100 s", "0 (the optimum)", "1x"] and rows[-1][1] == "2 days"
+    gpu = {"admm_gpu": [{"settings": "default", "iterations": 100, "precision": "tf32", "compiled": True,
+                         "seconds": 5.0, "gap_percent": 0.06, "peak_memory_gb": 35.8}],
+           "embed_gpu": [{"chunk_images": None, "seconds": 6.0, "peak_memory_gb": 25.7},
+                         {"chunk_images": 934, "seconds": 6.4, "peak_memory_gb": 12.6}]}
+    rows = book_pages.gpu_solver_rows(gpu)
+    assert rows[0] == ["default", "100", "tf32", "yes", "5.00 s", "0.060 %", "36 GB"]
+    assert rows[1][0] == "embed from host memory, one chunk" and "934 images" in rows[2][0]
+
+
+def test_teachers_tables():
+    timing = {"seconds": {"setting": 30.0, "primer": 6.0, "benchmarks": 9.0}}
+    gpu = {"chapters": [{"notebook": "book/setting.ipynb", "seconds": 29.4}]}
+    assert book_pages.chapter_time_rows(timing, gpu) == [["setting", "30 s", "29 s"], ["primer", "6 s", "not run"],
+                                                         ["benchmarks", "9 s", "not run"]]
+    sessions = [{"title": "1", "chapters": ["setting", "primer"], "needs": "rank"}]
+    assert book_pages.session_rows(sessions, timing) == [["1", "setting, primer", "60–120 min", "1 min", "rank"]]
+
+
+def test_exercises_are_read_from_the_chapters_in_book_order_and_all_described():
+    found = book_pages.exercises()
+    assert found[0] == book_pages.Exercise("setting", "Your own image", "ex-setting-1")
+    chapters = [exercise.chapter for exercise in found]
+    assert chapters.index("primer") < chapters.index("exact_nullspace") < chapters.index("finetune")
+    assert "api" not in " ".join(chapters) and len({exercise.label for exercise in found}) == len(found)
+    source = read("book/_src/primer.py", text=True)
+    assert [exercise.label for exercise in found if exercise.chapter == "primer"] == [
+        f"ex-primer-{i}" for i in range(1, 4)] and source.count("{exercise}") == 3
+    assert {exercise.label for exercise in found} == set(book_pages.page_data("exercises"))  # each one described
+    sessions = book_pages.page_data("sessions")
+    assert sorted(name for session in sessions for name in session["chapters"]) == sorted(set(chapters))
