@@ -3,8 +3,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from nullspace_utils import approximate, models
-from nullspace_utils.studies import evidence, noise_sweep
 from nullspace_utils.data import synthetic_dataset
+from nullspace_utils.studies import evidence, noise_sweep
 
 
 @pytest.fixture(scope="module")
