@@ -314,11 +314,15 @@ def seed_series(rows: Sequence[Mapping[str, Any]], kind: str, *, field: str = "m
     return xs, values, [bool(row["learning_failed"]) for row in rows]
 
 
-def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int = 1) -> str:
+def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int = 1, collapse: bool = True) -> str:
     """The range of ``values`` (over seeds) times ``scale`` as text, "97.2-99.0", or one number when both ends
-    print alike."""
+    print alike (``collapse=False``: both ends always, "99.0-99.0", as the verdict sentences print them).
+
+    >>> format_range([0.972, 0.99]), format_range([0.5, 0.5]), format_range([0.5, 0.5], collapse=False)
+    ('97.2-99.0', '50.0', '50.0-50.0')
+    """
     low, high = f"{scale * min(values):.{digits}f}", f"{scale * max(values):.{digits}f}"
-    return low if low == high else f"{low}-{high}"
+    return low if low == high and collapse else f"{low}-{high}"
 
 
 def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,

@@ -176,8 +176,9 @@ def keep_norm_panel(sweep: ApproximateResult, name: str) -> dict[str, Any]:
             "logx": True, "xticks": [row["lim"] for row in sweep["models"][name]], "series": series}
 
 
-def _norms(point: NoisePoint) -> list[float]:
-    return evidence.seed_values(point, "final_norm", "")
+def _norm_range(point: NoisePoint) -> str:
+    """The learned noise's norm over seeds, "12-15" (both ends always)."""
+    return plotting.format_range(evidence.seed_values(point, "final_norm", ""), scale=1, digits=0, collapse=False)
 
 
 def verdict_rows(sweep: ApproximateResult) -> list[list[str]]:
@@ -185,9 +186,8 @@ def verdict_rows(sweep: ApproximateResult) -> list[list[str]]:
     rows = []
     for name, points in sweep["models"].items():
         for point in points:
-            norms = _norms(point)
             rows.append([name, f"{point['lim']:g}", f"{point['lr']:g}",
-                         f"{point['seeds'][0]['initial_norm']:.0f} → {min(norms):.0f}-{max(norms):.0f}",
+                         f"{point['seeds'][0]['initial_norm']:.0f} → {_norm_range(point)}",
                          evidence.point_verdict(point).split(": ", 1)[1]])
     return rows
 
@@ -198,9 +198,8 @@ def loss_lines(sweep: ApproximateResult, name: str) -> list[str]:
     for squared in sweep["squared_loss"][name]:
         plain = next(point for point in sweep["models"][name] if point["lim"] == squared["lim"])
         for label, point in (("eq. 6 norm", plain), ("squared", squared)):
-            norms = _norms(point)
             lines.append(f"{label} loss, rate {point['lr']:g}, {evidence.point_verdict(point)}; learned norm "
-                         f"{min(norms):.0f}-{max(norms):.0f}")
+                         f"{_norm_range(point)}")
     return lines
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from nullspace_utils.plotting import format_range
+
 __all__ = ["SEED_LOSS_RATIO", "judge_learning", "seed_values", "separated", "point_verdict",
            "compare_groups"]
 
@@ -57,8 +59,8 @@ def point_verdict(row: Mapping[str, Any], first: str = "learned", second: str = 
     ranges over seeds it rests on: "ahead" / "behind" only where the ranges do not overlap (:func:`separated`),
     "not separable" otherwise, and "learning failed" (no verdict) for a point that failed to learn."""
     low_first, low_second = seed_values(row, first), seed_values(row, second)
-    ranges = (f"{first} {100 * min(low_first):.1f}-{100 * max(low_first):.1f} %, "
-              f"{second} {100 * min(low_second):.1f}-{100 * max(low_second):.1f} %")
+    ranges = (f"{first} {format_range(low_first, collapse=False)} %, "
+              f"{second} {format_range(low_second, collapse=False)} %")
     if row["learning_failed"] and "learned" in (first, second):
         return f"lim {row['lim']:g}: learning failed, no verdict ({ranges})"
     outcome = {1: f"{first} keeps more", -1: f"{first} keeps less", 0: "not separable at this budget"}[

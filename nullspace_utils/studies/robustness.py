@@ -204,9 +204,8 @@ def architecture_verdicts(rows_by_model: Mapping[str, Sequence[Mapping[str, Any]
 
 def verdict_sentence(verdict: dict, *, unit: str = "") -> str:
     """One sentence for an :func:`architecture_verdicts` entry, with the ranges over seeds and models it rests on."""
-    vit_low, vit_high = (100 * value for value in verdict["vit_range"])
-    cnn_low, cnn_high = (100 * value for value in verdict["cnn_range"])
-    ranges = f"ViTs keep {vit_low:.1f}-{vit_high:.1f} %, CNNs {cnn_low:.1f}-{cnn_high:.1f} %"
+    vits, cnns = (plotting.format_range(verdict[key], collapse=False) for key in ("vit_range", "cnn_range"))
+    ranges = f"ViTs keep {vits} %, CNNs {cnns} %"
     where = f"at lim {verdict['lim']:g}{unit} ({verdict['kind']} noise)"
     if verdict["verdict"] == "learning failed":
         return f"{where}: no verdict, learning failed for {', '.join(verdict['failed'])} ({ranges})."
