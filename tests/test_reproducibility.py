@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from nullspace_utils import approximate, results, robustness
+from nullspace_utils import results
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.studies import evidence
+from nullspace_utils.studies import robustness as robustness_study
 
 PAGE = Path(__file__).resolve().parents[1] / "book" / "reproducibility.md"
 
@@ -30,24 +32,24 @@ def test_section_4_row_matches_the_approximate_sweep(profile):
     sweep = results.read("book/results/teaching/approximate.json")
     row = _row("Noise can be *learned*")
     last = [sweep["models"][name][-1] for name in profile.vit_models]
-    assert " / ".join(_range(approximate.seed_values(point, "learned")) for point in last) in row
-    assert " / ".join(_range(approximate.seed_values(point, "shuffled")) for point in last) in row
+    assert " / ".join(_range(evidence.seed_values(point, "learned")) for point in last) in row
+    assert " / ".join(_range(evidence.seed_values(point, "shuffled")) for point in last) in row
     held = sweep["keep_norm"][profile.vit_models[0]][-1]
-    assert f"{_range(approximate.seed_values(held, 'learned'))} % against " \
-           f"{_range(approximate.seed_values(held, 'shuffled'))} %" in row
+    assert f"{_range(evidence.seed_values(held, 'learned'))} % against " \
+           f"{_range(evidence.seed_values(held, 'shuffled'))} %" in row
     points = [point for rows in sweep["models"].values() for point in rows]
     assert "No point failed to learn" in row and not any(point["learning_failed"] for point in points)
     assert not any(point["lr_choice"]["at_edge"] for point in points)
     for point in last:  # "reproduced where noise matters": learned ahead at the largest lim, for every ViT
-        assert approximate.separated(approximate.seed_values(point, "learned"),
-                                     approximate.seed_values(point, "shuffled")) == 1
+        assert evidence.separated(evidence.seed_values(point, "learned"),
+                                     evidence.seed_values(point, "shuffled")) == 1
 
 
 def test_section_5_rows_match_the_robustness_sweep(profile):
     sweep = results.read("book/results/teaching/robustness.json")
     row = _row("ViTs tolerate learned")
-    learned = robustness.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models)
-    uniform = robustness.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models, kind="uniform")
+    learned = robustness_study.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models)
+    uniform = robustness_study.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models, kind="uniform")
     assert [v["lim"] for v in learned if v["verdict"] == "ViTs ahead"] == [0.5]
     assert [(v["lim"], v["failed"]) for v in learned if v["verdict"] == "learning failed"] == [(1.0, ["zoo-vit-s"])]
     assert all(v["verdict"] == "not separable" for v in learned if v["lim"] < 0.5)
