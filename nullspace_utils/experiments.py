@@ -21,36 +21,45 @@ from typing import Any, Callable
 import torch
 
 from nullspace_utils import finetune, models, results
-from nullspace_utils.profiles import Profile, get_profile
-from nullspace_utils.studies import approximate, common, fingerprint, robustness, watermark, watermark_paper
+from nullspace_utils.profiles import PROFILE_NAMES, Profile, get_profile
+from nullspace_utils.studies import approximate as approximate_study
+from nullspace_utils.studies import common
 from nullspace_utils.studies import finetune as finetune_study
+from nullspace_utils.studies import fingerprint as fingerprint_study
+from nullspace_utils.studies import robustness as robustness_study
+from nullspace_utils.studies import watermark as watermark_study
+from nullspace_utils.studies import watermark_paper as watermark_paper_study
 
-__all__ = ["main", "RUNNERS"]
+__all__ = ["main", "RUNNERS", "KINDS"]
 
 logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- sub-commands -> studies
+def _given(settings: Any, **options: Any) -> Any:
+    """``settings`` with the options the command line was given (an option left out keeps the profile's value)."""
+    return dataclasses.replace(settings, **{key: value for key, value in options.items() if value is not None})
+
+
 def _watermark(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    settings = dataclasses.replace(watermark.SETTINGS[profile.name], images=args.n)
-    return watermark.run(settings, profile, how)
+    return watermark_study.run(_given(watermark_study.SETTINGS[profile.name], images=args.n), profile, how)
 
 
 def _watermark_slsqp(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    settings = dataclasses.replace(watermark_paper.SETTINGS[profile.name], images=args.n, maxiter=args.maxiter)
-    return watermark_paper.run(settings, profile, how, solved=args.solved, workers=args.workers)
+    settings = _given(watermark_paper_study.SETTINGS[profile.name], images=args.n, maxiter=args.maxiter)
+    return watermark_paper_study.run(settings, profile, how, solved=args.solved, workers=args.workers)
 
 
 def _approximate(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    return approximate.run(approximate.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
+    return approximate_study.run(approximate_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
 
 
 def _robustness(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    return robustness.run(robustness.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
+    return robustness_study.run(robustness_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
 
 
 def _fingerprint(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    return fingerprint.run(fingerprint.SETTINGS[profile.name], profile, how)
+    return fingerprint_study.run(fingerprint_study.SETTINGS[profile.name], profile, how)
 
 
 def _finetune(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
@@ -59,28 +68,36 @@ def _finetune(args: argparse.Namespace, profile: Profile, how: common.Run) -> An
 
 
 def _finetune_corruptions(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    sweep = finetune_study.RESULT.read(str(args.sweep or finetune_study.RESULT.path(profile.name)))
-    if sweep is None:
-        raise common.StudyError("--sweep: no finetune result there; run `finetune` first.")
+    path = str(args.sweep or finetune_study.RESULT.path(profile.name))
+    try:
+        sweep = finetune_study.RESULT.read(path)
+    except FileNotFoundError as error:
+        raise common.StudyError(f"--sweep: {error}") from error
+    if sweep is None or sweep["profile"] != profile.name:
+        raise common.StudyError(f"--sweep: {path} is not a finetune result of the {profile.name!r} profile.")
     return finetune_study.run_corruptions(sweep, profile, how, weights=args.weights)
 
 
 def _merge(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    parts: list[Any] = [KINDS[args.kind].read(str(path)) for path in args.parts]
+    try:
+        parts: list[Any] = [KINDS[args.kind].read(str(path)) for path in args.parts]
+    except (results.ResultFileError, FileNotFoundError) as error:
+        raise common.StudyError(f"merge {args.kind}: a part is not a {args.kind} result ({error})") from error
     if args.kind == "robustness":
-        return robustness.merge(parts, args.parts, profile, how)
+        return robustness_study.merge(parts, args.parts, profile, how)
     if args.kind == "finetune":
         return finetune_study.merge(parts, how)
-    return approximate.merge(parts, profile, how)
+    return approximate_study.merge(parts, profile, how)
 
 
 #: sub-command -> (its runner, the kind of result file it writes; ``None``: the kind ``merge`` is given)
 RUNNERS: dict[str, tuple[Callable[[argparse.Namespace, Profile, common.Run], Any], results.ResultKind | None]] = {
-    "watermark": (_watermark, watermark.RESULT), "watermark-slsqp": (_watermark_slsqp, watermark_paper.RESULT),
-    "approximate": (_approximate, approximate.RESULT), "robustness": (_robustness, robustness.RESULT),
-    "fingerprint": (_fingerprint, fingerprint.RESULT), "finetune": (_finetune, finetune_study.RESULT),
+    "watermark": (_watermark, watermark_study.RESULT), "watermark-slsqp": (_watermark_slsqp, watermark_paper_study.RESULT),
+    "approximate": (_approximate, approximate_study.RESULT), "robustness": (_robustness, robustness_study.RESULT),
+    "fingerprint": (_fingerprint, fingerprint_study.RESULT), "finetune": (_finetune, finetune_study.RESULT),
     "finetune-corruptions": (_finetune_corruptions, finetune_study.CORRUPTIONS_RESULT), "merge": (_merge, None)}
-KINDS: dict[str, results.ResultKind] = {"approximate": approximate.RESULT, "robustness": robustness.RESULT, "finetune": finetune_study.RESULT}
+#: the kinds of result ``merge`` joins
+KINDS: dict[str, results.ResultKind] = {"approximate": approximate_study.RESULT, "robustness": robustness_study.RESULT, "finetune": finetune_study.RESULT}
 
 
 # --------------------------------------------------------------------------- command line
@@ -91,15 +108,15 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="experiment", required=True)
     wm = sub.add_parser("watermark", help="evaluate output-preserving watermarks on the val split (paper A.2)")
-    wm.add_argument("--profile", default="teaching")
+    wm.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
     wm.add_argument("--device", default=default_device)
     wm.add_argument("--n", type=int, default=None, help="number of val images (default: the whole split)")
     wm.add_argument("--out", type=Path, default=None)
     early = sub.add_parser("watermark-slsqp", help="the paper's procedure (per-channel SLSQP, p = 1) and every "
                                                    "candidate for its 85 %% on the same images (CPU, slow)")
-    early.add_argument("--profile", default="teaching")
-    early.add_argument("--n", type=int, default=watermark_paper.SETTINGS["teaching"].images)
-    early.add_argument("--maxiter", type=int, default=watermark_paper.SETTINGS["teaching"].maxiter)
+    early.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
+    early.add_argument("--n", type=int, default=None, help="number of val images (default: the profile's, 20)")
+    early.add_argument("--maxiter", type=int, default=None, help="SLSQP's iteration cap (default: the paper's 5000)")
     early.add_argument("--workers", type=int, default=2, help="processes solving images in parallel")
     early.add_argument("--solved", type=Path, default=None,
                        help="a folder of <model>.npz answers of the same SLSQP run made elsewhere "
@@ -109,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
               ("robustness", "ViTs vs CNNs under learned noise, and transfer (Fig. 3)"))
     for name, description in sweeps:
         sweep = sub.add_parser(name, help=description)
-        sweep.add_argument("--profile", default="teaching")
+        sweep.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
         sweep.add_argument("--device", default=default_device)
         sweep.add_argument("--steps", type=int, default=None, help="override the profile's number of SGD steps")
         sweep.add_argument("--models", nargs="+", default=None,
@@ -117,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         sweep.add_argument("--out", type=Path, default=None)
     tune = sub.add_parser("finetune", help="beyond the paper: nullspace-augmented fine-tuning against plain and "
                                            "matched-energy Gaussian fine-tuning, judged on clean, PGD and match")
-    tune.add_argument("--profile", default="teaching")
+    tune.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
     tune.add_argument("--device", default=default_device)
     tune.add_argument("--steps", type=int, default=None, help="override the profile's fine-tuning steps")
     tune.add_argument("--seeds", nargs="+", type=int, default=None, help="run only these seeds (one part)")
@@ -128,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="folder for the fine-tuned weights (default: book/results/<profile>/finetune/)")
     tune.add_argument("--out", type=Path, default=None)
     corrupt = sub.add_parser("finetune-corruptions", help="the -C accuracy of every model of finetune.json (CPU)")
-    corrupt.add_argument("--profile", default="teaching")
+    corrupt.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
     corrupt.add_argument("--device", default="cpu")
     corrupt.add_argument("--sweep", type=Path, default=None, help="the finetune result (default: the committed one)")
     corrupt.add_argument("--weights", type=Path, default=None, help="its weights folder (default: the committed one)")
@@ -140,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, default=None)
     finger = sub.add_parser("fingerprint", help="verify the owner's fingerprint on copies, thieves' models and "
                                                 "unrelated models (paper §9; CPU, a few minutes)")
-    finger.add_argument("--profile", default="teaching")
+    finger.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
     finger.add_argument("--out", type=Path, default=None)
     return parser
 

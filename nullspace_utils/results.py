@@ -33,7 +33,7 @@ import pydantic
 import torch
 from typing_extensions import NotRequired, TypedDict
 
-from nullspace_utils.files import atomic_write, git_commit
+from nullspace_utils.files import REPOSITORY_ROOT, atomic_write, git_commit
 
 __all__ = ["provenance", "describe_provenance", "result_file", "how_to_produce", "read", "write_json",
            "write_partial", "chapter_result", "ChapterResult", "ResultKind", "ResultFileError", "Provenance",
@@ -41,7 +41,6 @@ __all__ = ["provenance", "describe_provenance", "result_file", "how_to_produce",
 
 logger = logging.getLogger(__name__)
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY_ROOT / "book" / "results"
 RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"
 EXPERIMENTS_COMMAND = "python -m nullspace_utils.experiments"

@@ -1,4 +1,4 @@
-"""The book's experiments, one module per chapter experiment (the studies layer; see DESIGN.md).
+"""The book's experiments, one module per chapter experiment (the studies layer; see the README's Architecture).
 
 Each study holds its settings (a frozen dataclass per profile, :data:`SETTINGS`), its runner (settings + profile +
 :class:`~nullspace_utils.studies.common.Run` -> result; parts and merge where a sweep runs in parallel), its
@@ -13,6 +13,8 @@ nullspace_utils.experiments`` is the command line over them.
 """
 
 from nullspace_utils.results import ResultKind
+
+__all__ = ["result_kinds"]
 
 
 def result_kinds() -> dict[str, "ResultKind"]:

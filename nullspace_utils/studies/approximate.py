@@ -16,8 +16,9 @@ from nullspace_utils import approximate, plotting, results
 from nullspace_utils.profiles import Profile
 from nullspace_utils.results import Provenance
 from nullspace_utils.studies import evidence
-from nullspace_utils.studies.common import Run, chosen_models, join_parts, settings_dict
+from nullspace_utils.studies.common import RUNNER_FIX, Run, chosen_models, join_parts, settings_dict
 from nullspace_utils.studies.noise_sweep import (
+    LOSS,
     CheckPoint,
     NoisePoint,
     SweepCheck,
@@ -66,7 +67,6 @@ SETTINGS: dict[str, ApproximateSettings] = {
 CHECK = ApproximateCheck(model_index=0, lim=2.0, seeds=(0,), steps=20, milestones=(10,), lr=1.0, batch_size=32,
                          train=64, val=64)
 
-LOSS = "eq. 6: L2 norm of the logit difference over the classes, mean over the batch"
 OPTIMIZER = "SGD, rate chosen per point (lr_choice), x0.1 at the milestones"
 
 
@@ -127,13 +127,13 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Se
     check_model = profile.load_model(profile.vit_models[check.model_index], device=how.device)
     out["check"] = {**settings_dict(check),
                     "result": check_point(check_model, small_train, small_val, check, "encoder", how.device)}
-    return RESULT.validate(out)
+    return RESULT.validate(out, fix=RUNNER_FIX)
 
 
 def merge(parts: Sequence[ApproximateResult], profile: Profile, how: Run) -> ApproximateResult:
     """One result from the parts of a sweep run in parallel (one ``models`` subset each, same settings)."""
     joined = join_parts([dict(part) for part in parts], ("models", "keep_norm", "squared_loss"), profile.models, how)
-    return RESULT.validate(joined)
+    return RESULT.validate(joined, fix=RUNNER_FIX)
 
 
 # --------------------------------------------------------------------------- readers for the chapter

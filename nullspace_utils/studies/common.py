@@ -10,7 +10,11 @@ from typing import Any, Sequence
 
 from nullspace_utils import results
 
-__all__ = ["Run", "StudyError", "settings_dict", "chosen_models", "join_parts", "json_arguments"]
+__all__ = ["Run", "StudyError", "RUNNER_FIX", "settings_dict", "chosen_models", "join_parts", "json_arguments"]
+
+
+#: what a runner's result that does not fit its schema says: a bug (the runner and the schema disagree), not a file
+RUNNER_FIX = "Nothing was written: the runner's result and its study's schema disagree; make them agree."
 
 
 class StudyError(ValueError):

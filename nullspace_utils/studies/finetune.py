@@ -376,7 +376,7 @@ def check_run(check: CheckSettings = CHECK, device: str | torch.device = "cpu") 
             "clean": finetune.clean_accuracy(tuned.model, val_images.to(device), val_labels.to(device))}
 
 
-def run(settings: FinetuneSettings, profile: Profile, run: common.Run, *, seeds: Sequence[int] | None = None,
+def run(settings: FinetuneSettings, profile: Profile, how: common.Run, *, seeds: Sequence[int] | None = None,
         lims: Sequence[float] | None = None, methods: Sequence[str] | None = None, weights: Path | str | None = None,
         check: CheckSettings = CHECK) -> FinetuneSweepResult:
     """Beyond the paper: the authors' nullspace-augmented fine-tuning against plain and matched-energy Gaussian
@@ -384,22 +384,25 @@ def run(settings: FinetuneSettings, profile: Profile, run: common.Run, *, seeds:
     ``weights`` (default: ``book/results/<profile>/finetune/``, beside the result). ``seeds`` / ``lims`` /
     ``methods`` run one part (join the parts with :func:`merge`); ``gaussian`` needs ``nullspace`` in the same
     part (it takes that run's noise energy, round by round), else :class:`~nullspace_utils.studies.common.StudyError`.
-    The rows so far are saved to ``run.out`` after each model."""
+    The rows so far are saved to ``how.out`` after each model."""
     seeds = tuple(seeds) if seeds else tuple(settings.seeds)
     lims = tuple(lims) if lims else tuple(settings.lims)
     methods = tuple(methods) if methods else ("untuned", *finetune.METHODS)
     if "gaussian" in methods and "nullspace" not in methods:
         raise common.StudyError("--methods: gaussian matches the energy of the nullspace run of its seed and lim; "
                                 "give nullspace in the same part.")
-    device = run.device
+    device = how.device
     datasets = {"train": mapped_labels(profile, profile.tensor_dataset("train", settings.train, device)),
                 "val": mapped_labels(profile, profile.tensor_dataset("val", settings.val, device), as_float=True)}
     datasets["match_train"] = TensorDataset(*(tensor[: settings.match.train] for tensor in datasets["train"].tensors))
     datasets["match_val"] = TensorDataset(*(tensor[: settings.match.val] for tensor in datasets["val"].tensors))
     weights_folder = RESULT.path(profile.name).removesuffix(".json")  # beside the result
+    if weights is None and how.out is None:
+        raise common.StudyError("weights: give a folder for the fine-tuned weights (a run that writes no result file "
+                                f"does not write into the committed {weights_folder}/).")
     folder = Path(weights or results.REPOSITORY_ROOT / weights_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"provenance": run.provenance(), "profile": profile.name,
+    out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name,
                            "config": common.settings_dict(settings), "weights_folder": weights_folder, "runs": {}}
     untuned = profile.load_model(settings.model, device=device)
 
@@ -413,7 +416,7 @@ def run(settings: FinetuneSettings, profile: Profile, run: common.Run, *, seeds:
             entry["run"] = _run_record(tuned, settings.history_every)
         entry.update(_judge_model(model, untuned, settings, datasets, device))
         out["runs"][name] = entry
-        run.save_partial(out)
+        how.save_partial(out)
         logger.info("%s clean %.3f pgd %s", name, entry["clean"], entry["pgd"])
 
     def tune(method: str, seed: int, lim: float | None, gaussian_rms: tuple[float, ...] | None = None
@@ -436,15 +439,15 @@ def run(settings: FinetuneSettings, profile: Profile, run: common.Run, *, seeds:
     return cast(FinetuneSweepResult, out)
 
 
-def merge(parts: Sequence[dict[str, Any]], run: common.Run) -> FinetuneSweepResult:
+def merge(parts: Sequence[dict[str, Any]], how: common.Run) -> FinetuneSweepResult:
     """One sweep from its parts run in parallel (:func:`~nullspace_utils.studies.common.join_parts`), the models
     in a fixed order: untuned first, then by method, lim and seed."""
     names = {name for part in parts for name in part["runs"]}
     order = sorted(names, key=lambda name: (name != "untuned", name.split("-s")[0], name))
-    return cast(FinetuneSweepResult, common.join_parts(parts, ("runs",), order, run))
+    return cast(FinetuneSweepResult, common.join_parts(parts, ("runs",), order, how))
 
 
-def run_corruptions(sweep: FinetuneSweepResult, profile: Profile, run: common.Run, *,
+def run_corruptions(sweep: FinetuneSweepResult, profile: Profile, how: common.Run, *,
                     weights: Path | str | None = None, check: CheckSettings = CHECK) -> FinetuneCorruptionsResult:
     """The "-C" yardstick of every model of ``sweep`` (CPU: imagecorruptions draws with NumPy), its weights read
     from ``weights`` (default: the sweep's ``weights_folder``): accuracy per corruption and severity on the first
@@ -453,12 +456,12 @@ def run_corruptions(sweep: FinetuneSweepResult, profile: Profile, run: common.Ru
     config = sweep["config"]
     folder = Path(weights or results.REPOSITORY_ROOT / sweep["weights_folder"])
     loaded: dict[str, nn.Module] = {
-        name: profile.load_model(config["model"], device=run.device,
+        name: profile.load_model(config["model"], device=how.device,
                                  **({} if entry["weights"] is None else {"weights": folder / entry["weights"]}))
         for name, entry in sweep["runs"].items()}
     images, labels = mapped_labels(profile, profile.tensor_dataset("val", config["corruption_images"]),
                                    as_float=True).tensors
-    out: dict[str, Any] = {"provenance": run.provenance(), "profile": profile.name,
+    out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name,
                            "sweep_commit": sweep["provenance"]["commit"],
                            "config": {"images": len(images), "corruptions": list(finetune.CORRUPTIONS),
                                       "severities": list(finetune.SEVERITIES), "seed": config["corruption_seed"]}}

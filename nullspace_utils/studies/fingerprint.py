@@ -275,7 +275,7 @@ def check_point(owner: nn.Module, fingerprint: fp.Fingerprint, images: torch.Ten
     raise common.StudyError("tune_copy yielded no model")
 
 
-def run(settings: FingerprintSettings, profile: Profile, run: common.Run,
+def run(settings: FingerprintSettings, profile: Profile, how: common.Run,
         check: FingerprintCheckPoint = CHECK) -> FingerprintResult:
     """The fingerprint chapter's run: every suspect (:func:`make_suspects`) x output x fingerprint seed; the fade
     under fine-tuning (everything, only a new head, only the patch embedding) against steps; the input-noise
@@ -287,7 +287,7 @@ def run(settings: FingerprintSettings, profile: Profile, run: common.Run,
     new_images, new_labels = stack_dataset(profile.dataset("test", n=settings.fine_tune.images))
     fingerprints = [fp.make_fingerprint(owner, n_probes=settings.n_probes, amplitude=settings.amplitude, seed=seed,
                                         images=val_images) for seed in range(settings.fingerprints)]
-    out: dict[str, Any] = {"provenance": run.provenance(), "profile": profile.name,
+    out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name,
                            "config": common.settings_dict(settings), "owner": owner.name, "suspects": {}, "fade": {},
                            "defence": []}
 
@@ -300,7 +300,7 @@ def run(settings: FingerprintSettings, profile: Profile, run: common.Run,
             entry[output] = [verification_row(f, model, output=output, **tolerances) for f in fingerprints]
         out["suspects"][name] = entry
         logger.info("%s %s", name, {output: [row["kept"] for row in entry[output]] for output in fp.OUTPUTS})
-        run.save_partial(out)
+        how.save_partial(out)
     tune = settings.fine_tune
     for part in TUNED_PARTS:
         rows = []
@@ -312,7 +312,7 @@ def run(settings: FingerprintSettings, profile: Profile, run: common.Run,
             rows.append(row)
             logger.info("%s %s %s %s", part, step, row["accuracy"], {o: row[o]["kept"] for o in fp.OUTPUTS})
         out["fade"][part] = rows
-        run.save_partial(out)
+        how.save_partial(out)
     for sigma in settings.sigmas:
         defended = fp.NoisyInput(owner, sigma)
         row = {"sigma": sigma, "accuracy": accuracy(defended),

@@ -25,11 +25,14 @@ from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile
 from nullspace_utils.studies import evidence
 
-__all__ = ["SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
+__all__ = ["LOSS", "SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
            "sweep_datasets", "NoisePoint", "NoiseSeedRow", "NoiseEvaluationRow", "TrainLossRow", "LrChoiceRow",
            "SweepConfig", "SweepCheck"]
 
 logger = logging.getLogger(__name__)
+
+#: the loss every sweep point minimises, as the result files state it
+LOSS = "eq. 6: L2 norm of the logit difference over the classes, mean over the batch"
 
 
 # --------------------------------------------------------------------------- the rows' schemas
@@ -244,14 +247,16 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
             entry["null_share"] = null_part.norm().item() / max(result.norm, 1e-30)
             entry["row_removed"] = _evaluation(model, val, null_part, level=level, **common)
         per_seed.append(entry)
-        logger.info("%s %s lim %g seed %d lr %g: match %.3f, shuffled %.3f, uniform %.3f, norm %.3g -> %.3g%s",
-                    getattr(model, "name", ""), level, lim, seed, lr, entry["learned"]["match"],
-                    entry["shuffled"]["match"], entry["uniform"]["match"], result.initial_norm, result.norm,
-                    ", LEARNING FAILED" if entry["learning_failed"] else "")
     row = {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
            "loss": "squared" if squared else "norm", "p": p, "lr": lr,
            "lr_choice": None if lr_choice is None else asdict(lr_choice), "learning_failed": False, "seeds": per_seed}
-    return cast(NoisePoint, evidence.judge_learning(row))
+    evidence.judge_learning(row)  # over all seeds: a seed far behind the best one failed too
+    for entry in per_seed:
+        logger.info("%s %s lim %g seed %d lr %g: match %.3f, shuffled %.3f, uniform %.3f, norm %.3g -> %.3g%s",
+                    getattr(model, "name", ""), level, lim, entry["seed"], lr, entry["learned"]["match"],
+                    entry["shuffled"]["match"], entry["uniform"]["match"], entry["initial_norm"], entry["final_norm"],
+                    ", LEARNING FAILED" if entry["learning_failed"] else "")
+    return cast(NoisePoint, row)
 
 
 # --------------------------------------------------------------------------- a sweep

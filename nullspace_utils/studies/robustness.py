@@ -23,8 +23,9 @@ from nullspace_utils import approximate, plotting, results, robustness
 from nullspace_utils.profiles import Profile
 from nullspace_utils.results import Provenance
 from nullspace_utils.studies import evidence
-from nullspace_utils.studies.common import Run, StudyError, chosen_models, join_parts, settings_dict
+from nullspace_utils.studies.common import RUNNER_FIX, Run, StudyError, chosen_models, join_parts, settings_dict
 from nullspace_utils.studies.noise_sweep import (
+    LOSS,
     CheckPoint,
     NoisePoint,
     SweepCheck,
@@ -74,7 +75,6 @@ SETTINGS: dict[str, RobustnessSettings] = {
 CHECK = RobustnessCheck(cnn_index=2, level="input", lim=0.1, seeds=(0,), steps=10, milestones=(5,), lr=0.1,
                         batch_size=32, train=64, val=64)
 
-LOSS = "eq. 6: L2 norm of the logit difference over the classes, mean over the batch"
 
 
 # --------------------------------------------------------------------------- the result file
@@ -147,7 +147,7 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
     check_model = loaded.get(check_name) or profile.load_model(check_name, device=how.device)
     out["check"] = {**settings_dict(check),
                     "result": check_point(check_model, small_train, small_val, check, check.level, how.device)}
-    return RESULT.validate(out)
+    return RESULT.validate(out, fix=RUNNER_FIX)
 
 
 def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile: Profile,
@@ -160,12 +160,15 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
         raise StudyError(f"merge: no part has {', '.join(missing)}; the transfer tables need every model.")
     noises: dict[str, torch.Tensor] = {}
     for path in part_files:
+        if not noise_file(Path(path)).is_file():
+            raise StudyError(f"merge: {noise_file(Path(path))} is missing: a robustness part saves its noises beside "
+                             "its result file; merge the parts where they were written.")
         noises.update(load_file(str(noise_file(Path(path)))))
     val = profile.tensor_dataset("val", out["config"]["val"], how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
     out["transfer"], out["exact_transfer"] = {}, {}
     _transfer(out, profile, loaded, noises, val, [float(lim) for lim in out["config"]["transfer_lims"]], how.device)
-    return RESULT.validate(out)
+    return RESULT.validate(out, fix=RUNNER_FIX)
 
 
 # --------------------------------------------------------------------------- verdicts

@@ -169,27 +169,27 @@ def _watermark_all(solver_model: nn.Module, images: torch.Tensor, mark: torch.Te
 
 
 def check_point(model: nn.Module, images: torch.Tensor, mark: torch.Tensor, *,
-                device: str | torch.device | None = None) -> WatermarkConditions:
-    """:func:`evaluate` on the first ``CHECK.images`` of ``images``: what the run stores as ``check`` per model and a
-    test recomputes on the CPU."""
-    return evaluate(model, images[: CHECK.images], mark, device=device)
+                device: str | torch.device | None = None, p: int = 1) -> WatermarkConditions:
+    """:func:`evaluate` (with norm ``p``, the run's) on the first ``CHECK.images`` of ``images``: what the run stores
+    as ``check`` per model and a test recomputes on the CPU."""
+    return evaluate(model, images[: CHECK.images], mark, device=device, p=p)
 
 
 # --------------------------------------------------------------------------- the runner
-def run(settings: WatermarkSettings, profile: Profile, run: common.Run) -> WatermarkResult:
+def run(settings: WatermarkSettings, profile: Profile, how: common.Run) -> WatermarkResult:
     """Paper A.2: every ViT of ``profile`` watermarked on the val split under every condition (:func:`evaluate`),
-    with the time it took and the cheap check point (:func:`check_point`), on ``run.device``."""
+    with the time it took and the cheap check point (:func:`check_point`), on ``how.device``."""
     images, _ = stack_dataset(profile.dataset("val", n=settings.images))
     mark = watermark_mark(profile.image_size)
-    out: WatermarkResult = {"provenance": run.provenance(), "profile": profile.name, "images": len(images),
+    out: WatermarkResult = {"provenance": how.provenance(), "profile": profile.name, "images": len(images),
                             "mark": MARK, "p": settings.p, "models": {}}
     for name in profile.vit_models:
-        model = profile.load_model(name, device=run.device)
+        model = profile.load_model(name, device=how.device)
         started = time.perf_counter()
-        full = evaluate(model, images, mark, device=run.device, p=settings.p)
+        full = evaluate(model, images, mark, device=how.device, p=settings.p)
         seconds = time.perf_counter() - started
         out["models"][name] = {"all": full, "seconds": seconds,
-                               "check": check_point(model, images, mark, device=run.device)}
+                               "check": check_point(model, images, mark, device=how.device, p=settings.p)}
         logger.info("%s %.1f s %s", name, seconds, json.dumps(full["exact"]))
     return out
 

@@ -214,7 +214,7 @@ def _condition(model: nn.Module, clean: torch.Tensor, changed: torch.Tensor, lab
 
 
 # --------------------------------------------------------------------------- the runner
-def run(settings: SlsqpSettings, profile: Profile, run: common.Run, *, solved: Path | None = None,
+def run(settings: SlsqpSettings, profile: Profile, how: common.Run, *, solved: Path | None = None,
         workers: int = 2) -> WatermarkSlsqpResult:
     """Paper §6, A.2, run as its authors' code does it (:func:`nullspace_utils.watermark.paper_slsqp`: per
     channel, normalised units, SLSQP, p = 1, a 5000-iteration cap) on the first ``images`` val images per ViT,
@@ -223,17 +223,17 @@ def run(settings: SlsqpSettings, profile: Profile, run: common.Run, *, solved: P
     exact joint-nullspace watermark (ADMM) with and without the std, and the ground-truth labels.
 
     SLSQP is solved here by ``workers`` processes, or its answers imported from the folder ``solved``
-    (:func:`_solve_or_import`). The rows so far are saved after every model (``run.save_partial``)."""
+    (:func:`_solve_or_import`). The rows so far are saved after every model (``how.save_partial``)."""
     all_images, all_labels = stack_dataset(profile.dataset("val", n=settings.images))
     mark = watermark_mark(profile.image_size)
     classes = profile.label_indices
-    out: dict[str, Any] = {"provenance": run.provenance(), "profile": profile.name,
+    out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name,
                            "config": common.settings_dict(settings), "images": len(all_images),
                            "maxiter": settings.maxiter, "p": settings.p, "mark": MARK, "models": {},
                            "no_nullspace": {}, "predictions": {}}
     started_all = time.perf_counter()
     for name in profile.vit_models:
-        model = profile.load_model(name, device=run.device)
+        model = profile.load_model(name, device=how.device)
         proj = exact.patch_embedding_layer(model)
         d, r, channels = proj.out_channels, proj.kernel_size[0], proj.in_channels
         dimensions = exact.nullspace_dimensions(d, r, channels)
@@ -246,7 +246,7 @@ def run(settings: SlsqpSettings, profile: Profile, run: common.Run, *, solved: P
         start = exact.to_patches(all_images.double(), r).reshape(len(all_images), -1, channels, r * r).numpy()
         target = exact.to_patches(mark[None].double(), r).reshape(-1, channels, r * r).numpy()
         started = time.perf_counter()
-        pixels, stats, how = _solve_or_import(name, bases, start, target, model, settings.maxiter, solved=solved,
+        pixels, stats, solved_how = _solve_or_import(name, bases, start, target, model, settings.maxiter, solved=solved,
                                               workers=workers)
         seconds = time.perf_counter() - started
         images, labels = all_images[: len(pixels)], all_labels[: len(pixels)]
@@ -260,7 +260,7 @@ def run(settings: SlsqpSettings, profile: Profile, run: common.Run, *, solved: P
         clean_confidence = metrics.model_logits(model, images).softmax(1).amax(1)
         out["models"][name] = {
             "d": d, "r": r, **dimensions, "per_channel_found": int(sum(b.shape[1] for b in bases)),
-            "images": len(images), "solved": how, "seconds": seconds,
+            "images": len(images), "solved": solved_how, "seconds": seconds,
             "clean_accuracy": metrics.accuracy(model, images, labels, classes=classes),
             "clean_confidence_mean": float(clean_confidence.mean()),
             "box": {"max_violation": float(outside.max()), "fraction_outside": float((outside > 0).double().mean()),
@@ -284,11 +284,11 @@ def run(settings: SlsqpSettings, profile: Profile, run: common.Run, *, solved: P
         }
         logger.info("%s %.0f s %s %s", name, seconds, json.dumps(out["models"][name]),
                     json.dumps(out["predictions"][name]))
-        run.save_partial(out)
+        how.save_partial(out)
     out["seconds"] = time.perf_counter() - started_all
     check_name = next(iter(out["models"]))
     out["check"] = {**common.settings_dict(CHECK), "model": check_name,
-                    "result": check_point(profile.load_model(check_name, device=run.device), all_images[CHECK.image],
+                    "result": check_point(profile.load_model(check_name, device=how.device), all_images[CHECK.image],
                                           mark)}
     return cast(WatermarkSlsqpResult, out)  # built key by key: RESULT.write checks it against the schema
 
