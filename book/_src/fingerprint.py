@@ -159,7 +159,7 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 # ```
 
 # %%
-found, note = fingerprint_study.RESULT.chapter_result(profile.name)
+found, note = fingerprint_study.RESULT.chapter_result(profile.name, device=None)  # its command has no --device
 print(note)
 if found is not None:
     print(fingerprint_study.settings_line(found))
