@@ -32,7 +32,8 @@ import torch.nn as nn
 from nullspace_utils import box_solver, exact, linalg
 from nullspace_utils.data import check_images
 
-__all__ = ["DisguiseResult", "NoExactDisguiseError", "disguise", "free_channel_matrices"]
+__all__ = ["ChannelChange", "DisguiseResult", "NoExactDisguiseError", "PredictionCheck", "channel_change",
+           "check_predictions", "disguise", "free_channel_matrices"]
 
 SOLUTIONS = ("least_change", "least_norm")
 
@@ -215,3 +216,59 @@ def disguise(
     image = image.to(source.dtype)
     return DisguiseResult(image=image[0] if single else image, channel=channel, bounded=bounded,
                           embedding_residual=residual.float(), exact=exact_solution, out_of_box=out_of_box)
+
+
+@dataclass
+class ChannelChange:
+    """How a disguise changed its free channel away from the target's (what :func:`channel_change` returns)."""
+
+    channel: int  # the free channel (0 red, 1 green, 2 blue)
+    l1: float  # sum of |free channel - target's channel| over the batch
+    l2: float  # the Euclidean norm of that change
+    threshold: float  # the size of change counted in ``changed``
+    changed: float  # fraction of the free channel's values changed by more than ``threshold``
+    mean_abs: float  # mean |free channel - target's channel|
+    low: float  # smallest value of the free channel (unbounded disguises leave [0, 1])
+    high: float  # largest value of the free channel
+    out_of_box: float  # fraction of the free channel's values outside [0, 1] (the result's own count)
+
+
+def channel_change(result: DisguiseResult, target: torch.Tensor, *, threshold: float = 0.01) -> ChannelChange:
+    """How far ``result`` (a :func:`disguise` of ``target``) moved the free channel from the target's.
+
+    The L1 norm (the paper's objective, ``p=1``) and the L2 norm (``p=2``) of the change, how many values
+    it touches, and the range of the free channel, which may leave [0, 1] in the unbounded study (§7).
+    """
+    free = result.image[..., result.channel, :, :]
+    change = free - target[..., result.channel, :, :]
+    return ChannelChange(channel=result.channel, l1=change.abs().sum().item(), l2=change.norm().item(),
+                         threshold=threshold, changed=(change.abs() > threshold).float().mean().item(),
+                         mean_abs=change.abs().mean().item(), low=free.min().item(), high=free.max().item(),
+                         out_of_box=result.out_of_box)
+
+
+@dataclass
+class PredictionCheck:
+    """What a model predicts for disguised images (what :func:`check_predictions` returns)."""
+
+    source_kept: float  # fraction of the images predicted as their source (1.0: every one)
+    target_taken: float  # fraction predicted as their target instead
+    max_logit_change: float  # largest |logit(image) - logit(source)| over the batch (float error when exact)
+
+
+def check_predictions(model: nn.Module, images: torch.Tensor, source: torch.Tensor,
+                      target: torch.Tensor) -> PredictionCheck:
+    """Does ``model`` see the ``source`` in the disguised ``images`` (paper §7), or the ``target``?
+
+    ``images``, ``source`` and ``target`` are [0, 1] images (C, H, W) or (B, C, H, W) of one shape; each
+    batch is run through the model on its own.
+    """
+    batches = [tensor[None] if tensor.ndim == 3 else tensor for tensor in (images, source, target)]
+    if not batches[0].shape == batches[1].shape == batches[2].shape:
+        raise ValueError(f"images, source and target must have one shape, got {[tuple(b.shape) for b in batches]}.")
+    with torch.no_grad():
+        logits, source_logits, target_logits = (model(batch) for batch in batches)
+    predicted = logits.argmax(1)
+    return PredictionCheck(source_kept=(predicted == source_logits.argmax(1)).float().mean().item(),
+                           target_taken=(predicted == target_logits.argmax(1)).float().mean().item(),
+                           max_logit_change=(logits - source_logits).abs().max().item())

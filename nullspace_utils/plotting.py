@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import matplotlib
 import matplotlib.lines
@@ -17,10 +17,16 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from nullspace_utils.fooling import ChannelChange, PredictionCheck
+    from nullspace_utils.xai import MapAgreement
+
 __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
            "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels",
            "METHOD_STYLES", "method_panels", "finetune_diagram",
-           "nullspace_walks", "nullspace_plane", "singular_value_plot", "loglog_curves", "time_bars"]
+           "nullspace_walks", "nullspace_plane", "singular_value_plot", "loglog_curves", "time_bars",
+           "prediction_panels", "channel_change_table", "disguise_table", "map_correlation_table",
+           "map_difference_table"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -582,3 +588,75 @@ def time_bars(seconds: dict[str, float], *, budget: float, budget_label: str, xl
     ax.set_xlabel(xlabel)
     ax.legend(fontsize=8)
     return readable(fig)
+
+
+_CHANNEL_NAMES = ("red", "green", "blue")
+
+
+def prediction_panels(images: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor],
+                      class_name: Callable[[int], str]) -> tuple[list[torch.Tensor], list[str]]:
+    """Panels and titles for :func:`show_images`: image by image, one panel per kind (the keys of ``images``,
+    e.g. source, target, transformed), titled with the kind, the predicted class (``class_name(index)``) and
+    its probability, from ``logits[kind]`` (B, classes)."""
+    probabilities = {kind: values.softmax(1) for kind, values in logits.items()}
+    panels, titles = [], []
+    for index in range(len(next(iter(images.values())))):
+        for kind, batch in images.items():
+            predicted = int(probabilities[kind][index].argmax())
+            panels.append(batch[index])
+            titles.append(f"{kind}\n{class_name(predicted)} {100 * probabilities[kind][index, predicted]:.1f} %")
+    return panels, titles
+
+
+def channel_change_table(changes: Mapping[str, ChannelChange]) -> Table:
+    """One row per disguise (:func:`nullspace_utils.fooling.channel_change`): the L1 and L2 norms of the change of
+    the free channel, the share of values it changes, the share outside [0, 1] and the channel's range."""
+    channel = _CHANNEL_NAMES[next(iter(changes.values())).channel]
+    rows = [[name, f"{c.l1:.0f}", f"{c.l2:.0f}", f"{100 * c.changed:.0f} %", f"{100 * c.out_of_box:.0f} %",
+             f"[{c.low:.0f}, {c.high:.0f}]"] for name, c in changes.items()]
+    threshold = next(iter(changes.values())).threshold
+    return table(rows, ["solution", "L1 norm of the change", "L2 norm of the change",
+                        f"pixels changed by > {threshold:g}", f"{channel} outside [0, 1]", f"{channel} range"])
+
+
+def disguise_table(checks: Mapping[str, PredictionCheck], changes: Mapping[str, ChannelChange]) -> Table:
+    """One row per model (the keys of both): whether it still predicts the source for every disguised image
+    (:func:`nullspace_utils.fooling.check_predictions`), whether its largest logit change is below 1e-4 (float
+    rounding; its digits vary between CPUs, so the comparison is printed), and the free channel's share
+    outside [0, 1], range and mean distance from the target's (:func:`nullspace_utils.fooling.channel_change`)."""
+    channel = _CHANNEL_NAMES[next(iter(changes.values())).channel]
+    rows = [[name, check.source_kept == 1, check.max_logit_change < 1e-4, f"{100 * changes[name].out_of_box:.0f} %",
+             f"[{changes[name].low:.0f}, {changes[name].high:.0f}]", f"{changes[name].mean_abs:.2f}"]
+            for name, check in checks.items()]
+    return table(rows, ["model", "source's prediction kept", "max logit change below 1e-4",
+                        f"{channel} outside [0, 1]", f"{channel} range", f"mean |{channel} − target {channel}|"])
+
+
+def map_correlation_table(agreements: Mapping[str, MapAgreement], *, identical: float = 0.9999) -> Table:
+    """One row per explanation method (:func:`nullspace_utils.xai.compare_disguise`): whether the transformed
+    images' maps are the source's (every per-image correlation above ``identical``), the range of those
+    correlations, and the range of the target's against the source's."""
+    rows = []
+    for name, agreement in agreements.items():
+        same, other = agreement.transformed_correlations, agreement.target_correlations
+        shown = f"above {identical:g}" if min(same) > identical else f"{min(same):.2f} to {max(same):.2f}"
+        rows.append([name, "identical" if min(same) > identical else "differs", shown,
+                     f"{min(other):.2f} to {max(other):.2f}"])
+    return table(rows, ["method", "source vs transformed", "correlation", "correlation source vs target"])
+
+
+def map_difference_table(agreements: Mapping[str, MapAgreement], *, tolerance: float = 1e-3) -> Table:
+    """One row per explanation method (:func:`nullspace_utils.xai.compare_disguise`): identical or not, the
+    largest relative difference between the source's and the transformed images' maps, and the mean correlations
+    of the source's maps with the transformed images' and the targets'. Identical maps differ by float rounding
+    only (about 1e-5, digits that vary between CPUs): below ``tolerance`` the comparison is printed, above it the
+    difference itself."""
+    rows = []
+    for name, agreement in agreements.items():
+        difference = agreement.transformed["max_relative_difference"]
+        rows.append([name, "identical" if difference < tolerance else "differs",
+                     f"< {tolerance:.0e}".replace("e-0", "e-") if difference < tolerance else f"{difference:.1f}",
+                     f"{agreement.transformed['correlation']:.3f}", f"{agreement.target['correlation']:.2f}"])
+    pairs = len(next(iter(agreements.values())).transformed_correlations)
+    return table(rows, ["method", "source vs transformed", "max relative difference",
+                        f"correlation (mean of {pairs} pairs)", "correlation source vs target"])

@@ -10,6 +10,8 @@ Maps are returned at image resolution as (B, H, W) tensors:
   against the authors' code on the zoo ViT-S (``tests/data/chefer_lrp_reference.npz``).
 * :func:`lrp`: the same propagation continued through the position and patch embeddings to the pixels (the
   CVPR paper's "full LRP" baseline). It depends on pixel values, so it can tell a nullspace disguise apart.
+* :func:`compare_disguise`: how the maps of disguised images (:mod:`nullspace_utils.fooling`) compare with the
+  source's, and the target's with the source's (:func:`nullspace_utils.metrics.compare_maps`, per image too).
 * :func:`gradient_attention_rollout`: Chefer et al.'s *generic* relevance (ICCV 2021), the same rollout of
   gradient times attention probabilities, with no relevance propagation. Not LRP; a different map
   (correlation 0.85-0.95 with :func:`transformer_attribution` on the zoo ViT-S, measured).
@@ -34,10 +36,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nullspace_utils import models
+from nullspace_utils import metrics, models
 from nullspace_utils.data import check_finite
 
-__all__ = ["METHODS", "attribute", "gradient_attention_rollout", "lrp", "transformer_attribution"]
+__all__ = ["METHODS", "MapAgreement", "attribute", "compare_disguise", "gradient_attention_rollout", "lrp",
+           "transformer_attribution"]
 
 
 def _patch_size(model: nn.Module) -> int | None:
@@ -505,3 +508,33 @@ def relevance(model: nn.Module, images: torch.Tensor, *, target=None) -> torch.T
     """The old name of :func:`gradient_attention_rollout` (Chefer et al., ICCV 2021), kept so that existing
     code runs; it is not the paper's LRP, which is :func:`transformer_attribution`."""
     return gradient_attention_rollout(model, images, target=target)
+
+
+@dataclass
+class MapAgreement:
+    """Explanation maps of disguised images against the source's (what :func:`compare_disguise` returns)."""
+
+    transformed: dict[str, float]  # metrics.compare_maps(source maps, transformed images' maps), over the batch
+    target: dict[str, float]  # metrics.compare_maps(source maps, target maps), over the batch
+    transformed_correlations: list[float]  # per image: correlation of the source's map with the transformed one's
+    target_correlations: list[float]  # per image: correlation of the source's map with the target's
+
+
+def compare_disguise(source_maps: torch.Tensor, transformed_maps: torch.Tensor,
+                     target_maps: torch.Tensor) -> MapAgreement:
+    """How one method's maps (H, W) or (B, H, W) of disguised images compare with the source's (paper §7, A.4).
+
+    A method fooled completely gives the transformed image the source's map (``transformed``: correlation 1,
+    relative difference at float error); the target's map is the comparison a person would expect.
+    """
+    maps = [tensor.reshape(-1, *tensor.shape[-2:]) for tensor in (source_maps, transformed_maps, target_maps)]
+    if not maps[0].shape == maps[1].shape == maps[2].shape:
+        raise ValueError(f"the three sets of maps must have one shape, got {[tuple(m.shape) for m in maps]}.")
+    source, transformed, target = maps
+
+    def per_image(other: torch.Tensor) -> list[float]:
+        return [metrics.compare_maps(source[i], other[i])["correlation"] for i in range(len(source))]
+
+    return MapAgreement(transformed=metrics.compare_maps(source, transformed),
+                        target=metrics.compare_maps(source, target),
+                        transformed_correlations=per_image(transformed), target_correlations=per_image(target))

@@ -160,3 +160,47 @@ def test_clear_errors(zoo_vit, source_target):
         fooling.disguise(zoo_vit, source, target, p=1, bounded=True)
     with pytest.raises(ValueError, match="iterations must be"):
         fooling.disguise(zoo_vit, source, target, p=1, iterations=0)
+
+
+def test_channel_change_measures_the_free_channel_against_the_targets():
+    target = torch.full((2, 3, 2, 2), 0.5)
+    image = target.clone()
+    image[0, 1] = torch.tensor([[0.5, 2.5], [-1.5, 0.5]])  # green moved by 2 and -2 in two of eight values
+    image[0, 0] = 9.0  # red (not the free channel here) is ignored
+    result = fooling.DisguiseResult(image=image, channel=1, bounded=False, embedding_residual=torch.zeros(2),
+                                    exact=True, out_of_box=0.25)
+    change = fooling.channel_change(result, target)
+    assert isinstance(change, fooling.ChannelChange) and change.channel == 1
+    assert change.l1 == pytest.approx(4.0) and change.l2 == pytest.approx(8 ** 0.5)
+    assert change.changed == pytest.approx(0.25) and change.mean_abs == pytest.approx(0.5)
+    assert (change.low, change.high) == pytest.approx((-1.5, 2.5)) and change.out_of_box == 0.25
+    assert fooling.channel_change(result, target, threshold=3.0).changed == 0.0
+
+
+class ChannelMeans(torch.nn.Module):
+    """Logits = the mean of each colour channel: the class is the brightest channel."""
+
+    def forward(self, images):
+        return images.mean((2, 3))
+
+
+def test_check_predictions_counts_source_and_target_predictions():
+    source = torch.zeros(4, 3, 2, 2)
+    source[:, 0] = 1.0  # class 0
+    target = torch.zeros(4, 3, 2, 2)
+    target[:, 2] = 1.0  # class 2
+    images = source.clone()
+    images[2:, 2] = 2.0  # the last two look like the target to the model
+    check = fooling.check_predictions(ChannelMeans(), images, source, target)
+    assert isinstance(check, fooling.PredictionCheck)
+    assert check.source_kept == 0.5 and check.target_taken == 0.5 and check.max_logit_change == pytest.approx(2.0)
+    same = fooling.check_predictions(ChannelMeans(), source[0], source[0], target[0])  # single images too
+    assert same.source_kept == 1.0 and same.target_taken == 0.0 and same.max_logit_change == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        fooling.check_predictions(ChannelMeans(), images[:2], source, target)
+
+
+def test_check_predictions_sees_the_source_in_an_exact_disguise(zoo_vit, source_target):
+    source, target = source_target
+    check = fooling.check_predictions(zoo_vit, fooling.disguise(zoo_vit, source, target).image, source, target)
+    assert check.source_kept == 1.0 and check.max_logit_change < 1e-3

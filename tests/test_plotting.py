@@ -160,3 +160,48 @@ def test_singular_value_loglog_and_time_bar_figures_draw_their_data():
     assert [label.get_text() for label in ax.get_yticklabels()] == ["first", "second"] and ax.yaxis_inverted()
     assert list(ax.lines[0].get_xdata()) == [120, 120]
     plt.close("all")
+
+
+def test_prediction_panels_title_each_kind_with_its_class_and_probability():
+    images = {"source": torch.zeros(2, 3, 4, 4), "transformed": torch.ones(2, 3, 4, 4)}
+    logits = {"source": torch.tensor([[0.0, 0.0], [0.0, 20.0]]), "transformed": torch.tensor([[3.0, 0.0], [0.0, 0.0]])}
+    panels, titles = plotting.prediction_panels(images, logits, lambda index: f"class {index}")
+    assert titles == ["source\nclass 0 50.0 %", "transformed\nclass 0 95.3 %",  # image by image, kind by kind
+                      "source\nclass 1 100.0 %", "transformed\nclass 0 50.0 %"]
+    assert [float(panel.mean()) for panel in panels] == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_disguise_tables_format_the_changes_and_checks():
+    from nullspace_utils.fooling import ChannelChange, PredictionCheck
+
+    l1 = ChannelChange(channel=0, l1=1234.4, l2=56.6, threshold=0.01, changed=0.304, mean_abs=1.234, low=-7.6,
+                       high=12.2, out_of_box=0.456)
+    l2 = ChannelChange(channel=0, l1=2000.0, l2=40.0, threshold=0.01, changed=1.0, mean_abs=0.5, low=-1.0, high=2.0,
+                       out_of_box=0.2)
+    table = plotting.channel_change_table({"L1": l1, "L2": l2})
+    assert table.headers[3:] == ["pixels changed by > 0.01", "red outside [0, 1]", "red range"]
+    assert table.rows == [["L1", "1234", "57", "30 %", "46 %", "[-8, 12]"], ["L2", "2000", "40", "100 %", "20 %",
+                                                                             "[-1, 2]"]]
+    checks = {"a": PredictionCheck(source_kept=1.0, target_taken=0.0, max_logit_change=3e-6),
+              "b": PredictionCheck(source_kept=0.5, target_taken=0.5, max_logit_change=0.2)}
+    table = plotting.disguise_table(checks, {"a": l1, "b": l2})
+    assert table.headers[-1] == "mean |red − target red|"
+    assert table.rows == [["a", "True", "True", "46 %", "[-8, 12]", "1.23"], ["b", "False", "False", "20 %", "[-1, 2]",
+                                                                              "0.50"]]
+
+
+def test_map_tables_give_the_verdict_and_the_correlations():
+    from nullspace_utils.xai import MapAgreement
+
+    fooled = MapAgreement(transformed={"max_relative_difference": 2e-5, "correlation": 1.0},
+                          target={"max_relative_difference": 1.0, "correlation": 0.123},
+                          transformed_correlations=[0.99999, 1.0], target_correlations=[0.1, 0.146])
+    seen = MapAgreement(transformed={"max_relative_difference": 1.26, "correlation": 0.5},
+                        target={"max_relative_difference": 1.0, "correlation": 0.2},
+                        transformed_correlations=[0.4, 0.6], target_correlations=[0.2, 0.2])
+    table = plotting.map_correlation_table({"fooled": fooled, "seen": seen})
+    assert table.rows == [["fooled", "identical", "above 0.9999", "0.10 to 0.15"],
+                          ["seen", "differs", "0.40 to 0.60", "0.20 to 0.20"]]
+    table = plotting.map_difference_table({"fooled": fooled, "seen": seen})
+    assert table.headers[3] == "correlation (mean of 2 pairs)"
+    assert table.rows == [["fooled", "identical", "< 1e-3", "1.000", "0.12"], ["seen", "differs", "1.3", "0.500", "0.20"]]

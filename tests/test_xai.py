@@ -193,3 +193,21 @@ def test_sampling_methods_are_deterministic_and_leave_global_random_state(zoo_vi
     torch.manual_seed(7)
     assert torch.equal(first, xai.attribute(zoo_vit, source, method=name))  # independent of the caller's seed
     assert not torch.equal(first, xai.attribute(zoo_vit, source, method=name, seed=1))
+
+
+def test_compare_disguise_compares_with_the_source_per_image_and_over_the_batch():
+    source = torch.rand(3, 5, 5)
+    agreement = xai.compare_disguise(source, source.clone(), -source)
+    assert isinstance(agreement, xai.MapAgreement)
+    assert agreement.transformed["max_relative_difference"] == 0 and agreement.transformed_correlations == \
+        pytest.approx([1.0] * 3)
+    assert agreement.target_correlations == pytest.approx([-1.0] * 3)
+    assert agreement.target == metrics.compare_maps(source, -source)
+    shifted = source.clone()
+    shifted[1] = torch.rand(5, 5)  # only the second map changes
+    partly = xai.compare_disguise(source, shifted, source)
+    assert partly.transformed_correlations[0] == pytest.approx(1.0) and partly.transformed_correlations[1] < 0.99
+    assert partly.transformed["correlation"] == pytest.approx(sum(partly.transformed_correlations) / 3)
+    assert len(xai.compare_disguise(source[0], source[0], source[0]).target_correlations) == 1  # one (H, W) map
+    with pytest.raises(ValueError, match="one shape"):
+        xai.compare_disguise(source, source[:2], source)

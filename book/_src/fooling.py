@@ -28,6 +28,7 @@ from nullspace_utils.data import stack_dataset
 from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
 
+# %%
 torch.manual_seed(0)
 profile = get_profile()
 vits = {name: profile.load_model(name) for name in profile.vit_models}
@@ -94,19 +95,8 @@ result = fooling.disguise(vit, sources, targets, channel=0, p=1)  # the paper's 
 result_l2 = fooling.disguise(vit, sources, targets, channel=0, p=2)
 with torch.no_grad():
     logits = {"source": vit(sources), "target": vit(targets), "transformed": vit(result.image)}
-probabilities = {key: value.softmax(1) for key, value in logits.items()}
-
-
-def caption(kind: str, index: int) -> str:
-    predicted = int(probabilities[kind][index].argmax())
-    return f"{kind}\n{profile.prediction_name(predicted)} {100 * probabilities[kind][index, predicted]:.1f} %"
-
-
-panels, titles = [], []
-for i in range(len(pairs)):
-    for kind, image in (("source", sources[i]), ("target", targets[i]), ("transformed", result.image[i])):
-        panels.append(image)
-        titles.append(caption(kind, i))
+shown = {"source": sources, "target": targets, "transformed": result.image}
+panels, titles = plotting.prediction_panels(shown, logits, profile.prediction_name)  # class and probability
 plotting.show_images(panels, titles, ncols=6, size=1.9)
 plt.show()
 
@@ -134,11 +124,8 @@ change_l1, change_l2 = result.image[:, 0] - targets[:, 0], result_l2.image[:, 0]
 plotting.show_images([change_l1[0:1], change_l2[0:1]], ["red change, L1 (paper)", "red change, L2"],
                      symmetric=True, size=2.4)
 plt.show()
-rows = [[name, f"{change.abs().sum():.0f}", f"{change.norm():.0f}", f"{100 * (change.abs() > 0.01).float().mean():.0f} %",
-         f"{100 * r.out_of_box:.0f} %", f"[{r.image[:, 0].min():.0f}, {r.image[:, 0].max():.0f}]"]
-        for name, change, r in (("L1 (p=1, paper)", change_l1, result), ("L2 (p=2)", change_l2, result_l2))]
-plotting.table(rows, ["solution", "L1 norm of the change", "L2 norm of the change", "pixels changed by > 0.01",
-                      "red outside [0, 1]", "red range"])
+plotting.channel_change_table({"L1 (p=1, paper)": fooling.channel_change(result, targets),
+                               "L2 (p=2)": fooling.channel_change(result_l2, targets)})
 
 # %% [markdown]
 # ```{warning}
@@ -163,22 +150,14 @@ print("still the source's class:", (clipped_predictions == logits["source"].argm
 # to [0, 1]), and the numbers over the three pairs:
 
 # %%
-rows, per_model = [], []
-for name, model in vits.items():
-    r = fooling.disguise(model, sources, targets, p=1)
-    per_model.append(r.image[0])
-    with torch.no_grad():
-        same = (model(r.image).argmax(1) == model(sources).argmax(1)).all().item()
-        change = (model(r.image) - model(sources)).abs().max().item()
-    red = r.image[:, 0]
-    # the logit change is float rounding (about 1e-6, its digits differ between CPUs): print the comparison
-    rows.append([name, same, change < 1e-4, f"{100 * r.out_of_box:.0f} %", f"[{red.min():.0f}, {red.max():.0f}]",
-                 f"{(red - targets[:, 0]).abs().mean():.2f}"])
-plotting.show_images([sources[0], targets[0], *per_model], ["source", "target", *[f"transformed for\n{name}" for name in vits]],
-                     size=2.0)
+disguised = {name: fooling.disguise(model, sources, targets, p=1) for name, model in vits.items()}
+checks = {name: fooling.check_predictions(vits[name], r.image, sources, targets) for name, r in disguised.items()}
+changes = {name: fooling.channel_change(r, targets) for name, r in disguised.items()}
+plotting.show_images([sources[0], targets[0], *[r.image[0] for r in disguised.values()]],
+                     ["source", "target", *[f"transformed for\n{name}" for name in vits]], size=2.0)
 plt.show()
-plotting.table(rows, ["model", "source's prediction kept", "max logit change below 1e-4", "red outside [0, 1]",
-                      "red range", "mean |red − target red|"])
+# the logit change is float rounding (about 1e-6, its digits differ between CPUs): the table prints the comparison
+plotting.disguise_table(checks, changes)
 
 # %% [markdown]
 # ## Explanations see the source
@@ -229,14 +208,7 @@ plt.show()
 # source's map with the transformed image's, and with the target's):
 
 # %%
-rows = []
-for name, (source_maps, transformed_maps, target_maps) in chefer_maps.items():
-    same = [metrics.compare_maps(source_maps[i], transformed_maps[i])["correlation"] for i in range(len(pairs))]
-    other = [metrics.compare_maps(source_maps[i], target_maps[i])["correlation"] for i in range(len(pairs))]
-    verdict = "identical" if min(same) > 0.9999 else "differs"
-    shown = "above 0.9999" if min(same) > 0.9999 else f"{min(same):.2f} to {max(same):.2f}"
-    rows.append([name, verdict, shown, f"{min(other):.2f} to {max(other):.2f}"])
-plotting.table(rows, ["method", "source vs transformed", "correlation", "correlation source vs target"])
+plotting.map_correlation_table({name: xai.compare_disguise(*maps) for name, maps in chefer_maps.items()})
 
 # %% [markdown]
 # The paper's LRP and the generic rollout are fooled completely, as Fig. 5b shows. LRP's divisions
@@ -284,23 +256,15 @@ plt.show()
 # the source's, and, for comparison, how the target's map correlates with the source's.
 
 # %%
-rows, correlations = [], {}
-for method, (source_maps, transformed_maps, target_maps) in all_maps.items():
-    same = metrics.compare_maps(source_maps, transformed_maps)
-    other = metrics.compare_maps(source_maps, target_maps)
-    correlations[method] = [metrics.compare_maps(source_maps[i], transformed_maps[i])["correlation"]
-                            for i in range(len(pairs))]
-    # identical maps differ by float rounding only (about 1e-5, digits that vary between CPUs): below the
-    # tolerance we print the comparison, above it the difference itself
-    difference = same["max_relative_difference"]
-    verdict = "identical" if difference < 1e-3 else "differs"
-    rows.append([method, verdict, "< 1e-3" if difference < 1e-3 else f"{difference:.1f}",
-                 f"{same['correlation']:.3f}", f"{other['correlation']:.2f}"])
-display(plotting.table(rows, ["method", "source vs transformed", "max relative difference",
-                              "correlation (mean of 3 pairs)", "correlation source vs target"]))
-by_input = [c for method in ("input_x_gradient", "integrated_gradients", "gradient_shap") for c in correlations[method]]
+agreements = {method: xai.compare_disguise(*maps) for method, maps in all_maps.items()}
+# identical maps differ by float rounding only (about 1e-5, digits that vary between CPUs): below 1e-3 the table
+# prints the comparison, above it the difference itself
+display(plotting.map_difference_table(agreements))
+by_input = [c for method in ("input_x_gradient", "integrated_gradients", "gradient_shap")
+            for c in agreements[method].transformed_correlations]
+occlusion = agreements["occlusion"].transformed_correlations
 print(f"methods that multiply by the input, per pair: correlation {min(by_input):.2f} to {max(by_input):.2f}")
-print(f"occlusion, per pair: correlation {min(correlations['occlusion']):.2f} to {max(correlations['occlusion']):.2f}")
+print(f"occlusion, per pair: correlation {min(occlusion):.2f} to {max(occlusion):.2f}")
 
 # %% [markdown]
 # The measurement sharpens the paper's claim. Saliency, SmoothGrad, guided backpropagation,
@@ -325,11 +289,9 @@ many_sources, many_targets = images[:20], images[20:40].roll(3, dims=0)
 rows = []
 for name, model in vits.items():
     bounded = fooling.disguise(model, many_sources, many_targets, bounded=True)
-    with torch.no_grad():
-        kept_source = (model(bounded.image).argmax(1) == model(many_sources).argmax(1)).float().mean().item()
-        became_target = (model(bounded.image).argmax(1) == model(many_targets).argmax(1)).float().mean().item()
-    rows.append([name, f"{bounded.embedding_residual.mean():.2f}", f"{100 * kept_source:.0f} %",
-                 f"{100 * became_target:.0f} %"])
+    check = fooling.check_predictions(model, bounded.image, many_sources, many_targets)
+    rows.append([name, f"{bounded.embedding_residual.mean():.2f}", f"{100 * check.source_kept:.0f} %",
+                 f"{100 * check.target_taken:.0f} %"])
 plotting.table(rows, ["model", "mean relative embedding error", "source's class kept", "target's class instead"])
 
 # %% [markdown]

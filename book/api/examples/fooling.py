@@ -30,3 +30,8 @@ else:
     raise AssertionError("d > r * r has no exact disguise in general")
 closest = fooling.disguise(wide, small_source, small_target, least_squares=True)  # the best fit instead
 assert not closest.exact and closest.embedding_residual.max() > 1e-3  # how far from the source's embeddings
+change = fooling.channel_change(l1, target[None])  # a ChannelChange: how far the red channel moved from the target's
+assert isinstance(change, fooling.ChannelChange) and change.low < 0 < 1 < change.high  # beyond [0, 1]
+assert change.l1 < fooling.channel_change(result, target[None]).l1  # the L1 objective makes the smaller L1 change
+check = fooling.check_predictions(model, result.image, source, target)  # a PredictionCheck: what the model sees
+assert isinstance(check, fooling.PredictionCheck) and check.source_kept == 1.0 and check.max_logit_change < 1e-3

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from nullspace_utils import data, plotting  # noqa: E402
+from nullspace_utils import data, fooling, plotting, xai  # noqa: E402
 
 image, noise = torch.rand(3, 32, 32), torch.randn(3, 32, 32)
 fig = plotting.show_images([image, noise], ["image", "noise"], symmetric=[False, True])  # every function: a figure
@@ -73,3 +73,17 @@ assert fig.axes[0].get_xscale() == fig.axes[0].get_yscale() == "log" and len(fig
 fig = plotting.time_bars({"primer": 6.5, "setting": 25.8}, budget=120, budget_label="budget", xlabel="seconds")
 assert [bar.get_width() for bar in fig.axes[0].patches] == [6.5, 25.8]
 plt.close("all")
+# the fooling chapter's panels and tables
+logits = {"source": torch.tensor([[2.0, 0.0]]), "transformed": torch.tensor([[2.0, 0.0]])}
+panels, titles = plotting.prediction_panels({"source": image[None], "transformed": image[None]}, logits, str)
+assert titles == ["source\n0 88.1 %", "transformed\n0 88.1 %"] and len(panels) == 2  # class, probability
+red = fooling.ChannelChange(channel=0, l1=900.0, l2=40.0, threshold=0.01, changed=0.3, mean_abs=1.2, low=-8.0,
+                            high=12.0, out_of_box=0.46)
+assert plotting.channel_change_table({"L1": red}).rows == [["L1", "900", "40", "30 %", "46 %", "[-8, 12]"]]
+kept = fooling.PredictionCheck(source_kept=1.0, target_taken=0.0, max_logit_change=1e-6)
+assert plotting.disguise_table({"ViT-S": kept}, {"ViT-S": red}).rows[0][:3] == ["ViT-S", "True", "True"]
+same = xai.MapAgreement(transformed={"max_relative_difference": 0.0, "correlation": 1.0},
+                        target={"max_relative_difference": 1.0, "correlation": 0.1},
+                        transformed_correlations=[1.0], target_correlations=[0.1])
+assert plotting.map_correlation_table({"LRP": same}).rows == [["LRP", "identical", "above 0.9999", "0.10 to 0.10"]]
+assert plotting.map_difference_table({"saliency": same}).rows[0][:3] == ["saliency", "identical", "< 1e-3"]

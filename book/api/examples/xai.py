@@ -20,3 +20,6 @@ same = metrics.compare_maps(saliency, xai.attribute(model, images, method="salie
 assert same["max_relative_difference"] == 0 and math.isclose(same["correlation"], 1)
 other = metrics.compare_maps(saliency, xai.attribute(model, images, method="input_x_gradient"))  # another method
 assert other["max_relative_difference"] > 0 and -1 <= other["correlation"] <= 1
+agreement = xai.compare_disguise(saliency, saliency.clone(), lrp_tokens)  # source, transformed, target
+assert isinstance(agreement, xai.MapAgreement) and agreement.transformed["max_relative_difference"] == 0
+assert len(agreement.transformed_correlations) == 2 and agreement.target_correlations[0] < 1  # per image
