@@ -312,7 +312,7 @@ NOISE_NAMES = {"learned": "learned", "shuffled": "learned, shuffled", "uniform":
 
 def seed_series(rows: Sequence[Mapping[str, Any]], kind: str, *, field: str = "match", scale: float = 100.0,
                 x: Any = "lim") -> tuple[list[float], list[list[float]], list[bool]]:
-    """From multi-seed sweep rows (:func:`nullspace_utils.approximate.noise_point`): the x of each row (``x``: a
+    """From multi-seed sweep rows (:func:`nullspace_utils.studies.noise_sweep.noise_point`): the x of each row (``x``: a
     row key, or a function of the row), the seeds' values of ``row[seed][kind][field]`` times ``scale``, and
     whether the row's learning failed."""
     xs = [x(row) if callable(x) else row[x] for row in rows]
@@ -437,7 +437,7 @@ def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float
     return readable(fig)
 
 
-#: colour, line style and marker of each group of the fine-tuning chapter (``finetune.group_runs``' labels)
+#: colour, line style and marker of each group of the fine-tuning chapter (``studies.finetune.group_runs``' labels)
 METHOD_STYLES: dict[str, tuple[str, Any, str]] = {
     "untuned": ("black", ":", "D"), "plain": ("0.45", "-", "o"),
     "nullspace lim 2": ("C0", "--", "s"), "nullspace lim 4": ("C0", "-", "s"),

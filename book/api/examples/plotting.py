@@ -32,7 +32,7 @@ fig, axes = plt.subplots(1, 3, figsize=(14.4, 3))  # a figure you assemble yours
 axes[0].set_title("small", fontsize=6)
 plotting.readable(fig)  # ... keeps every text at 8 pt or more once shrunk to the page (7.2 inches)
 assert axes[0].title.get_fontsize() == 2 * plotting.MIN_READABLE_POINTS
-rows = [{"lim": lim, "learning_failed": lim > 0.3,  # multi-seed sweep rows (approximate.noise_point)
+rows = [{"lim": lim, "learning_failed": lim > 0.3,  # multi-seed sweep rows (studies.noise_sweep.noise_point)
          "seeds": [{"learned": {"match": 1 - lim + d}, "uniform": {"match": 0.5}} for d in (-0.01, 0.01)]}
         for lim in (0.1, 0.5)]
 xs, values, failed = plotting.seed_series(rows, "learned")  # x, the seeds' values (in %), failure flags
