@@ -22,7 +22,7 @@ Rows = list[list[str]]
 
 def page_data(name: str) -> Any:
     """The data file ``book/_data/<name>.json`` of a page (e.g. ``exercises``: what each exercise practises, by its
-    label; ``sessions``: the suggested teaching sessions), read like every committed file (:func:`results.read`:
+    label; ``sessions``: the suggested teaching sessions), read like every committed file (:func:`~nullspace_utils.results.read`:
     from the checkout, or from GitHub when a notebook is opened alone)."""
     return results.read(f"book/_data/{name}.json")
 

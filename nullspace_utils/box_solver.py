@@ -123,7 +123,7 @@ def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int
     start: the target projected onto the affine set, clamped to the box (``warm_start=False`` starts from the
     original row, as this solver did before; kept for the benchmark). Returns feasible pixels in ``out_dtype``
     (float64 keeps the float64 polish's exactness; float32 rounds it to float32 resolution). ``precision``: that of
-    the two projection matmuls on a GPU (:data:`PRECISIONS`); ``compile_step``: fuse each
+    the two projection matmuls on a GPU (``PRECISIONS``); ``compile_step``: fuse each
     iteration with ``torch.compile``. Nothing is checked here: :func:`solve_patches` is the checked entry.
     """
     gram = matrix @ matrix.T
@@ -166,7 +166,7 @@ def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, bac
 # --------------------------------------------------------------------------- reference solvers
 def highs(matrix: np.ndarray, start: np.ndarray, target: np.ndarray, show_progress: bool = False,
           method: str = "highs") -> np.ndarray:
-    """Solve the p = 1 LP of every row exactly with HiGHS; variables [y (n), t (n)], t >= |y - m|.
+    """Solve the p = 1 LP of every row exactly with HiGHS; variables [y (n), t (n)], t >= ``|y - m|``.
 
     ``method`` is scipy's: "highs" lets HiGHS choose, "highs-ipm" is its interior point method."""
     from scipy.optimize import linprog

@@ -1,4 +1,4 @@
-"""The command line of the book's heavy experiments, a front end over :mod:`nullspace_utils.studies`, on a GPU or
+"""The command line of the book's heavy experiments, a front end over ``nullspace_utils.studies``, on a GPU or
 a CPU::
 
     python -m nullspace_utils.experiments watermark --profile teaching --device cuda

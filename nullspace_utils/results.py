@@ -1,6 +1,6 @@
 """Result files of the book's heavy experiments: where they live, how to read and write them, and who made them.
 
-Each study (:mod:`nullspace_utils.studies`) writes one JSON file per experiment and profile,
+Each study (``nullspace_utils.studies``) writes one JSON file per experiment and profile,
 ``book/results/<profile>/<kind>.json``, and declares its kind as a :class:`ResultKind`: the file's name,
 its schema (a ``TypedDict`` in the study's module) and the command that makes it. This module holds what
 every kind shares:

@@ -88,6 +88,7 @@ class ApproximateResult(TypedDict):
     parts: NotRequired[list[Provenance]]  # a run in parallel parts, joined by ``experiments merge``
 
 
+#: the result file, ``book/results/<profile>/approximate.json``
 RESULT: results.ResultKind[ApproximateResult] = results.ResultKind("approximate", ApproximateResult, "approximate")
 
 

@@ -176,7 +176,9 @@ class FinetuneCorruptionsResult(TypedDict):
     check: dict[str, Any]
 
 
+#: the sweep's result file, ``book/results/<profile>/finetune.json``
 RESULT: results.ResultKind[FinetuneSweepResult] = results.ResultKind("finetune", FinetuneSweepResult, "finetune")
+#: the "-C" result file, ``book/results/<profile>/finetune_corruptions.json``
 CORRUPTIONS_RESULT: results.ResultKind[FinetuneCorruptionsResult] = results.ResultKind(
     "finetune_corruptions", FinetuneCorruptionsResult, "finetune-corruptions")
 

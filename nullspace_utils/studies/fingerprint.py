@@ -127,6 +127,7 @@ class FingerprintResult(TypedDict):
     check: FingerprintCheck
 
 
+#: the result file, ``book/results/<profile>/fingerprint.json``
 RESULT: results.ResultKind[FingerprintResult] = results.ResultKind("fingerprint", FingerprintResult, "fingerprint")
 
 

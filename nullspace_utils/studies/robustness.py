@@ -93,6 +93,7 @@ class RobustnessResult(TypedDict):
     parts: NotRequired[list[Provenance]]  # a run in parallel parts, joined by ``experiments merge``
 
 
+#: the result file, ``book/results/<profile>/robustness.json``
 RESULT: results.ResultKind[RobustnessResult] = results.ResultKind("robustness", RobustnessResult, "robustness")
 
 

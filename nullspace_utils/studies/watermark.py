@@ -83,6 +83,7 @@ class WatermarkResult(TypedDict):
     models: dict[str, WatermarkModel]
 
 
+#: the result file, ``book/results/<profile>/watermark.json``
 RESULT: results.ResultKind[WatermarkResult] = results.ResultKind("watermark", WatermarkResult, "watermark")
 
 
@@ -107,6 +108,7 @@ class WatermarkCheck:
     images: int = 8
 
 
+#: the cheap point a test recomputes on the CPU
 CHECK = WatermarkCheck()
 
 #: How the result files describe :func:`watermark_mark`.
@@ -206,7 +208,7 @@ def _logit_change(value: float) -> str:
 
 
 def conditions_table(result: WatermarkResult) -> plotting.Table:
-    """Every model and condition of the whole split: same prediction, mean |Δp|, mean max |Δlogit| (float rounding
+    """Every model and condition of the whole split: same prediction, mean ``|Δp|``, mean max ``|Δlogit|`` (float rounding
     shown as such) and PSNR."""
     rows = []
     for name, entry in result["models"].items():

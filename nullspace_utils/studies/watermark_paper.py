@@ -112,6 +112,7 @@ class WatermarkSlsqpResult(TypedDict):
     check: dict[str, Any]
 
 
+#: the result file, ``book/results/<profile>/watermark_slsqp.json``
 RESULT: results.ResultKind[WatermarkSlsqpResult] = results.ResultKind("watermark_slsqp", WatermarkSlsqpResult,
                                                                    "watermark-slsqp")
 
@@ -119,8 +120,8 @@ RESULT: results.ResultKind[WatermarkSlsqpResult] = results.ResultKind("watermark
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class SlsqpSettings:
-    """The paper's watermark procedure (§6, A.2) as its authors' code runs it (:func:`~nullspace_utils.watermark.
-    paper_slsqp`): norm ``p`` = 1, SLSQP with the paper's ``maxiter`` = 5000 cap, every patch's ``target`` the
+    """The paper's watermark procedure (§6, A.2) as its authors' code runs it
+    (:func:`~nullspace_utils.watermark.paper_slsqp`): norm ``p`` = 1, SLSQP with the paper's ``maxiter`` = 5000 cap, every patch's ``target`` the
     mark's patch, in the model's ``units``, on the first ``images`` val images, for every ViT of the profile whose
     per-channel nullspace is not {0}. The command line's ``--n`` and ``--maxiter`` replace ``images`` and
     ``maxiter``."""
@@ -145,6 +146,7 @@ class SlsqpCheck:
     patches: int = 2
 
 
+#: the cheap point a test recomputes on the CPU
 CHECK = SlsqpCheck()
 
 #: How the result file describes the mark and the targets.
@@ -223,7 +225,7 @@ def run(settings: SlsqpSettings, profile: Profile, how: common.Run, *, solved: P
     exact joint-nullspace watermark (ADMM) with and without the std, and the ground-truth labels.
 
     SLSQP is solved here by ``workers`` processes, or its answers imported from the folder ``solved``
-    (:func:`_solve_or_import`). The rows so far are saved after every model (``how.save_partial``)."""
+    (``_solve_or_import``). The rows so far are saved after every model (``how.save_partial``)."""
     all_images, all_labels = stack_dataset(profile.dataset("val", n=settings.images))
     mark = watermark_mark(profile.image_size)
     classes = profile.label_indices
@@ -300,7 +302,7 @@ CANDIDATES = ("slsqp_raw", "slsqp_clipped", "slsqp_clipped_8bit", "slsqp_clipped
 
 
 def candidates_table(result: WatermarkSlsqpResult) -> plotting.Table:
-    """Every model and candidate: same prediction, mean |Δp| and ground-truth accuracy."""
+    """Every model and candidate: same prediction, mean ``|Δp|`` and ground-truth accuracy."""
     rows = []
     for name, entry in result["predictions"].items():
         conditions: dict[str, Any] = dict(entry)
