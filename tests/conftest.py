@@ -16,6 +16,52 @@ def val_batch():
     return stack_dataset(synthetic_dataset("val", n=40))
 
 
+@pytest.fixture(scope="session")
+def vit_s():
+    """The zoo's ViT-S (`models.load_model("zoo-vit-s")`), loaded once for the whole session and shared by every
+    test file. Tests must not modify it (weights, requires_grad, train/eval mode, hooks left on, moving it to
+    another device): a test that changes the model takes `copy.deepcopy(vit_s)` first."""
+    from nullspace_utils import models
+
+    return models.load_model("zoo-vit-s")
+
+
+def _tf32_flags() -> tuple:
+    return torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+
+
+@pytest.fixture
+def restore_tf32_flags():
+    """Whatever a test does to the TF32 flags, later tests see the process's own settings."""
+    matmul, cudnn = _tf32_flags()
+    yield
+    torch.set_float32_matmul_precision(matmul)
+    torch.backends.cudnn.allow_tf32 = cudnn
+
+
+@pytest.fixture
+def tf32_allowed(restore_tf32_flags):
+    """TF32 allowed, as a caller might have set it (matmul precision "high", cuDNN TF32 on); restored afterwards."""
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+
+
+@pytest.fixture
+def flags_seen():
+    """`flags_seen(model)` returns a list that gets the TF32 flags (matmul precision, cuDNN TF32) at each forward
+    pass of `model`; the hooks are removed when the test ends."""
+    handles = []
+
+    def watch(model):
+        seen: list = []
+        handles.append(model.register_forward_pre_hook(lambda module, inputs: seen.append(_tf32_flags())))
+        return seen
+
+    yield watch
+    for handle in handles:
+        handle.remove()
+
+
 @pytest.fixture(autouse=True)
 def no_dataset_downloads(monkeypatch):
     """Tests never download: torchvision's archive download fails at once, as it would offline."""

@@ -8,39 +8,34 @@ from nullspace_utils.studies import evidence, noise_sweep
 
 
 @pytest.fixture(scope="module")
-def vit():
-    return models.load_model("zoo-vit-s")
-
-
-@pytest.fixture(scope="module")
 def small_data():
     return synthetic_dataset("val", n=24)
 
 
-def test_noise_shapes(vit):
-    assert approximate.noise_shape(vit, "encoder", 112) == (49, 96)
-    assert approximate.noise_shape(vit, "input", 112) == (3, 112, 112)
+def test_noise_shapes(vit_s):
+    assert approximate.noise_shape(vit_s, "encoder", 112) == (49, 96)
+    assert approximate.noise_shape(vit_s, "input", 112) == (3, 112, 112)
 
 
-def test_zero_noise_is_harmless(vit, small_data):
+def test_zero_noise_is_harmless(vit_s, small_data):
     for level in approximate.LEVELS:
-        zero = torch.zeros(approximate.noise_shape(vit, level, 112))
-        result = approximate.evaluate_noise(vit, small_data, zero, level=level)
+        zero = torch.zeros(approximate.noise_shape(vit_s, level, 112))
+        result = approximate.evaluate_noise(vit_s, small_data, zero, level=level)
         assert result.match == 1.0 and result.logit_mse == 0.0 and result.prob_change == 0.0
         assert result.noise_norm == 0.0 and result.clean_norm > 0
 
 
-def test_hook_is_removed_and_noise_reaches_the_encoder(vit, small_data):
+def test_hook_is_removed_and_noise_reaches_the_encoder(vit_s, small_data):
     images = torch.stack([small_data[i][0] for i in range(4)])
     with torch.no_grad():
-        before = vit(images)
+        before = vit_s(images)
         noise = torch.randn(49, 96) * 5
-        with approximate.add_noise(vit, noise, "encoder") as noisy:
+        with approximate.add_noise(vit_s, noise, "encoder") as noisy:
             changed = noisy(images)
-        after = vit(images)
+        after = vit_s(images)
     assert torch.equal(before, after)
     assert (changed - before).abs().max() > 1e-2
-    assert len(vit.net.patch_embed._forward_hooks) == 0
+    assert len(vit_s.net.patch_embed._forward_hooks) == 0
 
 
 def test_shuffle_keeps_the_values():
@@ -51,19 +46,19 @@ def test_shuffle_keeps_the_values():
     assert torch.equal(shuffled, approximate.shuffle_noise(noise, seed=1))
 
 
-def test_learning_reduces_the_loss(vit, small_data):
+def test_learning_reduces_the_loss(vit_s, small_data):
     loader = DataLoader(small_data, batch_size=8, shuffle=False)
-    result = approximate.learn_noise(vit, loader, level="encoder", lim=1.0, steps=30, lr=1.0,
+    result = approximate.learn_noise(vit_s, loader, level="encoder", lim=1.0, steps=30, lr=1.0,
                                      milestones=())
     assert result.noise.shape == (49, 96)
     first = sum(h["loss"] for h in result.history[:3])
     last = sum(h["loss"] for h in result.history[-3:])
     assert last < 0.8 * first
-    assert all(p.requires_grad for p in vit.parameters())  # the model's own flags are restored
+    assert all(p.requires_grad for p in vit_s.parameters())  # the model's own flags are restored
 
 
-def test_keep_norm_holds_the_norm(vit, small_data):
-    result = approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=5, batch_size=8,
+def test_keep_norm_holds_the_norm(vit_s, small_data):
+    result = approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.5, steps=5, batch_size=8,
                                      keep_norm=True, lr=0.1)
     assert result.norm == pytest.approx(result.initial_norm, rel=1e-5)
     assert all(h["norm"] == pytest.approx(result.initial_norm, rel=1e-5) for h in result.history)
@@ -79,62 +74,53 @@ def test_input_level_for_a_cnn(small_data):
     assert unchanged.match == 1.0 and unchanged.logit_mse == 0.0  # no noise, no change: the measure is not blind
 
 
-def test_errors(vit, small_data):
+def test_errors(vit_s, small_data):
     with pytest.raises(ValueError, match="level"):
-        approximate.noise_shape(vit, "middle", 112)
+        approximate.noise_shape(vit_s, "middle", 112)
     with pytest.raises(ValueError, match="input"):
         approximate.noise_shape(models.load_model("zoo-resnet"), "encoder", 112)
     with pytest.raises(ValueError, match="lim"):
-        approximate.learn_noise(vit, small_data, level="encoder", lim=0.0)
+        approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.0)
     with pytest.raises(ValueError, match="shape"):
-        approximate.evaluate_noise(vit, small_data, torch.zeros(10, 96), level="encoder")
+        approximate.evaluate_noise(vit_s, small_data, torch.zeros(10, 96), level="encoder")
 
 
-def test_tensor_datasets_are_batched_by_slicing(vit, small_data):
+def test_tensor_datasets_are_batched_by_slicing(vit_s, small_data):
     from torch.utils.data import TensorDataset
 
     from nullspace_utils.data import stack_dataset
 
     images, labels = stack_dataset(small_data)
     noise = torch.randn(49, 96)
-    fast = approximate.evaluate_noise(vit, TensorDataset(images, labels), noise, level="encoder", batch_size=10)
-    slow = approximate.evaluate_noise(vit, small_data, noise, level="encoder", batch_size=10)
+    fast = approximate.evaluate_noise(vit_s, TensorDataset(images, labels), noise, level="encoder", batch_size=10)
+    slow = approximate.evaluate_noise(vit_s, small_data, noise, level="encoder", batch_size=10)
     assert fast.match == slow.match and fast.logit_mse == pytest.approx(slow.logit_mse, rel=1e-5)
 
 
-def test_progress_bars_only_when_asked(vit, small_data, capsys):
+def test_progress_bars_only_when_asked(vit_s, small_data, capsys):
     zero = torch.zeros(49, 96)
-    approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
-    approximate.evaluate_noise(vit, small_data, zero, level="encoder", batch_size=8)
+    approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
+    approximate.evaluate_noise(vit_s, small_data, zero, level="encoder", batch_size=8)
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""  # the default: notebook outputs do not change
-    approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, show_progress=True, lr=0.1)
-    approximate.evaluate_noise(vit, small_data, zero, level="encoder", batch_size=8, show_progress=True)
+    approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, show_progress=True,
+                            lr=0.1)
+    approximate.evaluate_noise(vit_s, small_data, zero, level="encoder", batch_size=8, show_progress=True)
     shown = capsys.readouterr()
     assert shown.out == ""
     assert "learning encoder noise, lim 0.5" in shown.err and "2/2" in shown.err  # 2 SGD steps
     assert "evaluating encoder noise" in shown.err and "3/3" in shown.err  # 24 images in batches of 8
 
 
-def test_learning_logs_its_losses_and_computes_in_full_float32(vit, small_data, caplog):
+def test_learning_logs_its_losses_and_computes_in_full_float32(vit_s, small_data, caplog, tf32_allowed, flags_seen):
     import logging
 
-    seen = []
-    handle = vit.register_forward_pre_hook(
-        lambda module, inputs: seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)))
-    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    try:
-        torch.set_float32_matmul_precision("high")  # TF32 allowed by the caller
-        torch.backends.cudnn.allow_tf32 = True
-        with caplog.at_level(logging.DEBUG, logger="nullspace_utils.approximate"):
-            approximate.learn_noise(vit, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
-        approximate.evaluate_noise(vit, small_data, torch.zeros(49, 96), level="encoder", batch_size=8)
-        assert seen and all(flags == ("highest", False) for flags in seen)
-        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32  # restored
-    finally:
-        handle.remove()
-        torch.set_float32_matmul_precision(matmul)
-        torch.backends.cudnn.allow_tf32 = cudnn
+    seen = flags_seen(vit_s)
+    with caplog.at_level(logging.DEBUG, logger="nullspace_utils.approximate"):
+        approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
+    approximate.evaluate_noise(vit_s, small_data, torch.zeros(49, 96), level="encoder", batch_size=8)
+    assert seen and all(flags == ("highest", False) for flags in seen)
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32  # restored
     assert "learned encoder noise, lim 0.5" in caplog.text and "loss" in caplog.text
 
 
@@ -152,65 +138,66 @@ def test_logit_distance_is_eq6_norm_and_its_squared_variant():
         approximate.logit_distance(clean, noisy, p=0)
 
 
-def test_uniform_noise_is_seeded_in_range_and_the_learning_start(vit, small_data):
+def test_uniform_noise_is_seeded_in_range_and_the_learning_start(vit_s, small_data):
     noise = approximate.uniform_noise((3, 8, 8), 0.3, seed=4)
     assert noise.abs().max() <= 0.3 and torch.equal(noise, approximate.uniform_noise((3, 8, 8), 0.3, seed=4))
     assert not torch.equal(noise, approximate.uniform_noise((3, 8, 8), 0.3, seed=5))
     with pytest.raises(ValueError, match="lim must be positive"):
         approximate.uniform_noise((2,), 0.0)
-    result = approximate.learn_noise(vit, small_data, level="encoder", lim=0.7, steps=1, lr=1e-12, batch_size=8, seed=3)
+    result = approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.7, steps=1, lr=1e-12, batch_size=8,
+                                     seed=3)
     assert torch.allclose(result.noise, approximate.uniform_noise((49, 96), 0.7, seed=3), atol=1e-6)
 
 
-def test_choose_lr_widens_its_grid_until_the_best_rate_is_inside(vit, small_data):
+def test_choose_lr_widens_its_grid_until_the_best_rate_is_inside(vit_s, small_data):
     """Rates far too small all lose to larger ones: the grid must grow upwards until the winner is interior, and
     the winner must be the rate with the lowest probe score."""
-    choice = approximate.choose_lr(vit, small_data, level="encoder", lim=2.0, grid=(1e-6, 1e-5), steps=3,
+    choice = approximate.choose_lr(vit_s, small_data, level="encoder", lim=2.0, grid=(1e-6, 1e-5), steps=3,
                                    batch_size=8, max_widenings=12, refine=False)
     assert choice.grid[0] == 1e-6 and len(choice.grid) > 2  # widened upwards
     assert not choice.at_edge and choice.lr not in (choice.grid[0], choice.grid[-1])
     assert choice.scores[str(choice.lr)] == min(choice.scores.values())
-    capped = approximate.choose_lr(vit, small_data, level="encoder", lim=2.0, grid=(1e-6, 1e-5), steps=3,
+    capped = approximate.choose_lr(vit_s, small_data, level="encoder", lim=2.0, grid=(1e-6, 1e-5), steps=3,
                                    batch_size=8, max_widenings=0)
     assert capped.at_edge and capped.lr == 1e-5  # no widening allowed: reported as a failed probe
     with pytest.raises(ValueError, match="two positive"):
-        approximate.choose_lr(vit, small_data, level="encoder", lim=2.0, grid=(0.1,), steps=2)
+        approximate.choose_lr(vit_s, small_data, level="encoder", lim=2.0, grid=(0.1,), steps=2)
 
 
-def test_learn_noise_chooses_its_rate_by_default(vit, small_data):
-    result = approximate.learn_noise(vit, small_data, level="encoder", lim=1.0, steps=2, batch_size=8,
+def test_learn_noise_chooses_its_rate_by_default(vit_s, small_data):
+    result = approximate.learn_noise(vit_s, small_data, level="encoder", lim=1.0, steps=2, batch_size=8,
                                      probe_steps=2, lr_grid=(0.1, 1.0, 10.0))
     assert result.lr_choice is not None and result.lr == result.lr_choice.lr
     assert result.history[0]["lr"] == result.lr  # the run used the chosen rate
     with pytest.raises(ValueError, match="'auto'"):
-        approximate.learn_noise(vit, small_data, level="encoder", lim=1.0, steps=2, lr="fast")
+        approximate.learn_noise(vit_s, small_data, level="encoder", lim=1.0, steps=2, lr="fast")
 
 
-def test_split_noise_separates_what_the_vit_cannot_see(vit, small_data):
+def test_split_noise_separates_what_the_vit_cannot_see(vit_s, small_data):
     noise = approximate.uniform_noise((3, 112, 112), 0.5, seed=0)
-    null_part, row_part = approximate.split_noise(vit, noise)
+    null_part, row_part = approximate.split_noise(vit_s, noise)
     assert torch.allclose(null_part + row_part, noise, atol=1e-6)
     assert abs((null_part.double() * row_part.double()).sum().item()) < 1e-3 * noise.norm().item() ** 2
     # sqrt((3 r^2 - d) / 3 r^2) of a random noise's norm lies in the nullspace: 672 of 768 dimensions for ViT-S
     assert null_part.norm() / noise.norm() == pytest.approx((672 / 768) ** 0.5, rel=0.02)
     images = torch.stack([small_data[i][0] for i in range(4)])
     with torch.no_grad():
-        assert (vit(images + null_part) - vit(images)).abs().max() < 1e-3  # invisible to the ViT
-        assert (vit(images + row_part) - vit(images)).abs().max() > 1e-2
+        assert (vit_s(images + null_part) - vit_s(images)).abs().max() < 1e-3  # invisible to the ViT
+        assert (vit_s(images + row_part) - vit_s(images)).abs().max() > 1e-2
     with pytest.raises(ValueError, match="one input-level noise"):
-        approximate.split_noise(vit, torch.zeros(49, 96))
+        approximate.split_noise(vit_s, torch.zeros(49, 96))
 
 
-def test_training_loss_tells_learned_noise_from_its_shuffled_copy(vit, small_data):
+def test_training_loss_tells_learned_noise_from_its_shuffled_copy(vit_s, small_data):
     zero = torch.zeros(49, 96)
-    assert approximate.training_loss(vit, small_data, zero, level="encoder", images=16) == 0.0
+    assert approximate.training_loss(vit_s, small_data, zero, level="encoder", images=16) == 0.0
     noise = approximate.uniform_noise((49, 96), 2.0, seed=0)
-    assert approximate.training_loss(vit, small_data, noise, level="encoder", images=16) > 0.0
+    assert approximate.training_loss(vit_s, small_data, noise, level="encoder", images=16) > 0.0
 
 
-def test_noise_point_records_every_seed_and_the_baselines(vit, small_data):
+def test_noise_point_records_every_seed_and_the_baselines(vit_s, small_data):
     noises: dict = {}
-    row = noise_sweep.noise_point(vit, small_data, small_data, level="input", lim=0.3, seeds=(0, 1), steps=2,
+    row = noise_sweep.noise_point(vit_s, small_data, small_data, level="input", lim=0.3, seeds=(0, 1), steps=2,
                                   milestones=(), batch_size=8, lr=0.5, train_images=16, noises=noises)
     assert [entry["seed"] for entry in row["seeds"]] == [0, 1] and set(noises) == {0, 1}
     assert row["lr_choice"] is None and row["rms"] == pytest.approx(0.3 / 3 ** 0.5)
@@ -220,7 +207,7 @@ def test_noise_point_records_every_seed_and_the_baselines(vit, small_data):
         assert entry["projected_norm_kept"] == pytest.approx((672 / 768) ** 0.5, rel=0.02)
         assert 0.0 < entry["null_share"] <= 1.0
     assert row["learning_failed"] == any(entry["learning_failed"] for entry in row["seeds"])
-    encoder = noise_sweep.noise_point(vit, small_data, small_data, level="encoder", lim=0.3, seeds=(0,), steps=2,
+    encoder = noise_sweep.noise_point(vit_s, small_data, small_data, level="encoder", lim=0.3, seeds=(0,), steps=2,
                                       milestones=(), batch_size=8, lr=0.5, train_images=16)
     assert "projected" not in encoder["seeds"][0]  # tokens have no pixel nullspace to project onto
     assert evidence.seed_values(row, "learned") == [entry["learned"]["match"] for entry in row["seeds"]]

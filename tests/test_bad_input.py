@@ -1,6 +1,7 @@
 """Bad input to the library gets a clear error that names the problem and the fix, never a silently wrong
 number or a raw torch error (issue 21's list, each case as it was reported)."""
 
+import copy
 import time
 
 import pytest
@@ -10,57 +11,52 @@ from nullspace_utils import box_solver, data, exact, fingerprint, fooling, metri
 
 
 @pytest.fixture(scope="module")
-def vit():
-    return models.load_model("zoo-vit-s")
-
-
-@pytest.fixture(scope="module")
 def images():
     return data.stack_dataset(data.synthetic_dataset("val", n=4))[0]
 
 
-def test_8bit_and_0_255_images_are_refused_by_the_model(vit, images):
+def test_8bit_and_0_255_images_are_refused_by_the_model(vit_s, images):
     with pytest.raises(TypeError, match=r"images.float\(\) / 255"):
-        vit((images * 255).round().to(torch.uint8))
+        vit_s((images * 255).round().to(torch.uint8))
     with pytest.raises(ValueError, match="0 to 255"):
-        vit((images * 255).round())  # float, but every value a whole number up to 255: an 8-bit image
-    disguised = fooling.disguise(vit, images[0], images[1]).image  # far outside [0, 1], not whole numbers
-    assert vit(disguised[None]).shape == (1, 10)
+        vit_s((images * 255).round())  # float, but every value a whole number up to 255: an 8-bit image
+    disguised = fooling.disguise(vit_s, images[0], images[1]).image  # far outside [0, 1], not whole numbers
+    assert vit_s(disguised[None]).shape == (1, 10)
 
 
-def test_disguise_refuses_uint8(vit, images):
+def test_disguise_refuses_uint8(vit_s, images):
     as_bytes = (images * 255).round().to(torch.uint8)
     with pytest.raises(TypeError, match="255"):
-        fooling.disguise(vit, as_bytes[0], as_bytes[1])
+        fooling.disguise(vit_s, as_bytes[0], as_bytes[1])
 
 
-def test_float16_model_takes_float32_images(vit, images):
-    half = models.ImageClassifier(models.build_zoo_network("zoo-vit-s"), vit.mean, vit.std).half()
+def test_float16_model_takes_float32_images(vit_s, images):
+    half = models.ImageClassifier(models.build_zoo_network("zoo-vit-s"), vit_s.mean, vit_s.std).half()
     assert half(images).dtype == torch.float16
 
 
-def test_nan_and_infinite_inputs_are_refused(vit, images):
+def test_nan_and_infinite_inputs_are_refused(vit_s, images):
     broken = images.clone()
     broken[0, 0, 0, 0] = float("nan")
-    noise = exact.random_nullspace_noise(vit, 112)
+    noise = exact.random_nullspace_noise(vit_s, 112)
     with pytest.raises(ValueError, match="NaN"):
-        metrics.logit_change(vit, broken, noise)
+        metrics.logit_change(vit_s, broken, noise)
     with pytest.raises(ValueError, match="NaN"):
-        metrics.logit_change(vit, images, noise * float("inf"))
+        metrics.logit_change(vit_s, images, noise * float("inf"))
     with pytest.raises(ValueError, match="NaN"):
-        xai.relevance(vit, broken[0])
+        xai.relevance(vit_s, broken[0])
     with pytest.raises(ValueError, match="NaN"):
-        xai.attribute(vit, broken[0], method="saliency")
+        xai.attribute(vit_s, broken[0], method="saliency")
     with pytest.raises(ValueError, match="NaN"):
-        fingerprint.make_fingerprint(vit, n_probes=2, images=broken)
+        fingerprint.make_fingerprint(vit_s, n_probes=2, images=broken)
     with pytest.raises(ValueError, match="NaN"):
-        watermark.embed(vit, images[0], broken[0])
+        watermark.embed(vit_s, images[0], broken[0])
 
 
 @pytest.mark.parametrize("rho", [float("nan"), 0.0, -1.0, float("inf")])
-def test_solver_settings_are_checked(vit, images, rho):
+def test_solver_settings_are_checked(vit_s, images, rho):
     with pytest.raises(ValueError, match="rho"):
-        watermark.embed(vit, images[0], images[1], rho=rho)
+        watermark.embed(vit_s, images[0], images[1], rho=rho)
 
 
 def test_rank_deficient_patch_map_is_explained():
@@ -71,9 +67,9 @@ def test_rank_deficient_patch_map_is_explained():
         box_solver.solve_patches(matrix, start, target)
 
 
-def test_integer_noise_dtype_is_refused(vit):
+def test_integer_noise_dtype_is_refused(vit_s):
     with pytest.raises(TypeError, match="floating"):
-        exact.random_nullspace_noise(vit, 112, dtype=torch.int64)
+        exact.random_nullspace_noise(vit_s, 112, dtype=torch.int64)
 
 
 def test_model_on_the_meta_device_is_explained():
@@ -83,11 +79,11 @@ def test_model_on_the_meta_device_is_explained():
         exact.patch_nullspace(models.ImageClassifier(net, models.ZOO_MEAN, models.ZOO_STD))
 
 
-def test_out_of_range_target_class(vit, images):
+def test_out_of_range_target_class(vit_s, images):
     with pytest.raises(ValueError, match="class 10.*10 classes"):
-        xai.relevance(vit, images[0], target=10)
+        xai.relevance(vit_s, images[0], target=10)
     with pytest.raises(ValueError, match="class -1"):
-        xai.attribute(vit, images[:2], method="saliency", target=[0, -1])
+        xai.attribute(vit_s, images[:2], method="saliency", target=[0, -1])
 
 
 def test_offline_pretrained_load_fails_fast_with_the_fix(monkeypatch):
@@ -124,10 +120,10 @@ def test_timm_config_without_statistics_is_an_error(monkeypatch):
         models.load_model("vit_tiny_patch16_224", pretrained=False)
 
 
-def test_library_functions_leave_the_callers_model_and_random_state_alone(images):
+def test_library_functions_leave_the_callers_model_and_random_state_alone(vit_s, images):
     from nullspace_utils import approximate
 
-    model = models.load_model("zoo-vit-s").train()  # a caller's model in training mode
+    model = copy.deepcopy(vit_s).train()  # a caller's model in training mode
     labels = torch.arange(len(images))
     data_set = torch.utils.data.TensorDataset(images, labels)
     torch.manual_seed(7)

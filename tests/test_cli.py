@@ -22,7 +22,7 @@ def files(tmp_path):
     return tmp_path
 
 
-def test_watermark_end_to_end(files, capsys):
+def test_watermark_end_to_end(vit_s, files, capsys):
     out = files / "out.png"
     assert cli.main(["watermark", str(files / "image.png"), str(files / "mark.png"), "-o", str(out),
                      "--model", "zoo-vit-s"]) == 0
@@ -31,9 +31,8 @@ def test_watermark_end_to_end(files, capsys):
     watermarked = data.load_image(out)
     original = data.load_image(files / "image.png")
     assert watermarked.shape == (3, 112, 112)
-    model = models.load_model("zoo-vit-s")
     with torch.no_grad():
-        assert model(watermarked[None]).argmax() == model(original[None]).argmax()
+        assert vit_s(watermarked[None]).argmax() == vit_s(original[None]).argmax()
     assert not torch.equal(watermarked, original)
 
 
@@ -142,15 +141,14 @@ def test_output_path_is_checked_up_front(files, capsys, no_solver):
     assert sorted(path.name for path in files.iterdir()) == ["image.png", "mark.png"]
 
 
-def test_uppercase_png_reports_the_saved_files_logit_change(files, capsys):
+def test_uppercase_png_reports_the_saved_files_logit_change(vit_s, files, capsys):
     out = files / "OUT.PNG"
     assert _run(files, "-o", str(out)) == 0
     printed = capsys.readouterr().out
     assert out.read_bytes().startswith(b"\x89PNG")
-    model = models.load_model("zoo-vit-s")
     with torch.no_grad():
-        before = model(data.load_image(files / "image.png")[None])
-        after = model(data.load_image(out)[None])
+        before = vit_s(data.load_image(files / "image.png")[None])
+        after = vit_s(data.load_image(out)[None])
     change = (after - before).abs().max().item()
     assert change > 1e-4  # 8-bit rounding: far above the float image's ~1e-6
     assert f"max logit change {change:.2e}" in printed
@@ -255,7 +253,7 @@ def photo_folder(tmp_path):
     return folder
 
 
-def test_batch_folder_writes_a_folder_and_reports_each_failure(photo_folder, capsys):
+def test_batch_folder_writes_a_folder_and_reports_each_failure(vit_s, photo_folder, capsys):
     (photo_folder / "broken.png").write_bytes(b"not an image")
     out = photo_folder.parent / "marked"
     status = cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out),
@@ -266,11 +264,10 @@ def test_batch_folder_writes_a_folder_and_reports_each_failure(photo_folder, cap
     failure_lines = [line for line in captured.err.splitlines() if line.strip()]
     assert len(failure_lines) == 1 and "broken.png" in failure_lines[0] and "Traceback" not in captured.err
     assert "wrote 3 of 4 images" in captured.out and "predictions changed (as saved): 0" in captured.out
-    model = models.load_model("zoo-vit-s")
     original = data.load_image(photo_folder / "photo1.png")
     marked = data.load_image(out / "photo1.png")
     with torch.no_grad():
-        assert model(marked[None]).argmax() == model(original[None]).argmax()
+        assert vit_s(marked[None]).argmax() == vit_s(original[None]).argmax()
     assert not torch.equal(marked, original)
 
 

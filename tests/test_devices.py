@@ -49,20 +49,18 @@ def test_profile_puts_its_models_on_its_device():
     assert models.model_device(profile.load_model("zoo-vit-s", device="cpu")) == torch.device("cpu")
 
 
-def test_learned_noise_comes_back_on_the_cpu(val_batch):
-    vit = models.load_model("zoo-vit-s")
+def test_learned_noise_comes_back_on_the_cpu(vit_s, val_batch):
     data = torch.utils.data.TensorDataset(*val_batch)
-    result = approximate.learn_noise(vit, data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
+    result = approximate.learn_noise(vit_s, data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1)
     assert result.noise.device == torch.device("cpu")
-    assert models.model_device(vit) == torch.device("cpu")
+    assert models.model_device(vit_s) == torch.device("cpu")
 
 
 # --------------------------------------------------------------------------- on a GPU
 @pytest.fixture(scope="module")
-def vit_pair():
+def vit_pair(vit_s):
     """The zoo's ViT-S on the CPU and an identical copy on the GPU."""
-    cpu_model = models.load_model("zoo-vit-s")
-    return cpu_model, copy.deepcopy(cpu_model).to("cuda")
+    return vit_s, copy.deepcopy(vit_s).to("cuda")
 
 
 @cuda

@@ -17,11 +17,6 @@ def small_vit(**kwargs) -> VisionTransformer:
     return vit
 
 
-@pytest.fixture(scope="module")
-def zoo_vit():
-    return models.load_model("zoo-vit-s")
-
-
 def test_matrix_folds_std_per_channel():
     vit = small_vit()
     std = (0.5, 0.25, 2.0)
@@ -32,11 +27,11 @@ def test_matrix_folds_std_per_channel():
         assert torch.allclose(W[:, c * 64 : (c + 1) * 64], weight[:, c].reshape(64, -1) / std[c])
 
 
-def test_basis_is_orthonormal_and_in_the_nullspace(zoo_vit):
-    basis = exact.patch_nullspace(zoo_vit)
+def test_basis_is_orthonormal_and_in_the_nullspace(vit_s):
+    basis = exact.patch_nullspace(vit_s)
     assert basis.shape == (672, 3, 16, 16)
     flat = basis.reshape(basis.shape[0], -1)
-    W = exact.patch_embedding_matrix(zoo_vit)
+    W = exact.patch_embedding_matrix(vit_s)
     assert (W @ flat.T).abs().max() < 1e-10 * W.abs().max()
     assert torch.allclose(flat @ flat.T, torch.eye(flat.shape[0], dtype=torch.float64), atol=1e-10)
 
@@ -73,12 +68,12 @@ def test_dimensions_of_zoo(name, joint, per_channel):
             exact.channel_nullspace(model)
 
 
-def test_per_channel_nullspace_is_a_subspace_of_the_joint_one(zoo_vit):
+def test_per_channel_nullspace_is_a_subspace_of_the_joint_one(vit_s):
     """Paper §3.2's per-channel space lies inside the joint one: projecting its basis onto the joint
     nullspace changes nothing, and each vector lives on one channel and is orthonormal."""
-    per_channel = exact.channel_nullspace(zoo_vit).reshape(480, -1)
-    joint = exact.patch_nullspace(zoo_vit).reshape(672, -1)
-    W = exact.patch_embedding_matrix(zoo_vit)
+    per_channel = exact.channel_nullspace(vit_s).reshape(480, -1)
+    joint = exact.patch_nullspace(vit_s).reshape(672, -1)
+    W = exact.patch_embedding_matrix(vit_s)
     assert (W @ per_channel.T).abs().max() < 1e-10 * W.abs().max()
     inside = per_channel @ joint.T @ joint  # the projection onto the joint nullspace
     assert (inside - per_channel).abs().max() < 1e-10
@@ -90,10 +85,10 @@ def test_per_channel_nullspace_is_a_subspace_of_the_joint_one(zoo_vit):
     assert torch.linalg.matrix_rank(outside).item() == 672 - 480
 
 
-def test_per_channel_nullspace_ignores_the_std_and_the_joint_one_does_not(zoo_vit):
-    per_channel = exact.channel_nullspace(zoo_vit).reshape(480, -1)
-    naive_joint = exact.patch_nullspace(zoo_vit, std=(1.0, 1.0, 1.0)).reshape(672, -1)
-    W = exact.patch_embedding_matrix(zoo_vit)
+def test_per_channel_nullspace_ignores_the_std_and_the_joint_one_does_not(vit_s):
+    per_channel = exact.channel_nullspace(vit_s).reshape(480, -1)
+    naive_joint = exact.patch_nullspace(vit_s, std=(1.0, 1.0, 1.0)).reshape(672, -1)
+    W = exact.patch_embedding_matrix(vit_s)
     assert (W @ per_channel.T).abs().max() < 1e-10 * W.abs().max()  # no std was used to compute it
     assert (W @ naive_joint.T).abs().max() > 1e-4 * W.abs().max()  # forgetting the std leaves the joint one
 
@@ -108,22 +103,22 @@ def test_nullspace_dimensions_formula_and_bad_input():
             exact.nullspace_dimensions(**bad)
 
 
-def test_zoo_logits_invariant_under_large_noise(zoo_vit):
+def test_zoo_logits_invariant_under_large_noise(vit_s):
     images, _ = stack_dataset(synthetic_dataset("val", n=8))
-    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=10.0, seed=3)
+    noise = exact.random_nullspace_noise(vit_s, 112, amplitude=10.0, seed=3)
     assert noise.abs().max().item() == pytest.approx(10.0, rel=1e-5)
-    change = metrics.logit_change(zoo_vit, images, noise)
+    change = metrics.logit_change(vit_s, images, noise)
     assert change.shape == (8,) and change.max() < 1e-3
     # the same-size random noise does change them: the test can fail
     random = (torch.rand_like(noise) * 2 - 1) * 10.0
-    assert metrics.logit_change(zoo_vit, images, random).max() > 1.0
+    assert metrics.logit_change(vit_s, images, random).max() > 1.0
 
 
-def test_naive_nullspace_breaks_with_nonuniform_std(zoo_vit):
+def test_naive_nullspace_breaks_with_nonuniform_std(vit_s):
     images, _ = stack_dataset(synthetic_dataset("val", n=4))
-    naive = exact.patch_nullspace(zoo_vit, std=(1.0, 1.0, 1.0))
+    naive = exact.patch_nullspace(vit_s, std=(1.0, 1.0, 1.0))
     noise = exact.tile(naive[0] / naive[0].abs().max() * 5.0, 112).float()
-    assert metrics.logit_change(zoo_vit, images, noise).max() > 1e-3
+    assert metrics.logit_change(vit_s, images, noise).max() > 1e-3
 
 
 def test_raw_timm_vit_with_pretrained_cfg_normalisation():
@@ -190,22 +185,22 @@ def test_tile_shapes_and_errors():
         exact.tile(torch.zeros(3, 2, 3), 4)
 
 
-def test_random_noise_is_seeded_and_batched(zoo_vit):
-    a = exact.random_nullspace_noise(zoo_vit, 112, seed=5)
-    b = exact.random_nullspace_noise(zoo_vit, 112, seed=5)
-    c = exact.random_nullspace_noise(zoo_vit, 112, seed=6)
+def test_random_noise_is_seeded_and_batched(vit_s):
+    a = exact.random_nullspace_noise(vit_s, 112, seed=5)
+    b = exact.random_nullspace_noise(vit_s, 112, seed=5)
+    c = exact.random_nullspace_noise(vit_s, 112, seed=6)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    batch = exact.random_nullspace_noise(zoo_vit, 112, n=3, amplitude=0.2)
+    batch = exact.random_nullspace_noise(vit_s, 112, n=3, amplitude=0.2)
     assert batch.shape == (3, 3, 112, 112)
     assert torch.allclose(batch.abs().amax(dim=(1, 2, 3)), torch.full((3,), 0.2))
 
 
-def test_patch_embeddings_unchanged(zoo_vit):
+def test_patch_embeddings_unchanged(vit_s):
     images, _ = stack_dataset(synthetic_dataset("val", n=2))
-    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=1.0)
-    clean = exact.patch_embeddings(zoo_vit, images)
+    noise = exact.random_nullspace_noise(vit_s, 112, amplitude=1.0)
+    clean = exact.patch_embeddings(vit_s, images)
     assert clean.shape == (2, 49, 96)
-    assert (exact.patch_embeddings(zoo_vit, images + noise) - clean).abs().max() < 1e-5 * clean.abs().max() * 10
+    assert (exact.patch_embeddings(vit_s, images + noise) - clean).abs().max() < 1e-5 * clean.abs().max() * 10
 
 
 def test_unknown_normalisation_is_an_error_not_a_guess():
@@ -258,9 +253,9 @@ def test_random_combinations_are_seeded_gaussian_mixes_of_the_basis():
     assert not torch.equal(exact.random_combinations(basis, 3, seed=6), mixes)
 
 
-def test_random_noise_is_a_scaled_tiled_combination(zoo_vit):
-    patch = exact.random_combinations(exact.patch_nullspace(zoo_vit), 1, seed=3)[0]
-    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=0.5, seed=3)
+def test_random_noise_is_a_scaled_tiled_combination(vit_s):
+    patch = exact.random_combinations(exact.patch_nullspace(vit_s), 1, seed=3)[0]
+    noise = exact.random_nullspace_noise(vit_s, 112, amplitude=0.5, seed=3)
     assert torch.allclose(noise, exact.tile(patch * (0.5 / patch.abs().max()), 112).float())
 
 
@@ -271,35 +266,35 @@ def test_nullspace_sizes_measure_both_and_give_zero_without_one():
     assert exact.nullspace_sizes(small_vit(embed_dim=192)) == {"per_channel": 0, "joint": 0}
 
 
-def test_amplitude_sweep_nullspace_noise_keeps_logits_random_noise_does_not(zoo_vit, val_batch):
+def test_amplitude_sweep_nullspace_noise_keeps_logits_random_noise_does_not(vit_s, val_batch):
     images = val_batch[0][:8]
-    sweep = exact.amplitude_sweep(zoo_vit, images, [0.01, 10.0])
+    sweep = exact.amplitude_sweep(vit_s, images, [0.01, 10.0])
     assert isinstance(sweep, exact.AmplitudeSweep) and sweep.amplitudes == [0.01, 10.0]
     assert max(sweep.nullspace_change) < 1e-3  # float rounding at every amplitude
     assert sweep.random_change[1] > 1.0 and sweep.random_change[0] < sweep.random_change[1]
     assert sweep.random_match[0] == 1.0 and sweep.random_match[1] < 1.0
-    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=10.0, seed=1)  # the sweep's nullspace noise
-    assert sweep.nullspace_change[1] == metrics.logit_change(zoo_vit, images, noise).max().item()
+    noise = exact.random_nullspace_noise(vit_s, 112, amplitude=10.0, seed=1)  # the sweep's nullspace noise
+    assert sweep.nullspace_change[1] == metrics.logit_change(vit_s, images, noise).max().item()
     generator = torch.Generator().manual_seed(0)  # and its uniform noise, one generator for the sweep
     torch.rand(images.shape[1:], generator=generator)
     uniform = (torch.rand(images.shape[1:], generator=generator) * 2 - 1) * 10.0
-    assert sweep.random_change[1] == metrics.logit_change(zoo_vit, images, uniform).max().item()
+    assert sweep.random_change[1] == metrics.logit_change(vit_s, images, uniform).max().item()
 
 
-def test_storage_effects_clip_and_round(zoo_vit, val_batch):
+def test_storage_effects_clip_and_round(vit_s, val_batch):
     images = val_batch[0][:8]
-    noise = exact.random_nullspace_noise(zoo_vit, 112, amplitude=0.1, seed=3)
-    effects = exact.storage_effects(zoo_vit, images, noise)
+    noise = exact.random_nullspace_noise(vit_s, 112, amplitude=0.1, seed=3)
+    effects = exact.storage_effects(vit_s, images, noise)
     noisy = images + noise
     assert effects.saturated == pytest.approx(((noisy < 0) | (noisy > 1)).float().mean().item())
     assert effects.saturated > 0
     assert effects.unbounded < 1e-4  # the nullspace noise itself, unclipped: float rounding only
     with torch.no_grad():
-        clipped_change = (zoo_vit(noisy.clamp(0, 1)) - zoo_vit(images)).abs().max().item()
+        clipped_change = (vit_s(noisy.clamp(0, 1)) - vit_s(images)).abs().max().item()
     assert isinstance(effects.clipped, exact.Effect) and effects.clipped.max_logit_change == clipped_change
     assert effects.clipped.max_logit_change > 1e-3  # clipping moves the noise out of the nullspace
     for effect in (effects.clipped, effects.clean_8bit, effects.noisy_8bit):
         assert 0 <= effect.same_prediction <= 1
-    plain = exact.storage_effects(zoo_vit, images, torch.zeros_like(noise))  # no noise: only rounding costs
+    plain = exact.storage_effects(vit_s, images, torch.zeros_like(noise))  # no noise: only rounding costs
     assert plain.saturated == 0 and plain.clipped == exact.Effect(0.0, 1.0)
     assert plain.noisy_8bit == plain.clean_8bit

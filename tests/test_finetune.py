@@ -2,6 +2,7 @@
 few teaching images. Tests of corruptions and attacks need imagecorruptions / torchattacks and are skipped, with
 the reason, where those are not installed (`make install` installs them)."""
 
+import copy
 import math
 
 import numpy as np
@@ -17,11 +18,6 @@ from nullspace_utils.studies import finetune as finetune_study
 
 NEEDS_CORRUPTIONS = "imagecorruptions is not installed: `make install` (imagecorruptions-imaug) installs it"
 NEEDS_ATTACKS = "torchattacks is not installed: `make install` installs it"
-
-
-@pytest.fixture(scope="module")
-def vit():
-    return models.load_model("zoo-vit-s")
 
 
 @pytest.fixture(scope="module")
@@ -80,36 +76,36 @@ def test_config_defaults_match_the_uniform_start_and_reject_bad_settings():
         finetune.FinetuneConfig(lim=0.0)
 
 
-def test_augmentation_loss_is_clean_plus_noisy_cross_entropy(vit, batch):
+def test_augmentation_loss_is_clean_plus_noisy_cross_entropy(vit_s, batch):
     images, labels = batch
     with torch.no_grad():
-        clean = F.cross_entropy(vit(images), labels)
-        alone, parts = finetune.augmentation_loss(vit, images, labels, None)
+        clean = F.cross_entropy(vit_s(images), labels)
+        alone, parts = finetune.augmentation_loss(vit_s, images, labels, None)
         assert torch.allclose(alone, clean) and set(parts) == {"loss", "clean_loss"}
-        zero, _ = finetune.augmentation_loss(vit, images, labels, torch.zeros(49, 96))
+        zero, _ = finetune.augmentation_loss(vit_s, images, labels, torch.zeros(49, 96))
         assert torch.allclose(zero, 2 * clean, rtol=1e-5)  # zero noise: the noisy term is the clean one
         noise = finetune.gaussian_noise((49, 96), rms=3.0)
-        loud, parts = finetune.augmentation_loss(vit, images, labels, noise)
+        loud, parts = finetune.augmentation_loss(vit_s, images, labels, noise)
     assert parts["noisy_loss"] > parts["clean_loss"]  # a large random token noise hurts the zoo ViT
     assert math.isclose(loud.item(), parts["clean_loss"] + parts["noisy_loss"], rel_tol=1e-5)
-    assert len(vit.net.patch_embed._forward_hooks) == 0  # the noise hook is gone afterwards
+    assert len(vit_s.net.patch_embed._forward_hooks) == 0  # the noise hook is gone afterwards
     with pytest.raises(ValueError, match="encoder noise has shape"):
-        finetune.augmentation_loss(vit, images, labels, torch.zeros(48, 96))
+        finetune.augmentation_loss(vit_s, images, labels, torch.zeros(48, 96))
 
 
 # --------------------------------------------------------------------------- fine-tuning
 @pytest.fixture(scope="module")
-def runs(vit, train):
+def runs(vit_s, train):
     """The three methods at one tiny budget and seed, the Gaussian one matched to the nullspace noise's energy."""
-    learned = finetune.finetune(vit, train, tiny(method="nullspace"))
-    return {"nullspace": learned, "plain": finetune.finetune(vit, train, tiny(method="plain")),
-            "gaussian": finetune.finetune(vit, train, tiny(method="gaussian", gaussian_rms=learned.noise_rms))}
+    learned = finetune.finetune(vit_s, train, tiny(method="nullspace"))
+    return {"nullspace": learned, "plain": finetune.finetune(vit_s, train, tiny(method="plain")),
+            "gaussian": finetune.finetune(vit_s, train, tiny(method="gaussian", gaussian_rms=learned.noise_rms))}
 
 
-def test_nullspace_finetuning_learns_a_noise_per_round_and_leaves_the_model_alone(vit, runs):
-    before = weights(models.load_model("zoo-vit-s"))
+def test_nullspace_finetuning_learns_a_noise_per_round_and_leaves_the_model_alone(vit_s, runs):
+    before = weights(models.load_model("zoo-vit-s"))  # a fresh load: the shared vit_s must still equal it
     result = runs["nullspace"]
-    assert torch.equal(weights(vit), before)  # the caller's model is untouched
+    assert torch.equal(weights(vit_s), before)  # the caller's model is untouched
     assert not torch.equal(weights(result.model), before)  # the copy was trained
     assert not result.model.training and len(result.history) == 4
     assert [record.start_step for record in result.rounds] == [0, 2]
@@ -137,12 +133,12 @@ def test_gaussian_baseline_matches_the_nullspace_noise_energy_round_by_round(run
         assert math.isclose(ours, theirs, rel_tol=1e-6)
 
 
-def test_plain_finetuning_is_reproducible_and_has_no_noise(vit, train, runs):
+def test_plain_finetuning_is_reproducible_and_has_no_noise(vit_s, train, runs):
     first = runs["plain"]
     assert first.rounds == [] and all("noisy_loss" not in entry for entry in first.history)
-    second = finetune.finetune(vit, train, tiny(method="plain"))
+    second = finetune.finetune(vit_s, train, tiny(method="plain"))
     assert torch.equal(weights(first.model), weights(second.model))
-    other = finetune.finetune(vit, train, tiny(method="plain", steps=2, rounds=1, batch_size=4, seed=1))
+    other = finetune.finetune(vit_s, train, tiny(method="plain", steps=2, rounds=1, batch_size=4, seed=1))
     assert not torch.equal(weights(first.model), weights(other.model))
 
 
@@ -152,8 +148,8 @@ def test_noise_methods_need_a_vit(train):
         finetune.finetune(cnn, train, tiny(method="nullspace"))
 
 
-def test_saved_weights_load_back_as_the_same_model(vit, train, batch, tmp_path):
-    result = finetune.finetune(vit, train, tiny(method="plain", steps=1, rounds=1))
+def test_saved_weights_load_back_as_the_same_model(vit_s, train, batch, tmp_path):
+    result = finetune.finetune(vit_s, train, tiny(method="plain", steps=1, rounds=1))
     path = tmp_path / "tuned.safetensors"
     finetune.save_weights(result.model, str(path))
     loaded = models.load_model("zoo-vit-s", weights=path)
@@ -163,15 +159,15 @@ def test_saved_weights_load_back_as_the_same_model(vit, train, batch, tmp_path):
         finetune.save_weights(result.model, str(tmp_path / "tuned.pt"))
 
 
-def test_clean_accuracy_checks_its_inputs(vit, batch):
+def test_clean_accuracy_checks_its_inputs(vit_s, batch):
     images, labels = batch
-    assert finetune.clean_accuracy(vit, images, labels) > 0.8  # the zoo ViT-S is 99 % accurate
+    assert finetune.clean_accuracy(vit_s, images, labels) > 0.8  # the zoo ViT-S is 99 % accurate
     with pytest.raises(ValueError, match="must lie in \\[0, 1\\]"):
-        finetune.clean_accuracy(vit, images * 255, labels)
+        finetune.clean_accuracy(vit_s, images * 255, labels)
     with pytest.raises(ValueError, match="one per image"):
-        finetune.clean_accuracy(vit, images, labels[:3])
+        finetune.clean_accuracy(vit_s, images, labels[:3])
     with pytest.raises(TypeError, match="floating point"):
-        finetune.clean_accuracy(vit, (images * 255).to(torch.uint8), labels)
+        finetune.clean_accuracy(vit_s, (images * 255).to(torch.uint8), labels)
 
 
 # --------------------------------------------------------------------------- corruptions (imagecorruptions)
@@ -204,10 +200,10 @@ def test_every_listed_corruption_runs_on_teaching_images(batch):
         assert corrupted.shape == image.shape and not torch.equal(corrupted, image), corruption
 
 
-def test_corruption_accuracy_table(vit, batch):
+def test_corruption_accuracy_table(vit_s, batch):
     pytest.importorskip("imagecorruptions", reason=NEEDS_CORRUPTIONS)
     images, labels = batch[0][:8], batch[1][:8]
-    table = finetune.corruption_accuracy(vit, images, labels, corruptions=("gaussian_noise", "pixelate"),
+    table = finetune.corruption_accuracy(vit_s, images, labels, corruptions=("gaussian_noise", "pixelate"),
                                          severities=(1, 5))
     assert set(table["per_severity"]) == {"gaussian_noise", "pixelate"}
     assert set(table["per_severity"]["pixelate"]) == {1, 5}
@@ -226,34 +222,33 @@ def test_corruption_bad_inputs_say_what_to_do(batch):
 
 
 # --------------------------------------------------------------------------- PGD (torchattacks)
-def test_pgd_at_zero_radius_changes_nothing(vit, batch):
+def test_pgd_at_zero_radius_changes_nothing(vit_s, batch):
     pytest.importorskip("torchattacks", reason=NEEDS_ATTACKS)
     images, labels = batch[0][:4], batch[1][:4]
-    assert torch.equal(finetune.pgd_images(vit, images, labels, eps=0.0), images)
+    assert torch.equal(finetune.pgd_images(vit_s, images, labels, eps=0.0), images)
 
 
-def test_pgd_stays_in_its_ball_raises_the_loss_and_is_seeded(vit, batch):
+def test_pgd_stays_in_its_ball_raises_the_loss_and_is_seeded(vit_s, batch):
     pytest.importorskip("torchattacks", reason=NEEDS_ATTACKS)
     images, labels = batch[0][:4], batch[1][:4]
-    vit.train()  # the attack must leave the model's mode as it found it
+    model = copy.deepcopy(vit_s).train()  # the attack must leave the model's mode as it found it
     eps = 2 / 255
-    adversarial = finetune.pgd_images(vit, images, labels, eps=eps, steps=5, seed=1)
-    assert vit.training
-    vit.eval()
+    adversarial = finetune.pgd_images(model, images, labels, eps=eps, steps=5, seed=1)
+    assert model.training
     assert (adversarial - images).abs().max() <= eps + 1e-7 and 0 <= adversarial.min() and adversarial.max() <= 1
     assert (adversarial - images).abs().max() > eps / 2
-    assert torch.equal(adversarial, finetune.pgd_images(vit, images, labels, eps=eps, steps=5, seed=1))
+    assert torch.equal(adversarial, finetune.pgd_images(vit_s, images, labels, eps=eps, steps=5, seed=1))
     with torch.no_grad():
-        assert F.cross_entropy(vit(adversarial), labels) > F.cross_entropy(vit(images), labels)
-    scores = finetune.pgd_accuracy(vit, images, labels, epsilons=(0.0, eps), steps=2)
+        assert F.cross_entropy(vit_s(adversarial), labels) > F.cross_entropy(vit_s(images), labels)
+    scores = finetune.pgd_accuracy(vit_s, images, labels, epsilons=(0.0, eps), steps=2)
     assert set(scores) == {"0/255", "2/255"} and scores["0/255"] >= scores["2/255"]
     with pytest.raises(ValueError, match="eps must be >= 0"):
-        finetune.pgd_images(vit, images, labels, eps=-0.1)
+        finetune.pgd_images(vit_s, images, labels, eps=-0.1)
 
 
-def test_untouched_noise_api_still_adds_at_the_encoder(vit):
+def test_untouched_noise_api_still_adds_at_the_encoder(vit_s):
     """The fine-tuning relies on approximate.add_noise at the encoder: a shape mismatch is named, not broadcast."""
-    assert approximate.noise_shape(vit, "encoder", 112) == (49, 96)
+    assert approximate.noise_shape(vit_s, "encoder", 112) == (49, 96)
 
 
 # --------------------------------------------------------------------------- reading a sweep (the study)

@@ -12,29 +12,24 @@ from nullspace_utils import fingerprint as fp
 
 
 @pytest.fixture(scope="module")
-def owner():
-    return models.load_model("zoo-vit-s")
-
-
-@pytest.fixture(scope="module")
-def secret(owner, val_batch):
+def secret(vit_s, val_batch):
     images, _ = val_batch
-    return fp.make_fingerprint(owner, n_probes=10, amplitude=0.25, seed=3, images=images)
+    return fp.make_fingerprint(vit_s, n_probes=10, amplitude=0.25, seed=3, images=images)
 
 
-def test_probes_and_noises_are_valid_images_and_in_the_nullspace(owner, secret):
+def test_probes_and_noises_are_valid_images_and_in_the_nullspace(vit_s, secret):
     noisy = secret.probes + secret.noises()
     assert secret.probes.shape == (10, 3, 112, 112) and secret.noise_patches.shape == (10, 3, 16, 16)
     assert noisy.min() >= 0 and noisy.max() <= 1  # no clipping needed
     assert secret.noise_patches.abs().amax(dim=(1, 2, 3)).sub(0.25).abs().max() < 1e-6
-    matrix = exact.patch_embedding_matrix(owner)
+    matrix = exact.patch_embedding_matrix(vit_s)
     assert (matrix @ secret.noise_patches.double().reshape(10, -1).T).abs().max() < 1e-6
 
 
 @pytest.mark.parametrize("output", fp.OUTPUTS)
-def test_owner_and_exact_copy_verify_with_every_output(owner, secret, output):
-    duplicate = copy.deepcopy(owner)
-    for model in (owner, duplicate):
+def test_owner_and_exact_copy_verify_with_every_output(vit_s, secret, output):
+    duplicate = copy.deepcopy(vit_s)
+    for model in (vit_s, duplicate):
         result = fp.verify(secret, fp.as_query(model, output), output=output)
         assert result.kept == result.n == 10 and result.is_yours
         assert result.p_value == pytest.approx(0.5 ** 10)
@@ -54,20 +49,20 @@ def test_cnn_is_rejected_and_cannot_be_fingerprinted(secret):
         fp.make_fingerprint(cnn, image_size=112)
 
 
-def test_label_mode_counts_its_queries(owner, secret):
+def test_label_mode_counts_its_queries(vit_s, secret):
     steps = 6
-    result = fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=steps)
+    result = fp.verify(secret, fp.as_query(vit_s, "label"), output="label", bisection_steps=steps)
     # labels of all probes once, then per probe: `steps` bisection queries and the bracket without and with noise
     assert result.queries == 10 + result.n * (steps + 4)
     assert set(result.changes.tolist()) == {0.0}
 
 
-def test_save_load_round_trip_and_bad_files(owner, secret, tmp_path):
+def test_save_load_round_trip_and_bad_files(vit_s, secret, tmp_path):
     path = secret.save(tmp_path / "secret.fingerprint")
     loaded = fp.Fingerprint.load(path)
     assert torch.equal(loaded.probes, secret.probes) and torch.equal(loaded.noise_patches, secret.noise_patches)
     assert (loaded.amplitude, loaded.seed) == (secret.amplitude, secret.seed)
-    assert fp.verify(loaded, fp.as_query(owner)).changes.tolist() == fp.verify(secret, fp.as_query(owner)).changes.tolist()
+    assert fp.verify(loaded, fp.as_query(vit_s)).changes.tolist() == fp.verify(secret, fp.as_query(vit_s)).changes.tolist()
     with pytest.raises(FileNotFoundError, match="no fingerprint file"):
         fp.Fingerprint.load(tmp_path / "missing")
     (tmp_path / "broken").write_bytes(path.read_bytes()[:100])
@@ -78,26 +73,26 @@ def test_save_load_round_trip_and_bad_files(owner, secret, tmp_path):
         fp.Fingerprint.load(weights)
 
 
-def test_random_probes_and_clear_errors(owner, val_batch):
-    random_probes = fp.make_fingerprint(owner, n_probes=4, image_size=112, seed=0)
+def test_random_probes_and_clear_errors(vit_s, val_batch):
+    random_probes = fp.make_fingerprint(vit_s, n_probes=4, image_size=112, seed=0)
     assert random_probes.probes.min() >= 0.25 - 1e-6 and random_probes.probes.max() <= 0.75 + 1e-6
-    assert fp.verify(random_probes, fp.as_query(owner)).kept == 4
+    assert fp.verify(random_probes, fp.as_query(vit_s)).kept == 4
     images, _ = val_batch
     with pytest.raises(ValueError, match="image_size"):
-        fp.make_fingerprint(owner, n_probes=4)
+        fp.make_fingerprint(vit_s, n_probes=4)
     with pytest.raises(ValueError, match="amplitude"):
-        fp.make_fingerprint(owner, image_size=112, amplitude=0.6)
+        fp.make_fingerprint(vit_s, image_size=112, amplitude=0.6)
     with pytest.raises(ValueError, match="more images"):
-        fp.make_fingerprint(owner, n_probes=len(images) + 1, images=images)
+        fp.make_fingerprint(vit_s, n_probes=len(images) + 1, images=images)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        fp.make_fingerprint(owner, n_probes=2, images=images * 2)
+        fp.make_fingerprint(vit_s, n_probes=2, images=images * 2)
     with pytest.raises(ValueError, match="multiple of the patch size"):
-        fp.make_fingerprint(owner, n_probes=2, image_size=100)
-    secret = fp.make_fingerprint(owner, n_probes=2, image_size=112)
+        fp.make_fingerprint(vit_s, n_probes=2, image_size=100)
+    secret = fp.make_fingerprint(vit_s, n_probes=2, image_size=112)
     with pytest.raises(ValueError, match="output must be one of"):
-        fp.verify(secret, fp.as_query(owner), output="top5")
+        fp.verify(secret, fp.as_query(vit_s), output="top5")
     with pytest.raises(ValueError, match="probabilities"):
-        fp.verify(secret, fp.as_query(owner, "logits"), output="probs")
+        fp.verify(secret, fp.as_query(vit_s, "logits"), output="probs")
 
 
 def test_probes_needed():
@@ -105,29 +100,29 @@ def test_probes_needed():
     assert fp.probes_needed(1e-3, null_rate=0.1) == 3
 
 
-def test_noisy_input_defence_breaks_invariance_only_when_on(owner, secret):
-    assert fp.verify(secret, fp.as_query(fp.NoisyInput(owner, 0.0))).kept == 10
-    assert fp.verify(secret, fp.as_query(fp.NoisyInput(owner, 0.01))).kept == 0
+def test_noisy_input_defence_breaks_invariance_only_when_on(vit_s, secret):
+    assert fp.verify(secret, fp.as_query(fp.NoisyInput(vit_s, 0.0))).kept == 10
+    assert fp.verify(secret, fp.as_query(fp.NoisyInput(vit_s, 0.01))).kept == 0
     with pytest.raises(ValueError, match="sigma"):
-        fp.NoisyInput(owner, -1.0)
+        fp.NoisyInput(vit_s, -1.0)
 
 
-def test_tune_copy_parts(owner, secret, val_batch):
+def test_tune_copy_parts(vit_s, secret, val_batch):
     images, labels = val_batch
-    before = {k: v.clone() for k, v in owner.state_dict().items()}
-    (_, head_only), = list(fp.tune_copy(owner, images, labels, part="head", steps=3, lr=1e-2, reset_head=True))
-    assert torch.equal(exact.patch_embedding_layer(head_only).weight, exact.patch_embedding_layer(owner).weight)
+    before = {k: v.clone() for k, v in vit_s.state_dict().items()}
+    (_, head_only), = list(fp.tune_copy(vit_s, images, labels, part="head", steps=3, lr=1e-2, reset_head=True))
+    assert torch.equal(exact.patch_embedding_layer(head_only).weight, exact.patch_embedding_layer(vit_s).weight)
     assert fp.verify(secret, fp.as_query(head_only)).kept == 10  # a new head keeps the nullspace
-    steps = [step for step, _ in fp.tune_copy(owner, images, labels, part="patch_embed", steps=3, lr=1e-3,
+    steps = [step for step, _ in fp.tune_copy(vit_s, images, labels, part="patch_embed", steps=3, lr=1e-3,
                                               checkpoints=(0, 2))]
     assert steps == [0, 2, 3]
-    *_, (_, moved) = fp.tune_copy(owner, images, labels, part="patch_embed", steps=3, lr=1e-3)
-    assert not torch.equal(exact.patch_embedding_layer(moved).weight, exact.patch_embedding_layer(owner).weight)
-    assert torch.equal(models.unwrap(moved).head.weight, models.unwrap(owner).head.weight)
+    *_, (_, moved) = fp.tune_copy(vit_s, images, labels, part="patch_embed", steps=3, lr=1e-3)
+    assert not torch.equal(exact.patch_embedding_layer(moved).weight, exact.patch_embedding_layer(vit_s).weight)
+    assert torch.equal(models.unwrap(moved).head.weight, models.unwrap(vit_s).head.weight)
     assert fp.verify(secret, fp.as_query(moved)).kept < 10
-    assert all(torch.equal(v, before[k]) for k, v in owner.state_dict().items())  # the owner is untouched
+    assert all(torch.equal(v, before[k]) for k, v in vit_s.state_dict().items())  # the owner is untouched
     with pytest.raises(ValueError, match="part must be"):
-        next(fp.tune_copy(owner, images, labels, part="blocks", steps=1, lr=1e-3))
+        next(fp.tune_copy(vit_s, images, labels, part="blocks", steps=1, lr=1e-3))
 
 
 def test_label_mode_explains_when_every_probe_gets_the_same_label(secret):
@@ -186,31 +181,21 @@ def test_failed_fingerprint_save_leaves_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-def test_progress_bars_only_when_asked(owner, secret, val_batch, capsys):
+def test_progress_bars_only_when_asked(vit_s, secret, val_batch, capsys):
     images, labels = val_batch
-    fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=2)
-    list(fp.tune_copy(owner, images, labels, part="head", steps=2, lr=1e-3))
+    fp.verify(secret, fp.as_query(vit_s, "label"), output="label", bisection_steps=2)
+    list(fp.tune_copy(vit_s, images, labels, part="head", steps=2, lr=1e-3))
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""
-    fp.verify(secret, fp.as_query(owner, "label"), output="label", bisection_steps=2, show_progress=True)
-    list(fp.tune_copy(owner, images, labels, part="head", steps=2, lr=1e-3, show_progress=True))
+    fp.verify(secret, fp.as_query(vit_s, "label"), output="label", bisection_steps=2, show_progress=True)
+    list(fp.tune_copy(vit_s, images, labels, part="head", steps=2, lr=1e-3, show_progress=True))
     shown = capsys.readouterr().err
     assert "bisecting to the boundary" in shown and "10/10" in shown  # one bisection per probe
     assert "fine-tuning head" in shown and "2/2" in shown
 
 
-def test_queries_compute_in_full_float32_and_leave_the_flags(owner, secret):
-    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    seen = []
-    handle = owner.register_forward_pre_hook(
-        lambda module, inputs: seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)))
-    try:
-        torch.set_float32_matmul_precision("high")
-        torch.backends.cudnn.allow_tf32 = True
-        assert fp.verify(secret, fp.as_query(owner)).kept == 10
-        assert seen and all(flags == ("highest", False) for flags in seen)
-        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
-    finally:
-        handle.remove()
-        torch.set_float32_matmul_precision(matmul)
-        torch.backends.cudnn.allow_tf32 = cudnn
+def test_queries_compute_in_full_float32_and_leave_the_flags(vit_s, secret, tf32_allowed, flags_seen):
+    seen = flags_seen(vit_s)
+    assert fp.verify(secret, fp.as_query(vit_s)).kept == 10
+    assert seen and all(flags == ("highest", False) for flags in seen)
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32

@@ -17,11 +17,6 @@ def tiny_vit(embed_dim: int, patch_size: int = 4) -> models.ImageClassifier:
 
 
 @pytest.fixture(scope="module")
-def zoo_vit():
-    return models.load_model("zoo-vit-s")
-
-
-@pytest.fixture(scope="module")
 def source_target(val_batch):
     images, _ = val_batch
     return images[:3], images[3:6]
@@ -32,25 +27,25 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("channel", [0, 1, 2])
-def test_disguise_embeds_like_the_source_and_keeps_the_fixed_channels(zoo_vit, source_target, channel):
+def test_disguise_embeds_like_the_source_and_keeps_the_fixed_channels(vit_s, source_target, channel):
     source, target = source_target
-    result = fooling.disguise(zoo_vit, source, target, channel=channel)
+    result = fooling.disguise(vit_s, source, target, channel=channel)
     fixed = [c for c in range(3) if c != channel]
     assert torch.equal(result.image[:, fixed], target[:, fixed])
-    assert relative_error(exact.patch_embeddings(zoo_vit, result.image), exact.patch_embeddings(zoo_vit, source)) <= 1e-5
+    assert relative_error(exact.patch_embeddings(vit_s, result.image), exact.patch_embeddings(vit_s, source)) <= 1e-5
     assert result.exact and result.embedding_residual.max() < 1e-8
     with torch.no_grad():
-        assert torch.allclose(zoo_vit(result.image), zoo_vit(source), atol=1e-4)
+        assert torch.allclose(vit_s(result.image), vit_s(source), atol=1e-4)
     # the free channel really changed: it is neither the source's nor the target's
     assert (result.image[:, channel] - target[:, channel]).abs().max() > 0.1
 
 
-def test_least_change_is_closer_to_the_target_than_least_norm(zoo_vit, source_target):
+def test_least_change_is_closer_to_the_target_than_least_norm(vit_s, source_target):
     source, target = source_target
-    change = fooling.disguise(zoo_vit, source, target, solution="least_change").image
-    norm = fooling.disguise(zoo_vit, source, target, solution="least_norm").image
+    change = fooling.disguise(vit_s, source, target, solution="least_change").image
+    norm = fooling.disguise(vit_s, source, target, solution="least_norm").image
     assert (change - target).norm() < (norm - target).norm()
-    assert relative_error(exact.patch_embeddings(zoo_vit, norm), exact.patch_embeddings(zoo_vit, source)) <= 1e-5
+    assert relative_error(exact.patch_embeddings(vit_s, norm), exact.patch_embeddings(vit_s, source)) <= 1e-5
 
 
 def highs_l1(free: np.ndarray, rhs: np.ndarray, goal: np.ndarray) -> float:
@@ -66,17 +61,17 @@ def highs_l1(free: np.ndarray, rhs: np.ndarray, goal: np.ndarray) -> float:
     return result.fun
 
 
-def test_l1_disguise_is_exact_and_optimal_like_the_paper(zoo_vit, source_target):
+def test_l1_disguise_is_exact_and_optimal_like_the_paper(vit_s, source_target):
     """p = 1 (A.2, A.3): the same exact embedding, the least L1 change, equal to HiGHS's LP optimum."""
     source, target = source_target
-    l1 = fooling.disguise(zoo_vit, source, target, p=1)
-    l2 = fooling.disguise(zoo_vit, source, target, p=2)
+    l1 = fooling.disguise(vit_s, source, target, p=1)
+    l2 = fooling.disguise(vit_s, source, target, p=2)
     assert torch.equal(l1.image[:, 1:], target[:, 1:]) and l1.exact and l1.embedding_residual.max() < 1e-8
     with torch.no_grad():
-        assert torch.allclose(zoo_vit(l1.image), zoo_vit(source), atol=1e-4)
+        assert torch.allclose(vit_s(l1.image), vit_s(source), atol=1e-4)
     assert (l1.image[:, 0] - target[:, 0]).abs().sum() < 0.95 * (l2.image[:, 0] - target[:, 0]).abs().sum()
     assert (l2.image[:, 0] - target[:, 0]).norm() < (l1.image[:, 0] - target[:, 0]).norm()  # each wins its norm
-    free, _ = fooling.free_channel_matrices(zoo_vit, 0)
+    free, _ = fooling.free_channel_matrices(vit_s, 0)
     ours = exact.to_patches(l1.image[:1].double(), 16).reshape(-1, 3, 256)[:, 0]
     goal = exact.to_patches(target[:1].double(), 16).reshape(-1, 3, 256)[:, 0]
     for patch in (0, 24, 48):
@@ -113,13 +108,13 @@ def test_more_equations_than_unknowns_raises_unless_least_squares():
     assert torch.equal(result.image[:, 1:], target[:, 1:])
 
 
-def test_bounded_stays_in_the_box_and_matches_scipy(zoo_vit, source_target):
+def test_bounded_stays_in_the_box_and_matches_scipy(vit_s, source_target):
     source, target = source_target
-    result = fooling.disguise(zoo_vit, source[:1], target[:1], bounded=True)
+    result = fooling.disguise(vit_s, source[:1], target[:1], bounded=True)
     assert result.image.min() >= 0 and result.image.max() <= 1 and result.out_of_box == 0
     assert torch.equal(result.image[:, 1:], target[:1, 1:])
     # same problem, patch by patch, with scipy's bounded least squares (BVLS) on 3 patches
-    free, _ = fooling.free_channel_matrices(zoo_vit, 0)
+    free, _ = fooling.free_channel_matrices(vit_s, 0)
     generator = torch.Generator().manual_seed(0)
     rhs = torch.randn(3, free.shape[0], generator=generator, dtype=torch.float64) * 5
     start = torch.rand(3, free.shape[1], generator=generator, dtype=torch.float64)
@@ -134,32 +129,32 @@ def test_bounded_stays_in_the_box_and_matches_scipy(zoo_vit, source_target):
     assert torch.all(ours_objective <= reference_objective * (1 + 1e-6))
 
 
-def test_unbounded_values_leave_the_box(zoo_vit, source_target):
+def test_unbounded_values_leave_the_box(vit_s, source_target):
     source, target = source_target
-    result = fooling.disguise(zoo_vit, source, target)
+    result = fooling.disguise(vit_s, source, target)
     assert 0 < result.out_of_box < 1
     assert result.out_of_box == pytest.approx(((result.image[:, 0] < 0) | (result.image[:, 0] > 1)).float().mean().item(),
                                               abs=1e-6)
 
 
-def test_clear_errors(zoo_vit, source_target):
+def test_clear_errors(vit_s, source_target):
     source, target = source_target
     with pytest.raises(exact.NotPatchEmbeddingError, match="not a ViT"):
         fooling.disguise(models.load_model("zoo-mobilenetv3"), source, target)
     with pytest.raises(ValueError, match="channel must be"):
-        fooling.disguise(zoo_vit, source, target, channel=3)
+        fooling.disguise(vit_s, source, target, channel=3)
     with pytest.raises(ValueError, match="same shape"):
-        fooling.disguise(zoo_vit, source, target[:2])
+        fooling.disguise(vit_s, source, target[:2])
     with pytest.raises(ValueError, match="multiple of the patch size"):
-        fooling.disguise(zoo_vit, source[..., :100, :100], target[..., :100, :100])
+        fooling.disguise(vit_s, source[..., :100, :100], target[..., :100, :100])
     with pytest.raises(ValueError, match="solution must be"):
-        fooling.disguise(zoo_vit, source, target, solution="closest")
+        fooling.disguise(vit_s, source, target, solution="closest")
     with pytest.raises(ValueError, match="p must be 1"):
-        fooling.disguise(zoo_vit, source, target, p=3)
+        fooling.disguise(vit_s, source, target, p=3)
     with pytest.raises(ValueError, match="p=1 solves the exact"):
-        fooling.disguise(zoo_vit, source, target, p=1, bounded=True)
+        fooling.disguise(vit_s, source, target, p=1, bounded=True)
     with pytest.raises(ValueError, match="iterations must be"):
-        fooling.disguise(zoo_vit, source, target, p=1, iterations=0)
+        fooling.disguise(vit_s, source, target, p=1, iterations=0)
 
 
 def test_channel_change_measures_the_free_channel_against_the_targets():
@@ -200,7 +195,7 @@ def test_check_predictions_counts_source_and_target_predictions():
         fooling.check_predictions(ChannelMeans(), images[:2], source, target)
 
 
-def test_check_predictions_sees_the_source_in_an_exact_disguise(zoo_vit, source_target):
+def test_check_predictions_sees_the_source_in_an_exact_disguise(vit_s, source_target):
     source, target = source_target
-    check = fooling.check_predictions(zoo_vit, fooling.disguise(zoo_vit, source, target).image, source, target)
+    check = fooling.check_predictions(vit_s, fooling.disguise(vit_s, source, target).image, source, target)
     assert check.source_kept == 1.0 and check.max_logit_change < 1e-3

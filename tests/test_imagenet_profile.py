@@ -157,7 +157,7 @@ def test_chapter_code_names_no_teaching_model_or_image_size():
     assert not offenders, "teaching-only names or sizes in chapter code:\n" + "\n".join(offenders)
 
 
-def test_sweep_data_is_stored_as_exact_uint8(fake_data):
+def test_sweep_data_is_stored_as_exact_uint8(vit_s, fake_data):
     """The imagenet runners keep decoded JPEGs as uint8 (a quarter of float32's memory) and batch them back
     into exactly the floats the transform made, so no sweep number depends on the storage."""
     from torch.utils.data import TensorDataset
@@ -172,10 +172,11 @@ def test_sweep_data_is_stored_as_exact_uint8(fake_data):
     assert images.dtype == torch.float32 and torch.equal(images, reference_images)
     assert torch.equal(labels, reference_labels.long())
 
-    vit = models.load_model("zoo-vit-s")  # learning noise from either storage gives the same noise
+    # learning noise from either storage gives the same noise
     small = TensorDataset(stored.tensors[0][:8, :, :112, :112], stored.tensors[1][:8])
     floats = TensorDataset(small.tensors[0].float().div(255), small.tensors[1])
-    runs = [approximate.learn_noise(vit, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(), batch_size=4).noise
+    runs = [approximate.learn_noise(vit_s, d, level="encoder", lim=1.0, steps=2, lr=1.0, milestones=(),
+                                    batch_size=4).noise
             for d in (small, floats)]
     assert torch.equal(runs[0], runs[1])
 

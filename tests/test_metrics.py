@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nullspace_utils import metrics, models
+from nullspace_utils import metrics
 
 # Two images, three classes: the clean logits and the changed ones.
 CLEAN = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3]])
@@ -152,12 +152,11 @@ def test_accuracy_by_hand_and_on_a_subset_of_classes():
     assert metrics.accuracy(model, images, torch.tensor([0, 1]), classes=(2, 1)) == 0.5
 
 
-def test_accuracy_of_a_zoo_model_in_batches(val_batch):
+def test_accuracy_of_a_zoo_model_in_batches(vit_s, val_batch):
     images, labels = val_batch
-    vit = models.load_model("zoo-vit-s")
     with torch.no_grad():
-        expected = (vit(images).argmax(1) == labels).float().mean().item()
-    assert metrics.accuracy(vit, images, labels, batch_size=7) == expected >= 0.9
+        expected = (vit_s(images).argmax(1) == labels).float().mean().item()
+    assert metrics.accuracy(vit_s, images, labels, batch_size=7) == expected >= 0.9
 
 
 def test_psnr_by_hand():
@@ -183,24 +182,12 @@ def test_compare_maps_by_hand():
     assert batch["max_relative_difference"] == pytest.approx(2.0) and batch["correlation"] == pytest.approx(0.0)
 
 
-def test_model_level_metrics_leave_the_backend_flags_as_they_were():
-    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    try:
-        torch.set_float32_matmul_precision("high")  # TF32 allowed, as a caller might have set it
-        torch.backends.cudnn.allow_tf32 = True
-        inside = []
-
-        class Spy(PixelLogits):
-            def forward(self, images):
-                inside.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
-                return super().forward(images)
-
-        metrics.compare_predictions(Spy(), as_images(CLEAN), as_images(CHANGED))
-        assert inside and all(flags == ("highest", False) for flags in inside)  # full float32 inside
-        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
-    finally:
-        torch.set_float32_matmul_precision(matmul)
-        torch.backends.cudnn.allow_tf32 = cudnn
+def test_model_level_metrics_leave_the_backend_flags_as_they_were(tf32_allowed, flags_seen):
+    spy = PixelLogits()
+    inside = flags_seen(spy)
+    metrics.compare_predictions(spy, as_images(CLEAN), as_images(CHANGED))
+    assert inside and all(flags == ("highest", False) for flags in inside)  # full float32 inside
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
 
 
 def test_show_progress(capsys):

@@ -111,7 +111,7 @@ def test_timm_model_from_local_safetensors(tmp_path):
         models.load_model("vit_small_patch32_224", weights=garbage)
 
 
-def test_extra_seed_models_match_their_manifest():
+def test_extra_seed_models_match_their_manifest(vit_s):
     """The fingerprint chapter's independently trained ViT-S: files match the sha256 recorded when they
     were trained, and each is a working classifier different from the zoo's own ViT-S."""
     import json
@@ -121,22 +121,13 @@ def test_extra_seed_models_match_their_manifest():
     folder = models.ZOO_DIR / "seeds"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["provenance"]["command"] and len(manifest["models"]) == 3
-    zoo_weights = models.load_model("zoo-vit-s").net.patch_embed.proj.weight
+    zoo_weights = vit_s.net.patch_embed.proj.weight
     for name, entry in manifest["models"].items():
         path = folder / entry["file"]
         assert files.sha256_of_file(path) == entry["sha256"], name
         assert entry["val_accuracy"] > 0.95 and entry["training"]["seed"] != 0
         model = models.load_model("zoo-vit-s", weights=path)
         assert not torch.equal(model.net.patch_embed.proj.weight, zoo_weights)
-
-
-@pytest.fixture
-def restore_tf32_flags():
-    """Whatever a test does to the TF32 flags, later tests see the process's own settings."""
-    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    yield
-    torch.set_float32_matmul_precision(matmul)
-    torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def _legacy_flags() -> tuple:

@@ -44,23 +44,16 @@ def test_profile_loads_its_models():
     assert model(torch.rand(2, 3, 112, 112)).shape == (2, 10)
 
 
-def test_loading_a_model_leaves_the_backend_flags_alone(monkeypatch):
+def test_loading_a_model_leaves_the_backend_flags_alone(monkeypatch, tf32_allowed):
     """No library function changes global backend flags: TF32 is switched off only inside the functions that
     measure invariances (models.exact_float32), not for the whole process when a model is loaded onto a GPU."""
     from nullspace_utils import models
 
     loaded = []
     monkeypatch.setattr(models, "load_model", lambda name, **kwargs: loaded.append((name, kwargs)))  # no GPU here
-    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    try:
-        torch.set_float32_matmul_precision("high")  # TF32 allowed, as a caller might have set it
-        torch.backends.cudnn.allow_tf32 = True
-        get_profile("teaching").load_model("zoo-vit-s", device="cuda")
-        assert loaded == [("zoo-vit-s", {"device": "cuda"})]
-        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
-    finally:
-        torch.set_float32_matmul_precision(matmul)
-        torch.backends.cudnn.allow_tf32 = cudnn
+    get_profile("teaching").load_model("zoo-vit-s", device="cuda")
+    assert loaded == [("zoo-vit-s", {"device": "cuda"})]
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
 
 
 def test_model_card_reads_the_manifest_and_measures_the_rest():

@@ -15,8 +15,8 @@ def small(val_batch):
 
 
 @pytest.fixture(scope="module")
-def zoo():
-    return {name: models.load_model(name) for name in ("zoo-vit-s", "zoo-mobilenetv3")}
+def zoo(vit_s):
+    return {"zoo-vit-s": vit_s, "zoo-mobilenetv3": models.load_model("zoo-mobilenetv3")}
 
 
 def test_choose_lr_prefers_the_rate_with_the_lowest_training_loss(zoo, small):
