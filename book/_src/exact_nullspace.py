@@ -151,13 +151,15 @@ print("joint directions outside the per-channel space:", torch.linalg.matrix_ran
 # %%
 basis = exact.patch_nullspace(vit)
 print("basis:", tuple(basis.shape), basis.dtype)
+plotting.show_images(exact.random_combinations(basis, 4, seed=4), [f"random mix {i}" for i in range(4)],
+                     symmetric=True, size=1.6)
+plt.show()
+
+# %%
 r = layer.kernel_size[0]
 patches = exact.to_patches(images[:2].double(), r)[[24, 73]]  # one central patch of each of two images
 seen, hidden = linalg.split_by_nullspace(W_pix, patches)  # hidden: what the embedding cannot see
 trios = torch.stack([patches, seen, hidden], dim=1).reshape(-1, layer.in_channels, r, r)  # per patch: its 3 parts
-plotting.show_images(exact.random_combinations(basis, 4, seed=4), [f"random mix {i}" for i in range(4)],
-                     symmetric=True, size=1.6)
-plt.show()
 plotting.show_images(trios, ["patch", "row-space part", "nullspace part"] * 2, size=1.6,
                      symmetric=[False, True, True] * 2)
 plt.show()
