@@ -387,6 +387,7 @@ class NoisyInput(nn.Module):
             raise ValueError(f"sigma must be >= 0, got {sigma}.")
         self.model, self.sigma = model, sigma
         self.generator = torch.Generator().manual_seed(seed)
+        self.train(model.training)  # the wrapped model's mode: restoring the wrapper's never flips the model's
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.sigma == 0:

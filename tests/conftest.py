@@ -26,6 +26,23 @@ def vit_s():
     return models.load_model("zoo-vit-s")
 
 
+@pytest.fixture(autouse=True)
+def vit_s_left_as_it_was(request):
+    """After every test that used the shared ``vit_s`` (directly or through another fixture): it is still in eval
+    mode, trainable, without gradients or hooks left on, so one test's change cannot leak into another's."""
+    yield
+    if "vit_s" not in request.fixturenames:
+        return
+    model = request.getfixturevalue("vit_s")
+    hooks = sum(len(module._forward_hooks) + len(module._forward_pre_hooks) for module in model.modules())
+    problems = [problem for problem, found in (("in training mode", model.training),
+                                                ("with frozen parameters", not all(p.requires_grad for p in model.parameters())),
+                                                ("with gradients", any(p.grad is not None for p in model.parameters())),
+                                                (f"with {hooks} hooks", hooks > 0)) if found]
+    assert not problems, (f"{request.node.nodeid} left the shared vit_s {', '.join(problems)}: "
+                          "change a copy.deepcopy(vit_s) instead")
+
+
 def _tf32_flags() -> tuple:
     return torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
 

@@ -105,6 +105,7 @@ def test_noisy_input_defence_breaks_invariance_only_when_on(vit_s, secret):
     assert fp.verify(secret, fp.as_query(fp.NoisyInput(vit_s, 0.01))).kept == 0
     with pytest.raises(ValueError, match="sigma"):
         fp.NoisyInput(vit_s, -1.0)
+    assert not fp.NoisyInput(vit_s, 0.01).training and not vit_s.training  # the wrapper keeps the model's mode
 
 
 def test_tune_copy_parts(vit_s, secret, val_batch):
