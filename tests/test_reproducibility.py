@@ -19,6 +19,23 @@ def _row(start: str) -> str:
     return rows[0]
 
 
+def test_every_table_row_has_its_header_s_columns():
+    """A literal ``|`` inside a cell must be escaped (``\\|``): unescaped, it splits the cell and the rest of the
+    sentence silently disappears from the rendered table."""
+    import re
+
+    lines = PAGE.read_text().splitlines()
+    tables = [index for index, line in enumerate(lines) if re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip())]
+    assert tables, "no pipe table found on the reproducibility page"
+    for separator in tables:
+        columns = len(re.findall(r"(?<!\\)\|", lines[separator - 1]))
+        row = separator + 1
+        while row < len(lines) and lines[row].startswith("|"):
+            found = len(re.findall(r"(?<!\\)\|", lines[row]))
+            assert found == columns, f"line {row + 1} has {found - 1} cells, its header {columns - 1}: escape a | as \\|"
+            row += 1
+
+
 def _range(values: list[float]) -> str:
     return f"{100 * min(values):.1f}–{100 * max(values):.1f}"
 
@@ -94,7 +111,7 @@ def test_section_6_row_matches_the_paper_procedure_run():
     models = list(committed["predictions"])
     resized = [committed["predictions"][name]["slsqp_clipped_resized"] for name in models]
     assert " / ".join(f"{100 * entry['match']:.0f} %" for entry in resized) + " kept" in row
-    assert "mean |Δp| " + " / ".join(f"{100 * entry['prob_change']:.0f} %" for entry in resized) in row
+    assert "mean \\|Δp\\| " + " / ".join(f"{100 * entry['prob_change']:.0f} %" for entry in resized) in row
     for name in models:  # "keeps 100 % of predictions raw, clipped and 8-bit; so do the joint space and a forgotten std"
         for key in ("slsqp_raw", "slsqp_clipped", "slsqp_clipped_8bit", "joint_exact", "joint_naive_std"):
             assert committed["predictions"][name][key]["match"] == 1.0
