@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
@@ -69,9 +70,9 @@ def _finetune(args: argparse.Namespace, profile: Profile, how: common.Run) -> An
 
 def _finetune_corruptions(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
     path = str(args.sweep or finetune_study.RESULT.path(profile.name))
-    try:
-        sweep = finetune_study.RESULT.read(path)
-    except FileNotFoundError as error:
+    try:  # a file the user names is read from the current folder; the default is the committed one
+        sweep = finetune_study.RESULT.load(path) if args.sweep else finetune_study.RESULT.read(path)
+    except (FileNotFoundError, results.ResultFileError) as error:
         raise common.StudyError(f"--sweep: {error}") from error
     if sweep is None or sweep["profile"] != profile.name:
         raise common.StudyError(f"--sweep: {path} is not a finetune result of the {profile.name!r} profile.")
@@ -80,7 +81,7 @@ def _finetune_corruptions(args: argparse.Namespace, profile: Profile, how: commo
 
 def _merge(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
     try:
-        parts: list[Any] = [KINDS[args.kind].read(str(path)) for path in args.parts]
+        parts: list[Any] = [KINDS[args.kind].load(path) for path in args.parts]  # from the current folder
     except (results.ResultFileError, FileNotFoundError) as error:
         raise common.StudyError(f"merge {args.kind}: a part is not a {args.kind} result ({error})") from error
     if args.kind == "robustness":
@@ -88,6 +89,16 @@ def _merge(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
     if args.kind == "finetune":
         return finetune_study.merge(parts, how)
     return approximate_study.merge(parts, profile, how)
+
+
+def _part_profile(path: Path) -> str:
+    """The profile of a part given to ``merge`` (read from the current folder)."""
+    if not Path(path).is_file():
+        raise common.StudyError(f"merge: {path} does not exist (relative paths are read from {Path.cwd()}).")
+    try:
+        return str(json.loads(Path(path).read_text())["profile"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise common.StudyError(f"merge: {path} is not a result file with a profile ({error}).") from error
 
 
 #: sub-command -> (its runner, the kind of result file it writes; ``None``: the kind ``merge`` is given)
@@ -174,14 +185,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress, for the one who ran the command
     runner, written = RUNNERS[args.experiment]
     kind = written or KINDS[args.kind]  # merge: the kind it is given
-    if written is None:  # merge: the profile of the parts
-        args.profile = results.read(str(args.parts[0]))["profile"]
-    profile = get_profile(args.profile)
-    args.out = args.out or results.REPOSITORY_ROOT / kind.path(profile.name)
-    device = getattr(args, "device", None) or str(profile.device)
-    how = common.Run(device=device, out=args.out, command=f"{results.EXPERIMENTS_COMMAND} {' '.join(argv)}",
-                     arguments=common.json_arguments(vars(args)))
     try:
+        if written is None:  # merge: the profile of the parts
+            args.profile = _part_profile(args.parts[0])
+        profile = get_profile(args.profile)
+        args.out = args.out or results.REPOSITORY_ROOT / kind.path(profile.name)
+        device = getattr(args, "device", None) or str(profile.device)
+        how = common.Run(device=device, out=args.out, command=f"{results.EXPERIMENTS_COMMAND} {' '.join(argv)}",
+                         arguments=common.json_arguments(vars(args)))
         with models.exact_float32():
             result = runner(args, profile, how)
     except common.StudyError as error:

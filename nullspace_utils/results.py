@@ -153,6 +153,18 @@ class ResultKind(Generic[Result]):
         data = read(path, missing_ok=missing_ok)
         return data if data is None else self.validate(data, source=path)
 
+    def load(self, path: str | Path) -> Result:
+        """A result file on disk at ``path`` as a user gives it (relative to the current folder, not to the
+        repository; no GitHub fallback), validated: what the command line reads for ``merge`` and ``--sweep``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist (relative paths are read from {Path.cwd()}).")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ResultFileError(f"{path} is not a JSON {self.name} result ({error}).") from error
+        return self.validate(data, source=str(path))
+
     def write(self, path: str | Path, result: Any) -> Path:
         """Write ``result`` as JSON at ``path``, all at once, after checking it, as the JSON it becomes, against the
         schema: a result that fails is not written (an existing file stays) and raises :class:`ResultFileError`."""

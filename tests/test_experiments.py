@@ -33,6 +33,27 @@ def test_main_refuses_to_write_a_result_that_fails_its_schema(tmp_path, monkeypa
     assert json.loads(out.read_text()) == committed
 
 
+def test_merge_reads_the_parts_the_user_names_from_the_current_folder(tmp_path, monkeypatch, capsys):
+    """A relative path given to `merge` is the user's file (from the current folder), never the repository's file
+    of the same name; a missing or foreign part is a one-line usage error."""
+    mine = json.loads((results.RESULTS / "teaching" / "approximate.json").read_text())
+    mine["provenance"]["command"] = "my own run"
+    part = tmp_path / "book" / "results" / "teaching" / "approximate.json"  # the repository's relative path
+    part.parent.mkdir(parents=True)
+    part.write_text(json.dumps(mine))
+    monkeypatch.chdir(tmp_path)
+    experiments.main(["merge", "approximate", "book/results/teaching/approximate.json", "--out", "merged.json"])
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert [made["command"] for made in merged["parts"]] == ["my own run"]
+    assert merged["models"] == mine["models"]
+    for parts, said in ((["missing.json"], "missing.json does not exist"),
+                        ([str(results.RESULTS / "teaching" / "robustness.json")], "not a valid approximate result")):
+        with pytest.raises(SystemExit) as stop:
+            experiments.main(["merge", "approximate", *parts, "--out", "x.json"])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_a_request_a_study_cannot_honour_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         experiments.main(["approximate", "--device", "cpu", "--models", "zoo-vit-xl", "--out", str(tmp_path / "a.json")])

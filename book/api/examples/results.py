@@ -12,6 +12,7 @@ sweep = kind.read(kind.path("teaching"))  # checkout, else GitHub; checked again
 assert results.describe_provenance(sweep).startswith("made by: python -m nullspace_utils.experiments merge robustness")
 plain = results.read("book/results/teaching/robustness.json")  # plain JSON, not checked
 assert plain == sweep
+assert kind.load(results.RESULTS / "teaching" / "robustness.json") == sweep  # a file on disk, as a user names it
 
 found = results.chapter_result(fingerprint.RESULT, "teaching")  # a ChapterResult: the result, and the note to print
 assert isinstance(found, results.ChapterResult) and found.note == results.describe_provenance(found.result)
