@@ -94,8 +94,15 @@ def _check_arguments(args: argparse.Namespace) -> str:
         if _same_file(output, Path(source)):
             raise UsageError(f"the output {output} is the input {name} {source}: it would be overwritten; "
                              "give another file name with -o")
+    _refuse_existing(output, args.overwrite)
     _check_options(args)
     return suffix
+
+
+def _refuse_existing(output: Path, overwrite: bool) -> None:
+    """A file already at ``output`` is kept unless ``--overwrite`` was given."""
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output} exists: remove it, give another file name with -o, or give --overwrite")
 
 
 def _check_device(name: str) -> None:
@@ -176,6 +183,7 @@ def _watermark(args: argparse.Namespace) -> int:
     result = watermark.embed(model, image, mark, p=args.p, strength=args.strength, device=args.device)
     with torch.no_grad():
         before = model(image[None])
+    _refuse_existing(Path(args.output), args.overwrite)  # again: another run may have written it meanwhile
     data.save_image(result.image, args.output)  # written only now that everything else has worked
     saved = data.load_image(args.output)  # what the file holds: 8 bits for .png, exact for .npy
     with torch.no_grad():
@@ -336,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     wm.add_argument("--batch-size", type=int, default=64,
                     help="with several images: how many are read and solved together (default 64)")
     wm.add_argument("--overwrite", action="store_true",
-                    help="with several images: replace watermarked files already in the output folder")
+                    help="replace an existing output file (one image) or watermarked files already in the output "
+                         "folder (several images); without it, existing files are kept and the run refused")
     wm.add_argument("--quiet", action="store_true", help="with several images: no progress bar")
     info = sub.add_parser("info", help="print a model's patch matrix shape and nullspace dimension")
     info.add_argument("--model", required=True, help="zoo name or timm ViT name")

@@ -168,7 +168,7 @@ def test_failing_save_leaves_existing_output_unchanged(files, capsys, monkeypatc
         raise failure
 
     monkeypatch.setattr(PIL.Image.Image, "save", save_half_then_fail)
-    assert _run(files, "-o", str(out)) == 2
+    assert _run(files, "-o", str(out), "--overwrite") == 2
     assert failure.strerror in _one_error_line(capsys)
     assert out.read_bytes() == b"an older result"
     assert sorted(path.name for path in files.iterdir()) == before  # no partial file left either
@@ -224,6 +224,15 @@ def test_out_of_memory_is_explained_but_bugs_still_raise(files, capsys, monkeypa
     with pytest.raises(IndexError):
         _run(files, "-o", str(files / "out.png"))
     assert not (files / "out.png").exists()
+
+
+def test_an_existing_output_is_kept_unless_overwrite(files, capsys, quick_solver):
+    out = files / "out.png"
+    out.write_bytes(b"the user's own picture")
+    assert _run(files, "-o", str(out)) == 2  # refused before any work, the file untouched
+    assert "exists" in _one_error_line(capsys) and out.read_bytes() == b"the user's own picture"
+    assert _run(files, "-o", str(out), "--overwrite") == 0  # asked for: replaced
+    assert out.read_bytes().startswith(b"\x89PNG")
 
 
 def test_transparent_mark_needs_a_background(files, capsys):
