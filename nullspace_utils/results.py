@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
@@ -35,7 +35,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from nullspace_utils.files import REPOSITORY_ROOT, atomic_write, git_commit
 
-__all__ = ["provenance", "describe_provenance", "result_file", "how_to_produce", "read", "write_json",
+__all__ = ["provenance", "describe_provenance", "shown_command", "result_file", "how_to_produce", "read", "write_json",
            "write_partial", "chapter_result", "ChapterResult", "ResultKind", "ResultFileError", "Provenance",
            "REPOSITORY_ROOT", "RESULTS", "RAW_URL", "EXPERIMENTS_COMMAND"]
 
@@ -193,11 +193,36 @@ def provenance(command: str, config: dict[str, Any], *, device: str | torch.devi
             "date": time.strftime("%Y-%m-%d"), "config": config}
 
 
-def describe_provenance(result: dict[str, Any]) -> str:
-    """The two lines a chapter prints above a result: the command, then device, versions and commit."""
+def shown_command(command: str, place: str | None = None) -> str:
+    """``command`` as a reader should see it, without the folders of the machine that ran it: the ``--out`` file as
+    ``place`` (where the result lives in the repository, when given), and every other absolute path relative to
+    the run's folder (the folder of ``--out``), or by its name alone where it lies outside that folder.
+
+    >>> shown_command("x merge /root/out/a_part.json --out /root/out/a.json", "book/results/teaching/a.json")
+    'x merge a_part.json --out book/results/teaching/a.json'
+    >>> shown_command("x merge /tmp/sweep/parts/p.json --weights /tmp/w --out /tmp/sweep/f.json")
+    'x merge parts/p.json --weights w --out f.json'
+    """
+    words = command.split()
+    out = next((after for word, after in zip(words, words[1:], strict=False) if word == "--out"), None)
+    run_folder = PurePosixPath(out).parent if out and out.startswith("/") else None
+    shown = []
+    for before, word in zip(["", *words], words, strict=False):  # each word with the one before it
+        if before == "--out" and place is not None:
+            word = place
+        elif word.startswith("/"):
+            path = PurePosixPath(word)
+            word = str(path.relative_to(run_folder)) if run_folder and path.is_relative_to(run_folder) else path.name
+        shown.append(word)
+    return " ".join(shown)
+
+
+def describe_provenance(result: dict[str, Any], place: str | None = None) -> str:
+    """The two lines a chapter prints above a result: the command (:func:`shown_command`, ``place`` being where the
+    result lives in the repository), then device, versions and commit."""
     made = result["provenance"]
-    return (f"made by: {made['command']}\non {made['device']}, torch {made['torch']}, timm {made['timm']}, "
-            f"commit {made['commit'][:10]}")
+    return (f"made by: {shown_command(made['command'], place)}\non {made['device']}, torch {made['torch']}, "
+            f"timm {made['timm']}, commit {made['commit'][:10]}")
 
 
 # --------------------------------------------------------------------------- where, read, write
@@ -297,7 +322,7 @@ def chapter_result(kind: ResultKind, profile: str, *, device: str | None = "cuda
         sweep, note = results.chapter_result(studies.robustness.RESULT, profile.name)
         print(note)
 
-    The note is :func:`describe_provenance` when the file is found; when it does not exist, the result is
+    The note is :func:`describe_provenance` (with the file's place in the repository) when the file is found; when it does not exist, the result is
     ``None`` and the note says how to make it (on ``device``); when it cannot be read (the library installed
     without the repository, and no network), the note says why. A damaged file raises
     :class:`ResultFileError`, so a chapter never shows numbers from a file that does not fit its schema.
@@ -309,4 +334,4 @@ def chapter_result(kind: ResultKind, profile: str, *, device: str | None = "cuda
                                    f"    {_command(kind.command, profile, device)}")
     if result is None:
         return ChapterResult(None, how_to_produce(kind.command, profile, device=device))
-    return ChapterResult(result, describe_provenance(result))
+    return ChapterResult(result, describe_provenance(result, kind.path(profile)))

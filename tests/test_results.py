@@ -70,9 +70,24 @@ def test_every_committed_result_fits_its_schema_and_records_its_provenance(path)
 def test_describe_provenance_is_the_line_a_chapter_prints():
     data = results.read("book/results/teaching/watermark_slsqp.json")
     made = data["provenance"]
+    assert made["command"].endswith("watermark-slsqp --solved /tmp/solved")  # a folder of the machine that ran it
     assert results.describe_provenance(data) == (
-        f"made by: {made['command']}\non {made['device']}, torch {made['torch']}, timm {made['timm']}, "
-        f"commit {made['commit'][:10]}")
+        f"made by: {results.EXPERIMENTS_COMMAND} watermark-slsqp --solved solved\non {made['device']}, "
+        f"torch {made['torch']}, timm {made['timm']}, commit {made['commit'][:10]}")
+
+
+def test_the_shown_command_has_no_machine_paths():
+    command = ("python -m nullspace_utils.experiments merge finetune /tmp/sweep/parts/lim2-s0.json "
+               "/tmp/sweep/parts/untuned.json --out /tmp/sweep/finetune.json")
+    assert results.shown_command(command, "book/results/teaching/finetune.json") == (
+        "python -m nullspace_utils.experiments merge finetune parts/lim2-s0.json parts/untuned.json "
+        "--out book/results/teaching/finetune.json")
+    assert results.shown_command("run --weights /tmp/sw/sweep/finetune --out /tmp/sw/c.json") == (
+        "run --weights sweep/finetune --out c.json")  # relative to the run's folder, without a place
+    assert results.shown_command("run --profile teaching --n 8") == "run --profile teaching --n 8"  # no path: as typed
+    for path in COMMITTED:
+        note = KINDS[path.stem].chapter_result(path.parent.name).note
+        assert not any(root in note for root in ("/tmp", "/root", "/home")), note
 
 
 # --------------------------------------------------------------------------- schemas
@@ -257,7 +272,8 @@ def test_read_fetches_from_github_outside_a_checkout_and_validates(tmp_path, mon
 
 def test_chapter_result_gives_the_result_and_the_note_to_print(monkeypatch, capsys):
     found = results.chapter_result(KINDS["robustness"], "teaching")
-    assert found.result["profile"] == "teaching" and found.note == results.describe_provenance(found.result)
+    assert found.result["profile"] == "teaching"
+    assert found.note == results.describe_provenance(found.result, "book/results/teaching/robustness.json")
     assert found.note.startswith("made by: python -m nullspace_utils") and capsys.readouterr().out == ""
 
     monkeypatch.setattr(urllib.request, "urlopen", _offline)

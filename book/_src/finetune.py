@@ -83,7 +83,7 @@ for departure in finetune.DEPARTURES:
 # did not learn (below). The sweep ran on one H100:
 #
 # ```bash
-# bash scripts/finetune_sweep.sh /tmp/sweep python   # ten parts in parallel, merged into finetune.json
+# bash scripts/finetune_sweep.sh ../sweep python   # ten parts in parallel, merged into finetune.json
 # python -m nullspace_utils.experiments finetune-corruptions   # the "-C" set, on a CPU
 # ```
 
