@@ -1,4 +1,6 @@
 import math
+import tempfile
+from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
@@ -23,8 +25,9 @@ noise = finetune.gaussian_noise((49, 96), rms=1.5, seed=0)
 assert math.isclose(noise.pow(2).mean().sqrt().item(), 1.5, rel_tol=1e-5)
 loss, parts = finetune.augmentation_loss(vit, images, labels, noise)  # CE(clean) + CE(tokens + noise)
 assert math.isclose(loss.item(), parts["clean_loss"] + parts["noisy_loss"], rel_tol=1e-5)
-finetune.save_weights(noisy.model, "/tmp/nullspace-s0.safetensors")  # load with models.load_model(weights=...)
-assert finetune.clean_accuracy(models.load_model("zoo-vit-s", weights="/tmp/nullspace-s0.safetensors"), images,
+saved = Path(tempfile.mkdtemp()) / "nullspace-s0.safetensors"
+finetune.save_weights(noisy.model, str(saved))  # load with models.load_model(weights=...)
+assert finetune.clean_accuracy(models.load_model("zoo-vit-s", weights=saved), images,
                                labels) == finetune.clean_accuracy(noisy.model, images, labels)
 # yardsticks: ImageNet-C corruptions (imagecorruptions), PGD-Linf (torchattacks); the sweep that judges each
 # model by them is the study nullspace_utils.studies.finetune

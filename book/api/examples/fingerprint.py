@@ -1,4 +1,6 @@
 import json
+import tempfile
+from pathlib import Path
 
 from nullspace_utils import data, metrics, models
 from nullspace_utils import fingerprint as fp
@@ -6,8 +8,9 @@ from nullspace_utils import fingerprint as fp
 mine = models.load_model("zoo-vit-s")
 my_images, my_labels = data.stack_dataset(data.synthetic_dataset("val", n=40))  # probes of several classes
 secret = fp.make_fingerprint(mine, n_probes=10, amplitude=0.25, images=my_images, seed=0)  # a Fingerprint
-secret.save("/tmp/mine.fingerprint")  # one file; keep it private
-secret = fp.Fingerprint.load("/tmp/mine.fingerprint")
+private = Path(tempfile.mkdtemp()) / "mine.fingerprint"
+secret.save(private)  # one file; keep it private
+secret = fp.Fingerprint.load(private)
 other = models.load_model("zoo-vit-s", weights=models.ZOO_DIR / "seeds" / "zoo-vit-s-seed1.safetensors")
 result = fp.verify(secret, fp.as_query(mine))  # a Verification: is_yours, kept / n, p_value, changes
 assert isinstance(result, fp.Verification) and result.is_yours and result.kept == result.n == 10
