@@ -262,8 +262,8 @@ def _tiny_finetune():
 
     from nullspace_utils.studies import finetune as finetune_study
 
-    match = finetune_study.MatchSettings(seeds=(0,), steps=2, milestones=(1,), batch_size=8, probe_steps=2,
-                                         lr_grid=(0.1, 1.0, 10.0), train=16, val=16)
+    match = noise_sweep.PointSettings(seeds=(0,), steps=2, milestones=(1,), batch_size=8, probe_steps=2,
+                                      lr_grid=(0.1, 1.0, 10.0), train=16, val=16)
     settings = dataclasses.replace(
         finetune_study.SETTINGS["teaching"], seeds=(0, 1), lims=(4.0,), steps=4, batch_size=8, rounds=2,
         noise_steps=2, noise_milestones=(), noise_images=8, noise_batch_size=8, probe_steps=2, train=16, val=16,

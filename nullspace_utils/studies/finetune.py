@@ -25,15 +25,16 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 from typing_extensions import NotRequired, TypedDict
 
-from nullspace_utils import approximate, finetune, plotting, results, robustness
+from nullspace_utils import finetune, plotting, results, robustness
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.files import sha256_of_file
 from nullspace_utils.profiles import Profile, get_profile
 from nullspace_utils.results import Provenance
+from nullspace_utils.studies import approximate as approximate_study
 from nullspace_utils.studies import common, evidence, noise_sweep
 from nullspace_utils.studies.noise_sweep import NoisePoint
 
-__all__ = ["MatchSettings", "FinetuneSettings", "CheckSettings", "SETTINGS", "CHECK", "run_name", "mapped_labels",
+__all__ = ["FinetuneSettings", "CheckSettings", "SETTINGS", "CHECK", "run_name", "mapped_labels",
            "check_run", "run", "merge", "run_corruptions", "group_runs", "seed_scores", "comparison_pairs",
            "comparison_sentence", "verdict_cell", "verdict_lines", "Measure", "measures", "verdicts",
            "verdict_table", "settings_table", "noise_table", "first_run_line", "loss_curve", "loss_panels",
@@ -185,23 +186,6 @@ CORRUPTIONS_RESULT: results.ResultKind[FinetuneCorruptionsResult] = results.Resu
 
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
-class MatchSettings:
-    """The approximate chapter's learned-noise point (:func:`~nullspace_utils.studies.noise_sweep.noise_point` at the
-    encoder) with which every model of the sweep is judged: ``seeds``, ``steps`` SGD steps of ``batch_size``
-    images, the rate x0.1 at ``milestones``, chosen by a ``probe_steps`` probe over ``lr_grid``, on the first
-    ``train`` / ``val`` images of the sweep's. The same values as the approximate sweep of the profile."""
-
-    seeds: tuple[int, ...]
-    steps: int
-    milestones: tuple[int, ...]
-    batch_size: int
-    probe_steps: int
-    lr_grid: tuple[float, ...]
-    train: int
-    val: int
-
-
-@dataclass(frozen=True)
 class FinetuneSettings:
     """The fine-tuning sweep of one profile. Per seed of ``seeds``: ``nullspace`` at each of ``lims``, ``gaussian``
     with the energy of that nullspace run round by round, and ``plain``: same steps, batches and seeds. ``model``
@@ -235,7 +219,7 @@ class FinetuneSettings:
     pgd_epsilons: tuple[float, ...]
     pgd_steps: int
     match_lims: tuple[float, ...]
-    match: MatchSettings
+    match: noise_sweep.PointSettings
     exact_lims: tuple[float, ...]
     corruption_images: int
     corruption_seed: int
@@ -279,16 +263,14 @@ SETTINGS: dict[str, FinetuneSettings] = {
         weight_decay=1e-4, noise_steps=40, noise_milestones=(30,), noise_images=512, noise_batch_size=128,
         probe_steps=20, train=20_000, val=2_000, attack_images=500, pgd_epsilons=finetune.PGD_EPSILONS, pgd_steps=10,
         match_lims=(4.0, 8.0),
-        match=MatchSettings(seeds=(0, 1, 2), steps=200, milestones=(60, 120, 160), batch_size=128, probe_steps=50,
-                            lr_grid=approximate.LR_GRID, train=2_000, val=500),
+        match=approximate_study.SETTINGS["teaching"].point(),
         exact_lims=(0.25, 0.5), corruption_images=300, corruption_seed=0, history_every=10),
     "imagenet": FinetuneSettings(
         model="vit_small_patch32_224", seeds=(0, 1, 2), lims=(3.0,), steps=1480, batch_size=64, rounds=10, lr=1e-4,
         weight_decay=1e-4, noise_steps=40, noise_milestones=(30,), noise_images=947, noise_batch_size=128,
         probe_steps=20, train=9_469, val=3_925, attack_images=500, pgd_epsilons=finetune.PGD_EPSILONS, pgd_steps=10,
         match_lims=(3.0,),
-        match=MatchSettings(seeds=(0, 1, 2), steps=500, milestones=(150, 300, 400), batch_size=256, probe_steps=50,
-                            lr_grid=approximate.LR_GRID, train=9_469, val=3_925),
+        match=approximate_study.SETTINGS["imagenet"].point(),
         exact_lims=(0.05, 0.1), corruption_images=500, corruption_seed=0, history_every=10),
 }
 
@@ -331,13 +313,11 @@ def mapped_labels(profile: Profile, dataset: TensorDataset, *, as_float: bool = 
     return TensorDataset(images, labels)
 
 
-def _match_point(model: nn.Module, datasets: dict[str, TensorDataset], match: MatchSettings, lim: float,
+def _match_point(model: nn.Module, datasets: dict[str, TensorDataset], match: noise_sweep.PointSettings, lim: float,
                  device: str) -> NoisePoint:
     """The approximate chapter's learned-noise point at the encoder, for ``model`` at ``lim``."""
     return noise_sweep.noise_point(model, datasets["match_train"], datasets["match_val"], level="encoder", lim=lim,
-                                   seeds=tuple(match.seeds), steps=match.steps, milestones=tuple(match.milestones),
-                                   batch_size=match.batch_size, probe_steps=match.probe_steps,
-                                   lr_grid=tuple(match.lr_grid), device=device)
+                                   **noise_sweep.point_settings(match, device))
 
 
 def _judge_model(model: nn.Module, untuned: nn.Module, settings: FinetuneSettings,

@@ -25,7 +25,7 @@ from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile
 from nullspace_utils.studies import evidence
 
-__all__ = ["LOSS", "SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
+__all__ = ["LOSS", "PointSettings", "SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
            "sweep_datasets", "NoisePoint", "NoiseSeedRow", "NoiseEvaluationRow", "TrainLossRow", "LrChoiceRow",
            "SweepConfig", "SweepCheck"]
 
@@ -136,17 +136,11 @@ class SweepCheck(TypedDict):
 
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
-class SweepSettings:
-    """A learned-noise sweep of one profile. Every point is learned from ``seeds`` (start and batch order) for
-    ``steps`` SGD steps of ``batch_size`` images, the rate x0.1 at ``milestones``, the rate chosen by a
-    ``probe_steps`` probe over ``lr_grid``; ``train`` / ``val`` images. ``lims`` grow by ``extend_factor`` past the
-    listed ones until Uniform(-lim, lim) keeps under ``extend_until`` of a model's predictions (at most
-    ``max_extensions`` times), so that every model is stressed."""
+class PointSettings:
+    """How one point is learned: from ``seeds`` (start and batch order), ``steps`` SGD steps of ``batch_size``
+    images, the rate x0.1 at ``milestones``, the rate chosen by a ``probe_steps`` probe over ``lr_grid``; ``train``
+    / ``val`` images."""
 
-    lims: tuple[float, ...]
-    extend_until: float
-    extend_factor: float
-    max_extensions: int
     seeds: tuple[int, ...]
     steps: int
     milestones: tuple[int, ...]
@@ -155,6 +149,22 @@ class SweepSettings:
     lr_grid: tuple[float, ...]
     train: int
     val: int
+
+
+@dataclass(frozen=True)
+class SweepSettings(PointSettings):
+    """A learned-noise sweep of one profile: its points learned as :class:`PointSettings` says, at ``lims`` that grow
+    by ``extend_factor`` past the listed ones until Uniform(-lim, lim) keeps under ``extend_until`` of a model's
+    predictions (at most ``max_extensions`` times), so that every model is stressed."""
+
+    lims: tuple[float, ...]
+    extend_until: float
+    extend_factor: float
+    max_extensions: int
+
+    def point(self) -> PointSettings:
+        """How each point of this sweep is learned (e.g. the fine-tuning study's match yardstick)."""
+        return PointSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(PointSettings)})
 
     def with_steps(self, steps: int | None):  # -> the same class
         """These settings with ``steps`` SGD steps (``None``: unchanged): the rate decays stay at the same fractions
@@ -260,8 +270,8 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
 
 
 # --------------------------------------------------------------------------- a sweep
-def point_settings(settings: SweepSettings, device: str) -> dict[str, Any]:
-    """The keyword arguments of :func:`noise_point` that a sweep's settings fix."""
+def point_settings(settings: PointSettings, device: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`noise_point` that a sweep's (or any point's) settings fix."""
     return {"seeds": tuple(settings.seeds), "steps": settings.steps, "milestones": tuple(settings.milestones),
             "batch_size": settings.batch_size, "probe_steps": settings.probe_steps,
             "lr_grid": tuple(settings.lr_grid), "device": device}

@@ -24,6 +24,8 @@ settings = noise_sweep.SweepSettings(lims=(0.1,), extend_until=0.5, extend_facto
                                      seeds=(0,), steps=2, milestones=(1,), batch_size=8, probe_steps=2,
                                      lr_grid=(0.1, 1.0), train=16, val=16)
 assert settings.with_steps(4).milestones == (2,)  # the rate decays stay at the same fractions of the run
+assert settings.point() == noise_sweep.PointSettings(seeds=(0,), steps=2, milestones=(1,), batch_size=8, probe_steps=2,
+                                                    lr_grid=(0.1, 1.0), train=16, val=16)  # how each point learns
 kwargs = noise_sweep.point_settings(settings, "cpu")  # what a sweep's settings fix of noise_point
 rows: list = []
 noise_sweep.lim_sweep(lambda lim: noise_sweep.noise_point(vit, data, data, level="encoder", lim=lim, lr=1.0, **kwargs),
