@@ -432,12 +432,9 @@ def storage_effects(model: nn.Module, images: torch.Tensor, noise: torch.Tensor)
     """:class:`StorageEffects` of adding ``noise`` (C, H, W), e.g. from :func:`random_nullspace_noise`, to
     [0, 1] ``images`` (B, C, H, W) and storing the result as an 8-bit image
     (:func:`~nullspace_utils.data.quantize_8bit`)."""
-    reference = model(images)
-
     def effect(treated: torch.Tensor) -> Effect:
-        logits = model(treated)
-        return Effect((logits - reference).abs().max().item(),
-                      (logits.argmax(1) == reference.argmax(1)).float().mean().item())
+        change = metrics.compare_predictions(model, images, treated)
+        return Effect(change["logit_change_max"], change["match"])
 
     noisy = images + noise
     return StorageEffects(saturated=((noisy < 0) | (noisy > 1)).float().mean().item(),
