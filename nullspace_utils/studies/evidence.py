@@ -7,12 +7,13 @@ not learn (:func:`judge_learning`) gives no verdict about a model: it is an opti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from nullspace_utils.plotting import format_range
 
 __all__ = ["SEED_LOSS_RATIO", "judge_learning", "seed_values", "separated", "point_verdict",
-           "compare_groups"]
+           "compare_groups", "VERDICTS", "Claim"]
 
 
 #: a seed whose learned noise ends at more than this many times the best seed's training loss failed to learn
@@ -86,3 +87,43 @@ def compare_groups(first: Sequence[float], second: Sequence[float]) -> dict:
     weak = bool(abs(differences.mean()) < 2 * spread)
     return {"difference": float(differences.mean()), "spread": spread, "weak": weak,
             "separated": separated(list(first), list(second)), "first": list(first), "second": list(second)}
+
+
+# --------------------------------------------------------------------------- claims
+#: the one-word verdicts of the reproducibility page, and what each means
+VERDICTS: dict[str, str] = {
+    "reproduced": "the committed data show the paper's effect, with the seeds separated where seeds exist",
+    "partly": "the data show part of the claim; the sentence says which part does not hold or cannot be told",
+    "not reproduced": "the data, at the book's budget, do not show the effect",
+    "not explained": "the book cannot account for the paper's number, and says what it tried",
+    "beyond the paper": "a claim the paper does not test (or only states), measured by the book",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the reproducibility page: the paper's ``claim`` (in our words, with its section), the ``chapter``
+    that tests it, the MyST label (``figure``) of the figure or table in that chapter that shows it, a one-word
+    ``verdict`` (a key of :data:`VERDICTS`) and one ``sentence`` whose numbers are formatted from a result file."""
+
+    claim: str
+    chapter: str
+    figure: str
+    verdict: str
+    sentence: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"Claim verdict {self.verdict!r} is not one of {', '.join(VERDICTS)}: use one of them "
+                             "and say the rest in the sentence.")
+        for name in ("claim", "sentence"):
+            if "\n" in getattr(self, name):
+                raise ValueError(f"Claim {name} spans lines; a table cell is one line: join it.")
+
+    def markdown_row(self) -> str:
+        """The row as a Markdown pipe-table line (pipes inside the text escaped, so no cell is cut short)."""
+        def cell(text: str) -> str:
+            return text.replace("|", "\\|")
+
+        return (f"| {cell(self.claim)} | {{doc}}`{self.chapter}` | **{self.verdict}**: {cell(self.sentence)} "
+                f"({{ref}}`figure <{self.figure}>`) |")
