@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Sequence
 from nullspace_utils import results
 
 __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "chapter_time_rows",
-           "session_rows", "Exercise", "exercises"]
+           "session_rows", "Exercise", "exercises", "admm_settings_line", "svd_rows", "svd_ratio_line"]
 
 Rows = list[list[str]]
 
@@ -59,7 +59,8 @@ def cpu_solver_rows(cpu: dict[str, Any]) -> Rows:
     exact_seconds = highs["seconds_per_image_extrapolated"]
     rows = [[f"ADMM {row['settings']}, {row['iterations']} iterations (warm)", f"{row['seconds']:.2f} s",
              f"{row['gap_percent']:.3f} %", f"{exact_seconds / row['seconds']:.0f}x"] for row in cpu["admm_cpu"]]
-    for name, label in (("before", "before: 300 iterations and an SVD"), ("default", "default: 100 iterations")):
+    for name, label in (("before", f"before: {cpu['before']['iterations']} iterations and an SVD"),
+                        ("default", f"default: {cpu['default']['iterations']} iterations")):
         rows.append([f"ADMM {label}, first call in a fresh process", f"{first[name]:.2f} s", "",
                      f"{exact_seconds / first[name]:.0f}x"])
     rows.append([f"HiGHS interior point (exact LP), extrapolated from {highs['patches']} patches",
@@ -79,10 +80,45 @@ def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
             for row in gpu["admm_gpu"]]
     for row in gpu["embed_gpu"]:
         where = ("one chunk" if row["chunk_images"] is None
-                 else f"chunks of {row['chunk_images']} images, sized for a 16 GB GPU")
-        rows.append([f"embed from host memory, {where}", "100", "tf32", "no",
+                 else f"chunks of {row['chunk_images']} images, sized for a {row['chunks']}")
+        rows.append([f"embed from host memory, {where}", f"{gpu['default']['iterations']}", "tf32", "no",
                      f"{row['seconds']:.2f} s", "", f"{row['peak_memory_gb']:.0f} GB"])
     return rows
+
+
+def admm_settings_line(cpu: dict[str, Any]) -> str:
+    """The two ADMM settings the CPU benchmark compares (its ``before`` and ``default`` entries): step size,
+    iterations and start, as the page prints them above its figure."""
+    def step(rho: Any) -> str:
+        return f"a step growing from {rho[0]:g} to {rho[1]:g}" if isinstance(rho, list) else f"a constant step {rho:g}"
+
+    return "; ".join(f"{name}: {step(cpu[name]['rho'])}, {cpu[name]['iterations']} iterations, "
+                     f"{'warm start' if cpu[name]['warm_start'] else 'starting from the original patch'}"
+                     for name in ("before", "default"))
+
+
+def svd_rows(text: str) -> list[tuple[str, float, bool]]:
+    """The rows of ``benchmarks/results/nullspace_svd.txt`` (what ``benchmarks/nullspace_svd.py`` prints): each
+    matrix's model, scipy's time over ours, and whether both bases span the same space."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if not lines or lines[0][-3:] != ["scipy/ours", "same", "space"]:
+        raise ValueError("not the table benchmarks/nullspace_svd.py prints: its last columns are 'scipy/ours' and "
+                         "'same space'; rerun the script to refresh the file.")
+    return [(cells[0], float(cells[-2]), cells[-1] == "True") for cells in lines[1:]]
+
+
+def svd_ratio_line(text: str) -> str:
+    """One line on the SVD benchmark, from its table (:func:`svd_rows`): the range of scipy's time over ours,
+    whether either is faster on every matrix, and whether every pair of bases spans the same space."""
+    rows = svd_rows(text)
+    ratios = [ratio for _, ratio, _ in rows]
+    low, high = min(ratios), max(ratios)
+    if low < 1 < high:
+        faster = "neither is faster on every matrix"
+    else:
+        faster = "scipy is as fast or faster on every matrix" if high <= 1 else "ours is as fast or faster on every matrix"
+    return (f"scipy's time over ours: {low:.2f} to {high:.2f} over {len(rows)} matrices, {faster}; "
+            f"both bases span the same space for every matrix: {all(same for _, _, same in rows)}")
 
 
 # --------------------------------------------------------------------------- teachers

@@ -1,9 +1,13 @@
 """The readers of the benchmarks and teachers pages: rows and panels from the committed files' contents."""
 
+import pytest
+
 from nullspace_utils import book_pages
 from nullspace_utils.results import read
 
 CPU = {"highs": {"seconds_per_image_extrapolated": 100.0, "patches": 3},
+       "before": {"iterations": 300, "rho": 10.0, "warm_start": False},
+       "default": {"iterations": 100, "rho": [1.0, 200.0], "warm_start": True},
        "slsqp": {"paper_setting_seconds_extrapolated": 86400.0 * 2},
        "first_call": {"before": 2.0, "default": 0.5},
        "admm_cpu": [{"settings": "before", "iterations": 100, "seconds": 0.5, "gap_percent": 0.3},
@@ -30,11 +34,34 @@ def test_cpu_and_gpu_solver_rows():
     assert rows[-2][1:] == ["100 s", "0 (the optimum)", "1x"] and rows[-1][1] == "2 days"
     gpu = {"admm_gpu": [{"settings": "default", "iterations": 100, "precision": "tf32", "compiled": True,
                          "seconds": 5.0, "gap_percent": 0.06, "peak_memory_gb": 35.8}],
-           "embed_gpu": [{"chunk_images": None, "seconds": 6.0, "peak_memory_gb": 25.7},
-                         {"chunk_images": 934, "seconds": 6.4, "peak_memory_gb": 12.6}]}
+           "default": {"iterations": 80},
+           "embed_gpu": [{"chunks": "fits the device", "chunk_images": None, "seconds": 6.0, "peak_memory_gb": 25.7},
+                         {"chunks": "16 GB GPU (Colab T4)", "chunk_images": 934, "seconds": 6.4,
+                          "peak_memory_gb": 12.6}]}
     rows = book_pages.gpu_solver_rows(gpu)
     assert rows[0] == ["default", "100", "tf32", "yes", "5.00 s", "0.060 %", "36 GB"]
-    assert rows[1][0] == "embed from host memory, one chunk" and "934 images" in rows[2][0]
+    assert rows[1][0] == "embed from host memory, one chunk" and rows[1][1] == "80"  # the file's default budget
+    assert rows[2][0] == "embed from host memory, chunks of 934 images, sized for a 16 GB GPU (Colab T4)"
+
+
+def test_benchmark_lines_come_from_the_files():
+    assert book_pages.admm_settings_line(CPU) == (
+        "before: a constant step 10, 300 iterations, starting from the original patch; "
+        "default: a step growing from 1 to 200, 100 iterations, warm start")
+    table = ("model                           shape  ours (s)  scipy (s) scipy/ours same space\n"
+             "vit_small_patch32_224     (384, 3072)      2.16       2.25       1.04       True\n"
+             "vit_base_patch32_224      (768, 3072)      3.17       2.12       0.67       True\n")
+    assert book_pages.svd_rows(table) == [("vit_small_patch32_224", 1.04, True), ("vit_base_patch32_224", 0.67, True)]
+    assert book_pages.svd_ratio_line(table) == ("scipy's time over ours: 0.67 to 1.04 over 2 matrices, neither is "
+                                                "faster on every matrix; both bases span the same space for every "
+                                                "matrix: True")
+    slower = table.replace("1.04       True", "0.98      False")
+    assert "scipy is as fast or faster on every matrix" in book_pages.svd_ratio_line(slower)
+    assert book_pages.svd_ratio_line(slower).endswith("every matrix: False")
+    committed = book_pages.svd_rows(read("benchmarks/results/nullspace_svd.txt", text=True))
+    assert [ratio for _, ratio, _ in committed] == [1.04, 0.67, 0.94]  # the table the page prints
+    with pytest.raises(ValueError, match="nullspace_svd.py"):
+        book_pages.svd_rows("model shape ours\n")
 
 
 def test_teachers_tables():

@@ -16,9 +16,9 @@
 # stops when it converges; the watermark chapter runs the paper's per-channel SLSQP to the end),
 # and our ADMM solver (`watermark.embed`) on the whole image at several iteration budgets. The ADMM
 # rows change one setting at a time, all measured in the same run with today's code: **before** (a
-# constant step size 10 from the original patch, as this solver was first written; its first call also
-# pays the SVD the old code computed every time), the **warm start** alone, the **growing step** (from
-# 1 to 200) alone, and both, the **default** (100 iterations, no SVD).
+# constant step size from the original patch, as this solver was first written; its first call also
+# pays the SVD the old code computed every time), the **warm start** alone, the **growing step** alone,
+# and both, the **default** (no SVD). The settings, as the file records them, are printed first.
 
 # %% [colab-install]
 # %%
@@ -33,6 +33,7 @@ cpu = read("benchmarks/results/watermark_cpu.json")
 gpu = read("benchmarks/results/watermark_gpu.json")
 print(f"made by: {cpu['command']}\n  commit {cpu['commit'][:10]}, torch {cpu['torch']}, {cpu['threads']} CPU threads "
       f"({cpu['cpu']})")
+print(book_pages.admm_settings_line(cpu))
 fig = plotting.line_panels(book_pages.solver_panels(cpu), xlabel="", logy=(True, True))
 fig.axes[0].set_xlabel("seconds per image, warm (CPU)")
 fig.axes[0].set_xscale("log")
@@ -48,8 +49,8 @@ print(f"default settings: relative embedding residual below 1e-6: {default['rela
       f"pixels outside [0, 1]: {default['box_violation']}")
 
 # %% [markdown]
-# On a GPU, `benchmarks/watermark.py --device cuda` watermarks 3925 random 224 x 224 images (the size
-# of ImageNette's validation split) at once, in the same two settings, with the two projection
+# On a GPU, `benchmarks/watermark.py --device cuda` watermarks as many random 224 x 224 images as
+# ImageNette's validation split holds (the count heads the time column) at once, in the same two settings, with the two projection
 # matmuls in float32, TF32 or bfloat16, and with the elementwise steps fused by `torch.compile`
 # (timed after its one compilation). The gap is measured on patches that HiGHS solved; exactness
 # never depends on the precision, because the polish ends in float64.
@@ -76,15 +77,17 @@ print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on ima
 
 # %% [markdown]
 # The first call on a CPU no longer pays for an SVD that the solver never used, and the growing step
-# needs a third of the iterations for about the same accuracy; the warm start alone changes little
+# needs fewer iterations for a gap close to the old one (the line starting "CPU:" compares the two budgets);
+# the warm start alone changes little
 # (compare the "warm start only" and "growing step only" rows with "before" and "default"). On the GPU the
-# default is TF32: bfloat16 matmuls are faster still, but they end further from the optimum than the
-# 0.1 % goal, as printed above. `compile=True` fuses each iteration's elementwise steps; its
+# default is TF32: bfloat16 matmuls save time only when compiled (compare their rows with TF32's), and
+# they end further from the optimum than the goal printed above allows. `compile=True` fuses each iteration's elementwise steps; its
 # compilation is not in these times, so it pays only for batches large or many enough to amortise it.
-# For a whole dataset, the copies between host and GPU memory cost about as much as the solver itself:
-# keep the images on the GPU when they are there anyway. The chunked rows were measured on the H100
-# with the chunk size `embed` would choose on a 16 GB card (a Colab T4); they show the memory such a
-# card needs, not its speed.
+# For a whole dataset, the copies between host and GPU memory add a large share of the solver's own time
+# (the line starting "GPU, TF32": the whole call against the solver alone): keep the images on the GPU when they
+# are there anyway. The chunked rows were measured on the GPU named in the caption, with the chunk size
+# `embed` would choose on the smaller card the row names; they show the memory such a card needs, not its
+# speed.
 #
 # ## Our SVD against scipy's
 #
@@ -93,12 +96,14 @@ print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on ima
 # space:
 
 # %%
-print(read("benchmarks/results/nullspace_svd.txt", text=True))
+svd = read("benchmarks/results/nullspace_svd.txt", text=True)
+print(svd)
+print(book_pages.svd_ratio_line(svd))
 
 # %% [markdown]
-# Both call LAPACK's SVD, so neither is meant to be faster: the ratios between 0.7 and 1.0 are what
-# one run on a shared 2-core machine gives. What our wrapper adds is the stated tolerance rule and the
-# float64 conversion, and the last column checks that both bases span the same space.
+# Both call LAPACK's SVD, so neither is meant to be faster, and the ratios (the line under the table) are
+# what one run on a shared machine gives. What our wrapper adds is the stated tolerance rule and the
+# float64 conversion; the last column checks that both bases span the same space.
 #
 # ## How long the chapters take
 #

@@ -12,6 +12,13 @@ assert rows[-1][0].startswith("SLSQP") and rows[-1][1].endswith("days")
 gpu_rows = book_pages.gpu_solver_rows(read("benchmarks/results/watermark_gpu.json"))
 assert {row[2] for row in gpu_rows} >= {"float32", "tf32", "bfloat16"}  # the matmul precisions compared
 
+# the sentences under the benchmark tables, from the files
+settings_line = book_pages.admm_settings_line(cpu)  # the file read above
+assert settings_line.startswith("before: a constant step 10, 300 iterations")  # the solver as first written
+svd = read("benchmarks/results/nullspace_svd.txt", text=True)  # what benchmarks/nullspace_svd.py printed
+assert [ratio for _, ratio, _ in book_pages.svd_rows(svd)] == [1.04, 0.67, 0.94]  # scipy's time over ours
+assert book_pages.svd_ratio_line(svd).startswith("scipy's time over ours: 0.67 to 1.04 over 3 matrices")
+
 # the teachers page: run times, exercises, sessions
 timing = read("benchmarks/results/notebook_times.json")
 times = book_pages.chapter_time_rows(timing, read("benchmarks/results/imagenet_chapters_gpu.json"))
