@@ -9,8 +9,12 @@ model as its owner's without any step at training time. This module makes that a
    image in [0, 1] without any clipping (clipping would leave the nullspace).
 2. :func:`verify` (anyone holding the fingerprint): query the suspect on each probe with and without
    its noise. A model whose patch map has that nullspace (the owner's model, its exact copies, copies
-   with a new head, copies whose later layers are quantised) answers the same, up to rounding; any
-   other model sees the noise as noise and answers differently.
+   with a new head) answers the same, up to rounding. Another ViT's nullspace is not disjoint from the
+   owner's: two nullspaces of dimensions k1 and k2 in R^(C r²) share at least k1 + k2 - C r² dimensions
+   (:func:`shared_nullspace_dimension`), so most of the owner's noise is invisible to it too. What gives
+   it away is the rest, the part of the noise in that model's row space (:func:`leak_energy`,
+   :func:`split_noise`): it changes the logits by far more than float rounding, and the tolerance
+   catches that change.
 
 Evidence per probe is one bit, *kept* or *changed*; the decision is a one-sided binomial test of
 "the suspect keeps a probe with probability at most ``null_rate``" (an unrelated model), so a claim of
@@ -43,14 +47,15 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from nullspace_utils import exact, metrics, models
+from nullspace_utils import exact, linalg, metrics, models
 from nullspace_utils.data import check_images
 from nullspace_utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
-           "NoisyInput", "tune_copy", "roc_curve", "roc_auc", "describe"]
+           "NoisyInput", "tune_copy", "roc_curve", "roc_auc", "describe", "shared_nullspace_dimension",
+           "leak_energy", "split_noise", "with_leak", "probes_to_claim"]
 
 OUTPUTS = ("logits", "probs", "label")
 FORMAT = "nullspace-vit fingerprint 1"
@@ -342,6 +347,14 @@ def verify(fingerprint: Fingerprint, query: Query, *, output: str = "logits", al
     return Verification(output, p_value <= alpha, kept, n, p_value, alpha, null_rate, changes, tol, counter[0], notes)
 
 
+def probes_to_claim(n: int, alpha: float = 1e-3, null_rate: float = 0.5) -> int | None:
+    """The fewest of ``n`` probes a suspect must keep for :func:`verify` to claim it (p-value <= ``alpha``), or
+    None when even all ``n`` are not enough (then use more probes: :func:`probes_needed`)."""
+    if n < 1 or not 0 < alpha < 1 or not 0 < null_rate < 1:
+        raise ValueError(f"need n >= 1 and alpha, null_rate in (0, 1), got {n}, {alpha}, {null_rate}.")
+    return next((kept for kept in range(n + 1) if _binomial_tail(kept, n, null_rate) <= alpha), None)
+
+
 def probes_needed(alpha: float, null_rate: float = 0.5) -> int:
     """Smallest n for which keeping all n probes gives p <= alpha: ceil(log(alpha) / log(null_rate))."""
     return math.ceil(math.log(alpha) / math.log(null_rate))
@@ -370,6 +383,74 @@ def describe(fingerprint: Fingerprint) -> str:
     """A one-line JSON description (sizes and settings, no tensors)."""
     return json.dumps({"probes": list(fingerprint.probes.shape), "noise_patches": list(fingerprint.noise_patches.shape),
                        "amplitude": fingerprint.amplitude, "seed": fingerprint.seed, "model": fingerprint.model_name})
+
+
+# --- why another ViT is caught: the part of the noise it sees ----------------------------------------------------
+
+def _patch_matrix_for(fingerprint: Fingerprint, model: nn.Module) -> torch.Tensor:
+    """``model``'s pixel-space patch matrix (d, C r²), checked to act on ``fingerprint``'s noise patches."""
+    matrix = exact.patch_embedding_matrix(model)  # raises NotPatchEmbeddingError for models without one (CNNs)
+    size = fingerprint.noise_patches[0].numel()
+    if matrix.shape[1] != size:
+        raise ValueError(f"the model's patch embedding takes patches of {matrix.shape[1]} values, the fingerprint's "
+                         f"noise patches have {size}: use a model with the owner's patch size and channels.")
+    return matrix
+
+
+def shared_nullspace_dimension(first: nn.Module, second: nn.Module, *, rtol: float | None = None) -> int:
+    """The dimension of the intersection of two ViTs' patch nullspaces (paper §3.2, the joint d x C r² maps).
+
+    Computed as the nullity of the two matrices stacked (a vector is in both nullspaces exactly when both
+    maps send it to 0), by SVD (:func:`nullspace_utils.linalg.nullity`, tolerance ``rtol``). Two nullspaces
+    of dimensions k1 and k2 in R^(C r²) share at least k1 + k2 - C r² dimensions, and generic weights share
+    exactly that many. Raises :class:`~nullspace_utils.exact.NotPatchEmbeddingError` for a model without a patch
+    embedding and ``ValueError`` for two models whose patches differ in size."""
+    matrix_first, matrix_second = exact.patch_embedding_matrix(first), exact.patch_embedding_matrix(second)
+    if matrix_first.shape[1] != matrix_second.shape[1]:
+        raise ValueError(f"the two patch embeddings take patches of {matrix_first.shape[1]} and "
+                         f"{matrix_second.shape[1]} values: their nullspaces live in different spaces; compare "
+                         "models with the same patch size and channels.")
+    # each map scaled to its largest singular value 1, so one relative tolerance suits both blocks
+    stacked = torch.cat([matrix_first / torch.linalg.matrix_norm(matrix_first, ord=2),
+                         matrix_second / torch.linalg.matrix_norm(matrix_second, ord=2)])
+    return linalg.nullity(stacked, rtol)
+
+
+def split_noise(fingerprint: Fingerprint, model: nn.Module, *,
+                rtol: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split each noise patch of ``fingerprint`` into the part ``model``'s patch map sees (its row space) and the
+    part it cannot see (its nullspace), :func:`nullspace_utils.linalg.split_by_nullspace` (paper §3.2).
+
+    Returns ``(seen, hidden)``, float64 patches (n, C, r, r) that add up to the noise patches. For the owner
+    ``seen`` is zero up to float64 rounding; for another ViT it is the *leak* that verification detects."""
+    matrix = _patch_matrix_for(fingerprint, model)
+    patches = fingerprint.noise_patches.to(torch.float64).reshape(len(fingerprint), -1)
+    seen, hidden = linalg.split_by_nullspace(matrix, patches, rtol)
+    shape = fingerprint.noise_patches.shape
+    return seen.reshape(shape), hidden.reshape(shape)
+
+
+def leak_energy(fingerprint: Fingerprint, model: nn.Module, *, rtol: float | None = None) -> torch.Tensor:
+    """Per probe, the energy share of its noise that ``model``'s patch map sees, ``||v - P v||² / ||v||²`` with
+    P the projector onto that map's nullspace (paper §3.2): 1 minus the noise's *energy share* in the model's
+    nullspace. About 1e-16 (float64 rounding) for the owner and its copies; the energy share of the leak
+    (:func:`split_noise`) for any other ViT. A float64 tensor (n,); the same for the noise tiled over a probe,
+    since every tile is the same patch."""
+    seen, _ = split_noise(fingerprint, model, rtol=rtol)
+    energy = fingerprint.noise_patches.to(torch.float64).pow(2).sum(dim=(1, 2, 3))
+    return seen.pow(2).sum(dim=(1, 2, 3)) / energy
+
+
+def with_leak(fingerprint: Fingerprint, model: nn.Module, scale: float, *, rtol: float | None = None) -> Fingerprint:
+    """``fingerprint`` with each noise's part in ``model``'s row space (:func:`split_noise`) multiplied by
+    ``scale``: 1 gives the noise back, 0 a noise ``model`` cannot see at all (it may leave [0, 1], which the
+    model does not mind). How verification depends on the leak, one probe set at a time (paper §3.2, §9)."""
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale}.")
+    seen, hidden = split_noise(fingerprint, model, rtol=rtol)
+    patches = (hidden + scale * seen).to(fingerprint.noise_patches.dtype).contiguous()
+    return Fingerprint(fingerprint.probes, patches, fingerprint.amplitude, fingerprint.seed, fingerprint.model_name,
+                       f"leak into {type(models.unwrap(model)).__name__} scaled by {scale:g}")
 
 
 # --- what a thief might do to a stolen copy (the fingerprint study measures each) --------------------------------
@@ -439,7 +520,8 @@ def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     for step in tqdm(range(1, steps + 1), disable=not show_progress, desc=f"fine-tuning {part}"):
         thief.train()
         index = torch.randint(len(images), (batch_size,), generator=generator)
-        loss = nn.functional.cross_entropy(thief(images[index]), labels[index])
+        logits = thief(images[index])  # on the copy's device, which may not be the images' and labels'
+        loss = nn.functional.cross_entropy(logits, labels[index].to(logits.device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

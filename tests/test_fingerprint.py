@@ -200,3 +200,66 @@ def test_queries_compute_in_full_float32_and_leave_the_flags(vit_s, secret, tf32
     assert fp.verify(secret, fp.as_query(vit_s)).kept == 10
     assert seen and all(flags == ("highest", False) for flags in seen)
     assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
+
+
+# --- why another ViT is caught: the shared nullspace and the leak (paper §3.2 applied to §9) -----------------------
+
+@pytest.fixture(scope="module")
+def other_vit_s():
+    return models.load_model("zoo-vit-s", weights=models.ZOO_DIR / "seeds" / "zoo-vit-s-seed1.safetensors")
+
+
+def test_shared_nullspace_dimension_agrees_with_principal_angles(vit_s, other_vit_s):
+    import numpy as np
+
+    shared = fp.shared_nullspace_dimension(vit_s, other_vit_s)
+    first = exact.patch_nullspace(vit_s).reshape(672, -1).numpy()
+    second = exact.patch_nullspace(other_vit_s).reshape(672, -1).numpy()
+    cosines = np.linalg.svd(first @ second.T, compute_uv=False)  # cosines of the principal angles
+    assert shared == int((cosines > 1 - 1e-8).sum()) == 672 + 672 - 768  # generic: exactly the least possible
+    assert fp.shared_nullspace_dimension(vit_s, copy.deepcopy(vit_s)) == 672
+    assert fp.shared_nullspace_dimension(vit_s, models.load_model("zoo-vit-l")) == 672 + 512 - 768
+    with pytest.raises(exact.NotPatchEmbeddingError):
+        fp.shared_nullspace_dimension(vit_s, models.load_model("zoo-mobilenetv3"))
+
+
+def test_split_noise_and_leak_energy(vit_s, other_vit_s, secret):
+    seen, hidden = fp.split_noise(secret, other_vit_s)
+    assert torch.allclose(seen + hidden, secret.noise_patches.double(), atol=1e-12)
+    matrix = exact.patch_embedding_matrix(other_vit_s)
+    assert (matrix @ hidden.reshape(10, -1).T).abs().max() < 1e-9  # the hidden part is in its nullspace
+    assert (seen.reshape(10, -1) * hidden.reshape(10, -1)).sum(1).abs().max() < 1e-9  # orthogonal parts
+    leak = fp.leak_energy(secret, other_vit_s)
+    energy = secret.noise_patches.double().pow(2).sum(dim=(1, 2, 3))
+    assert torch.allclose(leak, seen.pow(2).sum(dim=(1, 2, 3)) / energy)
+    assert 0.02 < leak.min() and leak.max() < 0.3  # a few per cent, far from 0 and from 1
+    assert fp.leak_energy(secret, vit_s).max() < 1e-12  # the owner sees nothing
+
+
+def test_verification_answers_the_leak_only(other_vit_s, secret):
+    query = fp.as_query(other_vit_s)
+    assert fp.verify(fp.with_leak(secret, other_vit_s, 0.0), query).kept == 10  # no leak: every probe kept
+    assert fp.verify(fp.with_leak(secret, other_vit_s, 1.0), query).kept == fp.verify(secret, query).kept <= 2
+    rescaled = fp.leak_energy(fp.with_leak(secret, other_vit_s, 0.1), other_vit_s)
+    leak = fp.leak_energy(secret, other_vit_s)
+    assert torch.allclose(rescaled, 0.01 * leak / (1 - leak + 0.01 * leak), rtol=1e-4)
+    with pytest.raises(ValueError, match="scale"):
+        fp.with_leak(secret, other_vit_s, -1.0)
+
+
+def test_leak_needs_the_owner_s_patch_size(secret):
+    big = fp.Fingerprint(secret.probes, torch.zeros(10, 3, 8, 8), 0.25, 0)
+    with pytest.raises(ValueError, match="patch size"):
+        fp.leak_energy(big, models.load_model("zoo-vit-b"))
+
+
+def test_probes_to_claim():
+    assert fp.probes_to_claim(16) == 15 and fp.probes_to_claim(10) == 10 and fp.probes_to_claim(9) is None
+    from scipy.stats import binom
+
+    for n in (12, 16, 32):
+        k = fp.probes_to_claim(n)
+        assert binom.sf(k - 1, n, 0.5) <= 1e-3 < binom.sf(k - 2, n, 0.5)
+    with pytest.raises(ValueError, match="n >= 1"):
+        fp.probes_to_claim(0)
+
