@@ -59,6 +59,18 @@ def _robustness(args: argparse.Namespace, profile: Profile, how: common.Run) -> 
     return robustness_study.run(robustness_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
 
 
+def _robustness_transfer(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
+    path = str(args.sweep or robustness_study.RESULT.path(profile.name))
+    try:  # a file the user names is read from the current folder; the default is the committed one
+        sweep = robustness_study.RESULT.load(path) if args.sweep else robustness_study.RESULT.read(path)
+    except (FileNotFoundError, results.ResultFileError) as error:
+        raise common.StudyError(f"--sweep: {error}") from error
+    if sweep is None or sweep["profile"] != profile.name:
+        raise common.StudyError(f"--sweep: {path} is not a robustness result of the {profile.name!r} profile; run "
+                                f"`robustness --profile {profile.name}` first.")
+    return robustness_study.run_transfer(robustness_study.SETTINGS[profile.name], sweep, profile, how)
+
+
 def _fingerprint(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
     return fingerprint_study.run(fingerprint_study.SETTINGS[profile.name], profile, how)
 
@@ -105,6 +117,7 @@ def _part_profile(path: Path) -> str:
 RUNNERS: dict[str, tuple[Callable[[argparse.Namespace, Profile, common.Run], Any], results.ResultKind | None]] = {
     "watermark": (_watermark, watermark_study.RESULT), "watermark-slsqp": (_watermark_slsqp, watermark_paper_study.RESULT),
     "approximate": (_approximate, approximate_study.RESULT), "robustness": (_robustness, robustness_study.RESULT),
+    "robustness-transfer": (_robustness_transfer, robustness_study.TRANSFER_RESULT),
     "fingerprint": (_fingerprint, fingerprint_study.RESULT), "finetune": (_finetune, finetune_study.RESULT),
     "finetune-corruptions": (_finetune_corruptions, finetune_study.CORRUPTIONS_RESULT), "merge": (_merge, None)}
 #: the kinds of result ``merge`` joins
@@ -143,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
         sweep.add_argument("--models", nargs="+", default=None,
                            help="run only these models (one part of a parallel run; join the parts with `merge`)")
         sweep.add_argument("--out", type=Path, default=None)
+    transfer = sub.add_parser("robustness-transfer", help="Fig. 3c over seeds: every model's input noise, learned "
+                                                          "again per seed at the transfer lims, on every model")
+    transfer.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
+    transfer.add_argument("--device", default=default_device)
+    transfer.add_argument("--sweep", type=Path, default=None,
+                          help="the robustness result whose rates it reuses (default: the committed one)")
+    transfer.add_argument("--out", type=Path, default=None)
     tune = sub.add_parser("finetune", help="beyond the paper: nullspace-augmented fine-tuning against plain and "
                                            "matched-energy Gaussian fine-tuning, judged on clean, PGD and match")
     tune.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)

@@ -67,6 +67,7 @@ class Provenance(TypedDict):
     python: NotRequired[str]
     config: NotRequired[dict[str, Any]]
     commit_note: NotRequired[str]
+    judged_by: NotRequired[str]  # flags re-derived from the stored measurements by a later rule (scripts/rejudge_learning.py)
 
 
 # --------------------------------------------------------------------------- kinds and validation

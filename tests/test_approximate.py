@@ -223,18 +223,40 @@ def test_separated_is_strict():
 
 
 def test_judge_learning_flags_seeds_that_lost_to_their_shuffled_copy_or_to_the_other_seeds():
-    def seed(learned, shuffled):
-        return {"train_loss": {"initial": 6.0, "learned": learned, "shuffled": shuffled}, "learning_failed": False}
+    def seed(learned, shuffled, initial=6.0, norms=(10.0, 8.0)):
+        return {"train_loss": {"initial": initial, "learned": learned, "shuffled": shuffled},
+                "initial_norm": norms[0], "final_norm": norms[1], "learning_failed": False}
 
-    row = {"lr_choice": {"at_edge": False}, "learning_failed": False,
+    row = {"lr": 1.0, "lr_choice": {"at_edge": False}, "learning_failed": False,
            "seeds": [seed(0.8, 5.7), seed(4.2, 5.8), seed(1.0, 5.7)]}
     evidence.judge_learning(row)
     assert [entry["learning_failed"] for entry in row["seeds"]] == [False, True, False]  # 4.2 > 2 x 0.8
-    assert row["learning_failed"]
+    assert row["learning_failed"] and evidence.learning_failures(row) == ["seed 1: loss 5.2x the best seed's"]
     row["seeds"][1] = seed(1.5, 5.8)
     assert not evidence.judge_learning(row)["learning_failed"]  # within twice the best seed
+    assert evidence.learning_failures(row) == []
     row["seeds"][2] = seed(1.0, 0.9)  # no better than its own shuffled copy
     assert evidence.judge_learning(row)["seeds"][2]["learning_failed"]
     row["seeds"][2] = seed(1.0, 5.0)
     row["lr_choice"]["at_edge"] = True  # a rate at the edge of its grid fails the whole point
     assert evidence.judge_learning(row)["learning_failed"] and evidence.SEED_LOSS_RATIO == 2.0
+    assert evidence.learning_failures(row) == ["rate 1 at the edge of its grid"]
+    assert not any(entry["learning_failed"] for entry in row["seeds"])  # the rate fails the point, not a seed
+
+
+def test_judge_learning_flags_a_loss_that_did_not_halve_and_a_noise_that_grew():
+    def seed(learned, initial, norms):
+        return {"seed": 0, "train_loss": {"initial": initial, "learned": learned, "shuffled": 2 * initial},
+                "initial_norm": norms[0], "final_norm": norms[1], "learning_failed": False}
+
+    row = {"lr": 1.0, "lr_choice": None, "keep_norm": False, "learning_failed": False,
+           "seeds": [seed(0.49, 1.0, (10.0, 9.0))]}
+    assert not evidence.judge_learning(row)["learning_failed"]  # halved: learned, at MAX_LOSS_LEFT = 0.5
+    row["seeds"] = [seed(0.52, 1.0, (10.0, 9.0))]
+    assert evidence.judge_learning(row)["learning_failed"]
+    assert evidence.learning_failures(row) == ["seed 0: loss only fell to 52 % of its start"]
+    row["seeds"] = [seed(0.3, 1.0, (112.0, 155.0))]  # the loss fell, but the noise grew: the optimiser diverged
+    assert evidence.learning_failures(judge := evidence.judge_learning(row)) == [
+        "seed 0: noise norm grew from 112 to 155"] and judge["learning_failed"]
+    row["keep_norm"] = True  # a norm held by the optimiser may end a rounding above its start
+    assert not evidence.judge_learning(row)["learning_failed"] and evidence.MAX_LOSS_LEFT == 0.5

@@ -334,3 +334,17 @@ def test_finetune_yardsticks_get_float_images_and_model_classes():
     assert mapped.tensors[1].tolist() == [imagenet.label_indices[0], imagenet.label_indices[9]]
     kept = finetune_study.mapped_labels(get_profile("teaching"), TensorDataset(images, labels))
     assert kept.tensors[0].dtype == torch.uint8 and kept.tensors[1].tolist() == [0, 9]
+
+def test_every_committed_noise_point_is_judged_by_the_one_learning_failure_rule(capsys):
+    """The stored "learning failed" flags of the approximate, robustness and fine-tuning files are what
+    evidence.judge_learning says of their stored losses and norms (scripts/rejudge_learning.py --check)."""
+    from scripts_loader import load_script
+
+    rejudge = load_script("rejudge_learning")
+    assert rejudge.main(["--check"]) == 0, capsys.readouterr().out
+    finetune = results.read("book/results/teaching/finetune.json")
+    points = list(rejudge.noise_points(finetune))
+    assert points and all(point["learning_failed"] for point in points if point["lim"] == 8.0)  # loss ~3/4 of start
+    broken = json.loads(json.dumps(points[0]))
+    broken["seeds"][0]["final_norm"] = 10 * broken["seeds"][0]["initial_norm"]
+    assert rejudge.rejudge({"runs": {"x": {"match": [broken]}}}) == 1  # a changed flag is counted

@@ -8,6 +8,7 @@ import pytest
 from nullspace_utils import results
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import evidence
+from nullspace_utils.studies import finetune as finetune_study
 from nullspace_utils.studies import robustness as robustness_study
 
 PAGE = Path(__file__).resolve().parents[1] / "book" / "reproducibility.md"
@@ -62,35 +63,31 @@ def test_section_4_row_matches_the_approximate_sweep(profile):
                                      evidence.seed_values(point, "shuffled")) == 1
 
 
-def test_section_5_rows_match_the_robustness_sweep(profile):
+def test_section_5_rows_are_the_robustness_study_s_claims(profile):
+    """The §5 rows are what studies.robustness.claims computes from the sweep and the transfer file, and their
+    verdicts follow from the data: no lim where every arm learned separates ViTs from CNNs, ViTs ahead of the
+    CNNs that learned at the larger lims; transfer within ViTs, none from ViTs to CNNs at the largest lim."""
     sweep = results.read("book/results/teaching/robustness.json")
-    row = _row("ViTs tolerate learned")
-    learned = robustness_study.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models)
-    uniform = robustness_study.architecture_verdicts(sweep["input"], profile.vit_models, profile.cnn_models, kind="uniform")
-    assert [v["lim"] for v in learned if v["verdict"] == "ViTs ahead"] == [0.5]
-    assert [(v["lim"], v["failed"]) for v in learned if v["verdict"] == "learning failed"] == [(1.0, ["zoo-vit-s"])]
-    assert all(v["verdict"] == "not separable" for v in learned if v["lim"] < 0.5)
-    assert all(v["verdict"] == "not separable" for v in uniform)
-    at = {v["lim"]: v for v in learned}[0.5]
-    assert f"({_range(at['vit_range'])} % against {_range(at['cnn_range'])} %)" in row
-    at_uniform = {v["lim"]: v for v in uniform}[0.5]
-    assert f"({_range(at_uniform['vit_range'])} % against {_range(at_uniform['cnn_range'])} %)" in row
-    failed = sweep["input"][profile.vit_models[0]][-1]["seeds"]
-    assert "two of ViT-S's three seeds failed to learn" in row and sum(e["learning_failed"] for e in failed) == 2
+    transfer = results.read("book/results/teaching/robustness_transfer.json")
+    vits, cnns = profile.vit_models, profile.cnn_models
+    rows = robustness_study.claims(sweep, transfer, vits, cnns)
+    assert _row("ViTs tolerate learned") == rows[0].markdown_row()
+    assert _row("Noise hardly transfers") == rows[1].markdown_row()
+    learned = robustness_study.architecture_verdicts(sweep["input"], vits, cnns)
+    assert not [v for v in learned if v["verdict"] == "ViTs ahead"]
+    assert [v["lim"] for v in learned if v["verdict"] == "not comparable"] == [0.5, 1.0]
+    assert all(v["among_learned"]["verdict"] == "ViTs ahead" for v in learned if v["verdict"] == "not comparable")
+    assert rows[0].verdict == "partly" and "no lim where all six learned separates them" in rows[0].sentence
+    counts = robustness_study.transfer_summary(transfer, "0.5", vits, cnns)
+    assert counts["ViT→ViT"] == {"transfers": 6} and counts["ViT→CNN"] == {"no better than uniform": 9}
+    assert rows[1].verdict == "partly"
     # learning leaves the exact-nullspace part of the start as it was: the learned noise's null part is the
     # projected start (equal norms), and it keeps every prediction
-    for name in profile.vit_models:
+    for name in vits:
         for point in sweep["input"][name]:
             for entry in point["seeds"]:
                 assert entry["row_removed"]["noise_norm"] == pytest.approx(entry["projected"]["noise_norm"], rel=1e-4)
                 assert entry["row_removed"]["match"] == 1.0
-    transfer = _row("Noise hardly transfers")
-    own, exact = sweep["transfer"]["0.5"][profile.vit_models[0]], sweep["exact_transfer"]["0.5"]
-    vits, cnns = profile.vit_models, profile.cnn_models
-    assert f"keeps {100 * own[vits[0]]:.0f} % on ViT-S, " + " / ".join(f"{100 * own[n]:.0f}" for n in vits[1:]) in transfer
-    assert " / ".join(f"{100 * own[n]:.0f}" for n in cnns) + " % on the CNNs" in transfer
-    assert " / ".join(f"{100 * exact[n]:.0f}" for n in vits) + " % on the three ViTs and " \
-           + " / ".join(f"{100 * exact[n]:.0f}" for n in cnns) in transfer
 
 
 def test_section_3_row_matches_the_dimensions_the_library_computes(profile):
@@ -139,60 +136,22 @@ def test_section_9_row_matches_the_fingerprint_results():
     assert f"at most {most} of 16 probes kept" in row
 
 
-def test_beyond_the_paper_rows_match_the_finetune_sweep():
-    """The follow-up's rows: every range and difference recomputed from finetune.json and finetune_corruptions.json
-    (ranges over seeds, differences as evidence.compare_groups gives them), with the verdict words they justify."""
-    import numpy as np
-
-    from nullspace_utils.studies import evidence
-    from nullspace_utils.studies import finetune as finetune_study
-
+def test_beyond_the_paper_rows_are_the_finetune_study_s_claims():
+    """The follow-up's rows are what studies.finetune.claims computes, and its comparisons hold in the data."""
     sweep = results.read("book/results/teaching/finetune.json")
     table = results.read("book/results/teaching/finetune_corruptions.json")
+    rows = finetune_study.claims(sweep, table)
+    for claim in rows:
+        assert _row(claim.claim) == claim.markdown_row()
     runs, groups = sweep["runs"], finetune_study.group_runs(sweep["runs"])
-
-    def spread(rows, group, score):
-        values = finetune_study.seed_scores(rows, groups[group], score)
-        return _range(values) if len(values) > 1 else f"{100 * values[0]:.1f}"
-
-    def difference(rows, first, second, score, separated):
-        comparison = evidence.compare_groups(finetune_study.seed_scores(rows, groups[first], score),
-                                             finetune_study.seed_scores(rows, groups[second], score))
-        assert comparison["separated"] == separated, (first, second)
-        return f"{100 * abs(comparison['difference']):.1f} ± {100 * comparison['spread']:.1f}"
-
     mean = lambda row: row["mean"]  # noqa: E731
-    row = _row("Nullspace-noise fine-tuning improves robustness to common")
-    assert "**not reproduced" in row
-    assert (f"{spread(table['models'], 'nullspace lim 2', mean)} / {spread(table['models'], 'nullspace lim 4', mean)} %"
-            f" at lim 2 / 4 against {spread(table['models'], 'plain', mean)} %") in row
-    for lim in (2, 4):
-        difference(table["models"], f"nullspace lim {lim}", "plain", mean, 0)
-    assert (f"{difference(table['models'], 'nullspace lim 2', 'gaussian lim 2', mean, -1)} / "
-            f"{difference(table['models'], 'nullspace lim 4', 'gaussian lim 4', mean, -1)} points") in row
+    for lim in (2, 4):  # "not separable" from plain, "behind" the Gaussian control on -C
+        nullspace = finetune_study.seed_scores(table["models"], groups[f"nullspace lim {lim}"], mean)
+        assert evidence.compare_groups(nullspace, finetune_study.seed_scores(table["models"], groups["plain"], mean))[
+            "separated"] == 0
+        assert evidence.compare_groups(nullspace, finetune_study.seed_scores(
+            table["models"], groups[f"gaussian lim {lim}"], mean))["separated"] == -1
+    assert [claim.verdict for claim in rows] == ["not reproduced", "not reproduced", "beyond the paper", "beyond the paper"]
     pgd = lambda run: run["pgd"]["2/255"]  # noqa: E731
-    row = _row("Nullspace-noise fine-tuning improves robustness to adversarial")
-    assert (f"{spread(runs, 'nullspace lim 2', pgd)} / {spread(runs, 'nullspace lim 4', pgd)} % at lim 2 / 4 against "
-            f"{spread(runs, 'plain', pgd)} %") in row
-    assert (f"{difference(runs, 'nullspace lim 2', 'plain', pgd, -1)} / "
-            f"{difference(runs, 'nullspace lim 4', 'plain', pgd, -1)} points, both weak") in row
-    assert all(evidence.compare_groups(finetune_study.seed_scores(runs, groups[f"nullspace lim {lim}"], pgd),
-                                       finetune_study.seed_scores(runs, groups["plain"], pgd))["weak"] for lim in (2, 4))
-    assert f"untuned model's {spread(runs, 'untuned', pgd)} %" in row
     assert all(evidence.compare_groups(finetune_study.seed_scores(runs, groups[group], pgd), [pgd(runs["untuned"])])
                ["separated"] == -1 for group in groups if group != "untuned")  # "every fine-tuning ... lowers"
-    clean = lambda run: run["clean"]  # noqa: E731
-    row = _row("What it costs in clean accuracy")
-    assert (f"{spread(runs, 'nullspace lim 2', clean)} / {spread(runs, 'nullspace lim 4', clean)} % at lim 2 / 4 "
-            f"against {spread(runs, 'plain', clean)} %") in row
-    for lim in (2, 4):
-        difference(runs, f"nullspace lim {lim}", "plain", clean, 0)
-    assert (f"{difference(runs, 'gaussian lim 2', 'plain', clean, -1)} / "
-            f"{difference(runs, 'gaussian lim 4', 'plain', clean, -1)} points") in row
-    uniform = lambda run: np.mean([entry["uniform"]["match"] for point in run["match"] if point["lim"] == 4.0  # noqa: E731
-                                   for entry in point["seeds"]])
-    row = _row("It enlarges the model's nullspace-like tolerance")
-    assert (f"from {spread(runs, 'plain', uniform)} % (plain) to {spread(runs, 'nullspace lim 2', uniform)} / "
-            f"{spread(runs, 'nullspace lim 4', uniform)} % (nullspace, lim 2 / 4) and to "
-            f"{spread(runs, 'gaussian lim 2', uniform)} / {spread(runs, 'gaussian lim 4', uniform)} % (Gaussian)") in row
-    assert f"at least {100 * min(run['exact']['0.5'] for run in runs.values()):.1f} %" in row

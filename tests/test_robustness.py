@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from nullspace_utils import approximate, models, robustness
+from nullspace_utils import approximate, models, results, robustness
+from nullspace_utils.studies import evidence
 from nullspace_utils.studies import robustness as robustness_study
 
 
@@ -57,8 +58,12 @@ def test_exact_transfer_noise_has_the_energy_of_the_uniform_noise_it_is_compared
 
 
 def _point(lim, matches, failed=False):
-    return {"lim": lim, "learning_failed": failed,
-            "seeds": [{"learned": {"match": m}, "initial_norm": 2.0, "uniform": {"clean_norm": 4.0}} for m in matches]}
+    """A noise point whose seeds halved their loss (learned), or, ``failed``, one whose loss hardly fell."""
+    left = 0.9 if failed else 0.1
+    return {"lim": lim, "learning_failed": failed, "lr": 1.0, "lr_choice": None,
+            "seeds": [{"seed": seed, "learned": {"match": m}, "initial_norm": 2.0, "final_norm": 1.5,
+                       "train_loss": {"initial": 1.0, "learned": left, "shuffled": 1.0},
+                       "uniform": {"clean_norm": 4.0}} for seed, m in enumerate(matches)]}
 
 
 def test_architecture_verdicts_need_separated_seeds():
@@ -66,10 +71,15 @@ def test_architecture_verdicts_need_separated_seeds():
             "c1": [_point(0.1, (0.95, 0.9)), _point(0.5, (0.8, 0.6))],
             "c2": [_point(0.1, (0.9, 0.8)), _point(0.5, (0.5, 0.4), failed=True)]}
     verdicts = robustness_study.architecture_verdicts(rows, ("v1",), ("c1", "c2"))
-    assert [v["verdict"] for v in verdicts] == ["ViTs ahead", "learning failed"]
+    assert [v["verdict"] for v in verdicts] == ["ViTs ahead", "not comparable"]
     assert verdicts[0]["vit_range"] == (0.99, 1.0) and verdicts[0]["cnn_range"] == (0.8, 0.95)
-    assert verdicts[1]["failed"] == ["c2"]
-    rows["c2"][1]["learning_failed"] = False
+    assert verdicts[1]["failed"] == ["c2"] and verdicts[0]["among_learned"] is None
+    assert verdicts[1]["reasons"]["c2"][0].startswith("seed 0: loss only fell to 90 %")
+    among = verdicts[1]["among_learned"]  # v1 (0.7-0.9) against c1 alone (0.6-0.8): they overlap
+    assert among["cnns"] == ["c1"] and among["verdict"] == "not separable" and among["cnn_range"] == (0.6, 0.8)
+    sentence = robustness_study.verdict_sentence(verdicts[1])
+    assert "not comparable, learning failed for c2" in sentence and "among the models that learned, not separable" in sentence
+    rows["c2"][1] = _point(0.5, (0.5, 0.4))
     assert robustness_study.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1]["verdict"] == "not separable"
     behind = robustness_study.architecture_verdicts({"v1": [_point(0.1, (0.5, 0.6))], "c1": [_point(0.1, (0.7, 0.8))]},
                                               ("v1",), ("c1",))
@@ -79,7 +89,7 @@ def test_architecture_verdicts_need_separated_seeds():
     assert "not separable at this budget" in robustness_study.verdict_sentence(
         robustness_study.architecture_verdicts(rows, ("v1",), ("c1", "c2"))[1])
     assert robustness_study.relative_size(rows["v1"][0]) == [0.5, 0.5]
-    assert robustness_study.verdict_summary(verdicts) == "ViTs ahead at lim 0.1; learning failed at lim 0.5"
+    assert robustness_study.verdict_summary(verdicts) == "ViTs ahead at lim 0.1; not comparable at lim 0.5"
 
 
 def test_progress_bars_only_when_asked(zoo, small, capsys):
@@ -97,3 +107,33 @@ def test_progress_bars_only_when_asked(zoo, small, capsys):
     shown = capsys.readouterr().err
     assert "choosing the lr (input, lim 0.25)" in shown and "2/2" in shown  # two rates
     assert "transfer" in shown and "exact noise transfer" in shown
+
+
+def test_run_transfer_learns_every_seed_and_reads_it_on_every_model(tmp_path):
+    """Fig. 3c over seeds on tiny settings: every seed's noise of every model on every model, each noise point
+    judged by the learning-failure rule, the exact noise keeping all of its source's predictions."""
+    import dataclasses
+
+    from nullspace_utils import profiles
+    from nullspace_utils.studies import common
+
+    profile = dataclasses.replace(profiles.get_profile("teaching"), vit_models=("zoo-vit-s",),
+                                  cnn_models=("zoo-mobilenetv3",))  # one ViT, one CNN: fast
+    settings = dataclasses.replace(robustness_study.SETTINGS["teaching"], seeds=(0, 1), steps=2, milestones=(1,),
+                                   train=8, val=8, batch_size=8, transfer_lims=(0.5,))
+    sweep = results.read("book/results/teaching/robustness.json")
+    with pytest.raises(robustness_study.StudyError, match="other settings"):
+        robustness_study.run_transfer(settings, sweep, profile, common.Run(device="cpu", out=None))
+    sweep["config"] = common.settings_dict(settings)
+    out = robustness_study.run_transfer(settings, sweep, profile, common.Run(device="cpu", out=tmp_path / "t.json"))
+    models = list(profile.models)
+    assert list(out["learned"]["0.5"]) == models and all(
+        list(row) == models and all(len(seeds) == 2 for seeds in row.values()) for row in out["learned"]["0.5"].values())
+    assert out["exact"]["0.5"][profile.vit_models[0]] == [1.0, 1.0]
+    for name in models:
+        point = out["points"][name]["0.5"]
+        assert point["lr"] == out["rates"][name]["0.5"] == next(r["lr"] for r in sweep["input"][name] if r["lim"] == 0.5)
+        assert point["lr_choice"] is None  # the sweep's rate, no probe
+        # a noise evaluated on its own model gives the same share as the point's own evaluation
+        assert out["learned"]["0.5"][name][name] == pytest.approx(evidence.seed_values(point, "learned"))
+    robustness_study.TRANSFER_RESULT.write(tmp_path / "t.json", out)  # it fits the schema

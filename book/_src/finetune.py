@@ -131,6 +131,7 @@ if sweep is not None:
 # closer. The nullspace noise is, by design, the gentler of the two noises. Whether gentle is enough to make
 # the model more robust is what the rest of the chapter measures.
 #
+# (finetune-clean)=
 # ## Clean accuracy
 #
 # On 2000 validation images (ranges over the three seeds):
@@ -148,6 +149,7 @@ if sweep is not None:
 # model, a single model whose "range" is one number, the test is far weaker: three seeds fall all on one side
 # of one number half the time by chance, so read those verdicts by the size of the difference.
 #
+# (finetune-corruptions)=
 # ## Common corruptions ("-C")
 #
 # The teaching set's first validation images, each corrupted by the 11 ImageNet-C corruptions that need no
@@ -178,6 +180,7 @@ if sweep is not None and table_c is not None:
     display(finetune_study.corruption_table(sweep, table_c))
 
 # %% [markdown]
+# (finetune-pgd)=
 # ## Adversarial robustness: PGD-L∞
 #
 # `torchattacks.PGD` with 10 steps of size $2.5\,\epsilon/10$ (Madry's rule), a random start in the
@@ -191,13 +194,14 @@ if sweep is not None:
     print("\n".join(finetune_study.verdicts(sweep, "pgd")))
 
 # %% [markdown]
+# (finetune-nullspace)=
 # ## Does fine-tuning change the nullspace?
 #
 # Two measures per model. **Approximate**: the previous chapter's Fig. 2 point at the encoder, redone
 # for each fine-tuned model with the same recipe (rate probe, 200 steps, three noise seeds): the share of
 # predictions kept under its own learned noise and under the uniform noise it starts from, at lim 4. (The
-# file also holds lim 8, where, as in the approximate chapter's sweep of ViT-S, the learned noise cannot keep
-# the zoo ViT-S's predictions: the line under the table gives the range, near chance for ten classes.)
+# file also holds lim 8. There no model's noise learned, by the book's one learning-failure rule: the line
+# under the table gives how far their training loss fell, so lim 8 says nothing about the models.)
 # **Exact**: the *untuned* model's exact nullspace noise (§3, at the pixel RMS of Uniform(-0.5, 0.5)) added to
 # the fine-tuned model's images. Fine-tuning moves the patch embedding, so this noise could start to leak;
 # every model keeps all predictions under its *own* exact nullspace noise by construction.
@@ -205,7 +209,7 @@ if sweep is not None:
 # %%
 if sweep is not None:
     display(finetune_study.nullspace_table(sweep))
-    print(finetune_study.kept_at_last_lim_line(sweep))
+    print(finetune_study.last_lim_line(sweep))
     print("\n".join(finetune_study.verdicts(sweep, "uniform")))
 
 # %% [markdown]

@@ -23,5 +23,5 @@ def result_kinds() -> dict[str, "ResultKind"]:
     from nullspace_utils.studies import approximate, finetune, fingerprint, robustness, watermark, watermark_paper
 
     kinds: list[ResultKind] = [approximate.RESULT, robustness.RESULT, watermark.RESULT, watermark_paper.RESULT, fingerprint.RESULT,
-             finetune.RESULT, finetune.CORRUPTIONS_RESULT]
+             finetune.RESULT, finetune.CORRUPTIONS_RESULT, robustness.TRANSFER_RESULT]
     return {kind.name: kind for kind in kinds}

@@ -12,27 +12,64 @@ from typing import Any, Mapping, Sequence
 
 from nullspace_utils.plotting import format_range
 
-__all__ = ["SEED_LOSS_RATIO", "judge_learning", "seed_values", "separated", "point_verdict",
+__all__ = ["SEED_LOSS_RATIO", "MAX_LOSS_LEFT", "learning_failures", "judge_learning", "seed_values", "separated", "point_verdict",
            "compare_groups", "VERDICTS", "Claim"]
 
 
 #: a seed whose learned noise ends at more than this many times the best seed's training loss failed to learn
 SEED_LOSS_RATIO = 2.0
+#: a seed whose learned noise's training loss ends above this fraction of its start's has not learned at the
+#: budget (it did not halve its loss); every point the book reads as a property of a model ends at 3-35 %
+MAX_LOSS_LEFT = 0.5
+
+
+def _seed_failure(entry: Mapping[str, Any], best: float, keep_norm: bool) -> str | None:
+    """Why one seed of a noise point failed to learn (see :func:`learning_failures`), or None."""
+    loss = entry["train_loss"]
+    if not loss["learned"] < loss["shuffled"]:
+        return "no better than its shuffled copy"
+    if loss["learned"] > SEED_LOSS_RATIO * best:
+        return f"loss {loss['learned'] / best:.1f}x the best seed's"
+    if loss["learned"] > MAX_LOSS_LEFT * loss["initial"]:
+        return f"loss only fell to {100 * loss['learned'] / loss['initial']:.0f} % of its start"
+    if not keep_norm and "final_norm" in entry and entry["final_norm"] > entry["initial_norm"]:
+        return f"noise norm grew from {entry['initial_norm']:.0f} to {entry['final_norm']:.0f}"
+    return None
+
+
+def learning_failures(row: Mapping[str, Any]) -> list[str]:
+    """Why a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row's noise failed to learn, one reason per
+    failing seed (and one for the rate), empty when it learned: the book's one learning-failure rule.
+
+    A seed failed when its learned noise
+      - is no better than its own shuffled copy on the training loss (it learned nothing about the model);
+      - ends at more than :data:`SEED_LOSS_RATIO` times the best seed's training loss (the rate, probed on the
+        first seed, did not suit it);
+      - ends above :data:`MAX_LOSS_LEFT` of its start's training loss (the loss did not halve: the run stopped
+        far from a minimum);
+      - has grown past its starting norm although its loss (eq. 6, no norm held) is smallest at zero noise (the
+        optimiser diverged).
+    The whole point failed too when its rate sat at an edge of the probe's grid. A failed point says how the
+    optimiser did, not how the model behaves, and gives no verdict."""
+    best = min(entry["train_loss"]["learned"] for entry in row["seeds"])
+    reasons = []
+    for index, entry in enumerate(row["seeds"]):
+        reason = _seed_failure(entry, best, bool(row.get("keep_norm", False)))
+        if reason:
+            reasons.append(f"seed {entry.get('seed', index)}: {reason}")
+    choice = row.get("lr_choice")
+    if choice and choice["at_edge"]:
+        reasons.append(f"rate {row['lr']:g} at the edge of its grid")
+    return reasons
 
 
 def judge_learning(row: Any) -> Any:
-    """Set the "learning failed" flags of a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row from its stored training losses, and return it.
-
-    A seed failed when its learned noise does not beat its own shuffled copy on the training loss, or when it
-    ends at more than :data:`SEED_LOSS_RATIO` times the training loss of the point's best seed (one rate, probed
-    on the first seed, did not suit it: an optimiser failure, not a property of the model). The point failed
-    when any seed did, or when its rate sat at the edge of its probe's grid."""
+    """Set the "learning failed" flags of a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row by the
+    rule of :func:`learning_failures` (each seed's flag for its own reasons, the point's for any), and return it."""
     best = min(entry["train_loss"]["learned"] for entry in row["seeds"])
     for entry in row["seeds"]:
-        loss = entry["train_loss"]
-        entry["learning_failed"] = not loss["learned"] < loss["shuffled"] or loss["learned"] > SEED_LOSS_RATIO * best
-    choice = row.get("lr_choice")
-    row["learning_failed"] = any(entry["learning_failed"] for entry in row["seeds"]) or bool(choice and choice["at_edge"])
+        entry["learning_failed"] = _seed_failure(entry, best, bool(row.get("keep_norm", False))) is not None
+    row["learning_failed"] = bool(learning_failures(row))
     return row
 
 

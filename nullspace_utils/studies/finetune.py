@@ -39,7 +39,7 @@ __all__ = ["FinetuneSettings", "CheckSettings", "SETTINGS", "CHECK", "run_name",
            "comparison_sentence", "verdict_cell", "verdict_lines", "Measure", "measures", "verdicts",
            "verdict_table", "settings_table", "noise_table", "first_run_line", "loss_curve", "loss_panels",
            "clean_table", "corruption_gallery", "severity_panels", "corruption_table", "pgd_panels",
-           "nullspace_table", "kept_at_last_lim_line", "recomputed_lines", "estimate_sweep_hours", "cost_lines",
+           "nullspace_table", "last_lim_line", "claims", "recomputed_lines", "estimate_sweep_hours", "cost_lines",
            "RESULT", "CORRUPTIONS_RESULT", "FinetuneSweepResult", "FinetuneSweepConfig", "FinetuneModelRow",
            "FinetuneRunRecord", "FinetuneRoundRow", "FinetuneCheck", "FinetuneCorruptionsResult", "CorruptionTable"]
 
@@ -785,14 +785,17 @@ def nullspace_table(sweep: FinetuneSweepResult) -> plotting.Table:
                                   "failed for a noise seed there, so that range is no evidence")
 
 
-def kept_at_last_lim_line(sweep: FinetuneSweepResult, *, left_out: str = "gaussian lim 4") -> str:
-    """The share of predictions the learned noise keeps at the last match lim, over every model but those of
-    the group ``left_out`` (the one model family that still keeps many there)."""
-    runs, groups = sweep["runs"], group_runs(sweep["runs"])
+def last_lim_line(sweep: FinetuneSweepResult) -> str:
+    """What the match points at the last match lim say: how many of them failed to learn by the book's one rule
+    (:func:`~nullspace_utils.studies.evidence.learning_failures`) and how far their training loss fell (ranges
+    over every model and noise seed), so that no verdict is read from failed points."""
     lim = sweep["config"]["match_lims"][-1]
-    kept = [value for group, names in groups.items() if group != left_out
-            for value in _match_values(runs, names, lim, "learned")]
-    return f"learned noise at lim {lim:g}, every model but {left_out}: {plotting.format_range(kept)} % kept"
+    points = [point for row in sweep["runs"].values() for point in row.get("match") or [] if point["lim"] == lim]
+    failed = [point for point in points if point["learning_failed"]]
+    left = [entry["train_loss"]["learned"] / entry["train_loss"]["initial"] for point in points for entry in point["seeds"]]
+    verdict = "no verdict is read there" if len(failed) == len(points) else "only the points that learned are read"
+    return (f"learned noise at lim {lim:g}: learning failed for {len(failed)} of {len(points)} models (training "
+            f"loss at {plotting.format_range(left, digits=0, collapse=False)} % of its start); {verdict}")
 
 
 def recomputed_lines(profile: Profile, sweep: FinetuneSweepResult, corruptions: FinetuneCorruptionsResult, *,
@@ -847,3 +850,96 @@ def cost_lines(settings: FinetuneSettings, cost: dict[str, Any]) -> list[str]:
     return [f"measured on {cost['provenance']['device']}: {step['seconds_per_step'] * 1000:.0f} ms per step of "
             f"{cost['batch']} images (ViT-S/32, forward and backward)",
             ", ".join(f"{part} {value:.2f} h" for part, value in hours.items())]
+
+
+# --------------------------------------------------------------------------- the reproducibility page
+def _group_range(rows: Rows, names: Sequence[str], score: Callable[[dict], Any]) -> str:
+    values = seed_scores(rows, names, score)
+    return plotting.format_range(values, collapse=False) if len(values) > 1 else f"{100 * values[0]:.1f}"
+
+
+def _difference(comparison: dict[str, Any]) -> str:
+    return f"{100 * abs(comparison['difference']):.1f} ± {100 * comparison['spread']:.1f}"
+
+
+def _uniform_first_lim(sweep: FinetuneSweepResult) -> Callable[[dict], float]:
+    return functools.partial(_uniform, lim=sweep["config"]["match_lims"][0])
+
+
+def claims(sweep: FinetuneSweepResult, corruptions: FinetuneCorruptionsResult) -> list[evidence.Claim]:
+    """The reproducibility page's rows for the authors' follow-up (nullspace-noise fine-tuning), every number from
+    the sweep and its -C file, every comparison by :func:`~nullspace_utils.studies.evidence.compare_groups` (read
+    only where the seeds' ranges separate)."""
+    runs, groups = sweep["runs"], group_runs(sweep["runs"])
+    lims = [f"{lim:g}" for lim in sweep["config"]["lims"]]
+    at = " / ".join(lims)
+
+    def ranges(rows: Rows, method: str, score: Callable[[dict], Any]) -> str:
+        return " / ".join(_group_range(rows, groups[f"{method} lim {lim}"], score) for lim in lims)
+
+    def compare(rows: Rows, first: str, second: str, score: Callable[[dict], Any]) -> dict[str, Any]:
+        return _compare(rows, groups, score, first, second)
+
+    def against(rows: Rows, method: str, other: str, score: Callable[[dict], Any]) -> list[dict[str, Any]]:
+        return [compare(rows, f"{method} lim {lim}", other.format(lim=lim), score) for lim in lims]
+
+    def said(comparisons: list[dict[str, Any]]) -> str:
+        if all(c["separated"] == 0 for c in comparisons):
+            return "not separable"
+        if len({c["separated"] for c in comparisons}) > 1:
+            return "differs by lim: " + ", ".join(verdict_cell(c) for c in comparisons)
+        direction = "ahead" if comparisons[0]["separated"] > 0 else "behind"
+        weak = ", all weak: under twice their spread" if all(c["weak"] for c in comparisons) else ""
+        return f"{direction} by {' / '.join(_difference(c) for c in comparisons)} points{weak}"
+
+    def outcome(comparisons: list[dict[str, Any]]) -> str:
+        ahead = [c["separated"] == 1 and not c["weak"] for c in comparisons]
+        return "reproduced" if all(ahead) else "partly" if any(ahead) else "not reproduced"
+
+    models = corruptions["models"]
+    mean_vs_plain = against(models, "nullspace", "plain", _mean)
+    mean_vs_gaussian = against(models, "nullspace", "gaussian lim {lim}", _mean)
+    radius = "2/255" if "2/255" in runs["untuned"]["pgd"] else next(iter(runs["untuned"]["pgd"]))
+    pgd = functools.partial(_pgd, radius=radius)
+    pgd_vs_plain = against(runs, "nullspace", "plain", pgd)
+    lowered = all(evidence.compare_groups(seed_scores(runs, names, pgd), [pgd(dict(runs["untuned"]))])["separated"] == -1
+                  for group, names in groups.items() if group != "untuned")
+    clean_vs_plain = against(runs, "nullspace", "plain", _clean)
+    gaussian_clean = against(runs, "gaussian", "plain", _clean)
+    uniform = _uniform_first_lim(sweep)
+    match_lim = f"{sweep['config']['match_lims'][0]:g}"
+    exact_lim = f"{sweep['config']['exact_lims'][-1]:g}"
+    learned_at_ceiling = min(entry["learned"]["match"] for row in runs.values() for point in row["match"]
+                             if point["lim"] == sweep["config"]["match_lims"][0] for entry in point["seeds"])
+    return [
+        evidence.Claim(
+            claim="Nullspace-noise fine-tuning improves robustness to common corruptions (ImageNet-C)",
+            chapter="finetune", figure="finetune-corruptions", verdict=outcome(mean_vs_plain),
+            sentence=f"mean accuracy on the teaching -C set {ranges(models, 'nullspace', _mean)} % at lim {at} against "
+                     f"{_group_range(models, groups['plain'], _mean)} % for plain fine-tuning "
+                     f"({said(mean_vs_plain)}); the matched-energy Gaussian control reaches "
+                     f"{ranges(models, 'gaussian', _mean)} % (the nullspace noise is {said(mean_vs_gaussian)})"),
+        evidence.Claim(
+            claim="Nullspace-noise fine-tuning improves robustness to adversarial perturbations",
+            chapter="finetune", figure="finetune-pgd", verdict=outcome(pgd_vs_plain),
+            sentence=f"PGD-L∞ accuracy at ε = {radius} {ranges(runs, 'nullspace', pgd)} % at lim {at} against "
+                     f"{_group_range(runs, groups['plain'], pgd)} % for plain fine-tuning ({said(pgd_vs_plain)})"
+                     + (f"; every fine-tuning, plain included, lowers it from the untuned model's "
+                        f"{_group_range(runs, groups['untuned'], pgd)} %" if lowered else "")),
+        evidence.Claim(
+            claim="What it costs in clean accuracy", chapter="finetune", figure="finetune-clean",
+            verdict="beyond the paper",
+            sentence=f"{ranges(runs, 'nullspace', _clean)} % at lim {at} against "
+                     f"{_group_range(runs, groups['plain'], _clean)} % for plain fine-tuning ({said(clean_vs_plain)}; "
+                     f"untuned {_group_range(runs, groups['untuned'], _clean)} %), while the Gaussian control is "
+                     f"{said(gaussian_clean)} against plain"),
+        evidence.Claim(
+            claim="It enlarges the model's nullspace-like tolerance", chapter="finetune", figure="finetune-nullspace",
+            verdict="beyond the paper",
+            sentence=f"predictions kept under uniform token noise at lim {match_lim}: "
+                     f"{_group_range(runs, groups['plain'], uniform)} % (plain), {ranges(runs, 'nullspace', uniform)} % "
+                     f"(nullspace, lim {at}), {ranges(runs, 'gaussian', uniform)} % (Gaussian); the learned-noise "
+                     f"match stays at its ceiling (at least {100 * learned_at_ceiling:.1f} % for every model), and the "
+                     f"untuned model's exact nullspace noise keeps at least "
+                     f"{100 * min(row['exact'][exact_lim] for row in runs.values()):.1f} % of every model's predictions"),
+    ]

@@ -23,14 +23,31 @@ assert robustness.run_summary(sweep)[0].startswith("200 SGD steps of 128 images"
 panel_a, panel_b = robustness.panels(sweep, tokens, vits, profile.models)  # for plotting.seed_panels
 assert panel_b["title"] == "(b) image, all models" and len(panel_b["series"]) == 2 * len(profile.models)
 verdicts = robustness.architecture_verdicts(sweep["input"], vits, cnns)  # lim by lim: do ViTs keep more?
-assert {verdict["verdict"] for verdict in verdicts} <= {"ViTs ahead", "CNNs ahead", "not separable", "learning failed"}
+assert {verdict["verdict"] for verdict in verdicts} <= {"ViTs ahead", "CNNs ahead", "not separable", "not comparable"}
 assert robustness.verdict_sentence(verdicts[0]).startswith("at lim 0.05 (learned noise): ")
+at_half = next(verdict for verdict in verdicts if verdict["lim"] == 0.5)  # an arm failed to learn there:
+assert at_half["verdict"] == "not comparable" and at_half["among_learned"]["verdict"] == "ViTs ahead"
+table = robustness.verdict_table(sweep, vits, cnns)  # every lim: learned, failed arms, uniform reference
+assert len(table.rows) == len(verdicts) and table.headers[1] == "learned noise"
 assert robustness.verdict_summary(verdicts).count("lim") >= 1
 assert robustness.relative_size(sweep["input"]["zoo-resnet"][0])[0] > 0  # noise norm / clean norm, per seed
 assert [row[0] for row in robustness.lr_rows(sweep, 0.5)] == list(profile.models)
 assert robustness.null_part_rows(sweep, vits)[0][-1] == "yes"  # learning leaves the null part alone
-assert robustness.exact_transfer_rows(sweep, profile.models)[0][0] == "0.1"
-assert robustness.claim_lines(sweep, vits, cnns)[0].startswith("- **(b), learned image noise")
+start = sweep["input"]["zoo-vit-s"][0]["seeds"][0]  # a uniform start holds (3r^2 - d) / 3r^2 of its energy there
+assert abs(robustness.null_energy_share(start, "projected_norm_kept") - 672 / 768) < 0.01
+
+# Fig. 3c over seeds: robustness.run_transfer(settings, sweep, profile, Run(...)) learns every model's noise
+# again per seed at the transfer lims, with the sweep's rates, and reads it on every model
+transfer: robustness.TransferResult = robustness.TRANSFER_RESULT.read(robustness.TRANSFER_RESULT.path("teaching"))
+assert callable(robustness.run_transfer) and transfer["source"] == "zoo-vit-s"
+matrix = robustness.mean_transfer_matrix(transfer, "0.5")  # mean over seeds, for plotting.matrix_heatmap
+assert matrix["zoo-vit-s"]["zoo-vit-s"] > 0.95
+entries = robustness.transfer_verdicts(transfer, "0.5", "zoo-vit-s")  # against the uniform noise it started from
+assert {entry["target"]: entry["verdict"] for entry in entries}["zoo-vit-b"] == "transfers"
+assert robustness.transfer_summary(transfer, "0.5", vits, cnns)["ViT→CNN"] == {"no better than uniform": 9}
+assert len(robustness.transfer_table(transfer, "0.5", vits[:1]).rows) == len(profile.models) - 1
+section_5 = robustness.claims(sweep, transfer, vits, cnns)  # the reproducibility page's rows
+assert [claim.verdict for claim in section_5] == ["partly", "partly"]
 
 val = TensorDataset(torch.rand(8, 3, 112, 112), torch.zeros(8, dtype=torch.long))
 models = {name: profile.load_model(name) for name in ("zoo-vit-s", "zoo-resnet")}
