@@ -26,7 +26,7 @@ __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "tabl
            "METHOD_STYLES", "method_panels", "finetune_diagram",
            "nullspace_walks", "nullspace_plane", "singular_value_plot", "loglog_curves", "time_bars",
            "prediction_panels", "channel_change_table", "disguise_table", "map_correlation_table",
-           "map_difference_table"]
+           "map_difference_table", "reference_line"]
 
 
 #: Width in inches at which the book's page shows a figure (its text column, about 690 px at 96 dpi), and
@@ -660,3 +660,29 @@ def map_difference_table(agreements: Mapping[str, MapAgreement], *, tolerance: f
     pairs = len(next(iter(agreements.values())).transformed_correlations)
     return table(rows, ["method", "source vs transformed", "max relative difference",
                         f"correlation (mean of {pairs} pairs)", "correlation source vs target"])
+
+
+def reference_line(ax: Axes, y: float, label: str, *, side: str = "left", color: str = "0.35") -> None:
+    """Mark on ``ax`` a reference value ``y`` measured elsewhere (not a series of this plot), labelled ``label`` on
+    the panel's ``side`` ("left" or "right").
+
+    Inside the y range already drawn: a thin dash-dot line across the panel with the label on it (under the line
+    in the panel's upper half, over it in the lower half). Outside it (e.g. a float-rounding value on a log axis
+    whose data lie decades higher): the limits are kept, so the data stay readable, and the label is written at
+    that edge of the panel with an arrow pointing off the axis. Call it after the panel's data and scale are set."""
+    if side not in ("left", "right"):
+        raise ValueError(f"reference_line: side is 'left' or 'right', not {side!r}.")
+    fig = ax.get_figure(root=True)
+    width = fig.get_figwidth() if isinstance(fig, Figure) else PAGE_WIDTH_INCHES
+    size = MIN_READABLE_POINTS * max(1.0, width / PAGE_WIDTH_INCHES)
+    x = 0.03 if side == "left" else 0.97
+    style: dict[str, Any] = {"ha": side, "color": color, "fontsize": size}
+    low, high = ax.get_ylim()
+    if min(low, high) <= y <= max(low, high):
+        ax.axhline(y, color=color, linestyle="-.", linewidth=1.0, zorder=0.5)
+        where = ax.transAxes.inverted().transform(ax.transData.transform((0.0, y)))[1]  # 0 at the bottom, 1 at the top
+        ax.text(x, y, label, transform=ax.get_yaxis_transform(), va="top" if where > 0.5 else "bottom", **style)
+    else:
+        below = y < min(low, high)
+        ax.text(x, 0.03 if below else 0.97, f"{'↓' if below else '↑'} {label}", transform=ax.transAxes,
+                va="bottom" if below else "top", **style)

@@ -260,3 +260,116 @@ def test_judge_learning_flags_a_loss_that_did_not_halve_and_a_noise_that_grew():
         "seed 0: noise norm grew from 112 to 155"] and judge["learning_failed"]
     row["keep_norm"] = True  # a norm held by the optimiser may end a rounding above its start
     assert not evidence.judge_learning(row)["learning_failed"] and evidence.MAX_LOSS_LEFT == 0.5
+
+
+# --------------------------------------------------------------------------- Fig. 2, both halves (the study's readers)
+def _point(lim, learned, shuffled, *, failed=False):
+    """A sweep point from (match, logit MSE) pairs per seed for the learned noise and its shuffled copy."""
+    return {"lim": lim, "lr": 1.0, "lr_choice": None, "learning_failed": failed,
+            "seeds": [{"seed": index, "learned": {"match": lm, "logit_mse": le},
+                       "shuffled": {"match": sm, "logit_mse": se}, "uniform": {"match": 0.5, "logit_mse": 9.0}}
+                      for index, ((lm, le), (sm, se)) in enumerate(zip(learned, shuffled, strict=True))]}
+
+
+def test_metric_separation_reads_match_and_mse_each_way_and_failed_points_give_none():
+    from nullspace_utils.studies import approximate as study
+
+    point = _point(0.5, [(0.996, 0.0012), (0.998, 0.0016)], [(0.994, 0.0038), (0.998, 0.0070)])
+    assert study.metric_separation(point) == {"match": 0, "logit_mse": 1}  # match overlaps; MSE: learned lower
+    assert study.at_ceiling(point) and study.MATCH_CEILING == 0.99
+    worse = _point(4.0, [(0.6, 2.0), (0.7, 3.0)], [(0.9, 0.1), (0.95, 0.2)])
+    assert study.metric_separation(worse) == {"match": -1, "logit_mse": -1} and not study.at_ceiling(worse)
+    assert not study.at_ceiling(_point(1.0, [(1.0, 0.1)], [(0.989, 0.2)]))  # one seed under 99 % is enough
+    failed = _point(1.0, [(0.9, 0.001)], [(0.5, 1.0)], failed=True)
+    assert study.metric_separation(failed) == {"match": None, "logit_mse": None}
+    sweep = {"models": {"vit": [point, failed, worse]}}
+    rows = study.figure_2_rows(sweep)
+    assert rows[0] == ["vit", "0.5", "99.6-99.8 vs 99.4-99.8", "not separable (at ceiling)",
+                       "0.0012-0.0016 vs 0.0038-0.0070", "learned ahead"]
+    assert rows[1][3] == rows[1][5] == "learning failed, no verdict"
+    assert rows[2][3] == rows[2][5] == "learned behind"
+    assert study.figure_2_summary(sweep) == [["vit", "none", "0.5", "0.5", "1"]]  # match, MSE, ceiling, failed
+
+
+def test_mse_range_keeps_two_significant_digits_in_plain_decimals():
+    from nullspace_utils.studies import approximate as study
+
+    assert study.mse_range([0.0070, 0.0038]) == "0.0038-0.0070"
+    assert study.mse_range([8.339e-05, 0.0001471]) == "0.000083-0.00015"
+    assert study.mse_range([1.252, 12.3]) == "1.3-12" and study.mse_range([0.0296]) == "0.030-0.030"
+    assert study.mse_range([0.009996, 0.0099]) == "0.0099-0.010"  # rounded before its digits are counted
+
+
+def test_figure_2_plots_both_halves_from_the_file_with_the_exact_reference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nullspace_utils.studies import approximate as study
+    from nullspace_utils.studies import robustness
+
+    sweep = study.RESULT.read(study.RESULT.path("teaching"))
+    exact = study.exact_reference(robustness.RESULT.read(robustness.RESULT.path("teaching")))
+    assert set(exact) == set(sweep["models"])
+    assert all(value["match"] == 1.0 and value["logit_mse"] < 1e-9 and value["evaluations"] == 15
+               for value in exact.values())  # 5 lims x 3 seeds of the robustness sweep, at float rounding
+    mse = study.figure_2_panels(sweep["models"], field="logit_mse")
+    first = sweep["models"]["zoo-vit-s"][0]
+    assert mse[0]["series"][0]["values"][0] == [entry["learned"]["logit_mse"] for entry in first["seeds"]]
+    assert study.figure_2_panels(sweep["models"])[0]["series"][1]["values"][0] == [
+        100 * entry["shuffled"]["match"] for entry in first["seeds"]]
+    with pytest.raises(ValueError, match="match or logit_mse"):
+        study.figure_2_panels(sweep["models"], field="prob")
+    fig = study.figure_2(sweep, exact)
+    models = len(sweep["models"])
+    assert [ax.get_yscale() for ax in fig.axes[:2 * models]] == ["linear"] * models + ["log"] * models
+    assert [text.get_text() for text in fig.axes[0].texts] == ["exact: 100 %"]
+    assert fig.axes[models].texts[0].get_text().startswith("↓ exact: ≤ ")  # far below the learned noise's MSE
+    plt.close("all")
+
+
+def test_the_section_4_claim_quotes_the_file():
+    """Every number of the §4 sentence is recomputed here from the file, independently of the study's readers."""
+    import re
+
+    from nullspace_utils.studies import approximate as study
+
+    sweep = study.RESULT.read(study.RESULT.path("teaching"))
+    (claim,) = study.claims(sweep)
+    assert claim.chapter == "approximate" and claim.figure == "approximate-fig2" and claim.verdict in evidence.VERDICTS
+
+    def values(point, kind, field="match"):
+        return [entry[kind][field] for entry in point["seeds"]]
+
+    points = [(name, point) for name, rows in sweep["models"].items() for point in rows]
+    mse_ahead = sum(min(values(p, "shuffled", "logit_mse")) > max(values(p, "learned", "logit_mse")) for _, p in points)
+    match_ahead = {(name, p["lim"]) for name, p in points if min(values(p, "learned")) > max(values(p, "shuffled"))}
+    assert f"at {mse_ahead} of {len(points)} points" in claim.sentence
+    assert "e.g. zoo-vit-s at lim 0.5: 0.0012-0.0016 vs 0.0038-0.0070" in claim.sentence  # the issue's numbers
+    for name, rows in sweep["models"].items():
+        lims = ", ".join(f"{p['lim']:g}" for p in rows if (name, p["lim"]) in match_ahead)
+        assert f"{name} lim {lims}" in claim.sentence
+    largest = [rows[-1] for rows in sweep["models"].values()]
+    for kind in ("learned", "shuffled"):
+        shown = " / ".join(f"{100 * min(values(p, kind)):.1f}-{100 * max(values(p, kind)):.1f}" for p in largest)
+        assert shown in claim.sentence
+    held = sweep["keep_norm"]["zoo-vit-s"][-1]
+    assert (f"{100 * min(values(held, 'learned')):.1f}-{100 * max(values(held, 'learned')):.1f} % against "
+            f"{100 * min(values(held, 'shuffled')):.1f}-{100 * max(values(held, 'shuffled')):.1f} %") in claim.sentence
+    rest = [p for name, p in points if (name, p["lim"]) not in match_ahead]
+    floor = min(min(values(p, "shuffled")) for p in rest)
+    ceiling = sum(min(values(p, "shuffled")) >= 0.99 for p in rest)
+    assert (f"at the {len(rest)} other points match is at or near its ceiling (the shuffled copy keeps at least "
+            f"{100 * floor:.1f} % on every seed; 99 % or more at {ceiling} of them)") in claim.sentence
+    failed = sum(p["learning_failed"] for _, p in points)
+    assert ("no point failed to learn" in claim.sentence) == (failed == 0)
+    reproduced = failed == 0 and mse_ahead == len(points) and all(
+        (name, rows[-1]["lim"]) in match_ahead for name, rows in sweep["models"].items())
+    assert claim.verdict == ("reproduced" if reproduced else "partly")
+    # nothing else is typed: every number in the sentence is one of those checked above, a lim or a seed count
+    checked = set(re.findall(r"\d+(?:\.\d+)?", " ".join([
+        f"{mse_ahead} {len(points)} 0.0012-0.0016 0.0038-0.0070 {100 * floor:.1f} {ceiling} {len(rest)} 99 "
+        f"{len(points[0][1]['seeds'])}", *(f"{p['lim']:g}" for _, p in points),
+        *(f"{100 * v:.1f}" for p in [*largest, held] for kind in ("learned", "shuffled") for v in values(p, kind))])))
+    assert set(re.findall(r"\d+(?:\.\d+)?", claim.sentence.replace("§4", ""))) <= checked | {"4"}

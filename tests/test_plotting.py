@@ -205,3 +205,24 @@ def test_map_tables_give_the_verdict_and_the_correlations():
     table = plotting.map_difference_table({"fooled": fooled, "seen": seen})
     assert table.headers[3] == "correlation (mean of 2 pairs)"
     assert table.rows == [["fooled", "identical", "< 1e-3", "1.000", "0.12"], ["seen", "differs", "1.3", "0.500", "0.20"]]
+
+
+def test_reference_line_draws_inside_the_range_and_points_off_it_outside():
+    fig, (inside, outside) = plt.subplots(1, 2)
+    inside.plot([0, 1], [0.0, 10.0])
+    plotting.reference_line(inside, 5.0, "ref: 5")
+    assert [list(line.get_ydata()) for line in inside.lines[1:]] == [[5.0, 5.0]]  # one horizontal line at y
+    assert [text.get_text() for text in inside.texts] == ["ref: 5"]
+    outside.plot([0, 1], [1e-3, 1.0])
+    outside.set_yscale("log")
+    limits = outside.get_ylim()
+    plotting.reference_line(outside, 1e-13, "exact", side="right")
+    assert outside.get_ylim() == limits and len(outside.lines) == 1  # no line, the data's range kept
+    label = outside.texts[0]
+    assert label.get_text() == "↓ exact" and label.get_position()[1] < 0.5 and label.get_ha() == "right"
+    assert label.get_fontsize() >= plotting.MIN_READABLE_POINTS
+    plotting.reference_line(outside, 1e3, "above")
+    assert outside.texts[1].get_text() == "↑ above" and outside.texts[1].get_position()[1] > 0.5
+    with pytest.raises(ValueError, match="side"):
+        plotting.reference_line(outside, 1.0, "x", side="middle")
+    plt.close("all")

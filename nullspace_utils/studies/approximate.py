@@ -7,9 +7,11 @@ the sweep's recipe and rules are :mod:`~nullspace_utils.studies.noise_sweep`'s.
 
 # No ``from __future__ import annotations`` above the schemas: pydantic reads their NotRequired keys at run time.
 import functools
+import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from matplotlib.figure import Figure
 from typing_extensions import NotRequired, TypedDict
 
 from nullspace_utils import approximate, plotting, results
@@ -33,7 +35,9 @@ from nullspace_utils.studies.noise_sweep import (
 
 __all__ = ["ApproximateSettings", "ApproximateCheck", "SETTINGS", "CHECK", "run", "merge", "RESULT",
            "ApproximateResult", "LOSS", "OPTIMIZER", "run_summary", "figure_2_panels", "keep_norm_panel",
-           "verdict_rows", "loss_lines", "comparison_lines"]
+           "verdict_rows", "loss_lines", "FIGURE_2_METRICS", "exact_reference", "figure_2",
+           "MATCH_CEILING", "mse_range", "metric_separation", "at_ceiling", "figure_2_rows", "figure_2_summary",
+           "failure_lines", "claims", "CLAIM_FIGURE"]
 
 
 # --------------------------------------------------------------------------- settings
@@ -151,20 +155,147 @@ def run_summary(sweep: ApproximateResult) -> list[str]:
             f"rates chosen by the probes: {chosen[0]:g} to {chosen[-1]:g}"]
 
 
-def _series(rows: list[NoisePoint], kind: str, label: str, color: str) -> dict[str, Any]:
-    """One line of a :func:`~nullspace_utils.plotting.seed_panels` panel: ``kind``'s match over seeds."""
-    xs, values, failed = plotting.seed_series(rows, kind)
+def _series(rows: list[NoisePoint], kind: str, label: str, color: str, field: str = "match") -> dict[str, Any]:
+    """One line of a :func:`~nullspace_utils.plotting.seed_panels` panel: ``kind``'s ``field`` over seeds (match in
+    %, logit MSE as stored)."""
+    xs, values, failed = plotting.seed_series(rows, kind, field=field, scale=100.0 if field == "match" else 1.0)
     return {"xs": xs, "values": values, "failed": failed, "label": label, "kind": kind, "color": color}
 
 
+#: the two halves of Fig. 2: each metric's axis label
+FIGURE_2_METRICS: dict[str, str] = {"match": "predictions unchanged (%)", "logit_mse": "logit MSE (log scale)"}
+
+
 def figure_2_panels(rows_by_model: dict[str, list[NoisePoint]],
-                    kinds: Sequence[str] = ("learned", "shuffled", "uniform")) -> list[dict[str, Any]]:
-    """Fig. 2's panels for :func:`~nullspace_utils.plotting.seed_panels`: one per ViT, the share of predictions kept
-    against lim for each of ``kinds``, mean and range over seeds."""
-    return [{"title": name, "xlabel": "lim (token units)", "ylabel": "predictions unchanged (%)", "logx": True,
+                    kinds: Sequence[str] = ("learned", "shuffled", "uniform"), *,
+                    field: str = "match") -> list[dict[str, Any]]:
+    """Fig. 2's panels for :func:`~nullspace_utils.plotting.seed_panels`: one per ViT, ``field`` against lim for
+    each of ``kinds``, mean and range over seeds: the share of predictions kept (``"match"``, in %, the default)
+    or the logit MSE (``"logit_mse"``, the figure's other half; give the panel a log y axis)."""
+    if field not in FIGURE_2_METRICS:
+        raise ValueError(f"Fig. 2 plots {' or '.join(FIGURE_2_METRICS)}, not {field!r}.")
+    return [{"title": name, "xlabel": "lim (token units)", "ylabel": FIGURE_2_METRICS[field], "logx": True,
              "xticks": [row["lim"] for row in rows],
-             "series": [_series(rows, kind, name, f"C{index}") for kind in kinds]}
+             "series": [_series(rows, kind, name, f"C{index}", field) for kind in kinds]}
             for index, (name, rows) in enumerate(rows_by_model.items())]
+
+
+def exact_reference(robustness: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The exact nullspace noise of §3 as Fig. 2's reference, per ViT, from the robustness sweep (which measures it
+    at the image level, ``projected``: each seed's uniform start projected onto null(W_pix)): the lowest share of
+    predictions it kept, the largest logit MSE it gave, and over how many (lim, seed) evaluations. The token-level
+    sweep has no exact noise of its own: its tokens are zero."""
+    out = {}
+    for name, rows in robustness["input"].items():
+        entries = [entry["projected"] for row in rows for entry in row["seeds"] if "projected" in entry]
+        if entries:
+            out[name] = {"match": min(entry["match"] for entry in entries),
+                         "logit_mse": max(entry["logit_mse"] for entry in entries), "evaluations": len(entries)}
+    return out
+
+
+def figure_2(sweep: ApproximateResult, exact: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
+    """Paper Fig. 2, both halves: per ViT (columns), the share of predictions kept (top row) and the logit MSE (bottom
+    row, log axis) against lim for learned, shuffled and uniform noise, mean and range over seeds; with ``exact``
+    (:func:`exact_reference`), the exact nullspace noise's measured values as a labelled reference in each panel."""
+    models = sweep["models"]
+    panels = [*figure_2_panels(models), *figure_2_panels(models, field="logit_mse")]
+    fig = plotting.seed_panels(panels, ncols=len(models), size=(2.6, 2.6))
+    for ax in fig.axes[len(models):2 * len(models)]:
+        ax.set_yscale("log")
+    for index, name in enumerate(models):
+        if exact and name in exact:
+            reference = exact[name]
+            plotting.reference_line(fig.axes[index], 100 * reference["match"],
+                                    f"exact: {100 * reference['match']:.0f} %")
+            plotting.reference_line(fig.axes[len(models) + index], reference["logit_mse"],
+                                    f"exact: ≤ {reference['logit_mse']:.0e}", side="right")
+    return fig
+
+
+#: top-1 match is at its ceiling at a point where even the shuffled copy (the learned values, nothing learned)
+#: keeps at least this share of predictions on every seed: at most 1 % of the validation images left to flip
+MATCH_CEILING = 0.99
+
+
+def _two_digits(value: float) -> str:
+    """``value`` (>= 0) in plain decimals with two significant digits: 0.0070, 0.000083, 1.3, 12."""
+    if value <= 0:
+        return f"{value:g}"
+    rounded = float(f"{value:.2g}")  # 0.009996 is 0.010, not 0.0100
+    return f"{rounded:.{max(0, 1 - math.floor(math.log10(rounded)))}f}"
+
+
+def mse_range(values: Sequence[float]) -> str:
+    """A logit MSE range over seeds, each end with two significant digits in plain decimals, "0.0012-0.0016"
+    (both ends always)."""
+    return f"{_two_digits(min(values))}-{_two_digits(max(values))}"
+
+
+def metric_separation(point: NoisePoint) -> dict[str, int | None]:
+    """Whether learned noise beats its shuffled copy at one point, on each half of Fig. 2, by
+    :func:`~nullspace_utils.studies.evidence.separated` on the seeds' ranges: ``match`` +1 when learned keeps more
+    predictions, ``logit_mse`` +1 when learned moves the logits less; -1 the other way, 0 overlapping; None for
+    both when the point failed to learn (no verdict)."""
+    if point["learning_failed"]:
+        return {"match": None, "logit_mse": None}
+    return {"match": evidence.separated(evidence.seed_values(point, "learned"), evidence.seed_values(point, "shuffled")),
+            "logit_mse": evidence.separated(evidence.seed_values(point, "shuffled", "logit_mse"),
+                                            evidence.seed_values(point, "learned", "logit_mse"))}
+
+
+def at_ceiling(point: NoisePoint) -> bool:
+    """Whether top-1 match is at its ceiling at ``point``: its shuffled copy keeps at least :data:`MATCH_CEILING` of
+    the predictions on every seed, so learned noise has (almost) nothing left to win on match."""
+    return min(evidence.seed_values(point, "shuffled")) >= MATCH_CEILING
+
+
+def _metric_word(separation: int | None, ceiling: bool = False) -> str:
+    """One verdict cell of :func:`figure_2_rows`."""
+    if separation is None:
+        return "learning failed, no verdict"
+    word = {1: "learned ahead", -1: "learned behind", 0: "not separable"}[separation]
+    return f"{word} (at ceiling)" if ceiling and separation != 1 else word
+
+
+def figure_2_rows(sweep: ApproximateResult) -> list[list[str]]:
+    """Per ViT and lim, Fig. 2's two halves side by side: match (learned vs shuffled, % over seeds) and its verdict
+    ("at ceiling" where :func:`at_ceiling`), logit MSE (learned vs shuffled) and its verdict."""
+    rows = []
+    for name, points in sweep["models"].items():
+        for point in points:
+            verdict = metric_separation(point)
+            match = [plotting.format_range(evidence.seed_values(point, kind), collapse=False)
+                     for kind in ("learned", "shuffled")]
+            mse = [mse_range(evidence.seed_values(point, kind, "logit_mse")) for kind in ("learned", "shuffled")]
+            rows.append([name, f"{point['lim']:g}", " vs ".join(match), _metric_word(verdict["match"], at_ceiling(point)),
+                         " vs ".join(mse), _metric_word(verdict["logit_mse"])])
+    return rows
+
+
+def _lims(points: Sequence[NoisePoint]) -> str:
+    """"0.5, 1, 2", or "none"."""
+    return ", ".join(f"{point['lim']:g}" for point in points) or "none"
+
+
+def figure_2_summary(sweep: ApproximateResult) -> list[list[str]]:
+    """The answer first, one row per ViT: the lims where learned noise beats its shuffled copy on match and on logit
+    MSE, where match is at its ceiling (:func:`at_ceiling`), and where learning failed (no verdict)."""
+    rows = []
+    for name, points in sweep["models"].items():
+        verdicts = [(point, metric_separation(point)) for point in points]
+        rows.append([name, _lims([point for point, verdict in verdicts if verdict["match"] == 1]),
+                     _lims([point for point, verdict in verdicts if verdict["logit_mse"] == 1]),
+                     _lims([point for point in points if at_ceiling(point)]),
+                     _lims([point for point in points if point["learning_failed"]])])
+    return rows
+
+
+def failure_lines(sweep: ApproximateResult) -> list[str]:
+    """Why each point of the sweep that failed to learn failed (:func:`~nullspace_utils.studies.evidence.learning_failures`), one line per point;
+    empty when none did."""
+    return [f"{name}, lim {point['lim']:g}: {'; '.join(evidence.learning_failures(point))}"
+            for name, points in sweep["models"].items() for point in points if point["learning_failed"]]
 
 
 def keep_norm_panel(sweep: ApproximateResult, name: str) -> dict[str, Any]:
@@ -183,37 +314,93 @@ def _norm_range(point: NoisePoint) -> str:
 
 
 def verdict_rows(sweep: ApproximateResult) -> list[list[str]]:
-    """Per ViT and lim: rate, noise norm (start -> learned range) and the learned-vs-shuffled verdict."""
+    """Per ViT and lim: rate, noise norm (start -> learned range) and whether the noise learned by the book's rule
+    (:func:`~nullspace_utils.studies.evidence.learning_failures`: "learned", or why not); the learned-vs-shuffled
+    verdicts on both metrics are :func:`figure_2_rows`'."""
     rows = []
     for name, points in sweep["models"].items():
         for point in points:
             rows.append([name, f"{point['lim']:g}", f"{point['lr']:g}",
                          f"{point['seeds'][0]['initial_norm']:.0f} → {_norm_range(point)}",
-                         evidence.point_verdict(point).split(": ", 1)[1]])
+                         "; ".join(evidence.learning_failures(point)) or "learned"])
     return rows
 
 
+def _mse_clause(point: NoisePoint) -> str:
+    """"logit MSE 0.0012-0.0016 vs 0.0038-0.0070: learned ahead": the other half of Fig. 2 for one point."""
+    ranges = " vs ".join(mse_range(evidence.seed_values(point, kind, "logit_mse")) for kind in ("learned", "shuffled"))
+    return f"logit MSE {ranges}: {_metric_word(metric_separation(point)['logit_mse'])}"
+
+
 def loss_lines(sweep: ApproximateResult, name: str) -> list[str]:
-    """``name``'s verdicts with the norm held, then the eq. 6 norm against the squared loss at the same lims."""
-    lines = [f"norm held, {evidence.point_verdict(point)}" for point in sweep["keep_norm"][name]]
+    """``name``'s verdicts with the norm held, then the eq. 6 norm against the squared loss at the same lims, each on
+    match (:func:`~nullspace_utils.studies.evidence.point_verdict`) and on logit MSE (learned vs shuffled)."""
+    lines = [f"norm held, {evidence.point_verdict(point)}; {_mse_clause(point)}" for point in sweep["keep_norm"][name]]
     for squared in sweep["squared_loss"][name]:
         plain = next(point for point in sweep["models"][name] if point["lim"] == squared["lim"])
         for label, point in (("eq. 6 norm", plain), ("squared", squared)):
-            lines.append(f"{label} loss, rate {point['lr']:g}, {evidence.point_verdict(point)}; learned norm "
-                         f"{_norm_range(point)}")
+            lines.append(f"{label} loss, rate {point['lr']:g}, {evidence.point_verdict(point)}; {_mse_clause(point)}; "
+                         f"learned norm {_norm_range(point)}")
     return lines
 
 
-def comparison_lines(sweep: ApproximateResult) -> list[str]:
-    """Per ViT, against the paper's Fig. 2: the lims where learned noise beats its shuffled copy, where they cannot
-    be told apart, and the verdict at the largest lim."""
-    lines = []
+#: the MyST label of the chapter's section with Fig. 2, which the reproducibility page links to
+CLAIM_FIGURE = "approximate-fig2"
+
+
+def _example_point(sweep: ApproximateResult) -> tuple[str, NoisePoint]:
+    """The point the §4 sentence quotes: the first where match is at its ceiling and logit MSE still separates
+    (else the first point of the first ViT)."""
     for name, points in sweep["models"].items():
-        ahead = [point["lim"] for point in points if evidence.separated(
-            evidence.seed_values(point, "learned"), evidence.seed_values(point, "shuffled")) == 1]
-        unclear = [point["lim"] for point in points if point["lim"] not in ahead]
-        largest = points[-1]
-        lines.append(f"{name}: learned beats its shuffled copy at lim {', '.join(f'{lim:g}' for lim in ahead) or 'none'}"
-                     f"{'; not separable at lim ' + ', '.join(f'{lim:g}' for lim in unclear) if unclear else ''}. "
-                     f"At the largest lim, {evidence.point_verdict(largest).split(': ', 1)[1]}.")
-    return lines
+        for point in points:
+            if at_ceiling(point) and metric_separation(point)["logit_mse"] == 1:
+                return name, point
+    name = next(iter(sweep["models"]))
+    return name, sweep["models"][name][0]
+
+
+def claims(sweep: ApproximateResult) -> list[evidence.Claim]:
+    """Paper §4, Fig. 2 as the reproducibility page's row, every number formatted from ``sweep``: learned token noise
+    against its shuffled copy on both halves of Fig. 2 (logit MSE at every point, match where it is not at its
+    ceiling), the largest lims' match ranges, and the first ViT with its norm held. "reproduced" when no point
+    failed to learn, logit MSE separates at every point and match at every ViT's largest lim; "partly" otherwise."""
+    models = sweep["models"]
+    points = [(name, point) for name, rows in models.items() for point in rows]
+    verdicts = {(name, point["lim"]): metric_separation(point) for name, point in points}
+    mse_ahead = sum(verdict["logit_mse"] == 1 for verdict in verdicts.values())
+    failed = [(name, point) for name, point in points if point["learning_failed"]]
+    seeds = sorted({len(point["seeds"]) for _, point in points})
+    name, example = _example_point(sweep)
+    match_lims = "; ".join(f"{model} lim {_lims([p for p in rows if verdicts[model, p['lim']]['match'] == 1])}"
+                           for model, rows in models.items())
+    largest = [rows[-1] for rows in models.values()]
+    kept = {kind: " / ".join(plotting.format_range(evidence.seed_values(point, kind), collapse=False)
+                             for point in largest) for kind in ("learned", "shuffled")}
+    unseparated = [point for model, point in points if verdicts[model, point["lim"]]["match"] == 0]
+    first = next(iter(models))
+    held = sweep["keep_norm"].get(first, [])
+    sentence = (f"on logit MSE the learned token noise beats its shuffled copy at {mse_ahead} of {len(points)} points "
+                f"({'/'.join(map(str, seeds))} seeds each, ranges not overlapping; e.g. {name} at lim "
+                f"{example['lim']:g}: {mse_range(evidence.seed_values(example, 'learned', 'logit_mse'))} vs "
+                f"{mse_range(evidence.seed_values(example, 'shuffled', 'logit_mse'))}), on top-1 match only where "
+                f"noise of that energy costs predictions ({match_lims}): at each ViT's largest lim it keeps "
+                f"{kept['learned']} % of {' / '.join(models)}'s predictions against {kept['shuffled']} % for its "
+                f"shuffled copy")
+    if held:
+        sentence += (f", and {plotting.format_range(evidence.seed_values(held[-1], 'learned'), collapse=False)} % "
+                     f"against {plotting.format_range(evidence.seed_values(held[-1], 'shuffled'), collapse=False)} "
+                     f"% with {first}'s norm held at lim {held[-1]['lim']:g}")
+    if unseparated:
+        floor = min(min(evidence.seed_values(point, "shuffled")) for point in unseparated)
+        sentence += (f"; at the {len(unseparated)} other points match is at or near its ceiling (the shuffled copy "
+                     f"keeps at least {100 * floor:.1f} % on every seed; {100 * MATCH_CEILING:.0f} % or more at "
+                     f"{sum(at_ceiling(point) for point in unseparated)} of them) and cannot tell the two apart")
+    sentence += (f"; {len(failed)} point{'s' if len(failed) != 1 else ''} failed to learn and give no verdict"
+                 if failed else "; no point failed to learn")
+    reproduced = (not failed and mse_ahead == len(points)
+                  and all(verdicts[model, rows[-1]["lim"]]["match"] == 1 for model, rows in models.items()))
+    return [evidence.Claim(
+        claim="Noise can be learned beyond the patch embedding so that the output barely moves, and it beats its "
+              "own shuffled values (§4, Fig. 2)",
+        chapter="approximate", figure=CLAIM_FIGURE, verdict="reproduced" if reproduced else "partly",
+        sentence=f"{sentence[0].upper()}{sentence[1:]} (teaching zoo; the imagenet profile is not run here).")]

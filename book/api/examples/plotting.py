@@ -87,3 +87,9 @@ same = xai.MapAgreement(transformed={"max_relative_difference": 0.0, "correlatio
                         transformed_correlations=[1.0], target_correlations=[0.1])
 assert plotting.map_correlation_table({"LRP": same}).rows == [["LRP", "identical", "above 0.9999", "0.10 to 0.10"]]
 assert plotting.map_difference_table({"saliency": same}).rows[0][:3] == ["saliency", "identical", "< 1e-3"]
+# a reference measured elsewhere: a labelled line inside the drawn range, an arrow at the edge outside it
+fig, ax = plt.subplots()
+ax.semilogy([0.5, 4.0], [1e-3, 1.0])
+plotting.reference_line(ax, 1e-13, "exact: ≤ 1e-13", side="right")  # decades below: the axis keeps the data's range
+assert ax.texts[0].get_text() == "↓ exact: ≤ 1e-13" and len(ax.lines) == 1
+plt.close("all")
