@@ -92,6 +92,7 @@ print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 # $\{0\}$ ($d = 1024 = 32^2$). `exact.channel_nullspace` gives the paper's, `exact.patch_nullspace` the
 # book's, and `exact.nullspace_dimensions(d, r)` the generic sizes of both.
 #
+# (exact-nullspace-dimensions)=
 # ## How large is each?
 #
 # Rank deficiency happens only on a set of matrices of measure zero, so random weights have the
@@ -208,6 +209,7 @@ print("predictions unchanged:", bool((noisy_logits.argmax(1) == clean_logits.arg
       f"({(clean_logits.argmax(1) == labels).sum().item()}/16 correct)")
 
 # %% [markdown]
+# (exact-nullspace-amplitude)=
 # ## Amplitude: nullspace noise against random noise
 #
 # How far can we push? Below, the largest logit change over the 16 images as the noise amplitude grows
