@@ -108,7 +108,7 @@ def _open(browser, url: str):
 # an error's traceback.
 RAW_TABLE = re.compile(r"\|\s*(:?-{3,}:?|—)\s*\|")
 RAW_TEX = re.compile(r"\$[^$\n]{1,80}\$|\\(frac|mathrm|mathbb|mathbf|text|tilde|odot|cdot|times|sum|top|alpha|lambda|"
-                     r"omega|varphi|phi|delta|sigma|left|right|begin|end|operatorname|leftarrow|ge|le)\b")
+                     r"omega|varphi|phi|delta|sigma|left|right|begin|end|operatorname|leftarrow|ge|le|texttt|textbf|textit|emph)\b")
 FIGURE_REPR = re.compile(r"<(Figure|matplotlib\.[\w.]+|Axes)[ :(][^>]*>")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w+Error: ", re.M)
 
