@@ -373,3 +373,16 @@ def test_the_section_4_claim_quotes_the_file():
         f"{len(points[0][1]['seeds'])}", *(f"{p['lim']:g}" for _, p in points),
         *(f"{100 * v:.1f}" for p in [*largest, held] for kind in ("learned", "shuffled") for v in values(p, kind))])))
     assert set(re.findall(r"\d+(?:\.\d+)?", claim.sentence.replace("§4", ""))) <= checked | {"4"}
+
+
+def test_false_separation_rate_is_the_chance_that_alike_seeds_separate():
+    """The rate the book quotes for a separation on seed ranges, against a simulation of alike seeds."""
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.rand(20_000, 6, generator=generator)
+    first, second = draws[:, :3], draws[:, 3:]
+    separated = ((first.min(1).values > second.max(1).values) | (first.max(1).values < second.min(1).values))
+    assert abs(separated.float().mean().item() - evidence.false_separation_rate(3, 3)) < 0.01  # 0.1
+    assert evidence.false_separation_rate(3, 3) == pytest.approx(0.1)
+    assert evidence.false_separation_rate(9, 9) < 1e-4 and evidence.false_separation_rate(1, 1) == 1.0
+    with pytest.raises(ValueError, match="at least one value"):
+        evidence.false_separation_rate(0, 3)

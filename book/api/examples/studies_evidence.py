@@ -22,3 +22,19 @@ assert evidence.point_verdict(point).startswith("lim 2: learning failed, no verd
 point["seeds"][2] = seed(0.95, 1.2, 5.0)
 assert evidence.point_verdict(evidence.judge_learning(point)) == (
     "lim 2: learned keeps more (learned 90.0-95.0 %, shuffled 50.0-50.0 %; 3 seeds)")
+
+# the one learning-failure rule, with its reasons: a loss that did not halve, a noise that grew past its start
+point["seeds"][1] = {**seed(0.92, 1.8, 5.0), "initial_norm": 3.0}
+point["seeds"][1]["train_loss"]["initial"] = 3.0  # 1.8 of 3.0 left: more than MAX_LOSS_LEFT
+point["seeds"][2] = {**seed(0.95, 1.2, 5.0), "initial_norm": 2.0}  # the norm grew from 2 to 3
+assert evidence.MAX_LOSS_LEFT == 0.5 and evidence.learning_failures(point) == [
+    "seed 1: loss only fell to 60 % of its start", "seed 2: noise norm grew from 2 to 3"]
+
+# how often two alike sets of seeds separate by chance: 3 a side 10 %, one reference against 3 seeds 50 %
+assert evidence.false_separation_rate(3, 3) == 0.1 and evidence.false_separation_rate(1, 3) == 0.5
+
+# one row of the reproducibility page: a one-word verdict (a key of VERDICTS) and one sentence from the data
+row = evidence.Claim(claim="Noise |v| can be learned (§4)", chapter="approximate", figure="approximate-fig2",
+                     verdict="reproduced", sentence="learned keeps 98-99 %, shuffled 66-67 %")
+assert set(evidence.VERDICTS) == {"reproduced", "partly", "not reproduced", "not explained", "beyond the paper"}
+assert row.markdown_row().startswith("| Noise \\|v\\| can be learned (§4) | {doc}`approximate` | **reproduced**:")
