@@ -222,7 +222,13 @@ def test_committed_fingerprint_results_match_a_recomputed_point():
         assert all(len(entry[output]) == settings.fingerprints for output in fp.OUTPUTS)
     owner_points = [p for o in fp.OUTPUTS for p in committed["suspects"]["owner"][o]]
     assert all(p["kept"] == p["n"] and p["is_yours"] for p in owner_points)
-    assert [row["step"] for row in committed["fade"]["all"]] == list(settings.fine_tune.checkpoints)
+    for runs in committed["fade"].values():  # one run per fine-tuning seed, every checkpoint, every fade fingerprint
+        assert [run["seed"] for run in runs] == list(settings.fine_tune.seeds)
+        for run in runs:
+            assert [row["step"] for row in run["rows"]] == list(settings.fine_tune.checkpoints)
+            assert all(len(row[o]) == len(row["leak"]) == settings.fade_fingerprints for row in run["rows"]
+                       for o in fp.OUTPUTS)
+    assert [run["seed"] for run in committed["defence"]] == list(settings.defence_seeds)
 
 
 def test_fingerprint_runner_end_to_end_tiny(tmp_path):
@@ -233,10 +239,10 @@ def test_fingerprint_runner_end_to_end_tiny(tmp_path):
     from nullspace_utils.studies import fingerprint as study
 
     tiny = study.FingerprintSettings(
-        n_probes=4, amplitude=0.25, fingerprints=1, tol=1e-3, bisection_steps=4,
+        n_probes=4, amplitude=0.25, fingerprints=2, tol=1e-3, bisection_steps=4,
         fine_tune=study.ThiefTuning(images=16, steps=2, batch_size=8, checkpoints=(0, 2),
-                                    lr=study.ThiefRates(all=1e-4, patch_embed=1e-4, head=1e-3)),
-        sigmas=(0.0,), val=16)
+                                    lr=study.ThiefRates(all=1e-4, patch_embed=1e-4, head=1e-3), seeds=(0, 1)),
+        sigmas=(0.0,), val=16, fade_fingerprints=1, defence_seeds=(0,))
     partial = tmp_path / "partial.json"
     run = common.Run(device="cpu", out=partial, command="test", arguments={"experiment": "fingerprint"})
     out = study.RESULT.write(tmp_path / "fingerprint.json", study.run(tiny, get_profile("teaching"), run))
@@ -248,10 +254,17 @@ def test_fingerprint_runner_end_to_end_tiny(tmp_path):
     assert {"zoo-vit-s-seed1", "zoo-vit-b", "zoo-resnet"} <= set(result["suspects"]) - set(derived)
     owner = result["suspects"]["owner"]
     assert all(owner[output][0]["kept"] == owner[output][0]["n"] for output in ("logits", "probs", "label"))
-    assert [row["step"] for row in result["fade"]["head"]] == [0, 2]
-    assert set(result["fade"]["all"][0]) == {"step", "accuracy", "logits", "probs", "label"}
-    assert result["defence"][0]["sigma"] == 0.0 and result["defence"][0]["logits"]["kept"] == 4
-    assert result["check"]["result"]["n"] == 4
+    assert [run["seed"] for run in result["fade"]["head"]] == [0, 1]
+    assert [row["step"] for row in result["fade"]["head"][1]["rows"]] == [0, 2]
+    assert set(result["fade"]["all"][0]["rows"][0]) == {"step", "accuracy", "leak", "logits", "probs", "label"}
+    assert len(result["fade"]["all"][0]["rows"][0]["logits"]) == 1  # the fade fingerprints only
+    assert result["fade"]["head"][0]["rows"][-1]["leak"][0] < 1e-12  # a new head leaves the patch map as it was
+    defence = result["defence"][0]["rows"][0]
+    assert defence["sigma"] == 0.0 and defence["logits"][0]["kept"] == 4
+    leak = result["leak"]  # every ViT suspect, no CNN (no patch map); unrelated ViT-S share 2 * 672 - 768 dimensions
+    assert "zoo-resnet" not in leak and leak["owner"]["shared_dimension"] == leak["owner"]["nullity"] == 672
+    assert leak["zoo-vit-s-seed1"]["shared_dimension"] == 576 and len(leak["zoo-vit-b"]["energy"]) == 2
+    assert result["check"]["result"]["n"] == 4 and result["check"]["tune_seed"] == 0
     saved = results.read(str(partial))  # the rows up to the last part (the defence rows come after it)
     assert set(saved["suspects"]) == set(result["suspects"]) and set(saved["fade"]) == {"all", "head", "patch_embed"}
 

@@ -263,3 +263,49 @@ def test_probes_to_claim():
     with pytest.raises(ValueError, match="n >= 1"):
         fp.probes_to_claim(0)
 
+
+def test_section_9_claim_numbers_come_from_the_result_file():
+    """The reproducibility page's §9 row (studies.fingerprint.claims): every number recomputed here from the committed
+    result file, without the study's readers, and found in the sentence; its figure label is in the chapter."""
+    from pathlib import Path
+
+    from nullspace_utils.studies import fingerprint as study
+
+    committed = study.RESULT.read(study.RESULT.path("teaching"))
+    claim, = study.claims(committed)
+    assert (claim.verdict, claim.chapter, claim.figure) == ("beyond the paper", "fingerprint", "fingerprint-suspects")
+    chapter = Path(__file__).resolve().parents[1] / "book" / "_src" / "fingerprint.py"
+    assert f"# ({claim.figure})=\n# ## " in chapter.read_text()  # the label sits above a heading
+    config, suspects, leak = committed["config"], committed["suspects"], committed["leak"]
+    n, outputs = config["n_probes"], ("logits", "probs", "label")
+    sentence = claim.sentence
+    assert f"Over {config['fingerprints']} fingerprints of {n} probes" in sentence
+    exact_points = [p for name in ("owner", "exact copy") for o in outputs for p in suspects[name][o]]
+    assert all(p["is_yours"] for p in exact_points) and "every time with every output" in sentence
+    unrelated = [name for name, entry in suspects.items() if not entry["derived"]]
+    points = [p for name in unrelated for o in outputs for p in suspects[name][o]]
+    assert f"unrelated models in {sum(p['is_yours'] for p in points)} of {len(points)} verifications" in sentence
+    assert f"at most {max(p['kept'] for p in points)} of {n} probes kept" in sentence
+    for name in ("float16 copy", "int8 copy"):
+        assert ", ".join(str(sum(p["is_yours"] for p in suspects[name][o])) for o in outputs) in sentence
+    same = {e["shared_dimension"] for e in leak.values() if not e["derived"] and e["nullity"] == 672}
+    assert same == {576} and "shares 576 of the owner's 672 nullspace dimensions" in sentence
+    energies = [v for e in leak.values() if not e["derived"] for row in e["energy"] for v in row]
+    assert f"{100 * min(energies):.1f}–{100 * max(energies):.1f} % of the noise's energy" in sentence
+    changes = [v for e in leak.values() if not e["derived"] for row in e["change"] for v in row]
+    within = sum(value <= config["tol"] for value in changes)
+    assert f"past the tolerance {config['tol']:g} on all but {within} of {len(changes)} probes" in sentence
+    assert f"(the closest at {min(changes) / config['tol']:.1f} times it)" in sentence
+    runs = committed["fade"]["patch_embed"]
+    claimed = [sum(v["is_yours"] for run in runs for v in run["rows"][i]["logits"]) for i in range(len(runs[0]["rows"]))]
+    steps = [row["step"] for row in runs[0]["rows"]]
+    end = next(steps[i] for i in range(len(steps)) if not any(claimed[i:]))
+    assert f"over {len(runs) * config['fade_fingerprints']} runs per point" in sentence
+    assert f"leaves no logits claim from step {end} on" in sentence
+    sigmas = [row["sigma"] for row in committed["defence"][0]["rows"]]
+    for output in outputs:
+        claimed = [any(v["is_yours"] for run in committed["defence"] for v in run["rows"][i][output])
+                   for i in range(len(sigmas))]
+        first = next((sigmas[i] for i in range(len(sigmas)) if not any(claimed[i:])), None)
+        if first is not None:
+            assert f"{output} from std {first:g}" in sentence

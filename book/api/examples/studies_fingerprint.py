@@ -10,9 +10,11 @@ settings = fingerprint.SETTINGS["teaching"]
 assert isinstance(settings, fingerprint.FingerprintSettings) and settings.n_probes == 16
 assert settings.fine_tune == fingerprint.ThiefTuning(images=2_000, steps=200, batch_size=32,
                                                      checkpoints=(0, 1, 2, 5, 10, 20, 50, 100, 200),
-                                                     lr=fingerprint.ThiefRates(all=1e-4, patch_embed=1e-4, head=1e-3))
+                                                     lr=fingerprint.ThiefRates(all=1e-4, patch_embed=1e-4, head=1e-3),
+                                                     seeds=(0, 1, 2))
 assert settings.fine_tune.lr.of("head") == 1e-3  # a new head learns faster than the copied layers
-assert fingerprint.CHECK == fingerprint.FingerprintCheckPoint(part="all", step=5, fingerprint_seed=0)
+assert (settings.fade_fingerprints, settings.defence_seeds) == (3, (0, 1, 2))  # fade and defence: 3 x 3 runs a point
+assert fingerprint.CHECK == fingerprint.FingerprintCheckPoint(part="all", step=5, fingerprint_seed=0, tune_seed=0)
 committed = fingerprint.RESULT.read(fingerprint.RESULT.path("teaching"))  # validated against FingerprintResult
 assert committed["config"] == common.settings_dict(settings)
 assert set(committed) == set(fingerprint.FingerprintResult.__annotations__)
@@ -25,14 +27,22 @@ assert fingerprint.settings_line(committed) == "8 fingerprints of 16 probes, amp
 table = fingerprint.suspect_rows(committed)  # the eight-secret table: probes kept, lowest–highest (claims)
 assert table[0] == ["owner", "yes", "99.0 %", "100–100 % (8/8)", "100–100 % (8/8)", "100–100 % (8/8)"]
 assert fingerprint.claim_lines(committed)[3] == "int8 copy: claimed 'yours' with logits 0/8, probs 0/8, label 1/8"
+leak = fingerprint.leak_rows(committed)  # per ViT suspect: nullity, dimensions shared with the owner's, the leak
+assert leak[4][:4] == ["zoo-vit-s-seed1", "no", "672", "576 (≥ 576)"]  # shares all that rank-nullity forces
+window = fingerprint.tolerance_window(committed)  # the owner's changes and the unrelated ViTs', around the tolerance
+assert window["owner_largest"] < window["tol"] and window["unrelated_within"] == 1  # one unrelated probe in 640 within
 assert fingerprint.unrelated_claims(committed) == 0 and fingerprint.unrelated_rates(committed)["label"] == 0.0
 curves = fingerprint.roc_curves(committed)  # output -> {"all derived", "without int8"} -> (fpr, tpr, area)
 assert set(curves) == set(fp.OUTPUTS) and curves["label"]["all derived"][2] == 1.0  # labels separate all
-panels = fingerprint.fade_panels(committed)  # plotting.line_panels' input, one line per tuned part
+panels = fingerprint.fade_panels(committed)  # fingerprint.range_panels' input, one band per tuned part
 assert [panel["title"] for panel in panels][-1] == "accuracy of the thief's model"
-assert set(panels[0]["lines"]) == set(fingerprint.TUNED_PARTS.values())
-assert fingerprint.fade_lines(committed)[1].startswith("- **a new head only**: after 1 step(s) logits keep 16/16")
-assert fingerprint.defence_rows(committed)[0] == ["0", "99.0 %", "16/16", "16/16", "16/16"]
+assert set(panels[0]["series"]) == set(fingerprint.TUNED_PARTS.values())
+steps = fingerprint.step_ranges(committed, "head", "logits")  # per checkpoint: step, kept in each run, claims
+assert steps[-1][0] == 200 and len(steps[-1][1]) == 9  # 3 fine-tuning seeds x 3 fingerprints
+assert fingerprint.fade_lines(committed)[1].startswith("- **a new head only**: after 1 step(s) logits keep 100 %")
+assert fingerprint.defence_rows(committed)[0] == ["0", "99.0 %", "100 % (9/9)", "100 % (9/9)", "100 % (9/9)"]
+claim, = fingerprint.claims(committed)  # the reproducibility page's row for §9
+assert claim.verdict == "beyond the paper" and claim.figure == "fingerprint-suspects"
 
 # the suspects, verified live: rows shaped as the result file's
 profile = get_profile("teaching")
@@ -55,10 +65,12 @@ point = fingerprint.check_point(owner, secret, images, labels, settings)  # a co
 assert point["n"] == 10 and point["queries"] == 20
 
 # the runner, on tiny settings, on the CPU, written nowhere (common.Run().out is None)
-tiny = replace(settings, n_probes=4, fingerprints=1, bisection_steps=4, sigmas=(0.0,), val=16,
-               fine_tune=replace(settings.fine_tune, images=16, steps=2, batch_size=8, checkpoints=(0, 2)))
+tiny = replace(settings, n_probes=4, fingerprints=1, fade_fingerprints=1, bisection_steps=4, sigmas=(0.0,), val=16,
+               defence_seeds=(0,), fine_tune=replace(settings.fine_tune, images=16, steps=2, batch_size=8,
+                                                     checkpoints=(0, 2), seeds=(0,)))
 result = fingerprint.run(tiny, profile, common.Run())
 assert set(result["suspects"]["owner"]) == set(fingerprint.FingerprintSuspect.__annotations__)
-assert set(result["fade"]["head"][-1]) == set(fingerprint.FingerprintFadeRow.__annotations__)
-assert set(result["defence"][0]) == set(fingerprint.FingerprintDefenceRow.__annotations__)
-assert [row["step"] for row in result["fade"]["head"]] == [0, 2] and result["check"]["result"]["n"] == 4
+assert set(result["fade"]["head"][0]["rows"][-1]) == set(fingerprint.FingerprintFadeRow.__annotations__)
+assert set(result["defence"][0]["rows"][0]) == set(fingerprint.FingerprintDefenceRow.__annotations__)
+assert [row["step"] for row in result["fade"]["head"][0]["rows"]] == [0, 2] and result["check"]["result"]["n"] == 4
+assert set(result["leak"]["owner"]) == set(fingerprint.FingerprintLeak.__annotations__)
