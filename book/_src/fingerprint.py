@@ -11,6 +11,8 @@
 #   squeezed before the noise is added;
 # - how to test a model you can only query (logits, probabilities, or just the top-1 label), and how
 #   to turn per-probe evidence into a claim with a stated false-positive rate;
+# - why another ViT is caught although its nullspace shares most of the owner's: the small part of
+#   the noise that leaks into its row space, and the tolerance that catches it;
 # - what the fingerprint proves (exact copies, a new classification head), what weakens it below a
 #   proof (float16 and int8 copies), and what erases it (fine-tuning the patch embedding, input
 #   noise), and what that costs a thief;
@@ -20,12 +22,19 @@
 #
 # Recall §3: a noise $v$ with $W_\text{pix} v = 0$, tiled over every patch, leaves a ViT's tokens, and so
 # its logits, unchanged for *every* image. That is a property of the owner's $W$. A model trained
-# independently, even with the same architecture and data, has a different $W$ and a different
-# nullspace: to it, the owner's $v$ is ordinary noise. So the owner keeps a few secret probe images
-# $x_i$ and noises $v_i$, and asks a suspect model about $x_i$ and $x_i + v_i$. Same answers, probe after
-# probe: the suspect computes the owner's patch embedding.
+# independently, even with the same architecture and data, has a different $W$ and so a different
+# nullspace, but not a disjoint one: two nullspaces of dimensions $k_1$ and $k_2$ in $\mathbb{R}^n$ share
+# at least $k_1 + k_2 - n$ dimensions, and for the zoo's ViTs that is most of each. So most of the
+# owner's $v$ is invisible to the other model too; only the part of $v$ in the other model's row
+# space, the *leak*, reaches its tokens. That part is small, but it moves the logits far more than
+# float rounding does. So the owner keeps a few secret probe images $x_i$ and noises $v_i$, and asks a
+# suspect model about $x_i$ and $x_i + v_i$. Same answers, up to rounding, probe after probe: the
+# suspect computes the owner's patch embedding. A section below measures the shared dimensions and
+# the leak.
 # %% [colab]
 # %%
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -61,10 +70,10 @@ plotting.show_images([secret.probes[0], noises[0], secret.probes[0] + noises[0]]
 plt.show()
 
 # %% [markdown]
-# The file holds the probes and one noise patch per probe, not the weights. Sixteen vectors of a
-# nullspace of dimension C r² − d (672 for the zoo's ViT-S) pin down very little of W; still, keep it
-# secret: whoever holds it can tell your model apart from others, and a thief who knew the noises
-# could make a model that reacts to them on purpose.
+# The file holds the probes and one noise patch per probe, not the weights. A few vectors of a
+# nullspace of dimension C r² − d (the zoo's ViT-S: printed in the leak section below) pin down very
+# little of W; still, keep it secret: whoever holds it can tell your model apart from others, and a
+# thief who knew the noises could make a model that reacts to them on purpose.
 #
 # ## Asking a suspect
 #
@@ -90,20 +99,24 @@ plotting.table(rows, ["suspect", "derived from the owner", "probes kept", "p-val
 
 # %% [markdown]
 # The owner and its exact copy change only by float32 rounding, orders of magnitude below an
-# independently trained ViT-S (the two lines above). The float16 copy sits in between, near the
-# tolerance: its weights are rounded, so the owner's noise is no longer *exactly* in its nullspace.
-# The int8 copy is the surprise: its later layers quantise their inputs, and a token that differs from
-# the clean one by float rounding can round to the neighbouring quantisation step, a change far above
-# the tolerance. For both copies the logits no longer prove the fingerprint reliably; the labels,
-# below, do not rescue them either (the eight-secret table counts the claims).
+# independently trained ViT-S (the two lines above). The float16 and int8 copies sit in between,
+# around the tolerance (the figure). Not because their patch embeddings lost the owner's
+# nullspace: the zoo ships its weights in float16, so the float16 copy's patch embedding is the owner's
+# exactly, and int8 quantisation touches only the linear layers, not the patch embedding (a
+# convolution); the leak section below checks both. Their changes come from rounding *after* the
+# patch embedding: float16 arithmetic (and the float16 input, in which probe + noise is rounded), and
+# int8 layers that round their inputs to quantisation steps, where a token that differs from the
+# clean one by float rounding can land on the neighbouring step. For both copies the logits no longer
+# prove the fingerprint reliably; the labels, below, do not rescue them either (the table of every
+# secret counts the claims).
 #
 # ```{note}
 # How many probes these two copies keep is a property of the *machine* as much as of the model: float16
 # arithmetic on the CPU and the dynamic int8 kernels round differently on different processors, thread
-# counts and BLAS builds. The same int8 copy kept 12/16 label probes on one machine and 14/16 on
-# another. So the tables on this page print no count for them (the figure above still shows their
-# changes as your machine computes them); the eight-secret table further down gives their range over
-# eight fingerprints, measured on the machine it names.
+# counts and BLAS builds; the same int8 copy kept a different number of label probes on two machines
+# we tried. So the tables on this page print no count for them (the figure above still shows their
+# changes as your machine computes them); the table of every secret further down gives their range
+# over the run's fingerprints, measured on the machine it names.
 # ```
 #
 # ## From probes to a claim
@@ -113,16 +126,16 @@ plotting.table(rows, ["suspect", "derived from the owner", "probes kept", "p-val
 # $P(\mathrm{Bin}(n, q) \ge k)$. `verify` claims the model is yours when that p-value is at most
 # `alpha`; the claim is then wrong with probability at most `alpha`, as long as unrelated models really
 # keep probes at rate $q$ or less. The default $q = 0.5$ is deliberately pessimistic: the unrelated
-# models above keep none of their probes. The price of that pessimism is a few more queries:
+# models above keep few probes or none. The price of that pessimism is a few more queries:
 
 # %%
 for alpha in (1e-2, 1e-3, 1e-6):
     print(f"alpha {alpha:g}: {fp.probes_needed(alpha)} probes (null rate 0.5), "
           f"{fp.probes_needed(alpha, null_rate=0.05)} if unrelated models keep at most 5 % of probes")
+print(f"queries with logits at alpha 0.001: {2 * fp.probes_needed(1e-3)} (two per probe)")
 
 # %% [markdown]
-# With logits or probabilities, each probe costs two queries, so 20 queries settle the question at
-# α = 10⁻³.
+# With logits or probabilities, each probe costs two queries, clean and noisy (the last line).
 #
 # ## Only the label
 #
@@ -130,7 +143,8 @@ for alpha in (1e-2, 1e-3, 1e-6):
 # whoever's nullspace it comes from. So `verify(..., output="label")` first walks each probe to the
 # suspect's *own* decision boundary: a bisection on the segment from the probe to a partner probe that
 # the suspect labels differently, by label queries alone. The two images that bracket the boundary are
-# about 10⁻⁴ apart along the segment. For a model whose patch embedding ignores the noise, both keep
+# $2^{-s}$ of the segment apart after $s$ bisection steps (`bisection_steps`, 14 by default). For a
+# model whose patch embedding ignores the noise, both keep
 # their labels when the noise is added; for any other model, the noise shifts the boundary by far more
 # than that, and one of the two labels flips.
 
@@ -142,17 +156,17 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 
 # %% [markdown]
 # Label access costs many more queries per probe than the two of the logits test (the last column).
-# Over the eight fingerprints of the next section, the int8 copy keeps more probes with labels than
-# with logits: its rounding jumps are small next to the boundary bracket. The float16 copy goes the
-# other way: its rounding is larger than the bracket, so it flips labels like an unrelated model would. Whether either keeps *enough* probes for a claim is
-# the question of the next section. The exercise {ref}`ex-fingerprint-2` trades the bracket width
-# against that.
+# How many probes the float16 and int8 copies keep with labels, against logits, the table of the next
+# section shows over every fingerprint; whether either keeps *enough* probes for a claim is the
+# question there. The exercise {ref}`ex-fingerprint-2` trades the bracket width against that.
 #
-# ## Every suspect, eight secrets
+# (fingerprint-suspects)=
+# ## Every suspect, every secret
 #
-# One fingerprint is one draw. The script below draws eight (seeds 0 to 7), checks every suspect with
-# every output, fine-tunes copies of the owner, and tries the defences a thief would; it runs on the
-# CPU in a few minutes:
+# One fingerprint is one draw. The script below draws several (its settings line says how many),
+# checks every suspect with every output, measures the leak, fine-tunes copies of the owner with
+# several seeds, and tries the defences a thief would; it runs on the CPU (the line under the command
+# says which machine made the file):
 #
 # ```bash
 # python -m nullspace_utils.experiments fingerprint --profile teaching
@@ -167,12 +181,14 @@ if found is not None:
                            caption="Probes kept, lowest–highest over the fingerprints, and (in brackets) how many "
                                    "of them led to the claim 'yours' at α = 10⁻³"))
     print("\n".join(fingerprint_study.claim_lines(found)))
+    n_probes = found["config"]["n_probes"]
+    print(f"a claim at alpha 0.001 (null rate 0.5) needs at least {fp.probes_to_claim(n_probes)} of "
+          f"{n_probes} probes kept")
 
 # %% [markdown]
-# Only the owner and its exact copy are proven with every fingerprint and every output. The float16 and
-# int8 copies, derived from the owner's weights, keep many probes but are claimed in only a few of the
-# eight fingerprints, or none (the lines under the table): at α = 10⁻³ with the pessimistic null rate,
-# 16 probes need every probe kept, or nearly so, and rounding breaks a few.
+# The lines under the table count the claims of the suspects derived from the owner's weights. A
+# claim at α = 10⁻³ with the pessimistic null rate needs nearly every probe kept (the last line), so a
+# copy whose rounding breaks a few probes is not proven, however many it keeps.
 #
 # The ROC curves below treat the score (fraction of probes kept) as a detector of "derived from the
 # owner's model" (owner, copies, float16, int8) against the unrelated models; each point is one
@@ -192,64 +208,178 @@ if found is not None:
     print(f"claims 'yours' made for an unrelated model: {claimed}")
 
 # %% [markdown]
-# Unrelated models, of the same architecture or not, keep almost no probes, far below the null rate of
-# 50 % that the test assumes, and were never claimed. Every miss is a quantised copy whose rounding
-# breaks the exact invariance, under every output. The scores still separate them from unrelated
-# models (the curves above): an owner who suspects a quantised copy could ask with the output that
-# keeps more probes (labels for int8, logits for float16, in the table) and test against a null rate
-# measured on unrelated models instead of the pessimistic 0.5. We have not measured that test's
-# false-positive rate beyond the unrelated models of this table, so the book does not claim it.
+# Unrelated models, of the same architecture or not, keep few probes, below the null rate of 50 % that
+# the test assumes (the first line), and the second line counts the claims made for them. The scores
+# separate the quantised copies from unrelated models better than the claims do (the curves above): an
+# owner who suspects a quantised copy could ask with the output that keeps more probes (the table says
+# which) and test against a null rate measured on unrelated models instead of the pessimistic 0.5. We
+# have not measured that test's false-positive rate beyond the unrelated models of this table, so the
+# book does not claim it.
 #
-# ## What a thief can do
+# (fingerprint-leak)=
+# ## Why another ViT is caught: a shared nullspace and a small leak
 #
-# ### Fine-tuning
-#
-# A thief who fine-tunes the stolen model on new data (here: 2000 images from the test split) changes
-# W a little at every step; the owner's noise drifts out of the new nullspace. How fast?
+# Why does an independently trained ViT change its answers at all? Not because its nullspace is
+# foreign to the owner's. Stack the two patch matrices, $W_A$ over $W_B$: a vector lies in both
+# nullspaces exactly when the stacked matrix sends it to zero, so the shared dimension is the
+# nullity of the stack, $n - \operatorname{rank}[W_A; W_B] \ge n - d_A - d_B = k_A + k_B - n$
+# (rank–nullity, the primer's theorem). `fp.shared_nullspace_dimension` computes it by SVD, for each
+# ViT of the zoo:
+
+# %%
+vit_suspects = [independent, *[name for name, (_, derived) in suspects.items()
+                               if not derived and name in profile.vit_models], "float16 copy", "int8 copy"]
+for name in vit_suspects:
+    sizes = fingerprint_study.overlap(owner, suspects[name][0])
+    print(f"{name}: nullspace of dimension {sizes['nullity']} in R^{sizes['values']}, shares {sizes['shared']} "
+          f"dimensions with the owner's (any two such nullspaces share at least {sizes['least']})")
+
+# %% [markdown]
+# Every unrelated ViT shares most of the owner's nullspace, exactly the least any two nullspaces of
+# those sizes must share: trained weights are generic in this sense. The float16 and int8 copies share
+# all of it (their patch maps are the owner's). So most of the owner's noise $v$ is invisible to an
+# unrelated ViT as well. What it sees is the rest: `fp.split_noise` splits each noise patch into the
+# part in the suspect's row space (the *leak*) and the part in its nullspace, and `fp.leak_energy`
+# gives the leak's **energy share**, $\|v - P_B v\|^2 / \|v\|^2$ with $P_B$ the projector onto the
+# suspect's nullspace (the book measures every "share" of a noise as an energy share, squared norms).
+# Below, for the independently trained ViT-S: its leak, and verification with each part alone.
+
+# %%
+other = suspects[independent][0]
+seen, hidden = fp.split_noise(secret, other)
+leak = fp.leak_energy(secret, other)
+print(f"{independent}: energy share of the noise in its row space, over the probes: "
+      f"{plotting.format_range(leak.tolist(), digits=1)} %")
+query = fp.as_query(other)
+whole = fp.verify(secret, query)
+only_leak = fp.verify(replace(secret, noise_patches=seen.float()), query)
+only_hidden = fp.verify(replace(secret, noise_patches=hidden.float()), query)
+print("the leak alone changes the logits as the whole noise does (every difference < 1e-4):",
+      bool((only_leak.changes - whole.changes).abs().max() < 1e-4))
+print("the hidden part alone changes every probe by rounding only (< 1e-5):", bool(only_hidden.changes.max() < 1e-5))
+print("the leak moves every probe beyond the tolerance 1e-3:", bool(whole.changes.min() > 1e-3))
+print("the float16 and int8 copies see no leak (energy share < 1e-12):",
+      all(bool(fp.leak_energy(secret, suspects[name][0]).max() < 1e-12) for name in ("float16 copy", "int8 copy")))
+
+# %% [markdown]
+# The unrelated ViT-S answers the leak, not the noise: the leak alone gives the same logit changes as
+# the whole noise, and the rest changes nothing. So the tolerance does one job: it tells the leak's
+# effect from float rounding. The owner's changes are rounding; an unrelated ViT's are the response to
+# a noise of a few per cent of the fingerprint's energy. How much leak does verification need? Scale
+# each probe's leak by a factor, keep the hidden part, and count the probes kept with logits:
+
+# %%
+unrelated_vits = {name: suspects[name][0] for name in vit_suspects[:-2]}
+curves = fingerprint_study.leak_curves(secret, unrelated_vits, (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0))
+fig = plotting.line_panels([{"title": "probes kept against the leak", "ylabel": "% of probes kept (logits)",
+                             "lines": curves}], xlabel="energy share of the noise in the suspect's row space",
+                           ncols=1, size=(5.0, 3.2))
+fig.axes[0].set_xscale("log")
+plt.show()
+
+# %% [markdown]
+# Each curve falls from every probe kept to none as the leak's energy share grows; the suspect's own
+# leak is the rightmost point. Where a curve crosses depends on how strongly the suspect's logits
+# respond to its row space, and the tolerance sets the level. Over every fingerprint of the run,
+# from the result file (the leak and the change per probe, the probes kept with logits per
+# fingerprint):
 
 # %%
 if found is not None:
-    fig = plotting.line_panels(fingerprint_study.fade_panels(found), xlabel="fine-tuning steps (0 drawn at 0.5)",
-                               size=(3.6, 3.2))
+    display(plotting.table(fingerprint_study.leak_rows(found),
+                           ["suspect", "derived", "nullspace dim.", "shared with owner's (least)",
+                            "leak energy share", "relative logit change", "probes kept (logits)"]))
+    print("\n".join(fingerprint_study.leak_lines(found)))
+    fig = plotting.line_panels(fingerprint_study.leak_panels(found), xlabel="leak energy share (row space)",
+                               size=(3.6, 3.2), logy=(True, False))
     for ax in fig.axes:
         ax.set_xscale("log")
+    fig.axes[0].axhline(found["config"]["tol"], color="k", linestyle="--", linewidth=1)
+    plt.show()
+
+# %% [markdown]
+# Left: each probe's logit change against its leak. The derived copies sit at a leak of float64
+# rounding; the owner and its exact copy change by float32 rounding, the float16 and int8 copies by
+# their own rounding after the patch embedding, which is why they are not always kept. The unrelated
+# ViTs sit at a leak of several per cent and change by more than the tolerance (dashed), but not by
+# much more for every probe: the last line above gives the smallest change of an unrelated ViT, as a
+# multiple of the tolerance, and how many of their probes fall within it. The owner's changes sit
+# orders of magnitude lower, so a tolerance could move down a long way, not up: a looser tolerance,
+# or a smaller noise amplitude (which shrinks the leak with it; exercise {ref}`ex-fingerprint-1`),
+# keeps more unrelated probes. A probe or two kept does not make a claim (the claims above need nearly
+# all); it is why the null rate must not be set at zero.
+# Right: the probes a fingerprint keeps against its median leak, for the fine-tuned copies of the next
+# section (every run and step) and the unrelated ViTs: what the fine-tuning does to the fingerprint is
+# to open a leak, and the probes go as the leak grows.
+#
+# ## What a thief can do
+#
+# (fingerprint-fade)=
+# ### Fine-tuning
+#
+# A thief who fine-tunes the stolen model on new data (images from the test split, settings below)
+# changes W a little at every step; the owner's noise starts to leak into the new row space. How fast?
+# The run fine-tunes with several seeds (batches, and a new head's initialisation) and verifies every
+# checkpoint with several fingerprints; the bands below are the lowest to highest over those runs, the
+# lines their median.
+
+# %%
+if found is not None:
+    print(fingerprint_study.runs_line(found))
+    tune = found["config"]["fine_tune"]
+    print(f"{tune['steps']} steps of {tune['batch_size']} of {tune['images']} images; learning rates {tune['lr']}")
+    fingerprint_study.range_panels(fingerprint_study.fade_panels(found), xlabel="fine-tuning steps (0 drawn at 0.5)",
+                                   size=(3.6, 3.2))
     plt.show()
 
 # %%
 if found is not None:
+    display(plotting.table(fingerprint_study.fade_rows(found),
+                           ["tuned", "step", *[f"kept ({o})" for o in fp.OUTPUTS], "accuracy"],
+                           caption="Probes kept, lowest–highest over the runs, and (in brackets) how many runs "
+                                   "led to the claim 'yours'; the thief's accuracy, lowest–highest over the seeds"))
     display(Markdown("\n".join(fingerprint_study.fade_lines(found))))
 
 # %% [markdown]
-# Training a new head leaves the patch embedding, and so the fingerprint, exactly as it was: every
-# probe is kept at every step, with every output (the head starts from scratch, hence the accuracy
-# climbing from chance). Training that touches the patch embedding wears the fingerprint down at once
-# under label access, whose bracket is narrow, and gradually under logit access: some probes' noises
-# stay nearly invisible for hundreds of steps, because fine-tuning at a small learning rate moves W
-# only a little. The partial score is still far above what unrelated models keep, but with 16 probes
-# and the pessimistic null rate it no longer proves anything: an owner who expects fine-tuned copies
-# must measure the null rate of unrelated models (as the table above does) and use it. And note what
-# the thief pays for retraining only the patch embedding: nothing in accuracy. The fingerprint proves
-# *unchanged* copies (a new head included), not quantised deployments nor models derived by further
-# training, which is the "limited usage scenarios" the paper anticipates.
+# Training a new head leaves the patch embedding, and so the fingerprint, exactly as it was: its leak
+# stays at float64 rounding, logits and probabilities keep every probe in every run at every step, and
+# every run is claimed with every output (the table). Labels lose a probe now and then: the bracket
+# around the new head's boundary is so narrow that float rounding alone can flip a label. The head
+# starts from scratch, hence the accuracy climbing from chance. Training that touches the patch
+# embedding opens a leak from the first step (the right panel of the leak figure). Label access loses
+# most probes at once: its bracket around the boundary is narrow. Logit access loses them gradually,
+# and its claim soon after (the lines above say from which step no run is claimed). One run's count is
+# not monotone in the steps: a probe set can keep more probes at a later checkpoint than at an
+# earlier one (the lines flag it), since each step moves W in a new direction; what the data carry is
+# the band over the runs, not one curve. The partial score stays above what unrelated models keep, but
+# with this many probes and the pessimistic null rate it no longer proves anything: an owner who
+# expects fine-tuned copies must measure the null rate of unrelated models (as the table above does)
+# and use it. And the thief keeps the model's accuracy (the last column). The fingerprint proves
+# *unchanged* copies (a new head included), not models whose patch embedding was trained further,
+# which is the "limited usage scenarios" the paper anticipates.
 #
 # ### Input noise
 #
 # A thief can also add a little random noise to every input before the model sees it. The noise is
-# fresh for every query, so the clean and noisy probes no longer see the same network input.
+# fresh for every query, so the clean and noisy probes no longer see the same network input. The run
+# draws that noise from several seeds and verifies with several fingerprints.
 
 # %%
 if found is not None:
     display(plotting.table(fingerprint_study.defence_rows(found),
-                           ["noise std", "accuracy", *[f"kept ({o})" for o in fp.OUTPUTS]]))
+                           ["noise std", "accuracy", *[f"kept ({o})" for o in fp.OUTPUTS]],
+                           caption="Probes kept, lowest–highest over noise seeds x fingerprints, and (in brackets) "
+                                   "how many runs led to the claim 'yours'; accuracy over the noise seeds"))
+    display(Markdown("\n".join(fingerprint_study.defence_lines(found))))
 
 # %% [markdown]
-# A noise far below one grey level of an 8-bit image (std 10⁻⁴) leaves the logits within the
-# tolerance, but already costs the label test its proof; from 10⁻³ on the logit test fails too, and
-# from 10⁻² on neither proves anything, while the thief's accuracy barely moves until the largest
-# noise (the table). The fingerprint relies on exact
-# equality, and a little randomness at the input is a cheap, effective defence against it. A verifier
-# facing it would have to compare distributions of answers over repeated queries instead of single
-# answers; the exercise {ref}`ex-fingerprint-3` starts that.
+# A noise far below one grey level of an 8-bit image already costs the label test its claims, and a
+# little more the logit test's (the lines under the table), while the thief's accuracy hardly moves
+# until the largest noise (the table). Labels keep some probes at every noise level, by chance: a
+# label that the noise does not move stays, whoever's nullspace the probe's noise lies in. The
+# fingerprint relies on exact equality, and a little randomness at the input is a cheap, effective
+# defence against it. A verifier facing it would have to compare distributions of answers over repeated
+# queries instead of single answers; the exercise {ref}`ex-fingerprint-3` starts that.
 #
 # ## Compared with watermarks planted at training time
 #
@@ -268,16 +398,21 @@ if found is not None:
 # ```{admonition} What the paper says, what we found
 # :class: important
 #
-# - **§9: "the nullspace will be unique property of any set of weights".** Measured: independently
-#   trained ViTs, even of the same architecture and data, never share the owner's nullspace (no claim,
-#   almost no probes kept). But "any set of weights" is literal: the owner's own weights rounded to
-#   float16 or quantised to int8 are a different set, and are proven in only a few fingerprints, or
-#   none.
+# - **§9: "the nullspace will be unique property of any set of weights".** Measured: the nullspace
+#   itself is not unique. An independently trained ViT of the same architecture and data shares most
+#   of the owner's nullspace, as many dimensions as rank–nullity forces and no more (the leak section
+#   prints them). What is unique is the rest: the few per cent of the noise's energy that leak into
+#   another ViT's row space move its logits beyond the tolerance, and that, not a foreign nullspace, is
+#   what the test detects (the leak section gives the narrowest margin, and the table of every secret
+#   the claims made for unrelated models). "Any set of weights" is literal the other way too: float16
+#   and int8 copies keep the owner's patch embedding exactly, yet rounding after it makes them proven
+#   in only a few fingerprints, or none.
 # - **§9: patenting "will not require any additional steps during training".** True: the
 #   fingerprint is drawn from the trained weights alone.
-# - **§9: it "will face limited usage scenarios".** The scenarios, measured: exact copies and new
-#   heads are proven; quantised copies, fine-tuning of the patch embedding and a little input noise
-#   are not.
+# - **§9: it "will face limited usage scenarios".** The scenarios, measured over several fingerprints
+#   and seeds: exact copies and new heads are proven; quantised copies mostly not; fine-tuning that
+#   touches the patch embedding ends the logits claim within a few steps, and a little input noise
+#   ends every claim, both at almost no cost in accuracy (the lines under the fade and defence tables).
 # ```
 #
 # ## On your own model
@@ -315,9 +450,10 @@ if found is not None:
 #         r = fp.verify(s, fp.as_query(suspects[name][0]))
 #         print(amplitude, name, r.kept, f"{r.changes.median():.1e}")
 # ~~~
-# The unrelated model's change grows with the amplitude (the noise is ordinary noise to it), while the
-# float16 copy's change is mostly its own rounding, nearly independent of the amplitude. Larger
-# amplitudes separate them better, up to the limit a < 0.5 that keeps probe + noise in [0, 1].
+# The unrelated model's change grows with the amplitude: its leak, the part of the noise in its row
+# space, scales with the noise. The float16 copy's change is mostly its own rounding, nearly
+# independent of the amplitude. Larger amplitudes separate them better, up to the limit a < 0.5 that
+# keeps probe + noise in [0, 1].
 # ```
 #
 # ```{exercise} A wider bracket for float16
