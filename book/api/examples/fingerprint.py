@@ -27,3 +27,10 @@ for step, copy in fp.tune_copy(mine, my_images, my_labels, part="patch_embed", s
 assert fp.roc_auc([1.0, 0.9], [0.0, 0.1]) == 1.0  # perfect separation
 assert fp.roc_curve([1.0, 0.9], [0.0, 0.1]) == ([0.0, 0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0, 1.0])
 assert json.loads(fp.describe(secret))["probes"] == [10, 3, 112, 112]  # sizes and settings, no tensors
+# why another ViT is caught: it shares most of the owner's nullspace, and answers the small rest (the leak)
+assert fp.shared_nullspace_dimension(mine, other) == 672 + 672 - 768  # as many dimensions as rank-nullity forces
+seen, hidden = fp.split_noise(secret, other)  # the part of each noise patch it sees (row space) and the rest
+leak = fp.leak_energy(secret, other)  # per probe, the energy share of the noise in its row space
+assert 0.02 < leak.min() and leak.max() < 0.3 and fp.leak_energy(secret, mine).max() < 1e-12
+assert fp.verify(fp.with_leak(secret, other, 0.0), fp.as_query(other)).kept == 10  # no leak: it keeps every probe
+assert fp.probes_to_claim(16) == 15  # of 16 probes, 15 kept make a claim at alpha 0.001

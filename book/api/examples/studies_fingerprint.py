@@ -41,6 +41,18 @@ steps = fingerprint.step_ranges(committed, "head", "logits")  # per checkpoint: 
 assert steps[-1][0] == 200 and len(steps[-1][1]) == 9  # 3 fine-tuning seeds x 3 fingerprints
 assert fingerprint.fade_lines(committed)[1].startswith("- **a new head only**: after 1 step(s) logits keep 100 %")
 assert fingerprint.defence_rows(committed)[0] == ["0", "99.0 %", "100 % (9/9)", "100 % (9/9)", "100 % (9/9)"]
+assert fingerprint.fade_rows(committed)[0][:2] == ["everything", "0"]  # per part and step: ranges and claims
+assert fingerprint.runs_line(committed).startswith("9 runs per point")
+assert fingerprint.defence_thresholds(committed)["label"] == 1e-4  # no run claimed from this noise std on
+assert fingerprint.defence_lines(committed)[2].startswith("- label: no run claimed from std 0.0001 on")
+assert fingerprint.leak_lines(committed)[0].startswith("owner's architecture, other seeds: nullity 672, shares 576")
+leak_figure = fingerprint.leak_panels(committed)  # plotting.line_panels' input: change vs leak, kept vs leak
+assert [panel["title"] for panel in leak_figure][0] == "each probe: logit change vs leak"
+run = committed["fade"]["all"][0]  # a FingerprintFadeRun: one fine-tuning seed at every checkpoint
+assert set(run) == set(fingerprint.FingerprintFadeRun.__annotations__)
+assert set(committed["defence"][0]) == set(fingerprint.FingerprintDefenceRun.__annotations__)
+figure = fingerprint.range_panels(panels, xlabel="steps")  # bands over the runs, the median as a line
+assert len(figure.axes) == 4
 claim, = fingerprint.claims(committed)  # the reproducibility page's row for §9
 assert claim.verdict == "beyond the paper" and claim.figure == "fingerprint-suspects"
 
@@ -61,6 +73,12 @@ assert fingerprint.claim_cells("owner", fp.verify(secret, fp.as_query(owner))) =
 assert "int8 copy" in fingerprint.BACKEND_DEPENDENT_SUSPECTS  # its counts vary with the CPU's kernels, so the
 int8 = fingerprint.claim_cells("int8 copy", fp.verify(secret, fp.as_query(suspects["int8 copy"][0])))  # chapter
 assert int8 == ["varies by CPU", "—", "see the eight-secret table"]  # prints them from the result file only
+sizes = fingerprint.overlap(owner, suspects["zoo-vit-b"][0])  # how its nullspace meets the owner's
+assert sizes == {"values": 768, "nullity": 576, "shared": 480, "least": 480}
+entry = fingerprint.leak_entry(owner, suspects["zoo-vit-b"][0], [secret], derived=False)  # a FingerprintLeak
+assert entry["shared_dimension"] == 480 and len(entry["energy"][0]) == len(entry["change"][0]) == 10
+curves = fingerprint.leak_curves(secret, {"zoo-vit-b": suspects["zoo-vit-b"][0]}, (1e-3, 1.0))  # kept vs leak
+assert curves["zoo-vit-b"][1][-1] == 0.0  # its own leak: no probe kept
 point = fingerprint.check_point(owner, secret, images, labels, settings)  # a copy tuned for 5 steps, logits
 assert point["n"] == 10 and point["queries"] == 20
 
