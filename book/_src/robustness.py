@@ -23,7 +23,7 @@ import torch
 from IPython.display import display
 from torch.utils.data import TensorDataset
 
-from nullspace_utils import approximate, plotting, robustness
+from nullspace_utils import approximate, exact, plotting, robustness
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate as approximate_study
@@ -153,7 +153,7 @@ if sweep is not None:
 # learned noise and under its null part (the projected start); the share of the learned noise's norm in
 # null($W_\text{pix}$), against the share in its start. As in the {doc}`exact_nullspace` chapter, a
 # "null share" is a share of *energy* (squared norm): a random direction puts $(3r^2 - d)/3r^2$ of its energy
-# there, 0.875 for the zoo's ViT-S.
+# there, which is what the start's column shows.
 
 # %%
 if sweep is not None:
@@ -194,7 +194,7 @@ if transfer is not None:
 # %% [markdown]
 # A transferred noise is only interesting if it keeps more than a noise nobody learned: the uniform noise it
 # started from (the same seeds, the same energy), on the same target. Below, the ViTs' noises at the largest
-# transfer lim, target by target, with the source ViT's *exact* nullspace noise at the same energy beside them
+# transfer lim, target by target, with ViT-S's *exact* nullspace noise at the same energy beside them
 # (one draw per seed); then every source and target, counted by direction, at each transfer lim.
 
 # %%
@@ -211,12 +211,24 @@ if transfer is not None:
 # %% [markdown]
 # Within the ViTs a learned noise transfers: at the largest lim it keeps far more of the other ViTs'
 # predictions than the uniform noise it started from. From a ViT to a CNN it does no better than uniform
-# noise at that lim. At the middle lim the gains are small where they exist, and at the smallest lim every
-# model keeps nearly everything whatever the noise. That the other
-# two ViTs barely notice ViT-S's exact noise is no accident: all three zoo ViTs cut the image into the same
-# 16-pixel patches, so their patch nullspaces live in the same $3 \cdot 16^2 = 768$-dimensional space; ViT-S's
-# (dimension 672) and ViT-B's (576) must share at least $672 + 576 - 768 = 480$ dimensions, and most of a
-# random noise in ViT-S's nullspace lies in that shared part. The CNNs' first layers have no such structure.
+# noise at that lim. At the middle lim some pairs do separate, by the few points printed below, and at the
+# smallest lim every model keeps nearly everything whatever the noise. That the other two ViTs barely notice
+# ViT-S's exact noise is no accident: all three zoo ViTs cut the image into the same patches, so their patch
+# nullspaces live in one space of $3r^2$ dimensions, and two subspaces of it must share at least the sum of
+# their dimensions less $3r^2$; most of a random noise in ViT-S's nullspace lies in that shared part. The CNNs'
+# first layers have no such structure.
+
+# %%
+if transfer is not None:
+    middle = shown[0]
+    gains = robustness_study.transfer_gains(transfer, middle, profile.vit_models, profile.cnn_models)
+    print(f"lim {middle}: ViT->CNN pairs that separate from uniform: {len(gains)}, by "
+          f"{plotting.format_range(gains, scale=1, digits=0, collapse=False)} points")
+vit_s, *others = (profile.load_model(name) for name in profile.vit_models)
+whole = 3 * exact.patch_embedding_layer(vit_s).kernel_size[0] ** 2
+for name, other in zip(profile.vit_models[1:], others, strict=True):
+    a, b = exact.nullspace_sizes(vit_s)["joint"], exact.nullspace_sizes(other)["joint"]
+    print(f"{profile.vit_models[0]} ({a}) and {name} ({b}) in {whole} dimensions share at least {a + b - whole}")
 #
 # ## What the teaching zoo says
 #

@@ -12,15 +12,18 @@ from typing import Any, Mapping, Sequence
 
 from nullspace_utils.plotting import format_range
 
-__all__ = ["SEED_LOSS_RATIO", "MAX_LOSS_LEFT", "learning_failures", "judge_learning", "seed_values", "separated", "point_verdict",
+__all__ = ["SEED_LOSS_RATIO", "MAX_LOSS_LEFT", "NEAR_MARGIN", "learning_failures", "near_failures", "judge_learning", "seed_values", "separated", "point_verdict",
            "compare_groups", "false_separation_rate", "VERDICTS", "Claim"]
 
 
 #: a seed whose learned noise ends at more than this many times the best seed's training loss failed to learn
 SEED_LOSS_RATIO = 2.0
 #: a seed whose learned noise's training loss ends above this fraction of its start's has not learned at the
-#: budget (it did not halve its loss); every point the book reads as a property of a model ends at 3-35 %
+#: budget (it did not halve its loss); a seed within :data:`NEAR_MARGIN` below it passes only narrowly
+#: (:func:`near_failures` names it, so that a verdict resting on it can say so)
 MAX_LOSS_LEFT = 0.5
+#: how close below :data:`MAX_LOSS_LEFT` (as a fraction of the start's loss) a seed's loss counts as a narrow pass
+NEAR_MARGIN = 0.1
 
 
 def _seed_failure(entry: Mapping[str, Any], best: float, keep_norm: bool) -> str | None:
@@ -61,6 +64,16 @@ def learning_failures(row: Mapping[str, Any]) -> list[str]:
     if choice and choice["at_edge"]:
         reasons.append(f"rate {row['lr']:g} at the edge of its grid")
     return reasons
+
+
+def near_failures(row: Mapping[str, Any]) -> list[float]:
+    """The losses left (learned over start, per seed) of the seeds of a point that passed the learning-failure rule
+    only narrowly: within :data:`NEAR_MARGIN` below :data:`MAX_LOSS_LEFT`. Empty for a point that failed (it is no
+    evidence either way) or that learned clearly."""
+    if row["learning_failed"]:
+        return []
+    left = [entry["train_loss"]["learned"] / entry["train_loss"]["initial"] for entry in row["seeds"]]
+    return [value for value in left if MAX_LOSS_LEFT - NEAR_MARGIN < value <= MAX_LOSS_LEFT]
 
 
 def judge_learning(row: Any) -> Any:

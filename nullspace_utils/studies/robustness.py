@@ -42,7 +42,7 @@ from nullspace_utils.studies.noise_sweep import (
 __all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "LOSS", "run", "merge", "noise_file", "RESULT",
            "RobustnessResult", "TransferResult", "TRANSFER_RESULT", "run_transfer", "relative_size", "architecture_verdicts", "verdict_sentence", "verdict_summary", "verdict_table",
            "run_summary", "uniform_reference_rows", "panels", "lr_rows", "null_energy_share", "null_part_rows",
-           "mean_transfer_matrix", "transfer_verdicts", "transfer_table", "transfer_summary",
+           "mean_transfer_matrix", "transfer_verdicts", "transfer_table", "transfer_summary", "transfer_gains",
            "claims"]
 
 
@@ -104,7 +104,7 @@ class TransferResult(TypedDict):
     again at each transfer lim for every seed, with the rate the sweep chose there (``rates[model][lim]``, from
     the robustness file of commit ``sweep_commit``): ``points[model][lim]`` is its noise point (the learning-failure
     rule applies to it), ``learned[lim][source][target]`` the share of ``target``'s predictions each seed's noise of
-    ``source`` keeps, and ``exact[lim][target]`` the same for the source ViT's exact nullspace noise at the RMS of
+    ``source`` keeps, and ``exact[lim][target]`` the same for ViT-S's (``source``'s) exact nullspace noise at the RMS of
     Uniform(-lim, lim), one draw per seed."""
 
     provenance: Provenance
@@ -201,7 +201,7 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
 def run_transfer(settings: RobustnessSettings, sweep: RobustnessResult, profile: Profile, how: Run) -> TransferResult:
     """Fig. 3c over seeds: every model's input noise learned again with ``settings`` (those of ``sweep``) at each
     transfer lim, for every seed, at the rate the sweep chose there (no probe), and each seed's noise evaluated on
-    every model; the source ViT's exact nullspace noise at the same RMS, one draw per seed."""
+    every model; the profile's first ViT's (ViT-S's) exact nullspace noise at the same RMS, one draw per seed."""
     if sweep["config"] != settings_dict(settings):
         raise StudyError("the robustness file was made with other settings than these; transfer re-learns its noises "
                          "with the sweep's own recipe and rates: give the robustness file of these settings.")
@@ -326,6 +326,26 @@ def _failure_note(reasons: Sequence[str], seeds: int) -> str:
     return f"{first} ({len(per_seed)} of {seeds} seeds)" if per_seed else first
 
 
+def _near_notes(sweep: RobustnessResult, lim: float, models: Sequence[str]) -> str:
+    """The models whose noise at ``lim`` passed the learning-failure rule only narrowly
+    (:func:`~nullspace_utils.studies.evidence.near_failures`), with their losses left: "resnet at 48-49 %"."""
+    notes = []
+    for name in models:
+        point = next(row for row in sweep["input"][name] if row["lim"] == lim)
+        left = evidence.near_failures(point)
+        if left:
+            notes.append(f"{_short_name(name)} at {plotting.format_range(left, digits=0, collapse=False)} % of its start")
+    return ", ".join(notes)
+
+
+def transfer_gains(transfer: TransferResult, lim: str, sources: Sequence[str], targets: Sequence[str]) -> list[float]:
+    """Per (source, target) pair whose learned noise separates from uniform (:func:`transfer_verdicts`), the mean
+    over seeds of kept predictions under the learned noise minus under the uniform one, in points of %."""
+    return [100 * (float(np.mean(entry["learned"])) - float(np.mean(entry["uniform"])))
+            for source in sources for entry in transfer_verdicts(transfer, lim, source)
+            if entry["target"] in targets and entry["verdict"] == "transfers"]
+
+
 def verdict_table(sweep: RobustnessResult, vits: Sequence[str], cnns: Sequence[str]) -> plotting.Table:
     """Fig. 3b's claim lim by lim (every lim of the sweep): learned noise (ranges over seeds and models), which arms
     failed to learn and why, the comparison among the models that learned, and uniform noise of the same energy."""
@@ -336,6 +356,8 @@ def verdict_table(sweep: RobustnessResult, vits: Sequence[str], cnns: Sequence[s
         among = verdict["among_learned"]
         failed = "; ".join(f"{_short_name(name)}: {_failure_note(reasons, len(sweep['config']['seeds']))}"
                            for name, reasons in verdict["reasons"].items()) or "none"
+        near = _near_notes(sweep, verdict["lim"], (*vits, *cnns))
+        failed += f" (narrow passes: {near})" if near else ""
         rows.append([f"{verdict['lim']:g} ({verdict['lim'] / 3 ** 0.5:.2f})", f"**{verdict['verdict']}**",
                      plotting.format_range(verdict["vit_range"], collapse=False),
                      plotting.format_range(verdict["cnn_range"], collapse=False), failed,
@@ -454,7 +476,7 @@ def transfer_verdicts(transfer: TransferResult, lim: str, source: str) -> list[d
     the target's predictions than the uniform noise it started from (the same seeds, the same energy)? ``verdict``:
     ``"transfers"`` (every seed's learned noise above every seed's uniform one), ``"no better than uniform"``
     (ranges overlap), ``"worse than uniform"``, or ``"not comparable"`` when the source's noise failed to learn.
-    Each entry keeps the three ranges: learned, uniform, and the source ViT's exact nullspace noise at the
+    Each entry keeps the three ranges: learned, uniform, and ViT-S's (``transfer["source"]``) exact nullspace noise at the
     same RMS."""
     failed = transfer["points"][source][lim]["learning_failed"]
     entries = []
@@ -514,11 +536,18 @@ def claims(sweep: RobustnessResult, transfer: TransferResult, vits: Sequence[str
     if ahead:
         parts.append(f"with every model's noise learned, ViTs keep more than CNNs at lim {_lims(ahead)}")
     if among:
-        first = among[0]["among_learned"]
-        parts.append(f"ViTs keep more than every CNN whose noise learned at lim {_lims(among)} "
-                     f"({plotting.format_range(first['vit_range'], collapse=False)} % against "
-                     f"{plotting.format_range(first['cnn_range'], collapse=False)} % at lim {among[0]['lim']:g}), "
-                     f"but no lim where {'some' if ahead else 'all'} six learned separates them")
+        compared = "; ".join(
+            f"at lim {v['lim']:g} {', '.join(_short_name(n) for n in v['among_learned']['vits'])} against "
+            f"{', '.join(_short_name(n) for n in v['among_learned']['cnns'])} "
+            f"({plotting.format_range(v['among_learned']['vit_range'], collapse=False)} % against "
+            f"{plotting.format_range(v['among_learned']['cnn_range'], collapse=False)} %)" for v in among)
+        parts.append(f"ViTs keep more than every CNN whose noise learned ({compared}), but no lim where "
+                     f"{'some' if ahead else 'all'} six learned separates them")
+        near = [f"{note} at lim {v['lim']:g}" for v in among
+                for note in [_near_notes(sweep, v["lim"], (*v["among_learned"]["vits"], *v["among_learned"]["cnns"]))]
+                if note]
+        if near:
+            parts.append("passing the learning-failure rule only narrowly: " + "; ".join(near))
     if unclear:
         parts.append(f"not separable at lim {_lims(unclear)}, where every model keeps nearly every prediction")
     if failed:
@@ -534,6 +563,9 @@ def claims(sweep: RobustnessResult, transfer: TransferResult, vits: Sequence[str
     source = transfer["source"]
     counts = transfer_summary(transfer, lim, vits, cnns)
     entries = {entry["target"]: entry for entry in transfer_verdicts(transfer, lim, source)}
+    middle_lim = str(sweep["config"]["transfer_lims"][-2]) if len(sweep["config"]["transfer_lims"]) > 1 else lim
+    middle = transfer_summary(transfer, middle_lim, vits, cnns)
+    middle_gains = transfer_gains(transfer, middle_lim, vits, cnns) if middle_lim != lim else []
     within = counts.get("ViT→ViT", {}).get("transfers", 0) == sum(counts.get("ViT→ViT", {}).values())
     across = not counts.get("ViT→CNN", {}).get("transfers")
     transfer_verdict = "not reproduced" if not across else "partly" if within else "reproduced"
@@ -552,5 +584,9 @@ def claims(sweep: RobustnessResult, transfer: TransferResult, vits: Sequence[str
                  f"{pairs(cnns, 'uniform')} % (no better than uniform: "
                  f"{counts.get('ViT→CNN', {}).get('no better than uniform', 0)} of "
                  f"{sum(counts.get('ViT→CNN', {}).values())} ViT→CNN pairs); its exact nullspace noise of the same "
-                 f"energy keeps {pairs(vits[1:], 'exact')} % of the other ViTs'"))
+                 f"energy keeps {pairs(vits[1:], 'exact')} % of the other ViTs'"
+                 + (f"; at lim {middle_lim}, {len(middle_gains)} of {sum(middle.get('ViT→CNN', {}).values())} "
+                    f"ViT→CNN pairs do separate from uniform, by "
+                    f"{plotting.format_range(middle_gains, scale=1, digits=0, collapse=False)} points"
+                    if middle_gains else "")))
     return rows

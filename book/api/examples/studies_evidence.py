@@ -30,6 +30,10 @@ point["seeds"][2] = {**seed(0.95, 1.2, 5.0), "initial_norm": 2.0}  # the norm gr
 assert evidence.MAX_LOSS_LEFT == 0.5 and evidence.learning_failures(point) == [
     "seed 1: loss only fell to 60 % of its start", "seed 2: noise norm grew from 2 to 3"]
 
+# a seed that passed, but within NEAR_MARGIN of the rule's edge, is named so that a verdict can say so
+narrow = {"lim": 1.0, "learning_failed": False, "seeds": [{"train_loss": {"initial": 1.0, "learned": 0.48}}]}
+assert evidence.NEAR_MARGIN == 0.1 and evidence.near_failures(narrow) == [0.48]
+
 # how often two alike sets of seeds separate by chance: 3 a side 10 %, one reference against 3 seeds 50 %
 assert evidence.false_separation_rate(3, 3) == 0.1 and evidence.false_separation_rate(1, 3) == 0.5
 

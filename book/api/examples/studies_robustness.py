@@ -45,6 +45,8 @@ assert matrix["zoo-vit-s"]["zoo-vit-s"] > 0.95
 entries = robustness.transfer_verdicts(transfer, "0.5", "zoo-vit-s")  # against the uniform noise it started from
 assert {entry["target"]: entry["verdict"] for entry in entries}["zoo-vit-b"] == "transfers"
 assert robustness.transfer_summary(transfer, "0.5", vits, cnns)["ViT→CNN"] == {"no better than uniform": 9}
+gains = robustness.transfer_gains(transfer, "0.25", vits, cnns)  # points above uniform, where a pair separates
+assert len(gains) == 8 and all(0 < gain < 10 for gain in gains)
 assert len(robustness.transfer_table(transfer, "0.5", vits[:1]).rows) == len(profile.models) - 1
 section_5 = robustness.claims(sweep, transfer, vits, cnns)  # the reproducibility page's rows
 assert [claim.verdict for claim in section_5] == ["partly", "partly"]
