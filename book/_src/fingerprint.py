@@ -99,8 +99,8 @@ plotting.table(rows, ["suspect", "derived from the owner", "probes kept", "p-val
 
 # %% [markdown]
 # The owner and its exact copy change only by float32 rounding, orders of magnitude below an
-# independently trained ViT-S (the two lines above). The float16 and int8 copies sit in between,
-# around the tolerance (the figure). Not because their patch embeddings lost the owner's
+# independently trained ViT-S (the two lines above). The float16 copy's changes straddle the tolerance
+# and the int8 copy's lie above it, among the unrelated models' (the figure). Not because their patch embeddings lost the owner's
 # nullspace: the zoo ships its weights in float16, so the float16 copy's patch embedding is the owner's
 # exactly, and int8 quantisation touches only the linear layers, not the patch embedding (a
 # convolution); the leak section below checks both. Their changes come from rounding *after* the
@@ -209,10 +209,10 @@ if found is not None:
 
 # %% [markdown]
 # Unrelated models, of the same architecture or not, keep few probes, below the null rate of 50 % that
-# the test assumes (the first line), and the second line counts the claims made for them. The scores
-# separate the quantised copies from unrelated models better than the claims do (the curves above): an
-# owner who suspects a quantised copy could ask with the output that keeps more probes (the table says
-# which) and test against a null rate measured on unrelated models instead of the pessimistic 0.5. We
+# the test assumes (the first line), and the second line counts the claims made for them. For the int8
+# copy, logits and probabilities keep no more probes than an unrelated model does; only its labels keep
+# more (the table of every secret). An owner who suspects a quantised copy could ask with the output that
+# keeps more probes (the table says which) and test against a null rate measured on unrelated models instead of the pessimistic 0.5. We
 # have not measured that test's false-positive rate beyond the unrelated models of this table, so the
 # book does not claim it.
 #
