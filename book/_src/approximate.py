@@ -134,7 +134,7 @@ print(f"norm of the clean patch tokens (all {tokens[0]} together, mean over imag
 plotting.table(rows, ["noise", "predictions unchanged", "logit MSE", "noise norm"])
 
 # %% [markdown]
-# A token-level lim is in the tokens' own units: Uniform(-2, 2) has RMS 2/√3 ≈ 1.15 per coordinate,
+# A token-level lim is in the tokens' own units: Uniform(-2, 2) has RMS 2/√3 per coordinate,
 # against the clean coordinates' RMS printed above. Compare the learned noise with its shuffled copy,
 # which has exactly its energy; the uniform start is larger, since the noise shrank. One short run on one seed is an anecdote, though: the sweep below repeats everything
 # with three seeds, longer, and with the norm held fixed.
@@ -277,9 +277,9 @@ if sweep is not None:
 #   both halves of the figure; where match is at its ceiling, its MSE half carries the comparison.
 # ```
 #
-# An earlier version of this chapter reported that learning did not work for ViT-B and ViT-L: that
-# was the optimiser (one rate for every model, chosen on ViT-S only, and 200 steps too few at that rate),
-# not the models: compare the rates the probe chose, printed above Fig. 2, with the 1.0 used then.
+# A rate that suits one model can fail another. With one rate for every model, chosen on ViT-S alone, and
+# 200 steps, learning seems not to work for ViT-B and ViT-L; that is the optimiser, not the models, which is
+# why the sweep probes a rate per model and lim (the rates it chose are printed above Fig. 2).
 #
 # ### What the paper's scale would cost
 #
