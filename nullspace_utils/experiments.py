@@ -51,6 +51,11 @@ def _watermark_slsqp(args: argparse.Namespace, profile: Profile, how: common.Run
     return watermark_paper_study.run(settings, profile, how, solved=args.solved, workers=args.workers)
 
 
+def _watermark_max_noise(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
+    settings = _given(watermark_paper_study.MAX_NOISE_SETTINGS[profile.name], images=args.n, maxiter=args.maxiter)
+    return watermark_paper_study.run_max_noise(settings, profile, how, solved=args.solved, workers=args.workers)
+
+
 def _approximate(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
     return approximate_study.run(approximate_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
 
@@ -116,6 +121,7 @@ def _part_profile(path: Path) -> str:
 #: sub-command -> (its runner, the kind of result file it writes; ``None``: the kind ``merge`` is given)
 RUNNERS: dict[str, tuple[Callable[[argparse.Namespace, Profile, common.Run], Any], results.ResultKind | None]] = {
     "watermark": (_watermark, watermark_study.RESULT), "watermark-slsqp": (_watermark_slsqp, watermark_paper_study.RESULT),
+    "watermark-max-noise": (_watermark_max_noise, watermark_paper_study.MAX_NOISE_RESULT),
     "approximate": (_approximate, approximate_study.RESULT), "robustness": (_robustness, robustness_study.RESULT),
     "robustness-transfer": (_robustness_transfer, robustness_study.TRANSFER_RESULT),
     "fingerprint": (_fingerprint, fingerprint_study.RESULT), "finetune": (_finetune, finetune_study.RESULT),
@@ -146,6 +152,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="a folder of <model>.npz answers of the same SLSQP run made elsewhere "
                             "(scripts/paper_slsqp_solve.py) to evaluate instead of solving here")
     early.add_argument("--out", type=Path, default=None)
+    noisy = sub.add_parser("watermark-max-noise", help="the authors' max_noise.py patch_parallel_impose as written "
+                                                       "(maximal noise, no mark), and the LP optima of it and of the "
+                                                       "A.2 watermark problem on the same images (CPU)")
+    noisy.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
+    noisy.add_argument("--n", type=int, default=None, help="number of val images (default: the A.2 run's, 20)")
+    noisy.add_argument("--maxiter", type=int, default=None, help="SLSQP's iteration cap (default: the code's 1000)")
+    noisy.add_argument("--workers", type=int, default=2, help="processes solving in parallel")
+    noisy.add_argument("--solved", type=Path, default=None,
+                       help="a folder of <model>_max_noise.npz answers made elsewhere "
+                            "(scripts/paper_slsqp_solve.py --max-noise) to evaluate instead of solving here")
+    noisy.add_argument("--out", type=Path, default=None)
     sweeps = (("approximate", "learned encoder-level noise against lim for the profile's ViTs (Fig. 2)"),
               ("robustness", "ViTs vs CNNs under learned noise, and transfer (Fig. 3)"))
     for name, description in sweeps:

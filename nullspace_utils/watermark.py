@@ -24,11 +24,12 @@ Solvers (:mod:`nullspace_utils.box_solver` holds them, for any matrix with indep
 - ``"highs"``: the LP per patch with scipy's HiGHS (p = 1 only): the exact reference.
 - ``"slsqp"``: SLSQP in λ over the *joint* nullspace, for comparison only: it is very slow.
 
-:func:`paper_slsqp` runs the paper's procedure as its authors' code does it (github.com/Liu-Hy/NS-ViT,
-``max_noise.py``, ``patch_parallel_impose``): channel by channel over the per-channel nullspace
-(:func:`nullspace_utils.exact.channel_nullspace`), in the model's normalised units, SLSQP from λ = 0 with
-finite-difference gradients, and the unclipped result kept, so the box violation can be measured before a
-clip to [0, 1].
+:func:`paper_slsqp` runs the paper's text (A.2: eq. 7 with p = 1 towards the mark, scipy's SLSQP, 5000
+iterations) in the structure of the only per-channel SLSQP its authors published (github.com/Liu-Hy/NS-ViT,
+``max_noise.py``, ``patch_parallel_impose``, which is their maximal-noise script, not a watermark: its objective
+has no mark): channel by channel over the per-channel nullspace (:func:`nullspace_utils.exact.channel_nullspace`),
+in the model's normalised units, SLSQP from λ = 0 with finite-difference gradients, and the unclipped result
+kept, so the box violation can be measured before a clip to [0, 1].
 """
 
 from __future__ import annotations
@@ -88,13 +89,17 @@ def channel_bases(model: nn.Module) -> list[np.ndarray]:
 
 def paper_slsqp(bases: list[np.ndarray], start: np.ndarray, target: np.ndarray, mean: tuple[float, ...],
                 std: tuple[float, ...], *, maxiter: int = 5000) -> PaperSlsqp:
-    """The paper's eq. 7 with p = 1 as its authors' code solves it: per patch and per channel c,
+    """The paper's eq. 7 with p = 1 (A.2's text) in the structure of its authors' per-channel SLSQP
+    (``max_noise.py``'s ``patch_parallel_impose``, whose own objective maximises noise instead): per patch and
+    per channel c,
 
         min_λ || t_c - x_c - E_c λ ||_1   s.t.   (0 - μ_c)/σ_c <= x_c + E_c λ <= (1 - μ_c)/σ_c,
 
     in normalised units (x_c = (pixels - μ_c)/σ_c, likewise the target t_c), by scipy's SLSQP from λ = 0 with
     finite-difference gradients (the L1 objective is not differentiable where a pixel meets the mark: SLSQP
-    assumes it is) and at most ``maxiter`` iterations. ``bases`` from :func:`channel_bases`; ``start`` and
+    assumes it is) and at most ``maxiter`` iterations (the paper's 5000; the code's is 1000). The box is the valid
+    pixel range [0, 1], where the code's is [-1, 1] in normalised units (the same range for its timm ViTs, whose
+    mean and std are 0.5). ``bases`` from :func:`channel_bases`; ``start`` and
     ``target`` are (P, C, r*r) pixel patches in [0, 1]. The answer is returned unclipped, in pixel units.
     """
     from scipy.optimize import LinearConstraint, minimize

@@ -1,4 +1,5 @@
 
+import numpy as np
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
@@ -302,3 +303,119 @@ def test_the_watermark_run_writes_a_result_of_its_kind():
     for entry in result["models"].values():
         assert entry["all"]["exact"]["match"] == 1.0 and entry["check"] == entry["all"]  # 2 images: the check's
     assert len(watermark_study.conditions_table(result).rows) == 3 * len(watermark_study.CONDITIONS)
+
+
+# --------------------------------------------------------------------------- the authors' max_noise.py, as written
+def _normalised_patches(model, images):
+    """(B, m, C, r*r) normalised patches, clipped to [-1, 1] as the code clips the image."""
+    return watermark_paper.max_noise_start(model, images, watermark_paper.MaxNoiseSettings())
+
+
+def test_max_noise_finds_the_lp_optimum_inside_the_box_and_the_nullspace(pair):
+    """patch_parallel_impose's problem, maximal noise: SLSQP reaches HiGHS's optimum, the noise is in the channel's
+    nullspace and the patch stays in [-1, 1] (normalised); the noise is not zero (the problem is not trivial)."""
+    small = tiny_model(embed_dim=8)  # r^2 = 16 > d = 8: an 8-dimensional nullspace per channel
+    bases = watermark.channel_bases(small)
+    start = _normalised_patches(small, pair[0])[0]  # (m, C, r*r)
+    weight = exact.patch_embedding_layer(small).weight.detach().double()
+    for c, basis in enumerate(bases):
+        solved = watermark_paper.max_noise_channel(basis, start[:, c])
+        best = watermark_paper.max_noise_optimum(basis, start[:, c])
+        assert solved.noise.sum(1) == pytest.approx(best, rel=1e-3, abs=1e-6)  # SLSQP stops at its tolerance
+        assert best.max() > 0.1 and (solved.iterations < 1000).all()
+        block = weight[:, c].reshape(weight.shape[0], -1).numpy()
+        assert abs(block @ solved.noise.T).max() < 1e-9  # the embedding does not move
+        assert (start[:, c] + solved.noise).max() <= 1 + 1e-9 and (start[:, c] + solved.noise).min() >= -1 - 1e-9
+
+
+def test_max_noise_refuses_bad_input(pair):
+    small = tiny_model(embed_dim=8)
+    basis = watermark.channel_bases(small)[0]
+    start = _normalised_patches(small, pair[0])[0][:, 0]
+    with pytest.raises(ValueError, match="already be clipped"):
+        watermark_paper.max_noise_channel(basis, start * 3 + 2)
+    with pytest.raises(ValueError, match="maxiter must be a whole number"):
+        watermark_paper.max_noise_channel(basis, start, maxiter=0)
+    with pytest.raises(ValueError, match="patches of one channel"):
+        watermark_paper.max_noise_channel(basis, start[:, :5])
+
+
+def test_watermark_optimum_is_at_most_slsqp_and_the_start(pair):
+    """The per-channel LP optimum of A.2's problem is no worse than SLSQP's answer or the original patch."""
+    small = tiny_model(embed_dim=8)
+    images, mark = pair
+    start = exact.to_patches(images[:1].double(), 4).reshape(-1, 3, 16).numpy()
+    target = exact.to_patches(mark[None].double(), 4).reshape(-1, 3, 16).numpy()
+    solved = watermark.paper_slsqp(watermark.channel_bases(small), start, target, small.mean, small.std, maxiter=200)
+    best = watermark_paper.watermark_optimum(small, start, target)
+    assert (best <= solved.objective + 1e-6).all() and (best <= solved.start_objective + 1e-9).all()
+    assert (best < solved.start_objective - 1e-3).any()  # the mark is reached in part: the LP moves
+
+
+def test_committed_max_noise_run_matches_the_code():
+    """watermark_max_noise.json: made with this code's settings, on the A.2 run's images; its check point
+    recomputes on the CPU; its comparisons say what the chapter reads from them."""
+    from nullspace_utils.data import stack_dataset
+    from nullspace_utils.profiles import get_profile
+
+    committed = watermark_paper.MAX_NOISE_RESULT.read(watermark_paper.MAX_NOISE_RESULT.path("teaching"))
+    paper = watermark_paper.RESULT.read(watermark_paper.RESULT.path("teaching"))
+    settings = watermark_paper.MAX_NOISE_SETTINGS["teaching"]
+    assert committed["config"] == common.settings_dict(settings) and settings.maxiter == 1000  # the code's cap
+    assert set(committed["models"]) == set(paper["models"])
+    for entry in committed["models"].values():
+        assert entry["images"] == paper["images"] == settings.images
+        assert entry["slsqp"]["noise_sum"] <= entry["slsqp"]["noise_sum_optimum"] * (1 + 1e-9)
+        assert entry["watermark_optimum"]["objective"] < entry["watermark_optimum"]["start_objective"]
+    check = committed["check"]
+    profile = get_profile("teaching")
+    images, _ = stack_dataset(profile.dataset("val", n=check["image"] + 1))
+    fresh = watermark_paper.max_noise_check_point(profile.load_model(check["model"]), images[check["image"]],
+                                                  watermark_study.watermark_mark(profile.image_size), settings)
+    for key in ("noise_sum_optimum", "watermark_optimum"):  # LP optima: exact up to HiGHS's tolerance
+        assert [v for row in fresh[key] for v in row] == pytest.approx(
+            [v for row in check["result"][key] for v in row], rel=1e-6, abs=1e-6)
+    # SLSQP on this linear problem meets the optimum whatever the scipy build; a wrong clip or unit would not
+    assert [v for row in fresh["noise_sum"] for v in row] == pytest.approx(
+        [v for row in check["result"]["noise_sum"] for v in row], rel=1e-4, abs=1e-4)
+    stored = np.asarray(committed["models"][check["model"]]["watermark_optimum"]["first_patches_objective"])
+    assert stored.ravel().tolist() == pytest.approx(np.ravel(check["result"]["watermark_optimum"]).tolist(), rel=1e-6)
+
+
+def test_claims_are_formatted_from_the_committed_results():
+    """The §6 and A.2 rows: their numbers recomputed here from the JSON files, and a changed datum changes them."""
+    import copy
+    from pathlib import Path
+
+    evaluation = watermark_study.RESULT.read(watermark_study.RESULT.path("teaching"))
+    paper = watermark_paper.RESULT.read(watermark_paper.RESULT.path("teaching"))
+    max_noise = watermark_paper.MAX_NOISE_RESULT.read(watermark_paper.MAX_NOISE_RESULT.path("teaching"))
+    rows = watermark_paper.claims(paper, evaluation, max_noise)
+    assert [row.verdict for row in rows] == ["reproduced", "not explained"]
+    chapter = Path("book/_src/watermark.py").read_text()
+    assert all(f"# ({row.figure})=" in chapter for row in rows) and {row.chapter for row in rows} == {"watermark"}
+    medians = sorted(entry["slsqp"]["iterations_median"] for entry in paper["models"].values())
+    assert f"median of {medians[0]:.0f}–{medians[-1]:.0f} iterations" in rows[1].sentence
+    gaps = []
+    for name, entry in paper["models"].items():
+        optimum = max_noise["models"][name]["watermark_optimum"]
+        gaps.append(100 * (entry["slsqp"]["objective_vs_start"] * optimum["start_objective"] / optimum["objective"] - 1))
+    assert f"{min(gaps):.1f}–{max(gaps):.1f} % above the per-channel LP optimum" in rows[1].sentence
+    resized = sorted(100 * c["slsqp_clipped_resized"]["match"] for c in paper["predictions"].values())
+    assert f"({resized[0]:.0f}–{resized[-1]:.0f} % kept" in rows[1].sentence
+    assert f"on {evaluation['images']} validation images" in rows[0].sentence
+    changed = copy.deepcopy(paper)
+    next(iter(changed["models"].values()))["slsqp"]["iterations_median"] = 4321.0
+    assert "4321" in watermark_paper.claims(changed, evaluation, max_noise)[1].sentence
+
+
+def test_the_speed_figure_marks_extrapolated_bars():
+    from nullspace_utils import results
+
+    cpu = results.read("benchmarks/results/watermark_cpu.json")
+    bars = watermark_study.speed_bars(cpu)
+    figure = watermark_study.speed_figure(cpu)
+    drawn = figure.axes[0].patches
+    assert [bool(rect.get_hatch()) for rect in drawn] == [bar.extrapolated for bar in bars]
+    assert all("EXTRAPOLATED" in bar.label for bar in bars if bar.extrapolated)
+    assert [bar.extrapolated for bar in bars].count(True) == 2  # SLSQP and HiGHS

@@ -22,6 +22,7 @@ def result_kinds() -> dict[str, "ResultKind"]:
     checks against their schemas."""
     from nullspace_utils.studies import approximate, finetune, fingerprint, robustness, watermark, watermark_paper
 
-    kinds: list[ResultKind] = [approximate.RESULT, robustness.RESULT, watermark.RESULT, watermark_paper.RESULT, fingerprint.RESULT,
+    kinds: list[ResultKind] = [approximate.RESULT, robustness.RESULT, watermark.RESULT, watermark_paper.RESULT,
+             watermark_paper.MAX_NOISE_RESULT, fingerprint.RESULT,
              finetune.RESULT, finetune.CORRUPTIONS_RESULT, robustness.TRANSFER_RESULT]
     return {kind.name: kind for kind in kinds}

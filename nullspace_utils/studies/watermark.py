@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,8 +30,9 @@ from nullspace_utils.results import Provenance
 from nullspace_utils.studies import common
 
 __all__ = ["WatermarkSettings", "WatermarkCheck", "SETTINGS", "CHECK", "MARK", "watermark_mark", "std_forgotten",
-           "evaluate", "check_point", "run", "CONDITIONS", "conditions_table", "toy_figure", "speed_bars", "speed_figure",
-           "speed_lines",
+           "evaluate", "check_point", "run", "CONDITIONS", "conditions_table", "toy_figure", "SpeedBar", "speed_bars",
+           "speed_figure",
+           "speed_lines", "exercise_answers", "exercise_lines",
            "RESULT", "WatermarkResult", "WatermarkModel", "WatermarkConditions", "WatermarkCondition",
            "PredictionChange"]
 
@@ -245,24 +246,47 @@ def toy_figure(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, 
     return plotting.readable(fig)  # text at least 8 pt at the page's width
 
 
-def speed_bars(cpu: dict[str, Any]) -> list[tuple[str, float, str]]:
-    """(label, seconds per image, colour) of every solver in ``benchmarks/results/watermark_cpu.json``: SLSQP
-    extrapolated to the paper's setting, HiGHS extrapolated, then every ADMM setting (the earlier ones in olive)."""
-    bars = [("SLSQP, joint space, all\n5000 it. on all patches\n(upper bound)",
-             cpu["slsqp"]["paper_setting_seconds_extrapolated"], "tab:gray"),
-            ("HiGHS LP, exact\n(extrapolated)", cpu["highs"]["seconds_per_image_extrapolated"], "tab:blue")]
+class SpeedBar(NamedTuple):
+    """One bar of :func:`speed_figure`: its label, seconds per image, colour, and whether the time is an
+    extrapolation from a shorter measurement (drawn hatched and labelled so) rather than measured."""
+
+    label: str
+    seconds: float
+    colour: str
+    extrapolated: bool
+
+
+def speed_bars(cpu: dict[str, Any]) -> list[SpeedBar]:
+    """Every solver of ``benchmarks/results/watermark_cpu.json``: SLSQP and HiGHS, both extrapolated from a shorter
+    measurement (SLSQP from a few iterations on one patch to the paper's 5000 on every patch, HiGHS from a few
+    patches to all), then every ADMM setting, measured (the earlier ones in olive)."""
+    slsqp, highs = cpu["slsqp"], cpu["highs"]
+    bars = [SpeedBar(f"SLSQP (joint), 5000 it., all patches\nEXTRAPOLATED from {slsqp['iterations']} it.",
+                     slsqp["paper_setting_seconds_extrapolated"], "tab:gray", True),
+            SpeedBar(f"HiGHS LP, exact\nEXTRAPOLATED from {highs['patches']} patches",
+                     highs["seconds_per_image_extrapolated"], "tab:blue", True)]
     for row in cpu["admm_cpu"]:
         colour = "tab:olive" if row["settings"] == "before" else "tab:green"
-        bars.append((f"ADMM {row['settings']}, {row['iterations']} it.\ngap {row['gap_percent']:.3f} %",
-                     row["seconds"], colour))
+        bars.append(SpeedBar(f"ADMM {row['settings']}, {row['iterations']} it.\ngap {row['gap_percent']:.3f} %",
+                             row["seconds"], colour, False))
     return bars
 
 
 def speed_figure(cpu: dict[str, Any]) -> Figure:
-    """:func:`speed_bars` as horizontal bars on a log scale."""
+    """:func:`speed_bars` as horizontal bars on a log scale; extrapolated bars hatched, with a legend saying so."""
+    from matplotlib.patches import Patch
+
     bars = speed_bars(cpu)
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    ax.barh([bar[0] for bar in bars], [bar[1] for bar in bars], color=[bar[2] for bar in bars])
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    drawn = ax.barh([bar.label for bar in bars], [bar.seconds for bar in bars], color=[bar.colour for bar in bars])
+    for rectangle, bar in zip(drawn, bars, strict=True):
+        if bar.extrapolated:
+            rectangle.set_hatch("//")
+            rectangle.set_edgecolor("white")
+            rectangle.set_alpha(0.6)
+    ax.legend(handles=[Patch(facecolor="0.6", edgecolor="white", hatch="//", alpha=0.6,
+                             label="extrapolated, not measured"),
+                       Patch(facecolor="tab:green", label="measured")], loc="lower right", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("seconds per 224 x 224 image, ViT-S/32, 2-core CPU, warm (log scale)")
     ax.invert_yaxis()
@@ -271,15 +295,71 @@ def speed_figure(cpu: dict[str, Any]) -> Figure:
 
 def speed_lines(cpu: dict[str, Any], gpu: dict[str, Any]) -> list[str]:
     """What the chapter says of the benchmark: the default's gap and first call against HiGHS on the CPU, and the
-    fastest GPU setting within 0.1 % of the optimum against ``embed``'s default from host memory."""
+    fastest GPU setting within 0.1 % of the optimum against ``embed``'s default from host memory; last, the two
+    extrapolated times and what each was extrapolated from."""
     highs = cpu["highs"]["seconds_per_image_extrapolated"]
     default = next(r for r in cpu["admm_cpu"] if r["settings"] == "default" and r["iterations"] == 100)
     first = cpu["first_call"]
     fastest = min((r for r in gpu["admm_gpu"] if r["gap_percent"] < 0.1), key=lambda r: r["seconds"])
     host = gpu["embed_gpu"][0]
+    slsqp = cpu["slsqp"]
     return [f"default (100 iterations): objective within {default['gap_percent']:.2f} % of the LP optimum; "
             f"a first call in a fresh process takes {first['default']:.1f} s (before: {first['before']:.1f} s), "
-            f"{highs / first['default']:.0f} times faster than HiGHS",
+            f"{highs / first['default']:.0f} times faster than HiGHS's extrapolated time",
             f"GPU ({gpu['device']}): {gpu['batch']} images in {fastest['seconds']:.1f} s with the images already on "
             f"the GPU ({fastest['precision']} matmuls{', compiled, compilation not counted' if fastest['compiled'] else ''}; "
-            f"gap {fastest['gap_percent']:.2f} %); {host['seconds']:.1f} s for embed's default from host memory"]
+            f"gap {fastest['gap_percent']:.2f} %); {host['seconds']:.1f} s for embed's default from host memory",
+            f"extrapolated, not measured (hatched bars): SLSQP {slsqp['paper_setting_seconds_extrapolated'] / 86400:.0f} "
+            f"days per image from {slsqp['iterations']} timed iterations on one patch; HiGHS {highs:.0f} s per image "
+            f"from {cpu['highs']['patches']} timed patches"]
+
+
+# --------------------------------------------------------------------------- the chapter's exercise answers
+def _jpeg(image: torch.Tensor, quality: int = 90) -> torch.Tensor:
+    """``image`` (C, H, W) in [0, 1] saved as a JPEG file of ``quality`` in memory and read back."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    return torch.from_numpy(np.array(Image.open(buffer))).permute(2, 0, 1).float() / 255
+
+
+def exercise_answers(profile: Profile, model: nn.Module, images: torch.Tensor, mark: torch.Tensor,
+                     result: watermark.WatermarkResult) -> dict[str, Any]:
+    """The numbers the watermark chapter's exercise solutions rest on, computed: the widest ViT's nullspace,
+    objective and PSNR against ``model``'s ``result`` (ex. 1); predictions kept by JPEG copies against 8-bit ones
+    (ex. 2); the objective and embedding residual of the first image at several ADMM budgets (ex. 3)."""
+    widest = profile.load_model(profile.vit_models[-1])
+    big = watermark.embed(widest, images, mark)
+    sizes = {}
+    for name, net in ((profile.vit_models[0], model), (profile.vit_models[-1], widest)):
+        proj = exact.patch_embedding_layer(net)
+        sizes[name] = exact.nullspace_dimensions(proj.out_channels, proj.kernel_size[0], proj.in_channels)["joint"]
+    compressed = torch.stack([_jpeg(image) for image in result.image])
+    budgets = (50, 100, 300, 1000)
+    runs = [watermark.embed(model, images[:1], mark, iterations=steps) for steps in budgets]  # the first image
+    return {"nullspace": sizes, "objective_ratio": float(big.objective.sum() / result.objective.sum()),
+            "psnr": {profile.vit_models[0]: psnr(images, result.image), profile.vit_models[-1]: psnr(images, big.image)},
+            "jpeg": compare_predictions(model, images, compressed),
+            "eight_bit": compare_predictions(model, quantize_8bit(images), quantize_8bit(result.image)),
+            "budgets": list(budgets), "objectives": [float(run.objective.sum()) for run in runs],
+            "residuals": [run.embedding_residual for run in runs]}
+
+
+def exercise_lines(answers: dict[str, Any]) -> list[str]:
+    """:func:`exercise_answers` as the chapter prints them (rounding-level values as comparisons)."""
+    (small, small_size), (big, big_size) = answers["nullspace"].items()
+    objectives = answers["objectives"]
+    falling = all(later <= earlier * (1 + 1e-6) for earlier, later in zip(objectives, objectives[1:], strict=False))
+    return [f"ex. 1: joint nullspace {big_size} dimensions for {big}, {small_size} for {small}; objective "
+            f"{answers['objective_ratio']:.2f} times {small}'s; PSNR {answers['psnr'][big]:.1f} dB against "
+            f"{answers['psnr'][small]:.1f} dB",
+            f"ex. 2: JPEG (quality 90) copies keep {100 * answers['jpeg']['match']:.0f} % of predictions; 8-bit "
+            f"copies {100 * answers['eight_bit']['match']:.0f} %",
+            f"ex. 3 (first image): objective never rises from {answers['budgets'][0]} to {answers['budgets'][-1]} iterations: "
+            f"{falling}; it falls by less than 1 % from the first budget to the last: "
+            f"{1 - objectives[-1] / objectives[0] < 0.01}; embedding residual below 1e-5 at every budget: "
+            f"{max(answers['residuals']) < 1e-5}"]

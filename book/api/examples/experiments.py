@@ -2,12 +2,13 @@ from nullspace_utils import experiments
 from nullspace_utils.studies import robustness
 
 # experiments.main is the command line over the studies; each sub-command writes book/results/<profile>/<kind>.json:
-#   python -m nullspace_utils.experiments {watermark,watermark-slsqp,approximate,robustness,fingerprint,finetune,
-#                                          finetune-corruptions,merge} --help
+#   python -m nullspace_utils.experiments {watermark,watermark-slsqp,watermark-max-noise,approximate,robustness,
+#                                          robustness-transfer,fingerprint,finetune,finetune-corruptions,merge} --help
 runner, kind = experiments.RUNNERS["robustness"]  # the study it runs and the result file it writes
 assert kind is robustness.RESULT and callable(runner)
-assert set(experiments.RUNNERS) == {"watermark", "watermark-slsqp", "approximate", "robustness", "fingerprint",
-                                    "finetune", "finetune-corruptions", "merge"}
+assert set(experiments.RUNNERS) == {"watermark", "watermark-slsqp", "watermark-max-noise", "approximate",
+                                    "robustness", "robustness-transfer", "fingerprint", "finetune",
+                                    "finetune-corruptions", "merge"}
 try:
     experiments.main(["robustness", "--profile", "teaching", "--steps", "two"])  # a wrong argument: usage, exit 2
 except SystemExit as stop:

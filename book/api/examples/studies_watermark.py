@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from nullspace_utils import box_solver, exact, results
+from nullspace_utils import watermark as watermark_method
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import common, watermark
@@ -45,8 +46,21 @@ start, target = torch.tensor([[0.7, 0.2]], dtype=torch.float64), torch.tensor([[
 figure = watermark.toy_figure(matrix, start, target, box_solver.solve_patches(matrix, start, target))
 assert figure.axes[0].get_legend().get_texts()[0].get_text() == "same embedding: $y_1 + 2y_2 = $ const"
 cpu, gpu = results.read("benchmarks/results/watermark_cpu.json"), results.read("benchmarks/results/watermark_gpu.json")
-bars = watermark.speed_bars(cpu)  # (label, seconds per image, colour): SLSQP, HiGHS, then every ADMM setting
-assert bars[0][1] > bars[1][1] > max(seconds for _, seconds, _ in bars[2:])  # SLSQP > HiGHS > ADMM
+bars = watermark.speed_bars(cpu)  # SpeedBar(label, seconds per image, colour, extrapolated): SLSQP, HiGHS, ADMM...
+assert bars[0].seconds > bars[1].seconds > max(bar.seconds for bar in bars[2:])  # SLSQP > HiGHS > ADMM
+assert [bar.extrapolated for bar in bars[:3]] == [True, True, False]  # SLSQP and HiGHS: extrapolated, hatched
+assert isinstance(bars[0], watermark.SpeedBar) and "EXTRAPOLATED" in bars[0].label
 assert len(watermark.speed_figure(cpu).axes[0].patches) == len(bars)
 assert watermark.speed_lines(cpu, gpu)[0].startswith("default (100 iterations): objective within 0.07 %")
+assert watermark.speed_lines(cpu, gpu)[-1].startswith("extrapolated, not measured (hatched bars): SLSQP 148 days")
 plt.close("all")
+
+# the numbers behind the chapter's exercise solutions, computed (the widest ViT, JPEG copies, ADMM budgets)
+profile = get_profile("teaching")
+vit = profile.load_model(profile.vit_models[0])
+images, _ = stack_dataset(profile.dataset("val", n=2))
+mark = watermark.watermark_mark(profile.image_size)
+answers = watermark.exercise_answers(profile, vit, images, mark, watermark_method.embed(vit, images, mark))
+lines = watermark.exercise_lines(answers)
+assert lines[0].startswith("ex. 1: joint nullspace 512 dimensions for zoo-vit-l, 672 for zoo-vit-s")
+assert lines[2].endswith("embedding residual below 1e-5 at every budget: True")
