@@ -348,6 +348,7 @@ def test_finetune_yardsticks_get_float_images_and_model_classes():
     kept = finetune_study.mapped_labels(get_profile("teaching"), TensorDataset(images, labels))
     assert kept.tensors[0].dtype == torch.uint8 and kept.tensors[1].tolist() == [0, 9]
 
+
 def test_every_committed_noise_point_is_judged_by_the_one_learning_failure_rule(capsys):
     """The stored "learning failed" flags of the approximate, robustness and fine-tuning files are what
     evidence.judge_learning says of their stored losses and norms (scripts/rejudge_learning.py --check)."""

@@ -770,6 +770,9 @@ def claims(paper: WatermarkSlsqpResult, evaluation: WatermarkResult | None = Non
         evaluation = watermark_study.RESULT.read(watermark_study.RESULT.path(paper["profile"]))
     if max_noise is None:
         max_noise = MAX_NOISE_RESULT.read(MAX_NOISE_RESULT.path(paper["profile"]))
+    if evaluation is None or max_noise is None:
+        raise FileNotFoundError(f"the {paper['profile']} profile has no watermark.json or watermark_max_noise.json: run "
+                                "`experiments watermark` and `experiments watermark-max-noise` first.")
     exact_keep = [m["all"]["exact"]["match"] for m in evaluation["models"].values()]
     bit_keep = [m["all"]["exact_8bit"]["match"] for m in evaluation["models"].values()]
     images = evaluation["images"]

@@ -1,0 +1,19 @@
+from nullspace_utils.studies import claims
+from nullspace_utils.studies.evidence import Claim
+
+dimensions, invariance = claims.section_3(images=2)  # §3: computed now, from the zoo's weights
+assert dimensions.verdict == "partly" and "480 / 192 / 0 for the zoo's ViT-S/B/L" in dimensions.sentence
+assert invariance.verdict == "reproduced" and "below 1e-4" in invariance.sentence
+
+rows = claims.follow_up("teaching")  # the follow-up's four rows, from the fine-tuning files
+assert [row.chapter for row in rows] == ["finetune"] * 4
+table = claims.table(rows)  # a pipe table under HEADER, one line per claim
+assert table.startswith(claims.HEADER) and len(table.splitlines()) == 2 + len(rows)
+assert "50 % for 1 against 3" in claims.legend()  # the verdict words and the chance of a false separation
+
+# a page's generated parts sit between markers; the prose around them is kept as written
+page = "Some prose.\n\n<!-- claims: legend -->\nold text\n<!-- /claims -->\n\nMore prose.\n"
+rendered = claims.render(page)
+assert rendered.startswith("Some prose.") and "old text" not in rendered and "**partly**" in rendered
+assert claims.MARKER.search(rendered).group("name") == "legend"
+assert callable(claims.paper) and isinstance(invariance, Claim)

@@ -1,0 +1,125 @@
+"""The reproducibility page (``book/reproducibility.md``): one row per claim of the paper and of the authors'
+follow-up, each an :class:`~nullspace_utils.studies.evidence.Claim` that a study computes from its committed result
+files, so that the page, the chapters and the tests read one set of verdicts.
+
+The page's prose is written by hand; its two tables are generated between the markers
+``<!-- claims: paper -->`` / ``<!-- claims: follow-up -->`` and ``<!-- /claims -->`` by
+``python scripts/reproducibility_page.py`` (``--check``: fail if the committed page differs).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from nullspace_utils import exact, results
+from nullspace_utils.data import stack_dataset
+from nullspace_utils.profiles import get_profile
+from nullspace_utils.studies import approximate, finetune, fingerprint, fooling, robustness, watermark, watermark_paper
+from nullspace_utils.studies.evidence import VERDICTS, Claim, false_separation_rate
+
+__all__ = ["HEADER", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
+
+#: the tables' header rows
+HEADER = "| claim (paper section, figure) | where we test it | verdict |\n|---|---|---|"
+#: the opening marker of a generated table (``<!-- claims: paper -->``), its closing one ``<!-- /claims -->``
+MARKER = re.compile(r"(<!-- claims: (?P<name>[a-z-]+) -->\n)(.*?)(<!-- /claims -->)", re.DOTALL)
+
+#: timm's ViT-S/B/L-32 (d = 384 / 768 / 1024, r = 32) and the zoo's ViT-S/B/L (d = 96 / 192 / 256, r = 16)
+ARCHITECTURES = {"ViT-S/B/L-32": ((384, 768, 1024), 32), "the zoo's ViT-S/B/L": ((96, 192, 256), 16)}
+
+
+def _dimensions(kind: str) -> str:
+    return "; ".join(f"{' / '.join(str(exact.nullspace_dimensions(d, r)[kind]) for d in widths)} for {name}"
+                     for name, (widths, r) in ARCHITECTURES.items())
+
+
+def section_3(images: int = 8, amplitude: float = 1.0) -> list[Claim]:
+    """§3's two rows: the nullspace's dimensions (paper's per-channel definition against the book's joint one,
+    :func:`~nullspace_utils.exact.nullspace_dimensions`), and exact nullspace noise as large as the image (each
+    zoo ViT, ``images`` validation images, seed 1) moving the logits by float32 rounding only."""
+    profile = get_profile("teaching")
+    batch = stack_dataset(profile.dataset("val", n=images))[0]
+    changes = {}
+    with torch.no_grad():
+        for name in profile.vit_models:
+            model = profile.load_model(name)
+            changes[name] = exact.amplitude_sweep(model, batch, [amplitude]).nullspace_change[0]
+    largest = max(changes.values())
+    bound = "below 1e-4" if largest < 1e-4 else f"up to {largest:.1g}"
+    zero = [name for name, (widths, r) in ARCHITECTURES.items() for d in widths
+            if exact.nullspace_dimensions(d, r)["per_channel"] == 0]
+    return [
+        Claim(claim="A ViT whose patch embedding has d < r² outputs has a non-trivial nullspace, per channel (§3.2: "
+                    "one-channel r × r patches, d kernels, as the authors' code takes each channel's nullspace)",
+              chapter="exact_nullspace", figure="exact-nullspace-dimensions", verdict="partly",
+              sentence=f"per channel the dimension is 3(r² − d): {_dimensions('per_channel')}, so the paper's own "
+                       f"definition leaves the largest ViT of {' and of '.join(zero)} without a nullspace although "
+                       f"§3.2 reports one; the book uses the joint nullspace of the d × 3r² map (3r² − d: "
+                       f"{_dimensions('joint')}), which contains the per-channel one and exists whenever d < 3r² "
+                       "(dimensions of random and zoo weights; pretrained weights give the same if they have full rank)"),
+        Claim(claim="Noise from that nullspace, tiled over every patch, leaves the whole network's output unchanged, "
+                    "for any image (§3.2, Fig. 1)",
+              chapter="exact_nullspace", figure="exact-nullspace-amplitude", verdict="reproduced",
+              sentence=f"exact nullspace noise as large as the image (amplitude {amplitude:g}) moves the logits of "
+                       f"each zoo ViT by {bound} on {images} validation images, float32 rounding"),
+    ]
+
+
+def paper(profile_name: str = "teaching") -> list[Claim]:
+    """The paper's claims, section by section, from the profile's committed result files."""
+    profile = get_profile(profile_name)
+    vits, cnns = profile.vit_models, profile.cnn_models
+    read = results.read
+    sweep = read(robustness.RESULT.path(profile_name))
+    return [*section_3(),
+            *approximate.claims(read(approximate.RESULT.path(profile_name))),
+            *robustness.claims(sweep, read(robustness.TRANSFER_RESULT.path(profile_name)), vits, cnns),
+            *watermark_paper.claims(read(watermark_paper.RESULT.path(profile_name)),
+                                    read(watermark.RESULT.path(profile_name)),
+                                    read(watermark_paper.MAX_NOISE_RESULT.path(profile_name))),
+            *fooling.claims(fooling.measure(profile)),
+            *fingerprint.claims(read(fingerprint.RESULT.path(profile_name)))]
+
+
+def follow_up(profile_name: str = "teaching") -> list[Claim]:
+    """The authors' follow-up's claims (nullspace-noise fine-tuning), from the fine-tuning study's files."""
+    return finetune.claims(results.read(finetune.RESULT.path(profile_name)),
+                           results.read(finetune.CORRUPTIONS_RESULT.path(profile_name)))
+
+
+def legend(profile_name: str = "teaching") -> str:
+    """The verdict words, what each means, and how often the book's separation test reads a difference by chance
+    at the group sizes its verdicts use (:func:`~nullspace_utils.studies.evidence.false_separation_rate`)."""
+    words = "\n".join(f"- **{word}**: {meaning}." for word, meaning in VERDICTS.items())
+    rates = ", ".join(f"{100 * false_separation_rate(n, m):.2g} % for {n} against {m}"
+                      for n, m in ((3, 3), (6, 3), (9, 9), (1, 3)))
+    return (f"{words}\n\nA difference is read only where every value of one side lies beyond every value of the "
+            f"other (the seeds' ranges separate). Two sets of alike values still separate by chance: {rates} "
+            "(a single reference model against three seeds: half the time), so the size of a difference is "
+            "weighed too.")
+
+
+def table(claims: list[Claim], header: str = HEADER) -> str:
+    """A pipe table of ``claims`` under ``header`` (:data:`HEADER`, or the follow-up's)."""
+    return "\n".join([header, *(claim.markdown_row() for claim in claims)])
+
+
+def render(page: str, profile_name: str = "teaching") -> str:
+    """``page`` with each generated part between its markers (``legend``, ``paper``, ``follow-up``) replaced by
+    what the result files give now; the rest of the page as it is."""
+    tables = {"legend": legend, "paper": lambda name: table(paper(name)),
+              "follow-up": lambda name: table(follow_up(name), HEADER.replace("(paper section, figure)", "(follow-up)"))}
+
+    def fill(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in tables:
+            raise ValueError(f"unknown table {name!r} on the reproducibility page: use one of {', '.join(tables)}.")
+        return f"{match.group(1)}{tables[name](profile_name)}\n{match.group(4)}"
+
+    rendered, count = MARKER.subn(fill, page)
+    if not count:
+        raise ValueError("no generated table on this page: mark each with <!-- claims: NAME --> ... <!-- /claims -->, "
+                         f"NAME one of {', '.join(tables)}.")
+    return rendered
