@@ -278,8 +278,10 @@ print(f"occlusion, per pair: correlation {min(occlusion):.2f} to {max(occlusion)
 # image, up to float error: they are fooled completely, as the chain-rule argument predicts, like the
 # token-level LRP above. InputXGradient, Integrated Gradients and GradientSHAP differ substantially
 # (the correlations printed under the table), because they multiply by pixel values that were changed
-# on purpose; occlusion with windows that straddle patches differs less. None of them looks like the
-# target's map either: the transformed image's explanations are "wrong" for what a person sees.
+# on purpose; occlusion with windows that straddle patches differs less. For the methods that are fooled,
+# the transformed image's map *is* the source's, so it is as far from the target's map as the source's is
+# (the last column): their explanations are "wrong" for what a person sees. How close the three
+# input-multiplying methods come to the target's map is not measured here.
 #
 # ## Within valid pixel values
 #
@@ -341,7 +343,7 @@ if a2_run is not None:
 #   measures it. The nullspace and the box limit how much of the *target* shows through, never the
 #   prediction. The paper's A.2 lost predictions all the same (85 % kept); the watermark chapter's run of
 #   the paper's text kept every prediction raw, clipped and 8-bit (printed above), and only resizing lost
-#   any, in other amounts: the 85 % is not explained by the solver, the clip or the nullspace.
+#   any, in other amounts: the 85 % is not explained by the solver, the clip to [0, 1] or the nullspace.
 # - **A.3: the optimisation "details are identical to that for watermarking".** That is the L1 norm of
 #   A.2, with the box removed (§7). This chapter solves exactly that problem, one linear program per
 #   patch (`p=1`); the L2 closed form beside it is ours. Both keep the embeddings exact; they differ in

@@ -57,7 +57,7 @@ images, labels = stack_dataset(profile.dataset("val", n=4))
 #
 # ## Solving it fast
 #
-# The paper ran scipy's SLSQP for 5000 iterations per patch and could evaluate only 20 images. Here
+# The paper ran scipy's SLSQP with a cap of 5000 iterations per patch and could evaluate only 20 images. Here
 # the default solver is ADMM, run on all patches of all images at once. Each iteration
 #
 # - projects onto the affine set $\{W y = W x\}$ exactly: $y \leftarrow y - W^\top (W W^\top)^{-1} W (y - x)$,
@@ -380,7 +380,8 @@ print("\n".join(watermark_study.speed_lines(cpu, gpu)))  # the default's gap and
 # %% [markdown]
 # The two hatched bars are **extrapolations, not measurements** (the last printed line says from what).
 # The joint-space SLSQP was timed for a few iterations on one patch and scaled to 5000 iterations on
-# every patch: an upper bound that no run here came near, since the per-channel runs above stopped
+# every patch: the cost of the cap, not a bound on a real run (the joint problem was not run to its end),
+# and the per-channel runs above stopped
 # after the iteration counts they printed, far below 5000. HiGHS was timed on a few patches and scaled
 # to the whole image: minutes per image. Every ADMM bar is measured: the batched
 # solver takes well under a second per image on a laptop-class CPU and watermarks a whole validation
