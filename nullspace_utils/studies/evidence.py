@@ -44,14 +44,16 @@ def learning_failures(row: Mapping[str, Any]) -> list[str]:
     """Why a :func:`~nullspace_utils.studies.noise_sweep.noise_point` row's noise failed to learn, one reason per
     failing seed (and one for the rate), empty when it learned: the book's one learning-failure rule.
 
-    A seed failed when its learned noise
-      - is no better than its own shuffled copy on the training loss (it learned nothing about the model);
-      - ends at more than :data:`SEED_LOSS_RATIO` times the best seed's training loss (the rate, probed on the
-        first seed, did not suit it);
-      - ends above :data:`MAX_LOSS_LEFT` of its start's training loss (the loss did not halve: the run stopped
-        far from a minimum);
-      - has grown past its starting norm although its loss (eq. 6, no norm held) is smallest at zero noise (the
-        optimiser diverged).
+    A seed failed when its learned noise:
+
+    - is no better than its own shuffled copy on the training loss (it learned nothing about the model);
+    - ends at more than :data:`SEED_LOSS_RATIO` times the best seed's training loss (the rate, probed on the
+      first seed, did not suit it);
+    - ends above :data:`MAX_LOSS_LEFT` of its start's training loss (the loss did not halve: the run stopped
+      far from a minimum);
+    - has grown past its starting norm although its loss (eq. 6, no norm held) is smallest at zero noise (the
+      optimiser diverged).
+
     The whole point failed too when its rate sat at an edge of the probe's grid. A failed point says how the
     optimiser did, not how the model behaves, and gives no verdict."""
     best = min(entry["train_loss"]["learned"] for entry in row["seeds"])
