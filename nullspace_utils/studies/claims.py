@@ -19,10 +19,15 @@ from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate, finetune, fingerprint, fooling, robustness, watermark, watermark_paper
 from nullspace_utils.studies.evidence import VERDICTS, Claim, false_separation_rate
 
-__all__ = ["HEADER", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
+__all__ = ["COLUMNS", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
 
-#: the tables' header rows
-HEADER = "| claim (paper section, figure) | where we test it | verdict |\n|---|---|---|"
+#: the columns of the paper's table (the follow-up's first column is "claim (follow-up)")
+COLUMNS = ("claim (paper section, figure)", "where we test it", "verdict")
+
+
+def _header(columns: tuple[str, ...]) -> str:
+    """A pipe table's header and separator lines."""
+    return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
 #: the opening marker of a generated table (``<!-- claims: paper -->``), its closing one ``<!-- /claims -->``
 MARKER = re.compile(r"(<!-- claims: (?P<name>[a-z-]+) -->\n)(.*?)(<!-- /claims -->)", re.DOTALL)
 
@@ -101,16 +106,16 @@ def legend(profile_name: str = "teaching") -> str:
             "weighed too.")
 
 
-def table(claims: list[Claim], header: str = HEADER) -> str:
-    """A pipe table of ``claims`` under ``header`` (:data:`HEADER`, or the follow-up's)."""
-    return "\n".join([header, *(claim.markdown_row() for claim in claims)])
+def table(claims: list[Claim], columns: tuple[str, ...] = COLUMNS) -> str:
+    """A pipe table of ``claims`` under ``columns`` (:data:`COLUMNS`, or the follow-up's)."""
+    return "\n".join([_header(columns), *(claim.markdown_row() for claim in claims)])
 
 
 def render(page: str, profile_name: str = "teaching") -> str:
     """``page`` with each generated part between its markers (``legend``, ``paper``, ``follow-up``) replaced by
     what the result files give now; the rest of the page as it is."""
     tables = {"legend": legend, "paper": lambda name: table(paper(name)),
-              "follow-up": lambda name: table(follow_up(name), HEADER.replace("(paper section, figure)", "(follow-up)"))}
+              "follow-up": lambda name: table(follow_up(name), ("claim (follow-up)", *COLUMNS[1:]))}
 
     def fill(match: re.Match) -> str:
         name = match.group("name")

@@ -7,8 +7,8 @@ assert invariance.verdict == "reproduced" and "below 1e-4" in invariance.sentenc
 
 rows = claims.follow_up("teaching")  # the follow-up's four rows, from the fine-tuning files
 assert [row.chapter for row in rows] == ["finetune"] * 4
-table = claims.table(rows)  # a pipe table under HEADER, one line per claim
-assert table.startswith(claims.HEADER) and len(table.splitlines()) == 2 + len(rows)
+table = claims.table(rows)  # a pipe table under COLUMNS, one line per claim
+assert table.startswith("| " + " | ".join(claims.COLUMNS)) and len(table.splitlines()) == 2 + len(rows)
 assert "50 % for 1 against 3" in claims.legend()  # the verdict words and the chance of a false separation
 
 # a page's generated parts sit between markers; the prose around them is kept as written
