@@ -755,9 +755,20 @@ def leak_rows(result: FingerprintResult) -> list[list[str]]:
         kept = _kept(_points(result["suspects"][name], "logits"))
         rows.append([name, "yes" if entry["derived"] else "no", str(entry["nullity"]),
                      f"{entry['shared_dimension']} (≥ {least})",
-                     _number_range(energy) if max(energy) < 1e-6 else _percent_range_digits(energy),
-                     _number_range(_flat(entry["change"])), _percent_range(kept)])
+                     _below(energy, _ROUNDING_ENERGY) if max(energy) < 1e-6 else _percent_range_digits(energy),
+                     _below(_flat(entry["change"]), _ROUNDING_CHANGE), _percent_range(kept)])
     return rows
+
+
+#: rounding-level bounds the chapter prints as comparisons (their digits differ between CPUs): a leak energy
+#: share, and a relative logit change
+_ROUNDING_ENERGY = 1e-12
+_ROUNDING_CHANGE = 1e-5
+
+
+def _below(values: list[float], bound: float) -> str:
+    """``values`` as "below <bound>" when all of them are (float rounding), else their range."""
+    return f"below {bound:g}" if max(values) < bound else _number_range(values)
 
 
 def _percent_range_digits(values: list[float]) -> str:
@@ -798,7 +809,8 @@ def leak_lines(result: FingerprintResult) -> list[str]:
                      f"the owner's {owner['nullity']} dimensions; {_percent_range_digits(energy)} of the noise's "
                      f"energy leaks into its row space")
     window = tolerance_window(result)
-    lines.append(f"largest change of the owner and its exact copy {window['owner_largest']:.1e}; tolerance "
+    lines.append(f"largest change of the owner and its exact copy below {_ROUNDING_CHANGE:g}: "
+                 f"{window['owner_largest'] < _ROUNDING_CHANGE}; tolerance "
                  f"{window['tol']:g}; smallest change of an unrelated ViT {window['unrelated_smallest']:.1e} "
                  f"({window['unrelated_smallest'] / window['tol']:.1f} x the tolerance); unrelated ViTs' probes within "
                  f"the tolerance: {window['unrelated_within']} of {window['unrelated_probes']}")
