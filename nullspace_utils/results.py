@@ -36,7 +36,8 @@ from typing_extensions import NotRequired, TypedDict
 from nullspace_utils.files import REPOSITORY_ROOT, atomic_write, git_commit
 
 __all__ = ["provenance", "describe_provenance", "shown_command", "result_file", "how_to_produce", "read", "write_json",
-           "write_partial", "chapter_result", "ChapterResult", "ResultKind", "ResultFileError", "Provenance",
+           "write_partial", "chapter_result", "chapter_file", "ChapterResult", "Note",
+           "how_made_markdown", "unavailable_markdown", "ResultKind", "ResultFileError", "Provenance",
            "REPOSITORY_ROOT", "RESULTS", "RAW_URL", "EXPERIMENTS_COMMAND"]
 
 logger = logging.getLogger(__name__)
@@ -309,21 +310,63 @@ def write_partial(path: str | Path, result: dict[str, Any]) -> Path:
 
 
 # --------------------------------------------------------------------------- chapters
+class Note(str):
+    """What a chapter shows above a result: plain text (``print(note)``, tests, the command line), and a Markdown
+    form that a notebook renders (``display(note)``): a collapsed "how this was made" box for a file found, a
+    note box for one that cannot be had."""
+
+    markdown: str
+
+    def __new__(cls, text: str, markdown: str) -> "Note":
+        note = super().__new__(cls, text)
+        note.markdown = markdown
+        return note
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # a notebook's text/plain form: the text, unquoted
+        printer.text(str(self))
+
+
 class ChapterResult(NamedTuple):
-    """A result file as a chapter shows it: the result (``None`` when it cannot be had) and the note to print
-    above it (where it came from, or how to make it)."""
+    """A result file as a chapter shows it: the result (``None`` when it cannot be had) and the note to show
+    above it (:class:`Note`: where it came from, or how to make it)."""
 
     result: Any
-    note: str
+    note: Note
+
+
+def how_made_markdown(result: dict[str, Any], place: str) -> str:
+    """A collapsed box (a MyST ``dropdown`` admonition) saying how the result file at ``place`` was made: command
+    (:func:`shown_command`, no machine paths), commit, date, device and versions, and the parallel parts it joins."""
+    made = result["provenance"]
+    lines = [f"- command: `{shown_command(made['command'], place)}`",
+             f"- commit `{made['commit'][:10]}`, {made['date']}, on {made['device']}",
+             f"- torch {made['torch']}, timm {made['timm']}, numpy {made['numpy']}, python {made['python']}"]
+    parts = result.get("parts") or []
+    if parts:
+        devices = sorted({part["device"] for part in parts})
+        lines.append(f"- joined from {len(parts)} parts run in parallel, on {', '.join(devices)}")
+    body = "\n".join(lines)
+    return f":::{{admonition}} How this was made: `{place}`\n:class: dropdown\n{body}\n:::\n"
+
+
+def unavailable_markdown(why: str, command: str | None = None) -> str:
+    """A note box for a file a chapter cannot show: ``why`` as prose, then the ``command`` that makes it (if any) as a
+    code block."""
+    block = f"\n```bash\n{command}\n```" if command else ""
+    return f":::{{note}}\n{why}{block}\n:::\n"
 
 
 def chapter_result(kind: ResultKind, profile: str, *, device: str | None = "cuda") -> ChapterResult:
-    """The result file of ``kind`` that a chapter plots, and the note the chapter prints above it::
+    """The result file of ``kind`` that a chapter plots, and the note the chapter shows above it::
 
         sweep, note = results.chapter_result(studies.robustness.RESULT, profile.name)
-        print(note)
+        display(note)
 
-    The note is :func:`describe_provenance` (with the file's place in the repository) when the file is found; when it does not exist, the result is
+    The note (:class:`Note`) is :func:`describe_provenance` (with the file's place in the repository) when the file
+    is found, shown in a notebook as a collapsed "how this was made" box; when it does not exist, the result is
     ``None`` and the note says how to make it (on ``device``); when it cannot be read (the library installed
     without the repository, and no network), the note says why. A damaged file raises
     :class:`ResultFileError`, so a chapter never shows numbers from a file that does not fit its schema.
@@ -331,8 +374,30 @@ def chapter_result(kind: ResultKind, profile: str, *, device: str | None = "cuda
     try:
         result = kind.read(kind.path(profile), missing_ok=True)
     except FileNotFoundError as error:
-        return ChapterResult(None, f"{error}\nThe cells that show it are skipped. The command that makes it:\n"
-                                   f"    {_command(kind.command, profile, device)}")
+        command = _command(kind.command, profile, device)
+        text = f"{error}\nThe cells that show it are skipped. The command that makes it:\n    {command}"
+        why = f"{error} The cells that show it are skipped. The command that makes it:"
+        return ChapterResult(None, Note(text, unavailable_markdown(why, command)))
     if result is None:
-        return ChapterResult(None, how_to_produce(kind.command, profile, device=device))
-    return ChapterResult(result, describe_provenance(result, kind.path(profile)))
+        where = "on a GPU " if device == "cuda" else ""
+        why = (f"No results of the {profile!r} profile for this part yet. Produce them {where}with the command "
+               f"below, which writes `{kind.path(profile)}`; then run this chapter again.")
+        text = how_to_produce(kind.command, profile, device=device)
+        return ChapterResult(None, Note(text, unavailable_markdown(why, _command(kind.command, profile, device))))
+    place = kind.path(profile)
+    return ChapterResult(result, Note(describe_provenance(result, place), how_made_markdown(result, place)))
+
+
+def chapter_file(path: str, *, text: bool = False) -> ChapterResult:
+    """A committed file that is not a study's result (a benchmark's timings, a page's data), as a chapter shows it:
+    like :func:`chapter_result`, the file (``None`` when it cannot be had: not in this checkout and no network)
+    and a :class:`Note` (how it was made when it carries a provenance; else where it lives), so a chapter opened
+    outside the repository and offline skips the cells that need it instead of stopping."""
+    try:
+        content = read(path, text=text)
+    except FileNotFoundError as error:
+        message = f"{error} The cells that show it are skipped."
+        return ChapterResult(None, Note(message, unavailable_markdown(message)))
+    if isinstance(content, dict) and "provenance" in content:
+        return ChapterResult(content, Note(describe_provenance(content, path), how_made_markdown(content, path)))
+    return ChapterResult(content, Note(f"read from {path}", f"Read from `{path}`.\n"))

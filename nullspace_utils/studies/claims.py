@@ -10,6 +10,7 @@ The page's prose is written by hand; its two tables are generated between the ma
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import torch
 
@@ -19,7 +20,7 @@ from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate, finetune, fingerprint, fooling, robustness, watermark, watermark_paper
 from nullspace_utils.studies.evidence import VERDICTS, Claim, false_separation_rate
 
-__all__ = ["COLUMNS", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
+__all__ = ["COLUMNS", "summary", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
 
 #: the columns of the paper's table (the follow-up's first column is "claim (follow-up)")
 COLUMNS = ("claim (paper section, figure)", "where we test it", "verdict")
@@ -104,6 +105,18 @@ def legend(profile_name: str = "teaching") -> str:
             f"other (the seeds' ranges separate). Two sets of alike values still separate by chance: {rates} "
             "(a single reference model against three seeds: half the time), so the size of a difference is "
             "weighed too.")
+
+
+def summary(claims: Sequence[Claim], title: str = "What we found") -> results.Note:
+    """The box a chapter shows right after its setting (``display(claims.summary(...))``): one bullet per claim,
+    its verdict in bold, the claim, the sentence formatted from the data and a link to the figure that shows it.
+    As plain text (``print``), one line per claim."""
+    if not claims:
+        raise ValueError("summary of no claims: pass the chapter's claims (its study's claims(...)).")
+    bullets = "\n".join(f"- **{claim.verdict}**: {claim.claim}. {claim.sentence[:1].upper()}{claim.sentence[1:]} "
+                        f"({{ref}}`see the figure <{claim.figure}>`)" for claim in claims)
+    text = "\n".join(f"{claim.verdict}: {claim.claim}. {claim.sentence}" for claim in claims)
+    return results.Note(text, f":::{{admonition}} {title}\n:class: tip\n{bullets}\n:::\n")
 
 
 def table(claims: list[Claim], columns: tuple[str, ...] = COLUMNS) -> str:

@@ -18,6 +18,10 @@ found = results.chapter_result(fingerprint.RESULT, "teaching")  # a ChapterResul
 assert found.note == results.describe_provenance(found.result, fingerprint.RESULT.path("teaching"))  # its place
 assert isinstance(found, results.ChapterResult) and results.shown_command("run --out /data/x/y.json") == "run --out y.json"
 assert found.result is not None and found.result["owner"] == "zoo-vit-s"  # None, with a note, when it cannot be had
+assert isinstance(found.note, results.Note) and found.note.markdown.startswith(":::{admonition} How this was made")
+cost = results.chapter_file("benchmarks/results/learned_noise_cost_gpu.json")  # any committed file, or None offline
+assert cost.result is not None and "dropdown" in results.how_made_markdown(cost.result, "a.json")
+assert results.unavailable_markdown("Not made yet.", "make it").startswith(":::{note}\nNot made yet.")
 note = results.how_to_produce("approximate", "imagenet")  # the note when a profile has no file yet
 assert "python -m nullspace_utils.experiments approximate --profile imagenet --device cuda" in note
 

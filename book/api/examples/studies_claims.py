@@ -9,6 +9,8 @@ rows = claims.follow_up("teaching")  # the follow-up's four rows, from the fine-
 assert [row.chapter for row in rows] == ["finetune"] * 4
 table = claims.table(rows)  # a pipe table under COLUMNS, one line per claim
 assert table.startswith("| " + " | ".join(claims.COLUMNS)) and len(table.splitlines()) == 2 + len(rows)
+box = claims.summary(rows)  # the chapter's "what we found" box: display(box) in a notebook
+assert box.markdown.startswith(":::{admonition} What we found") and box.count("\n") == len(rows) - 1
 assert "50 % for 1 against 3" in claims.legend()  # the verdict words and the chance of a false separation
 
 # a page's generated parts sit between markers; the prose around them is kept as written
