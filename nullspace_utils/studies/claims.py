@@ -14,13 +14,13 @@ from typing import Sequence
 
 import torch
 
-from nullspace_utils import exact, results
+from nullspace_utils import exact, plotting, results
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate, finetune, fingerprint, fooling, robustness, watermark, watermark_paper
 from nullspace_utils.studies.evidence import VERDICTS, Claim, false_separation_rate
 
-__all__ = ["COLUMNS", "summary", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
+__all__ = ["COLUMNS", "summary", "findings", "folded", "section_3", "paper", "follow_up", "legend", "table", "render", "MARKER"]
 
 #: the columns of the paper's table (the follow-up's first column is "claim (follow-up)")
 COLUMNS = ("claim (paper section, figure)", "where we test it", "verdict")
@@ -117,6 +117,22 @@ def summary(claims: Sequence[Claim], title: str = "What we found") -> results.No
                         f"({{ref}}`see the figure <{claim.figure}>`)" for claim in claims)
     text = "\n".join(f"{claim.verdict}: {claim.claim}. {claim.sentence}" for claim in claims)
     return results.Note(text, f":::{{admonition}} {title}\n:class: tip\n{bullets}\n:::\n")
+
+
+def findings(bullets: Sequence[str], title: str = "What we found") -> results.Note:
+    """The box of a chapter that tests no claim of the paper (the primer, the setting), built like :func:`summary`:
+    ``bullets``, three to five sentences whose numbers the chapter formats from what it computes. As plain text,
+    one line per bullet."""
+    if not bullets:
+        raise ValueError("findings with no bullets: pass the chapter's three to five sentences.")
+    listed = "\n".join(f"- {bullet}" for bullet in bullets)
+    return results.Note("\n".join(bullets), f":::{{admonition}} {title}\n:class: tip\n{listed}\n:::\n")
+
+
+def folded(title: str, table: plotting.Table) -> results.Note:
+    """``table`` in a collapsed box titled ``title`` (a MyST ``dropdown``), for the per-point rows behind a chapter's
+    verdicts: the page shows one line until the reader opens it. As plain text, the aligned table."""
+    return results.Note(repr(table), f":::{{admonition}} {title}\n:class: dropdown\n{table.to_markdown()}\n:::\n")
 
 
 def table(claims: list[Claim], columns: tuple[str, ...] = COLUMNS) -> str:

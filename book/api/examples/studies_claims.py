@@ -1,3 +1,4 @@
+from nullspace_utils import plotting
 from nullspace_utils.studies import claims
 from nullspace_utils.studies.evidence import Claim
 
@@ -11,6 +12,10 @@ table = claims.table(rows)  # a pipe table under COLUMNS, one line per claim
 assert table.startswith("| " + " | ".join(claims.COLUMNS)) and len(table.splitlines()) == 2 + len(rows)
 box = claims.summary(rows)  # the chapter's "what we found" box: display(box) in a notebook
 assert box.markdown.startswith(":::{admonition} What we found") and box.count("\n") == len(rows) - 1
+facts = claims.findings(["A 3 × 5 matrix has a 2-dimensional nullspace.", "Rank + nullity = 5."])  # no claims
+assert facts.markdown.startswith(":::{admonition} What we found") and facts.count("\n") == 1
+details = claims.folded("Per point", plotting.table([["a", "1"]], ["name", "value"]))  # rows, collapsed
+assert ":class: dropdown" in details.markdown and "| a | 1 |" in details.markdown and details.startswith("name")
 assert "50 % for 1 against 3" in claims.legend()  # the verdict words and the chance of a false separation
 
 # a page's generated parts sit between markers; the prose around them is kept as written
