@@ -7,6 +7,11 @@ Each sub-command runs one study with its profile's settings (``studies.<study>.S
 file, ``book/results/<profile>/<kind>.json`` (or ``--out``), checked against the study's schema, with the
 provenance (command, arguments, versions, commit, device) that made it. A sweep run in parallel parts
 (``--models``, or ``--seeds``/``--lims``/``--methods`` for finetune) is joined by ``merge``. Progress is logged.
+
+``all`` runs every study a chapter reads as one resumable plan (:mod:`nullspace_utils.plan`): its parts in
+order, one process per device (``--devices cuda:0 cuda:1``), merges included; a rerun skips the finished parts::
+
+    python -m nullspace_utils.experiments all --profile imagenet --devices cuda --dry-run
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from nullspace_utils import finetune, models, results
+from nullspace_utils import finetune, models, plan, results
 from nullspace_utils.profiles import PROFILE_NAMES, Profile, get_profile
 from nullspace_utils.studies import approximate as approximate_study
 from nullspace_utils.studies import common
@@ -203,6 +208,18 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("parts", nargs="+", type=Path, help="the parts' result files")
     merge.add_argument("--device", default=default_device)
     merge.add_argument("--out", type=Path, default=None)
+    everything = sub.add_parser("all", help="every result file the chapters read, as one resumable plan: the "
+                                            "studies' parts, their merges and the passes after them")
+    everything.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
+    everything.add_argument("--devices", nargs="+", default=[default_device],
+                            help="one part at a time on each (several GPUs: cuda:0 cuda:1 ...); CPU-only parts run "
+                                 "beside them")
+    everything.add_argument("--only", nargs="+", default=None, help="these studies alone (e.g. approximate robustness)")
+    everything.add_argument("--work", type=Path, default=None,
+                            help="where parts, logs and the manifest go (default: .cache/plan/<profile>)")
+    everything.add_argument("--out-dir", type=Path, default=None,
+                            help="where finished result files go (default: book/results/<profile>/)")
+    everything.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     finger = sub.add_parser("fingerprint", help="verify the owner's fingerprint on copies, thieves' models and "
                                                 "unrelated models (paper §9; CPU, a few minutes)")
     finger.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
@@ -220,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress, for the one who ran the command
+    if args.experiment == "all":
+        _run_all(args, parser)
+        return
     runner, written = RUNNERS[args.experiment]
     kind = written or KINDS[args.kind]  # merge: the kind it is given
     try:
@@ -235,6 +255,25 @@ def main(argv: list[str] | None = None) -> None:
     except common.StudyError as error:
         parser.exit(2, f"{parser.prog} {args.experiment}: error: {error}\n")
     logger.info("wrote %s", kind.write(args.out, result))
+
+
+def _run_all(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``all``: the profile's plan (:func:`~nullspace_utils.plan.study_plan`), printed (``--dry-run``) or run
+    (:func:`~nullspace_utils.plan.run_plan`); exits 1 when a part failed, 130/143 when interrupted."""
+    profile = get_profile(args.profile)
+    try:
+        parts = plan.study_plan(profile, only=args.only)
+    except ValueError as error:
+        parser.exit(2, f"{parser.prog} all: error: {error}\n")
+    work = args.work or results.REPOSITORY_ROOT / ".cache" / "plan" / profile.name
+    out_dir = args.out_dir or results.REPOSITORY_ROOT / "book" / "results" / profile.name
+    if args.dry_run:
+        print(plan.describe_plan(parts, work))
+        return
+    report = plan.run_plan(parts, work=work, out_dir=out_dir, devices=args.devices)
+    print(report.summary())
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+import sys
+import tempfile
+from pathlib import Path
+
+from nullspace_utils import plan
+from nullspace_utils.profiles import get_profile
+
+parts = plan.study_plan(get_profile("teaching"), only=["robustness"])  # one part per model, the merge, the transfer
+assert [part.name for part in parts][-2:] == ["robustness/merge", "robustness-transfer"]
+assert parts[0].uses_device and parts[-1].needs == ("robustness/merge",)
+keys = plan.part_keys(parts, plan.code_version())  # command + library code + the keys of what it needs
+assert len(set(keys.values())) == len(parts)
+
+# a plan of your own: each Part is a command; {work} is the work folder, {device} the slot's device
+write = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+mine = [plan.Part("hello", ("hello",), publishes=("hello.txt",),
+                  command=(sys.executable, "-c", write, "{work}/hello.txt", plan.DEVICE))]
+with tempfile.TemporaryDirectory() as folder:
+    work, out = Path(folder) / "work", Path(folder) / "out"
+    report: plan.PlanReport = plan.run_plan(mine, work=work, out_dir=out, devices=["cpu"], show_progress=False)
+    assert report.done == ["hello"] and (out / "hello.txt").read_text() == "cpu" and report.exit_code == 0
+    assert "skip (finished, same settings and code)" in plan.describe_plan(mine, work)  # a rerun skips it
+    assert plan.run_plan(mine, work=work, out_dir=out, show_progress=False).skipped == ["hello"]
+assert plan.CPU_SLOT.startswith("cpu")  # the slot of parts that compute on the CPU whatever the devices

@@ -1,0 +1,322 @@
+"""Every result file of a profile from one resumable command (``python -m nullspace_utils.experiments all``).
+
+The plan is a list of :class:`Part` objects: one ``experiments`` command each (a study, one model or seed of a
+sweep, or the ``merge`` that joins a sweep's parts), the parts it needs first, and the files it publishes into
+``book/results/<profile>/`` when it finishes. :func:`run_plan` runs the parts in order of their needs, one process
+per device slot (several GPUs: one part per GPU at a time), and records each finished part in a manifest
+(``plan.json`` in the work folder). A part is skipped when the manifest says it finished with the same key: the
+same command, the same library source (:func:`code_version`) and the same keys of the parts it needs; so a
+changed setting re-runs its part and every part after it, and an interruption loses at most the parts running.
+A failed part is reported with its log, the parts that need it are not run, and the others go on.
+
+Every part writes into the work folder first (a part cut short leaves only its own partial file there); the
+finished result is then copied into ``book/results/<profile>/`` all at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from nullspace_utils.files import REPOSITORY_ROOT, atomic_write
+from nullspace_utils.profiles import Profile
+
+__all__ = ["Part", "PlanReport", "study_plan", "code_version", "part_keys", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT"]
+
+#: the placeholder of a part's command for the device its slot gives it (``cuda:1``, ``cpu``)
+DEVICE = "{device}"
+#: the slot of the parts that compute on the CPU (their commands have no ``{device}``)
+CPU_SLOT = "cpu (CPU part)"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One step of the plan: its ``name``, the ``experiments`` command line ``argv`` (``{device}`` stands for the
+    slot's device; ``{work}`` for the work folder), the names of the parts it ``needs`` first, and the files it
+    ``publishes`` (paths relative to the work folder, copied to the same name in the results folder when it
+    finishes). A part whose command has no ``{device}`` computes on the CPU and runs beside the device's parts, one
+    at a time. ``command``: a whole command instead of ``python -m nullspace_utils.experiments argv`` (tests)."""
+
+    name: str
+    argv: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    publishes: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
+
+    @property
+    def uses_device(self) -> bool:
+        """Whether the part computes on the slot's device (else on the CPU, in the CPU slot)."""
+        return any(DEVICE in word for word in (self.command or self.argv))
+
+    def command_line(self, device: str, work: Path) -> list[str]:
+        """The process to start for this part on ``device``, with the work folder ``work``."""
+        words = self.command or (sys.executable, "-m", "nullspace_utils.experiments", *self.argv)
+        return [word.replace(DEVICE, device).replace("{work}", str(work)) for word in words]
+
+
+@dataclass
+class PlanReport:
+    """What :func:`run_plan` did: parts ``done`` in this run, ``skipped`` (finished before, same key), ``failed``
+    (with the log to read), ``not_run`` (a part they need failed, or the run was interrupted), the seconds each
+    finished part took, and the signal that stopped the run."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_run: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    stopped_by: int = 0  # the signal that interrupted the run (SIGINT, SIGTERM), 0 if none
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by != 0
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 128 + the signal when interrupted (130 for Ctrl-C, 143 for SIGTERM), 1 when
+        a part failed or was not run, else 0."""
+        if self.interrupted:
+            return 128 + self.stopped_by
+        return 1 if self.failed or self.not_run else 0
+
+    def summary(self) -> str:
+        """One line per outcome, for the one who ran the command."""
+        lines = [f"done: {len(self.done)}, skipped (finished before, same settings and code): {len(self.skipped)}, "
+                 f"failed: {len(self.failed)}, not run: {len(self.not_run)}"]
+        lines += [f"failed: {name} (its log: {log})" for name, log in self.failed.items()]
+        if self.not_run:
+            lines.append(f"not run: {', '.join(self.not_run)}")
+        if self.interrupted:
+            lines.append("interrupted: run the same command again to resume; finished parts are skipped.")
+        return "\n".join(lines)
+
+
+def _sweep(study: str, models: Sequence[str], profile: str) -> list[Part]:
+    """A learned-noise sweep (§4 approximate, §5 robustness) as one part per model and the merge that joins them."""
+    parts = [Part(f"{study}/{model}", (study, "--profile", profile, "--device", DEVICE, "--models", model,
+                                        "--out", f"{{work}}/parts/{study}_{model}.json")) for model in models]
+    merge = Part(f"{study}/merge", ("merge", study, *(part.argv[-1] for part in parts), "--device", DEVICE,
+                                    "--out", f"{{work}}/{study}.json"),
+                 needs=tuple(part.name for part in parts), publishes=(f"{study}.json",))
+    return [*parts, merge]
+
+
+def _finetune(profile: Profile, seeds: Sequence[int], lims: Sequence[float]) -> list[Part]:
+    """The fine-tuning sweep as ``scripts/finetune_sweep.sh`` splits it (untuned; plain per seed; nullspace and
+    gaussian per seed and lim), its merge, and the CPU "-C" pass over the merged result."""
+    common = ("finetune", "--profile", profile.name, "--device", DEVICE, "--weights", "{work}/finetune")
+    splits: list[tuple[str, tuple[str, ...]]] = [("untuned", ("--methods", "untuned"))]
+    for seed in seeds:
+        splits.append((f"plain-s{seed}", ("--seeds", str(seed), "--methods", "plain")))
+        splits += [(f"lim{lim:g}-s{seed}", ("--seeds", str(seed), "--lims", f"{lim:g}", "--methods", "nullspace",
+                                            "gaussian")) for lim in lims]
+    parts = [Part(f"finetune/{name}", (*common, *options, "--out", f"{{work}}/parts/finetune_{name}.json"))
+             for name, options in splits]
+    merge = Part("finetune/merge", ("merge", "finetune", *(part.argv[-1] for part in parts), "--device", DEVICE,
+                                    "--out", "{work}/finetune.json"),
+                 needs=tuple(part.name for part in parts),
+                 publishes=("finetune.json", *(f"finetune/{model}-s{seeds[0]}.safetensors"
+                                               for model in _finetuned_names(lims))))
+    corruptions = Part("finetune-corruptions", ("finetune-corruptions", "--profile", profile.name, "--device", "cpu",
+                                                "--sweep", "{work}/finetune.json", "--weights", "{work}/finetune",
+                                                "--out", "{work}/finetune_corruptions.json"),
+                       needs=("finetune/merge",), publishes=("finetune_corruptions.json",))
+    return [*parts, merge, corruptions]
+
+
+def _finetuned_names(lims: Sequence[float]) -> list[str]:
+    """The weight files' stems of one seed's fine-tuned models (as ``studies.finetune`` names them)."""
+    return ["plain", *(f"{method}-lim{lim:g}" for lim in lims for method in ("nullspace", "gaussian"))]
+
+
+def study_plan(profile: Profile, *, only: Sequence[str] | None = None) -> list[Part]:
+    """Every part that writes a result file a chapter of ``profile`` reads, in an order that respects their
+    needs: the A.2 watermark evaluation, the §4 and §5 sweeps (one part per model, then ``merge``), §5's transfer
+    over seeds, the paper's watermark procedure and the maximal-noise script (CPU), the §9 fingerprints (CPU) and
+    the fine-tuning sweep with its -C pass. ``only``: these studies (``approximate``, ``robustness``, ...) alone."""
+    from nullspace_utils.studies import finetune as finetune_study
+
+    name = profile.name
+    tune = finetune_study.SETTINGS[name]
+    studies = {
+        "watermark": [Part("watermark", ("watermark", "--profile", name, "--device", DEVICE,
+                                         "--out", "{work}/watermark.json"), publishes=("watermark.json",))],
+        "approximate": _sweep("approximate", profile.vit_models, name),
+        "robustness": [*_sweep("robustness", profile.vit_models + profile.cnn_models, name),
+                       Part("robustness-transfer", ("robustness-transfer", "--profile", name, "--device", DEVICE,
+                                                    "--sweep", "{work}/robustness.json",
+                                                    "--out", "{work}/robustness_transfer.json"),
+                            needs=("robustness/merge",), publishes=("robustness_transfer.json",))],
+        "watermark-slsqp": [Part("watermark-slsqp", ("watermark-slsqp", "--profile", name,
+                                                     "--out", "{work}/watermark_slsqp.json"),
+                                 publishes=("watermark_slsqp.json",))],
+        "watermark-max-noise": [Part("watermark-max-noise", ("watermark-max-noise", "--profile", name,
+                                                             "--out", "{work}/watermark_max_noise.json"),
+                                     publishes=("watermark_max_noise.json",))],
+        "fingerprint": [Part("fingerprint", ("fingerprint", "--profile", name, "--out", "{work}/fingerprint.json"),
+                             publishes=("fingerprint.json",))],
+        "finetune": _finetune(profile, tune.seeds, tune.lims),
+    }
+    unknown = sorted(set(only or ()) - set(studies))
+    if unknown:
+        raise ValueError(f"--only: {', '.join(unknown)} is not a study of the plan; choose among {', '.join(studies)}.")
+    return [part for study, parts in studies.items() if not only or study in only for part in parts]
+
+
+def code_version(root: Path = REPOSITORY_ROOT / "nullspace_utils") -> str:
+    """A hash of the library's Python sources: a part made by other code is not skipped (the commit alone would
+    re-run everything after any commit, documentation included)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def part_keys(parts: Sequence[Part], version: str) -> dict[str, str]:
+    """Each part's key: its command, the code ``version`` and the keys of the parts it needs (so a changed part
+    changes every part after it). Raises ``ValueError`` for a part that needs one the plan lacks or one after it."""
+    keys: dict[str, str] = {}
+    for part in parts:
+        missing = [need for need in part.needs if need not in keys]
+        if missing:
+            raise ValueError(f"plan: {part.name} needs {', '.join(missing)}, which the plan lacks or runs after it; "
+                             "put the parts it needs before it.")
+        text = json.dumps([list(part.command or part.argv), version, [keys[need] for need in part.needs]])
+        keys[part.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return keys
+
+
+def _read_manifest(work: Path) -> dict[str, Any]:
+    path = work / "plan.json"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text())["parts"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a plan manifest ({error}): delete it to run every part again.") from error
+
+
+def _write_manifest(work: Path, finished: dict[str, Any]) -> None:
+    with atomic_write(work / "plan.json") as temporary:
+        temporary.write_text(json.dumps({"parts": finished}, indent=1) + "\n")
+
+
+def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None) -> str:
+    """The plan as ``--dry-run`` prints it: one line per part, whether it will run or is skipped, its needs, and the
+    seconds it took when it last finished (from the manifest; "not run yet" otherwise)."""
+    keys = part_keys(parts, version or code_version())
+    finished = _read_manifest(work)
+    lines = []
+    for part in parts:
+        record = finished.get(part.name)
+        same = record is not None and record["key"] == keys[part.name]
+        state = "skip (finished, same settings and code)" if same else "run"
+        last = f"{record['seconds']:.0f} s on {record['device']}" if record else "not run yet"
+        needs = f"; after {', '.join(part.needs)}" if part.needs else ""
+        lines.append(f"{part.name}: {state}; last time {last}{needs}\n    {' '.join(part.argv)}")
+    return "\n".join(lines)
+
+
+def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Sequence[str] = ("cpu",),
+             version: str | None = None, show_progress: bool = True, poll_seconds: float = 0.2) -> PlanReport:
+    """Run the ``parts`` not finished before (:func:`part_keys` against the manifest in ``work``), each as soon as
+    the parts it needs are done, on a free slot of ``devices`` (one process per slot; ``["cuda:0", "cuda:1"]``
+    runs two parts at once), logging each part to ``work/logs/<part>.log``. A finished part's ``publishes`` are
+    copied from ``work`` to ``out_dir`` all at once. Ctrl-C or SIGTERM stops the running parts, keeps every
+    finished one and returns with ``interrupted`` set."""
+    if not devices:
+        raise ValueError("run_plan: no device to run on; give at least one, e.g. ['cpu'] or ['cuda:0'].")
+    keys = part_keys(parts, version or code_version())
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    (work / "parts").mkdir(exist_ok=True)
+    finished = _read_manifest(work)
+    report = PlanReport()
+    waiting = []
+    for part in parts:
+        record = finished.get(part.name)
+        if record is not None and record["key"] == keys[part.name]:
+            report.skipped.append(part.name)
+        else:
+            waiting.append(part)
+    running: dict[str, tuple[subprocess.Popen, str, float, Any]] = {}
+    free = list(devices)
+    cpu_free = [CPU_SLOT]  # the parts that compute on the CPU whatever the devices: one at a time, beside them
+    bar = tqdm(total=len(waiting), unit="part", disable=not show_progress, desc="plan")
+    stop = {"signal": 0}
+
+    def interrupt(number: int, frame: Any) -> None:
+        stop["signal"] = number
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while (waiting or running) and not stop["signal"]:
+            for name, (process, device, started, log) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                (cpu_free if device == CPU_SLOT else free).append(device)
+                bar.update(1)
+                part = next(part for part in parts if part.name == name)
+                unwritten = [relative for relative in part.publishes if not (work / relative).is_file()]
+                if process.returncode != 0 or unwritten:
+                    report.failed[name] = str(work / "logs" / f"{_file_name(name)}.log")
+                else:
+                    _publish(part, work, out_dir)
+                    report.done.append(name)
+                    report.seconds[name] = time.perf_counter() - started
+                    finished[name] = {"key": keys[name], "seconds": report.seconds[name], "device": device}
+                    _write_manifest(work, finished)
+            for part in list(waiting):
+                blocked = [need for need in part.needs if need in report.failed or need in report.not_run]
+                if blocked:
+                    waiting.remove(part)
+                    report.not_run.append(part.name)
+                    bar.update(1)
+                    continue
+                ready = all(need in report.done or need in report.skipped for need in part.needs)
+                slots = free if part.uses_device else cpu_free
+                if ready and slots:
+                    device = slots.pop(0)
+                    log = open(work / "logs" / f"{_file_name(part.name)}.log", "w")  # noqa: SIM115 (closed above)
+                    process = subprocess.Popen(part.command_line(device, work), stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True)
+                    running[part.name] = (process, device, time.perf_counter(), log)
+                    waiting.remove(part)
+            time.sleep(poll_seconds)
+    finally:
+        for name, (process, _, _, log) in running.items():  # interrupted: stop the parts still running
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            log.close()
+            report.not_run.append(name)
+        report.not_run += [part.name for part in waiting]
+        report.stopped_by = stop["signal"]
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        bar.close()
+    return report
+
+
+def _file_name(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def _publish(part: Part, work: Path, out_dir: Path) -> None:
+    """Copy a finished part's files from the work folder to the results folder, each all at once."""
+    for relative in part.publishes:
+        source, target = work / relative, out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(target) as temporary:
+            shutil.copyfile(source, temporary)

@@ -1,0 +1,137 @@
+"""The resumable plan of ``experiments all`` (issue #33): order, skipping, re-running, failures, interruption and
+several device slots, on parts that are small Python commands; and the real plan's commands parse."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nullspace_utils import experiments, plan
+from nullspace_utils.profiles import get_profile
+
+WRITE = "import pathlib, sys, time; time.sleep(float(sys.argv[2])); pathlib.Path(sys.argv[1]).write_text(sys.argv[3])"
+
+
+def writer(name: str, output: str, *, needs: tuple[str, ...] = (), text: str = "ok", sleep: float = 0.0,
+           publish: bool = True) -> plan.Part:
+    """A part that writes ``text`` to ``{work}/output`` after ``sleep`` seconds."""
+    return plan.Part(name, (name,), needs=needs, publishes=(output,) if publish else (),
+                     command=(sys.executable, "-c", WRITE, f"{{work}}/{output}", str(sleep), text))
+
+
+def failing(name: str) -> plan.Part:
+    return plan.Part(name, (name,), command=(sys.executable, "-c", "raise SystemExit('broken on purpose')"))
+
+
+def run(parts, tmp_path, **options):
+    return plan.run_plan(parts, work=tmp_path / "work", out_dir=tmp_path / "out", version="v1",
+                         show_progress=False, poll_seconds=0.01, **options)
+
+
+def test_parts_run_in_order_of_their_needs_and_publish_their_files(tmp_path):
+    parts = [writer("a", "a.json"), writer("b", "b.json", needs=("a",), text="from b")]
+    report = run(parts, tmp_path)
+    assert report.done == ["a", "b"] and not report.failed and not report.interrupted
+    assert (tmp_path / "out" / "b.json").read_text() == "from b"
+    manifest = json.loads((tmp_path / "work" / "plan.json").read_text())["parts"]
+    assert set(manifest) == {"a", "b"} and manifest["a"]["device"] == "cpu (CPU part)"
+
+
+def test_a_rerun_skips_finished_parts_and_a_changed_part_reruns_with_what_follows_it(tmp_path):
+    parts = [writer("a", "a.json"), writer("b", "b.json", needs=("a",)), writer("c", "c.json")]
+    run(parts, tmp_path)
+    again = run(parts, tmp_path)
+    assert again.skipped == ["a", "b", "c"] and again.done == []
+    changed = [writer("a", "a.json", text="new setting"), parts[1], parts[2]]
+    third = run(changed, tmp_path)
+    assert third.done == ["a", "b"] and third.skipped == ["c"]  # b needs a: its key changed with a's
+    assert (tmp_path / "out" / "a.json").read_text() == "new setting"
+    other_code = plan.run_plan(parts, work=tmp_path / "work", out_dir=tmp_path / "out", version="v2",
+                               show_progress=False, poll_seconds=0.01)
+    assert sorted(other_code.done) == ["a", "b", "c"]  # other library code: nothing is skipped
+
+
+def test_a_failed_part_is_reported_its_followers_not_run_and_the_rest_goes_on(tmp_path):
+    silent = plan.Part("silent", ("silent",), publishes=("never.json",), command=(sys.executable, "-c", "pass"))
+    parts = [failing("bad"), writer("after-bad", "x.json", needs=("bad",)), writer("fine", "f.json"), silent]
+    report = run(parts, tmp_path)
+    assert set(report.failed) == {"bad", "silent"}  # exit 1, and exit 0 without writing its file
+    assert "broken on purpose" in Path(report.failed["bad"]).read_text()
+    assert report.not_run == ["after-bad"] and report.done == ["fine"]
+    assert "failed: 2, not run: 1" in report.summary() and report.exit_code == 1
+    assert not (tmp_path / "out" / "x.json").exists()
+
+
+def test_device_parts_share_the_slots_and_each_is_told_its_device(tmp_path):
+    echo = "import pathlib, sys, time; time.sleep(0.5); pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+    parts = [plan.Part(f"p{i}", ("x", plan.DEVICE), publishes=(f"p{i}.txt",),
+                       command=(sys.executable, "-c", echo, f"{{work}}/p{i}.txt", plan.DEVICE)) for i in range(4)]
+    report = run(parts, tmp_path, devices=["cuda:0", "cuda:1"])
+    assert sorted(report.done) == ["p0", "p1", "p2", "p3"]
+    used = {(tmp_path / "out" / f"p{i}.txt").read_text() for i in range(4)}
+    assert used == {"cuda:0", "cuda:1"}  # both slots were used, and each part got its slot's device
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_plan_keeps_finished_parts_and_resumes(tmp_path, stop):
+    script = tmp_path / "run_plan.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from nullspace_utils import plan
+        write = {WRITE!r}
+        parts = [plan.Part(name, (name,), publishes=(name + ".json",),
+                           command=(sys.executable, "-c", write, "{{work}}/" + name + ".json", sleep, "ok"))
+                 for name, sleep in (("quick", "0"), ("slow", "30"))]
+        report = plan.run_plan(parts, work=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), version="v1",
+                               show_progress=False, poll_seconds=0.01)
+        print(report.summary())
+        sys.exit(report.exit_code)
+    """))
+    work, out = tmp_path / "work", tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(script), str(work), str(out)], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "quick.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(stop)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + stop and "interrupted" in stdout and "not run: slow" in stdout
+    assert not (out / "slow.json").exists()
+    finished = json.loads((work / "plan.json").read_text())["parts"]
+    assert list(finished) == ["quick"]
+    script.write_text(script.read_text().replace('"30"', '"0"'))  # the rerun: quick is skipped, slow runs
+    rerun = subprocess.run([sys.executable, str(script), str(work), str(out)], capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0 and "done: 1, skipped (finished before, same settings and code): 1" in rerun.stdout
+
+
+def test_a_part_needing_a_later_part_is_refused():
+    with pytest.raises(ValueError, match="b needs a"):
+        plan.part_keys([writer("b", "b.json", needs=("a",)), writer("a", "a.json")], "v1")
+
+
+@pytest.mark.parametrize("profile", ["teaching", "imagenet"])
+def test_every_part_of_the_real_plan_is_a_command_experiments_accepts(profile, tmp_path):
+    parts = plan.study_plan(get_profile(profile))
+    parser = experiments._parser()
+    for part in parts:
+        parser.parse_args(part.command_line("cuda:0", tmp_path)[3:])  # after "python -m nullspace_utils.experiments"
+    plan.part_keys(parts, "v1")  # every need comes before the part that needs it
+    published = {Path(name).name for part in parts for name in part.publishes}
+    written = {kind.path(profile).rsplit("/", 1)[1] for _, kind in experiments.RUNNERS.values() if kind is not None}
+    assert written <= published  # every result file a study writes comes out of the plan
+
+
+def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, capsys):
+    experiments.main(["all", "--dry-run", "--only", "robustness", "--work", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "robustness-transfer: run; last time not run yet; after robustness/merge" in printed
+    assert "approximate" not in printed
+    with pytest.raises(SystemExit) as stop:
+        experiments.main(["all", "--dry-run", "--only", "fooling"])
+    assert stop.value.code == 2
