@@ -420,6 +420,9 @@ def test_readers_show_every_group_measure_and_verdict(committed):
     assert len(finetune_study.verdicts(sweep, "uniform")) == pairs
     with pytest.raises(ValueError, match="needs the corruptions file"):
         finetune_study.verdicts(sweep, "corruptions")
+    box = finetune_study.verdict_box(sweep, "pgd", table)  # the same sentences, one bullet each, collapsed
+    assert box.splitlines() == finetune_study.verdicts(sweep, "pgd", table)
+    assert box.markdown.count("\n- ") == 3 * (pairs + 1) and ":class: dropdown" in box.markdown
     assert len(finetune_study.verdict_table(sweep, table).rows) == len(keys)
     assert [row[0] for row in finetune_study.clean_table(sweep).rows] == list(groups)
     assert [row[0] for row in finetune_study.nullspace_table(sweep).rows] == list(groups)

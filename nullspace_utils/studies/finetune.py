@@ -37,7 +37,7 @@ from nullspace_utils.studies.noise_sweep import NoisePoint
 __all__ = ["FinetuneSettings", "CheckSettings", "SETTINGS", "CHECK", "run_name", "mapped_labels",
            "check_run", "run", "merge", "run_corruptions", "group_runs", "seed_scores", "comparison_pairs",
            "comparison_sentence", "verdict_cell", "verdict_lines", "Measure", "measures", "verdicts",
-           "verdict_table", "settings_table", "noise_table", "first_run_line", "loss_curve", "loss_panels",
+           "verdict_box", "verdict_table", "settings_table", "noise_table", "first_run_line", "loss_curve", "loss_panels",
            "clean_table", "corruption_gallery", "severity_panels", "corruption_table", "pgd_panels",
            "nullspace_table", "last_lim_line", "claims", "recomputed_lines", "estimate_sweep_hours", "cost_lines",
            "RESULT", "CORRUPTIONS_RESULT", "FinetuneSweepResult", "FinetuneSweepConfig", "FinetuneModelRow",
@@ -588,6 +588,16 @@ def verdicts(sweep: FinetuneSweepResult, key: str, corruptions: FinetuneCorrupti
             for line in verdict_lines(measure.rows, groups, measure.score,
                                       ([("plain", "untuned")] if measure.against_untuned else []) + pairs,
                                       measure.verdict)]
+
+
+def verdict_box(sweep: FinetuneSweepResult, key: str, corruptions: FinetuneCorruptionsResult | None = None
+                ) -> results.Note:
+    """:func:`verdicts` on ``key`` as the chapter shows them: a collapsed box, one bullet per comparison, titled by
+    the count (``display``); as plain text (``print``), one sentence per line."""
+    lines = verdicts(sweep, key, corruptions)
+    bullets = "\n".join(f"- {line}" for line in lines)
+    title = f"The {len(lines)} verdicts, one per comparison"
+    return results.Note("\n".join(lines), f":::{{admonition}} {title}\n:class: dropdown\n{bullets}\n:::\n")
 
 
 def verdict_table(sweep: FinetuneSweepResult, corruptions: FinetuneCorruptionsResult | None = None) -> plotting.Table:

@@ -42,6 +42,7 @@ measures = finetune.measures(sweep, corruptions)  # every yardstick, in the verd
 assert isinstance(measures[0], finetune.Measure) and [m.key for m in measures] == [
     "clean", "corruptions", "pgd", "pgd", "pgd", "uniform"]
 assert finetune.verdicts(sweep, "clean")[-1] == sentence  # plain vs untuned, then the pairs of every lim
+assert finetune.verdict_box(sweep, "clean").splitlines()[-1] == sentence  # the same, in a collapsed box for display
 assert finetune.verdict_table(sweep, corruptions).rows[0] == [
     "clean accuracy", "not separable", "+0.3 ± 0.2 (weak)", "not separable", "+0.9 ± 0.1"]
 
