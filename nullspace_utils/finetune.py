@@ -329,12 +329,16 @@ def clean_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return metrics.accuracy(model, images, labels, batch_size=batch_size)
 
 
+#: how a reader installs the fine-tuning chapter's extra packages (a checkout's `make install` has them)
+_INSTALL_EXTRA = 'pip install "nullspace-utils[finetune] @ git+https://github.com/nullspace-vit/nullspace-vit"'
+
+
 def _imagecorruptions():
     try:
         import imagecorruptions
     except ImportError as error:
-        raise ImportError("corruptions need the imagecorruptions package (PyPI: imagecorruptions-imaug, pinned in "
-                          "requirements.txt): run `make install`.") from error
+        raise ImportError("corruptions need the imagecorruptions package (PyPI: imagecorruptions-imaug), which the "
+                          f"finetune extra installs: {_INSTALL_EXTRA} (in a checkout: make install).") from error
     return imagecorruptions
 
 
@@ -410,8 +414,8 @@ def _torchattacks():
     try:
         import torchattacks
     except ImportError as error:
-        raise ImportError("PGD needs the torchattacks package (pinned in requirements.txt): run `make install`.") \
-            from error
+        raise ImportError(f"PGD needs the torchattacks package, which the finetune extra installs: {_INSTALL_EXTRA} "
+                          "(in a checkout: make install).") from error
     return torchattacks
 
 

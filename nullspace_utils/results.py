@@ -17,9 +17,12 @@ Schemas use plain JSON types: a number is ``float`` (an integer is a number too,
 """
 
 # No ``from __future__ import annotations``: pydantic reads the schemas' NotRequired keys at run time.
+import hashlib
 import json
 import logging
+import os
 import platform
+import re
 import time
 import urllib.error
 import urllib.request
@@ -33,18 +36,20 @@ import pydantic
 import torch
 from typing_extensions import NotRequired, TypedDict
 
-from nullspace_utils.files import REPOSITORY_ROOT, atomic_write, git_commit
+from nullspace_utils.files import REPOSITORY_ROOT, atomic_write, git_commit, sha256_of_file
 
 __all__ = ["provenance", "describe_provenance", "shown_command", "result_file", "how_to_produce", "read", "write_json",
            "write_partial", "chapter_result", "chapter_file", "ChapterResult", "Note",
            "how_made_markdown", "unavailable_markdown", "ResultKind", "ResultFileError", "Provenance",
-           "REPOSITORY_ROOT", "RESULTS", "RAW_URL", "EXPERIMENTS_COMMAND"]
+           "committed_file", "cache_folder", "offline", "REPOSITORY_ROOT", "RESULTS", "RAW_URL",
+           "EXPERIMENTS_COMMAND", "OFFLINE_VARIABLE"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS = REPOSITORY_ROOT / "book" / "results"
 RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"
 EXPERIMENTS_COMMAND = "python -m nullspace_utils.experiments"
+OFFLINE_VARIABLE = "NULLSPACE_OFFLINE"  # set (to 1) to keep the library from fetching committed files (:func:`offline`)
 
 Result = TypeVar("Result")
 
@@ -246,6 +251,24 @@ def how_to_produce(experiment: str, profile: str, *, device: str | None = "cuda"
             f"which writes {result_file(experiment, profile)}; then run this chapter again.")
 
 
+def offline() -> bool:
+    """Whether the library may not use the network to fetch committed files: ``NULLSPACE_OFFLINE`` set to anything
+    but ``""`` or ``0``. The outside-the-checkout CI step (``scripts/outside_checkout.py``) sets it where it cannot
+    cut the network itself; a reader can set it to see what a chapter shows offline."""
+    return os.environ.get(OFFLINE_VARIABLE, "0") not in ("", "0")
+
+
+def _download(path: str) -> bytes:
+    """The bytes of the committed file at ``path`` from the repository on GitHub (:data:`RAW_URL`); raises
+    ``urllib.error.URLError`` when offline (:func:`offline`) or unreachable, ``HTTPError`` for an answer
+    other than 200."""
+    if offline():
+        raise urllib.error.URLError(f"the network is off for this library ({OFFLINE_VARIABLE}=1)")
+    with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
+        logger.info("%s is not in this checkout: fetched from %s", path, RAW_URL)
+        return response.read()
+
+
 def _read_text(path: str, *, missing_ok: bool) -> str | None:
     """The text of the file at ``path`` (relative to the repository root): the checkout's, else GitHub's."""
     local = REPOSITORY_ROOT / path
@@ -253,20 +276,18 @@ def _read_text(path: str, *, missing_ok: bool) -> str | None:
         return local.read_text()
     in_checkout = (REPOSITORY_ROOT / "_toc.yml").is_file()
     try:
-        with urllib.request.urlopen(RAW_URL + path, timeout=20) as response:
-            logger.info("%s is not in this checkout: fetched from %s", path, RAW_URL)
-            return response.read().decode()
+        return _download(path).decode()
     except urllib.error.HTTPError as error:
         if error.code == 404 and missing_ok:
             return None
         reason = "it is not in the repository" if error.code == 404 else f"GitHub answered {error.code}"
-        raise FileNotFoundError(f"Result file {path} is not in this checkout, and {reason} ({RAW_URL}). "
+        raise FileNotFoundError(f"{path} is not in this checkout, and {reason} ({RAW_URL}). "
                                 "Produce it with the command in the README.") from error
     except (urllib.error.URLError, TimeoutError) as error:
         if missing_ok and in_checkout:
             return None
         raise FileNotFoundError(
-            f"Result file {path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
+            f"{path} is not in this checkout and could not be fetched from {RAW_URL} ({error}). "
             "Clone the repository, or produce it with the command in the README."
         ) from error
 
@@ -290,6 +311,50 @@ def read(path: str, *, missing_ok: bool = False, text: bool = False) -> Any:
     except json.JSONDecodeError as error:
         raise ResultFileError(f"{path} is not valid JSON ({error}). Restore the committed file "
                               f"(git checkout -- {path}) or make it again with the command in the README.") from error
+
+
+def cache_folder() -> Path:
+    """Where :func:`committed_file` keeps the files it fetched: ``repository/`` in the library's cache
+    (:func:`nullspace_utils.data.data_dir`: ``$NULLSPACE_DATA``, else ``~/.cache/nullspace-vit``)."""
+    from nullspace_utils.data import data_dir
+
+    return data_dir() / "repository"
+
+
+def committed_file(path: str, sha256: str) -> Path:
+    """A committed binary file (e.g. fine-tuned weights a chapter recomputes from) by its path in the repository,
+    as a local file checked against its ``sha256`` (recorded in the result file that names it): the checkout's,
+    else a copy fetched once from the repository on GitHub (:data:`RAW_URL`) into :func:`cache_folder`.
+
+    Raises ``FileNotFoundError`` when the file is neither here nor fetchable (no network: the message says how to
+    get it), and :class:`ResultFileError` when a file's sha256 differs (a damaged or replaced file)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits, got {sha256!r}: pass the file's recorded hash.")
+    local = REPOSITORY_ROOT / path
+    if local.is_file():
+        if sha256_of_file(local) != sha256:
+            raise ResultFileError(f"{path} does not match its recorded sha256 {sha256[:12]}...: restore the committed "
+                                  f"file (git checkout -- {path}).")
+        return local
+    cached = cache_folder() / path
+    if cached.is_file() and sha256_of_file(cached) == sha256:
+        return cached
+    try:
+        content = _download(path)
+    except urllib.error.HTTPError as error:
+        raise FileNotFoundError(f"{path} is not in this checkout, and GitHub answered {error.code} for it "
+                                f"({RAW_URL}): clone the repository to have it.") from error
+    except (urllib.error.URLError, TimeoutError) as error:
+        raise FileNotFoundError(f"{path} is not in this checkout and could not be fetched from {RAW_URL} "
+                                f"({getattr(error, 'reason', error)}): run this once with network (it is then kept in "
+                                f"{cache_folder()}), or clone the repository.") from error
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise ResultFileError(f"{path} as fetched from {RAW_URL} does not match its recorded sha256 {sha256[:12]}...: "
+                              "the repository's copy changed since the result file was written; nothing was kept.")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(cached) as temporary:
+        temporary.write_bytes(content)
+    return cached
 
 
 def write_json(path: str | Path, result: Any) -> Path:

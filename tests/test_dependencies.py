@@ -76,3 +76,36 @@ def test_the_check_sees_a_missing_dependency(tmp_path):
     # PyYAML is installed (Jupyter Book brings it) but is no dependency of the library: a reader's
     # `pip install nullspace-utils` would not have it
     assert _missing(chapter) == {"yaml": ["pyyaml"]}
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    """{normalised name: version} of the ``name==version`` requirements among ``lines`` (comments dropped)."""
+    pins = {}
+    for line in lines:
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([A-Za-z0-9_.+!-]+)\s*", line.split("#", 1)[0])
+        if match:
+            pins[_normalise(match.group(1))] = match.group(2)
+    return pins
+
+
+def test_every_extra_pins_what_requirements_pin():
+    """An extra installs on a reader's machine what `make install` tests: an unpinned torchattacks resolved to 3.5.1,
+    which downgrades requests, urllib3, idna and httpx (#32)."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    required = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    assert extras, "pyproject.toml declares no extras: this test would check nothing"
+    for extra, requirements in extras.items():
+        for requirement in requirements:
+            pinned = _pins([requirement])
+            assert pinned, f"[{extra}] {requirement!r} is not an exact pin: pin it as requirements.txt does"
+            (name, version), = pinned.items()
+            assert required.get(name) == version, (f"[{extra}] pins {name}=={version}, requirements.txt "
+                                                   f"{required.get(name)}: make them agree")
+
+
+def test_the_pin_check_sees_a_loose_or_different_pin():
+    assert _pins(["torchattacks==3.3.0  # PGD", "imagecorruptions-imaug", "numpy>=1.24", "# x==1"]) == {
+        "torchattacks": "3.3.0"}
+    assert _pins(["Imagecorruptions_Imaug == 1.1.5"]) == {"imagecorruptions-imaug": "1.1.5"}

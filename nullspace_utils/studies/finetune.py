@@ -808,19 +808,30 @@ def last_lim_line(sweep: FinetuneSweepResult) -> str:
             f"loss at {plotting.format_range(left, digits=0, collapse=False)} % of its start); {verdict}")
 
 
+#: the seed whose fine-tuned weights are committed (book/results/<profile>/finetune/*-s0.safetensors)
+_COMMITTED_WEIGHTS_SEED = 0
+
+
 def recomputed_lines(profile: Profile, sweep: FinetuneSweepResult, corruptions: FinetuneCorruptionsResult, *,
                      corruption: str = "gaussian_noise", severity: int = 3) -> Iterator[str]:
-    """One cell of the "-C" table redone here from the committed weights, a line per model as it is done: whether
-    the accuracy under ``corruption`` at ``severity`` is within one image of the file's (models whose weights are
-    not in this checkout are skipped)."""
+    """One cell of the "-C" table redone here from the committed weights (seed 0's: the other seeds' are not
+    committed), a line per model as it is done: whether the accuracy under ``corruption`` at ``severity`` is within
+    one image of the file's. Outside a checkout the weights are fetched (:func:`~nullspace_utils.results.committed_file`,
+    checked by sha256); when they cannot be had (offline), one line says so and nothing is recomputed."""
+    weights = {}
+    for name, row in sweep["runs"].items():
+        if row["weights"] is None or row["seed"] != _COMMITTED_WEIGHTS_SEED or "weights_sha256" not in row:
+            continue
+        try:
+            weights[name] = results.committed_file(f"{sweep['weights_folder']}/{row['weights']}", row["weights_sha256"])
+        except FileNotFoundError as error:
+            yield f"skipped: the seed-{_COMMITTED_WEIGHTS_SEED} fine-tuned weights cannot be had here. {error}"
+            return
     count = corruptions["config"]["images"]
     images, labels = stack_dataset(profile.dataset("val", n=count))
     corrupted = finetune.corrupt_images(images, corruption, severity, seed=corruptions["config"]["seed"])
-    folder = results.REPOSITORY_ROOT / sweep["weights_folder"]
-    for name, row in sweep["runs"].items():
-        if row["weights"] is None or not (folder / row["weights"]).exists():
-            continue
-        model = profile.load_model(sweep["config"]["model"], weights=folder / row["weights"])
+    for name, path in weights.items():
+        model = profile.load_model(sweep["config"]["model"], weights=path)
         accuracy = finetune.clean_accuracy(model, corrupted, labels)
         stored = corruptions["models"][name]["per_severity"][corruption][str(severity)]
         yield f"{name}: recomputed accuracy within one image of the file: {abs(accuracy - stored) <= 1 / count}"

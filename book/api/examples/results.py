@@ -22,6 +22,11 @@ assert isinstance(found.note, results.Note) and found.note.markdown.startswith("
 cost = results.chapter_file("benchmarks/results/learned_noise_cost_gpu.json")  # any committed file, or None offline
 assert cost.result is not None and "dropdown" in results.how_made_markdown(cost.result, "a.json")
 assert results.unavailable_markdown("Not made yet.", "make it").startswith(":::{note}\nNot made yet.")
+weights = "book/results/teaching/finetune/plain-s0.safetensors"  # a binary file a chapter recomputes from
+digest = results.read("book/results/teaching/finetune.json")["runs"]["plain-s0"]["weights_sha256"]
+assert results.committed_file(weights, digest).is_file()  # the checkout's, else fetched once into the cache
+assert results.cache_folder().name == "repository" and not results.offline()  # NULLSPACE_OFFLINE=1: no fetching
+assert results.OFFLINE_VARIABLE == "NULLSPACE_OFFLINE"
 note = results.how_to_produce("approximate", "imagenet")  # the note when a profile has no file yet
 assert "python -m nullspace_utils.experiments approximate --profile imagenet --device cuda" in note
 
