@@ -27,6 +27,7 @@ from nullspace_utils import approximate, plotting, results
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate as approximate_study
+from nullspace_utils.studies import claims
 from nullspace_utils.studies import robustness as robustness_study
 
 torch.manual_seed(0)
@@ -34,6 +35,11 @@ profile = get_profile()
 vit = profile.load_model(profile.vit_models[0])
 train = TensorDataset(*stack_dataset(profile.dataset("train", n=512)))
 val = TensorDataset(*stack_dataset(profile.dataset("val", n=300)))
+
+# %% tags=[hide-input]
+sweep, note = approximate_study.RESULT.chapter_result(profile.name)  # the full sweep, made on a GPU (Fig. 2 below)
+robust, robust_note = robustness_study.RESULT.chapter_result(profile.name)  # it measured the exact nullspace noise
+display(claims.summary(approximate_study.claims(sweep)) if sweep is not None else note)
 
 # %% [markdown]
 # ## The objective
@@ -87,12 +93,14 @@ print("noise shape (patches, width):", approximate.noise_shape(vit, "encoder", p
 # %%
 choice = approximate.choose_lr(vit, train, level="encoder", lim=2.0, grid=(1.0, 10.0, 100.0), steps=5,
                                batch_size=32)
+print(f"chosen rate: {choice.lr:g}; at the edge of the grid it ended with: {choice.at_edge}")
+
+# %% tags=[hide-input] alt="The probe's training loss after its last steps against the SGD learning rate on a log axis, one point per rate tried: the loss falls as the rate grows, reaches its lowest at the chosen rate, and rises sharply at the largest rate."
 rates = sorted(float(rate) for rate in choice.scores)
 plotting.line_panels([{"title": "learning-rate probe (training images)", "ylabel": "eq. 6 loss, last steps",
                        "lines": {"probe": (rates, [choice.scores[str(rate)] for rate in rates], "o-")}}],
                      xlabel="SGD learning rate", ncols=1).axes[0].set_xscale("log")
 plt.show()
-print(f"chosen rate: {choice.lr:g}; at the edge of the grid it ended with: {choice.at_edge}")
 
 # %% [markdown]
 # Had the best rate been the smallest or the largest tried, the probe would have added one beyond it,
@@ -111,6 +119,8 @@ print(f"chosen rate: {choice.lr:g}; at the edge of the grid it ended with: {choi
 # %%
 learned = approximate.learn_noise(vit, train, level="encoder", lim=2.0, steps=30, lr=choice.lr, milestones=(20,),
                                   batch_size=32, seed=0)
+
+# %% tags=[hide-input] alt="Two panels over 30 SGD steps: the training loss, eq. 6, falls with ups and downs and flattens after the rate drops; the noise norm falls steadily, shrinking the noise from its uniform start."
 steps = [row["step"] for row in learned.history]
 plotting.line_panels([
     {"title": "training loss", "ylabel": "eq. 6: ‖logit change‖₂",
@@ -159,12 +169,13 @@ plotting.table(rows, ["noise", "predictions unchanged", "logit MSE", "noise norm
 # recomputes its cheapest point so that the committed numbers cannot drift away from the code, and checks
 # every row's rules (rates chosen, lims extended, failures marked).
 
-# %%
-sweep, note = approximate_study.RESULT.chapter_result(profile.name)
-print(note)
-robust, _ = robustness_study.RESULT.chapter_result(profile.name)  # it measured the exact nullspace noise
+# %% tags=[hide-input]
+display(note, robust_note)
 if sweep is not None:
     print("\n".join(approximate_study.run_summary(sweep)))
+
+# %% tags=[hide-input] alt="Fig. 2 for the three zoo ViTs, one column each. Top row: predictions unchanged against lim for the learned noise, its shuffled copy and its uniform start; the learned noise stays near 100 % while the other two fall at the larger lims. Bottom row: logit MSE on a log axis; the learned noise's line lies below its shuffled copy's and its start's at every lim. Dash-dot reference marks show the exact nullspace noise: 100 % kept, and a logit MSE far below the axis."
+if sweep is not None:
     exact = approximate_study.exact_reference(robust) if robust is not None else None
     approximate_study.figure_2(sweep, exact)
     plt.show()
@@ -173,10 +184,10 @@ if sweep is not None:
 # Fig. 2 has two halves. The top row is the share of predictions kept, the bottom row the logit MSE on a log
 # axis (lower is better there). Lines are means over the three seeds, bars the range from the lowest to the
 # highest seed; the key below the panels names the line styles. A hollow marker would flag a point whose
-# learning failed by the book's rule (`evidence.learning_failures`; the table at the end of this section
-# names any such point and why).
+# learning failed by the book's rule (`evidence.learning_failures`; the box "rate, noise norm and learning" at
+# the end of this section names any such point and why).
 #
-# The grey dash-dot marks are the exact nullspace noise of §3, as a reference. The token sweep has no
+# The dash-dot marks are the exact nullspace noise of §3, as a reference. The token sweep has no
 # exact noise of its own: the exact nullspace is a set of *image* noises whose tokens are zero, so at the
 # token level it is no noise at all. The marks therefore show what the robustness chapter's sweep measured
 # when it added exact nullspace noise to the *images* of the same ViTs: the share it kept (top) and the
@@ -185,7 +196,7 @@ if sweep is not None:
 # Which half of the figure tells learned noise from its shuffled copy? The answer, per ViT, generated from
 # the file by `evidence.separated`, which calls a difference only where the seeds' ranges do not overlap:
 
-# %%
+# %% tags=[hide-input]
 if sweep is not None:
     val_images = sweep["config"]["val"]
     print(f"match is 'at its ceiling' where even the shuffled copy keeps at least "
@@ -200,37 +211,38 @@ if sweep is not None:
 # flips almost none, even for the shuffled copy, there is nothing left for the learned noise to win, and
 # three seeds cannot separate the two on match. The logit MSE sees the logits move before any prediction
 # flips, and there it separates learned from shuffled wherever the table says so. Point by point, the ranges
-# over seeds behind each verdict:
+# over seeds behind each verdict (open the box):
 
-# %%
+# %% tags=[hide-input]
 if sweep is not None:
-    display(plotting.table(approximate_study.figure_2_rows(sweep),
-                           ["model", "lim", "match %, learned vs shuffled", "on match",
-                            "logit MSE, learned vs shuffled", "on logit MSE"]))
+    display(claims.folded("Point by point: learned against shuffled, ranges over seeds", plotting.table(
+        approximate_study.figure_2_rows(sweep), ["model", "lim", "match %, learned vs shuffled", "on match",
+                                                 "logit MSE, learned vs shuffled", "on logit MSE"])))
 
 # %% [markdown]
 # The rate each point chose and what happened to the noise's norm (from its uniform start to the end of
 # learning, range over seeds), with the book's learning-failure rule applied to every point:
 
-# %%
+# %% tags=[hide-input]
 if sweep is not None:
-    display(plotting.table(approximate_study.verdict_rows(sweep),
-                           ["model", "lim", "rate", "noise norm (start → learned)", "learning"]))
+    display(claims.folded("Point by point: rate, noise norm and learning", plotting.table(
+        approximate_study.verdict_rows(sweep), ["model", "lim", "rate", "noise norm (start → learned)", "learning"])))
 
 # %% [markdown]
 # ### Did the noise just shrink, and does the squared loss matter?
 #
 # For the smallest ViT the sweep was repeated with `keep_norm=True` (same lims, same rates): the noise
 # keeps its initial norm exactly, so any gain over its shuffled copy must come from its direction. It was
-# also learned once with the squared loss, the variant this library used before it followed eq. 6. Each
-# line gives both halves of Fig. 2.
+# also learned once with the squared loss, the square of eq. 6's norm, a common variant. The box below the
+# figure gives both halves of Fig. 2 for each run.
 
-# %%
+# %% tags=[hide-input] alt="Predictions unchanged against lim for the smallest ViT, plain SGD and with the norm held fixed, each learned noise beside its shuffled copy: both learned noises stay high, while both shuffled copies fall at the larger lims, the norm-held one furthest."
 if sweep is not None:
     first = profile.vit_models[0]
     plotting.seed_panels([approximate_study.keep_norm_panel(sweep, first)], ncols=1, size=(5.0, 3.2))
     plt.show()
-    print("\n".join(approximate_study.loss_lines(sweep, first)))
+    display(claims.folded(f"{first}: the norm held, and the squared loss, learned against shuffled", plotting.table(
+        [[line] for line in approximate_study.loss_lines(sweep, first)], ["run, lim: match, then logit MSE"])))
 
 # %% [markdown]
 # On logit MSE, both losses learn a noise that beats its shuffled copy at every lim above. The two cannot be ranked against each other from
@@ -241,15 +253,9 @@ if sweep is not None:
 #
 # The paper's Fig. 2 (ImageNet ViT-S/B/L-32) shows three things: most predictions survive small lims,
 # the match falls and the logit MSE grows as lim grows, and the learned noise does better than the
-# same values shuffled. Read from the committed sweep, the verdict and sentence below are generated from
-# it by `approximate_study.claims`, the same row the {doc}`reproducibility` page shows:
-
-# %%
-if sweep is not None:
-    (claim,) = approximate_study.claims(sweep)
-    print(f"{claim.verdict}: {claim.sentence}")
-
-# %% [markdown]
+# same values shuffled. The "What we found" box at the top of this chapter gives the verdict and sentence that
+# `approximate_study.claims` generates from the committed sweep, the same row the {doc}`reproducibility` page shows.
+#
 # - **Match falls as lim grows**: reproduced for all three ViTs, once lims are large enough. The wider
 #   ViTs need much larger token noise before random noise hurts them, which is why their sweeps run to
 #   larger lims.
@@ -257,7 +263,7 @@ if sweep is not None:
 #   above; on match only where noise of that energy flips predictions. At small lims match sits at its
 #   ceiling: the shuffled copy keeps nearly everything too, so match cannot separate them there, while the
 #   logits already show the learned noise moving them less. For ViT-S, the one ViT the norm-held variant was
-#   run for, the learned noise keeps its lead with the norm held (the lines of the previous section), so
+#   run for, the learned noise keeps its lead with the norm held (the box of the previous section), so
 #   there it is not shrinkage.
 # - **Scale**: the same lim is not the same relative noise on every model: the clean tokens of the wider
 #   ViTs are larger. Compare noise norms with clean token norms, not lims, across models; the next
@@ -268,7 +274,8 @@ if sweep is not None:
 #
 # - **§4: "the optimisation converges towards a local minima with relatively larger noise values" as lim
 #   grows.** Eq. 6 has its global minimum at zero noise; what a larger lim gives is a larger *start*, which
-#   plain SGD shrinks only partly in a finite budget. The norms in the table above say how much.
+#   plain SGD shrinks only partly in a finite budget. The norms in the box "rate, noise norm and learning"
+#   say how much.
 # - **Eq. 6 allows "any $\ell_p$ norm".** The authors' follow-up code uses the $L_2$ norm, not squared,
 #   averaged over the batch; so does this book. The squared variant learns too, at a different rate.
 # - **A.1's pseudo-code and "implementation details" are not in the submission.** The recipe here follows
@@ -289,11 +296,13 @@ if sweep is not None:
 # the authors' 500 epochs per noise, over every lim, seed and model of both sweeps (rate probes included,
 # lim extensions not):
 
-# %%
-cost = results.read("benchmarks/results/learned_noise_cost_gpu.json")  # this checkout, else the repository online
-print(f"on {cost['provenance']['device']}: the imagenet profile's sweeps about {cost['total']['book_hours']:.0f} GPU "
-      f"hours; the authors' recipe ({cost['authors_steps_per_noise']} steps per noise) about "
-      f"{cost['total']['authors_hours']:.0f} GPU hours")
+# %% tags=[hide-input]
+cost, cost_note = results.chapter_file("benchmarks/results/learned_noise_cost_gpu.json")  # None offline, outside a checkout
+display(cost_note)
+if cost is not None:
+    print(f"on {cost['provenance']['device']}: the imagenet profile's sweeps about {cost['total']['book_hours']:.0f} GPU "
+          f"hours; the authors' recipe ({cost['authors_steps_per_noise']} steps per noise) about "
+          f"{cost['total']['authors_hours']:.0f} GPU hours")
 
 # %% [markdown]
 # ## Exercises

@@ -18,17 +18,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import timm
 import torch
+from IPython.display import display
 
 from nullspace_utils import exact, linalg, metrics, plotting
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.studies import claims
 
 torch.manual_seed(0)
 profile = get_profile()
 vit = profile.load_model(profile.vit_models[0])
 images, labels = stack_dataset(profile.dataset("val", n=16))
 print(profile.vit_models[0], "| images:", tuple(images.shape))
+
+# %% tags=[hide-input]
+display(claims.summary(claims.section_3()))  # §3's two claims, computed now from the zoo's weights
 
 # %% [markdown]
 # ## The patch embedding, as a matrix
@@ -65,7 +70,7 @@ print(f"rank {linalg.rank(W_pix)}, nullspace dimension {linalg.nullity(W_pix)} =
 # smallest), and the $C r^2 - d$ remaining directions have no singular value at all because the
 # matrix has only $d$ rows.
 
-# %%
+# %% tags=[hide-input] alt="The singular values of the pixel-space patch embedding matrix, largest first, on a log axis: all lie within about one decade of each other, many decades above the dashed line of the default tolerance near the bottom of the plot."
 sigma = linalg.singular_values(W_pix)
 plotting.singular_value_plot(sigma, tolerance=linalg.default_rtol(W_pix.shape) * sigma[0],
                              title=f"singular values of W_pix ({profile.vit_models[0]})")
@@ -103,7 +108,7 @@ print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 # A model with $d \ge C r^2$, such as ViT-B/16, has neither, and the library says so with a
 # `NoNullspaceError`.
 
-# %%
+# %% tags=[hide-input]
 rows = []
 for name in ["vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224",
              "vit_small_patch16_224", "vit_base_patch16_224", *profile.vit_models]:
@@ -152,6 +157,8 @@ print("joint directions outside the per-channel space:", torch.linalg.matrix_ran
 # %%
 basis = exact.patch_nullspace(vit)
 print("basis:", tuple(basis.shape), basis.dtype)
+
+# %% tags=[hide-input] alt="Four random combinations of the nullspace basis, each shown as a small colour patch with 0 as mid-grey: fine, structureless colour noise."
 plotting.show_images(exact.random_combinations(basis, 4, seed=4), [f"random mix {i}" for i in range(4)],
                      symmetric=True, size=1.6)
 plt.show()
@@ -161,14 +168,16 @@ r = layer.kernel_size[0]
 patches = exact.to_patches(images[:2].double(), r)[[24, 73]]  # one central patch of each of two images
 seen, hidden = linalg.split_by_nullspace(W_pix, patches)  # hidden: what the embedding cannot see
 trios = torch.stack([patches, seen, hidden], dim=1).reshape(-1, layer.in_channels, r, r)  # per patch: its 3 parts
-plotting.show_images(trios, ["patch", "row-space part", "nullspace part"] * 2, size=1.6,
-                     symmetric=[False, True, True] * 2)
-plt.show()
 share = hidden.norm(dim=1) ** 2 / patches.norm(dim=1) ** 2
 print("the row-space part has the patch's embedding, difference below 1e-10:",
       ((seen - patches) @ W_pix.T).abs().max().item() < 1e-10)
 print(f"share of each patch's energy in the nullspace part: {share.min():.2f} to {share.max():.2f} "
       f"(a random direction: {joint.shape[0] / W_pix.shape[1]:.2f} on average)")
+
+# %% tags=[hide-input] alt="Two image patches, each followed by its two parts: a nearly flat coloured patch, then its row-space part and its nullspace part, both textured colour noise around mid-grey that looks nothing like the patch."
+plotting.show_images(trios, ["patch", "row-space part", "nullspace part"] * 2, size=1.6,
+                     symmetric=[False, True, True] * 2)
+plt.show()
 
 # %% [markdown]
 # The random mixes are noise-like: there is no structure in them to read. The split is the more
@@ -187,6 +196,8 @@ noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=0.5, see
 noisy = images + noise
 print(f"noise: shape {tuple(noise.shape)}, max |value| {noise.abs().max():.2f}")
 print(f"PSNR of noisy vs clean images: {psnr(images, noisy):.1f} dB")
+
+# %% tags=[hide-input] alt="Five panels: a validation image, the tiled nullspace noise (a fine repeating colour texture), the image with the noise added, clearly grainy, then a second image and the same image with the same noise."
 plotting.show_images([images[0], noise, noisy[0].clamp(0, 1), images[1], noisy[1].clamp(0, 1)],
                      ["image 0", "noise (rescaled)", "image 0 + noise", "image 1", "image 1 + noise"],
                      symmetric=[False, True, False, False, False], size=2.0)
@@ -220,12 +231,15 @@ print("predictions unchanged:", bool((noisy_logits.argmax(1) == clean_logits.arg
 
 # %%
 sweep = exact.amplitude_sweep(vit, images, np.logspace(-2, 2, 9))
-plotting.loglog_curves(sweep.amplitudes, {"nullspace noise": (sweep.nullspace_change, "o-"),
-                                          "uniform random noise": (sweep.random_change, "s-")},
-                       xlabel="noise amplitude (max |value|)", ylabel="max |logit change|")
 print("amplitude:          ", " ".join(f"{a:6.2g}" for a in sweep.amplitudes))
 print("random noise, match:", " ".join(f"{m:6.0%}" for m in sweep.random_match))
 print("nullspace noise: every logit change below 1e-3:", max(sweep.nullspace_change) < 1e-3)
+
+# %% tags=[hide-input] alt="Log-log plot of the largest logit change against the noise amplitude, from 0.01 to 100: under uniform random noise it climbs steeply and then levels off at a large value; under nullspace noise it stays many decades lower at every amplitude, at the level of float rounding, rising only slowly with the amplitude."
+plotting.loglog_curves(sweep.amplitudes, {"nullspace noise": (sweep.nullspace_change, "o-"),
+                                          "uniform random noise": (sweep.random_change, "s-")},
+                       xlabel="noise amplitude (max |value|)", ylabel="max |logit change|")
+plt.show()
 
 # %% [markdown]
 # ## The normalisation pitfall
@@ -263,6 +277,8 @@ print("nullspace of W diag(1/std): max logit change below 1e-4:", folded < 1e-4)
 # %%
 small_noise = exact.random_nullspace_noise(vit, profile.image_size, amplitude=0.1, seed=3)
 effects = exact.storage_effects(vit, images, small_noise)
+
+# %% tags=[hide-input]
 rows = [["no clipping, no rounding", "below 1e-4 (float rounding)" if effects.unbounded < 1e-4 else "LARGE", "100%"]]
 rows += [[label, f"{effect.max_logit_change:.3f}", f"{effect.same_prediction:.0%}"] for label, effect in [
     (f"clipped to [0, 1] ({effects.saturated:.1%} of values clipped)", effects.clipped),

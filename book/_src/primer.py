@@ -14,12 +14,33 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
-from nullspace_utils import linalg, plotting
+from nullspace_utils import exact, linalg, models, plotting
+from nullspace_utils.studies import claims
 
 rng = np.random.default_rng(0)
 
+# %% tags=[hide-input]
+box_rng = np.random.default_rng(1)  # the box's numbers, computed now as the sections below compute theirs
+example = box_rng.normal(size=(3, 5))
+two_rows = box_rng.normal(size=(2, 3))
+near = np.vstack([two_rows, two_rows.sum(axis=0) + 1e-8 * np.array([1.0, -1.0, 0.5])])  # 1e-8 from singular
+W_small = exact.patch_embedding_matrix(models.load_model("zoo-vit-s"))
+display(claims.findings([
+    f"A $3 \\times 5$ matrix sends a {linalg.nullity(example)}-dimensional subspace of its inputs to zero: adding any "
+    "vector of it to any input leaves the output exactly as it was ({ref}`see the definition <primer-definition>`).",
+    f"Rank-nullity: rank {linalg.rank(example)} + nullity {linalg.nullity(example)} = {example.shape[1]} inputs, so "
+    "every matrix with fewer outputs than inputs has a nullspace ({ref}`see the check <primer-rank-nullity>`).",
+    f"\"Zero\" needs a tolerance: a matrix $10^{{-8}}$ away from a singular one has rank {linalg.rank(near)} by NumPy's "
+    f"default rule and {linalg.rank(near, rtol=1e-6)} with `rtol=1e-6` ({{ref}}`see the table <primer-tolerance>`).",
+    f"The first layer of this book's smallest ViT is a {W_small.shape[0]} × {W_small.shape[1]} matrix of rank "
+    f"{linalg.rank(W_small)}: {linalg.nullity(W_small)} directions of patch space it cannot see "
+    "({ref}`see the last section <primer-vit>`).",
+]))
+
 # %% [markdown]
+# (primer-definition)=
 # ## Definition
 #
 # A matrix $A$ of shape $m \times n$ maps vectors $x \in \mathbb{R}^n$ to $Ax \in \mathbb{R}^m$. Its
@@ -38,6 +59,8 @@ rng = np.random.default_rng(0)
 projection = np.array([[1.0, 0.0], [0.0, 0.0]])  # keeps x1, drops x2
 beta = np.array([[2.0, 1.0]])  # y = 2 x1 + x2
 directions = [linalg.nullspace(projection)[:, 0], linalg.nullspace(beta)[:, 0]]
+
+# %% tags=[hide-input] alt="Two panels. Left: points on a vertical line, which differ only along the x2 axis, all project to one and the same point of the x1 axis. Right: the colour map of y = 2 x1 + x2, with two dashed lines along its nullspace direction, each staying inside one band of colour."
 plotting.nullspace_walks(projection, beta, directions,
                          titles=["projection onto the $x_1$ axis: null = the $x_2$ axis",
                                  "$y = 2x_1 + x_2$: moving along null$(\\beta)$ keeps $y$"])
@@ -65,6 +88,7 @@ for label, vector in [("u", u), ("v", v), ("u + v", u + v), ("-3.7 u", -3.7 * u)
 print("columns orthonormal:", np.allclose(N.T @ N, np.eye(2)))
 
 # %% [markdown]
+# (primer-rank-nullity)=
 # ## Rank-nullity
 #
 # How large is the nullspace? The **rank** of $A$ is the number of independent directions its output
@@ -91,10 +115,13 @@ for (m, n), r in [((3, 5), 3), ((5, 3), 3), ((6, 6), 4), ((10, 40), 7), ((96, 76
 # %%
 row = np.array([[1.0, 1.0, 1.0]])
 plane = linalg.nullspace(row)  # (3, 2)
+
+# %% tags=[hide-input] alt="A three-dimensional plot of the plane x1 + x2 + x3 = 0, the nullspace of the row (1, 1, 1), spanned by two arrows inside it, and the row itself as a third arrow at right angles to the plane."
 plotting.nullspace_plane(row, plane, title="null$(1\\;1\\;1)$: a plane; red: the row itself, orthogonal to it")
 plt.show()
 
 # %% [markdown]
+# (primer-tolerance)=
 # ## Computing it: the SVD and a tolerance
 #
 # Write $A = U \Sigma V^\top$ (the singular value decomposition). The columns of $V$ whose singular
@@ -124,6 +151,7 @@ for delta in [0.0, 1e-12, 1e-8, 1e-3]:
 # "the directions it shrinks below a threshold we chose". For the trained ViTs in this book the gap
 # is wide (the next chapter shows their singular values), so the default tolerance is safe.
 #
+# (primer-vit)=
 # ## A ViT's first layer is a linear map
 #
 # The right panel of the paper's Fig. 1 is the teaser for the rest of the book. A ViT cuts an image
@@ -131,8 +159,6 @@ for delta in [0.0, 1e-12, 1e-8, 1e-3]:
 # book's zoo, that matrix has 96 rows (the embedding width) and $3 \cdot 16 \cdot 16 = 768$ columns.
 
 # %%
-from nullspace_utils import exact, models
-
 vit = models.load_model("zoo-vit-s")
 W = exact.patch_embedding_matrix(vit)
 print("patch embedding matrix:", tuple(W.shape))

@@ -27,26 +27,21 @@ from nullspace_utils import approximate, exact, plotting, robustness
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate as approximate_study
+from nullspace_utils.studies import claims
 from nullspace_utils.studies import robustness as robustness_study
 
 torch.manual_seed(0)
 profile = get_profile()
 val = TensorDataset(*stack_dataset(profile.dataset("val", n=100)))
-sweep, note = robustness_study.RESULT.chapter_result(profile.name)
+
+# %% tags=[hide-input]
+sweep, note = robustness_study.RESULT.chapter_result(profile.name)  # the sweep, made on a GPU (below)
 transfer, transfer_note = robustness_study.TRANSFER_RESULT.chapter_result(profile.name)
-tokens, tokens_note = approximate_study.RESULT.chapter_result(profile.name)
-
-# %% [markdown]
-# ## The answer first
-#
-# The paper's two §5 claims against the teaching zoo's result files (three seeds; every number below is read
-# from them; the rest of the chapter shows where each comes from):
-
-# %%
+tokens, tokens_note = approximate_study.RESULT.chapter_result(profile.name)  # the ViTs' token noise (panel a)
 if sweep is not None and transfer is not None:
-    section_5 = robustness_study.claims(sweep, transfer, profile.vit_models, profile.cnn_models)
-    display(plotting.table([[claim.claim, f"**{claim.verdict}**", claim.sentence] for claim in section_5],
-                           ["the paper's claim", "verdict", "what the data say"]))
+    display(claims.summary(robustness_study.claims(sweep, transfer, profile.vit_models, profile.cnn_models)))
+else:
+    display(note, transfer_note)
 
 # %% [markdown]
 # ## Units first
@@ -95,11 +90,10 @@ plotting.table(rows, ["model", *[f"lim {lim} (RMS {lim / 3 ** 0.5:.2g})" for lim
 #
 # Panel (a) reads the ViTs' token-level rows from the previous chapter's sweep.
 
-# %%
-print(note)
+# %% tags=[hide-input]
+display(note, tokens_note)
 if sweep is not None:
     print("\n".join(robustness_study.run_summary(sweep)))
-
 
 # %% [markdown]
 # (robustness-vits-cnns)=
@@ -109,7 +103,7 @@ if sweep is not None:
 # the noise's size relative to the clean input's. Panel (b) gives every model image noise, the fair
 # comparison at network level, against the noise's pixel RMS. Lines are means over seeds, bars the range.
 
-# %%
+# %% tags=[hide-input] alt="Two panels of predictions unchanged against the size of the noise, for each model its learned noise and the uniform noise it started from. (a) The ViTs' token noise and the CNNs' image noise, against the noise's norm relative to the clean input's. (b) Image noise for all six models, against its pixel RMS: at small noise every line is near 100 %; at the larger noise the ViTs' learned noise keeps more predictions than the CNNs', except where learning failed (hollow markers), and every model's uniform noise falls."
 if sweep is not None and tokens is not None:
     plotting.seed_panels(robustness_study.panels(sweep, tokens, profile.vit_models, profile.models), size=(3.6, 3.4))
     plt.show()
@@ -128,7 +122,7 @@ if sweep is not None and tokens is not None:
 # to learn, with the comparison among the models whose noise did learn beside it; and the same question for
 # uniform noise of the same energy, which nothing learned:
 
-# %%
+# %% tags=[hide-input]
 if sweep is not None:
     display(robustness_study.verdict_table(sweep, profile.vit_models, profile.cnn_models))
 
@@ -136,7 +130,7 @@ if sweep is not None:
 # Learned against its shuffled copy (same values, same energy), model by model, at lim 0.5, with the norm the
 # learned noise ended at (it started at the norm of Uniform(-0.5, 0.5)):
 
-# %%
+# %% tags=[hide-input]
 if sweep is not None:
     display(plotting.table(robustness_study.lr_rows(sweep, 0.5),
                            ["model", "rate", "learned vs shuffled (lim 0.5)", "noise norm (start → learned)"]))
@@ -155,11 +149,12 @@ if sweep is not None:
 # "null share" is a share of *energy* (squared norm): a random direction puts $(3r^2 - d)/3r^2$ of its energy
 # there, which is what the start's column shows.
 
-# %%
+# %% tags=[hide-input]
 if sweep is not None:
-    display(plotting.table(robustness_study.null_part_rows(sweep, profile.vit_models),
-                           ["model", "lim", "kept: learned (%)", "kept: its null part (%)", "null energy share: learned",
-                            "null energy share: start", "null part unchanged"]))
+    display(claims.folded("Per ViT and lim: the learned noise and its null part, ranges over seeds", plotting.table(
+        robustness_study.null_part_rows(sweep, profile.vit_models),
+        ["model", "lim", "kept: learned (%)", "kept: its null part (%)", "null energy share: learned",
+         "null energy share: start", "null part unchanged"])))
 
 # %% [markdown]
 # The null part keeps every prediction at every lim, as it must, and it is the same before and after
@@ -181,8 +176,10 @@ if sweep is not None:
 # Each row of a matrix is the noise learned for one model (mean over the seeds); each column the model whose
 # inputs receive it. The diagonal is each model's own noise.
 
-# %%
-print(transfer_note)
+# %% tags=[hide-input]
+display(transfer_note)
+
+# %% tags=[hide-input] alt="Two heatmaps, one per transfer lim, of the predictions each model keeps (columns) under the noise learned for each model (rows), mean of three seeds. At the smaller lim most cells are high; ResNet and EfficientNet lose many predictions under the other models' noise. At the larger lim the ViTs' noises keep most of the other ViTs' predictions but few of ResNet's and EfficientNet's, and the CNNs' noises keep fewer of the ViTs' predictions than the ViTs' noises do."
 if transfer is not None:
     shown = [str(lim) for lim in transfer["config"]["transfer_lims"][-2:]]
     fig, axes = plt.subplots(2, 1, figsize=(7.2, 11))  # one above the other: readable at the page's width
@@ -197,10 +194,11 @@ if transfer is not None:
 # transfer lim, target by target, with ViT-S's *exact* nullspace noise at the same energy beside them
 # (one draw per seed); then every source and target, counted by direction, at each transfer lim.
 
-# %%
+# %% tags=[hide-input]
 if transfer is not None:
     lim = shown[-1]
-    display(robustness_study.transfer_table(transfer, lim, profile.vit_models))
+    display(claims.folded(f"Every pair at lim {lim}: the ViTs' noises on the other models, ranges over seeds",
+                          robustness_study.transfer_table(transfer, lim, profile.vit_models)))
     counts = {lim: robustness_study.transfer_summary(transfer, lim, profile.vit_models, profile.cnn_models)
               for lim in transfer["learned"]}
     directions = list(next(iter(counts.values())))
@@ -229,13 +227,13 @@ whole = 3 * exact.patch_embedding_layer(vit_s).kernel_size[0] ** 2
 for name, other in zip(profile.vit_models[1:], others, strict=True):
     a, b = exact.nullspace_sizes(vit_s)["joint"], exact.nullspace_sizes(other)["joint"]
     print(f"{profile.vit_models[0]} ({a}) and {name} ({b}) in {whole} dimensions share at least {a + b - whole}")
-#
-# ## What the teaching zoo says
-#
-# The table at the top states the paper's §5 claims one by one, generated from the result files; the
-# {doc}`reproducibility` page shows the same rows.
 
 # %% [markdown]
+# ## What the teaching zoo says
+#
+# The "What we found" box at the top states the paper's §5 claims one by one, generated from the result files;
+# the {doc}`reproducibility` page shows the same rows.
+#
 # ```{admonition} What the paper says, what we found
 # :class: important
 #

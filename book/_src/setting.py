@@ -24,11 +24,12 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-
+from IPython.display import display
 
 from nullspace_utils import plotting
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile, model_card
+from nullspace_utils.studies import claims
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -36,7 +37,28 @@ print(profile.name, "-", profile.description, "- models on", profile.device)
 print("ViTs:", profile.vit_models)
 print("CNNs:", profile.cnn_models)
 
+# %% tags=[hide-input]
+val = profile.dataset("val")
+test_images, test_labels = stack_dataset(profile.dataset("test", n=500))
+cards = [model_card(profile, name, test_images, test_labels) for name in profile.models]  # the zoo's table, below
+vits = [card for card in cards if card.patch is not None]
+accuracy = [100 * card.test_accuracy for card in cards]
+display(claims.findings([
+    f"{len(val)} validation images of {len(profile.class_names)} classes ({', '.join(profile.class_names[:3])}, ...), "
+    f"{profile.image_size} × {profile.image_size} pixels ({{ref}}`see the images <setting-dataset>`).",
+    f"{len(vits)} ViTs (as {', '.join(card.plays or card.name for card in vits)}) with patch {vits[0].patch} and "
+    f"widths d = {' / '.join(str(card.width) for card in vits)}: their "
+    f"first layers have nullspaces of {' / '.join(str(card.nullspace_dim) for card in vits)} dimensions, smaller as "
+    "the model widens ({ref}`see the zoo <setting-zoo>`).",
+    f"{len(cards) - len(vits)} CNNs (as {', '.join(card.plays or card.name for card in cards if card.patch is None)}) "
+    "start with convolutions, not a patch embedding, and have no such nullspace.",
+    f"On {len(test_labels)} test images that no model saw, the {len(cards)} models are right on "
+    f"{min(accuracy):.1f} to {max(accuracy):.1f} % of them, so the chapters can read how noise changes predictions "
+    "that were right.",
+]))
+
 # %% [markdown]
+# (setting-dataset)=
 # ## The teaching dataset
 #
 # Ten classes of shapes, drawn by `nullspace_utils.data` with a random colour, size, position and
@@ -44,13 +66,13 @@ print("CNNs:", profile.cnn_models)
 # rendered from its own seeded random generator, the same call gives the same pixels on any machine,
 # and no download is needed. Images are 112 x 112 pixels, float values in [0, 1].
 
-# %%
-val = profile.dataset("val")
+# %% tags=[hide-input] alt="A grid of validation images, one class per column (circle, square, triangle, star, cross, ring, hexagon, arrow, ellipse, heart), four images each: one coloured shape per image, at its own size, position and rotation, on a textured, noisy background with small distractor strokes and dots."
 print(f"{len(val)} images; classes:", ", ".join(profile.class_names))
 plotting.class_grid(val, profile.class_names, per_class=4)
 plt.show()
 
 # %% [markdown]
+# (setting-zoo)=
 # ## The model zoo
 #
 # The paper studies ViT-S, ViT-B and ViT-L with patch size 32 on 224 x 224 images: 7 x 7 = 49 patches,
@@ -66,16 +88,14 @@ plt.show()
 # parameters and nullspace dimensions from the loaded weights, and the accuracy on 500 images of the
 # `test` split, which no model saw during training.
 
-# %%
-test_images, test_labels = stack_dataset(profile.dataset("test", n=500))
+# %% tags=[hide-input]
 rows = []
-for name in profile.models:
-    card = model_card(profile, name, test_images, test_labels)
-    val = "—" if card.val_accuracy is None else f"{100 * card.val_accuracy:.1f}"  # zoo models only (manifest)
-    rows.append([f"`{name}`", card.plays or "—", f"{card.params / 1e6:.2f} M",
+for card in cards:  # computed above, from the weights and the test images
+    manifest = "—" if card.val_accuracy is None else f"{100 * card.val_accuracy:.1f}"  # zoo models only
+    rows.append([f"`{card.name}`", card.plays or "—", f"{card.params / 1e6:.2f} M",
                  "convolutional" if card.patch is None else f"patch {card.patch}, d = {card.width}",
                  "—" if card.nullspace_dim is None else card.nullspace_dim,
-                 f"{val} / {100 * card.test_accuracy:.1f} %"])
+                 f"{manifest} / {100 * card.test_accuracy:.1f} %"])
 headers = ["model", "plays", "parameters", "first layer", "nullspace dim", "accuracy: val (manifest) / test (now)"]
 plotting.table(rows, headers)
 
