@@ -9,13 +9,15 @@ Cells are formatted here, because these pages only display the files; nothing is
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, NamedTuple, Sequence
 
 from nullspace_utils import results
 
 __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "chapter_time_rows",
-           "session_rows", "Exercise", "exercises", "admm_settings_line", "svd_rows", "svd_ratio_line"]
+           "session_rows", "Exercise", "exercises", "admm_settings_line", "svd_rows", "svd_ratio_line",
+           "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary"]
 
 Rows = list[list[str]]
 
@@ -58,17 +60,40 @@ def cpu_solver_rows(cpu: dict[str, Any]) -> Rows:
     highs, slsqp, first = cpu["highs"], cpu["slsqp"], cpu["first_call"]
     exact_seconds = highs["seconds_per_image_extrapolated"]
     rows = [[f"ADMM {row['settings']}, {row['iterations']} iterations (warm)", f"{row['seconds']:.2f} s",
-             f"{row['gap_percent']:.3f} %", f"{exact_seconds / row['seconds']:.0f}x"] for row in cpu["admm_cpu"]]
+             f"{row['gap_percent']:.3f} %", speed_ratio(exact_seconds / row['seconds'])] for row in cpu["admm_cpu"]]
     for name, label in (("before", f"before: {cpu['before']['iterations']} iterations and an SVD"),
                         ("default", f"default: {cpu['default']['iterations']} iterations")):
         rows.append([f"ADMM {label}, first call in a fresh process", f"{first[name]:.2f} s", "",
-                     f"{exact_seconds / first[name]:.0f}x"])
+                     speed_ratio(exact_seconds / first[name])])
     rows.append([f"HiGHS interior point (exact LP), extrapolated from {highs['patches']} patches",
                  f"{exact_seconds:.0f} s", "0 (the optimum)", "1x"])
     rows.append(["SLSQP (joint space), all 5000 iterations on each of 49 patches, extrapolated: an upper bound",
                  f"{slsqp['paper_setting_seconds_extrapolated'] / 86400:.0f} days", "—",
-                 f"{exact_seconds / slsqp['paper_setting_seconds_extrapolated']:.1g}x"])
+                 speed_ratio(exact_seconds / slsqp['paper_setting_seconds_extrapolated'])])
     return rows
+
+
+def speed_ratio(ratio: float) -> str:
+    """A speed ratio as a table cell: ``"489x"`` from 1 up (a whole number), and below 1 as a fraction of two
+    significant digits, ``"1/71,000"`` or ``"1/1.5"``, where ``f"{ratio:.1g}x"`` would print ``"1e-05x"``."""
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"a speed ratio must be a positive finite number, not {ratio!r}: divide two measured times.")
+    if ratio >= 1:
+        return f"{ratio:,.0f}x"
+    inverse = float(f"{1 / ratio:.2g}")
+    return f"1/{inverse:,.0f}" if inverse >= 10 else f"1/{inverse:g}"
+
+
+def benchmark_note(data: dict[str, Any], path: str) -> results.Note:
+    """The collapsed "how this was made" box of a benchmark's result file (``data``, read from ``path``): its
+    command, commit, torch and the machine it ran on (the GPU's name, else the CPU's and its threads). Machine
+    paths in the command (an ``--out`` into ``/root`` or ``/tmp``) are shown as the file's place in the repository."""
+    command = " ".join(path if re.match(r"^/(tmp|root|home)/", word) else word for word in data["command"].split())
+    machine = data.get("device") or f"{data['cpu']}, {data.get('threads') or data.get('cores')} CPU threads"
+    text = f"made by: {command}\n  commit {data['commit'][:10]}, torch {data['torch']}, on {machine}"
+    markdown = (f":::{{admonition}} How this was made: `{path}`\n:class: dropdown\n- command: `{command}`\n"
+                f"- commit `{data['commit'][:10]}`, torch {data['torch']}, on {machine}\n:::\n")
+    return results.Note(text, markdown)
 
 
 def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
@@ -119,6 +144,71 @@ def svd_ratio_line(text: str) -> str:
         faster = "scipy is as fast or faster on every matrix" if high <= 1 else "ours is as fast or faster on every matrix"
     return (f"scipy's time over ours: {low:.2f} to {high:.2f} over {len(rows)} matrices, {faster}; "
             f"both bases span the same space for every matrix: {all(same for _, _, same in rows)}")
+
+
+def benchmark_file(path: str, *, text: bool = False) -> results.ChapterResult:
+    """A benchmark's result file as the page shows it: :func:`~nullspace_utils.results.chapter_file` (``None`` and a
+    note when it cannot be had, #32), with :func:`benchmark_note`'s "how this was made" box for a file that records
+    its command and commit."""
+    content, note = results.chapter_file(path, text=text)
+    if isinstance(content, dict) and "command" in content and "commit" in content:
+        note = benchmark_note(content, path)
+    return results.ChapterResult(content, note)
+
+
+def svd_table_rows(text: str) -> Rows:
+    """``benchmarks/results/nullspace_svd.txt`` as table rows: model, matrix shape, our time, scipy's, scipy's time
+    over ours and whether both bases span the same space (the file's columns; its shape cell holds a space)."""
+    shapes = re.compile(r"^(\S+)\s+(\(\d+,\s*\d+\))\s+(\S+)\s+(\S+)\s+(\S+)\s+(True|False)\s*$")
+    rows = [shapes.match(line) for line in text.splitlines()[1:] if line.strip()]
+    if not rows or not all(rows):
+        raise ValueError("not the table benchmarks/nullspace_svd.py prints (model, (d, n), ours, scipy, ratio, "
+                         "True/False per line); rerun the script to refresh the file.")
+    return [[row[1], row[2], f"{float(row[3]):.2f} s", f"{float(row[4]):.2f} s", f"{float(row[5]):.2f}",
+             "yes" if row[6] == "True" else "no"] for row in rows if row]
+
+
+def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, svd: str | None,
+                       timing: dict[str, Any] | None, budget: float = 120) -> results.Note:
+    """The benchmarks page's "What we found" box, one bullet per result file that could be read, each linking to
+    its section: the CPU watermark solver against HiGHS, the GPU batch, the SVD against scipy, the chapters' run
+    times against ``budget`` seconds."""
+    bullets = []
+    if cpu is not None:
+        default = next(row for row in cpu["admm_cpu"] if row["settings"] == "default"
+                       and row["iterations"] == cpu["default"]["iterations"])
+        highs = cpu["highs"]["seconds_per_image_extrapolated"]
+        days = cpu["slsqp"]["paper_setting_seconds_extrapolated"] / 86400
+        bullets.append(f"The watermark solver's default ({default['iterations']} ADMM iterations) takes "
+                       f"{default['seconds']:.2f} s per image on {cpu['threads']} CPU threads and ends "
+                       f"{default['gap_percent']:.2f} % above the LP optimum: {speed_ratio(highs / default['seconds'])} "
+                       f"faster than HiGHS (extrapolated: {highs:.0f} s), while SLSQP in the paper's setting would "
+                       f"take about {days:.0f} days (extrapolated) ({{ref}}`see the figure <benchmarks-watermark>`)")
+    if gpu is not None:
+        row = min((row for row in gpu["admm_gpu"] if row["settings"] == "default" and row["precision"] == "tf32"),
+                  key=lambda row: row["seconds"])
+        bullets.append(f"On one {gpu['device']}, {gpu['batch']} images take {row['seconds']:.1f} s (TF32 matmuls"
+                       f"{', compiled' if row['compiled'] else ''}), "
+                       f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
+    if svd is not None:
+        ratios = [ratio for _, ratio, _ in svd_rows(svd)]
+        same = all(same for _, _, same in svd_rows(svd))
+        bullets.append(f"Our nullspace SVD against scipy's: scipy's time over ours is {min(ratios):.2f} to "
+                       f"{max(ratios):.2f} over {len(ratios)} matrices; both bases span the same space"
+                       f"{' for every matrix' if same else ' NOT for every matrix'} "
+                       f"({{ref}}`see the table <benchmarks-svd>`)")
+    if timing is not None:
+        seconds = timing["seconds"]
+        slowest = max(seconds, key=seconds.get)
+        within = sum(value <= budget for value in seconds.values())
+        bullets.append(f"{within} of {len(seconds)} chapters run within the {budget:.0f} s budget on "
+                       f"{timing['cores']} CPU cores (slowest: {slowest}, {seconds[slowest]:.0f} s; all together "
+                       f"{sum(seconds.values()):.0f} s) ({{ref}}`see the figure <benchmarks-chapters>`)")
+    if not bullets:
+        bullets.append("None of the benchmark files could be read here: the notes below say how to get them")
+    text = "\n".join(bullets)
+    body = "\n".join(f"- {bullet}" for bullet in bullets)
+    return results.Note(text, f":::{{admonition}} What we found\n:class: tip\n{body}\n:::\n")
 
 
 # --------------------------------------------------------------------------- teachers

@@ -58,6 +58,52 @@ def test_benchmark_lines_come_from_the_files():
     slower = table.replace("1.04       True", "0.98      False")
     assert "scipy is as fast or faster on every matrix" in book_pages.svd_ratio_line(slower)
     assert book_pages.svd_ratio_line(slower).endswith("every matrix: False")
+    assert book_pages.svd_table_rows(table) == [
+        ["vit_small_patch32_224", "(384, 3072)", "2.16 s", "2.25 s", "1.04", "yes"],
+        ["vit_base_patch32_224", "(768, 3072)", "3.17 s", "2.12 s", "0.67", "yes"]]
+    assert book_pages.svd_table_rows(slower)[0][-1] == "no"
+    with pytest.raises(ValueError, match="rerun the script"):
+        book_pages.svd_table_rows(table + "vit_huge (1280, 3072) 1.0\n")
+
+
+def test_speed_ratio_reads_as_a_whole_number_or_a_fraction():
+    """Speeds of 1 and more as "489x"; below 1 as "1/N" with two significant digits, never "1e-05x"."""
+    assert book_pages.speed_ratio(489.4) == "489x" and book_pages.speed_ratio(1.0) == "1x"
+    assert book_pages.speed_ratio(12345.0) == "12,345x"
+    assert book_pages.speed_ratio(100 / (86400 * 2)) == "1/1,700"  # HiGHS 100 s against SLSQP's two days
+    assert book_pages.speed_ratio(1 / 70_588) == "1/71,000"
+    assert book_pages.speed_ratio(0.67) == "1/1.5"
+    assert book_pages.cpu_solver_rows(CPU)[-1][-1] == "1/1,700"
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive finite"):
+            book_pages.speed_ratio(bad)
+
+
+def test_benchmark_note_and_summary():
+    data = {"command": "python benchmarks/watermark.py --device cuda --out /root/out/watermark_gpu.json",
+            "commit": "68ab899a4dbf60647d078b7837a33850bcaed5c7", "torch": "2.11.0", "cpu": "Xeon", "threads": 16,
+            "device": "NVIDIA H100 80GB HBM3"}
+    note = book_pages.benchmark_note(data, "benchmarks/results/watermark_gpu.json")
+    assert "/root" not in note and "/root" not in note.markdown  # the machine path becomes the file's place
+    assert "--out benchmarks/results/watermark_gpu.json" in note.markdown and ":class: dropdown" in note.markdown
+    assert "on NVIDIA H100 80GB HBM3" in note
+    cpu = {**CPU, "threads": 2}
+    timing = {"cores": 2, "seconds": {"setting": 25.8, "primer": 6.5, "fooling": 130.0}}
+    summary = book_pages.benchmarks_summary(cpu, None, None, timing)
+    assert summary.markdown.startswith(":::{admonition} What we found\n")
+    first, last = summary.splitlines()
+    assert first.startswith("The watermark solver's default (100 ADMM iterations) takes 0.25 s per image on 2 CPU "
+                            "threads and ends 0.05 % above the LP optimum: 400x faster than HiGHS")
+    assert last.startswith("2 of 3 chapters run within the 120 s budget on 2 CPU cores (slowest: fooling, 130 s")
+    assert "could be read" in book_pages.benchmarks_summary(None, None, None, None)
+
+
+def test_benchmark_file_shows_how_it_was_made_or_why_it_is_missing():
+    cpu, note = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")
+    assert cpu is not None and note.markdown.startswith(":::{admonition} How this was made:")
+    assert f"commit `{cpu['commit'][:10]}`" in note.markdown
+    missing, why = book_pages.benchmark_file("benchmarks/results/no_such_benchmark.json")
+    assert missing is None and "skipped" in why
     committed = book_pages.svd_rows(read("benchmarks/results/nullspace_svd.txt", text=True))
     assert [ratio for _, ratio, _ in committed] == [1.04, 0.67, 0.94]  # the table the page prints
     with pytest.raises(ValueError, match="nullspace_svd.py"):

@@ -5,6 +5,24 @@
 # *in the same run* and write a result file with the command and commit; this page plots those files.
 # Rerun a script to refresh its file; the figures follow.
 #
+# **You will learn** how fast the book's watermark solver is against the exact LP solver and the paper's SLSQP,
+# on a CPU and on a GPU, and what each of its settings buys; whether our nullspace SVD differs from scipy's; and
+# how long each chapter takes to run.
+# %% [colab-install]
+# %% tags=[hide-input]
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from nullspace_utils import book_pages, plotting
+
+cpu, cpu_note = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")
+gpu, gpu_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")
+svd, svd_note = book_pages.benchmark_file("benchmarks/results/nullspace_svd.txt", text=True)
+timing, timing_note = book_pages.benchmark_file("benchmarks/results/notebook_times.json")
+display(book_pages.benchmarks_summary(cpu, gpu, svd, timing))
+
+# %% [markdown]
+# (benchmarks-watermark)=
 # ## The watermark solver against SLSQP and HiGHS
 #
 # The watermark of paper §6 solves a linear program per patch: stay in the patch embedding's
@@ -20,60 +38,58 @@
 # pays the SVD the old code computed every time), the **warm start** alone, the **growing step** alone,
 # and both, the **default** (no SVD). The settings, as the file records them, are printed first.
 
-# %% [colab-install]
-# %%
+# %% tags=[hide-input]
+display(cpu_note)
+if cpu is not None:
+    print(book_pages.admm_settings_line(cpu))
+    fig = plotting.line_panels(book_pages.solver_panels(cpu), xlabel="", logy=(True, True))
+    fig.axes[0].set_xlabel("seconds per image, warm (CPU)")
+    fig.axes[0].set_xscale("log")
+    fig.axes[1].set_xlabel("ADMM iterations")
+    plt.show()
 
-import matplotlib.pyplot as plt
-from IPython.display import display
-
-from nullspace_utils import book_pages, plotting
-from nullspace_utils.results import read
-
-cpu = read("benchmarks/results/watermark_cpu.json")
-gpu = read("benchmarks/results/watermark_gpu.json")
-print(f"made by: {cpu['command']}\n  commit {cpu['commit'][:10]}, torch {cpu['torch']}, {cpu['threads']} CPU threads "
-      f"({cpu['cpu']})")
-print(book_pages.admm_settings_line(cpu))
-fig = plotting.line_panels(book_pages.solver_panels(cpu), xlabel="", logy=(True, True))
-fig.axes[0].set_xlabel("seconds per image, warm (CPU)")
-fig.axes[0].set_xscale("log")
-fig.axes[1].set_xlabel("ADMM iterations")
-plt.show()
-
-# %%
-display(plotting.table(book_pages.cpu_solver_rows(cpu),
-                       ["solver, per image (CPU)", "time", "gap to optimum", "speed against HiGHS"]))
-runs, first = book_pages.admm_runs(cpu), cpu["first_call"]
-default = next(row for row in runs["default"] if row["iterations"] == 100)
-print(f"default settings: relative embedding residual below 1e-6: {default['relative_residual'] < 1e-6}; "
-      f"pixels outside [0, 1]: {default['box_violation']}")
+# %% tags=[hide-input]
+if cpu is not None:
+    display(plotting.table(book_pages.cpu_solver_rows(cpu),
+                           ["solver, per image (CPU)", "time", "gap to optimum", "speed against HiGHS"]))
+    runs, first = book_pages.admm_runs(cpu), cpu["first_call"]
+    default = next(row for row in runs["default"] if row["iterations"] == cpu["default"]["iterations"])
+    print(f"default settings: relative embedding residual below 1e-6: {default['relative_residual'] < 1e-6}; "
+          f"pixels outside [0, 1]: {default['box_violation']}")
 
 # %% [markdown]
+# (benchmarks-gpu)=
 # On a GPU, `benchmarks/watermark.py --device cuda` watermarks as many random 224 x 224 images as
 # ImageNette's validation split holds (the count heads the time column) at once, in the same two settings, with the two projection
 # matmuls in float32, TF32 or bfloat16, and with the elementwise steps fused by `torch.compile`
 # (timed after its one compilation). The gap is measured on patches that HiGHS solved; exactness
 # never depends on the precision, because the polish ends in float64.
 
-# %%
-display(plotting.table(book_pages.gpu_solver_rows(gpu),
-                       ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images", "gap to optimum",
-                        "peak GPU memory"],
-                       caption=f"On one {gpu['device']}; the first rows time the solver on images already on the GPU."))
+# %% tags=[hide-input]
+display(gpu_note)
+if gpu is not None:
+    display(plotting.table(book_pages.gpu_solver_rows(gpu),
+                           ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images",
+                            "gap to optimum", "peak GPU memory"],
+                           caption=f"On one {gpu['device']}; the first rows time the solver on images already on "
+                                   "the GPU."))
 
-# %%
-before = next(row for row in runs["before"] if row["iterations"] == 300)
-print(f"CPU: 100 iterations now end {default['gap_percent']:.3f} % above the optimum, 300 before ended "
-      f"{before['gap_percent']:.3f} %; a first call takes {first['default']:.2f} s instead of {first['before']:.2f} s")
-for precision in ("float32", "tf32", "bfloat16"):
-    gaps = [row["gap_percent"] for row in gpu["admm_gpu"] if row["precision"] == precision and row["settings"] == "default"]
-    print(f"GPU, {precision} matmuls: gap within the 0.1 % goal: {max(gaps) <= 0.1}")
-
-solver = next(row for row in gpu["admm_gpu"] if row["settings"] == "default" and row["precision"] == "tf32"
-              and not row["compiled"])
-host = gpu["embed_gpu"][0]
-print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on images already on the GPU, "
-      f"{host['seconds']:.2f} s for the whole embed call from host memory (copies to and from the GPU included)")
+# %% tags=[hide-input]
+if cpu is not None:
+    before = next(row for row in runs["before"] if row["iterations"] == cpu["before"]["iterations"])
+    print(f"CPU: {default['iterations']} iterations now end {default['gap_percent']:.3f} % above the optimum, "
+          f"{before['iterations']} before ended {before['gap_percent']:.3f} %; a first call takes "
+          f"{first['default']:.2f} s instead of {first['before']:.2f} s")
+if gpu is not None:
+    for precision in ("float32", "tf32", "bfloat16"):
+        gaps = [row["gap_percent"] for row in gpu["admm_gpu"]
+                if row["precision"] == precision and row["settings"] == "default"]
+        print(f"GPU, {precision} matmuls: gap within the 0.1 % goal: {max(gaps) <= 0.1}")
+    solver = next(row for row in gpu["admm_gpu"] if row["settings"] == "default" and row["precision"] == "tf32"
+                  and not row["compiled"])
+    host = gpu["embed_gpu"][0]
+    print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on images already on the GPU, "
+          f"{host['seconds']:.2f} s for the whole embed call from host memory (copies to and from the GPU included)")
 
 # %% [markdown]
 # The first call on a CPU no longer pays for an SVD that the solver never used, and the growing step
@@ -89,30 +105,35 @@ print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on ima
 # `embed` would choose on the smaller card the row names; they show the memory such a card needs, not its
 # speed.
 #
+# (benchmarks-svd)=
 # ## Our SVD against scipy's
 #
 # `benchmarks/nullspace_svd.py` computes the nullspace basis of the three ViT-32 patch embeddings with
 # `nullspace_utils.linalg` and with `scipy.linalg.null_space`, and checks that both span the same
 # space:
 
-# %%
-svd = read("benchmarks/results/nullspace_svd.txt", text=True)
-print(svd)
-print(book_pages.svd_ratio_line(svd))
+# %% tags=[hide-input]
+display(svd_note)
+if svd is not None:
+    display(plotting.table(book_pages.svd_table_rows(svd),
+                           ["model", "matrix", "ours", "scipy", "scipy / ours", "same space"]))
+    print(book_pages.svd_ratio_line(svd))
 
 # %% [markdown]
 # Both call LAPACK's SVD, so neither is meant to be faster, and the ratios (the line under the table) are
 # what one run on a shared machine gives. What our wrapper adds is the stated tolerance rule and the
 # float64 conversion; the last column checks that both bases span the same space.
 #
+# (benchmarks-chapters)=
 # ## How long the chapters take
 #
 # `benchmarks/notebook_times.py` executes every chapter as nbval does:
 
-# %%
-timing = read("benchmarks/results/notebook_times.json")
-names, seconds = list(timing["seconds"]), list(timing["seconds"].values())
-plotting.time_bars(timing["seconds"], budget=120, budget_label="the book's budget: 2 minutes",
-                   xlabel=f"seconds on {timing['cores']} CPU cores (kernel start included)")
-plt.show()
-print(f"all chapters: {sum(seconds):.0f} s; slowest: {names[seconds.index(max(seconds))]} ({max(seconds):.0f} s)")
+# %% tags=[hide-input]
+display(timing_note)
+if timing is not None:
+    names, seconds = list(timing["seconds"]), list(timing["seconds"].values())
+    plotting.time_bars(timing["seconds"], budget=120, budget_label="the book's budget: 2 minutes",
+                       xlabel=f"seconds on {timing['cores']} CPU cores (kernel start included)")
+    plt.show()
+    print(f"all chapters: {sum(seconds):.0f} s; slowest: {names[seconds.index(max(seconds))]} ({max(seconds):.0f} s)")

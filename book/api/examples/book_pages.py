@@ -7,7 +7,9 @@ runs = book_pages.admm_runs(cpu)  # the ADMM timings per setting, fewest iterati
 assert list(runs) == ["before", "default"] and runs["default"][0]["iterations"] < runs["default"][-1]["iterations"]
 gap, seconds = book_pages.solver_panels(cpu)  # for plotting.line_panels
 assert set(gap["lines"]) == {"ADMM, before", "ADMM, default"} and "HiGHS (exact, extrapolated)" in seconds["lines"]
+cpu, note = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")  # and its "how this was made" box
 rows = book_pages.cpu_solver_rows(cpu)  # one row per solver and setting: time, gap, speed against HiGHS
+assert book_pages.speed_ratio(489.4) == "489x" and book_pages.speed_ratio(1 / 70_588) == "1/71,000"
 assert rows[-1][0].startswith("SLSQP") and rows[-1][1].endswith("days")
 gpu_rows = book_pages.gpu_solver_rows(read("benchmarks/results/watermark_gpu.json"))
 assert {row[2] for row in gpu_rows} >= {"float32", "tf32", "bfloat16"}  # the matmul precisions compared
@@ -18,6 +20,9 @@ assert settings_line.startswith("before: a constant step 10, 300 iterations")  #
 svd = read("benchmarks/results/nullspace_svd.txt", text=True)  # what benchmarks/nullspace_svd.py printed
 assert [ratio for _, ratio, _ in book_pages.svd_rows(svd)] == [1.04, 0.67, 0.94]  # scipy's time over ours
 assert book_pages.svd_ratio_line(svd).startswith("scipy's time over ours: 0.67 to 1.04 over 3 matrices")
+assert book_pages.svd_table_rows(svd)[0][:2] == ["vit_small_patch32_224", "(384, 3072)"]  # for plotting.table
+summary = book_pages.benchmarks_summary(cpu, None, svd, None)  # the page's "What we found" box, from the files
+assert book_pages.benchmark_note(cpu, "benchmarks/results/watermark_cpu.json").markdown.count("commit") == 1
 
 # the teachers page: run times, exercises, sessions
 timing = read("benchmarks/results/notebook_times.json")
