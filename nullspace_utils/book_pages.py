@@ -16,7 +16,8 @@ from typing import Any, NamedTuple, Sequence
 from nullspace_utils import results
 
 __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "chapter_time_rows",
-           "session_rows", "Exercise", "exercises", "admm_settings_line", "svd_rows", "svd_ratio_line",
+           "session_rows", "Exercise", "chapter_numbers", "exercises", "CLASS_MINUTES_BASE", "class_minutes",
+           "exercise_rows", "session_plan_rows", "homework_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary"]
 
 Rows = list[list[str]]
@@ -212,13 +213,15 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
 
 
 # --------------------------------------------------------------------------- teachers
-def chapter_time_rows(timing: dict[str, Any], gpu: dict[str, Any]) -> Rows:
+def chapter_time_rows(timing: dict[str, Any], gpu: dict[str, Any], numbers: dict[str, int] | None = None) -> Rows:
     """Each chapter's run time: under the teaching profile on the CPU (``benchmarks/results/notebook_times.json``)
     and under the imagenet profile on one GPU (``benchmarks/results/imagenet_chapters_gpu.json``; "not run" for a
-    chapter that file lacks)."""
+    chapter that file lacks). With ``numbers`` (:func:`chapter_numbers`) a chapter is named by its number too."""
     gpu_seconds = {entry["notebook"].removeprefix("book/").removesuffix(".ipynb"): entry["seconds"]
                    for entry in gpu["chapters"]}
-    return [[name, f"{seconds:.0f} s", f"{gpu_seconds[name]:.0f} s" if name in gpu_seconds else "not run"]
+    numbers = numbers or {}
+    return [[f"{numbers[name]}. {name}" if name in numbers else name, f"{seconds:.0f} s",
+             f"{gpu_seconds[name]:.0f} s" if name in gpu_seconds else "not run"]
             for name, seconds in timing["seconds"].items()]
 
 
@@ -234,26 +237,123 @@ def session_rows(sessions: list[dict[str, Any]], timing: dict[str, Any]) -> Rows
 
 
 class Exercise(NamedTuple):
-    """One exercise of a chapter: the chapter's name, the exercise's title and its label (``ex-primer-1``)."""
+    """One exercise of a chapter: the chapter's name, the exercise's number as the site shows it (``"4.2"``: the
+    chapter's number in the book, then the exercise's place in the chapter), its title, its label
+    (``ex-primer-1``) and the Python code of its hidden solution (``""`` for a solution without code)."""
 
     chapter: str
+    number: str
     title: str
     label: str
+    solution_code: str
 
 
 _EXERCISE = re.compile(r"```\{exercise\} (.+)\n# :label: (\S+)")
+_SOLUTION = re.compile(r"^# ```\{solution\} (\S+)\n(.*?)^# ```$", re.M | re.S)
+_CODE = re.compile(r"^# ~~~python\n(.*?)^# ~~~$", re.M | re.S)
+_TOC_FILE = re.compile(r"^\s*- file: book/(\w+)\s*$")
 
 
-def exercises() -> list[Exercise]:
-    """Every exercise of the book's chapters, in the order of ``_toc.yml`` and, within a chapter, of its source
-    ``book/_src/<chapter>.py`` (the API pages, ``book/api/...``, are not chapters; a page without a source has no
-    exercises)."""
+def chapter_numbers(toc: str) -> dict[str, int]:
+    """The chapters' numbers in the book, from the text of ``_toc.yml``: the pages of its numbered part
+    (``numbered:``), counted from 1 in order, as the site numbers them; pages in other parts have none."""
+    numbers: dict[str, int] = {}
+    numbered = False
+    for line in toc.splitlines():
+        if line.strip().startswith("- caption:"):  # a new part
+            numbered = False
+        elif line.strip().startswith("numbered:"):
+            numbered = line.split(":", 1)[1].strip() not in ("false", "0")
+        elif numbered and (match := _TOC_FILE.match(line)):
+            numbers[match[1]] = len(numbers) + 1
+    return numbers
+
+
+def _solution_code(body: str) -> str:
+    """The ``~~~python`` blocks of a solution in a chapter's source, without the source's comment marks."""
+    blocks = [[line[2:] if line.startswith("# ") else line.removeprefix("#") for line in code.splitlines()]
+              for code in _CODE.findall(body)]
+    return "\n\n".join("\n".join(lines) for lines in blocks)
+
+
+def exercises(toc: str | None = None) -> list[Exercise]:
+    """Every exercise of the book's numbered chapters, in the order of ``_toc.yml`` (its text, read from the
+    repository when not given) and, within a chapter, of its source ``book/_src/<chapter>.py``, numbered as
+    sphinx-exercise numbers them on the site (``"<chapter>.<n>"``; a chapter without a source has no exercises)."""
     found = []
-    for line in results.read("_toc.yml", text=True).splitlines():
-        name = line.strip().removeprefix("- file: book/")
-        if not line.strip().startswith("- file: book/") or "/" in name:
-            continue
+    toc = results.read("_toc.yml", text=True) if toc is None else toc
+    for name, chapter in chapter_numbers(toc).items():
         source = results.read(f"book/_src/{name}.py", text=True, missing_ok=True)
-        if source is not None:
-            found += [Exercise(name, title, label) for title, label in _EXERCISE.findall(source)]
+        if source is None:
+            continue
+        solutions = {label: _solution_code(body) for label, body in _SOLUTION.findall(source)}
+        found += [Exercise(name, f"{chapter}.{index}", title, label, solutions.get(label, ""))
+                  for index, (title, label) in enumerate(_EXERCISE.findall(source), start=1)]
     return found
+
+
+#: Minutes of class an exercise takes before any of its code runs: reading it, trying it, discussing it (an estimate).
+CLASS_MINUTES_BASE = 10
+
+
+def class_minutes(solution_seconds: float | None) -> int:
+    """An estimate, not a measurement, of an exercise's class time in minutes: :data:`CLASS_MINUTES_BASE` to read,
+    try and discuss it, plus three runs of its solution's code (a student's tries: a first one, a fix, the
+    answer), rounded up to 5 minutes. ``None``: a solution without code."""
+    minutes = CLASS_MINUTES_BASE + 3 * (solution_seconds or 0.0) / 60
+    return 5 * math.ceil(minutes / 5)
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 1 else "under 1 s"
+
+
+def exercise_rows(found: Sequence[Exercise], practises: dict[str, str], times: dict[str, Any]) -> Rows:
+    """The teachers page's table of exercises: the number students see, the chapter, the title, what it practises
+    (``book/_data/exercises.json``), its solution's measured run time (``benchmarks/results/exercise_times.json``;
+    "no code" for a solution without code) and the class time estimated by :func:`class_minutes`."""
+    rows = []
+    for exercise in found:
+        seconds = times["seconds"].get(exercise.label) if exercise.solution_code else None
+        if exercise.solution_code and seconds is None:
+            raise ValueError(f"{exercise.label} has solution code but no time in exercise_times.json: rerun "
+                             "`python benchmarks/exercise_times.py`.")
+        run = "no code" if seconds is None else _seconds(seconds)
+        rows.append([f"Exercise {exercise.number}", exercise.chapter, exercise.title,
+                     practises.get(exercise.label, "**not described yet**"), run, f"~{class_minutes(seconds)} min"])
+    return rows
+
+
+def session_plan_rows(plan: dict[str, Any], found: Sequence[Exercise], timing: dict[str, Any],
+                      exercise_time: dict[str, Any]) -> Rows:
+    """A one-session plan of a chapter (``book/_data/<chapter>_plan.json``: the chapter, the session's minutes and
+    its steps, each with its minutes, an estimate) as rows: minutes from and to, the step, and what was measured
+    for it: the chapter's run time for the step that runs it (``"run": true``), the solution's run time for an
+    exercise (``"exercise": label``, shown by the number students see). The last row is the total."""
+    by_label = {exercise.label: exercise for exercise in found}
+    rows, start = [], 0
+    for step in plan["steps"]:
+        what, measured = step["what"], ""
+        if step.get("run"):
+            measured = f"the notebook runs in {timing['seconds'][plan['chapter']]:.0f} s"
+        if "exercise" in step:
+            exercise = by_label[step["exercise"]]
+            what = f"Exercise {exercise.number} ({exercise.title}): {what}"
+            seconds = exercise_time["seconds"].get(exercise.label)
+            measured = "no code" if seconds is None else f"its solution runs in {_seconds(seconds)}"
+        rows.append([f"{start}–{start + step['minutes']} min", what, measured])
+        start += step["minutes"]
+    rows.append([f"{start} min", f"in all, for a {plan['minutes']}-minute session", ""])
+    return rows
+
+
+def homework_line(plan: dict[str, Any], found: Sequence[Exercise], exercise_time: dict[str, Any]) -> str:
+    """The plan's exercises set as homework (its ``homework`` labels), by the numbers students see, with their
+    solutions' measured run times."""
+    by_label = {exercise.label: exercise for exercise in found}
+    parts = []
+    for label in plan.get("homework", []):
+        seconds = exercise_time["seconds"].get(label)
+        parts.append(f"Exercise {by_label[label].number} ({by_label[label].title}; "
+                     + ("no code" if seconds is None else f"its solution runs in {_seconds(seconds)}") + ")")
+    return "homework: " + ("; ".join(parts) or "none")

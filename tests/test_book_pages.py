@@ -115,19 +115,85 @@ def test_teachers_tables():
     gpu = {"chapters": [{"notebook": "book/setting.ipynb", "seconds": 29.4}]}
     assert book_pages.chapter_time_rows(timing, gpu) == [["setting", "30 s", "29 s"], ["primer", "6 s", "not run"],
                                                          ["benchmarks", "9 s", "not run"]]
+    numbered = book_pages.chapter_time_rows(timing, gpu, {"setting": 1, "primer": 2})
+    assert [row[0] for row in numbered] == ["1. setting", "2. primer", "benchmarks"]
     sessions = [{"title": "1", "chapters": ["setting", "primer"], "needs": "rank"}]
     assert book_pages.session_rows(sessions, timing) == [["1", "setting, primer", "60–120 min", "1 min", "rank"]]
 
 
+TOC = """format: jb-book
+root: book/intro
+parts:
+  - caption: Chapters
+    numbered: 1
+    chapters:
+      - file: book/setting
+      - file: book/primer
+  - caption: About the book
+    chapters:
+      - file: book/teachers
+      - file: book/api/index
+        sections:
+          - file: book/api/linalg
+"""
+
+
+def test_chapter_numbers_count_the_numbered_part_only():
+    assert book_pages.chapter_numbers(TOC) == {"setting": 1, "primer": 2}
+    assert book_pages.chapter_numbers(TOC.replace("numbered: 1", "numbered: false")) == {}
+    assert book_pages.chapter_numbers(TOC.replace("    numbered: 1\n", "")) == {}
+
+
 def test_exercises_are_read_from_the_chapters_in_book_order_and_all_described():
     found = book_pages.exercises()
-    assert found[0] == book_pages.Exercise("setting", "Your own image", "ex-setting-1")
+    assert found[0][:4] == ("setting", "1.1", "Your own image", "ex-setting-1")
+    assert 'model = models.load_model("zoo-vit-s")' in found[0].solution_code.splitlines()  # its solution's code
+    assert not found[1].solution_code  # a solution in words only
     chapters = [exercise.chapter for exercise in found]
     assert chapters.index("primer") < chapters.index("exact_nullspace") < chapters.index("finetune")
     assert "api" not in " ".join(chapters) and len({exercise.label for exercise in found}) == len(found)
     source = read("book/_src/primer.py", text=True)
-    assert [exercise.label for exercise in found if exercise.chapter == "primer"] == [
-        f"ex-primer-{i}" for i in range(1, 4)] and source.count("{exercise}") == 3
+    primer = [exercise for exercise in found if exercise.chapter == "primer"]
+    assert [(exercise.number, exercise.label) for exercise in primer] == [
+        (f"2.{i}", f"ex-primer-{i}") for i in range(1, 4)] and source.count("{exercise}") == 3
+    assert primer[2].solution_code.startswith("A = rng.normal(size=(3, 5))")  # no comment marks left
+    numbers = book_pages.chapter_numbers(read("_toc.yml", text=True))
+    assert all(exercise.number.split(".")[0] == str(numbers[exercise.chapter]) for exercise in found)
     assert {exercise.label for exercise in found} == set(book_pages.page_data("exercises"))  # each one described
     sessions = book_pages.page_data("sessions")
     assert sorted(name for session in sessions for name in session["chapters"]) == sorted(set(chapters))
+
+
+def test_class_time_estimate_and_exercise_rows():
+    assert book_pages.class_minutes(None) == book_pages.CLASS_MINUTES_BASE == 10
+    assert book_pages.class_minutes(0.5) == 15  # anything to run rounds up to the next 5 minutes
+    assert book_pages.class_minutes(200.0) == 20 and book_pages.class_minutes(201.0) == 25  # 10 + 3 x 3.35 min
+    found = [book_pages.Exercise("primer", "2.1", "By hand", "ex-a", "print(1)"),
+             book_pages.Exercise("primer", "2.2", "In words", "ex-b", "")]
+    rows = book_pages.exercise_rows(found, {"ex-a": "nullspaces"}, {"seconds": {"ex-a": 0.2}})
+    assert rows == [["Exercise 2.1", "primer", "By hand", "nullspaces", "under 1 s", "~15 min"],
+                    ["Exercise 2.2", "primer", "In words", "**not described yet**", "no code", "~10 min"]]
+    with pytest.raises(ValueError, match="exercise_times.py"):
+        book_pages.exercise_rows(found, {}, {"seconds": {}})  # code that was never timed
+
+
+def test_session_plan_rows_add_up_and_show_the_measurements():
+    found = [book_pages.Exercise("finetune", "9.1", "Train", "ex-1", "x"),
+             book_pages.Exercise("finetune", "9.3", "Read", "ex-3", "y")]
+    plan = {"chapter": "finetune", "minutes": 50, "homework": ["ex-1"],
+            "steps": [{"what": "the answer", "minutes": 10}, {"what": "the sections", "minutes": 25, "run": True},
+                      {"what": "on the files", "minutes": 15, "exercise": "ex-3"}]}
+    times = {"seconds": {"ex-1": 125.0, "ex-3": 2.4}}
+    rows = book_pages.session_plan_rows(plan, found, {"seconds": {"finetune": 15.2}}, times)
+    assert rows == [["0–10 min", "the answer", ""],
+                    ["10–35 min", "the sections", "the notebook runs in 15 s"],
+                    ["35–50 min", "Exercise 9.3 (Read): on the files", "its solution runs in 2 s"],
+                    ["50 min", "in all, for a 50-minute session", ""]]
+    assert book_pages.homework_line(plan, found, times) == "homework: Exercise 9.1 (Train; its solution runs in 125 s)"
+
+
+def test_the_committed_finetune_plan_fits_its_session():
+    plan = book_pages.page_data("finetune_plan")
+    assert sum(step["minutes"] for step in plan["steps"]) <= plan["minutes"] == 50
+    labels = {exercise.label for exercise in book_pages.exercises()}
+    assert {step["exercise"] for step in plan["steps"] if "exercise" in step} | set(plan["homework"]) <= labels

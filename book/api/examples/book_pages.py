@@ -28,10 +28,20 @@ assert book_pages.benchmark_note(cpu, "benchmarks/results/watermark_cpu.json").m
 timing = read("benchmarks/results/notebook_times.json")
 times = book_pages.chapter_time_rows(timing, read("benchmarks/results/imagenet_chapters_gpu.json"))
 assert times[0][0] == "setting" and times[0][1].endswith(" s")  # chapter, CPU time, GPU time
+numbers = book_pages.chapter_numbers(read("_toc.yml", text=True))  # the numbered chapters, as the site numbers them
+assert numbers["setting"] == 1 and book_pages.chapter_time_rows(timing, {"chapters": []}, numbers)[0][0] == "1. setting"
 found = book_pages.exercises()  # every exercise in the chapters' sources, in the book's order
-assert found[0] == book_pages.Exercise(chapter="setting", title="Your own image", label="ex-setting-1")
+assert found[0][:4] == ("setting", "1.1", "Your own image", "ex-setting-1")  # "Exercise 1.1" on the site
 practises = book_pages.page_data("exercises")  # book/_data/exercises.json: label -> what it practises
 assert all(exercise.label in practises for exercise in found)
+exercise_time = {"seconds": {"ex-setting-1": 4.2}}  # as benchmarks/results/exercise_times.json has it
+rows = book_pages.exercise_rows(found[:1], practises, exercise_time)  # number, chapter, title, practises, times
+assert rows[0][0] == "Exercise 1.1" and rows[0][-2:] == ["4 s", f"~{book_pages.class_minutes(4.2)} min"]
+assert book_pages.class_minutes(None) == book_pages.CLASS_MINUTES_BASE  # an estimate: no code to run
+plan = book_pages.page_data("finetune_plan")  # one 50-minute class of the fine-tuning chapter
+plan_rows = book_pages.session_plan_rows(plan, found, timing, {"seconds": {}})
+assert plan_rows[-1][1] == "in all, for a 50-minute session"
+assert book_pages.homework_line(plan, found, {"seconds": {}}).startswith("homework: Exercise 9.1")
 sessions = book_pages.page_data("sessions")  # book/_data/sessions.json
 assert book_pages.session_rows(sessions, timing)[0][:3] == ["1. Linear algebra in a network",
                                                              "setting, primer, exact_nullspace", "90–180 min"]
