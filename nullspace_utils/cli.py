@@ -7,19 +7,34 @@
 With several images, or a folder of them, the watermarked images go to the folder OUT_FOLDER (created
 if missing) as 8-bit PNGs named after their sources, with a progress bar; an image that cannot be
 read, solved or written gets one line on stderr and the batch goes on (exit status 1 if any failed).
+A file given twice counts once; the mark, if it lies in an input folder, is skipped with a note.
 
-Bad input (a missing or unreadable file, an unknown model, a --size that does not fit the model, an
-output that would overwrite an input, ...) ends with exit status 2 and one line
-``nullspace COMMAND: error: ...`` on stderr. The output file is written only once everything else
-has worked.
+No file is replaced without --overwrite: outputs are written to a hidden temporary file and take their
+name only when whole, with create-or-fail (a hard link), so an output that exists is complete. A rerun
+therefore resumes (what is there is skipped), and of two runs into one folder exactly one writes each
+output (the other says "written by another run meanwhile" and exits with status 1). Ctrl-C (SIGINT)
+and SIGTERM stop between two files, leave no partial or hidden file, print a summary (done, skipped,
+failed, left) and exit with status 130 and 143.
+
+Photos are read the right way up (their EXIF orientation applied); animated images are refused.
+Bad input (a missing or unreadable file, a symbolic link loop, an unknown model, a device it cannot
+use, weights with NaN, a --size that does not fit the model, an output that would overwrite an input,
+...) ends with exit status 2 and one line ``nullspace COMMAND: error: ...`` on stderr. The output file
+is written only once everything else has worked.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
@@ -36,6 +51,64 @@ OUTPUT_SUFFIXES = (".png", ".npy")
 
 class UsageError(Exception):
     """A command-line argument that cannot work; the message says what to give instead."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every ``finally`` (removing a temporary file) runs."""
+
+
+#: Exit status after an interruption, as a shell reports a process killed by the signal: 128 + its number.
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143
+
+
+class _Signals:
+    """SIGINT and SIGTERM as exceptions, held back while an output takes its final name.
+
+    Python runs signal handlers in the main thread between two steps of the program, so a handler that only
+    notes the signal while ``holding`` delays the interruption until the file is whole and counted.
+    """
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending: int | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.holding:
+            self.pending = signum
+        else:
+            self.stop(signum)
+
+    @staticmethod
+    def stop(signum: int) -> None:
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Our handlers for SIGINT and SIGTERM while the command runs (SIGTERM would otherwise end the process
+        at once, leaving a hidden temporary file); the previous ones afterwards."""
+        if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+            yield
+            return
+        previous = {number: signal.signal(number, self.handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Delay SIGINT and SIGTERM until the block has finished: an output is either whole and counted, or absent."""
+        self.holding, self.pending = True, None
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.pending is not None:
+                self.stop(self.pending)
+
+
+_SIGNALS = _Signals()
 
 
 #: Exceptions that mean bad input, not a bug of this package: printed as one line, exit status 2.
@@ -58,8 +131,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 # --------------------------------------------------------------------------- checks
 def _same_file(first: Path, second: Path) -> bool:
     """Whether two paths name one file (also through links, or on a case-insensitive file system)."""
-    if first.resolve() == second.resolve():
-        return True
+    try:
+        if first.resolve() == second.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        pass
     try:
         return os.path.samefile(first, second)
     except OSError:  # one of them does not exist (yet)
@@ -100,16 +176,28 @@ def _check_arguments(args: argparse.Namespace) -> str:
 
 
 def _refuse_existing(output: Path, overwrite: bool) -> None:
-    """A file already at ``output`` is kept unless ``--overwrite`` was given."""
-    if output.exists() and not overwrite:
-        raise UsageError(f"{output} exists: remove it, give another file name with -o, or give --overwrite")
+    """A file already at ``output`` (or a symbolic link, even one leading nowhere) is kept unless ``--overwrite``."""
+    if overwrite or not os.path.lexists(output):
+        return
+    if output.is_symlink() and not output.exists():
+        raise UsageError(f"the output {output} is a symbolic link that leads nowhere (a loop, or a missing target): "
+                         "remove it, give another file name with -o, or give --overwrite to replace the link")
+    raise UsageError(f"{output} exists: remove it, give another file name with -o, or give --overwrite")
 
 
 def _check_device(name: str) -> None:
+    """``--device`` names a device this machine has and the solver can compute on."""
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"--device {name} is not a device: use cpu or cuda (cuda:1 for the second GPU)") from None
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}, but Apple's MPS is not available here (it needs a Mac with Apple "
+                         "silicon and a PyTorch built for it): use --device cpu, or cuda on a machine with a GPU")
+    if device.type not in ("cpu", "cuda", "mps"):
+        why = " (meta tensors hold no values: nothing can be computed on them)" if device.type == "meta" else ""
+        raise UsageError(f"--device {name} cannot run the watermark solver{why}: use cpu, or cuda on a machine "
+                         "with a GPU")
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -160,6 +248,19 @@ def _load_image(path: str, size: int, what: str, background: float | None = None
     return image
 
 
+def _check_weights(model: models.ImageClassifier, name: str, image: torch.Tensor | None = None) -> None:
+    """The model's patch embedding (and, given ``image``, its logits) are finite: NaN or infinite weights (a
+    damaged weight file) would make the nullspace undefined or every output NaN (paper §3)."""
+    fix = "its weights hold NaN or infinity (a damaged or badly converted weight file): load undamaged weights"
+    if not torch.isfinite(exact.patch_embedding_matrix(model)).all():
+        raise UsageError(f"{name}'s patch embedding has no nullspace to compute: {fix}")
+    if image is not None:
+        with torch.no_grad():
+            logits = model(image[None].to(models.model_device(model)))
+        if not torch.isfinite(logits).all():
+            raise UsageError(f"{name} answers NaN or infinity for the mark: {fix}")
+
+
 def _load_model(name: str, weights: str | None, pretrained: bool = True) -> models.ImageClassifier:
     """``models.load_model`` with the command line's words in the offline hint (--weights, not weights=)."""
     try:
@@ -180,11 +281,16 @@ def _watermark(args: argparse.Namespace) -> int:
     size = _image_size(args.size, model, args.model)
     image = _load_image(args.images[0], size, "image", args.background)
     mark = _load_image(args.mark, size, "mark", args.background)
+    _check_weights(model, args.model, mark)
     result = watermark.embed(model, image, mark, p=args.p, strength=args.strength, device=args.device)
     with torch.no_grad():
         before = model(image[None])
-    _refuse_existing(Path(args.output), args.overwrite)  # again: another run may have written it meanwhile
-    data.save_image(result.image, args.output)  # written only now that everything else has worked
+    try:
+        with _SIGNALS.held():  # written only now that everything else has worked, whole or not at all
+            data.save_image(result.image, args.output, replace=args.overwrite)  # without --overwrite: create-or-fail
+    except FileExistsError:
+        raise UsageError(f"{args.output} appeared while this run was computing (another run?): it was kept; "
+                         "give another file name with -o, or --overwrite") from None
     saved = data.load_image(args.output)  # what the file holds: 8 bits for .png, exact for .npy
     with torch.no_grad():
         after = model(saved[None])
@@ -201,25 +307,64 @@ def _watermark(args: argparse.Namespace) -> int:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")
 
 
-def _batch_sources(inputs: list[str]) -> list[Path]:
-    """The image files named by ``inputs``: files as given, folders as their pictures (sorted, not recursive)."""
+def _file_key(path: Path) -> tuple:
+    """What makes two paths one file: its device and inode (also through links), else the absolute path."""
+    try:
+        status = os.stat(path)
+    except OSError:  # missing, or a symbolic link loop: reported when it is read
+        return (os.path.abspath(path),)
+    return (status.st_dev, status.st_ino)
+
+
+def _is_picture_entry(entry: Path) -> bool:
+    """A folder entry to watermark: a file with a picture's suffix, or such a name that is a broken link (a loop,
+    say), which is then reported as a failure of that image instead of being passed over in silence."""
+    if entry.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    return entry.is_file() or (entry.is_symlink() and not entry.exists())
+
+
+def _batch_sources(inputs: list[str], mark: Path, note: Callable[[str], None]) -> list[Path]:
+    """The image files named by ``inputs``: files as given, folders as their pictures (sorted, not recursive).
+
+    A file named twice (or through a link) counts once; the mark, when it lies in an input folder, is not
+    watermarked. Each of these gets a ``note``.
+    """
     sources: list[Path] = []
+    seen: dict[tuple, Path] = {}
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(entry for entry in path.iterdir() if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(entry for entry in path.iterdir() if _is_picture_entry(entry))
             if not found:
                 raise UsageError(f"the folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            sources.extend(found)
+            candidates = []
+            for entry in found:
+                if _file_key(entry) == _file_key(mark):
+                    note(f"{entry} is the mark: skipped")
+                else:
+                    candidates.append(entry)
         else:
-            sources.append(path)  # a missing file is reported as a failure of that image, not of the batch
+            candidates = [path]  # a missing file is reported as a failure of that image, not of the batch
+        for candidate in candidates:
+            key = _file_key(candidate)
+            if key in seen:
+                note(f"{candidate} is {seen[key]} again: watermarked once")
+                continue
+            seen[key] = candidate
+            sources.append(candidate)
+    if not sources:
+        raise UsageError("nothing to watermark: the only picture given is the mark")
     return sources
 
 
-def _batch_outputs(sources: list[Path], mark: Path, folder: Path, overwrite: bool) -> dict[Path, Path]:
-    """Where each source's watermarked PNG goes; refuses names that collide, inputs (the mark too) and, unless
-    ``overwrite``, existing files."""
-    if folder.exists() and not folder.is_dir():
+def _batch_outputs(sources: list[Path], mark: Path, folder: Path) -> dict[Path, Path]:
+    """Where each source's watermarked PNG goes; refuses names that collide and outputs that are inputs (the
+    mark too)."""
+    if os.path.lexists(folder) and not folder.is_dir():
+        if folder.is_symlink() and not folder.exists():
+            raise UsageError(f"the output folder {folder} is a symbolic link that leads nowhere (a loop, or a "
+                             "missing target): remove it, or give a real folder with -o")
         raise UsageError(f"with several images, -o must be a folder; {folder} is a file: give a folder name")
     if not folder.parent.is_dir():
         raise UsageError(f"the output folder's parent {folder.parent} does not exist: create it first")
@@ -234,71 +379,125 @@ def _batch_outputs(sources: list[Path], mark: Path, folder: Path, overwrite: boo
         if _same_file(output, mark):
             raise UsageError(f"the output {output} is the mark {mark}: it would be overwritten; write to another "
                              "folder with -o, or move the mark")
-        if output.exists() and not overwrite:
-            raise UsageError(f"{output} exists: remove it, write to another folder, or give --overwrite")
     return outputs
 
 
+@dataclass
+class _Tally:
+    """What became of a batch's images; ``left`` were not reached (an interruption)."""
+
+    total: int
+    done: int = 0
+    skipped: int = 0  # their output was there already: complete, since an output takes its name only when whole
+    taken: int = 0  # their output was written by another run while this one worked: kept, not replaced
+    failed: int = 0
+
+    def line(self) -> str:
+        left = self.total - self.done - self.skipped - self.taken - self.failed
+        return (f"{self.done} done, {self.skipped + self.taken} skipped (output already there), "
+                f"{self.failed} failed, {left} left")
+
+
 def _watermark_batch(args: argparse.Namespace) -> int:
-    """Watermark many images, ``args.batch_size`` at a time; one line per failure, the batch goes on."""
+    """Watermark many images, ``args.batch_size`` at a time; one line per failure, the batch goes on.
+
+    Outputs are created exclusively (create-or-fail, :func:`nullspace_utils.files.atomic_write`), so an output
+    that exists is complete and was never half-written: a rerun skips it (resumes), and of two runs into one
+    folder exactly one writes each output. SIGINT and SIGTERM stop the run between two outputs, with a summary.
+    """
+    def note(message: str) -> None:
+        print(f"nullspace watermark: note: {message}", file=sys.stderr)
+
     _check_options(args)
-    sources = _batch_sources(args.images)
+    mark_path = Path(args.mark)
+    sources = _batch_sources(args.images, mark_path, note)
     folder = Path(args.output)
-    outputs = _batch_outputs(sources, Path(args.mark), folder, args.overwrite)
+    outputs = _batch_outputs(sources, mark_path, folder)
     model = _load_model(args.model, args.weights)
     size = _image_size(args.size, model, args.model)
     mark = _load_image(args.mark, size, "mark", args.background)
     device = torch.device(args.device) if args.device is not None else models.model_device(model)
     model = model.to(device)  # the logit check of each saved file runs where the solver does
+    _check_weights(model, args.model, mark)
     folder.mkdir(exist_ok=True)
-    failures, written, prediction_changes, largest_change = 0, 0, 0, 0.0
-    progress = tqdm(total=len(sources), desc="watermark", unit="image", disable=args.quiet)
-    for first in range(0, len(sources), args.batch_size):
-        loaded: list[tuple[Path, torch.Tensor]] = []
-        for source in sources[first : first + args.batch_size]:
+    tally = _Tally(total=len(sources))
+    todo = sources
+    if not args.overwrite:  # resume: what is there is complete (see above) and kept
+        todo = [source for source in sources if not os.path.lexists(outputs[source])]
+        tally.skipped = len(sources) - len(todo)
+        if tally.skipped:
+            note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes its "
+                 "name only once whole): skipped; give --overwrite to redo them")
+    prediction_changes, largest_change = 0, 0.0
+    progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
+
+    def report(source: Path, message: str) -> None:
+        progress.write(f"nullspace watermark: {source}: {message}", file=sys.stderr)
+
+    try:
+        for first in range(0, len(todo), args.batch_size):
+            loaded: list[tuple[Path, torch.Tensor]] = []
+            for source in todo[first : first + args.batch_size]:
+                if not args.overwrite and os.path.lexists(outputs[source]):
+                    tally.taken += 1
+                    report(source, f"{outputs[source]} was written by another run meanwhile: skipped")
+                    progress.update(1)
+                    continue
+                try:
+                    loaded.append((source, _load_image(str(source), size, "image", args.background)))
+                except USER_ERRORS as error:
+                    tally.failed += 1
+                    report(source, _one_line(error))
+                    progress.update(1)
+            if not loaded:
+                continue
+            images = torch.stack([image for _, image in loaded])
             try:
-                loaded.append((source, _load_image(str(source), size, "image", args.background)))
-            except USER_ERRORS as error:
-                failures += 1
-                progress.write(f"nullspace watermark: {source}: {_one_line(error)}", file=sys.stderr)
+                result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=args.device)
+            except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # this batch failed; the next may not
+                for source, _ in loaded:
+                    tally.failed += 1
+                    report(source, _one_line(error))
+                    progress.update(1)
+                continue
+            kept, saved = [], []
+            for (source, image), marked in zip(loaded, result.image, strict=True):
+                try:
+                    with _SIGNALS.held():  # the file is whole and counted, or absent
+                        data.save_image(marked, outputs[source], replace=args.overwrite)
+                        tally.done += 1
+                    saved.append(data.load_image(outputs[source]))  # what the file holds: 8 bits
+                    kept.append(image)
+                except FileExistsError:  # created by another run between the check above and this write
+                    tally.taken += 1
+                    report(source, f"{outputs[source]} was written by another run meanwhile: kept, not replaced")
+                except USER_ERRORS as error:
+                    tally.failed += 1
+                    report(source, _one_line(error))
                 progress.update(1)
-        if not loaded:
-            continue
-        images = torch.stack([image for _, image in loaded])
-        try:
-            result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=args.device)
-        except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # this batch failed; the next may not
-            for source, _ in loaded:
-                failures += 1
-                progress.write(f"nullspace watermark: {source}: {_one_line(error)}", file=sys.stderr)
-                progress.update(1)
-            continue
-        kept, saved = [], []
-        for (source, image), marked in zip(loaded, result.image, strict=True):
-            try:
-                data.save_image(marked, outputs[source])
-                saved.append(data.load_image(outputs[source]))  # what the file holds: 8 bits
-                kept.append(image)
-            except USER_ERRORS as error:
-                failures += 1
-                progress.write(f"nullspace watermark: {source}: {_one_line(error)}", file=sys.stderr)
-            progress.update(1)
-        if kept:
-            with torch.no_grad():
-                before = model(torch.stack(kept).to(device))
-                after = model(torch.stack(saved).to(device))
-            written += len(kept)
-            prediction_changes += int((before.argmax(1) != after.argmax(1)).sum())
-            largest_change = max(largest_change, (after - before).abs().max().item())
+            if kept:
+                with torch.no_grad():
+                    before = model(torch.stack(kept).to(device))
+                    after = model(torch.stack(saved).to(device))
+                prediction_changes += int((before.argmax(1) != after.argmax(1)).sum())
+                largest_change = max(largest_change, (after - before).abs().max().item())
+    except (KeyboardInterrupt, Terminated) as stop:
+        progress.close()
+        name, status = ("SIGINT", EXIT_SIGINT) if isinstance(stop, KeyboardInterrupt) else ("SIGTERM", EXIT_SIGTERM)
+        print(f"interrupted by {name}: {tally.line()} (no partial file left in {folder}); run the same command "
+              "again to do the rest: what is done is skipped")
+        return status
     progress.close()
-    print(f"wrote {written} of {len(sources)} images to {folder} (8-bit PNG, {size}x{size}); "
-          f"{failures} failed; predictions changed (as saved): {prediction_changes}; "
+    print(f"wrote {tally.done} of {len(sources)} images to {folder} (8-bit PNG, {size}x{size}); "
+          f"{tally.failed} failed; predictions changed (as saved): {prediction_changes}; "
           f"largest logit change {largest_change:.2e}")
-    return 1 if failures else 0
+    print(f"summary: {tally.line()}")
+    return 1 if tally.failed or tally.taken else 0
 
 
 def _info(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.weights, pretrained=args.weights is not None)
+    _check_weights(model, args.model)
     matrix = exact.patch_embedding_matrix(model)
     basis = exact.patch_nullspace(model)
     print(f"{args.model}: patch matrix {tuple(matrix.shape)}, nullspace dimension {basis.shape[0]}, "
@@ -353,10 +552,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"watermark": _watermark, "info": _info}
     try:
-        return handlers[args.command](args)
+        with _SIGNALS.installed():
+            return handlers[args.command](args)
     except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:
         print(f"nullspace {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except torch.linalg.LinAlgError as error:  # the nullspace's SVD of a matrix that is not finite
+        print(f"nullspace {args.command}: error: the model's patch embedding cannot be decomposed "
+              f"({_one_line(error)}): its weights likely hold NaN or infinity; load undamaged weights",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nullspace {args.command}: interrupted by SIGINT; no partial file left", file=sys.stderr)
+        return EXIT_SIGINT
+    except Terminated:
+        print(f"nullspace {args.command}: interrupted by SIGTERM; no partial file left", file=sys.stderr)
+        return EXIT_SIGTERM
 
 
 if __name__ == "__main__":

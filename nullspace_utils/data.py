@@ -13,6 +13,7 @@ This module knows nothing about models.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,17 +432,20 @@ def _load_npy(path: Path, shape: tuple[int, int] | None) -> torch.Tensor:
 
 
 def _open_picture(path: Path) -> Image.Image:
-    """Open and decode ``path`` with Pillow; its errors become ValueErrors that say what to do."""
+    """Open and decode ``path`` with Pillow, the right way up (its EXIF orientation applied), refusing animations;
+    Pillow's errors become ValueErrors that say what to do."""
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # too large: refuse, don't just warn
             with Image.open(path) as handle:
-                handle.load()  # decode now, so that a truncated file fails here
-                return handle.copy()
+                frames, kind = getattr(handle, "n_frames", 1), handle.format
+                if frames == 1 or kind == "MPO":  # MPO: a camera JPEG whose first frame is the photo itself
+                    handle.load()  # decode now, so that a truncated file fails here
+                    return ImageOps.exif_transpose(handle)  # a phone photo's Orientation tag, applied (a copy)
     except PermissionError:
         raise
     except UnidentifiedImageError as error:
@@ -453,6 +457,23 @@ def _open_picture(path: Path) -> Image.Image:
     except (OSError, SyntaxError, EOFError, ValueError) as error:
         raise ValueError(f"{path} is damaged or truncated: Pillow cannot decode it ({error}). "
                          "Copy, download or export the image again.") from error
+    raise ValueError(f"{path} is a {kind} with {frames} frames (an animation or several pages), not one picture: "
+                     "export the frame you want as a PNG (e.g. with Pillow: picture.seek(k); picture.save(...)) "
+                     "and give that file.")
+
+
+def _missing_file_error(path: Path) -> OSError:
+    """Why there is no readable file at ``path``: nothing there, a symbolic link loop, or a dangling link."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return OSError(errno.ELOOP, f"{path} is a symbolic link loop (it leads back to itself): point it at an "
+                           "image file, or give the image's own path.")
+    if os.path.islink(path):
+        return FileNotFoundError(errno.ENOENT, f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                                 "exist: give the image's own path.")
+    return FileNotFoundError(errno.ENOENT, f"No image file at {path}.")
 
 
 def _rgb_and_alpha(picture: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -502,6 +523,9 @@ def load_image(
       black) or an (r, g, b) triple, to composite the image onto that colour instead.
     * With ``size``, the image is resized (bicubic, with Pillow) to ``size`` x ``size`` or (H, W); bicubic
       overshoots a little at sharp edges, and the result is clamped to [0, 1], as Pillow does for 8 bits.
+    * Photos are turned the right way up (their EXIF Orientation tag applied, ``PIL.ImageOps.exif_transpose``).
+      Animated or multi-page files (GIF, APNG, WebP, TIFF with several frames) are refused with a ``ValueError``;
+      a camera's MPO JPEG is read as its first frame, the photo itself.
     * ``.npy`` files (any case of the suffix) must hold a float array (3, H, W), as :func:`save_image`
       writes it, and are read back losslessly; they are never resized, so a ``size`` that differs from
       the array's is an error.
@@ -512,7 +536,7 @@ def load_image(
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not an image file: give the path of an image inside it.")
     if not path.is_file():
-        raise FileNotFoundError(f"No image file at {path}.")
+        raise _missing_file_error(path)
     shape = _size_pair(size)
     colour = _background_colour(background)
     if path.suffix.lower() == ".npy":
@@ -532,12 +556,13 @@ def load_image(
     return tensor
 
 
-def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
+def save_image(image: torch.Tensor, path: str | os.PathLike, *, replace: bool = True) -> Path:
     """Save a (3, H, W) image in [0, 1]: ``.png`` as 8 bits (rounded, see :func:`quantize_8bit`),
     ``.npy`` losslessly as float32 (the suffix in any case). Returns the path.
 
     The file is written through :func:`~nullspace_utils.files.atomic_write`: if writing fails, an existing file at ``path`` is
-    left as it was and no partial file remains.
+    left as it was and no partial file remains. With ``replace=False`` an existing ``path`` is never replaced
+    (``FileExistsError``, even when another process creates it during the write).
     """
     from PIL import Image
 
@@ -549,7 +574,7 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".png", ".npy"):
         raise ValueError(f"Unsupported file type {path.suffix!r}: use .png (8-bit) or .npy (lossless float).")
-    with atomic_write(path) as temporary:
+    with atomic_write(path, replace=replace) as temporary:
         if suffix == ".npy":
             with open(temporary, "wb") as handle:  # a file handle: np.save would add ".npy" to a file name
                 np.save(handle, image.detach().cpu().float().numpy())

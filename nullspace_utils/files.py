@@ -7,6 +7,7 @@ training script reach these without importing each other.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import subprocess
@@ -20,14 +21,19 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Write ``path`` all at once: yields a temporary path beside it, renamed onto ``path`` only on success.
+def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Write ``path`` all at once: yields a temporary path beside it, moved onto ``path`` only on success.
 
     An existing file at ``path`` is left untouched when the write fails half-way (full disk, an error, an
     interrupt), and no partial file is left behind. Use it for every file the library writes::
 
         with atomic_write("out.png") as temporary:
             picture.save(temporary, format="PNG")
+
+    With ``replace=False`` the write is exclusive (create-or-fail): the finished file is hard-linked to
+    ``path``, which fails with ``FileExistsError`` when anything is there already, even a file another
+    process wrote meanwhile, so two writers can never both take one name. Either way ``path`` appears
+    only complete, so an existing ``path`` written through this function is a complete file.
     """
     path = Path(path)
     if path.is_dir():
@@ -35,22 +41,39 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write elsewhere.")
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
     temporary = Path(name)
-    # mkstemp makes the file private (0600); give it what a plain open() would: the mode of the file it
-    # replaces, or 0666 less the umask for a new one
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(temporary, mode)
     try:
+        os.close(handle)
+        # mkstemp makes the file private (0600); give it what a plain open() would: the mode of the file it
+        # replaces, or 0666 less the umask for a new one
+        if replace and path.exists():
+            mode = path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(temporary, mode)
         yield temporary
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            _link_exclusively(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _link_exclusively(temporary: Path, path: Path) -> None:
+    """Give the finished ``temporary`` the name ``path`` unless that name is taken (one atomic system call)."""
+    try:
+        os.link(temporary, path)  # never follows or replaces what is at path, even a dangling link
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, f"{path} exists (another program or run wrote it meanwhile?): it was "
+                              "kept; remove it, or write elsewhere", str(path)) from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        raise OSError(error.errno, f"cannot create {path} exclusively: this file system has no hard links "
+                      f"({error.strerror}); write to another folder, or allow replacing files") from error
 
 
 def sha256_of_file(path: Path | str) -> str:

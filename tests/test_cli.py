@@ -286,10 +286,15 @@ def test_batch_list_of_files_and_its_refusals(photo_folder, capsys):
     out = photo_folder.parent / "listed"
     assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet"]) == 0
     assert sorted(path.name for path in out.iterdir()) == ["photo0.png", "photo2.png"]
-    # a second run would replace them: refused, unless --overwrite
-    assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    # a second run resumes: the outputs there are complete, so they are skipped, never replaced
+    os.utime(out / "photo0.png", ns=(1, 1))  # a replaced file would get a new time
+    assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "summary: 0 done, 2 skipped (output already there), 0 failed, 0 left" in captured.out
+    assert "--overwrite" in captured.err and (out / "photo0.png").stat().st_mtime_ns == 1
     assert cli.main(["watermark", *images, mark, "-o", str(out), "--quiet", "--overwrite"]) == 0
+    assert "summary: 2 done, 0 skipped" in capsys.readouterr().out
+    assert (out / "photo0.png").stat().st_mtime_ns != 1  # asked for: replaced
     # writing into the folder the photos come from would replace them
     assert cli.main(["watermark", str(photo_folder), mark, "-o", str(photo_folder), "--overwrite"]) == 2
     assert "input images" in capsys.readouterr().err
