@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 import matplotlib
+import matplotlib.cm
+import matplotlib.colors
 import matplotlib.lines
 import matplotlib.patches
 import matplotlib.pyplot as plt
@@ -14,6 +17,7 @@ import matplotlib.text
 import matplotlib.ticker
 import numpy as np
 import torch
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
     from nullspace_utils.fooling import ChannelChange, PredictionCheck
     from nullspace_utils.xai import MapAgreement
 
-__all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
+__all__ = ["PALETTE", "FAMILY_STYLES", "family_style", "readable", "smallest_points", "colour_bar_below", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
            "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels",
            "METHOD_STYLES", "method_panels", "finetune_diagram",
            "nullspace_walks", "nullspace_plane", "singular_value_plot", "loglog_curves", "time_bars",
@@ -33,17 +37,73 @@ __all__ = ["readable", "to_display", "show_images", "class_grid", "Table", "tabl
 #: the smallest text size a reader should meet there.
 PAGE_WIDTH_INCHES = 7.2
 MIN_READABLE_POINTS = 8.0
+#: A phone shows every figure at its own width (390 px less the margins), whatever the figure's size, and a
+#: text there should stay at least this many pixels high.
+PHONE_WIDTH_PIXELS = 370.0
+MIN_PHONE_PIXELS = 6.0
+
+#: The book's colours: Okabe and Ito's colour-blind-safe palette (Wong, Nature Methods 8, 441, 2011), blue,
+#: orange, bluish green, vermillion, reddish purple, sky blue, black; its yellow is left out (too pale on white).
+#: Every figure of this module draws its series in this order.
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
+
+#: How each model family is drawn wherever ViTs and CNNs share a figure: its own hues (cool for ViTs, warm for
+#: CNNs), its own marker and its own line style, so that the families differ without colour too.
+FAMILY_STYLES: dict[str, dict[str, Any]] = {
+    "ViT": {"colours": ("#0072B2", "#56B4E9", "#009E73"), "marker": "o", "linestyle": "-"},
+    "CNN": {"colours": ("#D55E00", "#E69F00", "#CC79A7"), "marker": "s", "linestyle": "--"},
+}
+
+#: colour maps: a perceptual sequential one for magnitudes, a diverging one (blue, white, red) for signed values
+VALUE_CMAP = "viridis"
+SIGNED_CMAP = "RdBu_r"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _book_style(function: _F) -> _F:
+    """Draw ``function``'s figure with :data:`PALETTE` as the colour cycle (only while it draws: the caller's
+    matplotlib settings are left as they were)."""
+    @functools.wraps(function)
+    def styled(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context({"axes.prop_cycle": cycler(color=list(PALETTE))}):
+            return function(*args, **kwargs)
+    return styled  # type: ignore[return-value]
+
+
+def family_style(family: str, index: int) -> dict[str, Any]:
+    """Colour, marker and line style of the ``index``-th model (0, 1, ...) of ``family`` ("ViT" or "CNN"), from
+    :data:`FAMILY_STYLES`: ``{"color", "marker", "linestyle"}``, keyword arguments of ``ax.plot``."""
+    if family not in FAMILY_STYLES:
+        raise ValueError(f"unknown model family {family!r}: use one of {sorted(FAMILY_STYLES)}.")
+    style = FAMILY_STYLES[family]
+    return {"color": style["colours"][index % len(style["colours"])], "marker": style["marker"],
+            "linestyle": style["linestyle"]}
+
+
+def smallest_points(width: float, *, page_width: float = PAGE_WIDTH_INCHES,
+                    min_points: float = MIN_READABLE_POINTS) -> float:
+    """The smallest font size, in the figure's own points, that a figure ``width`` inches wide may use: at least
+    ``min_points`` once the figure is shrunk to ``page_width`` (the desktop page), and at least
+    :data:`MIN_PHONE_PIXELS` pixels once it is shown :data:`PHONE_WIDTH_PIXELS` wide (a phone)."""
+    desktop = min_points * max(1.0, width / page_width)
+    phone = MIN_PHONE_PIXELS * 72.0 * width / PHONE_WIDTH_PIXELS
+    return max(desktop, phone)
 
 
 def readable(fig: Figure, *, page_width: float = PAGE_WIDTH_INCHES, min_points: float = MIN_READABLE_POINTS) -> Figure:
     """Enlarge every text of ``fig`` (titles, labels, ticks, legends, annotations) that would show smaller
-    than ``min_points`` once the figure is scaled to ``page_width`` inches, then lay it out again.
+    than ``min_points`` once the figure is scaled to ``page_width`` inches, or smaller than
+    :data:`MIN_PHONE_PIXELS` on a phone (:func:`smallest_points`), then lay it out again.
 
     A figure wider than the page is shrunk to fit it, and its fonts with it: a 7 pt legend in a 14-inch
     figure reads as 3.5 pt. Every figure of this module goes through here before it is returned; call it
-    on a figure you assemble yourself (several panels drawn with ``ax=``).
+    on a figure you assemble yourself (several panels drawn with ``ax=``). A log axis gets plain tick labels
+    (no crowded minor labels such as "2x10^-1 3x10^-1").
     """
-    smallest = min_points * max(1.0, fig.get_figwidth() / page_width)  # in the figure's own points
+    smallest = smallest_points(fig.get_figwidth(), page_width=page_width, min_points=min_points)
+    for ax in fig.axes:
+        _tidy_log_axes(ax)
     for ax in fig.axes:  # tick labels through tick_params, so that ticks made later inherit the size
         x_labels, y_labels = ax.xaxis.get_ticklabels(), ax.yaxis.get_ticklabels()
         if x_labels and float(x_labels[0].get_fontsize()) < smallest:
@@ -53,8 +113,40 @@ def readable(fig: Figure, *, page_width: float = PAGE_WIDTH_INCHES, min_points: 
     for text in fig.findobj(matplotlib.text.Text):
         if isinstance(text, matplotlib.text.Text) and text.get_text() and float(text.get_fontsize()) < smallest:
             text.set_fontsize(smallest)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure laid out by its maker (constrained layout, 3-D) keeps it
+        fig.tight_layout()
     return fig
+
+
+def _log_label(value: float, plain: bool) -> str:
+    """A log axis's tick label: plain digits ("0.02", "300") when ``plain``, else a power of ten ("$10^{5}$")."""
+    if value <= 0:
+        return ""
+    if plain:
+        return f"{value:g}"
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = value / 10.0 ** exponent
+    return f"$10^{{{exponent}}}$" if abs(mantissa - 1) < 1e-6 else f"${mantissa:g}\\times10^{{{exponent}}}$"
+
+
+def _tidy_log_axes(ax: Axes) -> None:
+    """On ``ax``'s log axes: major ticks labelled by :func:`_log_label` (plain digits when the axis lies within
+    0.001 to 10000, else powers of ten); minor ticks labelled (at 2 and 5 only)
+    only when the axis spans less than two decades, where too few major ticks would be left to read it."""
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log" or min(limits) <= 0:
+            continue
+        plain = 1e-3 <= min(limits) and max(limits) <= 1e4  # else every label a power of ten, never a mix
+        label = matplotlib.ticker.FuncFormatter(lambda value, _, plain=plain: _log_label(value, plain))
+        if isinstance(axis.get_major_formatter(), matplotlib.ticker.LogFormatter):  # not one its maker chose
+            axis.set_major_formatter(label)
+        if not isinstance(axis.get_minor_formatter(), matplotlib.ticker.LogFormatter):
+            continue
+        if abs(np.log10(max(limits) / min(limits))) < 2:
+            axis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+            axis.set_minor_formatter(label)
+        else:
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -71,6 +163,7 @@ def to_display(image: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
     return array.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
+@_book_style
 def show_images(
     images: Sequence[torch.Tensor] | torch.Tensor,
     titles: Sequence[str] | None = None,
@@ -80,7 +173,11 @@ def show_images(
     size: float = 2.0,
     suptitle: str | None = None,
 ) -> Figure:
-    """Show a row (or grid) of (C, H, W) images with titles; returns the figure."""
+    """Show a row (or grid) of (C, H, W) images with titles; returns the figure.
+
+    A one-channel image (1, H, W) is a map of values (e.g. the change of one colour channel): it is drawn with
+    a colour map and a colour bar in its own units, diverging around 0 (blue, white, red) when ``symmetric``.
+    """
     images = list(images)
     ncols = ncols or len(images)
     nrows = int(np.ceil(len(images) / ncols))
@@ -93,7 +190,14 @@ def show_images(
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, image) in enumerate(zip(axes.flat, images, strict=False)):  # a grid may have spare axes
-        ax.imshow(to_display(image, symmetric=flags[i]), interpolation="nearest")
+        if image.shape[0] == 1:  # a value map: colour with a scale, not a picture
+            channel = image[0].detach().cpu().to(torch.float64).numpy()
+            peak = float(np.abs(channel).max()) or 1.0
+            drawn = ax.imshow(channel, interpolation="nearest", **(
+                {"cmap": SIGNED_CMAP, "vmin": -peak, "vmax": peak} if flags[i] else {"cmap": VALUE_CMAP}))
+            fig.colorbar(drawn, ax=ax, fraction=0.046, pad=0.04)
+        else:
+            ax.imshow(to_display(image, symmetric=flags[i]), interpolation="nearest")
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
     if suptitle:
@@ -101,6 +205,7 @@ def show_images(
     return readable(fig)
 
 
+@_book_style
 def class_grid(dataset: Any, class_names: Sequence[str], *, per_class: int = 4, size: float = 1.3) -> Figure:
     """A grid with one column per class and ``per_class`` examples in each, from a dataset of (image, label)."""
     chosen: dict[int, list[torch.Tensor]] = {c: [] for c in range(len(class_names))}
@@ -222,12 +327,16 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str], *, caption: 
     return Table(rows, headers, caption=caption)
 
 
-def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:
+#: colour map of explanation maps (perceptually uniform, readable without colour vision: dark is low, light high)
+MAP_CMAP = "inferno"
+
+
+def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, cmap: str = MAP_CMAP) -> np.ndarray:
     """An explanation map (H, W) drawn over a (C, H, W) image, as an (H, W, 3) array for ``imshow``.
 
     The map is scaled to [0, 1] by its own minimum and maximum (maps of different methods have
-    different units), coloured with ``cmap`` and blended with the image (values outside [0, 1] clipped
-    for display only).
+    different units), coloured with ``cmap`` (a perceptually uniform map by default, :data:`MAP_CMAP`) and
+    blended with the image (values outside [0, 1] clipped for display only).
     """
     values = heatmap.detach().cpu().to(torch.float64)
     span = float(values.max() - values.min()) or 1.0
@@ -235,13 +344,14 @@ def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, 
     return (1 - alpha) * to_display(image) + alpha * coloured
 
 
+@_book_style
 def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], column_names: Sequence[str], *,
               images: Sequence[Sequence[torch.Tensor]] | None = None, size: float = 1.7) -> Figure:
     """A grid of explanation maps ``maps[row][column]``, each (H, W). Returns the figure.
 
     With ``images`` (same grid shape) each map is overlaid on its image (:func:`overlay`); without, the
     map's absolute value is shown on its own, scaled to its own maximum (maps of different methods have
-    different units; two equal maps give two equal pictures).
+    different units; two equal maps give two equal pictures). One colour bar under the grid gives the scale.
     """
     rows, columns = len(row_names), len(column_names)
     fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
@@ -252,14 +362,31 @@ def show_maps(maps: Sequence[Sequence[torch.Tensor]], row_names: Sequence[str], 
             if images is not None:
                 ax.imshow(overlay(images[row][column], heatmap))
             else:
-                ax.imshow(heatmap.detach().abs().cpu().numpy(), cmap="inferno", vmin=0)
+                values = heatmap.detach().abs().cpu().to(torch.float64).numpy()
+                ax.imshow(values / (values.max() or 1.0), cmap=MAP_CMAP, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(column_names[column], fontsize=8)
             if column == 0:
                 ax.set_ylabel(row_names[row], fontsize=9)
-    return readable(fig)
+    readable(fig)
+    label = ("map value, scaled to its own range (0: lowest, 1: highest)" if images is not None
+             else "|map value| / the map's largest")
+    return colour_bar_below(fig, matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), MAP_CMAP), label)
+
+
+def colour_bar_below(fig: Figure, mappable: Any, label: str) -> Figure:
+    """Add one horizontal colour bar for all of ``fig``'s panels under them (after :func:`readable`, which lays the
+    panels out), with ``label`` under it, its text as large as :func:`smallest_points` asks. Returns ``fig``."""
+    width, height = fig.get_size_inches()
+    size = smallest_points(width)
+    bar_height, gap = 0.12, 0.1 + size / 72  # inches: the bar, and the space above it
+    bar = fig.add_axes((0.2, -(gap + bar_height) / height, 0.6, bar_height / height))
+    colour_bar = fig.colorbar(mappable, cax=bar, orientation="horizontal")
+    colour_bar.set_label(label, fontsize=size)
+    colour_bar.ax.tick_params(labelsize=size)
+    return fig
 
 
 def _panel_grid(count: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
@@ -276,12 +403,13 @@ def _legend_below(fig: Figure, handles: Sequence[Any], names: Sequence[str]) -> 
     """Make ``fig`` readable, then put one legend for all its panels under them, outside the axes (the notebook's
     inline figures are cropped to what is drawn)."""
     readable(fig)
-    size_points = MIN_READABLE_POINTS * max(1.0, fig.get_figwidth() / PAGE_WIDTH_INCHES)
+    size_points = smallest_points(fig.get_figwidth())
     fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(names)),
                fontsize=size_points, frameon=False)
     return fig
 
 
+@_book_style
 def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0),
                 ncols: int = 2, logy: Sequence[bool] = ()) -> Figure:
     """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default).
@@ -331,20 +459,28 @@ def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int =
     return low if low == high and collapse else f"{low}-{high}"
 
 
+@_book_style
 def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0), ncols: int = 2,
                 legend: str = "below") -> Figure:
     """Curves over seeds: the mean as a line, the seeds' range (min to max) as error bars.
 
     Each panel is ``{"title", "xlabel", "ylabel", "logx": bool, "xticks" (optional), "series": [{"label", "kind", "color", "xs",
-    "values", "failed"}]}`` (``xs``, ``values``, ``failed`` as :func:`seed_series` gives them); ``kind`` picks
-    the style of :data:`NOISE_STYLES`. A learned noise's point whose learning failed is drawn hollow. One legend for the whole
-    figure keys the colours (labels) and the line styles (kinds), under the panels."""
+    "values", "failed", "family" (optional)}]}`` (``xs``, ``values``, ``failed`` as :func:`seed_series` gives them);
+    ``kind`` picks the line style and marker of :data:`NOISE_STYLES`. A series with a ``family`` ("ViT" or "CNN")
+    takes its marker from :data:`FAMILY_STYLES` instead (give it :func:`family_style`'s colour), so that ViTs and
+    CNNs differ in marker and hue, while the line style still says the kind. A learned noise's point whose
+    learning failed is drawn hollow. One legend for the whole figure keys the labels (colour, and marker where
+    there are families) and the kinds (line style), under the panels."""
     fig, axes = _panel_grid(len(panels), ncols, size)
-    labels: dict[str, str] = {}
+    labels: dict[str, tuple[str, str | None]] = {}
     kinds: list[str] = []
+    families = any(series.get("family") for panel in panels for series in panel["series"])
     for ax, panel in zip(axes.flat, panels, strict=False):
         for series in panel["series"]:
             linestyle, marker = NOISE_STYLES[series["kind"]]
+            family = series.get("family")
+            if family:
+                marker = family_style(family, 0)["marker"]
             means = [float(np.mean(values)) for values in series["values"]]
             low = [mean - min(values) for mean, values in zip(means, series["values"], strict=True)]
             high = [max(values) - mean for mean, values in zip(means, series["values"], strict=True)]
@@ -354,7 +490,7 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
             if failed:
                 ax.plot([series["xs"][i] for i in failed], [means[i] for i in failed], marker, markersize=8,
                         markerfacecolor="white", color=series["color"], linestyle="none")
-            labels.setdefault(series["label"], series["color"])
+            labels.setdefault(series["label"], (series["color"], marker if family else None))
             if series["kind"] not in kinds:
                 kinds.append(series["kind"])
         if panel.get("logx"):
@@ -368,13 +504,17 @@ def seed_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] =
         ax.set_xlabel(panel["xlabel"])
         ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
-    handles = [matplotlib.lines.Line2D([], [], color=color, linewidth=3) for color in labels.values()]
+    handles = [matplotlib.lines.Line2D([], [], color=color, linewidth=3) if marker is None else
+               matplotlib.lines.Line2D([], [], color=color, linewidth=2, marker=marker, markersize=6)
+               for color, marker in labels.values()]
     handles += [matplotlib.lines.Line2D([], [], color="black", linestyle=NOISE_STYLES[kind][0],
-                                        marker=NOISE_STYLES[kind][1], markersize=4) for kind in kinds]
+                                        marker=None if families else NOISE_STYLES[kind][1], markersize=4)
+                for kind in kinds]
     names = list(labels) + [NOISE_NAMES[kind] for kind in kinds]
     return _legend_below(fig, handles, names)
 
 
+@_book_style
 def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *, title: str = "",
                    size: float = 5.2, ax: Axes | None = None) -> Figure:
     """A source x target table of fractions (``matrix[source][target]``) as an annotated heatmap in %.
@@ -399,6 +539,7 @@ def matrix_heatmap(matrix: dict[str, dict[str, float]], names: Sequence[str], *,
     return readable(ax.figure.figure)  # the whole figure, also when ``ax`` lies in a subfigure
 
 
+@_book_style
 def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tuple[float, float] = (7.2, 3.4)) -> Figure:
     """Per-probe changes of each suspect (fingerprint chapter) as dots on a log axis, one row per suspect,
     with the tolerance ``tol`` as a dashed line: dots left of it are probes the suspect kept."""
@@ -418,6 +559,7 @@ def change_strips(changes: dict[str, Sequence[float]], *, tol: float, size: tupl
     return readable(fig)
 
 
+@_book_style
 def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float], float]]],
                size: tuple[float, float] = (2.4, 2.6)) -> Figure:
     """ROC curves, one panel per key of ``curves`` (an access mode), one line per label inside:
@@ -440,10 +582,11 @@ def roc_panels(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float
 #: colour, line style and marker of each group of the fine-tuning chapter (``studies.finetune.group_runs``' labels)
 METHOD_STYLES: dict[str, tuple[str, Any, str]] = {
     "untuned": ("black", ":", "D"), "plain": ("0.45", "-", "o"),
-    "nullspace lim 2": ("C0", "--", "s"), "nullspace lim 4": ("C0", "-", "s"),
-    "gaussian lim 2": ("C1", "--", "^"), "gaussian lim 4": ("C1", "-", "^")}
+    "nullspace lim 2": (PALETTE[0], "--", "s"), "nullspace lim 4": (PALETTE[0], "-", "s"),
+    "gaussian lim 2": (PALETTE[1], "--", "^"), "gaussian lim 4": (PALETTE[1], "-", "^")}
 
 
+@_book_style
 def method_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float] = (3.6, 3.0),
                   ncols: int = 2) -> Figure:
     """Accuracy curves of several fine-tuning methods over seeds: the mean as a line, the seeds' range as error bars.
@@ -470,6 +613,7 @@ def method_panels(panels: Sequence[dict[str, Any]], *, size: tuple[float, float]
     return _legend_below(fig, list(shown.values()), list(shown))
 
 
+@_book_style
 def finetune_diagram() -> Figure:
     """The authors' nullspace-augmented fine-tuning (CPAL 2025) as a picture: once per round a noise is learned for
     the current model (eq. 6), then every batch of the round is classified clean and with that noise on its patch
@@ -498,6 +642,7 @@ def finetune_diagram() -> Figure:
     return readable(fig)
 
 
+@_book_style
 def nullspace_walks(projection: np.ndarray, function: np.ndarray, directions: Sequence[np.ndarray], *,
                     titles: Sequence[str], start: Sequence[float] = (1.0, 0.5)) -> Figure:
     """The paper's Fig. 1 (left two panels), for a 2 x 2 ``projection`` and a 1 x 2 linear ``function``, each with a
@@ -508,17 +653,18 @@ def nullspace_walks(projection: np.ndarray, function: np.ndarray, directions: Se
     x = np.asarray(start, dtype=float)
     for t in [-1.5, -0.75, 0.0, 0.75, 1.5]:
         moved = x + t * directions[0]
-        left.plot(*moved, "o", color="tab:blue")
+        left.plot(*moved, "o", color=PALETTE[0])
         left.annotate("", xy=projection @ moved, xytext=moved, arrowprops=dict(arrowstyle="->", color="0.6"))
-    left.plot(*(projection @ x), "s", color="tab:red", markersize=9, label="every output: the same point")
+    left.plot(*(projection @ x), "s", color=PALETTE[3], markersize=9, label="every output: the same point")
     left.axhline(0, color="k", lw=0.8)
     left.set_title(titles[0])
-    left.legend(loc="upper right")
+    left.legend(loc="lower right")  # clear of the points, which lie on a vertical line
     left.set_aspect("equal")
     left.set_xlim(-0.5, 2.5)
     grid = np.linspace(-2, 2, 201)
     g1, g2 = np.meshgrid(grid, grid)
-    right.contourf(g1, g2, function[0, 0] * g1 + function[0, 1] * g2, levels=21, cmap="coolwarm")
+    filled = right.contourf(g1, g2, function[0, 0] * g1 + function[0, 1] * g2, levels=21, cmap=SIGNED_CMAP)
+    fig.colorbar(filled, ax=right, fraction=0.046, pad=0.04, label="output $y$")
     for point in [np.array([-1.0, 0.0]), np.array([0.5, 0.5])]:
         line = point[:, None] + directions[1][:, None] * np.linspace(-2, 2, 2)
         right.plot(*line, "k--", lw=1.2)
@@ -530,17 +676,18 @@ def nullspace_walks(projection: np.ndarray, function: np.ndarray, directions: Se
     return readable(fig)
 
 
+@_book_style
 def nullspace_plane(row: np.ndarray, plane: np.ndarray, *, title: str, extent: float = 1.5) -> Figure:
     """The nullspace of a 1 x 3 ``row`` as a plane in 3-D: a patch of the span of the two columns of ``plane`` (its
-    orthonormal basis), those two vectors in black and the row itself in red, orthogonal to the plane.
+    orthonormal basis), those two vectors in black and the row itself in red (vermillion), orthogonal to the plane.
 
     A 3-D figure keeps matplotlib's own layout (:func:`readable` would re-lay it out); its text is already large."""
     s, t = np.meshgrid(np.linspace(-extent, extent, 10), np.linspace(-extent, extent, 10))
     points = plane[:, :1, None] * s + plane[:, 1:, None] * t  # (3, 10, 10)
     fig = plt.figure(figsize=(5.5, 5))
     ax = fig.add_subplot(projection="3d")
-    ax.plot_surface(*points, alpha=0.35, color="tab:blue")
-    ax.quiver(0, 0, 0, *row[0], color="tab:red", length=1.2, normalize=True)
+    ax.plot_surface(*points, alpha=0.35, color=PALETTE[0])
+    ax.quiver(0, 0, 0, *row[0], color=PALETTE[3], length=1.2, normalize=True)
     for k in range(plane.shape[1]):
         ax.quiver(0, 0, 0, *plane[:, k], color="k")
     ax.set_title(title)
@@ -550,13 +697,14 @@ def nullspace_plane(row: np.ndarray, plane: np.ndarray, *, title: str, extent: f
     return fig
 
 
+@_book_style
 def singular_value_plot(sigma: Sequence[float], *, tolerance: float, title: str,
                         tolerance_label: str = "default tolerance") -> Figure:
     """Singular values ``sigma`` (largest first) against their index on a log scale, with the ``tolerance`` below
     which a singular value counts as zero (:func:`nullspace_utils.linalg.rank`) as a dashed red line."""
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.semilogy(np.arange(1, len(sigma) + 1), sigma, ".")
-    ax.axhline(tolerance, color="tab:red", ls="--", label=tolerance_label)
+    ax.axhline(tolerance, color=PALETTE[3], ls="--", label=tolerance_label)
     ax.set_xlabel("index")
     ax.set_ylabel("singular value")
     ax.set_title(title)
@@ -564,29 +712,33 @@ def singular_value_plot(sigma: Sequence[float], *, tolerance: float, title: str,
     return readable(fig)
 
 
+@_book_style
 def loglog_curves(xs: Sequence[float], curves: dict[str, tuple[Sequence[float], str]], *, xlabel: str,
                   ylabel: str, size: tuple[float, float] = (6.5, 3.6)) -> Figure:
     """Curves over the same ``xs`` on log-log axes, one per ``label: (ys, style)`` of ``curves`` (``style`` a
-    matplotlib format string such as ``"o-"``), with a legend and a light grid."""
+    matplotlib format string such as ``"o-"``), with a light grid and a legend above the axes (never on the data)."""
     fig, ax = plt.subplots(figsize=size)
     for label, (ys, style) in curves.items():
         ax.loglog(xs, ys, style, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(curves)), frameon=False)  # over the axes
     ax.grid(alpha=0.3)
     return readable(fig)
 
 
+@_book_style
 def time_bars(seconds: dict[str, float], *, budget: float, budget_label: str, xlabel: str,
-              size: tuple[float, float] = (7, 3.2)) -> Figure:
-    """Horizontal bars of ``seconds`` per name, top to bottom in their order, with a dashed line at ``budget``."""
-    fig, ax = plt.subplots(figsize=size)
-    ax.barh(list(seconds), list(seconds.values()), color="C0")
+              size: tuple[float, float] | None = None) -> Figure:
+    """Horizontal bars of ``seconds`` per name, top to bottom in their order, with a dashed line at ``budget``
+    keyed in a legend above the axes (clear of the bars and their labels). ``size`` defaults to the page's width
+    and 0.35 inch per bar."""
+    fig, ax = plt.subplots(figsize=size or (PAGE_WIDTH_INCHES, 1.2 + 0.35 * len(seconds)))
+    ax.barh(list(seconds), list(seconds.values()), color=PALETTE[0])
     ax.axvline(budget, color="black", linestyle="--", linewidth=1, label=budget_label)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return readable(fig)
 
 
@@ -666,23 +818,35 @@ def reference_line(ax: Axes, y: float, label: str, *, side: str = "left", color:
     """Mark on ``ax`` a reference value ``y`` measured elsewhere (not a series of this plot), labelled ``label`` on
     the panel's ``side`` ("left" or "right").
 
-    Inside the y range already drawn: a thin dash-dot line across the panel with the label on it (under the line
-    in the panel's upper half, over it in the lower half). Outside it (e.g. a float-rounding value on a log axis
-    whose data lie decades higher): the limits are kept, so the data stay readable, and the label is written at
-    that edge of the panel with an arrow pointing off the axis. Call it after the panel's data and scale are set."""
+    Inside the y range already drawn: a thin dash-dot line across the panel with the label beside it, on the
+    side away from the panel's middle (over the line in the upper half, under it in the lower half), where the
+    data rarely are; the y limits are widened so that the label has a free band of its own there. Outside it
+    (e.g. a float-rounding value on a log axis whose data lie decades higher): the limits are kept, so the data
+    stay readable, and the label is written at that edge of the panel with an arrow pointing off the axis. Call
+    it after the panel's data and scale are set."""
     if side not in ("left", "right"):
         raise ValueError(f"reference_line: side is 'left' or 'right', not {side!r}.")
     fig = ax.get_figure(root=True)
     width = fig.get_figwidth() if isinstance(fig, Figure) else PAGE_WIDTH_INCHES
-    size = MIN_READABLE_POINTS * max(1.0, width / PAGE_WIDTH_INCHES)
+    size = smallest_points(width)
     x = 0.03 if side == "left" else 0.97
     style: dict[str, Any] = {"ha": side, "color": color, "fontsize": size}
-    low, high = ax.get_ylim()
-    if min(low, high) <= y <= max(low, high):
+    low, high = sorted(ax.get_ylim())
+    if low <= y <= high:
         ax.axhline(y, color=color, linestyle="-.", linewidth=1.0, zorder=0.5)
-        where = ax.transAxes.inverted().transform(ax.transData.transform((0.0, y)))[1]  # 0 at the bottom, 1 at the top
-        ax.text(x, y, label, transform=ax.get_yaxis_transform(), va="top" if where > 0.5 else "bottom", **style)
+        log = ax.get_yscale() == "log"
+        to_axis, from_axis = (np.log10, lambda v: 10.0 ** v) if log else (lambda v: v, lambda v: v)
+        a, b, t = to_axis(low), to_axis(high), to_axis(y)
+        above = (t - a) / (b - a) > 0.5
+        height_inches = ax.get_position().height * (fig.get_figheight() if isinstance(fig, Figure) else 4.8)
+        band = min(0.4, 1.6 * size / 72 / max(height_inches, 1e-6))  # the label's share of the axis, with margin
+        if above and (b - t) / (b - a) < band:  # widen the top until the label's band is free
+            ax.set_ylim(low, from_axis((t - band * a) / (1 - band)))
+        elif not above and (t - a) / (b - a) < band:
+            ax.set_ylim(from_axis((t - band * b) / (1 - band)), high)
+        ax.annotate(label, (x, y), xycoords=ax.get_yaxis_transform(), xytext=(0, 2 if above else -2),
+                    textcoords="offset points", va="bottom" if above else "top", **style)
     else:
-        below = y < min(low, high)
+        below = y < low
         ax.text(x, 0.03 if below else 0.97, f"{'↓' if below else '↑'} {label}", transform=ax.transAxes,
                 va="bottom" if below else "top", **style)

@@ -2,7 +2,15 @@
 
 Chapters are written as ``book/_src/<chapter>.py`` files whose cells are separated by lines
 ``# %% [markdown]`` / ``# %%`` (the "percent" format that VS Code and Jupytext read), with an
-optional ``tags=[...]`` after the marker. A line ``# %% [colab]`` (or ``[colab-install]``, ``[colab-finetune]``) stands
+optional ``tags=[...]`` and an optional ``alt="..."`` after the marker, in either order::
+
+    # %% tags=[hide-input] alt="Learned noise keeps ViT predictions; CNNs lose them"
+    # %% alt="The red change of the disguise, on a blue-white-red scale"
+
+``alt`` is the alternative text of the cell's figures (what a screen reader says, and what a reader sees
+when the image does not load): it goes into the cell's metadata as ``mystnb: {image: {alt: ...}}``, which
+MyST-NB writes into every ``<img>`` the cell outputs. Say what the figure shows, not its file name (no double
+quote inside it: write single quotes). A line that starts with ``# %%`` but is not such a marker is an error. A line ``# %% [colab]`` (or ``[colab-install]``, ``[colab-finetune]``) stands
 for the first cell every notebook shares, kept once in ``book/_src/_colab.txt`` (``_colab_install.txt``):
 it installs the library on Colab and names the profile. ``python scripts/nb.py book/_src/primer.py``
 writes and executes ``book/primer.ipynb``; the executed notebook is what gets committed and nbval-checked.
@@ -17,7 +25,9 @@ import nbformat
 from nbclient import NotebookClient
 
 SHARED_CELL = re.compile(r"^# %% \[(?P<name>colab|colab-install|colab-finetune)\]\s*$", re.M)
-MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=\[(?P<tags>[^\]]*)\])?\s*$")
+MARKER = re.compile(r'^# %%(?P<md> \[markdown\])?(?P<options>(?:\s+(?:tags=\[[^\]]*\]|alt="[^"]*"))*)\s*$')
+TAGS = re.compile(r"tags=\[(?P<tags>[^\]]*)\]")
+ALT = re.compile(r'alt="(?P<alt>[^"]*)"')
 
 
 def expand_shared_cells(source: str, folder: Path) -> str:
@@ -30,7 +40,7 @@ def parse(source: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
-    cells, current, kind, tags = [], [], None, []
+    cells, current, kind, tags, alt = [], [], None, [], None
 
     def flush():
         text = "\n".join(current).strip("\n")
@@ -43,14 +53,22 @@ def parse(source: str) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell(text)
         if tags:
             cell.metadata["tags"] = tags
+        if alt:
+            cell.metadata["mystnb"] = {"image": {"alt": alt}}
         cells.append(cell)
 
-    for line in source.split("\n"):
+    for number, line in enumerate(source.split("\n"), start=1):
         match = MARKER.match(line)
+        if line.startswith("# %%") and not match:
+            raise ValueError(f"line {number}: {line!r} is not a cell marker: write '# %%' or '# %% [markdown]', "
+                             f"then optionally tags=[a, b] and alt=\"text without double quotes\".")
         if match:
             flush()
             current, kind = [], "markdown" if match["md"] else "code"
-            tags = [t.strip().strip("'\"") for t in (match["tags"] or "").split(",") if t.strip()]
+            options = match["options"] or ""
+            found_tags, found_alt = TAGS.search(options), ALT.search(options)
+            tags = [t.strip().strip("'\"") for t in (found_tags["tags"] if found_tags else "").split(",") if t.strip()]
+            alt = found_alt["alt"] if found_alt else None
         else:
             current.append(line)
     flush()

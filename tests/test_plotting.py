@@ -226,3 +226,145 @@ def test_reference_line_draws_inside_the_range_and_points_off_it_outside():
     with pytest.raises(ValueError, match="side"):
         plotting.reference_line(outside, 1.0, "x", side="middle")
     plt.close("all")
+
+
+def _family_series(name: str, family: str, index: int) -> dict:
+    rows = [{"lim": lim, "learning_failed": False, "seeds": [{"learned": {"match": 0.9}}]} for lim in (0.1, 0.5)]
+    xs, values, failed = plotting.seed_series(rows, "learned")
+    return {"label": name, "kind": "learned", "family": family, "color": plotting.family_style(family, index)["color"],
+            "xs": xs, "values": values, "failed": failed}
+
+
+def test_families_differ_in_marker_line_style_and_hue_not_colour_alone():
+    vit, cnn = plotting.family_style("ViT", 0), plotting.family_style("CNN", 0)
+    assert vit["marker"] != cnn["marker"] and vit["linestyle"] != cnn["linestyle"]
+    assert not set(plotting.FAMILY_STYLES["ViT"]["colours"]) & set(plotting.FAMILY_STYLES["CNN"]["colours"])
+    assert set(plotting.FAMILY_STYLES["ViT"]["colours"]) | set(plotting.FAMILY_STYLES["CNN"]["colours"]) <= set(
+        plotting.PALETTE)  # every family colour is one of the colour-blind-safe palette's
+    with pytest.raises(ValueError, match="unknown model family 'RNN'"):
+        plotting.family_style("RNN", 0)
+    fig = plotting.seed_panels([{"title": "p", "xlabel": "lim", "ylabel": "%",
+                                 "series": [_family_series("vit", "ViT", 0), _family_series("cnn", "CNN", 0)]}])
+    vit_line, cnn_line = (container.lines[0] for container in fig.axes[0].containers)  # the data lines
+    assert vit_line.get_marker() == vit["marker"] and cnn_line.get_marker() == cnn["marker"]
+    key = {text.get_text(): handle for text, handle in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles,
+                                                           strict=True)}
+    assert key["vit"].get_marker() == vit["marker"] and key["cnn"].get_marker() == cnn["marker"]  # the legend too
+    plt.close("all")
+
+
+def test_robustness_figure_gives_vits_and_cnns_their_family_styles():
+    from nullspace_utils.studies import robustness
+
+    rows = [{"lim": 0.5, "rms": 0.29, "learning_failed": False, "seeds": [{"learned": {"match": 0.9}}]}]
+    vit = robustness._series(rows, "learned", "vit-a", ["vit-a", "cnn-a"], ["vit-a"])
+    cnn = robustness._series(rows, "learned", "cnn-a", ["vit-a", "cnn-a"], ["vit-a"])
+    assert (vit["family"], cnn["family"]) == ("ViT", "CNN")
+    assert vit["color"] == plotting.family_style("ViT", 0)["color"] != cnn["color"]
+
+
+def test_figures_draw_in_the_palette_and_leave_the_callers_settings():
+    before = matplotlib.rcParams["axes.prop_cycle"]
+    fig = plotting.line_panels([{"title": "t", "ylabel": "y", "lines": {"a": ([1, 2], [1, 2], "o-"),
+                                                                         "b": ([1, 2], [2, 1], "s-")}}], xlabel="x")
+    colours = [matplotlib.colors.to_hex(line.get_color()).upper() for line in fig.axes[0].lines]
+    assert colours == [colour.upper() for colour in plotting.PALETTE[:2]]
+    assert matplotlib.rcParams["axes.prop_cycle"] == before
+    plt.close("all")
+
+
+def _colour_bars(fig) -> list:
+    return [ax for ax in fig.axes if hasattr(ax, "_colorbar")]
+
+
+def test_value_maps_have_colour_bars():
+    change = torch.tensor([[[-2.0, 1.0], [0.5, 0.0]]])  # one channel: a map of values with both signs
+    fig = plotting.show_images([change, torch.rand(3, 2, 2)], ["change", "image"], symmetric=[True, False])
+    assert len(_colour_bars(fig)) == 1  # the value map has one, the picture none
+    shown = fig.axes[0].images[0]
+    assert shown.get_cmap().name == plotting.SIGNED_CMAP and shown.get_clim() == (-2.0, 2.0)  # 0 in the middle
+    heat = torch.rand(4, 4)
+    for images in (None, [[torch.rand(3, 4, 4)] * 2]):
+        fig = plotting.show_maps([[heat, heat]], ["row"], ["a", "b"], images=images)
+        bars = _colour_bars(fig)
+        assert len(bars) == 1 and bars[0].get_xlabel()  # one labelled scale for the whole grid
+    fig = plotting.nullspace_walks(torch.eye(2).numpy(), torch.ones(1, 2).numpy(),
+                                   [torch.tensor([0.0, 1.0]).numpy(), torch.tensor([1.0, -1.0]).numpy() / 2 ** 0.5],
+                                   titles=["a", "b"])
+    assert len(_colour_bars(fig)) == 1  # the output y as colour
+    plt.close("all")
+
+
+def test_legends_stay_six_pixels_high_on_a_phone():
+    rows = [{"lim": 0.1, "learning_failed": False, "seeds": [{"learned": {"match": 0.9}}]}]
+    series = [{"label": "vit", "kind": "learned", "color": "C0",
+               **dict(zip(("xs", "values", "failed"), plotting.seed_series(rows, "learned"), strict=True))}]
+    for width in (3.6, 7.2, 14.4):  # one, two and four panels
+        fig = plotting.seed_panels([{"title": "p", "xlabel": "x", "ylabel": "y", "series": series}] * int(width / 3.6),
+                                   ncols=4, size=(3.6, 3.0))
+        pixels_per_point = plotting.PHONE_WIDTH_PIXELS / (fig.get_figwidth() * 72)
+        for text in fig.legends[0].get_texts():
+            assert text.get_fontsize() * pixels_per_point >= plotting.MIN_PHONE_PIXELS - 1e-9
+        plt.close(fig)
+
+
+def _overlaps(labels: list) -> list[tuple[str, str]]:
+    boxes = [(label.get_text(), label.get_window_extent()) for label in labels if label.get_text()]
+    return [(a, b) for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1:] if box.overlaps(other)]
+
+
+def test_log_axis_tick_labels_do_not_overlap():
+    # the benchmark's panel: seconds from 0.2 to 0.8 on a log axis, where matplotlib labels every minor tick
+    fig = plotting.line_panels([{"title": "t", "ylabel": "%", "lines": {"a": ([0.21, 0.33, 0.55, 0.79],
+                                                                            [0.3, 0.07, 0.02, 0.01], "o-")}}],
+                               xlabel="seconds", logy=(True,))
+    ax = fig.axes[0]
+    ax.set_xscale("log")
+    plotting.readable(fig)
+    fig.canvas.draw()
+    labels = [label for label in ax.get_xticklabels(minor=True) + ax.get_xticklabels() if label.get_visible()]
+    assert len([label for label in labels if label.get_text()]) >= 2 and not _overlaps(labels)
+    plt.close("all")
+
+
+def test_time_bars_and_loglog_keep_their_legend_off_the_data():
+    fig = plotting.time_bars({f"chapter {i}": 100.0 + i for i in range(9)}, budget=120, budget_label="budget: 2 min",
+                             xlabel="s")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y0 >= ax.get_window_extent().y1 - 1  # above the axes, over no bar
+    assert not _overlaps(ax.get_yticklabels())
+    fig = plotting.loglog_curves([1, 10], {"a": ([1.0, 10.0], "o-")}, xlabel="x", ylabel="y")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_legend().get_window_extent().y0 >= ax.get_window_extent().y1 - 1
+    plt.close("all")
+
+
+def test_reference_line_label_gets_a_band_of_its_own():
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.plot([0, 1], [90.0, 100.0])  # data up to the reference: the label must not sit on them
+    plotting.reference_line(ax, 100.0, "exact: 100 %")
+    fig.canvas.draw()
+    label = ax.texts[0].get_window_extent()
+    line_y = ax.transData.transform((0, 100.0))[1]
+    assert label.y0 >= line_y and label.y1 <= ax.get_window_extent().y1  # over the line, inside the panel
+    plt.close("all")
+
+
+def test_nb_markers_carry_tags_and_alt_text_in_either_order():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("nb", Path(__file__).parents[1] / "scripts" / "nb.py")
+    nb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nb)
+    book = nb.parse('# %% tags=[hide-input] alt="ViTs keep predictions; CNNs lose them"\nx = 1\n'
+                    '# %% alt="the red change" tags=[hide-input, remove-stderr]\ny = 2\n# %%\nz = 3\n')
+    assert [cell.metadata.get("mystnb") for cell in book.cells] == [
+        {"image": {"alt": "ViTs keep predictions; CNNs lose them"}}, {"image": {"alt": "the red change"}}, None]
+    assert [cell.metadata.get("tags") for cell in book.cells] == [["hide-input"], ["hide-input", "remove-stderr"],
+                                                                   None]
+    with pytest.raises(ValueError, match="line 1: .* is not a cell marker"):
+        nb.parse("# %% alt='single quotes'\nx = 1\n")

@@ -176,7 +176,8 @@ def figure_2_panels(rows_by_model: dict[str, list[NoisePoint]],
         raise ValueError(f"Fig. 2 plots {' or '.join(FIGURE_2_METRICS)}, not {field!r}.")
     return [{"title": name, "xlabel": "lim (token units)", "ylabel": FIGURE_2_METRICS[field], "logx": True,
              "xticks": [row["lim"] for row in rows],
-             "series": [_series(rows, kind, name, f"C{index}", field) for kind in kinds]}
+             "series": [_series(rows, kind, name, plotting.PALETTE[index % len(plotting.PALETTE)], field)
+                        for kind in kinds]}
             for index, (name, rows) in enumerate(rows_by_model.items())]
 
 
@@ -301,8 +302,8 @@ def failure_lines(sweep: ApproximateResult) -> list[str]:
 def keep_norm_panel(sweep: ApproximateResult, name: str) -> dict[str, Any]:
     """One panel: ``name``'s learned noise and its shuffled copy, plain SGD against the norm held."""
     series = [_series(rows, kind, label, color)
-              for label, rows, color in (("plain SGD", sweep["models"][name], "C0"),
-                                         ("keep norm", sweep["keep_norm"][name], "C3"))
+              for label, rows, color in (("plain SGD", sweep["models"][name], plotting.PALETTE[0]),
+                                         ("keep norm", sweep["keep_norm"][name], plotting.PALETTE[3]))
               for kind in ("learned", "shuffled")]
     return {"title": f"{name}: norm held", "xlabel": "lim (token units)", "ylabel": "predictions unchanged (%)",
             "logx": True, "xticks": [row["lim"] for row in sweep["models"][name]], "series": series}

@@ -614,8 +614,9 @@ def range_panels(panels: list[dict[str, Any]], *, xlabel: str, logx: bool = True
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels, strict=False):
         for index, (label, (xs, lows, medians, highs)) in enumerate(panel["series"].items()):
-            ax.fill_between(xs, lows, highs, color=f"C{index}", alpha=0.2, linewidth=0)
-            ax.plot(xs, medians, f"C{index}o-", markersize=4, label=label)
+            colour = plotting.PALETTE[index % len(plotting.PALETTE)]  # colour-blind safe
+            ax.fill_between(xs, lows, highs, color=colour, alpha=0.2, linewidth=0)
+            ax.plot(xs, medians, "o-", color=colour, markersize=4, label=label)
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(panel["ylabel"])

@@ -398,10 +398,17 @@ def uniform_reference_rows(models: dict[str, nn.Module], val: Dataset, lims: Seq
     return rows
 
 
-def _series(rows: list[NoisePoint], kind: str, name: str, index: int, x: Any = "rms") -> dict[str, Any]:
-    """One curve of a seed figure: ``kind`` noise of model ``name`` (colour ``index``)."""
+def _series(rows: list[NoisePoint], kind: str, name: str, models: Sequence[str], vits: Sequence[str],
+            x: Any = "rms") -> dict[str, Any]:
+    """One curve of a seed figure: ``kind`` noise of model ``name``, drawn in its family's hue and marker
+    (:func:`~nullspace_utils.plotting.family_style`: ViTs, the names in ``vits``, against CNNs; the n-th model
+    of its family in ``models`` takes the family's n-th colour)."""
     xs, values, failed = plotting.seed_series(rows, kind, x=x)
-    return {"label": name, "kind": kind, "color": f"C{index}", "xs": xs, "values": values, "failed": failed}
+    family = "ViT" if name in vits else "CNN"
+    members = [other for other in models if (other in vits) == (name in vits)]
+    index = members.index(name) if name in members else 0
+    return {"label": name, "kind": kind, "color": plotting.family_style(family, index)["color"], "family": family,
+            "xs": xs, "values": values, "failed": failed}
 
 
 def _mean_relative_size(row: NoisePoint) -> float:
@@ -417,12 +424,12 @@ def panels(sweep: RobustnessResult, tokens: dict[str, Any], vits: Sequence[str],
     return [
         {"title": "(a) ViT tokens, CNN image", "xlabel": "noise norm / clean input norm", "logx": True,
          "ylabel": "predictions unchanged (%)",
-         "series": [_series(rows, kind, name, index, x=_mean_relative_size)
-                    for index, (name, rows) in enumerate(panel_a.items()) for kind in ("learned", "uniform")]},
+         "series": [_series(rows, kind, name, models, vits, x=_mean_relative_size)
+                    for name, rows in panel_a.items() for kind in ("learned", "uniform")]},
         {"title": "(b) image, all models", "xlabel": "noise RMS (pixels in [0, 1])", "logx": True,
          "xticks": [lim / 3 ** 0.5 for lim in sweep["config"]["lims"]],
          "ylabel": "predictions unchanged (%)",
-         "series": [_series(rows, kind, name, index) for index, (name, rows) in enumerate(sweep["input"].items())
+         "series": [_series(rows, kind, name, models, vits) for name, rows in sweep["input"].items()
                     for kind in ("learned", "uniform")]},
     ]
 

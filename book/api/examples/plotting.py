@@ -25,13 +25,13 @@ assert len(fig.axes) == 2 * len(data.CLASS_NAMES)  # one column per class
 heat = torch.rand(32, 32)
 assert plotting.overlay(image, heat).shape == (32, 32, 3)  # a map drawn over an image
 fig = plotting.show_maps([[heat, heat]], ["one image"], ["method A", "method B"], images=[[image, image]])
-assert len(fig.axes) == 2
+assert len(fig.axes) == 3  # two maps and one colour bar under them
 fig = plotting.line_panels([{"title": "t", "ylabel": "y", "lines": {"a": ([1, 2], [3, 4], "o-")}}], xlabel="x")
 assert np.array_equal(fig.axes[0].lines[0].get_ydata(), [3, 4])
 fig, axes = plt.subplots(1, 3, figsize=(14.4, 3))  # a figure you assemble yourself, twice the page's width ...
 axes[0].set_title("small", fontsize=6)
-plotting.readable(fig)  # ... keeps every text at 8 pt or more once shrunk to the page (7.2 inches)
-assert axes[0].title.get_fontsize() == 2 * plotting.MIN_READABLE_POINTS
+plotting.readable(fig)  # ... keeps every text at 8 pt on the page (7.2 inches) and 6 px on a phone (370 px)
+assert axes[0].title.get_fontsize() == plotting.smallest_points(14.4) >= 2 * plotting.MIN_READABLE_POINTS
 rows = [{"lim": lim, "learning_failed": lim > 0.3,  # multi-seed sweep rows (studies.noise_sweep.noise_point)
          "seeds": [{"learned": {"match": 1 - lim + d}, "uniform": {"match": 0.5}} for d in (-0.01, 0.01)]}
         for lim in (0.1, 0.5)]
@@ -92,4 +92,11 @@ fig, ax = plt.subplots()
 ax.semilogy([0.5, 4.0], [1e-3, 1.0])
 plotting.reference_line(ax, 1e-13, "exact: ≤ 1e-13", side="right")  # decades below: the axis keeps the data's range
 assert ax.texts[0].get_text() == "↓ exact: ≤ 1e-13" and len(ax.lines) == 1
+plt.close("all")
+# colour-blind-safe colours; ViTs and CNNs told apart by hue group, marker and line style (plotting.FAMILY_STYLES)
+assert plotting.family_style("CNN", 0)["marker"] != plotting.family_style("ViT", 0)["marker"]
+assert plotting.PALETTE[0] == "#0072B2" and plotting.smallest_points(7.2) >= plotting.MIN_READABLE_POINTS
+fig, ax = plt.subplots()
+shown = ax.imshow(np.random.default_rng(0).random((4, 4)))
+plotting.colour_bar_below(plotting.readable(fig), shown, "value")  # one scale under all panels
 plt.close("all")
