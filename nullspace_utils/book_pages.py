@@ -17,7 +17,8 @@ from nullspace_utils import results
 
 __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "chapter_time_rows",
            "session_rows", "Exercise", "chapter_numbers", "exercises", "CLASS_MINUTES_BASE", "class_minutes",
-           "exercise_rows", "session_plan_rows", "homework_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
+           "exercise_rows", "session_plan_rows", "homework_line",
+           "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary"]
 
 Rows = list[list[str]]
@@ -310,11 +311,12 @@ def _seconds(seconds: float) -> str:
 
 def exercise_rows(found: Sequence[Exercise], practises: dict[str, str], times: dict[str, Any]) -> Rows:
     """The teachers page's table of exercises: the number students see, the chapter, the title, what it practises
-    (``book/_data/exercises.json``), its solution's measured run time (``benchmarks/results/exercise_times.json``;
-    "no code" for a solution without code) and the class time estimated by :func:`class_minutes`."""
+    (``book/_data/exercises.json``), its solution's measured run time (``benchmarks/results/exercise_times.json``'s
+    CPU time, which a busy machine does not inflate; "no code" for a solution without code) and the class time
+    estimated by :func:`class_minutes`."""
     rows = []
     for exercise in found:
-        seconds = times["seconds"].get(exercise.label) if exercise.solution_code else None
+        seconds = times["cpu_seconds"].get(exercise.label) if exercise.solution_code else None
         if exercise.solution_code and seconds is None:
             raise ValueError(f"{exercise.label} has solution code but no time in exercise_times.json: rerun "
                              "`python benchmarks/exercise_times.py`.")
@@ -339,7 +341,7 @@ def session_plan_rows(plan: dict[str, Any], found: Sequence[Exercise], timing: d
         if "exercise" in step:
             exercise = by_label[step["exercise"]]
             what = f"Exercise {exercise.number} ({exercise.title}): {what}"
-            seconds = exercise_time["seconds"].get(exercise.label)
+            seconds = exercise_time["cpu_seconds"].get(exercise.label)
             measured = "no code" if seconds is None else f"its solution runs in {_seconds(seconds)}"
         rows.append([f"{start}–{start + step['minutes']} min", what, measured])
         start += step["minutes"]
@@ -353,7 +355,16 @@ def homework_line(plan: dict[str, Any], found: Sequence[Exercise], exercise_time
     by_label = {exercise.label: exercise for exercise in found}
     parts = []
     for label in plan.get("homework", []):
-        seconds = exercise_time["seconds"].get(label)
+        seconds = exercise_time["cpu_seconds"].get(label)
         parts.append(f"Exercise {by_label[label].number} ({by_label[label].title}; "
                      + ("no code" if seconds is None else f"its solution runs in {_seconds(seconds)}") + ")")
     return "homework: " + ("; ".join(parts) or "none")
+
+
+def exercise_time_line(times: dict[str, Any]) -> str:
+    """How the exercises were timed (``benchmarks/results/exercise_times.json``): the machine's cores and load, and
+    which time the table gives."""
+    low, high = sorted(times["load_average"])
+    return (f"timed on {times['cores']} cores at a load average of {low:g} to {high:g}; the table gives CPU time "
+            f"(all threads), which other work on the machine does not inflate: {len(times['cpu_seconds'])} solutions "
+            f"timed, {len(times['failed'])} failed to run")

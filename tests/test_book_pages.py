@@ -170,11 +170,11 @@ def test_class_time_estimate_and_exercise_rows():
     assert book_pages.class_minutes(200.0) == 20 and book_pages.class_minutes(201.0) == 25  # 10 + 3 x 3.35 min
     found = [book_pages.Exercise("primer", "2.1", "By hand", "ex-a", "print(1)"),
              book_pages.Exercise("primer", "2.2", "In words", "ex-b", "")]
-    rows = book_pages.exercise_rows(found, {"ex-a": "nullspaces"}, {"seconds": {"ex-a": 0.2}})
+    rows = book_pages.exercise_rows(found, {"ex-a": "nullspaces"}, {"cpu_seconds": {"ex-a": 0.2}})
     assert rows == [["Exercise 2.1", "primer", "By hand", "nullspaces", "under 1 s", "~15 min"],
                     ["Exercise 2.2", "primer", "In words", "**not described yet**", "no code", "~10 min"]]
     with pytest.raises(ValueError, match="exercise_times.py"):
-        book_pages.exercise_rows(found, {}, {"seconds": {}})  # code that was never timed
+        book_pages.exercise_rows(found, {}, {"cpu_seconds": {}})  # code that was never timed
 
 
 def test_session_plan_rows_add_up_and_show_the_measurements():
@@ -183,13 +183,17 @@ def test_session_plan_rows_add_up_and_show_the_measurements():
     plan = {"chapter": "finetune", "minutes": 50, "homework": ["ex-1"],
             "steps": [{"what": "the answer", "minutes": 10}, {"what": "the sections", "minutes": 25, "run": True},
                       {"what": "on the files", "minutes": 15, "exercise": "ex-3"}]}
-    times = {"seconds": {"ex-1": 125.0, "ex-3": 2.4}}
+    times = {"cpu_seconds": {"ex-1": 125.0, "ex-3": 2.4}, "seconds": {"ex-1": 900.0, "ex-3": 20.0}}
     rows = book_pages.session_plan_rows(plan, found, {"seconds": {"finetune": 15.2}}, times)
     assert rows == [["0–10 min", "the answer", ""],
                     ["10–35 min", "the sections", "the notebook runs in 15 s"],
                     ["35–50 min", "Exercise 9.3 (Read): on the files", "its solution runs in 2 s"],
                     ["50 min", "in all, for a 50-minute session", ""]]
     assert book_pages.homework_line(plan, found, times) == "homework: Exercise 9.1 (Train; its solution runs in 125 s)"
+    times.update(cores=2, load_average=[17.1, 12.0], failed={"ex-2": "NameError: name 'x' is not defined"})
+    assert book_pages.exercise_time_line(times) == (
+        "timed on 2 cores at a load average of 12 to 17.1; the table gives CPU time (all threads), which other work "
+        "on the machine does not inflate: 2 solutions timed, 1 failed to run")
 
 
 def test_the_committed_finetune_plan_fits_its_session():

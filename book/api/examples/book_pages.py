@@ -34,14 +34,15 @@ found = book_pages.exercises()  # every exercise in the chapters' sources, in th
 assert found[0][:4] == ("setting", "1.1", "Your own image", "ex-setting-1")  # "Exercise 1.1" on the site
 practises = book_pages.page_data("exercises")  # book/_data/exercises.json: label -> what it practises
 assert all(exercise.label in practises for exercise in found)
-exercise_time = {"seconds": {"ex-setting-1": 4.2}}  # as benchmarks/results/exercise_times.json has it
+exercise_time = {"cpu_seconds": {"ex-setting-1": 4.2}, "cores": 2, "load_average": [1.0, 1.2], "failed": {}}
+assert book_pages.exercise_time_line(exercise_time).startswith("timed on 2 cores at a load average of 1 to 1.2")
 rows = book_pages.exercise_rows(found[:1], practises, exercise_time)  # number, chapter, title, practises, times
 assert rows[0][0] == "Exercise 1.1" and rows[0][-2:] == ["4 s", f"~{book_pages.class_minutes(4.2)} min"]
 assert book_pages.class_minutes(None) == book_pages.CLASS_MINUTES_BASE  # an estimate: no code to run
 plan = book_pages.page_data("finetune_plan")  # one 50-minute class of the fine-tuning chapter
-plan_rows = book_pages.session_plan_rows(plan, found, timing, {"seconds": {}})
+plan_rows = book_pages.session_plan_rows(plan, found, timing, {"cpu_seconds": {}})
 assert plan_rows[-1][1] == "in all, for a 50-minute session"
-assert book_pages.homework_line(plan, found, {"seconds": {}}).startswith("homework: Exercise 9.1")
+assert book_pages.homework_line(plan, found, {"cpu_seconds": {}}).startswith("homework: Exercise 9.1")
 sessions = book_pages.page_data("sessions")  # book/_data/sessions.json
 assert book_pages.session_rows(sessions, timing)[0][:3] == ["1. Linear algebra in a network",
                                                              "setting, primer, exact_nullspace", "90–180 min"]
