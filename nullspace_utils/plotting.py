@@ -411,8 +411,10 @@ def _legend_below(fig: Figure, handles: Sequence[Any], names: Sequence[str]) -> 
 
 @_book_style
 def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0),
-                ncols: int = 2, logy: Sequence[bool] = ()) -> Figure:
-    """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default).
+                ncols: int = 2, logy: Sequence[bool] = (), logx: Sequence[bool] = ()) -> Figure:
+    """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default); ``logy[i]`` and
+    ``logx[i]`` put panel ``i``'s axes on a log scale (set them here rather than afterwards, so that the log
+    axes get :func:`readable`'s tidy labels).
 
     Each panel is ``{"title": str, "ylabel": str, "lines": {label: (xs, ys, style)}}`` where ``style`` is a
     matplotlib format string such as ``"o-"``; ``size`` is one panel's. Returns the figure.
@@ -426,6 +428,8 @@ def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[fl
         ax.set_ylabel(panel["ylabel"])
         if index < len(logy) and logy[index]:
             ax.set_yscale("log")
+        if index < len(logx) and logx[index]:
+            ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return readable(fig)

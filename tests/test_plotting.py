@@ -317,10 +317,8 @@ def test_log_axis_tick_labels_do_not_overlap():
     # the benchmark's panel: seconds from 0.2 to 0.8 on a log axis, where matplotlib labels every minor tick
     fig = plotting.line_panels([{"title": "t", "ylabel": "%", "lines": {"a": ([0.21, 0.33, 0.55, 0.79],
                                                                             [0.3, 0.07, 0.02, 0.01], "o-")}}],
-                               xlabel="seconds", logy=(True,))
+                               xlabel="seconds", logy=(True,), logx=(True,))
     ax = fig.axes[0]
-    ax.set_xscale("log")
-    plotting.readable(fig)
     fig.canvas.draw()
     labels = [label for label in ax.get_xticklabels(minor=True) + ax.get_xticklabels() if label.get_visible()]
     assert len([label for label in labels if label.get_text()]) >= 2 and not _overlaps(labels)

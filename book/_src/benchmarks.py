@@ -42,9 +42,8 @@ display(book_pages.benchmarks_summary(cpu, gpu, svd, timing))
 display(cpu_note)
 if cpu is not None:
     print(book_pages.admm_settings_line(cpu))
-    fig = plotting.line_panels(book_pages.solver_panels(cpu), xlabel="", logy=(True, True))
+    fig = plotting.line_panels(book_pages.solver_panels(cpu), xlabel="", logy=(True, True), logx=(True, False))
     fig.axes[0].set_xlabel("seconds per image, warm (CPU)")
-    fig.axes[0].set_xscale("log")
     fig.axes[1].set_xlabel("ADMM iterations")
     plt.show()
 
