@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 NOTEBOOKS = $(shell $(PYTHON) scripts/toc_notebooks.py)
 
-.PHONY: install book book-check test lint unit nbval site-test chromium publish clean
+.PHONY: install book book-check test lint unit nbval site-test outside chromium publish clean
 
 install: $(STAMP)
 
@@ -67,7 +67,14 @@ chromium:
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: lint unit nbval book site-test
+# Every chapter of _toc.yml executed as a reader outside the checkout runs it (#32): the package installed from a
+# copy of the checkout into a fresh venv, from pyproject.toml's dependencies with constraints.txt as the lock (the
+# wheels kept in .cache/wheels, so only the first run downloads), then each chapter run from a folder outside the
+# checkout with the network off (unshare -rn) and an empty cache; a chapter that raises fails it.
+outside: $(STAMP)
+	$(PY) scripts/outside_checkout.py
+
+test: lint unit nbval book site-test outside
 
 # Publish _build/html to the gh-pages branch (what .github/workflows/book.yml does on GitHub).
 publish: book

@@ -142,3 +142,21 @@ def test_the_readme_names_the_same_install():
     readme = (files.REPOSITORY_ROOT / "README.md").read_text()
     assert _install_command() in readme
     assert 'pip install "nullspace-utils[finetune]"' not in readme  # not on PyPI: that names nothing
+
+
+def test_the_ci_step_fails_when_a_chapter_raises(tmp_path, capsys):
+    """scripts/outside_checkout.py's offline half: a chapter that raises fails the step, one that skips does not."""
+    import nbformat
+    from scripts_loader import load_script
+
+    step = load_script("outside_checkout")
+    cells = {"skips": 'found = None\nprint("skipped: the file could not be fetched")',
+             "crashes": 'raise FileNotFoundError("book/_data/sessions.json is not in this checkout")'}
+    for name, code in cells.items():
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), tmp_path / f"{name}.ipynb")
+    assert step.execute(tmp_path, ["skips"]) == 0
+    assert step.execute(tmp_path, ["skips", "crashes"]) == 1
+    out = capsys.readouterr().out
+    assert "skips: finished" in out and "1 file(s) could not be fetched" in out
+    assert "crashes: FAILED: FileNotFoundError: book/_data/sessions.json is not in this checkout" in out
+    assert "1 of 2 chapters did not finish outside the checkout: crashes" in out
