@@ -138,10 +138,11 @@ def test_a_missing_extra_names_the_install_a_reader_can_run(module, call, monkey
         call()
 
 
-def test_the_readme_names_the_same_install():
-    readme = (files.REPOSITORY_ROOT / "README.md").read_text()
-    assert _install_command() in readme
-    assert 'pip install "nullspace-utils[finetune]"' not in readme  # not on PyPI: that names nothing
+@pytest.mark.parametrize("page", ["README.md", "book/api/finetune.md"])
+def test_the_pages_name_the_same_install(page):
+    text = " ".join((files.REPOSITORY_ROOT / page).read_text().split())  # one line, as a wrapped paragraph reads
+    assert _install_command() in text
+    assert 'pip install "nullspace-utils[finetune]"' not in text  # not on PyPI: that names nothing
 
 
 def test_the_ci_step_fails_when_a_chapter_raises(tmp_path, capsys):
