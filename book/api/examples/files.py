@@ -8,6 +8,13 @@ with tempfile.TemporaryDirectory() as folder:
     with files.atomic_write(target) as temporary:  # written beside the target, renamed onto it when complete
         temporary.write_text("circle\n")
     assert target.read_text() == "circle\n" and sorted(Path(folder).iterdir()) == [target]  # no partial file left
+    try:
+        with files.atomic_write(target, replace=False) as temporary:  # create-or-fail: never replaces a file
+            temporary.write_text("square\n")
+    except FileExistsError:
+        assert target.read_text() == "circle\n"  # kept, even if another process had written it meanwhile
+    else:
+        raise AssertionError("an exclusive write must not replace an existing file")
     digest = files.sha256_of_file(target)
     assert digest == "cab03e90f5e8bd39599272b6b9cde27acba552fc8bd795524a80ad5c811daa6e"  # hex sha256, read in chunks
     assert files.git_commit(Path(folder)) == "unknown"  # outside a checkout
