@@ -82,6 +82,23 @@ def test_an_output_written_by_another_run_meanwhile_is_kept(tmp_path, capsys, mo
     _no_hidden_or_partial(out)
 
 
+def test_a_single_output_that_appears_meanwhile_is_kept(tmp_path, capsys, monkeypatch):
+    photo, mark, out = tmp_path / "photo.png", _mark(tmp_path / "mark.png"), tmp_path / "out.png"
+    data.save_image(data.synthetic_dataset("val", n=1)[0][0], photo)
+
+    def embed_while_another_run_writes(model, image, mark, **kwargs):
+        out.write_bytes(b"another run's picture")  # checked before the work began: not there yet
+        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
+                                             objective=torch.tensor(0.0), embedding_residual=0.0,
+                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
+
+    monkeypatch.setattr(cli.watermark, "embed", embed_while_another_run_writes)
+    assert cli.main(["watermark", str(photo), str(mark), "-o", str(out)]) == 2
+    assert "appeared while this run was computing" in capsys.readouterr().err
+    assert out.read_bytes() == b"another run's picture"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mark.png", "out.png", "photo.png"]
+
+
 def test_a_rerun_resumes_and_counts_each_file_once(tmp_path, capsys, quick_solver):
     photos, mark, out = _photos(tmp_path / "photos", 3), _mark(tmp_path / "mark.png"), tmp_path / "out"
     out.mkdir()
