@@ -544,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with several images: how many are read and solved together (default 64)")
     wm.add_argument("--overwrite", action="store_true",
                     help="replace an existing output file (one image) or watermarked files already in the output "
-                         "folder (several images); without it, existing files are kept and the run refused")
+                         "folder (several images); without it, an existing output file is kept and the run "
+                         "refused (one image), or existing outputs are kept and skipped: a rerun resumes")
     wm.add_argument("--quiet", action="store_true", help="with several images: no progress bar")
     info = sub.add_parser("info", help="print a model's patch matrix shape and nullspace dimension")
     info.add_argument("--model", required=True, help="zoo name or timm ViT name")
