@@ -303,6 +303,9 @@ def test_the_watermark_run_writes_a_result_of_its_kind():
     for entry in result["models"].values():
         assert entry["all"]["exact"]["match"] == 1.0 and entry["check"] == entry["all"]  # 2 images: the check's
     assert len(watermark_study.conditions_table(result).rows) == 3 * len(watermark_study.CONDITIONS)
+    seconds = sorted(entry["seconds"] for entry in result["models"].values())
+    assert watermark_study.run_line(result) == (f"2 images per model, {seconds[0]:.1f} to {seconds[-1]:.1f} s per "
+                                                f"model on {result['provenance']['device']}")
 
 
 # --------------------------------------------------------------------------- the authors' max_noise.py, as written

@@ -21,17 +21,28 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from nullspace_utils import box_solver, exact, metrics, plotting, watermark
+from nullspace_utils import book_pages, box_solver, exact, metrics, plotting, watermark
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
-from nullspace_utils.results import read
-from nullspace_utils.studies import watermark as watermark_study, watermark_paper
+from nullspace_utils.studies import claims, watermark_paper
+from nullspace_utils.studies import watermark as watermark_study
 
 torch.manual_seed(0)
 profile = get_profile()
 vit = profile.load_model(profile.vit_models[0])
 images, labels = stack_dataset(profile.dataset("val", n=4))
+
+# %% [markdown]
+# What this chapter finds on the teaching zoo, from the committed runs that its later sections show (each
+# line links to its figure or table):
+
+# %% tags=[hide-input]
+evaluation, note_evaluation = watermark_study.RESULT.chapter_result(profile.name)
+paper, note_paper = watermark_paper.RESULT.chapter_result(profile.name, device=None)  # CPU work, on two machines
+max_noise, note_max_noise = watermark_paper.MAX_NOISE_RESULT.chapter_result(profile.name, device=None)
+if evaluation is not None and paper is not None and max_noise is not None:
+    display(claims.summary(watermark_paper.claims(paper, evaluation, max_noise)))
 
 # %% [markdown]
 # ## From the paper's problem to a linear program
@@ -109,7 +120,7 @@ for i in range(len(images)):
     print(f"image {i}: {profile.prediction_name(c):>8} p={before[i, c]:.3f} -> "
           f"{profile.prediction_name(after[i].argmax().item()):>8} p={after[i, c]:.3f}")
 
-# %%
+# %% tags=[hide-input]
 panels, titles, signed = [mark], ["watermark"], [False]
 for i in range(3):
     panels += [images[i], result.image[i], result.noise[i].abs()]
@@ -181,8 +192,8 @@ print(f"nullspace dimension {exact.patch_nullspace(vit_s32).shape[0]}; max logit
 # The paper evaluated 20 images and found 85 % unchanged predictions with an 11.63 % mean change of
 # the predicted class's probability. Since our solver is exact by construction, we evaluate every
 # image of the teaching validation split (2000 images, three ViTs) and look for what could explain
-# the paper's numbers. The run took seconds per model on one H100 GPU
-# (`python -m nullspace_utils.experiments watermark --device cuda`); its results are committed in
+# the paper's numbers. The run on a GPU (`python -m nullspace_utils.experiments watermark --device cuda`; the
+# line above the table gives its time per model and the device) is committed in
 # `book/results/teaching/watermark.json`, and a test recomputes a small part of them on the CPU.
 #
 # Every condition compares the watermarked image with the original *treated the same way*:
@@ -192,11 +203,10 @@ print(f"nullspace dimension {exact.patch_nullspace(vit_s32).shape[0]}; max logit
 # - **naive std**: the watermark computed with the nullspace of $W$ alone, forgetting the per-channel std;
 # - **resized**: both resized by 8/7 and centre-cropped back, as an evaluation pipeline might do.
 
-# %%
-evaluation, note = watermark_study.RESULT.chapter_result(profile.name)
-print(note)
+# %% tags=[hide-input]
+display(note_evaluation)
 if evaluation is not None:
-    print(f"{evaluation['images']} images per model")
+    print(watermark_study.run_line(evaluation))
     display(watermark_study.conditions_table(evaluation))  # "< 1e-5 (rounding)": float error, digits vary by device
 
 # %% [markdown]
@@ -262,9 +272,8 @@ if evaluation is not None:
 # confidence. The paper's pretrained ImageNet ViTs are not label-smoothed in the same way, so the size
 # of |Δp| is not comparable between the two; whether it is zero is.
 
-# %%
-paper, note = watermark_paper.RESULT.chapter_result(profile.name, device=None)  # CPU work, on two machines
-print(note)
+# %% tags=[hide-input]
+display(note_paper)
 if paper is not None:
     display(watermark_paper.candidates_table(paper))
     print("\n".join(watermark_paper.model_lines(paper)))  # per model: images, SLSQP's iterations, the box
@@ -275,9 +284,8 @@ if paper is not None:
 # section) also solved every one of these problems with HiGHS, on the same images, so SLSQP's objective
 # can be set against the true per-channel optimum:
 
-# %%
-max_noise, note = watermark_paper.MAX_NOISE_RESULT.chapter_result(profile.name, device=None)
-print(note)
+# %% tags=[hide-input]
+display(note_max_noise)
 if paper is not None and max_noise is not None:
     print("\n".join(watermark_paper.optimum_lines(paper, max_noise)))  # iterations; distance above the LP optimum
 
@@ -318,7 +326,7 @@ if paper is not None and max_noise is not None:
 # solving on a lent 16-core machine (`scripts/paper_slsqp_solve.py --max-noise`, recorded in the file),
 # and HiGHS solved each problem exactly for comparison.
 
-# %%
+# %% tags=[hide-input]
 if max_noise is not None:
     display(watermark_paper.max_noise_table(max_noise))  # the noise alone, the clip alone, and both
     print("\n".join(watermark_paper.max_noise_lines(max_noise)))  # iterations, optimum, box, the clip
@@ -366,16 +374,19 @@ if max_noise is not None:
 #
 # `benchmarks/watermark.py` times the three solvers on the same ViT-S/32 patches (random-init
 # weights with ImageNet normalisation, a 224 x 224 image) in one run on this book's 2-core CPU, and
-# the fast solver on 3925 images (the size of ImageNette's validation split) on one H100. It also
+# the fast solver on as many images as ImageNette's validation split holds, on a GPU (the printed lines give
+# the count and the device). It also
 # times the solver's earlier settings (a constant step of 10 from the original patch, 300 iterations,
 # and an SVD on every call) in the same run, so each figure has its baseline beside it.
 
-# %%
-cpu = read("benchmarks/results/watermark_cpu.json")
-gpu = read("benchmarks/results/watermark_gpu.json")
-watermark_study.speed_figure(cpu)  # seconds per image of every solver and setting, log scale
-plt.show()
-print("\n".join(watermark_study.speed_lines(cpu, gpu)))  # the default's gap and first call; the GPU's fastest
+# %% tags=[hide-input]
+cpu, note_cpu = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")  # with how each was made
+gpu, note_gpu = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")
+display(note_cpu, note_gpu)
+if cpu is not None and gpu is not None:
+    watermark_study.speed_figure(cpu)  # seconds per image of every solver and setting, log scale
+    plt.show()
+    print("\n".join(watermark_study.speed_lines(cpu, gpu)))  # the default's gap and first call; the GPU's fastest
 
 # %% [markdown]
 # The two hatched bars are **extrapolations, not measurements** (the last printed line says from what).

@@ -40,6 +40,7 @@ assert watermark.RESULT.validate(result) is result and list(result["models"]) ==
 
 # the readers the chapter shows them with
 table = watermark.conditions_table(committed)  # a plotting.Table, one row per model and condition
+assert watermark.run_line(committed).startswith("2000 images per model")  # and the seconds per model, the device
 assert table.rows[0] == ["`zoo-vit-s`", "exact", "100.0 %", "0.000 %", "< 1e-5 (rounding)", "6.3"]
 matrix = torch.tensor([[1.0, 2.0]], dtype=torch.float64)  # the chapter's toy: one equation in two pixels
 start, target = torch.tensor([[0.7, 0.2]], dtype=torch.float64), torch.tensor([[0.1, 0.9]], dtype=torch.float64)
