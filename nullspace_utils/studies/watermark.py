@@ -242,9 +242,9 @@ def toy_figure(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, 
     g1, g2 = np.meshgrid(np.linspace(-0.2, 1.2, 200), np.linspace(-0.2, 1.2, 200))
     t1, t2 = target[0].tolist()
     ax.contour(g1, g2, np.abs(g1 - t1) + np.abs(g2 - t2), levels=8, colors="0.75", linewidths=0.8)
-    ax.plot(*start[0], "o", color="tab:blue", label="original $x$")
-    ax.plot(*target[0], "s", color="tab:red", label="watermark $m$")
-    ax.plot(*solution[0], "*", color="tab:green", markersize=14, label="watermarked $y$")
+    ax.plot(*start[0], "o", color=plotting.PALETTE[0], label="original $x$")  # colour-blind-safe colours
+    ax.plot(*target[0], "s", color=plotting.PALETTE[3], label="watermark $m$")
+    ax.plot(*solution[0], "*", color=plotting.PALETTE[2], markersize=14, label="watermarked $y$")
     ax.set_xlim(-0.2, 1.2)
     ax.set_ylim(-0.2, 1.2)
     ax.set_aspect("equal")
@@ -264,17 +264,21 @@ class SpeedBar(NamedTuple):
     extrapolated: bool
 
 
+#: the measured bars' colours in :func:`speed_figure`, by the legend's words (colour-blind-safe palette)
+_SPEED_COLOURS = {"ADMM before, measured": plotting.PALETTE[1], "ADMM, measured": plotting.PALETTE[2]}
+
+
 def speed_bars(cpu: dict[str, Any]) -> list[SpeedBar]:
     """Every solver of ``benchmarks/results/watermark_cpu.json``: SLSQP and HiGHS, both extrapolated from a shorter
     measurement (SLSQP from a few iterations on one patch to the paper's 5000 on every patch, HiGHS from a few
-    patches to all), then every ADMM setting, measured (the earlier ones in olive)."""
+    patches to all), then every ADMM setting, measured (the earlier ones in orange, the others in green)."""
     slsqp, highs = cpu["slsqp"], cpu["highs"]
     bars = [SpeedBar(f"SLSQP (joint), 5000 it., all patches\nEXTRAPOLATED from {slsqp['iterations']} it.",
-                     slsqp["paper_setting_seconds_extrapolated"], "tab:gray", True),
+                     slsqp["paper_setting_seconds_extrapolated"], "0.55", True),
             SpeedBar(f"HiGHS LP, exact\nEXTRAPOLATED from {highs['patches']} patches",
-                     highs["seconds_per_image_extrapolated"], "tab:blue", True)]
+                     highs["seconds_per_image_extrapolated"], plotting.PALETTE[0], True)]
     for row in cpu["admm_cpu"]:
-        colour = "tab:olive" if row["settings"] == "before" else "tab:green"
+        colour = _SPEED_COLOURS["ADMM before, measured" if row["settings"] == "before" else "ADMM, measured"]
         bars.append(SpeedBar(f"ADMM {row['settings']}, {row['iterations']} it.\ngap {row['gap_percent']:.3f} %",
                              row["seconds"], colour, False))
     return bars
@@ -285,16 +289,17 @@ def speed_figure(cpu: dict[str, Any]) -> Figure:
     from matplotlib.patches import Patch
 
     bars = speed_bars(cpu)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(bars)))  # room for two-line labels
     drawn = ax.barh([bar.label for bar in bars], [bar.seconds for bar in bars], color=[bar.colour for bar in bars])
     for rectangle, bar in zip(drawn, bars, strict=True):
         if bar.extrapolated:
             rectangle.set_hatch("//")
             rectangle.set_edgecolor("white")
             rectangle.set_alpha(0.6)
-    ax.legend(handles=[Patch(facecolor="0.6", edgecolor="white", hatch="//", alpha=0.6,
+    ax.legend(handles=[Patch(facecolor="0.55", edgecolor="white", hatch="//", alpha=0.6,
                              label="extrapolated, not measured"),
-                       Patch(facecolor="tab:green", label="measured")], loc="lower right", fontsize=8)
+                       *[Patch(facecolor=colour, label=label) for label, colour in _SPEED_COLOURS.items()]],
+              loc="lower center", bbox_to_anchor=(0.4, 1.0), ncol=3, frameon=False)  # over the bars, clear of them
     ax.set_xscale("log")
     ax.set_xlabel("seconds per 224 x 224 image, ViT-S/32, 2-core CPU, warm (log scale)")
     ax.invert_yaxis()
