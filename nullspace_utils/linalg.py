@@ -1,12 +1,12 @@
-"""Plain linear algebra of nullspaces (paper §2).
+r"""Plain linear algebra of nullspaces (paper §2).
 
-Everything here works on a single 2-D matrix ``A`` of shape (m, n), the linear
-map ``x -> A @ x`` from R^n to R^m. Numpy arrays and torch tensors are both
-accepted; results come back in the same library as the input.
+Everything here works on a single 2-D matrix :math:`A` of shape (m, n), the linear
+map :math:`x \mapsto A x` from :math:`\mathbb{R}^n` to :math:`\mathbb{R}^m`. Numpy arrays and torch tensors
+are both accepted; results come back in the same library as the input.
 
-The nullspace of ``A`` is the set of vectors ``v`` with ``A @ v = 0``. It is a
-subspace of R^n (it holds 0 and is closed under addition and scaling), and the
-rank-nullity theorem says ``rank(A) + dim null(A) = n``.
+The nullspace of :math:`A` is the set of vectors :math:`v` with :math:`A v = 0`. It is a
+subspace of :math:`\mathbb{R}^n` (it holds 0 and is closed under addition and scaling), and the
+rank-nullity theorem says :math:`\operatorname{rank}(A) + \dim \operatorname{null}(A) = n`.
 """
 
 from __future__ import annotations
@@ -71,16 +71,26 @@ def _like(result: np.ndarray, reference: Matrix) -> Matrix:
 
 
 def default_rtol(shape: tuple[int, ...]) -> float:
-    """The relative tolerance used when none is given: ``max(m, n) * eps(float64)``.
+    r"""The relative tolerance used when none is given: ``max(m, n) * eps(float64)``.
 
     This is the rule of ``numpy.linalg.matrix_rank``: singular values below
     ``rtol * largest singular value`` count as zero.
+
+    Args:
+        shape: the matrix's shape, (m, n).
+
+    Returns:
+        :math:`\max(m, n)\,\varepsilon_{\text{float64}}`.
     """
     return max(shape) * float(np.finfo(np.float64).eps)
 
 
 def singular_values(matrix: Matrix) -> np.ndarray:
-    """All singular values of ``matrix`` in float64, largest first."""
+    """All singular values of ``matrix`` in float64, largest first.
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+    """
     return np.linalg.svd(_as_float64_numpy(matrix), compute_uv=False)
 
 
@@ -99,13 +109,24 @@ def rank(matrix: Matrix, rtol: float | None = None) -> int:
 
     With ``rtol=None`` the tolerance is :func:`default_rtol`, so the answer agrees
     with ``numpy.linalg.matrix_rank``.
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+        rtol: relative tolerance: singular values at or below ``rtol`` times the largest count as zero;
+            ``None`` uses :func:`default_rtol`.
     """
     array = _as_float64_numpy(matrix)
     return _rank_from_singular_values(np.linalg.svd(array, compute_uv=False), array.shape, rtol)
 
 
 def nullity(matrix: Matrix, rtol: float | None = None) -> int:
-    """Dimension of the nullspace, ``n - rank`` (the rank-nullity theorem)."""
+    """Dimension of the nullspace, ``n - rank`` (the rank-nullity theorem).
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+        rtol: relative tolerance: singular values at or below ``rtol`` times the largest count as zero;
+            ``None`` uses :func:`default_rtol`.
+    """
     return _as_float64_numpy(matrix).shape[1] - rank(matrix, rtol)
 
 
@@ -124,9 +145,17 @@ def nullspace(matrix: np.ndarray, rtol: float | None = None) -> np.ndarray: ...
 def nullspace(matrix: Matrix, rtol: float | None = None) -> Matrix:
     """An orthonormal basis of the nullspace of ``matrix`` (m, n), as the columns of an (n, k) result.
 
-    Computed in float64 from the SVD ``A = U S V^T``: the right singular vectors
-    whose singular values are below ``rtol * sigma_max`` span the (numerical)
+    Computed in float64 from the SVD :math:`A = U S V^\\top`: the right singular vectors
+    whose singular values are below :math:`\\text{rtol} \\cdot \\sigma_{\\max}` span the (numerical)
     nullspace, paper §2. ``k = n - rank(A, rtol)``; ``k = 0`` gives an (n, 0) result.
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+        rtol: relative tolerance: singular values at or below ``rtol`` times the largest count as zero;
+            ``None`` uses :func:`default_rtol`.
+
+    Returns:
+        The basis as columns, (n, k), in the library (and for torch the device) of ``matrix``.
 
     >>> A = np.array([[1.0, 1.0, 0.0]])
     >>> N = nullspace(A)
@@ -143,10 +172,15 @@ def nullspace_projector(matrix: torch.Tensor, rtol: float | None = None) -> torc
 @overload
 def nullspace_projector(matrix: np.ndarray, rtol: float | None = None) -> np.ndarray: ...
 def nullspace_projector(matrix: Matrix, rtol: float | None = None) -> Matrix:
-    """The (n, n) orthogonal projector ``P = N N^T`` onto the nullspace of ``matrix``.
+    r"""The (n, n) orthogonal projector :math:`P = N N^\top` onto the nullspace of ``matrix``.
 
-    ``P @ x`` is the part of ``x`` that ``matrix`` cannot see: ``A @ (P @ x) = 0``
-    and ``A @ x = A @ (x - P @ x)``.
+    :math:`P x` is the part of :math:`x` that ``matrix`` cannot see: :math:`A P x = 0`
+    and :math:`A x = A (x - P x)`.
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+        rtol: relative tolerance: singular values at or below ``rtol`` times the largest count as zero;
+            ``None`` uses :func:`default_rtol`.
     """
     basis = _nullspace_basis(_as_float64_numpy(matrix), rtol)
     return _like(basis @ basis.T, matrix)
@@ -158,7 +192,14 @@ def project_onto_nullspace(matrix: Matrix, vectors: torch.Tensor, rtol: float | 
 def project_onto_nullspace(matrix: Matrix, vectors: np.ndarray, rtol: float | None = None) -> np.ndarray: ...
 def project_onto_nullspace(matrix: Matrix, vectors: Matrix, rtol: float | None = None) -> Matrix:
     """Project ``vectors`` (n,) or (n, b) onto the nullspace of ``matrix`` (m, n); the result is of the
-    same library as ``vectors``."""
+    same library as ``vectors``.
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+        vectors: one vector (n,) or b vectors as columns (n, b).
+        rtol: relative tolerance: singular values at or below ``rtol`` times the largest count as zero;
+            ``None`` uses :func:`default_rtol`.
+    """
     array = _as_float64_numpy(matrix)
     if isinstance(vectors, torch.Tensor):
         values = vectors.detach().cpu().to(torch.float64).numpy()
@@ -182,7 +223,16 @@ def split_by_nullspace(matrix: Matrix, rows: np.ndarray, rtol: float | None = No
 def split_by_nullspace(matrix: Matrix, rows: Matrix, rtol: float | None = None) -> tuple[Matrix, Matrix]:
     """Split each row x of ``rows`` (b, n) into ``x - P x`` and ``P x`` (:func:`nullspace_projector`, P): the part
     ``matrix`` (m, n) sees, in its row space, and the part it cannot see, in its nullspace. The two parts add up to
-    ``rows``, and ``matrix`` maps the first exactly as it maps ``rows``. ``rows`` and ``matrix`` must be of the same
-    library (and, for torch, dtype); returns ``(row_space_part, nullspace_part)``."""
+    ``rows``, and ``matrix`` maps the first exactly as it maps ``rows``.
+
+    Args:
+        matrix: a 2-D numpy array or torch tensor (m, n).
+        rows: b vectors as rows (b, n), of the same library (and, for torch, dtype) as ``matrix``.
+        rtol: relative tolerance: singular values at or below ``rtol`` times the largest count as zero;
+            ``None`` uses :func:`default_rtol`.
+
+    Returns:
+        ``(row_space_part, nullspace_part)``, each (b, n).
+    """
     hidden = rows @ nullspace_projector(matrix, rtol)  # the projector is symmetric: (P x^T)^T = x P
     return rows - hidden, hidden
