@@ -25,6 +25,7 @@ process, off the network.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -98,6 +99,15 @@ def network_off_prefix() -> tuple[list[str], dict[str, str]]:
     return [], {"NULLSPACE_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
 
+def installed_apart() -> bool:
+    """Whether this python imports nullspace_utils from outside the checkout (the fresh install), said either way."""
+    library = Path(importlib.util.find_spec("nullspace_utils").origin).resolve()
+    apart = not library.is_relative_to(ROOT)
+    print(f"nullspace_utils from {library.parent}" if apart else
+          f"nullspace_utils is imported from the checkout ({library}), not from the fresh install", flush=True)
+    return apart
+
+
 def execute(folder: Path, names: list[str]) -> int:
     """Execute the notebooks ``names`` in ``folder`` (run by the fresh venv's python, offline): 1 if one fails."""
     import socket
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--execute", type=Path, help=argparse.SUPPRESS)  # the offline half, run by the fresh venv
     args = parser.parse_args(argv)
     if args.execute:
-        return execute(args.execute, args.chapters)
+        return execute(args.execute, args.chapters) if installed_apart() else 1
 
     notebooks = toc_chapters()
     available = {Path(path).stem: path for path in notebooks}
