@@ -140,7 +140,8 @@ def execute(folder: Path, names: list[str]) -> int:
             failed.append(name)
             outcome = f"FAILED: {type(error).__name__}: {error}"
         nbformat.write(notebook, path)
-        shown = "\n".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+        shown = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
+                          for cell in notebook.cells for output in cell.get("outputs", []))  # printed or displayed
         skips = shown.count("could not be fetched")
         note = f", {skips} file(s) could not be fetched (skipped with a note)" if skips else ""
         print(f"{name}: {outcome} in {time.perf_counter() - started:.0f} s{note}", flush=True)
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {key: os.environ[key] for key in keep if key in os.environ}
         paths = [str(python.parent)] + [part for part in env.get("PATH", "").split(os.pathsep)
                                         if part and not Path(part).resolve().is_relative_to(ROOT)]
-        env.update(switches, PATH=os.pathsep.join(paths), NULLSPACE_DATA=str(work / "cache"), MPLCONFIGDIR=str(work / "matplotlib"),
-                   PYTHONNOUSERSITE="1")
+        env.update(switches, PATH=os.pathsep.join(paths), NULLSPACE_DATA=str(work / "cache"),
+                   MPLCONFIGDIR=str(work / "matplotlib"), PYTHONNOUSERSITE="1")
         code = subprocess.run([*prefix, str(python), str(Path(__file__).resolve()), "--execute", str(chapters),
                                *names], env=env, cwd=chapters).returncode
     finally:

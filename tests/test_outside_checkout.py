@@ -151,7 +151,7 @@ def test_the_ci_step_fails_when_a_chapter_raises(tmp_path, capsys):
     from scripts_loader import load_script
 
     step = load_script("outside_checkout")
-    cells = {"skips": 'found = None\nprint("skipped: the file could not be fetched")',
+    cells = {"skips": 'from IPython.display import display\ndisplay("skipped: the file could not be fetched")',
              "crashes": 'raise FileNotFoundError("book/_data/sessions.json is not in this checkout")'}
     for name, code in cells.items():
         nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), tmp_path / f"{name}.ipynb")
