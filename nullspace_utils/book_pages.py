@@ -362,9 +362,9 @@ def homework_line(plan: dict[str, Any], found: Sequence[Exercise], exercise_time
 
 
 def exercise_time_line(times: dict[str, Any]) -> str:
-    """How the exercises were timed (``benchmarks/results/exercise_times.json``): the machine's cores and load, and
-    which time the table gives."""
-    low, high = sorted(times["load_average"])
-    return (f"timed on {times['cores']} cores at a load average of {low:g} to {high:g}; the table gives CPU time "
-            f"(all threads), which other work on the machine does not inflate: {len(times['cpu_seconds'])} solutions "
-            f"timed, {len(times['failed'])} failed to run")
+    """How the exercises were timed (``benchmarks/results/exercise_times.json``): the machine's cores, the range of
+    its load average while the chapters ran, and which time the table gives."""
+    loads = [value for pair in times["load_average"].values() for value in pair]
+    return (f"timed on {times['cores']} cores at a load average of {min(loads):g} to {max(loads):g}; the table gives "
+            f"CPU time (all threads), which other work on the machine does not inflate: "
+            f"{len(times['cpu_seconds'])} solutions timed, {len(times['failed'])} did not finish")

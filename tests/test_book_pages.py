@@ -190,10 +190,11 @@ def test_session_plan_rows_add_up_and_show_the_measurements():
                     ["35–50 min", "Exercise 9.3 (Read): on the files", "its solution runs in 2 s"],
                     ["50 min", "in all, for a 50-minute session", ""]]
     assert book_pages.homework_line(plan, found, times) == "homework: Exercise 9.1 (Train; its solution runs in 125 s)"
-    times.update(cores=2, load_average=[17.1, 12.0], failed={"ex-2": "NameError: name 'x' is not defined"})
+    times.update(cores=2, load_average={"finetune": [17.1, 12.0], "primer": [3.5, 9.0]},
+                 failed={"ex-2": "NameError: name 'x' is not defined"})
     assert book_pages.exercise_time_line(times) == (
-        "timed on 2 cores at a load average of 12 to 17.1; the table gives CPU time (all threads), which other work "
-        "on the machine does not inflate: 2 solutions timed, 1 failed to run")
+        "timed on 2 cores at a load average of 3.5 to 17.1; the table gives CPU time (all threads), which other work "
+        "on the machine does not inflate: 2 solutions timed, 1 did not finish")
 
 
 def test_the_committed_finetune_plan_fits_its_session():

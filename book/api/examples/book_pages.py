@@ -34,7 +34,8 @@ found = book_pages.exercises()  # every exercise in the chapters' sources, in th
 assert found[0][:4] == ("setting", "1.1", "Your own image", "ex-setting-1")  # "Exercise 1.1" on the site
 practises = book_pages.page_data("exercises")  # book/_data/exercises.json: label -> what it practises
 assert all(exercise.label in practises for exercise in found)
-exercise_time = {"cpu_seconds": {"ex-setting-1": 4.2}, "cores": 2, "load_average": [1.0, 1.2], "failed": {}}
+exercise_time = {"cpu_seconds": {"ex-setting-1": 4.2}, "cores": 2, "load_average": {"setting": [1.0, 1.2]},
+                 "failed": {}}
 assert book_pages.exercise_time_line(exercise_time).startswith("timed on 2 cores at a load average of 1 to 1.2")
 rows = book_pages.exercise_rows(found[:1], practises, exercise_time)  # number, chapter, title, practises, times
 assert rows[0][0] == "Exercise 1.1" and rows[0][-2:] == ["4 s", f"~{book_pages.class_minutes(4.2)} min"]
