@@ -1,12 +1,15 @@
-"""Learned, approximate nullspace noise (paper §4, eq. 6, and §5).
+r"""Learned, approximate nullspace noise (paper §4, eq. 6, and §5).
 
 Beyond the linear patch embedding, the paper *learns* a noise that barely changes a model's output:
 starting from Uniform(-lim, lim), minimise over training images (eq. 6)
 
-    || f(u + v)[logits] - f(u)[logits] ||_p        (here: the L2 norm, averaged over the batch)
+.. math::
 
-where ``u`` is either the tokens entering the encoder (``level="encoder"``, the paper's ṽϕ; ViTs
-only) or the [0, 1] image itself (``level="input"``, ṽω; any model, CNNs too).
+    \bigl\lVert f(u + v)_{\text{logits}} - f(u)_{\text{logits}} \bigr\rVert_p
+
+(here: the L2 norm, averaged over the batch), where :math:`u` is either the tokens entering the encoder
+(``level="encoder"``, the paper's :math:`\tilde v_\phi`; ViTs only) or the [0, 1] image itself
+(``level="input"``, :math:`\tilde v_\omega`; any model, CNNs too).
 
 The recipe follows the paper's eq. 6 and the authors' follow-up code (Liu et al., "Approximate Nullspace
 Augmented Finetuning for Robust Vision Transformers", CPAL 2025; github.com/Liu-Hy/NS-ViT): the L2 *norm*
@@ -41,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from nullspace_utils import exact, metrics, models
+from nullspace_utils.data import check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +74,13 @@ def _check_level(model: nn.Module, level: str) -> None:
 
 
 def noise_shape(model: nn.Module, level: str, image_size: int | tuple[int, int]) -> tuple[int, ...]:
-    """Shape of a noise for ``model``: (m, d) patch tokens at the encoder, (C, H, W) at the input."""
+    """Shape of a noise for ``model``: (m, d) patch tokens at the encoder, (C, H, W) at the input.
+
+    Args:
+        model: the classifier the noise is for.
+        level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
+        image_size: the image's side, or (H, W).
+    """
     _check_level(model, level)
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     if level == "input":
@@ -94,6 +104,11 @@ def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[Cal
 
     At the encoder the noise is added to the patch tokens by a forward hook that is always removed on
     exit; at the input it is added to the [0, 1] image before the model's own normalisation.
+
+    Args:
+        model: the classifier to run.
+        noise: a noise of :func:`noise_shape`'s shape for ``level``.
+        level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
     """
     _check_level(model, level)
     if level == "input":
@@ -140,6 +155,8 @@ class _TensorBatches:
 
 
 def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, TensorDataset):
@@ -148,11 +165,26 @@ def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: in
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
 
 
+def _finite(images: torch.Tensor) -> torch.Tensor:
+    """A batch of ``data``, refused when it holds NaN or infinite values (they would turn every loss and metric
+    into NaN without an error)."""
+    if images.is_floating_point() and not torch.isfinite(images).all():
+        raise ValueError("data holds images with NaN or infinite values; remove or repair them (e.g. keep "
+                         "torch.isfinite(images).flatten(1).all(1)) before learning or evaluating a noise.")
+    return images
+
+
 def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Tensor:
     """Uniform(-lim, lim) noise of ``shape`` from a seeded generator: the paper's starting point for a learned
-    noise (§4), and the reference it is compared with. Its RMS is ``lim / sqrt(3)``."""
-    if not lim > 0:
-        raise ValueError(f"lim must be positive, got {lim}.")
+    noise (§4), and the reference it is compared with. Its RMS is ``lim / sqrt(3)``.
+
+    Args:
+        shape: the noise's shape (:func:`noise_shape`).
+        lim: the half-width of the uniform distribution.
+        seed: seed of the generator.
+    """
+    if not 0 < lim < math.inf:
+        raise ValueError(f"lim must be a finite positive number, got {lim}.")
     generator = torch.Generator().manual_seed(seed)
     return (torch.rand(shape, generator=generator) * 2 - 1) * lim
 
@@ -162,6 +194,12 @@ def logit_distance(clean: torch.Tensor, noisy: torch.Tensor, *, p: float = 2, sq
 
     ``squared=True`` gives ``sum |difference|^p`` instead (for p = 2, the squared L2 distance): the variant the
     library used before, whose gradient is ``p * norm^(p-1)`` times larger (about 6x at lim 2 on the zoo ViT-S).
+
+    Args:
+        clean: logits of the clean inputs (B, classes).
+        noisy: logits of the same inputs with the noise (B, classes).
+        p: the norm's order.
+        squared: return :math:`\\sum_j |\\Delta z_j|^p` instead of the norm.
     """
     if not p > 0:
         raise ValueError(f"p must be positive, got {p}.")
@@ -201,8 +239,8 @@ class NoiseResult:
 
 
 def _check_noise_settings(lim: float, p: float) -> None:
-    if not lim > 0:
-        raise ValueError(f"lim must be positive, got {lim}.")
+    if not 0 < lim < math.inf:
+        raise ValueError(f"lim must be a finite positive number, got {lim}.")
     if not p > 0:
         raise ValueError(f"p must be positive, got {p}.")
 
@@ -219,9 +257,25 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     ``max_widenings`` times; then, with ``refine``, the two rates halfway (in log scale) to the best one's
     neighbours are tried too. A rate at the edge of its grid says the grid, not the model, decided:
     ``LrChoice.at_edge`` reports when widening did not move the best rate inside.
+
+    Args:
+        model: the classifier the noise is for.
+        data: a dataset or loader of ``(image, label)`` pairs; the labels are ignored.
+        level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
+        lim: the half-width of the uniform start.
+        p: the norm's order in the loss (:func:`logit_distance`).
+        squared: use the loss without its root.
+        grid: the rates tried first.
+        steps: SGD steps per rate.
+        batch_size: images per step.
+        max_widenings: how often the grid may grow past an edge.
+        refine: also try the two rates halfway to the best one's neighbours.
+        seed: seed of the start and of the batch order (the same for every rate).
+        device: where to compute; ``None``: where the model is.
+        show_progress: show a tqdm bar.
     """
     rates = sorted(float(rate) for rate in grid)
-    if len(rates) < 2 or any(not rate > 0 for rate in rates):
+    if len(rates) < 2 or any(not 0 < rate < math.inf for rate in rates):
         raise ValueError(f"grid must hold at least two positive learning rates, got {list(grid)}.")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
@@ -266,7 +320,14 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
 def resolve_lr(lr: float | str, model: nn.Module, data: Dataset | DataLoader, **probe: Any
                ) -> tuple[float, LrChoice | None]:
     """``lr`` as a number: itself, or for ``"auto"`` the rate :func:`choose_lr` picks (``probe`` are its settings),
-    with that choice."""
+    with that choice.
+
+    Args:
+        lr: a rate, or ``"auto"``.
+        model: the classifier (for ``"auto"``).
+        data: the training data (for ``"auto"``).
+        **probe: :func:`choose_lr`'s keyword arguments.
+    """
     if not isinstance(lr, str):
         return lr, None
     if lr != "auto":
@@ -309,14 +370,32 @@ def learn_noise(
     mode, device and ``requires_grad`` flags are left as they were, and it computes in full float32
     (:func:`nullspace_utils.models.exact_float32`). The learned noise comes back on the CPU.
     ``show_progress=True`` shows a tqdm bar over the steps.
+
+    Args:
+        model: the classifier the noise is for (left as it was).
+        data: a dataset or loader of ``(image, label)`` pairs; the labels are ignored.
+        level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
+        lim: the half-width of the Uniform(-lim, lim) start.
+        p: the norm's order in the loss (:func:`logit_distance`).
+        squared: minimise :math:`\\sum_j |\\Delta z_j|^p` instead of the norm.
+        steps: SGD steps.
+        lr: the SGD rate, or ``"auto"`` for :func:`choose_lr`'s.
+        milestones: the steps after which the rate is multiplied by 0.1.
+        batch_size: images per step.
+        keep_norm: rescale the noise to its starting norm after every step.
+        seed: seed of the start and of the batch order.
+        probe_steps: steps per rate when ``lr="auto"``.
+        lr_grid: the rates ``lr="auto"`` tries first.
+        device: where to compute; ``None``: where the model is.
+        show_progress: show a tqdm bar over the steps.
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
     lr, lr_choice = resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
                                 steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
                                 show_progress=show_progress)
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}.")
+    if not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite positive number (or 'auto'), got {lr}.")
     device = _device(model, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
     with models.evaluating(model, device), models.exact_float32():
@@ -351,7 +430,7 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, squared: b
         except StopIteration:
             batches = iter(loader)
             images = next(batches)[0]
-        images = images.to(device)
+        images = _finite(images.to(device))
         with torch.no_grad():
             clean = model(images)
         with add_noise(model, noise, level) as noisy_model:
@@ -378,13 +457,26 @@ def training_loss(model: nn.Module, data: Dataset | DataLoader, noise: torch.Ten
                   device: str | torch.device | None = None) -> float:
     """The loss :func:`learn_noise` minimises (eq. 6, mean over images), for a fixed ``noise``, on the first
     ``images`` images of ``data`` in their stored order: the yardstick of "did learning work?" (learned noise
-    against its shuffled copy, on the images it learned from)."""
+    against its shuffled copy, on the images it learned from).
+
+    Args:
+        model: the classifier.
+        data: a dataset or loader of ``(image, label)`` pairs; the labels are ignored.
+        noise: the fixed noise.
+        level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
+        p: the norm's order (:func:`logit_distance`).
+        squared: use the loss without its root.
+        images: how many images, from the start of ``data``.
+        batch_size: images per forward pass.
+        device: where to compute; ``None``: where the model is.
+    """
+    check_finite(noise, name="noise")
     device = _device(model, device)
     total, count = 0.0, 0
     with models.evaluating(model, device), models.exact_float32():
         noise = noise.to(device)
         for batch, *_ in _loader(data, batch_size, False, 0):
-            batch = batch[: images - count].to(device)
+            batch = _finite(batch[: images - count].to(device))
             clean = model(batch)
             with add_noise(model, noise, level) as noisy_model:
                 total += logit_distance(clean, noisy_model(batch), p=p, squared=squared).sum().item()
@@ -395,7 +487,12 @@ def training_loss(model: nn.Module, data: Dataset | DataLoader, noise: torch.Ten
 
 
 def shuffle_noise(noise: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """The same values in a random order: the paper's baseline with the learned noise's statistics."""
+    """The same values in a random order: the paper's baseline with the learned noise's statistics.
+
+    Args:
+        noise: any noise tensor.
+        seed: seed of the permutation.
+    """
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(noise.numel(), generator=generator).to(noise.device)
     return noise.flatten()[order].reshape(noise.shape)
@@ -422,7 +519,19 @@ def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Te
     Runs on ``device`` (the model is moved there for the call, then back), by default where the model is,
     in full float32; the model's mode and device are left as they were. ``show_progress=True`` shows a
     tqdm bar over the batches.
+
+    Args:
+        model: the classifier.
+        data: a dataset or loader of ``(image, label)`` pairs; the labels are ignored.
+        noise: the noise to evaluate.
+        level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
+        shuffle: evaluate the noise with its values shuffled (:func:`shuffle_noise`), the paper's baseline.
+        seed: seed of the shuffle.
+        batch_size: images per forward pass.
+        device: where to compute; ``None``: where the model is.
+        show_progress: show a tqdm bar over the batches.
     """
+    check_finite(noise, name="noise")
     device = _device(model, device)
     noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
     with models.evaluating(model, device), models.exact_float32():
@@ -437,7 +546,7 @@ def _evaluate(model: nn.Module, data, noise: torch.Tensor, *, level: str, seed: 
     embed = _patch_embed(model) if level == "encoder" else None
     batches = _loader(data, batch_size, False, seed)
     for images, _ in tqdm(batches, disable=not show_progress, desc=f"evaluating {level} noise"):
-        images = images.to(device)
+        images = _finite(images.to(device))
         clean = model(images)
         with add_noise(model, noise, level) as noisy_model:
             noisy = noisy_model(images)
@@ -460,7 +569,15 @@ def split_noise(model: nn.Module, noise: torch.Tensor) -> tuple[torch.Tensor, to
     """An input-level (C, H, W) noise of a ViT split patch by patch into its part in the exact nullspace of the
     patch embedding, null(W_pix), which the ViT cannot see (§3), and the rest (the row-space part), which alone
     reaches the tokens: ``noise == null_part + row_part`` and the two are orthogonal. Computed in float64
-    with :func:`nullspace_utils.exact.patch_nullspace` (raises ``NoNullspaceError`` if it is {0})."""
+    with :func:`nullspace_utils.exact.patch_nullspace` (raises ``NoNullspaceError`` if it is {0}).
+
+    Args:
+        model: the ViT whose patch embedding defines the nullspace.
+        noise: an input-level noise (C, H, W).
+
+    Returns:
+        ``(nullspace_part, row_space_part)``, each (C, H, W), adding up to ``noise``.
+    """
     if noise.ndim != 3:
         raise ValueError(f"split_noise takes one input-level noise (C, H, W), got shape {tuple(noise.shape)}.")
     basis = exact.patch_nullspace(model)  # (k, C, r, r), orthonormal rows once flattened

@@ -1,6 +1,9 @@
-"""A box-constrained solver for affine constraints: for every row of ``start``,
+r"""A box-constrained solver for affine constraints: for every row of ``start``,
 
-    min_y || y - target ||_p    subject to   A y = A start,   0 <= y <= 1,
+.. math::
+
+    \min_y \lVert y - \text{target} \rVert_p \quad \text{subject to} \quad A y = A\,\text{start},
+    \quad 0 \le y \le 1,
 
 with ``A`` a (d, n) matrix of independent rows and p = 1 (a linear program) or p = 2 (a quadratic program).
 ``start`` is feasible, so the problem always has a solution, and every feasible ``y`` keeps ``A y`` exactly.
@@ -12,7 +15,7 @@ patch map ``W_pix`` and ``target`` the mark's patches; the one-channel disguise 
 Solvers:
 
 - :func:`admm` (and :func:`solve_patches`, its checked entry on raw rows): all rows at once in torch. ADMM
-  alternates an exact projection onto the affine set (a precomputed (A A^T)^{-1} A), the proximal step of the
+  alternates an exact projection onto the affine set (a precomputed :math:`(A A^\top)^{-1} A`), the proximal step of the
   objective restricted to the box (soft-threshold and clamp for p = 1), and a dual update; a final polish
   alternates the two projections and ends on the box.
 - :func:`highs`: the LP per row with scipy's HiGHS (p = 1 only): the exact reference.
@@ -53,6 +56,9 @@ PRECISIONS = ("auto", "float32", "tf32", "bfloat16")
 def check_independent_rows(matrix: torch.Tensor) -> None:
     """Refuse a (patch) map whose rows are linearly dependent: W W^T is then singular (its rank, from the
     eigenvalues of that d x d Gram matrix in float64, is below d) and the projection cannot be formed."""
+    if not torch.isfinite(matrix).all():
+        raise ValueError("the patch map holds NaN or infinite values (damaged or diverged weights), so it has no "
+                         "nullspace: reload the model's weights.")
     gram = matrix.double() @ matrix.double().T
     eigenvalues = torch.linalg.eigvalsh(gram)
     rank = int((eigenvalues > eigenvalues[-1].clamp_min(0) * gram.shape[0] * torch.finfo(torch.float64).eps).sum())

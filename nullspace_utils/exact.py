@@ -1,15 +1,17 @@
-"""The exact nullspace of a ViT's patch embedding, in pixel space (paper §3).
+r"""The exact nullspace of a ViT's patch embedding, in pixel space (paper §3).
 
 A ViT cuts an image (C, H, W) into non-overlapping r x r patches and maps each
 flattened patch p (C*r*r values) to an embedding ``W p + b`` (d values). timm
 models first normalise each channel, ``(x - mean) / std``, so the map from a
 patch of the [0, 1] image to its embedding is
 
-    e = W diag(1/std) p + (b - W diag(1/std) mean),
+.. math::
+
+    e = W \operatorname{diag}(1/\text{std})\, p + \bigl(b - W \operatorname{diag}(1/\text{std})\, \text{mean}\bigr),
 
 with the per-channel ``1/std`` repeated over the r*r pixels of each channel.
-Its linear part ``W_pix = W diag(1/std)`` (d x C r^2) is what this module calls
-the *patch embedding matrix*. Any ``v`` with ``W_pix v = 0``, tiled over every
+Its linear part :math:`W_{\text{pix}} = W \operatorname{diag}(1/\text{std})` (:math:`d \times C r^2`) is what
+this module calls the *patch embedding matrix*. Any :math:`v` with :math:`W_{\text{pix}} v = 0`, tiled over every
 patch, leaves every patch embedding, and therefore every later layer and the
 logits, unchanged for every input image (paper §3.2). When d < C r^2 such a
 ``v != 0`` exists by the rank-nullity theorem.
@@ -27,6 +29,7 @@ per-channel nullspace (it scales each block by one number); it does change the j
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -35,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from nullspace_utils import linalg, metrics, models
-from nullspace_utils.data import quantize_8bit
+from nullspace_utils.data import check_finite, quantize_8bit
 
 __all__ = [
     "NoNullspaceError",
@@ -91,6 +94,9 @@ def patch_embedding_layer(model: nn.Module) -> nn.Conv2d:
     """The Conv2d that embeds patches, checked to be a non-overlapping linear patch map.
 
     Accepts a model from ``load_model`` or a raw timm ViT (``vit_*``, ``deit_*``).
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
     """
     net = models.unwrap(model)
     embed = getattr(net, "patch_embed", None)
@@ -103,6 +109,13 @@ def patch_embedding_layer(model: nn.Module) -> nn.Conv2d:
             "from pixels to tokens is not linear and has no exact nullspace. Use learned (approximate) "
             "nullspace noise instead (approximate-noise chapter)."
         )
+    stem = next((path for path, child in embed.named_children()
+                 if path not in ("proj", "norm") and any(True for _ in child.parameters())), None)
+    if stem is not None:  # VOLO's PatchEmbed: convolutions, BatchNorm and ReLU before the projection
+        raise NotPatchEmbeddingError(
+            f"{name}.patch_embed runs `{stem}` ({type(getattr(embed, stem)).__name__}) before its projection `proj`, "
+            "a convolutional stem, so the map from pixels to tokens is not linear and has no exact nullspace. "
+            "Use learned (approximate) nullspace noise instead (approximate-noise chapter).")
     proj = getattr(embed, "proj", None)
     if not isinstance(proj, nn.Conv2d):
         raise NotPatchEmbeddingError(
@@ -151,6 +164,15 @@ def normalisation(model: nn.Module, mean: object = None, std: object = None, cha
     A wrapper that holds the network as ``.net`` but does not say how it normalises, or a network with no
     config, raises :class:`~nullspace_utils.models.NormalisationUnknownError`: guessing (mean 0, std 1)
     would give a nullspace that is not one, and every number computed from it would be silently wrong.
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        mean: an explicit per-channel mean (wins over the model's), or ``None``.
+        std: an explicit per-channel std (wins over the model's), or ``None``.
+        channels: how many channels to expect; ``None`` reads them from the patch embedding.
+
+    Returns:
+        ``(mean, std)``, one float per channel each.
     """
     net = models.unwrap(model)
     if mean is None or std is None:
@@ -182,6 +204,14 @@ def normalisation(model: nn.Module, mean: object = None, std: object = None, cha
     return mean_values, std_values
 
 
+def _check_finite_weights(weight: torch.Tensor, model: nn.Module) -> None:
+    """Refuse NaN or infinite patch-embedding weights before an SVD would fail on them with a raw error."""
+    if not torch.isfinite(weight).all():
+        raise ValueError(f"The patch embedding of {type(models.unwrap(model)).__name__} has NaN or infinite weights, "
+                         "so it has no nullspace: the weight file is damaged or a training run diverged. Reload "
+                         "the weights (models.load_model) or retrain.")
+
+
 def patch_embedding_matrix(
     model: nn.Module, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
 ) -> torch.Tensor:
@@ -189,9 +219,15 @@ def patch_embedding_matrix(
 
     Columns are ordered like ``patch.reshape(-1)`` for a (C, r, r) patch. Paper §3.2,
     with the input normalisation folded in (see the module docstring).
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        mean: the per-channel mean of the input normalisation; ``None`` takes the model's (:func:`normalisation`).
+        std: the per-channel std of the input normalisation; ``None`` takes the model's.
     """
     proj = patch_embedding_layer(model)
     weight = proj.weight.detach().to("cpu", torch.float64)  # (d, C, r, r)
+    _check_finite_weights(weight, model)
     d, channels, r, _ = weight.shape
     # the mean only shifts the constant c of the embedding, never W_pix: it need not be known here
     _, std = normalisation(model, (0.0,) * channels if mean is None else mean, std, channels)
@@ -214,6 +250,12 @@ def patch_nullspace(
     Computed by SVD (:func:`nullspace_utils.linalg.nullspace`, tolerance ``rtol``,
     default ``max(d, C r^2) * eps``) and cached per model while its weights are
     unchanged. Raises :class:`NoNullspaceError` when the nullspace is {0}.
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        mean: the per-channel mean of the input normalisation; ``None`` takes the model's.
+        std: the per-channel std of the input normalisation; ``None`` takes the model's.
+        rtol: relative tolerance of the SVD (:func:`nullspace_utils.linalg.nullspace`); ``None``: the default.
     """
     proj = patch_embedding_layer(model)
     matrix = patch_embedding_matrix(model, mean=mean, std=std)
@@ -243,9 +285,14 @@ def channel_nullspace(model: nn.Module, *, rtol: float | None = None) -> torch.T
     ``W_c`` (SVD with tolerance ``rtol``, as :func:`patch_nullspace`); K is the sum over channels, C (r^2 - d)
     for generic weights with d < r^2. Every vector is also in the joint nullspace of :func:`patch_nullspace`.
     Raises :class:`NoNullspaceError` when every channel's nullspace is {0} (d >= r^2, e.g. ViT-L/32).
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        rtol: relative tolerance of each channel's SVD; ``None``: the default.
     """
     proj = patch_embedding_layer(model)
     weight = proj.weight.detach().to("cpu", torch.float64)  # (d, C, r, r); std only scales each block
+    _check_finite_weights(weight, model)
     d, channels, r, _ = weight.shape
     parts = []
     for c in range(channels):
@@ -268,6 +315,14 @@ def nullspace_dimensions(d: int, r: int, channels: int = 3) -> dict[str, int]:
     ``per_channel``: the paper's (§3.2), ``channels * max(r^2 - d, 0)``; ``joint``: the book's,
     ``max(channels * r^2 - d, 0)``. Trained or random weights have full rank with probability one, so
     these are what :func:`channel_nullspace` and :func:`patch_nullspace` find (tests check both).
+
+    Args:
+        d: the embedding width (the patch embedding's outputs).
+        r: the patch size in pixels.
+        channels: the image's colour channels.
+
+    Returns:
+        ``{"per_channel": ..., "joint": ...}``.
     """
     for name, value in (("d", d), ("r", r), ("channels", channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -279,6 +334,13 @@ def tile(patch_noise: torch.Tensor, image_size: int | tuple[int, int]) -> torch.
     """Repeat one (C, r, r) patch (or a batch (B, C, r, r)) over an image of ``image_size``.
 
     ``image_size`` must be a multiple of r, so the tiles align with the ViT's patches.
+
+    Args:
+        patch_noise: one patch (C, r, r) or a batch of them (B, C, r, r).
+        image_size: the image's side, or (H, W); each a multiple of r.
+
+    Returns:
+        (C, H, W), or (B, C, H, W) for a batch.
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     if patch_noise.ndim not in (3, 4) or patch_noise.shape[-1] != patch_noise.shape[-2]:
@@ -298,6 +360,10 @@ def to_patches(images: torch.Tensor, r: int) -> torch.Tensor:
 
     Patches come row-major over the patch grid, and each row is ordered like ``patch.reshape(-1)`` for a
     (C, r, r) patch, the column order of :func:`patch_embedding_matrix`.
+
+    Args:
+        images: a batch (B, C, H, W) with H and W multiples of ``r``.
+        r: the patch size in pixels.
     """
     b, c, h, w = images.shape
     if h % r or w % r:
@@ -307,10 +373,24 @@ def to_patches(images: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def from_patches(patches: torch.Tensor, shape: Sequence[int], r: int) -> torch.Tensor:
-    """Inverse of :func:`to_patches` for an image batch of ``shape`` (B, C, H, W)."""
+    """Inverse of :func:`to_patches` for an image batch of ``shape`` (B, C, H, W).
+
+    Args:
+        patches: rows (B * H/r * W/r, C*r*r) as :func:`to_patches` gives them.
+        shape: the image batch's shape (B, C, H, W).
+        r: the patch size in pixels.
+    """
     b, c, h, w = shape
     grid = patches.reshape(b, h // r, w // r, c, r, r).permute(0, 3, 1, 4, 2, 5)
     return grid.reshape(b, c, h, w)
+
+
+def _number(value: object) -> float:
+    """``value`` as a float (NaN for anything that is not a number, which every range check then refuses)."""
+    try:
+        return float(value)  # type: ignore[arg-type]  # numbers, numpy and one-element tensors
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def random_nullspace_noise(
@@ -327,10 +407,24 @@ def random_nullspace_noise(
     A random Gaussian combination of the basis of :func:`patch_nullspace`; one
     (C, H, W) noise, or ``n`` of them (n, C, H, W). Adding it to any image leaves
     the patch embeddings unchanged (paper §3.2).
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        image_size: the image's side, or (H, W); multiples of the patch size.
+        amplitude: the noise's largest absolute value.
+        n: how many noises; ``None`` gives one (C, H, W) noise without a batch dimension.
+        seed: seed of the Gaussian weights.
+        dtype: the result's dtype.
     """
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating point type, got {dtype}: rounding the noise to whole numbers "
                         "would move it out of the nullspace.")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"n must be a whole number >= 1 (how many noises), or None for one (C, H, W) noise; "
+                         f"got {n!r}.")
+    if not 0 <= _number(amplitude) < math.inf:
+        raise ValueError(f"amplitude must be a finite number >= 0 (the noise's largest absolute value), "
+                         f"got {amplitude!r}.")
     patches = random_combinations(patch_nullspace(model), 1 if n is None else n, seed=seed)
     patches = patches * (amplitude / patches.abs().amax(dim=(1, 2, 3), keepdim=True))
     noise = tile(patches, image_size).to(dtype)
@@ -341,10 +435,20 @@ def random_nullspace_noise(
 def patch_embeddings(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Patch embeddings (B, m, d) of [0, 1] images, through the model's own normalisation and layer.
 
-    Computed on the model's device, returned on the images' device."""
+    Computed on the model's device in its dtype (float16 images on a float32 model are computed in float32, as
+    the model's forward does), returned on the images' device.
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        images: [0, 1] images (B, C, H, W).
+    """
     proj = patch_embedding_layer(model)
     mean, std = normalisation(model, None, None, proj.in_channels)
-    inputs = images.to(proj.weight.device)
+    check_finite(images, name="images")
+    if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != proj.in_channels:
+        raise ValueError(f"images must be float (B, {proj.in_channels}, H, W) in [0, 1], got {images.dtype} of shape "
+                         f"{tuple(images.shape)}; add a batch axis with images[None] for one image.")
+    inputs = images.to(proj.weight.device, proj.weight.dtype)
     mean_t = torch.tensor(mean, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=inputs.dtype, device=inputs.device).view(1, -1, 1, 1)
     out = proj((inputs - mean_t) / std_t)  # (B, d, H/r, W/r)
@@ -354,7 +458,13 @@ def patch_embeddings(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def random_combinations(basis: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
     """``n`` random combinations (n, C, r, r) of a basis (k, C, r, r), with independent standard Gaussian weights
     (float64, drawn from a generator seeded with ``seed``): random vectors of the space the basis spans, which,
-    unlike one basis vector, do not depend on which orthonormal basis the SVD picked."""
+    unlike one basis vector, do not depend on which orthonormal basis the SVD picked.
+
+    Args:
+        basis: k basis vectors (k, C, r, r), e.g. from :func:`patch_nullspace`.
+        n: how many combinations.
+        seed: seed of the Gaussian weights.
+    """
     weights = torch.randn(n, basis.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return torch.einsum("bk,kcij->bcij", weights, basis)
 
@@ -363,7 +473,12 @@ def nullspace_sizes(model: nn.Module, *, rtol: float | None = None) -> dict[str,
     """The measured dimensions of both nullspaces of ``model``'s patch embedding: ``per_channel``
     (:func:`channel_nullspace`, the paper's) and ``joint`` (:func:`patch_nullspace`, the book's), 0 where one is
     {0} (where those raise :class:`NoNullspaceError`). Same keys as :func:`nullspace_dimensions`, which gives the
-    generic values for comparison."""
+    generic values for comparison.
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        rtol: relative tolerance of the SVDs; ``None``: the default.
+    """
     sizes = {}
     for name, compute in (("per_channel", channel_nullspace), ("joint", patch_nullspace)):
         try:
@@ -391,7 +506,15 @@ def amplitude_sweep(model: nn.Module, images: torch.Tensor, amplitudes: Sequence
     """For each amplitude, one nullspace noise (:func:`random_nullspace_noise` with ``seed``) and one uniform noise
     in [-amplitude, amplitude] (one generator seeded with ``random_seed`` for the whole sweep), each added to every
     one of ``images`` (B, C, H, W): how far the logits move (:func:`~nullspace_utils.metrics.logit_change`) and,
-    for the random noise, how many predictions stay."""
+    for the random noise, how many predictions stay.
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        images: [0, 1] images (B, C, H, W).
+        amplitudes: the noises' largest absolute values, one sweep point each.
+        seed: seed of the nullspace noises.
+        random_seed: seed of the uniform noises.
+    """
     clean = model(images).argmax(1)
     generator = torch.Generator().manual_seed(random_seed)
     size = (images.shape[-2], images.shape[-1])
@@ -431,7 +554,13 @@ class StorageEffects:
 def storage_effects(model: nn.Module, images: torch.Tensor, noise: torch.Tensor) -> StorageEffects:
     """:class:`StorageEffects` of adding ``noise`` (C, H, W), e.g. from :func:`random_nullspace_noise`, to
     [0, 1] ``images`` (B, C, H, W) and storing the result as an 8-bit image
-    (:func:`~nullspace_utils.data.quantize_8bit`)."""
+    (:func:`~nullspace_utils.data.quantize_8bit`).
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`, or a raw timm ViT.
+        images: [0, 1] images (B, C, H, W).
+        noise: one noise (C, H, W) added to every image.
+    """
     def effect(treated: torch.Tensor) -> Effect:
         change = metrics.compare_predictions(model, images, treated)
         return Effect(change["logit_change_max"], change["match"])

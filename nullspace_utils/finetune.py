@@ -1,10 +1,10 @@
-"""Beyond the paper: fine-tuning a ViT on inputs augmented with approximate nullspace noise, and the yardsticks
+r"""Beyond the paper: fine-tuning a ViT on inputs augmented with approximate nullspace noise, and the yardsticks
 of robustness it is judged by.
 
 The authors' follow-up (Liu, Singh, Li, Wang, "Approximate Nullspace Augmented Finetuning for Robust Vision
 Transformers", CPAL 2025, arXiv 2403.10476; code github.com/Liu-Hy/NS-ViT) enlarges a ViT's approximate nullspace
 on purpose: it synthesises a noise at the encoder's input that barely changes the model's logits (the paper's
-ṽϕ, eq. 6) and fine-tunes the model to classify the noisy tokens too. As their training scripts do it
+:math:`\tilde v_\phi`, eq. 6) and fine-tunes the model to classify the noisy tokens too. As their training scripts do it
 (``train_single.py``, ``hal/train_hal.py``):
 
 - once per epoch, a *fresh* noise is learned for the *current* model, starting from Uniform(-lim, lim) in token
@@ -29,12 +29,13 @@ three methods, and judges each model's approximate nullspace too, is the study
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -84,8 +85,8 @@ PGD_EPSILONS = (0.5 / 255, 1 / 255, 2 / 255)
 
 
 def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}.")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite positive number, got {value}.")
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ class FinetuneConfig:
             raise ValueError(f"rounds ({self.rounds}) cannot exceed steps ({self.steps}): each round needs a step.")
         for name in ("lr", "lim"):
             _check_positive(name, getattr(self, name))
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}.")
         if isinstance(self.noise_lr, str):
             if self.noise_lr != "auto":
                 raise ValueError(f"noise_lr must be a positive number or 'auto', got {self.noise_lr!r}.")
@@ -244,6 +245,20 @@ def _round_noise(model: nn.Module, train: Dataset, config: FinetuneConfig, round
     return noise, record, result.lr
 
 
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global generators (the CPU's and ``device``'s) seeded with ``seed`` inside the block and restored
+    afterwards: dropout and stochastic depth draw from them, so the same seed gives the same weights and the caller's
+    random state is not consumed."""
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for each in cuda:
+            with torch.cuda.device(each):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 def _image_size(data: Dataset) -> tuple[int, int]:
     image = data.tensors[0][0] if isinstance(data, TensorDataset) else data[0][0]
     if image.ndim != 3:
@@ -258,7 +273,7 @@ def finetune(model: nn.Module, train: Dataset, config: FinetuneConfig, *, device
 
     ``train`` yields ``(image in [0, 1], label)``; a ``TensorDataset`` is batched by slicing and may hold uint8
     images. ``config.seed`` sets the batch order, the noise subsets and starts, so the three methods of one seed see
-    the same batches. The copy is trained on ``device`` (default: where ``model`` is) and returned in eval mode.
+    the same batches, and any dropout (torch's global generator, seeded for the call and restored after it). The copy is trained on ``device`` (default: where ``model`` is) and returned in eval mode.
     """
     if config.method != "plain" and not hasattr(models.unwrap(model), "patch_embed"):
         raise ValueError(f"method {config.method!r} adds noise to the patch tokens and needs a ViT; "
@@ -278,7 +293,7 @@ def finetune(model: nn.Module, train: Dataset, config: FinetuneConfig, *, device
     result = FinetuneResult(tuned, config)
     noise: torch.Tensor | None = None
     noise_lr: float | str = config.noise_lr
-    with models.exact_float32():
+    with models.exact_float32(), _seeded_global_rng(config.seed, device):
         for step in tqdm(range(config.steps), disable=not show_progress, desc=f"fine-tuning ({config.method})"):
             if config.method != "plain" and step in starts:
                 round_index = starts.index(step)
@@ -290,8 +305,14 @@ def finetune(model: nn.Module, train: Dataset, config: FinetuneConfig, *, device
             except StopIteration:
                 batches = iter(loader)
                 images, labels = next(batches)[:2]
+            if images.is_floating_point() and not torch.isfinite(images).all():
+                raise ValueError(f"train holds images with NaN or infinite values (a batch at step {step}); remove "
+                                 "or repair them before fine-tuning.")
             tuned.train()
             loss, parts = augmentation_loss(tuned, images.to(device), labels.to(device), noise)
+            if not math.isfinite(parts["loss"]):
+                raise FloatingPointError(f"the training loss became {parts['loss']} at step {step} of "
+                                         f"{config.method!r} fine-tuning: lower config.lr (now {config.lr:g}).")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -428,14 +449,14 @@ def pgd_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, 
     The random start draws from torch's global generator inside ``torch.random.fork_rng`` seeded with ``seed``: the
     attack is reproducible and the caller's random state is untouched. The model's mode is left as it was.
     """
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0 (an L∞ radius on [0, 1] images), got {eps}.")
+    if not 0 <= eps < math.inf:
+        raise ValueError(f"eps must be a finite number >= 0 (an L∞ radius on [0, 1] images), got {eps}.")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
     _check_batch(images, labels)
     alpha = 2.5 * eps / steps if alpha is None else alpha
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}.")
+    if not 0 <= alpha < math.inf:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}.")
     if eps == 0:
         return images.clone()  # the ball is one point; torchattacks would also return the images
     attack = _torchattacks().PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
@@ -455,6 +476,8 @@ def pgd_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
     """Top-1 accuracy under PGD-L∞ at each radius of ``epsilons`` (keys ``f"{eps * 255:g}/255"``); settings as in
     :func:`pgd_images`, the batches attacked one after another (batch ``i`` with seed ``seed + i``)."""
     _check_batch(images, labels)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
     scores = {}
     for eps in tqdm(epsilons, disable=not show_progress, desc="PGD radii"):
         adversarial = torch.cat([pgd_images(model, images[i : i + batch_size], labels[i : i + batch_size], eps=eps,

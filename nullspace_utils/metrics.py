@@ -203,7 +203,12 @@ def model_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 25
                    for start in _starts(len(images), batch_size, show_progress, "logits")]
     if not batches:
         raise ValueError("images is empty: give at least one image.")
-    return torch.cat(batches)
+    logits = torch.cat(batches)
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"{getattr(model, 'name', '') or type(model).__name__} gives NaN or infinite logits, so "
+                         "nothing measured from them would mean anything: check its weights for NaN "
+                         "(a damaged file or a diverged training run) and the images for values far outside [0, 1].")
+    return logits
 
 
 @torch.no_grad()
@@ -252,14 +257,33 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, cl
     """
     logits = model_logits(model, images, batch_size=batch_size, show_progress=show_progress)
     if classes is not None:
-        logits = logits[:, list(classes)]
+        columns = [int(column) for column in classes]
+        if any(not 0 <= column < logits.shape[1] for column in columns):
+            raise ValueError(f"classes must be logit columns 0 to {logits.shape[1] - 1} of this model, got {columns}.")
+        logits = logits[:, columns]
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be whole class indices, got dtype {labels.dtype}: use labels.long().")
+    wrong = labels[(labels < 0) | (labels >= logits.shape[1])]
+    if len(wrong):
+        raise ValueError(f"label {wrong[0].item()} is not a class: there are {logits.shape[1]} "
+                         f"({'columns of classes' if classes is not None else 'logits'}, labels 0 to "
+                         f"{logits.shape[1] - 1}). Map the labels to class indices first (or pass classes=).")
     return top1_correct(logits, labels).float().mean().item()
 
 
 # --------------------------------------------------------------------------- images and maps
 def psnr(reference: torch.Tensor, image: torch.Tensor, *, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB, ``10 log10(peak² / MSE)`` over all values of two images (or batches)
-    with values up to ``peak``; infinite for identical images. Paper §6: how visible a watermark is."""
+    with values up to ``peak``; infinite for identical images. Paper §6: how visible a watermark is.
+    The two must have one shape (no broadcasting: an image against a batch would compare the wrong pixels)."""
+    if reference.shape != image.shape:
+        raise ValueError(f"reference and image must have the same shape, got {tuple(reference.shape)} and "
+                         f"{tuple(image.shape)}; compare one image with one image, or a batch with a batch.")
+    if not 0 < peak < float("inf"):
+        raise ValueError(f"peak must be a finite number > 0 (1.0 for [0, 1] images, 255 for 8-bit), got {peak!r}.")
+    check_finite(reference, name="reference")
+    check_finite(image, name="image")
     mse = torch.mean((reference.double() - image.double()) ** 2).item()
     return float("inf") if mse == 0 else 10.0 * float(np.log10(peak**2 / mse))
 

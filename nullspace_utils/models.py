@@ -21,6 +21,7 @@ import difflib
 import itertools
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -185,6 +186,11 @@ def load_manifest(zoo_dir: Path | str = ZOO_DIR) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the wrapper
+_READ_ONLY = ("ImageClassifier.{what} is read-only: the forward pass and the nullspace both depend on it, and "
+              "changing it in place would make them disagree. Wrap the network anew instead: "
+              "models.ImageClassifier(model.net, mean, std, name=model.name).")
+
+
 class ImageClassifier(nn.Module):
     """A timm network behind its own normalisation: ``forward(x) = net((x - mean) / std)``.
 
@@ -203,11 +209,33 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"std must be positive in every channel, got {std}.")
         self.net = net
         self.name = name
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        self._mean_values = tuple(float(m) for m in mean)
+        self._std_values = tuple(float(s) for s in std)
+        if not all(math.isfinite(value) for value in self._mean_values + self._std_values):
+            raise ValueError(f"mean and std must be finite numbers, got mean {mean} and std {std}.")
         device = model_device(net)
         self.register_buffer("_mean", torch.tensor(self.mean, device=device).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(self.std, device=device).view(1, -1, 1, 1), persistent=False)
+
+    # Read-only: the forward pass uses the buffers made from these tuples in __init__, and the nullspace
+    # (exact.normalisation) reads the tuples, so changing one alone would make the two disagree (issue 32).
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """The per-channel mean subtracted before the network (read-only)."""
+        return self._mean_values
+
+    @mean.setter
+    def mean(self, value: object) -> None:
+        raise AttributeError(_READ_ONLY.format(what="mean"))
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """The per-channel std divided by before the network (read-only)."""
+        return self._std_values
+
+    @std.setter
+    def std(self, value: object) -> None:
+        raise AttributeError(_READ_ONLY.format(what="std"))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map [0, 1] images to the network's input space."""

@@ -1,24 +1,29 @@
-"""Output-preserving watermarks through the nullspace (paper §6, eq. 7, A.2).
+r"""Output-preserving watermarks through the nullspace (paper §6, eq. 7, A.2).
 
-For every patch x_j of an image and the matching patch m_j of a watermark, the paper looks for
-nullspace noise v_j = E λ that brings x_j as close as possible to m_j while the result stays a
-valid image:
+For every patch :math:`x_j` of an image and the matching patch :math:`m_j` of a watermark, the paper looks for
+nullspace noise :math:`v_j = E\lambda` that brings :math:`x_j` as close as possible to :math:`m_j` while the
+result stays a valid image:
 
-    min_λ || m_j - (x_j + E λ) ||_p    subject to   0 <= x_j + E λ <= 1.
+.. math::
 
-Written in the pixels y = x_j + E λ of the watermarked patch, "y - x_j lies in the nullspace" is
-the affine condition W_pix y = W_pix x_j (d equations instead of k = C r^2 - d unknowns), and for
-p = 1 the problem is a linear program:
+    \min_\lambda \lVert m_j - (x_j + E\lambda) \rVert_p \quad \text{subject to} \quad 0 \le x_j + E\lambda \le 1.
 
-    min_y || y - m_j ||_1    subject to   W_pix y = W_pix x_j,   0 <= y <= 1.
+Written in the pixels :math:`y = x_j + E\lambda` of the watermarked patch, ":math:`y - x_j` lies in the
+nullspace" is the affine condition :math:`W_{\text{pix}} y = W_{\text{pix}} x_j` (d equations instead of
+:math:`k = C r^2 - d` unknowns), and for p = 1 the problem is a linear program:
 
-Because x_j itself is feasible, the problem always has a solution, and every feasible y has the
+.. math::
+
+    \min_y \lVert y - m_j \rVert_1 \quad \text{subject to} \quad W_{\text{pix}} y = W_{\text{pix}} x_j,
+    \quad 0 \le y \le 1.
+
+Because :math:`x_j` itself is feasible, the problem always has a solution, and every feasible y has the
 same patch embedding as x_j: the watermarked image gives the model exactly the same tokens.
 
 Solvers (:mod:`nullspace_utils.box_solver` holds them, for any matrix with independent rows):
 
 - ``"admm"`` (default): all patches of all images at once in torch (:func:`~nullspace_utils.box_solver.admm`).
-  ADMM alternates an exact projection onto the affine set (a precomputed (W W^T)^{-1} W), the proximal step of
+  ADMM alternates an exact projection onto the affine set (a precomputed :math:`(W W^\top)^{-1} W`), the proximal step of
   the objective restricted to the box (soft-threshold and clamp for p = 1), and a dual update; a final polish
   alternates the two projections and ends on the box.
 - ``"highs"``: the LP per patch with scipy's HiGHS (p = 1 only): the exact reference.
@@ -59,7 +64,7 @@ class WatermarkResult:
     image: torch.Tensor  # the watermarked image(s), in [0, 1]
     noise: torch.Tensor  # image - original: nullspace noise, patch by patch
     objective: torch.Tensor  # per image: sum over patches of ||y - m||_1 (p=1) or ||y - m||_2^2 (p=2)
-    embedding_residual: float  # max |W_pix (y - x)| over all patches: 0 up to float error
+    embedding_residual: float  # max |W_pix (y - x)| over all patches of the returned image, in its dtype
     box_violation: float  # max distance of a pixel outside [0, 1] (SLSQP: before its clip to the box)
     seconds: float
     solver: str
@@ -183,7 +188,10 @@ def embed(
     ``image`` is (C, H, W) or (B, C, H, W) in [0, 1]; ``mark`` has the same shape or broadcasts to it
     (one mark for a whole batch). ``strength`` in (0, 1] blends the target: the solver aims at
     ``(1 - strength) * image + strength * mark``. The result has exactly the patch embeddings of the
-    original (``embedding_residual`` is float error) and lies in [0, 1]. The solver runs on ``device``,
+    original (``embedding_residual`` is float error) and lies in [0, 1]. The solvers compute in float32 and
+    float64; the image comes back in the dtype of ``image``, and ``embedding_residual`` is that of the returned
+    image: float16 and bfloat16 round it by about 1e-3, which the residual shows (pass float32 images for float32
+    rounding). The solver runs on ``device``,
     by default the model's; the image comes back on the device of ``image``.
 
     Large batches are solved ``chunk_images`` images at a time (default: what fits the device's free
@@ -192,6 +200,23 @@ def embed(
     ``"float32"``; ``"auto"`` means float32 on the CPU and tf32 on a GPU. It never changes exactness: the
     polish ends in float64. ``compile=True`` fuses each iteration with ``torch.compile`` (worth its
     compile time on large GPU batches only).
+
+    Args:
+        model: a ViT from :func:`~nullspace_utils.models.load_model`.
+        image: [0, 1] images, (C, H, W) or (B, C, H, W).
+        mark: the watermark, the shape of ``image`` or broadcasting to it.
+        p: the norm towards the mark: 1 (the paper's, a linear program) or 2.
+        solver: ``"auto"`` (ADMM), ``"admm"``, ``"highs"`` (exact LP, p = 1) or ``"slsqp"`` (slow reference).
+        strength: in (0, 1]: how far the target is blended from the image towards the mark.
+        iterations: ADMM iterations.
+        polish: the final alternating projections (ADMM).
+        rho: ADMM's step size, or (first, last) for a step that grows geometrically in between.
+        precision: ``"auto"``, ``"tf32"``, ``"bfloat16"`` or ``"float32"`` (GPU matmuls of ADMM).
+        compile: fuse each ADMM iteration with ``torch.compile``.
+        maxiter: SLSQP's iteration limit (``solver="slsqp"``).
+        device: where to solve; ``None``: the model's device.
+        chunk_images: images per chunk; ``None``: what fits the device's free memory.
+        show_progress: show a tqdm bar over the chunks.
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 (an LP, the paper's choice) or 2 (a QP), got {p}.")
@@ -254,6 +279,7 @@ def embed(
                                                  goal.double().cpu().numpy(), p, maxiter, show_progress)
             pixels = torch.from_numpy(solved).to(start)
             box = max(box, violation)  # before the clip: the clipped pixels are in [0, 1] by construction
+        pixels = pixels.to(images.dtype)  # what is returned: its residual and box are the ones reported
         residual = max(residual, ((pixels.double() - start.double()) @ matrix64.to(device).T).abs().max().item())
         box = max(box, (-pixels).clamp_min(0).max().item(), (pixels - 1).clamp_min(0).max().item())
         diff = (pixels - goal).double()

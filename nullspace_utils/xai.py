@@ -164,7 +164,12 @@ def _targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
         logits = model(images)
     if target is None:
         return logits.argmax(1)
-    targets = torch.as_tensor(target, device=images.device).long().expand(len(images)).clone()
+    targets = torch.as_tensor(target, device=images.device)
+    if targets.is_floating_point() or targets.dtype == torch.bool or targets.ndim > 1 or (
+            targets.ndim == 1 and len(targets) != len(images)):
+        raise ValueError(f"target must be one class index, or one per image ({len(images)} here), got "
+                         f"{target!r}; pass target=None to explain each image's predicted class.")
+    targets = targets.long().expand(len(images)).clone()
     classes = logits.shape[1]
     wrong = targets[(targets < 0) | (targets >= classes)]
     if len(wrong):

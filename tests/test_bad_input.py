@@ -139,3 +139,155 @@ def test_library_functions_leave_the_callers_model_and_random_state_alone(vit_s,
     assert model.training and all(module.training for module in model.modules())
     assert all(parameter.requires_grad for parameter in model.parameters())
     assert torch.equal(torch.rand(3), expected)  # no function reseeded or drew from the global generator
+
+
+# --------------------------------------------------------------------------- issue 32
+def test_normalisation_is_read_only_so_forward_and_nullspace_agree(vit_s, images):
+    model = copy.deepcopy(vit_s)
+    for name in ("mean", "std"):
+        with pytest.raises(AttributeError, match=r"read-only.*ImageClassifier\(model.net, mean, std"):
+            setattr(model, name, (0.5, 0.5, 0.5))
+    assert exact.normalisation(model) == (model.mean, model.std)
+    assert model._std.flatten().tolist() == pytest.approx(model.std)  # the buffers the forward uses
+    noise = exact.random_nullspace_noise(model, 112, amplitude=1.0)
+    assert metrics.logit_change(model, images, noise).max() < 1e-5  # float rounding, not the 4.8e-3 of a stale std
+
+
+def _true_residual(model, original, returned):
+    """max |W_pix (y - x)| over patches, from the tensors as they are (in their dtype)."""
+    matrix = exact.patch_embedding_matrix(model)
+    r = exact.patch_embedding_layer(model).kernel_size[0]
+    moved = exact.to_patches(returned.double()[None], r) - exact.to_patches(original.double()[None], r)
+    return (moved @ matrix.T).abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_watermark_reports_the_residual_of_what_it_returns(vit_s, images, dtype):
+    image, mark = images[0].to(dtype), images[1].to(dtype)
+    result = watermark.embed(vit_s, image, mark)
+    assert result.image.dtype == dtype
+    true = _true_residual(vit_s, image, result.image)
+    assert result.embedding_residual == pytest.approx(true, rel=1e-6) and true > 1e-4  # rounding, said as it is
+    assert watermark.embed(vit_s, images[0], images[1]).embedding_residual < 1e-5  # float32 stays exact
+
+
+def test_half_precision_disguise_is_not_called_exact(vit_s, images):
+    half = fooling.disguise(vit_s, images[0].half(), images[1].half())
+    assert half.image.dtype == torch.float16
+    assert not half.exact and half.embedding_residual.max() > 1e-5  # float16 rounds the exact solution
+    single = fooling.disguise(vit_s, images[0], images[1])
+    assert single.exact and single.embedding_residual.max() < fooling.EXACT_RESIDUAL
+
+
+def test_patch_embeddings_of_float16_images(vit_s, images):
+    half = exact.patch_embeddings(vit_s, images[:2].half())
+    assert half.dtype == torch.float32  # the model's dtype, as its forward computes
+    assert torch.allclose(half, exact.patch_embeddings(vit_s, images[:2].half().float()))
+
+
+def test_nan_and_infinite_settings_are_refused(vit_s, images):
+    from nullspace_utils import approximate, finetune
+
+    data_set = torch.utils.data.TensorDataset(images, torch.arange(len(images)))
+    with pytest.raises(ValueError, match="amplitude"):
+        exact.random_nullspace_noise(vit_s, 112, amplitude=float("nan"))
+    with pytest.raises(ValueError, match="lr"):
+        approximate.learn_noise(vit_s, data_set, level="encoder", lim=1.0, steps=1, lr=float("inf"))
+    with pytest.raises(ValueError, match="lim"):
+        approximate.learn_noise(vit_s, data_set, level="encoder", lim=float("inf"), steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        finetune.FinetuneConfig(lr=float("inf"))
+    with pytest.raises(ValueError, match="weight_decay"):
+        finetune.FinetuneConfig(weight_decay=float("nan"))
+
+
+def test_nan_data_and_noise_are_refused(vit_s, images):
+    from nullspace_utils import approximate, finetune
+
+    broken = images.clone()
+    broken[1, 0, 0, 0] = float("nan")
+    bad_set = torch.utils.data.TensorDataset(broken, torch.arange(len(images)))
+    with pytest.raises(ValueError, match="NaN"):
+        approximate.learn_noise(vit_s, bad_set, level="encoder", lim=1.0, steps=1, lr=0.1, batch_size=4)
+    with pytest.raises(ValueError, match="NaN"):
+        finetune.finetune(vit_s, bad_set, finetune.FinetuneConfig(method="plain", steps=1, rounds=1, batch_size=4))
+    good_set = torch.utils.data.TensorDataset(images, torch.arange(len(images)))
+    noise = torch.full(approximate.noise_shape(vit_s, "encoder", 112), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):  # reported a match of 0.125 before
+        approximate.evaluate_noise(vit_s, good_set, noise, level="encoder")
+    with pytest.raises(ValueError, match="NaN"):
+        approximate.training_loss(vit_s, good_set, noise, level="encoder")
+
+
+def test_nan_weights_are_refused_with_the_fix(vit_s, images):
+    head_broken = copy.deepcopy(vit_s)
+    with torch.no_grad():
+        head_broken.net.head.weight[0, 0] = float("nan")
+    noise = exact.random_nullspace_noise(head_broken, 112)  # the patch embedding is fine
+    with pytest.raises(ValueError, match="NaN or infinite logits.*weights"):
+        metrics.logit_change(head_broken, images, noise)
+    embed_broken = copy.deepcopy(vit_s)
+    with torch.no_grad():
+        embed_broken.net.patch_embed.proj.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="patch embedding .* NaN or infinite weights"):
+        exact.patch_nullspace(embed_broken)
+    with pytest.raises(ValueError, match="NaN or infinite weights"):
+        watermark.embed(embed_broken, images[0], images[1])
+
+
+def _dropout_vit():
+    from timm.models.vision_transformer import VisionTransformer
+
+    net = VisionTransformer(img_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2, num_classes=4,
+                            drop_rate=0.5, proj_drop_rate=0.5)
+    return models.ImageClassifier(net, models.ZOO_MEAN, models.ZOO_STD)
+
+
+def test_finetune_seeds_dropout_without_consuming_the_callers_rng():
+    from nullspace_utils import finetune
+
+    generator = torch.Generator().manual_seed(0)
+    train = torch.utils.data.TensorDataset(torch.rand(8, 3, 32, 32, generator=generator), torch.arange(8) % 4)
+    model = _dropout_vit()
+    config = finetune.FinetuneConfig(method="plain", steps=3, rounds=1, batch_size=4, lr=1e-2, seed=5)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    first = finetune.finetune(model, train, config).model
+    assert torch.equal(torch.rand(3), expected)  # the caller's generator was not drawn from
+    torch.manual_seed(123)  # another global state: the run must not depend on it
+    second = finetune.finetune(model, train, config).model
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
+    other = finetune.finetune(model, train, finetune.FinetuneConfig(method="plain", steps=3, rounds=1, batch_size=4,
+                                                                    lr=1e-2, seed=6)).model
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters(), strict=True))
+
+
+def test_bad_arguments_are_one_line_errors_naming_the_fix(vit_s, images):
+    from nullspace_utils import approximate, finetune
+
+    with pytest.raises(ValueError, match="n must be a whole number >= 1"):
+        exact.random_nullspace_noise(vit_s, 112, n=-1)
+    with pytest.raises(ValueError, match="one per image"):
+        xai.attribute(vit_s, images[:2], method="saliency", target=[0, 1, 2])
+    with pytest.raises(ValueError, match="label 12 is not a class"):
+        metrics.accuracy(vit_s, images[:2], torch.tensor([0, 12]))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.psnr(images, images[0])  # broadcasting would compare every image with the first
+    data_set = torch.utils.data.TensorDataset(images, torch.arange(len(images)))
+    noise = torch.zeros(approximate.noise_shape(vit_s, "encoder", 112))
+    with pytest.raises(ValueError, match="batch_size"):
+        approximate.evaluate_noise(vit_s, data_set, noise, level="encoder", batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        approximate.learn_noise(vit_s, data_set, level="encoder", lim=1.0, steps=1, lr=0.1, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        metrics.model_logits(vit_s, images, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        finetune.pgd_accuracy(vit_s, images, torch.arange(len(images)), epsilons=(0.0,), batch_size=0)
+
+
+def test_volo_is_refused_for_its_convolutional_stem():
+    net = models.load_model("volo_d1_224", pretrained=False)
+    with pytest.raises(exact.NotPatchEmbeddingError, match="convolutional stem"):
+        exact.patch_nullspace(net)

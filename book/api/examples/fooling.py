@@ -8,7 +8,8 @@ source, target = torch.rand(3, 112, 112), torch.rand(3, 112, 112)
 result = fooling.disguise(model, source, target, channel=0)  # a DisguiseResult: green, blue from the target
 assert isinstance(result, fooling.DisguiseResult) and result.exact and result.channel == 0
 assert torch.equal(result.image[1:], target[1:])  # only the red channel was solved for
-assert result.embedding_residual.max() < 1e-8  # float error: the ViT sees the source in the disguised image
+assert result.embedding_residual.max() < fooling.EXACT_RESIDUAL  # float32 rounding of the returned image: the ViT
+# sees the source in the disguised image
 assert 0 < result.out_of_box < 1  # unbounded (the paper's study): some red values leave [0, 1]
 same = exact.patch_embeddings(model, result.image[None]) - exact.patch_embeddings(model, source[None])
 assert same.abs().max() < 1e-3
