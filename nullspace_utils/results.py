@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import pydantic
@@ -40,13 +40,14 @@ from nullspace_utils.files import REPOSITORY_ROOT, atomic_write, git_commit, sha
 
 __all__ = ["provenance", "describe_provenance", "shown_command", "result_file", "how_to_produce", "read", "write_json",
            "write_partial", "chapter_result", "chapter_file", "ChapterResult", "Note",
-           "how_made_markdown", "unavailable_markdown", "ResultKind", "ResultFileError", "Provenance",
+           "how_made_markdown", "unavailable_markdown", "ResultKind", "ResultFileError", "Provenance", "Fraction",
            "committed_file", "cache_folder", "offline", "REPOSITORY_ROOT", "RESULTS", "RAW_URL",
            "EXPERIMENTS_COMMAND", "OFFLINE_VARIABLE"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS = REPOSITORY_ROOT / "book" / "results"
+#: Where the repository's committed files are read from when this checkout lacks them (its raw GitHub address).
 RAW_URL = "https://raw.githubusercontent.com/nullspace-vit/nullspace-vit/main/"
 EXPERIMENTS_COMMAND = "python -m nullspace_utils.experiments"
 OFFLINE_VARIABLE = "NULLSPACE_OFFLINE"  # set (to 1) to keep the library from fetching committed files (:func:`offline`)
@@ -90,6 +91,46 @@ _EXPECTED = {"float_type": "a number", "int_type": "an integer", "bool_type": "a
              "list_type": "a list", "dict_type": "an object", "none_required": "null"}
 
 
+#: A share of a whole in a schema (a match, an accuracy, an energy share): the schemas' unit for these is a fraction
+#: (their docstrings say "fraction", the files hold 0.96, not 96), so validation refuses a value outside [0, 1].
+Fraction = Annotated[float, pydantic.Field(ge=0, le=1)]
+
+#: How deep a result file may nest (the deepest committed one, fingerprint.json, nests 8 levels); deeper is damage.
+MAX_DEPTH = 32
+
+
+def _unusual_number(data: Any) -> str | None:
+    """The first NaN or infinite number in ``data`` (JSON's NaN and Infinity, which Python's json reads), or a
+    nesting deeper than :data:`MAX_DEPTH`, in the words of :func:`_problem`; None when there is neither. Walked
+    without recursion, so a pathologically deep file cannot overflow the stack."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"it nests more than {MAX_DEPTH} levels deep (at {where[:60]}...), which no result does"
+        if isinstance(value, float) and not np.isfinite(value):
+            return f"{where or 'the whole result'} should be a finite number, found {value}"
+        if isinstance(value, dict):
+            stack.extend((item, f'{where}["{key}"]', depth + 1) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value))
+    return None
+
+
+def _parse_json(text: str, source: str) -> Any:
+    """``text`` parsed as JSON, or :class:`ResultFileError` naming ``source`` for text that is not JSON or is nested
+    too deep for Python's parser. NaN and Infinity are read as Python reads them; :meth:`ResultKind.validate`
+    refuses them in a result."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ResultFileError(f"{source} is not a result file: it nests deeper than JSON can be read. Restore the "
+                              f"committed file (git checkout -- {source}) or make it again.") from None
+    except ValueError as error:  # json.JSONDecodeError too
+        raise ResultFileError(f"{source} is not valid JSON ({error}). Restore the committed file "
+                              f"(git checkout -- {source}) or make it again with the command in the README.") from None
+
+
 def _problem(error: pydantic.ValidationError, data: Any) -> str:
     """pydantic's first error in the book's words: the key as a Python index (``["check"]["result"]``) and what is
     wrong there. Keys of ``loc`` that are not in ``data`` (the tags of a union's branches) are skipped."""
@@ -106,7 +147,7 @@ def _problem(error: pydantic.ValidationError, data: Any) -> str:
     if first["type"] == "missing":
         parent = where[: where.rindex("[")]
         return f'missing key "{keys[-1]}" ' + (f"in {parent}" if parent else "at the top level")
-    expected = _EXPECTED.get(first["type"], first["msg"].lower())
+    expected = _EXPECTED.get(first["type"], first["msg"].lower().removeprefix("input should be "))
     return f"{where or 'the whole result'} should be {expected}, found {_json_name(first['input'])}"
 
 
@@ -144,14 +185,17 @@ class ResultKind(Generic[Result]):
         Raises :class:`ResultFileError` naming ``source`` (the file it came from), the first key that is missing
         or has the wrong type (as a Python index, e.g. ``["check"]["result"]["learned"]["match"]``) and ``fix``
         (by default: how to make the file again)."""
-        try:
-            self._adapter.validate_python(data, strict=True)
-        except pydantic.ValidationError as error:
+        problem = _unusual_number(data)
+        if problem is None:
+            try:
+                self._adapter.validate_python(data, strict=True)
+            except pydantic.ValidationError as error:
+                problem = _problem(error, data)
+        if problem is not None:
             if fix is None:
                 profile = data.get("profile") if isinstance(data, dict) else None
                 fix = self.remake_fix(profile if isinstance(profile, str) else "<profile>", source)
-            raise ResultFileError(f"{source or 'the data'} is not a valid {self.name} result: {_problem(error, data)}. "
-                                  f"{fix}") from None
+            raise ResultFileError(f"{source or 'the data'} is not a valid {self.name} result: {problem}. {fix}")
         return data
 
     def read(self, path: str, *, missing_ok: bool = False) -> Result | None:
@@ -167,10 +211,10 @@ class ResultKind(Generic[Result]):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (relative paths are read from {Path.cwd()}).")
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ResultFileError(f"{path} is not a JSON {self.name} result ({error}).") from error
-        return self.validate(data, source=str(path))
+            text = path.read_text()
+        except UnicodeDecodeError as error:
+            raise ResultFileError(f"{path} is not a JSON {self.name} result: it is binary, not text ({error}).") from None
+        return self.validate(_parse_json(text, str(path)), source=str(path))
 
     def write(self, path: str | Path, result: Any) -> Path:
         """Write ``result`` as JSON at ``path``, all at once, after checking it, as the JSON it becomes, against the
@@ -303,14 +347,14 @@ def read(path: str, *, missing_ok: bool = False, text: bool = False) -> Any:
     file exists is unknown: that raises ``FileNotFoundError`` saying so, even with ``missing_ok``.
     A file that is not JSON raises :class:`ResultFileError` saying how to restore it.
     """
-    content = _read_text(path, missing_ok=missing_ok)
+    try:
+        content = _read_text(path, missing_ok=missing_ok)
+    except UnicodeDecodeError as error:
+        raise ResultFileError(f"{path} is binary, not text ({error}). Restore the committed file "
+                              f"(git checkout -- {path}) or make it again with the command in the README.") from None
     if content is None or text:
         return content
-    try:
-        return json.loads(content)
-    except json.JSONDecodeError as error:
-        raise ResultFileError(f"{path} is not valid JSON ({error}). Restore the committed file "
-                              f"(git checkout -- {path}) or make it again with the command in the README.") from error
+    return _parse_json(content, path)
 
 
 def cache_folder() -> Path:

@@ -294,3 +294,43 @@ def test_chapter_result_gives_the_result_and_the_note_to_print(monkeypatch, caps
     sweep, note = results.chapter_result(KINDS["robustness"], "imagenet")  # GitHub says: not made yet
     assert sweep is None and note.startswith("No results of the 'imagenet' profile")
     assert capsys.readouterr().out == ""  # the library prints nothing: the chapter prints the note
+
+
+# --------------------------------------------------------------------------- numbers and damage (#32 item 6)
+@pytest.mark.parametrize("value, said", [(float("nan"), "should be a finite number, found nan"),
+                                         (float("inf"), "should be a finite number, found inf"),
+                                         (7.5, "should be less than or equal to 1, found a number (7.5)"),
+                                         (-0.25, "should be greater than or equal to 0")])
+def test_non_finite_and_out_of_range_numbers_are_refused(tmp_path, value, said):
+    data = json.loads((results.RESULTS / "teaching" / "robustness.json").read_text())
+    data["check"]["result"]["seeds"][0]["learned"]["match"] = value  # a match is a fraction: [0, 1]
+    path = tmp_path / "robustness.json"
+    path.write_text(json.dumps(data))  # Python writes NaN and Infinity, which JSON does not have
+    where = '["check"]["result"]["seeds"][0]["learned"]["match"] '
+    with pytest.raises(results.ResultFileError, match=re.escape(where + said)):
+        KINDS["robustness"].load(path)
+    with pytest.raises(results.ResultFileError, match="Nothing was written"):
+        KINDS["robustness"].write(tmp_path / "out.json", data)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_binary_garbage_and_deep_nesting_are_refused_in_one_line(tmp_path, monkeypatch):
+    relative = "book/results/teaching/garbage.json"
+    (tmp_path / "_toc.yml").write_text("format: jb-book\n")
+    (tmp_path / "book/results/teaching").mkdir(parents=True)
+    monkeypatch.setattr(results, "REPOSITORY_ROOT", tmp_path)
+    (tmp_path / relative).write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(results.ResultFileError, match=f"{relative} is binary, not text") as error:
+        results.read(relative)
+    assert "\n" not in str(error.value)
+    with pytest.raises(results.ResultFileError, match="binary, not text"):
+        KINDS["robustness"].load(tmp_path / relative)
+    (tmp_path / relative).write_text("[" * 100_000 + "]" * 100_000)  # Python's parser recurses: RecursionError
+    with pytest.raises(results.ResultFileError, match="nests deeper than JSON can be read") as error:
+        KINDS["robustness"].read(relative)
+    assert "\n" not in str(error.value)
+    nested: list = []
+    for _ in range(results.MAX_DEPTH + 5):
+        nested = [nested]
+    with pytest.raises(results.ResultFileError, match=f"nests more than {results.MAX_DEPTH} levels deep"):
+        KINDS["robustness"].validate({"provenance": nested})

@@ -23,6 +23,7 @@ from typing_extensions import NotRequired, TypedDict
 from nullspace_utils import approximate, models
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile
+from nullspace_utils.results import Fraction
 from nullspace_utils.studies import evidence
 
 __all__ = ["LOSS", "PointSettings", "SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
@@ -39,9 +40,9 @@ LOSS = "eq. 6: L2 norm of the logit difference over the classes, mean over the b
 class NoiseEvaluationRow(TypedDict):
     """``approximate.NoiseEvaluation`` as JSON."""
 
-    match: float
+    match: Fraction
     logit_mse: float
-    prob_change: float
+    prob_change: Fraction
     noise_norm: float
     clean_norm: float
 
@@ -68,7 +69,7 @@ class NoiseSeedRow(TypedDict):
     uniform: NoiseEvaluationRow
     projected: NotRequired[NoiseEvaluationRow]
     projected_norm_kept: NotRequired[float]
-    null_share: NotRequired[float]
+    null_share: NotRequired[Fraction]
     row_removed: NotRequired[NoiseEvaluationRow]
 
 

@@ -31,7 +31,7 @@ from typing_extensions import TypedDict
 from nullspace_utils import box_solver, exact, metrics, plotting, results, watermark
 from nullspace_utils.data import check_images, quantize_8bit, resize_crop, stack_dataset
 from nullspace_utils.profiles import Profile
-from nullspace_utils.results import Provenance
+from nullspace_utils.results import Fraction, Provenance
 from nullspace_utils.studies import common, evidence
 from nullspace_utils.studies import watermark as watermark_study
 from nullspace_utils.studies.watermark import PredictionChange, WatermarkResult, std_forgotten, watermark_mark
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 class SlsqpCondition(PredictionChange):
     """One candidate of the paper-procedure run: prediction change, ground-truth accuracy, image quality."""
 
-    accuracy: float
+    accuracy: Fraction
     psnr: float
 
 
@@ -97,8 +97,8 @@ class SlsqpModel(TypedDict):
     images: int
     solved: str
     seconds: float
-    clean_accuracy: float
-    clean_confidence_mean: float
+    clean_accuracy: Fraction
+    clean_confidence_mean: Fraction
     box: SlsqpBox
     slsqp: SlsqpSolver
     first_patches_objective: list[list[float]]

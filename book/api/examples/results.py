@@ -2,6 +2,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import pydantic
+
 from nullspace_utils import files, results
 from nullspace_utils.studies import fingerprint, robustness, watermark_paper
 
@@ -48,3 +50,11 @@ with tempfile.TemporaryDirectory() as folder:
     assert results.write_json(Path(folder) / "notes.json", {"free": "form"}).is_file()  # any JSON, all at once
 assert results.REPOSITORY_ROOT == files.REPOSITORY_ROOT and results.RESULTS == results.REPOSITORY_ROOT / "book" / "results"
 assert results.RAW_URL.startswith("https://") and results.EXPERIMENTS_COMMAND == "python -m nullspace_utils.experiments"
+fraction = pydantic.TypeAdapter(results.Fraction)  # a schema's match, accuracy or share: a number in [0, 1]
+assert fraction.validate_python(0.96) == 0.96
+try:
+    fraction.validate_python(96.0)  # a percentage where a fraction belongs
+except pydantic.ValidationError as error:
+    assert "less than or equal to 1" in str(error)
+else:
+    raise AssertionError("a fraction above 1 is refused")
