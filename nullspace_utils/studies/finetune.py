@@ -29,7 +29,7 @@ from nullspace_utils import finetune, plotting, results, robustness
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.files import sha256_of_file
 from nullspace_utils.profiles import Profile, get_profile
-from nullspace_utils.results import Provenance
+from nullspace_utils.results import Fraction, Provenance
 from nullspace_utils.studies import approximate as approximate_study
 from nullspace_utils.studies import common, evidence, noise_sweep
 from nullspace_utils.studies.noise_sweep import NoisePoint
@@ -114,10 +114,10 @@ class FinetuneModelRow(TypedDict):
     seed: int | None
     weights: str | None
     weights_sha256: NotRequired[str]
-    clean: float
-    pgd: dict[str, float]
+    clean: Fraction
+    pgd: dict[str, Fraction]
     match: list[NoisePoint]
-    exact: dict[str, float]
+    exact: dict[str, Fraction]
     run: NotRequired[FinetuneRunRecord]
 
 
@@ -160,9 +160,9 @@ class CorruptionTable(TypedDict):
     """``finetune.corruption_accuracy``: accuracy per corruption and severity (keys ``"1"``..``"5"``), per
     corruption (mean over severities) and ``mean`` over corruptions."""
 
-    per_severity: dict[str, dict[str, float]]
-    per_corruption: dict[str, float]
-    mean: float
+    per_severity: dict[str, dict[str, Fraction]]
+    per_corruption: dict[str, Fraction]
+    mean: Fraction
 
 
 class FinetuneCorruptionsResult(TypedDict):

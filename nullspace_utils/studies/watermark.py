@@ -26,7 +26,7 @@ from nullspace_utils import exact, models, plotting, results, watermark
 from nullspace_utils.data import quantize_8bit, resize_crop, stack_dataset
 from nullspace_utils.metrics import compare_predictions, psnr
 from nullspace_utils.profiles import Profile
-from nullspace_utils.results import Provenance
+from nullspace_utils.results import Fraction, Provenance
 from nullspace_utils.studies import common
 
 __all__ = ["WatermarkSettings", "WatermarkCheck", "SETTINGS", "CHECK", "MARK", "watermark_mark", "std_forgotten", "run_line",
@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 class PredictionChange(TypedDict):
     """How changed images move a model's predictions (``metrics.compare_predictions``)."""
 
-    match: float
-    prob_change: float
+    match: Fraction
+    prob_change: Fraction
     logit_change_max: float
     logit_change_mean: float
 
