@@ -117,7 +117,7 @@ row = np.array([[1.0, 1.0, 1.0]])
 plane = linalg.nullspace(row)  # (3, 2)
 
 # %% tags=[hide-input] alt="A three-dimensional plot of the plane x1 + x2 + x3 = 0, the nullspace of the row (1, 1, 1), spanned by two arrows inside it, and the row itself as a third arrow at right angles to the plane."
-plotting.nullspace_plane(row, plane, title="null$(1\\;1\\;1)$: a plane; red: the row itself, orthogonal to it")
+plotting.nullspace_plane(row, plane, title="null$(1\\;1\\;1)$: a plane; coloured: the row, orthogonal to it")
 plt.show()
 
 # %% [markdown]
