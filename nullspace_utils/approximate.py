@@ -184,7 +184,7 @@ def uniform_noise(shape: tuple[int, ...], lim: float, seed: int = 0) -> torch.Te
         seed: seed of the generator.
     """
     if not 0 < lim < math.inf:
-        raise ValueError(f"lim must be a finite positive number, got {lim}.")
+        raise ValueError(f"lim must be positive and finite, got {lim}.")
     generator = torch.Generator().manual_seed(seed)
     return (torch.rand(shape, generator=generator) * 2 - 1) * lim
 
@@ -240,7 +240,7 @@ class NoiseResult:
 
 def _check_noise_settings(lim: float, p: float) -> None:
     if not 0 < lim < math.inf:
-        raise ValueError(f"lim must be a finite positive number, got {lim}.")
+        raise ValueError(f"lim must be positive and finite, got {lim}.")
     if not p > 0:
         raise ValueError(f"p must be positive, got {p}.")
 
@@ -395,7 +395,7 @@ def learn_noise(
                                 steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
                                 show_progress=show_progress)
     if not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a finite positive number (or 'auto'), got {lr}.")
+        raise ValueError(f"lr must be positive and finite (or 'auto'), got {lr}.")
     device = _device(model, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
     with models.evaluating(model, device), models.exact_float32():

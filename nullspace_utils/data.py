@@ -178,7 +178,13 @@ def _pixel_centres(size: int) -> np.ndarray:
 
 
 def render_shape_image(class_index: int, rng: np.random.Generator, size: int = 112) -> np.ndarray:
-    """Draw one image of class ``class_index`` with ``rng``: float32 (3, size, size) in [0, 1]."""
+    """Draw one image of class ``class_index`` with ``rng``: float32 (3, size, size) in [0, 1].
+
+    Args:
+        class_index: the class, 0 to 9 (:data:`CLASS_NAMES`).
+        rng: the generator that draws colour, size, position and background.
+        size: the image's side in pixels.
+    """
     if not 0 <= class_index < len(CLASS_NAMES):
         raise ValueError(f"class_index must be in [0, {len(CLASS_NAMES)}), got {class_index}.")
     coords = _pixel_centres(size)
@@ -270,6 +276,12 @@ def synthetic_dataset(split: str, *, n: int | None = None, size: int = 112, seed
 
     ``n`` defaults to :data:`DEFAULT_SPLIT_SIZES`; ``seed`` defaults to the split's
     entry of :data:`SPLIT_SEEDS` (the splits never share an image).
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        n: how many images; ``None``: the split's default size.
+        size: the images' side in pixels.
+        seed: seed of the images; ``None``: the split's own.
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}.")
@@ -282,7 +294,12 @@ def synthetic_dataset(split: str, *, n: int | None = None, size: int = 112, seed
 
 
 def stack_dataset(dataset: Dataset, indices: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack items of ``dataset`` into an image batch (B, C, H, W) and a label vector (B,)."""
+    """Stack items of ``dataset`` into an image batch (B, C, H, W) and a label vector (B,).
+
+    Args:
+        dataset: items ``(image, label)``.
+        indices: which items; ``None``: all of them.
+    """
     chosen = range(len(dataset)) if indices is None else indices  # type: ignore[arg-type]
     images, labels = zip(*(dataset[i] for i in chosen), strict=True)  # (image, label) pairs, transposed
     return torch.stack(list(images)), torch.as_tensor(labels, dtype=torch.long)
@@ -298,7 +315,12 @@ def _stack_range(job: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 def stack_dataset_in_parallel(dataset: Dataset, *, chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`stack_dataset` for a whole dataset, rendered ``chunk`` items at a time in forked
-    workers over all CPU cores (the teaching set's images are drawn on the CPU)."""
+    workers over all CPU cores (the teaching set's images are drawn on the CPU).
+
+    Args:
+        dataset: items ``(image, label)``.
+        chunk: items per worker task.
+    """
     import multiprocessing
 
     size = len(dataset)  # type: ignore[arg-type]
@@ -328,6 +350,10 @@ def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
 
     Raises ``TypeError``/``ValueError`` that name the problem and the fix; returns
     whether the input was a batch.
+
+    Args:
+        images: the tensor to check.
+        name: how the error message calls it.
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name} must be a torch tensor, got {type(images).__name__}.")
@@ -348,7 +374,12 @@ def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
 
 
 def check_finite(values: torch.Tensor, *, name: str) -> None:
-    """Refuse a tensor with NaN or infinite values (noise, disguised images: anything not bound to [0, 1])."""
+    """Refuse a tensor with NaN or infinite values (noise, disguised images: anything not bound to [0, 1]).
+
+    Args:
+        values: the tensor to check.
+        name: how the error message calls it.
+    """
     if not isinstance(values, torch.Tensor):
         raise TypeError(f"{name} must be a torch tensor, got {type(values).__name__}.")
     if values.is_floating_point() and values.numel() and not torch.isfinite(values).all():
@@ -357,14 +388,23 @@ def check_finite(values: torch.Tensor, *, name: str) -> None:
 
 
 def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
-    """Round [0, 1] images to the 256 levels of an 8-bit file (what saving as PNG does)."""
+    """Round [0, 1] images to the 256 levels of an 8-bit file (what saving as PNG does).
+
+    Args:
+        images: [0, 1] images of any shape.
+    """
     check_images(images)
     return torch.round(images * 255.0) / 255.0
 
 
 def resize_crop(images: torch.Tensor, scale: float = 8 / 7) -> torch.Tensor:
     """(B, C, H, W) images resized by ``scale`` (bilinear) and centre-cropped back to their width, clamped to
-    [0, 1]: what an evaluation pipeline's "resize to 256, crop 224" does to an image already at 224."""
+    [0, 1]: what an evaluation pipeline's "resize to 256, crop 224" does to an image already at 224.
+
+    Args:
+        images: [0, 1] images (B, C, H, W).
+        scale: the resize factor (256 / 224 by default).
+    """
     size = images.shape[-1]
     bigger = torch.nn.functional.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
     offset = (bigger.shape[-1] - size) // 2
@@ -531,6 +571,11 @@ def load_image(
       the array's is an error.
 
     Unreadable, truncated or too large (decompression bomb) files give a ``ValueError`` that says why.
+
+    Args:
+        path: the image file.
+        size: resize to ``size`` x ``size`` or to (H, W); ``None`` keeps the file's size.
+        background: a grey level or an (r, g, b) colour to composite transparency onto; ``None`` refuses it.
     """
     path = Path(path)
     if path.is_dir():
@@ -563,6 +608,11 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, *, replace: bool = 
     The file is written through :func:`~nullspace_utils.files.atomic_write`: if writing fails, an existing file at ``path`` is
     left as it was and no partial file remains. With ``replace=False`` an existing ``path`` is never replaced
     (``FileExistsError``, even when another process creates it during the write).
+
+    Args:
+        image: a [0, 1] image (3, H, W).
+        path: a ``.png`` or ``.npy`` file.
+        replace: replace an existing file.
     """
     from PIL import Image
 
@@ -620,6 +670,12 @@ def imagenette(split: str, *, root: str | os.PathLike | None = None, transform: 
     (default :func:`data_dir`) and its MD5 checked by torchvision. Offline, place ``imagenette2-320.tgz``
     (or its extracted folder ``imagenette2-320/``) in ``root`` by hand; otherwise
     :class:`DatasetUnavailableError` says exactly that.
+
+    Args:
+        split: ``"train"`` or ``"val"``.
+        root: the folder of the archive; ``None``: :func:`data_dir`.
+        transform: applied to each PIL image.
+        download: download the archive when it is missing.
     """
     import urllib.error
 
@@ -658,6 +714,11 @@ def write_fake_imagenette(root: str | os.PathLike, per_class: int = 2, *, seed: 
     ``root/imagenette2-320/{train,val}/<wnid>/*.JPEG``: ``per_class`` noisy 320 x 240 images per class and
     split, class ``k`` a little brighter than class ``k - 1``. :func:`imagenette` reads it like the real
     one; numbers computed on it mean nothing. Returns ``root``.
+
+    Args:
+        root: the folder to write into.
+        per_class: images per class and split.
+        seed: seed of the images.
     """
     from PIL import Image
 

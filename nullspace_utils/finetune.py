@@ -86,7 +86,7 @@ PGD_EPSILONS = (0.5 / 255, 1 / 255, 2 / 255)
 
 def _check_positive(name: str, value: float) -> None:
     if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite positive number, got {value}.")
+        raise ValueError(f"{name} must be positive and finite, got {value}.")
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,11 @@ def available_models() -> list[str]:
 
 
 def build_zoo_network(name: str) -> nn.Module:
-    """A freshly initialised timm network of zoo model ``name`` (no weights loaded)."""
+    """A freshly initialised timm network of zoo model ``name`` (no weights loaded).
+
+    Args:
+        name: a zoo model's name (:func:`available_models`).
+    """
     if name not in ZOO:
         raise UnknownModelError(_unknown_name_message(name))
     return ZOO[name].build()
@@ -264,7 +268,12 @@ class ImageClassifier(nn.Module):
 @contextlib.contextmanager
 def evaluating(model: nn.Module, device: torch.device | str | None = None) -> Iterator[nn.Module]:
     """``model`` in eval mode (and on ``device``, when given) inside the ``with`` block; its mode and
-    device are restored afterwards, so a library function never changes its caller's model."""
+    device are restored afterwards, so a library function never changes its caller's model.
+
+    Args:
+        model: the model to use.
+        device: where to move it for the block; ``None``: where it is.
+    """
     was_training, original = model.training, model_device(model)
     try:
         yield model.to(device).eval() if device is not None else model.eval()
@@ -273,12 +282,20 @@ def evaluating(model: nn.Module, device: torch.device | str | None = None) -> It
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The timm network inside an :class:`ImageClassifier` (its ``.net``); any other model as it is."""
+    """The timm network inside an :class:`ImageClassifier` (its ``.net``); any other model as it is.
+
+    Args:
+        model: an :class:`ImageClassifier` or any other module.
+    """
     return getattr(model, "net", model)
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s parameters (its buffers when it has none; the CPU when it has neither)."""
+    """The device of ``model``'s parameters (its buffers when it has none; the CPU when it has neither).
+
+    Args:
+        model: any torch module.
+    """
     tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
     return tensor.device if tensor is not None else torch.device("cpu")
 
@@ -467,6 +484,12 @@ def load_model(
     manifest's sha256. timm models load timm's pretrained weights (network needed),
     or ``weights=`` a local ``.safetensors`` file, or random weights with
     ``pretrained=False``. Normalisation comes from timm's ``pretrained_cfg``.
+
+    Args:
+        name: a zoo name or any timm model name.
+        weights: a local ``.safetensors`` file for a timm model; ``None``: the zoo's or timm's weights.
+        pretrained: load pretrained weights (``False``: random weights).
+        device: where to put the model.
     """
     weights_path = Path(weights) if weights is not None else None
     if name in ZOO:

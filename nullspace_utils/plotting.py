@@ -85,7 +85,7 @@ def smallest_points(width: float, *, page_width: float = PAGE_WIDTH_INCHES,
                     min_points: float = MIN_READABLE_POINTS) -> float:
     """The smallest font size, in the figure's own points, that a figure ``width`` inches wide may use: at least
     ``min_points`` once the figure is shrunk to ``page_width`` (the desktop page), and at least
-    :data:`MIN_PHONE_PIXELS` pixels once it is shown :data:`PHONE_WIDTH_PIXELS` wide (a phone)."""
+    ``MIN_PHONE_PIXELS`` pixels once it is shown ``PHONE_WIDTH_PIXELS`` wide (a phone)."""
     desktop = min_points * max(1.0, width / page_width)
     phone = MIN_PHONE_PIXELS * 72.0 * width / PHONE_WIDTH_PIXELS
     return max(desktop, phone)
@@ -94,7 +94,7 @@ def smallest_points(width: float, *, page_width: float = PAGE_WIDTH_INCHES,
 def readable(fig: Figure, *, page_width: float = PAGE_WIDTH_INCHES, min_points: float = MIN_READABLE_POINTS) -> Figure:
     """Enlarge every text of ``fig`` (titles, labels, ticks, legends, annotations) that would show smaller
     than ``min_points`` once the figure is scaled to ``page_width`` inches, or smaller than
-    :data:`MIN_PHONE_PIXELS` on a phone (:func:`smallest_points`), then lay it out again.
+    ``MIN_PHONE_PIXELS`` on a phone (:func:`smallest_points`), then lay it out again.
 
     A figure wider than the page is shrunk to fit it, and its fonts with it: a 7 pt legend in a 14-inch
     figure reads as 3.5 pt. Every figure of this module goes through here before it is returned; call it
@@ -335,7 +335,7 @@ def overlay(image: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.55, 
     """An explanation map (H, W) drawn over a (C, H, W) image, as an (H, W, 3) array for ``imshow``.
 
     The map is scaled to [0, 1] by its own minimum and maximum (maps of different methods have
-    different units), coloured with ``cmap`` (a perceptually uniform map by default, :data:`MAP_CMAP`) and
+    different units), coloured with ``cmap`` (a perceptually uniform map by default, ``MAP_CMAP``) and
     blended with the image (values outside [0, 1] clipped for display only).
     """
     values = heatmap.detach().cpu().to(torch.float64)
