@@ -1,4 +1,4 @@
-"""Model fingerprinting through the nullspace: is a black-box model yours? (paper §9, "patenting").
+r"""Model fingerprinting through the nullspace: is a black-box model yours? (paper §9, "patenting").
 
 The paper's discussion suggests that a ViT's nullspace, a property of its trained weights, could mark a
 model as its owner's without any step at training time. This module makes that a test:
@@ -10,11 +10,19 @@ model as its owner's without any step at training time. This module makes that a
 2. :func:`verify` (anyone holding the fingerprint): query the suspect on each probe with and without
    its noise. A model whose patch map has that nullspace (the owner's model, its exact copies, copies
    with a new head) answers the same, up to rounding. Another ViT's nullspace is not disjoint from the
-   owner's: two nullspaces of dimensions k1 and k2 in R^(C r²) share at least k1 + k2 - C r² dimensions
+   owner's: two nullspaces of dimensions :math:`k_1` and :math:`k_2` in :math:`\mathbb{R}^{C r^2}` share at least
+   :math:`k_1 + k_2 - C r^2` dimensions
    (:func:`shared_nullspace_dimension`), so most of the owner's noise is invisible to it too. What gives
    it away is the rest, the part of the noise in that model's row space (:func:`leak_energy`,
    :func:`split_noise`): it changes the logits by far more than float rounding, and the tolerance
    catches that change.
+
+"The answer did not change" is evidence only from a suspect that *would* change it: a model behind an API that
+rounds its probabilities, or a constant function, keeps every probe of any fingerprint. So every probe also gets
+a *control*: the same suspect under a random noise of the same energy and amplitude (the fingerprint noise's own
+values, shuffled and with random signs, :func:`control_noise`), which moves the owner's logits as much as the
+fingerprint noise moves an unrelated ViT's. Only probes whose answer the control changes take part; when too
+few do for any claim, the verdict is "inconclusive: the suspect does not respond to its input".
 
 Evidence per probe is one bit, *kept* or *changed*; the decision is a one-sided binomial test of
 "the suspect keeps a probe with probability at most ``null_rate``" (an unrelated model), so a claim of
@@ -39,6 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -55,7 +64,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
            "NoisyInput", "tune_copy", "roc_curve", "roc_auc", "describe", "shared_nullspace_dimension",
-           "leak_energy", "split_noise", "with_leak", "probes_to_claim"]
+           "leak_energy", "split_noise", "with_leak", "probes_to_claim", "control_noise", "INCONCLUSIVE",
+           "MAX_BISECTION_STEPS", "LocalRandomState"]
 
 OUTPUTS = ("logits", "probs", "label")
 FORMAT = "nullspace-vit fingerprint 1"
@@ -81,6 +91,25 @@ class Fingerprint:
     seed: int
     model_name: str = ""
     note: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse tensors that cannot be a fingerprint: one noise patch per probe, same channels, finite values."""
+        for name, tensor in (("probes", self.probes), ("noise_patches", self.noise_patches)):
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.ndim != 4:
+                shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+                raise ValueError(f"a fingerprint's {name} must be a float tensor (n, C, H, W), got {shape}: make it "
+                                 "with make_fingerprint.")
+            if not torch.isfinite(tensor).all():
+                raise ValueError(f"a fingerprint's {name} hold NaN or infinite values: make it again with "
+                                 "make_fingerprint or restore the file from a backup.")
+        if len(self.probes) != len(self.noise_patches) or len(self.probes) == 0:
+            raise ValueError(f"a fingerprint needs one noise patch per probe, got {len(self.probes)} probes and "
+                             f"{len(self.noise_patches)} noise patches: make it again with make_fingerprint.")
+        if self.probes.shape[1] != self.noise_patches.shape[1]:
+            raise ValueError(f"the fingerprint's probes have {self.probes.shape[1]} channels and its noise patches "
+                             f"{self.noise_patches.shape[1]}: make it again with make_fingerprint.")
+        if not math.isfinite(self.amplitude) or self.amplitude <= 0:
+            raise ValueError(f"a fingerprint's amplitude must be a finite number > 0, got {self.amplitude}.")
 
     def noises(self) -> torch.Tensor:
         """The noises tiled over the probes' size: (n, C, H, W)."""
@@ -147,8 +176,27 @@ class Fingerprint:
         elif cls._checksum(tensors) != metadata[CHECKSUM_KEY]:
             raise ValueError(f"{path} is corrupt: its tensors do not match the checksum written when it was "
                              "saved; restore it from a backup.")
-        return cls(tensors["probes"], tensors["noise_patches"], float(metadata["amplitude"]), int(metadata["seed"]),
-                   metadata.get("model_name", ""), metadata.get("note", ""))
+        missing = [key for key in ("amplitude", "seed") if key not in metadata]
+        if missing:
+            raise ValueError(f"{path} is a fingerprint file without its {' and '.join(missing)} (metadata): it was not "
+                             "written by Fingerprint.save; make the fingerprint again and save it.")
+        try:
+            amplitude, seed = float(metadata["amplitude"]), int(metadata["seed"])
+        except ValueError as error:
+            raise ValueError(f"{path} has unreadable metadata ({error}): make the fingerprint again and save "
+                             "it.") from error
+        try:
+            return cls(tensors["probes"], tensors["noise_patches"], amplitude, seed, metadata.get("model_name", ""),
+                       metadata.get("note", ""))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+
+
+def _check_integer(value: object, name: str, *, least: int, most: int | None = None) -> None:
+    """Refuse a non-integer (bool included) or one outside [least, most], naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None and value > most):
+        bounds = f">= {least}" if most is None else f"in [{least}, {most}]"
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}.")
 
 
 def _smooth_random_images(n: int, channels: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -175,10 +223,15 @@ def make_fingerprint(model: nn.Module, *, n_probes: int = 32, amplitude: float =
     Raises :class:`~nullspace_utils.exact.NotPatchEmbeddingError` for models without a patch embedding
     (CNNs) and :class:`~nullspace_utils.exact.NoNullspaceError` when d >= C r².
     """
-    if n_probes < 1:
-        raise ValueError(f"n_probes must be at least 1, got {n_probes}.")
-    if not 0 < amplitude < 0.5:
+    _check_integer(n_probes, "n_probes", least=1)
+    _check_integer(seed, "seed", least=0)
+    if not isinstance(amplitude, (int, float)) or not 0 < amplitude < 0.5:
         raise ValueError(f"amplitude must lie in (0, 0.5) so that probe + noise fits in [0, 1], got {amplitude}.")
+    if image_size is not None:
+        sizes = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(sizes) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+            raise ValueError(f"image_size must be a positive integer or (height, width) of positive integers, a "
+                             f"multiple of the patch size, got {image_size!r}.")
     basis = exact.patch_nullspace(model)  # raises for models without a (non-trivial) nullspace
     generator = torch.Generator().manual_seed(seed)
     channels = basis.shape[1]
@@ -220,20 +273,33 @@ def as_query(model: nn.Module, output: str = "logits", *, batch_size: int = 64) 
     return query
 
 
+#: The most bisection steps of label access: beyond them the two bracket images are equal in float32.
+MAX_BISECTION_STEPS = 24
+#: The verdict of a suspect whose answers the control noise did not change (it does not respond to its input).
+INCONCLUSIVE = "inconclusive: the suspect does not respond to its input"
+
+
 @dataclass
 class Verification:
-    """The outcome of :func:`verify`: the decision and the evidence behind it."""
+    """The outcome of :func:`verify`: the decision and the evidence behind it.
+
+    A probe *takes part* when the control noise (:func:`control_noise`) changed the suspect's answer (and, with
+    labels, when it has a partner probe of another label); ``kept`` counts the probes taking part whose answer the
+    fingerprint noise did not change."""
 
     output: str
     is_yours: bool  # the binomial test rejects "unrelated model" at level alpha
-    kept: int  # probes whose answer the noise did not change
-    n: int  # probes that took part (label mode drops probes without a differently-labelled partner)
+    kept: int  # probes taking part whose answer the fingerprint noise did not change
+    n: int  # probes taking part: the control changed their answer (label mode: and they had a partner)
     p_value: float  # P(Binomial(n, null_rate) >= kept)
     alpha: float
     null_rate: float
     changes: torch.Tensor  # per probe: relative change (logits, probs) or number of flipped labels (0, 1, 2)
     tol: float
     queries: int  # images sent to the suspect
+    control_changes: torch.Tensor  # per probe, the same measure under the control noise
+    probes: int  # distinct probes asked about (a probe given twice counts once)
+    inconclusive: bool  # too few probes took part for any claim: the suspect does not respond to its input
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -241,10 +307,17 @@ class Verification:
         """Fraction of probes kept: 1 for the owner's model, low for unrelated ones."""
         return self.kept / self.n if self.n else float("nan")
 
+    @property
+    def verdict(self) -> str:
+        """``"yours"``, ``"not shown to be yours"`` or :data:`INCONCLUSIVE`."""
+        if self.is_yours:
+            return "yours"
+        return INCONCLUSIVE if self.inconclusive else "not shown to be yours"
+
     def summary(self) -> str:
-        verdict = "yours" if self.is_yours else "not shown to be yours"
-        return (f"{verdict}: {self.kept}/{self.n} probes kept ({self.output}), p = {self.p_value:.2g} "
-                f"(alpha {self.alpha:g}, null rate {self.null_rate:g}), {self.queries} queries"
+        return (f"{self.verdict}: {self.kept}/{self.n} probes kept ({self.output}), p = {self.p_value:.2g} "
+                f"(alpha {self.alpha:g}, null rate {self.null_rate:g}); the control changed {self.n} of "
+                f"{self.probes} answers; {self.queries} queries"
                 + "".join(f"\n  note: {note}" for note in self.notes))
 
 
@@ -260,35 +333,80 @@ def _binomial_tail(kept: int, n: int, rate: float) -> float:
     return float(binom.sf(kept - 1, n, rate)) if n else 1.0
 
 
-def _counted(query: Query, counter: list[int]) -> Query:
-    def wrapped(images: torch.Tensor) -> torch.Tensor:
-        counter[0] += len(images)
-        return query(images)
+def control_noise(fingerprint: Fingerprint, *, seed: int = 0) -> torch.Tensor:
+    """The control of every probe, tiled like :meth:`Fingerprint.noises`: (n, C, H, W).
 
-    return wrapped
+    Each probe's noise patch with its values shuffled over the patch and given random signs (seeded by ``seed``):
+    the same energy and the same largest absolute value as the fingerprint noise, so ``probe + control`` stays in
+    [0, 1], but a generic direction instead of one in the owner's nullspace. The owner's model changes its
+    answer under it (its row space gets about d / (C r²) of the energy, paper §3.2), as an unrelated ViT does under
+    the fingerprint noise: a suspect that does not is not answering its input."""
+    _check_integer(seed, "seed", least=0)
+    generator = torch.Generator().manual_seed(seed)
+    patches = fingerprint.noise_patches.reshape(len(fingerprint), -1)
+    order = torch.stack([torch.randperm(patches.shape[1], generator=generator) for _ in range(len(patches))])
+    signs = torch.randint(0, 2, patches.shape, generator=generator).to(patches.dtype) * 2 - 1
+    shuffled = (patches.gather(1, order) * signs).reshape(fingerprint.noise_patches.shape)
+    return exact.tile(shuffled, (fingerprint.probes.shape[-2], fingerprint.probes.shape[-1]))
+
+
+def _answer(query: Query, images: torch.Tensor, output: str, counter: list[int]) -> torch.Tensor:
+    """The suspect's answer to ``images``, checked: a finite float (B, K) tensor for logits and probs, integer
+    labels (B,) for label; on the CPU."""
+    counter[0] += len(images)
+    answer = query(images)
+    rows = len(images)
+    if not isinstance(answer, torch.Tensor):
+        kind = type(answer).__name__
+        if kind == "ndarray":
+            raise TypeError("the suspect returned a numpy array: return a torch tensor (torch.from_numpy(array)) "
+                            "from the query function.")
+        if output == "label" and isinstance(answer, (list, tuple)) and answer and isinstance(answer[0], str):
+            raise TypeError("the suspect returned label names: return class indices as a torch tensor, e.g. "
+                            "torch.tensor([classes.index(name) for name in names]).")
+        what = "integer labels (B,)" if output == "label" else f"{output} (B, classes)"
+        raise TypeError(f"the suspect returned {kind}, not a torch tensor: the query function must return {what} "
+                        "as a torch tensor.")
+    answer = answer.detach().cpu()
+    if output == "label":
+        if answer.ndim == 2 and answer.is_floating_point():
+            raise ValueError(f"output='label' needs one label per image, the suspect returned scores "
+                             f"{tuple(answer.shape)}: use output='logits' or 'probs', or return scores.argmax(1).")
+        if answer.ndim != 1 or answer.is_floating_point() or answer.is_complex() or answer.dtype == torch.bool:
+            raise ValueError(f"output='label' needs integer class indices (B,), the suspect returned "
+                             f"{answer.dtype} {tuple(answer.shape)}: return labels.long().")
+    elif answer.ndim != 2 or not answer.is_floating_point() or answer.shape[1] < 2:
+        raise ValueError(f"output={output!r} needs float scores (B, classes) with at least 2 classes, the suspect "
+                         f"returned {answer.dtype} {tuple(answer.shape)}: use output='label' for labels.")
+    if len(answer) != rows:
+        raise ValueError(f"the suspect answered {rows} images with {len(answer)} rows: it must return one row per "
+                         "image, in order (no duplicated or dropped rows).")
+    if answer.is_floating_point() and not torch.isfinite(answer).all():
+        bad = int((~torch.isfinite(answer)).reshape(rows, -1).any(1).sum())
+        raise ValueError(f"the suspect returned NaN or infinite values for {bad} of {rows} images: a model with "
+                         "broken weights or inputs cannot be verified; check the model on a few images first.")
+    return answer.float() if answer.is_floating_point() else answer
 
 
 def _relative_changes(clean: torch.Tensor, noisy: torch.Tensor, output: str) -> torch.Tensor:
     """Per row, ``max |Δ| / max |clean|`` on logits, or on log-probabilities for ``probs``
     (:func:`nullspace_utils.metrics.relative_logit_change`)."""
-    if clean.shape != noisy.shape or clean.ndim != 2:
-        raise ValueError(f"the query must return (B, classes) for output={output!r}, got {tuple(clean.shape)}.")
     if output == "probs":
-        if clean.min() < 0 or (clean.sum(1) - 1).abs().max() > 1e-3:
-            raise ValueError("output='probs' needs probabilities (rows >= 0 summing to 1); the query returned "
-                             "something else. Use output='logits' for raw scores.")
+        if clean.min() < 0 or clean.max() > 1 or (clean.sum(1) - 1).abs().max() > 0.5:
+            raise ValueError("output='probs' needs probabilities (rows in [0, 1] summing to about 1); the query "
+                             "returned something else. Use output='logits' for raw scores.")
         tiny = torch.finfo(torch.float32).tiny
         clean, noisy = clean.clamp_min(tiny).log(), noisy.clamp_min(tiny).log()
     return metrics.relative_logit_change(clean, noisy)
 
 
-def _label_changes(fingerprint: Fingerprint, query: Query, steps: int,
-                   show_progress: bool = False) -> tuple[torch.Tensor, list[str]]:
-    """Flipped labels (0, 1 or 2) at the bracket around the suspect's boundary, per probe; NaN: no partner."""
-    probes, noises = fingerprint.probes, fingerprint.noises()
-    labels = query(probes)
+def _label_changes(probes: torch.Tensor, noises: torch.Tensor, controls: torch.Tensor, answer: Query, steps: int,
+                   show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Flipped labels (0, 1 or 2) at the bracket around the suspect's boundary, per probe, under the fingerprint
+    noise and under the control noise; NaN: no partner."""
+    labels = answer(probes)
     n = len(probes)
-    changes = torch.full((n,), float("nan"))
+    changes, control_changes = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
     notes = []
     for index in tqdm(range(n), disable=not show_progress, desc="bisecting to the boundary"):
         partners = [(index + shift) % n for shift in range(1, n) if labels[(index + shift) % n] != labels[index]]
@@ -298,53 +416,99 @@ def _label_changes(fingerprint: Fingerprint, query: Query, steps: int,
         low, high = 0.0, 1.0  # label(start) at low, another label at high
         for _ in range(steps):
             middle = (low + high) / 2
-            if query(((1 - middle) * start + middle * end)[None])[0] == labels[index]:
+            if answer(((1 - middle) * start + middle * end)[None])[0] == labels[index]:
                 low = middle
             else:
                 high = middle
         bracket = torch.stack([(1 - low) * start + low * end, (1 - high) * start + high * end])
-        before = query(bracket)
-        after = query(bracket + noises[index])
-        changes[index] = float((before != after).sum())
+        before = answer(bracket)
+        changes[index] = float((before != answer(bracket + noises[index])).sum())
+        control_changes[index] = float((before != answer(bracket + controls[index])).sum())
     missing = int(changes.isnan().sum())
     if missing:
         notes.append(f"{missing} of {n} probes had no partner with another label and were left out"
                      + ("; the suspect gives every probe the same label: make the fingerprint from images of "
                         "several classes (images=...)." if missing == n else "."))
-    return changes, notes
+    return changes, control_changes, notes
+
+
+def _distinct(fingerprint: Fingerprint) -> list[int]:
+    """Indices of the fingerprint's probes, each (probe, noise) pair once: a probe given twice is one piece of
+    evidence, not two."""
+    seen: set[bytes] = set()
+    indices = []
+    for index in range(len(fingerprint)):
+        key = (fingerprint.probes[index].contiguous().numpy().tobytes()
+               + fingerprint.noise_patches[index].contiguous().numpy().tobytes())
+        if key not in seen:
+            seen.add(key)
+            indices.append(index)
+    return indices
 
 
 def verify(fingerprint: Fingerprint, query: Query, *, output: str = "logits", alpha: float = 1e-3,
-           null_rate: float = 0.5, tol: float = 1e-3, bisection_steps: int = 14,
+           null_rate: float = 0.5, tol: float = 1e-3, bisection_steps: int = 14, control_seed: int = 0,
            show_progress: bool = False) -> Verification:
-    """Test whether the black box ``query`` carries ``fingerprint``'s nullspace.
+    """Test whether the black box ``query`` carries ``fingerprint``'s nullspace (paper §3 noise, §9's patenting).
 
     ``query`` maps a batch of [0, 1] images (B, C, H, W) to logits (B, K), probabilities (B, K) or
-    labels (B,), as ``output`` says (:func:`as_query` wraps a local model). ``tol`` is the relative
-    change still counted as rounding (logits, probs). The claim "yours" is made when
-    P(Binomial(n, null_rate) >= kept) <= alpha. ``show_progress=True`` shows a tqdm bar over the probes'
-    label bisections (``output="label"``: ``bisection_steps`` + 2 queries per probe).
+    labels (B,), as ``output`` says (:func:`as_query` wraps a local model); its answers are checked (a torch
+    tensor of that shape, one row per image, finite). ``tol`` in (0, 1) is the relative change still counted as
+    rounding (logits, probs). Each probe is asked clean, with its fingerprint noise and with its control noise
+    (:func:`control_noise`, seed ``control_seed``); only probes whose answer the control changed take part. The
+    claim "yours" is made when P(Binomial(n, null_rate) >= kept) <= alpha; when fewer probes take part than any
+    claim needs, the verdict is :data:`INCONCLUSIVE`. ``show_progress=True`` shows a tqdm bar over the probes'
+    label bisections (``output="label"``: ``bisection_steps`` + 6 queries per probe, after one for the labels).
     """
     _check_output(output)
+    if not isinstance(fingerprint, Fingerprint):
+        raise TypeError(f"fingerprint must be a Fingerprint (make_fingerprint or Fingerprint.load), got "
+                        f"{type(fingerprint).__name__}.")
+    if not callable(query):
+        raise TypeError(f"query must be a function from images to answers (see as_query), got {type(query).__name__}.")
     if not 0 < alpha < 1 or not 0 < null_rate < 1:
         raise ValueError(f"alpha and null_rate must lie in (0, 1), got {alpha} and {null_rate}.")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        raise ValueError(f"tol must be a number in (0, 1), the relative change still counted as rounding "
+                         f"(default 1e-3), got {tol}.")
+    _check_integer(bisection_steps, "bisection_steps", least=1, most=MAX_BISECTION_STEPS)
     counter = [0]
-    counted = _counted(query, counter)
+
+    def answer(images: torch.Tensor) -> torch.Tensor:
+        return _answer(query, images, output, counter)
+
+    distinct = _distinct(fingerprint)
+    notes = [] if len(distinct) == len(fingerprint) else [
+        f"{len(fingerprint) - len(distinct)} of {len(fingerprint)} probes repeat another and were counted once."]
+    probes, noises = fingerprint.probes[distinct], fingerprint.noises()[distinct]
+    controls = control_noise(fingerprint, seed=control_seed)[distinct]
     if output == "label":
-        changes, notes = _label_changes(fingerprint, counted, bisection_steps, show_progress)
-        taking_part = ~changes.isnan()
+        changes, control_changes, label_notes = _label_changes(probes, noises, controls, answer, bisection_steps,
+                                                               show_progress)
+        notes += label_notes
+        taking_part = ~changes.isnan() & (control_changes > 0)
         kept_mask = changes == 0
     else:
-        clean = counted(fingerprint.probes)
-        noisy = counted(fingerprint.probes + fingerprint.noises())
-        changes, notes = _relative_changes(clean.float(), noisy.float(), output), []
-        taking_part = torch.ones(len(changes), dtype=torch.bool)
+        clean = answer(probes)
+        changes = _relative_changes(clean, answer(probes + noises), output)
+        control_changes = _relative_changes(clean, answer(probes + controls), output)
+        taking_part = control_changes > tol
         kept_mask = changes <= tol
     n = int(taking_part.sum())
     kept = int((kept_mask & taking_part).sum())
     p_value = _binomial_tail(kept, n, null_rate)
+    inconclusive = n < probes_needed(alpha, null_rate)  # even every probe kept could not make a claim
+    silent = int((~control_changes.isnan() & ~taking_part).sum())
+    if silent:
+        notes.append(f"{silent} of {len(distinct)} probes were left out: the control noise, a random noise of the "
+                     "fingerprint's energy, did not change the suspect's answer.")
+    if inconclusive:
+        notes.append(f"a claim needs at least {probes_needed(alpha, null_rate)} probes whose answer the control "
+                     f"changes, {n} did: ask for finer outputs (logits rather than rounded probabilities) or use "
+                     "more probes.")
     logger.debug("verify (%s): %d/%d probes kept, p = %.3g, %d queries", output, kept, n, p_value, counter[0])
-    return Verification(output, p_value <= alpha, kept, n, p_value, alpha, null_rate, changes, tol, counter[0], notes)
+    return Verification(output, p_value <= alpha and not inconclusive, kept, n, p_value, alpha, null_rate, changes,
+                        tol, counter[0], control_changes, len(distinct), inconclusive, notes)
 
 
 def probes_to_claim(n: int, alpha: float = 1e-3, null_rate: float = 0.5) -> int | None:
@@ -477,6 +641,39 @@ class NoisyInput(nn.Module):
         return self.model(images + self.sigma * noise)
 
 
+class LocalRandomState:
+    """A random stream of its own for code that draws from torch's global generators (dropout, drop-path, a new
+    layer's initialisation): inside ``with state.active():`` they draw from a stream seeded by ``seed`` on the CPU
+    and on ``device``, which carries on from one ``with`` block to the next, and the caller's global random state
+    is as it was after each block (``torch.random.fork_rng``). So a seeded training run gives the same weights
+    whatever the caller drew before, between or after its steps.
+    """
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
+        _check_integer(seed, "seed", least=0)
+        self.seed, self.device = seed, torch.device(device)
+        self._states: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (CPU, CUDA) after the last block
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Draw from this stream inside the block; the global state is restored after it."""
+        cuda = self.device.type == "cuda"
+        index = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if cuda else 0
+        with torch.random.fork_rng(devices=[index] if cuda else []):
+            if self._states is None:  # seed the CPU generator and this device's only, never every GPU's
+                torch.default_generator.manual_seed(self.seed)
+                if cuda:
+                    torch.cuda.default_generators[index].manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self._states[0])
+                if cuda and self._states[1] is not None:
+                    torch.cuda.set_rng_state(self._states[1], index)
+            try:
+                yield
+            finally:
+                self._states = (torch.get_rng_state(), torch.cuda.get_rng_state(index) if cuda else None)
+
+
 def _trainable(net: nn.Module, part: str) -> list[nn.Parameter]:
     timm_net: Any = models.unwrap(net)  # a timm model: get_classifier() is not in nn.Module's type
     if part == "all":
@@ -496,15 +693,16 @@ def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
 
     ``part`` is what the thief trains: ``"all"`` (patch embedding included), ``"head"`` (a new
     classifier on frozen features; ``reset_head=True`` re-initialises it first) or ``"patch_embed"``
-    (only the layer that carries the nullspace, to erase the fingerprint). ``show_progress=True`` shows a
-    tqdm bar over the steps.
+    (only the layer that carries the nullspace, to erase the fingerprint). Dropout and drop-path draw from
+    :class:`LocalRandomState` seeded by ``seed`` (the batches from a generator of the same seed), so the same seed
+    gives the same weights and the caller's random state is not consumed. ``show_progress=True`` shows a tqdm bar
+    over the steps.
     """
     import copy
 
     thief = copy.deepcopy(model).float()
     if reset_head:  # a seeded new head, drawn without touching the caller's random state
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with LocalRandomState(seed).active():
             timm_thief: Any = models.unwrap(thief)  # a timm model: reset_classifier() is not in nn.Module's type
             timm_thief.reset_classifier(timm_thief.num_classes)
     for parameter in thief.parameters():
@@ -513,17 +711,19 @@ def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     for parameter in parameters:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # the batches
+    dropout = LocalRandomState(seed, next(thief.parameters()).device)  # dropout and drop-path of the training steps
     wanted = set(checkpoints) | {steps}
     if 0 in wanted:
         yield 0, thief.eval()
     for step in tqdm(range(1, steps + 1), disable=not show_progress, desc=f"fine-tuning {part}"):
         thief.train()
         index = torch.randint(len(images), (batch_size,), generator=generator)
-        logits = thief(images[index])  # on the copy's device, which may not be the images' and labels'
-        loss = nn.functional.cross_entropy(logits, labels[index].to(logits.device))
-        optimizer.zero_grad()
-        loss.backward()
+        with dropout.active():
+            logits = thief(images[index])  # on the copy's device, which may not be the images' and labels'
+            loss = nn.functional.cross_entropy(logits, labels[index].to(logits.device))
+            optimizer.zero_grad()
+            loss.backward()
         optimizer.step()
         if step in wanted:
             yield step, thief.eval()

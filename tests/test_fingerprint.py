@@ -4,6 +4,7 @@ import copy
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,8 +53,10 @@ def test_cnn_is_rejected_and_cannot_be_fingerprinted(secret):
 def test_label_mode_counts_its_queries(vit_s, secret):
     steps = 6
     result = fp.verify(secret, fp.as_query(vit_s, "label"), output="label", bisection_steps=steps)
-    # labels of all probes once, then per probe: `steps` bisection queries and the bracket without and with noise
-    assert result.queries == 10 + result.n * (steps + 4)
+    # labels of all probes once, then per probe: `steps` bisection queries and the bracket clean, with the
+    # fingerprint noise and with the control noise (two images each)
+    partnered = int((~result.changes.isnan()).sum())
+    assert partnered == 10 and result.queries == 10 + partnered * (steps + 6)
     assert set(result.changes.tolist()) == {0.0}
 
 
@@ -309,3 +312,199 @@ def test_section_9_claim_numbers_come_from_the_result_file():
         first = next((sigmas[i] for i in range(len(sigmas)) if not any(claimed[i:])), None)
         if first is not None:
             assert f"{output} from std {first:g}" in sentence
+
+
+# --- claims that cannot be faked (#32 item 1): a control on every probe, checked answers and arguments -------------
+
+def _one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message and message
+    return message
+
+
+def _rounded_probabilities(model, decimals: int = 2):
+    """A web API that rounds its probabilities (rows rescaled to sum to 1 again)."""
+    query = fp.as_query(model, "probs")
+
+    def api(images):
+        rounded = (query(images) * 10 ** decimals).round() / 10 ** decimals
+        return rounded / rounded.sum(1, keepdim=True)
+
+    return api
+
+
+def test_control_noise_has_the_fingerprint_s_size_but_not_its_invisibility(vit_s, secret):
+    control = fp.control_noise(secret)
+    noises = secret.noises()
+    assert control.shape == noises.shape and not torch.equal(control, noises)
+    assert torch.allclose(control.pow(2).sum(dim=(1, 2, 3)), noises.pow(2).sum(dim=(1, 2, 3)))  # same energy
+    assert torch.allclose(control.abs().amax(dim=(1, 2, 3)), noises.abs().amax(dim=(1, 2, 3)))  # same amplitude
+    assert (secret.probes + control).min() >= 0 and (secret.probes + control).max() <= 1
+    assert torch.equal(fp.control_noise(secret, seed=0), control) and not torch.equal(fp.control_noise(secret, seed=1),
+                                                                                          control)
+    result = fp.verify(secret, fp.as_query(vit_s))  # the owner answers the control on every probe, beyond the tolerance
+    assert result.control_changes.min() > 10 * result.tol and result.n == result.probes == 10
+
+
+def test_constant_function_is_inconclusive_not_yours(secret):
+    for output, constant in (("logits", lambda x: torch.zeros(len(x), 10)),
+                             ("probs", lambda x: torch.full((len(x), 10), 0.1))):
+        result = fp.verify(secret, constant, output=output)
+        assert not result.is_yours and result.inconclusive and result.n == 0 and result.kept == 0
+        assert result.verdict == fp.INCONCLUSIVE and result.summary().startswith("inconclusive: the suspect does not "
+                                                                                 "respond to its input")
+
+
+def test_unrelated_model_behind_a_rounding_api_is_not_yours(vit_s, val_batch):
+    """Issue #32: an unrelated ViT-B behind an API that rounds probabilities to 2 decimals was 'yours 12/12'
+    (0/12 with exact probabilities): rounding hides every change, the fingerprint noise's and the control's."""
+    unrelated = models.load_model("zoo-vit-b")
+    secret = fp.make_fingerprint(vit_s, n_probes=12, amplitude=0.1, seed=0, images=val_batch[0])
+    exact_answers = fp.verify(secret, fp.as_query(unrelated, "probs"), output="probs")
+    assert exact_answers.kept == 0 and exact_answers.n == 12 and exact_answers.verdict == "not shown to be yours"
+    rounded = fp.verify(secret, _rounded_probabilities(unrelated), output="probs")
+    assert (rounded.changes <= rounded.tol).all()  # the fingerprint noise changes no rounded answer...
+    assert not rounded.is_yours and rounded.verdict == fp.INCONCLUSIVE  # ...nor does the control: no evidence
+    assert rounded.n < fp.probes_needed(1e-3) and "finer outputs" in rounded.summary()
+
+
+def test_duplicated_rows_are_refused_and_repeated_probes_count_once(vit_s, secret):
+    query = fp.as_query(vit_s)
+    with pytest.raises(ValueError, match="one row per image") as error:
+        fp.verify(secret, lambda images: torch.cat([query(images), query(images)]))
+    _one_line(error)
+    seven = fp.Fingerprint(secret.probes[:7], secret.noise_patches[:7], secret.amplitude, secret.seed)
+    doubled = fp.Fingerprint(secret.probes[:7].repeat(2, 1, 1, 1), secret.noise_patches[:7].repeat(2, 1, 1, 1),
+                             secret.amplitude, secret.seed)
+    once, twice = fp.verify(seven, query), fp.verify(doubled, query)
+    assert (twice.kept, twice.n, twice.probes) == (once.kept, once.n, once.probes) == (7, 7, 7)
+    assert twice.p_value == once.p_value == 0.5 ** 7 and not twice.is_yours
+    assert "7 of 14 probes repeat another and were counted once" in twice.summary()
+
+
+@pytest.mark.parametrize("arguments, match", [
+    ({"tol": float("inf")}, "tol must be a number in"), ({"tol": -1e-3}, "tol must be a number in"),
+    ({"tol": float("nan")}, "tol must be a number in"), ({"tol": 0.0}, "tol must be a number in"),
+    ({"bisection_steps": 0}, "bisection_steps must be an integer in"),
+    ({"bisection_steps": -3}, "bisection_steps must be an integer in"),
+    ({"bisection_steps": 2.5}, "bisection_steps must be an integer in"),
+    ({"bisection_steps": fp.MAX_BISECTION_STEPS + 1}, "bisection_steps must be an integer in"),
+    ({"alpha": float("nan")}, "alpha and null_rate"), ({"control_seed": -1}, "seed must be an integer")])
+def test_verify_refuses_arguments_that_would_make_any_model_yours(secret, arguments, match):
+    with pytest.raises(ValueError, match=match) as error:
+        fp.verify(secret, lambda x: torch.zeros(len(x), 10), output="label" if "bisection_steps" in arguments
+                  else "logits", **arguments)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("output, answer, kind, match", [
+    ("logits", lambda x: np.zeros((len(x), 10), dtype=np.float32), TypeError, r"numpy array.*torch\.from_numpy"),
+    ("logits", lambda x: None, TypeError, "returned NoneType, not a torch tensor"),
+    ("probs", lambda x: "cat", TypeError, "returned str, not a torch tensor"),
+    ("label", lambda x: ["cat"] * len(x), TypeError, "label names.*class indices"),
+    ("label", lambda x: torch.randn(len(x), 10), ValueError, r"needs one label per image.*argmax\(1\)"),
+    ("label", lambda x: torch.zeros(len(x)), ValueError, r"integer class indices.*labels\.long\(\)"),
+    ("logits", lambda x: torch.zeros(len(x)), ValueError, r"needs float scores \(B, classes\)"),
+    ("logits", lambda x: torch.zeros(len(x) - 1, 10), ValueError, "one row per image"),
+    ("logits", lambda x: torch.full((len(x), 10), float("nan")), ValueError, "NaN or infinite values for 10 of 10"),
+    ("probs", lambda x: torch.randn(len(x), 10), ValueError, "needs probabilities")])
+def test_the_suspect_s_answer_is_checked(secret, output, answer, kind, match):
+    with pytest.raises(kind, match=match) as error:
+        fp.verify(secret, answer, output=output)
+    _one_line(error)
+
+
+def test_a_fine_tuned_copy_still_verifies(vit_s, secret, val_batch):
+    images, labels = val_batch
+    (_, tuned), = list(fp.tune_copy(vit_s, images, labels, part="all", steps=2, lr=1e-5, seed=1))
+    assert not torch.equal(exact.patch_embedding_layer(tuned).weight, exact.patch_embedding_layer(vit_s).weight)
+    for output in ("logits", "probs"):
+        result = fp.verify(secret, fp.as_query(tuned, output), output=output)
+        assert result.is_yours and result.verdict == "yours" and result.n == 10
+
+
+def test_bad_fingerprint_files_give_one_line_errors(secret, tmp_path):
+    from safetensors.torch import save_file
+
+    def write(name, tensors, **metadata):
+        path = tmp_path / name
+        save_file(tensors, str(path), metadata={"format": fp.FORMAT, fp.CHECKSUM_KEY: fp.Fingerprint._checksum(tensors),
+                                                **metadata})
+        return path
+
+    tensors = {"probes": secret.probes.contiguous(), "noise_patches": secret.noise_patches.contiguous()}
+    with pytest.raises(ValueError, match="without its seed") as error:
+        fp.Fingerprint.load(write("no_seed", tensors, amplitude="0.25"))
+    _one_line(error)
+    with pytest.raises(ValueError, match="unreadable metadata") as error:
+        fp.Fingerprint.load(write("bad_seed", tensors, amplitude="0.25", seed="three"))
+    _one_line(error)
+    short = {"probes": tensors["probes"], "noise_patches": tensors["noise_patches"][:6].contiguous()}
+    with pytest.raises(ValueError, match="one noise patch per probe, got 10 probes and 6 noise patches") as error:
+        fp.Fingerprint.load(write("short", short, amplitude="0.25", seed="3"))
+    _one_line(error)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fp.Fingerprint(secret.probes * float("nan"), secret.noise_patches, 0.25, 0)
+
+
+@pytest.mark.parametrize("arguments, match", [
+    ({"image_size": 0}, "image_size must be a positive integer"), ({"image_size": (112,)}, "image_size must be"),
+    ({"image_size": (112, -16)}, "image_size must be"), ({"image_size": 112, "n_probes": 2.5}, "n_probes must be"),
+    ({"image_size": 112, "n_probes": True}, "n_probes must be"), ({"image_size": 112, "n_probes": 0}, "n_probes must"),
+    ({"image_size": 112, "seed": -1}, "seed must be"), ({"image_size": 112, "amplitude": float("nan")}, "amplitude")])
+def test_make_fingerprint_refuses_bad_arguments(vit_s, arguments, match):
+    with pytest.raises(ValueError, match=match) as error:
+        fp.make_fingerprint(vit_s, **arguments)
+    _one_line(error)
+
+
+# --- dropout drawn from a stream of its own (#32 item 7) -----------------------------------------------------------
+
+def _with_dropout(model, p: float = 0.3):
+    noisy = copy.deepcopy(model)
+    for module in noisy.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+    return noisy
+
+
+def test_tune_copy_with_dropout_is_seeded_and_leaves_the_global_random_state(vit_s, val_batch):
+    images, labels = val_batch
+    model = _with_dropout(vit_s)
+
+    def tuned(global_seed: int, seed: int = 0, between: bool = False) -> dict[str, torch.Tensor]:
+        torch.manual_seed(global_seed)
+        for _step, thief in fp.tune_copy(model, images, labels, part="all", steps=2, lr=1e-3, checkpoints=(1,),
+                                         seed=seed):
+            if between:
+                torch.rand(5)  # the caller draws between the steps
+            last = thief
+        return {k: v.clone() for k, v in last.state_dict().items()}
+
+    first, second, drawing = tuned(1), tuned(2), tuned(3, between=True)
+    assert all(torch.equal(first[k], second[k]) and torch.equal(first[k], drawing[k]) for k in first)
+    without = _with_dropout(vit_s, 0.0)
+    torch.manual_seed(1)
+    *_, (_, plain) = fp.tune_copy(without, images, labels, part="all", steps=2, lr=1e-3, seed=0)
+    assert not all(torch.equal(first[k], v) for k, v in plain.state_dict().items())  # the dropout did act
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    tuned(7)  # reseeds to 7 itself, then tunes: the global stream must still be where the seed put it
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_local_random_state_carries_on_and_restores():
+    torch.manual_seed(0)
+    outside = torch.rand(2)
+    state = fp.LocalRandomState(5)
+    torch.manual_seed(0)
+    with state.active():
+        a = torch.rand(2)
+    with state.active():
+        b = torch.rand(2)
+    assert torch.equal(torch.rand(2), outside)  # the caller's stream, untouched
+    torch.manual_seed(5)
+    assert torch.equal(torch.cat([a, b]), torch.rand(4))  # one stream seeded 5, carried across the blocks
+    with pytest.raises(ValueError, match="seed must be"):
+        fp.LocalRandomState(-1)

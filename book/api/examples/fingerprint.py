@@ -2,6 +2,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import torch
+
 from nullspace_utils import data, metrics, models
 from nullspace_utils import fingerprint as fp
 
@@ -18,6 +20,15 @@ assert result.summary().startswith("yours: 10/10 probes kept (logits)")
 stranger = fp.verify(secret, fp.as_query(other, "label"), output="label")  # another seed's model, labels only
 assert not stranger.is_yours and stranger.summary().startswith("not shown to be yours")
 assert fp.probes_needed(1e-3) == 10  # 10 probes, all kept, give p <= 0.001 at the default null rate 0.5
+# the control: the same suspect under a random noise of the fingerprint's energy must change its answer
+control = fp.control_noise(secret)  # the noises' values shuffled, random signs: (10, 3, 112, 112)
+assert result.control_changes.min() > result.tol and result.n == result.probes == 10  # the owner answers it
+constant = fp.verify(secret, lambda images: torch.zeros(len(images), 10))  # a suspect that ignores its input
+assert constant.verdict == fp.INCONCLUSIVE and not constant.is_yours
+assert fp.MAX_BISECTION_STEPS == 24  # label mode: beyond 24 steps the bracket's two images are equal in float32
+dropout = fp.LocalRandomState(seed=0)  # dropout drawn from a stream of its own, as tune_copy does
+with dropout.active():
+    drawn = torch.rand(2)  # the caller's global random state is as it was after the block
 # what a thief might try, and what it costs them
 defended = fp.NoisyInput(mine, sigma=0.01)  # fresh input noise on every query
 assert metrics.accuracy(defended, my_images, my_labels) > 0.9  # still a good model...

@@ -66,7 +66,7 @@ images, labels = stack_dataset(profile.dataset("val", n=40))
 secret = fp.make_fingerprint(owner, n_probes=10, amplitude=0.25, seed=0, images=images)  # 10: p <= 0.001
 row = fingerprint.verification_row(secret, suspects["exact copy"][0], output="logits")
 assert set(row) == set(fingerprint.VerificationRow.__annotations__) and row["kept"] == row["n"] == 10
-assert row["queries"] == 20 and row["is_yours"]
+assert row["queries"] == 30 and row["is_yours"]  # per probe: clean, with its noise, with the control noise
 rows = fingerprint.verification_rows(secret, suspects["zoo-vit-b"][0])  # output -> row
 assert set(rows) == set(fp.OUTPUTS) and not any(row["is_yours"] for row in rows.values())
 assert fingerprint.claim_cells("owner", fp.verify(secret, fp.as_query(owner))) == ["10/10", "0.001", "**yours**"]
