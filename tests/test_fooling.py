@@ -216,6 +216,17 @@ def _evidence(**maps) -> fooling_study.FoolingEvidence:
                                          out_of_box={"a": 0.25, "b": 0.5}, clipped_kept=0.0, maps=every)
 
 
+def test_paper_counts_come_from_timm_architectures():
+    """The paper's ViT-S/B/L-32: d from each patch embedding's shape (no weights), r² = 32 * 32; the square case named."""
+    counts = fooling_study.equation_counts()
+    assert counts == {"vit_small_patch32_224": (384, 1024), "vit_base_patch32_224": (768, 1024),
+                      "vit_large_patch32_224": (1024, 1024)}
+    line = fooling_study.paper_counts_line(counts)
+    assert "vit_base_patch32_224: d = 768 equations, r² = 1024 unknowns" in line
+    assert line.endswith("square case: vit_large_patch32_224")
+    assert fooling_study.paper_counts_line({"a": (96, 256)}).endswith("no square case")
+
+
 def test_claims_follow_the_evidence():
     """The verdicts and sentences change with the data they are formatted from (synthetic evidence)."""
     same = fooling_study.claims(_evidence())

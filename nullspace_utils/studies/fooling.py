@@ -25,7 +25,7 @@ from nullspace_utils.studies import evidence
 __all__ = ["FoolingSettings", "SETTINGS", "TOKEN_METHODS", "INPUT_METHODS", "GRADIENT_METHODS", "IDENTICAL",
            "TOKEN_IDENTICAL", "pair_images", "token_maps", "captum_maps", "FoolingEvidence", "gather", "measure",
            "tolerance", "identical", "exercise_lines",
-           "correlation_range", "claims", "exercise_answers"]
+           "correlation_range", "claims", "exercise_answers", "PAPER_VITS", "equation_counts", "paper_counts_line"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,34 @@ def claims(found: FoolingEvidence) -> list[evidence.Claim]:
                   f"pixels {correlation_range(found, ['LRP to pixels'])}, occlusion straddling patches "
                   f"{correlation_range(found, ['occlusion'])}"))
     return [fooled, similar]
+
+
+#: the paper's patch-32 ViTs, as timm names them
+PAPER_VITS = ("vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224")
+
+
+def equation_counts(names: Sequence[str] = PAPER_VITS) -> dict[str, tuple[int, int]]:
+    """For each timm ViT of ``names``, the free-channel system's size (A.3): ``(d, r²)``, equations against unknowns,
+    read from its patch embedding's weight shape (d, C, r, r). The model is built on the meta device: no weights, no
+    download, no memory."""
+    import timm
+
+    counts = {}
+    for name in names:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+        d, _, height, width = model.patch_embed.proj.weight.shape
+        counts[name] = (int(d), int(height * width))
+    return counts
+
+
+def paper_counts_line(counts: Mapping[str, tuple[int, int]] | None = None) -> str:
+    """The paper's ViTs' equations and unknowns (:func:`equation_counts`) in one line, with the square case named."""
+    counts = dict(counts or equation_counts())
+    square = [name for name, (d, unknowns) in counts.items() if d == unknowns]
+    return ("the paper's ViTs: " + "; ".join(f"{name}: d = {d} equations, r² = {unknowns} unknowns"
+                                              for name, (d, unknowns) in counts.items())
+            + (f"; square case: {', '.join(square)}" if square else "; no square case"))
 
 
 def exercise_answers(model: nn.Module, sources: torch.Tensor, targets: torch.Tensor, red: fooling.DisguiseResult,

@@ -29,6 +29,9 @@ assert fooling_study.correlation_range(found, ["LRP to pixels"]).startswith("0.9
 fresh = fooling_study.measure(profile)
 assert fresh.out_of_box[profile.vit_models[0]] == found.out_of_box[profile.vit_models[0]]
 rows = fooling_study.claims(fresh)  # evidence.Claim rows: §7 (Fig. 5, A.3), then A.4
+counts = fooling_study.equation_counts(fooling_study.PAPER_VITS)  # timm's ViT-S/B/L-32: (d, r²), built without weights
+assert counts["vit_large_patch32_224"] == (1024, 1024)  # the square case
+assert fooling_study.paper_counts_line(counts).endswith("square case: vit_large_patch32_224")
 assert [row.verdict for row in rows] == ["reproduced", "partly"]
 assert [row.figure for row in rows] == ["fooling-explanations", "fooling-methods"]
 
