@@ -36,7 +36,7 @@ __all__ = ["FingerprintSettings", "ThiefTuning", "ThiefRates", "FingerprintCheck
            "check_point", "run", "claim_cells", "settings_line", "suspect_rows", "claim_lines", "roc_curves",
            "unrelated_rates", "unrelated_claims", "fade_panels", "fade_rows", "fade_lines", "defence_rows",
            "defence_lines", "leak_entry", "leak_rows", "leak_lines", "leak_panels", "tolerance_window", "range_panels",
-           "step_ranges", "claims", "overlap", "leak_curves", "runs_line", "defence_thresholds", "CLAIM_FIGURE", "RESULT", "VerificationRow", "FingerprintSuspect", "FingerprintLeak",
+           "step_ranges", "claims", "findings", "overlap", "leak_curves", "runs_line", "defence_thresholds", "CLAIM_FIGURE", "RESULT", "VerificationRow", "FingerprintSuspect", "FingerprintLeak",
            "FingerprintFadeRow", "FingerprintFadeRun", "FingerprintDefenceRow", "FingerprintDefenceRun",
            "ThiefTuningConfig", "FingerprintConfig", "FingerprintCheck", "FingerprintResult"]
 
@@ -453,12 +453,13 @@ def run(settings: FingerprintSettings, profile: Profile, how: common.Run,
 
 # --------------------------------------------------------------------------- readers: what the chapter shows
 def claim_cells(name: str, verification: fp.Verification) -> list[str]:
-    """A live verification's table cells: probes kept, p-value, verdict; for the copies whose answers depend on the
+    """A live verification's table cells: probes kept (of those whose answer the control changed), p-value, verdict
+    ("inconclusive" when too few answered the control for any claim); for the copies whose answers depend on the
     CPU's kernels (:data:`BACKEND_DEPENDENT_SUSPECTS`), a pointer to the eight-secret table instead."""
     if name in BACKEND_DEPENDENT_SUSPECTS:
         return ["varies by CPU", "—", "see the eight-secret table"]
-    return [f"{verification.kept}/{verification.n}", f"{verification.p_value:.1g}",
-            "**yours**" if verification.is_yours else "not shown"]
+    verdict = "**yours**" if verification.is_yours else "inconclusive" if verification.inconclusive else "not shown"
+    return [f"{verification.kept}/{verification.n}", f"{verification.p_value:.1g}", verdict]
 
 
 def settings_line(result: FingerprintResult) -> str:
@@ -506,7 +507,7 @@ def claim_lines(result: FingerprintResult) -> list[str]:
 def _scores(result: FingerprintResult, output: str, derived: bool, leave_out: tuple[str, ...] = ()) -> list[float]:
     """The fraction of probes kept, per fingerprint, for every suspect that is (not) ``derived``."""
     return [point["kept"] / point["n"] for name, entry in result["suspects"].items()
-            if entry["derived"] == derived and name not in leave_out for point in _points(entry, output)]
+            if entry["derived"] == derived and name not in leave_out for point in _points(entry, output) if point["n"]]
 
 
 def roc_curves(result: FingerprintResult) -> dict[str, dict[str, tuple[list[float], list[float], float]]]:
@@ -904,3 +905,55 @@ def claims(result: FingerprintResult) -> list[evidence.Claim]:
         claim="A ViT's nullspace could \"patent\" a trained model without any step at training time (§9, one "
               "paragraph, no experiment)",
         chapter="fingerprint", figure=CLAIM_FIGURE, verdict="beyond the paper", sentence=sentence)]
+
+
+def findings(result: FingerprintResult) -> list[str]:
+    """The chapter's "What we found" bullets (:func:`~nullspace_utils.studies.claims.findings`), each formatted from
+    ``result`` and linked to the section that shows it: copies and strangers, quantised copies, fine-tuning, input
+    noise."""
+    config, suspects = result["config"], result["suspects"]
+    fingerprints, probes = config["fingerprints"], config["n_probes"]
+    unrelated = [name for name, entry in suspects.items() if not entry["derived"]]
+    exact_names = [name for name in ("owner", "exact copy") if name in suspects]
+    every = all(point["is_yours"] for name in exact_names for output in fp.OUTPUTS
+                for point in _points(suspects[name], output))
+    verifications = len(unrelated) * fingerprints * len(fp.OUTPUTS)
+
+    def claimed(name: str) -> str:
+        return ", ".join(str(sum(point["is_yours"] for point in _points(suspects[name], output)))
+                         for output in fp.OUTPUTS)
+
+    bullets = [
+        f"**Exact copies are proven, strangers are not.** Over {fingerprints} fingerprints of {probes} probes at "
+        f"α = 10⁻³, the owner and its exact copy are claimed {'every time with every output' if every else 'not every time'}"
+        f"; the {len(unrelated)} unrelated models in {unrelated_claims(result)} of {verifications} verifications "
+        f"({{ref}}`see the table <{CLAIM_FIGURE}>`)."]
+    quantised = [name for name in BACKEND_DEPENDENT_SUSPECTS if name in suspects]
+    if quantised:
+        bullets.append(
+            "**Quantised copies mostly are not.** " + "; ".join(f"{name} claimed in {claimed(name)}"
+                                                                 for name in quantised)
+            + f" of {fingerprints} fingerprints (logits, probabilities, labels): rounding after the patch "
+            f"embedding changes answers the fingerprint needs unchanged ({{ref}}`see the leak <fingerprint-leak>`).")
+    head_end = _claims_end(step_ranges(result, "head", "logits")) if "head" in result["fade"] else None
+    tuned_end = _claims_end(step_ranges(result, "patch_embed", "logits"))
+    runs = len(config["fine_tune"]["seeds"]) * config["fade_fingerprints"]
+    bullets.append(
+        f"**Fine-tuning the patch embedding erases it.** Over {runs} runs, "
+        + (f"no run is claimed with logits from step {tuned_end} on" if tuned_end is not None
+           else "some run is still claimed with logits at the last step")
+        + ("; a new head alone keeps the logits claim to the end" if head_end is None else
+           f"; a new head alone loses it from step {head_end}")
+        + " ({ref}`see the fade <fingerprint-fade>`).")
+    thresholds = defence_thresholds(result)
+    ended = "; ".join(f"{output} from std {thresholds[output]:g}" for output in fp.OUTPUTS
+                      if thresholds[output] is not None) or "no std of the run"
+    sigmas = [row["sigma"] for row in result["defence"][0]["rows"]]
+    last = max((sigmas.index(sigma) for sigma in thresholds.values() if sigma is not None), default=len(sigmas) - 1)
+    accuracy = [run["rows"][last]["accuracy"] for run in result["defence"]]
+    before = [run["rows"][0]["accuracy"] for run in result["defence"]]
+    bullets.append(f"**A little input noise erases it too.** Fresh noise on every query ends every claim ({ended}); "
+                   f"the thief's accuracy there is {format_range(accuracy).replace('-', '–')} % against "
+                   f"{format_range(before).replace('-', '–')} % without noise "
+                   "({ref}`see the defence <fingerprint-defence>`).")
+    return bullets
