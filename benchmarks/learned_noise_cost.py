@@ -1,13 +1,28 @@
 """What the paper-scale learned-noise sweeps (§4, §5) cost on one GPU: the time of one SGD step of
 `nullspace_utils.approximate.learn_noise` on the imagenet profile's architectures (random weights: the cost
-does not depend on them), multiplied out to the authors' recipe and to this book's.
+does not depend on them), multiplied out to the authors' recipe and to this book's; how much faster the
+low-precision learning arithmetic is (``--precisions``); and whether it keeps the learned noise's quality
+(``--quality``).
 
     python benchmarks/learned_noise_cost.py --device cuda --out benchmarks/results/learned_noise_cost_gpu.json
+    python benchmarks/learned_noise_cost.py --device cuda --precisions float32 tf32 bf16 \\
+        --out benchmarks/results/learned_noise_precision_gpu.json
+    python benchmarks/learned_noise_cost.py --device cuda --quality --out benchmarks/results/learned_noise_quality_gpu.json
 
-Per model and level it times ``--steps`` steps at batch 256 of 224-pixel images (after a warm-up), in full
-float32 as the sweeps run. The authors' recipe (Liu-Hy/NS-ViT) is 500 epochs of ImageNette's 9,469 training
-images per noise (about 18,500 steps); the book's imagenet config is 500 steps per noise. Both are multiplied
-by the number of noises a full sweep learns (lims x seeds x models, plus the rate probes).
+Without ``--precisions`` or ``--quality``: per model and level it times ``--steps`` steps at batch 256 of
+224-pixel images (after a warm-up), in full float32, and multiplies out. The authors' recipe (Liu-Hy/NS-ViT) is
+500 epochs of ImageNette's 9,469 training images per noise (about 18,500 steps); the book's imagenet config is 500
+steps per noise. Both are multiplied by the number of noises a full sweep learns (lims x seeds x models, plus the
+rate probes).
+
+``--precisions``: the same step of the three ViTs (encoder level, ``--levels`` to change) in each learning arithmetic
+of :data:`nullspace_utils.approximate.PRECISIONS`, each against the float32 step timed in the same process (ratio =
+float32 seconds / its seconds).
+
+``--quality``: on the teaching profile, noises learned at committed points of the §4 and §5 sweeps
+(``book/results/teaching/approximate.json``, ``robustness.json``; :data:`QUALITY_POINTS`) with each precision, several
+seeds, at the committed point's rate and the sweep's settings. Match and logit MSE are measured in float32
+(``evaluate_noise``) on the sweep's validation images and compared with the float32 seeds' spread.
 """
 
 from __future__ import annotations
@@ -15,69 +30,210 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
 from torch.utils.data import TensorDataset
 
 from nullspace_utils import approximate, models, results
+from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate as approximate_study
-from nullspace_utils.studies import common, robustness
+from nullspace_utils.studies import common, evidence, robustness
 
 ARCHITECTURES = {"vit_small_patch32_224": ("encoder", "input"), "vit_base_patch32_224": ("encoder", "input"),
                  "vit_large_patch32_224": ("encoder", "input"), "resnet50": ("input",),
                  "efficientnet_b0": ("input",), "mobilenetv3_small_100": ("input",)}
+VITS = ("vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224")
 TRAIN_IMAGES, AUTHORS_EPOCHS, BATCH = 9_469, 500, 256
+#: (study, model, level, lim) of the committed teaching sweeps whose noise ``--quality`` learns again: each ViT's
+#: largest lim at the encoder (where learning matters most), a small lim where the logit MSE is smallest (where bf16's
+#: rounding would show first), and input-level points of a ViT and two CNNs
+QUALITY_POINTS: tuple[tuple[str, str, str, float], ...] = (
+    ("approximate", "zoo-vit-s", "encoder", 0.5), ("approximate", "zoo-vit-s", "encoder", 4.0),
+    ("approximate", "zoo-vit-b", "encoder", 8.0), ("approximate", "zoo-vit-l", "encoder", 1.0),
+    ("approximate", "zoo-vit-l", "encoder", 8.0), ("robustness", "zoo-vit-b", "input", 0.5),
+    ("robustness", "zoo-resnet", "input", 0.25), ("robustness", "zoo-mobilenetv3", "input", 0.5))
 
 
-def step_seconds(name: str, level: str, steps: int, device: str) -> float:
-    """Seconds per SGD step of learn_noise for timm's ``name`` (random weights) at ``level``."""
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def step_seconds(name: str, level: str, steps: int, device: str, precision: str = "float32") -> float:
+    """Seconds per SGD step of learn_noise for timm's ``name`` (random weights) at ``level``, learning in
+    ``precision``."""
     net = timm.create_model(name, pretrained=False, num_classes=1000)
     model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
+    return _timed_steps(model, level, steps, device, precision)
+
+
+def _timed_steps(model: torch.nn.Module, level: str, steps: int, device: str, precision: str) -> float:
     images = torch.rand(BATCH * 2, 3, 224, 224, device=device)
     data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long, device=device))
-    settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH, "device": device}
+    settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH, "device": device,
+                "precision": precision}
     approximate.learn_noise(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _synchronize(device)
     started = time.perf_counter()
     approximate.learn_noise(model, data, steps=steps, **settings)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _synchronize(device)
     return (time.perf_counter() - started) / steps
+
+
+def cost_rows(device: str, steps: int) -> dict[str, Any]:
+    """The float32 step of every architecture and level, multiplied out to the book's and the authors' sweeps."""
+    authors_steps = AUTHORS_EPOCHS * math.ceil(TRAIN_IMAGES / BATCH)
+    approximate_config = common.settings_dict(approximate_study.SETTINGS["imagenet"])
+    robustness_config = common.settings_dict(robustness.SETTINGS["imagenet"])
+    rows = []
+    for name, levels in ARCHITECTURES.items():
+        for level in levels:
+            config = approximate_config if level == "encoder" else robustness_config
+            noises = len(config["lims"]) * len(config["seeds"])
+            probe_steps = config["probe_steps"] * 8 * len(config["lims"])  # about 8 rates per probe
+            seconds = step_seconds(name, level, steps, device)
+            rows.append({"model": name, "level": level, "seconds_per_step": seconds,
+                         "book_hours": seconds * (noises * config["steps"] + probe_steps) / 3600,
+                         "authors_hours": seconds * (noises * authors_steps + probe_steps) / 3600})
+            print(f"{name:<24} {level:<8} {seconds * 1000:7.1f} ms/step  book config {rows[-1]['book_hours']:6.2f} h"
+                  f"  authors' 500 epochs {rows[-1]['authors_hours']:7.1f} h", flush=True)
+    total = {key: sum(row[key] for row in rows) for key in ("book_hours", "authors_hours")}
+    print(f"whole sweep (both levels, all six models, no lim extension): book config {total['book_hours']:.1f} h, "
+          f"authors' recipe {total['authors_hours']:.0f} h")
+    return {"batch": BATCH, "authors_steps_per_noise": authors_steps, "rows": rows, "total": total}
+
+
+def precision_rows(device: str, steps: int, precisions: list[str], names: list[str], levels: list[str]
+                   ) -> dict[str, Any]:
+    """Per ViT and level, the seconds of one step in each precision and its speed-up over float32 (same process,
+    same model, float32 timed first)."""
+    rows = []
+    for name in names:
+        net = timm.create_model(name, pretrained=False, num_classes=1000)
+        model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
+        for level in levels:
+            seconds = {precision: _timed_steps(model, level, steps, device, precision)
+                       for precision in dict.fromkeys(["float32", *precisions])}
+            speedup = {precision: seconds["float32"] / value for precision, value in seconds.items()}
+            rows.append({"model": name, "level": level, "seconds_per_step": seconds, "speedup_over_float32": speedup})
+            print(f"{name:<24} {level:<8} " + "  ".join(f"{precision} {value * 1000:6.1f} ms (x{speedup[precision]:.2f})"
+                                                          for precision, value in seconds.items()), flush=True)
+        del model, net
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "rows": rows}
+
+
+def _committed_row(study: str, model: str, level: str, lim: float) -> dict[str, Any]:
+    """The committed teaching row of ``study`` for ``model`` at ``lim``."""
+    kind = approximate_study.RESULT if study == "approximate" else robustness.RESULT
+    sweep = kind.read(kind.path("teaching"))
+    if sweep is None:
+        raise FileNotFoundError(f"no committed {kind.path('teaching')}")
+    table = sweep["models"] if study == "approximate" else sweep[level]
+    return next(row for row in table[model] if row["lim"] == lim)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
+def quality_rows(device: str, precisions: list[str], seeds: list[int],
+                 points: tuple[tuple[str, str, str, float], ...] = QUALITY_POINTS) -> dict[str, Any]:
+    """Per committed teaching point, noises learned per seed in each precision at the point's committed rate;
+    match and logit MSE measured in float32, the final training loss and a loss curve every 10 steps; and per metric
+    each precision's seeds against float32's (:func:`~nullspace_utils.studies.evidence.separated`: +1 when every
+    seed of the precision is above every float32 seed, -1 below, 0 when the ranges overlap; above is better for
+    match, worse for logit MSE and training loss), with the difference of the means and float32's seed range."""
+    profile = get_profile("teaching")
+    data: dict[str, tuple[TensorDataset, TensorDataset]] = {}
+    rows = []
+    for study, name, level, lim in points:
+        settings = (approximate_study.SETTINGS if study == "approximate" else robustness.SETTINGS)["teaching"]
+        key = f"{settings.train}/{settings.val}"
+        if key not in data:
+            data[key] = (profile.tensor_dataset("train", settings.train, device),
+                         profile.tensor_dataset("val", settings.val, device))
+        train, val = data[key]
+        committed = _committed_row(study, name, level, lim)
+        model = profile.load_model(name, device=device)
+        by_precision: dict[str, Any] = {}
+        for precision in dict.fromkeys(["float32", *precisions]):
+            per_seed = []
+            started = time.perf_counter()
+            for seed in seeds:
+                result = approximate.learn_noise(model, train, level=level, lim=lim, steps=settings.steps,
+                                                 lr=committed["lr"], milestones=tuple(settings.milestones),
+                                                 batch_size=settings.batch_size, seed=seed, device=device,
+                                                 precision=precision)
+                evaluation = approximate.evaluate_noise(model, val, result.noise, level=level,
+                                                        batch_size=settings.batch_size, device=device)
+                loss = approximate.training_loss(model, train, result.noise, level=level, images=512,
+                                                 batch_size=settings.batch_size, device=device)
+                per_seed.append({"seed": seed, "match": evaluation.match, "logit_mse": evaluation.logit_mse,
+                                 "train_loss": loss, "final_norm": result.norm, "initial_norm": result.initial_norm,
+                                 "loss_curve": [entry["loss"] for entry in result.history[::10]]})
+            _synchronize(device)
+            by_precision[precision] = {"seeds": per_seed, "seconds": time.perf_counter() - started,
+                                       **{metric: _spread([entry[metric] for entry in per_seed])
+                                          for metric in ("match", "logit_mse", "train_loss")}}
+        reference = by_precision["float32"]
+        for entry in by_precision.values():
+            entry["vs_float32"] = {metric: {
+                "separated": evidence.separated([seed[metric] for seed in entry["seeds"]],
+                                                [seed[metric] for seed in reference["seeds"]]),
+                "mean_difference": entry[metric]["mean"] - reference[metric]["mean"],
+                "float32_seed_range": reference[metric]["max"] - reference[metric]["min"]}
+                for metric in ("match", "logit_mse", "train_loss")}
+        committed_seeds = {metric: [seed["learned"][metric] for seed in committed["seeds"]]
+                           for metric in ("match", "logit_mse")}
+        rows.append({"study": study, "model": name, "level": level, "lim": lim, "lr": committed["lr"],
+                     "steps": settings.steps, "batch_size": settings.batch_size, "train": settings.train,
+                     "val": settings.val, "committed": committed_seeds, "precisions": by_precision})
+        print(f"{study:<11} {name:<16} {level:<7} lim {lim:<4g} " + "  ".join(
+            f"{precision}: match {entry['match']['mean']:.4f} [{entry['match']['min']:.3f}, {entry['match']['max']:.3f}] "
+            f"mse {entry['logit_mse']['mean']:.3g} ({entry['seconds']:.1f} s)" for precision, entry in by_precision.items())
+            + f"  committed match {statistics.fmean(committed_seeds['match']):.4f}", flush=True)
+    return {"profile": "teaching", "seeds": seeds, "measured_in": "float32 without TF32 (evaluate_noise)",
+            "separated_reads": "+1: every seed of the precision above every float32 seed, -1 below, 0 ranges overlap",
+            "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        choices=[name for name in approximate.PRECISIONS if name != "auto"],
+                        help="time one step of the ViTs in each learning precision against float32")
+    parser.add_argument("--models", nargs="+", default=list(VITS), help="with --precisions: the timm models")
+    parser.add_argument("--levels", nargs="+", default=["encoder"], choices=approximate.LEVELS,
+                        help="with --precisions: the noise levels")
+    parser.add_argument("--quality", action="store_true",
+                        help="learn noise at committed teaching points in float32 and --quality-precisions")
+    parser.add_argument("--quality-precisions", nargs="+", default=["bf16", "tf32"],
+                        choices=[name for name in approximate.PRECISIONS if name != "auto"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="with --quality")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    authors_steps = AUTHORS_EPOCHS * math.ceil(TRAIN_IMAGES / BATCH)
-    approximate_config = common.settings_dict(approximate_study.SETTINGS["imagenet"])
-    robustness_config = common.settings_dict(robustness.SETTINGS["imagenet"])
-    rows = []
-    with models.exact_float32():
-        for name, levels in ARCHITECTURES.items():
-            for level in levels:
-                config = approximate_config if level == "encoder" else robustness_config
-                noises = len(config["lims"]) * len(config["seeds"])
-                probe_steps = config["probe_steps"] * 8 * len(config["lims"])  # about 8 rates per probe
-                seconds = step_seconds(name, level, args.steps, args.device)
-                rows.append({"model": name, "level": level, "seconds_per_step": seconds,
-                             "book_hours": seconds * (noises * config["steps"] + probe_steps) / 3600,
-                             "authors_hours": seconds * (noises * authors_steps + probe_steps) / 3600})
-                print(f"{name:<24} {level:<8} {seconds * 1000:7.1f} ms/step  book config {rows[-1]['book_hours']:6.2f} h"
-                      f"  authors' 500 epochs {rows[-1]['authors_hours']:7.1f} h", flush=True)
-    total = {key: sum(row[key] for row in rows) for key in ("book_hours", "authors_hours")}
-    print(f"whole sweep (both levels, all six models, no lim extension): book config {total['book_hours']:.1f} h, "
-          f"authors' recipe {total['authors_hours']:.0f} h")
+    started = time.perf_counter()
+    with models.exact_float32():  # learn_noise sets its own arithmetic; everything else is full float32
+        if args.quality:
+            out = quality_rows(args.device, args.quality_precisions, args.seeds)
+        elif args.precisions:
+            out = precision_rows(args.device, args.steps, args.precisions, args.models, args.levels)
+        else:
+            out = cost_rows(args.device, args.steps)
     if args.out:
-        out = {"provenance": results.provenance("python benchmarks/learned_noise_cost.py", vars(args) | {"out": str(args.out)},
-                                                device=args.device),
-               "batch": BATCH, "authors_steps_per_noise": authors_steps, "rows": rows, "total": total}
+        command = "python benchmarks/learned_noise_cost.py " + " ".join(sys.argv[1:])
+        provenance = results.provenance(command.strip(), vars(args) | {"out": str(args.out)}, device=args.device)
+        out = {"provenance": provenance, "wall_seconds": time.perf_counter() - started, **out}
         args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -28,6 +28,11 @@ default (``lr="auto"``, :func:`choose_lr`, a grid widened until the chosen rate 
 reports the noise norm next to its initial norm, ``keep_norm=True`` projects the noise back to its initial
 norm after every step, and the study's :func:`~nullspace_utils.studies.noise_sweep.noise_point` checks that learning beat the
 learned values' shuffled copy on the training loss, or marks the point "learning failed".
+
+Only the forward and backward passes that *learn* a noise may run in lower precision (``precision``, :data:`PRECISIONS`;
+by default float32 on the CPU and bf16 autocast on CUDA, measured in ``benchmarks/learned_noise_cost.py``): every
+*measurement* (:func:`evaluate_noise`, :func:`training_loss`) computes in full float32 without TF32, as the small
+logit changes of §4 need.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from nullspace_utils.data import check_finite
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "LR_GRID", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
+__all__ = ["LEVELS", "LR_GRID", "PRECISIONS", "learning_precision", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "training_loss", "evaluate_noise",
            "shuffle_noise", "split_noise", "resolve_lr"]
 
@@ -57,10 +62,40 @@ LEVELS = ("encoder", "input")
 #: the starting grid of :func:`choose_lr`: log-spaced by 10, widened at whichever edge wins, then refined
 LR_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 
+#: the arithmetic of the passes that learn a noise (:func:`learning_precision`): ``"float32"`` (full float32, no TF32),
+#: ``"tf32"`` (TF32 matrix products on CUDA; convolutions in float32), ``"bf16"`` (bfloat16 autocast, the loss and the
+#: noise in float32), ``"auto"`` (float32 on the CPU, bf16 on CUDA)
+PRECISIONS = ("auto", "float32", "tf32", "bf16")
+
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     """``device`` if given, else where ``model`` is."""
     return models.model_device(model) if device is None else torch.device(device)
+
+
+def learning_precision(precision: str, device: str | torch.device) -> str:
+    """The arithmetic :func:`learn_noise` learns in on ``device``: ``precision`` itself, or for ``"auto"`` full float32
+    on the CPU (the book's results, bit for bit) and bf16 autocast on CUDA, where it runs a step of a 224-pixel ViT
+    several times faster than float32 (``benchmarks/results/learned_noise_cost_gpu.json``) and keeps the learned noise's
+    match and logit MSE, *measured in float32*, within their seed spread (``learned_noise_quality_gpu.json``).
+
+    Args:
+        precision: one of :data:`PRECISIONS`.
+        device: the device the noise is learned on.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cuda" else "float32"
+
+
+@contextlib.contextmanager
+def _learning_arithmetic(precision: str) -> Iterator[None]:
+    """The backend flags of a resolved ``precision`` (not ``"auto"``) inside the block; bf16's autocast itself is
+    entered around the forward passes (:func:`_sgd`), so that the loss and the backward pass stay outside it."""
+    with models.tf32_matmuls() if precision == "tf32" else models.exact_float32():
+        yield
 
 
 def _check_level(model: nn.Module, level: str) -> None:
@@ -146,8 +181,9 @@ class _TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.tensors[0])
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.tensors[0].device)  # once per pass: a copy to a GPU per batch waits for the GPU
         for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size].to(self.tensors[0].device)
+            index = order[start : start + self.batch_size]
             images, *rest = (tensor[index] for tensor in self.tensors)
             if images.dtype == torch.uint8:
                 images = images.float().div(255)
@@ -232,6 +268,7 @@ class NoiseResult:
     lr: float = 0.0
     lr_choice: LrChoice | None = None  # set when the rate was chosen by lr="auto"
     history: list[dict] = field(default_factory=list)  # per step: loss, noise norm, lr
+    precision: str = "float32"  # the arithmetic it was learned in (learning_precision)
 
     @property
     def norm(self) -> float:
@@ -248,7 +285,7 @@ def _check_noise_settings(lim: float, p: float) -> None:
 def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: float, p: float = 2,
               squared: bool = False, grid: Sequence[float] = LR_GRID, steps: int = 50, batch_size: int = 256,
               max_widenings: int = 6, refine: bool = True, seed: int = 0, device: str | torch.device | None = None,
-              show_progress: bool = False) -> LrChoice:
+              precision: str = "auto", show_progress: bool = False) -> LrChoice:
     """The SGD rate for :func:`learn_noise`, chosen on *training* images (validation images never take part).
 
     Each rate runs ``steps`` constant-rate SGD steps from the same start; its score is the mean loss over the last
@@ -272,8 +309,10 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
         refine: also try the two rates halfway to the best one's neighbours.
         seed: seed of the start and of the batch order (the same for every rate).
         device: where to compute; ``None``: where the model is.
+        precision: the arithmetic of the probe runs (:func:`learning_precision`).
         show_progress: show a tqdm bar.
     """
+    learning_precision(precision, "cpu")  # a bad value fails before any probe runs
     rates = sorted(float(rate) for rate in grid)
     if len(rates) < 2 or any(not 0 < rate < math.inf for rate in rates):
         raise ValueError(f"grid must hold at least two positive learning rates, got {list(grid)}.")
@@ -285,7 +324,7 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     def score(rate: float) -> float:
         if str(rate) not in scores:
             result = learn_noise(model, data, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=rate,
-                                 milestones=(), batch_size=batch_size, seed=seed, device=device)
+                                 milestones=(), batch_size=batch_size, seed=seed, device=device, precision=precision)
             tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
             value = sum(tail) / len(tail)
             scores[str(rate)] = value if math.isfinite(value) else math.inf
@@ -353,6 +392,7 @@ def learn_noise(
     probe_steps: int = 50,
     lr_grid: Sequence[float] = LR_GRID,
     device: str | torch.device | None = None,
+    precision: str = "auto",
     show_progress: bool = False,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
@@ -367,8 +407,11 @@ def learn_noise(
     ``data`` yields ``(image, label)``; labels are ignored. A ``TensorDataset`` is batched by slicing (fast), and
     may hold its images as ``torch.uint8`` (0..255), turned into floats in [0, 1] batch by batch. It runs on
     ``device`` (the model is moved there for the call, then back), by default where the model is; the model's
-    mode, device and ``requires_grad`` flags are left as they were, and it computes in full float32
-    (:func:`nullspace_utils.models.exact_float32`). The learned noise comes back on the CPU.
+    mode, device and ``requires_grad`` flags are left as they were. It computes in ``precision``
+    (:func:`learning_precision`): by default full float32 on the CPU (:func:`nullspace_utils.models.exact_float32`)
+    and bf16 autocast on CUDA, with the loss, the gradient step and the noise in float32; the rate probe uses the same.
+    The loss history stays on the device until the last step (no wait for the GPU per step). The learned noise
+    comes back on the CPU.
     ``show_progress=True`` shows a tqdm bar over the steps.
 
     Args:
@@ -387,55 +430,73 @@ def learn_noise(
         probe_steps: steps per rate when ``lr="auto"``.
         lr_grid: the rates ``lr="auto"`` tries first.
         device: where to compute; ``None``: where the model is.
+        precision: the arithmetic of the learning passes, one of :data:`PRECISIONS` (:func:`learning_precision`).
         show_progress: show a tqdm bar over the steps.
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
+    arithmetic = learning_precision(precision, _device(model, device))
     lr, lr_choice = resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
                                 steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
-                                show_progress=show_progress)
+                                precision=precision, show_progress=show_progress)
     if not 0 < lr < math.inf:
         raise ValueError(f"lr must be positive and finite (or 'auto'), got {lr}.")
     device = _device(model, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
-    with models.evaluating(model, device), models.exact_float32():
+    with models.evaluating(model, device), _learning_arithmetic(arithmetic):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         try:
             result = _sgd(model, data, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
                           milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, seed=seed,
-                          device=device, show_progress=show_progress)
+                          device=device, autocast=arithmetic == "bf16", show_progress=show_progress)
         finally:
             for parameter, flag in zip(model.parameters(), trainable, strict=True):
                 parameter.requires_grad_(flag)
-    result.lr_choice = lr_choice
+    result.lr_choice, result.precision = lr_choice, arithmetic
     return result
 
 
+def _all_finite(loader) -> bool:
+    """For a loader of tensors already in memory (:class:`_TensorBatches`): checks all its images at once, in chunks,
+    and returns True, so the loop need not check (and wait for the GPU) per step. False for any other loader."""
+    if not isinstance(loader, _TensorBatches):
+        return False
+    images = loader.tensors[0]
+    for start in range(0, len(images), 1024):
+        _finite(images[start : start + 1024])
+    return True
+
+
 def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, squared: bool, steps: int, lr: float,
-         milestones: tuple[int, ...], batch_size: int, keep_norm: bool, seed: int, device,
+         milestones: tuple[int, ...], batch_size: int, keep_norm: bool, seed: int, device, autocast: bool,
          show_progress: bool) -> NoiseResult:
+    """The SGD loop of :func:`learn_noise`, with its forward passes in bf16 autocast when ``autocast``."""
     loader = _loader(data, batch_size, True, seed)
+    checked = _all_finite(loader)
     first_images = next(iter(loader))[0]
     shape = noise_shape(model, level, tuple(first_images.shape[-2:]))
     noise = uniform_noise(shape, lim, seed).to(device).requires_grad_(True)
     initial_norm = noise.detach().norm().item()
     optimizer = torch.optim.SGD([noise], lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
-    history: list[dict] = []
+    losses: list[torch.Tensor] = []  # on the device until the end: .item() per step would wait for the GPU
+    norms: list[torch.Tensor] = []
+    rates: list[float] = []
     batches = iter(loader)
-    for step in tqdm(range(steps), disable=not show_progress, desc=f"learning {level} noise, lim {lim}"):
+    for _ in tqdm(range(steps), disable=not show_progress, desc=f"learning {level} noise, lim {lim}"):
         try:
             images = next(batches)[0]
         except StopIteration:
             batches = iter(loader)
             images = next(batches)[0]
-        images = _finite(images.to(device))
-        with torch.no_grad():
-            clean = model(images)
-        with add_noise(model, noise, level) as noisy_model:
-            noisy = noisy_model(images)
-        loss = logit_distance(clean, noisy, p=p, squared=squared).mean()
+        images = images.to(device) if checked else _finite(images.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            with torch.no_grad():
+                clean = model(images)
+            with add_noise(model, noise, level) as noisy_model:
+                noisy = noisy_model(images)
+        loss = logit_distance(clean.float(), noisy.float(), p=p, squared=squared).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -443,8 +504,12 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, squared: b
         if keep_norm:
             with torch.no_grad():
                 noise.mul_(initial_norm / noise.norm().clamp_min(1e-12))
-        history.append({"step": step, "loss": loss.item(), "norm": noise.detach().norm().item(),
-                        "lr": optimizer.param_groups[0]["lr"]})
+        losses.append(loss.detach())
+        norms.append(noise.detach().norm())
+        rates.append(optimizer.param_groups[0]["lr"])
+    history = [{"step": step, "loss": loss, "norm": norm, "lr": rate} for step, (loss, norm, rate)
+               in enumerate(zip(torch.stack(losses).tolist() if losses else [],
+                                torch.stack(norms).tolist() if norms else [], rates, strict=True))]
     if history:
         logger.debug("learned %s noise, lim %g, lr %g: loss %.4g -> %.4g, norm %.4g -> %.4g", level, lim, lr,
                      history[0]["loss"], history[-1]["loss"], initial_norm, history[-1]["norm"])

@@ -124,6 +124,76 @@ def test_learning_logs_its_losses_and_computes_in_full_float32(vit_s, small_data
     assert "learned encoder noise, lim 0.5" in caplog.text and "loss" in caplog.text
 
 
+def test_learning_precision_is_checked_and_auto_is_float32_on_the_cpu_bf16_on_cuda(vit_s, small_data):
+    assert approximate.learning_precision("auto", "cpu") == "float32"
+    assert approximate.learning_precision("auto", torch.device("cuda", 1)) == "bf16"
+    assert [approximate.learning_precision(name, "cpu") for name in ("float32", "tf32", "bf16")] == ["float32", "tf32",
+                                                                                                    "bf16"]
+    for bad in ("fp16", "BF16", None):
+        with pytest.raises(ValueError, match="precision must be one of"):
+            approximate.learning_precision(bad, "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):  # refused before any step or probe runs
+        approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.5, steps=1, lr=0.1, precision="half")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        approximate.choose_lr(vit_s, small_data, level="encoder", lim=0.5, steps=1, precision="half")
+
+
+def test_float32_on_the_cpu_is_the_default_and_its_history_is_the_loss_of_each_step(vit_s, small_data):
+    settings = {"level": "encoder", "lim": 1.0, "steps": 4, "lr": 1.0, "milestones": (2,), "batch_size": 8, "seed": 3}
+    default = approximate.learn_noise(vit_s, small_data, **settings)
+    exact = approximate.learn_noise(vit_s, small_data, precision="float32", **settings)
+    assert default.precision == exact.precision == "float32"
+    assert torch.equal(default.noise, exact.noise) and default.history == exact.history  # bit for bit
+    assert all(isinstance(entry[key], float) for entry in default.history for key in ("loss", "norm", "lr"))
+    assert [entry["lr"] for entry in default.history] == pytest.approx([1.0, 0.1, 0.1, 0.1])
+    # one step on the whole set: the recorded loss is eq. 6 at the start, the recorded norm the learned noise's
+    whole = {**settings, "steps": 1, "batch_size": len(small_data), "lr": 0.5}
+    one = approximate.learn_noise(vit_s, small_data, **whole)
+    start = approximate.uniform_noise(tuple(one.noise.shape), 1.0, 3)
+    at_start = approximate.training_loss(vit_s, small_data, start, level="encoder", images=len(small_data))
+    assert one.history[0]["loss"] == pytest.approx(at_start, rel=1e-5)
+    assert one.history[0]["norm"] == pytest.approx(one.norm, rel=1e-6) and one.initial_norm == pytest.approx(
+        start.norm().item(), rel=1e-6)
+
+
+def test_bf16_learns_under_autocast_and_every_measurement_stays_float32(vit_s, small_data, flags_seen):
+    autocast_seen: list = []
+    handle = vit_s.register_forward_pre_hook(lambda module, inputs: autocast_seen.append(
+        torch.is_autocast_enabled("cpu")))
+    seen = flags_seen(vit_s)
+    try:
+        settings = {"level": "encoder", "lim": 1.0, "steps": 30, "lr": 1.0, "milestones": (), "batch_size": 8}
+        fast = approximate.learn_noise(vit_s, small_data, precision="bf16", **settings)
+        assert autocast_seen and all(autocast_seen) and all(flags == ("highest", False) for flags in seen)
+        autocast_seen.clear()
+        seen.clear()
+        evaluation = approximate.evaluate_noise(vit_s, small_data, fast.noise, level="encoder", batch_size=8)
+        approximate.training_loss(vit_s, small_data, fast.noise, level="encoder", images=8, batch_size=8)
+        assert autocast_seen and not any(autocast_seen)  # measured in float32, without TF32
+        assert all(flags == ("highest", False) for flags in seen)
+    finally:
+        handle.remove()
+    exact = approximate.learn_noise(vit_s, small_data, precision="float32", **settings)
+    assert fast.precision == "bf16" and fast.noise.dtype == torch.float32 and fast.noise.shape == (49, 96)
+    assert torch.isfinite(fast.noise).all() and fast.initial_norm == exact.initial_norm  # the same Uniform start
+    assert not torch.equal(fast.noise, exact.noise)  # autocast changed the arithmetic
+    assert fast.norm == pytest.approx(exact.norm, rel=0.05)  # ... but not what was learned
+    first, last = (sum(entry["loss"] for entry in part) for part in (fast.history[:3], fast.history[-3:]))
+    assert last < 0.8 * first and 0.0 <= evaluation.match <= 1.0
+
+
+def test_tf32_learning_sets_tf32_matmuls_for_learning_only(vit_s, small_data, flags_seen, restore_tf32_flags):
+    torch.set_float32_matmul_precision("highest")
+    seen = flags_seen(vit_s)
+    result = approximate.learn_noise(vit_s, small_data, level="encoder", lim=0.5, steps=2, batch_size=8, lr=0.1,
+                                     precision="tf32")
+    assert result.precision == "tf32" and seen and all(flags[0] == "high" for flags in seen)
+    seen.clear()
+    approximate.evaluate_noise(vit_s, small_data, result.noise, level="encoder", batch_size=8)
+    assert seen and all(flags == ("highest", False) for flags in seen)
+    assert torch.get_float32_matmul_precision() == "highest"  # restored
+
+
 def test_logit_distance_is_eq6_norm_and_its_squared_variant():
     clean = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
     noisy = torch.tensor([[4.0, 6.0, 3.0], [0.0, 0.0, 0.0]])
