@@ -5,8 +5,11 @@
     nullspace info --model vit_small_patch32_224 [--weights FILE]
 
 With several images, or a folder of them, the watermarked images go to the folder OUT_FOLDER (created
-if missing) as 8-bit PNGs named after their sources, with a progress bar; an image that cannot be
-read, solved or written gets one line on stderr and the batch goes on (exit status 1 if any failed).
+if missing) as 8-bit PNGs (or float32 .npy files with --format npy) named after their sources, with a
+progress bar in images per second; an image that cannot be read, solved or written gets one line on
+stderr and the batch goes on (exit status 1 if any failed). Threads read the next batch and write the
+last one while a batch is solved. The summary counts the predictions that changed as saved, and how
+many of them the 8-bit rounding changed (the unrounded result kept them).
 A file given twice counts once; the mark, if it lies in an input folder, is skipped with a note.
 
 No file is replaced without --overwrite: outputs are written to a hidden temporary file and take their
@@ -26,27 +29,39 @@ is written only once everything else has worked.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import io
 import os
 import signal
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from nullspace_utils import data, exact, metrics, models, watermark
+from nullspace_utils import data, exact, files, metrics, models, watermark
 
 #: The largest --size accepted (a 4096 x 4096 image has 16.8 million pixels per channel).
 MAX_SIZE = 4096
 
 #: The output formats, by lower-case suffix.
 OUTPUT_SUFFIXES = (".png", ".npy")
+
+#: zlib level of the PNGs a batch writes, chosen by measurement on watermarked 224 px images
+#: (benchmarks/watermark.py, ``png_levels``): level 1 encodes several times faster than Pillow's default 6 for
+#: files about 15 % larger; above 6 the files hardly shrink and encoding slows down many times.
+PNG_COMPRESS_LEVEL = 1
+
+#: Default --batch-size: on a GPU larger batches keep it busy; on the CPU a batch's solve is already long.
+BATCH_SIZE = {"cpu": 64, "cuda": 128}
 
 
 class UsageError(Exception):
@@ -97,8 +112,21 @@ class _Signals:
                 signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
     @contextlib.contextmanager
+    def ignored(self) -> Iterator[None]:
+        """Let SIGINT and SIGTERM pass without effect in the block: the run is already stopping (the outputs being
+        written are finished, so that none is left half-written)."""
+        holding, self.holding = self.holding, True
+        try:
+            yield
+        finally:
+            self.holding, self.pending = holding, None
+
+    @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Delay SIGINT and SIGTERM until the block has finished: an output is either whole and counted, or absent."""
+        if self.holding:  # inside another held() or ignored() block: that one decides
+            yield
+            return
         self.holding, self.pending = True, None
         try:
             yield
@@ -149,7 +177,7 @@ def _check_options(args: argparse.Namespace) -> None:
                          f"patch size), got {args.size}; leave it out to use the model's input size")
     if not 0.0 < args.strength <= 1.0:
         raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.device is not None:
         _check_device(args.device)
@@ -166,6 +194,10 @@ def _check_arguments(args: argparse.Namespace) -> str:
     if suffix not in OUTPUT_SUFFIXES:
         raise UsageError(f"the output {output} must end in .png (8-bit) or .npy (lossless float), "
                          "e.g. -o watermarked.png")
+    if args.format is not None and suffix != f".{args.format}":
+        raise UsageError(f"--format {args.format}, but the output {output} ends in {output.suffix}: with one image "
+                         "the output's name says the format; leave --format out or end -o in "
+                         f".{args.format}")
     for name, source in (("image", args.images[0]), ("mark", args.mark)):
         if _same_file(output, Path(source)):
             raise UsageError(f"the output {output} is the input {name} {source}: it would be overwritten; "
@@ -358,9 +390,9 @@ def _batch_sources(inputs: list[str], mark: Path, note: Callable[[str], None]) -
     return sources
 
 
-def _batch_outputs(sources: list[Path], mark: Path, folder: Path) -> dict[Path, Path]:
-    """Where each source's watermarked PNG goes; refuses names that collide and outputs that are inputs (the
-    mark too)."""
+def _batch_outputs(sources: list[Path], mark: Path, folder: Path, suffix: str = ".png") -> dict[Path, Path]:
+    """Where each source's watermarked file (a PNG, or ``suffix``) goes; refuses names that collide and outputs
+    that are inputs (the mark too)."""
     if os.path.lexists(folder) and not folder.is_dir():
         if folder.is_symlink() and not folder.exists():
             raise UsageError(f"the output folder {folder} is a symbolic link that leads nowhere (a loop, or a "
@@ -368,7 +400,7 @@ def _batch_outputs(sources: list[Path], mark: Path, folder: Path) -> dict[Path, 
         raise UsageError(f"with several images, -o must be a folder; {folder} is a file: give a folder name")
     if not folder.parent.is_dir():
         raise UsageError(f"the output folder's parent {folder.parent} does not exist: create it first")
-    outputs = {source: folder / f"{source.stem}.png" for source in sources}
+    outputs = {source: folder / f"{source.stem}{suffix}" for source in sources}
     seen: dict[Path, Path] = {}
     for source, output in outputs.items():
         if output in seen:
@@ -404,15 +436,19 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     Outputs are created exclusively (create-or-fail, :func:`nullspace_utils.files.atomic_write`), so an output
     that exists is complete and was never half-written: a rerun skips it (resumes), and of two runs into one
     folder exactly one writes each output. SIGINT and SIGTERM stop the run between two outputs, with a summary.
+
+    A pipeline keeps the solver busy: threads decode the next batch while this one is solved, and encode and write
+    the outputs of the batches before it (:class:`_Pipeline`).
     """
     def note(message: str) -> None:
         print(f"nullspace watermark: note: {message}", file=sys.stderr)
 
     _check_options(args)
     mark_path = Path(args.mark)
+    suffix = f".{args.format or 'png'}"
     sources = _batch_sources(args.images, mark_path, note)
     folder = Path(args.output)
-    outputs = _batch_outputs(sources, mark_path, folder)
+    outputs = _batch_outputs(sources, mark_path, folder, suffix)
     model = _load_model(args.model, args.weights)
     size = _image_size(args.size, model, args.model)
     mark = _load_image(args.mark, size, "mark", args.background)
@@ -428,71 +464,196 @@ def _watermark_batch(args: argparse.Namespace) -> int:
         if tally.skipped:
             note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes its "
                  "name only once whole): skipped; give --overwrite to redo them")
-    prediction_changes, largest_change = 0, 0.0
+    batch_size = args.batch_size or BATCH_SIZE.get(device.type, BATCH_SIZE["cpu"])
     progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
+    pipeline = _Pipeline(tally, progress, args.overwrite)
+    batches = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
 
-    def report(source: Path, message: str) -> None:
-        progress.write(f"nullspace watermark: {source}: {message}", file=sys.stderr)
+    def read(batch: list[Path]) -> list[tuple[Path, Future]]:
+        return [(source, pipeline.pool.submit(_load_image, str(source), size, "image", args.background))
+                for source in batch]
 
     try:
-        for first in range(0, len(todo), args.batch_size):
-            loaded: list[tuple[Path, torch.Tensor]] = []
-            for source in todo[first : first + args.batch_size]:
-                if not args.overwrite and os.path.lexists(outputs[source]):
-                    tally.taken += 1
-                    report(source, f"{outputs[source]} was written by another run meanwhile: skipped")
-                    progress.update(1)
+        with pipeline:
+            reading = read(batches[0]) if batches else []
+            for index in range(len(batches)):
+                current, reading = reading, read(batches[index + 1]) if index + 1 < len(batches) else []
+                loaded = pipeline.loaded(current, outputs)
+                pipeline.settle(wait=False)
+                if not loaded:
                     continue
+                images = torch.stack([image for _, image in loaded])
                 try:
-                    loaded.append((source, _load_image(str(source), size, "image", args.background)))
-                except USER_ERRORS as error:
-                    tally.failed += 1
-                    report(source, _one_line(error))
-                    progress.update(1)
-            if not loaded:
-                continue
-            images = torch.stack([image for _, image in loaded])
-            try:
-                result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=args.device)
-            except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # this batch failed; the next may not
-                for source, _ in loaded:
-                    tally.failed += 1
-                    report(source, _one_line(error))
-                    progress.update(1)
-                continue
-            kept, saved = [], []
-            for (source, image), marked in zip(loaded, result.image, strict=True):
-                try:
-                    with _SIGNALS.held():  # the file is whole and counted, or absent
-                        data.save_image(marked, outputs[source], replace=args.overwrite)
-                        tally.done += 1
-                    saved.append(data.load_image(outputs[source]))  # what the file holds: 8 bits
-                    kept.append(image)
-                except FileExistsError:  # created by another run between the check above and this write
-                    tally.taken += 1
-                    report(source, f"{outputs[source]} was written by another run meanwhile: kept, not replaced")
-                except USER_ERRORS as error:
-                    tally.failed += 1
-                    report(source, _one_line(error))
-                progress.update(1)
-            if kept:
-                with torch.no_grad():
-                    before = model(torch.stack(kept).to(device))
-                    after = model(torch.stack(saved).to(device))
-                prediction_changes += int((before.argmax(1) != after.argmax(1)).sum())
-                largest_change = max(largest_change, (after - before).abs().max().item())
+                    result = watermark.embed(model, images, mark, p=args.p, strength=args.strength,
+                                             device=args.device)
+                except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # the next batch may work
+                    for source, _ in loaded:
+                        pipeline.fail(source, error)
+                    continue
+                checks = _prediction_checks(model, device, images, result.image, rounded=suffix == ".png")
+                for (source, _), marked, check in zip(loaded, result.image, checks, strict=True):
+                    pipeline.write(source, outputs[source], marked, check)
+            pipeline.settle(wait=True)
     except (KeyboardInterrupt, Terminated) as stop:
+        with _SIGNALS.ignored():  # outputs being written are finished (whole) and counted, the rest cancelled
+            pipeline.stop()
         progress.close()
         name, status = ("SIGINT", EXIT_SIGINT) if isinstance(stop, KeyboardInterrupt) else ("SIGTERM", EXIT_SIGTERM)
         print(f"interrupted by {name}: {tally.line()} (no partial file left in {folder}); run the same command "
               "again to do the rest: what is done is skipped")
         return status
     progress.close()
-    print(f"wrote {tally.done} of {len(sources)} images to {folder} (8-bit PNG, {size}x{size}); "
-          f"{tally.failed} failed; predictions changed (as saved): {prediction_changes}; "
-          f"largest logit change {largest_change:.2e}")
+    kind = "8-bit PNG" if suffix == ".png" else "lossless float32 .npy"
+    print(f"wrote {tally.done} of {len(sources)} images to {folder} ({kind}, {size}x{size}); "
+          f"{tally.failed} failed; predictions changed (as saved): {pipeline.changes.line(suffix)}; "
+          f"largest logit change {pipeline.changes.largest:.2e}")
     print(f"summary: {tally.line()}")
     return 1 if tally.failed or tally.taken else 0
+
+
+@dataclass
+class _Check:
+    """One watermarked image's predictions: whether the saved file's differs from the original's, whether the
+    unrounded result's does too (else the 8-bit rounding changed it), and the largest logit change as saved."""
+
+    changed: bool
+    changed_unrounded: bool
+    logit_change: float
+
+
+@dataclass
+class _Changes:
+    """The prediction checks of the outputs written, added up."""
+
+    by_solve: int = 0  # the unrounded result's prediction differs already
+    by_rounding: int = 0  # the unrounded result kept the prediction; the saved 8-bit file does not
+    largest: float = 0.0
+
+    def add(self, check: _Check) -> None:
+        self.by_solve += check.changed and check.changed_unrounded
+        self.by_rounding += check.changed and not check.changed_unrounded
+        self.largest = max(self.largest, check.logit_change)
+
+    def line(self, suffix: str) -> str:
+        total = self.by_solve + self.by_rounding
+        if not total:
+            return "0"
+        fix = "; --format npy saves the exact values" if self.by_rounding and suffix == ".png" else ""
+        return (f"{total} ({self.by_rounding} by the 8-bit rounding, the unrounded result kept them{fix}; "
+                f"{self.by_solve} by the solve)")
+
+
+def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: torch.Tensor,
+                       marked: torch.Tensor, *, rounded: bool) -> list[_Check]:
+    """Each image's prediction before and after (as saved: 8-bit levels for PNG, the float values for .npy), and
+    for the images whose prediction changed, the unrounded result's, which tells the rounding's part."""
+    saved = torch.round(marked.float() * 255).to(torch.uint8).float() / 255 if rounded else marked.float()
+    with torch.no_grad():
+        before, after = model(torch.cat([originals, saved]).to(device)).chunk(2)  # one forward for both
+        changed = before.argmax(1) != after.argmax(1)
+        changed_unrounded = torch.zeros_like(changed)
+        if rounded and changed.any():
+            changed_unrounded[changed] = model(marked[changed.cpu()].to(device)).argmax(1) != before.argmax(1)[changed]
+        elif not rounded:
+            changed_unrounded = changed
+    largest = (after - before).abs().amax(1)
+    return [_Check(bool(c), bool(u), float(x)) for c, u, x in zip(changed.cpu(), changed_unrounded.cpu(),
+                                                                   largest.cpu(), strict=True)]
+
+
+#: One writer at a time takes a file's name: atomic_write sets the process's umask for a moment to read it.
+_WRITE_LOCK = threading.Lock()
+
+
+def _write_output(image: torch.Tensor, path: Path, replace: bool) -> None:
+    """Encode one (3, H, W) image in [0, 1] (run in a worker thread) and write it whole or not at all, as
+    :func:`nullspace_utils.data.save_image` does: .png as 8 bits (level ``PNG_COMPRESS_LEVEL``), .npy as float32.
+    Without ``replace``, create-or-fail (``FileExistsError`` when ``path`` exists)."""
+    buffer = io.BytesIO()
+    if path.suffix == ".npy":
+        np.save(buffer, image.float().numpy())
+    else:
+        levels = torch.round(image.float() * 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        Image.fromarray(levels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    with _WRITE_LOCK, files.atomic_write(path, replace=replace) as temporary:
+        temporary.write_bytes(buffer.getvalue())
+
+
+class _Pipeline:
+    """The batch's worker threads and the books of what became of each image.
+
+    Decoding and writing run in a thread pool; the main thread (which alone receives signals) solves and keeps the
+    tally: an output is counted once its write has finished, in :meth:`settle`, under held signals.
+    """
+
+    def __init__(self, tally: _Tally, progress: tqdm, overwrite: bool) -> None:
+        self.tally, self.progress, self.overwrite = tally, progress, overwrite
+        self.pool = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) + 2), thread_name_prefix="nullspace")
+        self.writing: collections.deque[tuple[Path, Path, Future, _Check]] = collections.deque()
+        self.changes = _Changes()
+
+    def __enter__(self) -> _Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def report(self, source: Path, message: str) -> None:
+        self.progress.write(f"nullspace watermark: {source}: {message}", file=sys.stderr)
+
+    def fail(self, source: Path, error: BaseException) -> None:
+        self.tally.failed += 1
+        self.report(source, _one_line(error))
+        self.progress.update(1)
+
+    def loaded(self, reading: list[tuple[Path, Future]], outputs: dict[Path, Path]) -> list[tuple[Path, torch.Tensor]]:
+        """The batch's images as decoded, without those that failed (reported) or whose output another run has
+        written meanwhile (skipped)."""
+        images = []
+        for source, future in reading:
+            if not self.overwrite and os.path.lexists(outputs[source]):
+                future.cancel()
+                self.tally.taken += 1
+                self.report(source, f"{outputs[source]} was written by another run meanwhile: skipped")
+                self.progress.update(1)
+                continue
+            try:
+                images.append((source, future.result()))
+            except USER_ERRORS as error:
+                self.fail(source, error)
+        return images
+
+    def write(self, source: Path, output: Path, image: torch.Tensor, check: _Check) -> None:
+        self.writing.append((source, output, self.pool.submit(_write_output, image, output, self.overwrite), check))
+
+    def settle(self, *, wait: bool) -> None:
+        """Count the outputs whose write has finished (all of them with ``wait``), in order."""
+        while self.writing and (wait or self.writing[0][2].done()):
+            with _SIGNALS.held():  # counted and off the list together, or neither
+                self._count(*self.writing.popleft())
+
+    def _count(self, source: Path, output: Path, future: Future, check: _Check) -> None:
+        try:
+            future.result()
+        except FileExistsError:  # created by another run between the check above and this write
+            self.tally.taken += 1
+            self.report(source, f"{output} was written by another run meanwhile: kept, not replaced")
+        except USER_ERRORS as error:
+            self.tally.failed += 1
+            self.report(source, _one_line(error))
+        else:
+            self.tally.done += 1
+            self.changes.add(check)
+        self.progress.update(1)
+
+    def stop(self) -> None:
+        """After SIGINT or SIGTERM: writes not begun are cancelled, those under way finish (a whole file) and are
+        counted, so that every output counted is there and none is partial."""
+        for _, _, future, _ in self.writing:
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.writing = collections.deque(entry for entry in self.writing if not entry[2].cancelled())
+        self.settle(wait=True)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -540,8 +701,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="resize the image to SIZE x SIZE: a multiple of the patch size, for ViTs whose position "
                          "embedding allows other sizes (default and usually the only choice: the model's)")
     wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
-    wm.add_argument("--batch-size", type=int, default=64,
-                    help="with several images: how many are read and solved together (default 64)")
+    wm.add_argument("--batch-size", type=int, default=None,
+                    help="with several images: how many are solved together (default 64 on the CPU, 128 on a GPU); "
+                         "the next batch is read and the last one written while a batch is solved")
+    wm.add_argument("--format", choices=["png", "npy"], default=None,
+                    help="with several images: the outputs' format, png (8-bit, default) or npy (lossless float32, "
+                         "where the exact values matter: 8-bit rounding can change a prediction with a tiny "
+                         "margin, which the summary reports)")
     wm.add_argument("--overwrite", action="store_true",
                     help="replace an existing output file (one image) or watermarked files already in the output "
                          "folder (several images); without it, an existing output file is kept and the run "

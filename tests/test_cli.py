@@ -342,3 +342,77 @@ def test_batch_never_overwrites_the_mark_and_survives_a_failed_batch(photo_folde
     captured = capsys.readouterr()
     assert status == 1 and len(captured.err.strip().splitlines()) == 2  # one line per image of the failed batch
     assert [path.name for path in done.iterdir()] == ["photo2.png"]  # the next batch still ran
+
+
+def test_batch_npy_format_keeps_the_exact_values(photo_folder, capsys, quick_solver):
+    out = photo_folder.parent / "exact"
+    assert cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out),
+                     "--format", "npy", "--quiet"]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["photo0.npy", "photo1.npy", "photo2.npy"]
+    original = data.load_image(photo_folder / "photo1.png")  # at the zoo model's input size already
+    assert torch.equal(data.load_image(out / "photo1.npy"), original)  # the stand-in solver returns it unchanged
+    assert "lossless float32 .npy" in capsys.readouterr().out
+    # with one image the output's name says the format
+    assert cli.main(["watermark", str(photo_folder / "photo0.png"), str(photo_folder.parent / "mark.png"), "-o",
+                     str(photo_folder.parent / "one.png"), "--format", "npy"]) == 2
+    assert "--format npy, but the output" in capsys.readouterr().err
+
+
+def test_batch_output_holds_what_the_prediction_check_saw(tmp_path):
+    """The PNG a batch writes (in a worker thread, at PNG_COMPRESS_LEVEL) reads back as exactly the 8-bit image
+    whose prediction the summary checked, and as data.save_image would have written it."""
+    image = torch.rand(3, 24, 20, generator=torch.Generator().manual_seed(0))
+    cli._write_output(image, tmp_path / "batch.png", replace=False)
+    data.save_image(image, tmp_path / "library.png")
+    as_checked = torch.round(image * 255).to(torch.uint8).float() / 255  # as in _prediction_checks
+    assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
+    assert torch.equal(data.load_image(tmp_path / "library.png"), as_checked)
+    cli._write_output(image, tmp_path / "batch.npy", replace=False)
+    assert torch.equal(data.load_image(tmp_path / "batch.npy"), image)
+    with pytest.raises(FileExistsError):  # create-or-fail, as before
+        cli._write_output(torch.zeros(3, 24, 20), tmp_path / "batch.png", replace=False)
+    assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["batch.npy", "batch.png", "library.png"]
+
+
+class _RoundingSensitive(torch.nn.Module):
+    """Predicts class 1 for images off the 8-bit grid and class 0 on it: any 8-bit rounding changes its answer."""
+
+    def forward(self, images):
+        off_grid = (images * 255 - torch.round(images * 255)).abs().flatten(1).amax(1)
+        return torch.stack([torch.full_like(off_grid, 1e-4), off_grid], dim=1)
+
+
+def test_prediction_changes_are_told_apart(capsys):
+    originals = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # off the grid: class 1
+    marked = originals.clone()
+    marked[3] = torch.round(marked[3] * 255) / 255  # the solve itself moved this one onto the grid: class 0
+    checks = cli._prediction_checks(_RoundingSensitive(), torch.device("cpu"), originals, marked, rounded=True)
+    assert [(check.changed, check.changed_unrounded) for check in checks] == [(True, False)] * 3 + [(True, True)]
+    changes = cli._Changes()
+    for check in checks:
+        changes.add(check)
+    assert (changes.by_rounding, changes.by_solve) == (3, 1)
+    line = changes.line(".png")
+    assert line.startswith("4 (3 by the 8-bit rounding") and "1 by the solve" in line and "--format npy" in line
+    exact = cli._prediction_checks(_RoundingSensitive(), torch.device("cpu"), originals, marked, rounded=False)
+    assert [(check.changed, check.changed_unrounded) for check in exact] == [(False, False)] * 3 + [(True, True)]
+    assert cli._Changes().line(".png") == "0"
+
+
+def test_a_failed_write_is_reported_and_the_batch_goes_on(photo_folder, capsys, monkeypatch, quick_solver):
+    real_write = cli._write_output
+
+    def full_disk_for_photo1(image, path, replace):
+        if path.stem == "photo1":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(image, path, replace)
+
+    monkeypatch.setattr(cli, "_write_output", full_disk_for_photo1)
+    out = photo_folder.parent / "disk-full"
+    assert cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out),
+                     "--batch-size", "2", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "summary: 2 done, 0 skipped (output already there), 1 failed, 0 left" in captured.out
+    assert [line for line in captured.err.splitlines() if "photo1" in line and "No space left" in line]
+    assert sorted(path.name for path in out.iterdir()) == ["photo0.png", "photo2.png"]
