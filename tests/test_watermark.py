@@ -83,6 +83,47 @@ def test_chunks_give_the_same_images_and_a_progress_bar(model, pair, capsys):
         watermark.embed(model, images, mark, chunk_images=0)
 
 
+@pytest.mark.parametrize("pad", [False, True])
+def test_pipelined_chunks_give_what_the_plain_loop_gives(model, pair, pad):
+    """The GPU path's pipeline (uploads and downloads in worker threads, the last chunk padded for a compiled step),
+    run here on the CPU without streams: the same images, noise, objectives, residual and box as embed's loop."""
+    images, _ = pair
+    generator = torch.Generator().manual_seed(2)
+    images = torch.cat([images, torch.rand(3, 3, 16, 16, generator=generator)])  # 5 images: chunks of 2, 2, 1
+    matrix64 = exact.patch_embedding_matrix(model)
+
+    def solve(start, goal):
+        return box_solver.admm(matrix64.float(), start, goal, 1, 100, 50, box_solver.RHO)
+
+    for marks, strength in ((torch.broadcast_to(pair[1][None], images.shape), 1.0),
+                            (torch.rand(5, 3, 16, 16, generator=generator), 0.5)):
+        plain = watermark.embed(model, images, marks, chunk_images=2, strength=strength)
+        image, noise, objective, residual, box = watermark._embed_pipelined(
+            images, marks, solve, matrix64, r=4, strength=strength, p=1, per_chunk=2, device=torch.device("cpu"),
+            pad_chunks=pad, show_progress=False)
+        assert torch.equal(image, plain.image) and torch.equal(noise, plain.noise)
+        assert torch.equal(objective, plain.objective)
+        assert (residual, box) == (plain.embedding_residual, plain.box_violation)
+
+
+def test_pipeline_chunks_are_equal_and_fit():
+    assert watermark._pipeline_chunk(3925, 10_000) == 491  # 8 chunks, the last of 488: little padding
+    assert watermark._pipeline_chunk(3925, 300) == 281  # what fits the memory, evened out
+    assert watermark._pipeline_chunk(100, 10_000) == 100  # small batches: one chunk
+    assert watermark._pipeline_chunk(7, 2) == 2
+
+
+def test_the_one_pass_image_check_refuses_what_check_images_refuses(model, pair):
+    images, mark = pair
+    for bad, message in ((images * 3, r"\[0, 1\]"), (images - 1, r"\[0, 1\]"), (images.clone().fill_(float("nan")), "NaN"),
+                         (images.clone().index_fill_(0, torch.tensor([1]), float("inf")), "NaN or infinite")):
+        with pytest.raises(ValueError, match=message):
+            watermark.embed(model, bad, mark)
+    with pytest.raises(TypeError, match="floating point"):
+        watermark.embed(model, (images * 255).byte(), mark)
+    assert watermark._check_images_once(images, name="image") and not watermark._check_images_once(mark, name="m")
+
+
 def test_no_svd_on_the_watermark_path(model, pair, monkeypatch):
     """The solver needs W and (W W^T)^-1 only: a full SVD (1.9 s of a 224 image's first call) is not made."""
     from nullspace_utils import linalg
