@@ -27,17 +27,34 @@ writes a JSON results file:
 
     .venv/bin/python benchmarks/watermark.py --out benchmarks/results/watermark_cpu.json
     python benchmarks/watermark.py --device cuda --out benchmarks/results/watermark_gpu.json
+
+With ``--device cuda`` also (issue #34), each as a ratio to the memory-bound floor computed from the copy
+bandwidths measured in the same run (``floor``):
+
+- ``embed_pipelined``: ``watermark.embed`` host to host on the batch (copies overlapping the solve), first and
+  second call, TF32 and bfloat16, with and without ``torch.compile``: the time it reports and the call's wall time;
+- ``cli``: ``nullspace watermark FOLDER`` on ``--cli-images`` 224 px PNGs the script writes itself, in images per
+  second, at several batch sizes (the time inside ``embed`` apart);
+- ``png_levels``: PNG encoding time and size per zlib level on watermarked 224 px images (the CLI's level).
+
+``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on a
+small folder, ``--cli-images 16``), ``--part png`` only the PNG levels:
+
+    .venv/bin/python benchmarks/watermark.py --part cli --cli-images 16 --out benchmarks/results/watermark_cli_cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +62,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from nullspace_utils import box_solver, data, exact, models, watermark
+from nullspace_utils import box_solver, cli, data, exact, models, watermark
 from nullspace_utils.files import git_commit
 
 PATCH = 32
@@ -184,9 +201,20 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
     """``args.batch`` random 224 images at once on the GPU: settings and precisions compared."""
     model, _, mark = problem()
     batch = torch.rand(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    results["device"] = torch.cuda.get_device_name()
+    results["batch"] = args.batch
+    floor = bandwidth_floor(args, model)
+    results["floor"] = floor
+    save(args, results)
     optimum, highs_per_patch = highs_optimum(model, batch[:1], mark, args.highs_patches)
     results["highs"] = {"method": "highs-ipm", "seconds_per_patch": highs_per_patch, "objective": optimum,
                         "patches": args.highs_patches, "images": "the first patches of the batch's first image"}
+    results["embed_pipelined"] = embed_pipelined(args, model, batch, mark, optimum, floor)
+    save(args, results)
+    results["cli"] = cli_runs(args, model, floor)
+    save(args, results)
+    results["png_levels"] = png_levels(args.device)
+    save(args, results)
     on_device = batch.to(args.device)
     rows = []
     runs = [("before", BEFORE, "float32", False), ("default", DEFAULT, "float32", False),
@@ -203,10 +231,11 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
                **quality(model, pixels, on_device, mark, optimum, args.highs_patches)}
         rows.append(row)
         del pixels
-        print(f"ADMM {name:8s} {precision:9s} compiled={compiled!s:5s}: {args.batch} images in {seconds:6.2f} s, "
-              f"gap {row['gap_percent']:+.4f} %, residual {row['embedding_residual']:.1e}, "
-              f"peak {row['peak_memory_gb']:.1f} GB", flush=True)
-    results["admm_gpu"] = rows
+        print(f"ADMM {name:8s} {precision:9s} compiled={compiled!s:5s}: {args.batch} images in {seconds:6.2f} s "
+              f"({seconds / floor['solve_seconds']:.1f}x the floor), gap {row['gap_percent']:+.4f} %, "
+              f"residual {row['embedding_residual']:.1e}, peak {row['peak_memory_gb']:.1f} GB", flush=True)
+        results["admm_gpu"] = rows
+        save(args, results)
 
     # the whole call as a user makes it: images on the host, chunks streamed to the GPU and back
     for label, chunk in (("fits the device", None), ("16 GB GPU (Colab T4)", _t4_chunk(model))):
@@ -218,8 +247,215 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
              "embedding_residual": result.embedding_residual, "box_violation": result.box_violation})
         print(f"embed from host memory, {label}: {result.seconds:.2f} s, "
               f"peak {torch.cuda.max_memory_allocated() / 1e9:.1f} GB", flush=True)
-    results["device"] = torch.cuda.get_device_name()
-    results["batch"] = args.batch
+
+
+def save(args: argparse.Namespace, results: dict) -> None:
+    """Write what is measured so far (a run stopped part-way keeps its earlier parts)."""
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def _seconds(work, device: torch.device, repeat: int = 5) -> float:
+    """The best of ``repeat`` timings of ``work()`` on ``device``."""
+    best = float("inf")
+    for _ in range(repeat):
+        torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        work()
+        torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _bandwidths(device: torch.device, size: int = 2 * 1024**3) -> tuple[float, float, float, float]:
+    """Bytes per second: a copy within device memory (read + written), host to device and back through pinned
+    memory, and host to device from ordinary (pageable) memory."""
+    source = torch.empty(size // 4, device=device)
+    target = torch.empty_like(source)
+    device_copy = 2 * size / _seconds(lambda: target.copy_(source), device)
+    host = torch.empty(size // 8 // 4, pin_memory=True)
+    on_device = torch.empty(host.shape, device=device)
+    upload = host.numel() * 4 / _seconds(lambda: on_device.copy_(host, non_blocking=True), device)
+    download = host.numel() * 4 / _seconds(lambda: host.copy_(on_device, non_blocking=True), device)
+    pageable = torch.empty(host.shape)
+    upload_pageable = host.numel() * 4 / _seconds(lambda: on_device.copy_(pageable), device)
+    return device_copy, upload, download, upload_pageable
+
+
+def bandwidth_floor(args: argparse.Namespace, model) -> dict:
+    """Copy bandwidths measured now (device memory, host to device and back through pinned memory) and the
+    memory-bound floors they give: the solve reads and writes at least its state each iteration (z, u and the
+    target read, z and u written: 5 passes over the (P, n) float32 patch rows, matmuls and polish left out), and
+    host to host the images go to the device and back once (each way at its own bandwidth, not overlapped)."""
+    device_copy, upload, download, upload_pageable = _bandwidths(torch.device(args.device))
+    torch.cuda.empty_cache()  # the test arrays' memory back to the device (embed sizes its chunks by what is free)
+    n = exact.patch_embedding_matrix(model).shape[1]
+    rows_bytes = args.batch * 49 * n * 4  # one (P, n) float32 array
+    solve = 100 * 5 * rows_bytes / device_copy
+    transfer = args.batch * 3 * 224 * 224 * 4 * (1 / upload + 1 / download)
+    floor = {"device_copy_gb_per_s": device_copy / 1e9, "upload_pinned_gb_per_s": upload / 1e9,
+             "download_pinned_gb_per_s": download / 1e9, "upload_pageable_gb_per_s": upload_pageable / 1e9,
+             "solve_seconds": solve, "transfer_seconds": transfer, "embed_seconds": max(solve, transfer),
+             "definition": "solve: 100 iterations x 5 passes over the batch's (P, n) float32 patch rows at the "
+                           "measured device copy bandwidth (read + write); transfer: the images to the device and "
+                           "back at the pinned bandwidths; embed: the larger of the two (they can overlap)"}
+    print(f"bandwidth: device {floor['device_copy_gb_per_s']:.0f} GB/s, host->device {upload / 1e9:.1f} GB/s pinned "
+          f"({upload_pageable / 1e9:.1f} pageable), device->host {download / 1e9:.1f} GB/s; floor: solve {solve:.2f} s, "
+          f"transfers {transfer:.2f} s for {args.batch} images", flush=True)
+    return floor
+
+
+def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: torch.Tensor, optimum: float,
+                    floor: dict) -> list[dict]:
+    """``watermark.embed`` host to host as a user calls it, twice per setting (the first call compiles): the time
+    it reports (``seconds``) and the wall time of the whole call (checks and the noise included)."""
+    rows = []
+    matrix = exact.patch_embedding_matrix(model).to(args.device)
+    settings = [("tf32", False, True), ("tf32", True, True), ("bfloat16", True, True), ("bfloat16", False, True),
+                ("tf32", False, False)]  # the last: the plain chunk loop this replaced (before #34), same run
+    for precision, compiled, pipelined in settings:
+        for call in ("first", "second"):
+            torch.cuda.reset_peak_memory_stats()
+            watermark._PIPELINE = pipelined
+            started = time.perf_counter()
+            try:
+                result = watermark.embed(model, batch, mark, device=args.device, precision=precision,
+                                         compile=compiled)
+            finally:
+                watermark._PIPELINE = True
+            wall = time.perf_counter() - started
+            # the residual from the host's original images and the returned ones, checked apart from embed's own
+            host_residual = 0.0
+            for first in range(0, args.batch, 512):
+                before = exact.to_patches(batch[first : first + 512].to(args.device), PATCH).double()
+                after = exact.to_patches(result.image[first : first + 512].to(args.device), PATCH).double()
+                host_residual = max(host_residual, ((after - before) @ matrix.double().T).abs().max().item())
+            pixels = exact.to_patches(result.image[:1], PATCH)
+            objective = (pixels[: args.highs_patches].double()
+                         - exact.to_patches(mark[None], PATCH)[: args.highs_patches].double()).abs().sum().item()
+            row = {"precision": precision, "compiled": compiled, "pipelined": pipelined, "call": call,
+                   "seconds": result.seconds, "host_residual": host_residual,
+                   "noise_exact": bool(torch.equal(result.noise, result.image - batch)),
+                   "wall_seconds": wall, "floor_ratio": wall / floor["embed_seconds"],
+                   "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+                   "embedding_residual": result.embedding_residual, "box_violation": result.box_violation,
+                   "gap_percent": 100 * (objective - optimum) / optimum}
+            rows.append(row)
+            del result, pixels
+            print(f"embed host to host, {precision:8s} compiled={compiled!s:5s} pipelined={pipelined!s:5s} {call:6s} "
+                  f"call: {row['seconds']:.2f} s, host residual {host_residual:.1e} "
+                  f"(wall {wall:.2f} s, {row['floor_ratio']:.1f}x the floor), residual "
+                  f"{row['embedding_residual']:.1e}, box {row['box_violation']:.0e}, gap {row['gap_percent']:+.3f} %, "
+                  f"peak {row['peak_memory_gb']:.1f} GB", flush=True)
+    return rows
+
+
+def _photo_folder(folder: Path, count: int) -> None:
+    """``count`` 224 px PNGs written with Pillow's defaults: 32 of the teaching set's synthetic photos, upsampled,
+    repeated (reading and solving one costs what another does)."""
+    folder.mkdir(parents=True)
+    unique = min(count, 32)
+    images = F.interpolate(torch.stack([image for image, _ in data.synthetic_dataset("val", n=unique)]), size=224,
+                           mode="bicubic", align_corners=False).clamp(0, 1)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda index: data.save_image(images[index % unique], folder / f"photo{index:04d}.png"),
+                      range(count)))
+
+
+def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
+    """``nullspace watermark FOLDER MARK -o OUT`` in this process on ``args.cli_images`` 224 px PNGs, with the
+    benchmark's model (random weights through --weights): a warm-up run, then one timed run per batch size, the
+    time inside ``watermark.embed`` summed apart (the solve; the rest is the command's overhead)."""
+    from safetensors.torch import save_file
+
+    device = torch.device(args.device)
+    batch_sizes = [None, 64, 256] if device.type == "cuda" else [None]
+    work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
+    weights = work / "vit_s32_random.safetensors"
+    save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
+    photos, mark = work / "photos", work / "mark.png"
+    _photo_folder(photos, args.cli_images)
+    data.save_image(watermark.text_mark("NULL", 224, angle=20), mark)
+    inside: list[tuple[float, float]] = []  # (start, seconds) of each embed call
+    real_embed = cli.watermark.embed
+
+    def timed_embed(*positional, **keywords):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        try:
+            return real_embed(*positional, **keywords)
+        finally:
+            inside.append((started, time.perf_counter() - started))
+
+    command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
+               "--device", args.device, "--quiet"]
+    runs = []
+    cli.watermark.embed = timed_embed
+    try:
+        for label, batch_size in [("warm-up", None)] + [("timed", size) for size in batch_sizes]:
+            inside.clear()
+            out = work / f"out-{len(runs)}"
+            extra = ["--batch-size", str(batch_size)] if batch_size else []
+            started = time.perf_counter()
+            status = cli.main(["watermark", *command, "-o", str(out), *extra])
+            seconds = time.perf_counter() - started
+            solve = sum(length for _, length in inside)
+            startup = inside[0][0] - started  # model, mark and weight checks, the first batch's reading
+            row = {"run": label, "batch_size": batch_size or cli.BATCH_SIZE.get(device.type), "status": status,
+                   "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds,
+                   "embed_seconds": solve, "overhead_fraction": (seconds - solve) / solve,
+                   "startup_seconds": startup, "overhead_after_startup_fraction": (seconds - startup - solve) / solve,
+                   "floor_ratio": seconds / (floor["embed_seconds"] * args.cli_images / args.batch) if floor else None}
+            runs.append(row)
+            print(f"CLI {label:7s} batch {row['batch_size']}: {args.cli_images} images in {seconds:.2f} s, "
+                  f"{row['images_per_second']:.0f} images/s; inside embed {solve:.2f} s, overhead "
+                  f"{100 * row['overhead_fraction']:.0f} % of it ({100 * row['overhead_after_startup_fraction']:.0f} % "
+                  f"after a {startup:.2f} s start)" + (f", {row['floor_ratio']:.0f}x the floor"
+                                                                     if floor else ""), flush=True)
+        if args.profile_cli:  # where the command's time goes, beyond the solve: one more run under cProfile
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.enable()
+            cli.main(["watermark", *command, "-o", str(work / "out-profiled")])
+            profile.disable()
+            with open(args.profile_cli, "w") as handle:
+                pstats.Stats(profile, stream=handle).sort_stats("cumulative").print_stats(45)
+    finally:
+        cli.watermark.embed = real_embed
+    return {"images": args.cli_images, "size": 224, "png_compress_level": cli.PNG_COMPRESS_LEVEL, "runs": runs,
+            "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
+                       f"RANDOM.safetensors --device {args.device} --quiet [--batch-size B], in this process"}
+
+
+def png_levels(device: str, count: int = 16) -> list[dict]:
+    """Pillow's PNG encoding of watermarked 224 px images (the benchmark's model and mark, teaching-set photos):
+    milliseconds per image (one thread, best of 2) and size per zlib level."""
+    model, _, mark = problem()
+    photos = F.interpolate(torch.stack([image for image, _ in data.synthetic_dataset("val", n=count)]), size=224,
+                           mode="bicubic", align_corners=False).clamp(0, 1)
+    marked = watermark.embed(model, photos, mark, device=device).image
+    arrays = [torch.round(image * 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy() for image in marked]
+    from PIL import Image
+
+    rows = []
+    for level in range(10):
+        best, size = float("inf"), 0
+        for _ in range(2):
+            started = time.perf_counter()
+            size = 0
+            for array in arrays:
+                buffer = io.BytesIO()
+                Image.fromarray(array).save(buffer, format="PNG", compress_level=level)
+                size += buffer.tell()
+            best = min(best, time.perf_counter() - started)
+        rows.append({"level": level, "ms_per_image": 1e3 * best / count, "kib_per_image": size / count / 1024})
+        print(f"PNG level {level}: {rows[-1]['ms_per_image']:.2f} ms, {rows[-1]['kib_per_image']:.0f} KiB per image",
+              flush=True)
+    return rows
 
 
 def _t4_chunk(model) -> int:
@@ -246,6 +482,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=3925)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--part", choices=["all", "cli", "png"], default="all",
+                        help="cli: only the command line on a folder; png: only the PNG levels")
+    parser.add_argument("--cli-images", type=int, default=512)
+    parser.add_argument("--profile-cli", type=Path, default=None, help="write a cProfile of one more CLI run here")
     parser.add_argument("--first-call", choices=["before", "default"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_call:
@@ -258,10 +498,16 @@ def main() -> None:
         "before": BEFORE, "default": {**DEFAULT, "rho": list(DEFAULT["rho"])}}
     results["ablation"] = [{"settings": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                             "iterations_tried": list(budgets)} for name, cfg, budgets in ABLATION]
-    (cpu if args.device == "cpu" else gpu)(args, results)
+    if args.part == "cli":
+        model, _, _ = problem()
+        results["device"] = torch.cuda.get_device_name() if args.device != "cpu" else cpu_name()
+        results["cli"] = cli_runs(args, model, {})
+    elif args.part == "png":
+        results["png_levels"] = png_levels(args.device)
+    else:
+        (cpu if args.device == "cpu" else gpu)(args, results)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        save(args, results)
         print("wrote", args.out)
 
 
