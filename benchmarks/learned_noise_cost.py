@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import timm
 import torch
@@ -50,14 +50,15 @@ ARCHITECTURES = {"vit_small_patch32_224": ("encoder", "input"), "vit_base_patch3
                  "efficientnet_b0": ("input",), "mobilenetv3_small_100": ("input",)}
 VITS = ("vit_small_patch32_224", "vit_base_patch32_224", "vit_large_patch32_224")
 TRAIN_IMAGES, AUTHORS_EPOCHS, BATCH = 9_469, 500, 256
-#: (study, model, level, lim) of the committed teaching sweeps whose noise ``--quality`` learns again: each ViT's
-#: largest lim at the encoder (where learning matters most), a small lim where the logit MSE is smallest (where bf16's
-#: rounding would show first), and input-level points of a ViT and two CNNs
+#: (study, model, level, lim) of the committed teaching sweeps whose noise ``--quality`` learns again, most telling
+#: first (a run cut short keeps the points it finished): large lims at the encoder (where learning matters most),
+#: input-level points of two CNNs and a ViT, and small lims, where the logit MSE is smallest (bf16's rounding would
+#: show there first)
 QUALITY_POINTS: tuple[tuple[str, str, str, float], ...] = (
-    ("approximate", "zoo-vit-s", "encoder", 0.5), ("approximate", "zoo-vit-s", "encoder", 4.0),
-    ("approximate", "zoo-vit-b", "encoder", 8.0), ("approximate", "zoo-vit-l", "encoder", 1.0),
-    ("approximate", "zoo-vit-l", "encoder", 8.0), ("robustness", "zoo-vit-b", "input", 0.5),
-    ("robustness", "zoo-resnet", "input", 0.25), ("robustness", "zoo-mobilenetv3", "input", 0.5))
+    ("approximate", "zoo-vit-s", "encoder", 4.0), ("approximate", "zoo-vit-l", "encoder", 8.0),
+    ("robustness", "zoo-resnet", "input", 0.25), ("approximate", "zoo-vit-s", "encoder", 0.5),
+    ("robustness", "zoo-mobilenetv3", "input", 0.5), ("robustness", "zoo-vit-b", "input", 0.5),
+    ("approximate", "zoo-vit-b", "encoder", 8.0), ("approximate", "zoo-vit-l", "encoder", 1.0))
 
 
 def _synchronize(device: str) -> None:
@@ -145,15 +146,20 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def quality_rows(device: str, precisions: list[str], seeds: list[int],
-                 points: tuple[tuple[str, str, str, float], ...] = QUALITY_POINTS) -> dict[str, Any]:
+                 points: tuple[tuple[str, str, str, float], ...] = QUALITY_POINTS,
+                 on_row: Callable[[dict[str, Any]], None] = lambda out: None) -> dict[str, Any]:
     """Per committed teaching point, noises learned per seed in each precision at the point's committed rate;
     match and logit MSE measured in float32, the final training loss and a loss curve every 10 steps; and per metric
     each precision's seeds against float32's (:func:`~nullspace_utils.studies.evidence.separated`: +1 when every
     seed of the precision is above every float32 seed, -1 below, 0 when the ranges overlap; above is better for
-    match, worse for logit MSE and training loss), with the difference of the means and float32's seed range."""
+    match, worse for logit MSE and training loss), with the difference of the means and float32's seed range.
+    ``on_row`` gets the result so far after each point."""
     profile = get_profile("teaching")
     data: dict[str, tuple[TensorDataset, TensorDataset]] = {}
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = {"profile": "teaching", "seeds": seeds, "measured_in": "float32 without TF32 (evaluate_noise)",
+           "separated_reads": "+1: every seed of the precision above every float32 seed, -1 below, 0 ranges overlap",
+           "rows": rows}
     for study, name, level, lim in points:
         settings = (approximate_study.SETTINGS if study == "approximate" else robustness.SETTINGS)["teaching"]
         key = f"{settings.train}/{settings.val}"
@@ -200,9 +206,8 @@ def quality_rows(device: str, precisions: list[str], seeds: list[int],
             f"{precision}: match {entry['match']['mean']:.4f} [{entry['match']['min']:.3f}, {entry['match']['max']:.3f}] "
             f"mse {entry['logit_mse']['mean']:.3g} ({entry['seconds']:.1f} s)" for precision, entry in by_precision.items())
             + f"  committed match {statistics.fmean(committed_seeds['match']):.4f}", flush=True)
-    return {"profile": "teaching", "seeds": seeds, "measured_in": "float32 without TF32 (evaluate_noise)",
-            "separated_reads": "+1: every seed of the precision above every float32 seed, -1 below, 0 ranges overlap",
-            "rows": rows}
+        on_row(out)
+    return out
 
 
 def main() -> None:
@@ -223,18 +228,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
+
+    def write(out: dict[str, Any]) -> None:
+        if args.out:
+            command = "python benchmarks/learned_noise_cost.py " + " ".join(sys.argv[1:])
+            provenance = results.provenance(command.strip(), vars(args) | {"out": str(args.out)}, device=args.device)
+            args.out.write_text(json.dumps({"provenance": provenance, "wall_seconds": time.perf_counter() - started,
+                                            **out}, indent=1) + "\n")
+
     with models.exact_float32():  # learn_noise sets its own arithmetic; everything else is full float32
         if args.quality:
-            out = quality_rows(args.device, args.quality_precisions, args.seeds)
+            write(quality_rows(args.device, args.quality_precisions, args.seeds, on_row=write))
         elif args.precisions:
-            out = precision_rows(args.device, args.steps, args.precisions, args.models, args.levels)
+            write(precision_rows(args.device, args.steps, args.precisions, args.models, args.levels))
         else:
-            out = cost_rows(args.device, args.steps)
-    if args.out:
-        command = "python benchmarks/learned_noise_cost.py " + " ".join(sys.argv[1:])
-        provenance = results.provenance(command.strip(), vars(args) | {"out": str(args.out)}, device=args.device)
-        out = {"provenance": provenance, "wall_seconds": time.perf_counter() - started, **out}
-        args.out.write_text(json.dumps(out, indent=1) + "\n")
+            write(cost_rows(args.device, args.steps))
 
 
 if __name__ == "__main__":
