@@ -853,23 +853,33 @@ def leak_panels(result: FingerprintResult) -> list[dict[str, Any]]:
 CLAIM_FIGURE = "fingerprint-suspects"
 
 
+
+def _suspect_counts(result: FingerprintResult) -> tuple[list[str], bool, int]:
+    """The unrelated suspects' names, whether the owner and its exact copy are claimed in every verification, and
+    how many verifications the unrelated suspects had (suspects x fingerprints x outputs)."""
+    suspects = result["suspects"]
+    unrelated = [name for name, entry in suspects.items() if not entry["derived"]]
+    exact_names = [name for name in ("owner", "exact copy") if name in suspects]
+    every = all(point["is_yours"] for name in exact_names for output in fp.OUTPUTS
+                for point in _points(suspects[name], output))
+    return unrelated, every, len(unrelated) * result["config"]["fingerprints"] * len(fp.OUTPUTS)
+
+
+def _claimed(result: FingerprintResult, name: str) -> str:
+    """How many fingerprints claimed suspect ``name`` 'yours', per output: "8, 8, 7"."""
+    return ", ".join(str(sum(point["is_yours"] for point in _points(result["suspects"][name], output)))
+                     for output in fp.OUTPUTS)
+
+
 def claims(result: FingerprintResult) -> list[evidence.Claim]:
     """The reproducibility page's row for paper §9 ("a ViT's nullspace could 'patent' a trained model"): verdict
     "beyond the paper" (the paper states the idea in one paragraph and tests nothing), one sentence whose numbers
     all come from ``result``."""
     config, suspects = result["config"], result["suspects"]
     fingerprints, probes = config["fingerprints"], config["n_probes"]
-    unrelated = [name for name, entry in suspects.items() if not entry["derived"]]
-    exact_names = [name for name in ("owner", "exact copy") if name in suspects]
-    every = all(point["is_yours"] for name in exact_names for output in fp.OUTPUTS
-                for point in _points(suspects[name], output))
+    unrelated, every, verifications = _suspect_counts(result)
     wrong = unrelated_claims(result)
-    verifications = len(unrelated) * fingerprints * len(fp.OUTPUTS)
     most = max(point["kept"] for name in unrelated for output in fp.OUTPUTS for point in _points(suspects[name], output))
-
-    def claimed(name: str) -> str:
-        return ", ".join(str(sum(point["is_yours"] for point in _points(suspects[name], output)))
-                         for output in fp.OUTPUTS)
 
     same = [entry for entry in result["leak"].values() if not entry["derived"]
             and entry["nullity"] == result["leak"]["owner"]["nullity"]]
@@ -896,7 +906,7 @@ def claims(result: FingerprintResult) -> list[evidence.Claim]:
         f"logits past the tolerance {window['tol']:g} on all but {window['unrelated_within']} of "
         f"{window['unrelated_probes']} probes (the closest at {window['unrelated_smallest'] / window['tol']:.1f} times "
         f"it); float16 and int8 copies{same_map} are claimed in only "
-        f"{claimed('float16 copy')} and {claimed('int8 copy')} of {fingerprints} fingerprints (logits, probabilities, "
+        f"{_claimed(result, 'float16 copy')} and {_claimed(result, 'int8 copy')} of {fingerprints} fingerprints (logits, probabilities, "
         f"labels); over {runs} runs per point ({len(config['fine_tune']['seeds'])} fine-tuning seeds x "
         f"{config['fade_fingerprints']} fingerprints), fine-tuning the patch embedding "
         + (f"leaves no logits claim from step {lost} on" if lost is not None else "leaves some logits claim")
@@ -913,15 +923,7 @@ def findings(result: FingerprintResult) -> list[str]:
     noise."""
     config, suspects = result["config"], result["suspects"]
     fingerprints, probes = config["fingerprints"], config["n_probes"]
-    unrelated = [name for name, entry in suspects.items() if not entry["derived"]]
-    exact_names = [name for name in ("owner", "exact copy") if name in suspects]
-    every = all(point["is_yours"] for name in exact_names for output in fp.OUTPUTS
-                for point in _points(suspects[name], output))
-    verifications = len(unrelated) * fingerprints * len(fp.OUTPUTS)
-
-    def claimed(name: str) -> str:
-        return ", ".join(str(sum(point["is_yours"] for point in _points(suspects[name], output)))
-                         for output in fp.OUTPUTS)
+    unrelated, every, verifications = _suspect_counts(result)
 
     bullets = [
         f"**Exact copies are proven, strangers are not.** Over {fingerprints} fingerprints of {probes} probes at "
@@ -931,7 +933,7 @@ def findings(result: FingerprintResult) -> list[str]:
     quantised = [name for name in BACKEND_DEPENDENT_SUSPECTS if name in suspects]
     if quantised:
         bullets.append(
-            "**Quantised copies mostly are not.** " + "; ".join(f"{name} claimed in {claimed(name)}"
+            "**Quantised copies mostly are not.** " + "; ".join(f"{name} claimed in {_claimed(result, name)}"
                                                                  for name in quantised)
             + f" of {fingerprints} fingerprints (logits, probabilities, labels): rounding after the patch "
             f"embedding changes answers the fingerprint needs unchanged ({{ref}}`see the leak <fingerprint-leak>`).")
