@@ -182,6 +182,35 @@ def test_bf16_learns_under_autocast_and_every_measurement_stays_float32(vit_s, s
     assert last < 0.8 * first and 0.0 <= evaluation.match <= 1.0
 
 
+def test_learning_waits_for_the_device_a_fixed_number_of_times_not_once_per_step(vit_s, small_data, monkeypatch):
+    """On a GPU every .item(), bool(tensor) or .tolist() waits for the queued kernels: learn_noise's loop must not call
+    them per step (the history is read once at the end, in-memory data checked once). Counted in this module only
+    (the model's own forward is the model's business)."""
+    import sys
+
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils.data import stack_dataset
+
+    data = TensorDataset(*stack_dataset(small_data))
+    calls = {"count": 0}
+    for name in ("item", "__bool__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            calls["count"] += sys._getframe(1).f_code.co_filename == approximate.__file__
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    waits = []
+    for steps in (2, 7):
+        calls["count"] = 0
+        result = approximate.learn_noise(vit_s, data, level="encoder", lim=0.5, steps=steps, lr=0.1, batch_size=8)
+        waits.append(calls["count"])
+        assert len(result.history) == steps
+    assert waits[0] == waits[1]
+
+
 def test_tf32_learning_sets_tf32_matmuls_for_learning_only(vit_s, small_data, flags_seen, restore_tf32_flags):
     torch.set_float32_matmul_precision("highest")
     seen = flags_seen(vit_s)
