@@ -319,13 +319,13 @@ def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: 
     for precision, compiled, pipelined in settings:
         for call in ("first", "second"):
             torch.cuda.reset_peak_memory_stats()
-            watermark._PIPELINE = pipelined
+            default, watermark._PIPELINE = watermark._PIPELINE, pipelined
             started = time.perf_counter()
             try:
                 result = watermark.embed(model, batch, mark, device=args.device, precision=precision,
                                          compile=compiled)
             finally:
-                watermark._PIPELINE = True
+                watermark._PIPELINE = default
             wall = time.perf_counter() - started
             # the residual from the host's original images and the returned ones, checked apart from embed's own
             host_residual = 0.0
@@ -372,7 +372,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     from safetensors.torch import save_file
 
     device = torch.device(args.device)
-    batch_sizes = [None, 64, 256] if device.type == "cuda" else [None]
+    batch_sizes = [None, 128, 256] if device.type == "cuda" else [None]
     work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
     weights = work / "vit_s32_random.safetensors"
     save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
@@ -405,7 +405,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
             seconds = time.perf_counter() - started
             solve = sum(length for _, length in inside)
             startup = inside[0][0] - started  # model, mark and weight checks, the first batch's reading
-            row = {"run": label, "batch_size": batch_size or cli.BATCH_SIZE.get(device.type), "status": status,
+            row = {"run": label, "batch_size": batch_size or cli.BATCH_SIZE, "status": status,
                    "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds,
                    "embed_seconds": solve, "overhead_fraction": (seconds - solve) / solve,
                    "startup_seconds": startup, "overhead_after_startup_fraction": (seconds - startup - solve) / solve,

@@ -60,8 +60,8 @@ OUTPUT_SUFFIXES = (".png", ".npy")
 #: files about 15 % larger; above 6 the files hardly shrink and encoding slows down many times.
 PNG_COMPRESS_LEVEL = 1
 
-#: Default --batch-size: on a GPU larger batches keep it busy; on the CPU a batch's solve is already long.
-BATCH_SIZE = {"cpu": 64, "cuda": 128}
+#: Default --batch-size (as before #34; benchmarks/watermark.py --device cuda times 64, 128 and 256 on a GPU).
+BATCH_SIZE = 64
 
 
 class UsageError(Exception):
@@ -464,7 +464,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
         if tally.skipped:
             note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes its "
                  "name only once whole): skipped; give --overwrite to redo them")
-    batch_size = args.batch_size or BATCH_SIZE.get(device.type, BATCH_SIZE["cpu"])
+    batch_size = args.batch_size or BATCH_SIZE
     progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
     pipeline = _Pipeline(tally, progress, args.overwrite)
     batches = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
@@ -702,8 +702,8 @@ def main(argv: list[str] | None = None) -> int:
                          "embedding allows other sizes (default and usually the only choice: the model's)")
     wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
     wm.add_argument("--batch-size", type=int, default=None,
-                    help="with several images: how many are solved together (default 64 on the CPU, 128 on a GPU); "
-                         "the next batch is read and the last one written while a batch is solved")
+                    help="with several images: how many are solved together (default 64); the next batch is read "
+                         "and the last one written while a batch is solved")
     wm.add_argument("--format", choices=["png", "npy"], default=None,
                     help="with several images: the outputs' format, png (8-bit, default) or npy (lossless float32, "
                          "where the exact values matter: 8-bit rounding can change a prediction with a tiny "

@@ -58,9 +58,11 @@ __all__ = ["WatermarkResult", "embed", "text_mark", "SOLVERS", "PaperSlsqp", "pa
 
 SOLVERS = ("auto", "admm", "highs", "slsqp")
 
-#: Host images solved on a GPU go through :func:`_embed_pipelined` (copies overlapping the solve); the benchmark
-#: turns this off to time the plain chunk loop it replaced, in the same run.
-_PIPELINE = True
+#: Host images solved on a GPU go through :func:`_embed_pipelined` (copies overlapping the solve) when this is on.
+#: Off until it has been measured on a GPU (#34: tested on the CPU only, where it runs without CUDA streams);
+#: ``benchmarks/watermark.py --device cuda`` turns it on for its ``embed_pipelined`` rows and checks the residual
+#: from the host's originals and the noise there, against the plain chunk loop in the same run.
+_PIPELINE = False
 
 
 @dataclass
