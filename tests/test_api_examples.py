@@ -4,8 +4,10 @@ the doctests of the library's docstrings (shown on the same pages) pass."""
 
 import ast
 import doctest
+import functools
 import importlib
 import inspect
+import os
 import pkgutil
 import runpy
 from pathlib import Path
@@ -34,11 +36,21 @@ def _documented_modules() -> set[str]:
                       if path.stem != "__init__"}
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
-def test_example_runs(example, monkeypatch):
+@functools.lru_cache(maxsize=None)
+def _run_example(stem: str) -> dict:
+    """Run ``book/api/examples/<stem>.py`` once per session, from the repository root; its variables."""
     matplotlib.use("Agg")
-    monkeypatch.chdir(ROOT)
-    runpy.run_path(str(example), run_name="__main__")
+    before = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return runpy.run_path(str(ROOT / "book" / "api" / "examples" / f"{stem}.py"), run_name="__main__")
+    finally:
+        os.chdir(before)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
+def test_example_runs(example):
+    _run_example(example.stem)
 
 
 def _problems(source: str) -> list[str]:
@@ -167,3 +179,112 @@ def test_the_docstring_examples_are_found():
 
     tests = [test for test in doctest.DocTestFinder().find(linalg) if test.examples]
     assert any(test.name == "nullspace_utils.linalg.nullspace" and len(test.examples) == 4 for test in tests)
+
+
+def _example_values(stem: str) -> dict:
+    """The variables an example leaves behind (its one run, :func:`_run_example`), for the checks that would
+    crowd its page: the page shows a few readable lines per function, these tests check the rest."""
+    return _run_example(stem)
+
+
+def test_exact_example_in_detail():
+    import torch
+
+    from nullspace_utils import exact, models
+
+    values = _example_values("exact")
+    layer, matrix, basis = values["layer"], values["matrix"], values["basis"]
+    assert isinstance(layer, torch.nn.Conv2d) and layer.out_channels == 96 and layer.kernel_size == (16, 16)
+    assert matrix.dtype == torch.float64 and values["std"] == models.ZOO_STD
+    assert torch.allclose(matrix, exact.patch_embedding_matrix(values["model"], std=values["std"]))
+    tiled = values["tiled"]
+    assert tiled.shape == (3, 112, 112) and torch.equal(tiled[:, 16:32, 96:112], basis[0].float())
+    noise = values["noise"]
+    assert noise.shape == (3, 112, 112) and torch.isclose(noise.abs().max(), torch.tensor(0.5))
+    assert values["embeddings"].shape == (2, 49, 96)
+    per_channel = values["per_channel"]
+    assert per_channel.shape == (480, 3, 16, 16)
+    assert (matrix @ per_channel.reshape(480, -1).T).abs().max() < 1e-10  # inside the joint nullspace
+    assert exact.nullspace_dimensions(1024, 32)["per_channel"] == 0  # ViT-L/32: d = r^2
+    assert exact.nullspace_sizes(values["wide"]) == {"per_channel": 0, "joint": 0}
+    mixes = values["mixes"]
+    assert mixes.shape == (4, 3, 16, 16) and (matrix @ mixes.reshape(4, -1).T).abs().max() < 1e-10
+    assert all(0 <= kept <= 1 for kept in values["sweep"].random_match)
+    assert values["effects"].saturated > 0
+
+
+def test_approximate_example_in_detail():
+    import torch
+
+    from nullspace_utils import approximate
+
+    values = _example_values("approximate")
+    model, data, images, result = values["model"], values["data"], values["images"], values["result"]
+    assert len(result.history) == 5 and result.norm == result.noise.norm().item()
+    assert values["report"].match <= 1.0
+    with torch.no_grad():
+        assert values["noisy_logits"].shape == (4, 10)
+        assert not torch.equal(values["noisy_logits"], model(images[:4]))  # the noise was on
+    sorted_values = values["shuffled"].flatten().sort().values
+    assert torch.equal(sorted_values, result.noise.flatten().sort().values)  # the same values, reordered
+    first = approximate.learn_noise(model, data, level="encoder", lim=1.0, steps=1, lr=1e-12, batch_size=16,
+                                    seed=0)
+    assert torch.allclose(first.noise, values["start"], atol=1e-6)  # learning starts from uniform_noise(seed)
+    with torch.no_grad():
+        assert (model(images[:4] + values["null_part"]) - model(images[:4])).abs().max() < 1e-3
+    assert torch.allclose(values["null_part"] + values["row_part"], values["image_noise"], atol=1e-6)
+    choice = values["choice"]
+    assert choice.scores[str(choice.lr)] == min(choice.scores.values())
+    assert set(approximate.LR_GRID) <= {0.01, 0.1, 1.0, 10.0, 100.0}
+    auto = approximate.learn_noise(model, data, level="encoder", lim=1.0, steps=2, batch_size=16, probe_steps=2,
+                                   lr_grid=(0.1, 1.0, 10.0))
+    assert auto.lr_choice is not None and auto.lr == auto.lr_choice.lr
+
+
+def test_watermark_example_in_detail():
+    from nullspace_utils import box_solver
+
+    values = _example_values("watermark")
+    assert values["result"].solver == "admm"
+    batch = values["batch"]
+    assert batch.image.shape == (4, 3, 112, 112) and batch.objective.shape == (4,)
+    solved, patches, matrix = values["solved"], values["patches"], values["matrix"]
+    assert solved.shape == (49, 768) and solved.min() >= 0 and solved.max() <= 1
+    assert (matrix @ (solved - patches).T).abs().max() < 1e-4  # every patch keeps its embedding
+    assert [basis.shape for basis in values["bases"]] == [(256, 160)] * 3
+    paper = values["paper"]
+    assert paper.pixels.shape == (1, 3, 256) and box_solver.box_violation(paper.pixels) < 1e-3
+
+
+def test_linalg_example_in_detail():
+    import numpy as np
+
+    values = _example_values("linalg")
+    matrix, basis, projector = values["matrix"], values["basis"], values["projector"]
+    assert np.allclose(values["sigma"], [np.sqrt(70), 0.0])
+    assert values["tolerance"] == 3 * np.finfo(np.float64).eps
+    assert np.allclose(basis.T @ basis, np.eye(2))  # orthonormal
+    assert projector.shape == (3, 3) and np.allclose(projector, basis @ basis.T)
+    assert np.allclose(projector @ projector, projector)
+    projected = values["projected"]
+    assert np.allclose(projected, projector @ values["v"]) and np.allclose(matrix @ projected, 0)
+    seen, hidden = values["seen"], values["hidden"]
+    assert np.allclose(hidden[0], projected) and np.allclose(matrix @ hidden.T, 0)
+    assert np.allclose(matrix @ seen.T, matrix @ values["rows"].T)
+
+
+def test_plotting_example_in_detail():
+    import numpy as np
+
+    values = _example_values("plotting")
+    assert values["shown"].shape == (32, 32, 3) and np.isclose(np.abs(values["shown"] - 0.5).max(), 0.5)
+    assert repr(values["results"]).splitlines() == ["model   accuracy", "------  --------", "ViT-S     99.2 %",
+                                                     "ResNet   100.0 %"]
+    assert values["results"].to_html().count("<tr>") == 3
+    assert values["blended"].shape == (32, 32, 3)
+    assert values["xs"] == [0.1, 0.5] and np.allclose(values["values"], [[89, 91], [89, 91]])
+    assert values["changes"].rows == [["L1", "900", "40", "30 %", "46 %", "[-8, 12]"]]
+    assert values["checks"].rows[0][:3] == ["ViT-S", "True", "True"]
+    assert values["correlations"].rows == [["LRP", "identical", "above 0.9999", "0.10 to 0.10"]]
+    assert values["differences"].rows[0][:3] == ["saliency", "identical", "< 1e-3"]
+    assert len(values["panels"]) == 2
