@@ -317,13 +317,32 @@ def exercise_rows(found: Sequence[Exercise], practises: dict[str, str], times: d
     rows = []
     for exercise in found:
         seconds = times["cpu_seconds"].get(exercise.label) if exercise.solution_code else None
-        if exercise.solution_code and seconds is None:
-            raise ValueError(f"{exercise.label} has solution code but no time in exercise_times.json: rerun "
-                             "`python benchmarks/exercise_times.py`.")
-        run = "no code" if seconds is None else _seconds(seconds)
+        failed = exercise.solution_code and seconds is None
         rows.append([f"Exercise {exercise.number}", exercise.chapter, exercise.title,
-                     practises.get(exercise.label, "**not described yet**"), run, f"~{class_minutes(seconds)} min"])
+                     practises.get(exercise.label, "**not described yet**"), _solution_time(exercise, times),
+                     "—" if failed else f"~{class_minutes(seconds)} min"])
     return rows
+
+
+def _solution_time(exercise: Exercise, times: dict[str, Any]) -> str:
+    """An exercise's solution run time as the teachers page shows it: "no code", its CPU time, or why it was not
+    timed (``times["failed"]``: it erred or outlasted the timing script's timeout). A solution with code that the
+    file neither timed nor lists as failed is an error: the file is older than the exercise."""
+    if not exercise.solution_code:
+        return "no code"
+    seconds = times["cpu_seconds"].get(exercise.label)
+    if seconds is not None:
+        return _seconds(seconds)
+    if exercise.label in times.get("failed", {}):
+        return f"not timed ({times['failed'][exercise.label]})"
+    raise ValueError(f"{exercise.label} has solution code but no time in exercise_times.json: rerun "
+                     "`python benchmarks/exercise_times.py`.")
+
+
+def _solution_phrase(exercise: Exercise, times: dict[str, Any]) -> str:
+    """:func:`_solution_time` in a sentence: "its solution runs in 2 s", "no code" or "not timed (...)"."""
+    shown = _solution_time(exercise, times)
+    return shown if shown == "no code" or shown.startswith("not timed") else f"its solution runs in {shown}"
 
 
 def session_plan_rows(plan: dict[str, Any], found: Sequence[Exercise], timing: dict[str, Any],
@@ -341,8 +360,7 @@ def session_plan_rows(plan: dict[str, Any], found: Sequence[Exercise], timing: d
         if "exercise" in step:
             exercise = by_label[step["exercise"]]
             what = f"Exercise {exercise.number} ({exercise.title}): {what}"
-            seconds = exercise_time["cpu_seconds"].get(exercise.label)
-            measured = "no code" if seconds is None else f"its solution runs in {_seconds(seconds)}"
+            measured = _solution_phrase(exercise, exercise_time)
         rows.append([f"{start}–{start + step['minutes']} min", what, measured])
         start += step["minutes"]
     rows.append([f"{start} min", f"in all, for a {plan['minutes']}-minute session", ""])
@@ -355,9 +373,8 @@ def homework_line(plan: dict[str, Any], found: Sequence[Exercise], exercise_time
     by_label = {exercise.label: exercise for exercise in found}
     parts = []
     for label in plan.get("homework", []):
-        seconds = exercise_time["cpu_seconds"].get(label)
         parts.append(f"Exercise {by_label[label].number} ({by_label[label].title}; "
-                     + ("no code" if seconds is None else f"its solution runs in {_seconds(seconds)}") + ")")
+                     f"{_solution_phrase(by_label[label], exercise_time)})")
     return "homework: " + ("; ".join(parts) or "none")
 
 

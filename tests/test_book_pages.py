@@ -175,6 +175,9 @@ def test_class_time_estimate_and_exercise_rows():
                     ["Exercise 2.2", "primer", "In words", "**not described yet**", "no code", "~10 min"]]
     with pytest.raises(ValueError, match="exercise_times.py"):
         book_pages.exercise_rows(found, {}, {"cpu_seconds": {}})  # code that was never timed
+    timed_out = {"cpu_seconds": {}, "failed": {"ex-a": "did not finish within 900 s"}}
+    rows = book_pages.exercise_rows(found[:1], {}, timed_out)  # listed as failed: said, and no class estimate
+    assert rows[0][4:] == ["not timed (did not finish within 900 s)", "—"]
 
 
 def test_session_plan_rows_add_up_and_show_the_measurements():
