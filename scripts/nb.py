@@ -17,6 +17,7 @@ writes and executes ``book/primer.ipynb``; the executed notebook is what gets co
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -81,7 +82,8 @@ def main(paths: list[str]) -> None:
         src = Path(path)
         target = src.parent.parent / (src.stem + ".ipynb")
         nb = parse(expand_shared_cells(src.read_text(), src.parent))
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(target.parent)}}).execute()
+        timeout = int(os.environ.get("NB_CELL_TIMEOUT", "600"))  # seconds per cell; more on a busy machine
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(target.parent)}}).execute()
         for i, cell in enumerate(nb.cells):
             cell["id"] = f"cell-{i}"
         nbformat.write(nb, target)
