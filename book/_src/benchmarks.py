@@ -38,7 +38,7 @@ display(book_pages.benchmarks_summary(cpu, gpu, svd, timing))
 # pays the SVD the old code computed every time), the **warm start** alone, the **growing step** alone,
 # and both, the **default** (no SVD). The settings, as the file records them, are printed first.
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="The CPU watermark solver before and with its default settings: the gap to the LP optimum against seconds per image, and seconds per image against ADMM iterations, with HiGHS's extrapolated time as a dashed line"
 display(cpu_note)
 if cpu is not None:
     print(book_pages.admm_settings_line(cpu))
@@ -91,8 +91,8 @@ if gpu is not None:
           f"{host['seconds']:.2f} s for the whole embed call from host memory (copies to and from the GPU included)")
 
 # %% [markdown]
-# The first call on a CPU no longer pays for an SVD that the solver never used, and the growing step
-# needs fewer iterations for a gap close to the old one (the line starting "CPU:" compares the two budgets);
+# The default's first call on a CPU skips the SVD that the "before" setting computes and never uses, and the
+# growing step needs fewer iterations for a gap close to the constant step's (the line starting "CPU:" compares the two budgets);
 # the warm start alone changes little
 # (compare the "warm start only" and "growing step only" rows with "before" and "default"). On the GPU the
 # default is TF32: bfloat16 matmuls save time only when compiled (compare their rows with TF32's), and
@@ -128,7 +128,7 @@ if svd is not None:
 #
 # `benchmarks/notebook_times.py` executes every chapter as nbval does:
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="Seconds each chapter takes to run on the CPU, as bars, against the book's two-minute budget"
 display(timing_note)
 if timing is not None:
     names, seconds = list(timing["seconds"]), list(timing["seconds"].values())

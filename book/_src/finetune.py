@@ -81,7 +81,7 @@ if sweep is not None and table_c is not None:
 #
 # The picture:
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="Diagram of one round of nullspace-noise fine-tuning: a noise learned for the current model is added to the patch tokens of every batch, and the model trains on the clean plus the noisy loss"
 plotting.finetune_diagram()
 plt.show()
 
@@ -150,7 +150,7 @@ if first_run is not None:
 # What did each method train on? Clean and noisy training loss over the steps (means over 150-step windows;
 # lines are the mean over seeds, bars the range):
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="Training loss over the steps on a log scale, mean over seeds with their range: (a) the clean loss of every fine-tuning, (b) the noisy loss of the nullspace and the matched-energy Gaussian noise at both lims"
 if sweep is not None:
     fig = plotting.method_panels(finetune_study.loss_panels(sweep), size=(3.6, 3.0))
     for ax in fig.axes[:2]:
@@ -190,7 +190,7 @@ if sweep is not None:
 # weather assets (noise, blur and digital ones) at severities 1 to 5, with one seed per image so that every
 # model sees the same corrupted images. One validation image under each corruption at severity 3:
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="One validation image, clean and under each corruption of the set at severity 3"
 example = stack_dataset(profile.dataset("val", n=1))[0]
 plotting.show_images(*finetune_study.corruption_gallery(example, severity=3), ncols=6, size=1.2)
 plt.show()
@@ -200,7 +200,7 @@ plt.show()
 # lim 4), then the generated verdicts on mean corruption accuracy (the mean over corruptions and
 # severities, the accuracy counterpart of ImageNet-C's unnormalised error), collapsed:
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="Accuracy against corruption severity, averaged over the corruptions, for the untuned, plain, nullspace-noise and Gaussian models, per seed: (a) lim 2, (b) lim 4"
 if sweep is not None and table_c is not None:
     plotting.method_panels(finetune_study.severity_panels(sweep, table_c))
     plt.show()
@@ -221,7 +221,7 @@ if sweep is not None and table_c is not None:
 # $\epsilon$-ball, on the first 500 validation images, at $\epsilon$ = 0.5/255, 1/255 and 2/255 (small:
 # the zoo was never trained against attacks):
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="PGD accuracy at each attack radius for the untuned, plain, nullspace-noise and Gaussian models, per seed: (a) lim 2, (b) lim 4"
 if sweep is not None:
     plotting.method_panels(finetune_study.pgd_panels(sweep))
     plt.show()

@@ -91,7 +91,7 @@ if evaluation is not None and paper is not None and max_noise is not None:
 # pixels: the feasible set is a segment (a line inside the box), and the solution is the point of
 # the segment closest to the mark in the $L_1$ sense (diamond-shaped level sets).
 
-# %%
+# %% alt="A two-pixel toy: the [0, 1] box, the segment of points with the original's embedding, the L1 level sets around the watermark, and the solution, the point of the segment closest to the mark"
 matrix = torch.tensor([[1.0, 2.0]], dtype=torch.float64)  # one "embedding" of two "pixels"
 start = torch.tensor([[0.7, 0.2]], dtype=torch.float64)  # the original patch
 target = torch.tensor([[0.1, 0.9]], dtype=torch.float64)  # the watermark patch
@@ -120,7 +120,7 @@ for i in range(len(images)):
     print(f"image {i}: {profile.prediction_name(c):>8} p={before[i, c]:.3f} -> "
           f"{profile.prediction_name(after[i].argmax().item()):>8} p={after[i, c]:.3f}")
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="The text watermark, then three validation images, each as the original, watermarked, and the absolute noise"
 panels, titles, signed = [mark], ["watermark"], [False]
 for i in range(3):
     panels += [images[i], result.image[i], result.noise[i].abs()]
@@ -138,7 +138,7 @@ plt.show()
 # A softer, more useful watermark puts text *on* the image: the target is the image with the text
 # blended in, so the solver only works where the text is. `strength` blends any target further.
 
-# %%
+# %% alt="Text laid over two images: the target, the p = 1 watermark with speckles along the text, and the smoother p = 2 watermark"
 alpha = 0.8 * mark
 overlay_target = images * (1 - alpha) + alpha  # white text over each image
 soft = watermark.embed(vit, images, overlay_target)
@@ -167,7 +167,7 @@ with torch.no_grad():
 # need the network, see the `imagenet` profile), which changes nothing about the guarantee: the
 # logits of the watermarked photo equal the original's up to float rounding.
 
-# %%
+# %% alt="A cat photo from scikit-image, the target with text laid over it, and its p = 2 watermark for ViT-S/32"
 import torch.nn.functional as F
 from skimage import data as skimage_data
 
@@ -379,7 +379,7 @@ if max_noise is not None:
 # times the solver's earlier settings (a constant step of 10 from the original patch, 300 iterations,
 # and an SVD on every call) in the same run, so each figure has its baseline beside it.
 
-# %% tags=[hide-input]
+# %% tags=[hide-input] alt="Seconds per image of each watermark solver on a log scale: the extrapolated SLSQP and HiGHS bars, hatched, far longer than the measured ADMM settings"
 cpu, note_cpu = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")  # with how each was made
 gpu, note_gpu = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")
 display(note_cpu, note_gpu)
