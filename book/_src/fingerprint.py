@@ -11,6 +11,8 @@
 #   squeezed before the noise is added;
 # - how to test a model you can only query (logits, probabilities, or just the top-1 label), and how
 #   to turn per-probe evidence into a claim with a stated false-positive rate;
+# - why every probe is also asked with a *control* noise, so that a suspect that ignores its input (or
+#   rounds its answers) is never called yours;
 # - why another ViT is caught although its nullspace shares most of the owner's: the small part of
 #   the noise that leaks into its row space, and the tolerance that catches it;
 # - what the fingerprint proves (exact copies, a new classification head), what weakens it below a
@@ -43,12 +45,17 @@ from nullspace_utils import plotting
 from nullspace_utils import fingerprint as fp
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
+from nullspace_utils.studies import claims
 from nullspace_utils.studies import fingerprint as fingerprint_study
 
 torch.manual_seed(0)
 profile = get_profile()
 owner = profile.load_model(profile.vit_models[0])
 val_images, val_labels = stack_dataset(profile.dataset("val", n=200))
+
+# %% tags=[hide-input]
+found, note = fingerprint_study.RESULT.chapter_result(profile.name, device=None)  # its command has no --device
+display(claims.findings(fingerprint_study.findings(found)) if found is not None else note)
 
 # %% [markdown]
 # ## Making a fingerprint
@@ -59,7 +66,7 @@ val_images, val_labels = stack_dataset(profile.dataset("val", n=200))
 # nullspace (the watermark chapter met the same box). Each probe gets its own noise, a random
 # combination of nullspace basis vectors, scaled so its largest |value| is a.
 
-# %%
+# %% alt="A squeezed probe image, its nullspace noise on a blue-white-red scale, and the probe with the noise added"
 secret = fp.make_fingerprint(owner, n_probes=16, amplitude=0.25, seed=0, images=val_images,
                              model_name=owner.name)
 noises = secret.noises()
@@ -84,7 +91,7 @@ plt.show()
 # copies in float16 and with int8 linear layers, three ViT-S trained on the same data from other seeds
 # (shipped in `nullspace_utils/zoo/seeds/`), the other two widths and the three CNNs.
 
-# %%
+# %% alt="Relative logit change of each probe under its fingerprint noise, one strip per suspect on a log axis, with the tolerance 1e-3 as a line: the owner and its exact copy lie far below it, unrelated models above it"
 suspects = fingerprint_study.make_suspects(profile, owner)
 independent = next(name for name, (_, derived) in suspects.items() if not derived)  # trained apart from the owner
 results = {name: fp.verify(secret, fp.as_query(model), output="logits") for name, (model, _) in suspects.items()}
@@ -132,10 +139,47 @@ plotting.table(rows, ["suspect", "derived from the owner", "probes kept", "p-val
 for alpha in (1e-2, 1e-3, 1e-6):
     print(f"alpha {alpha:g}: {fp.probes_needed(alpha)} probes (null rate 0.5), "
           f"{fp.probes_needed(alpha, null_rate=0.05)} if unrelated models keep at most 5 % of probes")
-print(f"queries with logits at alpha 0.001: {2 * fp.probes_needed(1e-3)} (two per probe)")
+print(f"queries with logits at alpha 0.001: {3 * fp.probes_needed(1e-3)} (three per probe: clean, noisy, control)")
 
 # %% [markdown]
-# With logits or probabilities, each probe costs two queries, clean and noisy (the last line).
+# With logits or probabilities, each probe costs three queries (the last line): clean, with its noise, and with a
+# *control* noise, the subject of the next section.
+#
+# ## A control on every probe
+#
+# "The answer did not change" is evidence only from a suspect that *would* have changed it. A model behind a web
+# API that rounds its probabilities to two decimals, or a function that ignores its input altogether, keeps every
+# probe of any fingerprint: without a control, `verify` would call both "yours". So every probe is also asked
+# with a control noise (`fp.control_noise`): the same values as its fingerprint noise, shuffled over the patch and
+# given random signs. It has the fingerprint noise's energy and largest value, so probe + control is still a valid
+# image, but it points in a generic direction, not into the owner's nullspace, and it moves the owner's own
+# logits far beyond the tolerance. Only probes whose answer the control changes take part in the count; when
+# fewer take part than any claim needs, the verdict is "inconclusive: the suspect does not respond to its input".
+# Three suspects that must not be called yours, and the owner:
+
+# %%
+def rounded_api(model, decimals=2):
+    """A web API in front of ``model`` that returns its probabilities rounded to ``decimals`` places."""
+    probabilities = fp.as_query(model, "probs")
+    return lambda images: probabilities(images).round(decimals=decimals)
+
+
+tricky = {"owner": fp.as_query(owner),
+          "constant function": lambda images: torch.zeros(len(images), len(profile.class_names)),
+          f"{profile.vit_models[1]} behind a rounding API": rounded_api(suspects[profile.vit_models[1]][0]),
+          "owner behind a rounding API": rounded_api(owner)}
+checked = {name: fp.verify(secret, query, output="probs" if "API" in name else "logits")
+           for name, query in tricky.items()}
+display(plotting.table([[name, f"{r.n} of {r.probes}", f"{r.kept}/{r.n}", r.verdict] for name, r in checked.items()],
+                       ["suspect", "probes the control changed", "kept", "verdict"]))
+
+# %% [markdown]
+# The constant function answers nothing, so none of its probes counts, and the verdict is "inconclusive" instead of
+# the "yours" that a test without the control would give it. Rounding to two decimals hides some changes, the
+# control's as well as the fingerprint noise's: only the probes whose rounded answer the control moved count (the
+# second column). Among them the owner behind the API keeps its answers and the unrelated ViT does not (the third
+# column), so the verdicts stay right. Were the rounding coarser, too few probes would count and the answer would
+# be "inconclusive": the fix is finer outputs or more probes, never a claim.
 #
 # ## Only the label
 #
@@ -148,14 +192,14 @@ print(f"queries with logits at alpha 0.001: {2 * fp.probes_needed(1e-3)} (two pe
 # their labels when the noise is added; for any other model, the noise shifts the boundary by far more
 # than that, and one of the two labels flips.
 
-# %%
+# %% tags=[hide-input]
 label_results = {name: fp.verify(secret, fp.as_query(suspects[name][0], "label"), output="label")
                  for name in ("owner", "int8 copy", "float16 copy", independent, profile.vit_models[1])}
 rows = [[name, *fingerprint_study.claim_cells(name, r), r.queries] for name, r in label_results.items()]
 plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"])
 
 # %% [markdown]
-# Label access costs many more queries per probe than the two of the logits test (the last column).
+# Label access costs many more queries per probe than the three of the logits test (the last column).
 # How many probes the float16 and int8 copies keep with labels, against logits, the table of the next
 # section shows over every fingerprint; whether either keeps *enough* probes for a claim is the
 # question there. The exercise {ref}`ex-fingerprint-2` trades the bracket width against that.
@@ -172,9 +216,8 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 # python -m nullspace_utils.experiments fingerprint --profile teaching
 # ```
 
-# %%
-found, note = fingerprint_study.RESULT.chapter_result(profile.name, device=None)  # its command has no --device
-print(note)
+# %% tags=[hide-input]
+display(note)
 if found is not None:
     print(fingerprint_study.settings_line(found))
     display(plotting.table(fingerprint_study.suspect_rows(found), ["suspect", "derived", "accuracy", *fp.OUTPUTS],
@@ -186,6 +229,21 @@ if found is not None:
           f"{n_probes} probes kept")
 
 # %% [markdown]
+# ```{note}
+# The committed run was made before `verify` had its control (the commit in the box above): in that file every
+# probe of every verification counts. The control leaves a probe out only when a random noise of the fingerprint's
+# energy does not change the suspect's answer. With the fingerprint drawn on this page it leaves no probe of any
+# suspect out, as the line below checks live with logits and with labels (the float16 and int8 copies aside: their
+# answers depend on the CPU). So we expect the file's counts to be those the control gives; the script's next run
+# (about 47 minutes on one CPU core) will make the file again with the control and show it.
+# ```
+
+# %% tags=[hide-input]
+live = [*[(name, r) for name, r in results.items()], *[(name, r) for name, r in label_results.items()]]
+print("the control changed every probe's answer, every suspect checked live, logits and labels:",
+      all(r.n == r.probes for name, r in live if name not in fingerprint_study.BACKEND_DEPENDENT_SUSPECTS))
+
+# %% [markdown]
 # The lines under the table count the claims of the suspects derived from the owner's weights. A
 # claim at α = 10⁻³ with the pessimistic null rate needs nearly every probe kept (the last line), so a
 # copy whose rounding breaks a few probes is not proven, however many it keeps.
@@ -194,12 +252,12 @@ if found is not None:
 # owner's model" (owner, copies, float16, int8) against the unrelated models; each point is one
 # fingerprint on one suspect.
 
-# %%
+# %% tags=[hide-input] alt="ROC curves of the fraction of probes kept as a detector of copies derived from the owner against unrelated models, one panel per output (logits, probabilities, labels), with and without the int8 copy"
 if found is not None:
     plotting.roc_panels(fingerprint_study.roc_curves(found))
     plt.show()
 
-# %%
+# %% tags=[hide-input]
 if found is not None:
     unrelated = fingerprint_study.unrelated_rates(found)
     claimed = fingerprint_study.unrelated_claims(found)
@@ -268,7 +326,7 @@ print("the float16 and int8 copies see no leak (energy share < 1e-12):",
 # a noise of a few per cent of the fingerprint's energy. How much leak does verification need? Scale
 # each probe's leak by a factor, keep the hidden part, and count the probes kept with logits:
 
-# %%
+# %% alt="Percentage of probes kept with logits against the energy share of the noise scaled into each unrelated ViT's row space, on a log axis: every curve falls from all probes kept to none as the leak grows"
 unrelated_vits = {name: suspects[name][0] for name in vit_suspects[:-2]}
 curves = fingerprint_study.leak_curves(secret, unrelated_vits, (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0))
 fig = plotting.line_panels([{"title": "probes kept against the leak", "ylabel": "% of probes kept (logits)",
@@ -284,7 +342,7 @@ plt.show()
 # from the result file (the leak and the change per probe, the probes kept with logits per
 # fingerprint):
 
-# %%
+# %% tags=[hide-input] alt="Left: each probe's relative logit change against its leak energy share for every suspect, log axes, the tolerance dashed; right: probes kept against the median leak for the fine-tuned copies and the unrelated ViTs"
 if found is not None:
     display(plotting.table(fingerprint_study.leak_rows(found),
                            ["suspect", "derived", "nullspace dim.", "shared with owner's (least)",
@@ -323,7 +381,7 @@ if found is not None:
 # checkpoint with several fingerprints; the bands below are the lowest to highest over those runs, the
 # lines their median.
 
-# %%
+# %% tags=[hide-input] alt="Probes kept against fine-tuning steps for each output, one panel per tuned part (everything, a new head, the patch embedding): median over the runs with the lowest-highest band"
 if found is not None:
     print(fingerprint_study.runs_line(found))
     tune = found["config"]["fine_tune"]
@@ -332,7 +390,7 @@ if found is not None:
                                    size=(3.6, 3.2))
     plt.show()
 
-# %%
+# %% tags=[hide-input]
 if found is not None:
     display(plotting.table(fingerprint_study.fade_rows(found),
                            ["tuned", "step", *[f"kept ({o})" for o in fp.OUTPUTS], "accuracy"],
@@ -358,13 +416,14 @@ if found is not None:
 # *unchanged* copies (a new head included), not models whose patch embedding was trained further,
 # which is the "limited usage scenarios" the paper anticipates.
 #
+# (fingerprint-defence)=
 # ### Input noise
 #
 # A thief can also add a little random noise to every input before the model sees it. The noise is
 # fresh for every query, so the clean and noisy probes no longer see the same network input. The run
 # draws that noise from several seeds and verifies with several fingerprints.
 
-# %%
+# %% tags=[hide-input]
 if found is not None:
     display(plotting.table(fingerprint_study.defence_rows(found),
                            ["noise std", "accuracy", *[f"kept ({o})" for o in fp.OUTPUTS]],
