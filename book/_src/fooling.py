@@ -23,12 +23,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from nullspace_utils import exact, fooling, metrics, plotting, watermark, xai
+from nullspace_utils import exact, fooling, plotting, watermark, xai
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.metrics import psnr
 from nullspace_utils.profiles import get_profile
-from nullspace_utils.results import read
-from nullspace_utils.studies import fooling as fooling_study, watermark_paper
+from nullspace_utils.studies import claims, watermark_paper
+from nullspace_utils.studies import fooling as fooling_study
 
 # %%
 torch.manual_seed(0)
@@ -40,6 +40,14 @@ images, labels = stack_dataset(profile.dataset("val", n=settings.images))
 sources, targets = fooling_study.pair_images(images, settings)
 print("source classes:", [profile.class_names[labels[s]] for s, _ in settings.pairs])
 print("target classes:", [profile.class_names[labels[t]] for _, t in settings.pairs])
+
+# %% [markdown]
+# What this chapter finds for these pairs, measured in full by `fooling_study.measure` (the same computations as the
+# sections below; each line links to its figure):
+
+# %% tags=[hide-input]
+found = fooling_study.measure(profile)  # the disguises of every ViT and every method's maps, on these pairs
+display(claims.summary(fooling_study.claims(found)))
 
 # %% [markdown]
 # ## One channel, one linear system per patch
@@ -83,14 +91,15 @@ for name, model in vits.items():
     d, unknowns = free.shape
     case = "d < r² (many solutions)" if d < unknowns else "d = r² (one solution)" if d == unknowns else "d > r² (none)"
     rows.append([name, d, unknowns, case])
-plotting.table(rows, ["model", "equations d", "unknowns r²", "case"])
+display(plotting.table(rows, ["model", "equations d", "unknowns r²", "case"]))
+print(fooling_study.paper_counts_line())  # timm's ViT-S/B/L-32, built without weights: d and r² from their shapes
 
 # %% [markdown]
-# For the paper's patch-32 ViTs the counts are 384, 768 and 1024 equations against 1024 unknowns:
-# ViT-L/32 is the square case too. Now transform our three pairs for the smallest ViT, with the paper's
+# The line under the table gives the same counts for the paper's patch-32 ViTs, read from timm's architectures:
+# the one it names as the square case is ViT-L/32. Now transform our three pairs for the smallest ViT, with the paper's
 # L1 objective, and with L2 beside it.
 
-# %%
+# %% alt="Three source, target and transformed triplets with the model's predicted class and probability: each transformed image looks like its target with a red tint, yet gets its source's class"
 result = fooling.disguise(vit, sources, targets, channel=settings.channel, p=settings.p)  # the paper's p = 1 (A.2, A.3)
 result_l2 = fooling.disguise(vit, sources, targets, channel=0, p=2)
 with torch.no_grad():
@@ -119,7 +128,7 @@ print(f"red values outside [0, 1]: {100 * result.out_of_box:.0f} %, "
 # And the two norms side by side: the first pair's red channel minus the target's red channel (the
 # change each solution makes), and the numbers over the three pairs.
 
-# %%
+# %% tags=[hide-input] alt="The first pair's red-channel change against the target, for the L1 and the L2 solution, on a blue-white-red scale centred at zero: L1 concentrates the change on fewer pixels, L2 spreads it thinly"
 change_l1, change_l2 = result.image[:, 0] - targets[:, 0], result_l2.image[:, 0] - targets[:, 0]
 plotting.show_images([change_l1[0:1], change_l2[0:1]], ["red change, L1 (paper)", "red change, L2"],
                      symmetric=True, size=2.4)
@@ -149,7 +158,7 @@ print("still the source's class:", (clipped_predictions == logits["source"].argm
 # values. The first pair, transformed for each model with the paper's L1 objective (displayed clipped
 # to [0, 1]), and the numbers over the three pairs:
 
-# %%
+# %% alt="The first pair's source and target, then the image transformed for each zoo ViT, shown clipped to [0, 1]"
 disguised = {name: fooling.disguise(model, sources, targets, channel=settings.channel, p=settings.p)
              for name, model in vits.items()}
 checks = {name: fooling.check_predictions(vits[name], r.image, sources, targets) for name, r in disguised.items()}
@@ -196,7 +205,7 @@ plotting.disguise_table(checks, changes)
 # is different: its last step, through the patch embedding, multiplies by the pixel values, which
 # the disguise changed on purpose.
 
-# %%
+# %% alt="Relevance maps of the paper's LRP, the gradient rollout and LRP carried to the pixels, overlaid on the source, the transformed image and the target of the first pair"
 triplet_images = [sources[0], result.image[0], targets[0]]
 # the paper's LRP, the generic rollout and LRP carried to the pixels (fooling_study.TOKEN_METHODS)
 chefer_maps = fooling_study.token_maps(vit, (sources, result.image, targets))  # every pair; the figure shows the first
@@ -208,7 +217,7 @@ plt.show()
 # Each row is one method, overlaid on each image; the three pairs in numbers (correlation of the
 # source's map with the transformed image's, and with the target's):
 
-# %%
+# %% tags=[hide-input]
 chefer_agreements = {name: xai.compare_disguise(*maps) for name, maps in chefer_maps.items()}
 display(plotting.map_correlation_table(chefer_agreements))
 lrp_difference = chefer_agreements["LRP (the paper's)"].transformed["max_relative_difference"]
@@ -252,7 +261,7 @@ print(f"LRP (the paper's): largest difference between the source's and the trans
 # triplet (occlusion with patch-sized windows at half-patch strides). Each panel shows the map's
 # absolute value scaled to its own maximum, so equal maps give equal pictures.
 
-# %%
+# %% alt="A grid of captum attribution maps, one row per method, for the source, the transformed image and the target of the first pair, each scaled to its own maximum"
 all_maps = fooling_study.captum_maps(vit, (sources, result.image, targets))  # every pair; the grid shows the first
 names = ["source", "transformed", "target"]
 plotting.show_maps([[maps[0] for maps in all_maps[method]] for method in all_maps], list(all_maps), names, size=1.45)
@@ -262,7 +271,7 @@ plt.show()
 # And the numbers, over all three pairs: for each method, how far the transformed image's map is from
 # the source's, and, for comparison, how the target's map correlates with the source's.
 
-# %%
+# %% tags=[hide-input]
 agreements = {method: xai.compare_disguise(*maps) for method, maps in all_maps.items()}
 # identical maps differ by float rounding only (about 1e-5, digits that vary between CPUs): below 1e-3 the table
 # prints the comparison, above it the difference itself
@@ -312,7 +321,7 @@ plotting.table(rows, ["model", "mean relative embedding error", "source's class 
 # to it whose embeddings are the source's. The prediction is then guaranteed, and the question becomes
 # how much of the target shows through:
 
-# %%
+# %% alt="The source, the target, and the valid image closest to the target whose patch embeddings are exactly the source's"
 as_watermark = watermark.embed(vit, sources, targets)
 plotting.show_images([sources[0], targets[0], as_watermark.image[0]],
                      ["source", "target", "exact embeddings, in [0, 1]"], size=2.2)
@@ -327,8 +336,9 @@ print(f"PSNR to the target: {psnr(targets, as_watermark.image):.1f} dB "
 # kept its answers raw, clipped to [0, 1] and saved as 8 bits (its section
 # {ref}`watermark-paper-run`). What that run kept:
 
-# %%
-a2_run = watermark_paper.RESULT.read(watermark_paper.RESULT.path(profile.name), missing_ok=True)
+# %% tags=[hide-input]
+a2_run, a2_note = watermark_paper.RESULT.chapter_result(profile.name, device=None)
+display(a2_note)
 if a2_run is not None:
     print("\n".join(watermark_paper.kept_lines(a2_run)))  # per model: same prediction in each condition
 
@@ -407,6 +417,8 @@ if a2_run is not None:
 # ```{solution} ex-fool-2
 # :class: dropdown
 # ~~~python
+# from nullspace_utils import metrics
+#
 # for window, stride in ((32, 16), (8, 8)):
 #     maps = [xai.attribute(vit, batch, method="occlusion", window=window, stride=stride)
 #             for batch in (sources, result.image)]
