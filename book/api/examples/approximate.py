@@ -15,6 +15,7 @@ result = approximate.learn_noise(model, data, level="encoder", lim=1.0, steps=5,
                                  milestones=(3,), batch_size=16)
 assert isinstance(result, approximate.NoiseResult) and result.noise.shape == (49, 96)
 assert result.history[-1]["loss"] < result.history[0]["loss"]  # the logit change shrank
+assert approximate.learning_precision("auto", "cpu") == "float32"  # "auto": bf16 autocast on CUDA only
 report = approximate.evaluate_noise(model, data, result.noise, level="encoder")
 assert isinstance(report, approximate.NoiseEvaluation) and report.match > 0.5  # predictions kept
 shuffled = approximate.shuffle_noise(result.noise, seed=0)  # the paper's baseline

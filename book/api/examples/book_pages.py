@@ -41,9 +41,13 @@ rows = book_pages.exercise_rows(found[:1], practises, exercise_time)  # number, 
 assert rows[0][0] == "Exercise 1.1" and rows[0][-2:] == ["4 s", f"~{book_pages.class_minutes(4.2)} min"]
 assert book_pages.class_minutes(None) == book_pages.CLASS_MINUTES_BASE  # an estimate: no code to run
 plan = book_pages.page_data("finetune_plan")  # one 50-minute class of the fine-tuning chapter
-plan_rows = book_pages.session_plan_rows(plan, found, timing, {"cpu_seconds": {}})
+plan_times = {"cpu_seconds": {exercise.label: 60.0 for exercise in found}, "failed": {}}  # as the timing script writes
+plan_rows = book_pages.session_plan_rows(plan, found, timing, plan_times)
 assert plan_rows[-1][1] == "in all, for a 50-minute session"
-assert book_pages.homework_line(plan, found, {"cpu_seconds": {}}).startswith("homework: Exercise 9.1")
+assert book_pages.homework_line(plan, found, plan_times).startswith("homework: Exercise 9.1")
+mine = book_pages.Exercise("primer", "2.1", "By hand", "ex-mine", "print(1)")  # chapter, number, title, label, code
+assert book_pages.exercise_rows([mine], {}, {"cpu_seconds": {}, "failed": {"ex-mine": "NameError"}})[0][4] == (
+    "not timed (NameError)")  # a solution that failed to run is said so
 sessions = book_pages.page_data("sessions")  # book/_data/sessions.json
 assert book_pages.session_rows(sessions, timing)[0][:3] == ["1. Linear algebra in a network",
                                                              "setting, primer, exact_nullspace", "90–180 min"]

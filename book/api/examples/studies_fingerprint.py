@@ -32,6 +32,8 @@ assert leak[4][:4] == ["zoo-vit-s-seed1", "no", "672", "576 (≥ 576)"]  # share
 window = fingerprint.tolerance_window(committed)  # the owner's changes and the unrelated ViTs', around the tolerance
 assert window["owner_largest"] < window["tol"] and window["unrelated_within"] == 1  # one unrelated probe in 640 within
 assert fingerprint.unrelated_claims(committed) == 0 and fingerprint.unrelated_rates(committed)["label"] == 0.0
+bullets = fingerprint.findings(committed)  # the chapter's "What we found" box: copies, quantised, fine-tuning, noise
+assert len(bullets) == 4 and bullets[0].startswith("**Exact copies are proven, strangers are not.**")
 curves = fingerprint.roc_curves(committed)  # output -> {"all derived", "without int8"} -> (fpr, tpr, area)
 assert set(curves) == set(fp.OUTPUTS) and curves["label"]["all derived"][2] == 1.0  # labels separate all
 panels = fingerprint.fade_panels(committed)  # fingerprint.range_panels' input, one band per tuned part
@@ -80,7 +82,7 @@ assert entry["shared_dimension"] == 480 and len(entry["energy"][0]) == len(entry
 curves = fingerprint.leak_curves(secret, {"zoo-vit-b": suspects["zoo-vit-b"][0]}, (1e-3, 1.0))  # kept vs leak
 assert curves["zoo-vit-b"][1][-1] == 0.0  # its own leak: no probe kept
 point = fingerprint.check_point(owner, secret, images, labels, settings)  # a copy tuned for 5 steps, logits
-assert point["n"] == 10 and point["queries"] == 20
+assert point["n"] == 10 and point["queries"] == 30  # per probe: clean, with its noise, with the control
 
 # the runner, on tiny settings, on the CPU, written nowhere (common.Run().out is None)
 tiny = replace(settings, n_probes=4, fingerprints=1, fade_fingerprints=1, bisection_steps=4, sigmas=(0.0,), val=16,
