@@ -90,3 +90,15 @@ def no_dataset_downloads(monkeypatch):
         raise urllib.error.URLError("downloads are disabled in the tests")
 
     monkeypatch.setattr(tv_imagenette, "download_and_extract_archive", offline)
+
+
+@pytest.fixture()
+def quick_solver(monkeypatch):
+    """A stand-in for watermark.embed that returns the image unchanged at once (the CLI tests' fast solver)."""
+    from nullspace_utils import cli
+
+    def embed(model, image, mark, **kwargs):
+        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
+                                             objective=torch.tensor(0.0), embedding_residual=0.0,
+                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
+    monkeypatch.setattr(cli.watermark, "embed", embed)

@@ -90,16 +90,6 @@ def no_solver(monkeypatch):
     monkeypatch.setattr(cli.watermark, "embed", embed)
 
 
-@pytest.fixture()
-def quick_solver(monkeypatch):
-    """A stand-in for watermark.embed that returns the image unchanged at once."""
-    def embed(model, image, mark, **kwargs):
-        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
-                                             objective=torch.tensor(0.0), embedding_residual=0.0,
-                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
-    monkeypatch.setattr(cli.watermark, "embed", embed)
-
-
 def test_output_that_is_an_input_is_refused(files, capsys, no_solver):
     photo = (files / "image.png").read_bytes()
     logo = (files / "mark.png").read_bytes()

@@ -13,16 +13,6 @@ from nullspace_utils import cli, data, exact
 
 
 @pytest.fixture()
-def quick_solver(monkeypatch):
-    """A stand-in for watermark.embed that returns the image unchanged at once."""
-    def embed(model, image, mark, **kwargs):
-        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
-                                             objective=torch.tensor(0.0), embedding_residual=0.0,
-                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
-    monkeypatch.setattr(cli.watermark, "embed", embed)
-
-
-@pytest.fixture()
 def files(tmp_path):
     """photos/ with three photos, and mark.png beside it."""
     (tmp_path / "photos").mkdir()

@@ -17,16 +17,6 @@ import torch
 from nullspace_utils import cli, data
 
 
-@pytest.fixture()
-def quick_solver(monkeypatch):
-    """A stand-in for watermark.embed that returns the image unchanged at once."""
-    def embed(model, image, mark, **kwargs):
-        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
-                                             objective=torch.tensor(0.0), embedding_residual=0.0,
-                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
-    monkeypatch.setattr(cli.watermark, "embed", embed)
-
-
 def _photos(folder, n):
     """``n`` PNG photos in ``folder`` (copies of three synthetic ones: reading and solving is what is timed)."""
     folder.mkdir()
