@@ -19,22 +19,8 @@
 #   proof (float16 and int8 copies), and what erases it (fine-tuning the patch embedding, input
 #   noise), and what that costs a thief;
 # - what it needs, by construction, compared with watermarks planted at training time.
-#
-# ## The idea
-#
-# Recall §3: a noise $v$ with $W_\text{pix} v = 0$, tiled over every patch, leaves a ViT's tokens, and so
-# its logits, unchanged for *every* image. That is a property of the owner's $W$. A model trained
-# independently, even with the same architecture and data, has a different $W$ and so a different
-# nullspace, but not a disjoint one: two nullspaces of dimensions $k_1$ and $k_2$ in $\mathbb{R}^n$ share
-# at least $k_1 + k_2 - n$ dimensions, and for the zoo's ViTs that is most of each. So most of the
-# owner's $v$ is invisible to the other model too; only the part of $v$ in the other model's row
-# space, the *leak*, reaches its tokens. That part is small, but it moves the logits far more than
-# float rounding does. So the owner keeps a few secret probe images $x_i$ and noises $v_i$, and asks a
-# suspect model about $x_i$ and $x_i + v_i$. Same answers, up to rounding, probe after probe: the
-# suspect computes the owner's patch embedding. A section below measures the shared dimensions and
-# the leak.
 # %% [colab]
-# %%
+# %% tags=[hide-input]
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
@@ -56,6 +42,21 @@ val_images, val_labels = stack_dataset(profile.dataset("val", n=200))
 # %% tags=[hide-input]
 found, note = fingerprint_study.RESULT.chapter_result(profile.name, device=None)  # its command has no --device
 display(claims.findings(fingerprint_study.findings(found)) if found is not None else note)
+
+# %% [markdown]
+# ## The idea
+#
+# Recall §3: a noise $v$ with $W_\text{pix} v = 0$, tiled over every patch, leaves a ViT's tokens, and so
+# its logits, unchanged for *every* image. That is a property of the owner's $W$. A model trained
+# independently, even with the same architecture and data, has a different $W$ and so a different
+# nullspace, but not a disjoint one: two nullspaces of dimensions $k_1$ and $k_2$ in $\mathbb{R}^n$ share
+# at least $k_1 + k_2 - n$ dimensions, and for the zoo's ViTs that is most of each. So most of the
+# owner's $v$ is invisible to the other model too; only the part of $v$ in the other model's row
+# space, the *leak*, reaches its tokens. That part is small, but it moves the logits far more than
+# float rounding does. So the owner keeps a few secret probe images $x_i$ and noises $v_i$, and asks a
+# suspect model about $x_i$ and $x_i + v_i$. Same answers, up to rounding, probe after probe: the
+# suspect computes the owner's patch embedding. A section below measures the shared dimensions and
+# the leak.
 
 # %% [markdown]
 # ## Making a fingerprint
