@@ -181,7 +181,7 @@ def render_shape_image(class_index: int, rng: np.random.Generator, size: int = 1
     """Draw one image of class ``class_index`` with ``rng``: float32 (3, size, size) in [0, 1].
 
     Args:
-        class_index: the class, 0 to 9 (:data:`CLASS_NAMES`).
+        class_index: the class, 0 to 9 (an index into ``CLASS_NAMES``).
         rng: the generator that draws colour, size, position and background.
         size: the image's side in pixels.
     """
