@@ -89,7 +89,7 @@ def speed_ratio(ratio: float) -> str:
 def benchmark_note(data: dict[str, Any], path: str) -> results.Note:
     """The collapsed "how this was made" box of a benchmark's result file (``data``, read from ``path``): its
     command, commit, torch and the machine it ran on (the GPU's name, else the CPU's and its threads). Machine
-    paths in the command (an ``--out`` into ``/root`` or ``/tmp``) are shown as the file's place in the repository."""
+    paths in the command (an ``--out`` into the home or a temporary folder of the machine that ran it) are shown as the file's place in the repository."""
     command = " ".join(path if re.match(r"^/(tmp|root|home)/", word) else word for word in data["command"].split())
     machine = data.get("device") or f"{data['cpu']}, {data.get('threads') or data.get('cores')} CPU threads"
     text = f"made by: {command}\n  commit {data['commit'][:10]}, torch {data['torch']}, on {machine}"
