@@ -242,7 +242,7 @@ def test_pgd_stays_in_its_ball_raises_the_loss_and_is_seeded(vit_s, batch):
         assert F.cross_entropy(vit_s(adversarial), labels) > F.cross_entropy(vit_s(images), labels)
     scores = finetune.pgd_accuracy(vit_s, images, labels, epsilons=(0.0, eps), steps=2)
     assert set(scores) == {"0/255", "2/255"} and scores["0/255"] >= scores["2/255"]
-    with pytest.raises(ValueError, match="eps must be >= 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
         finetune.pgd_images(vit_s, images, labels, eps=-0.1)
 
 
