@@ -17,7 +17,7 @@
 # - what the full, multi-seed sweep shows for the three zoo ViTs, and how it compares with the paper's
 #   Fig. 2.
 # %% [colab]
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display

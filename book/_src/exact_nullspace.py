@@ -13,7 +13,7 @@
 # - that very visible nullspace noise leaves the logits unchanged, for every image at once;
 # - what clipping to [0, 1] and saving as 8-bit do to that guarantee.
 # %% [colab]
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import timm

@@ -1,31 +1,20 @@
 # %% [markdown]
 # # Beyond the paper: fine-tuning on nullspace noise
 #
-# The paper asks what a ViT's nullspace "tells us". Its authors' follow-up {cite}`liu2025approximate`
-# answers with a use. If a ViT already ignores some noises on its patch tokens (§4, the previous chapters'
-# learned, approximate nullspace), then fine-tuning it to classify images *with* such a noise might
-# enlarge that tolerant set. They report that a ViT fine-tuned this way on ImageNet resists natural
-# corruptions and small adversarial perturbations better. This chapter runs their method end to end on the
-# teaching zoo, next to two baselines that could do as well, and reads the result from three seeds.
+# The paper's authors follow it up {cite}`liu2025approximate` with a use of the nullspace: fine-tune a ViT on
+# images *with* its learned nullspace noise (§4), and it resists corruptions and small attacks better, they
+# report on ImageNet. This chapter runs their method on the teaching zoo, beside two baselines that could do
+# as well, from three seeds.
 #
 # **You will learn**
-# - how nullspace-noise augmentation works: a noise learned once per round for the model as it is, then
-#   added to the patch tokens of every training batch;
-# - why it needs two baselines (plain fine-tuning, and a random noise of exactly the same energy) before
-#   anything can be credited to the nullspace;
-# - how to measure robustness with the field's own tools: a "-C" set of common corruptions
-#   {cite}`hendrycks2019benchmarking` made with `imagecorruptions` {cite}`michaelis2019imagecorruptions`,
-#   and PGD attacks {cite}`madry2018pgd` from `torchattacks` {cite}`kim2020torchattacks`;
-# - whether fine-tuning keeps, grows or shrinks the model's exact and approximate nullspace;
-# - what carries over from the authors' ImageNet setting to the teaching set, and what does not.
-#
-# **In class.** The chapter fits one 50-minute session: the answer and the idea (10 minutes); the experiment
-# read section by section, each figure with its table (25 minutes); exercise 3, which needs only the
-# committed result files (15 minutes). Exercises 1 and 2 train models: set them as homework. The notebook
-# itself only reads the committed sweep and recomputes one cell of it, so it runs in seconds on a laptop CPU
-# (measured on the benchmarks page).
+# - how nullspace-noise augmentation works: a noise learned once per round, added to every batch's tokens;
+# - why it needs two baselines (plain fine-tuning, and a random noise of the same energy);
+# - how to measure robustness with the field's tools: common corruptions {cite}`hendrycks2019benchmarking`
+#   from `imagecorruptions` {cite}`michaelis2019imagecorruptions` and PGD {cite}`madry2018pgd` from
+#   `torchattacks` {cite}`kim2020torchattacks`;
+# - whether fine-tuning keeps, grows or shrinks the model's nullspace, and what carries over from ImageNet.
 # %% [colab-finetune]
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
@@ -39,23 +28,27 @@ from nullspace_utils.studies import finetune as finetune_study
 torch.manual_seed(0)
 profile = get_profile()
 
+# %% tags=[hide-input]
+sweep, note = finetune_study.RESULT.chapter_result(profile.name)
+table_c, note_c = finetune_study.CORRUPTIONS_RESULT.chapter_result(profile.name, device="cpu")
+if sweep is not None and table_c is not None:
+    display(claims.summary(finetune_study.claims(sweep, table_c)))
+display(note, note_c)
+
 # %% [markdown]
-# ## The experiment, and the answer first
+# ## Three ways to fine-tune, in one table
 #
 # The zoo's ViT-S is fine-tuned three ways, from three seeds each: with the authors' **nullspace noise** on its
 # patch tokens (at two noise sizes, lim 2 and 4), **plain** (the same steps without noise), and with a
 # **Gaussian** noise of exactly the nullspace noise's energy. Every model is then judged on clean accuracy,
-# common corruptions, PGD attacks and its own nullspace. The sections below explain each part; here is what they
-# find, each line linked to its figure:
-
-# %% tags=[hide-input]
-sweep, note = finetune_study.RESULT.chapter_result(profile.name)
-table_c, note_c = finetune_study.CORRUPTIONS_RESULT.chapter_result(profile.name, device="cpu")
-display(note, note_c)
-if sweep is not None and table_c is not None:
-    display(claims.summary(finetune_study.claims(sweep, table_c)))
-
-# %% [markdown]
+# common corruptions, PGD attacks and its own nullspace. The box above sums up what the sections below find,
+# each line linked to its figure.
+#
+# **In class.** The chapter fits one 50-minute session: the {ref}`plan on the teachers page
+# <teachers-finetune-session>` gives its steps, the exercise to do in class and those to set as homework, with
+# their measured run times. The notebook only reads the committed sweep and recomputes one cell of it, so it runs
+# in seconds on a laptop CPU.
+#
 # Every verdict of the chapter for the nullspace method against its two baselines, in one table: the mean
 # per-seed difference in percentage points ± its standard deviation where the seeds' ranges separate, "not
 # separable" where they overlap. A positive number favours the nullspace-noise model; **(weak)** marks a

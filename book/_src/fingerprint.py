@@ -7,18 +7,13 @@
 # test with a decision rule, and measures what it survives.
 #
 # **You will learn**
-# - how to build a secret *fingerprint* from your model's nullspace, and why the probe images are
-#   squeezed before the noise is added;
-# - how to test a model you can only query (logits, probabilities, or just the top-1 label), and how
-#   to turn per-probe evidence into a claim with a stated false-positive rate;
-# - why every probe is also asked with a *control* noise, so that a suspect that ignores its input (or
-#   rounds its answers) is never called yours;
-# - why another ViT is caught although its nullspace shares most of the owner's: the small part of
-#   the noise that leaks into its row space, and the tolerance that catches it;
-# - what the fingerprint proves (exact copies, a new classification head), what weakens it below a
-#   proof (float16 and int8 copies), and what erases it (fine-tuning the patch embedding, input
-#   noise), and what that costs a thief;
-# - what it needs, by construction, compared with watermarks planted at training time.
+# - how to build a secret *fingerprint* from your model's nullspace, and test a model you can only query
+#   (logits, probabilities or top-1 labels) with a stated false-positive rate;
+# - why every probe is also asked with a *control* noise, so that a suspect that ignores its input is
+#   never called yours;
+# - why another ViT is caught although its nullspace shares most of the owner's;
+# - what the fingerprint proves (exact copies, a new head), what weakens it (float16, int8) and what
+#   erases it (fine-tuning the patch embedding, input noise), at what cost to a thief.
 # %% [colab]
 # %% tags=[hide-input]
 from dataclasses import replace

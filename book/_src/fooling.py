@@ -8,17 +8,14 @@
 # **source**).
 #
 # **You will learn**
-# - how fixing two colour channels turns the paper's targeted noise into one small linear system per
-#   patch, and when that system has a solution (the counting of equations against unknowns);
-# - that "as close to the target as possible" depends on the norm: the paper's L1 (a linear program)
-#   or L2 (a pseudo-inverse), and what each does to the image;
-# - that the model's logits, and explanation maps such as the paper's LRP relevance and plain
-#   gradients, are *identical* for the source and the transformed image, and why;
-# - which explanation methods do tell them apart (LRP carried down to the pixels, those that multiply
-#   by the input, occlusion windows that straddle patches), measured;
+# - how fixing two colour channels turns the paper's targeted noise into one linear system per patch, and
+#   when it has a solution;
+# - what the norm (the paper's L1, or L2) does to the image;
+# - why the logits and token-level explanations (LRP relevance, gradients) are *identical* for the source
+#   and the transformed image, and which methods do tell them apart, measured;
 # - what is left of the trick once pixel values must stay in [0, 1].
 # %% [colab]
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
@@ -30,7 +27,7 @@ from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import claims, watermark_paper
 from nullspace_utils.studies import fooling as fooling_study
 
-# %%
+# %% tags=["hide-input"]
 torch.manual_seed(0)
 profile = get_profile()
 vits = {name: profile.load_model(name) for name in profile.vit_models}
@@ -40,10 +37,6 @@ images, labels = stack_dataset(profile.dataset("val", n=settings.images))
 sources, targets = fooling_study.pair_images(images, settings)
 print("source classes:", [profile.class_names[labels[s]] for s, _ in settings.pairs])
 print("target classes:", [profile.class_names[labels[t]] for _, t in settings.pairs])
-
-# %% [markdown]
-# What this chapter finds for these pairs, measured in full by `fooling_study.measure` (the same computations as the
-# sections below; each line links to its figure):
 
 # %% tags=[hide-input]
 found = fooling_study.measure(profile)  # the disguises of every ViT and every method's maps, on these pairs

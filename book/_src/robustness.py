@@ -9,15 +9,14 @@
 # architectures.**
 #
 # **You will learn**
-# - how to compare models fairly under learned noise: one unit per axis, equal noise energy, the same
-#   training recipe, a reference noise of the same size that nothing learned, and three seeds;
-# - what the three panels of the paper's Fig. 3 measure, recomputed for the six zoo models;
-# - how to read a transfer matrix (noise learned for one model, added to the inputs of another);
+# - how to compare models fairly under learned noise: equal units and energy, one recipe, a reference
+#   noise that nothing learned, and three seeds;
+# - what the panels of the paper's Fig. 3 measure, recomputed for the six zoo models, and how to read a
+#   transfer matrix;
 # - how much of a ViT's learned image noise lies in the exact nullspace of its patch embedding;
-# - where the claim holds on the teaching zoo, where it does not, where the seeds cannot tell, and where a
-#   noise failed to learn and so says nothing about its model.
+# - where the claim holds, where it does not, where the seeds cannot tell, and where a noise failed to learn.
 # %% [colab]
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display

@@ -16,7 +16,7 @@
 #   does, what the authors' published per-channel SLSQP (a maximal-noise script) does as written, and why
 #   the paper's 85 % of kept predictions remains unexplained.
 # %% [colab]
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
@@ -32,10 +32,6 @@ torch.manual_seed(0)
 profile = get_profile()
 vit = profile.load_model(profile.vit_models[0])
 images, labels = stack_dataset(profile.dataset("val", n=4))
-
-# %% [markdown]
-# What this chapter finds on the teaching zoo, from the committed runs that its later sections show (each
-# line links to its figure or table):
 
 # %% tags=[hide-input]
 evaluation, note_evaluation = watermark_study.RESULT.chapter_result(profile.name)
