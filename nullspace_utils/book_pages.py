@@ -228,7 +228,16 @@ def chapter_time_rows(timing: dict[str, Any], gpu: dict[str, Any], numbers: dict
 
 def session_rows(sessions: list[dict[str, Any]], timing: dict[str, Any]) -> Rows:
     """The suggested sessions (``page_data("sessions")``: a title, chapters and prerequisites each) as a table:
-    class time at 30 to 60 minutes per chapter, and the chapters' measured run time on the CPU."""
+    class time at 30 to 60 minutes per chapter, and the chapters' measured run time on the CPU. Every timed chapter
+    must be in exactly one session, and every session's chapters must be timed."""
+    planned = [name for session in sessions for name in session["chapters"]]
+    twice = sorted({name for name in planned if planned.count(name) > 1})
+    left_out = sorted(set(timing["seconds"]) - set(planned))
+    untimed = sorted(set(planned) - set(timing["seconds"]))
+    if twice or left_out or untimed:
+        raise ValueError(f"the sessions (book/_data/sessions.json) must hold every timed chapter once: in two "
+                         f"sessions {twice or 'none'}, in none {left_out or 'none'}, not timed {untimed or 'none'} "
+                         "(rerun benchmarks/notebook_times.py after adding a chapter).")
     rows = []
     for session in sessions:
         chapters = session["chapters"]

@@ -117,8 +117,22 @@ def test_teachers_tables():
                                                          ["benchmarks", "9 s", "not run"]]
     numbered = book_pages.chapter_time_rows(timing, gpu, {"setting": 1, "primer": 2})
     assert [row[0] for row in numbered] == ["1. setting", "2. primer", "benchmarks"]
-    sessions = [{"title": "1", "chapters": ["setting", "primer"], "needs": "rank"}]
-    assert book_pages.session_rows(sessions, timing) == [["1", "setting, primer", "60–120 min", "1 min", "rank"]]
+    sessions = [{"title": "1", "chapters": ["setting", "primer"], "needs": "rank"},
+                {"title": "2", "chapters": ["benchmarks"], "needs": "none"}]
+    assert book_pages.session_rows(sessions, timing) == [["1", "setting, primer", "60–120 min", "1 min", "rank"],
+                                                         ["2", "benchmarks", "30–60 min", "0 min", "none"]]
+
+
+@pytest.mark.parametrize(("chapters", "message"), [
+    ([["setting", "primer"]], r"in none \['benchmarks'\]"),
+    ([["setting", "primer"], ["primer", "benchmarks"]], r"in two sessions \['primer'\]"),
+    ([["setting", "primer", "benchmarks", "fooling"]], r"not timed \['fooling'\]"),
+])
+def test_sessions_hold_every_timed_chapter_once(chapters, message):
+    timing = {"seconds": {"setting": 30.0, "primer": 6.0, "benchmarks": 9.0}}
+    sessions = [{"title": str(index), "chapters": names, "needs": ""} for index, names in enumerate(chapters)]
+    with pytest.raises(ValueError, match=message):
+        book_pages.session_rows(sessions, timing)
 
 
 TOC = """format: jb-book

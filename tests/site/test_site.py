@@ -106,6 +106,12 @@ def _open(browser, url: str):
     page.on("response", lambda response: problems.append(f"HTTP {response.status}: {response.url}")
             if response.status >= 400 else None)
     page.goto(url, wait_until="load")
+    served = SITE / unquote(urlparse(url).path).lstrip("/")
+    if served.is_file() and 'http-equiv="Refresh"' in served.read_text(encoding="utf-8", errors="replace"):
+        # a redirect page (the site's index.html): wait for the page it leads to, or a check would run while the
+        # browser navigates away ("Execution context was destroyed")
+        page.wait_for_url(lambda now: now != url, timeout=20_000)
+        page.wait_for_load_state("load")
     return page, problems
 
 
@@ -223,7 +229,8 @@ def test_every_printed_table_is_a_table(browser, server, chapter):
         assert tables.count() == expected, f"{chapter}: {expected} printed tables, {tables.count()} <table>s on the page"
         for index in range(tables.count()):
             table = tables.nth(index)
-            assert table.locator("th").count() >= 2, f"{chapter}: table {index} has no header row"
+            header = table.evaluate("t => t.rows.length ? Array.from(t.rows[0].cells).map(c => c.tagName) : []")
+            assert header and set(header) == {"TH"}, f"{chapter}: table {index} has no header row ({header})"
             hidden = table.evaluate("t => t.parentElement.scrollWidth - t.parentElement.clientWidth")
             assert hidden <= 1, f"{chapter}: table {index} is {hidden} px wider than the page's column"
     finally:
@@ -334,16 +341,39 @@ def _pipe_cells(line: str) -> list[str]:
     return [cell.strip() for cell in cells]
 
 
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\s*(.*)$")
+
+
+def _fence_step(line: str, fence: str | None, directives: list[str]) -> tuple[bool, str | None]:
+    """Whether ``line`` opens or closes a fence, and the open code fence after it. A code fence (``` or ~~~ with a
+    language or none, or a ``{code...}`` directive) hides its content from the Markdown; a directive fence
+    (``:::{admonition}``, ``:::{dropdown}``, ```` ```{note} ````) holds Markdown the page renders, tables included,
+    so only its markers are skipped (``directives``: the open ones, innermost last)."""
+    match = _FENCE.match(line)
+    if match is None:
+        return False, fence
+    marker, rest = match[1], match[2]
+    if fence is not None:
+        return True, (None if line.strip() == fence else fence)
+    if not rest and directives and directives[-1] == marker:
+        directives.pop()
+    elif marker.startswith(":") or (rest.startswith("{") and not rest.startswith("{code")):
+        directives.append(marker)
+    else:
+        fence = marker
+    return True, fence
+
+
 def _markdown_tables(markdown: str) -> list[list[list[str]]]:
-    """The tables of a Markdown text in order: pipe tables (header, delimiter, rows) and raw HTML tables; fenced
-    code blocks are skipped. A row keeps every cell its pipes make, even past the header's count (the renderer
-    drops those: that is the defect this finds)."""
-    tables, lines, fence, index = [], markdown.splitlines(), None, 0
+    """The tables of a Markdown text in order: pipe tables (header, delimiter, rows) and raw HTML tables, those
+    inside directives (a dropdown's table) included; code blocks are skipped. A row keeps every cell its pipes make,
+    even past the header's count (the renderer drops those: that is the defect this finds)."""
+    tables, lines, fence, directives, index = [], markdown.splitlines(), None, [], 0
     while index < len(lines):
         line = lines[index]
-        marker = re.match(r"^\s*(```|~~~|:::)", line)
-        if marker and (fence is None or line.strip() == fence):
-            fence = None if fence else marker[1]
+        is_fence, fence = _fence_step(line, fence, directives)
+        if is_fence:
+            pass
         elif fence is None and "<table" in line:
             end = next((j for j in range(index, len(lines)) if "</table>" in lines[j]), len(lines) - 1)
             tables += _html_tables("\n".join(lines[index:end + 1]))
