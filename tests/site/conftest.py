@@ -9,18 +9,6 @@ green. Remove an entry when its page is fixed; #31 stays open until this dict is
 import pytest
 
 KNOWN_FAILURES = {
-    "test_every_printed_table_is_a_table[book/approximate]": "a folded table's header row is not counted",
-    "test_what_a_reader_sees[book/approximate.html]": "5 tables on the page against 2 counted in the source",
-    "test_what_a_reader_sees[book/robustness.html]": "6 tables on the page against 4 counted in the source",
-    "test_what_a_reader_sees[genindex.html]": "Sphinx's index table is 66 px wider than its column",
-    "test_what_a_reader_sees[index.html]": "a playwright error on the index page",
-    "test_chapter_at_phone_and_desktop_width[book/exact_nullspace]": "phone/desktop layout check",
-    "test_chapter_at_phone_and_desktop_width[book/approximate]": "phone/desktop layout check",
-    "test_chapter_at_phone_and_desktop_width[book/robustness]": "phone/desktop layout check",
-    "test_chapter_at_phone_and_desktop_width[book/watermark]": "phone/desktop layout check",
-    "test_chapter_at_phone_and_desktop_width[book/fooling]": "phone/desktop layout check",
-    "test_chapter_at_phone_and_desktop_width[book/fingerprint]": "phone/desktop layout check",
-    "test_chapter_at_phone_and_desktop_width[book/finetune]": "phone/desktop layout check",
     "test_exercises_are_numbered_per_chapter_as_the_teachers_page_says": "numbering check against the teachers page",
 }
 
