@@ -242,8 +242,12 @@ def session_rows(sessions: list[dict[str, Any]], timing: dict[str, Any]) -> Rows
     for session in sessions:
         chapters = session["chapters"]
         rows.append([session["title"], ", ".join(chapters), f"{30 * len(chapters)}–{60 * len(chapters)} min",
-                     f"{sum(timing['seconds'][name] for name in chapters) / 60:.0f} min", session["needs"]])
+                     _minutes(sum(timing['seconds'][name] for name in chapters)), session["needs"]])
     return rows
+
+
+def _minutes(seconds: float) -> str:
+    return "under 1 min" if seconds < 60 else f"{seconds / 60:.0f} min"
 
 
 class Exercise(NamedTuple):
@@ -315,7 +319,10 @@ def class_minutes(solution_seconds: float | None) -> int:
 
 
 def _seconds(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds >= 1 else "under 1 s"
+    """A run time as a teacher reads it: "under 1 s", seconds up to two minutes, then minutes."""
+    if seconds < 1:
+        return "under 1 s"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def exercise_rows(found: Sequence[Exercise], practises: dict[str, str], times: dict[str, Any]) -> Rows:

@@ -119,8 +119,10 @@ def test_teachers_tables():
     assert [row[0] for row in numbered] == ["1. setting", "2. primer", "benchmarks"]
     sessions = [{"title": "1", "chapters": ["setting", "primer"], "needs": "rank"},
                 {"title": "2", "chapters": ["benchmarks"], "needs": "none"}]
-    assert book_pages.session_rows(sessions, timing) == [["1", "setting, primer", "60–120 min", "1 min", "rank"],
-                                                         ["2", "benchmarks", "30–60 min", "0 min", "none"]]
+    assert book_pages.session_rows(sessions, timing) == [["1", "setting, primer", "60–120 min", "under 1 min", "rank"],
+                                                         ["2", "benchmarks", "30–60 min", "under 1 min", "none"]]
+    slow = {"seconds": {"setting": 30.0, "primer": 60.0, "benchmarks": 9.0}}
+    assert book_pages.session_rows(sessions, slow)[0][3] == "2 min"
 
 
 @pytest.mark.parametrize(("chapters", "message"), [
@@ -206,7 +208,7 @@ def test_session_plan_rows_add_up_and_show_the_measurements():
                     ["10–35 min", "the sections", "the notebook runs in 15 s"],
                     ["35–50 min", "Exercise 9.3 (Read): on the files", "its solution runs in 2 s"],
                     ["50 min", "in all, for a 50-minute session", ""]]
-    assert book_pages.homework_line(plan, found, times) == "homework: Exercise 9.1 (Train; its solution runs in 125 s)"
+    assert book_pages.homework_line(plan, found, times) == "homework: Exercise 9.1 (Train; its solution runs in 2 min)"
     times.update(cores=2, load_average={"finetune": [17.1, 12.0], "primer": [3.5, 9.0]},
                  failed={"ex-2": "NameError: name 'x' is not defined"})
     assert book_pages.exercise_time_line(times) == (
