@@ -163,7 +163,9 @@ def test_page(browser, server, name):
             page.wait_for_selector("mjx-container", timeout=20_000)  # MathJax typeset the page's maths
             assert page.locator("mjx-container").count() >= page.locator(".math").count(), "math left untypeset"
             assert not page.locator("mjx-merror").count(), "MathJax reported a TeX error"
-        page.wait_for_load_state("networkidle", timeout=90_000)  # a long page on a busy 2-core machine takes over 30 s
+        # every image has loaded or failed (what the check below reads); not "networkidle", which a long page on a busy
+        # 2-core machine did not reach within 90 s
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=90_000)
         broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
                                ".map(i => i.src)")
         assert not broken, f"images that do not load: {broken}"
