@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from nullspace_utils.xai import MapAgreement
 
 __all__ = ["PALETTE", "FAMILY_STYLES", "family_style", "readable", "smallest_points", "colour_bar_below", "to_display", "show_images", "class_grid", "Table", "table", "overlay", "show_maps",
-           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "matrix_heatmap", "change_strips", "roc_panels",
+           "line_panels", "NOISE_STYLES", "seed_series", "seed_panels", "format_range", "format_list", "matrix_heatmap", "change_strips", "roc_panels",
            "METHOD_STYLES", "method_panels", "finetune_diagram",
            "nullspace_walks", "nullspace_plane", "singular_value_plot", "loglog_curves", "time_bars",
            "prediction_panels", "channel_change_table", "disguise_table", "map_correlation_table",
@@ -411,14 +411,18 @@ def _legend_below(fig: Figure, handles: Sequence[Any], names: Sequence[str]) -> 
 
 @_book_style
 def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[float, float] = (3.6, 3.0),
-                ncols: int = 2, logy: Sequence[bool] = (), logx: Sequence[bool] = ()) -> Figure:
+                ncols: int = 2, logy: Sequence[bool] = (), logx: Sequence[bool] = (), legend: str = "inside") -> Figure:
     """Line plots sharing an x axis, ``ncols`` panels a row (two at the page's width by default); ``logy[i]`` and
     ``logx[i]`` put panel ``i``'s axes on a log scale (set them here rather than afterwards, so that the log
-    axes get :func:`readable`'s tidy labels).
+    axes get :func:`readable`'s tidy labels). ``legend="right"`` puts each panel's legend beside it, outside the
+    axes, where it cannot hide points (give the panels one column, ``ncols=1``); ``"inside"``: matplotlib's best
+    place in the axes.
 
     Each panel is ``{"title": str, "ylabel": str, "lines": {label: (xs, ys, style)}}`` where ``style`` is a
     matplotlib format string such as ``"o-"``; ``size`` is one panel's. Returns the figure.
     """
+    if legend not in ("inside", "right"):
+        raise ValueError(f"legend must be 'inside' or 'right', got {legend!r}.")
     fig, axes = _panel_grid(len(panels), ncols, size)
     for index, (ax, panel) in enumerate(zip(axes.flat, panels, strict=False)):  # the spare axes are off
         for label, (xs, ys, style) in panel["lines"].items():
@@ -431,7 +435,10 @@ def line_panels(panels: Sequence[dict[str, Any]], *, xlabel: str, size: tuple[fl
         if index < len(logx) and logx[index]:
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if legend == "right":
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        else:
+            ax.legend(fontsize=7)
     return readable(fig)
 
 
@@ -461,6 +468,25 @@ def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int =
     """
     low, high = f"{scale * min(values):.{digits}f}", f"{scale * max(values):.{digits}f}"
     return low if low == high and collapse else f"{low}-{high}"
+
+
+def format_list(values: Sequence[Any] | Mapping[Any, Any], *, last: str = "and") -> str:
+    """``values`` as a reader writes a list, "60, 120 and 160" (numbers with ``:g``), or a mapping's items as
+    "all 0.0001, head 0.001", for prose lines instead of a Python repr.
+
+    >>> format_list([60, 120, 160]), format_list([1e4]), format_list({"0": 2934, "8": 6}), format_list([])
+    ('60, 120 and 160', '10000', '0: 2934, 8: 6', 'none')
+    """
+    def shown(value: Any) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    if isinstance(values, Mapping):
+        return ", ".join(f"{key} {shown(value)}" if not str(key).isdigit() else f"{key}: {shown(value)}"
+                         for key, value in values.items()) or "none"
+    words = [shown(value) for value in values]
+    if len(words) < 2:
+        return words[0] if words else "none"
+    return f"{', '.join(words[:-1])} {last} {words[-1]}"
 
 
 @_book_style
@@ -788,15 +814,17 @@ def disguise_table(checks: Mapping[str, PredictionCheck], changes: Mapping[str, 
                         f"{channel} outside [0, 1]", f"{channel} range", f"mean |{channel} − target {channel}|"])
 
 
-def map_correlation_table(agreements: Mapping[str, MapAgreement], *, identical: float = 0.9999) -> Table:
+def map_correlation_table(agreements: Mapping[str, MapAgreement], *, identical: float = 0.9999,
+                          nearly: float = 0.95) -> Table:
     """One row per explanation method (:func:`nullspace_utils.xai.compare_disguise`): whether the transformed
-    images' maps are the source's (every per-image correlation above ``identical``), the range of those
-    correlations, and the range of the target's against the source's."""
+    images' maps are the source's (every per-image correlation above ``identical``), nearly so (above ``nearly``)
+    or different, the range of those correlations, and the range of the target's against the source's."""
     rows = []
     for name, agreement in agreements.items():
         same, other = agreement.transformed_correlations, agreement.target_correlations
         shown = f"above {identical:g}" if min(same) > identical else f"{min(same):.2f} to {max(same):.2f}"
-        rows.append([name, "identical" if min(same) > identical else "differs", shown,
+        verdict = "identical" if min(same) > identical else "nearly identical" if min(same) > nearly else "differs"
+        rows.append([name, verdict, shown,
                      f"{min(other):.2f} to {max(other):.2f}"])
     return table(rows, ["method", "source vs transformed", "correlation", "correlation source vs target"])
 

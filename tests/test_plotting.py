@@ -199,8 +199,12 @@ def test_map_tables_give_the_verdict_and_the_correlations():
     seen = MapAgreement(transformed={"max_relative_difference": 1.26, "correlation": 0.5},
                         target={"max_relative_difference": 1.0, "correlation": 0.2},
                         transformed_correlations=[0.4, 0.6], target_correlations=[0.2, 0.2])
-    table = plotting.map_correlation_table({"fooled": fooled, "seen": seen})
+    close = MapAgreement(transformed={"max_relative_difference": 0.3, "correlation": 0.98},
+                         target={"max_relative_difference": 1.0, "correlation": 0.0},
+                         transformed_correlations=[0.97, 0.99], target_correlations=[-0.1, 0.0])
+    table = plotting.map_correlation_table({"fooled": fooled, "close": close, "seen": seen})
     assert table.rows == [["fooled", "identical", "above 0.9999", "0.10 to 0.15"],
+                          ["close", "nearly identical", "0.97 to 0.99", "-0.10 to 0.00"],
                           ["seen", "differs", "0.40 to 0.60", "0.20 to 0.20"]]
     table = plotting.map_difference_table({"fooled": fooled, "seen": seen})
     assert table.headers[3] == "correlation (mean of 2 pairs)"
@@ -366,3 +370,19 @@ def test_nb_markers_carry_tags_and_alt_text_in_either_order():
                                                                    None]
     with pytest.raises(ValueError, match="line 1: .* is not a cell marker"):
         nb.parse("# %% alt='single quotes'\nx = 1\n")
+
+
+def test_line_panels_put_the_legend_beside_the_axes_when_asked():
+    panels = [{"title": "t", "ylabel": "y", "lines": {"a": ([1, 2], [1, 2], "o-"), "b": ([1, 2], [2, 1], "s-")}}]
+    fig = plotting.line_panels(panels, xlabel="x", ncols=1, legend="right")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend_box.x0 > axes_box.x1  # entirely right of the panel: no point hidden
+    inside = plotting.line_panels(panels, xlabel="x", ncols=1).axes[0]
+    inside.figure.canvas.draw()
+    assert inside.get_legend().get_window_extent(renderer).x0 < inside.get_window_extent(renderer).x1
+    with pytest.raises(ValueError, match="legend must be"):
+        plotting.line_panels(panels, xlabel="x", legend="left")
+    plt.close("all")

@@ -42,6 +42,13 @@ robust, robust_note = robustness_study.RESULT.chapter_result(profile.name)  # it
 display(claims.summary(approximate_study.claims(sweep)) if sweep is not None else note)
 
 # %% [markdown]
+# *Terms in the box, each explained below:* **lim** bounds the noise (its values start uniform in
+# [−lim, lim]); the **shuffled copy** is the learned noise with its values in random order (same energy,
+# no learned pattern); **logit MSE** is the mean squared change of the logits; a match **at its ceiling**
+# means even the shuffled copy keeps nearly every prediction, so match cannot tell the two apart; a
+# point **failed to learn** when a seed did not halve its training loss.
+
+# %% [markdown]
 # ## The objective
 #
 # Write $u$ for the tokens that leave the patch embedding (one $d$-vector per patch) and $f$ for

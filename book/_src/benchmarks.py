@@ -30,8 +30,8 @@ display(book_pages.benchmarks_summary(cpu, gpu, svd, timing))
 # SLSQP for 5000 iterations. `benchmarks/watermark.py` solves the same problem for a ViT-S/32 (random
 # weights: the nullspace only depends on shapes and weights) three ways: HiGHS's interior point LP
 # solver on a few patches (the optimum), SLSQP over the joint nullspace for a few iterations on one
-# patch (extrapolated to 5000 iterations on every patch of the image: an upper bound, since SLSQP
-# stops when it converges; the watermark chapter runs the paper's per-channel SLSQP to the end),
+# patch (extrapolated to 5000 iterations on every patch of the image: the cost of the cap, not a
+# measured run, since SLSQP stops earlier when it converges; the watermark chapter runs the paper's per-channel SLSQP to the end),
 # and our ADMM solver (`watermark.embed`) on the whole image at several iteration budgets. The ADMM
 # rows change one setting at a time, all measured in the same run with today's code: **before** (a
 # constant step size from the original patch, as this solver was first written; its first call also

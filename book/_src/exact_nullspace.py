@@ -49,8 +49,8 @@ display(claims.summary(claims.section_3()))  # §3's two claims, computed now fr
 # Working with images in [0, 1], as this library always does, the map from a pixel patch to its
 # embedding is
 #
-# $$ u_i = \underbrace{W \operatorname{diag}(1/\sigma)}_{W_{\text{pix}}} \operatorname{vec}(x_i)
-#    + \big(b - W \operatorname{diag}(1/\sigma)\,\mu\big), $$
+# $$ \begin{aligned} u_i &= \underbrace{W \operatorname{diag}(1/\sigma)}_{W_{\text{pix}}} \operatorname{vec}(x_i) \\
+#    &\quad + \big(b - W \operatorname{diag}(1/\sigma)\,\mu\big), \end{aligned} $$
 #
 # where $\operatorname{diag}(1/\sigma)$ repeats each channel's $1/\sigma_c$ over its $r^2$ pixels. The
 # mean only moves the bias; the standard deviation rescales the columns of $W$. The nullspace we want
@@ -89,7 +89,8 @@ print(f"largest / smallest singular value: {sigma[0] / sigma[-1]:.0f}")
 # channels cancel each other ($W_0 v_0 = -W_1 v_1 \neq 0$), which the paper's misses. Generic
 # dimensions (full-rank weights):
 #
-# $$ \dim(\text{per channel}) = C\,\max(r^2 - d, 0), \qquad \dim(\text{joint}) = \max(C r^2 - d, 0). $$
+# $$ \begin{aligned} \dim(\text{per channel}) &= C\,\max(r^2 - d, 0), \\
+#    \dim(\text{joint}) &= \max(C r^2 - d, 0). \end{aligned} $$
 #
 # The book uses the joint one: it is the whole set of noises the first layer cannot see (the
 # argument of the paper's eq. 5, "$f(x + v) = f(x)$", holds for every vector in it), it is larger, and it
@@ -231,8 +232,8 @@ print("predictions unchanged:", bool((noisy_logits.argmax(1) == clean_logits.arg
 
 # %%
 sweep = exact.amplitude_sweep(vit, images, np.logspace(-2, 2, 9))
-print("amplitude:          ", " ".join(f"{a:6.2g}" for a in sweep.amplitudes))
-print("random noise, match:", " ".join(f"{m:6.0%}" for m in sweep.random_match))
+display(plotting.table([[f"{a:.2g}", f"{m:.0%}"] for a, m in zip(sweep.amplitudes, sweep.random_match, strict=True)],
+                       ["amplitude", "predictions kept under random noise"]))
 print("nullspace noise: every logit change below 1e-3:", max(sweep.nullspace_change) < 1e-3)
 
 # %% tags=[hide-input] alt="Log-log plot of the largest logit change against the noise amplitude, from 0.01 to 100: under uniform random noise it climbs steeply and then levels off at a large value; under nullspace noise it stays many decades lower at every amplitude, at the level of float rounding, rising only slowly with the amplitude."

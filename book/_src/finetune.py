@@ -279,7 +279,7 @@ else:
 #   helps here. The zoo was trained with label smoothing and image
 #   augmentation, while all three fine-tunings here use plain cross-entropy (the authors' loss) without
 #   augmentation (a departure: they augment); that may sharpen the model's confidence. We did not test
-#   this explanation (exercise 2 does).
+#   this explanation ({ref}`ex-ft-2` does).
 # - **Clean accuracy.** The nullspace noise is the gentler of the two noises (panel b of the loss
 #   figure): it costs no clean accuracy that the seeds can tell from plain fine-tuning, while the Gaussian
 #   noise at lim 4 clearly does (at lim 2, weakly).

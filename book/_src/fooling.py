@@ -221,9 +221,9 @@ print(f"LRP (the paper's): largest difference between the source's and the trans
 # %% [markdown]
 # The paper's LRP and the generic rollout are fooled completely, as Fig. 5b shows. LRP's divisions
 # magnify the tokens' float rounding a little (the printed comparison with the map's peak), but the maps
-# are the same. LRP carried to the pixels is *not*
-# fooled completely: its maps of source and transformed image correlate less, by the amount the table
-# shows. (Its maps look noisy next to the token-level ones, which is why Chefer et al. replaced it.)
+# are the same. LRP carried to the pixels is *nearly*, not completely, fooled: its maps of source and
+# transformed image correlate slightly less than 1, by the amount the table shows, and stay far from the
+# target's map. (Its maps look noisy next to the token-level ones, which is why Chefer et al. replaced it.)
 #
 # (fooling-methods)=
 #
@@ -342,7 +342,7 @@ if a2_run is not None:
 # - **§7: the watermarked output "will still be slightly altered potentially due to (i) limited
 #   expressiveness imposed due to the nullspace (ii) the constraint" of [0, 1].** Neither can alter the
 #   output. Every feasible point of eq. 7 is the source patch plus a nullspace vector, so its patch
-#   embeddings, and with them every logit, are the source's: the {doc}`watermark` chapter proves it and
+#   embeddings, and with them every logit, are the source's: the chapter {doc}`watermark` proves it and
 #   measures it. The nullspace and the box limit how much of the *target* shows through, never the
 #   prediction. The paper's A.2 lost predictions all the same (85 % kept); the watermark chapter's run of
 #   the paper's text kept every prediction raw, clipped and 8-bit (printed above), and only resizing lost
@@ -372,9 +372,9 @@ if a2_run is not None:
 # - The transformed image looks like the target (outside [0, 1]) but its tokens, logits and
 #   token-level explanations (the paper's LRP, attention rollout, gradients) are the source's, to float
 #   precision.
-# - Explanations that reach the pixel values (LRP to the pixels, methods that multiply by the input)
-#   or perturb across patch borders are not fooled completely; the paper's "similar" in A.4 hides that
-#   difference.
+# - Explanations that multiply by the input, or occlusion across patch borders, are not fooled
+#   completely; LRP carried down to the pixels sees only a slight difference (its correlations are
+#   under the table). The paper's "similar" in A.4 hides the first two.
 # - Inside [0, 1] the trick mostly fails, in agreement with the paper's own remark; what remains
 #   possible in the box, with exact embeddings, is the watermark chapter's weaker disguise.
 #

@@ -102,10 +102,11 @@ print("columns orthonormal:", np.allclose(N.T @ N, np.eye(2)))
 # compares.
 
 # %%
-print(f"{'shape':>10} {'built rank':>10} {'rank':>5} {'null dim':>9} {'n':>4}")
+rows = []
 for (m, n), r in [((3, 5), 3), ((5, 3), 3), ((6, 6), 4), ((10, 40), 7), ((96, 768), 96)]:
     M = rng.normal(size=(m, r)) @ rng.normal(size=(r, n))  # rank r by construction
-    print(f"{str((m, n)):>10} {r:>10} {linalg.rank(M):>5} {linalg.nullity(M):>9} {n:>4}")
+    rows.append([f"{m} × {n}", r, linalg.rank(M), linalg.nullity(M), n])
+display(plotting.table(rows, ["shape", "built rank", "rank", "null dim", "n"]))
 
 # %% [markdown]
 # A picture in three dimensions: the $1 \times 3$ matrix $A = (1, 1, 1)$ has rank 1, so its nullspace
@@ -138,13 +139,14 @@ plt.show()
 # %%
 base = rng.normal(size=(2, 3))
 # the smallest singular value grows in proportion to delta: printed divided by delta, that shows at a glance
-print(f"{'delta':>8} {'smallest sigma / delta':>23} {'rank (default)':>15} {'rank (rtol=1e-6)':>17}")
+rows = []
 for delta in [0.0, 1e-12, 1e-8, 1e-3]:
     third = base[0] + base[1] + delta * np.array([1.0, -1.0, 0.5])
     M = np.vstack([base, third])
     smallest = linalg.singular_values(M)[-1]
     ratio = "(sigma < 1e-14)" if delta == 0 else f"{smallest / delta:.2f}"
-    print(f"{delta:>8.0e} {ratio:>23} {linalg.rank(M):>15} {linalg.rank(M, rtol=1e-6):>17}")
+    rows.append([f"{delta:.0e}", ratio, linalg.rank(M), linalg.rank(M, rtol=1e-6)])
+display(plotting.table(rows, ["delta", "smallest sigma / delta", "rank (default)", "rank (rtol=1e-6)"]))
 
 # %% [markdown]
 # The tolerance is part of the answer: "the nullspace" of a measured or learned matrix always means

@@ -43,6 +43,14 @@ else:
     display(note, transfer_note)
 
 # %% [markdown]
+# *Terms in the box, each explained below:* **lim** bounds the noise in pixel units, the same energy for
+# every model; a model's noise **failed to learn** at a lim when a seed did not halve its training loss
+# (the **learning-failure rule**; "48 % of its start" is how much of its starting loss was left); the
+# **uniform** noise is the random noise each learned noise started from, of the same energy; noise
+# **transfers** when one model's learned noise, added to another model's input, keeps more of that
+# model's predictions than the uniform noise does.
+
+# %% [markdown]
 # ## Units first
 #
 # Image-level noise is added to the image in $[0, 1]$ pixel units, the one space every model shares, so
@@ -138,13 +146,13 @@ if sweep is not None:
 # ## How much of a ViT's image noise is invisible to it?
 #
 # A ViT's patch embedding maps each $r \times r$ patch of $C$ colour channels to a $d$-vector through a
-# $d \times Cr^2$ matrix $W_\text{pix}$ (the {doc}`exact_nullspace` chapter); noise in its nullspace,
+# $d \times Cr^2$ matrix $W_\text{pix}$ (the chapter {doc}`exact_nullspace`); noise in its nullspace,
 # null($W_\text{pix}$), never reaches the tokens. Learning cannot change that part of a noise at all: the
 # loss depends on the noise only through the tokens, so its gradient has no component in null($W_\text{pix}$),
 # and the learned noise's null part stays exactly the null part of its uniform start. What learning changes
 # is the rest, the row-space part. Per ViT and lim (ranges over seeds): the predictions kept under the
 # learned noise and under its null part (the projected start); the share of the learned noise's norm in
-# null($W_\text{pix}$), against the share in its start. As in the {doc}`exact_nullspace` chapter, a
+# null($W_\text{pix}$), against the share in its start. As in the chapter {doc}`exact_nullspace`, a
 # "null share" is a share of *energy* (squared norm): a random direction puts $(3r^2 - d)/3r^2$ of its energy
 # there, which is what the start's column shows.
 
@@ -185,6 +193,7 @@ if transfer is not None:
     for ax, lim in zip(axes, shown, strict=True):
         plotting.matrix_heatmap(robustness_study.mean_transfer_matrix(transfer, lim), list(profile.models), ax=ax,
                                 title=f"predictions unchanged (%), mean of 3 seeds, lim {lim}")
+    fig.tight_layout(h_pad=3.0)  # the top panel's axis label clear of the bottom panel's title
     plt.show()
 
 # %% [markdown]

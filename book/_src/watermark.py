@@ -116,13 +116,14 @@ for i in range(len(images)):
     print(f"image {i}: {profile.prediction_name(c):>8} p={before[i, c]:.3f} -> "
           f"{profile.prediction_name(after[i].argmax().item()):>8} p={after[i, c]:.3f}")
 
-# %% tags=[hide-input] alt="The text watermark, then three validation images, each as the original, watermarked, and the absolute noise"
-panels, titles, signed = [mark], ["watermark"], [False]
+# %% tags=[hide-input] alt="The text watermark, then three validation images, one per row: the original, watermarked, and the absolute noise"
+plotting.show_images([mark], ["watermark"], size=2.2)
+plt.show()
+panels, titles = [], []
 for i in range(3):
     panels += [images[i], result.image[i], result.noise[i].abs()]
     titles += [f"original {i}", "watermarked", "|noise|"]
-    signed += [False, False, False]
-plotting.show_images(panels, titles, ncols=4, size=2.2)
+plotting.show_images(panels, titles, ncols=3, size=2.2)
 plt.show()
 
 # %% [markdown]
@@ -456,6 +457,13 @@ if cpu is not None and gpu is not None:
 #
 # ```{solution} ex-wm-3
 # :class: dropdown
+# ~~~python
+# budgets = [50, 100, 300, 1000]
+# runs = [watermark.embed(vit, images, mark, iterations=n) for n in budgets]
+# plt.semilogx(budgets, [run.objective.sum().item() for run in runs], "o-")
+# plt.xlabel("iterations"); plt.ylabel("objective (sum over images)"); plt.show()
+# print("residuals:", [f"{run.embedding_residual:.1e}" for run in runs])
+# ~~~
 # The objective decreases towards the LP optimum; the residual stays at float error for every
 # budget, because the polish ends with an exact projection onto the affine set in float64, followed
 # only by a clamp of an overshoot smaller than two float32 steps. Iterations buy a better-looking

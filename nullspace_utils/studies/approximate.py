@@ -149,8 +149,8 @@ def run_summary(sweep: ApproximateResult) -> list[str]:
     edges = [(name, row["lim"]) for name, rows in sweep["models"].items() for row in rows
              if row["lr_choice"] and row["lr_choice"]["at_edge"]]
     chosen = sorted({row["lr"] for rows in sweep["models"].values() for row in rows})
-    return [f"{config['steps']} SGD steps of {config['batch_size']} images (rate x0.1 at steps {config['milestones']}), "
-            f"seeds {config['seeds']}, {config['train']} training and {config['val']} validation images",
+    return [f"{config['steps']} SGD steps of {config['batch_size']} images (rate x0.1 at steps {plotting.format_list(config['milestones'])}), "
+            f"seeds {plotting.format_list(config['seeds'])}, {config['train']} training and {config['val']} validation images",
             f"points where learning failed: {failed or 'none'}; rates at a grid edge: {edges or 'none'}",
             f"rates chosen by the probes: {chosen[0]:g} to {chosen[-1]:g}"]
 

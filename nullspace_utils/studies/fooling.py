@@ -177,10 +177,10 @@ def claims(found: FoolingEvidence) -> list[evidence.Claim]:
         ("reproduced" if same else "not reproduced"),
         sentence=(f"the same map, to float rounding (largest difference below {IDENTICAL:g} of the peak; "
                   f"{TOKEN_IDENTICAL:g} for the token-level maps), for {', '.join(same) or 'none'}; a different "
-                  f"one for {', '.join(differ) or 'none'}: methods that multiply by the input correlate "
-                  f"{correlation_range(found, INPUT_METHODS)} with the source's per pair, LRP carried to the "
-                  f"pixels {correlation_range(found, ['LRP to pixels'])}, occlusion straddling patches "
-                  f"{correlation_range(found, ['occlusion'])}"))
+                  f"one for {', '.join(differ) or 'none'}: LRP carried to the pixels only slightly (correlation "
+                  f"{correlation_range(found, ['LRP to pixels'])} with the source's map per pair), occlusion "
+                  f"straddling patches {correlation_range(found, ['occlusion'])}, and the methods that multiply by "
+                  f"the input most ({correlation_range(found, INPUT_METHODS)}): the \"partly\" rests on those"))
     return [fooled, similar]
 
 

@@ -554,11 +554,11 @@ def claims(sweep: RobustnessResult, transfer: TransferResult, vits: Sequence[str
                 for note in [_near_notes(sweep, v["lim"], (*v["among_learned"]["vits"], *v["among_learned"]["cnns"]))]
                 if note]
         if near:
-            parts.append("passing the learning-failure rule only narrowly: " + "; ".join(near))
+            parts.append("passing the learning-failure rule only narrowly: " + " and ".join(near))
     if unclear:
         parts.append(f"not separable at lim {_lims(unclear)}, where every model keeps nearly every prediction")
     if failed:
-        parts.append("failed to learn: " + "; ".join(failed))
+        parts.append("failed to learn: " + " and ".join(failed))
     separated_uniform = [v for v in uniform if v["verdict"] != "not separable"]
     parts.append(f"uniform noise of the same energy separates them at {_lims(separated_uniform) or 'no lim'}")
     rows = [evidence.Claim(

@@ -165,6 +165,13 @@ MARK = "text 'NULL', rotated 20 degrees; every patch's target is the mark's patc
 
 
 # --------------------------------------------------------------------------- the check point and the solving
+def _statuses(counts: dict[str, int]) -> str:
+    """SLSQP's exit statuses as prose: "exit status 0 (success) for 2934 problems, 8 for 6"."""
+    ordered = sorted(counts.items(), key=lambda item: int(item[0]))
+    words = [f"{status}{' (success)' if status == '0' else ''} for {count}" for status, count in ordered]
+    return "exit status " + (f"{words[0]} problems" + "".join(f", {word}" for word in words[1:]) if words else "none")
+
+
 def check_point(model: nn.Module, image: torch.Tensor, mark: torch.Tensor, *,
                 maxiter: int = SlsqpSettings().maxiter) -> dict[str, Any]:
     """The cheap point of the run (:data:`CHECK`): SLSQP (the paper's ``maxiter``, whatever the run's) on the
@@ -345,7 +352,7 @@ def model_lines(result: WatermarkSlsqpResult) -> list[str]:
                   f"mean confidence {entry['clean_confidence_mean']:.2f}",
                   f"  SLSQP: {solver['problems']} problems, iterations median {solver['iterations_median']:.0f}, "
                   f"max {solver['iterations_max']}, {solver['at_cap']} stopped by the {result['maxiter']} cap; "
-                  f"exit statuses {solver['status_counts']}",
+                  f"{_statuses(solver['status_counts'])}",
                   f"  before the clip: largest box violation below one 8-bit level: "
                   f"{box['max_violation'] < 1 / 255}; pixels outside by more than half an 8-bit level: "
                   f"{100 * box['fraction_outside_half_level']:.4f} %"]
@@ -744,7 +751,7 @@ def max_noise_lines(result: MaxNoiseResult) -> list[str]:
         shortfall = 100 * (1 - solver["noise_sum"] / solver["noise_sum_optimum"])
         lines += [f"{name}: {entry['images']} images, {solver['problems']} problems; SLSQP iterations median "
                   f"{solver['iterations_median']:.0f}, max {solver['iterations_max']}, {solver['at_cap']} at the "
-                  f"{result['config']['maxiter']} cap; exit statuses {solver['status_counts']}",
+                  f"{result['config']['maxiter']} cap; {_statuses(solver['status_counts'])}",
                   f"  noise sum within 0.01 % of the LP optimum: {shortfall < 0.01}; embedding moved by the noise "
                   f"below 1e-9: {entry['embedding_residual'] < 1e-9}; box kept to 1e-9: "
                   f"{box['max_violation_normalised'] < 1e-9}",

@@ -12,6 +12,7 @@ table = claims.table(rows)  # a pipe table under COLUMNS, one line per claim
 assert table.startswith("| " + " | ".join(claims.COLUMNS)) and len(table.splitlines()) == 2 + len(rows)
 box = claims.summary(rows)  # the chapter's "what we found" box: display(box) in a notebook
 assert box.markdown.startswith(":::{admonition} What we found") and box.count("\n") == len(rows) - 1
+assert claims.clauses("match 97 % (seeds 0; 1); shuffled 50 %") == ["Match 97 % (seeds 0; 1)", "Shuffled 50 %"]
 facts = claims.findings(["A 3 × 5 matrix has a 2-dimensional nullspace.", "Rank + nullity = 5."])  # no claims
 assert facts.markdown.startswith(":::{admonition} What we found") and facts.count("\n") == 1
 details = claims.folded("Per point", plotting.table([["a", "1"]], ["name", "value"]))  # rows, collapsed

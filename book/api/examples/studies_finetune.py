@@ -66,7 +66,7 @@ assert finetune.pgd_panels(sweep)[1]["xticklabels"] == ["0.5/255", "1/255", "2/2
 assert finetune.nullspace_table(sweep).rows[0] == ["untuned", "98.2-99.2", "17.0-21.4", "100.0"]
 assert finetune.last_lim_line(sweep).startswith("learned noise at lim 8: learning failed for 16 of 16 models")
 follow_up = finetune.claims(sweep, finetune.CORRUPTIONS_RESULT.read(finetune.CORRUPTIONS_RESULT.path("teaching")))
-assert [row.verdict for row in follow_up] == ["not reproduced", "not reproduced", "beyond the paper", "beyond the paper"]
+assert [row.verdict for row in follow_up] == ["not reproduced", "not reproduced", "beyond the paper", "partly"]
 one = {**sweep, "runs": {"plain-s0": sweep["runs"]["plain-s0"]}}  # one model's -C cell, redone from its weights
 assert list(finetune.recomputed_lines(profile, one, corruptions)) == [
     "plain-s0: recomputed accuracy within one image of the file: True"]
