@@ -44,7 +44,6 @@ Three kinds of access are supported (``output``):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from contextlib import contextmanager
@@ -544,12 +543,15 @@ def roc_auc(positives: list[float], negatives: list[float]) -> float:
 
 
 def describe(fingerprint: Fingerprint) -> str:
-    """A one-line JSON description (sizes and settings, no tensors)."""
-    return json.dumps({"probes": list(fingerprint.probes.shape), "noise_patches": list(fingerprint.noise_patches.shape),
-                       "amplitude": fingerprint.amplitude, "seed": fingerprint.seed, "model": fingerprint.model_name})
+    """A one-line description in words (sizes and settings, no tensors), e.g. "16 probes of 3 × 112 × 112, each
+    with its own nullspace noise patch of 3 × 16 × 16 tiled over it, amplitude 0.25, seed 0, made for zoo-vit-s"."""
+    probe, patch = fingerprint.probes.shape, fingerprint.noise_patches.shape
+    return (f"{probe[0]} probes of {' × '.join(map(str, probe[1:]))}, each with its own nullspace noise patch of "
+            f"{' × '.join(map(str, patch[1:]))} tiled over it, amplitude {fingerprint.amplitude:g}, "
+            f"seed {fingerprint.seed}, made for {fingerprint.model_name or 'an unnamed model'}")
 
 
-# --- why another ViT is caught: the part of the noise it sees ----------------------------------------------------
+# --- why another ViT is told apart: the part of the noise it sees ----------------------------------------------------
 
 def _patch_matrix_for(fingerprint: Fingerprint, model: nn.Module) -> torch.Tensor:
     """``model``'s pixel-space patch matrix (d, C r²), checked to act on ``fingerprint``'s noise patches."""

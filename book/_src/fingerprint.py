@@ -11,9 +11,9 @@
 #   (logits, probabilities or top-1 labels) with a stated false-positive rate;
 # - why every probe is also asked with a *control* noise, so that a suspect that ignores its input is
 #   never called yours;
-# - why another ViT is caught although its nullspace shares most of the owner's;
+# - why another ViT is told apart although its nullspace shares most of the owner's;
 # - what the fingerprint proves (exact copies, a new head), what weakens it (float16, int8) and what
-#   erases it (fine-tuning the patch embedding, input noise), at what cost to a thief.
+#   ends its claim (fine-tuning the patch embedding, input noise), at what cost to a thief.
 # %% [colab]
 # %% tags=[hide-input]
 from dataclasses import replace
@@ -198,7 +198,7 @@ plotting.table(rows, ["suspect", "probes kept", "p-value", "verdict", "queries"]
 # Label access costs many more queries per probe than the three of the logits test (the last column).
 # How many probes the float16 and int8 copies keep with labels, against logits, the table of the next
 # section shows over every fingerprint; whether either keeps *enough* probes for a claim is the
-# question there. The exercise {ref}`ex-fingerprint-2` trades the bracket width against that.
+# question there. {ref}`ex-fingerprint-2` trades the bracket width against that.
 #
 # (fingerprint-suspects)=
 # ## Every suspect, every secret
@@ -223,21 +223,6 @@ if found is not None:
     n_probes = found["config"]["n_probes"]
     print(f"a claim at alpha 0.001 (null rate 0.5) needs at least {fp.probes_to_claim(n_probes)} of "
           f"{n_probes} probes kept")
-
-# %% [markdown]
-# ```{note}
-# The committed run was made before `verify` had its control (the commit in the box above): in that file every
-# probe of every verification counts. The control leaves a probe out only when a random noise of the fingerprint's
-# energy does not change the suspect's answer. With the fingerprint drawn on this page it leaves no probe of any
-# suspect out, as the line below checks live with logits and with labels (the float16 and int8 copies aside: their
-# answers depend on the CPU). So we expect the file's counts to be those the control gives; the script's next run
-# (about 47 minutes on one CPU core) will make the file again with the control and show it.
-# ```
-
-# %% tags=[hide-input]
-live = [*[(name, r) for name, r in results.items()], *[(name, r) for name, r in label_results.items()]]
-print("the control changed every probe's answer, every suspect checked live, logits and labels:",
-      all(r.n == r.probes for name, r in live if name not in fingerprint_study.BACKEND_DEPENDENT_SUSPECTS))
 
 # %% [markdown]
 # The lines under the table count the claims of the suspects derived from the owner's weights. A
@@ -271,7 +256,7 @@ if found is not None:
 # book does not claim it.
 #
 # (fingerprint-leak)=
-# ## Why another ViT is caught: a shared nullspace and a small leak
+# ## Why another ViT is told apart: a shared nullspace and a small leak
 #
 # Why does an independently trained ViT change its answers at all? Not because its nullspace is
 # foreign to the owner's. Stack the two patch matrices, $W_A$ over $W_B$: a vector lies in both
@@ -338,31 +323,31 @@ plt.show()
 # from the result file (the leak and the change per probe, the probes kept with logits per
 # fingerprint):
 
-# %% tags=[hide-input] alt="Left: each probe's relative logit change against its leak energy share for every suspect, log axes, the tolerance dashed; right: probes kept against the median leak for the fine-tuned copies and the unrelated ViTs"
+# %% tags=[hide-input] alt="Top: each probe's relative logit change against its leak energy share for every suspect, log axes, the tolerance dashed; bottom: probes kept against the median leak for the fine-tuned copies and the unrelated ViTs"
 if found is not None:
     display(plotting.table(fingerprint_study.leak_rows(found),
                            ["suspect", "derived", "nullspace dim.", "shared with owner's (least)",
                             "leak energy share", "relative logit change", "probes kept (logits)"]))
     print("\n".join(fingerprint_study.leak_lines(found)))
     fig = plotting.line_panels(fingerprint_study.leak_panels(found), xlabel="leak energy share (row space)",
-                               size=(3.6, 3.2), logy=(True, False))
+                               size=(7.2, 3.0), ncols=1, logy=(True, False), legend="right")
     for ax in fig.axes:
         ax.set_xscale("log")
     fig.axes[0].axhline(found["config"]["tol"], color="k", linestyle="--", linewidth=1)
     plt.show()
 
 # %% [markdown]
-# Left: each probe's logit change against its leak. The derived copies sit at a leak of float64
+# Top: each probe's logit change against its leak. The derived copies sit at a leak of float64
 # rounding; the owner and its exact copy change by float32 rounding, the float16 and int8 copies by
 # their own rounding after the patch embedding, which is why they are not always kept. The unrelated
 # ViTs sit at a leak of several per cent and change by more than the tolerance (dashed), but not by
 # much more for every probe: the last line above gives the smallest change of an unrelated ViT, as a
 # multiple of the tolerance, and how many of their probes fall within it. The owner's changes sit
 # orders of magnitude lower, so a tolerance could move down a long way, not up: a looser tolerance,
-# or a smaller noise amplitude (which shrinks the leak with it; exercise {ref}`ex-fingerprint-1`),
+# or a smaller noise amplitude (which shrinks the leak with it; {ref}`ex-fingerprint-1`),
 # keeps more unrelated probes. A probe or two kept does not make a claim (the claims above need nearly
 # all); it is why the null rate must not be set at zero.
-# Right: the probes a fingerprint keeps against its median leak, for the fine-tuned copies of the next
+# Bottom: the probes a fingerprint keeps against its median leak, for the fine-tuned copies of the next
 # section (every run and step) and the unrelated ViTs: what the fine-tuning does to the fingerprint is
 # to open a leak, and the probes go as the leak grows.
 #
@@ -381,7 +366,7 @@ if found is not None:
 if found is not None:
     print(fingerprint_study.runs_line(found))
     tune = found["config"]["fine_tune"]
-    print(f"{tune['steps']} steps of {tune['batch_size']} of {tune['images']} images; learning rates {tune['lr']}")
+    print(f"{tune['steps']} steps of {tune['batch_size']} of {tune['images']} images; learning rates {plotting.format_list(tune['lr'])}")
     fingerprint_study.range_panels(fingerprint_study.fade_panels(found), xlabel="fine-tuning steps (0 drawn at 0.5)",
                                    size=(3.6, 3.2))
     plt.show()
@@ -434,7 +419,7 @@ if found is not None:
 # label that the noise does not move stays, whoever's nullspace the probe's noise lies in. The
 # fingerprint relies on exact equality, and a little randomness at the input is a cheap, effective
 # defence against it. A verifier facing it would have to compare distributions of answers over repeated
-# queries instead of single answers; the exercise {ref}`ex-fingerprint-3` starts that.
+# queries instead of single answers; {ref}`ex-fingerprint-3` starts that.
 #
 # ## Compared with watermarks planted at training time
 #

@@ -1,5 +1,5 @@
 """Paper §9 made real: the owner's fingerprint verified on copies, thieves' models and unrelated models, why other
-ViTs are caught (the shared nullspace and the leak into their row space), its fade under fine-tuning and the
+ViTs are told apart (the shared nullspace and the leak into their row space), its fade under fine-tuning and the
 input-noise defence over several fingerprints and seeds.
 
 The settings per profile (:data:`SETTINGS`, :class:`FingerprintSettings`), the suspects (:func:`make_suspects`), the
@@ -458,7 +458,7 @@ def claim_cells(name: str, verification: fp.Verification) -> list[str]:
     CPU's kernels (:data:`BACKEND_DEPENDENT_SUSPECTS`), a pointer to the eight-secret table instead."""
     if name in BACKEND_DEPENDENT_SUSPECTS:
         return ["varies by CPU", "—", "see the eight-secret table"]
-    verdict = "**yours**" if verification.is_yours else "inconclusive" if verification.inconclusive else "not shown"
+    verdict = "**yours**" if verification.is_yours else "inconclusive" if verification.inconclusive else "not shown to be yours"
     return [f"{verification.kept}/{verification.n}", f"{verification.p_value:.1g}", verdict]
 
 
@@ -941,7 +941,7 @@ def findings(result: FingerprintResult) -> list[str]:
     tuned_end = _claims_end(step_ranges(result, "patch_embed", "logits"))
     runs = len(config["fine_tune"]["seeds"]) * config["fade_fingerprints"]
     bullets.append(
-        f"**Fine-tuning the patch embedding erases it.** Over {runs} runs, "
+        f"**Fine-tuning the patch embedding ends the claim** (at α = 10⁻³; some probes stay kept). Over {runs} runs, "
         + (f"no run is claimed with logits from step {tuned_end} on" if tuned_end is not None
            else "some run is still claimed with logits at the last step")
         + ("; a new head alone keeps the logits claim to the end" if head_end is None else
@@ -954,7 +954,7 @@ def findings(result: FingerprintResult) -> list[str]:
     last = max((sigmas.index(sigma) for sigma in thresholds.values() if sigma is not None), default=len(sigmas) - 1)
     accuracy = [run["rows"][last]["accuracy"] for run in result["defence"]]
     before = [run["rows"][0]["accuracy"] for run in result["defence"]]
-    bullets.append(f"**A little input noise erases it too.** Fresh noise on every query ends every claim ({ended}); "
+    bullets.append(f"**A little input noise ends the claim too.** Fresh noise on every query ends every claim ({ended}); "
                    f"the thief's accuracy there is {format_range(accuracy).replace('-', '–')} % against "
                    f"{format_range(before).replace('-', '–')} % without noise "
                    "({ref}`see the defence <fingerprint-defence>`).")
