@@ -508,3 +508,17 @@ def test_local_random_state_carries_on_and_restores():
     assert torch.equal(torch.cat([a, b]), torch.rand(4))  # one stream seeded 5, carried across the blocks
     with pytest.raises(ValueError, match="seed must be"):
         fp.LocalRandomState(-1)
+
+
+def test_leak_table_writes_rounding_level_changes_as_comparisons():
+    """Relative logit changes below 1e-5 (float rounding, their digits differ between CPUs) print as "below 1e-05",
+    also as the low end of a range; larger ones keep two significant digits."""
+    from nullspace_utils import results
+    from nullspace_utils.studies import fingerprint as study
+
+    assert study._below([1e-7, 2e-6], 1e-5) == "below 1e-05"
+    assert study._below([1.1e-7, 0.13], 1e-5) == "below 1e-05–0.13"
+    assert study._below([0.0024, 0.51], 1e-5) == "0.0024–0.51"
+    rows = study.leak_rows(results.read(study.RESULT.path("teaching")))
+    changes = [row[5] for row in rows]
+    assert all("e-0" not in cell.replace("below 1e-05", "") for cell in changes)  # no rounding-level digits left

@@ -769,8 +769,13 @@ _ROUNDING_CHANGE = 1e-5
 
 
 def _below(values: list[float], bound: float) -> str:
-    """``values`` as "below <bound>" when all of them are (float rounding), else their range."""
-    return f"below {bound:g}" if max(values) < bound else _number_range(values)
+    """``values`` as "below <bound>" when all of them are (float rounding), else their range, its low end written
+    "below <bound>" when that one is: "below 1e-05–0.13" (rounding-level digits differ between CPUs)."""
+    if max(values) < bound:
+        return f"below {bound:g}"
+    if min(values) < bound:
+        return f"below {bound:g}–{max(values):.2g}"
+    return _number_range(values)
 
 
 def _percent_range_digits(values: list[float]) -> str:
