@@ -40,7 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -60,8 +60,11 @@ OUTPUT_SUFFIXES = (".png", ".npy")
 #: files about 15 % larger; above 6 the files hardly shrink and encoding slows down many times.
 PNG_COMPRESS_LEVEL = 1
 
-#: Default --batch-size (as before #34; benchmarks/watermark.py --device cuda times 64, 128 and 256 on a GPU).
+#: Default --batch-size on a CPU (as before #34): a batch there takes tens of seconds, so a progress bar moves.
 BATCH_SIZE = 64
+#: Default --batch-size on a GPU: a batch there is solved in well under a second, and small batches leave it
+#: idle between them (``benchmarks/watermark.py --device cuda --part cli`` times 64 to 1024).
+GPU_BATCH_SIZE = 512
 
 
 class UsageError(Exception):
@@ -168,6 +171,38 @@ def _same_file(first: Path, second: Path) -> bool:
         return os.path.samefile(first, second)
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+def _file_identities(paths: Sequence[Path]) -> tuple[set[Path], set[tuple[int, int]]]:
+    """Each path resolved, and the (device, inode) of those that exist: what :func:`_is_one_of` compares with,
+    computed once for a folder's thousands of inputs (comparing pairs with :func:`_same_file` is quadratic)."""
+    resolved, inodes = set(), set()
+    for path in paths:
+        try:
+            resolved.add(path.resolve())
+        except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+            pass
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        inodes.add((status.st_dev, status.st_ino))
+    return resolved, inodes
+
+
+def _is_one_of(path: Path, identities: tuple[set[Path], set[tuple[int, int]]]) -> bool:
+    """Whether ``path`` names one of the files of :func:`_file_identities` (as :func:`_same_file` decides)."""
+    resolved, inodes = identities
+    try:
+        if path.resolve() in resolved:
+            return True
+    except (OSError, RuntimeError):
+        pass
+    try:
+        status = os.stat(path)
+    except OSError:  # it does not exist (yet)
+        return False
+    return (status.st_dev, status.st_ino) in inodes
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -402,11 +437,12 @@ def _batch_outputs(sources: list[Path], mark: Path, folder: Path, suffix: str = 
         raise UsageError(f"the output folder's parent {folder.parent} does not exist: create it first")
     outputs = {source: folder / f"{source.stem}{suffix}" for source in sources}
     seen: dict[Path, Path] = {}
+    inputs = _file_identities(sources)
     for source, output in outputs.items():
         if output in seen:
             raise UsageError(f"{seen[output]} and {source} would both be written to {output}: rename one of them")
         seen[output] = source
-        if any(_same_file(output, other) for other in sources):
+        if _is_one_of(output, inputs):
             raise UsageError(f"the output {output} is one of the input images: write to another folder with -o")
         if _same_file(output, mark):
             raise UsageError(f"the output {output} is the mark {mark}: it would be overwritten; write to another "
@@ -464,7 +500,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
         if tally.skipped:
             note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes its "
                  "name only once whole): skipped; give --overwrite to redo them")
-    batch_size = args.batch_size or BATCH_SIZE
+    batch_size = args.batch_size or (BATCH_SIZE if device.type == "cpu" else GPU_BATCH_SIZE)
     progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
     pipeline = _Pipeline(tally, progress, args.overwrite)
     batches = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
@@ -702,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
                          "embedding allows other sizes (default and usually the only choice: the model's)")
     wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
     wm.add_argument("--batch-size", type=int, default=None,
-                    help="with several images: how many are solved together (default 64); the next batch is read "
+                    help="with several images: how many are solved together (default 64 on a CPU, 512 on a GPU); "
+                         "the next batch is read "
                          "and the last one written while a batch is solved")
     wm.add_argument("--format", choices=["png", "npy"], default=None,
                     help="with several images: the outputs' format, png (8-bit, default) or npy (lossless float32, "

@@ -299,6 +299,28 @@ def test_batch_list_of_files_and_its_refusals(photo_folder, capsys):
     assert "must be a folder" in capsys.readouterr().err
 
 
+def test_batch_outputs_refuse_an_input_under_another_name(tmp_path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    sources = [photos / f"photo{index}.png" for index in range(3)]
+    for source in sources:
+        source.write_bytes(source.name.encode())
+    mark = tmp_path / "mark.png"
+    mark.write_bytes(b"mark")
+    assert cli._batch_outputs(sources, mark, out) == {source: out / source.name for source in sources}
+    os.link(sources[2], out / "photo0.png")  # photo0's output would overwrite photo2 through a hard link
+    with pytest.raises(cli.UsageError, match="out/photo0.png is one of the input images"):
+        cli._batch_outputs(sources, mark, out)
+    (out / "photo0.png").unlink()
+    (out / "photo1.png").symlink_to(sources[0])  # ... or photo0 through a symbolic link
+    with pytest.raises(cli.UsageError, match="out/photo1.png is one of the input images"):
+        cli._batch_outputs(sources, mark, out)
+    (out / "photo1.png").unlink()
+    os.link(mark, out / "photo2.png")
+    with pytest.raises(cli.UsageError, match="is the mark"):
+        cli._batch_outputs(sources, mark, out)
+
+
 def test_batch_progress_bar_on_stderr(photo_folder, capsys):
     out = photo_folder.parent / "progress"
     assert cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o", str(out)]) == 0
