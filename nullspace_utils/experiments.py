@@ -219,7 +219,11 @@ def _parser() -> argparse.ArgumentParser:
                             help="where parts, logs and the manifest go (default: .cache/plan/<profile>)")
     everything.add_argument("--out-dir", type=Path, default=None,
                             help="where finished result files go (default: book/results/<profile>/)")
-    everything.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    everything.add_argument("--dry-run", action="store_true",
+                            help="print the plan and each learned-noise part's estimated time on the first device, "
+                                 "from a few steps of each model measured there (a minute on a GPU, minutes on a CPU); run nothing")
+    everything.add_argument("--no-measure", action="store_true",
+                            help="with --dry-run: print the plan and the parts' last times only, measuring nothing")
     finger = sub.add_parser("fingerprint", help="verify the owner's fingerprint on copies, thieves' models and "
                                                 "unrelated models (paper §9; CPU, a few minutes)")
     finger.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
@@ -268,7 +272,8 @@ def _run_all(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     work = args.work or results.REPOSITORY_ROOT / ".cache" / "plan" / profile.name
     out_dir = args.out_dir or results.REPOSITORY_ROOT / "book" / "results" / profile.name
     if args.dry_run:
-        print(plan.describe_plan(parts, work))
+        estimates = None if args.no_measure else plan.estimate_plan(parts, profile, args.devices[0])
+        print(plan.describe_plan(parts, work, estimates=estimates, device=args.devices[0]))
         return
     report = plan.run_plan(parts, work=work, out_dir=out_dir, devices=args.devices)
     print(report.summary())

@@ -25,14 +25,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from nullspace_utils.files import REPOSITORY_ROOT, atomic_write
 from nullspace_utils.profiles import Profile
 
-__all__ = ["Part", "PlanReport", "study_plan", "code_version", "part_keys", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT"]
+__all__ = ["Part", "PlanReport", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
+           "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT"]
 
 #: the placeholder of a part's command for the device its slot gives it (``cuda:1``, ``cpu``)
 DEVICE = "{device}"
@@ -212,9 +214,137 @@ def _write_manifest(work: Path, finished: dict[str, Any]) -> None:
         temporary.write_text(json.dumps({"parts": finished}, indent=1) + "\n")
 
 
-def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None) -> str:
-    """The plan as ``--dry-run`` prints it: one line per part, whether it will run or is skipped, its needs, and the
-    seconds it took when it last finished (from the manifest; "not run yet" otherwise)."""
+# --------------------------------------------------------------------------- estimates
+@dataclass(frozen=True)
+class Estimate:
+    """A part's estimated seconds on a device: ``seconds`` for the work it is sure to do, ``upper`` with every lim
+    a sweep may add; both ``None`` when the part's work is not counted (:func:`part_work`)."""
+
+    seconds: float | None
+    upper: float | None
+
+    def text(self) -> str:
+        if self.seconds is None:
+            return "not estimated (its work is not counted; see its last time)"
+        extra = f" (up to {self.upper:.0f} s if the sweep adds lims)" if self.upper and self.upper > self.seconds else ""
+        return f"about {self.seconds:.0f} s{extra}"
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
+    """The counted work (:class:`~nullspace_utils.studies.noise_sweep.Work`) of a learned-noise part, as
+    (listed lims, the lims a sweep may add): a sweep's model (``approximate/<model>``, ``robustness/<model>``) or
+    ``robustness-transfer``, at the profile's settings (``--steps`` applied). ``None`` for the other parts."""
+    from nullspace_utils.studies import approximate as approximate_study
+    from nullspace_utils.studies import noise_sweep
+    from nullspace_utils.studies import robustness as robustness_study
+
+    study, model = part.argv[0] if part.argv else "", _option(part.argv, "--models")
+    steps = _option(part.argv, "--steps")
+    if study == "approximate" and model:
+        settings = approximate_study.SETTINGS[profile.name].with_steps(int(steps) if steps else None)
+        return approximate_study.work(settings, profile, model)
+    if study == "robustness" and model:
+        settings = robustness_study.SETTINGS[profile.name].with_steps(int(steps) if steps else None)
+        return robustness_study.work(settings, profile, model)
+    if study == "robustness-transfer":
+        return robustness_study.transfer_work(robustness_study.SETTINGS[profile.name], profile), noise_sweep.NO_WORK
+    return None
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Seconds of one learning step and of one noise-evaluation batch of a (model, level), measured on a device."""
+
+    learn_step: float
+    noise_batch: float
+
+
+def _seconds(function: Any, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size: int, device: str,
+                      steps: int = 4) -> StepCost:
+    """What one learning step and one evaluation batch of ``model_name`` at ``level`` take on ``device``: each timed
+    twice, with ``steps`` and with twice as many steps (batches), after a warm-up; the difference over ``steps`` is
+    the cost per step, without the call's fixed cost. As the sweeps run them: learning in the default arithmetic
+    (bf16 autocast on CUDA), evaluation in full float32. Untrained weights for timm models (the cost does not
+    depend on them); random images of the profile's size."""
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils import approximate, models
+
+    where = torch.device(device)
+    pretrained = {} if model_name in models.ZOO else {"pretrained": False}
+    model = profile.load_model(model_name, device=where, **pretrained)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(2 * steps * batch_size, 3, profile.image_size, profile.image_size, generator=generator)
+    labels = torch.zeros(len(images), dtype=torch.long)
+
+    def dataset(batches: int) -> TensorDataset:
+        return TensorDataset(images[: batches * batch_size].to(where), labels[: batches * batch_size].to(where))
+
+    def learn(count: int) -> None:
+        approximate.learn_noise(model, dataset(count), level=level, lim=0.1, steps=count, lr=0.1, milestones=(),
+                                batch_size=batch_size, device=where)
+
+    def evaluate(count: int) -> None:
+        approximate.evaluate_noise(model, dataset(count), noise, level=level, batch_size=batch_size, device=where)
+
+    with models.exact_float32():
+        noise = approximate.uniform_noise(approximate.noise_shape(model, level, (profile.image_size,) * 2), 0.1, 0)
+        learn(1)  # warm-up: kernels chosen, memory allocated
+        evaluate(1)
+        learn_step = (_seconds(lambda: learn(2 * steps), where) - _seconds(lambda: learn(steps), where)) / steps
+        noise_batch = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
+    return StepCost(max(learn_step, 0.0), max(noise_batch, 0.0))
+
+
+def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
+                  measure: Callable[[str, str, int], StepCost] | None = None) -> dict[str, Estimate]:
+    """Each part's :class:`Estimate` on ``device``: its counted work (:func:`part_work`) times the cost of a step
+    measured there (:func:`measure_step_cost`, once per model and level; ``measure(model, level, batch_size)``
+    instead, e.g. in tests). Counted: the learning steps and noise evaluations, which dominate a sweep; not counted:
+    loading data and models, and process start."""
+    from nullspace_utils.studies import approximate as approximate_study
+
+    batch_size = approximate_study.SETTINGS[profile.name].batch_size  # the sweeps' batch (approximate's = robustness's)
+    measure = measure or (lambda model, level, batch: measure_step_cost(profile, model, level, batch, device))
+    costs: dict[tuple[str, str], StepCost] = {}
+    estimates = {}
+    for part in parts:
+        counted = part_work(part, profile)
+        if counted is None:
+            estimates[part.name] = Estimate(None, None)
+            continue
+        seconds = []
+        for work in counted:
+            total = 0.0
+            for key in {**work.learn_steps, **work.noise_batches}:
+                if key not in costs:
+                    costs[key] = measure(key[0], key[1], batch_size)
+                total += (work.learn_steps.get(key, 0) * costs[key].learn_step
+                          + work.noise_batches.get(key, 0) * costs[key].noise_batch)
+            seconds.append(total)
+        estimates[part.name] = Estimate(seconds[0], seconds[0] + seconds[1])
+    return estimates
+
+
+def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
+                  estimates: dict[str, Estimate] | None = None, device: str = "") -> str:
+    """The plan as ``--dry-run`` prints it: one line per part, whether it will run or is skipped, its needs, the
+    seconds it took when it last finished (from the manifest; "not run yet" otherwise), and with ``estimates``
+    (:func:`estimate_plan`) its estimated seconds on ``device``, then their sum."""
     keys = part_keys(parts, version or code_version())
     finished = _read_manifest(work)
     lines = []
@@ -224,7 +354,16 @@ def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None)
         state = "skip (finished, same settings and code)" if same else "run"
         last = f"{record['seconds']:.0f} s on {record['device']}" if record else "not run yet"
         needs = f"; after {', '.join(part.needs)}" if part.needs else ""
-        lines.append(f"{part.name}: {state}; last time {last}{needs}\n    {' '.join(part.argv)}")
+        guess = f"; on {device}: {estimates[part.name].text()}" if estimates else ""
+        lines.append(f"{part.name}: {state}; last time {last}{guess}{needs}\n    {' '.join(part.argv)}")
+    if estimates:
+        counted = [estimate for estimate in estimates.values() if estimate.seconds is not None]
+        low = sum(estimate.seconds or 0.0 for estimate in counted)
+        high = sum(estimate.upper or 0.0 for estimate in counted)
+        lines.append(f"estimated on {device}, one part at a time: {low:.0f} s for the {len(counted)} learned-noise "
+                     f"parts (up to {high:.0f} s if the sweeps add lims), from steps measured just now; loading data "
+                     f"and models is not counted, nor are the {len(estimates) - len(counted)} other parts "
+                     "(their last times above)")
     return "\n".join(lines)
 
 

@@ -128,10 +128,82 @@ def test_every_part_of_the_real_plan_is_a_command_experiments_accepts(profile, t
 
 
 def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, capsys):
-    experiments.main(["all", "--dry-run", "--only", "robustness", "--work", str(tmp_path)])
+    experiments.main(["all", "--dry-run", "--no-measure", "--only", "robustness", "--work", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "robustness-transfer: run; last time not run yet; after robustness/merge" in printed
     assert "approximate" not in printed
     with pytest.raises(SystemExit) as stop:
         experiments.main(["all", "--dry-run", "--only", "fooling"])
     assert stop.value.code == 2
+
+
+# --------------------------------------------------------------------------- estimates
+def test_point_work_counts_what_a_noise_point_computes(vit_s):
+    """Every learning step and every noise evaluation batch runs the model twice (clean and noisy): the forward
+    passes of a real point are twice what :func:`point_work` counts, less the rates a widened grid added."""
+    from nullspace_utils import models
+    from nullspace_utils.data import synthetic_dataset
+    from nullspace_utils.studies import noise_sweep
+
+    images = synthetic_dataset("val", n=24)
+    settings = noise_sweep.PointSettings(seeds=(0, 1), steps=3, milestones=(), batch_size=8, probe_steps=2,
+                                         lr_grid=(0.1, 1.0), train=24, val=24)
+    forwards = []
+    hook = models.unwrap(vit_s).register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        for level, lr in [("input", "auto"), ("encoder", 0.5)]:
+            forwards.clear()
+            row = noise_sweep.noise_point(vit_s, images, images, level=level, lim=0.3, lr=lr, train_images=16,
+                                          **noise_sweep.point_settings(settings, "cpu"))
+            work = noise_sweep.point_work(settings, "zoo-vit-s", level, vit_input=level == "input",
+                                          chosen_lr=lr == "auto", train_images=16)
+            widened = len(row["lr_choice"]["grid"]) - len(settings.lr_grid) - 2 if row["lr_choice"] else 0
+            counted = work.learn_steps[("zoo-vit-s", level)] + widened * settings.probe_steps
+            assert len(forwards) == 2 * (counted + work.noise_batches[("zoo-vit-s", level)])
+    finally:
+        hook.remove()
+
+
+def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path):
+    profile = get_profile("teaching")
+    parts = plan.study_plan(profile, only=["approximate", "robustness"])
+    costs = {"learn": 0.01, "batch": 0.002}
+    measured = []
+
+    def measure(model, level, batch_size):
+        measured.append((model, level, batch_size))
+        return plan.StepCost(costs["learn"], costs["batch"])
+
+    estimates = plan.estimate_plan(parts, profile, "cuda:0", measure=measure)
+    assert len(measured) == len(set(measured)) == 3 + 6  # each (model, level) measured once
+    for part in parts:
+        counted = plan.part_work(part, profile)
+        if counted is None:  # the merges
+            assert part.name.endswith("merge") and estimates[part.name].seconds is None
+            continue
+        listed, extensions = counted
+        seconds = sum(costs["learn"] * steps for steps in listed.learn_steps.values()) + sum(
+            costs["batch"] * batches for batches in listed.noise_batches.values())
+        assert estimates[part.name].seconds == pytest.approx(seconds)
+        if part.name == "robustness-transfer":  # its lims are fixed
+            assert estimates[part.name].upper == estimates[part.name].seconds
+        else:  # the lims a sweep may add
+            assert estimates[part.name].upper > estimates[part.name].seconds
+    # the first ViT's part also learns the norm-kept and squared-loss points
+    first, second = (plan.part_work(next(p for p in parts if p.name == f"approximate/{name}"), profile)[0]
+                     for name in profile.vit_models[:2])
+    assert sum(first.learn_steps.values()) > sum(second.learn_steps.values())
+    # --steps changes the count
+    shorter = plan.Part("x", ("approximate", "--models", "zoo-vit-b", "--steps", "10"))
+    assert sum(plan.part_work(shorter, profile)[0].learn_steps.values()) < sum(second.learn_steps.values())
+    printed = plan.describe_plan(parts, tmp_path, "v1", estimates=estimates, device="cuda:0")
+    assert f"approximate/zoo-vit-s: run; last time not run yet; on cuda:0: about " \
+           f"{estimates['approximate/zoo-vit-s'].seconds:.0f} s (up to" in printed
+    total = sum(estimate.seconds or 0 for estimate in estimates.values())
+    assert f"estimated on cuda:0, one part at a time: {total:.0f} s for the 10 learned-noise parts" in printed
+
+
+def test_a_step_is_measured_on_the_device():
+    cost = plan.measure_step_cost(get_profile("teaching"), "zoo-vit-s", "encoder", batch_size=4, device="cpu",
+                                  steps=1)
+    assert 0 < cost.learn_step < 10 and 0 < cost.noise_batch < 10

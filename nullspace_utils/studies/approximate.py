@@ -26,14 +26,16 @@ from nullspace_utils.studies.noise_sweep import (
     SweepCheck,
     SweepConfig,
     SweepSettings,
+    Work,
     check_point,
     lim_sweep,
     noise_point,
     point_settings,
+    point_work,
     sweep_datasets,
 )
 
-__all__ = ["ApproximateSettings", "ApproximateCheck", "SETTINGS", "CHECK", "run", "merge", "RESULT",
+__all__ = ["ApproximateSettings", "ApproximateCheck", "SETTINGS", "CHECK", "work", "run", "merge", "RESULT",
            "ApproximateResult", "LOSS", "OPTIMIZER", "run_summary", "figure_2_panels", "keep_norm_panel",
            "verdict_rows", "loss_lines", "FIGURE_2_METRICS", "exact_reference", "figure_2",
            "MATCH_CEILING", "mse_range", "metric_separation", "at_ceiling", "figure_2_rows", "figure_2_summary",
@@ -97,6 +99,18 @@ RESULT: results.ResultKind[ApproximateResult] = results.ResultKind("approximate"
 
 
 # --------------------------------------------------------------------------- runner
+def work(settings: ApproximateSettings, profile: Profile, model: str) -> tuple[Work, Work]:
+    """What :func:`run` computes for ``model`` alone (one part of the plan): its listed lims, and for the first ViT
+    the same lims with the norm held (the rates reused) and the squared-loss lims; and what the lims it may add
+    (``max_extensions``) would cost on top. The cheap check point is left out."""
+    point = settings.point()
+    listed = point_work(point, model, "encoder", vit_input=False).times(len(settings.lims))
+    if model == profile.vit_models[0]:
+        listed = (listed + point_work(point, model, "encoder", vit_input=False, chosen_lr=False).times(len(settings.lims))
+                  + point_work(point, model, "encoder", vit_input=False).times(len(settings.squared_lims)))
+    return listed, point_work(point, model, "encoder", vit_input=False).times(settings.max_extensions)
+
+
 def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Sequence[str] | None = None,
         check: ApproximateCheck = CHECK) -> ApproximateResult:
     """Paper Fig. 2: learned encoder-level noise against lim for the profile's ViTs (``models``: only these, one part

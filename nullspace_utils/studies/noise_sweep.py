@@ -26,7 +26,7 @@ from nullspace_utils.profiles import Profile
 from nullspace_utils.results import Fraction
 from nullspace_utils.studies import evidence
 
-__all__ = ["LOSS", "PointSettings", "SweepSettings", "CheckPoint", "noise_point", "lim_sweep", "point_settings", "check_point",
+__all__ = ["LOSS", "PointSettings", "SweepSettings", "CheckPoint", "Work", "NO_WORK", "point_work", "noise_point", "lim_sweep", "point_settings", "check_point",
            "sweep_datasets", "NoisePoint", "NoiseSeedRow", "NoiseEvaluationRow", "TrainLossRow", "LrChoiceRow",
            "SweepConfig", "SweepCheck"]
 
@@ -268,6 +268,44 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
                     entry["shuffled"]["match"], entry["uniform"]["match"], entry["initial_norm"], entry["final_norm"],
                     ", LEARNING FAILED" if entry["learning_failed"] else "")
     return cast(NoisePoint, row)
+
+
+# --------------------------------------------------------------------------- what a point costs
+@dataclass(frozen=True)
+class Work:
+    """What a run computes, counted (for the plan's estimate, :func:`nullspace_utils.plan.estimate_part`):
+    ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise` and ``noise_batches`` batches of
+    a noise's evaluation (a clean and a noisy forward, as :func:`~nullspace_utils.approximate.evaluate_noise` and
+    ``training_loss`` run them), per (model, level)."""
+
+    learn_steps: dict[tuple[str, str], int]
+    noise_batches: dict[tuple[str, str], int]
+
+    def __add__(self, other: "Work") -> "Work":
+        def joined(first: dict, second: dict) -> dict:
+            return {key: first.get(key, 0) + second.get(key, 0) for key in {**first, **second}}
+
+        return Work(joined(self.learn_steps, other.learn_steps), joined(self.noise_batches, other.noise_batches))
+
+    def times(self, count: int) -> "Work":
+        return Work({key: count * value for key, value in self.learn_steps.items()},
+                    {key: count * value for key, value in self.noise_batches.items()})
+
+
+NO_WORK = Work({}, {})
+
+
+def point_work(settings: PointSettings, model: str, level: str, *, vit_input: bool, chosen_lr: bool = True,
+               train_images: int = 512) -> Work:
+    """What :func:`noise_point` computes for one point with ``settings``: the rate probe when ``chosen_lr`` (the
+    starting grid and its two refinements, assuming the grid is not widened), then per seed the learning, three
+    training losses and the validation evaluations (three, five for a ViT at the input)."""
+    probe = (len(settings.lr_grid) + 2) * settings.probe_steps if chosen_lr else 0
+    val_batches = math.ceil(settings.val / settings.batch_size)
+    loss_batches = math.ceil(min(train_images, settings.train) / settings.batch_size)
+    per_seed = (5 if vit_input else 3) * val_batches + 3 * loss_batches
+    key = (model, level)
+    return Work({key: probe + len(settings.seeds) * settings.steps}, {key: len(settings.seeds) * per_seed})
 
 
 # --------------------------------------------------------------------------- a sweep

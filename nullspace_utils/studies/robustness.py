@@ -9,6 +9,7 @@ panel (a) reads the ViTs' token rows from the approximate study's file. The swee
 
 # No ``from __future__ import annotations`` above the schemas: pydantic reads their NotRequired keys at run time.
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,19 +28,22 @@ from nullspace_utils.studies import evidence
 from nullspace_utils.studies.common import RUNNER_FIX, Run, StudyError, chosen_models, join_parts, settings_dict
 from nullspace_utils.studies.noise_sweep import (
     LOSS,
+    NO_WORK,
     CheckPoint,
     NoisePoint,
     SweepCheck,
     SweepConfig,
     SweepSettings,
+    Work,
     check_point,
     lim_sweep,
     noise_point,
     point_settings,
+    point_work,
     sweep_datasets,
 )
 
-__all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "LOSS", "run", "merge", "noise_file", "RESULT",
+__all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "LOSS", "work", "transfer_work", "run", "merge", "noise_file", "RESULT",
            "RobustnessResult", "TransferResult", "TRANSFER_RESULT", "run_transfer", "relative_size", "architecture_verdicts", "verdict_sentence", "verdict_summary", "verdict_table",
            "run_summary", "uniform_reference_rows", "panels", "lr_rows", "null_energy_share", "null_part_rows",
            "mean_transfer_matrix", "transfer_verdicts", "transfer_table", "transfer_summary", "transfer_gains",
@@ -196,6 +200,26 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
     out["transfer"], out["exact_transfer"] = {}, {}
     _transfer(out, profile, loaded, noises, val, [float(lim) for lim in out["config"]["transfer_lims"]], how.device)
     return RESULT.validate(out, fix=RUNNER_FIX)
+
+
+def work(settings: RobustnessSettings, profile: Profile, model: str) -> tuple[Work, Work]:
+    """What :func:`run` computes for ``model`` alone (one part of the plan: its input-level points at the listed
+    lims), and what the lims it may add would cost on top. The check point and the transfer tables (``merge``)
+    are left out."""
+    point = point_work(settings.point(), model, "input", vit_input=model in profile.vit_models)
+    return point.times(len(settings.lims)), point.times(settings.max_extensions)
+
+
+def transfer_work(settings: RobustnessSettings, profile: Profile) -> Work:
+    """What :func:`run_transfer` computes: per transfer lim, every model's point at the sweep's rate, then per
+    seed each model's noise on every model and the exact noise on every model (one noise evaluation each)."""
+    total = NO_WORK
+    val_batches = math.ceil(settings.val / settings.batch_size)
+    for name in profile.models:
+        point = point_work(settings.point(), name, "input", vit_input=name in profile.vit_models, chosen_lr=False)
+        evaluations = Work({}, {(name, "input"): len(settings.seeds) * (len(profile.models) + 1) * val_batches})
+        total = total + (point + evaluations).times(len(settings.transfer_lims))
+    return total
 
 
 def run_transfer(settings: RobustnessSettings, sweep: RobustnessResult, profile: Profile, how: Run) -> TransferResult:
