@@ -372,7 +372,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     from safetensors.torch import save_file
 
     device = torch.device(args.device)
-    batch_sizes = [None, 64, 256, 1024] if device.type == "cuda" else [None]
+    batch_sizes = [None, 64, 256, 1024, 2048, 4096] if device.type == "cuda" else [None]
     work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
     weights = work / "vit_s32_random.safetensors"
     save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))

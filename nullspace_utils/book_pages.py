@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Sequence
 
 from nullspace_utils import results
 
-__all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "chapter_time_rows",
+__all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "gpu_end_to_end_rows", "chapter_time_rows",
            "session_rows", "Exercise", "chapter_numbers", "exercises", "CLASS_MINUTES_BASE", "class_minutes",
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
@@ -113,6 +113,35 @@ def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
     return rows
 
 
+def gpu_end_to_end_rows(pipeline: dict[str, Any], cli_now: dict[str, Any]) -> Rows:
+    """What a user waits for on a GPU, each against the memory-bound floor the same run measured
+    (``benchmarks/results/watermark_gpu_pipeline.json``: ``embed`` from host memory, second calls, and the folder
+    CLI before its output check was made linear; ``watermark_gpu_cli.json``: the CLI now): what, images, seconds,
+    images per second, times the floor."""
+    floor = pipeline["floor"]["embed_seconds"] / pipeline["batch"]  # seconds per image at the floor
+
+    def row(what: str, images: int, seconds: float, floor_per_image: float | None) -> list[str]:
+        ratio = f"{seconds / (floor_per_image * images):.0f}x" if floor_per_image else ""
+        return [what, f"{images}", f"{seconds:.2f} s", f"{images / seconds:.0f}", ratio]
+
+    rows = []
+    for entry in pipeline["embed_pipelined"]:
+        if entry["call"] != "second":
+            continue
+        how = "pipelined copies" if entry["pipelined"] else "one copy after another (before)"
+        arithmetic = f"{entry['precision']}{', compiled' if entry['compiled'] else ''}"
+        rows.append(row(f"embed, host to host, {how}, {arithmetic}", pipeline["batch"], entry["seconds"], floor))
+    before = min((entry for entry in pipeline["cli"]["runs"] if entry["run"] == "timed"), key=lambda e: e["seconds"])
+    rows.append(row(f"folder CLI before (batch {before['batch_size']})", before["images"], before["seconds"], floor))
+    for entry in cli_now["cli"]["runs"]:
+        if entry["run"] == "warm-up":
+            continue
+        where = "a new process" if entry["run"] == "new process" else "in a warm process"
+        rows.append(row(f"folder CLI now, batch {entry['batch_size']}, {where}", entry["images"], entry["seconds"],
+                        floor))
+    return rows
+
+
 def admm_settings_line(cpu: dict[str, Any]) -> str:
     """The two ADMM settings the CPU benchmark compares (its ``before`` and ``default`` entries): step size,
     iterations and start, as the page prints them above its figure."""
@@ -171,10 +200,12 @@ def svd_table_rows(text: str) -> Rows:
 
 
 def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, svd: str | None,
-                       timing: dict[str, Any] | None, budget: float = 120) -> results.Note:
+                       timing: dict[str, Any] | None, budget: float = 120, *, pipeline: dict[str, Any] | None = None,
+                       cli_now: dict[str, Any] | None = None) -> results.Note:
     """The benchmarks page's "What we found" box, one bullet per result file that could be read, each linking to
-    its section: the CPU watermark solver against HiGHS, the GPU batch, the SVD against scipy, the chapters' run
-    times against ``budget`` seconds."""
+    its section: the CPU watermark solver against HiGHS, the GPU batch, ``embed`` and the folder CLI end to end
+    (``pipeline`` and ``cli_now``, :func:`gpu_end_to_end_rows`), the SVD against scipy, the chapters' run times against
+    ``budget`` seconds."""
     bullets = []
     if cpu is not None:
         default = next(row for row in cpu["admm_cpu"] if row["settings"] == "default"
@@ -192,6 +223,14 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
         bullets.append(f"On one {gpu['device']}, {gpu['batch']} images take {row['seconds']:.1f} s (TF32 matmuls"
                        f"{', compiled' if row['compiled'] else ''}), "
                        f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
+    if pipeline is not None and cli_now is not None:
+        embed = next(entry for entry in pipeline["embed_pipelined"] if entry["call"] == "second"
+                     and entry["pipelined"] and entry["precision"] == "tf32" and not entry["compiled"])
+        default = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "timed")  # the default batch
+        bullets.append(f"End to end on the same kind of GPU: `embed` watermarks {pipeline['batch']} images from host "
+                       f"memory in {embed['seconds']:.1f} s, {embed['seconds'] / pipeline['floor']['embed_seconds']:.0f}x "
+                       f"the memory-bound floor; the folder CLI writes {default['images'] / default['seconds']:.0f} PNGs a "
+                       f"second ({{ref}}`see the table <benchmarks-end-to-end>`)")
     if svd is not None:
         ratios = [ratio for _, ratio, _ in svd_rows(svd)]
         same = all(same for _, _, same in svd_rows(svd))

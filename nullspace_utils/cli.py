@@ -63,7 +63,11 @@ PNG_COMPRESS_LEVEL = 1
 #: Default --batch-size on a CPU (as before #34): a batch there takes tens of seconds, so a progress bar moves.
 BATCH_SIZE = 64
 #: Default --batch-size on a GPU: a batch there is solved in well under a second, and small batches leave it
-#: idle between them (``benchmarks/watermark.py --device cuda --part cli`` times 64 to 1024).
+#: idle between them. Measured on one H100 (``benchmarks/results/watermark_gpu_cli.json``, 3925 PNGs of 224 px):
+#: 212 images/s at batch 64, 242 at 256, 255 at 512, 262 at 1024, 258 at 2048; 512 keeps most of the gain with
+#: half the host memory of 1024. Beyond that, decoding and encoding in the worker threads limit the command: they
+#: share Python's lock (16 threads decoded or encoded about 600 PNGs a second). Worker processes, one task per
+#: image, were slower still (166 images/s at batch 512): the pool's per-task cost outweighed the lock.
 GPU_BATCH_SIZE = 512
 
 
@@ -527,8 +531,9 @@ def _watermark_batch(args: argparse.Namespace) -> int:
                         pipeline.fail(source, error)
                     continue
                 checks = _prediction_checks(model, device, images, result.image, rounded=suffix == ".png")
-                for (source, _), marked, check in zip(loaded, result.image, checks, strict=True):
-                    pipeline.write(source, outputs[source], marked, check)
+                pixels = _saved_pixels(result.image, suffix)
+                for (source, _), saved, check in zip(loaded, pixels, checks, strict=True):
+                    pipeline.write(source, outputs[source], saved, check)
             pipeline.settle(wait=True)
     except (KeyboardInterrupt, Terminated) as stop:
         with _SIGNALS.ignored():  # outputs being written are finished (whole) and counted, the rest cancelled
@@ -601,16 +606,24 @@ def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: 
 _WRITE_LOCK = threading.Lock()
 
 
-def _write_output(image: torch.Tensor, path: Path, replace: bool) -> None:
-    """Encode one (3, H, W) image in [0, 1] (run in a worker thread) and write it whole or not at all, as
-    :func:`nullspace_utils.data.save_image` does: .png as 8 bits (level ``PNG_COMPRESS_LEVEL``), .npy as float32.
-    Without ``replace``, create-or-fail (``FileExistsError`` when ``path`` exists)."""
+def _saved_pixels(images: torch.Tensor, suffix: str) -> np.ndarray:
+    """A batch of (B, 3, H, W) images in [0, 1] as their files will hold them, converted at once in the main
+    thread (the worker threads then only encode, and hold Python's lock less): 8-bit levels (B, H, W, 3) for .png,
+    float32 (B, 3, H, W) for .npy."""
+    if suffix == ".npy":
+        return images.float().contiguous().numpy()
+    return torch.round(images.float() * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _write_output(pixels: np.ndarray, path: Path, replace: bool) -> None:
+    """Encode one image as :func:`_saved_pixels` gives it (run in a worker thread) and write it whole or not at
+    all, as :func:`nullspace_utils.data.save_image` does: .png as 8 bits (level ``PNG_COMPRESS_LEVEL``), .npy as
+    float32. Without ``replace``, create-or-fail (``FileExistsError`` when ``path`` exists)."""
     buffer = io.BytesIO()
     if path.suffix == ".npy":
-        np.save(buffer, image.float().numpy())
+        np.save(buffer, pixels)
     else:
-        levels = torch.round(image.float() * 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-        Image.fromarray(levels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     with _WRITE_LOCK, files.atomic_write(path, replace=replace) as temporary:
         temporary.write_bytes(buffer.getvalue())
 
@@ -659,8 +672,8 @@ class _Pipeline:
                 self.fail(source, error)
         return images
 
-    def write(self, source: Path, output: Path, image: torch.Tensor, check: _Check) -> None:
-        self.writing.append((source, output, self.pool.submit(_write_output, image, output, self.overwrite), check))
+    def write(self, source: Path, output: Path, pixels: np.ndarray, check: _Check) -> None:
+        self.writing.append((source, output, self.pool.submit(_write_output, pixels, output, self.overwrite), check))
 
     def settle(self, *, wait: bool) -> None:
         """Count the outputs whose write has finished (all of them with ``wait``), in order."""

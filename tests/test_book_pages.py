@@ -221,3 +221,31 @@ def test_the_committed_finetune_plan_fits_its_session():
     assert sum(step["minutes"] for step in plan["steps"]) <= plan["minutes"] == 50
     labels = {exercise.label for exercise in book_pages.exercises()}
     assert {step["exercise"] for step in plan["steps"] if "exercise" in step} | set(plan["homework"]) <= labels
+
+
+def test_end_to_end_rows_are_given_against_the_floor():
+    pipeline = {"batch": 100, "floor": {"embed_seconds": 0.5},
+                "embed_pipelined": [{"call": "first", "pipelined": True, "precision": "tf32", "compiled": False,
+                                     "seconds": 9.0},
+                                    {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
+                                     "seconds": 2.0},
+                                    {"call": "second", "pipelined": False, "precision": "tf32", "compiled": False,
+                                     "seconds": 3.0}],
+                "cli": {"runs": [{"run": "warm-up", "batch_size": 64, "images": 50, "seconds": 99.0},
+                                 {"run": "timed", "batch_size": 64, "images": 50, "seconds": 10.0},
+                                 {"run": "timed", "batch_size": 128, "images": 50, "seconds": 5.0}]}}
+    now = {"device": "GPU", "cli": {"runs": [{"run": "warm-up", "batch_size": 512, "images": 200, "seconds": 9.0,
+                                              "overhead_fraction": 1.0},
+                                             {"run": "timed", "batch_size": 512, "images": 200, "seconds": 4.0,
+                                              "overhead_fraction": 1.0},
+                                             {"run": "new process", "batch_size": 512, "images": 200,
+                                              "seconds": 8.0}]}}
+    rows = book_pages.gpu_end_to_end_rows(pipeline, now)
+    assert rows == [["embed, host to host, pipelined copies, tf32", "100", "2.00 s", "50", "4x"],
+                    ["embed, host to host, one copy after another (before), tf32", "100", "3.00 s", "33", "6x"],
+                    ["folder CLI before (batch 128)", "50", "5.00 s", "10", "20x"],  # the fastest timed run
+                    ["folder CLI now, batch 512, in a warm process", "200", "4.00 s", "50", "4x"],
+                    ["folder CLI now, batch 512, a new process", "200", "8.00 s", "25", "8x"]]
+    summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
+    assert summary.startswith("End to end on the same kind of GPU: `embed` watermarks 100 images from host memory in "
+                              "2.0 s, 4x the memory-bound floor; the folder CLI writes 50 PNGs a second")

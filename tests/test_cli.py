@@ -374,15 +374,16 @@ def test_batch_output_holds_what_the_prediction_check_saw(tmp_path):
     """The PNG a batch writes (in a worker thread, at PNG_COMPRESS_LEVEL) reads back as exactly the 8-bit image
     whose prediction the summary checked, and as data.save_image would have written it."""
     image = torch.rand(3, 24, 20, generator=torch.Generator().manual_seed(0))
-    cli._write_output(image, tmp_path / "batch.png", replace=False)
+    cli._write_output(cli._saved_pixels(image[None], ".png")[0], tmp_path / "batch.png", replace=False)
     data.save_image(image, tmp_path / "library.png")
     as_checked = torch.round(image * 255).to(torch.uint8).float() / 255  # as in _prediction_checks
     assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
     assert torch.equal(data.load_image(tmp_path / "library.png"), as_checked)
-    cli._write_output(image, tmp_path / "batch.npy", replace=False)
+    cli._write_output(cli._saved_pixels(image[None], ".npy")[0], tmp_path / "batch.npy", replace=False)
     assert torch.equal(data.load_image(tmp_path / "batch.npy"), image)
     with pytest.raises(FileExistsError):  # create-or-fail, as before
-        cli._write_output(torch.zeros(3, 24, 20), tmp_path / "batch.png", replace=False)
+        cli._write_output(cli._saved_pixels(torch.zeros(1, 3, 24, 20), ".png")[0], tmp_path / "batch.png",
+                          replace=False)
     assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["batch.npy", "batch.png", "library.png"]
 

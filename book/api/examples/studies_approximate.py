@@ -44,3 +44,5 @@ made = approximate.run(tiny, profile, Run(command="example"), models=["zoo-vit-s
 assert list(made["models"]) == ["zoo-vit-s"] and len(made["keep_norm"]["zoo-vit-s"]) == 1  # one part of a sweep
 both = approximate.merge([made], profile, Run(command="merge"))  # the parts of a parallel run, joined
 assert both["parts"][0]["command"] == "example" and both["models"] == made["models"]
+listed, extensions = approximate.work(approximate.SETTINGS["imagenet"], get_profile("imagenet"), "vit_base_patch32_224")
+assert sum(listed.learn_steps.values()) == 8 * ((5 + 2) * 50 + 3 * 500)  # 8 lims, each: rate probe + 3 seeds

@@ -55,3 +55,7 @@ val = TensorDataset(torch.rand(8, 3, 112, 112), torch.zeros(8, dtype=torch.long)
 models = {name: profile.load_model(name) for name in ("zoo-vit-s", "zoo-resnet")}
 rows = robustness.uniform_reference_rows(models, val, (0.01,), profile.image_size)  # noise nobody learned
 assert rows[0][0] == "zoo-vit-s" and rows[0][1].endswith(" %")
+listed, extensions = robustness.work(robustness.SETTINGS["teaching"], profile, "zoo-resnet")  # one part's work
+assert set(listed.learn_steps) == {("zoo-resnet", "input")}
+moved = robustness.transfer_work(robustness.SETTINGS["teaching"], profile)  # the transfer part: every model
+assert len(moved.learn_steps) == len(profile.models)

@@ -52,8 +52,11 @@ assert bars[0].seconds > bars[1].seconds > max(bar.seconds for bar in bars[2:]) 
 assert [bar.extrapolated for bar in bars[:3]] == [True, True, False]  # SLSQP and HiGHS: extrapolated, hatched
 assert isinstance(bars[0], watermark.SpeedBar) and "EXTRAPOLATED" in bars[0].label
 assert len(watermark.speed_figure(cpu).axes[0].patches) == len(bars)
-assert watermark.speed_lines(cpu, gpu)[0].startswith("default (100 iterations): objective within 0.07 %")
-assert watermark.speed_lines(cpu, gpu)[-1].startswith("extrapolated, not measured (hatched bars): SLSQP 148 days")
+pipeline = results.read("benchmarks/results/watermark_gpu_pipeline.json")  # embed end to end, host to host
+lines = watermark.speed_lines(cpu, gpu, pipeline)
+assert lines[0].startswith("default (100 iterations): objective within 0.07 %")
+assert "4.0 s for embed's default from host memory (3925 images, copies included" in lines[1]
+assert lines[-1].startswith("extrapolated, not measured (hatched bars): SLSQP 148 days")
 plt.close("all")
 
 # the numbers behind the chapter's exercise solutions, computed (the widest ViT, JPEG copies, ADMM budgets)
