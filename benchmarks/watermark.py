@@ -372,7 +372,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     from safetensors.torch import save_file
 
     device = torch.device(args.device)
-    batch_sizes = [None, 64, 256, 1024, 2048, 4096] if device.type == "cuda" else [None]
+    batch_sizes = [None, *args.cli_batch_sizes] if device.type == "cuda" else [None]
     work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
     weights = work / "vit_s32_random.safetensors"
     save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
@@ -499,6 +499,8 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "cli", "png"], default="all",
                         help="cli: only the command line on a folder; png: only the PNG levels")
     parser.add_argument("--cli-images", type=int, default=512)
+    parser.add_argument("--cli-batch-sizes", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096],
+                        help="on a GPU, the batch sizes timed after the default one")
     parser.add_argument("--profile-cli", type=Path, default=None, help="write a cProfile of one more CLI run here")
     parser.add_argument("--first-call", choices=["before", "default"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -225,7 +225,7 @@ class Estimate:
 
     def text(self) -> str:
         if self.seconds is None:
-            return "not estimated (its work is not counted; see its last time)"
+            return "not estimated (its work is not counted; see its last run)"
         extra = f" (up to {self.upper:.0f} s if the sweep adds lims)" if self.upper and self.upper > self.seconds else ""
         return f"about {self.seconds:.0f} s{extra}"
 
@@ -343,7 +343,7 @@ def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
 def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
                   estimates: dict[str, Estimate] | None = None, device: str = "") -> str:
     """The plan as ``--dry-run`` prints it: one line per part, whether it will run or is skipped, its needs, the
-    seconds it took when it last finished (from the manifest; "not run yet" otherwise), and with ``estimates``
+    seconds it took when it last finished (from the manifest; "never" otherwise), and with ``estimates``
     (:func:`estimate_plan`) its estimated seconds on ``device``, then their sum."""
     keys = part_keys(parts, version or code_version())
     finished = _read_manifest(work)
@@ -352,10 +352,10 @@ def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
         record = finished.get(part.name)
         same = record is not None and record["key"] == keys[part.name]
         state = "skip (finished, same settings and code)" if same else "run"
-        last = f"{record['seconds']:.0f} s on {record['device']}" if record else "not run yet"
+        last = f"{record['seconds']:.0f} s on {record['device']}" if record else "never"
         needs = f"; after {', '.join(part.needs)}" if part.needs else ""
         guess = f"; on {device}: {estimates[part.name].text()}" if estimates else ""
-        lines.append(f"{part.name}: {state}; last time {last}{guess}{needs}\n    {' '.join(part.argv)}")
+        lines.append(f"{part.name}: {state}; last run: {last}{guess}{needs}\n    {' '.join(part.argv)}")
     if estimates:
         counted = [estimate for estimate in estimates.values() if estimate.seconds is not None]
         low = sum(estimate.seconds or 0.0 for estimate in counted)
@@ -363,7 +363,7 @@ def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
         lines.append(f"estimated on {device}, one part at a time: {low:.0f} s for the {len(counted)} learned-noise "
                      f"parts (up to {high:.0f} s if the sweeps add lims), from steps measured just now; loading data "
                      f"and models is not counted, nor are the {len(estimates) - len(counted)} other parts "
-                     "(their last times above)")
+                     "(not estimated; their last runs above)")
     return "\n".join(lines)
 
 

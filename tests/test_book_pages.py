@@ -40,8 +40,8 @@ def test_cpu_and_gpu_solver_rows():
                           "peak_memory_gb": 12.6}]}
     rows = book_pages.gpu_solver_rows(gpu)
     assert rows[0] == ["default", "100", "tf32", "yes", "5.00 s", "0.060 %", "36 GB"]
-    assert rows[1][0] == "embed from host memory, one chunk" and rows[1][1] == "80"  # the file's default budget
-    assert rows[2][0] == "embed from host memory, chunks of 934 images, sized for a 16 GB GPU (Colab T4)"
+    assert rows[1][0] == "embed from host memory, copies one after another (before the pipeline), one chunk" and rows[1][1] == "80"  # the file's default budget
+    assert rows[2][0] == "embed from host memory, copies one after another (before the pipeline), chunks of 934 images, sized for a 16 GB GPU (Colab T4)"
 
 
 def test_benchmark_lines_come_from_the_files():
@@ -226,11 +226,11 @@ def test_the_committed_finetune_plan_fits_its_session():
 def test_end_to_end_rows_are_given_against_the_floor():
     pipeline = {"batch": 100, "floor": {"embed_seconds": 0.5},
                 "embed_pipelined": [{"call": "first", "pipelined": True, "precision": "tf32", "compiled": False,
-                                     "seconds": 9.0},
+                                     "seconds": 8.0, "wall_seconds": 9.0},
                                     {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
-                                     "seconds": 2.0},
+                                     "seconds": 1.5, "wall_seconds": 2.0},  # wall time: what a user waits for
                                     {"call": "second", "pipelined": False, "precision": "tf32", "compiled": False,
-                                     "seconds": 3.0}],
+                                     "seconds": 2.5, "wall_seconds": 3.0}],
                 "cli": {"runs": [{"run": "warm-up", "batch_size": 64, "images": 50, "seconds": 99.0},
                                  {"run": "timed", "batch_size": 64, "images": 50, "seconds": 10.0},
                                  {"run": "timed", "batch_size": 128, "images": 50, "seconds": 5.0}]}}
@@ -238,14 +238,21 @@ def test_end_to_end_rows_are_given_against_the_floor():
                                               "overhead_fraction": 1.0},
                                              {"run": "timed", "batch_size": 512, "images": 200, "seconds": 4.0,
                                               "overhead_fraction": 1.0},
+                                             {"run": "timed", "batch_size": 64, "images": 200, "seconds": 5.0,
+                                              "overhead_fraction": 1.0},
                                              {"run": "new process", "batch_size": 512, "images": 200,
                                               "seconds": 8.0}]}}
-    rows = book_pages.gpu_end_to_end_rows(pipeline, now)
+    rows = book_pages.gpu_end_to_end_rows(pipeline, now, default_batch=512)
     assert rows == [["embed, host to host, pipelined copies, tf32", "100", "2.00 s", "50", "4x"],
-                    ["embed, host to host, one copy after another (before), tf32", "100", "3.00 s", "33", "6x"],
-                    ["folder CLI before (batch 128)", "50", "5.00 s", "10", "20x"],  # the fastest timed run
-                    ["folder CLI now, batch 512, in a warm process", "200", "4.00 s", "50", "4x"],
-                    ["folder CLI now, batch 512, a new process", "200", "8.00 s", "25", "8x"]]
+                    ["embed, host to host, copies one after another (before the pipeline), tf32", "100", "3.00 s", "33",
+                     "6x"],
+                    ["folder CLI before the fix, best of batches 64-128 (earlier run)", "50", "5.00 s", "10", "20x"],
+                    ["folder CLI now, batch 64, in a warm process", "200", "5.00 s", "40", "5x"],  # by batch size
+                    ["folder CLI now, batch 512 (default), in a warm process", "200", "4.00 s", "50", "4x"],
+                    ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
     assert summary.startswith("End to end on the same kind of GPU: `embed` watermarks 100 images from host memory in "
-                              "2.0 s, 4x the memory-bound floor; the folder CLI writes 50 PNGs a second")
+                              "2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI writes 50 "
+                              "PNGs a second in a warm process, 25 from the command line (start included)")
+    data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
+    assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it

@@ -130,7 +130,7 @@ def test_every_part_of_the_real_plan_is_a_command_experiments_accepts(profile, t
 def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, capsys):
     experiments.main(["all", "--dry-run", "--no-measure", "--only", "robustness", "--work", str(tmp_path)])
     printed = capsys.readouterr().out
-    assert "robustness-transfer: run; last time not run yet; after robustness/merge" in printed
+    assert "robustness-transfer: run; last run: never; after robustness/merge" in printed
     assert "approximate" not in printed
     with pytest.raises(SystemExit) as stop:
         experiments.main(["all", "--dry-run", "--only", "fooling"])
@@ -197,7 +197,7 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path):
     shorter = plan.Part("x", ("approximate", "--models", "zoo-vit-b", "--steps", "10"))
     assert sum(plan.part_work(shorter, profile)[0].learn_steps.values()) < sum(second.learn_steps.values())
     printed = plan.describe_plan(parts, tmp_path, "v1", estimates=estimates, device="cuda:0")
-    assert f"approximate/zoo-vit-s: run; last time not run yet; on cuda:0: about " \
+    assert f"approximate/zoo-vit-s: run; last run: never; on cuda:0: about " \
            f"{estimates['approximate/zoo-vit-s'].seconds:.0f} s (up to" in printed
     total = sum(estimate.seconds or 0 for estimate in estimates.values())
     assert f"estimated on cuda:0, one part at a time: {total:.0f} s for the 10 learned-noise parts" in printed

@@ -273,7 +273,7 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
 # --------------------------------------------------------------------------- what a point costs
 @dataclass(frozen=True)
 class Work:
-    """What a run computes, counted (for the plan's estimate, :func:`nullspace_utils.plan.estimate_part`):
+    """What a run computes, counted (for the plan's estimate, :func:`nullspace_utils.plan.estimate_plan`):
     ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise` and ``noise_batches`` batches of
     a noise's evaluation (a clean and a noisy forward, as :func:`~nullspace_utils.approximate.evaluate_noise` and
     ``training_loss`` run them), per (model, level)."""
