@@ -146,8 +146,8 @@ if pipeline is not None and cli_now is not None:
 # Even the solver alone, with the images already on the GPU, takes several times the floor (the floor leaves out
 # the matrix products and the polish); the pipelined copies add little to it. The folder command line spends more
 # time outside the solver than inside it (the line under the table): decoding, checking predictions and encoding
-# PNGs in its worker threads, which share Python's lock. In a new process, starting Python, torch and CUDA adds
-# several more seconds before the first image.
+# PNGs in its worker threads, which share Python's lock. In a new process, starting Python, torch and CUDA comes on
+# top (compare the default batch's row in a warm process with the last row).
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
