@@ -394,6 +394,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
                "--device", args.device, "--quiet"]
     runs = []
+    default = cli.BATCH_SIZE if device.type == "cpu" else cli.GPU_BATCH_SIZE
     cli.watermark.embed = timed_embed
     try:
         for label, batch_size in [("warm-up", None)] + [("timed", size) for size in batch_sizes]:
@@ -405,7 +406,6 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
             seconds = time.perf_counter() - started
             solve = sum(length for _, length in inside)
             startup = inside[0][0] - started  # model, mark and weight checks, the first batch's reading
-            default = cli.BATCH_SIZE if device.type == "cpu" else cli.GPU_BATCH_SIZE
             row = {"run": label, "batch_size": batch_size or default, "status": status,
                    "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds,
                    "embed_seconds": solve, "overhead_fraction": (seconds - solve) / solve,

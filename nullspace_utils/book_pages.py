@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Sequence
 
 from nullspace_utils import results
 
-__all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "gpu_end_to_end_rows", "chapter_time_rows",
+__all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "embed_default", "solver_default", "gpu_end_to_end_rows", "chapter_time_rows",
            "session_rows", "Exercise", "chapter_numbers", "exercises", "CLASS_MINUTES_BASE", "class_minutes",
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
@@ -116,6 +116,20 @@ def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
                      f"{gpu['default']['iterations']}", "tf32", "no",
                      f"{row['seconds']:.2f} s", "", f"{row['peak_memory_gb']:.0f} GB"])
     return rows
+
+
+def embed_default(pipeline: dict[str, Any]) -> dict[str, Any]:
+    """``embed``'s default on a GPU (TF32, not compiled) in the pipeline benchmark
+    (``benchmarks/results/watermark_gpu_pipeline.json``): the second whole call from host memory with pipelined
+    copies (its ``wall_seconds`` is what a user waits for)."""
+    return next(row for row in pipeline["embed_pipelined"] if row["call"] == "second" and row["pipelined"]
+                and row["precision"] == "tf32" and not row["compiled"])
+
+
+def solver_default(pipeline: dict[str, Any]) -> dict[str, Any]:
+    """The same default's solver alone, on images already on the GPU, in the same run as :func:`embed_default`."""
+    return next(row for row in pipeline["admm_gpu"] if row["settings"] == "default" and row["precision"] == "tf32"
+                and not row["compiled"])
 
 
 def gpu_end_to_end_rows(pipeline: dict[str, Any], cli_now: dict[str, Any], default_batch: int) -> Rows:
@@ -233,8 +247,7 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        f"{', compiled' if row['compiled'] else ''}), "
                        f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
     if pipeline is not None and cli_now is not None:
-        embed = next(entry for entry in pipeline["embed_pipelined"] if entry["call"] == "second"
-                     and entry["pipelined"] and entry["precision"] == "tf32" and not entry["compiled"])
+        embed = embed_default(pipeline)
         default = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "timed")  # the default batch
         fresh = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "new process")
         bullets.append(f"End to end on the same kind of GPU: `embed` watermarks {pipeline['batch']} images from host "

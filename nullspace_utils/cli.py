@@ -167,20 +167,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 # --------------------------------------------------------------------------- checks
 def _same_file(first: Path, second: Path) -> bool:
     """Whether two paths name one file (also through links, or on a case-insensitive file system)."""
-    try:
-        if first.resolve() == second.resolve():
-            return True
-    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
-        pass
-    try:
-        return os.path.samefile(first, second)
-    except OSError:  # one of them does not exist (yet)
-        return False
+    return _is_one_of(first, _file_identities([second]))
 
 
 def _file_identities(paths: Sequence[Path]) -> tuple[set[Path], set[tuple[int, int]]]:
     """Each path resolved, and the (device, inode) of those that exist: what :func:`_is_one_of` compares with,
-    computed once for a folder's thousands of inputs (comparing pairs with :func:`_same_file` is quadratic)."""
+    computed once for a folder's thousands of inputs (comparing every pair would be quadratic)."""
     resolved, inodes = set(), set()
     for path in paths:
         try:
@@ -196,7 +188,9 @@ def _file_identities(paths: Sequence[Path]) -> tuple[set[Path], set[tuple[int, i
 
 
 def _is_one_of(path: Path, identities: tuple[set[Path], set[tuple[int, int]]]) -> bool:
-    """Whether ``path`` names one of the files of :func:`_file_identities` (as :func:`_same_file` decides)."""
+    """Whether ``path`` names one of the files of :func:`_file_identities`: the same resolved path (links followed;
+    also for files not there yet), or the same existing file under another name (a hard link, a case-insensitive
+    file system)."""
     resolved, inodes = identities
     try:
         if path.resolve() in resolved:

@@ -87,10 +87,7 @@ if gpu is not None:
                 if row["precision"] == precision and row["settings"] == "default"]
         print(f"GPU, {precision} matmuls: gap within the 0.1 % goal: {max(gaps) <= 0.1}")
 if pipeline is not None:
-    solver = next(row for row in pipeline["admm_gpu"] if row["settings"] == "default" and row["precision"] == "tf32"
-                  and not row["compiled"])
-    host = next(row for row in pipeline["embed_pipelined"] if row["call"] == "second" and row["pipelined"]
-                and row["precision"] == "tf32" and not row["compiled"])
+    solver, host = book_pages.solver_default(pipeline), book_pages.embed_default(pipeline)  # TF32, not compiled
     print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on images already on the GPU, "
           f"{host['wall_seconds']:.2f} s for the whole embed call from host memory (pipelined copies to and from the "
           "GPU included)")

@@ -22,7 +22,7 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from typing_extensions import TypedDict
 
-from nullspace_utils import exact, models, plotting, results, watermark
+from nullspace_utils import book_pages, exact, models, plotting, results, watermark
 from nullspace_utils.data import quantize_8bit, resize_crop, stack_dataset
 from nullspace_utils.metrics import compare_predictions, psnr
 from nullspace_utils.profiles import Profile
@@ -315,10 +315,7 @@ def speed_lines(cpu: dict[str, Any], gpu: dict[str, Any], pipeline: dict[str, An
     default = next(r for r in cpu["admm_cpu"] if r["settings"] == "default" and r["iterations"] == 100)
     first = cpu["first_call"]
     fastest = min((r for r in gpu["admm_gpu"] if r["gap_percent"] < 0.1), key=lambda r: r["seconds"])
-    solver = next(r for r in pipeline["admm_gpu"] if r["settings"] == "default" and r["precision"] == "tf32"
-                  and not r["compiled"])
-    host = next(r for r in pipeline["embed_pipelined"] if r["call"] == "second" and r["pipelined"]
-                and r["precision"] == "tf32" and not r["compiled"])
+    solver, host = book_pages.solver_default(pipeline), book_pages.embed_default(pipeline)
     slsqp = cpu["slsqp"]
     return [f"default (100 iterations): objective within {default['gap_percent']:.2f} % of the LP optimum; "
             f"a first call in a fresh process takes {first['default']:.1f} s (before: {first['before']:.1f} s), "

@@ -56,3 +56,5 @@ assert book_pages.exercise_rows([mine], {}, {"cpu_seconds": {}, "failed": {"ex-m
 sessions = book_pages.page_data("sessions")  # book/_data/sessions.json
 assert book_pages.session_rows(sessions, timing)[0][:3] == ["1. Linear algebra in a network",
                                                              "setting, primer, exact_nullspace", "90–180 min"]
+solver, host = book_pages.solver_default(pipeline), book_pages.embed_default(pipeline)  # TF32, not compiled
+assert solver["seconds"] < host["wall_seconds"]  # the copies from and to host memory come on top
