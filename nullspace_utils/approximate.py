@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from nullspace_utils import exact, metrics, models
@@ -54,7 +54,8 @@ from nullspace_utils.data import check_finite
 logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "PRECISIONS", "learning_precision", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
-           "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "training_loss", "evaluate_noise",
+           "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "CleanPass", "clean_pass", "training_loss",
+           "evaluate_noise",
            "shuffle_noise", "split_noise", "resolve_lr"]
 
 LEVELS = ("encoder", "input")
@@ -519,10 +520,99 @@ def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, squared: b
     return NoiseResult(noise.detach().cpu(), level, lim, initial_norm, lr, None, history)
 
 
+@dataclass
+class CleanPass:
+    """A model's clean logits on a dataset, batch by batch in the stored order (:func:`clean_pass`), and the clean
+    inputs' norms at ``level``: what :func:`evaluate_noise` and :func:`training_loss` compare a noisy pass with.
+    Computed once, it serves every noise evaluated on the same model, data and batch size (a sweep point
+    evaluates 9 to 15 noises), so each costs one forward pass per batch instead of two, with the same numbers."""
+
+    level: str
+    batch_size: int
+    logits: list[torch.Tensor]  # per batch, (B, K), on the device they were computed on
+    clean_norms: torch.Tensor  # per image, the norm of its clean input at ``level`` (tokens or image)
+
+    @property
+    def images(self) -> int:
+        """How many images the pass covers."""
+        return sum(len(batch) for batch in self.logits)
+
+
+@torch.no_grad()
+def clean_pass(model: nn.Module, data: Dataset | DataLoader, *, level: str, batch_size: int = 256,
+               images: int | None = None, device: str | torch.device | None = None) -> CleanPass:
+    """``model``'s clean logits on ``data`` (its first ``images`` images; ``None``: all), in full float32, batch by
+    batch in the stored order: pass it as ``clean=`` to :func:`evaluate_noise` or :func:`training_loss` with the
+    same model, data, level and batch size, to evaluate many noises with one clean pass.
+
+    Args:
+        model: the classifier (left as it was).
+        data: a dataset or loader of ``(image, label)`` pairs; the labels are ignored.
+        level: ``"encoder"`` or ``"input"``: the level whose clean inputs' norms are kept.
+        batch_size: images per forward pass.
+        images: only the first ``images`` images; ``None``: all of them.
+        device: where to compute; ``None``: where the model is.
+    """
+    _check_level(model, level)
+    _check_in_order(data)
+    if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 1):
+        raise ValueError(f"images must be a whole number >= 1 or None, got {images!r}.")
+    device = _device(model, device)
+    logits, norms, count = [], [], 0
+    with models.evaluating(model, device), models.exact_float32():
+        embed = _patch_embed(model) if level == "encoder" else None
+        normalize = getattr(model, "normalize", lambda x: x)
+        for batch, *_ in _loader(data, batch_size, False, 0):
+            if images is not None:
+                batch = batch[: images - count]
+            batch = _finite(batch.to(device))
+            logits.append(model(batch))
+            inputs = embed(normalize(batch)) if embed is not None else batch
+            norms.append(inputs.flatten(1).norm(dim=1))
+            count += len(batch)
+            if images is not None and count >= images:
+                break
+    if not count:
+        raise ValueError("data holds no images: give at least one.")
+    return CleanPass(level, batch_size, logits, torch.cat(norms))
+
+
+def _check_in_order(data: Dataset | DataLoader) -> None:
+    """Refuses a loader that shuffles: a noisy batch is compared with the clean logits of the same images."""
+    if isinstance(data, DataLoader) and not isinstance(data.sampler, SequentialSampler):
+        raise ValueError("the loader shuffles its images, so a noisy batch would be compared with the clean logits of "
+                         "other images: pass the dataset itself, or a DataLoader with shuffle=False.")
+
+
+def _noisy_batches(model: nn.Module, data, noise: torch.Tensor, clean: CleanPass, *, level: str, device: torch.device,
+                   show_progress: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(clean logits, noisy logits)`` per batch of ``data`` in its stored order, the clean ones from ``clean``;
+    refuses a ``clean`` made with other data, level or batch size than this pass's."""
+    if clean.level != level:
+        raise ValueError(f"clean was computed at level {clean.level!r}, not {level!r}: compute clean_pass at {level!r}.")
+    mismatch = ValueError(f"clean covers {clean.images} images in batches of {clean.batch_size}, not this data's: "
+                          "compute clean_pass with the same model, data, batch size and number of images.")
+    _check_in_order(data)
+    batches = _loader(data, clean.batch_size, False, 0)
+    index = 0
+    for images, *_ in tqdm(batches, disable=not show_progress, desc=f"evaluating {level} noise"):
+        if index == len(clean.logits):
+            break
+        images = images[: len(clean.logits[index])]
+        if len(images) != len(clean.logits[index]):
+            raise mismatch
+        with add_noise(model, noise, level) as noisy_model:
+            noisy = noisy_model(_finite(images.to(device)))
+        yield clean.logits[index].to(device), noisy
+        index += 1
+    if index != len(clean.logits):
+        raise mismatch
+
+
 @torch.no_grad()
 def training_loss(model: nn.Module, data: Dataset | DataLoader, noise: torch.Tensor, *, level: str, p: float = 2,
                   squared: bool = False, images: int = 512, batch_size: int = 256,
-                  device: str | torch.device | None = None) -> float:
+                  device: str | torch.device | None = None, clean: CleanPass | None = None) -> float:
     """The loss :func:`learn_noise` minimises (eq. 6, mean over images), for a fixed ``noise``, on the first
     ``images`` images of ``data`` in their stored order: the yardstick of "did learning work?" (learned noise
     against its shuffled copy, on the images it learned from).
@@ -537,21 +627,21 @@ def training_loss(model: nn.Module, data: Dataset | DataLoader, noise: torch.Ten
         images: how many images, from the start of ``data``.
         batch_size: images per forward pass.
         device: where to compute; ``None``: where the model is.
+        clean: the clean logits of these images (:func:`clean_pass` with ``images``), to skip their forward pass.
     """
     check_finite(noise, name="noise")
     device = _device(model, device)
-    total, count = 0.0, 0
+    if clean is None:
+        clean = clean_pass(model, data, level=level, batch_size=batch_size, images=images, device=device)
+    elif clean.images != min(images, _count(data)) or clean.batch_size != batch_size:
+        raise ValueError(f"clean covers {clean.images} images in batches of {clean.batch_size}; this loss needs the "
+                         f"first {images} in batches of {batch_size}: compute clean_pass with images={images}.")
+    total = 0.0
     with models.evaluating(model, device), models.exact_float32():
         noise = noise.to(device)
-        for batch, *_ in _loader(data, batch_size, False, 0):
-            batch = _finite(batch[: images - count].to(device))
-            clean = model(batch)
-            with add_noise(model, noise, level) as noisy_model:
-                total += logit_distance(clean, noisy_model(batch), p=p, squared=squared).sum().item()
-            count += len(batch)
-            if count >= images:
-                break
-    return total / max(count, 1)
+        for clean_logits, noisy in _noisy_batches(model, data, noise, clean, level=level, device=device):
+            total += logit_distance(clean_logits, noisy, p=p, squared=squared).sum().item()
+    return total / clean.images
 
 
 def shuffle_noise(noise: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -580,13 +670,15 @@ class NoiseEvaluation:
 @torch.no_grad()
 def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Tensor, *, level: str,
                    shuffle: bool = False, seed: int = 0, batch_size: int = 256,
-                   device: str | torch.device | None = None, show_progress: bool = False) -> NoiseEvaluation:
+                   device: str | torch.device | None = None, show_progress: bool = False,
+                   clean: CleanPass | None = None) -> NoiseEvaluation:
     """Match %, logit MSE and probability change of ``model`` under ``noise`` (optionally shuffled), as
     defined in :class:`nullspace_utils.metrics.PredictionChanges`.
 
     Runs on ``device`` (the model is moved there for the call, then back), by default where the model is,
     in full float32; the model's mode and device are left as they were. ``show_progress=True`` shows a
-    tqdm bar over the batches.
+    tqdm bar over the batches. Evaluating many noises on the same model and data, compute their clean logits
+    once with :func:`clean_pass` and pass them as ``clean``: the result is the same, at half the forward passes.
 
     Args:
         model: the classifier.
@@ -598,39 +690,36 @@ def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Te
         batch_size: images per forward pass.
         device: where to compute; ``None``: where the model is.
         show_progress: show a tqdm bar over the batches.
+        clean: ``model``'s clean logits on all of ``data`` (:func:`clean_pass`), to skip their forward pass.
     """
     check_finite(noise, name="noise")
     device = _device(model, device)
     noise = (shuffle_noise(noise, seed) if shuffle else noise).to(device)
+    if clean is None:
+        clean = clean_pass(model, data, level=level, batch_size=batch_size, device=device)
+    elif clean.batch_size != batch_size:
+        raise ValueError(f"clean was computed in batches of {clean.batch_size}, not {batch_size}: compute clean_pass "
+                         "with this batch size.")
+    changes = metrics.PredictionChanges()
     with models.evaluating(model, device), models.exact_float32():
-        return _evaluate(model, data, noise, level=level, seed=seed, batch_size=batch_size, device=device,
-                         show_progress=show_progress)
-
-
-def _evaluate(model: nn.Module, data, noise: torch.Tensor, *, level: str, seed: int, batch_size: int,
-              device: torch.device, show_progress: bool = False) -> NoiseEvaluation:
-    """The loop of :func:`evaluate_noise`, on a model already in eval mode on ``device``."""
-    changes, clean_norms = metrics.PredictionChanges(), []
-    embed = _patch_embed(model) if level == "encoder" else None
-    batches = _loader(data, batch_size, False, seed)
-    for images, _ in tqdm(batches, disable=not show_progress, desc=f"evaluating {level} noise"):
-        images = _finite(images.to(device))
-        clean = model(images)
-        with add_noise(model, noise, level) as noisy_model:
-            noisy = noisy_model(images)
-        changes.add(clean, noisy)
-        if embed is not None:
-            normalize = getattr(model, "normalize", lambda x: x)
-            clean_norms.append(embed(normalize(images)).flatten(1).norm(dim=1))
-        else:
-            clean_norms.append(images.flatten(1).norm(dim=1))
+        for clean_logits, noisy in _noisy_batches(model, data, noise, clean, level=level, device=device,
+                                                  show_progress=show_progress):
+            changes.add(clean_logits, noisy)
+    if len(changes) != _count(data):
+        raise ValueError(f"clean covers {len(changes)} images, the data {_count(data)}: compute clean_pass on all "
+                         "of the data (no images=).")
     return NoiseEvaluation(
         match=changes.match,
         logit_mse=changes.logit_mse,
         prob_change=changes.prob_change,
         noise_norm=noise.norm().item(),
-        clean_norm=torch.cat(clean_norms).mean().item(),
+        clean_norm=clean.clean_norms.mean().item(),
     )
+
+
+def _count(data: Dataset | DataLoader) -> int:
+    """How many images ``data`` holds (a loader: those of its dataset)."""
+    return len(data.dataset) if isinstance(data, DataLoader) else len(data)
 
 
 def split_noise(model: nn.Module, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,7 +78,8 @@ def _robustness_transfer(args: argparse.Namespace, profile: Profile, how: common
     if sweep is None or sweep["profile"] != profile.name:
         raise common.StudyError(f"--sweep: {path} is not a robustness result of the {profile.name!r} profile; run "
                                 f"`robustness --profile {profile.name}` first.")
-    return robustness_study.run_transfer(robustness_study.SETTINGS[profile.name], sweep, profile, how)
+    noises = robustness_study.sweep_noises(sweep, Path(path))  # its own noises, when the sweep saved them
+    return robustness_study.run_transfer(robustness_study.SETTINGS[profile.name], sweep, profile, how, noises=noises)
 
 
 def _fingerprint(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
@@ -178,12 +179,13 @@ def _parser() -> argparse.ArgumentParser:
         sweep.add_argument("--models", nargs="+", default=None,
                            help="run only these models (one part of a parallel run; join the parts with `merge`)")
         sweep.add_argument("--out", type=Path, default=None)
-    transfer = sub.add_parser("robustness-transfer", help="Fig. 3c over seeds: every model's input noise, learned "
-                                                          "again per seed at the transfer lims, on every model")
+    transfer = sub.add_parser("robustness-transfer", help="Fig. 3c over seeds: every model's input noise at the "
+                                                          "transfer lims, each seed's, on every model (the sweep's "
+                                                          "noises when saved beside it, else learned again)")
     transfer.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
     transfer.add_argument("--device", default=default_device)
     transfer.add_argument("--sweep", type=Path, default=None,
-                          help="the robustness result whose rates it reuses (default: the committed one)")
+                          help="the robustness result whose noises (or rates) it reuses (default: the committed one)")
     transfer.add_argument("--out", type=Path, default=None)
     tune = sub.add_parser("finetune", help="beyond the paper: nullspace-augmented fine-tuning against plain and "
                                            "matched-energy Gaussian fine-tuning, judged on clean, PGD and match")

@@ -250,17 +250,19 @@ def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
     if study == "robustness" and model:
         settings = robustness_study.SETTINGS[profile.name].with_steps(int(steps) if steps else None)
         return robustness_study.work(settings, profile, model)
-    if study == "robustness-transfer":
-        return robustness_study.transfer_work(robustness_study.SETTINGS[profile.name], profile), noise_sweep.NO_WORK
+    if study == "robustness-transfer":  # after the plan's merge, which saves the sweep's noises beside its file
+        return (robustness_study.transfer_work(robustness_study.SETTINGS[profile.name], profile, reuse_noises=True),
+                noise_sweep.NO_WORK)
     return None
 
 
 @dataclass(frozen=True)
 class StepCost:
-    """Seconds of one learning step and of one noise-evaluation batch of a (model, level), measured on a device."""
+    """Seconds of one learning step and of one float32 forward pass of a batch (clean or noisy, as a noise's
+    evaluation runs them) of a (model, level), measured on a device."""
 
     learn_step: float
-    noise_batch: float
+    forward_batch: float
 
 
 def _seconds(function: Any, device: torch.device) -> float:
@@ -275,7 +277,7 @@ def _seconds(function: Any, device: torch.device) -> float:
 
 def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size: int, device: str,
                       steps: int = 4) -> StepCost:
-    """What one learning step and one evaluation batch of ``model_name`` at ``level`` take on ``device``: each timed
+    """What one learning step and one float32 forward batch of ``model_name`` at ``level`` take on ``device``: each timed
     twice, with ``steps`` and with twice as many steps (batches), after a warm-up; the difference over ``steps`` is
     the cost per step, without the call's fixed cost. As the sweeps run them: learning in the default arithmetic
     (bf16 autocast on CUDA), evaluation in full float32. Untrained weights for timm models (the cost does not
@@ -298,23 +300,26 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
         approximate.learn_noise(model, dataset(count), level=level, lim=0.1, steps=count, lr=0.1, milestones=(),
                                 batch_size=batch_size, device=where)
 
-    def evaluate(count: int) -> None:
-        approximate.evaluate_noise(model, dataset(count), noise, level=level, batch_size=batch_size, device=where)
+    def evaluate(count: int) -> None:  # the noisy passes alone: the clean one is computed beforehand
+        approximate.evaluate_noise(model, dataset(count), noise, level=level, batch_size=batch_size, device=where,
+                                   clean=cleans[count])
 
     with models.exact_float32():
         noise = approximate.uniform_noise(approximate.noise_shape(model, level, (profile.image_size,) * 2), 0.1, 0)
+        cleans = {count: approximate.clean_pass(model, dataset(count), level=level, batch_size=batch_size,
+                                                device=where) for count in (1, steps, 2 * steps)}
         learn(1)  # warm-up: kernels chosen, memory allocated
         evaluate(1)
         learn_step = (_seconds(lambda: learn(2 * steps), where) - _seconds(lambda: learn(steps), where)) / steps
-        noise_batch = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
-    return StepCost(max(learn_step, 0.0), max(noise_batch, 0.0))
+        forward = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
+    return StepCost(max(learn_step, 0.0), max(forward, 0.0))
 
 
 def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
                   measure: Callable[[str, str, int], StepCost] | None = None) -> dict[str, Estimate]:
     """Each part's :class:`Estimate` on ``device``: its counted work (:func:`part_work`) times the cost of a step
     measured there (:func:`measure_step_cost`, once per model and level; ``measure(model, level, batch_size)``
-    instead, e.g. in tests). Counted: the learning steps and noise evaluations, which dominate a sweep; not counted:
+    instead, e.g. in tests). Counted: the learning steps and the evaluations' forward passes, which dominate a sweep; not counted:
     loading data and models, and process start."""
     from nullspace_utils.studies import approximate as approximate_study
 
@@ -330,11 +335,11 @@ def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
         seconds = []
         for work in counted:
             total = 0.0
-            for key in {**work.learn_steps, **work.noise_batches}:
+            for key in {**work.learn_steps, **work.forward_batches}:
                 if key not in costs:
                     costs[key] = measure(key[0], key[1], batch_size)
                 total += (work.learn_steps.get(key, 0) * costs[key].learn_step
-                          + work.noise_batches.get(key, 0) * costs[key].noise_batch)
+                          + work.forward_batches.get(key, 0) * costs[key].forward_batch)
             seconds.append(total)
         estimates[part.name] = Estimate(seconds[0], seconds[0] + seconds[1])
     return estimates

@@ -485,3 +485,50 @@ def test_false_separation_rate_is_the_chance_that_alike_seeds_separate():
     assert evidence.false_separation_rate(9, 9) < 1e-4 and evidence.false_separation_rate(1, 1) == 1.0
     with pytest.raises(ValueError, match="at least one value"):
         evidence.false_separation_rate(0, 3)
+
+
+def test_a_clean_pass_gives_the_evaluations_and_losses_computed_batch_by_batch(vit_s):
+    """Evaluating with precomputed clean logits (clean_pass) changes no number, and both agree with the clean and
+    noisy logits of each batch computed side by side: a pairing off by one batch, or a last short batch dropped,
+    would change the match or the loss."""
+    data = synthetic_dataset("val", n=20)  # batches of 8: 8, 8, 4
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    for level in approximate.LEVELS:
+        noise = approximate.uniform_noise(approximate.noise_shape(vit_s, level, 112), 0.5, seed=3)
+        clean = approximate.clean_pass(vit_s, data, level=level, batch_size=8)
+        assert [len(batch) for batch in clean.logits] == [8, 8, 4] and clean.images == 20
+        with_clean = approximate.evaluate_noise(vit_s, data, noise, level=level, batch_size=8, clean=clean)
+        assert with_clean == approximate.evaluate_noise(vit_s, data, noise, level=level, batch_size=8)
+        with torch.no_grad(), models.exact_float32():
+            reference = vit_s(images)
+            with approximate.add_noise(vit_s, noise, level) as noisy_model:
+                noisy = noisy_model(images)
+        kept = (reference.argmax(1) == noisy.argmax(1)).float().mean().item()
+        assert with_clean.match == pytest.approx(kept)
+        assert with_clean.logit_mse == pytest.approx((reference - noisy).pow(2).mean(1).mean().item(), rel=1e-4)
+        first_twelve = approximate.clean_pass(vit_s, data, level=level, batch_size=8, images=12)
+        assert [len(batch) for batch in first_twelve.logits] == [8, 4]
+        loss = approximate.training_loss(vit_s, data, noise, level=level, images=12, batch_size=8, clean=first_twelve)
+        assert loss == approximate.training_loss(vit_s, data, noise, level=level, images=12, batch_size=8)
+        expected = approximate.logit_distance(reference[:12], noisy[:12]).mean().item()
+        assert loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_clean_pass_of_other_data_is_refused(vit_s):
+    data = synthetic_dataset("val", n=20)
+    noise = torch.zeros(approximate.noise_shape(vit_s, "input", 112))
+    clean = approximate.clean_pass(vit_s, data, level="input", batch_size=8)
+    with pytest.raises(ValueError, match="batches of 8, not 4"):
+        approximate.evaluate_noise(vit_s, data, noise, level="input", batch_size=4, clean=clean)
+    with pytest.raises(ValueError, match="level 'input', not 'encoder'"):
+        approximate.evaluate_noise(vit_s, data, torch.zeros(49, 96), level="encoder", batch_size=8, clean=clean)
+    with pytest.raises(ValueError, match="clean covers 20 images"):
+        approximate.evaluate_noise(vit_s, synthetic_dataset("val", n=28), noise, level="input", batch_size=8,
+                                   clean=clean)
+    partial = approximate.clean_pass(vit_s, data, level="input", batch_size=8, images=12)
+    with pytest.raises(ValueError, match="clean covers 12 images"):
+        approximate.evaluate_noise(vit_s, data, noise, level="input", batch_size=8, clean=partial)
+    with pytest.raises(ValueError, match="images=16"):
+        approximate.training_loss(vit_s, data, noise, level="input", images=16, batch_size=8, clean=partial)
+    with pytest.raises(ValueError, match="shuffle=False"):
+        approximate.clean_pass(vit_s, DataLoader(data, batch_size=8, shuffle=True), level="input")

@@ -163,8 +163,9 @@ def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path):
                                     models=names, check=check)
         robustness_study.RESULT.write(part, made)
         assert list(made["input"]) == list(names) and made["transfer"] == {}  # a part has no transfer tables
+    merged = tmp_path / "robustness.json"
     result = robustness_study.merge([json.loads(part.read_text()) for part in parts], parts, profile,
-                                    Run(command="merge"))
+                                    Run(command="merge", out=merged))
     assert list(result["input"]) == list(profile.models)  # the profile's order
     assert all(len(row["seeds"]) == 2 for rows in result["input"].values() for row in rows)
     table = result["transfer"]["0.1"]
@@ -178,6 +179,33 @@ def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path):
         robustness_study.run(tiny, profile, Run(), models=["zoo-vit-xl"], check=check)
     with pytest.raises(StudyError, match="no part has"):
         robustness_study.merge([json.loads(parts[0].read_text())], parts[:1], profile, Run())
+    _transfer_reuses_the_sweeps_noises(tiny, result, merged, profile)
+
+
+def _transfer_reuses_the_sweeps_noises(tiny, result, merged, profile) -> None:
+    """robustness-transfer after a merge reads the noises saved beside the merged file instead of learning them
+    again: the same tables as learning them again (the CPU learns them bit for bit alike), its points the sweep's
+    rows; a noise file of another sweep is refused."""
+    from safetensors.torch import load_file, save_file
+
+    robustness_study.RESULT.write(merged, result)
+    sweep = json.loads(merged.read_text())
+    noises = robustness_study.sweep_noises(sweep, merged)
+    assert {name: {lim: sorted(seeds) for lim, seeds in by_lim.items()} for name, by_lim in noises.items()} == {
+        name: {0.1: [0, 1]} for name in profile.models}
+    reused = robustness_study.run_transfer(tiny, sweep, profile, Run(device="cpu"), noises=noises)
+    again = robustness_study.run_transfer(tiny, sweep, profile, Run(device="cpu"))
+    assert (reused["noises"], again["noises"]) == ("the sweep's", "learned again")
+    assert reused["learned"] == again["learned"] and reused["exact"] == again["exact"]
+    assert all(reused["points"][name]["0.1"] == next(row for row in sweep["input"][name] if row["lim"] == 0.1)
+               for name in profile.models)
+    stored = load_file(str(robustness_study.noise_file(merged)))
+    stored[f"{profile.models[-1]}/0.1/1"] = stored[f"{profile.models[-1]}/0.1/1"] * 2  # another sweep's noise
+    save_file(stored, robustness_study.noise_file(merged))
+    with pytest.raises(StudyError, match="does not hold the noises"):
+        robustness_study.sweep_noises(sweep, merged)
+    robustness_study.noise_file(merged).unlink()
+    assert robustness_study.sweep_noises(sweep, merged) is None  # none saved: learned again
 
 
 def test_committed_robustness_sweep_matches_a_recomputed_point():

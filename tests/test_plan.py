@@ -139,8 +139,8 @@ def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, c
 
 # --------------------------------------------------------------------------- estimates
 def test_point_work_counts_what_a_noise_point_computes(vit_s):
-    """Every learning step and every noise evaluation batch runs the model twice (clean and noisy): the forward
-    passes of a real point are twice what :func:`point_work` counts, less the rates a widened grid added."""
+    """Every learning step runs the model twice (clean and noisy), every counted evaluation batch once: the forward
+    passes of a real point are what :func:`point_work` counts, less the rates a widened grid added."""
     from nullspace_utils import models
     from nullspace_utils.data import synthetic_dataset
     from nullspace_utils.studies import noise_sweep
@@ -159,7 +159,7 @@ def test_point_work_counts_what_a_noise_point_computes(vit_s):
                                           chosen_lr=lr == "auto", train_images=16)
             widened = len(row["lr_choice"]["grid"]) - len(settings.lr_grid) - 2 if row["lr_choice"] else 0
             counted = work.learn_steps[("zoo-vit-s", level)] + widened * settings.probe_steps
-            assert len(forwards) == 2 * (counted + work.noise_batches[("zoo-vit-s", level)])
+            assert len(forwards) == 2 * counted + work.forward_batches[("zoo-vit-s", level)]
     finally:
         hook.remove()
 
@@ -183,7 +183,7 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path):
             continue
         listed, extensions = counted
         seconds = sum(costs["learn"] * steps for steps in listed.learn_steps.values()) + sum(
-            costs["batch"] * batches for batches in listed.noise_batches.values())
+            costs["batch"] * batches for batches in listed.forward_batches.values())
         assert estimates[part.name].seconds == pytest.approx(seconds)
         if part.name == "robustness-transfer":  # its lims are fixed
             assert estimates[part.name].upper == estimates[part.name].seconds
@@ -206,4 +206,4 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path):
 def test_a_step_is_measured_on_the_device():
     cost = plan.measure_step_cost(get_profile("teaching"), "zoo-vit-s", "encoder", batch_size=4, device="cpu",
                                   steps=1)
-    assert 0 < cost.learn_step < 10 and 0 < cost.noise_batch < 10
+    assert 0 < cost.learn_step < 10 and 0 < cost.forward_batch < 10

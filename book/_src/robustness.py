@@ -173,8 +173,10 @@ if sweep is not None:
 # (robustness-transfer)=
 # ## Panel (c): does noise transfer?
 #
-# Every model's image noise was learned again for each of the three seeds at the transfer lims, with the
-# sweep's recipe and rates, and added to every model's inputs:
+# Every model's image noise at the transfer lims, one for each of the three seeds, is added to every model's
+# inputs. The command reuses the noises the sweep learned, when the sweep saved them beside its file (as
+# `experiments all` runs it); without them (the committed sweeps keep none) it learns each again with the sweep's
+# recipe and rates. The file's `noises` entry says which:
 #
 # ```bash
 # python -m nullspace_utils.experiments robustness-transfer --profile teaching --device cuda

@@ -202,9 +202,9 @@ class CheckPoint:
 
 # --------------------------------------------------------------------------- one point
 def _evaluation(model: nn.Module, val, noise: torch.Tensor, *, level: str, shuffle: bool = False, seed: int = 0,
-                batch_size: int, device: str | torch.device | None) -> dict:
-    return asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed, batch_size=batch_size,
-                                 device=device))
+                batch_size: int, device: str | torch.device | None, clean: approximate.CleanPass) -> dict:
+    return asdict(approximate.evaluate_noise(model, val, noise, level=level, shuffle=shuffle, seed=seed,
+                                             batch_size=batch_size, device=device, clean=clean))
 
 
 def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, lim: float, seeds: Sequence[int] = (0, 1, 2),
@@ -233,7 +233,12 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
                                 show_progress=show_progress)
     vit_input = level == "input" and hasattr(models.unwrap(model), "patch_embed")
     common: dict[str, Any] = {"batch_size": batch_size, "device": device}
-    loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images, **common}
+    # the clean logits once per point: each of its 9-15 evaluations and 9 losses then costs one forward per batch
+    clean_val = approximate.clean_pass(model, val, level=level, **common)
+    clean_train = approximate.clean_pass(model, train, level=level, images=train_images, **common)
+    loss_settings: dict[str, Any] = {"level": level, "p": p, "squared": squared, "images": train_images,
+                                     "clean": clean_train, **common}
+    evaluation: dict[str, Any] = {"level": level, "clean": clean_val, **common}
     per_seed = []
     for seed in seeds:
         result = approximate.learn_noise(model, train, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
@@ -247,16 +252,16 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
                   for name, noise in (("initial", start), ("learned", result.noise), ("shuffled", shuffled))}
         entry: dict = {"seed": seed, "initial_norm": result.initial_norm, "final_norm": result.norm,
                        "train_loss": losses, "learning_failed": False,  # judged below, over all seeds
-                       "learned": _evaluation(model, val, result.noise, level=level, **common),
-                       "shuffled": _evaluation(model, val, result.noise, level=level, shuffle=True, seed=seed, **common),
-                       "uniform": _evaluation(model, val, start, level=level, **common)}
+                       "learned": _evaluation(model, val, result.noise, **evaluation),
+                       "shuffled": _evaluation(model, val, result.noise, shuffle=True, seed=seed, **evaluation),
+                       "uniform": _evaluation(model, val, start, **evaluation)}
         if vit_input:
             projected, _ = approximate.split_noise(model, start)
             null_part, _ = approximate.split_noise(model, result.noise)
-            entry["projected"] = _evaluation(model, val, projected, level=level, **common)
+            entry["projected"] = _evaluation(model, val, projected, **evaluation)
             entry["projected_norm_kept"] = projected.norm().item() / start.norm().item()
             entry["null_share"] = null_part.norm().item() / max(result.norm, 1e-30)
-            entry["row_removed"] = _evaluation(model, val, null_part, level=level, **common)
+            entry["row_removed"] = _evaluation(model, val, null_part, **evaluation)
         per_seed.append(entry)
     row = {"level": level, "lim": lim, "rms": lim / math.sqrt(3), "keep_norm": keep_norm,
            "loss": "squared" if squared else "norm", "p": p, "lr": lr,
@@ -274,22 +279,22 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
 @dataclass(frozen=True)
 class Work:
     """What a run computes, counted (for the plan's estimate, :func:`nullspace_utils.plan.estimate_plan`):
-    ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise` and ``noise_batches`` batches of
-    a noise's evaluation (a clean and a noisy forward, as :func:`~nullspace_utils.approximate.evaluate_noise` and
-    ``training_loss`` run them), per (model, level)."""
+    ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise` and ``forward_batches`` float32
+    forward passes of one batch (the clean passes, :func:`~nullspace_utils.approximate.clean_pass`, and the noisy
+    ones of :func:`~nullspace_utils.approximate.evaluate_noise` and ``training_loss``), per (model, level)."""
 
     learn_steps: dict[tuple[str, str], int]
-    noise_batches: dict[tuple[str, str], int]
+    forward_batches: dict[tuple[str, str], int]
 
     def __add__(self, other: "Work") -> "Work":
         def joined(first: dict, second: dict) -> dict:
             return {key: first.get(key, 0) + second.get(key, 0) for key in {**first, **second}}
 
-        return Work(joined(self.learn_steps, other.learn_steps), joined(self.noise_batches, other.noise_batches))
+        return Work(joined(self.learn_steps, other.learn_steps), joined(self.forward_batches, other.forward_batches))
 
     def times(self, count: int) -> "Work":
         return Work({key: count * value for key, value in self.learn_steps.items()},
-                    {key: count * value for key, value in self.noise_batches.items()})
+                    {key: count * value for key, value in self.forward_batches.items()})
 
 
 NO_WORK = Work({}, {})
@@ -298,14 +303,16 @@ NO_WORK = Work({}, {})
 def point_work(settings: PointSettings, model: str, level: str, *, vit_input: bool, chosen_lr: bool = True,
                train_images: int = 512) -> Work:
     """What :func:`noise_point` computes for one point with ``settings``: the rate probe when ``chosen_lr`` (the
-    starting grid and its two refinements, assuming the grid is not widened), then per seed the learning, three
-    training losses and the validation evaluations (three, five for a ViT at the input)."""
+    starting grid and its two refinements, assuming the grid is not widened), the clean passes over the
+    validation images and the first ``train_images`` training images, then per seed the learning and the noisy
+    passes of three training losses and of the validation evaluations (three, five for a ViT at the input)."""
     probe = (len(settings.lr_grid) + 2) * settings.probe_steps if chosen_lr else 0
     val_batches = math.ceil(settings.val / settings.batch_size)
     loss_batches = math.ceil(min(train_images, settings.train) / settings.batch_size)
     per_seed = (5 if vit_input else 3) * val_batches + 3 * loss_batches
     key = (model, level)
-    return Work({key: probe + len(settings.seeds) * settings.steps}, {key: len(settings.seeds) * per_seed})
+    return Work({key: probe + len(settings.seeds) * settings.steps},
+                {key: val_batches + loss_batches + len(settings.seeds) * per_seed})
 
 
 # --------------------------------------------------------------------------- a sweep

@@ -44,7 +44,7 @@ from nullspace_utils.studies.noise_sweep import (
 )
 
 __all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "LOSS", "work", "transfer_work", "run", "merge", "noise_file", "RESULT",
-           "RobustnessResult", "TransferResult", "TRANSFER_RESULT", "run_transfer", "relative_size", "architecture_verdicts", "verdict_sentence", "verdict_summary", "verdict_table",
+           "RobustnessResult", "TransferResult", "TRANSFER_RESULT", "sweep_noises", "run_transfer", "relative_size", "architecture_verdicts", "verdict_sentence", "verdict_summary", "verdict_table",
            "run_summary", "uniform_reference_rows", "panels", "lr_rows", "null_energy_share", "null_part_rows",
            "mean_transfer_matrix", "transfer_verdicts", "transfer_table", "transfer_summary", "transfer_gains",
            "claims"]
@@ -104,10 +104,10 @@ RESULT: results.ResultKind[RobustnessResult] = results.ResultKind("robustness", 
 
 
 class TransferResult(TypedDict):
-    """``book/results/<profile>/robustness_transfer.json``: Fig. 3c over seeds. Every model's input noise learned
-    again at each transfer lim for every seed, with the rate the sweep chose there (``rates[model][lim]``, from
-    the robustness file of commit ``sweep_commit``): ``points[model][lim]`` is its noise point (the learning-failure
-    rule applies to it), ``learned[lim][source][target]`` the share of ``target``'s predictions each seed's noise of
+    """``book/results/<profile>/robustness_transfer.json``: Fig. 3c over seeds. Every model's input noise at each
+    transfer lim for every seed, the sweep's own or (``noises``) learned again with the rate the sweep chose there
+    (``rates[model][lim]``, from the robustness file of commit ``sweep_commit``): ``points[model][lim]`` is its noise
+    point (the learning-failure rule applies to it), ``learned[lim][source][target]`` the share of ``target``'s predictions each seed's noise of
     ``source`` keeps, and ``exact[lim][target]`` the same for ViT-S's (``source``'s) exact nullspace noise at the RMS of
     Uniform(-lim, lim), one draw per seed."""
 
@@ -116,6 +116,7 @@ class TransferResult(TypedDict):
     config: SweepConfig
     source: str
     sweep_commit: str
+    noises: NotRequired[str]  # "the sweep's" (its own noises, saved beside it) or "learned again" (absent: again)
     rates: dict[str, dict[str, float]]
     points: dict[str, dict[str, NoisePoint]]
     learned: dict[str, dict[str, dict[str, list[float]]]]
@@ -129,19 +130,49 @@ TRANSFER_RESULT: results.ResultKind[TransferResult] = results.ResultKind("robust
 
 # --------------------------------------------------------------------------- runner
 def noise_file(out: Path) -> Path:
-    """Where a robustness run keeps its seed-0 input noises (beside its result; not a result file)."""
+    """Where a robustness run keeps every seed's input noise at the transfer lims (beside its result, under keys
+    ``"<model>/<lim>/<seed>"``; not a result file): ``merge`` and ``robustness-transfer`` read them."""
     return out.with_name(out.stem + ".noises.safetensors")
 
 
+def _noise_key(name: str, lim: float, seed: int) -> str:
+    return f"{name}/{lim:g}/{seed}"
+
+
+def sweep_noises(sweep: RobustnessResult, path: Path) -> dict[str, dict[float, dict[int, torch.Tensor]]] | None:
+    """The noises the sweep in ``path`` learned at its transfer lims (``[model][lim][seed]``), from the file
+    beside it (:func:`noise_file`), or ``None`` when there is none (the committed sweeps keep no noises). Each
+    noise's norm must be the one its row reports; a file that holds other noises, or lacks some, is refused."""
+    file = noise_file(Path(path))
+    if not file.is_file():
+        return None
+    stored = load_file(str(file))
+    found: dict[str, dict[float, dict[int, torch.Tensor]]] = {}
+    for name, rows in sweep["input"].items():
+        for lim in sweep["config"]["transfer_lims"]:
+            row = next((row for row in rows if row["lim"] == lim), None)
+            for entry in row["seeds"] if row else ():
+                key = _noise_key(name, lim, entry["seed"])
+                noise = stored.get(key)
+                if noise is None or not math.isclose(noise.norm().item(), entry["final_norm"], rel_tol=1e-5):
+                    raise StudyError(f"{file} does not hold the noises of {path} ({key} is "
+                                     f"{'missing' if noise is None else 'another noise'}): delete it, and "
+                                     "robustness-transfer learns the noises again, or run the robustness sweep again.")
+                found.setdefault(name, {}).setdefault(lim, {})[entry["seed"]] = noise
+    return found
+
+
 def _transfer(out: dict[str, Any], profile: Profile, loaded: dict[str, nn.Module], noises: dict[str, torch.Tensor],
-              val: Dataset, transfer_lims: Sequence[float], device: str) -> None:
-    """Fill ``out``'s transfer tables: ``transfer[lim][source][target]`` (every model's seed-0 input noise on every
-    model) and ``exact_transfer[lim][target]`` (ViT-S's exact nullspace noise at the RMS of Uniform(-lim, lim))."""
+              val: Dataset, transfer_lims: Sequence[float], seed: int, device: str) -> None:
+    """Fill ``out``'s transfer tables: ``transfer[lim][source][target]`` (every model's input noise of ``seed`` on
+    every model) and ``exact_transfer[lim][target]`` (ViT-S's exact nullspace noise at the RMS of Uniform(-lim, lim))."""
     source = profile.vit_models[0]
+    clean = robustness.clean_passes(loaded, val, device=device)
     for lim in transfer_lims:
-        by_source = {name: noises[f"{name}/{lim:g}"].to(device) for name in profile.models}
-        out["transfer"][str(lim)] = robustness.transfer_matrix(loaded, by_source, val, device=device)
+        by_source = {name: noises[_noise_key(name, lim, seed)].to(device) for name in profile.models}
+        out["transfer"][str(lim)] = robustness.transfer_matrix(loaded, by_source, val, device=device, clean=clean)
         out["exact_transfer"][str(lim)] = robustness.exact_transfer(loaded[source], loaded, val, rms=lim / 3 ** 0.5,
+                                                                    clean=clean,
                                                                     device=device)
 
 
@@ -157,7 +188,7 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
                            "loss": LOSS, "input": {}, "transfer": {}, "exact_transfer": {}}
     common = point_settings(settings, how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in chosen}
-    noises: dict[str, torch.Tensor] = {}  # "model/lim" -> the seed-0 input noise, for the transfer tables
+    noises: dict[str, torch.Tensor] = {}  # "model/lim/seed" -> an input noise at a transfer lim, for the transfer
     for name, model in loaded.items():
         learned: dict[float, dict[int, torch.Tensor]] = {}
 
@@ -168,11 +199,11 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
 
         lim_sweep(point, settings, lambda: how.save_partial(out), out["input"].setdefault(name, []))
         for lim in settings.transfer_lims:
-            noises[f"{name}/{lim:g}"] = learned[lim][settings.seeds[0]]
-    if how.out is not None:
-        save_file(noises, noise_file(how.out))  # a part of a parallel run hands its noises to `merge`
+            noises.update({_noise_key(name, lim, seed): noise for seed, noise in learned[lim].items()})
+    if how.out is not None:  # for `merge` (a part of a parallel run) and for robustness-transfer
+        save_file(noises, noise_file(how.out))
     if set(chosen) == set(profile.models):
-        _transfer(out, profile, loaded, noises, val, settings.transfer_lims, how.device)
+        _transfer(out, profile, loaded, noises, val, settings.transfer_lims, settings.seeds[0], how.device)
         how.save_partial(out)
     check_name = profile.cnn_models[check.cnn_index]  # the profile's third CNN (MobileNetV3)
     check_model = loaded.get(check_name) or profile.load_model(check_name, device=how.device)
@@ -198,7 +229,10 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
     val = profile.tensor_dataset("val", out["config"]["val"], how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
     out["transfer"], out["exact_transfer"] = {}, {}
-    _transfer(out, profile, loaded, noises, val, [float(lim) for lim in out["config"]["transfer_lims"]], how.device)
+    _transfer(out, profile, loaded, noises, val, [float(lim) for lim in out["config"]["transfer_lims"]],
+              out["config"]["seeds"][0], how.device)
+    if how.out is not None:  # every part's noises beside the merged file, for robustness-transfer
+        save_file(noises, noise_file(how.out))
     return RESULT.validate(out, fix=RUNNER_FIX)
 
 
@@ -210,55 +244,68 @@ def work(settings: RobustnessSettings, profile: Profile, model: str) -> tuple[Wo
     return point.times(len(settings.lims)), point.times(settings.max_extensions)
 
 
-def transfer_work(settings: RobustnessSettings, profile: Profile) -> Work:
-    """What :func:`run_transfer` computes: per transfer lim, every model's point at the sweep's rate, then per
-    seed each model's noise on every model and the exact noise on every model (one noise evaluation each)."""
+def transfer_work(settings: RobustnessSettings, profile: Profile, *, reuse_noises: bool) -> Work:
+    """What :func:`run_transfer` computes: each model's clean pass over the validation images, then per transfer lim
+    and seed each model's noise on every model and the exact noise on every model (one noisy pass each); without
+    ``reuse_noises`` (the sweep's own, :func:`sweep_noises`) also every model's point at the sweep's rate (learning its noises again)."""
     total = NO_WORK
     val_batches = math.ceil(settings.val / settings.batch_size)
+    evaluations = len(settings.transfer_lims) * len(settings.seeds) * (len(profile.models) + 1)
     for name in profile.models:
-        point = point_work(settings.point(), name, "input", vit_input=name in profile.vit_models, chosen_lr=False)
-        evaluations = Work({}, {(name, "input"): len(settings.seeds) * (len(profile.models) + 1) * val_batches})
-        total = total + (point + evaluations).times(len(settings.transfer_lims))
+        total = total + Work({}, {(name, "input"): (1 + evaluations) * val_batches})
+        if not reuse_noises:
+            point = point_work(settings.point(), name, "input", vit_input=name in profile.vit_models, chosen_lr=False)
+            total = total + point.times(len(settings.transfer_lims))
     return total
 
 
-def run_transfer(settings: RobustnessSettings, sweep: RobustnessResult, profile: Profile, how: Run) -> TransferResult:
-    """Fig. 3c over seeds: every model's input noise learned again with ``settings`` (those of ``sweep``) at each
-    transfer lim, for every seed, at the rate the sweep chose there (no probe), and each seed's noise evaluated on
-    every model; the profile's first ViT's (ViT-S's) exact nullspace noise at the same RMS, one draw per seed."""
+def run_transfer(settings: RobustnessSettings, sweep: RobustnessResult, profile: Profile, how: Run,
+                 noises: dict[str, dict[float, dict[int, torch.Tensor]]] | None = None) -> TransferResult:
+    """Fig. 3c over seeds: every model's input noise at each transfer lim, for every seed, evaluated on every model,
+    and the profile's first ViT's (ViT-S's) exact nullspace noise at the same RMS, one draw per seed.
+
+    The noises are the sweep's own when ``noises`` holds them (:func:`sweep_noises`; each model's point is then the
+    sweep's row at that lim); else each is learned again with ``settings`` (those of ``sweep``), at the rate the
+    sweep chose there (no probe). ``noises`` in the result says which."""
     if sweep["config"] != settings_dict(settings):
         raise StudyError("the robustness file was made with other settings than these; transfer re-learns its noises "
                          "with the sweep's own recipe and rates: give the robustness file of these settings.")
     missing = sorted(set(profile.models) - set(sweep["input"]))
     if missing:
         raise StudyError(f"the robustness file has no points for {', '.join(missing)}; transfer needs every model.")
-    train = profile.tensor_dataset("train", settings.train, how.device)
     val = profile.tensor_dataset("val", settings.val, how.device)
+    train = None if noises else profile.tensor_dataset("train", settings.train, how.device)
     common = point_settings(settings, how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
+    clean = robustness.clean_passes(loaded, val, batch_size=settings.batch_size, device=how.device)
     source = profile.vit_models[0]
     out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name, "config": settings_dict(settings),
-                           "source": source, "sweep_commit": sweep["provenance"]["commit"], "rates": {}, "points": {},
+                           "source": source, "sweep_commit": sweep["provenance"]["commit"],
+                           "noises": "the sweep's" if noises else "learned again", "rates": {}, "points": {},
                            "learned": {}, "exact": {}}
     for lim in settings.transfer_lims:
         key = str(lim)
-        noises: dict[str, dict[int, torch.Tensor]] = {}
+        by_model: dict[str, dict[int, torch.Tensor]] = {}
         for name, model in loaded.items():
-            rate = next(row["lr"] for row in sweep["input"][name] if row["lim"] == lim)
-            out["rates"].setdefault(name, {})[key] = rate
-            noises[name] = {}
-            out["points"].setdefault(name, {})[key] = noise_point(model, train, val, level="input", lim=lim, lr=rate,
-                                                                  noises=noises[name], **common)
-            how.save_partial(out)
+            row = next(row for row in sweep["input"][name] if row["lim"] == lim)
+            out["rates"].setdefault(name, {})[key] = row["lr"]
+            if noises:
+                by_model[name] = noises[name][lim]
+                out["points"].setdefault(name, {})[key] = row
+            else:
+                by_model[name] = {}
+                out["points"].setdefault(name, {})[key] = noise_point(model, train, val, level="input", lim=lim,
+                                                                      lr=row["lr"], noises=by_model[name], **common)
+                how.save_partial(out)
         out["learned"][key] = {name: {target: [] for target in loaded} for name in loaded}
         for seed in settings.seeds:
-            matrix = robustness.transfer_matrix(loaded, {name: noises[name][seed].to(how.device) for name in loaded},
-                                                val, device=how.device)
+            matrix = robustness.transfer_matrix(loaded, {name: by_model[name][seed].to(how.device) for name in loaded},
+                                                val, device=how.device, clean=clean)
             for name, row in matrix.items():
                 for target, kept in row.items():
                     out["learned"][key][name][target].append(kept)
         exact = [robustness.exact_transfer(loaded[source], loaded, val, rms=lim / 3 ** 0.5, seed=seed,
-                                           device=how.device) for seed in settings.seeds]
+                                           device=how.device, clean=clean) for seed in settings.seeds]
         out["exact"][key] = {target: [draw[target] for draw in exact] for target in loaded}
         how.save_partial(out)
     return TRANSFER_RESULT.validate(out, fix=RUNNER_FIX)

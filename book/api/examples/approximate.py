@@ -21,6 +21,11 @@ assert isinstance(report, approximate.NoiseEvaluation) and report.match > 0.5  #
 shuffled = approximate.shuffle_noise(result.noise, seed=0)  # the paper's baseline
 loss = approximate.training_loss(model, data, result.noise, level="encoder", images=32)
 assert loss < approximate.training_loss(model, data, shuffled, level="encoder", images=32)
+# many noises on the same model and data: their clean logits once, then one forward pass per batch each
+clean = approximate.clean_pass(model, data, level="encoder")
+assert isinstance(clean, approximate.CleanPass) and clean.images == 32
+assert approximate.evaluate_noise(model, data, shuffled, level="encoder", clean=clean) == approximate.evaluate_noise(
+    model, data, shuffled, level="encoder")
 
 # the pieces
 start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts

@@ -23,13 +23,13 @@ with tempfile.TemporaryDirectory() as folder:
     assert plan.run_plan(mine, work=work, out_dir=out, show_progress=False).skipped == ["hello"]
 assert plan.CPU_SLOT.startswith("cpu")  # the slot of parts that compute on the CPU whatever the devices
 
-# what a part will cost: its counted work (learning steps, noise-evaluation batches) times a step measured here
+# what a part will cost: its counted work (learning steps, forward batches) times a step measured here
 teaching = get_profile("teaching")
 sweep = plan.study_plan(teaching, only=["approximate"])
 listed, extensions = plan.part_work(sweep[1], teaching)  # approximate/zoo-vit-b: its lims, and those it may add
 assert sum(listed.learn_steps.values()) > 0 and plan.part_work(sweep[-1], teaching) is None  # a merge: not counted
 cost: plan.StepCost = plan.measure_step_cost(teaching, "zoo-vit-s", "encoder", batch_size=4, device="cpu", steps=1)
-assert cost.learn_step > 0 and cost.noise_batch > 0  # seconds on this machine
+assert cost.learn_step > 0 and cost.forward_batch > 0  # seconds on this machine
 estimates = plan.estimate_plan(sweep, teaching, "cpu", measure=lambda model, level, batch: cost)  # one cost for all
 assert isinstance(estimates["approximate/zoo-vit-b"], plan.Estimate)
 assert estimates["approximate/zoo-vit-b"].text().startswith("about ") and estimates["approximate/merge"].seconds is None

@@ -10,8 +10,9 @@ settings: robustness.RobustnessSettings = robustness.SETTINGS["teaching"]  # the
 assert settings.lims == (0.05, 0.1, 0.25, 0.5, 1.0) and settings.transfer_lims == (0.1, 0.25, 0.5)
 check: robustness.RobustnessCheck = robustness.CHECK  # the cheap point: MobileNetV3 at the input
 assert (check.cnn_index, check.level) == (2, "input")
-# robustness.run(settings, profile, Run(...), models=...) runs the sweep, a part of it with `models`; the parts
-# save their noises beside their files (noise_file) and robustness.merge computes the transfer tables from them
+# robustness.run(settings, profile, Run(...), models=...) runs the sweep, a part of it with `models`; each run
+# saves its noises at the transfer lims beside its file (noise_file), robustness.merge computes the transfer
+# tables from the parts' and saves them all beside the merged file
 assert robustness.noise_file(Path("parts/cnns.json")).name == "cnns.noises.safetensors"
 assert robustness.LOSS.startswith("eq. 6") and callable(robustness.run) and callable(robustness.merge)
 
@@ -36,8 +37,9 @@ assert robustness.null_part_rows(sweep, vits)[0][-1] == "yes"  # learning leaves
 start = sweep["input"]["zoo-vit-s"][0]["seeds"][0]  # a uniform start holds (3r^2 - d) / 3r^2 of its energy there
 assert abs(robustness.null_energy_share(start, "projected_norm_kept") - 672 / 768) < 0.01
 
-# Fig. 3c over seeds: robustness.run_transfer(settings, sweep, profile, Run(...)) learns every model's noise
-# again per seed at the transfer lims, with the sweep's rates, and reads it on every model
+# Fig. 3c over seeds: robustness.run_transfer(settings, sweep, profile, Run(...), noises=...) reads every
+# model's noise of every seed at the transfer lims on every model: the sweep's own noises when they were saved
+# beside it (sweep_noises; None for the committed sweeps), else each learned again with the sweep's rates
 transfer: robustness.TransferResult = robustness.TRANSFER_RESULT.read(robustness.TRANSFER_RESULT.path("teaching"))
 assert callable(robustness.run_transfer) and transfer["source"] == "zoo-vit-s"
 matrix = robustness.mean_transfer_matrix(transfer, "0.5")  # mean over seeds, for plotting.matrix_heatmap
@@ -57,5 +59,8 @@ rows = robustness.uniform_reference_rows(models, val, (0.01,), profile.image_siz
 assert rows[0][0] == "zoo-vit-s" and rows[0][1].endswith(" %")
 listed, extensions = robustness.work(robustness.SETTINGS["teaching"], profile, "zoo-resnet")  # one part's work
 assert set(listed.learn_steps) == {("zoo-resnet", "input")}
-moved = robustness.transfer_work(robustness.SETTINGS["teaching"], profile)  # the transfer part: every model
+moved = robustness.transfer_work(robustness.SETTINGS["teaching"], profile, reuse_noises=False)  # learned again
 assert len(moved.learn_steps) == len(profile.models)
+reused = robustness.transfer_work(robustness.SETTINGS["teaching"], profile, reuse_noises=True)  # the sweep's
+assert not reused.learn_steps and len(reused.forward_batches) == len(profile.models)
+assert robustness.sweep_noises(sweep, Path(robustness.RESULT.path("teaching"))) is None  # none committed
