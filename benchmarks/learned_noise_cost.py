@@ -19,10 +19,15 @@ rate probes).
 of :data:`nullspace_utils.approximate.PRECISIONS`, each against the float32 step timed in the same process (ratio =
 float32 seconds / its seconds).
 
+``--per-pass 1 3``: per architecture and level (``--models``, ``--levels``), the seconds of one step per noise when
+that many noises are learned in one forward pass (``learn_noises``, the default arithmetic of the device), each
+against one noise per pass timed in the same process, with the GPU memory each needed at its peak.
+
 ``--quality``: on the teaching profile, noises learned at committed points of the §4 and §5 sweeps
 (``book/results/teaching/approximate.json``, ``robustness.json``; :data:`QUALITY_POINTS`) with each precision, several
 seeds, at the committed point's rate and the sweep's settings. Match and logit MSE are measured in float32
-(``evaluate_noise``) on the sweep's validation images and compared with the float32 seeds' spread.
+(``evaluate_noise``) on the sweep's validation images and compared with the float32 seeds' spread. With
+``--quality-per-pass 3`` each precision is also learned with its seeds together, three noises per pass.
 """
 
 from __future__ import annotations
@@ -131,6 +136,47 @@ def precision_rows(device: str, steps: int, precisions: list[str], names: list[s
     return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "rows": rows}
 
 
+def _peak_memory(device: str) -> float | None:
+    """GiB the device held at its peak since the last reset, or ``None`` off CUDA."""
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+
+
+def together_rows(device: str, steps: int, counts: list[int], names: list[str], levels: list[str]) -> dict[str, Any]:
+    """Per model and level, the seconds of one step per noise with ``count`` noises learned in one pass (the device's
+    default arithmetic), and the speed-up over one noise per pass, timed in the same process; the peak memory."""
+    rows = []
+    for name in names:
+        net = timm.create_model(name, pretrained=False, num_classes=1000)
+        model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
+        for level in [level for level in levels if level in ARCHITECTURES[name]]:
+            seconds, memory = {}, {}
+            for count in dict.fromkeys([1, *counts]):
+                images = torch.rand(BATCH * 2, 3, 224, 224, device=device)
+                data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long, device=device))
+                settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH,
+                            "device": device, "seeds": range(count), "per_pass": count}
+                approximate.learn_noises(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
+                _synchronize(device)
+                if device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                started = time.perf_counter()
+                approximate.learn_noises(model, data, steps=steps, **settings)
+                _synchronize(device)
+                seconds[str(count)] = (time.perf_counter() - started) / (steps * count)
+                memory[str(count)] = _peak_memory(device)
+            speedup = {count: seconds["1"] / value for count, value in seconds.items()}
+            rows.append({"model": name, "level": level, "seconds_per_noise_step": seconds,
+                         "speedup_over_one": speedup, "peak_gib": memory})
+            print(f"{name:<24} {level:<8} " + "  ".join(
+                f"{count}/pass {value * 1000:6.1f} ms (x{speedup[count]:.2f}, {memory[count] or 0:.1f} GiB)"
+                for count, value in seconds.items()), flush=True)
+        del model, net
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return {"batch": BATCH, "image_size": 224, "steps_timed": steps,
+            "arithmetic": approximate.learning_precision("auto", device), "rows": rows}
+
+
 def _committed_row(study: str, model: str, level: str, lim: float) -> dict[str, Any]:
     """The committed teaching row of ``study`` for ``model`` at ``lim``."""
     kind = approximate_study.RESULT if study == "approximate" else robustness.RESULT
@@ -147,8 +193,10 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def quality_rows(device: str, precisions: list[str], seeds: list[int],
                  points: tuple[tuple[str, str, str, float], ...] = QUALITY_POINTS,
-                 on_row: Callable[[dict[str, Any]], None] = lambda out: None) -> dict[str, Any]:
-    """Per committed teaching point, noises learned per seed in each precision at the point's committed rate;
+                 on_row: Callable[[dict[str, Any]], None] = lambda out: None, per_pass: int = 1) -> dict[str, Any]:
+    """Per committed teaching point, noises learned per seed in each precision at the point's committed rate (one
+    noise per pass, and with ``per_pass`` > 1 also each precision with that many seeds per pass, named
+    ``"<precision> x<per_pass>"``);
     match and logit MSE measured in float32, the final training loss and a loss curve every 10 steps; and per metric
     each precision's seeds against float32's (:func:`~nullspace_utils.studies.evidence.separated`: +1 when every
     seed of the precision is above every float32 seed, -1 below, 0 when the ranges overlap; above is better for
@@ -170,14 +218,16 @@ def quality_rows(device: str, precisions: list[str], seeds: list[int],
         committed = _committed_row(study, name, level, lim)
         model = profile.load_model(name, device=device)
         by_precision: dict[str, Any] = {}
-        for precision in dict.fromkeys(["float32", *precisions]):
+        variants = [(precision, precision, 1) for precision in dict.fromkeys(["float32", *precisions])]
+        variants += [(f"{precision} x{per_pass}", precision, per_pass) for precision in precisions if per_pass > 1]
+        for variant, precision, count in variants:
             per_seed = []
             started = time.perf_counter()
-            for seed in seeds:
-                result = approximate.learn_noise(model, train, level=level, lim=lim, steps=settings.steps,
-                                                 lr=committed["lr"], milestones=tuple(settings.milestones),
-                                                 batch_size=settings.batch_size, seed=seed, device=device,
-                                                 precision=precision)
+            learned = approximate.learn_noises(model, train, level=level, lim=lim, seeds=seeds, steps=settings.steps,
+                                               lr=committed["lr"], milestones=tuple(settings.milestones),
+                                               batch_size=settings.batch_size, device=device, precision=precision,
+                                               per_pass=count)
+            for seed, result in zip(seeds, learned, strict=True):
                 evaluation = approximate.evaluate_noise(model, val, result.noise, level=level,
                                                         batch_size=settings.batch_size, device=device)
                 loss = approximate.training_loss(model, train, result.noise, level=level, images=512,
@@ -186,7 +236,7 @@ def quality_rows(device: str, precisions: list[str], seeds: list[int],
                                  "train_loss": loss, "final_norm": result.norm, "initial_norm": result.initial_norm,
                                  "loss_curve": [entry["loss"] for entry in result.history[::10]]})
             _synchronize(device)
-            by_precision[precision] = {"seeds": per_seed, "seconds": time.perf_counter() - started,
+            by_precision[variant] = {"seeds": per_seed, "seconds": time.perf_counter() - started,
                                        **{metric: _spread([entry[metric] for entry in per_seed])
                                           for metric in ("match", "logit_mse", "train_loss")}}
         reference = by_precision["float32"]
@@ -217,14 +267,19 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=None,
                         choices=[name for name in approximate.PRECISIONS if name != "auto"],
                         help="time one step of the ViTs in each learning precision against float32")
-    parser.add_argument("--models", nargs="+", default=list(VITS), help="with --precisions: the timm models")
+    parser.add_argument("--models", nargs="+", default=list(VITS),
+                        help="with --precisions or --per-pass: the timm models")
     parser.add_argument("--levels", nargs="+", default=["encoder"], choices=approximate.LEVELS,
-                        help="with --precisions: the noise levels")
+                        help="with --precisions or --per-pass: the noise levels (a CNN has only 'input')")
     parser.add_argument("--quality", action="store_true",
                         help="learn noise at committed teaching points in float32 and --quality-precisions")
     parser.add_argument("--quality-precisions", nargs="+", default=["bf16", "tf32"],
                         choices=[name for name in approximate.PRECISIONS if name != "auto"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="with --quality")
+    parser.add_argument("--quality-per-pass", type=int, default=1,
+                        help="with --quality: also learn each precision's seeds this many per pass")
+    parser.add_argument("--per-pass", nargs="+", type=int, default=None,
+                        help="time one step per noise with this many noises per pass against one (--models, --levels)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -238,7 +293,10 @@ def main() -> None:
 
     with models.exact_float32():  # learn_noise sets its own arithmetic; everything else is full float32
         if args.quality:
-            write(quality_rows(args.device, args.quality_precisions, args.seeds, on_row=write))
+            write(quality_rows(args.device, args.quality_precisions, args.seeds, on_row=write,
+                               per_pass=args.quality_per_pass))
+        elif args.per_pass:
+            write(together_rows(args.device, args.steps, args.per_pass, args.models, args.levels))
         elif args.precisions:
             write(precision_rows(args.device, args.steps, args.precisions, args.models, args.levels))
         else:

@@ -54,7 +54,8 @@ from nullspace_utils.data import check_finite
 logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "PRECISIONS", "learning_precision", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
-           "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "CleanPass", "clean_pass", "training_loss",
+           "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "learn_noises", "noises_per_pass",
+           "IMAGES_PER_PASS", "CleanPass", "clean_pass", "training_loss",
            "evaluate_noise",
            "shuffle_noise", "split_noise", "resolve_lr"]
 
@@ -62,6 +63,9 @@ LEVELS = ("encoder", "input")
 
 #: the starting grid of :func:`choose_lr`: log-spaced by 10, widened at whichever edge wins, then refined
 LR_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+#: images in one learning pass on CUDA when :func:`noises_per_pass` chooses (768: three noises at batch 256)
+IMAGES_PER_PASS = 768
 
 #: the arithmetic of the passes that learn a noise (:func:`learning_precision`): ``"float32"`` (full float32, no TF32),
 #: ``"tf32"`` (TF32 matrix products on CUDA; convolutions in float32), ``"bf16"`` (bfloat16 autocast, the loss and the
@@ -146,7 +150,8 @@ def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[Cal
 
     Args:
         model: the classifier to run.
-        noise: a noise of :func:`noise_shape`'s shape for ``level``.
+        noise: a noise of :func:`noise_shape`'s shape for ``level`` (the same for every image), or one per image of
+            the batch, ``(B, *shape)``.
         level: ``"encoder"`` (noise on the patch tokens, ViTs only) or ``"input"`` (noise on the [0, 1] image).
     """
     _check_level(model, level)
@@ -156,8 +161,9 @@ def add_noise(model: nn.Module, noise: torch.Tensor, level: str) -> Iterator[Cal
     embed = _patch_embed(model)
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        if output.shape[1:] != noise.shape:
-            raise ValueError(f"encoder noise has shape {tuple(noise.shape)}, the patch tokens {tuple(output.shape[1:])}.")
+        if noise.shape not in (output.shape[1:], output.shape):
+            raise ValueError(f"encoder noise has shape {tuple(noise.shape)}, the patch tokens {tuple(output.shape[1:])} "
+                             f"(or {tuple(output.shape)} with one noise per image).")
         return output + noise
 
     handle = embed.register_forward_hook(hook)
@@ -289,7 +295,7 @@ def _check_noise_settings(lim: float, p: float) -> None:
 def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: float, p: float = 2,
               squared: bool = False, grid: Sequence[float] = LR_GRID, steps: int = 50, batch_size: int = 256,
               max_widenings: int = 6, refine: bool = True, seed: int = 0, device: str | torch.device | None = None,
-              precision: str = "auto", show_progress: bool = False) -> LrChoice:
+              precision: str = "auto", per_pass: int | None = None, show_progress: bool = False) -> LrChoice:
     """The SGD rate for :func:`learn_noise`, chosen on *training* images (validation images never take part).
 
     Each rate runs ``steps`` constant-rate SGD steps from the same start; its score is the mean loss over the last
@@ -297,7 +303,8 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     tried, the grid is widened by one rate beyond that edge (with the spacing of its two end rates), at most
     ``max_widenings`` times; then, with ``refine``, the two rates halfway (in log scale) to the best one's
     neighbours are tried too. A rate at the edge of its grid says the grid, not the model, decided:
-    ``LrChoice.at_edge`` reports when widening did not move the best rate inside.
+    ``LrChoice.at_edge`` reports when widening did not move the best rate inside. The rates of one round (the
+    starting grid, then the two refinements) are learned together, ``per_pass`` at a time (:func:`learn_noises`).
 
     Args:
         model: the classifier the noise is for.
@@ -314,9 +321,12 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
         seed: seed of the start and of the batch order (the same for every rate).
         device: where to compute; ``None``: where the model is.
         precision: the arithmetic of the probe runs (:func:`learning_precision`).
+        per_pass: rates learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
         show_progress: show a tqdm bar.
     """
-    learning_precision(precision, "cpu")  # a bad value fails before any probe runs
+    learning_precision(precision, "cpu")  # bad values fail before any probe runs
+    _check_noise_settings(lim, p)
+    _check_level(model, level)
     rates = sorted(float(rate) for rate in grid)
     if len(rates) < 2 or any(not 0 < rate < math.inf for rate in rates):
         raise ValueError(f"grid must hold at least two positive learning rates, got {list(grid)}.")
@@ -325,13 +335,20 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
     factor = rates[-1] / rates[-2]
     scores: dict[str, float] = {}
 
+    def learned(new: Sequence[float]) -> None:
+        """Run the rates not scored yet, together, and score each (a loss that is not finite loses)."""
+        todo = [rate for rate in new if str(rate) not in scores]
+        if todo:
+            results = _learn(model, data, [(seed, rate) for rate in todo], level=level, lim=lim, p=p, squared=squared,
+                             steps=steps, milestones=(), batch_size=batch_size, keep_norm=False, device=device,
+                             precision=precision, per_pass=per_pass)
+            for rate, result in zip(todo, results, strict=True):
+                tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
+                value = sum(tail) / len(tail)
+                scores[str(rate)] = value if math.isfinite(value) else math.inf
+        bar.update(len(todo))
+
     def score(rate: float) -> float:
-        if str(rate) not in scores:
-            result = learn_noise(model, data, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=rate,
-                                 milestones=(), batch_size=batch_size, seed=seed, device=device, precision=precision)
-            tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
-            value = sum(tail) / len(tail)
-            scores[str(rate)] = value if math.isfinite(value) else math.inf
         return scores[str(rate)]
 
     def rounded(rate: float) -> float:
@@ -339,9 +356,7 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
 
     with tqdm(disable=not show_progress, desc=f"choosing the lr ({level}, lim {lim:g})") as bar:
         for widening in range(max_widenings + 1):
-            for rate in rates:
-                score(rate)
-                bar.update()
+            learned(rates)
             best = min(rates, key=score)
             at_edge = best in (rates[0], rates[-1])
             if not at_edge or widening == max_widenings:
@@ -351,9 +366,7 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
             index = rates.index(best)
             between = [rounded(math.sqrt(best * rates[index - 1])), rounded(math.sqrt(best * rates[index + 1]))]
             rates = sorted(set(rates) | set(between))
-            for rate in between:
-                score(rate)
-                bar.update()
+            learned(between)
             best = min(rates, key=score)
     logger.info("choose_lr (%s, lim %g): scores %s, chose %g%s", level, lim, scores, best,
                 " (at the edge of the grid)" if at_edge else "")
@@ -397,6 +410,7 @@ def learn_noise(
     lr_grid: Sequence[float] = LR_GRID,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    per_pass: int | None = None,
     show_progress: bool = False,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
@@ -435,30 +449,113 @@ def learn_noise(
         lr_grid: the rates ``lr="auto"`` tries first.
         device: where to compute; ``None``: where the model is.
         precision: the arithmetic of the learning passes, one of :data:`PRECISIONS` (:func:`learning_precision`).
+        per_pass: rates of the probe learned in one forward pass (:func:`noises_per_pass`).
         show_progress: show a tqdm bar over the steps.
+    """
+    return learn_noises(model, data, level=level, lim=lim, seeds=(seed,), p=p, squared=squared, steps=steps, lr=lr,
+                        milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, probe_steps=probe_steps,
+                        lr_grid=lr_grid, device=device, precision=precision, per_pass=per_pass,
+                        show_progress=show_progress)[0]
+
+
+def noises_per_pass(per_pass: int | None, batch_size: int, device: str | torch.device) -> int:
+    """How many noises :func:`learn_noises` and :func:`choose_lr` learn in one forward pass on ``device``:
+    ``per_pass`` itself, or for ``None`` one on the CPU (each noise then learns exactly as alone: the book's
+    committed results, bit for bit) and on CUDA as many as :data:`IMAGES_PER_PASS` images hold (three at batch
+    256), so that a model too small to fill the GPU alone does not leave it waiting.
+
+    Args:
+        per_pass: a number of noises, or ``None`` to choose by the device.
+        batch_size: images per step of one noise.
+        device: where the noises are learned.
+    """
+    if per_pass is None:
+        return max(1, IMAGES_PER_PASS // batch_size) if torch.device(device).type == "cuda" else 1
+    if isinstance(per_pass, bool) or not isinstance(per_pass, int) or per_pass < 1:
+        raise ValueError(f"per_pass must be a whole number >= 1 or None, got {per_pass!r}.")
+    return per_pass
+
+
+def learn_noises(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    level: str,
+    lim: float,
+    seeds: Sequence[int] = (0, 1, 2),
+    p: float = 2,
+    squared: bool = False,
+    steps: int = 500,
+    lr: float | str = "auto",
+    milestones: tuple[int, ...] = (150, 300, 400),
+    batch_size: int = 256,
+    keep_norm: bool = False,
+    probe_steps: int = 50,
+    lr_grid: Sequence[float] = LR_GRID,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    per_pass: int | None = None,
+    show_progress: bool = False,
+) -> list[NoiseResult]:
+    """One noise per seed, as :func:`learn_noise` learns each (same settings and rate; ``lr="auto"`` chooses the
+    rate once, with the first seed), but ``per_pass`` of them in each forward pass: the model is frozen, so the
+    noises can share its passes, each noise on its own seed's batch of images (the batch stacked once per noise).
+    Each noise's loss and gradient are its own, as if it were learned alone; on the CPU the default learns one
+    at a time (:func:`noises_per_pass`), which gives exactly :func:`learn_noise`'s noises.
+
+    Args:
+        model: the classifier the noises are for (left as it was).
+        data: a dataset or loader of ``(image, label)`` pairs; the labels are ignored.
+        level: ``"encoder"`` or ``"input"``.
+        lim: the half-width of every Uniform(-lim, lim) start.
+        seeds: one noise per seed (its start and its batch order).
+        per_pass: noises learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
+        p, squared, steps, lr, milestones, batch_size, keep_norm, probe_steps, lr_grid, device, precision,
+            show_progress: as for :func:`learn_noise`.
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
-    arithmetic = learning_precision(precision, _device(model, device))
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed.")
+    learning_precision(precision, "cpu")  # a bad value fails before any probe runs
     lr, lr_choice = resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
-                                steps=probe_steps, batch_size=batch_size, seed=seed, device=device,
-                                precision=precision, show_progress=show_progress)
+                                steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
+                                precision=precision, per_pass=per_pass, show_progress=show_progress)
     if not 0 < lr < math.inf:
         raise ValueError(f"lr must be positive and finite (or 'auto'), got {lr}.")
+    results = _learn(model, data, [(seed, lr) for seed in seeds], level=level, lim=lim, p=p, squared=squared,
+                     steps=steps, milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, device=device,
+                     precision=precision, per_pass=per_pass, show_progress=show_progress)
+    for result in results:
+        result.lr_choice = lr_choice
+    return results
+
+
+def _learn(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: str, lim: float, p: float,
+           squared: bool, steps: int, milestones: tuple[int, ...], batch_size: int, keep_norm: bool,
+           device: str | torch.device | None, precision: str, per_pass: int | None,
+           show_progress: bool = False) -> list[NoiseResult]:
+    """One noise per ``(seed, rate)`` of ``runs``, ``per_pass`` of them per forward pass (:func:`_sgd`), with the
+    model frozen, in eval mode on ``device`` and in ``precision``'s arithmetic; the model is left as it was."""
     device = _device(model, device)
+    arithmetic = learning_precision(precision, device)
+    chunk = noises_per_pass(per_pass, batch_size, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
+    results: list[NoiseResult] = []
     with models.evaluating(model, device), _learning_arithmetic(arithmetic):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         try:
-            result = _sgd(model, data, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
-                          milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, seed=seed,
-                          device=device, autocast=arithmetic == "bf16", show_progress=show_progress)
+            for start in range(0, len(runs), chunk):
+                results += _sgd(model, data, runs[start : start + chunk], level=level, lim=lim, p=p, squared=squared,
+                                steps=steps, milestones=milestones, batch_size=batch_size, keep_norm=keep_norm,
+                                device=device, autocast=arithmetic == "bf16", show_progress=show_progress)
         finally:
             for parameter, flag in zip(model.parameters(), trainable, strict=True):
                 parameter.requires_grad_(flag)
-    result.lr_choice, result.precision = lr_choice, arithmetic
-    return result
+    for result in results:
+        result.precision = arithmetic
+    return results
 
 
 def _all_finite(loader) -> bool:
@@ -472,52 +569,74 @@ def _all_finite(loader) -> bool:
     return True
 
 
-def _sgd(model: nn.Module, data, *, level: str, lim: float, p: float, squared: bool, steps: int, lr: float,
-         milestones: tuple[int, ...], batch_size: int, keep_norm: bool, seed: int, device, autocast: bool,
-         show_progress: bool) -> NoiseResult:
-    """The SGD loop of :func:`learn_noise`, with its forward passes in bf16 autocast when ``autocast``."""
-    loader = _loader(data, batch_size, True, seed)
-    checked = _all_finite(loader)
-    first_images = next(iter(loader))[0]
+def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: str, lim: float, p: float,
+         squared: bool, steps: int, milestones: tuple[int, ...], batch_size: int, keep_norm: bool, device,
+         autocast: bool, show_progress: bool) -> list[NoiseResult]:
+    """The SGD loop of :func:`learn_noises`: one noise per ``(seed, rate)`` of ``runs``, all in the same forward
+    passes (in bf16 autocast when ``autocast``). Each distinct seed draws its own batches; each noise meets its
+    seed's batch, and its loss (the mean over that batch) and its rate are its own. With one run this is exactly
+    the single-noise loop: the same tensors, the same operations."""
+    seeds = list(dict.fromkeys(seed for seed, _ in runs))  # one batch order per distinct seed
+    owner = [seeds.index(seed) for seed, _ in runs]
+    loaders = [_loader(data, batch_size, True, seed) for seed in seeds]
+    checked = _all_finite(loaders[0])
+    # a first batch of every loader, for the image size: drawing it moves a loader's shuffling on by one pass, as
+    # the single-noise loop always did, so each seed's batches stay the ones it meets when learned alone
+    first_images = [next(iter(loader))[0] for loader in loaders][0]
     shape = noise_shape(model, level, tuple(first_images.shape[-2:]))
-    noise = uniform_noise(shape, lim, seed).to(device).requires_grad_(True)
-    initial_norm = noise.detach().norm().item()
-    optimizer = torch.optim.SGD([noise], lr=lr)
+    noises = [uniform_noise(shape, lim, seed).to(device).requires_grad_(True) for seed, _ in runs]
+    initial_norms = [noise.detach().norm().item() for noise in noises]
+    optimizer = torch.optim.SGD([{"params": [noise], "lr": rate} for noise, (_, rate) in zip(noises, runs, strict=True)])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
-    losses: list[torch.Tensor] = []  # on the device until the end: .item() per step would wait for the GPU
-    norms: list[torch.Tensor] = []
-    rates: list[float] = []
-    batches = iter(loader)
-    for _ in tqdm(range(steps), disable=not show_progress, desc=f"learning {level} noise, lim {lim}"):
-        try:
-            images = next(batches)[0]
-        except StopIteration:
-            batches = iter(loader)
-            images = next(batches)[0]
-        images = images.to(device) if checked else _finite(images.to(device))
+    # on the device until the end: .item() per step would wait for the GPU
+    losses: list[list[torch.Tensor]] = [[] for _ in runs]
+    norms: list[list[torch.Tensor]] = [[] for _ in runs]
+    rates: list[list[float]] = [[] for _ in runs]
+    batches = [iter(loader) for loader in loaders]
+    alone = len(runs) == 1
+    description = f"learning {level} noise, lim {lim}" + ("" if alone else f", {len(runs)} at once")
+    for _ in tqdm(range(steps), disable=not show_progress, desc=description):
+        images = []
+        for index, loader in enumerate(loaders):
+            try:
+                batch = next(batches[index])[0]
+            except StopIteration:
+                batches[index] = iter(loader)
+                batch = next(batches[index])[0]
+            images.append(batch.to(device) if checked else _finite(batch.to(device)))
+        size = len(images[0])  # the loaders share data and batch size: their batches have one size at every step
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             with torch.no_grad():
-                clean = model(images)
+                clean = model(images[0] if len(images) == 1 else torch.cat(images))
+            noisy_images = images[owner[0]] if alone else torch.cat([images[index] for index in owner])
+            noise = noises[0] if alone else torch.cat([noise.expand(size, *shape) for noise in noises])
             with add_noise(model, noise, level) as noisy_model:
-                noisy = noisy_model(images)
-        loss = logit_distance(clean.float(), noisy.float(), p=p, squared=squared).mean()
+                noisy = noisy_model(noisy_images)
+        step_losses = [logit_distance(clean[owner[k] * size : (owner[k] + 1) * size].float(),
+                                      noisy[k * size : (k + 1) * size].float(), p=p, squared=squared).mean()
+                       for k in range(len(runs))]
+        loss = step_losses[0] if alone else torch.stack(step_losses).sum()  # each noise's gradient is its own loss's
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if keep_norm:
-            with torch.no_grad():
-                noise.mul_(initial_norm / noise.norm().clamp_min(1e-12))
-        losses.append(loss.detach())
-        norms.append(noise.detach().norm())
-        rates.append(optimizer.param_groups[0]["lr"])
-    history = [{"step": step, "loss": loss, "norm": norm, "lr": rate} for step, (loss, norm, rate)
-               in enumerate(zip(torch.stack(losses).tolist() if losses else [],
-                                torch.stack(norms).tolist() if norms else [], rates, strict=True))]
-    if history:
-        logger.debug("learned %s noise, lim %g, lr %g: loss %.4g -> %.4g, norm %.4g -> %.4g", level, lim, lr,
-                     history[0]["loss"], history[-1]["loss"], initial_norm, history[-1]["norm"])
-    return NoiseResult(noise.detach().cpu(), level, lim, initial_norm, lr, None, history)
+        for k, noise in enumerate(noises):
+            if keep_norm:
+                with torch.no_grad():
+                    noise.mul_(initial_norms[k] / noise.norm().clamp_min(1e-12))
+            losses[k].append(step_losses[k].detach())
+            norms[k].append(noise.detach().norm())
+            rates[k].append(optimizer.param_groups[k]["lr"])
+    results = []
+    for k, (noise, (_, rate)) in enumerate(zip(noises, runs, strict=True)):
+        history = [{"step": step, "loss": loss, "norm": norm, "lr": lr} for step, (loss, norm, lr)
+                   in enumerate(zip(torch.stack(losses[k]).tolist() if losses[k] else [],
+                                    torch.stack(norms[k]).tolist() if norms[k] else [], rates[k], strict=True))]
+        if history:
+            logger.debug("learned %s noise, lim %g, lr %g: loss %.4g -> %.4g, norm %.4g -> %.4g", level, lim, rate,
+                         history[0]["loss"], history[-1]["loss"], initial_norms[k], history[-1]["norm"])
+        results.append(NoiseResult(noise.detach().cpu(), level, lim, initial_norms[k], rate, None, history))
+    return results
 
 
 @dataclass

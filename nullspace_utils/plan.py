@@ -280,7 +280,8 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
     """What one learning step and one float32 forward batch of ``model_name`` at ``level`` take on ``device``: each timed
     twice, with ``steps`` and with twice as many steps (batches), after a warm-up; the difference over ``steps`` is
     the cost per step, without the call's fixed cost. As the sweeps run them: learning in the default arithmetic
-    (bf16 autocast on CUDA), evaluation in full float32. Untrained weights for timm models (the cost does not
+    (bf16 autocast on CUDA) with as many noises per pass (:func:`~nullspace_utils.approximate.noises_per_pass`;
+    a step's cost is one noise's share of a pass), evaluation in full float32. Untrained weights for timm models (the cost does not
     depend on them); random images of the profile's size."""
     from torch.utils.data import TensorDataset
 
@@ -296,9 +297,11 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
     def dataset(batches: int) -> TensorDataset:
         return TensorDataset(images[: batches * batch_size].to(where), labels[: batches * batch_size].to(where))
 
+    together = approximate.noises_per_pass(None, batch_size, where)  # noises per pass, as the sweeps learn them
+
     def learn(count: int) -> None:
-        approximate.learn_noise(model, dataset(count), level=level, lim=0.1, steps=count, lr=0.1, milestones=(),
-                                batch_size=batch_size, device=where)
+        approximate.learn_noises(model, dataset(count), level=level, lim=0.1, seeds=range(together), steps=count,
+                                 lr=0.1, milestones=(), batch_size=batch_size, device=where)
 
     def evaluate(count: int) -> None:  # the noisy passes alone: the clean one is computed beforehand
         approximate.evaluate_noise(model, dataset(count), noise, level=level, batch_size=batch_size, device=where,
@@ -310,7 +313,8 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
                                                 device=where) for count in (1, steps, 2 * steps)}
         learn(1)  # warm-up: kernels chosen, memory allocated
         evaluate(1)
-        learn_step = (_seconds(lambda: learn(2 * steps), where) - _seconds(lambda: learn(steps), where)) / steps
+        learn_step = (_seconds(lambda: learn(2 * steps), where) - _seconds(lambda: learn(steps), where)) / (
+            steps * together)  # one noise's share of a pass
         forward = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
     return StepCost(max(learn_step, 0.0), max(forward, 0.0))
 

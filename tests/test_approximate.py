@@ -532,3 +532,44 @@ def test_a_clean_pass_of_other_data_is_refused(vit_s):
         approximate.training_loss(vit_s, data, noise, level="input", images=16, batch_size=8, clean=partial)
     with pytest.raises(ValueError, match="shuffle=False"):
         approximate.clean_pass(vit_s, DataLoader(data, batch_size=8, shuffle=True), level="input")
+
+
+def test_noises_learned_together_are_the_noises_learned_alone(vit_s):
+    """learn_noises with several noises per pass (what a GPU does by default) gives each seed the noise it learns
+    alone, up to the rounding of a larger batch; a rate probe run together picks the same rate. One per pass (the
+    CPU's default) is learn_noise exactly."""
+    data = synthetic_dataset("train", n=40)  # batches of 16: 16, 16, 8, so a step meets a short batch
+    settings = {"lim": 0.5, "steps": 5, "milestones": (3,), "batch_size": 16}
+    for level in approximate.LEVELS:
+        together = approximate.learn_noises(vit_s, data, level=level, seeds=(0, 1, 2), lr=1.0, per_pass=3,
+                                            keep_norm=level == "input", **settings)
+        alone = approximate.learn_noises(vit_s, data, level=level, seeds=(0, 1, 2), lr=1.0, per_pass=1,
+                                         keep_norm=level == "input", **settings)
+        for first, second, seed in zip(together, alone, (0, 1, 2), strict=True):
+            assert torch.allclose(first.noise, second.noise, rtol=1e-4, atol=1e-5)
+            assert [entry["loss"] for entry in first.history] == pytest.approx(
+                [entry["loss"] for entry in second.history], rel=1e-4)
+            assert [entry["lr"] for entry in first.history] == [1.0] * 2 + [0.1] * 3  # the rate after each step
+            single = approximate.learn_noise(vit_s, data, level=level, seed=seed, lr=1.0, keep_norm=level == "input",
+                                             **settings)
+            assert torch.equal(single.noise, second.noise) and single.history == second.history
+        assert not torch.allclose(together[0].noise, together[1].noise)  # each seed its own start and batches
+    probes = {"level": "encoder", "lim": 0.5, "grid": (0.1, 1.0, 10.0), "steps": 3, "batch_size": 16}
+    shared, one_by_one = (approximate.choose_lr(vit_s, data, per_pass=count, **probes) for count in (5, 1))
+    assert shared.lr == one_by_one.lr and shared.grid == one_by_one.grid
+    assert list(shared.scores.values()) == pytest.approx(list(one_by_one.scores.values()), rel=1e-4)
+
+
+def test_noises_per_pass_fills_a_gpu_and_keeps_the_cpu_exact(vit_s):
+    assert approximate.noises_per_pass(None, 256, "cuda") == approximate.IMAGES_PER_PASS // 256 == 3
+    assert approximate.noises_per_pass(None, 1024, "cuda:0") == 1 and approximate.noises_per_pass(None, 8, "cpu") == 1
+    assert approximate.noises_per_pass(2, 256, "cpu") == 2
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="per_pass must be a whole number"):
+            approximate.noises_per_pass(bad, 256, "cpu")
+    with pytest.raises(ValueError, match="seeds is empty"):
+        approximate.learn_noises(vit_s, synthetic_dataset("train", n=8), level="input", lim=0.1, seeds=(), lr=1.0)
+    images = torch.stack([synthetic_dataset("val", n=2)[i][0] for i in range(2)])
+    with torch.no_grad(), approximate.add_noise(vit_s, torch.zeros(3, 49, 96), "encoder") as noisy_model:
+        with pytest.raises(ValueError, match="one noise per image"):
+            noisy_model(images)  # three noises for two images

@@ -215,7 +215,8 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
     """One point of the paper's Fig. 2 (encoder) or Fig. 3 (input) as a JSON-ready row, with its baselines.
 
     The rate is chosen once per point (``lr="auto"``: :func:`~nullspace_utils.approximate.choose_lr` on ``train`` with the first seed), then
-    a noise is learned per seed (seed = the Uniform(-lim, lim) start and the batch order). Per seed the row keeps:
+    a noise is learned per seed (seed = the Uniform(-lim, lim) start and the batch order; on a GPU the seeds share
+    forward passes, :func:`~nullspace_utils.approximate.learn_noises`). Per seed the row keeps:
     the norms; the training loss (eq. 6 on ``train_images`` training images) of the start, the learned noise and
     its shuffled copy, and ``learning_failed`` as :func:`~nullspace_utils.studies.evidence.judge_learning` decides from those losses; and
     the validation evaluations (:class:`~nullspace_utils.approximate.NoiseEvaluation`) of the learned noise, its shuffled copy and the
@@ -240,10 +241,10 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
                                      "clean": clean_train, **common}
     evaluation: dict[str, Any] = {"level": level, "clean": clean_val, **common}
     per_seed = []
-    for seed in seeds:
-        result = approximate.learn_noise(model, train, level=level, lim=lim, p=p, squared=squared, steps=steps, lr=lr,
-                             milestones=milestones, keep_norm=keep_norm, seed=seed, show_progress=show_progress,
-                             **common)
+    learned = approximate.learn_noises(model, train, level=level, lim=lim, seeds=seeds, p=p, squared=squared,
+                                       steps=steps, lr=lr, milestones=milestones, keep_norm=keep_norm,
+                                       show_progress=show_progress, **common)  # on a GPU, in shared passes
+    for seed, result in zip(seeds, learned, strict=True):
         if noises is not None:
             noises[seed] = result.noise
         start = approximate.uniform_noise(tuple(result.noise.shape), lim, seed)

@@ -27,6 +27,11 @@ assert isinstance(clean, approximate.CleanPass) and clean.images == 32
 assert approximate.evaluate_noise(model, data, shuffled, level="encoder", clean=clean) == approximate.evaluate_noise(
     model, data, shuffled, level="encoder")
 
+# one noise per seed, with the seeds sharing forward passes (on a GPU by default: noises_per_pass)
+three = approximate.learn_noises(model, data, level="encoder", lim=1.0, seeds=(0, 1, 2), steps=2, lr=1.0,
+                                 milestones=(), batch_size=16, per_pass=3)
+assert [noise.lr for noise in three] == [1.0] * 3 and approximate.noises_per_pass(None, 256, "cuda") == 3
+
 # the pieces
 start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts
 clean = torch.tensor([[1.0, 2.0]])
