@@ -322,14 +322,11 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
 def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
                   measure: Callable[[str, str, int], StepCost] | None = None) -> dict[str, Estimate]:
     """Each part's :class:`Estimate` on ``device``: its counted work (:func:`part_work`) times the cost of a step
-    measured there (:func:`measure_step_cost`, once per model and level; ``measure(model, level, batch_size)``
-    instead, e.g. in tests). Counted: the learning steps and the evaluations' forward passes, which dominate a sweep; not counted:
-    loading data and models, and process start."""
-    from nullspace_utils.studies import approximate as approximate_study
-
-    batch_size = approximate_study.SETTINGS[profile.name].batch_size  # the sweeps' batch (approximate's = robustness's)
+    measured there (:func:`measure_step_cost`, once per model, level and batch size, each part's work at its own;
+    ``measure(model, level, batch_size)`` instead, e.g. in tests). Counted: the learning steps and the evaluations'
+    forward passes, which dominate a sweep; not counted: loading data and models, and process start."""
     measure = measure or (lambda model, level, batch: measure_step_cost(profile, model, level, batch, device))
-    costs: dict[tuple[str, str], StepCost] = {}
+    costs: dict[tuple[str, str, int], StepCost] = {}
     estimates = {}
     for part in parts:
         counted = part_work(part, profile)
@@ -341,7 +338,7 @@ def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
             total = 0.0
             for key in {**work.learn_steps, **work.forward_batches}:
                 if key not in costs:
-                    costs[key] = measure(key[0], key[1], batch_size)
+                    costs[key] = measure(*key)  # (model, level, batch size)
                 total += (work.learn_steps.get(key, 0) * costs[key].learn_step
                           + work.forward_batches.get(key, 0) * costs[key].forward_batch)
             seconds.append(total)

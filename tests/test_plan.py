@@ -158,14 +158,21 @@ def test_point_work_counts_what_a_noise_point_computes(vit_s):
             work = noise_sweep.point_work(settings, "zoo-vit-s", level, vit_input=level == "input",
                                           chosen_lr=lr == "auto", train_images=16)
             widened = len(row["lr_choice"]["grid"]) - len(settings.lr_grid) - 2 if row["lr_choice"] else 0
-            counted = work.learn_steps[("zoo-vit-s", level)] + widened * settings.probe_steps
-            assert len(forwards) == 2 * counted + work.forward_batches[("zoo-vit-s", level)]
+            counted = work.learn_steps[("zoo-vit-s", level, 8)] + widened * settings.probe_steps
+            assert len(forwards) == 2 * counted + work.forward_batches[("zoo-vit-s", level, 8)]
     finally:
         hook.remove()
 
 
-def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path):
+def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from nullspace_utils.studies import robustness as robustness_study
+
     profile = get_profile("teaching")
+    # robustness at another batch size than approximate: each part's steps are measured at its own
+    monkeypatch.setitem(robustness_study.SETTINGS, "teaching",
+                        replace(robustness_study.SETTINGS["teaching"], batch_size=64))
     parts = plan.study_plan(profile, only=["approximate", "robustness"])
     costs = {"learn": 0.01, "batch": 0.002}
     measured = []
@@ -175,7 +182,8 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path):
         return plan.StepCost(costs["learn"], costs["batch"])
 
     estimates = plan.estimate_plan(parts, profile, "cuda:0", measure=measure)
-    assert len(measured) == len(set(measured)) == 3 + 6  # each (model, level) measured once
+    assert len(measured) == len(set(measured)) == 3 + 6  # each (model, level, batch size) measured once
+    assert {(level, batch) for _, level, batch in measured} == {("encoder", 128), ("input", 64)}
     for part in parts:
         counted = plan.part_work(part, profile)
         if counted is None:  # the merges

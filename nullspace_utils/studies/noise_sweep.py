@@ -282,10 +282,11 @@ class Work:
     """What a run computes, counted (for the plan's estimate, :func:`nullspace_utils.plan.estimate_plan`):
     ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise` and ``forward_batches`` float32
     forward passes of one batch (the clean passes, :func:`~nullspace_utils.approximate.clean_pass`, and the noisy
-    ones of :func:`~nullspace_utils.approximate.evaluate_noise` and ``training_loss``), per (model, level)."""
+    ones of :func:`~nullspace_utils.approximate.evaluate_noise` and ``training_loss``), per (model, level, batch
+    size): each is timed at its own batch size."""
 
-    learn_steps: dict[tuple[str, str], int]
-    forward_batches: dict[tuple[str, str], int]
+    learn_steps: dict[tuple[str, str, int], int]
+    forward_batches: dict[tuple[str, str, int], int]
 
     def __add__(self, other: "Work") -> "Work":
         def joined(first: dict, second: dict) -> dict:
@@ -311,7 +312,7 @@ def point_work(settings: PointSettings, model: str, level: str, *, vit_input: bo
     val_batches = math.ceil(settings.val / settings.batch_size)
     loss_batches = math.ceil(min(train_images, settings.train) / settings.batch_size)
     per_seed = (5 if vit_input else 3) * val_batches + 3 * loss_batches
-    key = (model, level)
+    key = (model, level, settings.batch_size)
     return Work({key: probe + len(settings.seeds) * settings.steps},
                 {key: val_batches + loss_batches + len(settings.seeds) * per_seed})
 

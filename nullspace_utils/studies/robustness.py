@@ -252,7 +252,7 @@ def transfer_work(settings: RobustnessSettings, profile: Profile, *, reuse_noise
     val_batches = math.ceil(settings.val / settings.batch_size)
     evaluations = len(settings.transfer_lims) * len(settings.seeds) * (len(profile.models) + 1)
     for name in profile.models:
-        total = total + Work({}, {(name, "input"): (1 + evaluations) * val_batches})
+        total = total + Work({}, {(name, "input", settings.batch_size): (1 + evaluations) * val_batches})
         if not reuse_noises:
             point = point_work(settings.point(), name, "input", vit_input=name in profile.vit_models, chosen_lr=False)
             total = total + point.times(len(settings.transfer_lims))

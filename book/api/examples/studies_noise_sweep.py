@@ -45,7 +45,7 @@ assert "result" in noise_sweep.SweepCheck.__annotations__
 point = noise_sweep.PointSettings(seeds=(0, 1), steps=10, milestones=(), batch_size=8, probe_steps=2,
                                   lr_grid=(0.1, 1.0), train=16, val=16)
 work: noise_sweep.Work = noise_sweep.point_work(point, "zoo-vit-s", "input", vit_input=True)
-assert work.learn_steps == {("zoo-vit-s", "input"): (2 + 2) * 2 + 2 * 10}  # grid + 2 refinements, x probe; seeds
-assert work.times(3).learn_steps[("zoo-vit-s", "input")] == 3 * 28 and (work + noise_sweep.NO_WORK) == work
+assert work.learn_steps == {("zoo-vit-s", "input", 8): (2 + 2) * 2 + 2 * 10}  # grid + 2 refinements, x probe; seeds
+assert work.times(3).learn_steps[("zoo-vit-s", "input", 8)] == 3 * 28 and (work + noise_sweep.NO_WORK) == work
 # the clean passes once (2 validation + 2 training batches), then per seed 5 evaluations and 3 losses, noisy only
-assert work.forward_batches == {("zoo-vit-s", "input"): (2 + 2) + 2 * (5 * 2 + 3 * 2)}
+assert work.forward_batches == {("zoo-vit-s", "input", 8): (2 + 2) + 2 * (5 * 2 + 3 * 2)}

@@ -58,7 +58,7 @@ models = {name: profile.load_model(name) for name in ("zoo-vit-s", "zoo-resnet")
 rows = robustness.uniform_reference_rows(models, val, (0.01,), profile.image_size)  # noise nobody learned
 assert rows[0][0] == "zoo-vit-s" and rows[0][1].endswith(" %")
 listed, extensions = robustness.work(robustness.SETTINGS["teaching"], profile, "zoo-resnet")  # one part's work
-assert set(listed.learn_steps) == {("zoo-resnet", "input")}
+assert set(listed.learn_steps) == {("zoo-resnet", "input", settings.batch_size)}  # model, level, batch size
 moved = robustness.transfer_work(robustness.SETTINGS["teaching"], profile, reuse_noises=False)  # learned again
 assert len(moved.learn_steps) == len(profile.models)
 reused = robustness.transfer_work(robustness.SETTINGS["teaching"], profile, reuse_noises=True)  # the sweep's
