@@ -64,7 +64,9 @@ LEVELS = ("encoder", "input")
 #: the starting grid of :func:`choose_lr`: log-spaced by 10, widened at whichever edge wins, then refined
 LR_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 
-#: images in one learning pass on CUDA when :func:`noises_per_pass` chooses (768: three noises at batch 256)
+#: images in one learning pass on a GPU of 80 GB when :func:`noises_per_pass` chooses (three noises at batch 256),
+#: in proportion to the memory of others: the most any imagenet model needed for 768 was 34 GiB (ResNet-50 and
+#: EfficientNet-B0 at the input, bf16; ``benchmarks/results/learned_noise_per_pass_gpu.json``)
 IMAGES_PER_PASS = 768
 
 #: the arithmetic of the passes that learn a noise (:func:`learning_precision`): ``"float32"`` (full float32, no TF32),
@@ -80,7 +82,8 @@ def _device(model: nn.Module, device: str | torch.device | None) -> torch.device
 
 def learning_precision(precision: str, device: str | torch.device) -> str:
     """The arithmetic :func:`learn_noise` learns in on ``device``: ``precision`` itself, or for ``"auto"`` full float32
-    on the CPU (the book's results, bit for bit; bf16 on a CPU is emulated and slow) and bf16 autocast on CUDA. On one
+    on the CPU (the book's results, bit for bit; bf16 on a CPU is emulated and slow) and bf16 autocast on a CUDA GPU
+    that computes bf16 natively (compute capability 8.0 and up; float32 on older ones, such as Colab's T4). On one
     H100 a step of 256 images at 224 px then takes 2.9x / 5.3x / 6.6x less time than float32 for ViT-S/B/L-32 (TF32:
     2.3x / 3.4x / 4.1x; ``benchmarks/results/learned_noise_precision_gpu.json``), and the noise it learns keeps its
     match and logit MSE, *measured in float32*, within the float32 seeds' spread at the teaching points measured
@@ -98,7 +101,19 @@ def learning_precision(precision: str, device: str | torch.device) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
     if precision != "auto":
         return precision
-    return "bf16" if torch.device(device).type == "cuda" else "float32"
+    device = torch.device(device)
+    return "bf16" if device.type == "cuda" and _cuda_capability(device) >= (8, 0) else "float32"
+
+
+def _cuda_capability(device: torch.device) -> tuple[int, int]:
+    """A CUDA device's compute capability: from 8.0 (Ampere: A100, L4, H100, H200) bf16 and TF32 are native; below
+    (a T4 is 7.5) bf16 is emulated, slower than float32."""
+    return torch.cuda.get_device_capability(device)
+
+
+def _cuda_memory_bytes(device: torch.device) -> int:
+    """A CUDA device's memory, in bytes."""
+    return torch.cuda.get_device_properties(device).total_memory
 
 
 @contextlib.contextmanager
@@ -464,8 +479,9 @@ def learn_noise(
 def noises_per_pass(per_pass: int | None, batch_size: int, device: str | torch.device) -> int:
     """How many noises :func:`learn_noises` and :func:`choose_lr` learn in one forward pass on ``device``:
     ``per_pass`` itself, or for ``None`` one on the CPU (each noise then learns exactly as alone: the book's
-    committed results, bit for bit) and on CUDA as many as :data:`IMAGES_PER_PASS` images hold (three at batch
-    256), so that a model too small to fill the GPU alone does not leave it waiting.
+    committed results, bit for bit) and on CUDA as many as :data:`IMAGES_PER_PASS` images per 80 GB of the GPU's
+    memory hold, at least one: three at batch 256 on an H100, five on an H200, one on a 16 GB T4 or a 24 GB L4. A
+    model too small to fill the GPU alone then does not leave it waiting.
 
     Args:
         per_pass: a number of noises, or ``None`` to choose by the device.
@@ -473,7 +489,11 @@ def noises_per_pass(per_pass: int | None, batch_size: int, device: str | torch.d
         device: where the noises are learned.
     """
     if per_pass is None:
-        return max(1, IMAGES_PER_PASS // batch_size) if torch.device(device).type == "cuda" else 1
+        device = torch.device(device)
+        if device.type != "cuda":
+            return 1
+        images = IMAGES_PER_PASS * _cuda_memory_bytes(device) // (80 * 10**9)
+        return max(1, images // batch_size)
     if isinstance(per_pass, bool) or not isinstance(per_pass, int) or per_pass < 1:
         raise ValueError(f"per_pass must be a whole number >= 1 or None, got {per_pass!r}.")
     return per_pass

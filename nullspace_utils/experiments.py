@@ -225,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
                             help="print the plan and each learned-noise part's estimated time on the first device, "
                                  "from a few steps of each model measured there (a minute on a GPU, minutes on a CPU); run nothing")
     everything.add_argument("--no-measure", action="store_true",
-                            help="with --dry-run: print the plan and the parts' last times only, measuring nothing")
+                            help="measure nothing: with --dry-run print the plan and the parts' last times only; on "
+                                 "CUDA start at once, the progress bar weighing parts by their last times")
     finger = sub.add_parser("fingerprint", help="verify the owner's fingerprint on copies, thieves' models and "
                                                 "unrelated models (paper §9; CPU, a few minutes)")
     finger.add_argument("--profile", default="teaching", choices=PROFILE_NAMES)
@@ -273,11 +274,16 @@ def _run_all(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.exit(2, f"{parser.prog} all: error: {error}\n")
     work = args.work or results.REPOSITORY_ROOT / ".cache" / "plan" / profile.name
     out_dir = args.out_dir or results.REPOSITORY_ROOT / "book" / "results" / profile.name
+    # the estimate costs about a minute on a GPU: measured before a dry run, and before a run on CUDA (for the plan
+    # printed first and the progress bar's ETA), unless --no-measure
+    measure = not args.no_measure and (args.dry_run or args.devices[0].startswith("cuda"))
+    estimates = plan.estimate_plan(parts, profile, args.devices[0]) if measure else None
+    if args.dry_run or estimates:
+        print(plan.describe_plan(parts, work, estimates=estimates, device=args.devices[0]), flush=True)
     if args.dry_run:
-        estimates = None if args.no_measure else plan.estimate_plan(parts, profile, args.devices[0])
-        print(plan.describe_plan(parts, work, estimates=estimates, device=args.devices[0]))
         return
-    report = plan.run_plan(parts, work=work, out_dir=out_dir, devices=args.devices)
+    report = plan.run_plan(parts, work=work, out_dir=out_dir, devices=args.devices,
+                           weights=plan.part_weights(parts, work, estimates))
     print(report.summary())
     if report.exit_code:
         sys.exit(report.exit_code)

@@ -34,6 +34,7 @@ from nullspace_utils.files import REPOSITORY_ROOT, atomic_write
 from nullspace_utils.profiles import Profile
 
 __all__ = ["Part", "PlanReport", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
+           "part_weights",
            "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT"]
 
 #: the placeholder of a part's command for the device its slot gives it (``cuda:1``, ``cpu``)
@@ -373,13 +374,32 @@ def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
     return "\n".join(lines)
 
 
+def part_weights(parts: Sequence[Part], work: Path, estimates: dict[str, Estimate] | None = None) -> dict[str, float]:
+    """How much of the plan each part is, in seconds, for the progress bar's ETA: its estimate (:func:`estimate_plan`)
+    where there is one, else the seconds it took when it last finished (the manifest in ``work``), else the mean of
+    the others (1 each when nothing is known: the bar then counts parts)."""
+    finished = _read_manifest(work)
+    known: dict[str, float] = {}
+    for part in parts:
+        estimate = (estimates or {}).get(part.name)
+        if estimate is not None and estimate.seconds is not None:
+            known[part.name] = estimate.seconds
+        elif part.name in finished:
+            known[part.name] = float(finished[part.name]["seconds"])
+    guess = sum(known.values()) / len(known) if known else 1.0
+    return {part.name: known.get(part.name, guess) for part in parts}
+
+
 def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Sequence[str] = ("cpu",),
-             version: str | None = None, show_progress: bool = True, poll_seconds: float = 0.2) -> PlanReport:
+             version: str | None = None, show_progress: bool = True, poll_seconds: float = 0.2,
+             weights: dict[str, float] | None = None) -> PlanReport:
     """Run the ``parts`` not finished before (:func:`part_keys` against the manifest in ``work``), each as soon as
     the parts it needs are done, on a free slot of ``devices`` (one process per slot; ``["cuda:0", "cuda:1"]``
     runs two parts at once), logging each part to ``work/logs/<part>.log``. A finished part's ``publishes`` are
     copied from ``work`` to ``out_dir`` all at once. Ctrl-C or SIGTERM stops the running parts, keeps every
-    finished one and returns with ``interrupted`` set."""
+    finished one and returns with ``interrupted`` set. One progress bar spans the plan: with ``weights``
+    (:func:`part_weights`) it advances by each finished part's expected seconds, so its ETA weighs a long part as
+    long; without, it counts parts."""
     if not devices:
         raise ValueError("run_plan: no device to run on; give at least one, e.g. ['cpu'] or ['cuda:0'].")
     keys = part_keys(parts, version or code_version())
@@ -397,7 +417,10 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
     running: dict[str, tuple[subprocess.Popen, str, float, Any]] = {}
     free = list(devices)
     cpu_free = [CPU_SLOT]  # the parts that compute on the CPU whatever the devices: one at a time, beside them
-    bar = tqdm(total=len(waiting), unit="part", disable=not show_progress, desc="plan")
+    weight = {part.name: (weights or {}).get(part.name, 1.0) for part in parts}
+    bar = tqdm(total=sum(weight[part.name] for part in waiting), disable=not show_progress,
+               **({"unit": "s", "desc": "plan (estimated seconds)", "bar_format": _WEIGHTED_BAR} if weights else
+                  {"unit": "part", "desc": "plan"}))
     stop = {"signal": 0}
 
     def interrupt(number: int, frame: Any) -> None:
@@ -412,7 +435,7 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
                 log.close()
                 del running[name]
                 (cpu_free if device == CPU_SLOT else free).append(device)
-                bar.update(1)
+                bar.update(weight[name])
                 part = next(part for part in parts if part.name == name)
                 unwritten = [relative for relative in part.publishes if not (work / relative).is_file()]
                 if process.returncode != 0 or unwritten:
@@ -428,7 +451,7 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
                 if blocked:
                     waiting.remove(part)
                     report.not_run.append(part.name)
-                    bar.update(1)
+                    bar.update(weight[part.name])
                     continue
                 ready = all(need in report.done or need in report.skipped for need in part.needs)
                 slots = free if part.uses_device else cpu_free
@@ -452,6 +475,10 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
             signal.signal(number, handler)
         bar.close()
     return report
+
+
+#: the weighted bar: estimated seconds done of the plan's, elapsed and remaining time
+_WEIGHTED_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]"
 
 
 def _file_name(name: str) -> str:

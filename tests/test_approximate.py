@@ -124,9 +124,13 @@ def test_learning_logs_its_losses_and_computes_in_full_float32(vit_s, small_data
     assert "learned encoder noise, lim 0.5" in caplog.text and "loss" in caplog.text
 
 
-def test_learning_precision_is_checked_and_auto_is_float32_on_the_cpu_bf16_on_cuda(vit_s, small_data):
+def test_learning_precision_is_checked_and_auto_is_float32_on_the_cpu_bf16_on_cuda(vit_s, small_data, monkeypatch):
+    capability = {"value": (9, 0)}  # an H100
+    monkeypatch.setattr(approximate, "_cuda_capability", lambda device: capability["value"])
     assert approximate.learning_precision("auto", "cpu") == "float32"
     assert approximate.learning_precision("auto", torch.device("cuda", 1)) == "bf16"
+    capability["value"] = (7, 5)  # a T4: bf16 would be emulated, slower than float32
+    assert approximate.learning_precision("auto", "cuda") == "float32"
     assert [approximate.learning_precision(name, "cpu") for name in ("float32", "tf32", "bf16")] == ["float32", "tf32",
                                                                                                     "bf16"]
     for bad in ("fp16", "BF16", None):
@@ -560,9 +564,15 @@ def test_noises_learned_together_are_the_noises_learned_alone(vit_s):
     assert list(shared.scores.values()) == pytest.approx(list(one_by_one.scores.values()), rel=1e-4)
 
 
-def test_noises_per_pass_fills_a_gpu_and_keeps_the_cpu_exact(vit_s):
+def test_noises_per_pass_fills_a_gpu_by_its_memory_and_keeps_the_cpu_exact(vit_s, monkeypatch):
+    memory = {"bytes": 85_000_000_000}  # what torch reports for an H100 80GB
+    monkeypatch.setattr(approximate, "_cuda_memory_bytes", lambda device: memory["bytes"])
     assert approximate.noises_per_pass(None, 256, "cuda") == approximate.IMAGES_PER_PASS // 256 == 3
     assert approximate.noises_per_pass(None, 1024, "cuda:0") == 1 and approximate.noises_per_pass(None, 8, "cpu") == 1
+    memory["bytes"] = 150_000_000_000  # an H200
+    assert approximate.noises_per_pass(None, 256, "cuda") == 5
+    memory["bytes"] = 15_800_000_000  # a 16 GB T4: one noise of 256 images needs up to 11.5 GiB
+    assert approximate.noises_per_pass(None, 256, "cuda") == 1 and approximate.noises_per_pass(None, 64, "cuda") == 2
     assert approximate.noises_per_pass(2, 256, "cpu") == 2
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="per_pass must be a whole number"):

@@ -215,3 +215,22 @@ def test_a_step_is_measured_on_the_device():
     cost = plan.measure_step_cost(get_profile("teaching"), "zoo-vit-s", "encoder", batch_size=4, device="cpu",
                                   steps=1)
     assert 0 < cost.learn_step < 10 and 0 < cost.forward_batch < 10
+
+
+def test_the_progress_bar_weighs_parts_by_their_estimates_or_last_times(tmp_path, capsys):
+    """The bar's ETA weighs a long part as long: a part's estimate, else its last time, else the others' mean."""
+    parts = [writer("a", "a.json"), writer("b", "b.json"), writer("c", "c.json")]
+    work = tmp_path / "work"
+    assert plan.part_weights(parts, work) == {"a": 1.0, "b": 1.0, "c": 1.0}  # nothing known: it counts parts
+    estimates = {"a": plan.Estimate(10.0, 15.0), "b": plan.Estimate(None, None)}
+    assert plan.part_weights(parts, work, estimates) == {"a": 10.0, "b": 10.0, "c": 10.0}
+    run(parts, tmp_path)
+    last = json.loads((work / "plan.json").read_text())["parts"]
+    weights = plan.part_weights(parts, work, {"a": plan.Estimate(30.0, 30.0)})
+    assert weights == {"a": 30.0, "b": last["b"]["seconds"], "c": last["c"]["seconds"]}
+    capsys.readouterr()
+    changed = [writer("a", "a.json", text="again"), writer("b", "b.json", text="again"), parts[2]]
+    plan.run_plan(changed, work=work, out_dir=tmp_path / "out", version="v1", poll_seconds=0.01,
+                  weights={"a": 30.0, "b": 10.0, "c": 99.0})
+    shown = capsys.readouterr().err
+    assert "plan (estimated seconds)" in shown and "40/40" in shown  # c was skipped: not in the total

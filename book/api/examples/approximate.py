@@ -15,7 +15,7 @@ result = approximate.learn_noise(model, data, level="encoder", lim=1.0, steps=5,
                                  milestones=(3,), batch_size=16)
 assert isinstance(result, approximate.NoiseResult) and result.noise.shape == (49, 96)
 assert result.history[-1]["loss"] < result.history[0]["loss"]  # the logit change shrank
-assert approximate.learning_precision("auto", "cpu") == "float32"  # "auto": bf16 autocast on CUDA only
+assert approximate.learning_precision("auto", "cpu") == "float32"  # "auto": bf16 autocast on CUDA GPUs from Ampere
 report = approximate.evaluate_noise(model, data, result.noise, level="encoder")
 assert isinstance(report, approximate.NoiseEvaluation) and report.match > 0.5  # predictions kept
 shuffled = approximate.shuffle_noise(result.noise, seed=0)  # the paper's baseline
@@ -30,7 +30,8 @@ assert approximate.evaluate_noise(model, data, shuffled, level="encoder", clean=
 # one noise per seed, with the seeds sharing forward passes (on a GPU by default: noises_per_pass)
 three = approximate.learn_noises(model, data, level="encoder", lim=1.0, seeds=(0, 1, 2), steps=2, lr=1.0,
                                  milestones=(), batch_size=16, per_pass=3)
-assert [noise.lr for noise in three] == [1.0] * 3 and approximate.noises_per_pass(None, 256, "cuda") == 3
+assert [noise.lr for noise in three] == [1.0] * 3
+assert approximate.noises_per_pass(None, 256, "cpu") == 1  # on CUDA: IMAGES_PER_PASS per 80 GB (3 on an H100)
 
 # the pieces
 start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts

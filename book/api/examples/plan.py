@@ -35,3 +35,6 @@ assert isinstance(estimates["approximate/zoo-vit-b"], plan.Estimate)
 assert estimates["approximate/zoo-vit-b"].text().startswith("about ") and estimates["approximate/merge"].seconds is None
 assert "estimated on cpu, one part at a time" in plan.describe_plan(sweep, Path("no-work-yet"), estimates=estimates,
                                                                      device="cpu")
+# the progress bar's weights: each part's estimate, else its last time, else the others' mean (the merge here)
+weights = plan.part_weights(sweep, Path("no-work-yet"), estimates)
+assert weights["approximate/zoo-vit-b"] == estimates["approximate/zoo-vit-b"].seconds and weights["approximate/merge"] > 0
