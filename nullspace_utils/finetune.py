@@ -29,13 +29,12 @@ three methods, and judges each model's approximate nullspace too, is the study
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -245,20 +244,6 @@ def _round_noise(model: nn.Module, train: Dataset, config: FinetuneConfig, round
     return noise, record, result.lr
 
 
-@contextlib.contextmanager
-def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """torch's global generators (the CPU's and ``device``'s) seeded with ``seed`` inside the block and restored
-    afterwards: dropout and stochastic depth draw from them, so the same seed gives the same weights and the caller's
-    random state is not consumed."""
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(seed)
-        for each in cuda:
-            with torch.cuda.device(each):
-                torch.cuda.manual_seed(seed)
-        yield
-
-
 def _image_size(data: Dataset) -> tuple[int, int]:
     image = data.tensors[0][0] if isinstance(data, TensorDataset) else data[0][0]
     if image.ndim != 3:
@@ -293,7 +278,7 @@ def finetune(model: nn.Module, train: Dataset, config: FinetuneConfig, *, device
     result = FinetuneResult(tuned, config)
     noise: torch.Tensor | None = None
     noise_lr: float | str = config.noise_lr
-    with models.exact_float32(), _seeded_global_rng(config.seed, device):
+    with models.exact_float32(), models.LocalRandomState(config.seed, device).active():
         for step in tqdm(range(config.steps), disable=not show_progress, desc=f"fine-tuning ({config.method})"):
             if config.method != "plain" and step in starts:
                 round_index = starts.index(step)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -64,7 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Fingerprint", "Verification", "make_fingerprint", "verify", "as_query", "probes_needed", "OUTPUTS",
            "NoisyInput", "tune_copy", "roc_curve", "roc_auc", "describe", "shared_nullspace_dimension",
            "leak_energy", "split_noise", "with_leak", "probes_to_claim", "control_noise", "INCONCLUSIVE",
-           "MAX_BISECTION_STEPS", "LocalRandomState"]
+           "MAX_BISECTION_STEPS"]
 
 OUTPUTS = ("logits", "probs", "label")
 FORMAT = "nullspace-vit fingerprint 1"
@@ -643,39 +642,6 @@ class NoisyInput(nn.Module):
         return self.model(images + self.sigma * noise)
 
 
-class LocalRandomState:
-    """A random stream of its own for code that draws from torch's global generators (dropout, drop-path, a new
-    layer's initialisation): inside ``with state.active():`` they draw from a stream seeded by ``seed`` on the CPU
-    and on ``device``, which carries on from one ``with`` block to the next, and the caller's global random state
-    is as it was after each block (``torch.random.fork_rng``). So a seeded training run gives the same weights
-    whatever the caller drew before, between or after its steps.
-    """
-
-    def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
-        _check_integer(seed, "seed", least=0)
-        self.seed, self.device = seed, torch.device(device)
-        self._states: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (CPU, CUDA) after the last block
-
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """Draw from this stream inside the block; the global state is restored after it."""
-        cuda = self.device.type == "cuda"
-        index = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if cuda else 0
-        with torch.random.fork_rng(devices=[index] if cuda else []):
-            if self._states is None:  # seed the CPU generator and this device's only, never every GPU's
-                torch.default_generator.manual_seed(self.seed)
-                if cuda:
-                    torch.cuda.default_generators[index].manual_seed(self.seed)
-            else:
-                torch.set_rng_state(self._states[0])
-                if cuda and self._states[1] is not None:
-                    torch.cuda.set_rng_state(self._states[1], index)
-            try:
-                yield
-            finally:
-                self._states = (torch.get_rng_state(), torch.cuda.get_rng_state(index) if cuda else None)
-
-
 def _trainable(net: nn.Module, part: str) -> list[nn.Parameter]:
     timm_net: Any = models.unwrap(net)  # a timm model: get_classifier() is not in nn.Module's type
     if part == "all":
@@ -696,7 +662,7 @@ def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
     ``part`` is what the thief trains: ``"all"`` (patch embedding included), ``"head"`` (a new
     classifier on frozen features; ``reset_head=True`` re-initialises it first) or ``"patch_embed"``
     (only the layer that carries the nullspace, to erase the fingerprint). Dropout and drop-path draw from
-    :class:`LocalRandomState` seeded by ``seed`` (the batches from a generator of the same seed), so the same seed
+    :class:`~nullspace_utils.models.LocalRandomState` seeded by ``seed`` (the batches from a generator of the same seed), so the same seed
     gives the same weights and the caller's random state is not consumed. ``show_progress=True`` shows a tqdm bar
     over the steps.
     """
@@ -704,7 +670,7 @@ def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
 
     thief = copy.deepcopy(model).float()
     if reset_head:  # a seeded new head, drawn without touching the caller's random state
-        with LocalRandomState(seed).active():
+        with models.LocalRandomState(seed).active():
             timm_thief: Any = models.unwrap(thief)  # a timm model: reset_classifier() is not in nn.Module's type
             timm_thief.reset_classifier(timm_thief.num_classes)
     for parameter in thief.parameters():
@@ -714,7 +680,7 @@ def tune_copy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, p
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)  # the batches
-    dropout = LocalRandomState(seed, next(thief.parameters()).device)  # dropout and drop-path of the training steps
+    dropout = models.LocalRandomState(seed, next(thief.parameters()).device)  # dropout and drop-path of the training steps
     wanted = set(checkpoints) | {steps}
     if 0 in wanted:
         yield 0, thief.eval()

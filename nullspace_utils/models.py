@@ -54,6 +54,7 @@ __all__ = [
     "unwrap",
     "evaluating",
     "exact_float32",
+    "LocalRandomState",
     "tf32_matmuls",
 ]
 
@@ -366,6 +367,40 @@ def tf32_matmuls() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- loading
+class LocalRandomState:
+    """A random stream of its own for code that draws from torch's global generators (dropout, drop-path, a new
+    layer's initialisation): inside ``with state.active():`` they draw from a stream seeded by ``seed`` on the CPU
+    and on ``device``, which carries on from one ``with`` block to the next, and the caller's global random state
+    is as it was after each block (``torch.random.fork_rng``). So a seeded training run gives the same weights
+    whatever the caller drew before, between or after its steps.
+    """
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+        self.seed, self.device = seed, torch.device(device)
+        self._states: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (CPU, CUDA) after the last block
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Draw from this stream inside the block; the global state is restored after it."""
+        cuda = self.device.type == "cuda"
+        index = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if cuda else 0
+        with torch.random.fork_rng(devices=[index] if cuda else []):
+            if self._states is None:  # seed the CPU generator and this device's only, never every GPU's
+                torch.default_generator.manual_seed(self.seed)
+                if cuda:
+                    torch.cuda.default_generators[index].manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self._states[0])
+                if cuda and self._states[1] is not None:
+                    torch.cuda.set_rng_state(self._states[1], index)
+            try:
+                yield
+            finally:
+                self._states = (torch.get_rng_state(), torch.cuda.get_rng_state(index) if cuda else None)
+
+
 def _unknown_name_message(name: str) -> str:
     import timm
 

@@ -497,7 +497,7 @@ def test_tune_copy_with_dropout_is_seeded_and_leaves_the_global_random_state(vit
 def test_local_random_state_carries_on_and_restores():
     torch.manual_seed(0)
     outside = torch.rand(2)
-    state = fp.LocalRandomState(5)
+    state = models.LocalRandomState(5)
     torch.manual_seed(0)
     with state.active():
         a = torch.rand(2)
@@ -507,7 +507,7 @@ def test_local_random_state_carries_on_and_restores():
     torch.manual_seed(5)
     assert torch.equal(torch.cat([a, b]), torch.rand(4))  # one stream seeded 5, carried across the blocks
     with pytest.raises(ValueError, match="seed must be"):
-        fp.LocalRandomState(-1)
+        models.LocalRandomState(-1)
 
 
 def test_leak_table_writes_rounding_level_changes_as_comparisons():

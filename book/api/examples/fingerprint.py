@@ -25,7 +25,7 @@ assert result.control_changes.min() > result.tol and result.n == result.probes =
 constant = fp.verify(secret, lambda images: torch.zeros(len(images), 10))  # a suspect that ignores its input
 assert constant.verdict == fp.INCONCLUSIVE and not constant.is_yours
 assert fp.MAX_BISECTION_STEPS == 24  # label mode: beyond 24 steps the bracket's two images are equal in float32
-dropout = fp.LocalRandomState(seed=0)  # dropout drawn from a stream of its own, as tune_copy does
+dropout = models.LocalRandomState(seed=0)  # dropout drawn from a stream of its own, as tune_copy does
 with dropout.active():
     drawn = torch.rand(2)  # the caller's global random state is as it was after the block
 # what a thief might try, and what it costs them
