@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, cast
 
@@ -89,8 +90,8 @@ def learning_precision(precision: str, device: str | torch.device) -> str:
     match and logit MSE, *measured in float32*, within the float32 seeds' spread at the teaching points measured
     (``learned_noise_quality_gpu.json``). Models as small as the teaching zoo's leave the GPU waiting on kernel
     launches, and there bf16's casts make a step of one noise slower than float32; with three noises per pass
-    (:func:`noises_per_pass`, the CUDA default) a teaching point's three seeds took 2-2.6x less time than one by
-    one, and kept match and logit MSE within the float32 seeds' range
+    (:func:`noises_per_pass`) a teaching point's three seeds took 1.8-2.7x less time than one by one (evaluations
+    included), and their match and logit MSE did not separate from the float32 seeds'
     (``learned_noise_quality_per_pass_gpu.json``).
 
     Args:
@@ -111,9 +112,18 @@ def _cuda_capability(device: torch.device) -> tuple[int, int]:
     return torch.cuda.get_device_capability(device)
 
 
+#: the environment variable through which :func:`nullspace_utils.plan.run_plan` tells a part how many parts share
+#: its GPU (its slots on that device): each may then use that share of the GPU's memory
+GPU_SHARE_VARIABLE = "NULLSPACE_GPU_SHARE"
+
+
 def _cuda_memory_bytes(device: torch.device) -> int:
-    """A CUDA device's memory, in bytes."""
-    return torch.cuda.get_device_properties(device).total_memory
+    """This process's share of a CUDA device's memory, in bytes: all of it, or the part that
+    ``$NULLSPACE_GPU_SHARE`` (the number of processes sharing the GPU, set by the plan) leaves to each."""
+    share = os.environ.get(GPU_SHARE_VARIABLE, "1")
+    if not share.isdigit() or int(share) < 1:
+        raise ValueError(f"{GPU_SHARE_VARIABLE}={share!r} must be a whole number >= 1 (the processes sharing the GPU).")
+    return torch.cuda.get_device_properties(device).total_memory // int(share)
 
 
 @contextlib.contextmanager
@@ -481,7 +491,8 @@ def noises_per_pass(per_pass: int | None, batch_size: int, device: str | torch.d
     ``per_pass`` itself, or for ``None`` one on the CPU (each noise then learns exactly as alone: the book's
     committed results, bit for bit) and on CUDA as many as :data:`IMAGES_PER_PASS` images per 80 GB of the GPU's
     memory hold, at least one: three at batch 256 on an H100, five on an H200, one on a 16 GB T4 or a 24 GB L4. A
-    model too small to fill the GPU alone then does not leave it waiting.
+    model too small to fill the GPU alone then does not leave it waiting. When the plan runs several parts on one
+    GPU, each counts only its share of the memory (:data:`GPU_SHARE_VARIABLE`).
 
     Args:
         per_pass: a number of noises, or ``None`` to choose by the device.
@@ -524,7 +535,8 @@ def learn_noises(
     rate once, with the first seed), but ``per_pass`` of them in each forward pass: the model is frozen, so the
     noises can share its passes, each noise on its own seed's batch of images (the batch stacked once per noise).
     Each noise's loss and gradient are its own, as if it were learned alone; on the CPU the default learns one
-    at a time (:func:`noises_per_pass`), which gives exactly :func:`learn_noise`'s noises.
+    at a time (:func:`noises_per_pass`), which gives exactly :func:`learn_noise`'s noises. A ``DataLoader`` (one
+    batch order for every seed) always learns one noise per pass.
 
     Args:
         model: the classifier the noises are for (left as it was).
@@ -562,7 +574,8 @@ def _learn(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: 
     model frozen, in eval mode on ``device`` and in ``precision``'s arithmetic; the model is left as it was."""
     device = _device(model, device)
     arithmetic = learning_precision(precision, device)
-    chunk = noises_per_pass(per_pass, batch_size, device)
+    # a DataLoader has one batch order for every seed: its noises learn one at a time, each over a pass of its own
+    chunk = 1 if isinstance(data, DataLoader) else noises_per_pass(per_pass, batch_size, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
     results: list[NoiseResult] = []
     with models.evaluating(model, device), _learning_arithmetic(arithmetic):
@@ -628,6 +641,9 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
                 batch = next(batches[index])[0]
             images.append(batch.to(device) if checked else _finite(batch.to(device)))
         size = len(images[0])  # the loaders share data and batch size: their batches have one size at every step
+        if any(len(batch) != size for batch in images):
+            raise RuntimeError(f"noises learned together met batches of sizes {[len(b) for b in images]} in one step; "
+                               "learn them one per pass (per_pass=1).")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             with torch.no_grad():
                 clean = model(images[0] if len(images) == 1 else torch.cat(images))
@@ -673,6 +689,7 @@ class CleanPass:
     batch_size: int
     logits: list[torch.Tensor]  # per batch, (B, K), on the device they were computed on
     clean_norms: torch.Tensor  # per image, the norm of its clean input at ``level`` (tokens or image)
+    model_id: int = 0  # id() of the model it was computed with, to refuse it for another
 
     @property
     def images(self) -> int:
@@ -716,7 +733,7 @@ def clean_pass(model: nn.Module, data: Dataset | DataLoader, *, level: str, batc
                 break
     if not count:
         raise ValueError("data holds no images: give at least one.")
-    return CleanPass(level, batch_size, logits, torch.cat(norms))
+    return CleanPass(level, batch_size, logits, torch.cat(norms), id(models.unwrap(model)))
 
 
 def _check_in_order(data: Dataset | DataLoader) -> None:
@@ -732,6 +749,8 @@ def _noisy_batches(model: nn.Module, data, noise: torch.Tensor, clean: CleanPass
     refuses a ``clean`` made with other data, level or batch size than this pass's."""
     if clean.level != level:
         raise ValueError(f"clean was computed at level {clean.level!r}, not {level!r}: compute clean_pass at {level!r}.")
+    if clean.model_id != id(models.unwrap(model)):
+        raise ValueError("clean was computed with another model: compute clean_pass with this one.")
     mismatch = ValueError(f"clean covers {clean.images} images in batches of {clean.batch_size}, not this data's: "
                           "compute clean_pass with the same model, data, batch size and number of images.")
     _check_in_order(data)
@@ -842,6 +861,9 @@ def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Te
     elif clean.batch_size != batch_size:
         raise ValueError(f"clean was computed in batches of {clean.batch_size}, not {batch_size}: compute clean_pass "
                          "with this batch size.")
+    elif clean.images != _count(data):
+        raise ValueError(f"clean covers {clean.images} images, the data {_count(data)}: compute clean_pass on all "
+                         "of the data (no images=).")
     changes = metrics.PredictionChanges()
     with models.evaluating(model, device), models.exact_float32():
         for clean_logits, noisy in _noisy_batches(model, data, noise, clean, level=level, device=device,

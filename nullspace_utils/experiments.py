@@ -277,7 +277,14 @@ def _run_all(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     # the estimate costs about a minute on a GPU: measured before a dry run, and before a run on CUDA (for the plan
     # printed first and the progress bar's ETA), unless --no-measure
     measure = not args.no_measure and (args.dry_run or args.devices[0].startswith("cuda"))
-    estimates = plan.estimate_plan(parts, profile, args.devices[0]) if measure else None
+    estimates = None
+    if measure:
+        try:
+            estimates = plan.estimate_plan(parts, profile, args.devices[0])
+        except (RuntimeError, OSError) as error:  # e.g. out of memory: a dry run says so, a run goes on without
+            if args.dry_run:
+                parser.exit(1, f"{parser.prog} all: error: measuring a step failed: {error}\n")
+            logger.warning("measuring the plan's steps failed (%s); running without an estimate", error)
     if args.dry_run or estimates:
         print(plan.describe_plan(parts, work, estimates=estimates, device=args.devices[0]), flush=True)
     if args.dry_run:

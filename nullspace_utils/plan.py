@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from nullspace_utils import approximate
 from nullspace_utils.files import REPOSITORY_ROOT, atomic_write
 from nullspace_utils.profiles import Profile
 
@@ -277,12 +278,13 @@ def _seconds(function: Any, device: torch.device) -> float:
 
 
 def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size: int, device: str,
-                      steps: int = 4) -> StepCost:
+                      steps: int = 4, seeds: int = 3) -> StepCost:
     """What one learning step and one float32 forward batch of ``model_name`` at ``level`` take on ``device``: each timed
     twice, with ``steps`` and with twice as many steps (batches), after a warm-up; the difference over ``steps`` is
     the cost per step, without the call's fixed cost. As the sweeps run them: learning in the default arithmetic
-    (bf16 autocast on CUDA) with as many noises per pass (:func:`~nullspace_utils.approximate.noises_per_pass`;
-    a step's cost is one noise's share of a pass), evaluation in full float32. Untrained weights for timm models (the cost does not
+    (bf16 autocast on CUDA) with a point's ``seeds`` in one pass as far as
+    :func:`~nullspace_utils.approximate.noises_per_pass` allows (a step's cost is one noise's share of that pass),
+    evaluation in full float32. Untrained weights for timm models (the cost does not
     depend on them); random images of the profile's size."""
     from torch.utils.data import TensorDataset
 
@@ -298,7 +300,7 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
     def dataset(batches: int) -> TensorDataset:
         return TensorDataset(images[: batches * batch_size].to(where), labels[: batches * batch_size].to(where))
 
-    together = approximate.noises_per_pass(None, batch_size, where)  # noises per pass, as the sweeps learn them
+    together = min(seeds, approximate.noises_per_pass(None, batch_size, where))  # as a point learns its seeds
 
     def learn(count: int) -> None:
         approximate.learn_noises(model, dataset(count), level=level, lim=0.1, seeds=range(together), steps=count,
@@ -325,7 +327,8 @@ def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
     """Each part's :class:`Estimate` on ``device``: its counted work (:func:`part_work`) times the cost of a step
     measured there (:func:`measure_step_cost`, once per model, level and batch size, each part's work at its own;
     ``measure(model, level, batch_size)`` instead, e.g. in tests). Counted: the learning steps and the evaluations'
-    forward passes, which dominate a sweep; not counted: loading data and models, and process start."""
+    forward passes, which dominate a sweep; not counted: loading data and models, and process start. The GPU
+    memory the measurements used is given back at the end."""
     measure = measure or (lambda model, level, batch: measure_step_cost(profile, model, level, batch, device))
     costs: dict[tuple[str, str, int], StepCost] = {}
     estimates = {}
@@ -344,6 +347,8 @@ def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
                           + work.forward_batches.get(key, 0) * costs[key].forward_batch)
             seconds.append(total)
         estimates[part.name] = Estimate(seconds[0], seconds[0] + seconds[1])
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():  # leave the parts' processes the memory
+        torch.cuda.empty_cache()
     return estimates
 
 
@@ -374,10 +379,12 @@ def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
     return "\n".join(lines)
 
 
-def part_weights(parts: Sequence[Part], work: Path, estimates: dict[str, Estimate] | None = None) -> dict[str, float]:
+def part_weights(parts: Sequence[Part], work: Path,
+                 estimates: dict[str, Estimate] | None = None) -> dict[str, float] | None:
     """How much of the plan each part is, in seconds, for the progress bar's ETA: its estimate (:func:`estimate_plan`)
     where there is one, else the seconds it took when it last finished (the manifest in ``work``), else the mean of
-    the others (1 each when nothing is known: the bar then counts parts)."""
+    those known (a guess: a merge weighs as much as a sweep's part). ``None`` when nothing is known: the bar then
+    counts parts."""
     finished = _read_manifest(work)
     known: dict[str, float] = {}
     for part in parts:
@@ -386,7 +393,9 @@ def part_weights(parts: Sequence[Part], work: Path, estimates: dict[str, Estimat
             known[part.name] = estimate.seconds
         elif part.name in finished:
             known[part.name] = float(finished[part.name]["seconds"])
-    guess = sum(known.values()) / len(known) if known else 1.0
+    if not known:
+        return None
+    guess = sum(known.values()) / len(known)
     return {part.name: known.get(part.name, guess) for part in parts}
 
 
@@ -458,8 +467,9 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
                 if ready and slots:
                     device = slots.pop(0)
                     log = open(work / "logs" / f"{_file_name(part.name)}.log", "w")  # noqa: SIM115 (closed above)
+                    share = {approximate.GPU_SHARE_VARIABLE: str(max(1, list(devices).count(device)))}  # on this GPU
                     process = subprocess.Popen(part.command_line(device, work), stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True)
+                                               start_new_session=True, env={**os.environ, **share})
                     running[part.name] = (process, device, time.perf_counter(), log)
                     waiting.remove(part)
             time.sleep(poll_seconds)

@@ -510,6 +510,11 @@ def test_a_clean_pass_gives_the_evaluations_and_losses_computed_batch_by_batch(v
         kept = (reference.argmax(1) == noisy.argmax(1)).float().mean().item()
         assert with_clean.match == pytest.approx(kept)
         assert with_clean.logit_mse == pytest.approx((reference - noisy).pow(2).mean(1).mean().item(), rel=1e-4)
+        clean_probability = reference.softmax(1).max(1).values
+        changed = noisy.softmax(1).gather(1, reference.argmax(1, keepdim=True))[:, 0]
+        assert with_clean.prob_change == pytest.approx((clean_probability - changed).abs().mean().item(), rel=1e-4)
+        if level == "input":  # the clean inputs' mean norm: the images'
+            assert with_clean.clean_norm == pytest.approx(images.flatten(1).norm(dim=1).mean().item(), rel=1e-5)
         first_twelve = approximate.clean_pass(vit_s, data, level=level, batch_size=8, images=12)
         assert [len(batch) for batch in first_twelve.logits] == [8, 4]
         loss = approximate.training_loss(vit_s, data, noise, level=level, images=12, batch_size=8, clean=first_twelve)
@@ -536,6 +541,9 @@ def test_a_clean_pass_of_other_data_is_refused(vit_s):
         approximate.training_loss(vit_s, data, noise, level="input", images=16, batch_size=8, clean=partial)
     with pytest.raises(ValueError, match="shuffle=False"):
         approximate.clean_pass(vit_s, DataLoader(data, batch_size=8, shuffle=True), level="input")
+    other = models.load_model("zoo-vit-b")
+    with pytest.raises(ValueError, match="another model"):
+        approximate.evaluate_noise(other, data, noise, level="input", batch_size=8, clean=clean)
 
 
 def test_noises_learned_together_are_the_noises_learned_alone(vit_s):
@@ -564,6 +572,18 @@ def test_noises_learned_together_are_the_noises_learned_alone(vit_s):
     assert list(shared.scores.values()) == pytest.approx(list(one_by_one.scores.values()), rel=1e-4)
 
 
+def test_a_dataloader_learns_its_noises_one_per_pass(vit_s):
+    """A DataLoader has one batch order for every seed, so its noises cannot share passes: per_pass is ignored."""
+    data = DataLoader(synthetic_dataset("train", n=24), batch_size=8, shuffle=True,
+                      generator=torch.Generator().manual_seed(0))
+    settings = {"level": "input", "lim": 0.3, "seeds": (0, 1), "steps": 3, "lr": 1.0, "milestones": ()}
+    torch.manual_seed(0)
+    together = approximate.learn_noises(vit_s, data, per_pass=2, **settings)
+    data.generator.manual_seed(0)
+    alone = approximate.learn_noises(vit_s, data, per_pass=1, **settings)
+    assert all(torch.equal(a.noise, b.noise) for a, b in zip(together, alone, strict=True))
+
+
 def test_noises_per_pass_fills_a_gpu_by_its_memory_and_keeps_the_cpu_exact(vit_s, monkeypatch):
     memory = {"bytes": 85_000_000_000}  # what torch reports for an H100 80GB
     monkeypatch.setattr(approximate, "_cuda_memory_bytes", lambda device: memory["bytes"])
@@ -583,3 +603,19 @@ def test_noises_per_pass_fills_a_gpu_by_its_memory_and_keeps_the_cpu_exact(vit_s
     with torch.no_grad(), approximate.add_noise(vit_s, torch.zeros(3, 49, 96), "encoder") as noisy_model:
         with pytest.raises(ValueError, match="one noise per image"):
             noisy_model(images)  # three noises for two images
+
+
+def test_parts_sharing_a_gpu_count_their_share_of_its_memory(monkeypatch):
+    """The plan tells each part how many share its GPU (NULLSPACE_GPU_SHARE); three parts on an H100 then learn one
+    noise per pass each instead of three."""
+    import types
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: types.SimpleNamespace(
+        total_memory=85_000_000_000))
+    monkeypatch.delenv(approximate.GPU_SHARE_VARIABLE, raising=False)
+    assert approximate.noises_per_pass(None, 256, "cuda") == 3
+    monkeypatch.setenv(approximate.GPU_SHARE_VARIABLE, "3")
+    assert approximate.noises_per_pass(None, 256, "cuda") == 1
+    monkeypatch.setenv(approximate.GPU_SHARE_VARIABLE, "0")
+    with pytest.raises(ValueError, match="NULLSPACE_GPU_SHARE='0' must be a whole number"):
+        approximate.noises_per_pass(None, 256, "cuda")

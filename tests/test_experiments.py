@@ -4,6 +4,7 @@ their provenance), and the committed files' cheap check points still come out of
 import json
 
 import pytest
+import torch
 
 from nullspace_utils import experiments, metrics, models, results
 from nullspace_utils.data import stack_dataset
@@ -180,6 +181,13 @@ def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path):
     with pytest.raises(StudyError, match="no part has"):
         robustness_study.merge([json.loads(parts[0].read_text())], parts[:1], profile, Run())
     _transfer_reuses_the_sweeps_noises(tiny, result, merged, profile)
+    # a part whose noise file is another run's (or of the old one-seed format) is refused before anything is merged
+    from safetensors.torch import save_file
+
+    save_file({f"{name}/0.1": torch.zeros(3, 112, 112) for name in profile.cnn_models},
+              robustness_study.noise_file(parts[1]))
+    with pytest.raises(StudyError, match=r"does not hold the noises of .*cnns.json .*is missing"):
+        robustness_study.merge([json.loads(part.read_text()) for part in parts], parts, profile, Run(command="merge"))
 
 
 def _transfer_reuses_the_sweeps_noises(tiny, result, merged, profile) -> None:

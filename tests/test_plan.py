@@ -221,7 +221,7 @@ def test_the_progress_bar_weighs_parts_by_their_estimates_or_last_times(tmp_path
     """The bar's ETA weighs a long part as long: a part's estimate, else its last time, else the others' mean."""
     parts = [writer("a", "a.json"), writer("b", "b.json"), writer("c", "c.json")]
     work = tmp_path / "work"
-    assert plan.part_weights(parts, work) == {"a": 1.0, "b": 1.0, "c": 1.0}  # nothing known: it counts parts
+    assert plan.part_weights(parts, work) is None  # nothing known: the bar counts parts
     estimates = {"a": plan.Estimate(10.0, 15.0), "b": plan.Estimate(None, None)}
     assert plan.part_weights(parts, work, estimates) == {"a": 10.0, "b": 10.0, "c": 10.0}
     run(parts, tmp_path)
@@ -234,3 +234,16 @@ def test_the_progress_bar_weighs_parts_by_their_estimates_or_last_times(tmp_path
                   weights={"a": 30.0, "b": 10.0, "c": 99.0})
     shown = capsys.readouterr().err
     assert "plan (estimated seconds)" in shown and "40/40" in shown  # c was skipped: not in the total
+
+
+def test_each_part_is_told_how_many_parts_share_its_gpu(tmp_path):
+    """run_plan sets NULLSPACE_GPU_SHARE for a part: the number of slots its device has (a CPU part: 1)."""
+    script = ("import os, sys, time; time.sleep(0.3); "
+              "open(sys.argv[1], 'w').write(sys.argv[2] + ' ' + os.environ.get('NULLSPACE_GPU_SHARE', 'unset'))")
+    parts = [plan.Part(name, (name,), publishes=(f"{name}.txt",),
+                       command=(sys.executable, "-c", script, f"{{work}}/{name}.txt", plan.DEVICE))
+             for name in ("a", "b", "c")]
+    report = run(parts, tmp_path, devices=["cuda:0", "cuda:0", "cuda:1"])
+    assert sorted(report.done) == ["a", "b", "c"] and not report.failed
+    told = {(tmp_path / "out" / f"{name}.txt").read_text() for name in ("a", "b", "c")}
+    assert told == {"cuda:0 2", "cuda:1 1"}  # two slots on cuda:0 (two parts there), one on cuda:1

@@ -176,7 +176,7 @@ if sweep is not None:
 # Every model's image noise at the transfer lims, one for each of the three seeds, is added to every model's
 # inputs. The command reuses the noises the sweep learned, when the sweep saved them beside its file (as
 # `experiments all` runs it); without them (the committed sweeps keep none) it learns each again with the sweep's
-# recipe and rates. The file's `noises` entry says which:
+# recipe and rates. The line under the box below says which:
 #
 # ```bash
 # python -m nullspace_utils.experiments robustness-transfer --profile teaching --device cuda
@@ -187,6 +187,8 @@ if sweep is not None:
 
 # %% tags=[hide-input]
 display(transfer_note)
+if transfer is not None:
+    print(robustness_study.transfer_origin(transfer))
 
 # %% tags=[hide-input] alt="Two heatmaps, one per transfer lim, of the predictions each model keeps (columns) under the noise learned for each model (rows), mean of three seeds. At the smaller lim most cells are high; ResNet and EfficientNet lose many predictions under the other models' noise. At the larger lim the ViTs' noises keep most of the other ViTs' predictions but few of ResNet's and EfficientNet's, and the CNNs' noises keep fewer of the ViTs' predictions than the ViTs' noises do."
 if transfer is not None:

@@ -12,7 +12,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ from nullspace_utils.studies.noise_sweep import (
 __all__ = ["RobustnessSettings", "RobustnessCheck", "SETTINGS", "CHECK", "LOSS", "work", "transfer_work", "run", "merge", "noise_file", "RESULT",
            "RobustnessResult", "TransferResult", "TRANSFER_RESULT", "sweep_noises", "run_transfer", "relative_size", "architecture_verdicts", "verdict_sentence", "verdict_summary", "verdict_table",
            "run_summary", "uniform_reference_rows", "panels", "lr_rows", "null_energy_share", "null_part_rows",
-           "mean_transfer_matrix", "transfer_verdicts", "transfer_table", "transfer_summary", "transfer_gains",
+           "mean_transfer_matrix", "transfer_verdicts", "transfer_table", "transfer_origin", "transfer_summary", "transfer_gains",
            "claims"]
 
 
@@ -116,7 +116,7 @@ class TransferResult(TypedDict):
     config: SweepConfig
     source: str
     sweep_commit: str
-    noises: NotRequired[str]  # "the sweep's" (its own noises, saved beside it) or "learned again" (absent: again)
+    noises: NotRequired[Literal["the sweep's", "learned again"]]  # the sweep's own (saved beside it); absent: again
     rates: dict[str, dict[str, float]]
     points: dict[str, dict[str, NoisePoint]]
     learned: dict[str, dict[str, dict[str, list[float]]]]
@@ -139,6 +139,26 @@ def _noise_key(name: str, lim: float, seed: int) -> str:
     return f"{name}/{lim:g}/{seed}"
 
 
+def _checked_noises(rows: Mapping[str, list[NoisePoint]], transfer_lims: Sequence[float], file: Path,
+                    result: Path | str) -> dict[str, dict[float, dict[int, torch.Tensor]]]:
+    """The noises in ``file`` of every model of ``rows`` at ``transfer_lims`` (``[model][lim][seed]``), each checked
+    against its row: its norm must be the one the row reports, so a file of another run is refused."""
+    stored = load_file(str(file))
+    found: dict[str, dict[float, dict[int, torch.Tensor]]] = {}
+    for name, model_rows in rows.items():
+        for lim in transfer_lims:
+            row = next((row for row in model_rows if row["lim"] == lim), None)
+            for entry in row["seeds"] if row else ():
+                key = _noise_key(name, lim, entry["seed"])
+                noise = stored.get(key)
+                if noise is None or not math.isclose(noise.norm().item(), entry["final_norm"], rel_tol=1e-5):
+                    raise StudyError(f"{file} does not hold the noises of {result} ({key} is "
+                                     f"{'missing' if noise is None else 'another noise'}): run that robustness "
+                                     "sweep (or part) again, or delete the file to learn the transfer's noises again.")
+                found.setdefault(name, {}).setdefault(lim, {})[entry["seed"]] = noise
+    return found
+
+
 def sweep_noises(sweep: RobustnessResult, path: Path) -> dict[str, dict[float, dict[int, torch.Tensor]]] | None:
     """The noises the sweep in ``path`` learned at its transfer lims (``[model][lim][seed]``), from the file
     beside it (:func:`noise_file`), or ``None`` when there is none (the committed sweeps keep no noises). Each
@@ -146,20 +166,13 @@ def sweep_noises(sweep: RobustnessResult, path: Path) -> dict[str, dict[float, d
     file = noise_file(Path(path))
     if not file.is_file():
         return None
-    stored = load_file(str(file))
-    found: dict[str, dict[float, dict[int, torch.Tensor]]] = {}
-    for name, rows in sweep["input"].items():
-        for lim in sweep["config"]["transfer_lims"]:
-            row = next((row for row in rows if row["lim"] == lim), None)
-            for entry in row["seeds"] if row else ():
-                key = _noise_key(name, lim, entry["seed"])
-                noise = stored.get(key)
-                if noise is None or not math.isclose(noise.norm().item(), entry["final_norm"], rel_tol=1e-5):
-                    raise StudyError(f"{file} does not hold the noises of {path} ({key} is "
-                                     f"{'missing' if noise is None else 'another noise'}): delete it, and "
-                                     "robustness-transfer learns the noises again, or run the robustness sweep again.")
-                found.setdefault(name, {}).setdefault(lim, {})[entry["seed"]] = noise
-    return found
+    return _checked_noises(sweep["input"], sweep["config"]["transfer_lims"], file, path)
+
+
+def _flat(noises: dict[str, dict[float, dict[int, torch.Tensor]]]) -> dict[str, torch.Tensor]:
+    """``[model][lim][seed]`` noises under :func:`noise_file`'s keys."""
+    return {_noise_key(name, lim, seed): noise for name, by_lim in noises.items() for lim, by_seed in by_lim.items()
+            for seed, noise in by_seed.items()}
 
 
 def _transfer(out: dict[str, Any], profile: Profile, loaded: dict[str, nn.Module], noises: dict[str, torch.Tensor],
@@ -221,11 +234,12 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
     if missing:
         raise StudyError(f"merge: no part has {', '.join(missing)}; the transfer tables need every model.")
     noises: dict[str, torch.Tensor] = {}
-    for path in part_files:
+    for part, path in zip(parts, part_files, strict=True):
         if not noise_file(Path(path)).is_file():
             raise StudyError(f"merge: {noise_file(Path(path))} is missing: a robustness part saves its noises beside "
                              "its result file; merge the parts where they were written.")
-        noises.update(load_file(str(noise_file(Path(path)))))
+        noises.update(_flat(_checked_noises(part["input"], part["config"]["transfer_lims"], noise_file(Path(path)),
+                                            path)))
     val = profile.tensor_dataset("val", out["config"]["val"], how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
     out["transfer"], out["exact_transfer"] = {}, {}
@@ -277,7 +291,7 @@ def run_transfer(settings: RobustnessSettings, sweep: RobustnessResult, profile:
     train = None if noises else profile.tensor_dataset("train", settings.train, how.device)
     common = point_settings(settings, how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
-    clean = robustness.clean_passes(loaded, val, batch_size=settings.batch_size, device=how.device)
+    clean = robustness.clean_passes(loaded, val, device=how.device)  # batches of 256, as merge's tables
     source = profile.vit_models[0]
     out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name, "config": settings_dict(settings),
                            "source": source, "sweep_commit": sweep["provenance"]["commit"],
@@ -578,6 +592,15 @@ def transfer_table(transfer: TransferResult, lim: str, sources: Sequence[str]) -
             for source in sources for entry in transfer_verdicts(transfer, lim, source)]
     return plotting.table(rows, ["noise of", "on", "verdict", "learned (%)", "uniform, same energy (%)",
                                  f"exact noise of {_short_name(transfer['source'])}, same energy (%)"])
+
+
+def transfer_origin(transfer: TransferResult) -> str:
+    """Where the transfer file's noises come from, as a sentence for the chapter (its ``noises`` entry; a file
+    without one learned them again)."""
+    if transfer.get("noises") == "the sweep's":
+        return ("The noises are the sweep's own, saved beside its file: panels (b) and (c) read the same noises.")
+    return ("The noises were learned again, each seed with the sweep's recipe and rate (the sweep kept none): the "
+            "same recipe as panel (b), not the same noises.")
 
 
 def transfer_summary(transfer: TransferResult, lim: str, vits: Sequence[str], cnns: Sequence[str]) -> dict[str, dict[str, int]]:

@@ -42,6 +42,7 @@ assert abs(robustness.null_energy_share(start, "projected_norm_kept") - 672 / 76
 # beside it (sweep_noises; None for the committed sweeps), else each learned again with the sweep's rates
 transfer: robustness.TransferResult = robustness.TRANSFER_RESULT.read(robustness.TRANSFER_RESULT.path("teaching"))
 assert callable(robustness.run_transfer) and transfer["source"] == "zoo-vit-s"
+assert robustness.transfer_origin(transfer).startswith("The noises were learned again")  # the committed file's
 matrix = robustness.mean_transfer_matrix(transfer, "0.5")  # mean over seeds, for plotting.matrix_heatmap
 assert matrix["zoo-vit-s"]["zoo-vit-s"] > 0.95
 entries = robustness.transfer_verdicts(transfer, "0.5", "zoo-vit-s")  # against the uniform noise it started from
