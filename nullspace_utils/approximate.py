@@ -42,7 +42,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence, cast
+from typing import Any, Callable, Iterator, Sequence, Sized, cast
 
 import torch
 import torch.nn as nn
@@ -883,7 +883,7 @@ def evaluate_noise(model: nn.Module, data: Dataset | DataLoader, noise: torch.Te
 
 def _count(data: Dataset | DataLoader) -> int:
     """How many images ``data`` holds (a loader: those of its dataset)."""
-    return len(data.dataset) if isinstance(data, DataLoader) else len(data)
+    return len(cast(Sized, data.dataset if isinstance(data, DataLoader) else data))
 
 
 def split_noise(model: nn.Module, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

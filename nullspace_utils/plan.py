@@ -427,9 +427,12 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
     free = list(devices)
     cpu_free = [CPU_SLOT]  # the parts that compute on the CPU whatever the devices: one at a time, beside them
     weight = {part.name: (weights or {}).get(part.name, 1.0) for part in parts}
-    bar = tqdm(total=sum(weight[part.name] for part in waiting), disable=not show_progress,
-               **({"unit": "s", "desc": "plan (estimated seconds)", "bar_format": _WEIGHTED_BAR} if weights else
-                  {"unit": "part", "desc": "plan"}))
+    total = sum(weight[part.name] for part in waiting)
+    if weights:
+        bar = tqdm(total=total, disable=not show_progress, unit="s", desc="plan (estimated seconds)",
+                   bar_format=_WEIGHTED_BAR)
+    else:
+        bar = tqdm(total=total, disable=not show_progress, unit="part", desc="plan")
     stop = {"signal": 0}
 
     def interrupt(number: int, frame: Any) -> None:

@@ -77,7 +77,6 @@ def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset
     noise = exact.random_nullspace_noise(source, image_size, seed=seed, dtype=torch.float64)
     noise = (noise * (rms / noise.pow(2).mean().sqrt())).float()
     clean = clean or {}
-    return {name: approximate.evaluate_noise(model, val, noise, level="input", device=device,
-                                             **({"clean": clean[name], "batch_size": clean[name].batch_size}
-                                                if name in clean else {})).match
+    return {name: approximate.evaluate_noise(model, val, noise, level="input", device=device, clean=clean.get(name),
+                                             batch_size=clean[name].batch_size if name in clean else 256).match
             for name, model in tqdm(models.items(), disable=not show_progress, desc="exact noise transfer")}

@@ -301,15 +301,16 @@ def run_transfer(settings: RobustnessSettings, sweep: RobustnessResult, profile:
         key = str(lim)
         by_model: dict[str, dict[int, torch.Tensor]] = {}
         for name, model in loaded.items():
-            row = next(row for row in sweep["input"][name] if row["lim"] == lim)
-            out["rates"].setdefault(name, {})[key] = row["lr"]
+            swept = next(row for row in sweep["input"][name] if row["lim"] == lim)
+            out["rates"].setdefault(name, {})[key] = swept["lr"]
             if noises:
                 by_model[name] = noises[name][lim]
-                out["points"].setdefault(name, {})[key] = row
+                out["points"].setdefault(name, {})[key] = swept
             else:
+                assert train is not None  # loaded above whenever the noises are learned again
                 by_model[name] = {}
                 out["points"].setdefault(name, {})[key] = noise_point(model, train, val, level="input", lim=lim,
-                                                                      lr=row["lr"], noises=by_model[name], **common)
+                                                                      lr=swept["lr"], noises=by_model[name], **common)
                 how.save_partial(out)
         out["learned"][key] = {name: {target: [] for target in loaded} for name in loaded}
         for seed in settings.seeds:
