@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "PRECISIONS", "learning_precision", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "learn_noises", "noises_per_pass",
-           "IMAGES_PER_PASS", "CleanPass", "clean_pass", "training_loss",
+           "IMAGES_PER_PASS", "GPU_SHARE_VARIABLE", "CleanPass", "clean_pass", "training_loss",
            "evaluate_noise",
            "shuffle_noise", "split_noise", "resolve_lr"]
 
@@ -536,7 +536,8 @@ def learn_noises(
     noises can share its passes, each noise on its own seed's batch of images (the batch stacked once per noise).
     Each noise's loss and gradient are its own, as if it were learned alone; on the CPU the default learns one
     at a time (:func:`noises_per_pass`), which gives exactly :func:`learn_noise`'s noises. A ``DataLoader`` (one
-    batch order for every seed) always learns one noise per pass.
+    batch order for every seed) always learns one noise per pass. The arguments not listed below are
+    :func:`learn_noise`'s.
 
     Args:
         model: the classifier the noises are for (left as it was).
@@ -545,8 +546,6 @@ def learn_noises(
         lim: the half-width of every Uniform(-lim, lim) start.
         seeds: one noise per seed (its start and its batch order).
         per_pass: noises learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
-        p, squared, steps, lr, milestones, batch_size, keep_norm, probe_steps, lr_grid, device, precision,
-            show_progress: as for :func:`learn_noise`.
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
