@@ -71,25 +71,34 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _random_model(name: str, device: str) -> models.ImageClassifier:
+    """timm's ``name`` with random weights, wrapped as the book's classifiers are, on ``device``."""
+    net = timm.create_model(name, pretrained=False, num_classes=1000)
+    return models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
+
+
 def step_seconds(name: str, level: str, steps: int, device: str, precision: str = "float32") -> float:
     """Seconds per SGD step of learn_noise for timm's ``name`` (random weights) at ``level``, learning in
     ``precision``."""
-    net = timm.create_model(name, pretrained=False, num_classes=1000)
-    model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
-    return _timed_steps(model, level, steps, device, precision)
+    return _timed_steps(_random_model(name, device), level, steps, device, precision)
 
 
-def _timed_steps(model: torch.nn.Module, level: str, steps: int, device: str, precision: str) -> float:
+def _timed_steps(model: torch.nn.Module, level: str, steps: int, device: str, precision: str,
+                 per_pass: int = 1) -> float:
+    """Seconds per step of one noise, with ``per_pass`` noises learned in each pass (after a 3-step warm-up; the
+    device's peak memory is reset before the timed steps, for :func:`_peak_memory`)."""
     images = torch.rand(BATCH * 2, 3, 224, 224, device=device)
     data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long, device=device))
     settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH, "device": device,
-                "precision": precision}
-    approximate.learn_noise(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
+                "precision": precision, "seeds": range(per_pass), "per_pass": per_pass}
+    approximate.learn_noises(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
     _synchronize(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    approximate.learn_noise(model, data, steps=steps, **settings)
+    approximate.learn_noises(model, data, steps=steps, **settings)
     _synchronize(device)
-    return (time.perf_counter() - started) / steps
+    return (time.perf_counter() - started) / (steps * per_pass)
 
 
 def cost_rows(device: str, steps: int) -> dict[str, Any]:
@@ -121,8 +130,7 @@ def precision_rows(device: str, steps: int, precisions: list[str], names: list[s
     same model, float32 timed first)."""
     rows = []
     for name in names:
-        net = timm.create_model(name, pretrained=False, num_classes=1000)
-        model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
+        model = _random_model(name, device)
         for level in levels:
             seconds = {precision: _timed_steps(model, level, steps, device, precision)
                        for precision in dict.fromkeys(["float32", *precisions])}
@@ -130,7 +138,7 @@ def precision_rows(device: str, steps: int, precisions: list[str], names: list[s
             rows.append({"model": name, "level": level, "seconds_per_step": seconds, "speedup_over_float32": speedup})
             print(f"{name:<24} {level:<8} " + "  ".join(f"{precision} {value * 1000:6.1f} ms (x{speedup[precision]:.2f})"
                                                           for precision, value in seconds.items()), flush=True)
-        del model, net
+        del model
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "rows": rows}
@@ -146,23 +154,11 @@ def together_rows(device: str, steps: int, counts: list[int], names: list[str], 
     default arithmetic), and the speed-up over one noise per pass, timed in the same process; the peak memory."""
     rows = []
     for name in names:
-        net = timm.create_model(name, pretrained=False, num_classes=1000)
-        model = models.ImageClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name=name).to(device)
+        model = _random_model(name, device)
         for level in [level for level in levels if level in ARCHITECTURES[name]]:
             seconds, memory = {}, {}
             for count in dict.fromkeys([1, *counts]):
-                images = torch.rand(BATCH * 2, 3, 224, 224, device=device)
-                data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long, device=device))
-                settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH,
-                            "device": device, "seeds": range(count), "per_pass": count}
-                approximate.learn_noises(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
-                _synchronize(device)
-                if device.startswith("cuda"):
-                    torch.cuda.reset_peak_memory_stats()
-                started = time.perf_counter()
-                approximate.learn_noises(model, data, steps=steps, **settings)
-                _synchronize(device)
-                seconds[str(count)] = (time.perf_counter() - started) / (steps * count)
+                seconds[str(count)] = _timed_steps(model, level, steps, device, "auto", per_pass=count)
                 memory[str(count)] = _peak_memory(device)
             speedup = {count: seconds["1"] / value for count, value in seconds.items()}
             rows.append({"model": name, "level": level, "seconds_per_noise_step": seconds,
@@ -170,7 +166,7 @@ def together_rows(device: str, steps: int, counts: list[int], names: list[str], 
             print(f"{name:<24} {level:<8} " + "  ".join(
                 f"{count}/pass {value * 1000:6.1f} ms (x{speedup[count]:.2f}, {memory[count] or 0:.1f} GiB)"
                 for count, value in seconds.items()), flush=True)
-        del model, net
+        del model
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     return {"batch": BATCH, "image_size": 224, "steps_timed": steps,

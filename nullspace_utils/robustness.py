@@ -70,13 +70,14 @@ def exact_transfer(source: nn.Module, models: dict[str, nn.Module], val: Dataset
     """Exact nullspace noise of the ViT ``source``, scaled to root-mean-square ``rms`` (compare it with
     Uniform(-lim, lim) at ``rms = lim / sqrt(3)``: equal energy), on every model's input: the fraction of unchanged
     predictions per model. The source itself keeps all of them (§3). ``show_progress=True`` shows a tqdm bar.
-    ``clean``: each model's clean logits on ``val`` (:func:`clean_passes`), to skip their forward passes."""
+    ``clean``: each model's clean logits on ``val`` (:func:`clean_passes`), computed once for every noise (by
+    default here, once per call)."""
     if not rms > 0:
         raise ValueError(f"rms must be positive, got {rms}.")
     image_size = tuple(val[0][0].shape[-2:])
     noise = exact.random_nullspace_noise(source, image_size, seed=seed, dtype=torch.float64)
     noise = (noise * (rms / noise.pow(2).mean().sqrt())).float()
-    clean = clean or {}
-    return {name: approximate.evaluate_noise(model, val, noise, level="input", device=device, clean=clean.get(name),
-                                             batch_size=clean[name].batch_size if name in clean else 256).match
+    clean = clean or clean_passes(models, val, device=device)
+    return {name: approximate.evaluate_noise(model, val, noise, level="input", device=device,
+                                             batch_size=clean[name].batch_size, clean=clean[name]).match
             for name, model in tqdm(models.items(), disable=not show_progress, desc="exact noise transfer")}

@@ -175,14 +175,15 @@ def _flat(noises: dict[str, dict[float, dict[int, torch.Tensor]]]) -> dict[str, 
             for seed, noise in by_seed.items()}
 
 
-def _transfer(out: dict[str, Any], profile: Profile, loaded: dict[str, nn.Module], noises: dict[str, torch.Tensor],
-              val: Dataset, transfer_lims: Sequence[float], seed: int, device: str) -> None:
+def _transfer(out: dict[str, Any], profile: Profile, loaded: dict[str, nn.Module],
+              noises: dict[str, dict[float, dict[int, torch.Tensor]]], val: Dataset, transfer_lims: Sequence[float],
+              seed: int, device: str) -> None:
     """Fill ``out``'s transfer tables: ``transfer[lim][source][target]`` (every model's input noise of ``seed`` on
     every model) and ``exact_transfer[lim][target]`` (ViT-S's exact nullspace noise at the RMS of Uniform(-lim, lim))."""
     source = profile.vit_models[0]
     clean = robustness.clean_passes(loaded, val, device=device)
     for lim in transfer_lims:
-        by_source = {name: noises[_noise_key(name, lim, seed)].to(device) for name in profile.models}
+        by_source = {name: noises[name][lim][seed].to(device) for name in profile.models}
         out["transfer"][str(lim)] = robustness.transfer_matrix(loaded, by_source, val, device=device, clean=clean)
         out["exact_transfer"][str(lim)] = robustness.exact_transfer(loaded[source], loaded, val, rms=lim / 3 ** 0.5,
                                                                     clean=clean,
@@ -201,7 +202,7 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
                            "loss": LOSS, "input": {}, "transfer": {}, "exact_transfer": {}}
     common = point_settings(settings, how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in chosen}
-    noises: dict[str, torch.Tensor] = {}  # "model/lim/seed" -> an input noise at a transfer lim, for the transfer
+    noises: dict[str, dict[float, dict[int, torch.Tensor]]] = {}  # [model][lim][seed] at the transfer lims
     for name, model in loaded.items():
         learned: dict[float, dict[int, torch.Tensor]] = {}
 
@@ -211,10 +212,9 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
             return noise_point(model, train, val, level="input", lim=lim, noises=learned[lim], **common)
 
         lim_sweep(point, settings, lambda: how.save_partial(out), out["input"].setdefault(name, []))
-        for lim in settings.transfer_lims:
-            noises.update({_noise_key(name, lim, seed): noise for seed, noise in learned[lim].items()})
+        noises[name] = {lim: learned[lim] for lim in settings.transfer_lims}
     if how.out is not None:  # for `merge` (a part of a parallel run) and for robustness-transfer
-        save_file(noises, noise_file(how.out))
+        save_file(_flat(noises), noise_file(how.out))
     if set(chosen) == set(profile.models):
         _transfer(out, profile, loaded, noises, val, settings.transfer_lims, settings.seeds[0], how.device)
         how.save_partial(out)
@@ -233,20 +233,19 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
     missing = sorted(set(profile.models) - set(out["input"]))
     if missing:
         raise StudyError(f"merge: no part has {', '.join(missing)}; the transfer tables need every model.")
-    noises: dict[str, torch.Tensor] = {}
+    noises: dict[str, dict[float, dict[int, torch.Tensor]]] = {}
     for part, path in zip(parts, part_files, strict=True):
         if not noise_file(Path(path)).is_file():
             raise StudyError(f"merge: {noise_file(Path(path))} is missing: a robustness part saves its noises beside "
                              "its result file; merge the parts where they were written.")
-        noises.update(_flat(_checked_noises(part["input"], part["config"]["transfer_lims"], noise_file(Path(path)),
-                                            path)))
+        noises.update(_checked_noises(part["input"], part["config"]["transfer_lims"], noise_file(Path(path)), path))
     val = profile.tensor_dataset("val", out["config"]["val"], how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
     out["transfer"], out["exact_transfer"] = {}, {}
     _transfer(out, profile, loaded, noises, val, [float(lim) for lim in out["config"]["transfer_lims"]],
               out["config"]["seeds"][0], how.device)
     if how.out is not None:  # every part's noises beside the merged file, for robustness-transfer
-        save_file(noises, noise_file(how.out))
+        save_file(_flat(noises), noise_file(how.out))
     return RESULT.validate(out, fix=RUNNER_FIX)
 
 
