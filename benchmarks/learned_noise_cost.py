@@ -23,11 +23,15 @@ float32 seconds / its seconds).
 that many noises are learned in one forward pass (``learn_noises``, the default arithmetic of the device), each
 against one noise per pass timed in the same process, with the GPU memory each needed at its peak.
 
+``--clean-once``: per architecture and level, the seconds of one step per noise with the clean logits of the
+training images computed once (the default on CUDA, ``approximate.clean_logits_once``) against per step, both with
+the device's default noises per pass, timed in the same process.
+
 ``--quality``: on the teaching profile, noises learned at committed points of the §4 and §5 sweeps
 (``book/results/teaching/approximate.json``, ``robustness.json``; :data:`QUALITY_POINTS`) with each precision, several
 seeds, at the committed point's rate and the sweep's settings. Match and logit MSE are measured in float32
 (``evaluate_noise``) on the sweep's validation images and compared with the float32 seeds' spread. With
-``--quality-per-pass 3`` each precision is also learned with its seeds together, three noises per pass.
+``--quality-per-pass 3`` each precision is also learned with its seeds together, three noises per pass; with ``--quality-clean-once`` also so with the clean logits computed once.
 """
 
 from __future__ import annotations
@@ -84,13 +88,14 @@ def step_seconds(name: str, level: str, steps: int, device: str, precision: str 
 
 
 def _timed_steps(model: torch.nn.Module, level: str, steps: int, device: str, precision: str,
-                 per_pass: int = 1) -> float:
-    """Seconds per step of one noise, with ``per_pass`` noises learned in each pass (after a 3-step warm-up; the
-    device's peak memory is reset before the timed steps, for :func:`_peak_memory`)."""
+                 per_pass: int = 1, clean_once: bool = False) -> float:
+    """Seconds per step of one noise, with ``per_pass`` noises learned in each pass, the clean logits computed per
+    step or, with ``clean_once``, once (the timed call's pass over the 512 images included), after a 3-step warm-up;
+    the device's peak memory is reset before the timed steps, for :func:`_peak_memory`."""
     images = torch.rand(BATCH * 2, 3, 224, 224, device=device)
     data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long, device=device))
     settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH, "device": device,
-                "precision": precision, "seeds": range(per_pass), "per_pass": per_pass}
+                "precision": precision, "seeds": range(per_pass), "per_pass": per_pass, "clean_once": clean_once}
     approximate.learn_noises(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
     _synchronize(device)
     if device.startswith("cuda"):
@@ -173,6 +178,28 @@ def together_rows(device: str, steps: int, counts: list[int], names: list[str], 
             "arithmetic": approximate.learning_precision("auto", device), "rows": rows}
 
 
+def clean_once_rows(device: str, steps: int, names: list[str], levels: list[str]) -> dict[str, Any]:
+    """Per model and level, the seconds of one step per noise with the clean logits computed per step and once
+    (:func:`~nullspace_utils.approximate.clean_logits_once`), both with the device's default noises per pass and
+    arithmetic, timed in the same process, and the speed-up."""
+    per_pass = approximate.noises_per_pass(None, BATCH, device)
+    rows = []
+    for name in names:
+        model = _random_model(name, device)
+        for level in [level for level in levels if level in ARCHITECTURES[name]]:
+            seconds = {label: _timed_steps(model, level, steps, device, "auto", per_pass=per_pass, clean_once=once)
+                       for label, once in (("per step", False), ("once", True))}
+            rows.append({"model": name, "level": level, "seconds_per_noise_step": seconds,
+                         "speedup": seconds["per step"] / seconds["once"]})
+            print(f"{name:<24} {level:<8} clean per step {seconds['per step'] * 1000:6.1f} ms, once "
+                  f"{seconds['once'] * 1000:6.1f} ms (x{rows[-1]['speedup']:.2f})", flush=True)
+        del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "per_pass": per_pass,
+            "arithmetic": approximate.learning_precision("auto", device), "rows": rows}
+
+
 def _committed_row(study: str, model: str, level: str, lim: float) -> dict[str, Any]:
     """The committed teaching row of ``study`` for ``model`` at ``lim``."""
     kind = approximate_study.RESULT if study == "approximate" else robustness.RESULT
@@ -189,10 +216,12 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def quality_rows(device: str, precisions: list[str], seeds: list[int],
                  points: tuple[tuple[str, str, str, float], ...] = QUALITY_POINTS,
-                 on_row: Callable[[dict[str, Any]], None] = lambda out: None, per_pass: int = 1) -> dict[str, Any]:
+                 on_row: Callable[[dict[str, Any]], None] = lambda out: None, per_pass: int = 1,
+                 clean_once: bool = False) -> dict[str, Any]:
     """Per committed teaching point, noises learned per seed in each precision at the point's committed rate (one
     noise per pass, and with ``per_pass`` > 1 also each precision with that many seeds per pass, named
-    ``"<precision> x<per_pass>"``);
+    ``"<precision> x<per_pass>"``, and with ``clean_once`` also so with the clean logits computed once, named
+    ``"<precision> x<per_pass> once"``; all others compute them per step);
     match and logit MSE measured in float32, the final training loss and a loss curve every 10 steps; and per metric
     each precision's seeds against float32's (:func:`~nullspace_utils.studies.evidence.separated`: +1 when every
     seed of the precision is above every float32 seed, -1 below, 0 when the ranges overlap; above is better for
@@ -214,15 +243,18 @@ def quality_rows(device: str, precisions: list[str], seeds: list[int],
         committed = _committed_row(study, name, level, lim)
         model = profile.load_model(name, device=device)
         by_precision: dict[str, Any] = {}
-        variants = [(precision, precision, 1) for precision in dict.fromkeys(["float32", *precisions])]
-        variants += [(f"{precision} x{per_pass}", precision, per_pass) for precision in precisions if per_pass > 1]
-        for variant, precision, count in variants:
+        variants = [(precision, precision, 1, False) for precision in dict.fromkeys(["float32", *precisions])]
+        variants += [(f"{precision} x{per_pass}", precision, per_pass, False) for precision in precisions
+                     if per_pass > 1]
+        variants += [(f"{precision} x{per_pass} once", precision, per_pass, True) for precision in precisions
+                     if clean_once]
+        for variant, precision, count, once in variants:
             per_seed = []
             started = time.perf_counter()
             learned = approximate.learn_noises(model, train, level=level, lim=lim, seeds=seeds, steps=settings.steps,
                                                lr=committed["lr"], milestones=tuple(settings.milestones),
                                                batch_size=settings.batch_size, device=device, precision=precision,
-                                               per_pass=count)
+                                               per_pass=count, clean_once=once)
             for seed, result in zip(seeds, learned, strict=True):
                 evaluation = approximate.evaluate_noise(model, val, result.noise, level=level,
                                                         batch_size=settings.batch_size, device=device)
@@ -274,6 +306,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="with --quality")
     parser.add_argument("--quality-per-pass", type=int, default=1,
                         help="with --quality: also learn each precision's seeds this many per pass")
+    parser.add_argument("--quality-clean-once", action="store_true",
+                        help="with --quality: also learn each precision's seeds --quality-per-pass per pass with "
+                             "the clean logits computed once")
+    parser.add_argument("--clean-once", action="store_true",
+                        help="time one step per noise with the clean logits computed once against per step "
+                             "(--models, --levels)")
     parser.add_argument("--per-pass", nargs="+", type=int, default=None,
                         help="time one step per noise with this many noises per pass against one (--models, --levels)")
     parser.add_argument("--out", type=Path, default=None)
@@ -290,7 +328,9 @@ def main() -> None:
     with models.exact_float32():  # learn_noise sets its own arithmetic; everything else is full float32
         if args.quality:
             write(quality_rows(args.device, args.quality_precisions, args.seeds, on_row=write,
-                               per_pass=args.quality_per_pass))
+                               per_pass=args.quality_per_pass, clean_once=args.quality_clean_once))
+        elif args.clean_once:
+            write(clean_once_rows(args.device, args.steps, args.models, args.levels))
         elif args.per_pass:
             write(together_rows(args.device, args.steps, args.per_pass, args.models, args.levels))
         elif args.precisions:

@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "PRECISIONS", "learning_precision", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "learn_noises", "noises_per_pass",
+           "clean_logits_once",
            "IMAGES_PER_PASS", "GPU_SHARE_VARIABLE", "CleanPass", "clean_pass", "training_loss",
            "evaluate_noise",
            "shuffle_noise", "split_noise", "resolve_lr"]
@@ -209,8 +210,8 @@ class _TensorBatches:
     out as float32 in [0, 1], as torchvision's ``ToTensor`` would have made them.
     """
 
-    def __init__(self, data: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> None:
-        self.tensors, self.batch_size, self.shuffle = data.tensors, batch_size, shuffle
+    def __init__(self, data: TensorDataset, batch_size: int, shuffle: bool, seed: int, indices: bool = False) -> None:
+        self.tensors, self.batch_size, self.shuffle, self.indices = data.tensors, batch_size, shuffle, indices
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -225,7 +226,7 @@ class _TensorBatches:
             images, *rest = (tensor[index] for tensor in self.tensors)
             if images.dtype == torch.uint8:
                 images = images.float().div(255)
-            yield (images, *rest)
+            yield (images, *rest, index) if self.indices else (images, *rest)
 
 
 def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int):
@@ -323,7 +324,8 @@ def _check_noise_settings(lim: float, p: float) -> None:
 def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: float, p: float = 2,
               squared: bool = False, grid: Sequence[float] = LR_GRID, steps: int = 50, batch_size: int = 256,
               max_widenings: int = 6, refine: bool = True, seed: int = 0, device: str | torch.device | None = None,
-              precision: str = "auto", per_pass: int | None = None, show_progress: bool = False) -> LrChoice:
+              precision: str = "auto", per_pass: int | None = None, clean_once: bool | None = None,
+              show_progress: bool = False) -> LrChoice:
     """The SGD rate for :func:`learn_noise`, chosen on *training* images (validation images never take part).
 
     Each rate runs ``steps`` constant-rate SGD steps from the same start; its score is the mean loss over the last
@@ -350,9 +352,12 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
         device: where to compute; ``None``: where the model is.
         precision: the arithmetic of the probe runs (:func:`learning_precision`).
         per_pass: rates learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
+        clean_once: the clean logits computed once per round, not per step (:func:`clean_logits_once`; ``None``:
+            chosen by the device).
         show_progress: show a tqdm bar.
     """
     learning_precision(precision, "cpu")  # bad values fail before any probe runs
+    clean_logits_once(clean_once, data, "cpu")
     _check_noise_settings(lim, p)
     _check_level(model, level)
     rates = sorted(float(rate) for rate in grid)
@@ -369,7 +374,7 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
         if todo:
             results = _learn(model, data, [(seed, rate) for rate in todo], level=level, lim=lim, p=p, squared=squared,
                              steps=steps, milestones=(), batch_size=batch_size, keep_norm=False, device=device,
-                             precision=precision, per_pass=per_pass)
+                             precision=precision, per_pass=per_pass, clean_once=clean_once)
             for rate, result in zip(todo, results, strict=True):
                 tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
                 value = sum(tail) / len(tail)
@@ -439,6 +444,7 @@ def learn_noise(
     device: str | torch.device | None = None,
     precision: str = "auto",
     per_pass: int | None = None,
+    clean_once: bool | None = None,
     show_progress: bool = False,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
@@ -478,12 +484,14 @@ def learn_noise(
         device: where to compute; ``None``: where the model is.
         precision: the arithmetic of the learning passes, one of :data:`PRECISIONS` (:func:`learning_precision`).
         per_pass: rates of the probe learned in one forward pass (:func:`noises_per_pass`).
+        clean_once: the clean logits of the training images computed once, not per step (:func:`clean_logits_once`;
+            ``None``: on CUDA only).
         show_progress: show a tqdm bar over the steps.
     """
     return learn_noises(model, data, level=level, lim=lim, seeds=(seed,), p=p, squared=squared, steps=steps, lr=lr,
                         milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, probe_steps=probe_steps,
                         lr_grid=lr_grid, device=device, precision=precision, per_pass=per_pass,
-                        show_progress=show_progress)[0]
+                        clean_once=clean_once, show_progress=show_progress)[0]
 
 
 def noises_per_pass(per_pass: int | None, batch_size: int, device: str | torch.device) -> int:
@@ -529,6 +537,7 @@ def learn_noises(
     device: str | torch.device | None = None,
     precision: str = "auto",
     per_pass: int | None = None,
+    clean_once: bool | None = None,
     show_progress: bool = False,
 ) -> list[NoiseResult]:
     """One noise per seed, as :func:`learn_noise` learns each (same settings and rate; ``lr="auto"`` chooses the
@@ -546,20 +555,24 @@ def learn_noises(
         lim: the half-width of every Uniform(-lim, lim) start.
         seeds: one noise per seed (its start and its batch order).
         per_pass: noises learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
+        clean_once: the clean logits of the training images computed once, not per step (:func:`clean_logits_once`;
+            ``None``: chosen by the device).
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed.")
     learning_precision(precision, "cpu")  # a bad value fails before any probe runs
+    clean_logits_once(clean_once, data, "cpu")
     lr, lr_choice = resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
                                 steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
-                                precision=precision, per_pass=per_pass, show_progress=show_progress)
+                                precision=precision, per_pass=per_pass, clean_once=clean_once,
+                                show_progress=show_progress)
     if not 0 < lr < math.inf:
         raise ValueError(f"lr must be positive and finite (or 'auto'), got {lr}.")
     results = _learn(model, data, [(seed, lr) for seed in seeds], level=level, lim=lim, p=p, squared=squared,
                      steps=steps, milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, device=device,
-                     precision=precision, per_pass=per_pass, show_progress=show_progress)
+                     precision=precision, per_pass=per_pass, clean_once=clean_once, show_progress=show_progress)
     for result in results:
         result.lr_choice = lr_choice
     return results
@@ -567,12 +580,14 @@ def learn_noises(
 
 def _learn(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: str, lim: float, p: float,
            squared: bool, steps: int, milestones: tuple[int, ...], batch_size: int, keep_norm: bool,
-           device: str | torch.device | None, precision: str, per_pass: int | None,
+           device: str | torch.device | None, precision: str, per_pass: int | None, clean_once: bool | None = None,
            show_progress: bool = False) -> list[NoiseResult]:
     """One noise per ``(seed, rate)`` of ``runs``, ``per_pass`` of them per forward pass (:func:`_sgd`), with the
     model frozen, in eval mode on ``device`` and in ``precision``'s arithmetic; the model is left as it was."""
     device = _device(model, device)
     arithmetic = learning_precision(precision, device)
+    autocast = arithmetic == "bf16"
+    clean_logits = None
     # a DataLoader has one batch order for every seed: its noises learn one at a time, each over a pass of its own
     chunk = 1 if isinstance(data, DataLoader) else noises_per_pass(per_pass, batch_size, device)
     trainable = [parameter.requires_grad for parameter in model.parameters()]
@@ -581,16 +596,55 @@ def _learn(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: 
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         try:
+            if clean_logits_once(clean_once, data, device):  # once per call, for all its passes
+                clean_logits = _clean_logits(model, data, batch_size, device, autocast)
             for start in range(0, len(runs), chunk):
                 results += _sgd(model, data, runs[start : start + chunk], level=level, lim=lim, p=p, squared=squared,
                                 steps=steps, milestones=milestones, batch_size=batch_size, keep_norm=keep_norm,
-                                device=device, autocast=arithmetic == "bf16", show_progress=show_progress)
+                                device=device, autocast=autocast, clean_logits=clean_logits,
+                                show_progress=show_progress)
         finally:
             for parameter, flag in zip(model.parameters(), trainable, strict=True):
                 parameter.requires_grad_(flag)
     for result in results:
         result.precision = arithmetic
     return results
+
+
+def clean_logits_once(clean_once: bool | None, data: Dataset | DataLoader, device: str | torch.device) -> bool:
+    """Whether :func:`learn_noises` and :func:`choose_lr` compute the clean logits of the training images once, in
+    one pass over them before the first step, instead of once per step: ``clean_once`` itself, or for ``None`` on
+    CUDA (a step then runs the noisy forward and backward passes only, a third less work with the model frozen) and
+    not on the CPU (the book's committed results, bit for bit). Computed once, the clean logits of an image come from
+    another batch than the one it meets in a step, in the same arithmetic (bf16 autocast: a rounding-level
+    difference, measured in ``benchmarks/learned_noise_cost.py --clean-once``). Only a ``TensorDataset`` can be
+    computed once: its images are found again by index.
+
+    Args:
+        clean_once: ``True``, ``False``, or ``None`` to choose by the device.
+        data: the training data.
+        device: where the noises are learned.
+    """
+    if clean_once is None:
+        return torch.device(device).type == "cuda" and isinstance(data, TensorDataset)
+    if not isinstance(clean_once, bool):
+        raise ValueError(f"clean_once must be True, False or None, got {clean_once!r}.")
+    if clean_once and not isinstance(data, TensorDataset):
+        raise ValueError(f"clean_once=True needs a TensorDataset (its images are found again by index), got "
+                         f"{type(data).__name__}; pass clean_once=False or None, or stack the data into a "
+                         "TensorDataset (nullspace_utils.data.stack_dataset).")
+    return clean_once
+
+
+def _clean_logits(model: nn.Module, data: TensorDataset, batch_size: int, device: torch.device,
+                  autocast: bool) -> torch.Tensor:
+    """The clean logits of every image of ``data``, in its stored order, float32 on ``device``: one pass in the
+    learning arithmetic (:func:`clean_logits_once`)."""
+    logits = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for images, *_ in _TensorBatches(data, batch_size, False, 0):
+            logits.append(model(images.to(device)).float())
+    return torch.cat(logits)
 
 
 def _all_finite(loader) -> bool:
@@ -606,15 +660,18 @@ def _all_finite(loader) -> bool:
 
 def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: str, lim: float, p: float,
          squared: bool, steps: int, milestones: tuple[int, ...], batch_size: int, keep_norm: bool, device,
-         autocast: bool, show_progress: bool) -> list[NoiseResult]:
+         autocast: bool, clean_logits: torch.Tensor | None, show_progress: bool) -> list[NoiseResult]:
     """The SGD loop of :func:`learn_noises`: one noise per ``(seed, rate)`` of ``runs``, all in the same forward
     passes (in bf16 autocast when ``autocast``). Each distinct seed draws its own batches; each noise meets its
     seed's batch, and its loss (the mean over that batch) and its rate are its own. With one run this is exactly
-    the single-noise loop: the same tensors, the same operations."""
+    the single-noise loop: the same tensors, the same operations. Given ``clean_logits`` (every training image's,
+    :func:`clean_logits_once`), a step looks its images' up by index instead of running the clean pass."""
     seeds = list(dict.fromkeys(seed for seed, _ in runs))  # one batch order per distinct seed
     owner = [seeds.index(seed) for seed, _ in runs]
     loaders = [_loader(data, batch_size, True, seed) for seed in seeds]
     checked = _all_finite(loaders[0])
+    if clean_logits is not None:  # the same batch orders (the same generators), each batch with its images' indices
+        loaders = [_TensorBatches(data, batch_size, True, seed, indices=True) for seed in seeds]
     # a first batch of every loader, for the image size: drawing it moves a loader's shuffling on by one pass, as
     # the single-noise loop always did, so each seed's batches stay the ones it meets when learned alone
     first_images = [next(iter(loader))[0] for loader in loaders][0]
@@ -631,21 +688,25 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
     alone = len(runs) == 1
     description = f"learning {level} noise, lim {lim}" + ("" if alone else f", {len(runs)} at once")
     for _ in tqdm(range(steps), disable=not show_progress, desc=description):
-        images = []
+        images, picked = [], []
         for index, loader in enumerate(loaders):
             try:
-                batch = next(batches[index])[0]
+                batch = next(batches[index])
             except StopIteration:
                 batches[index] = iter(loader)
-                batch = next(batches[index])[0]
-            images.append(batch.to(device) if checked else _finite(batch.to(device)))
+                batch = next(batches[index])
+            images.append(batch[0].to(device) if checked else _finite(batch[0].to(device)))
+            picked.append(batch[-1])
         size = len(images[0])  # the loaders share data and batch size: their batches have one size at every step
         if any(len(batch) != size for batch in images):
             raise RuntimeError(f"noises learned together met batches of sizes {[len(b) for b in images]} in one step; "
                                "learn them one per pass (per_pass=1).")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            with torch.no_grad():
-                clean = model(images[0] if len(images) == 1 else torch.cat(images))
+            if clean_logits is not None:
+                clean = clean_logits[picked[0] if len(picked) == 1 else torch.cat(picked)]
+            else:
+                with torch.no_grad():
+                    clean = model(images[0] if len(images) == 1 else torch.cat(images))
             noisy_images = images[owner[0]] if alone else torch.cat([images[index] for index in owner])
             noise = noises[0] if alone else torch.cat([noise.expand(size, *shape) for noise in noises])
             with add_noise(model, noise, level) as noisy_model:

@@ -260,11 +260,14 @@ def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
 
 @dataclass(frozen=True)
 class StepCost:
-    """Seconds of one learning step and of one float32 forward pass of a batch (clean or noisy, as a noise's
-    evaluation runs them) of a (model, level), measured on a device."""
+    """Seconds of one learning step, of one float32 forward pass of a batch (clean or noisy, as a noise's
+    evaluation runs them) and of one batch of the clean logits a learning call computes once where it does
+    (:func:`~nullspace_utils.approximate.clean_logits_once`; 0 where the steps compute them) of a (model, level),
+    measured on a device."""
 
     learn_step: float
     forward_batch: float
+    clean_batch: float = 0.0
 
 
 def _seconds(function: Any, device: torch.device) -> float:
@@ -284,8 +287,9 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
     the cost per step, without the call's fixed cost. As the sweeps run them: learning in the default arithmetic
     (bf16 autocast on CUDA) with a point's ``seeds`` in one pass as far as
     :func:`~nullspace_utils.approximate.noises_per_pass` allows (a step's cost is one noise's share of that pass),
-    evaluation in full float32. Untrained weights for timm models (the cost does not
-    depend on them); random images of the profile's size."""
+    and where the clean logits are computed once per call (CUDA), that pass apart, from one-step calls on
+    ``steps`` and twice as many batches; evaluation in full float32. Untrained weights for timm models (the cost
+    does not depend on them); random images of the profile's size."""
     from torch.utils.data import TensorDataset
 
     from nullspace_utils import approximate, models
@@ -302,8 +306,8 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
 
     together = min(seeds, approximate.noises_per_pass(None, batch_size, where))  # as a point learns its seeds
 
-    def learn(count: int) -> None:
-        approximate.learn_noises(model, dataset(count), level=level, lim=0.1, seeds=range(together), steps=count,
+    def learn(count: int, batches: int = 1) -> None:  # one batch: a clean pass computed once costs the same
+        approximate.learn_noises(model, dataset(batches), level=level, lim=0.1, seeds=range(together), steps=count,
                                  lr=0.1, milestones=(), batch_size=batch_size, device=where)
 
     def evaluate(count: int) -> None:  # the noisy passes alone: the clean one is computed beforehand
@@ -319,7 +323,10 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
         learn_step = (_seconds(lambda: learn(2 * steps), where) - _seconds(lambda: learn(steps), where)) / (
             steps * together)  # one noise's share of a pass
         forward = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
-    return StepCost(max(learn_step, 0.0), max(forward, 0.0))
+        clean = 0.0
+        if approximate.clean_logits_once(None, dataset(1), where):
+            clean = (_seconds(lambda: learn(1, 2 * steps), where) - _seconds(lambda: learn(1, steps), where)) / steps
+    return StepCost(max(learn_step, 0.0), max(forward, 0.0), max(clean, 0.0))
 
 
 def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
@@ -340,11 +347,12 @@ def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,
         seconds = []
         for work in counted:
             total = 0.0
-            for key in {**work.learn_steps, **work.forward_batches}:
+            for key in {**work.learn_steps, **work.forward_batches, **work.clean_batches}:
                 if key not in costs:
                     costs[key] = measure(*key)  # (model, level, batch size)
                 total += (work.learn_steps.get(key, 0) * costs[key].learn_step
-                          + work.forward_batches.get(key, 0) * costs[key].forward_batch)
+                          + work.forward_batches.get(key, 0) * costs[key].forward_batch
+                          + work.clean_batches.get(key, 0) * costs[key].clean_batch)
             seconds.append(total)
         estimates[part.name] = Estimate(seconds[0], seconds[0] + seconds[1])
     if torch.device(device).type == "cuda" and torch.cuda.is_available():  # leave the parts' processes the memory

@@ -619,3 +619,56 @@ def test_parts_sharing_a_gpu_count_their_share_of_its_memory(monkeypatch):
     monkeypatch.setenv(approximate.GPU_SHARE_VARIABLE, "0")
     with pytest.raises(ValueError, match="NULLSPACE_GPU_SHARE='0' must be a whole number"):
         approximate.noises_per_pass(None, 256, "cuda")
+
+
+def test_clean_logits_computed_once_give_the_noises_computed_per_step(vit_s):
+    """With clean_once (the default on CUDA) the clean logits of the training images come from one pass before the
+    first step, looked up by index at every step: the same noises, losses and rate choice as computed per step (up
+    to rounding: an image's logits come from another batch), with one clean forward per batch of the data instead
+    of one per step."""
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils.data import stack_dataset
+
+    data = TensorDataset(*stack_dataset(synthetic_dataset("train", n=40)))  # batches of 16: 16, 16, 8
+    settings = {"lim": 0.5, "seeds": (0, 1, 2), "steps": 5, "milestones": (3,), "batch_size": 16, "lr": 1.0}
+    calls = {"count": 0}
+    handle = vit_s.register_forward_hook(lambda module, inputs, output: calls.__setitem__("count", calls["count"] + 1))
+    try:
+        for level in approximate.LEVELS:
+            for per_pass in (3, 1):
+                learned = {}
+                for once in (False, True):
+                    calls["count"] = 0
+                    learned[once] = approximate.learn_noises(vit_s, data, level=level, per_pass=per_pass,
+                                                             keep_norm=level == "input", clean_once=once, **settings)
+                    passes = 3 // per_pass  # forward passes of the noisy images, each of 5 steps
+                    # per step: a clean and a noisy forward; once: 3 clean batches, then the noisy forwards alone
+                    assert calls["count"] == (3 + passes * 5 if once else passes * 2 * 5)
+                for first, second in zip(learned[True], learned[False], strict=True):
+                    assert torch.allclose(first.noise, second.noise, rtol=1e-4, atol=1e-5)
+                    assert [entry["loss"] for entry in first.history] == pytest.approx(
+                        [entry["loss"] for entry in second.history], rel=1e-4)
+    finally:
+        handle.remove()
+    probes = {"level": "encoder", "lim": 0.5, "grid": (0.1, 1.0, 10.0), "steps": 3, "batch_size": 16, "per_pass": 5}
+    once, per_step = (approximate.choose_lr(vit_s, data, clean_once=flag, **probes) for flag in (True, False))
+    assert once.lr == per_step.lr and list(once.scores.values()) == pytest.approx(list(per_step.scores.values()),
+                                                                                   rel=1e-4)
+
+
+def test_clean_logits_are_computed_once_on_cuda_only_by_default_and_only_for_tensor_datasets(vit_s):
+    from torch.utils.data import TensorDataset
+
+    tensors = TensorDataset(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))
+    assert approximate.clean_logits_once(None, tensors, "cuda") and approximate.clean_logits_once(None, tensors, "cuda:1")
+    assert not approximate.clean_logits_once(None, tensors, "cpu")  # the committed results, bit for bit
+    other = synthetic_dataset("train", n=4)
+    assert not approximate.clean_logits_once(None, other, "cuda")
+    assert not approximate.clean_logits_once(False, tensors, "cuda") and approximate.clean_logits_once(True, tensors, "cpu")
+    with pytest.raises(ValueError, match="clean_once=True needs a TensorDataset"):
+        approximate.clean_logits_once(True, other, "cpu")
+    with pytest.raises(ValueError, match="clean_once=True needs a TensorDataset"):
+        approximate.learn_noise(vit_s, other, level="input", lim=0.1, lr=1.0, clean_once=True)
+    with pytest.raises(ValueError, match="clean_once must be True, False or None"):
+        approximate.clean_logits_once("yes", tensors, "cpu")

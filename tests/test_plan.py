@@ -174,12 +174,12 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path, monk
     monkeypatch.setitem(robustness_study.SETTINGS, "teaching",
                         replace(robustness_study.SETTINGS["teaching"], batch_size=64))
     parts = plan.study_plan(profile, only=["approximate", "robustness"])
-    costs = {"learn": 0.01, "batch": 0.002}
+    costs = {"learn": 0.01, "batch": 0.002, "clean": 0.001}
     measured = []
 
     def measure(model, level, batch_size):
         measured.append((model, level, batch_size))
-        return plan.StepCost(costs["learn"], costs["batch"])
+        return plan.StepCost(costs["learn"], costs["batch"], costs["clean"])
 
     estimates = plan.estimate_plan(parts, profile, "cuda:0", measure=measure)
     assert len(measured) == len(set(measured)) == 3 + 6  # each (model, level, batch size) measured once
@@ -191,7 +191,8 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path, monk
             continue
         listed, extensions = counted
         seconds = sum(costs["learn"] * steps for steps in listed.learn_steps.values()) + sum(
-            costs["batch"] * batches for batches in listed.forward_batches.values())
+            costs["batch"] * batches for batches in listed.forward_batches.values()) + sum(
+            costs["clean"] * batches for batches in listed.clean_batches.values())
         assert estimates[part.name].seconds == pytest.approx(seconds)
         if part.name == "robustness-transfer":  # its lims are fixed
             assert estimates[part.name].upper == estimates[part.name].seconds
@@ -209,6 +210,39 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path, monk
            f"{estimates['approximate/zoo-vit-s'].seconds:.0f} s (up to" in printed
     total = sum(estimate.seconds or 0 for estimate in estimates.values())
     assert f"estimated on cuda:0, one part at a time: {total:.0f} s for the 10 learned-noise parts" in printed
+
+
+def test_point_work_counts_the_clean_logits_computed_once_where_they_are(vit_s, monkeypatch):
+    """Where a learning call computes the training images' clean logits once (CUDA; here forced on the CPU), a step
+    runs the model once, and each call (the probe's two rounds, the learning) runs one clean pass over the
+    training images: what :func:`point_work` counts as ``clean_batches``."""
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils import approximate, models
+    from nullspace_utils.data import stack_dataset, synthetic_dataset
+    from nullspace_utils.studies import noise_sweep
+
+    monkeypatch.setattr(approximate, "clean_logits_once", lambda clean_once, data, device: isinstance(data, TensorDataset))
+    images = TensorDataset(*stack_dataset(synthetic_dataset("val", n=24)))
+    settings = noise_sweep.PointSettings(seeds=(0, 1), steps=3, milestones=(), batch_size=8, probe_steps=2,
+                                         lr_grid=(0.1, 1.0), train=24, val=24)
+    forwards = []
+    hook = models.unwrap(vit_s).register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        for level, lr in [("input", "auto"), ("encoder", 0.5)]:
+            forwards.clear()
+            row = noise_sweep.noise_point(vit_s, images, images, level=level, lim=0.3, lr=lr, train_images=16,
+                                          **noise_sweep.point_settings(settings, "cpu"))
+            work = noise_sweep.point_work(settings, "zoo-vit-s", level, vit_input=level == "input",
+                                          chosen_lr=lr == "auto", train_images=16)
+            key = ("zoo-vit-s", level, 8)
+            widened = len(row["lr_choice"]["grid"]) - len(settings.lr_grid) - 2 if row["lr_choice"] else 0
+            assert work.clean_batches[key] == (3 if lr == "auto" else 1) * 3
+            counted = work.learn_steps[key] + widened * settings.probe_steps
+            widening_passes = widened * 3  # a widening is a round of one rate, with its own clean pass
+            assert len(forwards) == counted + work.clean_batches[key] + widening_passes + work.forward_batches[key]
+    finally:
+        hook.remove()
 
 
 def test_a_step_is_measured_on_the_device():

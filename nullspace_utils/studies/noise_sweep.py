@@ -280,23 +280,27 @@ def noise_point(model: nn.Module, train: Dataset, val: Dataset, *, level: str, l
 @dataclass(frozen=True)
 class Work:
     """What a run computes, counted (for the plan's estimate, :func:`nullspace_utils.plan.estimate_plan`):
-    ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise` and ``forward_batches`` float32
+    ``learn_steps`` SGD steps of :func:`~nullspace_utils.approximate.learn_noise`, ``forward_batches`` float32
     forward passes of one batch (the clean passes, :func:`~nullspace_utils.approximate.clean_pass`, and the noisy
-    ones of :func:`~nullspace_utils.approximate.evaluate_noise` and ``training_loss``), per (model, level, batch
-    size): each is timed at its own batch size."""
+    ones of :func:`~nullspace_utils.approximate.evaluate_noise` and ``training_loss``) and ``clean_batches``, the
+    batches of the training images' clean logits that a learning call computes once where it does
+    (:func:`~nullspace_utils.approximate.clean_logits_once`: on CUDA), per (model, level, batch size): each is timed
+    at its own batch size."""
 
     learn_steps: dict[tuple[str, str, int], int]
     forward_batches: dict[tuple[str, str, int], int]
+    clean_batches: dict[tuple[str, str, int], int] = dataclasses.field(default_factory=dict)
 
     def __add__(self, other: "Work") -> "Work":
         def joined(first: dict, second: dict) -> dict:
             return {key: first.get(key, 0) + second.get(key, 0) for key in {**first, **second}}
 
-        return Work(joined(self.learn_steps, other.learn_steps), joined(self.forward_batches, other.forward_batches))
+        return Work(joined(self.learn_steps, other.learn_steps), joined(self.forward_batches, other.forward_batches),
+                    joined(self.clean_batches, other.clean_batches))
 
     def times(self, count: int) -> "Work":
-        return Work({key: count * value for key, value in self.learn_steps.items()},
-                    {key: count * value for key, value in self.forward_batches.items()})
+        return Work(*({key: count * value for key, value in counted.items()}
+                      for counted in (self.learn_steps, self.forward_batches, self.clean_batches)))
 
 
 NO_WORK = Work({}, {})
@@ -307,14 +311,18 @@ def point_work(settings: PointSettings, model: str, level: str, *, vit_input: bo
     """What :func:`noise_point` computes for one point with ``settings``: the rate probe when ``chosen_lr`` (the
     starting grid and its two refinements, assuming the grid is not widened), the clean passes over the
     validation images and the first ``train_images`` training images, then per seed the learning and the noisy
-    passes of three training losses and of the validation evaluations (three, five for a ViT at the input)."""
+    passes of three training losses and of the validation evaluations (three, five for a ViT at the input); and
+    where the clean logits of the training images are computed once per learning call, those passes (the probe's
+    two rounds and the learning: three)."""
     probe = (len(settings.lr_grid) + 2) * settings.probe_steps if chosen_lr else 0
     val_batches = math.ceil(settings.val / settings.batch_size)
     loss_batches = math.ceil(min(train_images, settings.train) / settings.batch_size)
     per_seed = (5 if vit_input else 3) * val_batches + 3 * loss_batches
     key = (model, level, settings.batch_size)
+    learning_calls = 3 if chosen_lr else 1
     return Work({key: probe + len(settings.seeds) * settings.steps},
-                {key: val_batches + loss_batches + len(settings.seeds) * per_seed})
+                {key: val_batches + loss_batches + len(settings.seeds) * per_seed},
+                {key: learning_calls * math.ceil(settings.train / settings.batch_size)})
 
 
 # --------------------------------------------------------------------------- a sweep

@@ -32,6 +32,11 @@ three = approximate.learn_noises(model, data, level="encoder", lim=1.0, seeds=(0
                                  milestones=(), batch_size=16, per_pass=3)
 assert [noise.lr for noise in three] == [1.0] * 3
 assert approximate.noises_per_pass(None, 256, "cpu") == 1  # on CUDA: IMAGES_PER_PASS per 80 GB (3 on an H100)
+# the training images' clean logits once per learning call instead of once per step (on CUDA by default)
+assert approximate.clean_logits_once(None, data, "cuda") and not approximate.clean_logits_once(None, data, "cpu")
+once = approximate.learn_noises(model, data, level="encoder", lim=1.0, seeds=(0, 1, 2), steps=2, lr=1.0,
+                                milestones=(), batch_size=16, per_pass=3, clean_once=True)
+assert all(torch.allclose(a.noise, b.noise, atol=1e-5) for a, b in zip(once, three))
 
 # the pieces
 start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts
