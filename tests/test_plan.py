@@ -138,14 +138,22 @@ def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, c
 
 
 # --------------------------------------------------------------------------- estimates
-def test_point_work_counts_what_a_noise_point_computes(vit_s):
-    """Every learning step runs the model twice (clean and noisy), every counted evaluation batch once: the forward
-    passes of a real point are what :func:`point_work` counts, less the rates a widened grid added."""
-    from nullspace_utils import models
-    from nullspace_utils.data import synthetic_dataset
+@pytest.mark.parametrize("clean_once", [False, True])
+def test_point_work_counts_what_a_noise_point_computes(vit_s, monkeypatch, clean_once):
+    """Every counted evaluation batch runs the model once. Every learning step runs it twice (clean and noisy) on
+    the CPU; where a learning call computes the training images' clean logits once (CUDA; here forced on the CPU),
+    a step runs it once and each call (the probe's two rounds, the learning) runs one clean pass over the training
+    images, counted as ``clean_batches``. The forward passes of a real point are what :func:`point_work` counts,
+    less the rates a widened grid added."""
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils import approximate, models
+    from nullspace_utils.data import stack_dataset, synthetic_dataset
     from nullspace_utils.studies import noise_sweep
 
-    images = synthetic_dataset("val", n=24)
+    if clean_once:
+        monkeypatch.setattr(approximate, "clean_logits_once", lambda once, data, device: isinstance(data, TensorDataset))
+    images = TensorDataset(*stack_dataset(synthetic_dataset("val", n=24)))
     settings = noise_sweep.PointSettings(seeds=(0, 1), steps=3, milestones=(), batch_size=8, probe_steps=2,
                                          lr_grid=(0.1, 1.0), train=24, val=24)
     forwards = []
@@ -157,9 +165,15 @@ def test_point_work_counts_what_a_noise_point_computes(vit_s):
                                           **noise_sweep.point_settings(settings, "cpu"))
             work = noise_sweep.point_work(settings, "zoo-vit-s", level, vit_input=level == "input",
                                           chosen_lr=lr == "auto", train_images=16)
+            key = ("zoo-vit-s", level, 8)
             widened = len(row["lr_choice"]["grid"]) - len(settings.lr_grid) - 2 if row["lr_choice"] else 0
-            counted = work.learn_steps[("zoo-vit-s", level, 8)] + widened * settings.probe_steps
-            assert len(forwards) == 2 * counted + work.forward_batches[("zoo-vit-s", level, 8)]
+            counted = work.learn_steps[key] + widened * settings.probe_steps
+            assert work.clean_batches[key] == (3 if lr == "auto" else 1) * 3  # learning calls x training batches
+            if clean_once:  # a widening is a round of one rate, with its own clean pass of 3 batches
+                learning = counted + work.clean_batches[key] + widened * 3
+            else:
+                learning = 2 * counted
+            assert len(forwards) == learning + work.forward_batches[key]
     finally:
         hook.remove()
 
@@ -210,39 +224,6 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path, monk
            f"{estimates['approximate/zoo-vit-s'].seconds:.0f} s (up to" in printed
     total = sum(estimate.seconds or 0 for estimate in estimates.values())
     assert f"estimated on cuda:0, one part at a time: {total:.0f} s for the 10 learned-noise parts" in printed
-
-
-def test_point_work_counts_the_clean_logits_computed_once_where_they_are(vit_s, monkeypatch):
-    """Where a learning call computes the training images' clean logits once (CUDA; here forced on the CPU), a step
-    runs the model once, and each call (the probe's two rounds, the learning) runs one clean pass over the
-    training images: what :func:`point_work` counts as ``clean_batches``."""
-    from torch.utils.data import TensorDataset
-
-    from nullspace_utils import approximate, models
-    from nullspace_utils.data import stack_dataset, synthetic_dataset
-    from nullspace_utils.studies import noise_sweep
-
-    monkeypatch.setattr(approximate, "clean_logits_once", lambda clean_once, data, device: isinstance(data, TensorDataset))
-    images = TensorDataset(*stack_dataset(synthetic_dataset("val", n=24)))
-    settings = noise_sweep.PointSettings(seeds=(0, 1), steps=3, milestones=(), batch_size=8, probe_steps=2,
-                                         lr_grid=(0.1, 1.0), train=24, val=24)
-    forwards = []
-    hook = models.unwrap(vit_s).register_forward_hook(lambda *_: forwards.append(1))
-    try:
-        for level, lr in [("input", "auto"), ("encoder", 0.5)]:
-            forwards.clear()
-            row = noise_sweep.noise_point(vit_s, images, images, level=level, lim=0.3, lr=lr, train_images=16,
-                                          **noise_sweep.point_settings(settings, "cpu"))
-            work = noise_sweep.point_work(settings, "zoo-vit-s", level, vit_input=level == "input",
-                                          chosen_lr=lr == "auto", train_images=16)
-            key = ("zoo-vit-s", level, 8)
-            widened = len(row["lr_choice"]["grid"]) - len(settings.lr_grid) - 2 if row["lr_choice"] else 0
-            assert work.clean_batches[key] == (3 if lr == "auto" else 1) * 3
-            counted = work.learn_steps[key] + widened * settings.probe_steps
-            widening_passes = widened * 3  # a widening is a round of one rate, with its own clean pass
-            assert len(forwards) == counted + work.clean_batches[key] + widening_passes + work.forward_batches[key]
-    finally:
-        hook.remove()
 
 
 def test_a_step_is_measured_on_the_device():
