@@ -36,7 +36,7 @@ assert approximate.noises_per_pass(None, 256, "cpu") == 1  # on CUDA: IMAGES_PER
 assert approximate.clean_logits_once(None, data, "cuda") and not approximate.clean_logits_once(None, data, "cpu")
 once = approximate.learn_noises(model, data, level="encoder", lim=1.0, seeds=(0, 1, 2), steps=2, lr=1.0,
                                 milestones=(), batch_size=16, per_pass=3, clean_once=True)
-assert all(torch.allclose(a.noise, b.noise, atol=1e-5) for a, b in zip(once, three))
+assert all(torch.allclose(a.noise, b.noise, atol=1e-5) for a, b in zip(once, three, strict=True))
 
 # the pieces
 start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts
