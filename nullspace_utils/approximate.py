@@ -619,8 +619,10 @@ def clean_logits_once(clean_once: bool | None, data: Dataset | DataLoader, devic
     models at 224 px (``benchmarks/results/learned_noise_clean_once_gpu.json``). Computed once, an image's clean
     logits come from another batch than the one it meets in a step, in the same arithmetic; at eight committed
     teaching points the noises learned so did not separate from the float32 seeds in match or logit MSE
-    (``learned_noise_quality_clean_once_gpu.json``), and on a CPU both ways gave identical noises (a test compares
-    them). Only a ``TensorDataset`` can be computed once: its images are found again by index.
+    (``learned_noise_quality_clean_once_gpu.json``), and on one CPU both ways gave identical noises (a test compares
+    them up to rounding). A call of fewer step batches than the data holds (a short probe on many images) computes
+    more clean batches once than per step. Only a ``TensorDataset`` can be computed once: its images are found
+    again by index.
 
     Args:
         clean_once: ``True``, ``False``, or ``None`` to choose by the device.
@@ -690,7 +692,8 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
     alone = len(runs) == 1
     description = f"learning {level} noise, lim {lim}" + ("" if alone else f", {len(runs)} at once")
     for _ in tqdm(range(steps), disable=not show_progress, desc=description):
-        images, picked = [], []
+        images: list[torch.Tensor] = []
+        picked: list[torch.Tensor] = []
         for index, loader in enumerate(loaders):
             try:
                 batch = next(batches[index])
@@ -698,7 +701,8 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
                 batches[index] = iter(loader)
                 batch = next(batches[index])
             images.append(batch[0].to(device) if checked else _finite(batch[0].to(device)))
-            picked.append(batch[-1])
+            if clean_logits is not None:  # its images' indices, where the clean logits are
+                picked.append(batch[-1].to(clean_logits.device))
         size = len(images[0])  # the loaders share data and batch size: their batches have one size at every step
         if any(len(batch) != size for batch in images):
             raise RuntimeError(f"noises learned together met batches of sizes {[len(b) for b in images]} in one step; "
