@@ -50,6 +50,7 @@ __all__ = [
     "data_dir",
     "imagenette",
     "write_fake_imagenette",
+    "IMAGENETTE_SIZES",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -708,29 +709,66 @@ def imagenette(split: str, *, root: str | os.PathLike | None = None, transform: 
     return dataset
 
 
-def write_fake_imagenette(root: str | os.PathLike, per_class: int = 2, *, seed: int = 0) -> Path:
-    """Write a tiny stand-in for ImageNette in torchvision's layout, to test code paths offline.
+#: ImageNette's split sizes (imagenette2-320): a fake of :func:`write_fake_imagenette` with these holds as many images
+IMAGENETTE_SIZES: dict[str, int] = {"train": 9_469, "val": 3_925}
 
-    ``root/imagenette2-320/{train,val}/<wnid>/*.JPEG``: ``per_class`` noisy 320 x 240 images per class and
-    split, class ``k`` a little brighter than class ``k - 1``. :func:`imagenette` reads it like the real
-    one; numbers computed on it mean nothing. Returns ``root``.
+
+def write_fake_imagenette(root: str | os.PathLike, per_class: int | None = None, *, seed: int = 0,
+                          split_sizes: dict[str, int] | None = None, workers: int = 1) -> Path:
+    """Write a stand-in for ImageNette in torchvision's layout, to test code paths offline (or to time a run at
+    ImageNette's size: ``split_sizes=IMAGENETTE_SIZES``).
+
+    ``root/imagenette2-320/{train,val}/<wnid>/*.JPEG``: noisy 320 x 240 images, class ``k`` a little brighter than
+    class ``k - 1``, ``per_class`` per class and split (2 if neither is given), or ``split_sizes[split]`` per split,
+    spread over the ten classes as evenly as they go. Each class of each split is drawn from its own seed (``seed``,
+    the split, the class), so ``workers`` processes write the same images as one. :func:`imagenette` reads it like
+    the real one; numbers computed on it mean nothing. Returns ``root``.
 
     Args:
         root: the folder to write into.
         per_class: images per class and split.
         seed: seed of the images.
+        split_sizes: images per split, ``{"train": n, "val": m}``, at least ten each (every class has one); instead
+            of ``per_class``.
+        workers: processes that write classes in parallel.
     """
+    from concurrent.futures import ProcessPoolExecutor
+
+    if per_class is not None and split_sizes is not None:
+        raise ValueError("give per_class or split_sizes, not both.")
+    if split_sizes is None:
+        per_class = 2 if per_class is None else per_class
+        if per_class < 1:
+            raise ValueError(f"per_class must be at least 1, got {per_class}.")
+        split_sizes = {split: per_class * len(IMAGENETTE_WNIDS) for split in ("train", "val")}
+    if sorted(split_sizes) != ["train", "val"] or any(size < len(IMAGENETTE_WNIDS) for size in split_sizes.values()):
+        raise ValueError(f"split_sizes must give 'train' and 'val' at least {len(IMAGENETTE_WNIDS)} images each (one "
+                         f"per class), got {split_sizes}.")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}.")
+    root = Path(root)
+    jobs = []
+    for split_index, (split, size) in enumerate(sorted(split_sizes.items())):
+        classes = len(IMAGENETTE_WNIDS)
+        for label, (wnid, _) in enumerate(IMAGENETTE_WNIDS):
+            count = size // classes + (label < size % classes)
+            jobs.append((root / "imagenette2-320" / split / wnid, wnid, label, count, (seed, split_index, label)))
+    if workers == 1:
+        for job in jobs:
+            _write_fake_class(job)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_fake_class, jobs))
+    return root
+
+
+def _write_fake_class(job: tuple[Path, str, int, int, tuple[int, int, int]]) -> None:
+    """One class folder of :func:`write_fake_imagenette`: ``count`` noisy JPEGs of brightness ``20 * label``."""
     from PIL import Image
 
-    if per_class < 1:
-        raise ValueError(f"per_class must be at least 1, got {per_class}.")
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    for split in ("train", "val"):
-        for label, (wnid, _) in enumerate(IMAGENETTE_WNIDS):
-            folder = root / "imagenette2-320" / split / wnid
-            folder.mkdir(parents=True, exist_ok=True)
-            for k in range(per_class):
-                pixels = 20 * label + rng.integers(0, 30, (240, 320, 3), dtype=np.uint8)
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{wnid}_{k}.JPEG", quality=90)
-    return root
+    folder, wnid, label, count, seeds = job
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seeds)
+    for k in range(count):
+        pixels = 20 * label + rng.integers(0, 30, (240, 320, 3), dtype=np.uint8)
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{wnid}_{k}.JPEG", quality=90)

@@ -77,6 +77,27 @@ def test_offline_without_data_is_clear_and_fast(tmp_path, monkeypatch):
     assert str(tmp_path / "empty") in str(error.value) and "3df6f0d01a2c9592104656642f5e78a3" in str(error.value)
 
 
+def test_a_fake_imagenette_of_given_split_sizes_is_the_same_from_several_processes(tmp_path):
+    """split_sizes spreads each split over the ten classes as ImageNette does (the first classes one more); every
+    class is drawn from its own seed, so two worker processes write the same files, byte for byte."""
+    sizes = {"train": 23, "val": 11}
+    one = data.write_fake_imagenette(tmp_path / "one", split_sizes=sizes)
+    two = data.write_fake_imagenette(tmp_path / "two", split_sizes=sizes, workers=2)
+    files = sorted(path.relative_to(one) for path in one.rglob("*.JPEG"))
+    assert files == sorted(path.relative_to(two) for path in two.rglob("*.JPEG"))
+    assert all((one / path).read_bytes() == (two / path).read_bytes() for path in files)
+    for split, size in sizes.items():
+        labels = [label for _, label in data.imagenette(split, root=one, download=False)]
+        assert len(labels) == size and labels.count(0) == size // 10 + 1 and labels.count(9) == size // 10
+    assert data.IMAGENETTE_SIZES == {"train": 9_469, "val": 3_925}
+    with pytest.raises(ValueError, match="per_class or split_sizes, not both"):
+        data.write_fake_imagenette(tmp_path / "x", per_class=1, split_sizes=sizes)
+    with pytest.raises(ValueError, match="at least 10 images each"):
+        data.write_fake_imagenette(tmp_path / "x", split_sizes={"train": 9, "val": 10})
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        data.write_fake_imagenette(tmp_path / "x", workers=0)
+
+
 def test_wrong_class_folders_are_refused(tmp_path):
     root = data.write_fake_imagenette(tmp_path)
     (root / "imagenette2-320" / "val" / "n01440764").rename(root / "imagenette2-320" / "val" / "n00000000")

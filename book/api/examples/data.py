@@ -44,6 +44,9 @@ else:
 fake = data.write_fake_imagenette(folder / "fake-imagenette", per_class=1)  # ImageNette's layout, noise images
 fakes = data.imagenette("val", root=fake, download=False)  # read like the real one
 assert len(fakes) == 10 and [label for _, label in fakes] == list(range(10))  # one per class
+sized = data.write_fake_imagenette(folder / "sized", split_sizes={"train": 12, "val": 10}, workers=2)  # 2 processes
+assert len(data.imagenette("train", root=sized, download=False)) == 12
+assert data.IMAGENETTE_SIZES == {"train": 9_469, "val": 3_925}  # the real one's: split_sizes=IMAGENETTE_SIZES to time runs
 few = data.synthetic_dataset("val", n=6)
 stacked, stacked_labels = data.stack_dataset_in_parallel(few, chunk=3)  # drawn in forked workers, chunk by chunk
 assert torch.equal(stacked, data.stack_dataset(few)[0]) and stacked_labels.shape == (6,)
