@@ -6,7 +6,9 @@ on what they show. Point ``NULLSPACE_DATA`` at the folder and set ``NULLSPACE_WE
     NULLSPACE_DATA=/tmp/fake-imagenette NULLSPACE_WEIGHTS=random \\
         python -m nullspace_utils.experiments robustness --profile imagenet --device cuda --models vit_small_patch32_224
 
-Numbers computed on it mean nothing; the timings in ``benchmarks/results/plan_estimate_gpu.json`` were made this way.
+Numbers computed on it mean nothing. The timings in ``benchmarks/results/plan_estimate_gpu.json`` were made with
+fakes of the same kind, 9,600 images per split (``data.write_fake_imagenette`` with 60 per class, in 16 processes
+of different seeds), before this script.
 """
 
 from __future__ import annotations
