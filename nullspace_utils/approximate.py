@@ -229,13 +229,14 @@ class _TensorBatches:
             yield (images, *rest, index) if self.indices else (images, *rest)
 
 
-def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int):
+def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int, indices: bool = False):
+    """Batches of ``data``; with ``indices`` (a TensorDataset only) each batch also holds its images' indices."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, TensorDataset):
-        return _TensorBatches(data, batch_size, shuffle, seed)
+        return _TensorBatches(data, batch_size, shuffle, seed, indices)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
 
@@ -646,7 +647,7 @@ def _clean_logits(model: nn.Module, data: TensorDataset, batch_size: int, device
     learning arithmetic (:func:`clean_logits_once`)."""
     logits = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-        for images, *_ in _TensorBatches(data, batch_size, False, 0):
+        for images, *_ in _loader(data, batch_size, False, 0):
             logits.append(model(images.to(device)).float())
     return torch.cat(logits)
 
@@ -672,10 +673,9 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
     :func:`clean_logits_once`), a step looks its images' up by index instead of running the clean pass."""
     seeds = list(dict.fromkeys(seed for seed, _ in runs))  # one batch order per distinct seed
     owner = [seeds.index(seed) for seed, _ in runs]
-    loaders = [_loader(data, batch_size, True, seed) for seed in seeds]
+    # with clean logits, each batch also holds its images' indices, to look theirs up
+    loaders = [_loader(data, batch_size, True, seed, indices=clean_logits is not None) for seed in seeds]
     checked = _all_finite(loaders[0])
-    if clean_logits is not None:  # the same batch orders (the same generators), each batch with its images' indices
-        loaders = [_TensorBatches(data, batch_size, True, seed, indices=True) for seed in seeds]
     # a first batch of every loader, for the image size: drawing it moves a loader's shuffling on by one pass, as
     # the single-noise loop always did, so each seed's batches stay the ones it meets when learned alone
     first_images = [next(iter(loader))[0] for loader in loaders][0]

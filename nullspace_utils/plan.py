@@ -292,7 +292,7 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
     does not depend on them); random images of the profile's size."""
     from torch.utils.data import TensorDataset
 
-    from nullspace_utils import approximate, models
+    from nullspace_utils import models
 
     where = torch.device(device)
     pretrained = {} if model_name in models.ZOO else {"pretrained": False}
@@ -304,25 +304,22 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
     # on the device before anything is timed, as a sweep's data is (a copy from the host inside a timed call would
     # count as computing)
     images, labels = images.to(where), labels.to(where)
-    datasets = {batches: TensorDataset(images[: batches * batch_size], labels[: batches * batch_size])
-                for batches in (1, steps, 2 * steps)}
-
-    def dataset(batches: int) -> TensorDataset:
-        return datasets[batches]
+    dataset = {batches: TensorDataset(images[: batches * batch_size], labels[: batches * batch_size])
+               for batches in (1, steps, 2 * steps)}
 
     together = min(seeds, approximate.noises_per_pass(None, batch_size, where))  # as a point learns its seeds
 
     def learn(count: int, batches: int = 1) -> None:  # one batch: a clean pass computed once costs the same
-        approximate.learn_noises(model, dataset(batches), level=level, lim=0.1, seeds=range(together), steps=count,
+        approximate.learn_noises(model, dataset[batches], level=level, lim=0.1, seeds=range(together), steps=count,
                                  lr=0.1, milestones=(), batch_size=batch_size, device=where)
 
     def evaluate(count: int) -> None:  # the noisy passes alone: the clean one is computed beforehand
-        approximate.evaluate_noise(model, dataset(count), noise, level=level, batch_size=batch_size, device=where,
+        approximate.evaluate_noise(model, dataset[count], noise, level=level, batch_size=batch_size, device=where,
                                    clean=cleans[count])
 
     with models.exact_float32():
         noise = approximate.uniform_noise(approximate.noise_shape(model, level, (profile.image_size,) * 2), 0.1, 0)
-        cleans = {count: approximate.clean_pass(model, dataset(count), level=level, batch_size=batch_size,
+        cleans = {count: approximate.clean_pass(model, dataset[count], level=level, batch_size=batch_size,
                                                 device=where) for count in (1, steps, 2 * steps)}
         learn(1)  # warm-up: kernels chosen, memory allocated
         evaluate(1)
@@ -330,7 +327,7 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
             steps * together)  # one noise's share of a pass
         forward = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
         clean = 0.0
-        if approximate.clean_logits_once(None, dataset(1), where):
+        if approximate.clean_logits_once(None, dataset[1], where):
             clean = (_seconds(lambda: learn(1, 2 * steps), where) - _seconds(lambda: learn(1, steps), where)) / steps
     return StepCost(max(learn_step, 0.0), max(forward, 0.0), max(clean, 0.0))
 
