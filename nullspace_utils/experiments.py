@@ -6,7 +6,8 @@ a CPU::
 Each sub-command runs one study with its profile's settings (``studies.<study>.SETTINGS``) and writes its result
 file, ``book/results/<profile>/<kind>.json`` (or ``--out``), checked against the study's schema, with the
 provenance (command, arguments, versions, commit, device) that made it. A sweep run in parallel parts
-(``--models``, or ``--seeds``/``--lims``/``--methods`` for finetune) is joined by ``merge``. Progress is logged.
+(``--models`` and ``--lims`` for the noise sweeps, ``--seeds``/``--lims``/``--methods`` for finetune) is joined by
+``merge``. Progress is logged.
 
 ``all`` runs every study a chapter reads as one resumable plan (:mod:`nullspace_utils.plan`): its parts in
 order, one process per device (``--devices cuda:0 cuda:1``), merges included; a rerun skips the finished parts::
@@ -62,11 +63,13 @@ def _watermark_max_noise(args: argparse.Namespace, profile: Profile, how: common
 
 
 def _approximate(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    return approximate_study.run(approximate_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
+    return approximate_study.run(approximate_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models,
+                                 lims=args.lims)
 
 
 def _robustness(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
-    return robustness_study.run(robustness_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models)
+    return robustness_study.run(robustness_study.SETTINGS[profile.name].with_steps(args.steps), profile, how, models=args.models,
+                                lims=args.lims)
 
 
 def _robustness_transfer(args: argparse.Namespace, profile: Profile, how: common.Run) -> Any:
@@ -178,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         sweep.add_argument("--steps", type=int, default=None, help="override the profile's number of SGD steps")
         sweep.add_argument("--models", nargs="+", default=None,
                            help="run only these models (one part of a parallel run; join the parts with `merge`)")
+        sweep.add_argument("--lims", nargs="+", type=float, default=None,
+                           help="run only these of the profile's listed lims (one part; the part with the last "
+                                "listed lim also learns the lims the sweep adds past it)")
         sweep.add_argument("--out", type=Path, default=None)
     transfer = sub.add_parser("robustness-transfer", help="Fig. 3c over seeds: every model's input noise at the "
                                                           "transfer lims, each seed's, on every model (the sweep's "

@@ -34,7 +34,7 @@ from nullspace_utils import approximate
 from nullspace_utils.files import REPOSITORY_ROOT, atomic_write
 from nullspace_utils.profiles import Profile
 
-__all__ = ["Part", "PlanReport", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
+__all__ = ["Part", "PlanReport", "LIM_SPLITS", "lim_groups", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
            "part_weights",
            "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT"]
 
@@ -106,10 +106,48 @@ class PlanReport:
         return "\n".join(lines)
 
 
-def _sweep(study: str, models: Sequence[str], profile: str) -> list[Part]:
-    """A learned-noise sweep (§4 approximate, §5 robustness) as one part per model and the merge that joins them."""
-    parts = [Part(f"{study}/{model}", (study, "--profile", profile, "--device", DEVICE, "--models", model,
-                                        "--out", f"{{work}}/parts/{study}_{model}.json")) for model in models]
+#: The sweep parts whose lims are split over several parts, per profile: (study, model) -> number of parts. Each was
+#: estimated above 500 s on one H100 as one part (``benchmarks/results/plan_estimate_gpu.json``, ``after_clean_once``:
+#: ViT-S/32 and ViT-L/32 at the encoder 507 s and 1221 s; at the input ViT-L/32 1112 s, ResNet-50 752 s,
+#: EfficientNet-B0 706 s). A part that long is lost whole when interrupted, sets the least time of a run on several
+#: GPUs (the longest part), and does not fit one 600 s call of the lent GPU machines, where every part is to be run
+#: in full once. The results do not change: a point depends on its lim and seeds alone.
+LIM_SPLITS: dict[str, dict[tuple[str, str], int]] = {
+    "teaching": {},
+    "imagenet": {("approximate", "vit_small_patch32_224"): 2, ("approximate", "vit_large_patch32_224"): 3,
+                 ("robustness", "vit_large_patch32_224"): 3, ("robustness", "resnet50"): 2,
+                 ("robustness", "efficientnet_b0"): 2},
+}
+
+
+def lim_groups(lims: Sequence[float], parts: int) -> list[tuple[float, ...]]:
+    """``lims`` in ``parts`` consecutive groups as even as can be, the longer ones first (8 in 3: 3, 3, 2)."""
+    if not 1 <= parts <= len(lims):
+        raise ValueError(f"cannot split {len(lims)} lims into {parts} parts; give 1 to {len(lims)}.")
+    size, longer = divmod(len(lims), parts)
+    groups, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < longer else 0)
+        groups.append(tuple(lims[start:end]))
+        start = end
+    return groups
+
+
+def _sweep(study: str, models: Sequence[str], profile: str, lims: Sequence[float],
+           splits: dict[tuple[str, str], int]) -> list[Part]:
+    """A learned-noise sweep (§4 approximate, §5 robustness) as one part per model, or per group of its listed
+    ``lims`` where ``splits`` says so (:data:`LIM_SPLITS`), and the merge that joins them."""
+    parts = []
+    for model in models:
+        common = (study, "--profile", profile, "--device", DEVICE, "--models", model)
+        count = splits.get((study, model), 1)
+        if count == 1:
+            parts.append(Part(f"{study}/{model}", (*common, "--out", f"{{work}}/parts/{study}_{model}.json")))
+            continue
+        for group in lim_groups(lims, count):
+            span = f"lims-{group[0]:g}-{group[-1]:g}" if len(group) > 1 else f"lims-{group[0]:g}"
+            parts.append(Part(f"{study}/{model}/{span}", (*common, "--lims", *(f"{lim:g}" for lim in group),
+                                                           "--out", f"{{work}}/parts/{study}_{model}_{span}.json")))
     merge = Part(f"{study}/merge", ("merge", study, *(part.argv[-1] for part in parts), "--device", DEVICE,
                                     "--out", f"{{work}}/{study}.json"),
                  needs=tuple(part.name for part in parts), publishes=(f"{study}.json",))
@@ -149,15 +187,19 @@ def study_plan(profile: Profile, *, only: Sequence[str] | None = None) -> list[P
     needs: the A.2 watermark evaluation, the §4 and §5 sweeps (one part per model, then ``merge``), §5's transfer
     over seeds, the paper's watermark procedure and the maximal-noise script (CPU), the §9 fingerprints (CPU) and
     the fine-tuning sweep with its -C pass. ``only``: these studies (``approximate``, ``robustness``, ...) alone."""
+    from nullspace_utils.studies import approximate as approximate_study
     from nullspace_utils.studies import finetune as finetune_study
+    from nullspace_utils.studies import robustness as robustness_study
 
     name = profile.name
     tune = finetune_study.SETTINGS[name]
+    splits = LIM_SPLITS.get(name, {})
     studies = {
         "watermark": [Part("watermark", ("watermark", "--profile", name, "--device", DEVICE,
                                          "--out", "{work}/watermark.json"), publishes=("watermark.json",))],
-        "approximate": _sweep("approximate", profile.vit_models, name),
-        "robustness": [*_sweep("robustness", profile.vit_models + profile.cnn_models, name),
+        "approximate": _sweep("approximate", profile.vit_models, name, approximate_study.SETTINGS[name].lims, splits),
+        "robustness": [*_sweep("robustness", profile.vit_models + profile.cnn_models, name,
+                               robustness_study.SETTINGS[name].lims, splits),
                        Part("robustness-transfer", ("robustness-transfer", "--profile", name, "--device", DEVICE,
                                                     "--sweep", "{work}/robustness.json",
                                                     "--out", "{work}/robustness_transfer.json"),
@@ -236,6 +278,18 @@ def _option(argv: Sequence[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
+def _values(argv: Sequence[str], name: str) -> list[str]:
+    """The words after option ``name`` up to the next option (none when it is absent)."""
+    if name not in argv:
+        return []
+    words = []
+    for word in argv[argv.index(name) + 1:]:
+        if word.startswith("--"):
+            break
+        words.append(word)
+    return words
+
+
 def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
     """The counted work (:class:`~nullspace_utils.studies.noise_sweep.Work`) of a learned-noise part, as
     (listed lims, the lims a sweep may add): a sweep's model (``approximate/<model>``, ``robustness/<model>``) or
@@ -246,12 +300,13 @@ def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
 
     study, model = part.argv[0] if part.argv else "", _option(part.argv, "--models")
     steps = _option(part.argv, "--steps")
+    lims = [float(word) for word in _values(part.argv, "--lims")] or None
     if study == "approximate" and model:
         settings = approximate_study.SETTINGS[profile.name].with_steps(int(steps) if steps else None)
-        return approximate_study.work(settings, profile, model)
+        return approximate_study.work(settings, profile, model, lims)
     if study == "robustness" and model:
         settings = robustness_study.SETTINGS[profile.name].with_steps(int(steps) if steps else None)
-        return robustness_study.work(settings, profile, model)
+        return robustness_study.work(settings, profile, model, lims)
     if study == "robustness-transfer":  # after the plan's merge, which saves the sweep's noises beside its file
         return (robustness_study.transfer_work(robustness_study.SETTINGS[profile.name], profile, reuse_noises=True),
                 noise_sweep.NO_WORK)

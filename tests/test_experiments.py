@@ -190,6 +190,39 @@ def test_robustness_runner_in_parts_and_merged_end_to_end_tiny(tmp_path):
         robustness_study.merge([json.loads(part.read_text()) for part in parts], parts, profile, Run(command="merge"))
 
 
+def test_a_sweep_split_by_lims_merges_into_the_whole_runs_result(tmp_path):
+    """The approximate runner run whole, and as two parts of its lims (``--lims``) joined by ``merge``: the same
+    rows (the first ViT's norm-kept and squared-loss points included), the added lim learned by the part with the
+    last listed lim and the squared-loss points by the part with the first; a lim twice or missing is refused."""
+    from dataclasses import asdict, replace
+
+    from nullspace_utils.profiles import get_profile
+
+    profile = get_profile("teaching")
+    first = profile.vit_models[0]
+    # extend_until 0: the sweep always adds its one extra lim, so the split must put it in the right part
+    tiny = approximate_study.ApproximateSettings(**{**asdict(_TINY), "lims": (0.1, 0.4), "extend_until": 0.0,
+                                                    "seeds": (0,), "lr_grid": (1.0, 10.0)}, squared_lims=(0.1,))
+    check = replace(approximate_study.CHECK, train=8, val=8, steps=2, milestones=(1,), batch_size=8)
+    whole = approximate_study.run(tiny, profile, Run(), models=[first], check=check)
+    assert [row["lim"] for row in whole["models"][first]] == [0.1, 0.4, 0.8]
+    parts = []
+    for lims in ((0.4,), (0.1,)):  # in any order
+        made = approximate_study.run(tiny, profile, Run(), models=[first], lims=lims, check=check)
+        parts.append(json.loads(json.dumps(made)))
+    assert [row["lim"] for row in parts[0]["models"][first]] == [0.4, 0.8]  # the added lim comes with the last
+    assert parts[0]["squared_loss"][first] == [] and len(parts[1]["squared_loss"][first]) == 1
+    merged = approximate_study.merge(parts, profile, Run(command="merge"))
+    for table in ("models", "keep_norm", "squared_loss"):
+        assert merged[table] == json.loads(json.dumps(whole[table])), table
+    with pytest.raises(StudyError, match=r"zoo-vit-s has lims 0.4, 0.8 in two parts' 'models'"):
+        approximate_study.merge([parts[0], parts[0], parts[1]], profile, Run())
+    with pytest.raises(StudyError, match=r"no part has zoo-vit-s's lim 0.1;"):
+        approximate_study.merge(parts[:1], profile, Run())
+    with pytest.raises(StudyError, match=r"--lims: 0.3 not among this sweep's lims 0.1, 0.4 "):
+        approximate_study.run(tiny, profile, Run(), models=[first], lims=[0.3], check=check)
+
+
 def _transfer_reuses_the_sweeps_noises(tiny, result, merged, profile) -> None:
     """robustness-transfer after a merge reads the noises saved beside the merged file instead of learning them
     again: the same tables as learning them again (the CPU learns them bit for bit alike), its points the sweep's

@@ -127,6 +127,40 @@ def test_every_part_of_the_real_plan_is_a_command_experiments_accepts(profile, t
     assert written <= published  # every result file a study writes comes out of the plan
 
 
+def test_long_sweep_parts_are_split_by_lims_and_their_work_adds_up_to_the_whole_part():
+    """The imagenet plan splits the sweep parts of :data:`plan.LIM_SPLITS` into groups of consecutive lims: every
+    listed lim is in one part, the merge needs them all, and the parts' counted work is the unsplit part's (the
+    squared-loss points in the first group, the lims a sweep may add in the last)."""
+    from nullspace_utils.studies import approximate as approximate_study
+    from nullspace_utils.studies import robustness as robustness_study
+
+    profile = get_profile("imagenet")
+    parts = plan.study_plan(profile, only=["approximate", "robustness"])
+    names = [part.name for part in parts]
+    assert plan.lim_groups((1, 2, 3, 4, 5, 6, 7, 8), 3) == [(1, 2, 3), (4, 5, 6), (7, 8)]
+    with pytest.raises(ValueError, match="cannot split 2 lims into 3 parts"):
+        plan.lim_groups((1, 2), 3)
+    for (study, model), count in plan.LIM_SPLITS["imagenet"].items():
+        settings = {"approximate": approximate_study, "robustness": robustness_study}[study].SETTINGS["imagenet"]
+        split = [part for part in parts if part.name.startswith(f"{study}/{model}/lims-")]
+        assert len(split) == count and f"{study}/{model}" not in names
+        lims = [float(word) for part in split for word in plan._values(part.argv, "--lims")]
+        assert lims == list(settings.lims)  # each listed lim in one part, in order
+        merge = next(part for part in parts if part.name == f"{study}/merge")
+        assert {part.name for part in split} <= set(merge.needs)
+        assert all(part.argv[-1] in merge.argv for part in split)
+        whole = plan.part_work(plan.Part("whole", (study, "--models", model)), profile)
+        works = [plan.part_work(part, profile) for part in split]
+        for index in range(2):  # listed lims, then the lims the sweep may add
+            total = works[0][index]
+            for work in works[1:]:
+                total = total + work[index]
+            assert total == whole[index]
+        assert works[-1][1] == whole[1] and all(not work[1].learn_steps or not any(work[1].learn_steps.values())
+                                                for work in works[:-1])
+    assert not any("/lims-" in name for name in (part.name for part in plan.study_plan(get_profile("teaching"))))
+
+
 def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, capsys):
     experiments.main(["all", "--dry-run", "--no-measure", "--only", "robustness", "--work", str(tmp_path)])
     printed = capsys.readouterr().out

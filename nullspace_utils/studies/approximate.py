@@ -28,6 +28,7 @@ from nullspace_utils.studies.noise_sweep import (
     SweepSettings,
     Work,
     check_point,
+    chosen_lims,
     lim_sweep,
     noise_point,
     point_settings,
@@ -99,25 +100,34 @@ RESULT: results.ResultKind[ApproximateResult] = results.ResultKind("approximate"
 
 
 # --------------------------------------------------------------------------- runner
-def work(settings: ApproximateSettings, profile: Profile, model: str) -> tuple[Work, Work]:
-    """What :func:`run` computes for ``model`` alone (one part of the plan): its listed lims, and for the first ViT
-    the same lims with the norm held (the rates reused) and the squared-loss lims; and what the lims it may add
-    (``max_extensions``) would cost on top. The cheap check point is left out."""
+def work(settings: ApproximateSettings, profile: Profile, model: str,
+         lims: Sequence[float] | None = None) -> tuple[Work, Work]:
+    """What :func:`run` computes for ``model`` alone (one part of the plan; ``lims``: only these listed lims): its
+    lims, and for the first ViT the same lims with the norm held (the rates reused) and, in the part with the first
+    listed lim, the squared-loss lims; and what the lims it may add (``max_extensions``, in the part with the last
+    listed lim) would cost on top. The cheap check point is left out."""
     point = settings.point()
-    listed = point_work(point, model, "encoder", vit_input=False).times(len(settings.lims))
+    chosen = chosen_lims(lims, settings)
+    listed = point_work(point, model, "encoder", vit_input=False).times(len(chosen))
     if model == profile.vit_models[0]:
-        listed = (listed + point_work(point, model, "encoder", vit_input=False, chosen_lr=False).times(len(settings.lims))
-                  + point_work(point, model, "encoder", vit_input=False).times(len(settings.squared_lims)))
-    return listed, point_work(point, model, "encoder", vit_input=False).times(settings.max_extensions)
+        listed = listed + point_work(point, model, "encoder", vit_input=False, chosen_lr=False).times(len(chosen))
+        if settings.lims[0] in chosen:
+            listed = listed + point_work(point, model, "encoder", vit_input=False).times(len(settings.squared_lims))
+    extensions = settings.max_extensions if settings.lims[-1] in chosen else 0
+    return listed, point_work(point, model, "encoder", vit_input=False).times(extensions)
 
 
 def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Sequence[str] | None = None,
-        check: ApproximateCheck = CHECK) -> ApproximateResult:
+        lims: Sequence[float] | None = None, check: ApproximateCheck = CHECK) -> ApproximateResult:
     """Paper Fig. 2: learned encoder-level noise against lim for the profile's ViTs (``models``: only these, one part
     of a parallel run; join the parts with :func:`merge`), multi-seed, rate chosen per point; the first ViT again
     with ``keep_norm`` (the noise cannot shrink) at the same lims and rates, and with the squared loss at
-    ``squared_lims``; and the cheap ``check`` point. The rows so far are written after every point."""
+    ``squared_lims``; and the cheap ``check`` point. The rows so far are written after every point.
+
+    ``lims``: only these listed lims (a part of a sweep split by lims, :func:`~nullspace_utils.studies.noise_sweep.lim_sweep`);
+    the part with the first listed lim also learns the squared-loss points, the one with the last the added lims."""
     chosen = chosen_models(models, profile.vit_models)
+    part_lims = chosen_lims(lims, settings)
     train, val, small_train, small_val = sweep_datasets(profile, settings, check, how.device)
     out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name, "level": "encoder",
                            "config": settings_dict(settings), "loss": LOSS, "optimizer": OPTIMIZER,
@@ -132,7 +142,7 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Se
             continue
         model = profile.load_model(name, device=how.device)
         rows = lim_sweep(functools.partial(noise_point, model, train, val, level="encoder", **common),
-                         settings, save, out["models"].setdefault(name, []))
+                         settings, save, out["models"].setdefault(name, []), lims=part_lims)
         if index == 0:
             kept = out["keep_norm"].setdefault(name, [])
             for row in rows:  # the same lims and rates, with the norm held
@@ -140,7 +150,7 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Se
                                         keep_norm=True, **common))
                 save()
             squared = out["squared_loss"].setdefault(name, [])
-            for lim in settings.squared_lims:
+            for lim in settings.squared_lims if settings.lims[0] in part_lims else ():
                 squared.append(noise_point(model, train, val, level="encoder", lim=lim, squared=True, **common))
                 save()
     check_model = profile.load_model(profile.vit_models[check.model_index], device=how.device)
@@ -151,7 +161,8 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Se
 
 def merge(parts: Sequence[ApproximateResult], profile: Profile, how: Run) -> ApproximateResult:
     """One result from the parts of a sweep run in parallel (one ``models`` subset each, same settings)."""
-    joined = join_parts([dict(part) for part in parts], ("models", "keep_norm", "squared_loss"), profile.models, how)
+    joined = join_parts([dict(part) for part in parts], ("models", "keep_norm", "squared_loss"), profile.models, how,
+                        lim_rows=True)
     return RESULT.validate(joined, fix=RUNNER_FIX)
 
 

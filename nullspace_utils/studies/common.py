@@ -61,26 +61,47 @@ def chosen_models(requested: Sequence[str] | None, names: Sequence[str]) -> tupl
     return tuple(name for name in names if name in requested)
 
 
-def join_parts(parts: Sequence[dict[str, Any]], tables: Sequence[str], order: Sequence[str],
-               run: Run) -> dict[str, Any]:
+def join_parts(parts: Sequence[dict[str, Any]], tables: Sequence[str], order: Sequence[str], run: Run, *,
+               lim_rows: bool = False) -> dict[str, Any]:
     """One result from the parts of a sweep run in parallel (same settings and profile, each model in one part):
     the first part's other keys, each of ``tables`` joined in ``order``, a new provenance, and the parts'
-    provenances under ``parts``."""
+    provenances under ``parts``.
+
+    ``lim_rows``: the tables hold a list of rows per model, one per lim (a learned-noise sweep), and a model's lims
+    may be split over several parts (``--lims``): its rows are joined in the order of their lims. A lim in two
+    parts is refused, and so is a model whose rows in the first table lack a lim the config lists (``lims``)."""
     first = parts[0]
     if any(part["config"] != first["config"] or part["profile"] != first["profile"] for part in parts):
         raise StudyError("merge: the parts were run with different configs or profiles; run them again alike.")
     out = {key: value for key, value in first.items() if key != "provenance"}
     out["provenance"] = run.provenance()
     out["parts"] = [part["provenance"] for part in parts]
-    for table in tables:
+    for index, table in enumerate(tables):
         joined: dict[str, Any] = {}
         for part in parts:
             for name, rows in part[table].items():
-                if name in joined:
+                if name in joined and not lim_rows:
                     raise StudyError(f"merge: {name} is in two parts' {table!r}; give each model to one part.")
+                if lim_rows:
+                    twice = sorted({row["lim"] for row in joined.get(name, [])} & {row["lim"] for row in rows})
+                    if twice:
+                        raise StudyError(f"merge: {name} has {_lims(twice)} in two parts' {table!r}; give each of a "
+                                         "model's lims to one part.")
+                    rows = sorted([*joined.get(name, []), *rows], key=lambda row: row["lim"])
                 joined[name] = rows
+        if lim_rows and index == 0:  # the sweep's own table holds every listed lim of each of its models
+            for name, rows in joined.items():
+                missing = sorted(set(first["config"]["lims"]) - {row["lim"] for row in rows})
+                if missing:
+                    raise StudyError(f"merge: no part has {name}'s {_lims(missing)}; run the part that holds it "
+                                     "(--lims) and merge again.")
         out[table] = {name: joined[name] for name in order if name in joined}
     return out
+
+
+def _lims(lims: Sequence[float]) -> str:
+    """``lim 0.1`` or ``lims 0.1, 0.2``, for a message."""
+    return ("lim " if len(lims) == 1 else "lims ") + ", ".join(f"{lim:g}" for lim in lims)
 
 
 def json_arguments(arguments: dict[str, Any]) -> dict[str, Any]:

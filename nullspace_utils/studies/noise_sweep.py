@@ -25,8 +25,9 @@ from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile
 from nullspace_utils.results import Fraction
 from nullspace_utils.studies import evidence
+from nullspace_utils.studies.common import StudyError
 
-__all__ = ["LOSS", "PointSettings", "SweepSettings", "CheckPoint", "Work", "NO_WORK", "point_work", "noise_point", "lim_sweep", "point_settings", "check_point",
+__all__ = ["LOSS", "PointSettings", "SweepSettings", "CheckPoint", "Work", "NO_WORK", "point_work", "noise_point", "chosen_lims", "lim_sweep", "point_settings", "check_point",
            "sweep_datasets", "NoisePoint", "NoiseSeedRow", "NoiseEvaluationRow", "TrainLossRow", "LrChoiceRow",
            "SweepConfig", "SweepCheck"]
 
@@ -333,16 +334,36 @@ def point_settings(settings: PointSettings, device: str) -> dict[str, Any]:
             "lr_grid": tuple(settings.lr_grid), "device": device}
 
 
+def chosen_lims(requested: Sequence[float] | None, settings: SweepSettings) -> tuple[float, ...]:
+    """The listed lims of ``settings`` that ``requested`` asks for (all of them when ``None``), in the listed order:
+    one part of a sweep split by lims (``--lims``). A lim the settings do not list raises :class:`StudyError`."""
+    if not requested:
+        return tuple(settings.lims)
+    unknown = sorted(set(requested) - set(settings.lims))
+    if unknown:
+        raise StudyError(f"--lims: {', '.join(f'{lim:g}' for lim in unknown)} not among this sweep's lims "
+                         f"{', '.join(f'{lim:g}' for lim in settings.lims)} (the lims it adds past them are learned "
+                         "by the part that holds the last listed one).")
+    return tuple(lim for lim in settings.lims if lim in requested)
+
+
 def lim_sweep(point: Callable[..., NoisePoint], settings: SweepSettings, on_row: Callable[[], None],
-              rows: list[NoisePoint]) -> list[NoisePoint]:
+              rows: list[NoisePoint], lims: Sequence[float] | None = None) -> list[NoisePoint]:
     """Rows of ``point(lim=...)`` over ``settings.lims``, extended by ``extend_factor`` while the uniform noise of the
-    last lim still keeps at least ``extend_until`` of the predictions (mean over seeds); ``on_row`` after each."""
+    last lim still keeps at least ``extend_until`` of the predictions (mean over seeds); ``on_row`` after each.
+
+    ``lims``: only these listed lims (:func:`chosen_lims`; one part of a sweep split by lims). Each point depends on
+    its lim and seeds alone, so the parts' rows are the whole sweep's; the extensions follow the last listed lim and
+    are learned by the part that holds it."""
     def add(lim: float) -> None:
         rows.append(point(lim=lim))
         on_row()
 
-    for lim in settings.lims:
+    chosen = chosen_lims(lims, settings)
+    for lim in chosen:
         add(lim)
+    if settings.lims[-1] not in chosen:
+        return rows
     for _ in range(settings.max_extensions):
         uniform = evidence.seed_values(rows[-1], "uniform")
         if sum(uniform) / len(uniform) < settings.extend_until:

@@ -36,6 +36,7 @@ from nullspace_utils.studies.noise_sweep import (
     SweepSettings,
     Work,
     check_point,
+    chosen_lims,
     lim_sweep,
     noise_point,
     point_settings,
@@ -191,12 +192,15 @@ def _transfer(out: dict[str, Any], profile: Profile, loaded: dict[str, nn.Module
 
 
 def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Sequence[str] | None = None,
-        check: RobustnessCheck = CHECK) -> RobustnessResult:
+        lims: Sequence[float] | None = None, check: RobustnessCheck = CHECK) -> RobustnessResult:
     """Paper Fig. 3: input-level noise for all six models (b), multi-seed with its baselines (for ViTs also the
     exact-nullspace ones); (c) every model's seed-0 input noise on every model at ``transfer_lims``, and ViT-S's
     exact nullspace noise at the RMS of Uniform(-lim, lim). ``models``: only these (one part of a parallel run; the
-    part saves its noises beside ``how.out`` and :func:`merge` computes the transfer tables); the cheap ``check``."""
+    part saves its noises beside ``how.out`` and :func:`merge` computes the transfer tables); ``lims``: only these
+    listed lims (a part of a sweep split by lims; the one with the last listed lim learns the added lims); the cheap
+    ``check``."""
     chosen = chosen_models(models, profile.models)
+    part_lims = chosen_lims(lims, settings)
     train, val, small_train, small_val = sweep_datasets(profile, settings, check, how.device)
     out: dict[str, Any] = {"provenance": how.provenance(), "profile": profile.name, "config": settings_dict(settings),
                            "loss": LOSS, "input": {}, "transfer": {}, "exact_transfer": {}}
@@ -211,11 +215,11 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
             learned[lim] = {}
             return noise_point(model, train, val, level="input", lim=lim, noises=learned[lim], **common)
 
-        lim_sweep(point, settings, lambda: how.save_partial(out), out["input"].setdefault(name, []))
-        noises[name] = {lim: learned[lim] for lim in settings.transfer_lims}
+        lim_sweep(point, settings, lambda: how.save_partial(out), out["input"].setdefault(name, []), lims=part_lims)
+        noises[name] = {lim: learned[lim] for lim in settings.transfer_lims if lim in learned}
     if how.out is not None:  # for `merge` (a part of a parallel run) and for robustness-transfer
         save_file(_flat(noises), noise_file(how.out))
-    if set(chosen) == set(profile.models):
+    if set(chosen) == set(profile.models) and part_lims == tuple(settings.lims):
         _transfer(out, profile, loaded, noises, val, settings.transfer_lims, settings.seeds[0], how.device)
         how.save_partial(out)
     check_name = profile.cnn_models[check.cnn_index]  # the profile's third CNN (MobileNetV3)
@@ -229,7 +233,7 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
           how: Run) -> RobustnessResult:
     """One result from the parts of a sweep run in parallel (one ``models`` subset each, same settings), with the
     transfer tables computed from the noises the parts saved beside their files (:func:`noise_file`)."""
-    out: dict[str, Any] = join_parts([dict(part) for part in parts], ("input",), profile.models, how)
+    out: dict[str, Any] = join_parts([dict(part) for part in parts], ("input",), profile.models, how, lim_rows=True)
     missing = sorted(set(profile.models) - set(out["input"]))
     if missing:
         raise StudyError(f"merge: no part has {', '.join(missing)}; the transfer tables need every model.")
@@ -238,7 +242,9 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
         if not noise_file(Path(path)).is_file():
             raise StudyError(f"merge: {noise_file(Path(path))} is missing: a robustness part saves its noises beside "
                              "its result file; merge the parts where they were written.")
-        noises.update(_checked_noises(part["input"], part["config"]["transfer_lims"], noise_file(Path(path)), path))
+        for name, by_lim in _checked_noises(part["input"], part["config"]["transfer_lims"], noise_file(Path(path)),
+                                            path).items():  # a model's lims may come from several parts
+            noises.setdefault(name, {}).update(by_lim)
     val = profile.tensor_dataset("val", out["config"]["val"], how.device)
     loaded: dict[str, nn.Module] = {name: profile.load_model(name, device=how.device) for name in profile.models}
     out["transfer"], out["exact_transfer"] = {}, {}
@@ -249,12 +255,14 @@ def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile
     return RESULT.validate(out, fix=RUNNER_FIX)
 
 
-def work(settings: RobustnessSettings, profile: Profile, model: str) -> tuple[Work, Work]:
+def work(settings: RobustnessSettings, profile: Profile, model: str,
+         lims: Sequence[float] | None = None) -> tuple[Work, Work]:
     """What :func:`run` computes for ``model`` alone (one part of the plan: its input-level points at the listed
-    lims), and what the lims it may add would cost on top. The check point and the transfer tables (``merge``)
-    are left out."""
+    lims, or at ``lims`` of them), and what the lims it may add would cost on top (in the part with the last listed
+    lim). The check point and the transfer tables (``merge``) are left out."""
     point = point_work(settings.point(), model, "input", vit_input=model in profile.vit_models)
-    return point.times(len(settings.lims)), point.times(settings.max_extensions)
+    chosen = chosen_lims(lims, settings)
+    return point.times(len(chosen)), point.times(settings.max_extensions if settings.lims[-1] in chosen else 0)
 
 
 def transfer_work(settings: RobustnessSettings, profile: Profile, *, reuse_noises: bool) -> Work:
