@@ -28,6 +28,9 @@ teaching = get_profile("teaching")
 sweep = plan.study_plan(teaching, only=["approximate"])
 listed, extensions = plan.part_work(sweep[1], teaching)  # approximate/zoo-vit-b: its lims, and those it may add
 assert sum(listed.learn_steps.values()) > 0 and plan.part_work(sweep[-1], teaching) is None  # a merge: not counted
+# the imagenet plan splits its longest sweep parts by lims, into consecutive groups (each fits a 600 s GPU call)
+assert plan.lim_groups((0.01, 0.05, 0.1, 0.25, 0.5, 1.0), 3) == [(0.01, 0.05), (0.1, 0.25), (0.5, 1.0)]
+assert plan.LIM_SPLITS["imagenet"][("robustness", "vit_large_patch32_224")] == 3 and not plan.LIM_SPLITS["teaching"]
 cost: plan.StepCost = plan.measure_step_cost(teaching, "zoo-vit-s", "encoder", batch_size=4, device="cpu", steps=1)
 assert cost.learn_step > 0 and cost.forward_batch > 0  # seconds on this machine
 estimates = plan.estimate_plan(sweep, teaching, "cpu", measure=lambda model, level, batch: cost)  # one cost for all
