@@ -36,12 +36,22 @@ from nullspace_utils.profiles import Profile
 
 __all__ = ["Part", "PlanReport", "LIM_SPLITS", "lim_groups", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
            "part_weights",
-           "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT"]
+           "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT", "WORKERS", "cpu_workers"]
 
 #: the placeholder of a part's command for the device its slot gives it (``cuda:1``, ``cpu``)
 DEVICE = "{device}"
 #: the slot of the parts that compute on the CPU (their commands have no ``{device}``)
 CPU_SLOT = "cpu (CPU part)"
+#: the placeholder of a CPU part's worker processes (:func:`cpu_workers`)
+WORKERS = "{workers}"
+
+
+def cpu_workers(devices: Sequence[str], cores: int | None = None) -> int:
+    """The worker processes a CPU part (the SLSQP solves) is given beside ``devices``' parts: the machine's
+    ``cores`` less two per device slot (a GPU part's process and its data loading), at least one. The results do
+    not depend on it: each image is solved alone."""
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, cores - 2 * sum(1 for device in devices if device != "cpu"))
 
 
 @dataclass(frozen=True)
@@ -63,10 +73,12 @@ class Part:
         """Whether the part computes on the slot's device (else on the CPU, in the CPU slot)."""
         return any(DEVICE in word for word in (self.command or self.argv))
 
-    def command_line(self, device: str, work: Path) -> list[str]:
-        """The process to start for this part on ``device``, with the work folder ``work``."""
+    def command_line(self, device: str, work: Path, workers: int = 1) -> list[str]:
+        """The process to start for this part on ``device``, with the work folder ``work`` and ``workers`` worker
+        processes where its command asks (``{workers}``)."""
         words = self.command or (sys.executable, "-m", "nullspace_utils.experiments", *self.argv)
-        return [word.replace(DEVICE, device).replace("{work}", str(work)) for word in words]
+        return [word.replace(DEVICE, device).replace("{work}", str(work)).replace(WORKERS, str(workers))
+                for word in words]
 
 
 @dataclass
@@ -204,10 +216,11 @@ def study_plan(profile: Profile, *, only: Sequence[str] | None = None) -> list[P
                                                     "--sweep", "{work}/robustness.json",
                                                     "--out", "{work}/robustness_transfer.json"),
                             needs=("robustness/merge",), publishes=("robustness_transfer.json",))],
-        "watermark-slsqp": [Part("watermark-slsqp", ("watermark-slsqp", "--profile", name,
+        "watermark-slsqp": [Part("watermark-slsqp", ("watermark-slsqp", "--profile", name, "--workers", WORKERS,
                                                      "--out", "{work}/watermark_slsqp.json"),
                                  publishes=("watermark_slsqp.json",))],
         "watermark-max-noise": [Part("watermark-max-noise", ("watermark-max-noise", "--profile", name,
+                                                             "--workers", WORKERS,
                                                              "--out", "{work}/watermark_max_noise.json"),
                                      publishes=("watermark_max_noise.json",))],
         "fingerprint": [Part("fingerprint", ("fingerprint", "--profile", name, "--out", "{work}/fingerprint.json"),
@@ -492,6 +505,7 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
     running: dict[str, tuple[subprocess.Popen, str, float, Any]] = {}
     free = list(devices)
     cpu_free = [CPU_SLOT]  # the parts that compute on the CPU whatever the devices: one at a time, beside them
+    workers = cpu_workers(devices)
     weight = {part.name: (weights or {}).get(part.name, 1.0) for part in parts}
     total = sum(weight[part.name] for part in waiting)
     if weights:
@@ -537,7 +551,8 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
                     device = slots.pop(0)
                     log = open(work / "logs" / f"{_file_name(part.name)}.log", "w")  # noqa: SIM115 (closed above)
                     share = {approximate.GPU_SHARE_VARIABLE: str(max(1, list(devices).count(device)))}  # on this GPU
-                    process = subprocess.Popen(part.command_line(device, work), stdout=log, stderr=subprocess.STDOUT,
+                    process = subprocess.Popen(part.command_line(device, work, workers), stdout=log,
+                                               stderr=subprocess.STDOUT,
                                                start_new_session=True, env={**os.environ, **share})
                     running[part.name] = (process, device, time.perf_counter(), log)
                     waiting.remove(part)

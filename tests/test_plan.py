@@ -161,6 +161,19 @@ def test_long_sweep_parts_are_split_by_lims_and_their_work_adds_up_to_the_whole_
     assert not any("/lims-" in name for name in (part.name for part in plan.study_plan(get_profile("teaching"))))
 
 
+def test_the_slsqp_parts_get_the_cores_the_device_parts_leave():
+    """The two SLSQP parts solve their images in worker processes: the plan gives them the machine's cores less two
+    per device slot (16 cores and one GPU: 14), at least one."""
+    assert plan.cpu_workers(["cuda:0"], cores=16) == 14 and plan.cpu_workers(["cuda:0", "cuda:1"], cores=16) == 12
+    assert plan.cpu_workers(["cpu"], cores=2) == 2 and plan.cpu_workers(["cuda:0"], cores=2) == 1
+    parts = {part.name: part for part in plan.study_plan(get_profile("imagenet"),
+                                                         only=["watermark-slsqp", "watermark-max-noise"])}
+    for part in parts.values():
+        line = part.command_line("cpu", Path("w"), workers=14)
+        assert not part.uses_device and line[line.index("--workers") + 1] == "14"
+        assert experiments._parser().parse_args(line[3:]).workers == 14
+
+
 def test_all_dry_run_prints_the_plan_and_unknown_studies_are_refused(tmp_path, capsys):
     experiments.main(["all", "--dry-run", "--no-measure", "--only", "robustness", "--work", str(tmp_path)])
     printed = capsys.readouterr().out

@@ -31,6 +31,8 @@ assert sum(listed.learn_steps.values()) > 0 and plan.part_work(sweep[-1], teachi
 # the imagenet plan splits its longest sweep parts by lims, into consecutive groups (each fits a 600 s GPU call)
 assert plan.lim_groups((0.01, 0.05, 0.1, 0.25, 0.5, 1.0), 3) == [(0.01, 0.05), (0.1, 0.25), (0.5, 1.0)]
 assert plan.LIM_SPLITS["imagenet"][("robustness", "vit_large_patch32_224")] == 3 and not plan.LIM_SPLITS["teaching"]
+# the SLSQP parts solve in worker processes: the cores the device parts leave ({workers} in their commands)
+assert plan.cpu_workers(["cuda:0"], cores=16) == 14 and plan.WORKERS == "{workers}"
 cost: plan.StepCost = plan.measure_step_cost(teaching, "zoo-vit-s", "encoder", batch_size=4, device="cpu", steps=1)
 assert cost.learn_step > 0 and cost.forward_batch > 0  # seconds on this machine
 estimates = plan.estimate_plan(sweep, teaching, "cpu", measure=lambda model, level, batch: cost)  # one cost for all
