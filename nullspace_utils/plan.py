@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from nullspace_utils import approximate
 from nullspace_utils.files import REPOSITORY_ROOT, atomic_write
-from nullspace_utils.profiles import Profile
+from nullspace_utils.profiles import TENSOR_CACHE_VARIABLE, Profile
 
 __all__ = ["Part", "PlanReport", "LIM_SPLITS", "lim_groups", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
            "part_weights",
@@ -483,7 +483,9 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
              weights: dict[str, float] | None = None) -> PlanReport:
     """Run the ``parts`` not finished before (:func:`part_keys` against the manifest in ``work``), each as soon as
     the parts it needs are done, on a free slot of ``devices`` (one process per slot; ``["cuda:0", "cuda:1"]``
-    runs two parts at once), logging each part to ``work/logs/<part>.log``. A finished part's ``publishes`` are
+    runs two parts at once), logging each part to ``work/logs/<part>.log``. The parts share the imagenet profile's
+    decoded images through ``work/tensors`` (:data:`~nullspace_utils.profiles.TENSOR_CACHE_VARIABLE`, unless it is
+    set already): each split is decoded once per plan, not once per part. A finished part's ``publishes`` are
     copied from ``work`` to ``out_dir`` all at once. Ctrl-C or SIGTERM stops the running parts, keeps every
     finished one and returns with ``interrupted`` set. One progress bar spans the plan: with ``weights``
     (:func:`part_weights`) it advances by each finished part's expected seconds, so its ETA weighs a long part as
@@ -550,7 +552,8 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
                 if ready and slots:
                     device = slots.pop(0)
                     log = open(work / "logs" / f"{_file_name(part.name)}.log", "w")  # noqa: SIM115 (closed above)
-                    share = {approximate.GPU_SHARE_VARIABLE: str(max(1, list(devices).count(device)))}  # on this GPU
+                    share = {approximate.GPU_SHARE_VARIABLE: str(max(1, list(devices).count(device))),  # on this GPU
+                             TENSOR_CACHE_VARIABLE: os.environ.get(TENSOR_CACHE_VARIABLE, str(work / "tensors"))}
                     process = subprocess.Popen(part.command_line(device, work, workers), stdout=log,
                                                stderr=subprocess.STDOUT,
                                                start_new_session=True, env={**os.environ, **share})

@@ -98,6 +98,32 @@ def test_a_fake_imagenette_of_given_split_sizes_is_the_same_from_several_process
         data.write_fake_imagenette(tmp_path / "x", workers=0)
 
 
+def test_decoded_images_are_kept_between_processes_under_the_cache_variable(fake_data, tmp_path, monkeypatch):
+    """With NULLSPACE_TENSOR_CACHE set, a split is decoded once: the next call reads the same tensors back without
+    decoding, another subset or a changed file is decoded again under a new name, and unset nothing is written."""
+    from nullspace_utils import profiles
+
+    profile = get_profile("imagenet")
+    first = profile.tensor_dataset("val", 7)
+    assert not (tmp_path / "tensors").exists()
+    monkeypatch.setenv(profiles.TENSOR_CACHE_VARIABLE, str(tmp_path / "tensors"))
+    decoded = []
+    original = data.as_uint8_if_exact
+    monkeypatch.setattr(data, "as_uint8_if_exact", lambda batch: decoded.append(len(batch)) or original(batch))
+    kept = profile.tensor_dataset("val", 7)
+    assert decoded == [7] and len(list((tmp_path / "tensors").iterdir())) == 1
+    again = profile.tensor_dataset("val", 7)
+    assert decoded == [7]  # read back, not decoded
+    for one, two, three in zip(first.tensors, kept.tensors, again.tensors, strict=True):
+        assert torch.equal(one, two) and torch.equal(one, three) and one.dtype == three.dtype
+    profile.tensor_dataset("val", 5)
+    assert decoded == [7, 5] and len(list((tmp_path / "tensors").iterdir())) == 2
+    picture = sorted((fake_data / "imagenette2-320" / "val").rglob("*.JPEG"))[0]
+    Image.new("RGB", (320, 240), (255, 0, 0)).save(picture, format="JPEG")  # a changed file: decoded anew
+    changed = profile.tensor_dataset("val", 7)
+    assert decoded == [7, 5, 7] and not torch.equal(changed.tensors[0], first.tensors[0])
+
+
 def test_wrong_class_folders_are_refused(tmp_path):
     root = data.write_fake_imagenette(tmp_path)
     (root / "imagenette2-320" / "val" / "n01440764").rename(root / "imagenette2-320" / "val" / "n00000000")

@@ -77,6 +77,21 @@ def test_device_parts_share_the_slots_and_each_is_told_its_device(tmp_path):
     assert used == {"cuda:0", "cuda:1"}  # both slots were used, and each part got its slot's device
 
 
+def test_the_parts_share_decoded_images_through_the_work_folder(tmp_path, monkeypatch):
+    """Each part is told where the plan keeps decoded images (work/tensors), unless the caller set the place."""
+    from nullspace_utils.profiles import TENSOR_CACHE_VARIABLE
+
+    echo = "import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(os.environ[sys.argv[2]])"
+    part = plan.Part("p", ("x",), publishes=("p.txt",),
+                     command=(sys.executable, "-c", echo, "{work}/p.txt", TENSOR_CACHE_VARIABLE))
+    monkeypatch.delenv(TENSOR_CACHE_VARIABLE, raising=False)
+    run([part], tmp_path)
+    assert (tmp_path / "out" / "p.txt").read_text() == str(tmp_path / "work" / "tensors")
+    monkeypatch.setenv(TENSOR_CACHE_VARIABLE, str(tmp_path / "mine"))
+    run([part], tmp_path / "again")
+    assert (tmp_path / "again" / "out" / "p.txt").read_text() == str(tmp_path / "mine")
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_plan_keeps_finished_parts_and_resumes(tmp_path, stop):
     script = tmp_path / "run_plan.py"
