@@ -1,0 +1,129 @@
+"""Every part of a profile's plan (``experiments all``) with the best time this repository has for it, and the sum
+against issue #33's goal of one hour on one GPU. Nothing is run: the times come from committed files, each labelled
+by how it was obtained:
+
+- ``measured``: the part ran in full on a GPU with untrained weights and fake ImageNette-sized images
+  (``imagenet_parts_gpu.json``, and the parts measured beside the estimates in ``plan_estimate_gpu.json``);
+- ``estimated``: the dry run's estimate from measured steps (``plan_estimate_gpu.json``, its newest estimate);
+  a part now split by lims (``plan.LIM_SPLITS``) gets the unsplit part's estimate in the share of its counted
+  learning steps (:func:`nullspace_utils.plan.part_work`);
+- ``projected``: the two SLSQP parts (CPU), from the seconds per iteration of ``paper_slsqp_cost_cpu.json`` times
+  the teaching profile's committed median iterations, on the workers the plan gives them beside one GPU;
+- ``not measured``: no time at all (the sum leaves it out and says so).
+
+::
+
+    python benchmarks/plan_timing.py --out benchmarks/results/plan_timing_imagenet.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nullspace_utils import plan
+from nullspace_utils.profiles import get_profile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GOAL_SECONDS = 3600
+#: the cores of the lent GPU machines, and the device slots of a one-GPU run (for the SLSQP parts' workers)
+CORES, DEVICES = 16, ("cuda",)
+#: the parts' names before the sweeps were split by lims, in the estimate files: <study>/<model>
+_SLSQP_PARTS = {"watermark-slsqp": "watermark_slsqp", "watermark-max-noise": "watermark_max_noise"}
+
+
+def _read(name: str) -> dict[str, Any]:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _learning_steps(part: plan.Part, profile) -> int:
+    counted = plan.part_work(part, profile)
+    return sum(counted[0].learn_steps.values()) if counted else 0
+
+
+def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
+    """Each part of the profile's plan -> ``{"seconds", "how", "source"}`` (``seconds`` None when not measured)."""
+    profile = get_profile(profile_name)
+    parts = plan.study_plan(profile)
+    estimates = _read("plan_estimate_gpu.json")
+    newest = estimates.get(profile_name, {}).get("after_clean_once", {})
+    measured: dict[str, dict[str, Any]] = {}
+    for key in ("imagenet_parts_measured", "imagenet_parts_measured_after_clean_once"):  # older first: newer wins
+        for name, row in estimates.get(key, {}).items():
+            if not isinstance(row, dict):  # its note
+                continue
+            measured[name] = {"seconds": row["seconds"], "source": f"plan_estimate_gpu.json {key}",
+                              "commit": row.get("commit", estimates.get("imagenet", {}).get("after", {}).get("commit"))}
+    gpu_runs = _read(f"{profile_name}_parts_gpu.json")
+    for name, row in gpu_runs.get("parts", {}).items():
+        if row.get("finished"):
+            measured[name] = {"seconds": row["seconds"], "source": f"{profile_name}_parts_gpu.json",
+                              "commit": row["commit"], "device": row["device"]}
+    slsqp = _read("paper_slsqp_cost_cpu.json")
+    workers = plan.cpu_workers(DEVICES, cores=CORES)
+    table: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        if part.name in measured:
+            table[part.name] = {"how": "measured", **measured[part.name]}
+            continue
+        whole = part.name.rsplit("/lims-", 1)[0]
+        estimate = newest.get("parts", {}).get(whole)
+        if estimate is not None:
+            share = 1.0
+            if whole != part.name:  # a part split by lims: its share of the whole part's learning steps
+                share = _learning_steps(part, profile) / _learning_steps(plan.Part(whole, (*part.argv[:7], "--out", "x")),
+                                                                           profile)
+            table[part.name] = {"how": "estimated", "seconds": estimate["estimate_seconds"] * share,
+                                "source": f"plan_estimate_gpu.json {profile_name}.after_clean_once "
+                                          f"(commit {newest.get('commit')})" + (
+                                              f", {share:.2f} of {whole}'s" if share != 1.0 else "")}
+            continue
+        if part.name in _SLSQP_PARTS and slsqp.get("profile") == profile_name:
+            committed = slsqp["teaching_committed_iterations"]  # the teaching ViT of the same rank: S, B, L
+            teaching = {name: committed.get(zoo, {}) for name, zoo in
+                        zip(profile.vit_models, get_profile("teaching").vit_models, strict=True)}
+            cpu_seconds = 0.0
+            for name, row in slsqp["models"].items():
+                if part.name not in row:
+                    continue
+                iterations = teaching[name][_SLSQP_PARTS[part.name]]["median"]  # absent: nothing to project
+                cpu_seconds += row[part.name]["seconds_per_iteration"] * row[part.name]["problems"] * iterations
+            table[part.name] = {"how": "projected", "seconds": cpu_seconds / workers,
+                                "source": f"paper_slsqp_cost_cpu.json x the teaching profile's median iterations, on "
+                                          f"{workers} processes ({slsqp['cores']}-core CPU measured)"}
+            continue
+        table[part.name] = {"how": "not measured", "seconds": None, "source": None}
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="imagenet", choices=("imagenet",))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    table = part_times(args.profile)
+    for name, row in table.items():
+        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.0f} s"
+        print(f"{name:55} {row['how']:13} {seconds:>9}")
+    sums = {how: sum(row["seconds"] for row in table.values() if row["how"] == how)
+            for how in ("measured", "estimated", "projected")}
+    missing = [name for name, row in table.items() if row["seconds"] is None]
+    total = sum(sums.values())
+    print(f"sum: {total:.0f} s ({total / GOAL_SECONDS:.1f}x the one-hour goal) = measured {sums['measured']:.0f} s + "
+          f"estimated {sums['estimated']:.0f} s + projected {sums['projected']:.0f} s; "
+          f"{len(missing)} parts not measured: {', '.join(missing) or 'none'}")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "what": "every part of the plan with the best time this repository has for it (see how), one part at "
+                    "a time on one GPU, the CPU parts beside it; and the sum against the goal",
+            "command": f"python benchmarks/plan_timing.py --profile {args.profile}",
+            "goal_seconds": GOAL_SECONDS, "sum_seconds": total, "sums_by_how": sums, "not_measured": missing,
+            "parts": table}, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
