@@ -44,6 +44,34 @@ def _learning_steps(part: plan.Part, profile) -> int:
     return sum(counted[0].learn_steps.values()) if counted else 0
 
 
+def finetune_part_seconds(part_name: str, profile_name: str) -> float | None:
+    """A fine-tuning part's share of :func:`~nullspace_utils.studies.finetune.estimate_sweep_hours` (the same
+    counts: its runs' fine-tuning steps, its rounds' noise steps and probe, the match of each model it makes; the
+    untuned part the untuned model's match), from the float32 ViT-S/32 step of ``learned_noise_cost_gpu.json``;
+    ``None`` for a part it does not count (the merge, the CPU "-C" pass)."""
+    from nullspace_utils.studies import finetune as finetune_study
+
+    cost = _read("learned_noise_cost_gpu.json")
+    settings = finetune_study.SETTINGS[profile_name]
+    step = next((row for row in cost.get("rows", []) if row["model"] == settings.model and row["level"] == "encoder"),
+                None)
+    kind = part_name.split("/", 1)[1] if part_name.startswith("finetune/") else ""
+    if step is None or kind in ("", "merge"):
+        return None
+    per_image = step["seconds_per_step"] / cost["batch"]
+    match = settings.match
+    one_match = len(settings.match_lims) * (7 * match.probe_steps + len(match.seeds) * match.steps) * match.batch_size
+    tuning = settings.steps * settings.batch_size
+    if kind == "untuned":
+        images = one_match
+    elif kind.startswith("plain-"):
+        images = tuning + one_match
+    else:  # lim<L>-s<seed>: the nullspace run (two passes a step, the round noises) and its gaussian twin
+        noise = (settings.rounds * settings.noise_steps + 7 * settings.probe_steps) * settings.noise_batch_size
+        images = 2 * 2 * tuning + noise + 2 * one_match
+    return images * per_image
+
+
 def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
     """Each part of the profile's plan -> ``{"seconds", "how", "source"}`` (``seconds`` None when not measured)."""
     profile = get_profile(profile_name)
@@ -94,6 +122,14 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
             table[part.name] = {"how": "projected", "seconds": cpu_seconds / workers,
                                 "source": f"paper_slsqp_cost_cpu.json x the teaching profile's median iterations, on "
                                           f"{workers} processes ({slsqp['cores']}-core CPU measured)"}
+            continue
+        rough = finetune_part_seconds(part.name, profile_name)
+        if rough is not None:
+            table[part.name] = {"how": "estimated", "seconds": rough,
+                                "source": "studies.finetune.estimate_sweep_hours's counts x the float32 ViT-S/32 step "
+                                          "of learned_noise_cost_gpu.json (rough: PGD, clean evaluation and the "
+                                          "weights' gradients are not counted, and the match learns in bf16 now, "
+                                          "faster than that step)"}
             continue
         table[part.name] = {"how": "not measured", "seconds": None, "source": None}
     return table
