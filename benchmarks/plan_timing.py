@@ -135,22 +135,36 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
     return table
 
 
+def _sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
+    return {how: sum(row["seconds"] for row in table.values() if row["how"] == how)
+            for how in ("measured", "estimated", "projected")}
+
+
+def table_lines(table: dict[str, dict[str, Any]]) -> list[str]:
+    """The printed table: a line per part (name, how its time was obtained, seconds), then the sum."""
+    lines = []
+    for name, row in table.items():
+        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.0f} s"
+        lines.append(f"{name:55} {row['how']:13} {seconds:>9}")
+    sums = _sums(table)
+    missing = [name for name, row in table.items() if row["seconds"] is None]
+    total = sum(sums.values())
+    lines.append(f"sum: {total:.0f} s ({total / GOAL_SECONDS:.1f}x the one-hour goal) = measured {sums['measured']:.0f} s "
+                 f"+ estimated {sums['estimated']:.0f} s + projected {sums['projected']:.0f} s; "
+                 f"{len(missing)} parts not measured: {', '.join(missing) or 'none'}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="imagenet", choices=("imagenet",))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     table = part_times(args.profile)
-    for name, row in table.items():
-        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.0f} s"
-        print(f"{name:55} {row['how']:13} {seconds:>9}")
-    sums = {how: sum(row["seconds"] for row in table.values() if row["how"] == how)
-            for how in ("measured", "estimated", "projected")}
+    print("\n".join(table_lines(table)))
+    sums = _sums(table)
     missing = [name for name, row in table.items() if row["seconds"] is None]
     total = sum(sums.values())
-    print(f"sum: {total:.0f} s ({total / GOAL_SECONDS:.1f}x the one-hour goal) = measured {sums['measured']:.0f} s + "
-          f"estimated {sums['estimated']:.0f} s + projected {sums['projected']:.0f} s; "
-          f"{len(missing)} parts not measured: {', '.join(missing) or 'none'}")
     if args.out:
         args.out.write_text(json.dumps({
             "what": "every part of the plan with the best time this repository has for it (see how), one part at "

@@ -324,3 +324,20 @@ def test_each_part_is_told_how_many_parts_share_its_gpu(tmp_path):
     assert sorted(report.done) == ["a", "b", "c"] and not report.failed
     told = {(tmp_path / "out" / f"{name}.txt").read_text() for name in ("a", "b", "c")}
     assert told == {"cuda:0 2", "cuda:1 1"}  # two slots on cuda:0 (two parts there), one on cuda:1
+
+
+def test_the_committed_plan_timing_and_the_readmes_table_follow_the_plan_and_the_timing_files():
+    """benchmarks/plan_timing.py's file and the README's table are what it computes now from the plan and the
+    committed timing files: a changed plan or timing file must refresh both (run the script with --out, paste)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("plan_timing", root / "benchmarks" / "plan_timing.py")
+    timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timing)
+    table = timing.part_times("imagenet")
+    assert set(table) == {part.name for part in plan.study_plan(get_profile("imagenet"))}
+    committed = json.loads((root / "benchmarks" / "results" / "plan_timing_imagenet.json").read_text())
+    assert committed["parts"] == json.loads(json.dumps(table))
+    assert "\n".join(timing.table_lines(table)) in (root / "README.md").read_text()
+    assert {row["how"] for row in table.values()} <= {"measured", "estimated", "projected", "not measured"}
