@@ -27,6 +27,11 @@ against one noise per pass timed in the same process, with the GPU memory each n
 training images computed once (the default on CUDA, ``approximate.clean_logits_once``) against per step, both with
 the device's default noises per pass, timed in the same process.
 
+``--compile``: per architecture and level, the seconds of one step per noise with the learning passes compiled
+(``approximate.compiled_passes``, ``torch.compile``) against not, both with the device's defaults (arithmetic, noises
+per pass, clean logits once), timed in the same process after a warm-up call that compiles; the first compiled
+call's seconds (the compilation) are reported apart.
+
 ``--quality``: on the teaching profile, noises learned at committed points of the §4 and §5 sweeps
 (``book/results/teaching/approximate.json``, ``robustness.json``; :data:`QUALITY_POINTS`) with each precision, several
 seeds, at the committed point's rate and the sweep's settings. Match and logit MSE are measured in float32
@@ -47,6 +52,7 @@ from typing import Any, Callable
 
 import timm
 import torch
+import torch._dynamo
 from torch.utils.data import TensorDataset
 
 from nullspace_utils import approximate, models, results
@@ -88,16 +94,22 @@ def step_seconds(name: str, level: str, steps: int, device: str, precision: str 
 
 
 def _timed_steps(model: torch.nn.Module, level: str, steps: int, device: str, precision: str,
-                 per_pass: int = 1, clean_once: bool = False) -> float:
+                 per_pass: int = 1, clean_once: bool = False, compile: bool = False,
+                 warm_up: dict[str, float] | None = None) -> float:
     """Seconds per step of one noise, with ``per_pass`` noises learned in each pass, the clean logits computed per
     step or, with ``clean_once``, once (the timed call's pass over the 512 images included), after a 3-step warm-up;
-    the device's peak memory is reset before the timed steps, for :func:`_peak_memory`."""
+    the device's peak memory is reset before the timed steps, for :func:`_peak_memory`. With ``compile`` the passes
+    are compiled (the warm-up compiles; its seconds go into ``warm_up["seconds"]``)."""
     images = torch.rand(BATCH * 2, 3, 224, 224, device=device)
     data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long, device=device))
     settings = {"level": level, "lim": 0.1, "lr": 0.01, "milestones": (), "batch_size": BATCH, "device": device,
-                "precision": precision, "seeds": range(per_pass), "per_pass": per_pass, "clean_once": clean_once}
-    approximate.learn_noises(model, data, steps=3, **settings)  # warm-up (kernels, allocator)
+                "precision": precision, "seeds": range(per_pass), "per_pass": per_pass, "clean_once": clean_once,
+                "compile": compile}
+    began = time.perf_counter()
+    approximate.learn_noises(model, data, steps=3, **settings)  # warm-up (kernels, allocator; compiling)
     _synchronize(device)
+    if warm_up is not None:
+        warm_up["seconds"] = time.perf_counter() - began
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -198,6 +210,34 @@ def clean_once_rows(device: str, steps: int, names: list[str], levels: list[str]
             torch.cuda.empty_cache()
     return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "per_pass": per_pass,
             "arithmetic": approximate.learning_precision("auto", device), "rows": rows}
+
+
+def compile_rows(device: str, steps: int, names: list[str], levels: list[str]) -> dict[str, Any]:
+    """Per model and level, the seconds of one step per noise with the learning passes compiled and not (the
+    device's defaults otherwise), timed in the same process, the speed-up, and the compiling call's seconds."""
+    per_pass = approximate.noises_per_pass(None, BATCH, device)
+    rows = []
+    for name in names:
+        model = _random_model(name, device)
+        for level in [level for level in levels if level in ARCHITECTURES[name]]:
+            warm_up: dict[str, float] = {}
+            seconds = {label: _timed_steps(model, level, steps, device, "auto", per_pass=per_pass,
+                                           clean_once=device.startswith("cuda"), compile=flag,
+                                           warm_up=warm_up if flag else None)
+                       for label, flag in (("eager", False), ("compiled", True))}
+            rows.append({"model": name, "level": level, "seconds_per_noise_step": seconds,
+                         "speedup": seconds["eager"] / seconds["compiled"],
+                         "first_compiled_call_seconds": warm_up["seconds"]})
+            print(f"{name:<24} {level:<8} eager {seconds['eager'] * 1000:6.1f} ms, compiled "
+                  f"{seconds['compiled'] * 1000:6.1f} ms (x{rows[-1]['speedup']:.2f}; compiling call "
+                  f"{warm_up['seconds']:.0f} s)", flush=True)
+        del model
+        torch._dynamo.reset()  # each model compiles afresh, as in a part of its own
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "per_pass": per_pass,
+            "arithmetic": approximate.learning_precision("auto", device), "backend": approximate.COMPILE_BACKEND,
+            "rows": rows}
 
 
 def _committed_row(study: str, model: str, level: str, lim: float) -> dict[str, Any]:
@@ -312,6 +352,9 @@ def main() -> None:
     parser.add_argument("--clean-once", action="store_true",
                         help="time one step per noise with the clean logits computed once against per step "
                              "(--models, --levels)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time one step per noise with the learning passes compiled against not "
+                             "(--models, --levels)")
     parser.add_argument("--per-pass", nargs="+", type=int, default=None,
                         help="time one step per noise with this many noises per pass against one (--models, --levels)")
     parser.add_argument("--out", type=Path, default=None)
@@ -331,6 +374,8 @@ def main() -> None:
                                per_pass=args.quality_per_pass, clean_once=args.quality_clean_once))
         elif args.clean_once:
             write(clean_once_rows(args.device, args.steps, args.models, args.levels))
+        elif args.compile:
+            write(compile_rows(args.device, args.steps, args.models, args.levels))
         elif args.per_pass:
             write(together_rows(args.device, args.steps, args.per_pass, args.models, args.levels))
         elif args.precisions:

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEVELS", "LR_GRID", "PRECISIONS", "learning_precision", "NoiseResult", "NoiseEvaluation", "LrChoice", "noise_shape", "add_noise",
            "uniform_noise", "logit_distance", "choose_lr", "learn_noise", "learn_noises", "noises_per_pass",
-           "clean_logits_once",
+           "clean_logits_once", "compiled_passes", "COMPILE_BACKEND",
            "IMAGES_PER_PASS", "GPU_SHARE_VARIABLE", "CleanPass", "clean_pass", "training_loss",
            "evaluate_noise",
            "shuffle_noise", "split_noise", "resolve_lr"]
@@ -326,7 +326,7 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
               squared: bool = False, grid: Sequence[float] = LR_GRID, steps: int = 50, batch_size: int = 256,
               max_widenings: int = 6, refine: bool = True, seed: int = 0, device: str | torch.device | None = None,
               precision: str = "auto", per_pass: int | None = None, clean_once: bool | None = None,
-              show_progress: bool = False) -> LrChoice:
+              compile: bool = False, show_progress: bool = False) -> LrChoice:
     """The SGD rate for :func:`learn_noise`, chosen on *training* images (validation images never take part).
 
     Each rate runs ``steps`` constant-rate SGD steps from the same start; its score is the mean loss over the last
@@ -355,10 +355,12 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
         per_pass: rates learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
         clean_once: the clean logits computed once per round, not per step (:func:`clean_logits_once`; ``None``:
             chosen by the device).
+        compile: run the probe's passes through ``torch.compile`` (:func:`compiled_passes`).
         show_progress: show a tqdm bar.
     """
     learning_precision(precision, "cpu")  # bad values fail before any probe runs
     clean_logits_once(clean_once, data, "cpu")
+    _check_compile(compile, model, level)
     _check_noise_settings(lim, p)
     _check_level(model, level)
     rates = sorted(float(rate) for rate in grid)
@@ -375,7 +377,7 @@ def choose_lr(model: nn.Module, data: Dataset | DataLoader, *, level: str, lim: 
         if todo:
             results = _learn(model, data, [(seed, rate) for rate in todo], level=level, lim=lim, p=p, squared=squared,
                              steps=steps, milestones=(), batch_size=batch_size, keep_norm=False, device=device,
-                             precision=precision, per_pass=per_pass, clean_once=clean_once)
+                             precision=precision, per_pass=per_pass, clean_once=clean_once, compile=compile)
             for rate, result in zip(todo, results, strict=True):
                 tail = [entry["loss"] for entry in result.history[-max(1, steps // 4):]]
                 value = sum(tail) / len(tail)
@@ -446,6 +448,7 @@ def learn_noise(
     precision: str = "auto",
     per_pass: int | None = None,
     clean_once: bool | None = None,
+    compile: bool = False,
     show_progress: bool = False,
 ) -> NoiseResult:
     """Learn a noise that leaves ``model``'s logits unchanged (paper eq. 6), by plain SGD.
@@ -487,12 +490,13 @@ def learn_noise(
         per_pass: rates of the probe learned in one forward pass (:func:`noises_per_pass`).
         clean_once: the clean logits of the training images computed once, not per step (:func:`clean_logits_once`;
             ``None``: on CUDA only).
+        compile: run the learning passes through ``torch.compile`` (:func:`compiled_passes`).
         show_progress: show a tqdm bar over the steps.
     """
     return learn_noises(model, data, level=level, lim=lim, seeds=(seed,), p=p, squared=squared, steps=steps, lr=lr,
                         milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, probe_steps=probe_steps,
                         lr_grid=lr_grid, device=device, precision=precision, per_pass=per_pass,
-                        clean_once=clean_once, show_progress=show_progress)[0]
+                        clean_once=clean_once, compile=compile, show_progress=show_progress)[0]
 
 
 def noises_per_pass(per_pass: int | None, batch_size: int, device: str | torch.device) -> int:
@@ -539,6 +543,7 @@ def learn_noises(
     precision: str = "auto",
     per_pass: int | None = None,
     clean_once: bool | None = None,
+    compile: bool = False,
     show_progress: bool = False,
 ) -> list[NoiseResult]:
     """One noise per seed, as :func:`learn_noise` learns each (same settings and rate; ``lr="auto"`` chooses the
@@ -558,6 +563,7 @@ def learn_noises(
         per_pass: noises learned in one forward pass (:func:`noises_per_pass`; ``None``: chosen by the device).
         clean_once: the clean logits of the training images computed once, not per step (:func:`clean_logits_once`;
             ``None``: chosen by the device).
+        compile: run the learning passes (the probe's too) through ``torch.compile`` (:func:`compiled_passes`).
     """
     _check_noise_settings(lim, p)
     _check_level(model, level)
@@ -565,15 +571,17 @@ def learn_noises(
         raise ValueError("seeds is empty: give at least one seed.")
     learning_precision(precision, "cpu")  # a bad value fails before any probe runs
     clean_logits_once(clean_once, data, "cpu")
+    _check_compile(compile, model, level)
     lr, lr_choice = resolve_lr(lr, model, data, level=level, lim=lim, p=p, squared=squared, grid=lr_grid,
                                 steps=probe_steps, batch_size=batch_size, seed=seeds[0], device=device,
-                                precision=precision, per_pass=per_pass, clean_once=clean_once,
+                                precision=precision, per_pass=per_pass, clean_once=clean_once, compile=compile,
                                 show_progress=show_progress)
     if not 0 < lr < math.inf:
         raise ValueError(f"lr must be positive and finite (or 'auto'), got {lr}.")
     results = _learn(model, data, [(seed, lr) for seed in seeds], level=level, lim=lim, p=p, squared=squared,
                      steps=steps, milestones=milestones, batch_size=batch_size, keep_norm=keep_norm, device=device,
-                     precision=precision, per_pass=per_pass, clean_once=clean_once, show_progress=show_progress)
+                     precision=precision, per_pass=per_pass, clean_once=clean_once, compile=compile,
+                     show_progress=show_progress)
     for result in results:
         result.lr_choice = lr_choice
     return results
@@ -582,7 +590,7 @@ def learn_noises(
 def _learn(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: str, lim: float, p: float,
            squared: bool, steps: int, milestones: tuple[int, ...], batch_size: int, keep_norm: bool,
            device: str | torch.device | None, precision: str, per_pass: int | None, clean_once: bool | None = None,
-           show_progress: bool = False) -> list[NoiseResult]:
+           compile: bool = False, show_progress: bool = False) -> list[NoiseResult]:
     """One noise per ``(seed, rate)`` of ``runs``, ``per_pass`` of them per forward pass (:func:`_sgd`), with the
     model frozen, in eval mode on ``device`` and in ``precision``'s arithmetic; the model is left as it was."""
     device = _device(model, device)
@@ -599,17 +607,64 @@ def _learn(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: 
         try:
             if clean_logits_once(clean_once, data, device):  # once per call, for all its passes
                 clean_logits = _clean_logits(model, data, batch_size, device, autocast)
-            for start in range(0, len(runs), chunk):
-                results += _sgd(model, data, runs[start : start + chunk], level=level, lim=lim, p=p, squared=squared,
-                                steps=steps, milestones=milestones, batch_size=batch_size, keep_norm=keep_norm,
-                                device=device, autocast=autocast, clean_logits=clean_logits,
-                                show_progress=show_progress)
+            with compiled_passes(model, level, compile) as forward:
+                for start in range(0, len(runs), chunk):
+                    results += _sgd(model, data, runs[start : start + chunk], level=level, lim=lim, p=p,
+                                    squared=squared, steps=steps, milestones=milestones, batch_size=batch_size,
+                                    keep_norm=keep_norm, device=device, autocast=autocast, clean_logits=clean_logits,
+                                    show_progress=show_progress, forward=forward)
         finally:
             for parameter, flag in zip(model.parameters(), trainable, strict=True):
                 parameter.requires_grad_(flag)
     for result in results:
         result.precision = arithmetic
     return results
+
+
+#: the ``torch.compile`` backend of :func:`compiled_passes` (tests use ``"aot_eager"``: the same graphs, no code
+#: generation)
+COMPILE_BACKEND = "inductor"
+
+
+def _check_compile(compile: bool, model: nn.Module, level: str) -> None:
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}.")
+    if compile and level == "encoder" and not isinstance(getattr(models.unwrap(model), "blocks", None), nn.Module):
+        raise ValueError(f"compile=True at the encoder compiles the ViT's `blocks`; {type(models.unwrap(model)).__name__} "
+                         "has none: pass compile=False.")
+
+
+@contextlib.contextmanager
+def compiled_passes(model: nn.Module, level: str, compile: bool) -> Iterator[nn.Module]:
+    """Within the block, the module the learning passes call: ``model`` itself, or with ``compile`` a form of it
+    run through ``torch.compile`` (:data:`COMPILE_BACKEND`). At the encoder the noise enters through a forward hook
+    on the patch embedding (:func:`add_noise`), which would make a compiled whole model compile again at every
+    step: there the ViT's transformer ``blocks`` (nearly all of its computation) are compiled. At the input the
+    network inside an :class:`~nullspace_utils.models.ImageClassifier` is (its input check stays outside the
+    graph), or any other model whole. The compiled module is swapped into ``model`` for the block and the original
+    put back on exit. The model is frozen, so its parameters are constants of the graphs; a new batch size compiles
+    once more (the last, shorter batch). The measurements (:func:`evaluate_noise`, :func:`training_loss`) are never
+    compiled.
+
+    Args:
+        model: the frozen classifier, already on its device.
+        level: ``"encoder"`` or ``"input"``.
+        compile: compile, or return ``model`` as it is.
+    """
+    _check_compile(compile, model, level)
+    if not compile:
+        yield model
+        return
+    owner, name = (models.unwrap(model), "blocks") if level == "encoder" else (model, "net")
+    if not isinstance(getattr(owner, name, None), nn.Module):  # a plain model at the input: compiled whole
+        yield cast(nn.Module, torch.compile(model, backend=COMPILE_BACKEND))
+        return
+    original = cast(nn.Module, getattr(owner, name))
+    setattr(owner, name, torch.compile(original, backend=COMPILE_BACKEND))
+    try:
+        yield model
+    finally:
+        setattr(owner, name, original)
 
 
 def clean_logits_once(clean_once: bool | None, data: Dataset | DataLoader, device: str | torch.device) -> bool:
@@ -665,12 +720,15 @@ def _all_finite(loader) -> bool:
 
 def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: str, lim: float, p: float,
          squared: bool, steps: int, milestones: tuple[int, ...], batch_size: int, keep_norm: bool, device,
-         autocast: bool, clean_logits: torch.Tensor | None, show_progress: bool) -> list[NoiseResult]:
+         autocast: bool, clean_logits: torch.Tensor | None, show_progress: bool,
+         forward: nn.Module | None = None) -> list[NoiseResult]:
     """The SGD loop of :func:`learn_noises`: one noise per ``(seed, rate)`` of ``runs``, all in the same forward
     passes (in bf16 autocast when ``autocast``). Each distinct seed draws its own batches; each noise meets its
     seed's batch, and its loss (the mean over that batch) and its rate are its own. With one run this is exactly
     the single-noise loop: the same tensors, the same operations. Given ``clean_logits`` (every training image's,
-    :func:`clean_logits_once`), a step looks its images' up by index instead of running the clean pass."""
+    :func:`clean_logits_once`), a step looks its images' up by index instead of running the clean pass. The noisy
+    passes call ``forward`` (:func:`compiled_passes`'s module; ``None``: ``model``)."""
+    forward = model if forward is None else forward
     seeds = list(dict.fromkeys(seed for seed, _ in runs))  # one batch order per distinct seed
     owner = [seeds.index(seed) for seed, _ in runs]
     # with clean logits, each batch also holds its images' indices, to look theirs up
@@ -715,7 +773,7 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
                     clean = model(images[0] if len(images) == 1 else torch.cat(images))
             noisy_images = images[owner[0]] if alone else torch.cat([images[index] for index in owner])
             noise = noises[0] if alone else torch.cat([noise.expand(size, *shape) for noise in noises])
-            with add_noise(model, noise, level) as noisy_model:
+            with add_noise(forward, noise, level) as noisy_model:
                 noisy = noisy_model(noisy_images)
         step_losses = [logit_distance(clean[owner[k] * size : (owner[k] + 1) * size].float(),
                                       noisy[k * size : (k + 1) * size].float(), p=p, squared=squared).mean()

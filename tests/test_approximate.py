@@ -657,6 +657,44 @@ def test_clean_logits_computed_once_give_the_noises_computed_per_step(vit_s):
                                                                                    rel=1e-4)
 
 
+def test_compiled_learning_passes_give_the_eager_noises_and_leave_the_model_as_it_was(vit_s, monkeypatch):
+    """compile=True runs the learning passes through torch.compile (here its aot_eager backend: the same graphs,
+    no code generation): at both levels the same noises and losses as without, the encoder's ViT gets its own
+    blocks back, each new batch size compiles at most once more, and a ViT without blocks or a bad value is
+    refused before anything runs."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from torch.utils.data import TensorDataset
+
+    from nullspace_utils.data import stack_dataset
+
+    monkeypatch.setattr(approximate, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    data = TensorDataset(*stack_dataset(synthetic_dataset("train", n=40)))  # batches of 16: 16, 16, 8
+    settings = {"lim": 0.5, "seeds": (0, 1), "steps": 4, "milestones": (2,), "batch_size": 16, "lr": 1.0,
+                "per_pass": 2, "clean_once": True}
+    blocks, net = models.unwrap(vit_s).blocks, vit_s.net
+    for level in approximate.LEVELS:
+        counters.clear()
+        eager = approximate.learn_noises(vit_s, data, level=level, **settings)
+        compiled = approximate.learn_noises(vit_s, data, level=level, compile=True, **settings)
+        again = approximate.learn_noises(vit_s, data, level=level, compile=True, **settings)
+        assert vit_s.net is net and models.unwrap(vit_s).blocks is blocks  # put back
+        for first, second, third in zip(eager, compiled, again, strict=True):
+            assert torch.allclose(first.noise, second.noise, rtol=1e-4, atol=1e-5)
+            assert torch.equal(second.noise, third.noise)
+            assert [entry["loss"] for entry in first.history] == pytest.approx(
+                [entry["loss"] for entry in second.history], rel=1e-4)
+        assert counters["stats"]["unique_graphs"] == 2  # the full and the last batch: not per step, nor per call
+    with pytest.raises(ValueError, match="compile must be True or False"):
+        approximate.learn_noise(vit_s, data, level="input", lim=0.1, lr=1.0, compile="yes")
+    with pytest.raises(ValueError, match="compiles the ViT's `blocks`"):
+        with approximate.compiled_passes(torch.nn.Linear(2, 2), "encoder", True):
+            pass
+    with approximate.compiled_passes(torch.nn.Linear(2, 2), "input", True) as whole:  # a plain model: compiled whole
+        assert torch.allclose(whole(torch.ones(1, 2)), whole._orig_mod(torch.ones(1, 2)))
+
+
 def test_clean_logits_are_computed_once_on_cuda_only_by_default_and_only_for_tensor_datasets(vit_s):
     from torch.utils.data import TensorDataset
 

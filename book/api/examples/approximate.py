@@ -37,6 +37,9 @@ assert approximate.clean_logits_once(None, data, "cuda") and not approximate.cle
 once = approximate.learn_noises(model, data, level="encoder", lim=1.0, seeds=(0, 1, 2), steps=2, lr=1.0,
                                 milestones=(), batch_size=16, per_pass=3, clean_once=True)
 assert all(torch.allclose(a.noise, b.noise, atol=1e-5) for a, b in zip(once, three, strict=True))
+# compile=True runs the learning passes through torch.compile (the ViT's blocks at the encoder); off by default
+with approximate.compiled_passes(model, "encoder", False) as forward:
+    assert forward is model  # not compiled: the model itself
 
 # the pieces
 start = approximate.uniform_noise((49, 96), 1.0, seed=0)  # Uniform(-1, 1): where learning starts
