@@ -223,6 +223,34 @@ def test_a_sweep_split_by_lims_merges_into_the_whole_runs_result(tmp_path):
         approximate_study.run(tiny, profile, Run(), models=[first], lims=[0.3], check=check)
 
 
+def test_a_robustness_sweep_split_by_lims_keeps_each_models_noises_from_every_part(tmp_path):
+    """Robustness parts split by lims save each part's noises at its own transfer lims; merge gathers a model's
+    noises from all its parts, so the transfer tables hold every transfer lim."""
+    from dataclasses import asdict, replace
+
+    from nullspace_utils.profiles import get_profile
+
+    profile = get_profile("teaching")
+    tiny = robustness_study.RobustnessSettings(**{**asdict(_TINY), "lims": (0.1, 0.2), "seeds": (0,),
+                                                  "max_extensions": 0, "lr_grid": (1.0, 10.0)},
+                                               transfer_lims=(0.1, 0.2))
+    check = replace(robustness_study.CHECK, train=8, val=8, steps=2, milestones=(1,), batch_size=8)
+    paths = [tmp_path / "low.json", tmp_path / "high.json"]
+    for path, lims in zip(paths, ((0.1,), (0.2,)), strict=True):
+        made = robustness_study.run(tiny, profile, Run(out=path, command="part"), lims=lims, check=check)
+        robustness_study.RESULT.write(path, made)
+        assert made["transfer"] == {}  # a part of the lims has no transfer tables
+    result = robustness_study.merge([json.loads(path.read_text()) for path in paths], paths, profile,
+                                    Run(command="merge", out=tmp_path / "robustness.json"))
+    assert all([row["lim"] for row in rows] == [0.1, 0.2] for rows in result["input"].values())
+    for lim in ("0.1", "0.2"):
+        table = result["transfer"][lim]
+        assert set(table) == set(profile.models) and all(set(row) == set(profile.models) for row in table.values())
+        row = {"0.1": 0, "0.2": 1}[lim]
+        assert all(table[name][name] == result["input"][name][row]["seeds"][0]["learned"]["match"]
+                   for name in profile.models)  # the diagonal: each part's own noise, evaluated again
+
+
 def _transfer_reuses_the_sweeps_noises(tiny, result, merged, profile) -> None:
     """robustness-transfer after a merge reads the noises saved beside the merged file instead of learning them
     again: the same tables as learning them again (the CPU learns them bit for bit alike), its points the sweep's

@@ -160,7 +160,8 @@ def run(settings: ApproximateSettings, profile: Profile, how: Run, *, models: Se
 
 
 def merge(parts: Sequence[ApproximateResult], profile: Profile, how: Run) -> ApproximateResult:
-    """One result from the parts of a sweep run in parallel (one ``models`` subset each, same settings)."""
+    """One result from the parts of a sweep run in parallel (one ``models`` subset each, or some of a model's lims,
+    same settings)."""
     joined = join_parts([dict(part) for part in parts], ("models", "keep_norm", "squared_loss"), profile.models, how,
                         lim_rows=True)
     return RESULT.validate(joined, fix=RUNNER_FIX)

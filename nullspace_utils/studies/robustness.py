@@ -231,8 +231,9 @@ def run(settings: RobustnessSettings, profile: Profile, how: Run, *, models: Seq
 
 def merge(parts: Sequence[RobustnessResult], part_files: Sequence[Path], profile: Profile,
           how: Run) -> RobustnessResult:
-    """One result from the parts of a sweep run in parallel (one ``models`` subset each, same settings), with the
-    transfer tables computed from the noises the parts saved beside their files (:func:`noise_file`)."""
+    """One result from the parts of a sweep run in parallel (one ``models`` subset each, or some of a model's lims,
+    same settings), with the transfer tables computed from the noises the parts saved beside their files
+    (:func:`noise_file`)."""
     out: dict[str, Any] = join_parts([dict(part) for part in parts], ("input",), profile.models, how, lim_rows=True)
     missing = sorted(set(profile.models) - set(out["input"]))
     if missing:
