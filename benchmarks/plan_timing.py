@@ -23,7 +23,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nullspace_utils import plan
+import torch
+
+from nullspace_utils import plan, results
 from nullspace_utils.profiles import get_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -169,7 +171,9 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "what": "every part of the plan with the best time this repository has for it (see how), one part at "
                     "a time on one GPU, the CPU parts beside it; and the sum against the goal",
-            "command": f"python benchmarks/plan_timing.py --profile {args.profile}",
+            "command": f"python benchmarks/plan_timing.py --profile {args.profile} --out {args.out}",
+            "commit": results.git_commit(), "torch": torch.__version__,
+            "device": "the committed timing files (each part's source names its machine)",
             "goal_seconds": GOAL_SECONDS, "sum_seconds": total, "sums_by_how": sums, "not_measured": missing,
             "parts": table}, indent=1) + "\n")
         print(f"wrote {args.out}")

@@ -9,6 +9,7 @@ Cells are formatted here, because these pages only display the files; nothing is
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from typing import Any, NamedTuple, Sequence
@@ -19,7 +20,8 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "session_rows", "Exercise", "chapter_numbers", "exercises", "CLASS_MINUTES_BASE", "class_minutes",
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
-           "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary"]
+           "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
+           "plan_timing_rows", "plan_timing_line"]
 
 Rows = list[list[str]]
 
@@ -220,6 +222,31 @@ def svd_table_rows(text: str) -> Rows:
                          "True/False per line); rerun the script to refresh the file.")
     return [[row[1], row[2], f"{float(row[3]):.2f} s", f"{float(row[4]):.2f} s", f"{float(row[5]):.2f}",
              "yes" if row[6] == "True" else "no"] for row in rows if row]
+
+
+def plan_timing_rows(timing: dict[str, Any]) -> Rows:
+    """``benchmarks/results/plan_timing_imagenet.json`` (``benchmarks/plan_timing.py``) by study: its parts, how
+    their times were obtained (how many measured, estimated, projected), their seconds, and the parts with none."""
+    studies: dict[str, list[dict[str, Any]]] = {}
+    for name, row in timing["parts"].items():
+        studies.setdefault(name.split("/")[0], []).append(row)
+    rows = []
+    for study, parts in studies.items():
+        counts = collections.Counter(part["how"] for part in parts if part["seconds"] is not None)
+        timed = [part["seconds"] for part in parts if part["seconds"] is not None]
+        rows.append([study, f"{len(parts)}", ", ".join(f"{count} {how}" for how, count in counts.items()) or "-",
+                     f"{sum(timed):,.0f} s" if timed else "-", f"{len(parts) - len(timed)}"])
+    return rows
+
+
+def plan_timing_line(timing: dict[str, Any]) -> str:
+    """The plan's sum against its goal, and without the projected parts, from the same file."""
+    total, goal, sums = timing["sum_seconds"], timing["goal_seconds"], timing["sums_by_how"]
+    without = total - sums["projected"]
+    return (f"all {len(timing['parts'])} parts: {total:,.0f} s ({total / 3600:.1f} h) against the goal of "
+            f"{goal / 3600:g} h; without the projected ones {without:,.0f} s ({without / 3600:.1f} h); "
+            + (f"{missing} part has no time" if (missing := len(timing["not_measured"])) == 1
+               else f"{missing} parts have no time"))
 
 
 def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, svd: str | None,

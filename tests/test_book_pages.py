@@ -256,3 +256,20 @@ def test_end_to_end_rows_are_given_against_the_floor():
                               "PNGs a second in a warm process, 25 from the command line (start included)")
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
+
+
+def test_plan_timing_by_study_and_its_sum():
+    """The benchmarks page's table of the imagenet plan: each study's parts, how their times were obtained and their
+    sum; the line: the whole sum against the goal, and without the projected parts."""
+    timing = {"goal_seconds": 3600, "sum_seconds": 7300.0, "sums_by_how": {"measured": 100.0, "estimated": 200.0,
+                                                                            "projected": 7000.0},
+              "not_measured": ["finetune/merge"],
+              "parts": {"approximate/a/lims-1-2": {"how": "measured", "seconds": 100.0},
+                        "approximate/a/lims-4": {"how": "estimated", "seconds": 200.0},
+                        "watermark-slsqp": {"how": "projected", "seconds": 7000.0},
+                        "finetune/merge": {"how": "not measured", "seconds": None}}}
+    assert book_pages.plan_timing_rows(timing) == [["approximate", "2", "1 measured, 1 estimated", "300 s", "0"],
+                                                  ["watermark-slsqp", "1", "1 projected", "7,000 s", "0"],
+                                                  ["finetune", "1", "-", "-", "1"]]
+    assert book_pages.plan_timing_line(timing) == ("all 4 parts: 7,300 s (2.0 h) against the goal of 1 h; without the "
+                                                   "projected ones 300 s (0.1 h); 1 part has no time")

@@ -58,3 +58,7 @@ assert book_pages.session_rows(sessions, timing)[0][:3] == ["1. Linear algebra i
                                                              "setting, primer, exact_nullspace", "90–180 min"]
 solver, host = book_pages.solver_default(pipeline), book_pages.embed_default(pipeline)  # TF32, not compiled
 assert solver["seconds"] < host["wall_seconds"]  # the copies from and to host memory come on top
+plan_time, _ = book_pages.benchmark_file("benchmarks/results/plan_timing_imagenet.json")  # the imagenet plan's parts
+by_study = book_pages.plan_timing_rows(plan_time)  # study, parts, how their times were obtained, seconds, untimed
+assert [row[0] for row in by_study][:2] == ["watermark", "approximate"]
+assert book_pages.plan_timing_line(plan_time).startswith(f"all {len(plan_time['parts'])} parts: ")
