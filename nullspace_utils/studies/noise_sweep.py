@@ -336,7 +336,8 @@ def point_settings(settings: PointSettings, device: str) -> dict[str, Any]:
 
 def chosen_lims(requested: Sequence[float] | None, settings: SweepSettings) -> tuple[float, ...]:
     """The listed lims of ``settings`` that ``requested`` asks for (all of them when ``None``), in the listed order:
-    one part of a sweep split by lims (``--lims``). A lim the settings do not list raises :class:`StudyError`."""
+    one part of a sweep split by lims (``--lims``). A lim the settings do not list raises
+    :class:`~nullspace_utils.studies.common.StudyError`."""
     if not requested:
         return tuple(settings.lims)
     unknown = sorted(set(requested) - set(settings.lims))
