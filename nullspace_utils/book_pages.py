@@ -240,13 +240,14 @@ def plan_timing_rows(timing: dict[str, Any]) -> Rows:
 
 
 def plan_timing_line(timing: dict[str, Any]) -> str:
-    """The plan's sum against its goal, and without the projected parts, from the same file."""
-    total, goal, sums = timing["sum_seconds"], timing["goal_seconds"], timing["sums_by_how"]
-    without = total - sums["projected"]
-    return (f"all {len(timing['parts'])} parts: {total:,.0f} s ({total / 3600:.1f} h) against the goal of "
-            f"{goal / 3600:g} h; without the projected ones {without:,.0f} s ({without / 3600:.1f} h); "
-            + (f"{missing} part has no time" if (missing := len(timing["not_measured"])) == 1
-               else f"{missing} parts have no time"))
+    """The plan's wall time against its goal, from the same file: the GPU's parts one after another, the CPU parts
+    beside them, so at least the larger sum; and the parts with no time."""
+    slots, goal = timing["slots"], timing["goal_seconds"]
+    missing = len(timing["not_measured"])
+    return (f"GPU parts {slots['gpu']:,.0f} s ({slots['gpu'] / 3600:.1f} h), CPU parts {slots['cpu']:,.0f} s "
+            f"({slots['cpu'] / 3600:.1f} h) beside them: the plan takes at least {slots['wall_at_least'] / 3600:.1f} h "
+            f"against the goal of {goal / 3600:g} h; "
+            + (f"{missing} part has no time" if missing == 1 else f"{missing} parts have no time"))
 
 
 def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, svd: str | None,

@@ -260,9 +260,8 @@ def test_end_to_end_rows_are_given_against_the_floor():
 
 def test_plan_timing_by_study_and_its_sum():
     """The benchmarks page's table of the imagenet plan: each study's parts, how their times were obtained and their
-    sum; the line: the whole sum against the goal, and without the projected parts."""
-    timing = {"goal_seconds": 3600, "sum_seconds": 7300.0, "sums_by_how": {"measured": 100.0, "estimated": 200.0,
-                                                                            "projected": 7000.0},
+    sum; the line: the GPU's and the CPU's parts, the wall time at least the larger, against the goal."""
+    timing = {"goal_seconds": 3600, "slots": {"gpu": 300.0, "cpu": 7000.0, "wall_at_least": 7000.0},
               "not_measured": ["finetune/merge"],
               "parts": {"approximate/a/lims-1-2": {"how": "measured", "seconds": 100.0},
                         "approximate/a/lims-4": {"how": "estimated", "seconds": 200.0},
@@ -271,5 +270,6 @@ def test_plan_timing_by_study_and_its_sum():
     assert book_pages.plan_timing_rows(timing) == [["approximate", "2", "1 measured, 1 estimated", "300 s", "0"],
                                                   ["watermark-slsqp", "1", "1 projected", "7,000 s", "0"],
                                                   ["finetune", "1", "-", "-", "1"]]
-    assert book_pages.plan_timing_line(timing) == ("all 4 parts: 7,300 s (2.0 h) against the goal of 1 h; without the "
-                                                   "projected ones 300 s (0.1 h); 1 part has no time")
+    assert book_pages.plan_timing_line(timing) == ("GPU parts 300 s (0.1 h), CPU parts 7,000 s (1.9 h) beside them: "
+                                                   "the plan takes at least 1.9 h against the goal of 1 h; 1 part "
+                                                   "has no time")

@@ -169,11 +169,11 @@ if svd is not None:
 # ## The paper's scale in one command
 #
 # `python -m nullspace_utils.experiments all --profile imagenet` makes every result file the chapters read at the
-# paper's scale, part by part. No such run has been made yet. `benchmarks/plan_timing.py` gathers the best time the
+# paper's scale, part by part. No such run has been made yet. `benchmarks/plan_timing.py` gathers the time the
 # repository has for each part: *measured* (the part ran in full on a GPU, with untrained weights and fake images of
-# ImageNette's size), *estimated* (from steps measured on the GPU, or a rough count for fine-tuning) or *projected*
-# (the two SLSQP parts, from their cost per iteration on a CPU). The table sums them by study; the README's
-# "Reproducing" section lists every part.
+# ImageNette's size, possibly at an older commit), *estimated* (from steps measured on the GPU, or a rough count for
+# fine-tuning) or *projected* (the two SLSQP parts, from their cost per iteration on a CPU). The table sums them by
+# study; the README's "Reproducing" section lists every part with its source.
 
 # %% tags=[hide-input]
 plan_time, plan_note = book_pages.benchmark_file("benchmarks/results/plan_timing_imagenet.json")
@@ -184,9 +184,12 @@ if plan_time is not None:
     print(book_pages.plan_timing_line(plan_time))
 
 # %% [markdown]
-# The goal of one hour on one GPU is missed by a measured limit: the paper's watermark procedure and its
-# maximal-noise script solve one SLSQP problem per image, patch and channel on the CPU, and those two parts alone
-# are projected at several hours on 16 cores. Without them, the learned-noise sweeps take most of the time.
+# The plan runs its GPU parts one after another and its CPU parts beside them, so it takes at least the larger of
+# the two sums (the line under the table). Both miss the goal of one hour on one GPU. The CPU's sum is a
+# projection, not a measurement: the paper's watermark procedure and the authors' maximal-noise script solve one
+# SLSQP problem per image, patch and channel, and their cost per iteration was measured, but not how many
+# iterations a problem of this size needs (the teaching profile's median is assumed). On the GPU, the learned-noise
+# sweeps take most of the time.
 #
 # (benchmarks-chapters)=
 # ## How long the chapters take
