@@ -15,6 +15,7 @@ finished result is then copied into ``book/results/<profile>/`` all at once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -305,9 +306,12 @@ def _values(argv: Sequence[str], name: str) -> list[str]:
 
 def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
     """The counted work (:class:`~nullspace_utils.studies.noise_sweep.Work`) of a learned-noise part, as
-    (listed lims, the lims a sweep may add): a sweep's model (``approximate/<model>``, ``robustness/<model>``) or
-    ``robustness-transfer``, at the profile's settings (``--steps`` applied). ``None`` for the other parts."""
+    (listed lims, the lims a sweep may add): a sweep's model (``approximate/<model>``, ``robustness/<model>``, or
+    some of its lims), ``robustness-transfer``, or a part of the fine-tuning sweep (a rough count:
+    :func:`~nullspace_utils.studies.finetune.work`), at the profile's settings (``--steps`` applied). ``None`` for
+    the other parts."""
     from nullspace_utils.studies import approximate as approximate_study
+    from nullspace_utils.studies import finetune as finetune_study
     from nullspace_utils.studies import noise_sweep
     from nullspace_utils.studies import robustness as robustness_study
 
@@ -320,6 +324,11 @@ def part_work(part: Part, profile: Profile) -> tuple[Any, Any] | None:
     if study == "robustness" and model:
         settings = robustness_study.SETTINGS[profile.name].with_steps(int(steps) if steps else None)
         return robustness_study.work(settings, profile, model, lims)
+    if study == "finetune" and "--methods" in part.argv:  # a part of the fine-tuning sweep
+        tune = finetune_study.SETTINGS[profile.name]
+        tune = dataclasses.replace(tune, steps=int(steps)) if steps else tune
+        seeds = [int(word) for word in _values(part.argv, "--seeds")] or list(tune.seeds)
+        return finetune_study.work(tune, _values(part.argv, "--methods"), seeds, lims or list(tune.lims))
     if study == "robustness-transfer":  # after the plan's merge, which saves the sweep's noises beside its file
         return (robustness_study.transfer_work(robustness_study.SETTINGS[profile.name], profile, reuse_noises=True),
                 noise_sweep.NO_WORK)
@@ -452,9 +461,9 @@ def describe_plan(parts: Sequence[Part], work: Path, version: str | None = None,
         low = sum(estimate.seconds or 0.0 for estimate in counted)
         high = sum(estimate.upper or 0.0 for estimate in counted)
         lines.append(f"estimated on {device}, one part at a time: {low:.0f} s for the {len(counted)} learned-noise "
-                     f"parts (up to {high:.0f} s if the sweeps add lims), from steps measured just now; loading data "
-                     f"and models is not counted, nor are the {len(estimates) - len(counted)} other parts "
-                     "(not estimated; their last runs above)")
+                     f"and fine-tuning parts (up to {high:.0f} s if the sweeps add lims), from steps measured just "
+                     f"now; loading data and models is not counted, nor are the {len(estimates) - len(counted)} "
+                     "other parts (not estimated; their last runs above)")
     return "\n".join(lines)
 
 

@@ -285,7 +285,33 @@ def test_estimates_multiply_the_counted_work_by_the_measured_step(tmp_path, monk
     assert f"approximate/zoo-vit-s: run; last run: never; on cuda:0: about " \
            f"{estimates['approximate/zoo-vit-s'].seconds:.0f} s (up to" in printed
     total = sum(estimate.seconds or 0 for estimate in estimates.values())
-    assert f"estimated on cuda:0, one part at a time: {total:.0f} s for the 10 learned-noise parts" in printed
+    assert f"estimated on cuda:0, one part at a time: {total:.0f} s for the 10 learned-noise and fine-tuning parts" \
+           in printed
+
+
+def test_the_fine_tuning_parts_are_counted_and_add_up_to_the_whole_sweep():
+    """Each fine-tuning part's counted work (studies.finetune.work): the untuned part the match alone, plain one
+    loss per step, the noise methods two and the nullspace run its round noises; the seven imagenet parts add up to
+    the whole sweep's count; the merge and the CPU "-C" pass are not counted."""
+    from nullspace_utils.studies import finetune as finetune_study
+
+    profile = get_profile("imagenet")
+    parts = plan.study_plan(profile, only=["finetune"])
+    tune = finetune_study.SETTINGS["imagenet"]
+    counted = {part.name: plan.part_work(part, profile) for part in parts}
+    assert counted["finetune/merge"] is None and counted["finetune-corruptions"] is None
+    works = [work for work in counted.values() if work is not None]
+    total = works[0][0]
+    for work in works[1:]:
+        total = total + work[0]
+    whole = finetune_study.work(tune, ["untuned", "plain", "nullspace", "gaussian"], tune.seeds, tune.lims)[0]
+    assert total == whole and not any(any(work[1].learn_steps.values()) for work in works)
+    tune_key = (tune.model, "encoder", tune.batch_size)
+    untuned, plain, noisy = (counted[f"finetune/{name}"][0] for name in ("untuned", "plain-s0", "lim3-s0"))
+    assert tune_key not in untuned.forward_batches  # the match alone, at the sweep's batch
+    assert plain.forward_batches[tune_key] == 3 * tune.steps  # one loss, forward and backward
+    assert noisy.forward_batches[tune_key] == 2 * 2 * 3 * tune.steps  # nullspace and gaussian, two losses each
+    assert (tune.model, "encoder", tune.noise_batch_size) in noisy.learn_steps  # the round noises
 
 
 def test_a_step_is_measured_on_the_device():

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 from typing_extensions import NotRequired, TypedDict
 
-from nullspace_utils import finetune, plotting, results, robustness
+from nullspace_utils import approximate, finetune, plotting, results, robustness
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.files import sha256_of_file
 from nullspace_utils.profiles import Profile, get_profile
@@ -39,7 +39,7 @@ __all__ = ["FinetuneSettings", "CheckSettings", "SETTINGS", "CHECK", "run_name",
            "comparison_sentence", "verdict_cell", "verdict_lines", "Measure", "measures", "verdicts",
            "verdict_box", "verdict_table", "settings_table", "noise_table", "first_run_line", "loss_curve", "loss_panels",
            "clean_table", "corruption_gallery", "severity_panels", "corruption_table", "pgd_panels",
-           "nullspace_table", "last_lim_line", "claims", "recomputed_lines", "estimate_sweep_hours", "cost_lines",
+           "nullspace_table", "last_lim_line", "claims", "recomputed_lines", "estimate_sweep_hours", "work", "cost_lines",
            "RESULT", "CORRUPTIONS_RESULT", "FinetuneSweepResult", "FinetuneSweepConfig", "FinetuneModelRow",
            "FinetuneRunRecord", "FinetuneRoundRow", "FinetuneCheck", "FinetuneCorruptionsResult", "CorruptionTable"]
 
@@ -838,6 +838,31 @@ def recomputed_lines(profile: Profile, sweep: FinetuneSweepResult, corruptions: 
 
 
 # --------------------------------------------------------------------------- the cost of a sweep
+def work(settings: FinetuneSettings, methods: Sequence[str], seeds: Sequence[int],
+         lims: Sequence[float]) -> tuple[noise_sweep.Work, noise_sweep.Work]:
+    """What a part of the sweep computes (``methods`` for ``seeds`` and ``lims``), counted for the plan's estimate
+    (:func:`nullspace_utils.plan.part_work`) in the units of a measured step of ``settings.model``: each fine-tuning
+    step as three float32 forward passes of its batch per loss (forward and backward with the weights' gradients:
+    a rough rule), one loss for plain and two for the noise methods; the nullspace runs' round noises and first
+    rate probe as learning steps; and the match yardstick of every model the part makes (an approximate point per
+    ``match_lims``, :func:`~nullspace_utils.studies.noise_sweep.point_work`). Left out: clean and PGD evaluation.
+    Nothing is added later, so the second :class:`~nullspace_utils.studies.noise_sweep.Work` is empty."""
+    model = settings.model
+    tune_key, noise_key = (model, "encoder", settings.batch_size), (model, "encoder", settings.noise_batch_size)
+    match = noise_sweep.point_work(settings.match, model, "encoder", vit_input=False).times(len(settings.match_lims))
+    probe = (len(approximate.LR_GRID) + 2) * settings.probe_steps  # the rate chosen once, in the first round
+    noise = noise_sweep.Work({noise_key: settings.rounds * settings.noise_steps + probe}, {})
+    total = match if "untuned" in methods else noise_sweep.NO_WORK
+    for method in (method for method in methods if method != "untuned"):
+        runs = len(seeds) * (1 if method == "plain" else len(lims))
+        losses = 1 if method == "plain" else 2
+        run = noise_sweep.Work({}, {tune_key: 3 * losses * settings.steps}) + match
+        if method == "nullspace":
+            run = run + noise
+        total = total + run.times(runs)
+    return total, noise_sweep.NO_WORK
+
+
 def estimate_sweep_hours(settings: FinetuneSettings, seconds_per_step: float, measured_batch: int
                          ) -> dict[str, float]:
     """A rough GPU cost of a fine-tuning sweep (``settings``), in hours, from the measured time of one forward and

@@ -74,6 +74,9 @@ hours = finetune.estimate_sweep_hours(finetune.SETTINGS["imagenet"], seconds_per
 assert round(hours["total"], 1) == 0.4  # the imagenet profile's sweep, from a measured step time
 cost = results.read("benchmarks/results/learned_noise_cost_gpu.json")
 assert finetune.cost_lines(finetune.SETTINGS["imagenet"], cost)[1].endswith("total 0.43 h")
+# one part of the sweep counted for the plan's dry run: plain fine-tuning of seed 0 (and its model's match)
+counted, added = finetune.work(finetune.SETTINGS["imagenet"], ["plain"], seeds=[0], lims=[3.0])
+assert counted.forward_batches[("vit_small_patch32_224", "encoder", 64)] == 3 * 1480 and not added.learn_steps
 
 # the runners, on tiny settings, on the CPU, written nowhere (common.Run().out is None)
 labels = finetune.mapped_labels(get_profile("imagenet"), TensorDataset(torch.zeros(1, 3, 2, 2), torch.tensor([0])))
