@@ -49,9 +49,9 @@ def _learning_steps(part: plan.Part, profile) -> int:
 
 def finetune_part_seconds(part_name: str, profile_name: str) -> float | None:
     """A fine-tuning part's share of :func:`~nullspace_utils.studies.finetune.estimate_sweep_hours` (the same
-    counts: its runs' fine-tuning steps, its rounds' noise steps and probe, the match of each model it makes; the
-    untuned part the untuned model's match), from the float32 ViT-S/32 step of ``learned_noise_cost_gpu.json``;
-    ``None`` for a part it does not count (the merge, the CPU "-C" pass)."""
+    counts, :func:`~nullspace_utils.studies.finetune.sweep_images`, for its methods, seed and lim), from the float32
+    ViT-S/32 step of ``learned_noise_cost_gpu.json``; ``None`` for a part it does not count (the merge, the CPU
+    "-C" pass)."""
     from nullspace_utils.studies import finetune as finetune_study
 
     cost = _read("learned_noise_cost_gpu.json")
@@ -61,18 +61,14 @@ def finetune_part_seconds(part_name: str, profile_name: str) -> float | None:
     kind = part_name.split("/", 1)[1] if part_name.startswith("finetune/") else ""
     if step is None or kind in ("", "merge"):
         return None
-    per_image = step["seconds_per_step"] / cost["batch"]
-    match = settings.match
-    one_match = len(settings.match_lims) * (7 * match.probe_steps + len(match.seeds) * match.steps) * match.batch_size
-    tuning = settings.steps * settings.batch_size
     if kind == "untuned":
-        images = one_match
-    elif kind.startswith("plain-"):
-        images = tuning + one_match
-    else:  # lim<L>-s<seed>: the nullspace run (two passes a step, the round noises) and its gaussian twin
-        noise = (settings.rounds * settings.noise_steps + 7 * settings.probe_steps) * settings.noise_batch_size
-        images = 2 * 2 * tuning + noise + 2 * one_match
-    return images * per_image
+        methods, seeds, lims = ["untuned"], [], []
+    elif kind.startswith("plain-"):  # plain-s<seed>
+        methods, seeds, lims = ["plain"], [0], []
+    else:  # lim<L>-s<seed>: the nullspace run and its gaussian twin
+        methods, seeds, lims = ["nullspace", "gaussian"], [0], [0.0]
+    images = finetune_study.sweep_images(settings, methods, seeds, lims)
+    return sum(images.values()) * step["seconds_per_step"] / cost["batch"]
 
 
 def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
@@ -105,7 +101,8 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
         if estimate is not None:
             share = 1.0
             if whole != part.name:  # a part split by lims: its share of the whole part's learning steps
-                share = _learning_steps(part, profile) / _learning_steps(plan.Part(whole, (*part.argv[:7], "--out", "x")),
+                study, model = whole.split("/")
+                share = _learning_steps(part, profile) / _learning_steps(plan.Part(whole, (study, "--models", model)),
                                                                            profile)
             table[part.name] = {"how": "estimated", "seconds": estimate["estimate_seconds"] * share,
                                 "source": f"plan_estimate_gpu.json {profile_name}.after_clean_once "

@@ -113,7 +113,7 @@ def work(settings: ApproximateSettings, profile: Profile, model: str,
         listed = listed + point_work(point, model, "encoder", vit_input=False, chosen_lr=False).times(len(chosen))
         if settings.lims[0] in chosen:
             listed = listed + point_work(point, model, "encoder", vit_input=False).times(len(settings.squared_lims))
-    extensions = settings.max_extensions if settings.lims[-1] in chosen else 0
+    extensions = settings.max_extensions if settings.adds_lims(chosen) else 0
     return listed, point_work(point, model, "encoder", vit_input=False).times(extensions)
 
 

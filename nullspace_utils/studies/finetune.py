@@ -39,7 +39,8 @@ __all__ = ["FinetuneSettings", "CheckSettings", "SETTINGS", "CHECK", "run_name",
            "comparison_sentence", "verdict_cell", "verdict_lines", "Measure", "measures", "verdicts",
            "verdict_box", "verdict_table", "settings_table", "noise_table", "first_run_line", "loss_curve", "loss_panels",
            "clean_table", "corruption_gallery", "severity_panels", "corruption_table", "pgd_panels",
-           "nullspace_table", "last_lim_line", "claims", "recomputed_lines", "estimate_sweep_hours", "work", "cost_lines",
+           "nullspace_table", "last_lim_line", "claims", "recomputed_lines", "sweep_images", "estimate_sweep_hours", "work",
+           "cost_lines",
            "RESULT", "CORRUPTIONS_RESULT", "FinetuneSweepResult", "FinetuneSweepConfig", "FinetuneModelRow",
            "FinetuneRunRecord", "FinetuneRoundRow", "FinetuneCheck", "FinetuneCorruptionsResult", "CorruptionTable"]
 
@@ -863,29 +864,40 @@ def work(settings: FinetuneSettings, methods: Sequence[str], seeds: Sequence[int
     return total, noise_sweep.NO_WORK
 
 
+def sweep_images(settings: FinetuneSettings, methods: Sequence[str], seeds: Sequence[int],
+                 lims: Sequence[float]) -> dict[str, int]:
+    """The images that pass forward and backward through the model in ``methods`` of the sweep for ``seeds`` and
+    ``lims`` (the whole sweep, or one part of it), as :func:`estimate_sweep_hours` counts them: ``finetuning`` (every
+    step, two passes for the noise methods, one for plain), ``noise`` (the nullspace runs' round noises and first
+    rate probe, about 7 rates; the gaussian runs learn nothing) and ``match`` (the approximate-nullspace yardstick of
+    every model made, and of the untuned one when ``"untuned"`` is among ``methods``)."""
+    plain_runs = len(seeds) if "plain" in methods else 0
+    noisy_runs = len(seeds) * len(lims) * sum(method in methods for method in ("nullspace", "gaussian"))
+    nullspace_runs = len(seeds) * len(lims) if "nullspace" in methods else 0
+    match = settings.match
+    match_steps = len(settings.match_lims) * (7 * match.probe_steps + len(match.seeds) * match.steps)
+    judged = int("untuned" in methods) + noisy_runs + plain_runs
+    return {"finetuning": settings.steps * settings.batch_size * (2 * noisy_runs + plain_runs),
+            "noise": nullspace_runs * (settings.rounds * settings.noise_steps + 7 * settings.probe_steps)
+            * settings.noise_batch_size,
+            "match": judged * match_steps * match.batch_size}
+
+
 def estimate_sweep_hours(settings: FinetuneSettings, seconds_per_step: float, measured_batch: int
                          ) -> dict[str, float]:
     """A rough GPU cost of a fine-tuning sweep (``settings``), in hours, from the measured time of one forward and
     backward pass of the model at ``measured_batch`` images (e.g. a learned-noise step of
     ``benchmarks/learned_noise_cost.py``), assumed linear in the batch size.
 
-    Counted: every fine-tuning step (two passes for the noise methods, one for plain), each round's noise steps and
-    the first round's rate probe (about 7 rates), and the approximate-nullspace match of every model (probe and
-    seeds). Left out, because they are small or not on the GPU: clean and PGD evaluation, and the "-C" set, which is
-    made on a CPU. A lower bound for the fine-tuning part: a weight update also computes the weights' gradients,
-    which a learned-noise step does not."""
+    Counted (:func:`sweep_images`): every fine-tuning step (two passes for the noise methods, one for plain), each
+    round's noise steps and the first round's rate probe (about 7 rates), and the approximate-nullspace match of
+    every model (probe and seeds). Left out, because they are small or not on the GPU: clean and PGD evaluation, and
+    the "-C" set, which is made on a CPU. A lower bound for the fine-tuning part: a weight update also computes the
+    weights' gradients, which a learned-noise step does not."""
     per_image = seconds_per_step / measured_batch
-    seeds, lims = len(settings.seeds), len(settings.lims)
-    noisy_runs, plain_runs = 2 * seeds * lims, seeds
-    finetuning = settings.steps * settings.batch_size * per_image * (2 * noisy_runs + plain_runs)
-    noise_steps = settings.rounds * settings.noise_steps + 7 * settings.probe_steps
-    noise = seeds * lims * noise_steps * settings.noise_batch_size * per_image  # the gaussian runs learn nothing
-    match = settings.match
-    match_steps = len(settings.match_lims) * (7 * match.probe_steps + len(match.seeds) * match.steps)
-    judged = 1 + noisy_runs + plain_runs
-    matching = judged * match_steps * match.batch_size * per_image
-    return {"finetuning": finetuning / 3600, "noise": noise / 3600, "match": matching / 3600,
-            "total": (finetuning + noise + matching) / 3600}
+    images = sweep_images(settings, ("untuned", *finetune.METHODS), settings.seeds, settings.lims)
+    hours = {piece: count * per_image / 3600 for piece, count in images.items()}
+    return {**hours, "total": sum(images.values()) * per_image / 3600}
 
 
 def cost_lines(settings: FinetuneSettings, cost: dict[str, Any]) -> list[str]:

@@ -164,6 +164,11 @@ class SweepSettings(PointSettings):
     extend_factor: float
     max_extensions: int
 
+    def adds_lims(self, part_lims: Sequence[float]) -> bool:
+        """Whether the part of the sweep that learns ``part_lims`` (:func:`chosen_lims`) also learns the lims the
+        sweep adds past its listed ones: the part that holds the last listed lim, since the extensions follow it."""
+        return self.lims[-1] in part_lims
+
     def point(self) -> PointSettings:
         """How each point of this sweep is learned (e.g. the fine-tuning study's match yardstick)."""
         return PointSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(PointSettings)})
@@ -363,7 +368,7 @@ def lim_sweep(point: Callable[..., NoisePoint], settings: SweepSettings, on_row:
     chosen = chosen_lims(lims, settings)
     for lim in chosen:
         add(lim)
-    if settings.lims[-1] not in chosen:
+    if not settings.adds_lims(chosen):
         return rows
     for _ in range(settings.max_extensions):
         uniform = evidence.seed_values(rows[-1], "uniform")

@@ -263,7 +263,7 @@ def work(settings: RobustnessSettings, profile: Profile, model: str,
     lim). The check point and the transfer tables (``merge``) are left out."""
     point = point_work(settings.point(), model, "input", vit_input=model in profile.vit_models)
     chosen = chosen_lims(lims, settings)
-    return point.times(len(chosen)), point.times(settings.max_extensions if settings.lims[-1] in chosen else 0)
+    return point.times(len(chosen)), point.times(settings.max_extensions if settings.adds_lims(chosen) else 0)
 
 
 def transfer_work(settings: RobustnessSettings, profile: Profile, *, reuse_noises: bool) -> Work:

@@ -72,6 +72,8 @@ assert list(finetune.recomputed_lines(profile, one, corruptions)) == [
     "plain-s0: recomputed accuracy within one image of the file: True"]
 hours = finetune.estimate_sweep_hours(finetune.SETTINGS["imagenet"], seconds_per_step=0.062, measured_batch=256)
 assert round(hours["total"], 1) == 0.4  # the imagenet profile's sweep, from a measured step time
+plain = finetune.sweep_images(finetune.SETTINGS["imagenet"], ["plain"], seeds=[0], lims=[])  # one part's images
+assert plain["finetuning"] == 1480 * 64 and plain["noise"] == 0 and plain["match"] > 0
 cost = results.read("benchmarks/results/learned_noise_cost_gpu.json")
 assert finetune.cost_lines(finetune.SETTINGS["imagenet"], cost)[1].endswith("total 0.43 h")
 # one part of the sweep counted for the plan's dry run: plain fine-tuning of seed 0 (and its model's match)

@@ -33,6 +33,7 @@ noise_sweep.lim_sweep(lambda lim: noise_sweep.noise_point(vit, data, data, level
 assert rows[0]["lim"] == 0.1 and all(row["lim"] in (0.1, 0.2) for row in rows)
 wider = noise_sweep.SweepSettings(**{**vars(settings), "lims": (0.1, 0.2, 0.4)})
 assert noise_sweep.chosen_lims([0.4, 0.1], wider) == (0.1, 0.4)  # one part's lims (--lims), in the listed order
+assert wider.adds_lims((0.1, 0.4)) and not wider.adds_lims((0.2,))  # the part with the last lim extends the sweep
 check = noise_sweep.CheckPoint(lim=0.1, seeds=(0,), steps=2, milestones=(1,), lr=1.0, batch_size=8, train=16, val=16)
 assert noise_sweep.CheckPoint.from_record({**vars(check), "seeds": [0], "result": {}}) == check
 point = noise_sweep.check_point(vit, data, data, check, "encoder", "cpu")  # what a test recomputes
