@@ -707,14 +707,15 @@ def _clean_logits(model: nn.Module, data: TensorDataset, batch_size: int, device
     return torch.cat(logits)
 
 
-def _all_finite(loader) -> bool:
-    """For a loader of tensors already in memory (:class:`_TensorBatches`): checks all its images at once, in chunks,
-    and returns True, so the loop need not check (and wait for the GPU) per step. False for any other loader."""
+def _all_checked(loader) -> bool:
+    """For a loader of tensors already in memory (:class:`_TensorBatches`): checks all its images at once, in chunks
+    (finite, and not 8-bit values: :func:`nullspace_utils.models.check_not_8bit`), and returns True, so the loop
+    need not check (and wait for the GPU) per step. False for any other loader."""
     if not isinstance(loader, _TensorBatches):
         return False
     images = loader.tensors[0]
     for start in range(0, len(images), 1024):
-        _finite(images[start : start + 1024])
+        models.check_not_8bit(_finite(images[start : start + 1024]), name="data")
     return True
 
 
@@ -733,7 +734,7 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
     owner = [seeds.index(seed) for seed, _ in runs]
     # with clean logits, each batch also holds its images' indices, to look theirs up
     loaders = [_loader(data, batch_size, True, seed, indices=clean_logits is not None) for seed in seeds]
-    checked = _all_finite(loaders[0])
+    checked = _all_checked(loaders[0])
     # a first batch of every loader, for the image size: drawing it moves a loader's shuffling on by one pass, as
     # the single-noise loop always did, so each seed's batches stay the ones it meets when learned alone
     first_images = [next(iter(loader))[0] for loader in loaders][0]
@@ -765,7 +766,9 @@ def _sgd(model: nn.Module, data, runs: Sequence[tuple[int, float]], *, level: st
         if any(len(batch) != size for batch in images):
             raise RuntimeError(f"noises learned together met batches of sizes {[len(b) for b in images]} in one step; "
                                "learn them one per pass (per_pass=1).")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        # images checked once above: the model need not test them (and wait for the GPU) at every step
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast), \
+                (models.inputs_checked() if checked else contextlib.nullcontext()):
             if clean_logits is not None:
                 clean = clean_logits[picked[0] if len(picked) == 1 else torch.cat(picked)]
             else:

@@ -17,6 +17,7 @@ This module knows nothing about nullspaces.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import itertools
 import json
@@ -56,6 +57,8 @@ __all__ = [
     "exact_float32",
     "LocalRandomState",
     "tf32_matmuls",
+    "check_not_8bit",
+    "inputs_checked",
 ]
 
 #: Folder of the zoo's weights and manifest, inside the installed package.
@@ -256,9 +259,8 @@ class ImageClassifier(nn.Module):
         if not images.is_floating_point():
             raise TypeError(f"{self.name or 'model'} takes float images in [0, 1], got dtype {images.dtype}: "
                             "convert 8-bit images with images.float() / 255.")
-        if images.numel() and images.max() > 1.5 and images.min() >= 0 and torch.equal(images, images.round()):
-            raise ValueError(f"{self.name or 'model'} takes images in [0, 1], but these hold whole numbers from "
-                             f"0 to {images.max().item():.0f}, an 8-bit image's values: divide by 255 first.")
+        if not _INPUTS_CHECKED.get():
+            check_not_8bit(images, name=self.name or "model")
         inputs = images.to(self._mean.device, self._mean.dtype)  # a float16 model computes in float16
         return self.net(self.normalize(inputs)).to(images.device)
 
@@ -330,6 +332,33 @@ def _set_tf32_settings(api: str, settings: tuple[str | bool, str | bool],
             torch.backends.cuda.matmul.fp32_precision = matmul
         if convolution != convolution_now:
             torch.backends.cudnn.conv.fp32_precision = convolution  # type: ignore[attr-defined]  # untyped in torch
+
+
+#: True inside :func:`inputs_checked`: :meth:`ImageClassifier.forward` then skips :func:`check_not_8bit`.
+_INPUTS_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("nullspace_inputs_checked", default=False)
+
+
+def check_not_8bit(images: torch.Tensor, *, name: str = "model") -> None:
+    """Refuse float images that hold an 8-bit image's whole numbers (0 to 255) instead of values in [0, 1]: the
+    model would see them 255 times too bright and answer without an error. :meth:`ImageClassifier.forward`
+    calls it on every call outside :func:`inputs_checked`; on a GPU it waits for the device (a host sync)."""
+    if images.numel() and images.max() > 1.5 and images.min() >= 0 and torch.equal(images, images.round()):
+        raise ValueError(f"{name} takes images in [0, 1], but these hold whole numbers from "
+                         f"0 to {images.max().item():.0f}, an 8-bit image's values: divide by 255 first.")
+
+
+@contextlib.contextmanager
+def inputs_checked() -> Iterator[None]:
+    """Inside the ``with`` block :class:`ImageClassifier` skips its test for 8-bit images
+    (:func:`check_not_8bit`). For loops over images that were tested once beforehand (the noise-learning steps of
+    :mod:`nullspace_utils.approximate`): on a GPU the test waits for the device at every call, so the next step
+    could not be queued while this one runs (issue #33's "no host sync per step"). The caller's setting is
+    restored afterwards."""
+    token = _INPUTS_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _INPUTS_CHECKED.reset(token)
 
 
 @contextlib.contextmanager
@@ -446,12 +475,28 @@ def _load_state(net: nn.Module, state: dict[str, torch.Tensor], source: Path, na
         raise WeightsError(f"Weight file {source} does not fit model {name!r}:\n{error}") from error
 
 
+def _build_for_weights(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()``'s network in uninitialised CPU memory, for weights about to be loaded into every tensor: built on
+    the meta device, so no random initialisation runs (ViT-L/32's took 5 s on a 2-core CPU, this 0.1 s), then given
+    empty memory. A network that cannot be built on meta, or that has a non-persistent buffer (one a weight file
+    does not hold, so it must keep the value its constructor computed), is built normally."""
+    try:
+        with torch.device("meta"):
+            net = build()
+    except (RuntimeError, NotImplementedError):  # e.g. a constructor that reads a tensor's value
+        return build()
+    persistent = net.state_dict()
+    if any(key not in persistent for key, _ in net.named_buffers()):
+        return build()
+    return net.to_empty(device="cpu")
+
+
 def _load_zoo_model(name: str, weights: Path | None) -> ImageClassifier:
     manifest = load_manifest()
     entry = manifest["models"].get(name)
     if entry is None and weights is None:
         raise WeightsError(f"Zoo model {name!r} has no entry in {ZOO_DIR / 'manifest.json'}; train it first.")
-    net = build_zoo_network(name)
+    net = _build_for_weights(lambda: build_zoo_network(name))  # every tensor is loaded just below
     path = Path(weights) if weights is not None else ZOO_DIR / entry["file"]
     expected = entry["sha256"] if weights is None else None
     _load_state(net, _load_safetensors(path, expected_sha256=expected), path, name)
@@ -485,7 +530,7 @@ def _load_timm_model(name: str, weights: Path | None, pretrained: bool) -> Image
     import timm
 
     if weights is not None:
-        net = timm.create_model(name, pretrained=False)
+        net = _build_for_weights(lambda: timm.create_model(name, pretrained=False))  # loaded just below
         _load_state(net, _load_safetensors(Path(weights)), Path(weights), name)
     elif pretrained:
         if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or not _hub_reachable():

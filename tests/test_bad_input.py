@@ -24,6 +24,26 @@ def test_8bit_and_0_255_images_are_refused_by_the_model(vit_s, images):
     assert vit_s(disguised[None]).shape == (1, 10)
 
 
+def test_learning_refuses_8bit_data_once_and_skips_the_per_step_test(vit_s, images, monkeypatch):
+    """Data held in memory is tested once, before the first step (whole numbers up to 255 refused); then the
+    steps' forward passes skip the model's own test, which would wait for a GPU at every step (#33)."""
+    from nullspace_utils import approximate
+
+    as_bytes = torch.utils.data.TensorDataset((images * 255).round(), torch.arange(len(images)))
+    with pytest.raises(ValueError, match="0 to 255"):
+        approximate.learn_noise(vit_s, as_bytes, level="encoder", lim=1.0, steps=1, lr=0.1, batch_size=4)
+    tested = []
+    real_test = models.check_not_8bit
+    monkeypatch.setattr(models, "check_not_8bit", lambda batch, **kw: (tested.append(len(batch)), real_test(batch, **kw)))
+    good = torch.utils.data.TensorDataset(images, torch.arange(len(images)))
+    approximate.learn_noise(vit_s, good, level="encoder", lim=1.0, steps=3, lr=0.1, batch_size=2)
+    assert tested == [len(images)]  # the whole set once, no step's batch
+    with models.inputs_checked():
+        assert vit_s((images * 255).round()).shape == (len(images), 10)  # trusted inside the block
+    with pytest.raises(ValueError, match="0 to 255"):
+        vit_s((images * 255).round())  # and tested again after it
+
+
 def test_disguise_refuses_uint8(vit_s, images):
     as_bytes = (images * 255).round().to(torch.uint8)
     with pytest.raises(TypeError, match="255"):

@@ -111,6 +111,33 @@ def test_timm_model_from_local_safetensors(tmp_path):
         models.load_model("vit_small_patch32_224", weights=garbage)
 
 
+def test_networks_for_weights_skip_initialisation_but_keep_computed_buffers():
+    """Built on the meta device and given empty memory when a weight file fills every tensor; built normally when a
+    non-persistent buffer (absent from weight files) holds a value its constructor computed, or meta fails."""
+    empty = models._build_for_weights(lambda: models.build_zoo_network("zoo-vit-s"))
+    assert all(p.device.type == "cpu" for p in empty.parameters())
+    assert set(empty.state_dict()) == set(models.build_zoo_network("zoo-vit-s").state_dict())
+
+    class Computed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 2)
+            self.register_buffer("index", torch.arange(4), persistent=False)
+
+    assert torch.equal(models._build_for_weights(Computed).index, torch.arange(4))
+
+    builds = []
+
+    class ReadsAValue(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            builds.append(torch.empty(0).device.type)
+            self.linear = torch.nn.Linear(int(torch.tensor(2).item()), 2)  # .item() fails on meta
+
+    assert models._build_for_weights(ReadsAValue).linear.weight.device.type == "cpu"
+    assert builds == ["meta", "cpu"]  # tried on meta, then built normally
+
+
 def test_extra_seed_models_match_their_manifest(vit_s):
     """The fingerprint chapter's independently trained ViT-S: files match the sha256 recorded when they
     were trained, and each is a working classifier different from the zoo's own ViT-S."""

@@ -58,3 +58,12 @@ except TypeError as error:
     assert "/ 255" in str(error)
 else:
     raise AssertionError("8-bit images must be refused")
+as_whole_numbers = (torch.rand(2, 3, 112, 112) * 255).round()  # float, but an 8-bit image's values
+try:
+    models.check_not_8bit(as_whole_numbers, name="my images")  # what the model runs on every call
+except ValueError as error:
+    assert "divide by 255" in str(error)
+else:
+    raise AssertionError("whole numbers up to 255 must be refused")
+with models.inputs_checked():  # for a loop over images tested once already: the model skips the test,
+    assert vit(as_whole_numbers).shape == (2, 10)  # which waits for a GPU at every call
