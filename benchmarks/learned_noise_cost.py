@@ -32,6 +32,10 @@ the device's default noises per pass, timed in the same process.
 per pass, clean logits once), timed in the same process after a warm-up call that compiles; the first compiled
 call's seconds (the compilation) are reported apart.
 
+``--input-test``: per architecture and level, the seconds of one step per noise with the model's test for 8-bit
+images at every step (a host sync on a GPU, the library before 78a353a) against once before the first step
+(:func:`nullspace_utils.models.inputs_checked`), both with the device's defaults, timed in the same process.
+
 ``--quality``: on the teaching profile, noises learned at committed points of the §4 and §5 sweeps
 (``book/results/teaching/approximate.json``, ``robustness.json``; :data:`QUALITY_POINTS`) with each precision, several
 seeds, at the committed point's rate and the sweep's settings. Match and logit MSE are measured in float32
@@ -42,13 +46,14 @@ seeds, at the committed point's rate and the sweep's settings. Match and logit M
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import timm
 import torch
@@ -190,54 +195,82 @@ def together_rows(device: str, steps: int, counts: list[int], names: list[str], 
             "arithmetic": approximate.learning_precision("auto", device), "rows": rows}
 
 
-def clean_once_rows(device: str, steps: int, names: list[str], levels: list[str]) -> dict[str, Any]:
-    """Per model and level, the seconds of one step per noise with the clean logits computed per step and once
-    (:func:`~nullspace_utils.approximate.clean_logits_once`), both with the device's default noises per pass and
-    arithmetic, timed in the same process, and the speed-up."""
+def _variant_rows(device: str, steps: int, names: list[str], levels: list[str],
+                  variants: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and level, the seconds of one step per noise in each of ``variants`` (label: keyword arguments of
+    :func:`_timed_steps`, and ``"context"``, a context manager to time it in), one after another in this process,
+    the device's default noises per pass and arithmetic otherwise; ``speedup`` is the first's time over the last's,
+    ``first_call_seconds`` each variant's warm-up call (compiling, where it compiles)."""
     per_pass = approximate.noises_per_pass(None, BATCH, device)
     rows = []
     for name in names:
         model = _random_model(name, device)
         for level in [level for level in levels if level in ARCHITECTURES[name]]:
-            seconds = {label: _timed_steps(model, level, steps, device, "auto", per_pass=per_pass, clean_once=once)
-                       for label, once in (("per step", False), ("once", True))}
+            seconds, first_call = {}, {}
+            for label, options in variants.items():
+                options = dict(options)
+                warm_up: dict[str, float] = {}
+                with options.pop("context", contextlib.nullcontext)():
+                    seconds[label] = _timed_steps(model, level, steps, device, "auto", per_pass=per_pass,
+                                                  warm_up=warm_up, **options)
+                first_call[label] = warm_up["seconds"]
+            first, last = list(variants)[0], list(variants)[-1]
             rows.append({"model": name, "level": level, "seconds_per_noise_step": seconds,
-                         "speedup": seconds["per step"] / seconds["once"]})
-            print(f"{name:<24} {level:<8} clean per step {seconds['per step'] * 1000:6.1f} ms, once "
-                  f"{seconds['once'] * 1000:6.1f} ms (x{rows[-1]['speedup']:.2f})", flush=True)
+                         "speedup": seconds[first] / seconds[last], "first_call_seconds": first_call})
+            print(f"{name:<24} {level:<8} " + ", ".join(f"{label} {value * 1000:6.1f} ms" for label, value
+                                                        in seconds.items())
+                  + f" (x{rows[-1]['speedup']:.2f}; first calls " + ", ".join(f"{value:.0f} s" for value
+                                                                                in first_call.values()) + ")",
+                  flush=True)
         del model
+        torch._dynamo.reset()  # each model compiles afresh, as in a part of its own
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "per_pass": per_pass,
+    return rows
+
+
+def _settings(device: str, steps: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"batch": BATCH, "image_size": 224, "steps_timed": steps,
+            "per_pass": approximate.noises_per_pass(None, BATCH, device),
             "arithmetic": approximate.learning_precision("auto", device), "rows": rows}
+
+
+def clean_once_rows(device: str, steps: int, names: list[str], levels: list[str]) -> dict[str, Any]:
+    """Per model and level, the seconds of one step per noise with the clean logits computed per step and once
+    (:func:`~nullspace_utils.approximate.clean_logits_once`), both with the device's default noises per pass and
+    arithmetic, timed in the same process, and the speed-up."""
+    variants = {"per step": {"clean_once": False}, "once": {"clean_once": True}}
+    return _settings(device, steps, _variant_rows(device, steps, names, levels, variants))
 
 
 def compile_rows(device: str, steps: int, names: list[str], levels: list[str]) -> dict[str, Any]:
     """Per model and level, the seconds of one step per noise with the learning passes compiled and not (the
     device's defaults otherwise), timed in the same process, the speed-up, and the compiling call's seconds."""
-    per_pass = approximate.noises_per_pass(None, BATCH, device)
-    rows = []
-    for name in names:
-        model = _random_model(name, device)
-        for level in [level for level in levels if level in ARCHITECTURES[name]]:
-            warm_up: dict[str, float] = {}
-            seconds = {label: _timed_steps(model, level, steps, device, "auto", per_pass=per_pass,
-                                           clean_once=device.startswith("cuda"), compile=flag,
-                                           warm_up=warm_up if flag else None)
-                       for label, flag in (("eager", False), ("compiled", True))}
-            rows.append({"model": name, "level": level, "seconds_per_noise_step": seconds,
-                         "speedup": seconds["eager"] / seconds["compiled"],
-                         "first_compiled_call_seconds": warm_up["seconds"]})
-            print(f"{name:<24} {level:<8} eager {seconds['eager'] * 1000:6.1f} ms, compiled "
-                  f"{seconds['compiled'] * 1000:6.1f} ms (x{rows[-1]['speedup']:.2f}; compiling call "
-                  f"{warm_up['seconds']:.0f} s)", flush=True)
-        del model
-        torch._dynamo.reset()  # each model compiles afresh, as in a part of its own
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    return {"batch": BATCH, "image_size": 224, "steps_timed": steps, "per_pass": per_pass,
-            "arithmetic": approximate.learning_precision("auto", device), "backend": approximate.COMPILE_BACKEND,
-            "rows": rows}
+    once = device.startswith("cuda")
+    variants = {"eager": {"clean_once": once}, "compiled": {"clean_once": once, "compile": True}}
+    return {**_settings(device, steps, _variant_rows(device, steps, names, levels, variants)),
+            "backend": approximate.COMPILE_BACKEND}
+
+
+@contextlib.contextmanager
+def _input_test_per_step() -> Iterator[None]:
+    """The library before 78a353a: the model tests its input for 8-bit values at every learning step (on a GPU
+    each test waits for the device), as :func:`nullspace_utils.models.inputs_checked` now spares it."""
+    checked = models.inputs_checked
+    models.inputs_checked = contextlib.nullcontext  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        models.inputs_checked = checked  # type: ignore[assignment]
+
+
+def input_test_rows(device: str, steps: int, names: list[str], levels: list[str]) -> dict[str, Any]:
+    """Per model and level, the seconds of one step per noise with the model's 8-bit input test at every step (a
+    host sync on a GPU) and without it (the images tested once), the device's defaults otherwise, in one process."""
+    once = device.startswith("cuda")
+    variants = {"tested per step": {"clean_once": once, "context": _input_test_per_step},
+                "tested once": {"clean_once": once}}
+    return _settings(device, steps, _variant_rows(device, steps, names, levels, variants))
 
 
 def _committed_row(study: str, model: str, level: str, lim: float) -> dict[str, Any]:
@@ -355,6 +388,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="time one step per noise with the learning passes compiled against not "
                              "(--models, --levels)")
+    parser.add_argument("--input-test", action="store_true",
+                        help="time one step per noise with the model's input test at every step against once "
+                             "(--models, --levels)")
     parser.add_argument("--per-pass", nargs="+", type=int, default=None,
                         help="time one step per noise with this many noises per pass against one (--models, --levels)")
     parser.add_argument("--out", type=Path, default=None)
@@ -376,6 +412,8 @@ def main() -> None:
             write(clean_once_rows(args.device, args.steps, args.models, args.levels))
         elif args.compile:
             write(compile_rows(args.device, args.steps, args.models, args.levels))
+        elif args.input_test:
+            write(input_test_rows(args.device, args.steps, args.models, args.levels))
         elif args.per_pass:
             write(together_rows(args.device, args.steps, args.per_pass, args.models, args.levels))
         elif args.precisions:
