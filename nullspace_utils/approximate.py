@@ -709,11 +709,14 @@ def _clean_logits(model: nn.Module, data: TensorDataset, batch_size: int, device
 
 def _all_checked(loader) -> bool:
     """For a loader of tensors already in memory (:class:`_TensorBatches`): checks all its images at once, in chunks
-    (finite, and not 8-bit values: :func:`nullspace_utils.models.check_not_8bit`), and returns True, so the loop
-    need not check (and wait for the GPU) per step. False for any other loader."""
+    (finite, and not 8-bit values: :func:`nullspace_utils.models.check_not_8bit`; images stored as uint8 come out
+    divided by 255), and returns True, so the loop need not check (and wait for the GPU) per step. False for any
+    other loader."""
     if not isinstance(loader, _TensorBatches):
         return False
     images = loader.tensors[0]
+    if not images.is_floating_point():  # uint8 storage: batched as value / 255, in [0, 1] by construction
+        return True
     for start in range(0, len(images), 1024):
         models.check_not_8bit(_finite(images[start : start + 1024]), name="data")
     return True
