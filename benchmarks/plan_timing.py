@@ -10,7 +10,11 @@ by how it was obtained:
   learning steps (:func:`nullspace_utils.plan.part_work`);
 - ``projected``: the two SLSQP parts (CPU), from the seconds per iteration of ``paper_slsqp_cost_cpu.json`` times
   the teaching profile's committed median iterations, on the workers the plan gives them beside one GPU;
+- ``at least``: the part ran alone (``benchmarks/time_part.py``) and was stopped at its limit before it finished
+  (``<profile>_parts_cpu.json`` or ``_gpu.json``, ``"finished": false``): its time is a lower bound;
 - ``not measured``: no time at all (the sum leaves it out and says so).
+
+``measured`` also covers a part that ``time_part.py`` ran alone to its end.
 
 ::
 
@@ -34,6 +38,8 @@ GOAL_SECONDS = 3600
 #: the cores of the lent GPU machines, and the device slots of a one-GPU run (for the SLSQP parts' workers)
 CORES, DEVICES = 16, ("cuda",)
 #: the parts' names before the sweeps were split by lims, in the estimate files: <study>/<model>
+#: how a part's time was obtained, timed kinds only (else "not measured")
+HOWS = ("measured", "at least", "estimated", "projected")
 _SLSQP_PARTS = {"watermark-slsqp": "watermark_slsqp", "watermark-max-noise": "watermark_max_noise"}
 
 
@@ -84,17 +90,17 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
                 continue
             measured[name] = {"seconds": row["seconds"], "source": f"plan_estimate_gpu.json {key}",
                               "commit": row.get("commit", estimates.get("imagenet", {}).get("after", {}).get("commit"))}
-    gpu_runs = _read(f"{profile_name}_parts_gpu.json")
-    for name, row in gpu_runs.get("parts", {}).items():
-        if row.get("finished"):
-            measured[name] = {"seconds": row["seconds"], "source": f"{profile_name}_parts_gpu.json",
-                              "commit": row["commit"], "device": row["device"]}
+    for runs in (f"{profile_name}_parts_gpu.json", f"{profile_name}_parts_cpu.json"):
+        for name, row in _read(runs).get("parts", {}).items():
+            measured[name] = {"seconds": row["seconds"], "source": runs, "commit": row["commit"],
+                              "device": row["device"], "finished": row["finished"]}
     slsqp = _read("paper_slsqp_cost_cpu.json")
     workers = plan.cpu_workers(DEVICES, cores=CORES)
     table: dict[str, dict[str, Any]] = {}
     for part in parts:
         if part.name in measured:
-            table[part.name] = {"how": "measured", **measured[part.name]}
+            row = dict(measured[part.name])
+            table[part.name] = {"how": "measured" if row.pop("finished", True) else "at least", **row}
             continue
         whole = part.name.rsplit("/lims-", 1)[0]
         estimate = newest.get("parts", {}).get(whole)
@@ -139,7 +145,7 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
 
 def _sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
     return {how: sum(row["seconds"] for row in table.values() if row["how"] == how)
-            for how in ("measured", "estimated", "projected")}
+            for how in HOWS}
 
 
 def slot_sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -160,8 +166,8 @@ def table_lines(table: dict[str, dict[str, Any]]) -> list[str]:
     missing = [name for name, row in table.items() if row["seconds"] is None]
     lines.append(f"GPU parts {slots['gpu']:.0f} s, CPU parts {slots['cpu']:.0f} s beside them: the plan takes at least "
                  f"{slots['wall_at_least']:.0f} s ({slots['wall_at_least'] / GOAL_SECONDS:.1f}x the one-hour goal); "
-                 f"measured {sums['measured']:.0f} s, estimated {sums['estimated']:.0f} s, projected "
-                 f"{sums['projected']:.0f} s; {len(missing)} parts have no time: {', '.join(missing) or 'none'}")
+                 + ", ".join(f"{how} {sums[how]:.0f} s" for how in HOWS if sums[how] or how != "at least")
+                 + f"; {len(missing)} parts have no time: {', '.join(missing) or 'none'}")
     return lines
 
 

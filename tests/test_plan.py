@@ -366,4 +366,49 @@ def test_the_committed_plan_timing_and_the_readmes_table_follow_the_plan_and_the
     committed = json.loads((root / "benchmarks" / "results" / "plan_timing_imagenet.json").read_text())
     assert committed["parts"] == json.loads(json.dumps(table))
     assert "\n".join(timing.table_lines(table)) in (root / "README.md").read_text()
-    assert {row["how"] for row in table.values()} <= {"measured", "estimated", "projected", "not measured"}
+    assert {row["how"] for row in table.values()} <= {*timing.HOWS, "not measured"}
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))  # time_part imports its neighbour watermark.py as a script does
+    try:
+        spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    return module
+
+
+def test_time_part_records_a_finished_part_and_a_lower_bound_for_one_cut_at_its_limit(tmp_path, monkeypatch):
+    """benchmarks/time_part.py: a part that ends in time is recorded with its seconds; one still running at the
+    limit is stopped (SIGINT) and recorded as not finished, its seconds the limit; a failing part records nothing;
+    a part that needs others, or an unknown name, is refused; and plan_timing shows the cut part as "at least"."""
+    time_part, timing = _benchmark("time_part"), _benchmark("plan_timing")
+    quick = plan.Part("quick", ("quick",), command=(sys.executable, "-c", "print('done')"))
+    slow = plan.Part("slow", ("slow",), command=(sys.executable, "-c", "import time; time.sleep(30)"))
+    failing = plan.Part("failing", ("failing",), command=(sys.executable, "-c", "raise SystemExit(3)"))
+    row = time_part.run_part(quick, device="cpu", work=tmp_path / "q", limit=60)
+    assert row["finished"] and 0 < row["seconds"] < 60 and row["log_tail"] == ["done"]
+    started = time.perf_counter()
+    cut = time_part.run_part(slow, device="cpu", work=tmp_path / "s", limit=1)
+    assert not cut["finished"] and cut["seconds"] == 1 and time.perf_counter() - started < 20
+    with pytest.raises(SystemExit, match="exit status 3"):
+        time_part.run_part(failing, device="cpu", work=tmp_path / "f", limit=60)
+    with pytest.raises(SystemExit, match="needs"):
+        time_part.find_part("imagenet", "approximate/merge")
+    with pytest.raises(SystemExit, match="fingerprint"):
+        time_part.find_part("imagenet", "fingerprints")  # the message lists the parts
+
+    out = tmp_path / "imagenet_parts_cpu.json"
+    time_part.record(out, "fingerprint", {**cut, "commit": "abc", "device": "some CPU"})
+    time_part.record(out, "finetune-corruptions", {**row, "commit": "abc", "device": "some CPU"})
+    assert set(json.loads(out.read_text())["parts"]) == {"fingerprint", "finetune-corruptions"}  # both kept
+    monkeypatch.setattr(timing, "RESULTS", tmp_path)
+    table = timing.part_times("imagenet")
+    assert table["fingerprint"]["how"] == "at least" and table["fingerprint"]["seconds"] == 1
+    assert table["finetune-corruptions"]["how"] == "measured"
+    assert "at least 1 s" in timing.table_lines(table)[-1]
