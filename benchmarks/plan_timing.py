@@ -11,7 +11,8 @@ by how it was obtained:
 - ``projected``: the two SLSQP parts (CPU), from the seconds per iteration of ``paper_slsqp_cost_cpu.json`` times
   the teaching profile's committed median iterations, on the workers the plan gives them beside one GPU;
 - ``at least``: the part ran alone (``benchmarks/time_part.py``) and was stopped at its limit before it finished
-  (``<profile>_parts_cpu.json`` or ``_gpu.json``, ``"finished": false``): its time is a lower bound;
+  (``<profile>_parts_cpu.json`` or ``_gpu.json``, ``"finished": false``): its time is a lower bound, for the cores
+  it had; from fewer cores than the plan's machine has (:data:`CORES`) it is shown but left out of the sums;
 - ``not measured``: no time at all (the sum leaves it out and says so).
 
 ``measured`` also covers a part that ``time_part.py`` ran alone to its end.
@@ -37,9 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_SECONDS = 3600
 #: the cores of the lent GPU machines, and the device slots of a one-GPU run (for the SLSQP parts' workers)
 CORES, DEVICES = 16, ("cuda",)
-#: the parts' names before the sweeps were split by lims, in the estimate files: <study>/<model>
 #: how a part's time was obtained, timed kinds only (else "not measured")
 HOWS = ("measured", "at least", "estimated", "projected")
+#: the SLSQP parts -> their names in the cost file's rows
 _SLSQP_PARTS = {"watermark-slsqp": "watermark_slsqp", "watermark-max-noise": "watermark_max_noise"}
 
 
@@ -92,8 +93,10 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
                               "commit": row.get("commit", estimates.get("imagenet", {}).get("after", {}).get("commit"))}
     for runs in (f"{profile_name}_parts_gpu.json", f"{profile_name}_parts_cpu.json"):
         for name, row in _read(runs).get("parts", {}).items():
+            if not row["finished"] and name in measured:  # a lower bound never replaces a full run
+                continue
             measured[name] = {"seconds": row["seconds"], "source": runs, "commit": row["commit"],
-                              "device": row["device"], "finished": row["finished"]}
+                              "device": row["device"], "finished": row["finished"], "cores": row.get("cores")}
     slsqp = _read("paper_slsqp_cost_cpu.json")
     workers = plan.cpu_workers(DEVICES, cores=CORES)
     table: dict[str, dict[str, Any]] = {}
@@ -138,21 +141,30 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
                                           "faster than that step)"}
             continue
         table[part.name] = {"how": "not measured", "seconds": None, "source": None}
-    for part in parts:  # where the plan runs it: on the GPU's slot, or on the CPU's beside it
+    for part in parts:  # where the plan runs it: on the GPU's slot, or on the CPU's beside it; whether it is summed
         table[part.name] = {"slot": "gpu" if part.uses_device else "cpu", **table[part.name]}
+        table[part.name]["counted"] = counted(table[part.name])
     return table
 
 
+def counted(row: dict[str, Any]) -> bool:
+    """Whether a part's time enters the sums: every timed row, except a lower bound from a machine with fewer
+    cores than the plan's (:data:`CORES`), which would not bound the part's time there."""
+    if row["seconds"] is None:
+        return False
+    return row["how"] != "at least" or (row.get("cores") or 0) >= CORES
+
+
 def _sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
-    return {how: sum(row["seconds"] for row in table.values() if row["how"] == how)
+    return {how: sum(row["seconds"] for row in table.values() if row["how"] == how and counted(row))
             for how in HOWS}
 
 
 def slot_sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The timed parts' seconds by where the plan runs them: the GPU's parts one after another, the CPU parts one
     after another beside them (:func:`nullspace_utils.plan.run_plan`). The plan's wall time is at least the larger."""
-    gpu = sum(row["seconds"] for row in table.values() if row["seconds"] is not None and row["slot"] == "gpu")
-    cpu = sum(row["seconds"] for row in table.values() if row["seconds"] is not None and row["slot"] == "cpu")
+    gpu = sum(row["seconds"] for row in table.values() if counted(row) and row["slot"] == "gpu")
+    cpu = sum(row["seconds"] for row in table.values() if counted(row) and row["slot"] == "cpu")
     return {"gpu": gpu, "cpu": cpu, "wall_at_least": max(gpu, cpu)}
 
 
@@ -161,7 +173,8 @@ def table_lines(table: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for name, row in table.items():
         seconds = "-" if row["seconds"] is None else f"{row['seconds']:.0f} s"
-        lines.append(f"{name:55} {row['slot']:4} {row['how']:13} {seconds:>9}")
+        apart = "" if counted(row) or row["seconds"] is None else f"  (on {row['cores']} cores: not in the sums)"
+        lines.append(f"{name:55} {row['slot']:4} {row['how']:13} {seconds:>9}{apart}")
     sums, slots = _sums(table), slot_sums(table)
     missing = [name for name, row in table.items() if row["seconds"] is None]
     lines.append(f"GPU parts {slots['gpu']:.0f} s, CPU parts {slots['cpu']:.0f} s beside them: the plan takes at least "

@@ -7,8 +7,9 @@ machine), next to the other parts' records; ``benchmarks/plan_timing.py`` reads 
         --limit 900 --out benchmarks/results/imagenet_parts_cpu.json
 
 Only a part that needs no other part first can run alone (merges and passes after a sweep cannot). Its files go
-to a temporary work folder (``--work`` to keep them). A part cut at the limit is stopped with SIGINT, as Ctrl-C
-would, and its record says ``"finished": false``: its ``seconds`` are a lower bound.
+to a temporary work folder (``--work`` to keep them). A part cut at the limit is stopped as an interrupted plan
+would (SIGTERM to its processes), and its record says ``"finished": false``: its ``seconds`` are a lower bound,
+for the cores it had (``"cores"``).
 """
 
 from __future__ import annotations
@@ -25,15 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from watermark import cpu_name  # benchmarks/watermark.py: this script's folder is on the path (tests put it there)
 
 from nullspace_utils import plan, results
 from nullspace_utils.files import atomic_write
 from nullspace_utils.profiles import PROFILE_NAMES, get_profile
-
-try:  # run as a script (python benchmarks/time_part.py): its folder is on the path
-    from watermark import cpu_name
-except ImportError:  # imported as benchmarks.time_part (tests)
-    from benchmarks.watermark import cpu_name
 
 
 def find_part(profile_name: str, name: str) -> plan.Part:
@@ -48,33 +45,35 @@ def find_part(profile_name: str, name: str) -> plan.Part:
     return parts[name]
 
 
-def run_part(part: plan.Part, *, device: str, work: Path, limit: float) -> dict[str, Any]:
-    """Start ``part`` on ``device`` with ``work`` as its work folder and wait at most ``limit`` seconds (then SIGINT,
-    and SIGKILL 60 s later); its record: finished, seconds (a lower bound when not finished), the limit, the exit
-    status and the log's last lines."""
-    workers = plan.cpu_workers([device]) if device != "cpu" else max(1, (os.cpu_count() or 1))
+def run_part(part: plan.Part, *, device: str, work: Path, limit: float, grace: float = 60.0) -> dict[str, Any]:
+    """Start ``part`` on ``device`` as the plan would (:func:`nullspace_utils.plan.start_part`, ``work`` as its work
+    folder) and wait at most ``limit`` seconds; then stop it as an interrupted plan does (SIGTERM to its process
+    group), and ``grace`` seconds later with SIGKILL. Its record: finished, seconds (the limit when cut: a lower bound), the limit,
+    the exit status and the log's last lines. A part that fails, or ends without writing the files it publishes,
+    is refused (``SystemExit``): its time says nothing."""
     (work / "parts").mkdir(parents=True, exist_ok=True)
     log = work / "time_part.log"
-    started = time.perf_counter()
     cut = False
+    started = time.perf_counter()
     with open(log, "w") as handle:
-        process = subprocess.Popen(part.command_line(device, work, workers), stdout=handle,
-                                   stderr=subprocess.STDOUT)
+        process = plan.start_part(part, device, work, handle, devices=[device], workers=plan.cpu_workers([device]))
         try:
             status = process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             cut = True
-            process.send_signal(signal.SIGINT)
+            os.killpg(process.pid, signal.SIGTERM)
             try:
-                status = process.wait(timeout=60)
+                status = process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 status = process.wait()
     seconds = time.perf_counter() - started
     tail = log.read_text().splitlines()[-5:]
-    if status != 0 and not cut:  # a failure says nothing about the part's time
-        raise SystemExit(f"time_part: {part.name} failed after {seconds:.0f} s (exit status {status}); nothing "
-                         f"recorded. Its log, {log}, ends:\n" + "\n".join(tail))
+    missing = [name for name in part.publishes if not (work / name).is_file()]
+    if not cut and (status != 0 or missing):  # its time says nothing about the part's
+        problem = f"exit status {status}" if status != 0 else f"no {', '.join(missing)} written"
+        raise SystemExit(f"time_part: {part.name} failed after {seconds:.0f} s ({problem}); nothing recorded. "
+                         f"Its log, {log}, ends:\n" + "\n".join(tail))
     return {"finished": not cut, "seconds": float(limit) if cut else seconds, "limit_seconds": float(limit),
             "returncode": status, "log_tail": tail}
 
@@ -82,9 +81,9 @@ def run_part(part: plan.Part, *, device: str, work: Path, limit: float) -> dict[
 def record(out: Path, name: str, row: dict[str, Any]) -> dict[str, Any]:
     """``out`` with ``row`` as part ``name``'s record (the other parts' records kept), written atomically."""
     table = json.loads(out.read_text()) if out.is_file() else {}
-    table.setdefault("what", "parts of the plan run alone by benchmarks/time_part.py, with untrained weights and a "
-                             "fake ImageNette of the real one's size; finished false: cut at the limit, so seconds is "
-                             "a lower bound")
+    table.setdefault("what", "parts of the plan run alone by benchmarks/time_part.py (the weights and data each used: "
+                             "its invocation); finished false: cut at the limit, so seconds is a lower bound on the "
+                             "cores it ran on")
     table.setdefault("parts", {})[name] = row
     with atomic_write(out) as temporary:
         temporary.write_text(json.dumps(table, indent=1) + "\n")
@@ -103,13 +102,15 @@ def main() -> None:
     if not args.limit > 0:
         raise SystemExit(f"time_part: --limit must be a positive number of seconds, got {args.limit}.")
     part = find_part(args.profile, args.part)
-    work = args.work or Path(tempfile.mkdtemp(prefix="nullspace-time-part-"))
-    row = run_part(part, device=args.device, work=work, limit=args.limit)
+    with tempfile.TemporaryDirectory(prefix="nullspace-time-part-") as temporary:
+        row = run_part(part, device=args.device, work=args.work or Path(temporary), limit=args.limit)
     computed_on = cpu_name() if not part.uses_device or args.device == "cpu" else torch.cuda.get_device_name()
+    settings = " ".join(f"{name}={os.environ[name]}" for name in ("NULLSPACE_WEIGHTS", "NULLSPACE_DATA")
+                        if name in os.environ)
     row = {**row, "commit": results.git_commit(), "device": computed_on, "cores": os.cpu_count(),
            "command": " ".join(["python", *part.command_line(args.device, Path("WORK"))[1:]]),
-           "weights": os.environ.get("NULLSPACE_WEIGHTS", "pretrained"), "date": time.strftime("%Y-%m-%d"),
-           "invocation": "python benchmarks/time_part.py " + " ".join(sys.argv[1:])}
+           "invocation": " ".join(filter(None, [settings, "python benchmarks/time_part.py", *sys.argv[1:]])),
+           "date": time.strftime("%Y-%m-%d")}
     record(args.out, part.name, row)
     verdict = f"finished in {row['seconds']:.0f} s" if row["finished"] else \
         f"not finished in {row['limit_seconds']:.0f} s (exit status {row['returncode']}): at least that long"

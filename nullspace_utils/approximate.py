@@ -715,10 +715,10 @@ def _all_checked(loader) -> bool:
     if not isinstance(loader, _TensorBatches):
         return False
     images = loader.tensors[0]
-    if not images.is_floating_point():  # uint8 storage: batched as value / 255, in [0, 1] by construction
+    if images.dtype == torch.uint8:  # uint8 storage: batched as value / 255, in [0, 1] by construction
         return True
     for start in range(0, len(images), 1024):
-        models.check_not_8bit(_finite(images[start : start + 1024]), name="data")
+        models.check_not_8bit(_finite(images[start : start + 1024]), name="the data")
     return True
 
 

@@ -226,16 +226,18 @@ def svd_table_rows(text: str) -> Rows:
 
 def plan_timing_rows(timing: dict[str, Any]) -> Rows:
     """``benchmarks/results/plan_timing_imagenet.json`` (``benchmarks/plan_timing.py``) by study: its parts, how
-    their times were obtained (how many measured, estimated, projected), their seconds, and the parts with none."""
+    their times were obtained (how many measured, estimated, projected, at least), the seconds of those the plan's
+    sums count (``counted``; a lower bound from a machine of fewer cores is not), and the parts with no time."""
     studies: dict[str, list[dict[str, Any]]] = {}
     for name, row in timing["parts"].items():
         studies.setdefault(name.split("/")[0], []).append(row)
     rows = []
     for study, parts in studies.items():
         counts = collections.Counter(part["how"] for part in parts if part["seconds"] is not None)
-        timed = [part["seconds"] for part in parts if part["seconds"] is not None]
+        summed = [part["seconds"] for part in parts if part.get("counted", part["seconds"] is not None)]
+        timed = sum(part["seconds"] is not None for part in parts)
         rows.append([study, f"{len(parts)}", ", ".join(f"{count} {how}" for how, count in counts.items()) or "-",
-                     f"{sum(timed):,.0f} s" if timed else "-", f"{len(parts) - len(timed)}"])
+                     f"{sum(summed):,.0f} s" if summed else "-", f"{len(parts) - timed}"])
     return rows
 
 

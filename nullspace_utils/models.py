@@ -260,7 +260,7 @@ class ImageClassifier(nn.Module):
             raise TypeError(f"{self.name or 'model'} takes float images in [0, 1], got dtype {images.dtype}: "
                             "convert 8-bit images with images.float() / 255.")
         if not _INPUTS_CHECKED.get():
-            check_not_8bit(images, name=self.name or "model")
+            check_not_8bit(images, name=f"the input of {self.name or 'the model'}")
         inputs = images.to(self._mean.device, self._mean.dtype)  # a float16 model computes in float16
         return self.net(self.normalize(inputs)).to(images.device)
 
@@ -339,12 +339,17 @@ _INPUTS_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("nullspac
 
 
 def check_not_8bit(images: torch.Tensor, *, name: str = "model") -> None:
-    """Refuse float images that hold an 8-bit image's whole numbers (0 to 255) instead of values in [0, 1]: the
-    model would see them 255 times too bright and answer without an error. :meth:`ImageClassifier.forward`
+    """Refuse float images of which any holds an 8-bit image's whole numbers (0 to 255) instead of values in [0, 1]:
+    the model would see it 255 times too bright and answer without an error. :meth:`ImageClassifier.forward`
     calls it on every call outside :func:`inputs_checked`; on a GPU it waits for the device (a host sync)."""
-    if images.numel() and images.max() > 1.5 and images.min() >= 0 and torch.equal(images, images.round()):
-        raise ValueError(f"{name} takes images in [0, 1], but these hold whole numbers from "
-                         f"0 to {images.max().item():.0f}, an 8-bit image's values: divide by 255 first.")
+    if not images.numel():
+        return
+    flat = images.detach().flatten(1) if images.ndim > 1 else images.detach()[None]
+    looks_8bit = (flat.amax(1) > 1.5) & (flat.amin(1) >= 0) & (flat == flat.round()).all(1)  # per image
+    if looks_8bit.any():
+        largest = flat[looks_8bit].max().item()
+        raise ValueError(f"{name} must hold images in [0, 1], but {int(looks_8bit.sum())} of them hold whole numbers "
+                         f"from 0 to {largest:.0f}, an 8-bit image's values: divide by 255 first.")
 
 
 @contextlib.contextmanager
@@ -479,7 +484,8 @@ def _build_for_weights(build: Callable[[], nn.Module]) -> nn.Module:
     """``build()``'s network in uninitialised CPU memory, for weights about to be loaded into every tensor: built on
     the meta device, so no random initialisation runs (ViT-L/32's took 5 s on a 2-core CPU, this 0.1 s), then given
     empty memory. A network that cannot be built on meta, or that has a non-persistent buffer (one a weight file
-    does not hold, so it must keep the value its constructor computed), is built normally."""
+    does not hold, so it must keep the value its constructor computed) or tied weights (one parameter under two
+    names, which ``to_empty`` would untie), is built normally."""
     try:
         with torch.device("meta"):
             net = build()
@@ -487,6 +493,9 @@ def _build_for_weights(build: Callable[[], nn.Module]) -> nn.Module:
         return build()
     persistent = net.state_dict()
     if any(key not in persistent for key, _ in net.named_buffers()):
+        return build()
+    names = [name for name, _ in net.named_parameters(remove_duplicate=False)]
+    if len(names) != len(dict(net.named_parameters())):  # tied weights: to_empty would untie them
         return build()
     return net.to_empty(device="cpu")
 

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -37,7 +37,7 @@ from nullspace_utils.profiles import TENSOR_CACHE_VARIABLE, Profile
 
 __all__ = ["Part", "PlanReport", "LIM_SPLITS", "lim_groups", "study_plan", "code_version", "part_keys", "Estimate", "StepCost", "part_work",
            "part_weights",
-           "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "DEVICE", "CPU_SLOT", "WORKERS", "cpu_workers"]
+           "measure_step_cost", "estimate_plan", "describe_plan", "run_plan", "start_part", "DEVICE", "CPU_SLOT", "WORKERS", "cpu_workers"]
 
 #: the placeholder of a part's command for the device its slot gives it (``cuda:1``, ``cpu``)
 DEVICE = "{device}"
@@ -487,6 +487,18 @@ def part_weights(parts: Sequence[Part], work: Path,
     return {part.name: known.get(part.name, guess) for part in parts}
 
 
+def start_part(part: Part, device: str, work: Path, log: IO[str], *, devices: Sequence[str] = (),
+               workers: int = 1) -> subprocess.Popen:
+    """Start ``part``'s process on ``device`` as :func:`run_plan` does: in a process session of its own (so that
+    ``os.killpg`` stops its worker processes with it), its output into ``log``, told how many parts share its GPU
+    (the slots ``devices`` gives it) and where decoded images are kept (``work/tensors``, unless
+    :data:`~nullspace_utils.profiles.TENSOR_CACHE_VARIABLE` is set)."""
+    share = {approximate.GPU_SHARE_VARIABLE: str(max(1, list(devices).count(device))),  # parts on this GPU
+             TENSOR_CACHE_VARIABLE: os.environ.get(TENSOR_CACHE_VARIABLE, str(work / "tensors"))}
+    return subprocess.Popen(part.command_line(device, work, workers), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, **share})
+
+
 def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Sequence[str] = ("cpu",),
              version: str | None = None, show_progress: bool = True, poll_seconds: float = 0.2,
              weights: dict[str, float] | None = None) -> PlanReport:
@@ -561,11 +573,7 @@ def run_plan(parts: Sequence[Part], *, work: Path, out_dir: Path, devices: Seque
                 if ready and slots:
                     device = slots.pop(0)
                     log = open(work / "logs" / f"{_file_name(part.name)}.log", "w")  # noqa: SIM115 (closed above)
-                    share = {approximate.GPU_SHARE_VARIABLE: str(max(1, list(devices).count(device))),  # on this GPU
-                             TENSOR_CACHE_VARIABLE: os.environ.get(TENSOR_CACHE_VARIABLE, str(work / "tensors"))}
-                    process = subprocess.Popen(part.command_line(device, work, workers), stdout=log,
-                                               stderr=subprocess.STDOUT,
-                                               start_new_session=True, env={**os.environ, **share})
+                    process = start_part(part, device, work, log, devices=devices, workers=workers)
                     running[part.name] = (process, device, time.perf_counter(), log)
                     waiting.remove(part)
             time.sleep(poll_seconds)

@@ -20,6 +20,9 @@ def test_8bit_and_0_255_images_are_refused_by_the_model(vit_s, images):
         vit_s((images * 255).round().to(torch.uint8))
     with pytest.raises(ValueError, match="0 to 255"):
         vit_s((images * 255).round())  # float, but every value a whole number up to 255: an 8-bit image
+    mixed = torch.cat([images[:1], (images[1:2] * 255).round()])
+    with pytest.raises(ValueError, match="1 of them"):
+        vit_s(mixed)  # one 8-bit image among images in [0, 1]: tested image by image
     disguised = fooling.disguise(vit_s, images[0], images[1]).image  # far outside [0, 1], not whole numbers
     assert vit_s(disguised[None]).shape == (1, 10)
 

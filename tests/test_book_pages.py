@@ -266,10 +266,12 @@ def test_plan_timing_by_study_and_its_sum():
               "parts": {"approximate/a/lims-1-2": {"how": "measured", "seconds": 100.0},
                         "approximate/a/lims-4": {"how": "estimated", "seconds": 200.0},
                         "watermark-slsqp": {"how": "projected", "seconds": 7000.0},
-                        "finetune/merge": {"how": "not measured", "seconds": None}}}
+                        "finetune/merge": {"how": "not measured", "seconds": None},
+                        "fingerprint": {"how": "at least", "seconds": 900.0, "counted": False}}}  # on fewer cores
     assert book_pages.plan_timing_rows(timing) == [["approximate", "2", "1 measured, 1 estimated", "300 s", "0"],
                                                   ["watermark-slsqp", "1", "1 projected", "7,000 s", "0"],
-                                                  ["finetune", "1", "-", "-", "1"]]
+                                                  ["finetune", "1", "-", "-", "1"],
+                                                  ["fingerprint", "1", "1 at least", "-", "0"]]
     assert book_pages.plan_timing_line(timing) == ("GPU parts 300 s (0.1 h), CPU parts 7,000 s (1.9 h) beside them: "
                                                    "the plan takes at least 1.9 h against the goal of 1 h; 1 part "
                                                    "has no time")

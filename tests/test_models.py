@@ -114,7 +114,14 @@ def test_timm_model_from_local_safetensors(tmp_path):
 def test_networks_for_weights_skip_initialisation_but_keep_computed_buffers():
     """Built on the meta device and given empty memory when a weight file fills every tensor; built normally when a
     non-persistent buffer (absent from weight files) holds a value its constructor computed, or meta fails."""
-    empty = models._build_for_weights(lambda: models.build_zoo_network("zoo-vit-s"))
+    devices = []
+
+    def build():
+        devices.append(torch.empty(0).device.type)
+        return models.build_zoo_network("zoo-vit-s")
+
+    empty = models._build_for_weights(build)
+    assert devices == ["meta"]  # built once, on meta: no random initialisation ran
     assert all(p.device.type == "cpu" for p in empty.parameters())
     assert set(empty.state_dict()) == set(models.build_zoo_network("zoo-vit-s").state_dict())
 
@@ -125,6 +132,15 @@ def test_networks_for_weights_skip_initialisation_but_keep_computed_buffers():
             self.register_buffer("index", torch.arange(4), persistent=False)
 
     assert torch.equal(models._build_for_weights(Computed).index, torch.arange(4))
+
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encode, self.decode = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2, bias=False)
+            self.decode.weight = self.encode.weight  # one parameter, two names
+
+    tied = models._build_for_weights(Tied)
+    assert tied.decode.weight is tied.encode.weight and tied.encode.weight.device.type == "cpu"
 
     builds = []
 

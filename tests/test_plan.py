@@ -355,12 +355,10 @@ def test_each_part_is_told_how_many_parts_share_its_gpu(tmp_path):
 def test_the_committed_plan_timing_and_the_readmes_table_follow_the_plan_and_the_timing_files():
     """benchmarks/plan_timing.py's file and the README's table are what it computes now from the plan and the
     committed timing files: a changed plan or timing file must refresh both (run the script with --out, paste)."""
-    import importlib.util
+    from scripts_loader import load_script
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("plan_timing", root / "benchmarks" / "plan_timing.py")
-    timing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(timing)
+    timing = load_script("plan_timing", root / "benchmarks")
     table = timing.part_times("imagenet")
     assert set(table) == {part.name for part in plan.study_plan(get_profile("imagenet"))}
     committed = json.loads((root / "benchmarks" / "results" / "plan_timing_imagenet.json").read_text())
@@ -369,46 +367,50 @@ def test_the_committed_plan_timing_and_the_readmes_table_follow_the_plan_and_the
     assert {row["how"] for row in table.values()} <= {*timing.HOWS, "not measured"}
 
 
-def _benchmark(name: str):
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "benchmarks"))  # time_part imports its neighbour watermark.py as a script does
-    try:
-        spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(root / "benchmarks"))
-    return module
-
-
 def test_time_part_records_a_finished_part_and_a_lower_bound_for_one_cut_at_its_limit(tmp_path, monkeypatch):
     """benchmarks/time_part.py: a part that ends in time is recorded with its seconds; one still running at the
-    limit is stopped (SIGINT) and recorded as not finished, its seconds the limit; a failing part records nothing;
-    a part that needs others, or an unknown name, is refused; and plan_timing shows the cut part as "at least"."""
-    time_part, timing = _benchmark("time_part"), _benchmark("plan_timing")
-    quick = plan.Part("quick", ("quick",), command=(sys.executable, "-c", "print('done')"))
-    slow = plan.Part("slow", ("slow",), command=(sys.executable, "-c", "import time; time.sleep(30)"))
-    failing = plan.Part("failing", ("failing",), command=(sys.executable, "-c", "raise SystemExit(3)"))
+    limit is stopped (SIGTERM to its process group; SIGKILL after the grace period if it ignores that) and recorded
+    as not finished, its seconds the limit; a part that fails, or writes none of the files it publishes, is refused;
+    a part that needs others, or an unknown name, is refused; plan_timing shows a cut part as "at least", and leaves
+    it out of the sums when it ran on fewer cores than the plan's machine."""
+    from scripts_loader import load_script
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # time_part imports its neighbour watermark.py, as a script does
+    time_part, timing = load_script("time_part", benchmarks), load_script("plan_timing", benchmarks)
+    write = "import pathlib, sys, time; time.sleep(float(sys.argv[2])); pathlib.Path(sys.argv[1]).write_text('x')"
+    quick = plan.Part("quick", ("quick",), publishes=("q.txt",),
+                      command=(sys.executable, "-c", write, "{work}/q.txt", "0"))
     row = time_part.run_part(quick, device="cpu", work=tmp_path / "q", limit=60)
-    assert row["finished"] and 0 < row["seconds"] < 60 and row["log_tail"] == ["done"]
-    started = time.perf_counter()
-    cut = time_part.run_part(slow, device="cpu", work=tmp_path / "s", limit=1)
-    assert not cut["finished"] and cut["seconds"] == 1 and time.perf_counter() - started < 20
+    assert row["finished"] and 0 < row["seconds"] < 60 and (tmp_path / "q" / "q.txt").is_file()
+    slow = plan.Part("slow", ("slow",), command=(sys.executable, "-c", write, "{work}/s.txt", "5"))
+    stubborn = plan.Part("stubborn", ("stubborn",), command=(
+        sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"))
+    for part in (slow, stubborn):
+        started = time.perf_counter()
+        cut = time_part.run_part(part, device="cpu", work=tmp_path / part.name, limit=1, grace=1)
+        assert not cut["finished"] and cut["returncode"] in (-signal.SIGTERM, -signal.SIGKILL)
+        assert time.perf_counter() - started < 15  # stopped, not waited for (it would sleep 30 s)
+    assert not (tmp_path / "slow" / "s.txt").exists()  # it never got to write
+    failing = plan.Part("failing", ("failing",), command=(sys.executable, "-c", "raise SystemExit(3)"))
     with pytest.raises(SystemExit, match="exit status 3"):
         time_part.run_part(failing, device="cpu", work=tmp_path / "f", limit=60)
+    silent = plan.Part("silent", ("silent",), publishes=("never.txt",), command=(sys.executable, "-c", "pass"))
+    with pytest.raises(SystemExit, match="no never.txt written"):
+        time_part.run_part(silent, device="cpu", work=tmp_path / "n", limit=60)
     with pytest.raises(SystemExit, match="needs"):
         time_part.find_part("imagenet", "approximate/merge")
     with pytest.raises(SystemExit, match="fingerprint"):
         time_part.find_part("imagenet", "fingerprints")  # the message lists the parts
 
     out = tmp_path / "imagenet_parts_cpu.json"
-    time_part.record(out, "fingerprint", {**cut, "commit": "abc", "device": "some CPU"})
-    time_part.record(out, "finetune-corruptions", {**row, "commit": "abc", "device": "some CPU"})
+    time_part.record(out, "fingerprint", {**cut, "commit": "abc", "device": "some CPU", "cores": 2})
+    time_part.record(out, "finetune-corruptions", {**row, "commit": "abc", "device": "some CPU", "cores": 2})
     assert set(json.loads(out.read_text())["parts"]) == {"fingerprint", "finetune-corruptions"}  # both kept
     monkeypatch.setattr(timing, "RESULTS", tmp_path)
     table = timing.part_times("imagenet")
-    assert table["fingerprint"]["how"] == "at least" and table["fingerprint"]["seconds"] == 1
-    assert table["finetune-corruptions"]["how"] == "measured"
-    assert "at least 1 s" in timing.table_lines(table)[-1]
+    assert table["fingerprint"]["how"] == "at least" and not table["fingerprint"]["counted"]
+    assert table["finetune-corruptions"]["how"] == "measured" and table["finetune-corruptions"]["counted"]
+    assert timing.slot_sums(table)["cpu"] == pytest.approx(row["seconds"])  # the 2-core lower bound is not summed
+    time_part.record(out, "fingerprint", {**cut, "commit": "abc", "device": "a big CPU", "cores": 64})
+    assert timing.part_times("imagenet")["fingerprint"]["counted"]  # from as many cores as the plan's: summed

@@ -21,6 +21,8 @@ with tempfile.TemporaryDirectory() as folder:
     assert report.done == ["hello"] and (out / "hello.txt").read_text() == "cpu" and report.exit_code == 0
     assert "skip (finished, same settings and code)" in plan.describe_plan(mine, work)  # a rerun skips it
     assert plan.run_plan(mine, work=work, out_dir=out, show_progress=False).skipped == ["hello"]
+    with open(Path(folder) / "alone.log", "w") as log:  # one part started as the plan starts it, alone
+        assert plan.start_part(mine[0], "cpu", work, log).wait() == 0  # its own process session, like the plan's
 assert plan.CPU_SLOT.startswith("cpu")  # the slot of parts that compute on the CPU whatever the devices
 
 # what a part will cost: its counted work (learning steps, forward batches) times a step measured here
