@@ -78,6 +78,43 @@ def finetune_part_seconds(part_name: str, profile_name: str) -> float | None:
     return sum(images.values()) * step["seconds_per_step"] / cost["batch"]
 
 
+def _estimated(part: plan.Part, profile, newest: dict[str, Any], slsqp: dict[str, Any],
+               workers: int) -> dict[str, Any]:
+    """A part's row without a full run: its estimate (the dry run's, or the rough fine-tuning count), the SLSQP
+    parts' projection, else not measured."""
+    whole = part.name.rsplit("/lims-", 1)[0]
+    estimate = newest.get("parts", {}).get(whole)
+    if estimate is not None:
+        share = 1.0
+        if whole != part.name:  # a part split by lims: its share of the whole part's learning steps
+            study, model = whole.split("/")
+            share = _learning_steps(part, profile) / _learning_steps(plan.Part(whole, (study, "--models", model)),
+                                                                       profile)
+        return {"how": "estimated", "seconds": estimate["estimate_seconds"] * share,
+                "source": f"plan_estimate_gpu.json {profile.name}.after_clean_once (commit {newest.get('commit')})"
+                          + (f", {share:.2f} of {whole}'s" if share != 1.0 else "")}
+    if part.name in _SLSQP_PARTS and slsqp.get("profile") == profile.name:
+        committed = slsqp["teaching_committed_iterations"]  # the teaching ViT of the same rank: S, B, L
+        teaching = {name: committed.get(zoo, {}) for name, zoo in
+                    zip(profile.vit_models, get_profile("teaching").vit_models, strict=True)}
+        cpu_seconds = 0.0
+        for name, row in slsqp["models"].items():
+            if part.name not in row:
+                continue
+            iterations = teaching[name][_SLSQP_PARTS[part.name]]["median"]  # absent: nothing to project
+            cpu_seconds += row[part.name]["seconds_per_iteration"] * row[part.name]["problems"] * iterations
+        return {"how": "projected", "seconds": cpu_seconds / workers,
+                "source": f"paper_slsqp_cost_cpu.json x the teaching profile's median iterations, on {workers} "
+                          f"processes ({slsqp['cores']}-core CPU measured)"}
+    rough = finetune_part_seconds(part.name, profile.name)
+    if rough is not None:
+        return {"how": "estimated", "seconds": rough,
+                "source": "studies.finetune.estimate_sweep_hours's counts x the float32 ViT-S/32 step of "
+                          "learned_noise_cost_gpu.json (rough: PGD, clean evaluation and the weights' gradients are "
+                          "not counted, and the match learns in bf16 now, faster than that step)"}
+    return {"how": "not measured", "seconds": None, "source": None}
+
+
 def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
     """Each part of the profile's plan -> ``{"seconds", "how", "source"}`` (``seconds`` None when not measured)."""
     profile = get_profile(profile_name)
@@ -101,46 +138,19 @@ def part_times(profile_name: str = "imagenet") -> dict[str, dict[str, Any]]:
     workers = plan.cpu_workers(DEVICES, cores=CORES)
     table: dict[str, dict[str, Any]] = {}
     for part in parts:
+        bound = None
         if part.name in measured:
             row = dict(measured[part.name])
-            table[part.name] = {"how": "measured" if row.pop("finished", True) else "at least", **row}
-            continue
-        whole = part.name.rsplit("/lims-", 1)[0]
-        estimate = newest.get("parts", {}).get(whole)
-        if estimate is not None:
-            share = 1.0
-            if whole != part.name:  # a part split by lims: its share of the whole part's learning steps
-                study, model = whole.split("/")
-                share = _learning_steps(part, profile) / _learning_steps(plan.Part(whole, (study, "--models", model)),
-                                                                           profile)
-            table[part.name] = {"how": "estimated", "seconds": estimate["estimate_seconds"] * share,
-                                "source": f"plan_estimate_gpu.json {profile_name}.after_clean_once "
-                                          f"(commit {newest.get('commit')})" + (
-                                              f", {share:.2f} of {whole}'s" if share != 1.0 else "")}
-            continue
-        if part.name in _SLSQP_PARTS and slsqp.get("profile") == profile_name:
-            committed = slsqp["teaching_committed_iterations"]  # the teaching ViT of the same rank: S, B, L
-            teaching = {name: committed.get(zoo, {}) for name, zoo in
-                        zip(profile.vit_models, get_profile("teaching").vit_models, strict=True)}
-            cpu_seconds = 0.0
-            for name, row in slsqp["models"].items():
-                if part.name not in row:
-                    continue
-                iterations = teaching[name][_SLSQP_PARTS[part.name]]["median"]  # absent: nothing to project
-                cpu_seconds += row[part.name]["seconds_per_iteration"] * row[part.name]["problems"] * iterations
-            table[part.name] = {"how": "projected", "seconds": cpu_seconds / workers,
-                                "source": f"paper_slsqp_cost_cpu.json x the teaching profile's median iterations, on "
-                                          f"{workers} processes ({slsqp['cores']}-core CPU measured)"}
-            continue
-        rough = finetune_part_seconds(part.name, profile_name)
-        if rough is not None:
-            table[part.name] = {"how": "estimated", "seconds": rough,
-                                "source": "studies.finetune.estimate_sweep_hours's counts x the float32 ViT-S/32 step "
-                                          "of learned_noise_cost_gpu.json (rough: PGD, clean evaluation and the "
-                                          "weights' gradients are not counted, and the match learns in bf16 now, "
-                                          "faster than that step)"}
-            continue
-        table[part.name] = {"how": "not measured", "seconds": None, "source": None}
+            if row.pop("finished", True):
+                table[part.name] = {"how": "measured", **row}
+                continue
+            bound = {"how": "at least", **row}  # stopped early: an estimate above it is the better figure
+        table[part.name] = _estimated(part, profile, newest, slsqp, workers)
+        if bound is not None and (table[part.name]["seconds"] is None or bound["seconds"] >= table[part.name]["seconds"]):
+            table[part.name] = bound
+        elif bound is not None:
+            table[part.name]["source"] += (f"; above the {bound['seconds']:.0f} s it ran before it was stopped "
+                                           f"({bound['source']})")
     for part in parts:  # where the plan runs it: on the GPU's slot, or on the CPU's beside it; whether it is summed
         table[part.name] = {"slot": "gpu" if part.uses_device else "cpu", **table[part.name]}
         table[part.name]["counted"] = counted(table[part.name])
@@ -162,10 +172,11 @@ def _sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def slot_sums(table: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The timed parts' seconds by where the plan runs them: the GPU's parts one after another, the CPU parts one
-    after another beside them (:func:`nullspace_utils.plan.run_plan`). The plan's wall time is at least the larger."""
+    after another beside them (:func:`nullspace_utils.plan.run_plan`). The plan's wall time is about the larger (the
+    sums add measured, estimated and projected times, so neither is a lower bound)."""
     gpu = sum(row["seconds"] for row in table.values() if counted(row) and row["slot"] == "gpu")
     cpu = sum(row["seconds"] for row in table.values() if counted(row) and row["slot"] == "cpu")
-    return {"gpu": gpu, "cpu": cpu, "wall_at_least": max(gpu, cpu)}
+    return {"gpu": gpu, "cpu": cpu, "wall": max(gpu, cpu)}
 
 
 def table_lines(table: dict[str, dict[str, Any]]) -> list[str]:
@@ -177,8 +188,8 @@ def table_lines(table: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"{name:55} {row['slot']:4} {row['how']:13} {seconds:>9}{apart}")
     sums, slots = _sums(table), slot_sums(table)
     missing = [name for name, row in table.items() if row["seconds"] is None]
-    lines.append(f"GPU parts {slots['gpu']:.0f} s, CPU parts {slots['cpu']:.0f} s beside them: the plan takes at least "
-                 f"{slots['wall_at_least']:.0f} s ({slots['wall_at_least'] / GOAL_SECONDS:.1f}x the one-hour goal); "
+    lines.append(f"GPU parts {slots['gpu']:.0f} s, CPU parts {slots['cpu']:.0f} s beside them: the plan takes about "
+                 f"{slots['wall']:.0f} s, the larger sum ({slots['wall'] / GOAL_SECONDS:.1f}x the one-hour goal); "
                  + ", ".join(f"{how} {sums[how]:.0f} s" for how in HOWS if sums[how] or how != "at least")
                  + f"; {len(missing)} parts have no time: {', '.join(missing) or 'none'}")
     return lines

@@ -243,11 +243,11 @@ def plan_timing_rows(timing: dict[str, Any]) -> Rows:
 
 def plan_timing_line(timing: dict[str, Any]) -> str:
     """The plan's wall time against its goal, from the same file: the GPU's parts one after another, the CPU parts
-    beside them, so at least the larger sum; and the parts with no time."""
+    beside them, so about the larger sum (of measured, estimated and projected times); and the parts with no time."""
     slots, goal = timing["slots"], timing["goal_seconds"]
     missing = len(timing["not_measured"])
     return (f"GPU parts {slots['gpu']:,.0f} s ({slots['gpu'] / 3600:.1f} h), CPU parts {slots['cpu']:,.0f} s "
-            f"({slots['cpu'] / 3600:.1f} h) beside them: the plan takes at least {slots['wall_at_least'] / 3600:.1f} h "
+            f"({slots['cpu'] / 3600:.1f} h) beside them: the plan takes about {slots['wall'] / 3600:.1f} h, the larger, "
             f"against the goal of {goal / 3600:g} h; "
             + (f"{missing} part has no time" if missing == 1 else f"{missing} parts have no time"))
 

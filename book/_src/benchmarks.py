@@ -172,9 +172,9 @@ if svd is not None:
 # paper's scale, part by part. No such run has been made yet. `benchmarks/plan_timing.py` gathers the time the
 # repository has for each part: *measured* (the part ran in full on a GPU, with untrained weights and fake images of
 # ImageNette's size, possibly at an older commit), *estimated* (from steps measured on the GPU, or a rough count for
-# fine-tuning), *projected* (the two SLSQP parts, from their cost per iteration on a CPU) or *at least* (the part ran
-# alone, `benchmarks/time_part.py`, and was stopped at its limit: a lower bound). The table sums them by study; the
-# README's "Reproducing" section lists every part with its source.
+# fine-tuning), *projected* (the two SLSQP parts, from their cost per iteration on a CPU) or *at least* (the part was
+# stopped before it finished: a lower bound). The table sums them by study; the README's "Reproducing" section lists
+# every part with its source.
 
 # %% tags=[hide-input]
 plan_time, plan_note = book_pages.benchmark_file("benchmarks/results/plan_timing_imagenet.json")
@@ -185,12 +185,14 @@ if plan_time is not None:
     print(book_pages.plan_timing_line(plan_time))
 
 # %% [markdown]
-# The plan runs its GPU parts one after another and its CPU parts beside them, so it takes at least the larger of
-# the two sums (the line under the table). Both miss the goal of one hour on one GPU. The CPU's sum is a
+# The plan runs its GPU parts one after another and its CPU parts beside them, so it takes about the larger of the
+# two sums (the line under the table); the sums add measured, estimated and projected times, so neither is a lower
+# bound. Both miss the goal of one hour on one GPU. The CPU's sum is a
 # projection, not a measurement: the paper's watermark procedure and the authors' maximal-noise script solve one
 # SLSQP problem per image, patch and channel, and their cost per iteration was measured, but not how many
 # iterations a problem of this size needs (the teaching profile's median is assumed). The fingerprint study, also a
-# CPU part, counts only as the time it was stopped at. On the GPU, the learned-noise sweeps take most of the time.
+# CPU part, was stopped after 900 s on a 2-core CPU; that bound does not hold for the plan's 16-core machine, so the
+# sums leave it out. On the GPU, the learned-noise sweeps take most of the time.
 #
 # (benchmarks-chapters)=
 # ## How long the chapters take
