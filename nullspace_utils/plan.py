@@ -361,7 +361,8 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
                       steps: int = 4, seeds: int = 3) -> StepCost:
     """What one learning step and one float32 forward batch of ``model_name`` at ``level`` take on ``device``: each timed
     twice, with ``steps`` and with twice as many steps (batches), after a warm-up; the difference over ``steps`` is
-    the cost per step, without the call's fixed cost. As the sweeps run them: learning in the default arithmetic
+    the cost per step, without the call's fixed cost (where a busy machine makes the difference not positive, the
+    longer call's time over its steps). As the sweeps run them: learning in the default arithmetic
     (bf16 autocast on CUDA) with a point's ``seeds`` in one pass as far as
     :func:`~nullspace_utils.approximate.noises_per_pass` allows (a step's cost is one noise's share of that pass),
     and where the clean logits are computed once per call (CUDA), that pass apart, from one-step calls on
@@ -400,13 +401,20 @@ def measure_step_cost(profile: Profile, model_name: str, level: str, batch_size:
                                                 device=where) for count in (1, steps, 2 * steps)}
         learn(1)  # warm-up: kernels chosen, memory allocated
         evaluate(1)
-        learn_step = (_seconds(lambda: learn(2 * steps), where) - _seconds(lambda: learn(steps), where)) / (
-            steps * together)  # one noise's share of a pass
-        forward = (_seconds(lambda: evaluate(2 * steps), where) - _seconds(lambda: evaluate(steps), where)) / steps
+        learn_step = _per_step(lambda: learn(steps), lambda: learn(2 * steps), steps, where) / together
+        forward = _per_step(lambda: evaluate(steps), lambda: evaluate(2 * steps), steps, where)
         clean = 0.0
         if approximate.clean_logits_once(None, dataset[1], where):
-            clean = (_seconds(lambda: learn(1, 2 * steps), where) - _seconds(lambda: learn(1, steps), where)) / steps
-    return StepCost(max(learn_step, 0.0), max(forward, 0.0), max(clean, 0.0))
+            clean = _per_step(lambda: learn(1, steps), lambda: learn(1, 2 * steps), steps, where)
+    return StepCost(learn_step, forward, clean)
+
+
+def _per_step(single: Callable[[], None], double: Callable[[], None], steps: int, device: torch.device) -> float:
+    """Seconds per step: the time of ``double`` (2 x ``steps`` steps) less that of ``single`` (``steps``), over
+    ``steps``, so the call's fixed cost drops out. When the machine's noise makes that difference not positive (a
+    busy CPU, a tiny step), ``double``'s time over its steps instead: too high by the fixed cost, never zero."""
+    once, twice = _seconds(single, device), _seconds(double, device)
+    return (twice - once) / steps if twice > once else twice / (2 * steps)
 
 
 def estimate_plan(parts: Sequence[Part], profile: Profile, device: str,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from nullspace_utils import experiments, plan
 from nullspace_utils.profiles import get_profile
@@ -318,6 +319,15 @@ def test_a_step_is_measured_on_the_device():
     cost = plan.measure_step_cost(get_profile("teaching"), "zoo-vit-s", "encoder", batch_size=4, device="cpu",
                                   steps=1)
     assert 0 < cost.learn_step < 10 and 0 < cost.forward_batch < 10
+
+
+def test_a_step_costs_the_difference_of_two_calls_or_the_longer_calls_share_when_noise_hides_it():
+    """measure_step_cost's per-step time: (t(2n) - t(n)) / n, the fixed cost dropped; when the difference is not
+    positive (noise on a busy machine), t(2n) / 2n, never zero (a zero sank an estimate, and a test, once)."""
+    assert plan._per_step(lambda: time.sleep(0.01), lambda: time.sleep(0.21), 2, torch.device("cpu")) \
+        == pytest.approx(0.1, abs=0.04)
+    assert plan._per_step(lambda: time.sleep(0.2), lambda: time.sleep(0.08), 2, torch.device("cpu")) \
+        == pytest.approx(0.02, abs=0.01)
 
 
 def test_the_progress_bar_weighs_parts_by_their_estimates_or_last_times(tmp_path, capsys):
