@@ -869,17 +869,20 @@ def sweep_images(settings: FinetuneSettings, methods: Sequence[str], seeds: Sequ
     """The images that pass forward and backward through the model in ``methods`` of the sweep for ``seeds`` and
     ``lims`` (the whole sweep, or one part of it), as :func:`estimate_sweep_hours` counts them: ``finetuning`` (every
     step, two passes for the noise methods, one for plain), ``noise`` (the nullspace runs' round noises and first
-    rate probe, about 7 rates; the gaussian runs learn nothing) and ``match`` (the approximate-nullspace yardstick of
-    every model made, and of the untuned one when ``"untuned"`` is among ``methods``)."""
+    rate probe, the grid's rates and about two more; the gaussian runs learn nothing) and ``match`` (the
+    approximate-nullspace yardstick of every model made, and of the untuned one when ``"untuned"`` is among
+    ``methods``)."""
     plain_runs = len(seeds) if "plain" in methods else 0
     noisy_runs = len(seeds) * len(lims) * sum(method in methods for method in ("nullspace", "gaussian"))
     nullspace_runs = len(seeds) * len(lims) if "nullspace" in methods else 0
     match = settings.match
-    match_steps = len(settings.match_lims) * (7 * match.probe_steps + len(match.seeds) * match.steps)
+    # a rate probe tries its grid and about two rates more, as work and noise_sweep.point_work count it
+    match_probe = (len(match.lr_grid) + 2) * match.probe_steps
+    noise_probe = (len(approximate.LR_GRID) + 2) * settings.probe_steps
+    match_steps = len(settings.match_lims) * (match_probe + len(match.seeds) * match.steps)
     judged = int("untuned" in methods) + noisy_runs + plain_runs
     return {"finetuning": settings.steps * settings.batch_size * (2 * noisy_runs + plain_runs),
-            "noise": nullspace_runs * (settings.rounds * settings.noise_steps + 7 * settings.probe_steps)
-            * settings.noise_batch_size,
+            "noise": nullspace_runs * (settings.rounds * settings.noise_steps + noise_probe) * settings.noise_batch_size,
             "match": judged * match_steps * match.batch_size}
 
 
