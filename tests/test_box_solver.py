@@ -43,6 +43,59 @@ def test_admm_highs_and_slsqp_agree_on_random_rows():
         assert ((solved - start) @ matrix.T).abs().max() < 1e-5
 
 
+def _textbook_step(z, u, offset, target, matrix, rho, u_scale, alpha, p):
+    """One ADMM iteration written as the algorithm reads: project z - u onto {W y = W x}, over-relax, take the
+    proximal step in the box, update the dual (then scale it)."""
+    values = z - u
+    y = values - (values @ matrix.T - offset) @ torch.linalg.solve(matrix @ matrix.T, matrix)
+    shifted = alpha * y + (1 - alpha) * z + u
+    if p == 1:
+        z_next = target + torch.nn.functional.softshrink(shifted - target, 1 / rho)
+    else:
+        z_next = (rho * shifted + target) / (1 + rho)
+    z_next = z_next.clamp(0, 1)
+    return z_next, (shifted - z_next) * u_scale
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_admm_step_is_the_textbook_iteration(p):
+    """The step never writes y and carries W(z - u) - Wx to the next iteration; it must still be the iteration
+    above, in float32 and (up to bfloat16 rounding) with bfloat16 matmuls, and its carried correction that of the
+    z and u it returns."""
+    generator = torch.Generator().manual_seed(1)
+    matrix = torch.randn(4, 24, generator=generator, dtype=torch.float64)
+    start, target = (torch.rand(30, 24, generator=generator, dtype=torch.float64) for _ in range(2))
+    z = torch.rand(30, 24, generator=generator, dtype=torch.float64)
+    u = 0.1 * torch.randn(30, 24, generator=generator, dtype=torch.float64)
+    offset = start @ matrix.T
+    back = torch.linalg.solve(matrix @ matrix.T, matrix)
+    expected_z, expected_u = _textbook_step(z, u, offset, target, matrix, 3.0, 0.5, 1.6, p)
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 0.05)):
+        correction = box_solver._correction((z - u).float(), offset.float(), matrix.T.contiguous().to(dtype))
+        got_z, got_u, carried = box_solver._admm_step(
+            z.float(), u.float(), correction, offset.float(), target.float(), matrix.T.contiguous().to(dtype),
+            back.to(dtype), 3.0, 0.5, 1.6, p)
+        assert got_z.dtype == got_u.dtype == carried.dtype == torch.float32
+        assert (got_z.double() - expected_z).abs().max() < tolerance
+        assert (got_u.double() - expected_u).abs().max() < tolerance
+        assert (carried.double() - ((got_z - got_u).double() @ matrix.T - offset)).abs().max() < 20 * tolerance
+
+
+def test_compiled_admm_matches_eager(monkeypatch):
+    """``compile_step=True`` passes the step size and the dual's scale as 0-d tensors (no recompilation as they
+    change): the same iterates as the eager loop's numbers. Compiled here with aot_eager (no C compiler needed)."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda function, **options: compile_(function, backend="aot_eager",
+                                                                                 **options))
+    generator = torch.Generator().manual_seed(2)
+    matrix = torch.randn(3, 12, generator=generator)
+    start, target = torch.rand(6, 12, generator=generator), torch.rand(6, 12, generator=generator)
+    for p in (1, 2):
+        eager = box_solver.admm(matrix, start, target, p, 20, 0, box_solver.RHO)
+        compiled = box_solver.admm(matrix, start, target, p, 20, 0, box_solver.RHO, compile_step=True)
+        assert (eager - compiled).abs().max() < 1e-5
+
+
 def test_settings_and_rows_are_checked():
     for rho in ((1.0,), (1.0, -2.0), (0.0, 1.0), "10"):
         with pytest.raises(ValueError, match="rho"):
