@@ -38,9 +38,14 @@ bandwidths measured in the same run (``floor``):
 - ``png_levels``: PNG encoding time and size per zlib level on watermarked 224 px images (the CLI's level).
 
 ``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on a
-small folder, ``--cli-images 16``), ``--part png`` only the PNG levels:
+small folder, ``--cli-images 16``), ``--part png`` only the PNG levels, ``--part solve`` (GPU) all but those two.
+``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
+with its slowest imports, beside it (``FILE``'s stem + ``_process.txt``):
 
     .venv/bin/python benchmarks/watermark.py --part cli --cli-images 16 --out benchmarks/results/watermark_cli_cpu.json
+
+Two versions of the library timed on one machine: this script with ``PYTHONPATH`` set to each version's folder
+(``--part solve`` keeps it short); the results file names the folder the library came from (``library``).
 """
 
 from __future__ import annotations
@@ -212,10 +217,11 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
                         "patches": args.highs_patches, "images": "the first patches of the batch's first image"}
     results["embed_pipelined"] = embed_pipelined(args, model, batch, mark, optimum, floor)
     save(args, results)
-    results["cli"] = cli_runs(args, model, floor)
-    save(args, results)
-    results["png_levels"] = png_levels(args.device)
-    save(args, results)
+    if args.part == "all":
+        results["cli"] = cli_runs(args, model, floor)
+        save(args, results)
+        results["png_levels"] = png_levels(args.device)
+        save(args, results)
     on_device = batch.to(args.device)
     rows = []
     # ("before", BEFORE, "float32", False) is in watermark_gpu_before.json: left out to save device time
@@ -428,6 +434,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                      "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds})
         print(f"CLI in a new process, batch {default}: {args.cli_images} images in {seconds:.2f} s, "
               f"{args.cli_images / seconds:.1f} images/s (status {done.returncode}) {done.stderr[-300:]}", flush=True)
+        if args.profile_cli:  # where a new process's time goes: its imports and its calls
+            _profile_process(command, work, args.profile_cli.with_name(args.profile_cli.stem + "_process.txt"))
         if args.profile_cli:  # where the command's time goes, beyond the solve: one more run under cProfile
             import cProfile
             import pstats
@@ -443,6 +451,33 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     return {"images": args.cli_images, "size": 224, "png_compress_level": cli.PNG_COMPRESS_LEVEL, "runs": runs,
             "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
                        f"RANDOM.safetensors --device {args.device} --quiet [--batch-size B], in this process"}
+
+
+def _profile_process(command: list[str], work: Path, report: Path, imports: int = 25) -> None:
+    """The CLI in a new process once more, under cProfile and ``-X importtime``: its seconds, the calls by
+    cumulative time and the slowest imports (cumulative), written to ``report``."""
+    import pstats
+
+    stats = work / "process.prof"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cProfile", "-o", str(stats), "-m",
+                           "nullspace_utils.cli", "watermark", *command, "-o", str(work / "out-process-profiled")],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    timings = []  # "import time: self [us] | cumulative | name"
+    for line in done.stderr.splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if line.startswith("import time:") and len(fields) == 3 and fields[1].strip().isdigit():
+            timings.append((int(fields[1]), fields[2].rstrip()))
+    with open(report, "w") as handle:
+        handle.write(f"the CLI in a new process under cProfile and -X importtime: {seconds:.2f} s, status "
+                     f"{done.returncode}\n\nslowest imports, cumulative seconds:\n")
+        for micros, name in sorted(timings, reverse=True)[:imports]:
+            handle.write(f"{micros / 1e6:8.3f}  {name}\n")
+        handle.write("\n")
+        if stats.exists():
+            pstats.Stats(str(stats), stream=handle).sort_stats("cumulative").print_stats(60)
+    print(f"CLI in a new process, profiled: {seconds:.2f} s (status {done.returncode}); {report}", flush=True)
 
 
 def png_levels(device: str, count: int = 16) -> list[dict]:
@@ -496,8 +531,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=3925)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--part", choices=["all", "cli", "png"], default="all",
-                        help="cli: only the command line on a folder; png: only the PNG levels")
+    parser.add_argument("--part", choices=["all", "cli", "png", "solve"], default="all",
+                        help="cli: only the command line on a folder; png: only the PNG levels; solve (GPU): "
+                             "all but those two (the floor, embed and the ADMM rows), e.g. to time two versions "
+                             "of the library on one machine")
     parser.add_argument("--cli-images", type=int, default=512)
     parser.add_argument("--cli-batch-sizes", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096],
                         help="on a GPU, the batch sizes timed after the default one")
@@ -509,7 +546,7 @@ def main() -> None:
 
     results: dict = {
         "command": "python benchmarks/watermark.py " + " ".join(sys.argv[1:]), "commit": git_commit(),
-        "torch": torch.__version__, "cpu": cpu_name(),
+        "library": str(Path(box_solver.__file__).resolve().parent), "torch": torch.__version__, "cpu": cpu_name(),
         "threads": torch.get_num_threads(), "model": "vit_small_patch32_224 (random init, seed 0)", "p": 1,
         "before": BEFORE, "default": {**DEFAULT, "rho": list(DEFAULT["rho"])}}
     results["ablation"] = [{"settings": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
@@ -521,6 +558,8 @@ def main() -> None:
         results["cli"] = cli_runs(args, model, {})
     elif args.part == "png":
         results["png_levels"] = png_levels(args.device)
+    elif args.part == "solve" and args.device == "cpu":
+        parser.error("--part solve is the GPU's comparison: give --device cuda")
     else:
         (cpu if args.device == "cpu" else gpu)(args, results)
     if args.out:
