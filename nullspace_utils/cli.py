@@ -597,10 +597,6 @@ def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: 
                                                                    largest.cpu(), strict=True)]
 
 
-#: One writer at a time takes a file's name: atomic_write sets the process's umask for a moment to read it.
-_WRITE_LOCK = threading.Lock()
-
-
 def _saved_pixels(images: torch.Tensor, suffix: str) -> np.ndarray:
     """A batch of (B, 3, H, W) images in [0, 1] as their files will hold them, converted at once in the main
     thread (the worker threads then only encode, and hold Python's lock less): 8-bit levels (B, H, W, 3) for .png,
@@ -619,7 +615,7 @@ def _write_output(pixels: np.ndarray, path: Path, replace: bool) -> None:
         np.save(buffer, pixels)
     else:
         Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    with _WRITE_LOCK, files.atomic_write(path, replace=replace) as temporary:
+    with files.atomic_write(path, replace=replace) as temporary:
         temporary.write_bytes(buffer.getvalue())
 
 

@@ -12,12 +12,16 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_write", "sha256_of_file", "git_commit", "REPOSITORY_ROOT"]
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+#: Reading the umask means setting it for a moment (os.umask returns the old value): threads writing at once
+#: (the folder CLI's writers) take this lock for those two calls only, so none reads another's 0.
+_UMASK_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -49,9 +53,7 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
         if replace and path.exists():
             mode = path.stat().st_mode & 0o777
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+            mode = 0o666 & ~_umask()
         os.chmod(temporary, mode)
         yield temporary
         if replace:
@@ -60,6 +62,14 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
             _link_exclusively(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask, read under :data:`_UMASK_LOCK` (reading it sets it for a moment)."""
+    with _UMASK_LOCK:
+        umask = os.umask(0)
+        os.umask(umask)
+    return umask
 
 
 def _link_exclusively(temporary: Path, path: Path) -> None:

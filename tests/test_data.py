@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -244,6 +246,39 @@ def test_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a replaced file keeps its mode
     finally:
         os.umask(umask)
+
+
+def test_atomic_write_reads_the_umask_under_its_lock(tmp_path, monkeypatch):
+    """Reading the umask sets it to 0 for a moment: writers in threads (the folder CLI's) hold files._UMASK_LOCK
+    for it, and nothing else of the write is serialised. Every os.umask call is checked to run under the lock,
+    and eight threads writing at once each get 0666 less the umask."""
+    import os
+    import stat
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nullspace_utils import files
+
+    real_umask, calls = os.umask, []
+
+    def checked_umask(mask: int) -> int:
+        calls.append(files._UMASK_LOCK.locked())
+        return real_umask(mask)
+
+    monkeypatch.setattr(os, "umask", checked_umask)
+    previous = real_umask(0o027)
+    try:
+        def write(index: int) -> Path:
+            with files.atomic_write(tmp_path / f"{index}.txt", replace=False) as temporary:
+                temporary.write_text(str(index))
+            return tmp_path / f"{index}.txt"
+
+        with ThreadPoolExecutor(8) as pool:
+            written = list(pool.map(write, range(32)))
+    finally:
+        real_umask(previous)
+    assert calls and all(calls)  # the lock was held at every call
+    assert {stat.S_IMODE(path.stat().st_mode) for path in written} == {0o640}
+    assert [path.read_text() for path in written] == [str(index) for index in range(32)]
 
 
 def test_parallel_stacking_gives_what_stacking_gives():
