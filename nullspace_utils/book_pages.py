@@ -120,6 +120,35 @@ def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
     return rows
 
 
+def change_rows(change: dict[str, Any]) -> Rows:
+    """One change to the library timed on one machine (``benchmarks/results/watermark_gpu_step.json``,
+    ``watermark_gpu_cli_writes.json``: the benchmark run with the library ``before`` and ``after`` it): what, the
+    seconds before and after, and after over before, for every row both runs have: the solver on images already on
+    the GPU, ``embed`` from host memory (the second call, wall time) and the folder CLI (by batch size, then in a
+    new process)."""
+    def solver(run: dict[str, Any]) -> dict[str, float]:
+        return {f"solver, {row['precision']}{', compiled' if row['compiled'] else ''}": row["seconds"]
+                for row in run.get("admm_gpu", [])}
+
+    def embed(run: dict[str, Any]) -> dict[str, float]:
+        return {f"embed, host to host, {row['precision']}{', compiled' if row['compiled'] else ''}":
+                row["wall_seconds"] for row in run.get("embed_pipelined", [])
+                if row["call"] == "second" and row["pipelined"]}
+
+    def command(run: dict[str, Any]) -> dict[str, float]:
+        runs = run.get("cli", {}).get("runs", [])
+        return {(f"folder CLI, {row['images']} images, batch {row['batch_size']}" +
+                 (", in a new process" if row["run"] == "new process" else "")): row["seconds"]
+                for row in runs if row["run"] in ("timed", "new process")}
+
+    rows = []
+    for section in (solver, embed, command):
+        before, after = section(change["before"]), section(change["after"])
+        rows += [[what, f"{before[what]:.2f} s", f"{after[what]:.2f} s", f"{after[what] / before[what]:.2f}"]
+                 for what in before if what in after]
+    return rows
+
+
 def embed_default(pipeline: dict[str, Any]) -> dict[str, Any]:
     """``embed``'s default on a GPU (TF32, not compiled) in the pipeline benchmark
     (``benchmarks/results/watermark_gpu_pipeline.json``): the second whole call from host memory with pipelined

@@ -258,6 +258,30 @@ def test_end_to_end_rows_are_given_against_the_floor():
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
 
 
+def test_change_rows_pair_the_runs_before_and_after():
+    """A change timed on one machine: each row both runs have, before and after and their ratio; a row only one
+    run has (another batch size, a first call, copies one after another) is left out."""
+    def run(solver: float, embed: float, cli: float, extra_batch: int) -> dict:
+        return {"admm_gpu": [{"precision": "tf32", "compiled": True, "seconds": solver}],
+                "embed_pipelined": [{"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
+                                     "wall_seconds": embed},
+                                    {"call": "first", "pipelined": True, "precision": "tf32", "compiled": False,
+                                     "wall_seconds": 99.0},
+                                    {"call": "second", "pipelined": False, "precision": "tf32", "compiled": False,
+                                     "wall_seconds": 99.0}],
+                "cli": {"runs": [{"run": "warm-up", "batch_size": 512, "images": 100, "seconds": 99.0},
+                                 {"run": "timed", "batch_size": 512, "images": 100, "seconds": cli},
+                                 {"run": "timed", "batch_size": extra_batch, "images": 100, "seconds": 1.0},
+                                 {"run": "new process", "batch_size": 512, "images": 100, "seconds": 2 * cli}]}}
+
+    rows = book_pages.change_rows({"before": run(2.0, 4.0, 5.0, 64), "after": run(1.0, 3.0, 2.5, 128)})
+    assert rows == [["solver, tf32, compiled", "2.00 s", "1.00 s", "0.50"],
+                    ["embed, host to host, tf32", "4.00 s", "3.00 s", "0.75"],
+                    ["folder CLI, 100 images, batch 512", "5.00 s", "2.50 s", "0.50"],
+                    ["folder CLI, 100 images, batch 512, in a new process", "10.00 s", "5.00 s", "0.50"]]
+    assert book_pages.change_rows({"before": {}, "after": run(1.0, 1.0, 1.0, 64)}) == []  # nothing to pair
+
+
 def test_plan_timing_by_study_and_its_sum():
     """The benchmarks page's table of the imagenet plan: each study's parts, how their times were obtained and their
     sum; the line: the GPU's and the CPU's parts, the wall time at least the larger, against the goal."""

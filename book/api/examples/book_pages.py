@@ -18,6 +18,8 @@ ends = book_pages.gpu_end_to_end_rows(pipeline, cli_now, default_batch=512)  # e
 assert ends[0][:3] == ["embed, host to host, pipelined copies, tf32", "3925", "4.05 s"] and ends[0][4] == "10x"
 assert ends[-1][0] == "folder CLI now, batch 512, in a new process"  # Python's, torch's and CUDA's start included
 assert any(row[0] == "folder CLI now, batch 512 (default), in a warm process" for row in ends)
+step = book_pages.change_rows(read("benchmarks/results/watermark_gpu_step.json"))  # one change, before and after
+assert step[0][0] == "solver, float32" and float(step[0][3]) < 1  # after over before, on one machine
 
 # the sentences under the benchmark tables, from the files
 settings_line = book_pages.admm_settings_line(cpu)  # the file read above
