@@ -53,8 +53,11 @@ GRADIENT_METHODS = ("saliency", "smoothgrad", "guided_backprop", "deconvolution"
 #: Maps whose largest difference is below this share of the source map's peak are the same (float rounding)...
 IDENTICAL = 1e-3
 #: ... or below this share for the token-level maps, whose divisions (LRP's normalisations) magnify the tokens'
-#: float rounding: measured about 0.4 % on the teaching pairs, for maps that are equal in exact arithmetic.
-TOKEN_IDENTICAL = 1e-2
+#: float rounding. Measured on the teaching pairs, for maps that are equal in exact arithmetic: 0.4 % with one
+#: version of the disguise's solver, 0.9 % and (in a notebook kernel) above 1 % with the next, whose iterates
+#: differ from the first's by float32 rounding alone; the target's map differs from the source's by over 200 %.
+#: 5 % leaves that rounding a margin and stays far below the difference a person would expect.
+TOKEN_IDENTICAL = 5e-2
 
 
 def pair_images(images: torch.Tensor, settings: FoolingSettings) -> tuple[torch.Tensor, torch.Tensor]:
