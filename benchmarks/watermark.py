@@ -558,8 +558,8 @@ def main() -> None:
         results["cli"] = cli_runs(args, model, {})
     elif args.part == "png":
         results["png_levels"] = png_levels(args.device)
-    elif args.part == "solve" and args.device == "cpu":
-        parser.error("--part solve is the GPU's comparison: give --device cuda")
+    elif args.part == "solve" and (args.device == "cpu" or args.profile_cli):
+        parser.error("--part solve is the GPU's comparison without the CLI: give --device cuda, and no --profile-cli")
     else:
         (cpu if args.device == "cpu" else gpu)(args, results)
     if args.out:

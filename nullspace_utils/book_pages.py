@@ -121,14 +121,17 @@ def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
 
 
 def change_rows(change: dict[str, Any]) -> Rows:
-    """One change to the library timed on one machine (``benchmarks/results/watermark_gpu_step.json``,
-    ``watermark_gpu_cli_writes.json``: the benchmark run with the library ``before`` and ``after`` it): what, the
-    seconds before and after, and after over before, for every row both runs have: the solver on images already on
-    the GPU, ``embed`` from host memory (the second call, wall time) and the folder CLI (by batch size, then in a
-    new process)."""
+    """One change to the library timed on one machine (e.g. ``benchmarks/results/watermark_gpu_step.json``: the
+    benchmark run with the library ``before`` and ``after`` it): what, the seconds before and after, and after
+    over before, for every row both runs have: the solver on images already on the GPU (the default settings),
+    ``embed`` from host memory (the second call, wall time) and the folder CLI (by batch size, then in a new
+    process)."""
     def solver(run: dict[str, Any]) -> dict[str, float]:
-        return {f"solver, {row['precision']}{', compiled' if row['compiled'] else ''}": row["seconds"]
-                for row in run.get("admm_gpu", [])}
+        rows = [row for row in run.get("admm_gpu", []) if row["settings"] == "default"]
+        timed = {f"solver, {row['precision']}{', compiled' if row['compiled'] else ''}": row["seconds"] for row in rows}
+        if len(timed) != len(rows):
+            raise ValueError("two solver rows with one precision and compile setting: not one change's pair")
+        return timed
 
     def embed(run: dict[str, Any]) -> dict[str, float]:
         return {f"embed, host to host, {row['precision']}{', compiled' if row['compiled'] else ''}":

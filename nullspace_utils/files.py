@@ -19,8 +19,11 @@ from typing import Iterator
 __all__ = ["atomic_write", "sha256_of_file", "git_commit", "REPOSITORY_ROOT"]
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-#: Reading the umask means setting it for a moment (os.umask returns the old value): threads writing at once
-#: (the folder CLI's writers) take this lock for those two calls only, so none reads another's 0.
+#: Where Linux shows the process's umask without changing it (``Umask:`` line, Linux 4.7 and later).
+_PROC_STATUS = Path("/proc/self/status")
+#: Elsewhere reading the umask means setting it for a moment (os.umask returns the old value): threads writing at
+#: once (the folder CLI's writers) take this lock for those two calls, so none reads another's 0. (A thread that
+#: creates files without the lock meanwhile would get 0; /proc avoids that window where it exists.)
 _UMASK_LOCK = threading.Lock()
 
 
@@ -65,7 +68,14 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
 
 
 def _umask() -> int:
-    """The process's umask, read under :data:`_UMASK_LOCK` (reading it sets it for a moment)."""
+    """The process's umask: from :data:`_PROC_STATUS` where it shows it, else set and restored under
+    :data:`_UMASK_LOCK`."""
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _UMASK_LOCK:
         umask = os.umask(0)
         os.umask(umask)

@@ -262,7 +262,7 @@ def test_change_rows_pair_the_runs_before_and_after():
     """A change timed on one machine: each row both runs have, before and after and their ratio; a row only one
     run has (another batch size, a first call, copies one after another) is left out."""
     def run(solver: float, embed: float, cli: float, extra_batch: int) -> dict:
-        return {"admm_gpu": [{"precision": "tf32", "compiled": True, "seconds": solver}],
+        return {"admm_gpu": [{"settings": "default", "precision": "tf32", "compiled": True, "seconds": solver}],
                 "embed_pipelined": [{"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
                                      "wall_seconds": embed},
                                     {"call": "first", "pipelined": True, "precision": "tf32", "compiled": False,
@@ -280,6 +280,10 @@ def test_change_rows_pair_the_runs_before_and_after():
                     ["folder CLI, 100 images, batch 512", "5.00 s", "2.50 s", "0.50"],
                     ["folder CLI, 100 images, batch 512, in a new process", "10.00 s", "5.00 s", "0.50"]]
     assert book_pages.change_rows({"before": {}, "after": run(1.0, 1.0, 1.0, 64)}) == []  # nothing to pair
+    twice = run(1.0, 1.0, 1.0, 64)
+    twice["admm_gpu"] = twice["admm_gpu"] * 2
+    with pytest.raises(ValueError, match="two solver rows"):
+        book_pages.change_rows({"before": twice, "after": twice})
 
 
 def test_plan_timing_by_study_and_its_sum():

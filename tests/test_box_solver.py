@@ -70,7 +70,7 @@ def test_admm_step_is_the_textbook_iteration(p):
     offset = start @ matrix.T
     back = torch.linalg.solve(matrix @ matrix.T, matrix)
     expected_z, expected_u = _textbook_step(z, u, offset, target, matrix, 3.0, 0.5, 1.6, p)
-    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 0.05)):
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 0.05)):  # bfloat16: 8-bit mantissa
         correction = box_solver._correction((z - u).float(), offset.float(), matrix.T.contiguous().to(dtype))
         got_z, got_u, carried = box_solver._admm_step(
             z.float(), u.float(), correction, offset.float(), target.float(), matrix.T.contiguous().to(dtype),
@@ -78,7 +78,31 @@ def test_admm_step_is_the_textbook_iteration(p):
         assert got_z.dtype == got_u.dtype == carried.dtype == torch.float32
         assert (got_z.double() - expected_z).abs().max() < tolerance
         assert (got_u.double() - expected_u).abs().max() < tolerance
-        assert (carried.double() - ((got_z - got_u).double() @ matrix.T - offset)).abs().max() < 20 * tolerance
+        exact = (got_z - got_u).double() @ matrix.T - offset
+        assert (carried.double() - exact).abs().max() < tolerance * exact.abs().max()  # relative to its size
+
+
+def test_admm_loop_grows_the_step_and_shrinks_the_dual_at_the_right_iterations():
+    """admm without polish rounds against the textbook loop: after every RHO_UPDATE_EVERY-th step the dual is
+    divided by the step's growth and the step grows (over 12 iterations a growth of 200: a rescaling one
+    iteration early or late would show)."""
+    generator = torch.Generator().manual_seed(3)
+    matrix = torch.randn(3, 16, generator=generator, dtype=torch.float64)
+    start, target = (torch.rand(8, 16, generator=generator, dtype=torch.float64) for _ in range(2))
+    iterations = 12
+    first, growth = box_solver._rho_schedule(box_solver.RHO, iterations)
+    assert growth == pytest.approx(200.0)
+    offset = start @ matrix.T
+    back = torch.linalg.solve(matrix @ matrix.T, matrix)
+    z, u, rho = (target - (target @ matrix.T - offset) @ back).clamp(0, 1), torch.zeros_like(start), first
+    for iteration in range(iterations):
+        update = (iteration + 1) % box_solver.RHO_UPDATE_EVERY == 0
+        z, u = _textbook_step(z, u, offset, target, matrix, rho, 1 / growth if update else 1.0, 1.6, 1)
+        rho = rho * growth if update else rho
+    expected = box_solver._polish(z, start, matrix, back, offset, 0)  # no rounds: the float64 projection only
+    got = box_solver.admm(matrix.float(), start.float(), target.float(), 1, iterations, 0, box_solver.RHO,
+                          out_dtype=torch.float64)
+    assert (got - expected).abs().max() < 1e-4
 
 
 def test_compiled_admm_matches_eager(monkeypatch):

@@ -248,10 +248,11 @@ def test_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
         os.umask(umask)
 
 
-def test_atomic_write_reads_the_umask_under_its_lock(tmp_path, monkeypatch):
-    """Reading the umask sets it to 0 for a moment: writers in threads (the folder CLI's) hold files._UMASK_LOCK
-    for it, and nothing else of the write is serialised. Every os.umask call is checked to run under the lock,
-    and eight threads writing at once each get 0666 less the umask."""
+def test_atomic_write_reads_the_umask_without_a_window(tmp_path, monkeypatch):
+    """Where /proc shows the umask it is read there, without setting it; elsewhere (here: /proc made to fail)
+    setting it for a moment happens under files._UMASK_LOCK, and nothing else of a write is serialised. Every
+    os.umask call is checked to run under the lock, and eight threads writing at once each get 0666 less the
+    umask."""
     import os
     import stat
     from concurrent.futures import ThreadPoolExecutor
@@ -264,9 +265,14 @@ def test_atomic_write_reads_the_umask_under_its_lock(tmp_path, monkeypatch):
         calls.append(files._UMASK_LOCK.locked())
         return real_umask(mask)
 
-    monkeypatch.setattr(os, "umask", checked_umask)
     previous = real_umask(0o027)
     try:
+        if files._PROC_STATUS.exists():  # Linux: read, never set
+            monkeypatch.setattr(os, "umask", checked_umask)
+            assert files._umask() == 0o027 and calls == []
+        monkeypatch.setattr(files, "_PROC_STATUS", tmp_path / "missing")  # the fallback, as on macOS
+        monkeypatch.setattr(os, "umask", checked_umask)
+
         def write(index: int) -> Path:
             with files.atomic_write(tmp_path / f"{index}.txt", replace=False) as temporary:
                 temporary.write_text(str(index))

@@ -242,6 +242,10 @@ def test_claims_follow_the_evidence():
     # LRP's magnified rounding (0.4 % to about 1 %) is within its tolerance; the same difference is not for captum's
     rounded = _evidence(**{"LRP (the paper's)": _agreement(1.0, 4e-3), "saliency": _agreement(1.0, 4e-3)})
     assert fooling_study.identical(rounded, "LRP (the paper's)") and not fooling_study.identical(rounded, "saliency")
+    # at the tolerance's edge (5 % of the peak for the token-level maps)
+    near = _evidence(**{"LRP (the paper's)": _agreement(1.0, 3e-2)})
+    far = _evidence(**{"LRP (the paper's)": _agreement(1.0, 6e-2)})
+    assert fooling_study.identical(near, "LRP (the paper's)") and not fooling_study.identical(far, "LRP (the paper's)")
 
 
 def test_claims_numbers_are_the_chapters_measurements():

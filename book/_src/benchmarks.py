@@ -126,13 +126,17 @@ if step is not None:
             for old, new in zip(step["before"]["admm_gpu"], step["after"]["admm_gpu"], strict=True)]
     ratios = [float(row[3]) for row in book_pages.change_rows(step)]
     print(f"after over before: {min(ratios):.2f} to {max(ratios):.2f}; largest change of the gap to the optimum: "
-          f"{max(abs(new - old) for old, new in gaps):.3f} percentage points")
+          f"{max(abs(new - old) for old, new in gaps):.3f} percentage points; load average at the start: "
+          f"{step['before']['load_average_at_start'][0]:.1f} before, {step['after']['load_average_at_start'][0]:.1f} "
+          "after")
 
 # %% [markdown]
-# Every row got faster (the range is printed above), by far less than a quarter of the passes would suggest: the matrix products, the
-# polish and the launches of the uncompiled steps' many small kernels take the rest. Each row is one run, so
-# differences of a few percent are within what a second run may show. The iterates are the same up to float32
-# rounding (the gap to the optimum moves in its third decimal).
+# The compiled solver gained most; the other rows' few percent are within what a second run may show, since each
+# row is one run and the two runs began at different loads (printed above). A quarter fewer passes (an eighth
+# without compiling) bought less than that: an iteration also spends its time on the matrix products, the polish
+# and, uncompiled, many small kernels, which were not timed apart. First calls are left out: the library after the
+# change ran first, on a machine just started. The iterates are the same up to float32 rounding (the gap to the
+# optimum moves in its third decimal).
 
 # %% [markdown]
 # (benchmarks-end-to-end)=
