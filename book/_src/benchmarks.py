@@ -20,6 +20,7 @@ gpu, gpu_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json
 pipeline, pipeline_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_pipeline.json")
 cli_now, cli_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli.json")
 step, step_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_step.json")
+cli_2048, cli_2048_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_2048.json")
 svd, svd_note = book_pages.benchmark_file("benchmarks/results/nullspace_svd.txt", text=True)
 timing, timing_note = book_pages.benchmark_file("benchmarks/results/notebook_times.json")
 display(book_pages.benchmarks_summary(cpu, gpu, svd, timing, pipeline=pipeline, cli_now=cli_now))
@@ -177,6 +178,28 @@ if pipeline is not None and cli_now is not None:
 # time outside the solver than inside it (the line under the table): decoding, checking predictions and encoding
 # PNGs in its worker threads, which share Python's lock. In a new process, starting Python, torch and CUDA comes on
 # top (compare the default batch's row in a warm process with the last row).
+
+# %% [markdown]
+# A later run on 2,048 PNGs, with `--profile-cli`, shows where that time goes:
+
+# %% tags=[hide-input]
+display(cli_2048_note)
+if cli_2048 is not None:
+    for entry in cli_2048["cli"]["runs"]:
+        if entry["run"] in ("timed", "new process"):
+            where = "a new process" if entry["run"] == "new process" else "a warm process"
+            inside = f", {entry['embed_seconds']:.1f} s inside embed" if "embed_seconds" in entry else ""
+            print(f"{entry['images']} PNGs, batch {entry['batch_size']}, {where}: {entry['seconds']:.1f} s, "
+                  f"{entry['images_per_second']:.0f} images/s{inside}")
+
+# %% [markdown]
+# In the warm process, the profile (`benchmarks/results/watermark_gpu_cli_2048_profile.txt`) found the outputs
+# written one at a time: each write held a lock that was needed only to read the process's umask. The library now
+# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; that change has not
+# been timed on a GPU yet. In the new process (`watermark_gpu_cli_2048_profile_process.txt`), most of the extra
+# time went to Python compiling the imported libraries' source files (torch's among them), which that machine had not cached as
+# bytecode (an ordinary `pip install` does), and to importing timm, which imports torchvision and through it
+# torch's compiler.
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
