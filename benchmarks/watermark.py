@@ -434,9 +434,9 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                      "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds})
         print(f"CLI in a new process, batch {default}: {args.cli_images} images in {seconds:.2f} s, "
               f"{args.cli_images / seconds:.1f} images/s (status {done.returncode}) {done.stderr[-300:]}", flush=True)
-        if args.profile_cli:  # where a new process's time goes: its imports and its calls
+        if args.profile_cli:  # where the command's time goes: a new process's imports and calls, then one more
+            # run in this process under cProfile (beyond the solve)
             _profile_process(command, work, args.profile_cli.with_name(args.profile_cli.stem + "_process.txt"))
-        if args.profile_cli:  # where the command's time goes, beyond the solve: one more run under cProfile
             import cProfile
             import pstats
 

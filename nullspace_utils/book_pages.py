@@ -120,6 +120,11 @@ def gpu_solver_rows(gpu: dict[str, Any]) -> Rows:
     return rows
 
 
+def _arithmetic(row: dict[str, Any]) -> str:
+    """A GPU benchmark row's matmul precision, and whether its step was compiled: "tf32", "bfloat16, compiled"."""
+    return f"{row['precision']}{', compiled' if row['compiled'] else ''}"
+
+
 def change_rows(change: dict[str, Any]) -> Rows:
     """One change to the library timed on one machine (e.g. ``benchmarks/results/watermark_gpu_step.json``: the
     benchmark run with the library ``before`` and ``after`` it): what, the seconds before and after, and after
@@ -128,14 +133,14 @@ def change_rows(change: dict[str, Any]) -> Rows:
     process)."""
     def solver(run: dict[str, Any]) -> dict[str, float]:
         rows = [row for row in run.get("admm_gpu", []) if row["settings"] == "default"]
-        timed = {f"solver, {row['precision']}{', compiled' if row['compiled'] else ''}": row["seconds"] for row in rows}
+        timed = {f"solver, {_arithmetic(row)}": row["seconds"] for row in rows}
         if len(timed) != len(rows):
             raise ValueError("two solver rows with one precision and compile setting: not one change's pair")
         return timed
 
     def embed(run: dict[str, Any]) -> dict[str, float]:
-        return {f"embed, host to host, {row['precision']}{', compiled' if row['compiled'] else ''}":
-                row["wall_seconds"] for row in run.get("embed_pipelined", [])
+        return {f"embed, host to host, {_arithmetic(row)}": row["wall_seconds"]
+                for row in run.get("embed_pipelined", [])
                 if row["call"] == "second" and row["pipelined"]}
 
     def command(run: dict[str, Any]) -> dict[str, float]:
@@ -181,8 +186,7 @@ def gpu_end_to_end_rows(pipeline: dict[str, Any], cli_now: dict[str, Any], defau
         if entry["call"] != "second":
             continue
         how = "pipelined copies" if entry["pipelined"] else "copies one after another (before the pipeline)"
-        arithmetic = f"{entry['precision']}{', compiled' if entry['compiled'] else ''}"
-        rows.append(row(f"embed, host to host, {how}, {arithmetic}", pipeline["batch"], entry["wall_seconds"]))
+        rows.append(row(f"embed, host to host, {how}, {_arithmetic(entry)}", pipeline["batch"], entry["wall_seconds"]))
     timed = [entry for entry in pipeline["cli"]["runs"] if entry["run"] == "timed"]
     before = min(timed, key=lambda e: e["seconds"])
     sizes = "-".join(str(size) for size in (min(e["batch_size"] for e in timed), max(e["batch_size"] for e in timed)))
