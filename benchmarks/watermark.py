@@ -39,6 +39,8 @@ bandwidths measured in the same run (``floor``):
 
 ``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on a
 small folder, ``--cli-images 16``), ``--part png`` only the PNG levels, ``--part solve`` (GPU) all but those two.
+``--part kernels --kernels-report FILE`` (GPU) times the solver's phases and writes torch.profiler's tables of one
+solve and one ``embed`` call to FILE.
 ``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
 with its slowest imports, beside it (``FILE``'s stem + ``_process.txt``):
 
@@ -257,6 +259,68 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
               f"peak {torch.cuda.max_memory_allocated() / 1e9:.1f} GB", flush=True)
 
 
+def kernels(args: argparse.Namespace, results: dict, report: Path) -> None:
+    """Where the GPU's time goes (``--part kernels``): the solver on ``args.batch`` images in its phases (the warm
+    start and setup, the iterations, the polish: ``admm`` run with 0 and 100 iterations, with and without the
+    polish) for TF32 and bfloat16, compiled and not; then torch.profiler's table of CUDA kernels for one compiled
+    solve and of host and device work for one ``embed`` call host to host (the default settings, second call),
+    written to ``report``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, _, mark = problem()
+    batch = torch.rand(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    results["device"] = torch.cuda.get_device_name()
+    results["batch"] = args.batch
+    on_device = batch.to(args.device)
+    rows, sections = [], []
+    for precision, compiled in (("tf32", True), ("bfloat16", True), ("tf32", False)):
+        solve(model, on_device, mark, {**DEFAULT, "iterations": 5}, device=args.device, precision=precision,
+              compile_step=compiled)  # compilation for these shapes
+        phases = {}
+        for name, iterations, polish in (("setup", 0, 0), ("iterations", 100, 0), ("polish", 100, 50)):
+            times = []
+            for _ in range(2):
+                matrix = exact.patch_embedding_matrix(model).to(args.device, torch.float32)
+                start = exact.to_patches(on_device, PATCH)
+                goal = exact.to_patches(torch.broadcast_to(mark.to(args.device), on_device.shape), PATCH)
+                torch.cuda.synchronize()
+                started = time.perf_counter()
+                box_solver.admm(matrix, start, goal, 1, iterations, polish, DEFAULT["rho"], precision=precision,
+                                compile_step=compiled)
+                torch.cuda.synchronize()
+                times.append(time.perf_counter() - started)
+                del start, goal
+            phases[name] = min(times)
+        row = {"precision": precision, "compiled": compiled, "setup_seconds": phases["setup"],
+               "iterations_seconds": phases["iterations"] - phases["setup"],
+               "polish_seconds": phases["polish"] - phases["iterations"], "total_seconds": phases["polish"]}
+        rows.append(row)
+        print(f"solver {precision:8s} compiled={compiled!s:5s}: setup {row['setup_seconds']:.3f} s, 100 iterations "
+              f"{row['iterations_seconds']:.3f} s, polish {row['polish_seconds']:.3f} s, total "
+              f"{row['total_seconds']:.3f} s", flush=True)
+        if compiled:
+            with profile(activities=[ProfilerActivity.CUDA]) as trace:
+                solve(model, on_device, mark, DEFAULT, device=args.device, precision=precision, compile_step=True)
+            sections.append(f"== solve, {precision}, compiled: CUDA kernels ==\n"
+                            + trace.key_averages().table(sort_by="cuda_time_total", row_limit=20))
+    results["solver_phases"] = rows
+    del on_device
+    torch.cuda.empty_cache()
+    for call in ("first", "second"):
+        started = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as trace:
+            result = watermark.embed(model, batch, mark, device=args.device)
+        wall = time.perf_counter() - started
+        print(f"embed host to host, default settings, {call} call under the profiler: {result.seconds:.2f} s "
+              f"(wall {wall:.2f} s)", flush=True)
+        del result
+    sections.append("== embed host to host, default settings, second call: host (self CPU) ==\n"
+                    + trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    sections.append("== the same call: CUDA kernels ==\n"
+                    + trace.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+    report.write_text("\n\n".join(sections) + "\n")
+
+
 def save(args: argparse.Namespace, results: dict) -> None:
     """Write what is measured so far (a run stopped part-way keeps its earlier parts)."""
     if args.out:
@@ -397,14 +461,30 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
         finally:
             inside.append((started, time.perf_counter() - started))
 
+    stages = ("_load_image", "_prediction_checks", "_saved_pixels", "_write_output")
+    busy = dict.fromkeys(stages, 0.0)  # seconds spent in each of the command's stages, summed over its threads
+    real_stages = {name: getattr(cli, name) for name in stages}
+
+    def timed_stage(name: str):
+        def timed(*positional, **keywords):
+            started = time.perf_counter()
+            try:
+                return real_stages[name](*positional, **keywords)
+            finally:
+                busy[name] += time.perf_counter() - started  # (+= of a float: atomic enough under the GIL)
+        return timed
+
     command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
                "--device", args.device, "--quiet"]
     runs = []
     default = cli.BATCH_SIZE if device.type == "cpu" else cli.GPU_BATCH_SIZE
     cli.watermark.embed = timed_embed
+    for name in stages:
+        setattr(cli, name, timed_stage(name))
     try:
         for label, batch_size in [("warm-up", None)] + [("timed", size) for size in batch_sizes]:
             inside.clear()
+            busy.update(dict.fromkeys(stages, 0.0))
             out = work / f"out-{len(runs)}"
             extra = ["--batch-size", str(batch_size)] if batch_size else []
             started = time.perf_counter()
@@ -417,7 +497,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                    "embed_seconds": solve, "overhead_fraction": (seconds - solve) / solve,
                    "startup_seconds": startup, "overhead_after_startup_fraction": (seconds - startup - solve) / solve,
                    "images_per_second_after_startup": args.cli_images / (seconds - startup),
-                   "floor_ratio": seconds / (floor["embed_seconds"] * args.cli_images / args.batch) if floor else None}
+                   "floor_ratio": seconds / (floor["embed_seconds"] * args.cli_images / args.batch) if floor else None,
+                   "stage_seconds": {name.strip("_"): busy[name] for name in stages}}
             runs.append(row)
             print(f"CLI {label:7s} batch {row['batch_size']}: {args.cli_images} images in {seconds:.2f} s, "
                   f"{row['images_per_second']:.1f} images/s ({row['images_per_second_after_startup']:.1f} after the "
@@ -425,6 +506,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                   f"{100 * row['overhead_fraction']:.0f} % of it ({100 * row['overhead_after_startup_fraction']:.0f} % "
                   f"after a {startup:.2f} s start)" + (f", {row['floor_ratio']:.0f}x the floor"
                                                                      if floor else ""), flush=True)
+            print("    busy seconds by stage (summed over threads): "
+                  + ", ".join(f"{name} {value:.2f}" for name, value in row["stage_seconds"].items()), flush=True)
         # what a user waits for: a new process (Python, torch and CUDA start included), the default batch size
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "nullspace_utils.cli", "watermark", *command,
@@ -448,6 +531,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                 pstats.Stats(profile, stream=handle).sort_stats("cumulative").print_stats(45)
     finally:
         cli.watermark.embed = real_embed
+        for name, function in real_stages.items():
+            setattr(cli, name, function)
     return {"images": args.cli_images, "size": 224, "png_compress_level": cli.PNG_COMPRESS_LEVEL, "runs": runs,
             "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
                        f"RANDOM.safetensors --device {args.device} --quiet [--batch-size B], in this process"}
@@ -531,7 +616,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=3925)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--part", choices=["all", "cli", "png", "solve"], default="all",
+    parser.add_argument("--part", choices=["all", "cli", "png", "solve", "kernels"], default="all",
                         help="cli: only the command line on a folder; png: only the PNG levels; solve (GPU): "
                              "all but those two (the floor, embed and the ADMM rows), e.g. to time two versions "
                              "of the library on one machine")
@@ -539,6 +624,8 @@ def main() -> None:
     parser.add_argument("--cli-batch-sizes", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096],
                         help="on a GPU, the batch sizes timed after the default one")
     parser.add_argument("--profile-cli", type=Path, default=None, help="write a cProfile of one more CLI run here")
+    parser.add_argument("--kernels-report", type=Path, default=None,
+                        help="--part kernels: where to write the profiler's tables")
     parser.add_argument("--first-call", choices=["before", "default"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_call:
@@ -558,6 +645,10 @@ def main() -> None:
         results["cli"] = cli_runs(args, model, {})
     elif args.part == "png":
         results["png_levels"] = png_levels(args.device)
+    elif args.part == "kernels":
+        if args.device == "cpu" or args.kernels_report is None:
+            parser.error("--part kernels profiles the GPU: give --device cuda and --kernels-report FILE")
+        kernels(args, results, args.kernels_report)
     elif args.part == "solve" and (args.device == "cpu" or args.profile_cli):
         parser.error("--part solve is the GPU's comparison without the CLI: give --device cuda, and no --profile-cli")
     else:
