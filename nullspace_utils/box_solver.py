@@ -100,33 +100,41 @@ def _correction(values: torch.Tensor, offset: torch.Tensor, matrix_t: torch.Tens
     return (values.to(matrix_t.dtype) @ matrix_t).float() - offset  # bfloat16 matmul, float32 around it
 
 
-def _admm_step(z: torch.Tensor, u: torch.Tensor, correction: torch.Tensor, offset: torch.Tensor,
+def _admm_step(z: torch.Tensor, a: torch.Tensor, correction: torch.Tensor, offset: torch.Tensor,
                target: torch.Tensor, matrix_t: torch.Tensor, back: torch.Tensor, rho: torch.Tensor | float,
-               u_scale: torch.Tensor | float, alpha: float, p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               u_scale: torch.Tensor | float, alpha: float, p: int, compiled: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One over-relaxed ADMM iteration on all rows (``rho``, ``u_scale``: numbers, or 0-d tensors when compiled).
 
-    y: projection of z - u onto {W y = W x}, y = z - u - C B with C = ``correction`` (:func:`_correction`) and
+    The state is z and a = z - u, with u the scaled dual variable (it is never stored: a is what the projection
+    needs). y: projection of a onto {W y = W x}, y = a - C B with C = ``correction`` (:func:`_correction`) and
     B = ``back`` = (W W^T)^{-1} W, both possibly in a lower precision; z: proximal step of the objective inside the
-    box; u: the scaled dual variable, times ``u_scale`` (the step size's growth is 1 / ``u_scale``). y is never
-    written out: the over-relaxed point alpha y + (1 - alpha) z + u is z + (1 - alpha) u - alpha C B, one matmul
-    with z as its bias. Returns z, u and the next iteration's C, whose z - u a compiled step writes in the same
-    pass as z and u. Passes over the (P, n) arrays: 22 in eager mode and 9 compiled, where the form that wrote y
-    took 25 and 12 (they, more than the two matmuls, set the time of an iteration on a GPU).
+    box; u: the dual update, times ``u_scale`` (the step size's growth is 1 / ``u_scale``). y is never written out:
+    the over-relaxed point alpha y + (1 - alpha) z + u is (2 - alpha) z + (alpha - 1) a - alpha C B, one matmul.
+    Returns z, a and the next iteration's C. ``compiled``: the step runs under ``torch.compile``, which fuses
+    everything after the first matmul into one kernel (so that matmul is written without the bias that eager mode
+    fuses into it). Passes over the (P, n) arrays: 22 in eager mode and 8 compiled (the first matmul's output
+    written; it, z, a and the target read; z and a written; a read by the second matmul), where the form that
+    carried u took 22 (24 in every fifth iteration) and 9, and the one that also wrote y 25 and 12 (passes, more
+    than the two matmuls, set the time of an iteration on a GPU).
     """
-    if back.dtype == z.dtype:
-        shifted = torch.addmm(z, correction, back, alpha=-alpha).add_(u, alpha=1 - alpha)
-    else:  # bfloat16 matmul
-        shifted = (z + (1 - alpha) * u).sub_((correction.to(back.dtype) @ back).float(), alpha=alpha)
+    if compiled or back.dtype != z.dtype:  # one matmul (bfloat16 or not), the rest elementwise around it
+        shifted = torch.add((2 - alpha) * z, a, alpha=alpha - 1).sub_(
+            (correction.to(back.dtype) @ back).float(), alpha=alpha)
+    else:  # eager float32: the bias (2 - alpha) z inside the matmul
+        shifted = torch.addmm(z, correction, back, beta=2 - alpha, alpha=-alpha).add_(a, alpha=alpha - 1)
     if p == 1:  # soft threshold at 1/rho around the target: shifted - clamp(shifted - target, -1/rho, 1/rho)
         threshold = 1 / rho
         z_next = shifted - (shifted - target).clamp_(-threshold, threshold)  # type: ignore[arg-type]  # both work
     else:  # argmin 1/2 ||z - target||^2 + rho/2 ||z - shifted||^2 (halving the objective moves no minimiser)
         z_next = torch.lerp(shifted, target, 1 / (1 + rho))
     z_next.clamp_(0, 1)
-    u_next = shifted.sub_(z_next)
-    if not (isinstance(u_scale, float) and u_scale == 1.0):
-        u_next.mul_(u_scale)
-    return z_next, u_next, _correction(z_next - u_next, offset, matrix_t)
+    u_next = shifted.sub_(z_next)  # before its scaling
+    if isinstance(u_scale, torch.Tensor):
+        a_next = z_next - u_next * u_scale
+    else:
+        a_next = torch.sub(z_next, u_next, alpha=u_scale)
+    return z_next, a_next, _correction(a_next, offset, matrix_t)
 
 
 def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int, iterations: int, polish: int,
@@ -146,7 +154,7 @@ def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int
     back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W, float32
     offset = start @ matrix.T  # (P, d): W x
     z = (target - (target @ matrix.T - offset) @ back).clamp(0, 1) if warm_start else start.clone()
-    u = torch.zeros_like(start)
+    a = z.clone()  # z - u, with the dual variable u = 0 at the start
     first, growth = _rho_schedule(rho, iterations)
     # compiled: rho as a 0-d tensor, so the graph is not recompiled as it grows; eager: a number (clamp with
     # tensor bounds takes a slow path on the CPU)
@@ -158,11 +166,11 @@ def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int
     step = torch.compile(_admm_step, dynamic=False) if compile_step else _admm_step
     with _matmul_precision(precision, start.device) as low:
         matrix_t, back_low = matrix.T.contiguous().to(low), back.to(low)
-        correction = _correction(z - u, offset, matrix_t)
+        correction = _correction(a, offset, matrix_t)
         for iteration in range(iterations):
             update = (iteration + 1) % RHO_UPDATE_EVERY == 0
-            z, u, correction = step(z, u, correction, offset, target, matrix_t, back_low, rho_now, u_scales[update],
-                                    alpha, p)
+            z, a, correction = step(z, a, correction, offset, target, matrix_t, back_low, rho_now, u_scales[update],
+                                    alpha, p, compile_step)
             if update:
                 rho_now = rho_now * growth
     return _polish(z, start, matrix, back, offset, polish).to(out_dtype)

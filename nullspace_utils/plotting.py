@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 import re
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
@@ -459,15 +460,26 @@ def seed_series(rows: Sequence[Mapping[str, Any]], kind: str, *, field: str = "m
     return xs, values, [bool(row["learning_failed"]) for row in rows]
 
 
-def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int = 1, collapse: bool = True) -> str:
+def format_range(values: Sequence[float], *, scale: float = 100.0, digits: int = 1, collapse: bool = True,
+                 outward: bool = False, separator: str = "-") -> str:
     """The range of ``values`` (over seeds) times ``scale`` as text, "97.2-99.0", or one number when both ends
     print alike (``collapse=False``: both ends always, "99.0-99.0", as the verdict sentences print them).
 
+    ``outward=True`` rounds the low end down and the high end up, so the printed range holds every value: for
+    values whose last digits vary between CPUs, a value just above or below a rounding midpoint (0.99498 on one,
+    0.99503 on another) then prints alike. ``separator`` goes between the two ends.
+
     >>> format_range([0.972, 0.99]), format_range([0.5, 0.5]), format_range([0.5, 0.5], collapse=False)
     ('97.2-99.0', '50.0', '50.0-50.0')
+    >>> format_range([0.98054, 0.99498], scale=1, digits=2, outward=True, separator=" to ")
+    '0.98 to 1.00'
     """
-    low, high = f"{scale * min(values):.{digits}f}", f"{scale * max(values):.{digits}f}"
-    return low if low == high and collapse else f"{low}-{high}"
+    low, high = scale * min(values), scale * max(values)
+    if outward:  # (the 1e-9 keeps a value that is already round, 0.29 stored as 0.28999..., where it is)
+        step = 10.0**digits
+        low, high = math.floor(low * step + 1e-9) / step, math.ceil(high * step - 1e-9) / step
+    shown_low, shown_high = f"{low:.{digits}f}", f"{high:.{digits}f}"
+    return shown_low if shown_low == shown_high and collapse else f"{shown_low}{separator}{shown_high}"
 
 
 def format_list(values: Sequence[Any] | Mapping[Any, Any], *, last: str = "and") -> str:
@@ -818,14 +830,16 @@ def map_correlation_table(agreements: Mapping[str, MapAgreement], *, identical: 
                           nearly: float = 0.95) -> Table:
     """One row per explanation method (:func:`nullspace_utils.xai.compare_disguise`): whether the transformed
     images' maps are the source's (every per-image correlation above ``identical``), nearly so (above ``nearly``)
-    or different, the range of those correlations, and the range of the target's against the source's."""
+    or different, the range of those correlations, and the range of the target's against the source's (both
+    rounded outward: :func:`format_range`)."""
     rows = []
     for name, agreement in agreements.items():
         same, other = agreement.transformed_correlations, agreement.target_correlations
-        shown = f"above {identical:g}" if min(same) > identical else f"{min(same):.2f} to {max(same):.2f}"
+        shown = (f"above {identical:g}" if min(same) > identical
+                 else format_range(same, scale=1, digits=2, collapse=False, outward=True, separator=" to "))
         verdict = "identical" if min(same) > identical else "nearly identical" if min(same) > nearly else "differs"
         rows.append([name, verdict, shown,
-                     f"{min(other):.2f} to {max(other):.2f}"])
+                     format_range(other, scale=1, digits=2, collapse=False, outward=True, separator=" to ")])
     return table(rows, ["method", "source vs transformed", "correlation", "correlation source vs target"])
 
 

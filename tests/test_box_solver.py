@@ -59,9 +59,9 @@ def _textbook_step(z, u, offset, target, matrix, rho, u_scale, alpha, p):
 
 @pytest.mark.parametrize("p", [1, 2])
 def test_admm_step_is_the_textbook_iteration(p):
-    """The step never writes y and carries W(z - u) - Wx to the next iteration; it must still be the iteration
-    above, in float32 and (up to bfloat16 rounding) with bfloat16 matmuls, and its carried correction that of the
-    z and u it returns."""
+    """The step keeps z and a = z - u (never u or y) and carries W a - Wx to the next iteration; it must still be
+    the iteration above, in float32 (eager and in the form written for torch.compile) and (up to bfloat16 rounding)
+    with bfloat16 matmuls, and its carried correction that of the a it returns."""
     generator = torch.Generator().manual_seed(1)
     matrix = torch.randn(4, 24, generator=generator, dtype=torch.float64)
     start, target = (torch.rand(30, 24, generator=generator, dtype=torch.float64) for _ in range(2))
@@ -70,15 +70,17 @@ def test_admm_step_is_the_textbook_iteration(p):
     offset = start @ matrix.T
     back = torch.linalg.solve(matrix @ matrix.T, matrix)
     expected_z, expected_u = _textbook_step(z, u, offset, target, matrix, 3.0, 0.5, 1.6, p)
-    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 0.05)):  # bfloat16: 8-bit mantissa
+    cases = [(torch.float32, 1e-5, False, 0.5), (torch.float32, 1e-5, True, torch.tensor(0.5)),
+             (torch.bfloat16, 0.05, False, 0.5)]  # bfloat16: 8-bit mantissa
+    for dtype, tolerance, compiled, u_scale in cases:  # compiled: the form written for torch.compile, run eagerly
         correction = box_solver._correction((z - u).float(), offset.float(), matrix.T.contiguous().to(dtype))
-        got_z, got_u, carried = box_solver._admm_step(
-            z.float(), u.float(), correction, offset.float(), target.float(), matrix.T.contiguous().to(dtype),
-            back.to(dtype), 3.0, 0.5, 1.6, p)
-        assert got_z.dtype == got_u.dtype == carried.dtype == torch.float32
+        got_z, got_a, carried = box_solver._admm_step(
+            z.float(), (z - u).float(), correction, offset.float(), target.float(), matrix.T.contiguous().to(dtype),
+            back.to(dtype), 3.0, u_scale, 1.6, p, compiled)
+        assert got_z.dtype == got_a.dtype == carried.dtype == torch.float32
         assert (got_z.double() - expected_z).abs().max() < tolerance
-        assert (got_u.double() - expected_u).abs().max() < tolerance
-        exact = (got_z - got_u).double() @ matrix.T - offset
+        assert (got_a.double() - (expected_z - expected_u)).abs().max() < tolerance  # a = z - u
+        exact = got_a.double() @ matrix.T - offset
         assert (carried.double() - exact).abs().max() < tolerance * exact.abs().max()  # relative to its size
 
 

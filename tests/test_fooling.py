@@ -1,5 +1,7 @@
 """Targeted nullspace noise (paper §7, A.3): the disguised image embeds exactly like the source."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -274,7 +276,8 @@ def test_claims_numbers_are_the_chapters_measurements():
     fresh = [metrics.compare_maps(maps[0][i], maps[1][i])["correlation"] for i in range(len(sources))]
     assert fresh == pytest.approx(found.maps["input_x_gradient"].transformed_correlations, abs=1e-6)
     values = [c for m in fooling_study.INPUT_METHODS for c in found.maps[m].transformed_correlations]
-    assert f"multiply by the input most ({min(values):.2f}–{max(values):.2f})" in rows[1].sentence
+    low, high = math.floor(100 * min(values)) / 100, math.ceil(100 * max(values)) / 100  # rounded outward
+    assert f"multiply by the input most ({low:.2f}–{high:.2f})" in rows[1].sentence
     boxes = found.out_of_box.values()
     assert f"{100 * min(boxes):.0f}–{100 * max(boxes):.0f} % of the free channel" in rows[0].sentence
     assert max(fresh) < 0.99 and found.embedding_error < 1e-5  # the disguise is exact, input methods see it

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from nullspace_utils import exact, fooling, metrics, xai
+from nullspace_utils import exact, fooling, metrics, plotting, xai
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import Profile
 from nullspace_utils.studies import evidence
@@ -140,9 +140,10 @@ def identical(found: FoolingEvidence, method: str) -> bool:
 
 def correlation_range(found: FoolingEvidence, methods: Sequence[str]) -> str:
     """The per-pair correlations of the source's maps with the transformed images' over ``methods``, as
-    "low–high" with two decimals."""
+    "low–high" with two decimals, rounded outward (:func:`~nullspace_utils.plotting.format_range`: the LRP-to-pixels
+    correlations' last digits vary between CPUs, and one lay at 0.99498 on one and 0.99503 on another)."""
     values = [c for method in methods for c in found.maps[method].transformed_correlations]
-    return f"{min(values):.2f}–{max(values):.2f}"
+    return plotting.format_range(values, scale=1, digits=2, collapse=False, outward=True, separator="–")
 
 
 def _within(value: float, bound: float) -> str:

@@ -23,6 +23,8 @@ plotting.colour_bar_below(fig, image_of_values, "value")  # one scale under all 
 results = plotting.table([["ViT-S", "99.2 %"], ["ResNet", "100.0 %"]], ["model", "accuracy"])
 assert isinstance(results, plotting.Table) and results.to_markdown().splitlines()[1] == "|---|---:|"
 assert plotting.format_range([0.972, 0.99]) == "97.2-99.0"  # a range over seeds, in %
+# rounded outward, for values whose last digits vary between CPUs: the printed range holds them all
+assert plotting.format_range([0.98054, 0.99498], scale=1, digits=2, outward=True, separator=" to ") == "0.98 to 1.00"
 assert plotting.format_list([60, 120, 160]) == "60, 120 and 160"  # a list in prose, not a Python repr
 
 # explanation maps, on their own or over their images
