@@ -54,7 +54,8 @@ from nullspace_utils import box_solver, exact
 from nullspace_utils.data import check_images
 from nullspace_utils.models import model_device
 
-__all__ = ["WatermarkResult", "embed", "text_mark", "SOLVERS", "PaperSlsqp", "paper_slsqp", "channel_bases"]
+__all__ = ["WatermarkResult", "embed", "text_mark", "SOLVERS", "PaperSlsqp", "paper_slsqp", "channel_bases",
+           "COMPILE_FROM_ROWS", "compile_pays"]
 
 SOLVERS = ("auto", "admm", "highs", "slsqp")
 
@@ -63,6 +64,20 @@ SOLVERS = ("auto", "admm", "highs", "slsqp")
 #: without compile, second call): 4.00 s against 5.72 s for the plain chunk loop in the same run, the same
 #: residual checked from the host's originals (1.6e-6), box and LP gap, and 6.3 GB of GPU memory against 20.9 GB.
 _PIPELINE = True
+
+#: ``compile=None`` (the default) compiles ADMM's iteration on a GPU for calls of at least this many patch rows
+#: (images times patches per image; a ViT-S/32 image at 224 px has 49). Compiling costs its time once per process
+#: and chunk shape, and saves some on every iteration after: on one H100 (``benchmarks/results/
+#: watermark_gpu_step.json``, TF32, 3925 images, 192,325 rows) the first compiled call took 11.8 s against 5.5 s
+#: uncompiled (about 6.3 s of compilation) and a later one 2.6 s against 3.8 s inside ``embed`` (1.2 s saved), so
+#: compiling pays from about five such calls, about a million rows, in one process.
+COMPILE_FROM_ROWS = 1_000_000
+
+
+def compile_pays(device: str | torch.device, rows: int) -> bool:
+    """Whether ``compile=None`` compiles ADMM's iteration for a call of ``rows`` patch rows on ``device``: on a GPU
+    from :data:`COMPILE_FROM_ROWS` rows (on the CPU never: not measured there)."""
+    return torch.device(device).type == "cuda" and rows >= COMPILE_FROM_ROWS
 
 
 @dataclass
@@ -185,7 +200,7 @@ def embed(
     polish: int = 50,
     rho: float | tuple[float, float] = box_solver.RHO,
     precision: str = "auto",
-    compile: bool = False,
+    compile: bool | None = None,
     maxiter: int = 100,
     device: str | torch.device | None = None,
     chunk_images: int | None = None,
@@ -206,8 +221,9 @@ def embed(
     memory), each chunk moved to ``device`` and back, with a progress bar if ``show_progress``.
     ``precision`` is that of ADMM's two projection matmuls on a GPU: ``"tf32"``, ``"bfloat16"``, or
     ``"float32"``; ``"auto"`` means float32 on the CPU and tf32 on a GPU. It never changes exactness: the
-    polish ends in float64. ``compile=True`` fuses each iteration with ``torch.compile`` (worth its
-    compile time on large GPU batches only).
+    polish ends in float64. ``compile=True`` fuses each iteration with ``torch.compile``, which is worth its
+    compile time on large GPU batches only: ``None`` compiles where :func:`compile_pays` (a GPU and at least
+    :data:`COMPILE_FROM_ROWS` patch rows in the call).
 
     Args:
         model: a ViT from :func:`~nullspace_utils.models.load_model`.
@@ -220,7 +236,7 @@ def embed(
         polish: the final alternating projections (ADMM).
         rho: ADMM's step size, or (first, last) for a step that grows geometrically in between.
         precision: ``"auto"``, ``"tf32"``, ``"bfloat16"`` or ``"float32"`` (GPU matmuls of ADMM).
-        compile: fuse each ADMM iteration with ``torch.compile``.
+        compile: fuse each ADMM iteration with ``torch.compile``; ``None``: where :func:`compile_pays`.
         maxiter: SLSQP's iteration limit (``solver="slsqp"``).
         device: where to solve; ``None``: the model's device.
         chunk_images: images per chunk; ``None``: what fits the device's free memory.
@@ -263,6 +279,8 @@ def embed(
                       "scale; use it for comparison only.", stacklevel=2)
     precision = ("tf32" if device.type == "cuda" else "float32") if precision == "auto" else precision
     patches_per_image = (images.shape[-2] // r) * (images.shape[-1] // r)
+    if compile is None:
+        compile = chosen == "admm" and compile_pays(device, images.shape[0] * patches_per_image)
     per_chunk = chunk_images or _chunk_images(device, patches_per_image, matrix64.shape[1])
     matrix32 = matrix64.to(device, torch.float32)
 
@@ -294,9 +312,12 @@ def embed(
         chunk_marks = one_mark if one_mark is not None else marks[first : first + per_chunk].to(device)
         start = exact.to_patches(chunk, r)
         goal = exact.to_patches(torch.broadcast_to((1.0 - strength) * chunk + strength * chunk_marks, chunk.shape), r)
-        if chosen == "admm":
-            pixels = box_solver.admm(matrix32, start.float(), goal.float(), p, iterations, polish, rho,
-                                     precision=precision, compile_step=compile)
+        if chosen == "admm":  # compiled, a last shorter chunk is padded to the others' shape
+            pixels = _solve_padded(
+                lambda start32, goal32: box_solver.admm(matrix32, start32, goal32, p, iterations, polish, rho,
+                                                        precision=precision, compile_step=bool(compile)),
+                start.float(), goal.float(), start.shape[0] // chunk.shape[0] * per_chunk
+                if compile and len(chunks) > 1 else None)
         elif chosen == "highs":
             pixels = torch.from_numpy(box_solver.highs(matrix64.numpy(), start.double().cpu().numpy(),
                                                        goal.double().cpu().numpy(), show_progress)).to(start)
@@ -381,6 +402,18 @@ def _download(solved: torch.Tensor, ready: torch.cuda.Event | None, stream: torc
     torch.sub(watermarked, originals, out=noise)
 
 
+def _solve_padded(solve: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], start: torch.Tensor,
+                  goal: torch.Tensor, rows: int | None) -> torch.Tensor:
+    """``solve(start, goal)``, with fewer than ``rows`` patch rows padded to that many with copies of the last row
+    (a compiled step keeps its one shape instead of compiling again for a last, shorter chunk) and the copies
+    dropped from the answer."""
+    if rows is None or start.shape[0] >= rows:
+        return solve(start, goal)
+    extra = rows - start.shape[0]
+    padded = solve(torch.cat([start, start[-1:].expand(extra, -1)]), torch.cat([goal, goal[-1:].expand(extra, -1)]))
+    return padded[: start.shape[0]]
+
+
 def _solve_chunk(chunk: torch.Tensor, chunk_marks: torch.Tensor, solve: Callable[[torch.Tensor, torch.Tensor],
                  torch.Tensor], matrix64: torch.Tensor, *, r: int, strength: float, p: int, pad_to: int | None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -391,14 +424,8 @@ def _solve_chunk(chunk: torch.Tensor, chunk_marks: torch.Tensor, solve: Callable
     count = chunk.shape[0]
     goal_images = torch.broadcast_to((1.0 - strength) * chunk + strength * chunk_marks, chunk.shape)
     start, goal = exact.to_patches(chunk, r), exact.to_patches(goal_images, r)
-    if pad_to is not None and count < pad_to:
-        rows = start.shape[0] // count * (pad_to - count)
-        start_in = torch.cat([start, start[-1:].expand(rows, -1)])
-        goal_in = torch.cat([goal, goal[-1:].expand(rows, -1)])
-        pixels = solve(start_in.float(), goal_in.float())[: start.shape[0]]
-    else:
-        pixels = solve(start.float(), goal.float())
-    pixels = pixels.to(chunk.dtype)  # what is returned: its residual and box are the ones reported
+    rows = start.shape[0] // count * pad_to if pad_to is not None else None
+    pixels = _solve_padded(solve, start.float(), goal.float(), rows).to(chunk.dtype)  # what is returned: its residual and box are the ones reported
     residual = ((pixels.double() - start.double()) @ matrix64.T).abs().max()
     box = torch.maximum((-pixels).clamp_min(0).max(), (pixels - 1).clamp_min(0).max()).double()
     diff = (pixels - goal).double()

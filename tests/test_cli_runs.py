@@ -205,3 +205,29 @@ def test_exclusive_write_never_replaces(tmp_path):
     with files.atomic_write(tmp_path / "new.txt", replace=False) as temporary:
         temporary.write_text("ours")
     assert (tmp_path / "new.txt").read_text() == "ours"
+
+
+def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch):
+    """--compile: every batch reaches embed with one shape (a compiled step is not compiled again for a last,
+    shorter batch), the padding is never written, and by default a small folder is not compiled."""
+    photos, mark, out = _photos(tmp_path / "photos", 5), _mark(tmp_path / "mark.png"), tmp_path / "out"
+    calls = []
+
+    def embed(model, image, mark, **kwargs):
+        calls.append((image.shape[0], kwargs["compile"]))
+        image = image.clone()
+        image[:, :, 0, 0] = 0.5  # the solver's mark on each image
+        return cli.watermark.WatermarkResult(image=image, noise=torch.zeros_like(image), objective=torch.tensor(0.0),
+                                             embedding_residual=0.0, box_violation=0.0, seconds=0.0, solver="stub",
+                                             iterations=0)
+
+    monkeypatch.setattr(cli.watermark, "embed", embed)
+    command = ["watermark", str(photos), str(mark), "--batch-size", "2", "--quiet", "--format", "npy"]
+    assert cli.main([*command, "-o", str(out), "--compile"]) == 0
+    assert calls == [(2, True)] * 3  # 2 + 2 + 1 padded to 2
+    assert _summary(capsys.readouterr().out) == (5, 0, 0, 0)
+    written = sorted(out.iterdir())
+    assert len(written) == 5 and all(data.load_image(path)[:, 0, 0].eq(0.5).all() for path in written)
+    calls.clear()
+    assert cli.main([*command, "-o", str(tmp_path / "plain")]) == 0
+    assert calls == [(2, False), (2, False), (1, False)]  # 5 images: far below a million patches, so not compiled

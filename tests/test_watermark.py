@@ -463,3 +463,31 @@ def test_the_speed_figure_marks_extrapolated_bars():
     assert [bool(rect.get_hatch()) for rect in drawn] == [bar.extrapolated for bar in bars]
     assert all("EXTRAPOLATED" in bar.label for bar in bars if bar.extrapolated)
     assert [bar.extrapolated for bar in bars].count(True) == 2  # SLSQP and HiGHS
+
+
+def test_compile_pays_on_a_gpu_from_a_million_patches():
+    assert watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS)
+    assert not watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS - 1)
+    assert not watermark.compile_pays("cpu", 10 * watermark.COMPILE_FROM_ROWS)  # not measured on a CPU
+
+
+def test_compiled_chunks_keep_one_shape(model, pair, monkeypatch):
+    """compile=None is off on the CPU; compile=True pads embed's last, shorter chunk to the others' rows (a
+    compiled step keeps its one shape), and the answer is that of the unpadded solve."""
+    images, mark = pair
+    images = torch.cat([images, images[:1]])  # 3 images: chunks of 2 and 1
+    shapes = []
+    solver = box_solver.admm
+
+    def recording(matrix, start, goal, *args, **kwargs):
+        shapes.append((start.shape[0], kwargs["compile_step"]))
+        return solver(matrix, start, goal, *args, **{**kwargs, "compile_step": False})  # (no compiler in CI)
+
+    monkeypatch.setattr(box_solver, "admm", recording)
+    default = watermark.embed(model, images, mark, chunk_images=2)
+    compiled = watermark.embed(model, images, mark, chunk_images=2, compile=True)
+    rows = images.shape[-1] // 4 * images.shape[-2] // 4
+    assert shapes == [(2 * rows, False), (rows, False), (2 * rows, True), (2 * rows, True)]
+    # (the same rows solved; a BLAS may round a matmul of more rows differently, so not bit for bit)
+    assert torch.allclose(default.image, compiled.image, atol=1e-5)
+    assert torch.allclose(default.objective, compiled.objective, rtol=1e-5)

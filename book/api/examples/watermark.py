@@ -10,6 +10,8 @@ assert isinstance(result, watermark.WatermarkResult) and "admm" in watermark.SOL
 assert result.box_violation == 0 and result.embedding_residual < 1e-4  # valid image, same tokens
 assert metrics.compare_predictions(model, image[None], result.image[None])["match"] == 1.0
 batch = watermark.embed(model, torch.rand(4, 3, 112, 112), mark, chunk_images=2)  # a batch
+# compile=None (default) compiles the iteration with torch.compile only where it pays: on a GPU, large calls
+assert watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS) and not watermark.compile_pays("cpu", 10**9)
 
 # the same by hand: one linear program per patch, on (patches, C r^2) rows
 patches, target = exact.to_patches(image[None], 16), exact.to_patches(mark[None], 16)  # (49, 768)
