@@ -37,14 +37,14 @@ bandwidths measured in the same run (``floor``):
   second, at several batch sizes (the time inside ``embed`` apart);
 - ``png_levels``: PNG encoding time and size per zlib level on watermarked 224 px images (the CLI's level).
 
-``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on a
-small folder, ``--cli-images 16``), ``--part png`` only the PNG levels, ``--part solve`` (GPU) all but those two.
+``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on one
+default batch, ``--cli-images 64``), ``--part png`` only the PNG levels, ``--part solve`` (GPU) all but those two.
 ``--part kernels --kernels-report FILE`` (GPU) times the solver's phases and writes torch.profiler's tables of one
 solve and one ``embed`` call to FILE.
 ``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
 with its slowest imports, beside it (``FILE``'s stem + ``_process.txt``):
 
-    .venv/bin/python benchmarks/watermark.py --part cli --cli-images 16 --out benchmarks/results/watermark_cli_cpu.json
+    .venv/bin/python benchmarks/watermark.py --part cli --cli-images 64 --out benchmarks/results/watermark_cli_cpu.json
 
 Two versions of the library timed on one machine: this script with ``PYTHONPATH`` set to each version's folder
 (``--part solve`` keeps it short); the results file names the folder the library came from (``library``).
