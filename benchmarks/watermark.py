@@ -598,6 +598,19 @@ def _t4_chunk(model) -> int:
     return max(1, int(0.6 * 15e9 // (16 * 4 * n * 49)))
 
 
+def library_hash() -> str:
+    """sha256 over the imported library's Python files (names and contents, in name order): which version of
+    ``nullspace_utils`` ran, even where the checkout's commit is stale (a copied tree) or two versions are timed
+    through ``PYTHONPATH``. ``git show <commit>:nullspace_utils`` files hashed the same way match it."""
+    import hashlib
+
+    folder = Path(box_solver.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux), else what platform knows."""
     try:
@@ -633,7 +646,8 @@ def main() -> None:
 
     results: dict = {
         "command": "python benchmarks/watermark.py " + " ".join(sys.argv[1:]), "commit": git_commit(),
-        "library": str(Path(box_solver.__file__).resolve().parent), "torch": torch.__version__, "cpu": cpu_name(),
+        "library": str(Path(box_solver.__file__).resolve().parent), "library_sha256": library_hash(),
+        "torch": torch.__version__, "cpu": cpu_name(),
         "threads": torch.get_num_threads(), "model": "vit_small_patch32_224 (random init, seed 0)", "p": 1,
         "before": BEFORE, "default": {**DEFAULT, "rho": list(DEFAULT["rho"])}}
     results["ablation"] = [{"settings": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
