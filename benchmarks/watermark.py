@@ -566,29 +566,38 @@ def _profile_process(command: list[str], work: Path, report: Path, imports: int 
 
 
 def png_levels(device: str, count: int = 16) -> list[dict]:
-    """Pillow's PNG encoding of watermarked 224 px images (the benchmark's model and mark, teaching-set photos):
-    milliseconds per image (one thread, best of 2) and size per zlib level."""
+    """PNG encoding of watermarked 224 px images (the benchmark's model and mark, teaching-set photos) by the
+    folder CLI's encoder (torchvision's ``encode_png``) and by Pillow's (which it used before): milliseconds per
+    image (one thread, best of 2) and size, per zlib level."""
+    from PIL import Image
+    from torchvision.io import encode_png
+
     model, _, mark = problem()
     photos = F.interpolate(torch.stack([image for image, _ in data.synthetic_dataset("val", n=count)]), size=224,
                            mode="bicubic", align_corners=False).clamp(0, 1)
     marked = watermark.embed(model, photos, mark, device=device).image
     arrays = [torch.round(image * 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy() for image in marked]
-    from PIL import Image
+
+    def pillow(array: np.ndarray, level: int) -> int:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG", compress_level=level)
+        return buffer.tell()
+
+    def torchvision(array: np.ndarray, level: int) -> int:
+        return encode_png(torch.from_numpy(array).permute(2, 0, 1), compression_level=level).numel()
 
     rows = []
-    for level in range(10):
-        best, size = float("inf"), 0
-        for _ in range(2):
-            started = time.perf_counter()
-            size = 0
-            for array in arrays:
-                buffer = io.BytesIO()
-                Image.fromarray(array).save(buffer, format="PNG", compress_level=level)
-                size += buffer.tell()
-            best = min(best, time.perf_counter() - started)
-        rows.append({"level": level, "ms_per_image": 1e3 * best / count, "kib_per_image": size / count / 1024})
-        print(f"PNG level {level}: {rows[-1]['ms_per_image']:.2f} ms, {rows[-1]['kib_per_image']:.0f} KiB per image",
-              flush=True)
+    for encoder, encode in (("torchvision", torchvision), ("pillow", pillow)):
+        for level in range(10):
+            best, size = float("inf"), 0
+            for _ in range(2):
+                started = time.perf_counter()
+                size = sum(encode(array, level) for array in arrays)
+                best = min(best, time.perf_counter() - started)
+            rows.append({"encoder": encoder, "level": level, "ms_per_image": 1e3 * best / count,
+                         "kib_per_image": size / count / 1024})
+            print(f"PNG {encoder} level {level}: {rows[-1]['ms_per_image']:.2f} ms, "
+                  f"{rows[-1]['kib_per_image']:.0f} KiB per image", flush=True)
     return rows
 
 
