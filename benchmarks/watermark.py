@@ -60,6 +60,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -463,6 +464,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
 
     stages = ("_load_image", "_prediction_checks", "_saved_pixels", "_write_output")
     busy = dict.fromkeys(stages, 0.0)  # seconds spent in each of the command's stages, summed over its threads
+    busy_lock = threading.Lock()  # (the worker threads add to it at once)
     real_stages = {name: getattr(cli, name) for name in stages}
 
     def timed_stage(name: str):
@@ -471,7 +473,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
             try:
                 return real_stages[name](*positional, **keywords)
             finally:
-                busy[name] += time.perf_counter() - started  # (+= of a float: atomic enough under the GIL)
+                with busy_lock:
+                    busy[name] += time.perf_counter() - started
         return timed
 
     command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),

@@ -511,6 +511,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
     pipeline = _Pipeline(tally, progress, args.overwrite)
     batches = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
+    shape_images = len(batches[0]) if batches else 0  # the images of every compiled call (a folder may hold fewer)
 
     def read(batch: list[Path]) -> list[tuple[Path, Future]]:
         return [(source, pipeline.pool.submit(_load_image, str(source), size, "image", args.background))
@@ -528,10 +529,11 @@ def _watermark_batch(args: argparse.Namespace) -> int:
                 # the batch goes to the solver's device once: the prediction checks and the 8-bit conversion
                 # run there too, and only the files' bytes come back (not the images, their noise and a copy
                 # sent again for the checks)
-                images = _to_device(torch.stack([image for _, image in loaded]), device)
-                try:
-                    result = watermark.embed(model, _padded(images, batch_size if compile_step else 0), mark,
-                                             p=args.p, strength=args.strength, device=device, compile=compile_step)
+                images = _to_device([image for _, image in loaded], device)
+                try:  # compiled: every call one chunk of the first batch's size (one shape, one compilation)
+                    result = watermark.embed(model, _padded(images, shape_images if compile_step else 0), mark,
+                                             p=args.p, strength=args.strength, device=device, compile=compile_step,
+                                             chunk_images=shape_images if compile_step else None)
                 except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # the next batch may work
                     for source, _ in loaded:
                         pipeline.fail(source, error)
@@ -598,12 +600,16 @@ def _padded(images: torch.Tensor, count: int) -> torch.Tensor:
     return torch.cat([images, images[-1:].expand(count - images.shape[0], *images.shape[1:])])
 
 
-def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host batch on ``device``: on a GPU through page-locked memory (about three times the bandwidth of a copy
-    from ordinary memory); on the CPU, as it is."""
+def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Host images stacked into one batch on ``device``: on a GPU stacked straight into page-locked memory (one
+    host copy; the copy to the GPU from it runs at about three times the bandwidth of one from ordinary memory:
+    ``upload_pinned_gb_per_s`` and ``upload_pageable_gb_per_s`` in ``benchmarks/results/watermark_gpu_step.json``);
+    on the CPU, stacked."""
     if device.type != "cuda":
-        return images.to(device)
-    return images.pin_memory().to(device, non_blocking=True)
+        return torch.stack(images)
+    pinned = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
+    torch.stack(images, out=pinned)
+    return pinned.to(device, non_blocking=True)
 
 
 def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: torch.Tensor,
@@ -641,10 +647,11 @@ def _write_output(pixels: np.ndarray, path: Path, replace: bool) -> None:
     float32. Without ``replace``, create-or-fail (``FileExistsError`` when ``path`` exists).
 
     PNGs are encoded by torchvision (libpng), which holds Python's lock for none of the encoding, so the worker
-    threads encode in parallel; Pillow's encoder takes the lock back between the pieces it writes, and with a busy
-    main thread each wait is long (on this repository's 2-core CPU, a thread encoded 28 images of 224 px of noise
-    a second with Pillow while another thread ran Python, 85 with torchvision; watermarked 224 px images took 3.5
-    and 2.5 ms each alone, into files of the same size)."""
+    threads encode in parallel; Pillow's encoder takes the lock back between the pieces it writes, which other
+    busy threads delay. Alone, torchvision's took 3.0 ms an image and Pillow's 4.2 ms for files of the same size
+    (``benchmarks/results/watermark_png_levels_cpu.json``, level 1). torchvision 0.29 marks its codecs deprecated in
+    favour of TorchCodec (which needs FFmpeg on the system); torchvision is pinned here. Its decoder is not used
+    on files users give: it crashes the process on some damaged PNGs."""
     if path.suffix == ".npy":
         buffer = io.BytesIO()
         np.save(buffer, pixels)
@@ -784,8 +791,8 @@ def main(argv: list[str] | None = None) -> int:
                          "and the last one written while a batch is solved")
     wm.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="fuse each solver iteration with torch.compile (GPU): it costs seconds once per run and "
-                         "saves some on every batch after; by default on a GPU from a million image patches "
-                         "(about 20,000 images of a ViT-S/32), where it was measured to pay")
+                         "saves some on every batch after; by default on a GPU from two million image patches "
+                         "(about 40,000 images of a ViT-S/32), where the solve's measured times say it pays")
     wm.add_argument("--format", choices=["png", "npy"], default=None,
                     help="with several images: the outputs' format, png (8-bit, default) or npy (lossless float32, "
                          "where the exact values matter: 8-bit rounding can change a prediction with a tiny "

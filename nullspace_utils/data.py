@@ -503,57 +503,6 @@ def _open_picture(path: Path) -> Image.Image:
                      "and give that file.")
 
 
-#: PNG chunks after which :func:`_plain_png` leaves a file to Pillow: a transparent colour, EXIF data (an
-#: orientation to apply), an animation.
-_NOT_PLAIN_PNG_CHUNKS = {b"tRNS", b"eXIf", b"acTL"}
-
-
-def _plain_png(raw: bytes, shape: tuple[int, int] | None) -> bool:
-    """Whether ``raw`` is an 8-bit RGB PNG without transparency, EXIF data or animation, of ``shape`` (when given)
-    and within Pillow's decompression-bomb limit: a file that :func:`load_image` may decode with torchvision,
-    which gives what Pillow gives for it (the 8-bit values / 255). Reads the chunk headers only."""
-    from PIL import Image
-
-    if raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR" or len(raw) < 33:
-        return False
-    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
-    bit_depth, colour_type = raw[24], raw[25]
-    if bit_depth != 8 or colour_type != 2 or (shape is not None and shape != (height, width)):
-        return False
-    if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
-        return False  # Pillow's path says what to do
-    position = 8
-    while position + 8 <= len(raw):
-        length, kind = int.from_bytes(raw[position : position + 4], "big"), raw[position + 4 : position + 8]
-        if kind in _NOT_PLAIN_PNG_CHUNKS:
-            return False
-        if kind == b"IEND":
-            return True
-        position += 12 + length
-    return False  # truncated: Pillow's path says so
-
-
-def _decode_plain_png(path: Path, shape: tuple[int, int] | None) -> torch.Tensor | None:
-    """``path`` as a float (3, H, W) image when it is a plain 8-bit RGB PNG (:func:`_plain_png`), decoded by
-    torchvision (libpng), which holds Python's lock for none of the decoding, so threads decode files in parallel
-    (Pillow's PNG reader hands the lock back and forth for every data chunk: with other threads busy, one thread
-    decoded 55 PNGs of 224 px a second with Pillow and 137 with torchvision on this repository's 2-core CPU, 768
-    and 1019 alone). ``None`` for every other file, and for one libpng refuses (Pillow then says why).
-
-    torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec, which needs FFmpeg installed on the
-    system; torchvision is pinned here (``requirements.txt``), so this stays until that pin moves."""
-    from torchvision.io import ImageReadMode, decode_png
-
-    raw = path.read_bytes()
-    if not _plain_png(raw, shape):
-        return None
-    try:
-        pixels = decode_png(torch.frombuffer(bytearray(raw), dtype=torch.uint8), ImageReadMode.RGB)
-    except RuntimeError:
-        return None
-    return pixels.float() / 255.0
-
-
 def _missing_file_error(path: Path) -> OSError:
     """Why there is no readable file at ``path``: nothing there, a symbolic link loop, or a dangling link."""
     try:
@@ -622,9 +571,7 @@ def load_image(
       writes it, and are read back losslessly; they are never resized, so a ``size`` that differs from
       the array's is an error.
 
-    Unreadable, truncated or too large (decompression bomb) files give a ``ValueError`` that says why. Plain 8-bit
-    RGB PNGs of the requested size (no transparency, EXIF or animation) are decoded by torchvision, which gives the
-    same values and lets threads decode in parallel; every other file by Pillow.
+    Unreadable, truncated or too large (decompression bomb) files give a ``ValueError`` that says why.
 
     Args:
         path: the image file.
@@ -638,11 +585,8 @@ def load_image(
         raise _missing_file_error(path)
     shape = _size_pair(size)
     colour = _background_colour(background)
-    plain = _decode_plain_png(path, shape) if path.suffix.lower() == ".png" else None
     if path.suffix.lower() == ".npy":
         tensor = _load_npy(path, shape)
-    elif plain is not None:  # what Pillow would give, decoded without Python's lock
-        tensor = plain
     else:
         rgb, alpha = _rgb_and_alpha(_open_picture(path), path)
         if alpha is not None and alpha.min() < 1:

@@ -67,11 +67,13 @@ _PIPELINE = True
 
 #: ``compile=None`` (the default) compiles ADMM's iteration on a GPU for calls of at least this many patch rows
 #: (images times patches per image; a ViT-S/32 image at 224 px has 49). Compiling costs its time once per process
-#: and chunk shape, and saves some on every iteration after: on one H100 (``benchmarks/results/
-#: watermark_gpu_step.json``, TF32, 3925 images, 192,325 rows) the first compiled call took 11.8 s against 5.5 s
-#: uncompiled (about 6.3 s of compilation) and a later one 2.6 s against 3.8 s inside ``embed`` (1.2 s saved), so
-#: compiling pays from about five such calls, about a million rows, in one process.
-COMPILE_FROM_ROWS = 1_000_000
+#: and chunk shape, and saves some on every iteration after. On one H100 (``benchmarks/results/
+#: watermark_gpu_step.json``, "after", TF32, 3925 images, 192,325 rows; the time ``embed`` reports, its solve) the
+#: first compiled call took 11.7 s against 5.4 s uncompiled (about 6.3 s of compilation) and the second 2.6 s
+#: against 3.8 s (1.2 s saved): even at about a million rows, twice that pays. This is an extrapolation from the
+#: solve's time: the whole second compiled call took 5.6 s of wall time there (3 s outside the solve, not
+#: explained yet), so the end-to-end gain is not confirmed.
+COMPILE_FROM_ROWS = 2_000_000
 
 
 def compile_pays(device: str | torch.device, rows: int) -> bool:
@@ -312,12 +314,14 @@ def embed(
         chunk_marks = one_mark if one_mark is not None else marks[first : first + per_chunk].to(device)
         start = exact.to_patches(chunk, r)
         goal = exact.to_patches(torch.broadcast_to((1.0 - strength) * chunk + strength * chunk_marks, chunk.shape), r)
-        if chosen == "admm":  # compiled, a last shorter chunk is padded to the others' shape
-            pixels = _solve_padded(
-                lambda start32, goal32: box_solver.admm(matrix32, start32, goal32, p, iterations, polish, rho,
-                                                        precision=precision, compile_step=bool(compile)),
-                start.float(), goal.float(), start.shape[0] // chunk.shape[0] * per_chunk
-                if compile and len(chunks) > 1 else None)
+        if chosen == "admm":
+            def solve_chunk(start32: torch.Tensor, goal32: torch.Tensor) -> torch.Tensor:
+                return box_solver.admm(matrix32, start32, goal32, p, iterations, polish, rho, precision=precision,
+                                       compile_step=bool(compile))
+
+            # compiled, a last shorter chunk is padded to the others' rows (one shape, one compilation)
+            pad_rows = start.shape[0] // chunk.shape[0] * per_chunk if compile and len(chunks) > 1 else None
+            pixels = _solve_padded(solve_chunk, start.float(), goal.float(), pad_rows)
         elif chosen == "highs":
             pixels = torch.from_numpy(box_solver.highs(matrix64.numpy(), start.double().cpu().numpy(),
                                                        goal.double().cpu().numpy(), show_progress)).to(start)

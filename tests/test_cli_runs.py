@@ -214,7 +214,7 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     calls = []
 
     def embed(model, image, mark, **kwargs):
-        calls.append((image.shape[0], kwargs["compile"]))
+        calls.append((image.shape[0], kwargs["compile"], kwargs["chunk_images"]))
         image = image.clone()
         image[:, :, 0, 0] = 0.5  # the solver's mark on each image
         return cli.watermark.WatermarkResult(image=image, noise=torch.zeros_like(image), objective=torch.tensor(0.0),
@@ -224,10 +224,14 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(cli.watermark, "embed", embed)
     command = ["watermark", str(photos), str(mark), "--batch-size", "2", "--quiet", "--format", "npy"]
     assert cli.main([*command, "-o", str(out), "--compile"]) == 0
-    assert calls == [(2, True)] * 3  # 2 + 2 + 1 padded to 2
+    assert calls == [(2, True, 2)] * 3  # 2 + 2 + 1 padded to 2, each call one chunk of that shape
     assert _summary(capsys.readouterr().out) == (5, 0, 0, 0)
     written = sorted(out.iterdir())
     assert len(written) == 5 and all(data.load_image(path)[:, 0, 0].eq(0.5).all() for path in written)
     calls.clear()
     assert cli.main([*command, "-o", str(tmp_path / "plain")]) == 0
-    assert calls == [(2, False), (2, False), (1, False)]  # 5 images: far below a million patches, so not compiled
+    assert calls == [(2, False, None), (2, False, None), (1, False, None)]  # 5 images: far too few to compile
+    calls.clear()
+    small = ["watermark", str(_photos(tmp_path / "three", 3)), str(mark), "--batch-size", "8", "--quiet", "--compile"]
+    assert cli.main([*small, "-o", str(tmp_path / "small")]) == 0
+    assert calls == [(3, True, 3)]  # a folder smaller than a batch: solved as it is, not padded to 8
