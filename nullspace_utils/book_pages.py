@@ -21,7 +21,8 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
-           "plan_timing_rows", "plan_timing_line"]
+           "plan_timing_rows", "plan_timing_line", "goal_rows", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
 
@@ -200,6 +201,50 @@ def gpu_end_to_end_rows(pipeline: dict[str, Any], cli_now: dict[str, Any], defau
     for entry in (entry for entry in runs if entry["run"] == "new process"):
         rows.append(row(f"folder CLI now, batch {entry['batch_size']}, in a new process", entry["images"],
                         entry["seconds"]))
+    return rows
+
+
+#: Issue #34's goals: ``embed`` on 3925 images host to host within this many seconds on one H200; the folder CLI
+#: at this many images a second on a GPU machine, and on the CPU with less than this fraction of the solve's time
+#: outside it; the CPU's first call within this many seconds.
+GOAL_EMBED_SECONDS_H200 = 1.5
+GOAL_CLI_IMAGES_PER_SECOND = 500
+GOAL_CPU_CLI_OVERHEAD = 0.20
+GOAL_CPU_FIRST_CALL_SECONDS = 0.7
+
+
+def goal_rows(gpu_now: dict[str, Any], cli_gpu: dict[str, Any], cli_cpu: dict[str, Any], cpu: dict[str, Any]
+              ) -> Rows:
+    """Issue #34's goals against the files measured after its changes: what, the goal, what was measured (and
+    where), and whether it is met. ``gpu_now``: ``benchmarks/watermark.py --part solve`` on a GPU (its second
+    ``embed`` calls, wall time, pipelined); ``cli_gpu``: ``--part cli`` on that GPU machine (its timed runs in a warm
+    process); ``cli_cpu`` and ``cpu``: the CPU's CLI and solver files. An ``embed`` time from another GPU than an
+    H200 is not compared with the H200 goal."""
+    device = gpu_now["device"]
+    rows = []
+    for entry in gpu_now["embed_pipelined"]:
+        if entry["call"] != "second" or not entry["pipelined"]:
+            continue
+        seconds = entry["wall_seconds"]
+        met = ("yes" if seconds <= GOAL_EMBED_SECONDS_H200 else "no") if "H200" in device else "not an H200"
+        rows.append([f"embed, {gpu_now['batch']} images host to host, {_arithmetic(entry)} (second call)",
+                     f"≤ {GOAL_EMBED_SECONDS_H200} s on one H200", f"{seconds:.2f} s on an {device}", met])
+    for entry in cli_gpu["cli"]["runs"]:
+        if entry["run"] == "timed":
+            rate = entry["images_per_second"]
+            rows.append([f"folder CLI, {entry['images']} PNGs, batch {entry['batch_size']}, warm process",
+                         f"≥ {GOAL_CLI_IMAGES_PER_SECOND} images/s", f"{rate:.1f} images/s on an {cli_gpu['device']}",
+                         "yes" if rate >= GOAL_CLI_IMAGES_PER_SECOND else "no"])
+    for entry in cli_cpu["cli"]["runs"]:
+        if entry["run"] == "timed":
+            share = entry["overhead_fraction"]
+            rows.append([f"folder CLI on the CPU, {entry['images']} PNGs: time outside the solve",
+                         f"< {100 * GOAL_CPU_CLI_OVERHEAD:.0f} % of the solve's", f"{100 * share:.0f} % ({cli_cpu['cpu']}, "
+                         f"{cli_cpu['threads']} threads)", "yes" if share < GOAL_CPU_CLI_OVERHEAD else "no"])
+    first = cpu["first_call"]["default"]
+    rows.append(["embed's first call on the CPU, one image", f"≤ {GOAL_CPU_FIRST_CALL_SECONDS} s",
+                 f"{first:.2f} s ({cpu['cpu']}, {cpu['threads']} threads)",
+                 "yes" if first <= GOAL_CPU_FIRST_CALL_SECONDS else "no"])
     return rows
 
 

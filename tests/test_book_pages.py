@@ -286,6 +286,30 @@ def test_change_rows_pair_the_runs_before_and_after():
         book_pages.change_rows({"before": twice, "after": twice})
 
 
+def test_goal_rows_compare_each_goal_with_its_measurement():
+    """Issue #34's goals: an embed time is judged against the H200 goal only when it was measured on an H200; the
+    CLI's rate and the CPU's overhead and first call against theirs, on the edge included where the goal says so."""
+    def embed(seconds: float) -> dict:
+        return {"call": "second", "pipelined": True, "precision": "bfloat16", "compiled": True, "wall_seconds": seconds}
+
+    gpu = {"device": "NVIDIA H200", "batch": 3925,
+           "embed_pipelined": [embed(1.5), {**embed(0.1), "call": "first"}, {**embed(0.1), "pipelined": False}]}
+    cli_gpu = {"device": "NVIDIA H200", "cli": {"runs": [{"run": "warm-up", "images": 8, "batch_size": 4,
+                                                          "images_per_second": 900.0},
+                                                         {"run": "timed", "images": 8, "batch_size": 4,
+                                                          "images_per_second": 499.6}]}}
+    cli_cpu = {"cpu": "a CPU", "threads": 2, "cli": {"runs": [{"run": "timed", "images": 64,
+                                                               "overhead_fraction": 0.2}]}}
+    cpu = {"cpu": "a CPU", "threads": 2, "first_call": {"default": 0.7}}
+    rows = book_pages.goal_rows(gpu, cli_gpu, cli_cpu, cpu)
+    assert [row[3] for row in rows] == ["yes", "no", "no", "yes"]  # 1.5 s meets "<= 1.5"; 20 % misses "< 20 %"
+    assert rows[0][:3] == ["embed, 3925 images host to host, bfloat16, compiled (second call)", "≤ 1.5 s on one H200",
+                           "1.50 s on an NVIDIA H200"]
+    assert rows[1][2] == "499.6 images/s on an NVIDIA H200"  # printed to a tenth: never "500" and "no"
+    on_h100 = book_pages.goal_rows({**gpu, "device": "NVIDIA H100"}, cli_gpu, cli_cpu, cpu)
+    assert on_h100[0][3] == "not an H200"
+
+
 def test_plan_timing_by_study_and_its_sum():
     """The benchmarks page's table of the imagenet plan: each study's parts, how their times were obtained and their
     sum; the line: the GPU's and the CPU's parts, the wall time at least the larger, against the goal."""
