@@ -70,9 +70,9 @@ _PIPELINE = True
 #: and chunk shape, and saves some on every iteration after. On one H100 (``benchmarks/results/
 #: watermark_gpu_step.json``, "after", TF32, 3925 images, 192,325 rows; the time ``embed`` reports, its solve) the
 #: first compiled call took 11.7 s against 5.4 s uncompiled (about 6.3 s of compilation) and the second 2.6 s
-#: against 3.8 s (1.2 s saved): even at about a million rows, twice that pays. This is an extrapolation from the
-#: solve's time: the whole second compiled call took 5.6 s of wall time there (3 s outside the solve, not
-#: explained yet), so the end-to-end gain is not confirmed.
+#: against 3.8 s (1.2 s saved), so compiling breaks even after about five such calls, a million rows; the default
+#: asks for twice that. This is an extrapolation from the solve's time: the whole second compiled call took 5.6 s
+#: of wall time there (3 s outside the solve, not explained yet), so the end-to-end gain is not confirmed.
 COMPILE_FROM_ROWS = 2_000_000
 
 
@@ -429,7 +429,8 @@ def _solve_chunk(chunk: torch.Tensor, chunk_marks: torch.Tensor, solve: Callable
     goal_images = torch.broadcast_to((1.0 - strength) * chunk + strength * chunk_marks, chunk.shape)
     start, goal = exact.to_patches(chunk, r), exact.to_patches(goal_images, r)
     rows = start.shape[0] // count * pad_to if pad_to is not None else None
-    pixels = _solve_padded(solve, start.float(), goal.float(), rows).to(chunk.dtype)  # what is returned: its residual and box are the ones reported
+    # in the chunk's dtype: what is returned, so its residual and box are the ones reported
+    pixels = _solve_padded(solve, start.float(), goal.float(), rows).to(chunk.dtype)
     residual = ((pixels.double() - start.double()) @ matrix64.T).abs().max()
     box = torch.maximum((-pixels).clamp_min(0).max(), (pixels - 1).clamp_min(0).max()).double()
     diff = (pixels - goal).double()
