@@ -97,15 +97,16 @@ def problem() -> tuple[models.ImageClassifier, torch.Tensor, torch.Tensor]:
 
 
 def solve(model, images: torch.Tensor, mark: torch.Tensor, settings: dict, *, device: str = "cpu",
-          precision: str = "float32", compile_step: bool = False) -> tuple[torch.Tensor, float]:
-    """ADMM with ``settings`` on all patches of ``images`` (B, 3, 224, 224) at once: (pixels, seconds)."""
+          precision: str = "float32", compile_step: bool = False, polish: int = 50) -> tuple[torch.Tensor, float]:
+    """ADMM with ``settings`` and at most ``polish`` polish rounds on all patches of ``images`` (B, 3, 224, 224) at
+    once: (pixels, seconds)."""
     matrix = exact.patch_embedding_matrix(model).to(device, torch.float32)
     if device != "cpu":
         torch.cuda.synchronize()
     started = time.perf_counter()
     start = exact.to_patches(images.to(device), PATCH)
     goal = exact.to_patches(torch.broadcast_to(mark.to(device), images.shape), PATCH)
-    pixels = box_solver.admm(matrix, start, goal, 1, settings["iterations"], 50, settings["rho"],
+    pixels = box_solver.admm(matrix, start, goal, 1, settings["iterations"], polish, settings["rho"],
                              precision=precision, compile_step=compile_step, warm_start=settings["warm_start"])
     if device != "cpu":
         torch.cuda.synchronize()
@@ -261,9 +262,9 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
 
 
 def kernels(args: argparse.Namespace, results: dict, report: Path) -> None:
-    """Where the GPU's time goes (``--part kernels``): the solver on ``args.batch`` images in its phases (the warm
-    start and setup, the iterations, the polish: ``admm`` run with 0 and 100 iterations, with and without the
-    polish) for TF32 and bfloat16, compiled and not; then torch.profiler's table of CUDA kernels for one compiled
+    """Where the GPU's time goes (``--part kernels``): the solver on ``args.batch`` images in its phases (the patch
+    rows, warm start and setup, the iterations, the polish: :func:`solve` with 0 and 100 iterations, with and
+    without the polish, best of two) for TF32 and bfloat16, compiled and not; then torch.profiler's table of CUDA kernels for one compiled
     solve and of host and device work for one ``embed`` call host to host (the default settings, second call),
     written to ``report``."""
     from torch.profiler import ProfilerActivity, profile
@@ -277,21 +278,9 @@ def kernels(args: argparse.Namespace, results: dict, report: Path) -> None:
     for precision, compiled in (("tf32", True), ("bfloat16", True), ("tf32", False)):
         solve(model, on_device, mark, {**DEFAULT, "iterations": 5}, device=args.device, precision=precision,
               compile_step=compiled)  # compilation for these shapes
-        phases = {}
-        for name, iterations, polish in (("setup", 0, 0), ("iterations", 100, 0), ("polish", 100, 50)):
-            times = []
-            for _ in range(2):
-                matrix = exact.patch_embedding_matrix(model).to(args.device, torch.float32)
-                start = exact.to_patches(on_device, PATCH)
-                goal = exact.to_patches(torch.broadcast_to(mark.to(args.device), on_device.shape), PATCH)
-                torch.cuda.synchronize()
-                started = time.perf_counter()
-                box_solver.admm(matrix, start, goal, 1, iterations, polish, DEFAULT["rho"], precision=precision,
-                                compile_step=compiled)
-                torch.cuda.synchronize()
-                times.append(time.perf_counter() - started)
-                del start, goal
-            phases[name] = min(times)
+        phases = {name: min(solve(model, on_device, mark, {**DEFAULT, "iterations": iterations}, device=args.device,
+                                  precision=precision, compile_step=compiled, polish=polish)[1] for _ in range(2))
+                  for name, iterations, polish in (("setup", 0, 0), ("iterations", 100, 0), ("polish", 100, 50))}
         row = {"precision": precision, "compiled": compiled, "setup_seconds": phases["setup"],
                "iterations_seconds": phases["iterations"] - phases["setup"],
                "polish_seconds": phases["polish"] - phases["iterations"], "total_seconds": phases["polish"]}

@@ -268,9 +268,8 @@ def exercise_lines(answers: dict[str, object]) -> list[str]:
     change: list = answers["lrp_with_red_change"]  # type: ignore[assignment]
     relevance: list = answers["lrp_with_relevance"]  # type: ignore[assignment]
 
-    def span(values: Sequence[float], digits: int = 2) -> str:
-        low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
-        return low if low == high else f"{low} to {high}"
+    def span(values: Sequence[float]) -> str:
+        return plotting.format_range(values, scale=1, digits=2, separator=" to ")
 
     wide, narrow = occlusion[(32, 16)], occlusion[(8, 8)]
     return [f"ex. 1: free channel outside [0, 1]: blue {100 * answers['out_of_box_blue']:.0f} %, red "  # type: ignore[operator]
