@@ -451,7 +451,10 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
         finally:
             inside.append((started, time.perf_counter() - started))
 
-    stages = ("_load_image", "_prediction_checks", "_saved_pixels", "_write_output")
+    # (_eight_bit, the rounding of a batch once, is in the library from 2026-12-07 on: an older one is timed
+    # without it)
+    stages = tuple(name for name in ("_load_image", "_eight_bit", "_prediction_checks", "_saved_pixels",
+                                     "_write_output") if hasattr(cli, name))
     busy = dict.fromkeys(stages, 0.0)  # seconds spent in each of the command's stages, summed over its threads
     busy_lock = threading.Lock()  # (the worker threads add to it at once)
     real_stages = {name: getattr(cli, name) for name in stages}

@@ -503,8 +503,8 @@ def _watermark_batch(args: argparse.Namespace) -> int:
             note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes its "
                  "name only once whole): skipped; give --overwrite to redo them")
     batch_size = args.batch_size or (BATCH_SIZE if device.type == "cpu" else GPU_BATCH_SIZE)
-    # compiled once per process and batch shape: decided for the whole folder (each batch alone never pays), and a
-    # last, shorter batch is padded to the others' shape (_padded)
+    # compiled once per process and batch shape: decided for the whole folder (each batch alone never pays), and
+    # every batch is solved at the first's shape (embed pads a last, shorter one to chunk_images)
     patch = exact.patch_embedding_layer(model).kernel_size[0]
     compile_step = args.compile if args.compile is not None else watermark.compile_pays(
         device, len(todo) * (size // patch) ** 2)
@@ -531,16 +531,15 @@ def _watermark_batch(args: argparse.Namespace) -> int:
                 # sent again for the checks)
                 images = _to_device([image for _, image in loaded], device)
                 try:  # compiled: every call one chunk of the first batch's size (one shape, one compilation)
-                    result = watermark.embed(model, _padded(images, shape_images if compile_step else 0), mark,
-                                             p=args.p, strength=args.strength, device=device, compile=compile_step,
-                                             chunk_images=shape_images if compile_step else None)
+                    result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=device,
+                                             compile=compile_step, chunk_images=shape_images if compile_step else None)
                 except USER_ERRORS + (MemoryError, torch.OutOfMemoryError) as error:  # the next batch may work
                     for source, _ in loaded:
                         pipeline.fail(source, error)
                     continue
-                marked = result.image[: len(loaded)]  # without the padding
-                checks = _prediction_checks(model, device, images, marked, rounded=suffix == ".png")
-                pixels = _saved_pixels(marked, suffix)
+                levels = _eight_bit(result.image) if suffix == ".png" else None  # rounded once, on the device
+                checks = _prediction_checks(model, device, images, result.image, levels)
+                pixels = _saved_pixels(result.image, levels)
                 for (source, _), saved, check in zip(loaded, pixels, checks, strict=True):
                     pipeline.write(source, outputs[source], saved, check)
             pipeline.settle(wait=True)
@@ -593,11 +592,9 @@ class _Changes:
                 f"{self.by_solve} by the solve)")
 
 
-def _padded(images: torch.Tensor, count: int) -> torch.Tensor:
-    """``images`` with copies of the last one appended up to ``count`` images (none when there are as many)."""
-    if images.shape[0] >= count:
-        return images
-    return torch.cat([images, images[-1:].expand(count - images.shape[0], *images.shape[1:])])
+def _eight_bit(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images as the 8-bit levels an 8-bit PNG holds (uint8, on the images' device)."""
+    return torch.round(images.float() * 255).to(torch.uint8)
 
 
 def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -613,12 +610,14 @@ def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor
 
 
 def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: torch.Tensor,
-                       marked: torch.Tensor, *, rounded: bool) -> list[_Check]:
-    """Each image's prediction before and after (as saved: 8-bit levels for PNG, the float values for .npy), and
-    for the images whose prediction changed, the unrounded result's, which tells the rounding's part. Runs on
-    ``device`` (the images are moved there if they are elsewhere)."""
+                       marked: torch.Tensor, levels: torch.Tensor | None) -> list[_Check]:
+    """Each image's prediction before and after as saved (the 8-bit ``levels`` of :func:`_eight_bit` for PNG; the
+    float values of ``marked`` for .npy, ``levels=None``), and for the images whose prediction changed, the
+    unrounded result's, which tells the rounding's part. Runs on ``device`` (the images are moved there if they are
+    elsewhere)."""
     originals, marked = originals.to(device), marked.to(device)
-    saved = torch.round(marked.float() * 255).to(torch.uint8).float() / 255 if rounded else marked.float()
+    rounded = levels is not None
+    saved = levels.to(device).float() / 255 if levels is not None else marked.float()
     with torch.no_grad():
         before, after = model(torch.cat([originals, saved])).chunk(2)  # one forward for both
         changed = before.argmax(1) != after.argmax(1)
@@ -632,13 +631,14 @@ def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: 
                                                                    largest.tolist(), strict=True)]
 
 
-def _saved_pixels(images: torch.Tensor, suffix: str) -> np.ndarray:
+def _saved_pixels(images: torch.Tensor, levels: torch.Tensor | None) -> np.ndarray:
     """A batch of (B, 3, H, W) images in [0, 1] as their files will hold them, converted at once in the main
     thread (the worker threads then only encode, and hold Python's lock less) and on the images' device (from a
-    GPU, only the 8-bit values come back): 8-bit levels (B, H, W, 3) for .png, float32 (B, 3, H, W) for .npy."""
-    if suffix == ".npy":
+    GPU, only the 8-bit values come back): the 8-bit ``levels`` of :func:`_eight_bit` as (B, H, W, 3) for .png;
+    ``levels=None``: the images as float32 (B, 3, H, W) for .npy."""
+    if levels is None:
         return images.float().contiguous().cpu().numpy()
-    return torch.round(images.float() * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return levels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def _write_output(pixels: np.ndarray, path: Path, replace: bool) -> None:

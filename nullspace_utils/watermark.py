@@ -220,7 +220,10 @@ def embed(
     by default the model's; the image comes back on the device of ``image``.
 
     Large batches are solved ``chunk_images`` images at a time (default: what fits the device's free
-    memory), each chunk moved to ``device`` and back, with a progress bar if ``show_progress``.
+    memory), each chunk moved to ``device`` and back, with a progress bar if ``show_progress``. Compiled, every
+    chunk is solved at one shape: a shorter chunk (the last, or a whole batch smaller than ``chunk_images``) is
+    padded with copies of its last image, which are dropped from the answer, so calls with the same
+    ``chunk_images`` compile once.
     ``precision`` is that of ADMM's two projection matmuls on a GPU: ``"tf32"``, ``"bfloat16"``, or
     ``"float32"``; ``"auto"`` means float32 on the CPU and tf32 on a GPU. It never changes exactness: the
     polish ends in float64. ``compile=True`` fuses each iteration with ``torch.compile``, which is worth its
@@ -241,7 +244,8 @@ def embed(
         compile: fuse each ADMM iteration with ``torch.compile``; ``None``: where :func:`compile_pays`.
         maxiter: SLSQP's iteration limit (``solver="slsqp"``).
         device: where to solve; ``None``: the model's device.
-        chunk_images: images per chunk; ``None``: what fits the device's free memory.
+        chunk_images: images per chunk (compiled: the shape every chunk is padded to); ``None``: what fits the
+            device's free memory.
         show_progress: show a tqdm bar over the chunks.
     """
     if p not in (1, 2):
@@ -319,8 +323,10 @@ def embed(
                 return box_solver.admm(matrix32, start32, goal32, p, iterations, polish, rho, precision=precision,
                                        compile_step=bool(compile))
 
-            # compiled, a last shorter chunk is padded to the others' rows (one shape, one compilation)
-            pad_rows = start.shape[0] // chunk.shape[0] * per_chunk if compile and len(chunks) > 1 else None
+            # compiled, a shorter chunk is padded to the others' rows, or to chunk_images' when given (one shape,
+            # one compilation, also across calls)
+            padded = compile and (len(chunks) > 1 or chunk_images is not None)
+            pad_rows = start.shape[0] // chunk.shape[0] * per_chunk if padded else None
             pixels = _solve_padded(solve_chunk, start.float(), goal.float(), pad_rows)
         elif chosen == "highs":
             pixels = torch.from_numpy(box_solver.highs(matrix64.numpy(), start.double().cpu().numpy(),

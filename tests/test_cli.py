@@ -374,16 +374,18 @@ def test_batch_output_holds_what_the_prediction_check_saw(tmp_path):
     """The PNG a batch writes (in a worker thread, at PNG_COMPRESS_LEVEL) reads back as exactly the 8-bit image
     whose prediction the summary checked, and as data.save_image would have written it."""
     image = torch.rand(3, 24, 20, generator=torch.Generator().manual_seed(0))
-    cli._write_output(cli._saved_pixels(image[None], ".png")[0], tmp_path / "batch.png", replace=False)
+    levels = cli._eight_bit(image[None])  # what _prediction_checks and _saved_pixels are given
+    cli._write_output(cli._saved_pixels(image[None], levels)[0], tmp_path / "batch.png", replace=False)
     data.save_image(image, tmp_path / "library.png")
-    as_checked = torch.round(image * 255).to(torch.uint8).float() / 255  # as in _prediction_checks
+    as_checked = torch.round(image * 255).to(torch.uint8).float() / 255
+    assert levels.dtype == torch.uint8 and torch.equal(levels[0].float() / 255, as_checked)
     assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
     assert torch.equal(data.load_image(tmp_path / "library.png"), as_checked)
-    cli._write_output(cli._saved_pixels(image[None], ".npy")[0], tmp_path / "batch.npy", replace=False)
+    cli._write_output(cli._saved_pixels(image[None], None)[0], tmp_path / "batch.npy", replace=False)
     assert torch.equal(data.load_image(tmp_path / "batch.npy"), image)
     with pytest.raises(FileExistsError):  # create-or-fail, as before
-        cli._write_output(cli._saved_pixels(torch.zeros(1, 3, 24, 20), ".png")[0], tmp_path / "batch.png",
-                          replace=False)
+        zeros = torch.zeros(1, 3, 24, 20)
+        cli._write_output(cli._saved_pixels(zeros, cli._eight_bit(zeros))[0], tmp_path / "batch.png", replace=False)
     assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["batch.npy", "batch.png", "library.png"]
 
@@ -400,7 +402,8 @@ def test_prediction_changes_are_told_apart(capsys):
     originals = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # off the grid: class 1
     marked = originals.clone()
     marked[3] = torch.round(marked[3] * 255) / 255  # the solve itself moved this one onto the grid: class 0
-    checks = cli._prediction_checks(_RoundingSensitive(), torch.device("cpu"), originals, marked, rounded=True)
+    checks = cli._prediction_checks(_RoundingSensitive(), torch.device("cpu"), originals, marked,
+                                    cli._eight_bit(marked))
     assert [(check.changed, check.changed_unrounded) for check in checks] == [(True, False)] * 3 + [(True, True)]
     changes = cli._Changes()
     for check in checks:
@@ -408,7 +411,7 @@ def test_prediction_changes_are_told_apart(capsys):
     assert (changes.by_rounding, changes.by_solve) == (3, 1)
     line = changes.line(".png")
     assert line.startswith("4 (3 by the 8-bit rounding") and "1 by the solve" in line and "--format npy" in line
-    exact = cli._prediction_checks(_RoundingSensitive(), torch.device("cpu"), originals, marked, rounded=False)
+    exact = cli._prediction_checks(_RoundingSensitive(), torch.device("cpu"), originals, marked, None)
     assert [(check.changed, check.changed_unrounded) for check in exact] == [(False, False)] * 3 + [(True, True)]
     assert cli._Changes().line(".png") == "0"
 

@@ -208,8 +208,8 @@ def test_exclusive_write_never_replaces(tmp_path):
 
 
 def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch):
-    """--compile: every batch reaches embed with one shape (a compiled step is not compiled again for a last,
-    shorter batch), the padding is never written, and by default a small folder is not compiled."""
+    """--compile: every batch reaches embed with one chunk shape, the first batch's (embed pads a last, shorter
+    batch to it, so a compiled step is not compiled again), and by default a small folder is not compiled."""
     photos, mark, out = _photos(tmp_path / "photos", 5), _mark(tmp_path / "mark.png"), tmp_path / "out"
     calls = []
 
@@ -224,7 +224,7 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(cli.watermark, "embed", embed)
     command = ["watermark", str(photos), str(mark), "--batch-size", "2", "--quiet", "--format", "npy"]
     assert cli.main([*command, "-o", str(out), "--compile"]) == 0
-    assert calls == [(2, True, 2)] * 3  # 2 + 2 + 1 padded to 2, each call one chunk of that shape
+    assert calls == [(2, True, 2), (2, True, 2), (1, True, 2)]  # 2 + 2 + 1, each solved as one chunk of 2
     assert _summary(capsys.readouterr().out) == (5, 0, 0, 0)
     written = sorted(out.iterdir())
     assert len(written) == 5 and all(data.load_image(path)[:, 0, 0].eq(0.5).all() for path in written)
@@ -234,4 +234,4 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     calls.clear()
     small = ["watermark", str(_photos(tmp_path / "three", 3)), str(mark), "--batch-size", "8", "--quiet", "--compile"]
     assert cli.main([*small, "-o", str(tmp_path / "small")]) == 0
-    assert calls == [(3, True, 3)]  # a folder smaller than a batch: solved as it is, not padded to 8
+    assert calls == [(3, True, 3)]  # a folder smaller than a batch: one chunk of 3, not padded to 8

@@ -465,7 +465,7 @@ def test_the_speed_figure_marks_extrapolated_bars():
     assert [bar.extrapolated for bar in bars].count(True) == 2  # SLSQP and HiGHS
 
 
-def test_compile_pays_on_a_gpu_from_a_million_patches():
+def test_compile_pays_on_a_gpu_from_its_threshold_of_patch_rows():
     assert watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS)
     assert not watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS - 1)
     assert not watermark.compile_pays("cpu", 10 * watermark.COMPILE_FROM_ROWS)  # not measured on a CPU
@@ -491,3 +491,10 @@ def test_compiled_chunks_keep_one_shape(model, pair, monkeypatch):
     # (the same rows solved; a BLAS may round a matmul of more rows differently, so not bit for bit)
     assert torch.allclose(default.image, compiled.image, atol=1e-5)
     assert torch.allclose(default.objective, compiled.objective, rtol=1e-5)
+    shapes.clear()  # a whole call shorter than chunk_images is padded to it too (calls of one shape compile once)
+    short = watermark.embed(model, images, mark, chunk_images=4, compile=True)
+    assert shapes == [(4 * rows, True)] and short.image.shape == images.shape
+    assert torch.allclose(default.image, short.image, atol=1e-5)
+    shapes.clear()  # by default a single chunk is not padded
+    watermark.embed(model, images, mark, compile=True)
+    assert shapes == [(3 * rows, True)]
