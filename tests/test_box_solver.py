@@ -107,6 +107,44 @@ def test_admm_loop_grows_the_step_and_shrinks_the_dual_at_the_right_iterations()
     assert (got - expected).abs().max() < 1e-4
 
 
+class _MatmulRows(torch.overrides.TorchFunctionMode):
+    """Records the rows of the left operand of every ``@`` run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in ("__matmul__", "matmul"):
+            self.rows.append(args[0].shape[0])
+        return func(*args, **(kwargs or {}))
+
+
+def test_polish_drops_the_rows_that_are_done():
+    """A row that is feasible leaves the polish at the first check (round 5): the later rounds multiply only the
+    rows still moving, and every row ends as it would polished alone (no row written to another's place)."""
+    generator = torch.Generator().manual_seed(4)
+    matrix = torch.randn(3, 16, generator=generator, dtype=torch.float64)
+    start = torch.rand(5, 16, generator=generator, dtype=torch.float64)
+    pixels = (start + torch.randn(5, 16, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    pixels[2] = start[2]  # already exact and inside the box
+    back = torch.linalg.solve(matrix @ matrix.T, matrix)
+    offset = start @ matrix.T
+    with _MatmulRows() as recorded:
+        together = box_solver._polish(pixels, start, matrix, back, offset, 12)
+    # two matmuls a round, 12 rounds (the float64 projection's matmuls come after): 5 rows in rounds 1-5, 4 in
+    # rounds 6-10 (the exact row left), fewer in rounds 11-12 (the rows done by round 10 left)
+    rounds = recorded.rows[:24]
+    assert rounds[:10] == [5] * 10 and rounds[10:20] == [4] * 10 and max(rounds[20:]) < 4
+    assert torch.equal(together[2], start[2])
+    for row in range(5):
+        alone = box_solver._polish(pixels[row : row + 1], start[row : row + 1], matrix, back, offset[row : row + 1],
+                                   12)
+        assert torch.allclose(together[row], alone[0], rtol=0, atol=1e-12)
+    # in the box; off the embedding by the clamp of what was still moving after 12 rounds (a few 1e-7)
+    assert ((together - start) @ matrix.T).abs().max() < 1e-5 and together.min() >= 0 and together.max() <= 1
+
+
 def test_compiled_admm_matches_eager(monkeypatch):
     """``compile_step=True`` passes the step size and the dual's scale as 0-d tensors (no recompilation as they
     change): the same iterates as the eager loop's numbers. Compiled here with aot_eager (no C compiler needed)."""

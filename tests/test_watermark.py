@@ -73,9 +73,11 @@ def test_chunks_give_the_same_images_and_a_progress_bar(model, pair, capsys):
     images, mark = pair
     whole = watermark.embed(model, images, mark)
     chunked = watermark.embed(model, images, mark, chunk_images=1, show_progress=True)
-    assert torch.equal(chunked.image, whole.image)  # every patch is solved on its own: chunks change nothing
-    assert torch.equal(chunked.objective, whole.objective)
-    assert chunked.embedding_residual == whole.embedding_residual
+    # every patch is solved on its own: chunks change nothing but the rounding (the polish multiplies the rows
+    # still moving, and a BLAS may round a row of a matmul differently with a different number of rows)
+    assert torch.allclose(chunked.image, whole.image, rtol=0, atol=1e-6)
+    assert torch.allclose(chunked.objective, whole.objective, rtol=1e-6, atol=0)
+    assert max(chunked.embedding_residual, whole.embedding_residual) < 1e-5
     assert "watermark" in capsys.readouterr().err  # tqdm writes its bar to stderr
     watermark.embed(model, images, mark, chunk_images=1)
     assert capsys.readouterr().err == ""  # and nothing by default
