@@ -130,8 +130,8 @@ def change_rows(change: dict[str, Any]) -> Rows:
     """One change to the library timed on one machine (e.g. ``benchmarks/results/watermark_gpu_step.json``: the
     benchmark run with the library ``before`` and ``after`` it): what, the seconds before and after, and after
     over before, for every row both runs have: the solver on images already on the GPU (the default settings),
-    ``embed`` from host memory (the second call, wall time) and the folder CLI (by batch size, then in a new
-    process)."""
+    ``embed`` from host memory (the second call, wall time), the folder CLI (by batch size, then in a new
+    process) and the solver's phases (``--part kernels``: setup, 100 iterations, polish, whole solve)."""
     def solver(run: dict[str, Any]) -> dict[str, float]:
         rows = [row for row in run.get("admm_gpu", []) if row["settings"] == "default"]
         timed = {f"solver, {_arithmetic(row)}": row["seconds"] for row in rows}
@@ -150,12 +150,20 @@ def change_rows(change: dict[str, Any]) -> Rows:
                  (", in a new process" if row["run"] == "new process" else "")): row["seconds"]
                 for row in runs if row["run"] in ("timed", "new process")}
 
+    def phases(run: dict[str, Any]) -> dict[str, float]:
+        return {f"solver's {name}, {_arithmetic(row)}": row[f"{key}_seconds"] for row in run.get("solver_phases", [])
+                for name, key in _PHASES}
+
     rows = []
-    for section in (solver, embed, command):
+    for section in (solver, embed, command, phases):
         before, after = section(change["before"]), section(change["after"])
         rows += [[what, f"{before[what]:.2f} s", f"{after[what]:.2f} s", f"{after[what] / before[what]:.2f}"]
                  for what in before if what in after]
     return rows
+
+
+#: The solver's phases as ``benchmarks/watermark.py --part kernels`` times them: (name, key in its rows).
+_PHASES = (("setup", "setup"), ("100 iterations", "iterations"), ("polish", "polish"), ("whole solve", "total"))
 
 
 def embed_default(pipeline: dict[str, Any]) -> dict[str, Any]:
@@ -338,8 +346,8 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        cli_now: dict[str, Any] | None = None) -> results.Note:
     """The benchmarks page's "What we found" box, one bullet per result file that could be read, each linking to
     its section: the CPU watermark solver against HiGHS, the GPU batch, ``embed`` and the folder CLI end to end
-    (``pipeline`` and ``cli_now``, :func:`gpu_end_to_end_rows`), the SVD against scipy, the chapters' run times against
-    ``budget`` seconds."""
+    (``pipeline``: a GPU run's ``embed_pipelined`` rows and floor, e.g. ``watermark_gpu_now.json``; ``cli_now``: a CLI
+    run on the same machine), the SVD against scipy, the chapters' run times against ``budget`` seconds."""
     bullets = []
     if cpu is not None:
         default = next(row for row in cpu["admm_cpu"] if row["settings"] == "default"
@@ -361,12 +369,12 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
         embed = embed_default(pipeline)
         default = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "timed")  # the default batch
         fresh = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "new process")
-        bullets.append(f"End to end on the same kind of GPU: `embed` watermarks {pipeline['batch']} images from host "
+        bullets.append(f"End to end on one {pipeline['device']}: `embed` watermarks {pipeline['batch']} images from host "
                        f"memory in {embed['wall_seconds']:.1f} s, "
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
                        f"the GPU's copy speed); the folder CLI writes {default['images'] / default['seconds']:.0f} PNGs "
                        f"a second in a warm process, {fresh['images'] / fresh['seconds']:.0f} from the command line "
-                       f"(start included) ({{ref}}`see the table <benchmarks-end-to-end>`)")
+                       f"(start included) ({{ref}}`see the goals <benchmarks-goals>`)")
     if svd is not None:
         ratios = [ratio for _, ratio, _ in svd_rows(svd)]
         same = all(same for _, _, same in svd_rows(svd))

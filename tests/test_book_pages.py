@@ -224,7 +224,7 @@ def test_the_committed_finetune_plan_fits_its_session():
 
 
 def test_end_to_end_rows_are_given_against_the_floor():
-    pipeline = {"batch": 100, "floor": {"embed_seconds": 0.5},
+    pipeline = {"device": "GPU", "batch": 100, "floor": {"embed_seconds": 0.5},
                 "embed_pipelined": [{"call": "first", "pipelined": True, "precision": "tf32", "compiled": False,
                                      "seconds": 8.0, "wall_seconds": 9.0},
                                     {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
@@ -251,7 +251,7 @@ def test_end_to_end_rows_are_given_against_the_floor():
                     ["folder CLI now, batch 512 (default), in a warm process", "200", "4.00 s", "50", "4x"],
                     ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
-    assert summary.startswith("End to end on the same kind of GPU: `embed` watermarks 100 images from host memory in "
+    assert summary.startswith("End to end on one GPU: `embed` watermarks 100 images from host memory in "
                               "2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI writes 50 "
                               "PNGs a second in a warm process, 25 from the command line (start included)")
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
@@ -279,6 +279,13 @@ def test_change_rows_pair_the_runs_before_and_after():
                     ["embed, host to host, tf32", "4.00 s", "3.00 s", "0.75"],
                     ["folder CLI, 100 images, batch 512", "5.00 s", "2.50 s", "0.50"],
                     ["folder CLI, 100 images, batch 512, in a new process", "10.00 s", "5.00 s", "0.50"]]
+    phases = [{"precision": "tf32", "compiled": True, "setup_seconds": 0.1, "iterations_seconds": 0.9,
+               "polish_seconds": polish, "total_seconds": 1.0 + polish} for polish in (1.2, 0.3)]
+    rows = book_pages.change_rows({"before": {"solver_phases": phases[:1]}, "after": {"solver_phases": phases[1:]}})
+    assert rows == [["solver's setup, tf32, compiled", "0.10 s", "0.10 s", "1.00"],
+                    ["solver's 100 iterations, tf32, compiled", "0.90 s", "0.90 s", "1.00"],
+                    ["solver's polish, tf32, compiled", "1.20 s", "0.30 s", "0.25"],
+                    ["solver's whole solve, tf32, compiled", "2.20 s", "1.30 s", "0.59"]]
     assert book_pages.change_rows({"before": {}, "after": run(1.0, 1.0, 1.0, 64)}) == []  # nothing to pair
     twice = run(1.0, 1.0, 1.0, 64)
     twice["admm_gpu"] = twice["admm_gpu"] * 2

@@ -20,8 +20,11 @@ assert ends[-1][0] == "folder CLI now, batch 512, in a new process"  # Python's,
 assert any(row[0] == "folder CLI now, batch 512 (default), in a warm process" for row in ends)
 step = book_pages.change_rows(read("benchmarks/results/watermark_gpu_step.json"))  # one change, before and after
 assert step[0][0] == "solver, float32" and float(step[0][3]) < 1  # after over before, on one machine
-goals = book_pages.goal_rows(read("benchmarks/results/watermark_gpu_step.json")["after"],  # issue #34's goals
-                             read("benchmarks/results/watermark_gpu_cli_2048.json"),
+polish = book_pages.change_rows(read("benchmarks/results/watermark_gpu_polish_change.json"))  # the solver's phases
+assert [row[0] for row in polish[:4]] == ["solver's setup, tf32, compiled", "solver's 100 iterations, tf32, compiled",
+                                          "solver's polish, tf32, compiled", "solver's whole solve, tf32, compiled"]
+goals = book_pages.goal_rows(read("benchmarks/results/watermark_gpu_now.json"),  # issue #34's goals, newest runs
+                             read("benchmarks/results/watermark_gpu_cli_now.json"),
                              read("benchmarks/results/watermark_cli_cpu.json"), cpu)
 assert goals[0][3] == "not an H200" and goals[-1][0] == "embed's first call on the CPU, one image"  # met: yes/no
 
