@@ -362,19 +362,21 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
     if gpu is not None:
         row = min((row for row in gpu["admm_gpu"] if row["settings"] == "default" and row["precision"] == "tf32"),
                   key=lambda row: row["seconds"])
-        bullets.append(f"On one {gpu['device']}, {gpu['batch']} images take {row['seconds']:.1f} s (TF32 matmuls"
+        bullets.append(f"On one {gpu['device']} (library {gpu['commit'][:7]}), {gpu['batch']} images take "
+                       f"{row['seconds']:.1f} s (TF32 matmuls"
                        f"{', compiled' if row['compiled'] else ''}), "
                        f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
     if pipeline is not None and cli_now is not None:
         embed = embed_default(pipeline)
         default = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "timed")  # the default batch
         fresh = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "new process")
-        bullets.append(f"End to end on one {pipeline['device']}: `embed` watermarks {pipeline['batch']} images from host "
+        bullets.append(f"End to end on one {pipeline['device']} (library {pipeline['commit'][:7]}): `embed` watermarks "
+                       f"{pipeline['batch']} images from host "
                        f"memory in {embed['wall_seconds']:.1f} s, "
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
                        f"the GPU's copy speed); the folder CLI writes {default['images'] / default['seconds']:.0f} PNGs "
-                       f"a second in a warm process, {fresh['images'] / fresh['seconds']:.0f} from the command line "
-                       f"(start included) ({{ref}}`see the goals <benchmarks-goals>`)")
+                       f"a second in a warm process (after a warm-up run), {fresh['images'] / fresh['seconds']:.0f} from the "
+                       f"command line (start included), one run each ({{ref}}`see the goals <benchmarks-goals>`)")
     if svd is not None:
         ratios = [ratio for _, ratio, _ in svd_rows(svd)]
         same = all(same for _, _, same in svd_rows(svd))

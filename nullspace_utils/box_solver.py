@@ -184,9 +184,10 @@ def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, bac
     projection in float64, so the embeddings match to float64 error, and a clamp of the (tiny) remaining overshoot.
 
     Rows are checked every fifth round, and a row that is done leaves the rounds: the next rounds multiply only the
-    rows still moving (when the stop waited for every row, on an H100 the slowest rows kept all 192,325 patch rows of
-    3925 images at 50 rounds of two float32 matmuls, more time than ADMM's 100 iterations; per row, the polish took
-    0.41-0.44x that time: ``benchmarks/results/watermark_gpu_polish_change.json``)."""
+    rows still moving. (When the stop waited for every row to be done at one check, on an H100 all 192,325 patch
+    rows of 3925 images ran the 50 rounds of two float32 matmuls, more time than the 100 compiled ADMM iterations;
+    with the stop per row, the polish took 0.41-0.44x its time before, one run on one H100:
+    ``benchmarks/results/watermark_gpu_polish_change.json``.)"""
     y = pixels.clone()
     moving = torch.arange(y.shape[0], device=y.device)  # the rows still iterating
     rows, rows_offset = y, offset

@@ -222,8 +222,9 @@ def embed(
     Large batches are solved ``chunk_images`` images at a time (default: what fits the device's free
     memory), each chunk moved to ``device`` and back, with a progress bar if ``show_progress``. Compiled, every
     chunk is solved at one shape: a shorter chunk (the last, or a whole batch smaller than ``chunk_images``) is
-    padded with copies of its last image, which are dropped from the answer, so calls with the same
-    ``chunk_images`` compile once.
+    padded with copies of its last patch row to the rows of ``chunk_images`` images, which are dropped from the
+    answer, so calls with the same ``chunk_images`` compile once (and a compiled call of one image with
+    ``chunk_images=512`` does the work of 512).
     ``precision`` is that of ADMM's two projection matmuls on a GPU: ``"tf32"``, ``"bfloat16"``, or
     ``"float32"``; ``"auto"`` means float32 on the CPU and tf32 on a GPU. It never changes exactness: the
     polish ends in float64. ``compile=True`` fuses each iteration with ``torch.compile``, which is worth its
@@ -428,9 +429,9 @@ def _solve_chunk(chunk: torch.Tensor, chunk_marks: torch.Tensor, solve: Callable
                  torch.Tensor], matrix64: torch.Tensor, *, r: int, strength: float, p: int, pad_to: int | None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One chunk on its device: (watermarked images in the chunk's dtype, embedding residual, box violation,
-    objective per image), the last three as tensors (no host synchronisation). With ``pad_to``, a shorter chunk is
-    padded with copies of its last image to that many images (a compiled step keeps its one shape) and the copies
-    are dropped."""
+    objective per image), the last three as tensors (no host synchronisation). With ``pad_to``, a shorter chunk's
+    patch rows are padded with copies of its last row to those of that many images (a compiled step keeps its one
+    shape) and the copies are dropped."""
     count = chunk.shape[0]
     goal_images = torch.broadcast_to((1.0 - strength) * chunk + strength * chunk_marks, chunk.shape)
     start, goal = exact.to_patches(chunk, r), exact.to_patches(goal_images, r)

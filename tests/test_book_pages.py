@@ -224,7 +224,7 @@ def test_the_committed_finetune_plan_fits_its_session():
 
 
 def test_end_to_end_rows_are_given_against_the_floor():
-    pipeline = {"device": "GPU", "batch": 100, "floor": {"embed_seconds": 0.5},
+    pipeline = {"device": "GPU", "commit": "abcdef0123", "batch": 100, "floor": {"embed_seconds": 0.5},
                 "embed_pipelined": [{"call": "first", "pipelined": True, "precision": "tf32", "compiled": False,
                                      "seconds": 8.0, "wall_seconds": 9.0},
                                     {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
@@ -251,9 +251,10 @@ def test_end_to_end_rows_are_given_against_the_floor():
                     ["folder CLI now, batch 512 (default), in a warm process", "200", "4.00 s", "50", "4x"],
                     ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
-    assert summary.startswith("End to end on one GPU: `embed` watermarks 100 images from host memory in "
+    assert summary.startswith("End to end on one GPU (library abcdef0): `embed` watermarks 100 images from host memory in "
                               "2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI writes 50 "
-                              "PNGs a second in a warm process, 25 from the command line (start included)")
+                              "PNGs a second in a warm process (after a warm-up run), 25 from the command line (start included), "
+                              "one run each")
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
 

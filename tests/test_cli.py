@@ -379,6 +379,8 @@ def test_batch_output_holds_what_the_prediction_check_saw(tmp_path):
     data.save_image(image, tmp_path / "library.png")
     as_checked = torch.round(image * 255).to(torch.uint8).float() / 255
     assert levels.dtype == torch.uint8 and torch.equal(levels[0].float() / 255, as_checked)
+    other = torch.full_like(levels, 7)  # the PNG holds the levels it is given, not a rounding of its own
+    assert (cli._saved_pixels(image[None], other) == 7).all()
     assert torch.equal(data.load_image(tmp_path / "batch.png"), as_checked)
     assert torch.equal(data.load_image(tmp_path / "library.png"), as_checked)
     cli._write_output(cli._saved_pixels(image[None], None)[0], tmp_path / "batch.npy", replace=False)

@@ -108,6 +108,23 @@ def test_pipelined_chunks_give_what_the_plain_loop_gives(model, pair, pad):
         assert (residual, box) == (plain.embedding_residual, plain.box_violation)
 
 
+def test_pipeline_pads_a_short_call_to_its_chunk(model, pair):
+    """Compiled (pad_chunks), the pipeline solves a call of fewer images than per_chunk at per_chunk images' patch
+    rows (one shape across calls), and returns only the call's images."""
+    images, mark = pair
+    matrix64 = exact.patch_embedding_matrix(model)
+    rows = []
+
+    def solve(start, goal):
+        rows.append(start.shape[0])
+        return box_solver.admm(matrix64.float(), start, goal, 1, 20, 10, box_solver.RHO)
+
+    image, *_ = watermark._embed_pipelined(images, torch.broadcast_to(mark, images.shape), solve, matrix64, r=4,
+                                           strength=1.0, p=1, per_chunk=8, device=torch.device("cpu"),
+                                           pad_chunks=True, show_progress=False)
+    assert rows == [8 * 16] and image.shape == images.shape  # 16 patches of 4 x 4 in a 16 x 16 image
+
+
 def test_pipeline_chunks_are_equal_and_fit():
     assert watermark._pipeline_chunk(3925, 10_000) == 491  # 8 chunks, the last of 488: little padding
     assert watermark._pipeline_chunk(3925, 300) == 281  # what fits the memory, evened out

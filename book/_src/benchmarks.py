@@ -204,10 +204,11 @@ if cli_2048 is not None:
 # %% [markdown]
 # In the warm process, the profile (`benchmarks/results/watermark_gpu_cli_2048_profile.txt`) found the outputs
 # written one at a time: each write held a lock that was needed only to read the process's umask. The library now
-# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; the "before" run of
-# {ref}`the goals section <benchmarks-goals>` includes that change. In the new process (`watermark_gpu_cli_2048_profile_process.txt`), most of the extra
-# time went to Python compiling the imported libraries' source files (torch's among them), which that machine had not cached as
-# bytecode (an ordinary `pip install` does), and to importing timm, which imports torchvision and through it
+# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; the "before" run
+# of {ref}`the goals section <benchmarks-goals>` includes that change. In the new process
+# (`watermark_gpu_cli_2048_profile_process.txt`), most of the extra time went to Python compiling the imported
+# libraries' source files (torch's among them), which that machine had not cached as bytecode (an ordinary
+# `pip install` does), and to importing timm, which imports torchvision and through it
 # torch's compiler.
 #
 # (benchmarks-goals)=
@@ -217,8 +218,8 @@ if cli_2048 is not None:
 # one H200; the folder command line at 500 or more PNGs a second on a GPU machine; on the 2-core CPU, the command
 # line's time outside the solve under a fifth of the solve's, and `embed`'s first call within 0.7 s. The table
 # holds each goal against the newest measurement in the repository: on the GPU, `benchmarks/watermark.py --part
-# solve` and `--part cli` run one after the other on one machine with the library as it is now; on the CPU, the
-# files in the boxes below.
+# solve` and `--part cli`, run in one call on one machine with the library as it is now (the files' `what` field
+# says what else ran in that call); on the CPU, the files in the boxes below.
 
 # %% tags=[hide-input]
 cli_cpu, cli_cpu_note = book_pages.benchmark_file("benchmarks/results/watermark_cli_cpu.json")
@@ -237,20 +238,31 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
           f"{', compiled' if fastest['compiled'] else ''}, {fastest['wall_seconds']:.2f} s wall "
           f"({fastest['seconds']:.2f} s inside the call, {fastest['gap_percent']:.2f} % above the optimum); "
           f"the default (TF32, not compiled at this size): {inside[('tf32', False)]['wall_seconds']:.2f} s")
+    compiled = inside[("tf32", True)]
+    print(f"TF32, compiled: {compiled['wall_seconds']:.2f} s wall, {compiled['seconds']:.2f} s inside the call")
+    timed = next(entry for entry in cli_gpu_now["cli"]["runs"] if entry["run"] == "timed")
+    stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s"
+                       for name, seconds in timed["stage_seconds"].items())
+    print(f"folder CLI: {timed['startup_seconds']:.2f} s before the first solve (the first batch read), then "
+          f"{timed['images_per_second_after_startup']:.0f} images/s; busy seconds by stage, summed over the worker "
+          f"threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
 
 # %% [markdown]
-# No H200 has run the benchmark, so the `embed` goal stays unjudged; on the H100, the fastest exact setting
-# (bfloat16 matmuls, compiled; it ends further from the optimum) comes within a tenth of a second of the H200's goal
-# (the line under the table), and an H200 copies memory faster. The folder command line is below its rate:
-# its worker threads spend most of their time decoding and resizing PNGs (the stages below), which they do with
-# Pillow, holding Python's lock for part of the work. The CPU's goals hold. In the compiled TF32 setting the second
-# call's wall time is more than twice the time `embed` reports (the file's `embed_pipelined` rows hold both), where
-# the other pipelined settings differ by a few hundredths of a second; where that time goes is not known (no profile of that
-# call was taken).
+# No H200 has run the benchmark, so the `embed` goal stays unjudged. On the H100 the fastest exact setting is
+# bfloat16 matmuls, compiled, which ends further from the optimum than TF32 (first line under the table); the
+# default, TF32 without compiling, takes about twice as long. The folder command line is below its rate over the
+# whole run: before its first solve it must read a whole batch, and after that it ran faster than the goal (third
+# line). Its worker threads spend most of their busy time reading PNGs, then writing them. Each figure is one run,
+# not repeated. The CPU's goals hold.
 #
-# Two changes made the difference, each timed before and after on one machine, in one call, one process after the
-# other. The first is this issue's command-line work (the batch kept on the GPU for the prediction checks and the
-# 8-bit conversion, torchvision's PNG encoder, the iteration keeping $a = z - u$):
+# One figure is unexplained: compiled TF32's second call took more than twice the time `embed` reports for its
+# work (second line), where the other pipelined settings' wall times exceed theirs by a few hundredths of a second,
+# and compiled TF32 was slower than not compiling. Where that time goes is not known (no profile of that call was
+# taken).
+#
+# Two changes were each timed before and after on one machine, in one call, one process after the other. The first
+# is this issue's command-line work up to 4be915a (the batch kept on the GPU for the prediction checks and the
+# 8-bit conversion, torchvision's PNG encoder); an earlier, separate call:
 
 # %% tags=[hide-input]
 cli_change, cli_change_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_change.json")
@@ -258,25 +270,29 @@ display(cli_change_note)
 if cli_change is not None:
     display(plotting.table(book_pages.change_rows(cli_change), ["what", "before", "after", "after / before"],
                            caption=f"On one {cli_change['device']}, library {cli_change['before']['commit']} then "
-                                   f"{cli_change['after']['commit']}; one run each after a warm-up in the same process, "
-                                   "and one in a new process."))
+                                   f"{cli_change['after']['commit']}, in that order; one run each after a warm-up in "
+                                   "the same process, and one in a new process."))
     for label, run in (("before", cli_change["before"]), ("after", cli_change["after"])):
         timed = next(entry for entry in run["cli"]["runs"] if entry["run"] == "timed")
-        stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in timed["stage_seconds"].items())
+        stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s"
+                           for name, seconds in timed["stage_seconds"].items())
         print(f"{label}: {timed['images_per_second']:.0f} images/s; busy seconds by stage, summed over the worker "
-              f"threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
+              f"threads: {stages}; inside embed {timed['embed_seconds']:.1f} s; load average at the start "
+              f"{run['load_average_at_start'][0]:.1f}")
 
 # %% [markdown]
-# The command line's own work on each batch (the prediction checks and the conversion to the bytes saved) now
-# takes a fraction of a second per 2,048 images; reading and writing the files, in the worker threads, is what is
-# left. The first batch must be read before the GPU has anything to do (the "start" in the benchmark's log), and
-# the new process pays Python's, torch's and CUDA's start on top.
+# In the warm process, the command line's own work on each batch (the prediction checks and the conversion to
+# the bytes saved) fell to a fraction of a second per 2,048 images, and writing took less; the time inside `embed`
+# did not change (2,048 images are too few to compile, and the uncompiled iteration is the same). In the new
+# process the command took longer after the change than before. Each row is one run, the two ran in a fixed order
+# and began at different loads (printed), so that row's difference may be the machine's; it was not run again.
 #
-# The second change is in the solver's final polish. `--part kernels` timed the solver's phases on the GPU: the
-# polish, up to 50 rounds of alternating projections in full float32, took more time than the 100 ADMM iterations.
-# It stopped only when every one of the 192,325 patch rows was exact, so a few slow rows kept all of them
-# iterating; now each row leaves the polish once it is exact (within the same tolerance as before), and the later
-# rounds multiply only the rows still moving:
+# The second change is in the solver's final polish. `--part kernels` timed the solver's phases on the GPU: in the
+# compiled settings the polish, up to 50 rounds of alternating projections in full float32, took more time than
+# the 100 ADMM iterations. It stopped only when every one of the 192,325 patch rows was exact at one check, and
+# the rows reach the tolerance at different rounds, so all of them ran all 50 rounds. Now each row leaves the
+# polish once it is exact (the same tolerance as before), and the later rounds multiply only the rows still
+# moving:
 
 # %% tags=[hide-input]
 polish, polish_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_polish_change.json")
@@ -284,20 +300,21 @@ display(polish_note)
 if polish is not None:
     display(plotting.table(book_pages.change_rows(polish), ["what", "before", "after", "after / before"],
                            caption=f"On one {polish['device']}, library {polish['before']['commit']} then "
-                                   f"{polish['after']['commit']}, {polish['after']['batch']} images on the GPU; each "
-                                   "phase the best of two runs."))
+                                   f"{polish['after']['commit']}, {polish['after']['batch']} images on the GPU; "
+                                   "setup and whole solve: the best of two runs; iterations and polish: the "
+                                   "difference of two such times (with and without them)."))
     for label, run in (("before", polish["before"]), ("after", polish["after"])):
         shares = [100 * row["polish_seconds"] / row["total_seconds"] for row in run["solver_phases"]]
         print(f"{label}: the polish is {min(shares):.0f} to {max(shares):.0f} % of the solve")
 
 # %% [markdown]
-# The polish takes less than half its time before in every precision (it runs in float32 whatever the iterations
-# use), and the compiled solves about a third less. The CPU benchmark was re-run with the change (the CPU section
-# above). The kernel tables behind these phases are beside the file
-# (`benchmarks/results/watermark_gpu_kernels_before_polish.log` and `watermark_gpu_kernels.log`): the polish's
-# float32 matrix products (cuBLAS's `sm80_xmma_gemm_f32f32` kernels) still come second after the compiled
-# iteration. Running them in TF32 with a correction, or compiling the polish's rounds, might save more; neither is
-# tried yet.
+# In the three settings timed, the polish takes less than half its time before (it runs in float32 whatever the
+# iterations use), and the compiled solves about a third less. Both changes are in the goals table's runs above.
+# The CPU benchmark was re-run with the polish change (the CPU section above). The kernel tables behind these
+# phases are beside the file (`benchmarks/results/watermark_gpu_kernels_before_polish.log` and
+# `watermark_gpu_kernels.log`): the polish's float32 matrix products (cuBLAS's `sm80_xmma_gemm_f32f32` kernels)
+# still come second after the compiled iteration. Running them in TF32 with a correction, or compiling the
+# polish's rounds, might save more; neither is tried yet.
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
