@@ -258,7 +258,7 @@ def embed(
     box_solver.check_settings(iterations=iterations, polish=polish, rho=rho, precision=precision)
     if chunk_images is not None and (not isinstance(chunk_images, int) or chunk_images < 1):
         raise ValueError(f"chunk_images must be a whole number >= 1, got {chunk_images!r}.")
-    batched = _check_images_once(image, name="image")
+    batched = check_images(image, name="image").batched  # one pass over a large batch (torch.aminmax)
     check_images(mark, name="mark")
     images = image if batched else image[None]
     try:
@@ -357,18 +357,6 @@ def embed(
 
 
 # --------------------------------------------------------------------------- host to host on a GPU
-def _check_images_once(images: torch.Tensor, *, name: str) -> bool:
-    """:func:`~nullspace_utils.data.check_images` in one pass over a large batch's values: its smallest and largest
-    value (``torch.aminmax``; NaN fails both comparisons, an infinity one of them). Only when that finds a problem,
-    or the input is not a float tensor of images, does ``check_images`` run, for its message. Returns whether
-    ``images`` is a batch."""
-    if isinstance(images, torch.Tensor) and images.is_floating_point() and images.ndim in (3, 4) and images.numel():
-        low, high = torch.aminmax(images)
-        if bool(low >= 0) and bool(high <= 1):
-            return images.ndim == 4
-    return check_images(images, name=name).batched
-
-
 def _pipeline_chunk(count: int, fits: int, *, chunks: int = 8, smallest: int = 256) -> int:
     """Images per chunk for the pipelined GPU path: about ``chunks`` equal chunks, so that copies of one chunk
     overlap the solve of another, but no fewer than ``smallest`` images per chunk (smaller ones would not fill the

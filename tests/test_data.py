@@ -71,6 +71,16 @@ def test_check_images_messages():
     with pytest.raises(ValueError, match="shape"):
         data.check_images(torch.zeros(4, 4))
     assert data.check_images(torch.zeros(2, 3, 4, 4)).batched
+    # one pass (torch.aminmax) decides; the message still names what is wrong, NaN and infinities first
+    edges = torch.zeros(3, 4, 4)
+    edges[0, 0, 0], edges[2, 3, 3] = -0.25, 1.5
+    with pytest.raises(ValueError, match=r"values in \[-0.25, 1.5\]"):
+        data.check_images(edges)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            data.check_images(torch.zeros(3, 4, 4).index_fill_(1, torch.tensor([2]), bad))
+    assert not data.check_images(torch.ones(3, 4, 4, dtype=torch.bfloat16)).batched  # 1 and 0 are inside
+    assert not data.check_images(torch.empty(3, 0, 4)).batched  # nothing to check
 
 
 def test_psnr_and_quantize():
