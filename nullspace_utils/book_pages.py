@@ -21,7 +21,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
-           "plan_timing_rows", "plan_timing_line", "goal_rows", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "plan_timing_rows", "plan_timing_line", "goal_rows", "cli_timed_line", "change_caption", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -210,6 +210,24 @@ def gpu_end_to_end_rows(pipeline: dict[str, Any], cli_now: dict[str, Any], defau
         rows.append(row(f"folder CLI now, batch {entry['batch_size']}, in a new process", entry["images"],
                         entry["seconds"]))
     return rows
+
+
+def change_caption(change: dict[str, Any], how: str) -> str:
+    """The caption of a :func:`change_rows` table: the machine, the library before and after (in the order they ran,
+    in one call), then ``how`` the rows were timed."""
+    return (f"On one {change['device']}, library {change['before']['commit']} then {change['after']['commit']}, in "
+            f"that order, in one call; {how}")
+
+
+def cli_timed_line(cli_run: dict[str, Any]) -> str:
+    """The timed folder-CLI run of a ``benchmarks/watermark.py --part cli`` file (its first run after the warm-up):
+    images per second, the busy seconds of each of the command's stages summed over its worker threads, and the
+    seconds inside ``embed``."""
+    timed = next(entry for entry in cli_run["cli"]["runs"] if entry["run"] == "timed")
+    stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in timed["stage_seconds"].items())
+    return (f"{timed['images_per_second']:.0f} images/s ({timed['startup_seconds']:.2f} s before the first solve, "
+            f"reading the first batch; {timed['images_per_second_after_startup']:.0f} images/s after it); busy "
+            f"seconds by stage, summed over the worker threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
 
 
 #: Issue #34's goals: ``embed`` on 3925 images host to host within this many seconds on one H200; the folder CLI

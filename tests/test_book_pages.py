@@ -288,10 +288,23 @@ def test_change_rows_pair_the_runs_before_and_after():
                     ["solver's polish, tf32, compiled", "1.20 s", "0.30 s", "0.25"],
                     ["solver's whole solve, tf32, compiled", "2.20 s", "1.30 s", "0.59"]]
     assert book_pages.change_rows({"before": {}, "after": run(1.0, 1.0, 1.0, 64)}) == []  # nothing to pair
+    caption = book_pages.change_caption({"device": "GPU", "before": {"commit": "aaa"}, "after": {"commit": "bbb"}},
+                                        "one run each.")
+    assert caption == "On one GPU, library aaa then bbb, in that order, in one call; one run each."
     twice = run(1.0, 1.0, 1.0, 64)
     twice["admm_gpu"] = twice["admm_gpu"] * 2
     with pytest.raises(ValueError, match="two solver rows"):
         book_pages.change_rows({"before": twice, "after": twice})
+
+
+def test_cli_timed_line_reads_the_timed_run():
+    run = {"cli": {"runs": [{"run": "warm-up", "images_per_second": 1.0},
+                            {"run": "timed", "images_per_second": 449.4, "startup_seconds": 0.864,
+                             "images_per_second_after_startup": 553.2, "embed_seconds": 2.57,
+                             "stage_seconds": {"load_image": 29.58, "write_output": 15.26}}]}}
+    assert book_pages.cli_timed_line(run) == (
+        "449 images/s (0.86 s before the first solve, reading the first batch; 553 images/s after it); busy seconds "
+        "by stage, summed over the worker threads: load image 29.6 s, write output 15.3 s; inside embed 2.6 s")
 
 
 def test_goal_rows_compare_each_goal_with_its_measurement():

@@ -240,19 +240,14 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
           f"the default (TF32, not compiled at this size): {inside[('tf32', False)]['wall_seconds']:.2f} s")
     compiled = inside[("tf32", True)]
     print(f"TF32, compiled: {compiled['wall_seconds']:.2f} s wall, {compiled['seconds']:.2f} s inside the call")
-    timed = next(entry for entry in cli_gpu_now["cli"]["runs"] if entry["run"] == "timed")
-    stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s"
-                       for name, seconds in timed["stage_seconds"].items())
-    print(f"folder CLI: {timed['startup_seconds']:.2f} s before the first solve (the first batch read), then "
-          f"{timed['images_per_second_after_startup']:.0f} images/s; busy seconds by stage, summed over the worker "
-          f"threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
+    print(f"folder CLI: {book_pages.cli_timed_line(cli_gpu_now)}")
 
 # %% [markdown]
 # No H200 has run the benchmark, so the `embed` goal stays unjudged. On the H100 the fastest exact setting is
 # bfloat16 matmuls, compiled, which ends further from the optimum than TF32 (first line under the table); the
 # default, TF32 without compiling, takes about twice as long. The folder command line is below its rate over the
 # whole run: before its first solve it must read a whole batch, and after that it ran faster than the goal (third
-# line). Its worker threads spend most of their busy time reading PNGs, then writing them. Each figure is one run,
+# line, in brackets). Its worker threads spend most of their busy time reading PNGs, then writing them. Each figure is one run,
 # not repeated. The CPU's goals hold.
 #
 # One figure is unexplained: compiled TF32's second call took more than twice the time `embed` reports for its
@@ -269,16 +264,11 @@ cli_change, cli_change_note = book_pages.benchmark_file("benchmarks/results/wate
 display(cli_change_note)
 if cli_change is not None:
     display(plotting.table(book_pages.change_rows(cli_change), ["what", "before", "after", "after / before"],
-                           caption=f"On one {cli_change['device']}, library {cli_change['before']['commit']} then "
-                                   f"{cli_change['after']['commit']}, in that order; one run each after a warm-up in "
-                                   "the same process, and one in a new process."))
-    for label, run in (("before", cli_change["before"]), ("after", cli_change["after"])):
-        timed = next(entry for entry in run["cli"]["runs"] if entry["run"] == "timed")
-        stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s"
-                           for name, seconds in timed["stage_seconds"].items())
-        print(f"{label}: {timed['images_per_second']:.0f} images/s; busy seconds by stage, summed over the worker "
-              f"threads: {stages}; inside embed {timed['embed_seconds']:.1f} s; load average at the start "
-              f"{run['load_average_at_start'][0]:.1f}")
+                           caption=book_pages.change_caption(cli_change, "one run each after a warm-up in the "
+                                                             "same process, and one in a new process.")))
+    for label in ("before", "after"):
+        print(f"{label}: {book_pages.cli_timed_line(cli_change[label])}; load average at the start "
+              f"{cli_change[label]['load_average_at_start'][0]:.1f}")
 
 # %% [markdown]
 # In the warm process, the command line's own work on each batch (the prediction checks and the conversion to
@@ -299,10 +289,10 @@ polish, polish_note = book_pages.benchmark_file("benchmarks/results/watermark_gp
 display(polish_note)
 if polish is not None:
     display(plotting.table(book_pages.change_rows(polish), ["what", "before", "after", "after / before"],
-                           caption=f"On one {polish['device']}, library {polish['before']['commit']} then "
-                                   f"{polish['after']['commit']}, {polish['after']['batch']} images on the GPU; "
-                                   "setup and whole solve: the best of two runs; iterations and polish: the "
-                                   "difference of two such times (with and without them)."))
+                           caption=book_pages.change_caption(
+                               polish, f"{polish['after']['batch']} images on the GPU; setup and whole solve: the "
+                                       "best of two runs; iterations and polish: the difference of two such times "
+                                       "(with and without them).")))
     for label, run in (("before", polish["before"]), ("after", polish["after"])):
         shares = [100 * row["polish_seconds"] / row["total_seconds"] for row in run["solver_phases"]]
         print(f"{label}: the polish is {min(shares):.0f} to {max(shares):.0f} % of the solve")

@@ -21,12 +21,16 @@ assert any(row[0] == "folder CLI now, batch 512 (default), in a warm process" fo
 step = book_pages.change_rows(read("benchmarks/results/watermark_gpu_step.json"))  # one change, before and after
 assert step[0][0] == "solver, float32" and float(step[0][3]) < 1  # after over before, on one machine
 polish = book_pages.change_rows(read("benchmarks/results/watermark_gpu_polish_change.json"))  # the solver's phases
+polish_file = read("benchmarks/results/watermark_gpu_polish_change.json")
+assert book_pages.change_caption(polish_file, "one run.").startswith("On one NVIDIA H100")  # the table's caption
 assert [row[0] for row in polish[:4]] == ["solver's setup, tf32, compiled", "solver's 100 iterations, tf32, compiled",
                                           "solver's polish, tf32, compiled", "solver's whole solve, tf32, compiled"]
 goals = book_pages.goal_rows(read("benchmarks/results/watermark_gpu_now.json"),  # issue #34's goals, newest runs
                              read("benchmarks/results/watermark_gpu_cli_now.json"),
                              read("benchmarks/results/watermark_cli_cpu.json"), cpu)
 assert goals[0][3] == "not an H200" and goals[-1][0] == "embed's first call on the CPU, one image"  # met: yes/no
+cli_line = book_pages.cli_timed_line(read("benchmarks/results/watermark_gpu_cli_now.json"))  # the CLI's timed run
+assert "images/s after it); busy seconds by stage" in cli_line  # its rate, start and stages, from the file
 
 # the sentences under the benchmark tables, from the files
 settings_line = book_pages.admm_settings_line(cpu)  # the file read above
