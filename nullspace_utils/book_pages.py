@@ -21,7 +21,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
-           "plan_timing_rows", "plan_timing_line", "goal_rows", "cli_timed_line", "change_caption", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
