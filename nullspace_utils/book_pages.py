@@ -219,11 +219,16 @@ def change_caption(change: dict[str, Any], how: str) -> str:
             f"that order, in one call; {how}")
 
 
+def _cli_run(cli_run: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The first run of ``kind`` ("timed", "new process") in a ``benchmarks/watermark.py --part cli`` file."""
+    return next(entry for entry in cli_run["cli"]["runs"] if entry["run"] == kind)
+
+
 def cli_timed_line(cli_run: dict[str, Any]) -> str:
     """The timed folder-CLI run of a ``benchmarks/watermark.py --part cli`` file (its first run after the warm-up):
     images per second, the busy seconds of each of the command's stages summed over its worker threads, and the
     seconds inside ``embed``."""
-    timed = next(entry for entry in cli_run["cli"]["runs"] if entry["run"] == "timed")
+    timed = _cli_run(cli_run, "timed")
     stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in timed["stage_seconds"].items())
     return (f"{timed['images_per_second']:.0f} images/s ({timed['startup_seconds']:.2f} s before the first solve, "
             f"reading the first batch; {timed['images_per_second_after_startup']:.0f} images/s after it); busy "
@@ -386,8 +391,8 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
     if pipeline is not None and cli_now is not None:
         embed = embed_default(pipeline)
-        default = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "timed")  # the default batch
-        fresh = next(entry for entry in cli_now["cli"]["runs"] if entry["run"] == "new process")
+        default = _cli_run(cli_now, "timed")  # the default batch
+        fresh = _cli_run(cli_now, "new process")
         bullets.append(f"End to end on one {pipeline['device']} (library {pipeline['commit'][:7]}): `embed` watermarks "
                        f"{pipeline['batch']} images from host "
                        f"memory in {embed['wall_seconds']:.1f} s, "

@@ -365,16 +365,15 @@ def check_images(images: torch.Tensor, *, name: str = "images") -> _ImageCheck:
         )
     if images.ndim not in (3, 4):
         raise ValueError(f"{name} must have shape (C, H, W) or (B, C, H, W), got {tuple(images.shape)}.")
-    if not images.numel():
-        return _ImageCheck(batched=images.ndim == 4)
-    low, high = torch.aminmax(images)  # one pass; NaN fails both comparisons, an infinity one of them
-    if bool(low >= 0) and bool(high <= 1):
-        return _ImageCheck(batched=images.ndim == 4)
-    check_finite(images, name=name)  # NaN or infinite: that message first
-    raise ValueError(
-        f"{name} must lie in [0, 1], got values in [{float(low):.3g}, {float(high):.3g}]; "
-        "images are not normalised by the caller: the models normalise inside."
-    )
+    if images.numel():
+        low, high = torch.aminmax(images)  # one pass; NaN fails both comparisons, an infinity one of them
+        if not (bool(low >= 0) and bool(high <= 1)):
+            check_finite(images, name=name)  # NaN or infinite: that message first
+            raise ValueError(
+                f"{name} must lie in [0, 1], got values in [{float(low):.3g}, {float(high):.3g}]; "
+                "images are not normalised by the caller: the models normalise inside."
+            )
+    return _ImageCheck(batched=images.ndim == 4)
 
 
 def check_finite(values: torch.Tensor, *, name: str) -> None:

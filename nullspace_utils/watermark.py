@@ -291,18 +291,19 @@ def embed(
     per_chunk = chunk_images or _chunk_images(device, patches_per_image, matrix64.shape[1])
     matrix32 = matrix64.to(device, torch.float32)
 
+    def solve_admm(start32: torch.Tensor, goal32: torch.Tensor) -> torch.Tensor:
+        """ADMM on float32 patch rows on ``device`` (each chunk, both paths below)."""
+        return box_solver.admm(matrix32, start32, goal32, p, iterations, polish, rho, precision=precision,
+                               compile_step=bool(compile))
+
     if chosen == "admm" and device.type == "cuda" and images.device.type == "cpu" and _PIPELINE:
         # host to host on a GPU: copies overlap the solve (pinned staging, copy streams), one chunk shape
         if chunk_images is None:
             per_chunk = _pipeline_chunk(images.shape[0], per_chunk)
 
-        def solve(start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-            return box_solver.admm(matrix32, start, goal, p, iterations, polish, rho, precision=precision,
-                                   compile_step=compile)
-
         started = time.perf_counter()
         watermarked, noise, objective, residual, box = _embed_pipelined(
-            images, marks, solve, matrix64, r=r, strength=strength, p=p, per_chunk=per_chunk, device=device,
+            images, marks, solve_admm, matrix64, r=r, strength=strength, p=p, per_chunk=per_chunk, device=device,
             pad_chunks=compile, show_progress=show_progress)
         seconds = time.perf_counter() - started
         if not batched:
@@ -320,15 +321,11 @@ def embed(
         start = exact.to_patches(chunk, r)
         goal = exact.to_patches(torch.broadcast_to((1.0 - strength) * chunk + strength * chunk_marks, chunk.shape), r)
         if chosen == "admm":
-            def solve_chunk(start32: torch.Tensor, goal32: torch.Tensor) -> torch.Tensor:
-                return box_solver.admm(matrix32, start32, goal32, p, iterations, polish, rho, precision=precision,
-                                       compile_step=bool(compile))
-
             # compiled, a shorter chunk is padded to the others' rows, or to chunk_images' when given (one shape,
             # one compilation, also across calls)
             padded = compile and (len(chunks) > 1 or chunk_images is not None)
             pad_rows = start.shape[0] // chunk.shape[0] * per_chunk if padded else None
-            pixels = _solve_padded(solve_chunk, start.float(), goal.float(), pad_rows)
+            pixels = _solve_padded(solve_admm, start.float(), goal.float(), pad_rows)
         elif chosen == "highs":
             pixels = torch.from_numpy(box_solver.highs(matrix64.numpy(), start.double().cpu().numpy(),
                                                        goal.double().cpu().numpy(), show_progress)).to(start)
