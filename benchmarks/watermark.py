@@ -34,7 +34,9 @@ bandwidths measured in the same run (``floor``):
 - ``embed_pipelined``: ``watermark.embed`` host to host on the batch (copies overlapping the solve), first and
   second call, TF32 and bfloat16, with and without ``torch.compile``: the time it reports and the call's wall time;
 - ``cli``: ``nullspace watermark FOLDER`` on ``--cli-images`` 224 px PNGs the script writes itself, in images per
-  second, at several batch sizes (the time inside ``embed`` apart);
+  second, at several batch sizes (the time inside ``embed`` apart); before it, the folder read into one batch on
+  the device by the command line's thread pool, per file with ``load_image`` against ``read_pixels`` and one
+  ``pixels_to_images`` (``reading``, also on the CPU);
 - ``png_levels``: PNG encoding time and size per zlib level on watermarked 224 px images (the CLI's level).
 
 ``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on one
@@ -425,6 +427,43 @@ def _photo_folder(folder: Path, count: int) -> None:
                       range(count)))
 
 
+def reading_rates(photos: Path, device: torch.device, repeats: int = 3) -> dict:
+    """A folder's PNGs read into one batch on ``device`` with the command line's thread pool, two ways, in images
+    per second (best of ``repeats``, alternating): ``load_image`` per file, then stacked and sent (the command line
+    before 2026-12-07, second session: tensor operations in every thread), against ``read_pixels`` per file, then
+    ``pixels_to_images`` once (8-bit levels; the tensor work once per batch). Also whether the two batches are
+    equal bit for bit."""
+    paths = sorted(photos.iterdir())
+    workers = min(16, (os.cpu_count() or 1) + 2)  # the command line's pool (cli._Pipeline)
+    size = data.read_pixels(paths[0]).shape[0]
+
+    def per_image() -> torch.Tensor:
+        with ThreadPoolExecutor(workers) as pool:
+            return torch.stack(list(pool.map(lambda path: data.load_image(path, size=size), paths))).to(device)
+
+    def per_batch() -> torch.Tensor:
+        with ThreadPoolExecutor(workers) as pool:
+            return data.pixels_to_images(list(pool.map(lambda path: data.read_pixels(path, size=size), paths)), device)
+
+    seconds: dict[str, list[float]] = {"load_image": [], "read_pixels": []}
+    batches = {}
+    for _ in range(repeats):
+        for name, read in (("load_image", per_image), ("read_pixels", per_batch)):
+            started = time.perf_counter()
+            batches[name] = read()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds[name].append(time.perf_counter() - started)
+    rates = {name: len(paths) / min(values) for name, values in seconds.items()}
+    equal = torch.equal(batches["load_image"], batches["read_pixels"])
+    print(f"reading {len(paths)} PNGs into one batch on {device.type}, {workers} threads (best of {repeats}): "
+          f"load_image per file {rates['load_image']:.0f} images/s, read_pixels + pixels_to_images "
+          f"{rates['read_pixels']:.0f} images/s ({rates['read_pixels'] / rates['load_image']:.2f}x); equal bit for "
+          f"bit: {equal}", flush=True)
+    return {"images": len(paths), "threads": workers, "repeats": repeats, "seconds": seconds,
+            "images_per_second": rates, "ratio": rates["read_pixels"] / rates["load_image"], "equal": equal}
+
+
 def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     """``nullspace watermark FOLDER MARK -o OUT`` in this process on ``args.cli_images`` 224 px PNGs, with the
     benchmark's model (random weights through --weights): a warm-up run, then one timed run per batch size, the
@@ -439,6 +478,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     photos, mark = work / "photos", work / "mark.png"
     _photo_folder(photos, args.cli_images)
     data.save_image(watermark.text_mark("NULL", 224, angle=20), mark)
+    reading = reading_rates(photos, device) if hasattr(data, "read_pixels") else None
     inside: list[tuple[float, float]] = []  # (start, seconds) of each embed call
     real_embed = cli.watermark.embed
 
@@ -451,10 +491,11 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
         finally:
             inside.append((started, time.perf_counter() - started))
 
-    # (_eight_bit, the rounding of a batch once, is in the library from 2026-12-07 on: an older one is timed
-    # without it)
-    stages = tuple(name for name in ("_load_image", "_eight_bit", "_prediction_checks", "_saved_pixels",
-                                     "_write_output") if hasattr(cli, name))
+    # (_eight_bit, the rounding of a batch once, is in the library from 2026-12-07 on, and _read_pixels, the
+    # decoding of each file to 8-bit levels, from 2026-12-07 (second session) on, where _load_image reads only the
+    # mark: an older library is timed without them)
+    stages = tuple(name for name in ("_load_image", "_read_pixels", "_eight_bit", "_prediction_checks",
+                                     "_saved_pixels", "_write_output") if hasattr(cli, name))
     busy = dict.fromkeys(stages, 0.0)  # seconds spent in each of the command's stages, summed over its threads
     busy_lock = threading.Lock()  # (the worker threads add to it at once)
     real_stages = {name: getattr(cli, name) for name in stages}
@@ -529,6 +570,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
         for name, function in real_stages.items():
             setattr(cli, name, function)
     return {"images": args.cli_images, "size": 224, "png_compress_level": cli.PNG_COMPRESS_LEVEL, "runs": runs,
+            "reading": reading,
             "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
                        f"RANDOM.safetensors --device {args.device} --quiet [--batch-size B], in this process"}
 

@@ -300,20 +300,26 @@ def _image_size(size: int | None, model: torch.nn.Module, model_name: str) -> in
     return size
 
 
-def _load_image(path: str, size: int, what: str, background: float | None = None) -> torch.Tensor:
-    """``path`` as a (3, size, size) image; .npy files are not resized, so their shape is checked."""
-    is_array = Path(path).suffix.lower() == ".npy"  # data.load_image reads these exactly, never resized
+def _read_pixels(path: str, size: int, what: str, background: float | None = None) -> np.ndarray:
+    """``path``'s pixels at ``size`` x ``size`` (:func:`nullspace_utils.data.read_pixels`: 8-bit levels where
+    exact); .npy files are not resized, so their shape is checked."""
+    is_array = Path(path).suffix.lower() == ".npy"  # data.read_pixels reads these exactly, never resized
     try:
-        image = data.load_image(path, size=None if is_array else size, background=background)
+        pixels = data.read_pixels(path, size=None if is_array else size, background=background)
     except ValueError as error:
         if "transparent" not in str(error):
             raise
         raise UsageError(f"the {what} {path} has transparent pixels: give --background 1 (white), 0 (black) or "
                          "a grey level in between to draw it on that colour") from error
-    if tuple(image.shape[-2:]) != (size, size):
-        raise UsageError(f"the {what} {path} is {image.shape[-2]} x {image.shape[-1]} pixels, the model needs "
+    if tuple(pixels.shape[:2]) != (size, size):
+        raise UsageError(f"the {what} {path} is {pixels.shape[0]} x {pixels.shape[1]} pixels, the model needs "
                          f"{size} x {size}; .npy files are never resized: give a PNG or JPEG, or an array of that size")
-    return image
+    return pixels
+
+
+def _load_image(path: str, size: int, what: str, background: float | None = None) -> torch.Tensor:
+    """``path`` as a (3, size, size) float image (:func:`_read_pixels`)."""
+    return data.pixels_to_images([_read_pixels(path, size, what, background)])[0]
 
 
 def _check_weights(model: models.ImageClassifier, name: str, image: torch.Tensor | None = None) -> None:
@@ -514,7 +520,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     shape_images = len(batches[0]) if batches else 0  # the images of every compiled call (a folder may hold fewer)
 
     def read(batch: list[Path]) -> list[tuple[Path, Future]]:
-        return [(source, pipeline.pool.submit(_load_image, str(source), size, "image", args.background))
+        return [(source, pipeline.pool.submit(_read_pixels, str(source), size, "image", args.background))
                 for source in batch]
 
     try:
@@ -529,7 +535,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
                 # the batch goes to the solver's device once: the prediction checks and the 8-bit conversion
                 # run there too, and only the files' bytes come back (not the images, their noise and a copy
                 # sent again for the checks)
-                images = _to_device([image for _, image in loaded], device)
+                images = data.pixels_to_images([pixels for _, pixels in loaded], device)
                 try:  # compiled: every call one chunk of the first batch's size (one shape, one compilation)
                     result = watermark.embed(model, images, mark, p=args.p, strength=args.strength, device=device,
                                              compile=compile_step, chunk_images=shape_images if compile_step else None)
@@ -595,18 +601,6 @@ class _Changes:
 def _eight_bit(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] images as the 8-bit levels an 8-bit PNG holds (uint8, on the images' device)."""
     return torch.round(images.float() * 255).to(torch.uint8)
-
-
-def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Host images stacked into one batch on ``device``: on a GPU stacked straight into page-locked memory (one
-    host copy; the copy to the GPU from it runs at about three times the bandwidth of one from ordinary memory:
-    ``upload_pinned_gb_per_s`` and ``upload_pageable_gb_per_s`` in ``benchmarks/results/watermark_gpu_step.json``);
-    on the CPU, stacked."""
-    if device.type != "cuda":
-        return torch.stack(images)
-    pinned = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
-    torch.stack(images, out=pinned)
-    return pinned.to(device, non_blocking=True)
 
 
 def _prediction_checks(model: torch.nn.Module, device: torch.device, originals: torch.Tensor,
@@ -690,8 +684,8 @@ class _Pipeline:
         self.report(source, _one_line(error))
         self.progress.update(1)
 
-    def loaded(self, reading: list[tuple[Path, Future]], outputs: dict[Path, Path]) -> list[tuple[Path, torch.Tensor]]:
-        """The batch's images as decoded, without those that failed (reported) or whose output another run has
+    def loaded(self, reading: list[tuple[Path, Future]], outputs: dict[Path, Path]) -> list[tuple[Path, np.ndarray]]:
+        """The batch's pixels as decoded (:func:`_read_pixels`), without those that failed (reported) or whose output another run has
         written meanwhile (skipped)."""
         images = []
         for source, future in reading:

@@ -202,6 +202,90 @@ def test_suffixes_are_case_insensitive(tmp_path, suffix):
         assert (loaded - image).abs().max() <= 0.5 / 255 + 1e-6
 
 
+def _pictures(folder: Path) -> dict[str, Path]:
+    """One small file per kind of picture load_image reads: 8-bit colour, grey, palette, 1-bit, CMYK JPEG, 16-bit
+    grey, opaque and translucent RGBA, and a float .npy."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (12, 10, 1), dtype=np.uint8)
+    pictures = {"rgb.png": Image.fromarray(rgb), "rgb.jpg": Image.fromarray(rgb), "grey.png": Image.fromarray(rgb[..., 0]),
+                "palette.png": Image.fromarray(rgb).convert("P"), "bits.png": Image.fromarray(rgb).convert("1"),
+                "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+                "grey16.png": Image.fromarray(rng.integers(0, 65536, (12, 10)).astype(np.uint16)),
+                "opaque.png": Image.fromarray(np.concatenate([rgb, np.full_like(alpha, 255)], axis=2)),
+                "rgba.png": Image.fromarray(np.concatenate([rgb, alpha], axis=2))}
+    for name, picture in pictures.items():
+        picture.save(folder / name)
+    np.save(folder / "values.npy", rng.random((3, 12, 10), dtype=np.float32))
+    return {path.name: path for path in sorted(folder.iterdir())}
+
+
+def test_read_pixels_gives_8_bit_levels_exactly_where_load_image_divides_them_by_255(tmp_path):
+    """8-bit pictures at their size come as uint8 levels; anything load_image converts (resized, composited, more
+    than 8 bits, .npy) as load_image's float32 values, channels last. pixels_to_images of either, alone or in a
+    mixed batch, is load_image bit for bit; for 8-bit files that is Pillow's RGB levels divided by 255."""
+    paths = _pictures(tmp_path)
+    for name, path in paths.items():
+        background = 0.5 if name == "rgba.png" else None
+        for size in (None, (12, 10), 8):
+            if name.endswith(".npy") and size == 8:
+                continue
+            pixels = data.read_pixels(path, size=size, background=background)
+            image = data.load_image(path, size=size, background=background)
+            exact = size != 8 and name not in ("grey16.png", "opaque.png", "rgba.png", "values.npy")
+            assert pixels.dtype == (np.uint8 if exact else np.float32), (name, size)
+            assert pixels.shape == (*image.shape[1:], 3) and image.dtype == torch.float32 and image.is_contiguous()
+            assert torch.equal(data.pixels_to_images([pixels])[0], image), (name, size)
+            if exact:
+                reference = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+                assert torch.equal(image, torch.from_numpy(reference).permute(2, 0, 1))
+    batch = [data.read_pixels(paths[name], background=0.5) for name in ("rgb.png", "grey16.png", "rgba.png", "grey.png")]
+    assert torch.equal(data.pixels_to_images(batch),
+                       torch.stack([data.load_image(paths[name], background=0.5)
+                                    for name in ("rgb.png", "grey16.png", "rgba.png", "grey.png")]))
+    levels = [data.read_pixels(paths[name]) for name in ("rgb.png", "grey.png", "palette.png")]
+    assert {array.dtype for array in levels} == {np.dtype(np.uint8)}
+    assert torch.equal(data.pixels_to_images(levels), torch.stack([data.load_image(paths[name])
+                                                                   for name in ("rgb.png", "grey.png", "palette.png")]))
+
+
+class _TensorCalls(torch.overrides.TorchFunctionMode):
+    """The names of the torch functions called while it is on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def test_reading_an_8_bit_file_runs_no_tensor_operation(tmp_path):
+    """The folder command line reads in many threads; each tensor operation there takes Python's lock back, so
+    read_pixels does none for an 8-bit picture at its size (the batch becomes a tensor once, in pixels_to_images).
+    A file it must convert still is checked (resized values in [0, 1])."""
+    path = _pictures(tmp_path)["rgb.png"]
+    with _TensorCalls() as calls:
+        data.read_pixels(path, size=(12, 10))
+    assert calls.names == []
+    with _TensorCalls() as calls:
+        data.read_pixels(path, size=8)
+    assert "aminmax" in calls.names
+
+
+def test_pixels_to_images_refuses_what_read_pixels_does_not_give(tmp_path):
+    levels = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="pixels is empty"):
+        data.pixels_to_images([])
+    with pytest.raises(ValueError, match=r"one size.*\(4, 4, 3\), \(4, 5, 3\)"):
+        data.pixels_to_images([levels, np.zeros((4, 5, 3), np.uint8)])
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        data.pixels_to_images([np.zeros((3, 4, 4), np.uint8)])
+    with pytest.raises(TypeError, match="uint8 levels or float32.*float64"):
+        data.pixels_to_images([np.zeros((4, 4, 3), np.float64)])
+
+
 def test_save_image_refuses_bad_input_before_writing(tmp_path):
     with pytest.raises(ValueError, match="Unsupported file type '.jpg'"):
         data.save_image(_image(), tmp_path / "a.jpg")

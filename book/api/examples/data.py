@@ -31,6 +31,9 @@ assert resized.shape == images.shape and not torch.equal(resized, images)  # sam
 path = data.save_image(images[0], folder / "shape.png")  # 8-bit PNG (or .npy, lossless)
 assert torch.equal(data.load_image(path), data.quantize_8bit(images[0]))  # (3, 112, 112) in [0, 1], as saved
 assert data.load_image(path, size=56).shape == (3, 56, 56)  # resized (bicubic) on loading
+pixels = data.read_pixels(path)  # channels last; 8-bit levels (uint8) where exact, else load_image's floats
+assert pixels.dtype == np.uint8 and pixels.shape == (112, 112, 3)  # (for many files: threads read in parallel)
+assert torch.equal(data.pixels_to_images([pixels, pixels]), data.load_image(path).expand(2, -1, -1, -1))
 with files.atomic_write(folder / "labels.txt") as temporary:  # written beside the target, renamed when complete
     temporary.write_text(" ".join(str(int(label)) for label in labels))
 assert (folder / "labels.txt").read_text().startswith("0 1 2 ")
