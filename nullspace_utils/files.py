@@ -10,23 +10,14 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import subprocess
-import tempfile
-import threading
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_write", "sha256_of_file", "git_commit", "REPOSITORY_ROOT"]
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-#: Where Linux shows the process's umask without changing it (``Umask:`` line, Linux 4.7 and later).
-_PROC_STATUS = Path("/proc/self/status")
-#: Elsewhere reading the umask means setting it for a moment (os.umask returns the old value): threads writing at
-#: once (the folder CLI's writers) take this lock for those two calls, so none reads another's 0. (A thread that
-#: creates files without the lock meanwhile would get 0; /proc avoids that window where it exists.)
-_UMASK_LOCK = threading.Lock()
-
-
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Write ``path`` all at once: yields a temporary path beside it, moved onto ``path`` only on success.
@@ -45,19 +36,11 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write elsewhere.")
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    temporary = Path(name)
+    temporary = _new_temporary(path)
     try:
-        os.close(handle)
-        # mkstemp makes the file private (0600); give it what a plain open() would: the mode of the file it
-        # replaces, or 0666 less the umask for a new one
-        if replace and path.exists():
-            mode = path.stat().st_mode & 0o777
-        else:
-            mode = 0o666 & ~_umask()
-        os.chmod(temporary, mode)
+        if replace:  # a replaced file keeps its mode
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
         yield temporary
         if replace:
             os.replace(temporary, path)
@@ -67,19 +50,24 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
         temporary.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    """The process's umask: from :data:`_PROC_STATUS` where it shows it, else set and restored under
-    :data:`_UMASK_LOCK`."""
-    try:
-        for line in _PROC_STATUS.read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _UMASK_LOCK:
-        umask = os.umask(0)
-        os.umask(umask)
-    return umask
+def _new_temporary(path: Path, tries: int = 100) -> Path:
+    """An empty file beside ``path`` with a name nothing else has (``.NAME.RANDOM.part``), created exclusively and
+    with the mode a plain ``open()`` gives a new file: 0666 less the umask, which the system applies (no need to
+    read the umask, which only setting it can do portably). Few system calls: the folder command line's threads
+    write many files at once, and each call takes Python's lock back."""
+    for _ in range(tries):
+        temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.part")
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+        except FileExistsError:
+            continue
+        except (FileNotFoundError, NotADirectoryError):
+            if not path.parent.is_dir():
+                raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write "
+                                        "elsewhere.") from None
+            raise
+        return temporary
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path} in {tries} tries", str(path))
 
 
 def _link_exclusively(temporary: Path, path: Path) -> None:

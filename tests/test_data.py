@@ -353,11 +353,12 @@ def test_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
         os.umask(umask)
 
 
-def test_atomic_write_reads_the_umask_without_a_window(tmp_path, monkeypatch):
-    """Where /proc shows the umask it is read there, without setting it; elsewhere (here: /proc made to fail)
-    setting it for a moment happens under files._UMASK_LOCK, and nothing else of a write is serialised. Every
-    os.umask call is checked to run under the lock, and eight threads writing at once each get 0666 less the
-    umask."""
+def test_atomic_write_leaves_the_umask_to_the_system(tmp_path, monkeypatch):
+    """The temporary file is created with mode 0666, which the system reduces by the umask, as for a plain open():
+    the umask is never read (reading it portably means setting it for a moment, a window in which another thread
+    would create files with 0). Every os.umask call is recorded (there must be none), and 32 files written by
+    eight threads at once each get 0666 less the umask; a missing folder and a folder given as the file are
+    named."""
     import os
     import stat
     from concurrent.futures import ThreadPoolExecutor
@@ -366,17 +367,13 @@ def test_atomic_write_reads_the_umask_without_a_window(tmp_path, monkeypatch):
 
     real_umask, calls = os.umask, []
 
-    def checked_umask(mask: int) -> int:
-        calls.append(files._UMASK_LOCK.locked())
+    def recorded_umask(mask: int) -> int:
+        calls.append(mask)
         return real_umask(mask)
 
     previous = real_umask(0o027)
     try:
-        if files._PROC_STATUS.exists():  # Linux: read, never set
-            monkeypatch.setattr(os, "umask", checked_umask)
-            assert files._umask() == 0o027 and calls == []
-        monkeypatch.setattr(files, "_PROC_STATUS", tmp_path / "missing")  # the fallback, as on macOS
-        monkeypatch.setattr(os, "umask", checked_umask)
+        monkeypatch.setattr(os, "umask", recorded_umask)
 
         def write(index: int) -> Path:
             with files.atomic_write(tmp_path / f"{index}.txt", replace=False) as temporary:
@@ -387,9 +384,19 @@ def test_atomic_write_reads_the_umask_without_a_window(tmp_path, monkeypatch):
             written = list(pool.map(write, range(32)))
     finally:
         real_umask(previous)
-    assert calls and all(calls)  # the lock was held at every call
+    assert calls == []
     assert {stat.S_IMODE(path.stat().st_mode) for path in written} == {0o640}
     assert [path.read_text() for path in written] == [str(index) for index in range(32)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(f"{index}.txt" for index in range(32))
+    with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
+        with files.atomic_write(tmp_path / "missing" / "a.txt"):
+            pass
+    with pytest.raises(FileNotFoundError, match="folder .*0.txt does not exist"):  # a file where a folder must be
+        with files.atomic_write(tmp_path / "0.txt" / "a.txt"):
+            pass
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        with files.atomic_write(tmp_path):
+            pass
 
 
 def test_parallel_stacking_gives_what_stacking_gives():
