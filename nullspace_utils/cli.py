@@ -685,8 +685,8 @@ class _Pipeline:
         self.progress.update(1)
 
     def loaded(self, reading: list[tuple[Path, Future]], outputs: dict[Path, Path]) -> list[tuple[Path, np.ndarray]]:
-        """The batch's pixels as decoded (:func:`_read_pixels`), without those that failed (reported) or whose output another run has
-        written meanwhile (skipped)."""
+        """The batch's pixels as decoded (:func:`_read_pixels`), without those that failed (reported) or whose
+        output another run has written meanwhile (skipped)."""
         images = []
         for source, future in reading:
             if not self.overwrite and os.path.lexists(outputs[source]):

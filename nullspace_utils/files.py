@@ -18,6 +18,8 @@ from typing import Iterator
 __all__ = ["atomic_write", "sha256_of_file", "git_commit", "REPOSITORY_ROOT"]
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Write ``path`` all at once: yields a temporary path beside it, moved onto ``path`` only on success.
