@@ -34,7 +34,7 @@ bandwidths measured in the same run (``floor``):
 - ``embed_pipelined``: ``watermark.embed`` host to host on the batch (copies overlapping the solve), first and
   second call, TF32 and bfloat16, with and without ``torch.compile``: the time it reports and the call's wall time;
 - ``cli``: ``nullspace watermark FOLDER`` on ``--cli-images`` 224 px PNGs the script writes itself, in images per
-  second, at several batch sizes (the time inside ``embed`` apart); before it, the folder read into one batch on
+  second, at several batch sizes (the time inside ``embed`` apart); after it, the folder read into one batch on
   the device by the command line's thread pool, per file with ``load_image`` against ``read_pixels`` and one
   ``pixels_to_images`` (``reading``, also on the CPU);
 - ``png_levels``: PNG encoding time and size per zlib level on watermarked 224 px images (the CLI's level).
@@ -55,6 +55,7 @@ Two versions of the library timed on one machine: this script with ``PYTHONPATH`
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -370,6 +371,28 @@ def bandwidth_floor(args: argparse.Namespace, model) -> dict:
     return floor
 
 
+class _GarbageCollection:
+    """Seconds Python's garbage collector ran while it is on (``gc.callbacks``): a full collection walks every
+    object, and ``torch.compile`` leaves millions behind, so the call after a compilation may pay for one."""
+
+    def __init__(self) -> None:
+        self.seconds, self.collections, self._started = 0.0, 0, 0.0
+
+    def _note(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> _GarbageCollection:
+        gc.callbacks.append(self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._note)
+
+
 def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: torch.Tensor, optimum: float,
                     floor: dict) -> list[dict]:
     """``watermark.embed`` host to host as a user calls it, twice per setting (the first call compiles): the time
@@ -384,8 +407,9 @@ def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: 
             default, watermark._PIPELINE = watermark._PIPELINE, pipelined
             started = time.perf_counter()
             try:
-                result = watermark.embed(model, batch, mark, device=args.device, precision=precision,
-                                         compile=compiled)
+                with _GarbageCollection() as collector:
+                    result = watermark.embed(model, batch, mark, device=args.device, precision=precision,
+                                             compile=compiled)
             finally:
                 watermark._PIPELINE = default
             wall = time.perf_counter() - started
@@ -402,6 +426,7 @@ def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: 
                    "seconds": result.seconds, "host_residual": host_residual,
                    "noise_exact": bool(torch.equal(result.noise, result.image - batch)),
                    "wall_seconds": wall, "floor_ratio": wall / floor["embed_seconds"],
+                   "gc_seconds": collector.seconds, "gc_collections": collector.collections,
                    "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
                    "embedding_residual": result.embedding_residual, "box_violation": result.box_violation,
                    "gap_percent": 100 * (objective - optimum) / optimum}
@@ -409,7 +434,8 @@ def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: 
             del result, pixels
             print(f"embed host to host, {precision:8s} compiled={compiled!s:5s} pipelined={pipelined!s:5s} {call:6s} "
                   f"call: {row['seconds']:.2f} s, host residual {host_residual:.1e} "
-                  f"(wall {wall:.2f} s, {row['floor_ratio']:.1f}x the floor), residual "
+                  f"(wall {wall:.2f} s, {row['floor_ratio']:.1f}x the floor; garbage collection {collector.seconds:.2f} s "
+                  f"in {collector.collections}), residual "
                   f"{row['embedding_residual']:.1e}, box {row['box_violation']:.0e}, gap {row['gap_percent']:+.3f} %, "
                   f"peak {row['peak_memory_gb']:.1f} GB", flush=True)
     return rows
@@ -478,7 +504,6 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     photos, mark = work / "photos", work / "mark.png"
     _photo_folder(photos, args.cli_images)
     data.save_image(watermark.text_mark("NULL", 224, angle=20), mark)
-    reading = reading_rates(photos, device) if hasattr(data, "read_pixels") else None
     inside: list[tuple[float, float]] = []  # (start, seconds) of each embed call
     real_embed = cli.watermark.embed
 
@@ -524,7 +549,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
             out = work / f"out-{len(runs)}"
             extra = ["--batch-size", str(batch_size)] if batch_size else []
             started = time.perf_counter()
-            status = cli.main(["watermark", *command, "-o", str(out), *extra])
+            with _GarbageCollection() as collector:
+                status = cli.main(["watermark", *command, "-o", str(out), *extra])
             seconds = time.perf_counter() - started
             solve = sum(length for _, length in inside)
             startup = inside[0][0] - started  # model, mark and weight checks, the first batch's reading
@@ -534,14 +560,16 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                    "startup_seconds": startup, "overhead_after_startup_fraction": (seconds - startup - solve) / solve,
                    "images_per_second_after_startup": args.cli_images / (seconds - startup),
                    "floor_ratio": seconds / (floor["embed_seconds"] * args.cli_images / args.batch) if floor else None,
-                   "stage_seconds": {name.strip("_"): busy[name] for name in stages}}
+                   "stage_seconds": {name.strip("_"): busy[name] for name in stages},
+                   "gc_seconds": collector.seconds, "gc_collections": collector.collections}
             runs.append(row)
             print(f"CLI {label:7s} batch {row['batch_size']}: {args.cli_images} images in {seconds:.2f} s, "
                   f"{row['images_per_second']:.1f} images/s ({row['images_per_second_after_startup']:.1f} after the "
                   f"start); inside embed {solve:.2f} s, overhead "
                   f"{100 * row['overhead_fraction']:.0f} % of it ({100 * row['overhead_after_startup_fraction']:.0f} % "
                   f"after a {startup:.2f} s start)" + (f", {row['floor_ratio']:.0f}x the floor"
-                                                                     if floor else ""), flush=True)
+                                                                     if floor else "")
+                  + f"; garbage collection {collector.seconds:.2f} s in {collector.collections}", flush=True)
             print("    busy seconds by stage (summed over threads): "
                   + ", ".join(f"{name} {value:.2f}" for name, value in row["stage_seconds"].items()), flush=True)
         # what a user waits for: a new process (Python, torch and CUDA start included), the default batch size
@@ -569,6 +597,8 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
         cli.watermark.embed = real_embed
         for name, function in real_stages.items():
             setattr(cli, name, function)
+    # after the command's runs, so that they start as an older library's do (reading_rates needs read_pixels)
+    reading = reading_rates(photos, device) if hasattr(data, "read_pixels") else None
     return {"images": args.cli_images, "size": 224, "png_compress_level": cli.PNG_COMPRESS_LEVEL, "runs": runs,
             "reading": reading,
             "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
