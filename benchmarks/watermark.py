@@ -42,7 +42,9 @@ bandwidths measured in the same run (``floor``):
 ``--part cli`` runs only the command-line part (on the CPU: its overhead as a fraction of the solve time on one
 default batch, ``--cli-images 64``), ``--part png`` only the PNG levels, ``--part solve`` (GPU) all but those two.
 ``--part kernels --kernels-report FILE`` (GPU) times the solver's phases and writes torch.profiler's tables of one
-solve and one ``embed`` call to FILE.
+solve and one ``embed`` call to FILE. ``--part wall --kernels-report FILE`` (GPU) looks for a compiled ``embed``
+call's wall time beyond the time it reports: three TF32 compiled calls, the child processes (torch.compile's
+workers) and their CPU time around each, the second under cProfile (its table to FILE).
 ``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
 with its slowest imports, beside it (``FILE``'s stem + ``_process.txt``):
 
@@ -312,6 +314,64 @@ def kernels(args: argparse.Namespace, results: dict, report: Path) -> None:
     sections.append("== the same call: CUDA kernels ==\n"
                     + trace.key_averages().table(sort_by="cuda_time_total", row_limit=25))
     report.write_text("\n\n".join(sections) + "\n")
+
+
+def _children_cpu_seconds() -> tuple[int, float]:
+    """This process's child processes (Linux /proc) and the CPU seconds they have used: torch.compile's inductor
+    compiles in a pool of worker processes, which keep running after a compiled call returns."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    count, seconds = 0, 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():  # fields[1]: the parent's pid; [11], [12]: user and system ticks
+            count, seconds = count + 1, seconds + (int(fields[11]) + int(fields[12])) / ticks
+    return count, seconds
+
+
+def wall(args: argparse.Namespace, results: dict, report: Path) -> None:
+    """Where a compiled ``embed`` call's wall time goes beyond the time it reports (``--part wall``): TF32,
+    compiled, host to host on ``args.batch`` images, three calls (the first compiles). Before and after each: this
+    process's child processes and their CPU seconds, the load average, and ``check_images`` on the batch alone;
+    the second call runs under cProfile, whose table (cumulative time) goes to ``report``."""
+    import cProfile
+    import pstats
+
+    model, _, mark = problem()
+    batch = torch.rand(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    results["device"] = torch.cuda.get_device_name()
+    results["batch"] = args.batch
+    rows = []
+    for call in ("first", "second", "third"):
+        children_before, child_seconds_before = _children_cpu_seconds()
+        started = time.perf_counter()
+        data.check_images(batch)
+        check = time.perf_counter() - started
+        profiler = cProfile.Profile() if call == "second" else None
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        result = watermark.embed(model, batch, mark, device=args.device, precision="tf32", compile=True)
+        if profiler:
+            profiler.disable()
+        seconds = time.perf_counter() - started
+        children, child_seconds = _children_cpu_seconds()
+        row = {"call": call, "wall_seconds": seconds, "embed_seconds": result.seconds,
+               "check_images_seconds": check, "children_before": children_before, "children_after": children,
+               "children_cpu_seconds_during": child_seconds - child_seconds_before,
+               "load_average_after": os.getloadavg()[0], "profiled": profiler is not None}
+        rows.append(row)
+        print(f"embed tf32 compiled, {call} call{' (cProfile)' if profiler else ''}: wall {seconds:.2f} s, embed "
+              f"{result.seconds:.2f} s; check_images alone before it {check:.2f} s; child processes "
+              f"{children_before} -> {children}, their CPU during it {row['children_cpu_seconds_during']:.1f} s; "
+              f"load {row['load_average_after']:.1f}", flush=True)
+        del result
+        if profiler:
+            with open(report, "w") as handle:
+                pstats.Stats(profiler, stream=handle).sort_stats("cumulative").print_stats(40)
+    results["wall"] = rows
 
 
 def save(args: argparse.Namespace, results: dict) -> None:
@@ -705,16 +765,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=3925)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--part", choices=["all", "cli", "png", "solve", "kernels"], default="all",
+    parser.add_argument("--part", choices=["all", "cli", "png", "solve", "kernels", "wall"], default="all",
                         help="cli: only the command line on a folder; png: only the PNG levels; solve (GPU): "
                              "all but those two (the floor, embed and the ADMM rows), e.g. to time two versions "
-                             "of the library on one machine")
+                             "of the library on one machine; kernels (GPU): the solver's phases and profiles; "
+                             "wall (GPU): a compiled embed call's wall time beyond its own")
     parser.add_argument("--cli-images", type=int, default=512)
     parser.add_argument("--cli-batch-sizes", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096],
                         help="on a GPU, the batch sizes timed after the default one")
     parser.add_argument("--profile-cli", type=Path, default=None, help="write a cProfile of one more CLI run here")
     parser.add_argument("--kernels-report", type=Path, default=None,
-                        help="--part kernels: where to write the profiler's tables")
+                        help="--part kernels / wall: where to write the profiler's tables")
     parser.add_argument("--first-call", choices=["before", "default"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_call:
@@ -735,6 +796,10 @@ def main() -> None:
         results["cli"] = cli_runs(args, model, {})
     elif args.part == "png":
         results["png_levels"] = png_levels(args.device)
+    elif args.part == "wall":
+        if args.device == "cpu" or args.kernels_report is None:
+            parser.error("--part wall profiles a GPU call: give --device cuda and --kernels-report FILE")
+        wall(args, results, args.kernels_report)
     elif args.part == "kernels":
         if args.device == "cpu" or args.kernels_report is None:
             parser.error("--part kernels profiles the GPU: give --device cuda and --kernels-report FILE")
