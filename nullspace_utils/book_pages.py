@@ -21,7 +21,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
-           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "inside_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -224,6 +224,13 @@ def _cli_run(cli_run: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(entry for entry in cli_run["cli"]["runs"] if entry["run"] == kind)
 
 
+def _rates(runs: Sequence[dict[str, Any]], kind: str) -> str:
+    """Images per second of the first run of ``kind`` in each ``--part cli`` file, as one number or a range."""
+    values = [f"{rate:.0f}" for rate in sorted(_cli_run(run, kind)["images"] / _cli_run(run, kind)["seconds"]
+                                                for run in runs)]
+    return values[0] if values[0] == values[-1] else f"{values[0]} to {values[-1]}"
+
+
 def cli_timed_line(cli_run: dict[str, Any]) -> str:
     """The timed folder-CLI run of a ``benchmarks/watermark.py --part cli`` file (its first run after the warm-up):
     images per second, the busy seconds of each of the command's stages summed over its worker threads, and the
@@ -235,6 +242,72 @@ def cli_timed_line(cli_run: dict[str, Any]) -> str:
             f"seconds by stage, summed over the worker threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
 
 
+def repeat_runs(repeats: dict[str, Any], library: str) -> list[dict[str, Any]]:
+    """The ``--part cli`` runs of one library in a file of repeated runs (``benchmarks/results/
+    watermark_gpu_cli_repeats.json``: several libraries timed in turn in one call, each run a whole ``--part cli``
+    result with its ``library`` label, ``commit`` and ``order``), in the order they ran."""
+    runs = [run for run in repeats["runs"] if run["library"] == library]
+    if not runs:
+        raise ValueError(f"no run of the library {library!r} in this file: it has "
+                         f"{sorted({run['library'] for run in repeats['runs']})}")
+    return sorted(runs, key=lambda run: run["order"])
+
+
+def repeat_rows(repeats: dict[str, Any]) -> Rows:
+    """One row per run of a file of repeated runs (:func:`repeat_runs`), in the order they ran: order, library
+    (label and commit), images per second in a warm process (its timed run), the same after the first solve began,
+    seconds before it, seconds inside ``embed``, and images per second in a new process."""
+    rows = []
+    for run in sorted(repeats["runs"], key=lambda run: run["order"]):
+        timed, fresh = _cli_run(run, "timed"), _cli_run(run, "new process")
+        rows.append([f"{run['order']}", f"{run['library']} ({run['commit'][:7]})", f"{timed['images_per_second']:.0f}",
+                     f"{timed['images_per_second_after_startup']:.0f}", f"{timed['startup_seconds']:.2f} s",
+                     f"{timed['embed_seconds']:.2f} s", f"{fresh['images_per_second']:.0f}"])
+    return rows
+
+
+def reading_line(runs: Sequence[dict[str, Any]]) -> str:
+    """The folder read into one GPU batch two ways, over the ``--part cli`` runs that timed it (their ``reading``):
+    the range of images per second each way, of the ratio, and whether every pair of batches was equal."""
+    readings = [run["cli"]["reading"] for run in runs if run["cli"].get("reading")]
+    if not readings:
+        raise ValueError("none of these runs timed the folder read (a library without read_pixels)")
+
+    def span(values: list[float], digits: int) -> str:
+        low, high = min(values), max(values)
+        return f"{low:.{digits}f}" if f"{low:.{digits}f}" == f"{high:.{digits}f}" else f"{low:.{digits}f} to {high:.{digits}f}"
+
+    first = readings[0]
+    return (f"{first['images']} PNGs into one batch, {first['threads']} threads, best of {first['repeats']}, in "
+            f"{len(readings)} runs: load_image per file {span([r['images_per_second']['load_image'] for r in readings], 0)} "
+            f"images/s, read_pixels and one pixels_to_images "
+            f"{span([r['images_per_second']['read_pixels'] for r in readings], 0)} images/s "
+            f"({span([r['ratio'] for r in readings], 2)}x); the two batches equal bit for bit in every run: "
+            f"{all(r['equal'] for r in readings)}")
+
+
+def repeat_rate_line(repeats: dict[str, Any], library: str) -> str:
+    """One library's rates in a file of repeated runs (:func:`repeat_runs`): the range of images per second in a
+    warm process (the timed runs) and how many runs."""
+    rates = [_cli_run(run, "timed")["images_per_second"] for run in repeat_runs(repeats, library)]
+    if len(rates) == 1:
+        return f"{library}: {rates[0]:.0f} images/s in a warm process, one run"
+    return f"{library}: {min(rates):.0f} to {max(rates):.0f} images/s in a warm process over {len(rates)} runs"
+
+
+def inside_embed_line(runs: Sequence[dict[str, Any]], gpu_now: dict[str, Any]) -> str:
+    """The solver's time per image inside the folder CLI (its timed runs' seconds inside ``embed``) against
+    ``embed`` alone on the batch of a ``--part solve`` file (the default, TF32 not compiled: the CLI's setting at
+    2,048 images; second call, wall time), in milliseconds per image."""
+    inside = [1000 * _cli_run(run, "timed")["embed_seconds"] / _cli_run(run, "timed")["images"] for run in runs]
+    alone = next(row for row in gpu_now["embed_pipelined"] if row["call"] == "second" and row["pipelined"]
+                 and row["precision"] == "tf32" and not row["compiled"])
+    per_image = 1000 * alone["wall_seconds"] / gpu_now["batch"]
+    return (f"inside the command, embed took {min(inside):.2f} to {max(inside):.2f} ms per image over {len(inside)} "
+            f"runs; alone, on {gpu_now['batch']} images from host memory (TF32, not compiled, second call), "
+            f"{per_image:.2f} ms ({min(inside) / per_image:.1f} to {max(inside) / per_image:.1f}x)")
+
+
 #: Issue #34's goals: ``embed`` on 3925 images host to host within this many seconds on one H200; the folder CLI
 #: at this many images a second on a GPU machine, and on the CPU with less than this fraction of the solve's time
 #: outside it; the CPU's first call within this many seconds.
@@ -244,13 +317,14 @@ GOAL_CPU_CLI_OVERHEAD = 0.20
 GOAL_CPU_FIRST_CALL_SECONDS = 0.7
 
 
-def goal_rows(gpu_now: dict[str, Any], cli_gpu: dict[str, Any], cli_cpu: dict[str, Any], cpu: dict[str, Any]
-              ) -> Rows:
+def goal_rows(gpu_now: dict[str, Any], cli_gpu: Sequence[dict[str, Any]], cli_cpu: dict[str, Any],
+              cpu: dict[str, Any]) -> Rows:
     """Issue #34's goals against the files measured after its changes: what, the goal, what was measured (and
     where), and whether it is met. ``gpu_now``: ``benchmarks/watermark.py --part solve`` on a GPU (its second
-    ``embed`` calls, wall time, pipelined); ``cli_gpu``: ``--part cli`` on that GPU machine (its timed runs in a warm
-    process); ``cli_cpu`` and ``cpu``: the CPU's CLI and solver files. An ``embed`` time from another GPU than an
-    H200 is not compared with the H200 goal."""
+    ``embed`` calls, wall time, pipelined); ``cli_gpu``: ``--part cli`` runs on a GPU machine with one library (their
+    timed runs in a warm process: the range over the runs, met in all, none or some of them, see
+    :func:`repeat_runs`); ``cli_cpu`` and ``cpu``: the CPU's CLI and solver files. An ``embed`` time from another GPU
+    than an H200 is not compared with the H200 goal."""
     device = gpu_now["device"]
     rows = []
     for entry in gpu_now["embed_pipelined"]:
@@ -260,12 +334,15 @@ def goal_rows(gpu_now: dict[str, Any], cli_gpu: dict[str, Any], cli_cpu: dict[st
         met = ("yes" if seconds <= GOAL_EMBED_SECONDS_H200 else "no") if "H200" in device else "not an H200"
         rows.append([f"embed, {gpu_now['batch']} images host to host, {_arithmetic(entry)} (second call)",
                      f"≤ {GOAL_EMBED_SECONDS_H200} s on one H200", f"{seconds:.2f} s on an {device}", met])
-    for entry in cli_gpu["cli"]["runs"]:
-        if entry["run"] == "timed":
-            rate = entry["images_per_second"]
-            rows.append([f"folder CLI, {entry['images']} PNGs, batch {entry['batch_size']}, warm process",
-                         f"≥ {GOAL_CLI_IMAGES_PER_SECOND} images/s", f"{rate:.1f} images/s on an {cli_gpu['device']}",
-                         "yes" if rate >= GOAL_CLI_IMAGES_PER_SECOND else "no"])
+    timed = [entry for run in cli_gpu for entry in run["cli"]["runs"] if entry["run"] == "timed"]
+    if timed:
+        rates = [entry["images_per_second"] for entry in timed]
+        met_in = sum(rate >= GOAL_CLI_IMAGES_PER_SECOND for rate in rates)
+        measured = (f"{rates[0]:.1f} images/s" if len(rates) == 1 else
+                    f"{min(rates):.1f} to {max(rates):.1f} images/s over {len(rates)} runs")
+        rows.append([f"folder CLI, {timed[0]['images']} PNGs, batch {timed[0]['batch_size']}, warm process",
+                     f"≥ {GOAL_CLI_IMAGES_PER_SECOND} images/s", f"{measured} on an {cli_gpu[0]['device']}",
+                     "yes" if met_in == len(rates) else "no" if not met_in else f"in {met_in} of {len(rates)} runs"])
     for entry in cli_cpu["cli"]["runs"]:
         if entry["run"] == "timed":
             share = entry["overhead_fraction"]
@@ -366,11 +443,11 @@ def plan_timing_line(timing: dict[str, Any]) -> str:
 
 def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, svd: str | None,
                        timing: dict[str, Any] | None, budget: float = 120, *, pipeline: dict[str, Any] | None = None,
-                       cli_now: dict[str, Any] | None = None) -> results.Note:
+                       cli_now: Sequence[dict[str, Any]] | None = None) -> results.Note:
     """The benchmarks page's "What we found" box, one bullet per result file that could be read, each linking to
     its section: the CPU watermark solver against HiGHS, the GPU batch, ``embed`` and the folder CLI end to end
-    (``pipeline``: a GPU run's ``embed_pipelined`` rows and floor, e.g. ``watermark_gpu_now.json``; ``cli_now``: a CLI
-    run on the same machine), the SVD against scipy, the chapters' run times against ``budget`` seconds."""
+    (``pipeline``: a GPU run's ``embed_pipelined`` rows and floor, e.g. ``watermark_gpu_now.json``; ``cli_now``: CLI
+    runs of one library on such a machine, :func:`repeat_runs`: the range of their rates), the SVD against scipy, the chapters' run times against ``budget`` seconds."""
     bullets = []
     if cpu is not None:
         default = next(row for row in cpu["admm_cpu"] if row["settings"] == "default"
@@ -389,17 +466,18 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        f"{row['seconds']:.1f} s (TF32 matmuls"
                        f"{', compiled' if row['compiled'] else ''}), "
                        f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
-    if pipeline is not None and cli_now is not None:
+    if pipeline is not None and cli_now:
         embed = embed_default(pipeline)
-        default = _cli_run(cli_now, "timed")  # the default batch
-        fresh = _cli_run(cli_now, "new process")
+        warm = _rates(cli_now, "timed")  # the default batch
+        fresh = _rates(cli_now, "new process")
+        runs = "one run each" if len(cli_now) == 1 else f"`embed` one run, the CLI {len(cli_now)}"
         bullets.append(f"End to end on one {pipeline['device']} (library {pipeline['commit'][:7]}): `embed` watermarks "
                        f"{pipeline['batch']} images from host "
                        f"memory in {embed['wall_seconds']:.1f} s, "
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
-                       f"the GPU's copy speed); the folder CLI writes {default['images'] / default['seconds']:.0f} PNGs "
-                       f"a second in a warm process (after a warm-up run), {fresh['images'] / fresh['seconds']:.0f} from the "
-                       f"command line (start included), one run each ({{ref}}`see the goals <benchmarks-goals>`)")
+                       f"the GPU's copy speed); the folder CLI writes {warm} PNGs "
+                       f"a second in a warm process (after a warm-up run), {fresh} from the "
+                       f"command line (start included), {runs} ({{ref}}`see the goals <benchmarks-goals>`)")
     if svd is not None:
         ratios = [ratio for _, ratio, _ in svd_rows(svd)]
         same = all(same for _, _, same in svd_rows(svd))

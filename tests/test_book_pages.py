@@ -250,11 +250,15 @@ def test_end_to_end_rows_are_given_against_the_floor():
                     ["folder CLI now, batch 64, in a warm process", "200", "5.00 s", "40", "5x"],  # by batch size
                     ["folder CLI now, batch 512 (default), in a warm process", "200", "4.00 s", "50", "4x"],
                     ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
-    summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
+    summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now])
     assert summary.startswith("End to end on one GPU (library abcdef0): `embed` watermarks 100 images from host memory in "
                               "2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI writes 50 "
                               "PNGs a second in a warm process (after a warm-up run), 25 from the command line (start included), "
                               "one run each")
+    slower = {**now, "cli": {"runs": [{**entry, "seconds": 2 * entry["seconds"]} for entry in now["cli"]["runs"]]}}
+    summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, slower])
+    assert ("the folder CLI writes 25 to 50 PNGs a second in a warm process (after a warm-up run), 12 to 25 from the "
+            "command line (start included), `embed` one run, the CLI 2") in summary  # a range over the runs
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
 
@@ -322,13 +326,54 @@ def test_goal_rows_compare_each_goal_with_its_measurement():
     cli_cpu = {"cpu": "a CPU", "threads": 2, "cli": {"runs": [{"run": "timed", "images": 64,
                                                                "overhead_fraction": 0.2}]}}
     cpu = {"cpu": "a CPU", "threads": 2, "first_call": {"default": 0.7}}
-    rows = book_pages.goal_rows(gpu, cli_gpu, cli_cpu, cpu)
+    rows = book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, cpu)
     assert [row[3] for row in rows] == ["yes", "no", "no", "yes"]  # 1.5 s meets "<= 1.5"; 20 % misses "< 20 %"
     assert rows[0][:3] == ["embed, 3925 images host to host, bfloat16, compiled (second call)", "≤ 1.5 s on one H200",
                            "1.50 s on an NVIDIA H200"]
     assert rows[1][2] == "499.6 images/s on an NVIDIA H200"  # printed to a tenth: never "500" and "no"
-    on_h100 = book_pages.goal_rows({**gpu, "device": "NVIDIA H100"}, cli_gpu, cli_cpu, cpu)
+    on_h100 = book_pages.goal_rows({**gpu, "device": "NVIDIA H100"}, [cli_gpu], cli_cpu, cpu)
     assert on_h100[0][3] == "not an H200"
+    faster = {**cli_gpu, "cli": {"runs": [{**entry, "images_per_second": 501.0} for entry in cli_gpu["cli"]["runs"]]}}
+    assert book_pages.goal_rows(gpu, [cli_gpu, faster], cli_cpu, cpu)[1][2:] == [
+        "499.6 to 501.0 images/s over 2 runs on an NVIDIA H200", "in 1 of 2 runs"]  # several runs: the range
+    assert book_pages.goal_rows(gpu, [faster, faster], cli_cpu, cpu)[1][3] == "yes"
+
+
+def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
+    """A file of CLI runs of several libraries in turn: the runs of one library in the order they ran, a row per
+    run in that order, and the folder-reading comparison over the runs that timed it."""
+    def run(order: int, library: str, rate: float, reading: float | None) -> dict:
+        timed = {"run": "timed", "images": 100, "batch_size": 50, "images_per_second": rate, "seconds": 100 / rate,
+                 "images_per_second_after_startup": rate + 10, "startup_seconds": 0.5, "embed_seconds": 0.2}
+        fresh = {"run": "new process", "images": 100, "batch_size": 50, "images_per_second": rate / 2}
+        return {"order": order, "library": library, "commit": f"{order}abcdef0", "device": "GPU",
+                "cli": {"runs": [{**timed, "run": "warm-up"}, timed, fresh],
+                        "reading": None if reading is None else {
+                            "images": 100, "threads": 16, "repeats": 3, "equal": True, "ratio": reading / 600,
+                            "images_per_second": {"load_image": 600.0, "read_pixels": reading}}}}
+
+    repeats = {"runs": [run(3, "after", 330.0, 1200.0), run(1, "before", 340.0, None), run(2, "after", 430.0, 900.0)]}
+    assert [r["order"] for r in book_pages.repeat_runs(repeats, "after")] == [2, 3]
+    with pytest.raises(ValueError, match=r"no run of the library 'later'.*\['after', 'before'\]"):
+        book_pages.repeat_runs(repeats, "later")
+    assert book_pages.repeat_rows(repeats) == [
+        ["1", "before (1abcdef)", "340", "350", "0.50 s", "0.20 s", "170"],
+        ["2", "after (2abcdef)", "430", "440", "0.50 s", "0.20 s", "215"],
+        ["3", "after (3abcdef)", "330", "340", "0.50 s", "0.20 s", "165"]]
+    assert book_pages.reading_line(repeats["runs"]) == (
+        "100 PNGs into one batch, 16 threads, best of 3, in 2 runs: load_image per file 600 images/s, read_pixels and "
+        "one pixels_to_images 900 to 1200 images/s (1.50 to 2.00x); the two batches equal bit for bit in every run: "
+        "True")
+    with pytest.raises(ValueError, match="none of these runs timed the folder read"):
+        book_pages.reading_line(book_pages.repeat_runs(repeats, "before"))
+    assert book_pages.repeat_rate_line(repeats, "after") == "after: 330 to 430 images/s in a warm process over 2 runs"
+    assert book_pages.repeat_rate_line(repeats, "before") == "before: 340 images/s in a warm process, one run"
+    alone = {"batch": 400, "embed_pipelined": [
+        {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False, "wall_seconds": 0.04},
+        {"call": "second", "pipelined": True, "precision": "tf32", "compiled": True, "wall_seconds": 9.0}]}
+    assert book_pages.inside_embed_line(book_pages.repeat_runs(repeats, "after"), alone) == (
+        "inside the command, embed took 2.00 to 2.00 ms per image over 2 runs; alone, on 400 images from host memory "
+        "(TF32, not compiled, second call), 0.10 ms (20.0 to 20.0x)")
 
 
 def test_plan_timing_by_study_and_its_sum():

@@ -25,11 +25,17 @@ polish_file = read("benchmarks/results/watermark_gpu_polish_change.json")
 assert book_pages.change_caption(polish_file, "one run.").startswith("On one NVIDIA H100")  # the table's caption
 assert [row[0] for row in polish[:4]] == ["solver's setup, tf32, compiled", "solver's 100 iterations, tf32, compiled",
                                           "solver's polish, tf32, compiled", "solver's whole solve, tf32, compiled"]
-goals = book_pages.goal_rows(read("benchmarks/results/watermark_gpu_now.json"),  # issue #34's goals, newest runs
-                             read("benchmarks/results/watermark_gpu_cli_now.json"),
-                             read("benchmarks/results/watermark_cli_cpu.json"), cpu)
+repeats = read("benchmarks/results/watermark_gpu_cli_repeats.json")  # CLI runs of several libraries in turn
+now = book_pages.repeat_runs(repeats, "read_pixels + atomic_write")  # one library's runs, in the order they ran
+assert [run["library"] for run in now] == ["read_pixels + atomic_write"] * len(now) and len(now) >= 2
+assert len(book_pages.repeat_rows(repeats)) == len(repeats["runs"])  # a table row per run
+assert book_pages.repeat_rate_line(repeats, "before").startswith("before: ")  # the range of one library's rates
+assert "equal bit for bit in every run: True" in book_pages.reading_line(now)  # the folder read, both ways
+gpu_now = read("benchmarks/results/watermark_gpu_now.json")
+assert book_pages.inside_embed_line(now, gpu_now).startswith("inside the command, embed took")
+goals = book_pages.goal_rows(gpu_now, now, read("benchmarks/results/watermark_cli_cpu.json"), cpu)  # issue #34's goals
 assert goals[0][3] == "not an H200" and goals[-1][0] == "embed's first call on the CPU, one image"  # met: yes/no
-cli_line = book_pages.cli_timed_line(read("benchmarks/results/watermark_gpu_cli_now.json"))  # the CLI's timed run
+cli_line = book_pages.cli_timed_line(now[0])  # one run's timed CLI
 assert "images/s after it); busy seconds by stage" in cli_line  # its rate, start and stages, from the file
 
 # the sentences under the benchmark tables, from the files
