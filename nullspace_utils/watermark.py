@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -164,17 +165,29 @@ def paper_slsqp(bases: list[np.ndarray], start: np.ndarray, target: np.ndarray, 
 
 
 # --------------------------------------------------------------------------- public API
+#: The patch maps :func:`_check_patch_map` passed, per model: the check holds while the matrix is the same (the
+#: folder command line calls ``embed`` once per batch). Keyed on the matrix itself, as ``exact.patch_nullspace``'s
+#: cache is, so an in-place edit of the weights is checked again. The check's eigenvalues run on the CPU, where
+#: other work may hold the cores: on a GPU machine, right after a compiled call (torch.compile's worker processes
+#: still busy), they took 0.67 s (``benchmarks/results/watermark_gpu_wall.json``).
+_CHECKED_PATCH_MAPS: weakref.WeakKeyDictionary[nn.Module, torch.Tensor] = weakref.WeakKeyDictionary()
+
+
 def _check_patch_map(model: nn.Module, matrix: torch.Tensor) -> None:
     """Refuse a patch map the watermark cannot use, without an SVD in the usual case d < C r^2.
 
     There the nullspace is not {0} by rank-nullity, and the solver only needs independent rows (a
     d x d Gram matrix's eigenvalues say so). With d >= C r^2 the nullspace may be {0}:
-    :func:`exact.patch_nullspace` says so with the numbers.
+    :func:`exact.patch_nullspace` says so with the numbers. A map that passed is not checked again.
     """
+    checked = _CHECKED_PATCH_MAPS.get(model)
+    if checked is not None and torch.equal(checked, matrix):
+        return
     d, n = matrix.shape
     if d >= n:
         exact.patch_nullspace(model)  # raises NoNullspaceError when the nullspace is {0}
     box_solver.check_independent_rows(matrix)
+    _CHECKED_PATCH_MAPS[model] = matrix
 
 
 def _chunk_images(device: torch.device, patches_per_image: int, n: int) -> int:

@@ -516,3 +516,23 @@ def test_compiled_chunks_keep_one_shape(model, pair, monkeypatch):
     shapes.clear()  # by default a single chunk is not padded
     watermark.embed(model, images, mark, compile=True)
     assert shapes == [(3 * rows, True)]
+
+
+def test_the_patch_map_is_checked_once_while_it_is_unchanged(pair, monkeypatch):
+    """embed checks the patch map's rows (eigenvalues on the CPU) on a model's first call, not on the next calls of
+    the folder command line's batches; after an in-place edit of the weights (through .data, which autograd's
+    version counter does not see) it checks the new map, and a map that fails is refused on every call."""
+    model = tiny_model()
+    images, mark = pair
+    checks = []
+    real_check = box_solver.check_independent_rows
+    monkeypatch.setattr(box_solver, "check_independent_rows", lambda matrix: checks.append(1) or real_check(matrix))
+    for _ in range(3):
+        watermark.embed(model, images, mark, iterations=5)
+    assert len(checks) == 1
+    weight = exact.patch_embedding_layer(model).weight
+    weight.data[1] = weight.data[0]  # two equal rows: W W^T singular
+    for _ in range(2):
+        with pytest.raises(ValueError, match="linearly dependent"):
+            watermark.embed(model, images, mark, iterations=5)
+    assert len(checks) == 3

@@ -255,10 +255,30 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
 # it must read a whole batch. Its worker threads spend most of their busy time reading PNGs and writing them. The
 # CPU's goals hold.
 #
-# One figure is unexplained: compiled TF32's second call took about twice the time `embed` reports for its work
-# (second line), where the other pipelined settings' wall times exceed theirs by a few hundredths of a second. The
-# benchmark now also times Python's garbage collector during each call: it did not run during that one (the
-# file's `gc_seconds`), so the time goes elsewhere, before or around the solve.
+# One figure stands out: compiled TF32's second call took about twice the time `embed` reports for its work
+# (second line), where the other pipelined settings' wall times exceed theirs by a few hundredths of a second.
+# Python's garbage collector, now timed in each call, did not run during it (the file's `gc_seconds`).
+# `benchmarks/watermark.py --part wall` then made three such calls in one process, on another machine, and ran the
+# second under cProfile:
+
+# %% tags=[hide-input]
+wall, wall_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_wall.json")
+display(wall_note)
+if wall is not None:
+    for row in wall["wall"]:
+        print(f"{row['call']} call{' (under cProfile)' if row['profiled'] else ''}: wall {row['wall_seconds']:.2f} s, "
+              f"embed's own {row['embed_seconds']:.2f} s; torch.compile's worker processes used "
+              f"{row['children_cpu_seconds_during']:.1f} s of CPU time during it")
+
+# %% [markdown]
+# In the second call most of the extra time went to checking the patch map's rows before the solve: the
+# eigenvalues of its 384 x 384 Gram matrix, computed on the CPU, took 0.67 s of the 0.72 s the check took
+# (`benchmarks/results/watermark_gpu_wall_profile.txt`), a computation of milliseconds on an idle CPU, while the
+# worker processes the first call had started for torch.compile were still busy (the lines above). In the third
+# call, with them idle, the gap was gone. The check gives the same answer for every call with the same weights, so
+# `embed` now makes it once per model (again only when the weights change); the folder command line, which calls
+# `embed` once per batch while its worker threads keep the cores busy, skips it after the first batch too. Neither
+# effect has been timed on a GPU yet: the goals table's runs predate the change.
 #
 # Two changes were each timed before and after on one machine, in one call, one process after the other. The first
 # is this issue's command-line work up to 4be915a (the batch kept on the GPU for the prediction checks and the
@@ -344,8 +364,10 @@ if cli_repeats is not None:
 # measurably: the rates of one library differ between runs by more than the libraries differ (the last lines), the
 # machines warmed up over a call (later runs were faster whatever the library), and the time inside `embed` moved
 # as much as the rest. What limits it is not known yet: the solver inside the command takes longer per image than
-# `embed` does alone on a larger batch (the last line), which suggests, without showing it, that the main thread
-# waits for Python's lock as the workers do.
+# `embed` does alone on a larger batch (the last line). Two causes are likely and neither is measured: the main
+# thread, which launches the solver's GPU work, waits for Python's lock as the workers do; and every batch checked
+# the patch map's rows on the CPU while the worker threads kept its cores busy, which {ref}`above
+# <benchmarks-goals>` took 0.67 s once (`embed` now checks it once per model).
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
