@@ -287,12 +287,13 @@ def reading_line(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def repeat_rate_line(repeats: dict[str, Any], library: str) -> str:
-    """One library's rates in a file of repeated runs (:func:`repeat_runs`): the range of images per second in a
-    warm process (the timed runs) and how many runs."""
+    """One library's rates in a file of repeated runs (:func:`repeat_runs`): the range and mean of images per second
+    in a warm process (the timed runs) and how many runs."""
     rates = [_cli_run(run, "timed")["images_per_second"] for run in repeat_runs(repeats, library)]
     if len(rates) == 1:
         return f"{library}: {rates[0]:.0f} images/s in a warm process, one run"
-    return f"{library}: {min(rates):.0f} to {max(rates):.0f} images/s in a warm process over {len(rates)} runs"
+    return (f"{library}: {min(rates):.0f} to {max(rates):.0f} images/s in a warm process over {len(rates)} runs "
+            f"(mean {sum(rates) / len(rates):.0f})")
 
 
 def inside_embed_line(runs: Sequence[dict[str, Any]], gpu_now: dict[str, Any]) -> str:
@@ -317,11 +318,11 @@ GOAL_CPU_CLI_OVERHEAD = 0.20
 GOAL_CPU_FIRST_CALL_SECONDS = 0.7
 
 
-def goal_rows(gpu_now: dict[str, Any], cli_gpu: Sequence[dict[str, Any]], cli_cpu: dict[str, Any],
+def goal_rows(gpu_now: dict[str, Any], cli_gpu: dict[str, Any] | Sequence[dict[str, Any]], cli_cpu: dict[str, Any],
               cpu: dict[str, Any]) -> Rows:
     """Issue #34's goals against the files measured after its changes: what, the goal, what was measured (and
     where), and whether it is met. ``gpu_now``: ``benchmarks/watermark.py --part solve`` on a GPU (its second
-    ``embed`` calls, wall time, pipelined); ``cli_gpu``: ``--part cli`` runs on a GPU machine with one library (their
+    ``embed`` calls, wall time, pipelined); ``cli_gpu``: ``--part cli`` runs (or one) on a GPU machine with one library (their
     timed runs in a warm process: the range over the runs, met in all, none or some of them, see
     :func:`repeat_runs`); ``cli_cpu`` and ``cpu``: the CPU's CLI and solver files. An ``embed`` time from another GPU
     than an H200 is not compared with the H200 goal."""
@@ -334,6 +335,7 @@ def goal_rows(gpu_now: dict[str, Any], cli_gpu: Sequence[dict[str, Any]], cli_cp
         met = ("yes" if seconds <= GOAL_EMBED_SECONDS_H200 else "no") if "H200" in device else "not an H200"
         rows.append([f"embed, {gpu_now['batch']} images host to host, {_arithmetic(entry)} (second call)",
                      f"≤ {GOAL_EMBED_SECONDS_H200} s on one H200", f"{seconds:.2f} s on an {device}", met])
+    cli_gpu = [cli_gpu] if isinstance(cli_gpu, dict) else cli_gpu  # one run's file, as before several were kept
     timed = [entry for run in cli_gpu for entry in run["cli"]["runs"] if entry["run"] == "timed"]
     if timed:
         rates = [entry["images_per_second"] for entry in timed]
@@ -443,7 +445,7 @@ def plan_timing_line(timing: dict[str, Any]) -> str:
 
 def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, svd: str | None,
                        timing: dict[str, Any] | None, budget: float = 120, *, pipeline: dict[str, Any] | None = None,
-                       cli_now: Sequence[dict[str, Any]] | None = None) -> results.Note:
+                       cli_now: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> results.Note:
     """The benchmarks page's "What we found" box, one bullet per result file that could be read, each linking to
     its section: the CPU watermark solver against HiGHS, the GPU batch, ``embed`` and the folder CLI end to end
     (``pipeline``: a GPU run's ``embed_pipelined`` rows and floor, e.g. ``watermark_gpu_now.json``; ``cli_now``: CLI
@@ -466,6 +468,8 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        f"{row['seconds']:.1f} s (TF32 matmuls"
                        f"{', compiled' if row['compiled'] else ''}), "
                        f"{row['gap_percent']:.2f} % above the optimum ({{ref}}`see the table <benchmarks-gpu>`)")
+    if isinstance(cli_now, dict):  # one run's file, as before several were kept
+        cli_now = [cli_now]
     if pipeline is not None and cli_now:
         embed = embed_default(pipeline)
         warm = _rates(cli_now, "timed")  # the default batch

@@ -68,8 +68,8 @@ BATCH_SIZE = 64
 #: idle between them. Measured on one H100 (``benchmarks/results/watermark_gpu_cli.json``, 3925 PNGs of 224 px):
 #: 212 images/s at batch 64, 242 at 256, 255 at 512, 262 at 1024, 258 at 2048; 512 keeps most of the gain with
 #: half the host memory of 1024. Beyond that, decoding and encoding in the worker threads limit the command: they
-#: share Python's lock (16 threads decoded or encoded about 600 PNGs a second; reading 8-bit levels without tensor
-#: operations, 1263-1538 a second alone, though the whole command was not measurably faster:
+#: share Python's lock (16 threads decoded or encoded about 600 PNGs a second; reading 8-bit levels of files at the
+#: model's size without tensor operations, 1263-1538 a second alone, though the whole command was not measurably faster:
 #: ``benchmarks/results/watermark_gpu_cli_repeats.json``). Worker processes were no faster
 #: (``benchmarks/results/watermark_gpu_cli_processes.log``): 166 images/s at batch 512 with a task per image, 255
 #: with chunks of images in shared memory, though the solve inside then took half as long.

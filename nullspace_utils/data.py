@@ -560,13 +560,15 @@ def read_pixels(
     background: float | tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """An image file's pixels as :func:`load_image` reads them, channels last (H, W, 3), and as 8-bit levels
-    where they are exact: ``uint8`` for a picture with 8 bits (or fewer) per channel that needs no resizing and no
-    compositing, else the float32 values in [0, 1] that :func:`load_image` gives (channels last).
+    where they are exact: ``uint8`` (a read-only array) for a picture with 8 bits (or fewer) per channel, no
+    transparency data (an alpha channel, even a fully opaque one, or a transparent colour) and no resizing; else the
+    float32 values in [0, 1] that :func:`load_image` gives (channels last).
 
     :func:`pixels_to_images` turns a batch of them into the float images of :func:`load_image`, bit for bit. Many
-    threads can read at once: the per-image work is decoding (which releases Python's lock) and one array, no
-    tensor operation (each of which takes the lock again): the folder command line reads this way. Arguments,
-    conventions and errors as :func:`load_image`.
+    threads can read at once: for an 8-bit file at its size the work is decoding (which releases Python's lock) and
+    one array, no tensor operation (each of which takes the lock again); other files are converted and checked in
+    floats as :func:`load_image` does. The folder command line reads this way. Arguments, conventions and errors as
+    :func:`load_image`.
 
     Args:
         path: the image file.
@@ -609,13 +611,16 @@ def pixels_to_images(pixels: Sequence[np.ndarray], device: str | torch.device | 
     8-bit levels are stacked as they are, sent (on a GPU from page-locked memory, a quarter of the bytes of
     floats) and divided by 255 where they arrive, by a true division (dividing by a Python number multiplies by
     its reciprocal on a GPU, which can differ in the last bit). A batch with any float image is converted on the
-    host first.
+    host first, and its values are checked (:func:`check_images`).
 
     Args:
         pixels: (H, W, 3) arrays, uint8 levels or float32 values in [0, 1], as :func:`read_pixels` gives them.
         device: where the batch goes.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
+    if isinstance(pixels, np.ndarray) or not all(isinstance(array, np.ndarray) for array in pixels):
+        raise TypeError("pixels must be a list of numpy arrays, one (H, W, 3) array per image as read_pixels gives "
+                        "them; for an array of several images, pass list(array).")
     if not pixels:
         raise ValueError("pixels is empty: give at least one image read by read_pixels.")
     shapes = {array.shape for array in pixels}
@@ -630,7 +635,9 @@ def pixels_to_images(pixels: Sequence[np.ndarray], device: str | torch.device | 
         levels = _stacked(pixels, torch.uint8, device).to(device, non_blocking=True)
         return levels.permute(0, 3, 1, 2).contiguous().float().div_(torch.tensor(255.0, device=device))
     values = [array if array.dtype == np.float32 else _levels_to_values(array) for array in pixels]
-    return _stacked(values, torch.float32, device).to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
+    stacked = _stacked(values, torch.float32, device)
+    check_images(stacked, name="pixels")  # values in [0, 1] (read_pixels checked its own; these may come from elsewhere)
+    return stacked.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
 
 
 def _stacked(arrays: Sequence[np.ndarray], dtype: torch.dtype, device: torch.device) -> torch.Tensor:

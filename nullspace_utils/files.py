@@ -10,7 +10,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import stat
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -42,7 +41,7 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
     try:
         if replace:  # a replaced file keeps its mode
             with contextlib.suppress(FileNotFoundError):
-                os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+                os.chmod(temporary, os.stat(path).st_mode & 0o777)  # permissions only: no setuid, setgid, sticky
         yield temporary
         if replace:
             os.replace(temporary, path)
@@ -64,6 +63,8 @@ def _new_temporary(path: Path, tries: int = 100) -> Path:
         except FileExistsError:
             continue
         except (FileNotFoundError, NotADirectoryError):
+            if path.parent.exists() and not path.parent.is_dir():
+                raise NotADirectoryError(f"{path.parent} is a file, not a folder: give a path inside a folder.") from None
             if not path.parent.is_dir():
                 raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write "
                                         "elsewhere.") from None

@@ -251,6 +251,7 @@ def test_end_to_end_rows_are_given_against_the_floor():
                     ["folder CLI now, batch 512 (default), in a warm process", "200", "4.00 s", "50", "4x"],
                     ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now])
+    assert summary == book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
     assert summary.startswith("End to end on one GPU (library abcdef0): `embed` watermarks 100 images from host memory in "
                               "2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI writes 50 "
                               "PNGs a second in a warm process (after a warm-up run), 25 from the command line (start included), "
@@ -337,6 +338,7 @@ def test_goal_rows_compare_each_goal_with_its_measurement():
     assert book_pages.goal_rows(gpu, [cli_gpu, faster], cli_cpu, cpu)[1][2:] == [
         "499.6 to 501.0 images/s over 2 runs on an NVIDIA H200", "in 1 of 2 runs"]  # several runs: the range
     assert book_pages.goal_rows(gpu, [faster, faster], cli_cpu, cpu)[1][3] == "yes"
+    assert book_pages.goal_rows(gpu, cli_gpu, cli_cpu, cpu) == rows  # one run's file alone, as before
 
 
 def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
@@ -366,7 +368,8 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
         "True")
     with pytest.raises(ValueError, match="none of these runs timed the folder read"):
         book_pages.reading_line(book_pages.repeat_runs(repeats, "before"))
-    assert book_pages.repeat_rate_line(repeats, "after") == "after: 330 to 430 images/s in a warm process over 2 runs"
+    assert book_pages.repeat_rate_line(repeats, "after") == ("after: 330 to 430 images/s in a warm process over 2 "
+                                                             "runs (mean 380)")
     assert book_pages.repeat_rate_line(repeats, "before") == "before: 340 images/s in a warm process, one run"
     alone = {"batch": 400, "embed_pipelined": [
         {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False, "wall_seconds": 0.04},

@@ -284,6 +284,19 @@ def test_pixels_to_images_refuses_what_read_pixels_does_not_give(tmp_path):
         data.pixels_to_images([np.zeros((3, 4, 4), np.uint8)])
     with pytest.raises(TypeError, match="uint8 levels or float32.*float64"):
         data.pixels_to_images([np.zeros((4, 4, 3), np.float64)])
+    with pytest.raises(TypeError, match=r"list of numpy arrays.*list\(array\)"):
+        data.pixels_to_images(np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"pixels must lie in \[0, 1\]"):
+        data.pixels_to_images([levels, np.full((4, 4, 3), 7.0, np.float32)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_pixels_to_images_on_a_gpu_equals_the_cpu_bit_for_bit(tmp_path):
+    """On a GPU the 8-bit levels are divided by 255 there; a true division, as numpy's on the host (a Python
+    divisor would get CUDA's multiplication by the reciprocal, which differs in the last bit for some levels)."""
+    levels = [np.arange(256 * 3, dtype=np.uint16).reshape(16, 16, 3).astype(np.uint8) for _ in range(2)]
+    on_gpu = data.pixels_to_images(levels, "cuda")
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), data.pixels_to_images(levels))
 
 
 def test_save_image_refuses_bad_input_before_writing(tmp_path):
@@ -349,6 +362,9 @@ def test_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
         path.chmod(0o640)
         data.save_image(torch.rand(3, 8, 8), path)
         assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a replaced file keeps its mode
+        path.chmod(0o4755)
+        data.save_image(torch.rand(3, 8, 8), path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755  # its permissions, not its setuid bit
     finally:
         os.umask(umask)
 
@@ -391,7 +407,7 @@ def test_atomic_write_leaves_the_umask_to_the_system(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
         with files.atomic_write(tmp_path / "missing" / "a.txt"):
             pass
-    with pytest.raises(FileNotFoundError, match="folder .*0.txt does not exist"):  # a file where a folder must be
+    with pytest.raises(NotADirectoryError, match="0.txt is a file, not a folder"):  # a file where a folder must be
         with files.atomic_write(tmp_path / "0.txt" / "a.txt"):
             pass
     with pytest.raises(IsADirectoryError, match="is a folder"):

@@ -231,8 +231,9 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
                            ["what", "goal", "measured", "met"],
                            caption=f"GPU rows: {gpu_now['device']} machines; embed: library {gpu_now['commit'][:7]}, the "
                                    "second of two calls, wall time, one run; the CLI: 2,048 PNGs after a warm-up in the "
-                                   f"same process, {len(cli_gpu_now)} runs of the library as it is (the table below "
-                                   "lists them). CPU rows: watermark_cli_cpu.json and watermark_cpu.json (the CPU "
+                                   f"same process, {len(cli_gpu_now)} runs of the library with the new folder reading "
+                                   "(54dc2df, 3b6d1ea: before embed checked the patch map once per model; the table "
+                                   "below lists them). CPU rows: watermark_cli_cpu.json and watermark_cpu.json (the CPU "
                                    "section)."))
     inside = {(row["precision"], row["compiled"]): row for row in gpu_now["embed_pipelined"]
               if row["call"] == "second" and row["pipelined"]}
@@ -271,13 +272,15 @@ if wall is not None:
               f"{row['children_cpu_seconds_during']:.1f} s of CPU time during it")
 
 # %% [markdown]
-# In the second call most of the extra time went to checking the patch map's rows before the solve: the
-# eigenvalues of its 384 x 384 Gram matrix, computed on the CPU, took 0.67 s of the 0.72 s the check took
-# (`benchmarks/results/watermark_gpu_wall_profile.txt`), a computation of milliseconds on an idle CPU, while the
-# worker processes the first call had started for torch.compile were still busy (the lines above). In the third
-# call, with them idle, the gap was gone. The check gives the same answer for every call with the same weights, so
-# `embed` now makes it once per model (again only when the weights change); the folder command line, which calls
-# `embed` once per batch while its worker threads keep the cores busy, skips it after the first batch too. Neither
+# In the profiled second call, 0.72 s of the 0.83 s beyond `embed`'s own time went to checking the patch map's rows
+# before the solve, 0.67 s of it the eigenvalues of the 384 x 384 Gram matrix, computed on the CPU
+# (`benchmarks/results/watermark_gpu_wall_profile.txt`), while a worker process the first call had started for
+# torch.compile used 2.6 s of CPU time (the lines above). The third call, with that process idle, had almost no gap
+# (it was not profiled). That the busy worker slowed the check is likely, not shown: it was one profiled call, on
+# another machine than the goals table's run, whose gap was larger. The check gives the same answer for every call
+# with the same weights, so `embed` now makes it once per model (again only when the weights change); the folder
+# command line, which calls `embed` once per batch while its worker threads keep the cores busy, skips it after the
+# first batch too. Neither
 # effect has been timed on a GPU yet: the goals table's runs predate the change.
 #
 # Two changes were each timed before and after on one machine, in one call, one process after the other. The first
@@ -335,13 +338,15 @@ if polish is not None:
 # The third change is in how the command line reads a folder. Its 16 worker threads read fewer than a thousand
 # PNGs a second together (`load_image` in the line under the next table), though decoding itself lets go of
 # Python's lock: every tensor operation and most system calls a thread makes take the lock back, and with 16
-# threads waiting for it, each of those may wait long. A thread now reads a file into its 8-bit levels with one array and no tensor operation
-# (`data.read_pixels`); the batch becomes a float tensor once, on the GPU (`data.pixels_to_images`, equal bit for
-# bit to `load_image`). Writing an output makes about half the system calls it did (the file is created with the
-# mode a plain `open()` gives, and the umask is no longer read). `--part cli` also times the folder read alone,
-# both ways, in the same process. The command line itself ran with the library before, with the new reading alone,
-# and with both changes, in turn, on newly started machines (in run 1 the process timed the folder read before the
-# command's runs, from run 3 on after them):
+# threads waiting for it, each of those may wait long. A thread now reads an 8-bit file that needs no resizing or
+# compositing (the benchmark's PNGs, and any folder already at the model's size) into its 8-bit levels, with one
+# array and no tensor operation (`data.read_pixels`); other files go through floats as before. The batch becomes a
+# float tensor once, on the GPU (`data.pixels_to_images`, equal bit for bit to `load_image`). Writing an output
+# makes fewer system calls (the file is created with the mode a plain `open()` gives, so the umask is no longer
+# read, and no permissions are set afterwards). `--part cli` also times the folder read alone, both ways, in the
+# same process. The command line itself ran with the library before, with the new reading alone, and with both
+# changes, in turn, on newly started machines (in run 1 the process timed the folder read before the command's
+# runs, from run 3 on after them):
 
 # %% tags=[hide-input]
 display(cli_repeats_note)
@@ -360,14 +365,17 @@ if cli_repeats is not None:
         print(book_pages.inside_embed_line(now, gpu_now))
 
 # %% [markdown]
-# Reading alone got faster in every run that timed it (the line under the table). The whole command did not
-# measurably: the rates of one library differ between runs by more than the libraries differ (the last lines), the
-# machines warmed up over a call (later runs were faster whatever the library), and the time inside `embed` moved
-# as much as the rest. What limits it is not known yet: the solver inside the command takes longer per image than
-# `embed` does alone on a larger batch (the last line). Two causes are likely and neither is measured: the main
-# thread, which launches the solver's GPU work, waits for Python's lock as the workers do; and every batch checked
-# the patch map's rows on the CPU while the worker threads kept its cores busy, which {ref}`above
-# <benchmarks-goals>` took 0.67 s once (`embed` now checks it once per model).
+# Reading alone got faster in every run that timed it (the line under the table), for files at the model's size;
+# a folder of larger photos, which must be resized, gains nothing from it. The whole command did not get measurably
+# faster: the rates of one library differ between runs by more than the libraries' means differ (the lines after
+# it), later runs in a call were mostly faster whatever the library, and the library with both changes ran first in
+# two of its four runs (runs 1 and 8), two of its three slowest. The time inside `embed` moved as much as the rest.
+# What limits the command is not known: the solver inside it takes longer per image than `embed` alone (the last
+# line), which has three likely causes, none measured apart: the command solves 512 images per call against 3925,
+# so each call's fixed costs weigh more per image; the main thread, which launches the solver's GPU work, waits for
+# Python's lock as the workers do; and every batch checked the patch map's rows on the CPU while the worker threads
+# kept its cores busy (which {ref}`above <benchmarks-goals>` took 0.67 s once; `embed` now checks it once per
+# model).
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
