@@ -434,3 +434,32 @@ def test_a_failed_write_is_reported_and_the_batch_goes_on(photo_folder, capsys, 
     assert "summary: 2 done, 0 skipped (output already there), 1 failed, 0 left" in captured.out
     assert [line for line in captured.err.splitlines() if "photo1" in line and "No space left" in line]
     assert sorted(path.name for path in out.iterdir()) == ["photo0.png", "photo2.png"]
+
+
+def test_a_batch_of_mixed_files_reaches_the_solver_as_load_image_reads_them(vit_s, photo_folder, monkeypatch,
+                                                                           quick_solver):
+    """The batch's threads read 8-bit files at the model's size as 8-bit levels and the others (to resize, to
+    composite) as floats; the batch embed receives is, bit for bit, the stack of load_image's images, in the
+    command's order."""
+    size = cli._image_size(None, vit_s, "zoo-vit-s")  # the default model's input size
+    data.save_image(torch.rand(3, size, size, generator=torch.Generator().manual_seed(3)), photo_folder / "at_size.png")
+    data.save_image(torch.rand(3, size + 8, size, generator=torch.Generator().manual_seed(4)), photo_folder / "tall.png")
+    translucent = np.zeros((size, size, 4), np.uint8)
+    translucent[..., 0], translucent[..., 3] = 200, 128
+    PIL.Image.fromarray(translucent).save(photo_folder / "translucent.png")
+    order = cli._batch_sources([str(photo_folder)], photo_folder.parent / "mark.png", lambda message: None)
+    kinds = {data.read_pixels(path, size=size, background=0.5).dtype for path in order}
+    assert kinds == {np.dtype(np.uint8), np.dtype(np.float32)}  # both paths are in the batch
+    seen = []
+    solve = cli.watermark.embed  # the quick solver
+
+    def recording(model, images, mark, **keywords):
+        seen.append(images.clone())
+        return solve(model, images, mark, **keywords)
+
+    monkeypatch.setattr(cli.watermark, "embed", recording)
+    status = cli.main(["watermark", str(photo_folder), str(photo_folder.parent / "mark.png"), "-o",
+                       str(photo_folder.parent / "out"), "--background", "0.5", "--batch-size", "8", "--quiet"])
+    assert status == 0 and len(seen) == 1
+    expected = torch.stack([data.load_image(path, size=size, background=0.5) for path in order])
+    assert torch.equal(seen[0], expected)
