@@ -61,7 +61,9 @@ __all__ = [
     "inputs_checked",
 ]
 
-#: Folder of the zoo's weights and manifest, inside the installed package.
+#: Folder of the zoo's weights and manifest, inside the installed package (``nullspace_utils/zoo``).
+#:
+#: :meta hide-value:
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 
 #: The zoo normalises like timm's ImageNet models: a different std per channel,
