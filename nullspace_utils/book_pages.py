@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, NamedTuple, Sequence
 
-from nullspace_utils import results
+from nullspace_utils import plotting, results
 
 __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_solver_rows", "embed_default", "solver_default", "gpu_end_to_end_rows", "chapter_time_rows",
            "session_rows", "Exercise", "chapter_numbers", "exercises", "CLASS_MINUTES_BASE", "class_minutes",
@@ -226,9 +226,13 @@ def _cli_run(cli_run: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def _rates(runs: Sequence[dict[str, Any]], kind: str) -> str:
     """Images per second of the first run of ``kind`` in each ``--part cli`` file, as one number or a range."""
-    values = [f"{rate:.0f}" for rate in sorted(_cli_run(run, kind)["images"] / _cli_run(run, kind)["seconds"]
-                                                for run in runs)]
-    return values[0] if values[0] == values[-1] else f"{values[0]} to {values[-1]}"
+    entries = [_cli_run(run, kind) for run in runs]
+    return _span([entry["images"] / entry["seconds"] for entry in entries], 0)
+
+
+def _span(values: Sequence[float], digits: int) -> str:
+    """The range of ``values`` as "low to high", or one number when both ends print alike."""
+    return plotting.format_range(values, scale=1, digits=digits, separator=" to ")
 
 
 def cli_timed_line(cli_run: dict[str, Any]) -> str:
@@ -273,16 +277,12 @@ def reading_line(runs: Sequence[dict[str, Any]]) -> str:
     if not readings:
         raise ValueError("none of these runs timed the folder read (a library without read_pixels)")
 
-    def span(values: list[float], digits: int) -> str:
-        low, high = min(values), max(values)
-        return f"{low:.{digits}f}" if f"{low:.{digits}f}" == f"{high:.{digits}f}" else f"{low:.{digits}f} to {high:.{digits}f}"
-
     first = readings[0]
     return (f"{first['images']} PNGs into one batch, {first['threads']} threads, best of {first['repeats']}, in "
-            f"{len(readings)} runs: load_image per file {span([r['images_per_second']['load_image'] for r in readings], 0)} "
+            f"{len(readings)} runs: load_image per file {_span([r['images_per_second']['load_image'] for r in readings], 0)} "
             f"images/s, read_pixels and one pixels_to_images "
-            f"{span([r['images_per_second']['read_pixels'] for r in readings], 0)} images/s "
-            f"({span([r['ratio'] for r in readings], 2)}x); the two batches equal bit for bit in every run: "
+            f"{_span([r['images_per_second']['read_pixels'] for r in readings], 0)} images/s "
+            f"({_span([r['ratio'] for r in readings], 2)}x); the two batches equal bit for bit in every run: "
             f"{all(r['equal'] for r in readings)}")
 
 
@@ -300,10 +300,9 @@ def inside_embed_line(runs: Sequence[dict[str, Any]], gpu_now: dict[str, Any]) -
     """The solver's time per image inside the folder CLI (its timed runs' seconds inside ``embed``) against
     ``embed`` alone on the batch of a ``--part solve`` file (the default, TF32 not compiled: the CLI's setting at
     2,048 images; second call, wall time), in milliseconds per image."""
-    inside = [1000 * _cli_run(run, "timed")["embed_seconds"] / _cli_run(run, "timed")["images"] for run in runs]
-    alone = next(row for row in gpu_now["embed_pipelined"] if row["call"] == "second" and row["pipelined"]
-                 and row["precision"] == "tf32" and not row["compiled"])
-    per_image = 1000 * alone["wall_seconds"] / gpu_now["batch"]
+    timed = [_cli_run(run, "timed") for run in runs]
+    inside = [1000 * entry["embed_seconds"] / entry["images"] for entry in timed]
+    per_image = 1000 * embed_default(gpu_now)["wall_seconds"] / gpu_now["batch"]
     return (f"inside the command, embed took {min(inside):.2f} to {max(inside):.2f} ms per image over {len(inside)} "
             f"runs; alone, on {gpu_now['batch']} images from host memory (TF32, not compiled, second call), "
             f"{per_image:.2f} ms ({min(inside) / per_image:.1f} to {max(inside) / per_image:.1f}x)")
