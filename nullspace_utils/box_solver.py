@@ -25,8 +25,9 @@ Solvers:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from nullspace_utils import models
 from nullspace_utils.data import check_finite
 
 __all__ = ["solve_patches", "admm", "highs", "slsqp", "check_settings", "check_independent_rows", "box_violation",
-           "RHO", "PRECISIONS"]
+           "cuda_graphs", "RHO", "PRECISIONS"]
 
 
 # --------------------------------------------------------------------------- fast solver
@@ -153,6 +154,20 @@ def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int
     gram = matrix @ matrix.T
     back = torch.linalg.solve(gram, matrix)  # (d, n): (W W^T)^{-1} W, float32
     offset = start @ matrix.T  # (P, d): W x
+    graphs = _CUDA_GRAPHS.get()
+    if graphs is not None and _records_graphs(start.device) and not compile_step:
+        z = _replayed_iterations(graphs, matrix, back, offset, start, target, p, iterations, rho, alpha, precision,
+                                 warm_start)
+    else:
+        z = _iterations(matrix, back, offset, start, target, p, iterations, rho, alpha, precision, compile_step,
+                        warm_start)
+    return _polish(z, start, matrix, back, offset, polish).to(out_dtype)
+
+
+def _iterations(matrix: torch.Tensor, back: torch.Tensor, offset: torch.Tensor, start: torch.Tensor,
+                target: torch.Tensor, p: int, iterations: int, rho: float | tuple[float, float], alpha: float,
+                precision: str, compile_step: bool, warm_start: bool) -> torch.Tensor:
+    """ADMM's iterations (:func:`admm`, before the polish): the box-side iterate z after the last one."""
     z = (target - (target @ matrix.T - offset) @ back).clamp(0, 1) if warm_start else start.clone()
     a = z.clone()  # z - u, with the dual variable u = 0 at the start
     first, growth = _rho_schedule(rho, iterations)
@@ -173,7 +188,83 @@ def admm(matrix: torch.Tensor, start: torch.Tensor, target: torch.Tensor, p: int
                                     alpha, p, compile_step)
             if update:
                 rho_now = rho_now * growth
-    return _polish(z, start, matrix, back, offset, polish).to(out_dtype)
+    return z
+
+
+# --------------------------------------------------------------------------- CUDA graphs
+#: The graphs :func:`cuda_graphs` keeps while its block runs (``None`` outside one): per problem shape and
+#: settings, the captured graph, its input tensors (copied into before each replay) and its output z.
+_CUDA_GRAPHS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("nullspace_cuda_graphs", default=None)
+
+
+@contextlib.contextmanager
+def cuda_graphs() -> Iterator[None]:
+    """Inside this block, :func:`admm` on a GPU (not compiled) records its iterations in a CUDA graph once per
+    problem shape and settings, and replays that graph at later calls of the same shape: one launch for all
+    iterations instead of about ten per iteration, so the solve keeps the GPU busy even when other Python threads
+    hold the interpreter's lock (the folder command line's readers and writers). The answer is the same solve's
+    (the same operations; a GPU may pick other matmul kernels, so float32 results can differ in the last bits).
+
+    The graphs keep their memory (the iterates of their problem size, a few copies of the patch rows) until the
+    block ends, when they are released. A new shape costs a short warm-up and the recording, not a solve. Blocks
+    nest (the outer block's graphs are kept) and belong to the thread or context that opened them.
+    """
+    if _CUDA_GRAPHS.get() is not None:  # nested: the outer block keeps and releases the graphs
+        yield
+        return
+    token = _CUDA_GRAPHS.set({})
+    try:
+        yield
+    finally:
+        _CUDA_GRAPHS.reset(token)
+
+
+def _replayed_iterations(graphs: dict, matrix: torch.Tensor, back: torch.Tensor, offset: torch.Tensor,
+                         start: torch.Tensor, target: torch.Tensor, p: int, iterations: int,
+                         rho: float | tuple[float, float], alpha: float, precision: str, warm_start: bool
+                         ) -> torch.Tensor:
+    """:func:`_iterations` through a CUDA graph of ``graphs`` (recorded at the first call of this shape and these
+    settings). The returned z is the graph's output tensor: read it before the next replay (the polish does)."""
+    key = (start.device, start.dtype, tuple(start.shape), tuple(matrix.shape), p, iterations, str(rho), alpha,
+           precision, warm_start)
+    entry = graphs.get(key)
+    inputs = {"matrix": matrix, "back": back, "offset": offset, "start": start, "target": target}
+    if entry is None:
+        static = {name: tensor.clone() for name, tensor in inputs.items()}
+
+        def record(steps: int) -> torch.Tensor:
+            return _iterations(static["matrix"], static["back"], static["offset"], static["start"],
+                               static["target"], p, steps, rho, alpha, precision, False, warm_start)
+
+        replay, output = _record_cuda_graph(lambda: record(iterations), lambda: record(RHO_UPDATE_EVERY),
+                                            start.device)
+        entry = graphs[key] = (replay, static, output)
+    replay, static, output = entry
+    for name, tensor in inputs.items():
+        static[name].copy_(tensor)
+    replay()
+    return output
+
+
+def _records_graphs(device: torch.device) -> bool:
+    """Whether :func:`cuda_graphs` records on ``device``: on GPUs only."""
+    return device.type == "cuda"
+
+
+def _record_cuda_graph(work: Callable[[], torch.Tensor], warm_up: Callable[[], object], device: torch.device
+                       ) -> tuple[Callable[[], None], torch.Tensor]:
+    """Record ``work`` in a CUDA graph on ``device``: (the graph's replay, its output tensor). ``warm_up`` runs
+    first, outside the graph and on a side stream, so that lazy set-up (cuBLAS workspaces) is not recorded
+    (PyTorch's CUDA graph notes)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        warm_up()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = work()
+    return graph.replay, output
 
 
 def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, back: torch.Tensor,

@@ -160,6 +160,54 @@ def test_compiled_admm_matches_eager(monkeypatch):
         assert (eager - compiled).abs().max() < 1e-5
 
 
+def test_cuda_graphs_replay_each_problem_with_its_own_inputs(monkeypatch):
+    """Inside ``cuda_graphs``, a problem's iterations are recorded once per shape and settings, and every later
+    call of that shape replays them on its own rows: the answer of each call is the eager loop's (a stale input
+    copy would return the first problem's answer). The recording is faked on the CPU: the "graph" runs the
+    recorded function again into its output tensor, as a replay writes into the graph's memory."""
+    recorded = []
+
+    def fake_record(work, warm_up, device):
+        warm_up()
+        output = work()
+        recorded.append(device)
+        return (lambda: output.copy_(work())), output
+
+    monkeypatch.setattr(box_solver, "_records_graphs", lambda device: True)
+    monkeypatch.setattr(box_solver, "_record_cuda_graph", fake_record)
+    generator = torch.Generator().manual_seed(4)
+    matrix = torch.randn(3, 12, generator=generator)
+    problems = [(torch.rand(rows, 12, generator=generator), torch.rand(rows, 12, generator=generator))
+                for rows in (6, 6, 4, 6)]
+    eager = [box_solver.admm(matrix, start, target, 1, 20, 5, box_solver.RHO) for start, target in problems]
+    with box_solver.cuda_graphs():
+        with box_solver.cuda_graphs():  # nested: the outer block's graphs
+            graphed = [box_solver.admm(matrix, start, target, 1, 20, 5, box_solver.RHO) for start, target in problems]
+        graphed.append(box_solver.admm(matrix, *problems[0], 2, 20, 5, box_solver.RHO))  # other settings
+    assert len(recorded) == 3  # 6 rows, 4 rows, then 6 rows with p = 2: once each
+    for got, want in zip(graphed, eager, strict=False):
+        assert torch.equal(got, want)
+    assert torch.equal(graphed[-1], box_solver.admm(matrix, *problems[0], 2, 20, 5, box_solver.RHO))
+    box_solver.admm(matrix, *problems[0], 1, 20, 5, box_solver.RHO)  # outside the block: nothing recorded
+    assert len(recorded) == 3 and box_solver._CUDA_GRAPHS.get() is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the CI has none)")
+def test_cuda_graphs_solve_as_the_eager_loop_on_a_gpu():
+    """On a GPU, replayed iterations give the eager loop's answer up to float32 rounding (kernels may differ)."""
+    generator = torch.Generator().manual_seed(5)
+    matrix = torch.randn(8, 48, generator=generator).cuda()
+    problems = [(torch.rand(64, 48, generator=generator).cuda(), torch.rand(64, 48, generator=generator).cuda())
+                for _ in range(2)]
+    with box_solver.cuda_graphs():
+        graphed = [box_solver.admm(matrix, start, target, 1, 50, 20, box_solver.RHO, precision="float32")
+                   for start, target in problems]
+    for (start, target), got in zip(problems, graphed, strict=True):
+        want = box_solver.admm(matrix, start, target, 1, 50, 20, box_solver.RHO, precision="float32")
+        assert (got - want).abs().max() < 1e-4
+        assert ((got - start) @ matrix.T).abs().max() < 1e-4
+
+
 def test_settings_and_rows_are_checked():
     for rho in ((1.0,), (1.0, -2.0), (0.0, 1.0), "10"):
         with pytest.raises(ValueError, match="rho"):

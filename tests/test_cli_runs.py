@@ -63,7 +63,8 @@ def test_an_output_written_by_another_run_meanwhile_is_kept(tmp_path, capsys, mo
                                              box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
 
     monkeypatch.setattr(cli.watermark, "embed", embed_while_another_run_writes)
-    status = cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--batch-size", "3", "--quiet"])
+    # one batch (the first, a quarter of --batch-size, holds the 3 images)
+    status = cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--batch-size", "12", "--quiet"])
     captured = capsys.readouterr()
     assert status == 1  # not everything asked for was written by this run
     assert torch.equal(data.load_image(out / "photo01.png"), theirs)  # kept, not replaced
@@ -230,7 +231,8 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     assert len(written) == 5 and all(data.load_image(path)[:, 0, 0].eq(0.5).all() for path in written)
     calls.clear()
     assert cli.main([*command, "-o", str(tmp_path / "plain")]) == 0
-    assert calls == [(2, False, None), (2, False, None), (1, False, None)]  # 5 images: far too few to compile
+    # 5 images: far too few to compile; uncompiled, the first batch is a quarter of --batch-size (cli._batches)
+    assert calls == [(1, False, None), (2, False, None), (2, False, None)]
     calls.clear()
     small = ["watermark", str(_photos(tmp_path / "three", 3)), str(mark), "--batch-size", "8", "--quiet", "--compile"]
     assert cli.main([*small, "-o", str(tmp_path / "small")]) == 0
