@@ -18,6 +18,8 @@ Solvers:
   alternates an exact projection onto the affine set (a precomputed :math:`(A A^\top)^{-1} A`), the proximal step of the
   objective restricted to the box (soft-threshold and clamp for p = 1), and a dual update; a final polish
   alternates the two projections and ends on the box.
+- :func:`cuda_graphs`: a block inside which :func:`admm` on a GPU records its iterations in a CUDA graph once per
+  problem shape and replays them (the folder command line solves its batches this way).
 - :func:`highs`: the LP per row with scipy's HiGHS (p = 1 only): the exact reference.
 - :func:`slsqp`: SLSQP in the coordinates of the nullspace of ``A``, for comparison only: it is very slow.
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -476,6 +477,9 @@ def _load_npy(path: Path, shape: tuple[int, int] | None) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32))
 
 
+_OPENING = threading.Lock()  # held while _open_picture's warning filter is in place
+
+
 def _open_picture(path: Path) -> Image.Image:
     """Open and decode ``path`` with Pillow, the right way up (its EXIF orientation applied), refusing animations;
     Pillow's errors become ValueErrors that say what to do."""
@@ -484,14 +488,17 @@ def _open_picture(path: Path) -> Image.Image:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # too large: refuse, don't just warn
-            with Image.open(path) as handle:
-                frames, kind = getattr(handle, "n_frames", 1), handle.format
-                if frames == 1 or kind == "MPO":  # MPO: a camera JPEG whose first frame is the photo itself
-                    handle.load()  # decode now, so that a truncated file fails here
-                    ImageOps.exif_transpose(handle, in_place=True)  # a phone photo's Orientation tag, applied
-                    return handle
+        # too large: refuse, don't just warn. Python's warning filters are global (catch_warnings is not safe in
+        # threads): the folder command line's threads take turns here, for the header only, not the decoding
+        with _OPENING, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as handle:
+            frames, kind = getattr(handle, "n_frames", 1), handle.format
+            if frames == 1 or kind == "MPO":  # MPO: a camera JPEG whose first frame is the photo itself
+                handle.load()  # decode now, so that a truncated file fails here
+                ImageOps.exif_transpose(handle, in_place=True)  # a phone photo's Orientation tag, applied
+                return handle
     except PermissionError:
         raise
     except UnidentifiedImageError as error:

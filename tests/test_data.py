@@ -330,6 +330,20 @@ def test_decompression_bomb_gives_a_clear_error(tmp_path, monkeypatch, limit):
         data.load_image(path)
 
 
+def test_reading_in_many_threads_leaves_the_warning_filters_alone(tmp_path):
+    """The folder command line reads in threads; the check that refuses decompression bombs sets a warning filter
+    for the time of opening a file. Python's filters are global: unguarded, threads restoring each other's copies
+    left an extra filter behind in every try (8 threads, 800 reads)."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [data.save_image(_image(seed=index), tmp_path / f"{index}.png") for index in range(16)]
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(data.read_pixels, paths * 50))
+    assert warnings.filters == before
+
+
 @pytest.mark.parametrize("suffix,writer", [(".png", "PIL.Image.Image.save"), (".npy", "numpy.save")])
 def test_failed_save_leaves_the_old_file_and_no_partial_file(tmp_path, monkeypatch, suffix, writer):
     path = data.save_image(_image(seed=1), tmp_path / f"image{suffix}")

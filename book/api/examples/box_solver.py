@@ -19,6 +19,10 @@ target = torch.rand(5, 12, generator=generator, dtype=torch.float64)
 box_solver.check_settings(iterations=300, polish=50, rho=box_solver.RHO, precision="float32")  # one of PRECISIONS
 fast = box_solver.admm(matrix.float(), start.float(), target.float(), 1, 300, 50, box_solver.RHO,
                        out_dtype=torch.float64)  # unchecked: what watermark.embed runs on every patch
+with box_solver.cuda_graphs():  # on a GPU: iterations recorded once per shape, replayed (the CPU: unchanged)
+    again = box_solver.admm(matrix.float(), start.float(), target.float(), 1, 300, 50, box_solver.RHO,
+                            out_dtype=torch.float64)
+assert torch.equal(again, fast)  # the same solve (on a GPU, to float32 rounding: other kernels may be picked)
 optimum = box_solver.highs(matrix.numpy(), start.numpy(), target.numpy())  # one LP per row (p = 1 only)
 gap = float((fast - target).abs().sum()) / float(abs(torch.from_numpy(optimum) - target).sum()) - 1
 assert -1e-6 < gap < 1e-3  # within 0.1 % of the LP optimum, never (beyond its tolerance) below it
