@@ -384,15 +384,6 @@ def _watermark(args: argparse.Namespace) -> int:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")
 
 
-def _batches(todo: list[Path], batch_size: int, *, ramp: bool) -> list[list[Path]]:
-    """``todo`` in batches of ``batch_size`` images, in order. With ``ramp``, the first batch holds a quarter of
-    that (at least one image): the solver starts once a quarter of a batch is read instead of a whole one, and the
-    pipeline fills sooner (compiled, every batch is solved at the first's shape, so there is no ramp)."""
-    first = max(1, batch_size // 4) if ramp else batch_size
-    return [todo[:first]] + [todo[start : start + batch_size] for start in range(first, len(todo), batch_size)
-                             ] if todo else []
-
-
 def _file_key(path: Path) -> tuple:
     """What makes two paths one file: its device and inode (also through links), else the absolute path."""
     try:
@@ -527,7 +518,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
         device, len(todo) * (size // patch) ** 2)
     progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
     pipeline = _Pipeline(tally, progress, args.overwrite)
-    batches = _batches(todo, batch_size, ramp=not compile_step)
+    batches = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
     shape_images = len(batches[0]) if batches else 0  # the images of every compiled call (a folder may hold fewer)
 
     def read(batch: list[Path]) -> list[tuple[Path, Future]]:
@@ -793,9 +784,8 @@ def main(argv: list[str] | None = None) -> int:
                          "embedding allows other sizes (default and usually the only choice: the model's)")
     wm.add_argument("--device", default=None, help="where the solver runs: cpu, cuda (default: the model's)")
     wm.add_argument("--batch-size", type=int, default=None,
-                    help="with several images: how many are solved together (default 64 on a CPU, 512 on a GPU; "
-                         "the first batch holds a quarter of it, so that solving starts sooner); the next batch is "
-                         "read and the last one written while a batch is solved")
+                    help="with several images: how many are solved together (default 64 on a CPU, 512 on a GPU); "
+                         "the next batch is read and the last one written while a batch is solved")
     wm.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="fuse each solver iteration with torch.compile (GPU): it costs seconds once per run and "
                          "saves some on every batch after; by default on a GPU from two million image patches "

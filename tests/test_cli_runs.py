@@ -63,8 +63,7 @@ def test_an_output_written_by_another_run_meanwhile_is_kept(tmp_path, capsys, mo
                                              box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
 
     monkeypatch.setattr(cli.watermark, "embed", embed_while_another_run_writes)
-    # one batch (the first, a quarter of --batch-size, holds the 3 images)
-    status = cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--batch-size", "12", "--quiet"])
+    status = cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--batch-size", "3", "--quiet"])
     captured = capsys.readouterr()
     assert status == 1  # not everything asked for was written by this run
     assert torch.equal(data.load_image(out / "photo01.png"), theirs)  # kept, not replaced
@@ -208,6 +207,26 @@ def test_exclusive_write_never_replaces(tmp_path):
     assert (tmp_path / "new.txt").read_text() == "ours"
 
 
+def test_batches_are_solved_inside_one_cuda_graphs_block(tmp_path, capsys, monkeypatch):
+    """Every batch's embed runs inside box_solver.cuda_graphs (on a GPU its iterations are recorded once per batch
+    shape and replayed), one block for the whole folder (a graph recorded at the first batch serves the next), ended
+    with the command."""
+    photos, mark, out = _photos(tmp_path / "photos", 5), _mark(tmp_path / "mark.png"), tmp_path / "out"
+    blocks = []
+
+    def embed(model, image, mark, **kwargs):
+        blocks.append(cli.box_solver._CUDA_GRAPHS.get())
+        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
+                                             objective=torch.tensor(0.0), embedding_residual=0.0, box_violation=0.0,
+                                             seconds=0.0, solver="stub", iterations=0)
+
+    monkeypatch.setattr(cli.watermark, "embed", embed)
+    assert cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--batch-size", "2", "--quiet"]) == 0
+    assert len(blocks) == 3 and blocks[0] is not None and all(block is blocks[0] for block in blocks)
+    assert cli.box_solver._CUDA_GRAPHS.get() is None
+    capsys.readouterr()
+
+
 def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch):
     """--compile: every batch reaches embed with one chunk shape, the first batch's (embed pads a last, shorter
     batch to it, so a compiled step is not compiled again), and by default a small folder is not compiled."""
@@ -231,8 +250,7 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     assert len(written) == 5 and all(data.load_image(path)[:, 0, 0].eq(0.5).all() for path in written)
     calls.clear()
     assert cli.main([*command, "-o", str(tmp_path / "plain")]) == 0
-    # 5 images: far too few to compile; uncompiled, the first batch is a quarter of --batch-size (cli._batches)
-    assert calls == [(1, False, None), (2, False, None), (2, False, None)]
+    assert calls == [(2, False, None), (2, False, None), (1, False, None)]  # 5 images: far too few to compile
     calls.clear()
     small = ["watermark", str(_photos(tmp_path / "three", 3)), str(mark), "--batch-size", "8", "--quiet", "--compile"]
     assert cli.main([*small, "-o", str(tmp_path / "small")]) == 0
