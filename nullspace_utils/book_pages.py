@@ -21,7 +21,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
-           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "inside_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "repeat_phase_line", "inside_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -294,6 +294,17 @@ def repeat_rate_line(repeats: dict[str, Any], library: str) -> str:
         return f"{library}: {rates[0]:.0f} images/s in a warm process, one run"
     return (f"{library}: {min(rates):.0f} to {max(rates):.0f} images/s in a warm process over {len(rates)} runs "
             f"(mean {sum(rates) / len(rates):.0f})")
+
+
+def repeat_phase_line(repeats: dict[str, Any], library: str) -> str:
+    """One library's timed runs in a file of repeated runs (:func:`repeat_runs`), phase by phase: the range of
+    images per second in a warm process, of the seconds before the first solve, and of the seconds inside
+    ``embed``."""
+    timed = [_cli_run(run, "timed") for run in repeat_runs(repeats, library)]
+    count = "one run" if len(timed) == 1 else f"{len(timed)} runs"
+    return (f"{library}: {_span([entry['images_per_second'] for entry in timed], 0)} images/s in a warm process "
+            f"({count}); {_span([entry['startup_seconds'] for entry in timed], 2)} s before the first solve, "
+            f"{_span([entry['embed_seconds'] for entry in timed], 2)} s inside embed")
 
 
 def inside_embed_line(runs: Sequence[dict[str, Any]], gpu_now: dict[str, Any]) -> str:

@@ -371,6 +371,9 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
     assert book_pages.repeat_rate_line(repeats, "after") == ("after: 330 to 430 images/s in a warm process over 2 "
                                                              "runs (mean 380)")
     assert book_pages.repeat_rate_line(repeats, "before") == "before: 340 images/s in a warm process, one run"
+    assert book_pages.repeat_phase_line(repeats, "after") == (
+        "after: 330 to 430 images/s in a warm process (2 runs); 0.50 s before the first solve, 0.20 s inside embed")
+    assert book_pages.repeat_phase_line(repeats, "before").startswith("before: 340 images/s in a warm process (one run)")
     alone = {"batch": 400, "embed_pipelined": [
         {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False, "wall_seconds": 0.04},
         {"call": "second", "pipelined": True, "precision": "tf32", "compiled": True, "wall_seconds": 9.0}]}

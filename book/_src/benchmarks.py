@@ -22,9 +22,9 @@ cli_now, cli_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_
 step, step_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_step.json")
 cli_2048, cli_2048_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_2048.json")
 gpu_now, gpu_now_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_now.json")  # the newest GPU runs
-# the folder CLI, several runs of each library in turn; the library as it is now: read_pixels + atomic_write
+# the folder CLI, several runs of each library in turn; the library as it is now: CUDA graphs
 cli_repeats, cli_repeats_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_repeats.json")
-cli_gpu_now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write") if cli_repeats is not None else None
+cli_gpu_now = book_pages.repeat_runs(cli_repeats, "CUDA graphs") if cli_repeats is not None else None
 svd, svd_note = book_pages.benchmark_file("benchmarks/results/nullspace_svd.txt", text=True)
 timing, timing_note = book_pages.benchmark_file("benchmarks/results/notebook_times.json")
 display(book_pages.benchmarks_summary(cpu, gpu, svd, timing, pipeline=gpu_now, cli_now=cli_gpu_now))
@@ -231,10 +231,9 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
                            ["what", "goal", "measured", "met"],
                            caption=f"GPU rows: {gpu_now['device']} machines; embed: library {gpu_now['commit'][:7]}, the "
                                    "second of two calls, wall time, one run; the CLI: 2,048 PNGs after a warm-up in the "
-                                   f"same process, {len(cli_gpu_now)} runs of the library with the new folder reading "
-                                   "(54dc2df, 3b6d1ea: before embed checked the patch map once per model; the table "
-                                   "below lists them). CPU rows: watermark_cli_cpu.json and watermark_cpu.json (the CPU "
-                                   "section)."))
+                                   f"same process, {len(cli_gpu_now)} runs of the library as it is ({cli_gpu_now[0]['commit']}, "
+                                   "CUDA graphs; the table of runs below lists them). CPU rows: watermark_cli_cpu.json "
+                                   "and watermark_cpu.json (the CPU section)."))
     inside = {(row["precision"], row["compiled"]): row for row in gpu_now["embed_pipelined"]
               if row["call"] == "second" and row["pipelined"]}
     fastest = min(inside.values(), key=lambda row: row["wall_seconds"])
@@ -243,24 +242,25 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
           f"({fastest['seconds']:.2f} s inside the call, {fastest['gap_percent']:.2f} % above the optimum); "
           f"the default (TF32, not compiled at this size): {inside[('tf32', False)]['wall_seconds']:.2f} s")
     compiled = inside[("tf32", True)]
-    print(f"TF32, compiled: {compiled['wall_seconds']:.2f} s wall, {compiled['seconds']:.2f} s inside the call")
+    print(f"TF32, compiled: {compiled['wall_seconds']:.2f} s wall, {compiled['seconds']:.2f} s inside the call "
+          f"({compiled['wall_seconds'] - compiled['seconds']:.2f} s beyond it)")
     for run in cli_gpu_now:
         print(f"folder CLI, run {run['order']}: {book_pages.cli_timed_line(run)}")
 
 # %% [markdown]
 # No H200 has run the benchmark, so the `embed` goal stays unjudged. On the H100 the fastest exact setting is
 # bfloat16 matmuls, compiled, which ends further from the optimum than TF32 (first line under the table); the
-# default, TF32 without compiling, takes about twice as long. The folder command line stays below its goal in every
-# run of the library as it is, and the runs differ by more than a fifth (the goals table's range); after its first
-# solve began it was above the goal in some runs only (the lines under the table, in brackets). Before that solve
-# it must read a whole batch. Its worker threads spend most of their busy time reading PNGs and writing them. The
-# CPU's goals hold.
+# default, TF32 without compiling, takes about twice as long. The folder command line stays below its goal in both
+# runs of the library as it is; counted from its first solve it is above it (the lines under the table, in
+# brackets): before that solve it reads a whole batch. Its worker threads, which read and write the PNGs, weigh
+# most: on a machine where they were slower, so was the command ({ref}`below <benchmarks-graphs>`). The CPU's goals
+# hold.
 #
-# One figure stands out: compiled TF32's second call took about twice the time `embed` reports for its work
-# (second line), where the other pipelined settings' wall times exceed theirs by a few hundredths of a second.
-# Python's garbage collector, now timed in each call, did not run during it (the file's `gc_seconds`).
-# `benchmarks/watermark.py --part wall` then made three such calls in one process, on another machine, and ran the
-# second under cProfile:
+# Compiled TF32's second call used to take much longer than the time `embed` reports for its work, where the other
+# pipelined settings' wall times exceed theirs by a few hundredths of a second; Python's garbage collector, timed
+# in each call, did not run during it (the files' `gc_seconds`). `benchmarks/watermark.py --part wall` made three
+# such calls in one process with the library of that time (3b6d1ea), on another machine, and ran the second under
+# cProfile:
 
 # %% tags=[hide-input]
 wall, wall_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_wall.json")
@@ -277,11 +277,10 @@ if wall is not None:
 # (`benchmarks/results/watermark_gpu_wall_profile.txt`), while a worker process the first call had started for
 # torch.compile used 2.6 s of CPU time (the lines above). The third call, with that process idle, had almost no gap
 # (it was not profiled). That the busy worker slowed the check is likely, not shown: it was one profiled call, on
-# another machine than the goals table's run, whose gap was larger. The check gives the same answer for every call
+# one machine. The check gives the same answer for every call
 # with the same weights, so `embed` now makes it once per model (again only when the weights change); the folder
 # command line, which calls `embed` once per batch while its worker threads keep the cores busy, skips it after the
-# first batch too. Neither
-# effect has been timed on a GPU yet: the goals table's runs predate the change.
+# first batch too. The goals table's `embed` run has this change: its second line gives the gap that is left.
 #
 # Two changes were each timed before and after on one machine, in one call, one process after the other. The first
 # is this issue's command-line work up to 4be915a (the batch kept on the GPU for the prediction checks and the
@@ -376,6 +375,30 @@ if cli_repeats is not None:
 # Python's lock as the workers do; and every batch checked the patch map's rows on the CPU while the worker threads
 # kept its cores busy (which {ref}`above <benchmarks-goals>` took 0.67 s once; `embed` now checks it once per
 # model).
+#
+# (benchmarks-graphs)=
+# The fourth change is in how the solver's work reaches the GPU inside the command. The uncompiled ADMM iteration
+# launches about ten GPU operations, a thousand per batch, each from Python in the main thread; while the worker
+# threads hold Python's lock, a launch waits, and the GPU can run out of work. Inside `box_solver.cuda_graphs()`,
+# which the command now opens around its batches, the solver records a batch's iterations once as a CUDA graph and
+# replays it for every batch of that shape: one launch per batch (the polish, whose rows leave as they finish, is
+# not recorded). A second change was tried with it: a first batch of a quarter of `--batch-size`, so that the
+# first solve starts sooner. Runs 10-15 of the table timed the library before these changes, both changes, and the
+# graphs alone, in turn, on one machine:
+
+# %% tags=[hide-input]
+if cli_repeats is not None:
+    for label in ("patch map checked once", "CUDA graphs + quarter first batch", "CUDA graphs"):
+        print(book_pages.repeat_phase_line(cli_repeats, label))
+
+# %% [markdown]
+# With the graphs alone the command was faster than the library before them in both pairs of runs, and the time
+# inside `embed` was shorter; two runs each on one machine, so the size of the gain is not pinned down. The small
+# first batch did start the first solve sooner, but the time inside `embed` grew (one more call, and two more batch
+# shapes to record), and the command was slower than with the graphs alone: it is not in the library. On another
+# H100 machine, in an earlier call, the worker threads spent up to four times as long reading and writing, and
+# both libraries ran far below these rates (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose header
+# gives the figures): the command's rate depends on the machine's CPU more than on its GPU.
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's

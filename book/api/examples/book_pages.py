@@ -30,6 +30,7 @@ now = book_pages.repeat_runs(repeats, "read_pixels + atomic_write")  # one libra
 assert [run["library"] for run in now] == ["read_pixels + atomic_write"] * len(now) and len(now) >= 2
 assert len(book_pages.repeat_rows(repeats)) == len(repeats["runs"])  # a table row per run
 assert book_pages.repeat_rate_line(repeats, "before").startswith("before: ")  # the range of one library's rates
+assert "s before the first solve" in book_pages.repeat_phase_line(repeats, "CUDA graphs")  # its phases' ranges
 assert "equal bit for bit in every run: True" in book_pages.reading_line(now)  # the folder read, both ways
 gpu_now = read("benchmarks/results/watermark_gpu_now.json")
 assert book_pages.inside_embed_line(now, gpu_now).startswith("inside the command, embed took")
