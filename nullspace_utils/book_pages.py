@@ -484,14 +484,14 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
         embed = embed_default(pipeline)
         warm = _rates(cli_now, "timed")  # the default batch
         fresh = _rates(cli_now, "new process")
-        runs = "one run each" if len(cli_now) == 1 else f"`embed` one run, the CLI {len(cli_now)}"
-        bullets.append(f"End to end on one {pipeline['device']} (library {pipeline['commit'][:7]}): `embed` watermarks "
-                       f"{pipeline['batch']} images from host "
-                       f"memory in {embed['wall_seconds']:.1f} s, "
+        cli_libraries = ", ".join(sorted({str(run.get("commit", "?"))[:7] for run in cli_now}))
+        runs = "one run" if len(cli_now) == 1 else f"{len(cli_now)} runs"
+        bullets.append(f"End to end on {pipeline['device']} machines: `embed` (library {pipeline['commit'][:7]}, one "
+                       f"run) watermarks {pipeline['batch']} images from host memory in {embed['wall_seconds']:.1f} s, "
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
-                       f"the GPU's copy speed); the folder CLI writes {warm} PNGs "
+                       f"the GPU's copy speed); the folder CLI (library {cli_libraries}, {runs}) writes {warm} PNGs "
                        f"a second in a warm process (after a warm-up run), {fresh} from the "
-                       f"command line (start included), {runs} ({{ref}}`see the goals <benchmarks-goals>`)")
+                       f"command line (start included) ({{ref}}`see the goals <benchmarks-goals>`)")
     if svd is not None:
         ratios = [ratio for _, ratio, _ in svd_rows(svd)]
         same = all(same for _, _, same in svd_rows(svd))

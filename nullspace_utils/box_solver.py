@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import threading
 from typing import Callable, Iterator
 
 import numpy as np
@@ -197,6 +198,7 @@ def _iterations(matrix: torch.Tensor, back: torch.Tensor, offset: torch.Tensor, 
 #: The graphs :func:`cuda_graphs` keeps while its block runs (``None`` outside one): per problem shape and
 #: settings, the captured graph, its input tensors (copied into before each replay) and its output z.
 _CUDA_GRAPHS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("nullspace_cuda_graphs", default=None)
+_RECORDING = threading.Lock()  # one CUDA graph recording at a time in the process
 
 
 @contextlib.contextmanager
@@ -208,8 +210,10 @@ def cuda_graphs() -> Iterator[None]:
     (the same operations; a GPU may pick other matmul kernels, so float32 results can differ in the last bits).
 
     The graphs keep their memory (the iterates of their problem size, a few copies of the patch rows) until the
-    block ends, when they are released. A new shape costs a short warm-up and the recording, not a solve. Blocks
-    nest (the outer block's graphs are kept) and belong to the thread or context that opened them.
+    block ends, when they are released: each shape holds its own, so a last, shorter batch adds another. A new
+    shape costs a short warm-up and the recording, not a solve. Blocks nest (the outer block's graphs are kept) and
+    belong to the thread or context that opened them; one recording runs at a time in the process. Compiled
+    iterations (``compile_step``) are not recorded.
     """
     if _CUDA_GRAPHS.get() is not None:  # nested: the outer block keeps and releases the graphs
         yield
@@ -227,8 +231,9 @@ def _replayed_iterations(graphs: dict, matrix: torch.Tensor, back: torch.Tensor,
                          ) -> torch.Tensor:
     """:func:`_iterations` through a CUDA graph of ``graphs`` (recorded at the first call of this shape and these
     settings). The returned z is the graph's output tensor: read it before the next replay (the polish does)."""
-    key = (start.device, start.dtype, tuple(start.shape), tuple(matrix.shape), p, iterations, str(rho), alpha,
-           precision, warm_start)
+    # everything the recorded work depends on: shapes, dtypes, settings, and the TF32 switch a float32 matmul reads
+    key = (start.device, tuple((tensor.dtype, tuple(tensor.shape)) for tensor in (matrix, start, target)), p,
+           iterations, str(rho), alpha, precision, warm_start, torch.backends.cuda.matmul.allow_tf32)
     entry = graphs.get(key)
     inputs = {"matrix": matrix, "back": back, "offset": offset, "start": start, "target": target}
     if entry is None:
@@ -244,8 +249,14 @@ def _replayed_iterations(graphs: dict, matrix: torch.Tensor, back: torch.Tensor,
     replay, static, output = entry
     for name, tensor in inputs.items():
         static[name].copy_(tensor)
-    replay()
+    with _on_device(start.device):  # the graph is launched on the current stream of its own GPU
+        replay()
     return output
+
+
+def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """``device`` made the current CUDA device for the block (a GPU other than the current one, e.g. cuda:1)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _records_graphs(device: torch.device) -> bool:
@@ -256,17 +267,22 @@ def _records_graphs(device: torch.device) -> bool:
 def _record_cuda_graph(work: Callable[[], torch.Tensor], warm_up: Callable[[], object], device: torch.device
                        ) -> tuple[Callable[[], None], torch.Tensor]:
     """Record ``work`` in a CUDA graph on ``device``: (the graph's replay, its output tensor). ``warm_up`` runs
-    first, outside the graph and on a side stream, so that lazy set-up (cuBLAS workspaces) is not recorded
-    (PyTorch's CUDA graph notes)."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        warm_up()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = work()
+    first, outside the graph, on the side stream the recording then uses, so that lazy set-up (cuBLAS workspaces)
+    is not recorded (PyTorch's CUDA graph notes). ``device`` is made the current device (the recording stream and
+    its memory are that GPU's). Only this thread's CUDA calls are checked during the recording
+    (``capture_error_mode="thread_local"``): other threads (``embed``'s copy threads) may go on using the GPU; one
+    recording at a time in the process."""
+    with _RECORDING, torch.cuda.device(device):
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            warm_up()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+            output = work()
     return graph.replay, output
+
 
 
 def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, back: torch.Tensor,

@@ -497,6 +497,10 @@ def _open_picture(path: Path) -> Image.Image:
             frames, kind = getattr(handle, "n_frames", 1), handle.format
             if frames == 1 or kind == "MPO":  # MPO: a camera JPEG whose first frame is the photo itself
                 handle.load()  # decode now, so that a truncated file fails here
+                # some formats (ICO, ICNS) pick their size while decoding, outside the filter above: checked again
+                if Image.MAX_IMAGE_PIXELS and handle.width * handle.height > Image.MAX_IMAGE_PIXELS:
+                    raise Image.DecompressionBombError(f"Image size ({handle.width * handle.height} pixels) "
+                                                       f"exceeds limit of {Image.MAX_IMAGE_PIXELS} pixels")
                 ImageOps.exif_transpose(handle, in_place=True)  # a phone photo's Orientation tag, applied
                 return handle
     except PermissionError:

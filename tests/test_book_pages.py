@@ -234,7 +234,7 @@ def test_end_to_end_rows_are_given_against_the_floor():
                 "cli": {"runs": [{"run": "warm-up", "batch_size": 64, "images": 50, "seconds": 99.0},
                                  {"run": "timed", "batch_size": 64, "images": 50, "seconds": 10.0},
                                  {"run": "timed", "batch_size": 128, "images": 50, "seconds": 5.0}]}}
-    now = {"device": "GPU", "cli": {"runs": [{"run": "warm-up", "batch_size": 512, "images": 200, "seconds": 9.0,
+    now = {"device": "GPU", "commit": "1234567", "cli": {"runs": [{"run": "warm-up", "batch_size": 512, "images": 200, "seconds": 9.0,
                                               "overhead_fraction": 1.0},
                                              {"run": "timed", "batch_size": 512, "images": 200, "seconds": 4.0,
                                               "overhead_fraction": 1.0},
@@ -252,14 +252,14 @@ def test_end_to_end_rows_are_given_against_the_floor():
                     ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now])
     assert summary == book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
-    assert summary.startswith("End to end on one GPU (library abcdef0): `embed` watermarks 100 images from host memory in "
-                              "2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI writes 50 "
-                              "PNGs a second in a warm process (after a warm-up run), 25 from the command line (start included), "
-                              "one run each")
+    assert summary.startswith("End to end on GPU machines: `embed` (library abcdef0, one run) watermarks 100 images from "
+                              "host memory in 2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI "
+                              "(library 1234567, one run) writes 50 PNGs a second in a warm process (after a warm-up run), "
+                              "25 from the command line (start included)")
     slower = {**now, "cli": {"runs": [{**entry, "seconds": 2 * entry["seconds"]} for entry in now["cli"]["runs"]]}}
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, slower])
-    assert ("the folder CLI writes 25 to 50 PNGs a second in a warm process (after a warm-up run), 12 to 25 from the "
-            "command line (start included), `embed` one run, the CLI 2") in summary  # a range over the runs
+    assert ("the folder CLI (library 1234567, 2 runs) writes 25 to 50 PNGs a second in a warm process (after a warm-up "
+            "run), 12 to 25 from the command line (start included)") in summary  # a range over the runs
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
 

@@ -330,6 +330,23 @@ def test_decompression_bomb_gives_a_clear_error(tmp_path, monkeypatch, limit):
         data.load_image(path)
 
 
+def test_a_picture_whose_size_crosses_the_limit_while_decoding_is_refused(tmp_path, monkeypatch):
+    """Some formats (ICO, ICNS) settle their size while decoding, after the open that checks it: the size is
+    checked again once decoded. Here the limit is lowered during decoding, which a PNG's size then exceeds."""
+    from PIL import PngImagePlugin
+
+    path = data.save_image(_image(), tmp_path / "grows.png")  # 256 pixels
+    decode = PngImagePlugin.PngImageFile.load
+
+    def load_under_a_lower_limit(picture):
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+        return decode(picture)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", load_under_a_lower_limit)
+    with pytest.raises(ValueError, match=r"grows\.png has too many pixels"):
+        data.load_image(path)
+
+
 def test_reading_in_many_threads_leaves_the_warning_filters_alone(tmp_path):
     """The folder command line reads in threads; the check that refuses decompression bombs sets a warning filter
     for the time of opening a file. Python's filters are global: unguarded, threads restoring each other's copies

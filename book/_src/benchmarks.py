@@ -374,17 +374,17 @@ if cli_repeats is not None:
 # so each call's fixed costs weigh more per image; the main thread, which launches the solver's GPU work, waits for
 # Python's lock as the workers do; and every batch checked the patch map's rows on the CPU while the worker threads
 # kept its cores busy (which {ref}`above <benchmarks-goals>` took 0.67 s once; `embed` now checks it once per
-# model).
+# model). The `embed` time alone in that line comes from the goals table's run, on another machine than these runs.
 #
 # (benchmarks-graphs)=
 # The fourth change is in how the solver's work reaches the GPU inside the command. The uncompiled ADMM iteration
-# launches about ten GPU operations, a thousand per batch, each from Python in the main thread; while the worker
-# threads hold Python's lock, a launch waits, and the GPU can run out of work. Inside `box_solver.cuda_graphs()`,
-# which the command now opens around its batches, the solver records a batch's iterations once as a CUDA graph and
-# replays it for every batch of that shape: one launch per batch (the polish, whose rows leave as they finish, is
-# not recorded). A second change was tried with it: a first batch of a quarter of `--batch-size`, so that the
-# first solve starts sooner. Runs 10-15 of the table timed the library before these changes, both changes, and the
-# graphs alone, in turn, on one machine:
+# launches about ten GPU operations, a thousand per batch, each from Python in the main thread. The idea: when the
+# worker threads hold Python's lock, a launch waits, and the GPU may run out of work. Inside
+# `box_solver.cuda_graphs()`, which the command now opens around its batches (without `--compile`), the solver
+# records a batch's iterations once as a CUDA graph and replays it for every batch of that shape: one launch for
+# the iterations (the polish, whose rows leave as they finish, is not recorded). A second change was tried with
+# it: a first batch of a quarter of `--batch-size`, so that the first solve starts sooner. Runs 10-15 of the table
+# timed the library before these changes, both changes, and the graphs alone, in turn, on one machine:
 
 # %% tags=[hide-input]
 if cli_repeats is not None:
@@ -392,13 +392,17 @@ if cli_repeats is not None:
         print(book_pages.repeat_phase_line(cli_repeats, label))
 
 # %% [markdown]
-# With the graphs alone the command was faster than the library before them in both pairs of runs, and the time
-# inside `embed` was shorter; two runs each on one machine, so the size of the gain is not pinned down. The small
-# first batch did start the first solve sooner, but the time inside `embed` grew (one more call, and two more batch
-# shapes to record), and the command was slower than with the graphs alone: it is not in the library. On another
-# H100 machine, in an earlier call, the worker threads spent up to four times as long reading and writing, and
-# both libraries ran far below these rates (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose header
-# gives the figures): the command's rate depends on the machine's CPU more than on its GPU.
+# With the graphs alone the command was faster in a warm process than the library before them in both pairs of
+# runs, and the time inside `embed` was shorter, as the idea predicts; two runs each on one machine, so the size of
+# the gain is not pinned down. The small first batch did start the first solve sooner, but the time inside `embed`
+# grew (one more call, and two more batch shapes to record), and in a warm process the command was slower than with
+# the graphs alone; from a new process, start included, its two runs were slightly faster (the table's last
+# column). Mixed results, so the simpler code stays: the small first batch is not in the library. On another H100
+# machine, in an earlier call, the worker threads spent 1.4 to 4.1 times as long reading and writing, both
+# libraries ran far below these rates, and the one with the graphs (and the small first batch) was not the faster
+# there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose header gives the figures). Both machines
+# report the same GPU and the same CPU model, so why its threads were slower (a busier host?) is not known; the
+# command's rate followed its threads.
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
