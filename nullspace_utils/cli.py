@@ -527,7 +527,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
 
     try:
         # on a GPU, the solver's iterations are recorded once per batch shape and replayed (box_solver.cuda_graphs):
-        # one launch per batch, which the reader and writer threads cannot hold up
+        # one launch for its iterations, which the reader and writer threads cannot hold up
         with pipeline, box_solver.cuda_graphs():
             reading = read(batches[0]) if batches else []
             for index in range(len(batches)):
