@@ -220,8 +220,10 @@ if cli_2048 is not None:
 # one H200; the folder command line at 500 or more PNGs a second on a GPU machine; on the 2-core CPU, the command
 # line's time outside the solve under a fifth of the solve's, and `embed`'s first call within 0.7 s. The table
 # holds each goal against the newest measurement in the repository: on the GPU, `benchmarks/watermark.py --part
-# solve` and `--part cli`, run in one call on one machine with the library as it is now (the files' `what` field
-# says what else ran in that call); on the CPU, the files in the boxes below.
+# solve` (one run, library c0e0c65) and `--part cli` (the runs of the library with CUDA graphs, 745782f), made in
+# two calls on two H100 machines (the boxes below say which library each used and what else ran); the library has
+# changed a little since (387fc04: where the graphs are recorded, a size check after decoding). On the CPU, the
+# files in the boxes below.
 
 # %% tags=[hide-input]
 cli_cpu, cli_cpu_note = book_pages.benchmark_file("benchmarks/results/watermark_cli_cpu.json")
@@ -231,16 +233,18 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
                            ["what", "goal", "measured", "met"],
                            caption=f"GPU rows: {gpu_now['device']} machines; embed: library {gpu_now['commit'][:7]}, the "
                                    "second of two calls, wall time, one run; the CLI: 2,048 PNGs after a warm-up in the "
-                                   f"same process, {len(cli_gpu_now)} runs of the library as it is ({cli_gpu_now[0]['commit']}, "
-                                   "CUDA graphs; the table of runs below lists them). CPU rows: watermark_cli_cpu.json "
-                                   "and watermark_cpu.json (the CPU section)."))
+                                   f"same process, {len(cli_gpu_now)} runs of the library with CUDA graphs "
+                                   f"({cli_gpu_now[0]['commit']}; the table of runs below lists them). CPU rows: "
+                                   "watermark_cli_cpu.json and watermark_cpu.json (the CPU section)."))
     inside = {(row["precision"], row["compiled"]): row for row in gpu_now["embed_pipelined"]
               if row["call"] == "second" and row["pipelined"]}
     fastest = min(inside.values(), key=lambda row: row["wall_seconds"])
+    default = inside[("tf32", False)]
     print(f"embed's fastest exact setting on the {gpu_now['device']}: {fastest['precision']}"
           f"{', compiled' if fastest['compiled'] else ''}, {fastest['wall_seconds']:.2f} s wall "
           f"({fastest['seconds']:.2f} s inside the call, {fastest['gap_percent']:.2f} % above the optimum); "
-          f"the default (TF32, not compiled at this size): {inside[('tf32', False)]['wall_seconds']:.2f} s")
+          f"the default (TF32, not compiled at this size): {default['wall_seconds']:.2f} s "
+          f"({default['gap_percent']:.2f} % above the optimum)")
     compiled = inside[("tf32", True)]
     print(f"TF32, compiled: {compiled['wall_seconds']:.2f} s wall, {compiled['seconds']:.2f} s inside the call "
           f"({compiled['wall_seconds'] - compiled['seconds']:.2f} s beyond it)")
@@ -251,10 +255,10 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
 # No H200 has run the benchmark, so the `embed` goal stays unjudged. On the H100 the fastest exact setting is
 # bfloat16 matmuls, compiled, which ends further from the optimum than TF32 (first line under the table); the
 # default, TF32 without compiling, takes about twice as long. The folder command line stays below its goal in both
-# runs of the library as it is; counted from its first solve it is above it (the lines under the table, in
-# brackets): before that solve it reads a whole batch. Its worker threads, which read and write the PNGs, weigh
-# most: on a machine where they were slower, so was the command ({ref}`below <benchmarks-graphs>`). The CPU's goals
-# hold.
+# runs of the library with CUDA graphs; counted from its first solve it is above it (the lines under the table, in
+# parentheses): before that solve it reads a whole batch. Its worker threads, which read and write the PNGs, may
+# weigh most: on one machine where they were slower, so was the command ({ref}`below <benchmarks-graphs>`). The
+# CPU's goals hold.
 #
 # Compiled TF32's second call used to take much longer than the time `embed` reports for its work, where the other
 # pipelined settings' wall times exceed theirs by a few hundredths of a second; Python's garbage collector, timed
@@ -272,15 +276,17 @@ if wall is not None:
               f"{row['children_cpu_seconds_during']:.1f} s of CPU time during it")
 
 # %% [markdown]
-# In the profiled second call, 0.72 s of the 0.83 s beyond `embed`'s own time went to checking the patch map's rows
-# before the solve, 0.67 s of it the eigenvalues of the 384 x 384 Gram matrix, computed on the CPU
+# In the profiled second call, 0.72 s of the 0.83 s beyond `embed`'s own time went to checking, before the solve,
+# that the rows of the patch map (the patch embedding's matrix W, {doc}`watermark`) are independent: 0.67 s of it
+# the eigenvalues of W Wᵀ, a 384 x 384 matrix for the ViT-S/32, computed on the CPU
 # (`benchmarks/results/watermark_gpu_wall_profile.txt`), while a worker process the first call had started for
 # torch.compile used 2.6 s of CPU time (the lines above). The third call, with that process idle, had almost no gap
 # (it was not profiled). That the busy worker slowed the check is likely, not shown: it was one profiled call, on
 # one machine. The check gives the same answer for every call
 # with the same weights, so `embed` now makes it once per model (again only when the weights change); the folder
 # command line, which calls `embed` once per batch while its worker threads keep the cores busy, skips it after the
-# first batch too. The goals table's `embed` run has this change: its second line gives the gap that is left.
+# first batch too. The goals table's `embed` run has this change: its second line gives the gap that is left,
+# still larger than the other settings' (their wall and inside times, in the file); where it goes is not measured.
 #
 # Two changes were each timed before and after on one machine, in one call, one process after the other. The first
 # is this issue's command-line work up to 4be915a (the batch kept on the GPU for the prediction checks and the
@@ -357,7 +363,7 @@ if cli_repeats is not None:
                                    "(the file's what field says which call ran which). Warm process: after a warm-up "
                                    "run in the same process; start: the seconds before the first solve."))
     now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write")
-    print(f"reading alone: {book_pages.reading_line(now)}")
+    print(f"reading alone: {book_pages.reading_line(cli_repeats['runs'])}")
     for label in ("before", "read_pixels", "read_pixels + atomic_write"):
         print(book_pages.repeat_rate_line(cli_repeats, label))
     if gpu_now is not None:
@@ -369,12 +375,13 @@ if cli_repeats is not None:
 # faster: the rates of one library differ between runs by more than the libraries' means differ (the lines after
 # it), later runs in a call were mostly faster whatever the library, and the library with both changes ran first in
 # two of its four runs (runs 1 and 8), two of its three slowest. The time inside `embed` moved as much as the rest.
-# What limits the command is not known: the solver inside it takes longer per image than `embed` alone (the last
+# What limited the command was not known: the solver inside it takes longer per image than `embed` alone (the last
 # line), which has three likely causes, none measured apart: the command solves 512 images per call against 3925,
 # so each call's fixed costs weigh more per image; the main thread, which launches the solver's GPU work, waits for
 # Python's lock as the workers do; and every batch checked the patch map's rows on the CPU while the worker threads
 # kept its cores busy (which {ref}`above <benchmarks-goals>` took 0.67 s once; `embed` now checks it once per
-# model). The `embed` time alone in that line comes from the goals table's run, on another machine than these runs.
+# model). The `embed` time alone in that line comes from the goals table's run, on another machine than these runs
+# and with a later library, which checks the patch map once.
 #
 # (benchmarks-graphs)=
 # The fourth change is in how the solver's work reaches the GPU inside the command. The uncompiled ADMM iteration
@@ -384,7 +391,8 @@ if cli_repeats is not None:
 # records a batch's iterations once as a CUDA graph and replays it for every batch of that shape: one launch for
 # the iterations (the polish, whose rows leave as they finish, is not recorded). A second change was tried with
 # it: a first batch of a quarter of `--batch-size`, so that the first solve starts sooner. Runs 10-15 of the table
-# timed the library before these changes, both changes, and the graphs alone, in turn, on one machine:
+# timed both changes, the library before them (labelled "patch map checked once", 1d9cfb5), and the graphs alone,
+# in that order, twice, on one machine:
 
 # %% tags=[hide-input]
 if cli_repeats is not None:
@@ -393,16 +401,18 @@ if cli_repeats is not None:
 
 # %% [markdown]
 # With the graphs alone the command was faster in a warm process than the library before them in both pairs of
-# runs, and the time inside `embed` was shorter, as the idea predicts; two runs each on one machine, so the size of
-# the gain is not pinned down. The small first batch did start the first solve sooner, but the time inside `embed`
+# runs, and the time inside `embed` was shorter, as the idea predicts. Much of the difference, though, came before
+# the first solve, which the graphs do not touch (the two libraries also differ in the reader threads: the lock of
+# 88bfc5c around opening a file), and these are two runs each on one machine: how much of the gain is the graphs'
+# is not settled. The small first batch did start the first solve sooner, but the time inside `embed`
 # grew (one more call, and two more batch shapes to record), and in a warm process the command was slower than with
 # the graphs alone; from a new process, start included, its two runs were slightly faster (the table's last
 # column). Mixed results, so the simpler code stays: the small first batch is not in the library. On another H100
-# machine, in an earlier call, the worker threads spent 1.4 to 4.1 times as long reading and writing, both
-# libraries ran far below these rates, and the one with the graphs (and the small first batch) was not the faster
-# there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose header gives the figures). Both machines
-# report the same GPU and the same CPU model, so why its threads were slower (a busier host?) is not known; the
-# command's rate followed its threads.
+# machine, in an earlier call, the worker threads spent about three times as long reading and writing on average
+# (1.4 to 4.1 times, run against run), both libraries ran far below these rates, and the one with the graphs (and
+# the small first batch) was not the faster there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose
+# header gives the figures). Both machines report the same GPU and the same CPU model, so why its threads were
+# slower (a busier host?) is not known. The goals table's `embed` run was made on that machine.
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
