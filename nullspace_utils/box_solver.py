@@ -205,9 +205,10 @@ _RECORDING = threading.Lock()  # one CUDA graph recording at a time in the proce
 def cuda_graphs() -> Iterator[None]:
     """Inside this block, :func:`admm` on a GPU (not compiled) records its iterations in a CUDA graph once per
     problem shape and settings, and replays that graph at later calls of the same shape: one launch for all
-    iterations instead of about ten per iteration, so the solve keeps the GPU busy even when other Python threads
-    hold the interpreter's lock (the folder command line's readers and writers). The answer is the same solve's
-    (the same operations; a GPU may pick other matmul kernels, so float32 results can differ in the last bits).
+    iterations instead of about ten per iteration, so the iterations no longer wait for Python between launches
+    (which other threads holding the interpreter's lock can delay: the folder command line's readers and writers).
+    The answer is the same solve's up to rounding (the same operations; a GPU may pick other matmul kernels, and
+    with TF32 or bfloat16 matmuls the iterates may then differ a little more).
 
     The graphs keep their memory (the iterates of their problem size, a few copies of the patch rows) until the
     block ends, when they are released: each shape holds its own, so a last, shorter batch adds another. A new
