@@ -250,14 +250,8 @@ def _replayed_iterations(graphs: dict, matrix: torch.Tensor, back: torch.Tensor,
     replay, static, output = entry
     for name, tensor in inputs.items():
         static[name].copy_(tensor)
-    with _on_device(start.device):  # the graph is launched on the current stream of its own GPU
-        replay()
+    replay()
     return output
-
-
-def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
-    """``device`` made the current CUDA device for the block (a GPU other than the current one, e.g. cuda:1)."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _records_graphs(device: torch.device) -> bool:
@@ -267,7 +261,8 @@ def _records_graphs(device: torch.device) -> bool:
 
 def _record_cuda_graph(work: Callable[[], torch.Tensor], warm_up: Callable[[], object], device: torch.device
                        ) -> tuple[Callable[[], None], torch.Tensor]:
-    """Record ``work`` in a CUDA graph on ``device``: (the graph's replay, its output tensor). ``warm_up`` runs
+    """Record ``work`` in a CUDA graph on ``device``: (the graph's replay, launched on the current stream of
+    ``device`` even when another GPU is the current one, and its output tensor). ``warm_up`` runs
     first, outside the graph, on the side stream the recording then uses, so that lazy set-up (cuBLAS workspaces)
     is not recorded (PyTorch's CUDA graph notes). ``device`` is made the current device (the recording stream and
     its memory are that GPU's). Only this thread's CUDA calls are checked during the recording
@@ -282,8 +277,12 @@ def _record_cuda_graph(work: Callable[[], torch.Tensor], warm_up: Callable[[], o
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             output = work()
-    return graph.replay, output
 
+    def replay() -> None:
+        with torch.cuda.device(device):
+            graph.replay()
+
+    return replay, output
 
 
 def _polish(pixels: torch.Tensor, start: torch.Tensor, matrix: torch.Tensor, back: torch.Tensor,

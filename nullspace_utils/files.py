@@ -63,12 +63,12 @@ def _new_temporary(path: Path, tries: int = 100) -> Path:
         except FileExistsError:
             continue
         except (FileNotFoundError, NotADirectoryError):
-            if path.parent.exists() and not path.parent.is_dir():
+            if path.parent.is_dir():  # the folder is there: the error is another one
+                raise
+            if path.parent.exists():
                 raise NotADirectoryError(f"{path.parent} is a file, not a folder: give a path inside a folder.") from None
-            if not path.parent.is_dir():
-                raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write "
-                                        "elsewhere.") from None
-            raise
+            raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first, or write "
+                                    "elsewhere.") from None
         return temporary
     raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path} in {tries} tries", str(path))
 
