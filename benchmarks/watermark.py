@@ -633,17 +633,24 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
             print("    busy seconds by stage (summed over threads): "
                   + ", ".join(f"{name} {value:.2f}" for name, value in row["stage_seconds"].items()), flush=True)
         # what a user waits for: a new process (Python, torch and CUDA start included), the default batch size
+        child = _same_library(work)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "nullspace_utils.cli", "watermark", *command,
-                               "-o", str(work / "out-process")], capture_output=True, text=True)
+                               "-o", str(work / "out-process")], capture_output=True, text=True, **child)
         seconds = time.perf_counter() - started
+        imported = subprocess.run([sys.executable, "-c", "import nullspace_utils.cli as cli; print(cli.__file__)"],
+                                  capture_output=True, text=True, **child).stdout.strip()
+        same_library = Path(imported).resolve() == Path(cli.__file__).resolve()
         runs.append({"run": "new process", "batch_size": default, "status": done.returncode,
-                     "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds})
+                     "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds,
+                     "library_path": imported, "same_library": same_library})
+        if not same_library:
+            print(f"WARNING: the new process imported {imported}, not this process's {cli.__file__}", flush=True)
         print(f"CLI in a new process, batch {default}: {args.cli_images} images in {seconds:.2f} s, "
               f"{args.cli_images / seconds:.1f} images/s (status {done.returncode}) {done.stderr[-300:]}", flush=True)
         if args.profile_cli:  # where the command's time goes: a new process's imports and calls, then one more
             # run in this process under cProfile (beyond the solve)
-            _profile_process(command, work, args.profile_cli.with_name(args.profile_cli.stem + "_process.txt"))
+            _profile_process(command, work, args.profile_cli.with_name(args.profile_cli.stem + "_process.txt"), child)
             import cProfile
             import pstats
 
@@ -665,7 +672,16 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                        f"RANDOM.safetensors --device {args.device} --quiet [--batch-size B], in this process"}
 
 
-def _profile_process(command: list[str], work: Path, report: Path, imports: int = 25) -> None:
+def _same_library(work: Path) -> dict:
+    """``subprocess.run`` arguments for a new process that imports the library this one imported: started in
+    ``work`` with that library's folder first on ``PYTHONPATH``. (Started in a checkout, ``python -m`` imports the
+    working directory's library before ``PYTHONPATH``'s: the "new process" runs before 2026-12-07, fourth
+    session, timed the library of the folder they were started in, not always the one timed in the process.)"""
+    return {"cwd": work, "env": {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(cli.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}}
+
+
+def _profile_process(command: list[str], work: Path, report: Path, child: dict, imports: int = 25) -> None:
     """The CLI in a new process once more, under cProfile and ``-X importtime``: its seconds, the calls by
     cumulative time and the slowest imports (cumulative), written to ``report``."""
     import pstats
@@ -674,7 +690,7 @@ def _profile_process(command: list[str], work: Path, report: Path, imports: int 
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cProfile", "-o", str(stats), "-m",
                            "nullspace_utils.cli", "watermark", *command, "-o", str(work / "out-process-profiled")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, **child)
     seconds = time.perf_counter() - started
     timings = []  # "import time: self [us] | cumulative | name"
     for line in done.stderr.splitlines():

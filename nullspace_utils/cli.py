@@ -34,6 +34,7 @@ import contextlib
 import io
 import os
 import signal
+import stat
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -174,38 +175,55 @@ def _same_file(first: Path, second: Path) -> bool:
     return _is_one_of(first, _file_identities([second]))
 
 
-def _file_identities(paths: Sequence[Path]) -> tuple[set[Path], set[tuple[int, int]]]:
+#: A path resolved (links followed; also for a file not there yet) and the (device, inode) of the file there, if any.
+_Identity = tuple[str, tuple[int, int] | None]
+
+
+def _identity(path: str | os.PathLike, folders: dict[str, str]) -> _Identity:
+    """``path`` resolved and its file's (device, inode), with one system call for a plain file or a missing one:
+    its folder is resolved once for all the files in it (``folders``, a cache), and only a symbolic link (or a
+    name like ``..``) is resolved on its own. The same answer as ``os.path.realpath(path)`` and ``os.stat(path)``;
+    strings, not ``Path`` objects, which cost more than the system call over a folder's thousands of files."""
+    path = os.fspath(path)
+    try:
+        status: os.stat_result | None = os.lstat(path)
+    except OSError:  # missing (or not reachable): resolved as a file that is not there yet
+        status = None
+    folder, name = os.path.split(path)
+    if name in ("", ".", "..") or (status is not None and stat.S_ISLNK(status.st_mode)):
+        resolved = os.path.realpath(path)  # (a link loop stays a path: Python's lax realpath)
+        try:
+            status = os.stat(path)
+        except OSError:  # a link leading nowhere
+            status = None
+    else:
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder or ".")
+        resolved = os.path.join(folders[folder], name)
+    return resolved, None if status is None else (status.st_dev, status.st_ino)
+
+
+def _file_identities(paths: Sequence[Path]) -> tuple[set[str], set[tuple[int, int]]]:
     """Each path resolved, and the (device, inode) of those that exist: what :func:`_is_one_of` compares with,
     computed once for a folder's thousands of inputs (comparing every pair would be quadratic)."""
     resolved, inodes = set(), set()
+    folders: dict[str, str] = {}
     for path in paths:
-        try:
-            resolved.add(path.resolve())
-        except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
-            pass
-        try:
-            status = os.stat(path)
-        except OSError:
-            continue
-        inodes.add((status.st_dev, status.st_ino))
+        where, inode = _identity(path, folders)
+        resolved.add(where)
+        if inode is not None:
+            inodes.add(inode)
     return resolved, inodes
 
 
-def _is_one_of(path: Path, identities: tuple[set[Path], set[tuple[int, int]]]) -> bool:
+def _is_one_of(path: Path, identities: tuple[set[str], set[tuple[int, int]]],
+               folders: dict[str, str] | None = None) -> bool:
     """Whether ``path`` names one of the files of :func:`_file_identities`: the same resolved path (links followed;
     also for files not there yet), or the same existing file under another name (a hard link, a case-insensitive
-    file system)."""
+    file system). ``folders``: resolved folders to reuse over many calls (:func:`_identity`)."""
+    where, inode = _identity(path, {} if folders is None else folders)
     resolved, inodes = identities
-    try:
-        if path.resolve() in resolved:
-            return True
-    except (OSError, RuntimeError):
-        pass
-    try:
-        status = os.stat(path)
-    except OSError:  # it does not exist (yet)
-        return False
-    return (status.st_dev, status.st_ino) in inodes
+    return where in resolved or (inode is not None and inode in inodes)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -384,47 +402,53 @@ def _watermark(args: argparse.Namespace) -> int:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")
 
 
-def _file_key(path: Path) -> tuple:
-    """What makes two paths one file: its device and inode (also through links), else the absolute path."""
+def _file_key(path: Path | os.DirEntry) -> tuple:
+    """What makes two paths one file: its device and inode (also through links), else the absolute path. A folder
+    entry (``os.scandir``) gives its own, stat-ed once."""
     try:
-        status = os.stat(path)
+        status = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
     except OSError:  # missing, or a symbolic link loop: reported when it is read
         return (os.path.abspath(path),)
     return (status.st_dev, status.st_ino)
 
 
-def _is_picture_entry(entry: Path) -> bool:
+def _is_picture_entry(entry: os.DirEntry) -> bool:
     """A folder entry to watermark: a file with a picture's suffix, or such a name that is a broken link (a loop,
     say), which is then reported as a failure of that image instead of being passed over in silence."""
-    if entry.suffix.lower() not in IMAGE_SUFFIXES:
+    if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
         return False
-    return entry.is_file() or (entry.is_symlink() and not entry.exists())
+    try:
+        return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
+    except OSError:  # a symbolic link loop: entry.is_file cannot follow it
+        return True
 
 
 def _batch_sources(inputs: list[str], mark: Path, note: Callable[[str], None]) -> list[Path]:
     """The image files named by ``inputs``: files as given, folders as their pictures (sorted, not recursive).
 
     A file named twice (or through a link) counts once; the mark, when it lies in an input folder, is not
-    watermarked. Each of these gets a ``note``.
+    watermarked. Each of these gets a ``note``. A folder is listed with ``os.scandir``, which knows most entries'
+    kinds without a system call, and each file is stat-ed once.
     """
     sources: list[Path] = []
     seen: dict[tuple, Path] = {}
+    mark_key = _file_key(mark)
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(entry for entry in path.iterdir() if _is_picture_entry(entry))
+            with os.scandir(path) as listing:
+                found = sorted((path / entry.name, _file_key(entry)) for entry in listing if _is_picture_entry(entry))
             if not found:
                 raise UsageError(f"the folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             candidates = []
-            for entry in found:
-                if _file_key(entry) == _file_key(mark):
+            for entry, key in found:
+                if key == mark_key:
                     note(f"{entry} is the mark: skipped")
                 else:
-                    candidates.append(entry)
+                    candidates.append((entry, key))
         else:
-            candidates = [path]  # a missing file is reported as a failure of that image, not of the batch
-        for candidate in candidates:
-            key = _file_key(candidate)
+            candidates = [(path, _file_key(path))]  # a missing file is reported as a failure of that image
+        for candidate, key in candidates:
             if key in seen:
                 note(f"{candidate} is {seen[key]} again: watermarked once")
                 continue
@@ -447,14 +471,15 @@ def _batch_outputs(sources: list[Path], mark: Path, folder: Path, suffix: str = 
         raise UsageError(f"the output folder's parent {folder.parent} does not exist: create it first")
     outputs = {source: folder / f"{source.stem}{suffix}" for source in sources}
     seen: dict[Path, Path] = {}
-    inputs = _file_identities(sources)
+    inputs, marks = _file_identities(sources), _file_identities([mark])  # each file's identity found once
+    folders: dict[str, str] = {}  # the output folder, resolved once
     for source, output in outputs.items():
         if output in seen:
             raise UsageError(f"{seen[output]} and {source} would both be written to {output}: rename one of them")
         seen[output] = source
-        if _is_one_of(output, inputs):
+        if _is_one_of(output, inputs, folders):
             raise UsageError(f"the output {output} is one of the input images: write to another folder with -o")
-        if _same_file(output, mark):
+        if _is_one_of(output, marks, folders):
             raise UsageError(f"the output {output} is the mark {mark}: it would be overwritten; write to another "
                              "folder with -o, or move the mark")
     return outputs
@@ -479,7 +504,7 @@ class _Tally:
 def _watermark_batch(args: argparse.Namespace) -> int:
     """Watermark many images, ``args.batch_size`` at a time; one line per failure, the batch goes on.
 
-    Outputs are created exclusively (create-or-fail, :func:`nullspace_utils.files.atomic_write`), so an output
+    Outputs are created exclusively (create-or-fail, :func:`nullspace_utils.files.write_bytes_atomically`), so an output
     that exists is complete and was never half-written: a rerun skips it (resumes), and of two runs into one
     folder exactly one writes each output. SIGINT and SIGTERM stop the run between two outputs, with a summary.
 
@@ -497,29 +522,16 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     outputs = _batch_outputs(sources, mark_path, folder, suffix)
     model = _load_model(args.model, args.weights)
     size = _image_size(args.size, model, args.model)
-    mark = _load_image(args.mark, size, "mark", args.background)
     device = torch.device(args.device) if args.device is not None else models.model_device(model)
-    model = model.to(device)  # the logit check of each saved file runs where the solver does
-    _check_weights(model, args.model, mark)
-    folder.mkdir(exist_ok=True)
     tally = _Tally(total=len(sources))
     todo = sources
     if not args.overwrite:  # resume: what is there is complete (see above) and kept
         todo = [source for source in sources if not os.path.lexists(outputs[source])]
         tally.skipped = len(sources) - len(todo)
-        if tally.skipped:
-            note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes its "
-                 "name only once whole): skipped; give --overwrite to redo them")
     batch_size = args.batch_size or (BATCH_SIZE if device.type == "cpu" else GPU_BATCH_SIZE)
-    # compiled once per process and batch shape: decided for the whole folder (each batch alone never pays), and
-    # every batch is solved at the first's shape (embed pads a last, shorter one to chunk_images)
-    patch = exact.patch_embedding_layer(model).kernel_size[0]
-    compile_step = args.compile if args.compile is not None else watermark.compile_pays(
-        device, len(todo) * (size // patch) ** 2)
-    progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
-    pipeline = _Pipeline(tally, progress, args.overwrite)
     batches = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
     shape_images = len(batches[0]) if batches else 0  # the images of every compiled call (a folder may hold fewer)
+    pipeline = _Pipeline(tally, args.overwrite)
 
     def read(batch: list[Path]) -> list[tuple[Path, Future]]:
         return [(source, pipeline.pool.submit(_read_pixels, str(source), size, "image", args.background))
@@ -529,7 +541,22 @@ def _watermark_batch(args: argparse.Namespace) -> int:
         # on a GPU, the solver's iterations are recorded once per batch shape and replayed (box_solver.cuda_graphs):
         # one launch for its iterations, which the reader and writer threads cannot hold up
         with pipeline, box_solver.cuda_graphs():
+            # the first batch is decoded while the model goes to its device (in a new process, while CUDA starts)
+            # and is checked: reading changes nothing, and an error below cancels it
             reading = read(batches[0]) if batches else []
+            mark = _load_image(args.mark, size, "mark", args.background)
+            model = model.to(device)  # the logit check of each saved file runs where the solver does
+            _check_weights(model, args.model, mark)
+            folder.mkdir(exist_ok=True)
+            if tally.skipped:
+                note(f"{tally.skipped} of {len(sources)} outputs are already in {folder}, complete (an output takes "
+                     "its name only once whole): skipped; give --overwrite to redo them")
+            # compiled once per process and batch shape: decided for the whole folder (each batch alone never
+            # pays), and every batch is solved at the first's shape (embed pads a last, shorter one to chunk_images)
+            patch = exact.patch_embedding_layer(model).kernel_size[0]
+            compile_step = args.compile if args.compile is not None else watermark.compile_pays(
+                device, len(todo) * (size // patch) ** 2)
+            pipeline.progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
             for index in range(len(batches)):
                 current, reading = reading, read(batches[index + 1]) if index + 1 < len(batches) else []
                 loaded = pipeline.loaded(current, outputs)
@@ -556,12 +583,12 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         with _SIGNALS.ignored():  # outputs being written are finished (whole) and counted, the rest cancelled
             pipeline.stop()
-        progress.close()
+        pipeline.progress.close()
         name, status = ("SIGINT", EXIT_SIGINT) if isinstance(stop, KeyboardInterrupt) else ("SIGTERM", EXIT_SIGTERM)
         print(f"interrupted by {name}: {tally.line()} (no partial file left in {folder}); run the same command "
               "again to do the rest: what is done is skipped")
         return status
-    progress.close()
+    pipeline.progress.close()
     kind = "8-bit PNG" if suffix == ".png" else "lossless float32 .npy"
     print(f"wrote {tally.done} of {len(sources)} images to {folder} ({kind}, {size}x{size}); "
           f"{tally.failed} failed; predictions changed (as saved): {pipeline.changes.line(suffix)}; "
@@ -657,8 +684,7 @@ def _write_output(pixels: np.ndarray, path: Path, replace: bool) -> None:
     else:
         encoded = encode_png(torch.from_numpy(pixels).permute(2, 0, 1), compression_level=PNG_COMPRESS_LEVEL
                              ).numpy().tobytes()
-    with files.atomic_write(path, replace=replace) as temporary:
-        temporary.write_bytes(encoded)
+    files.write_bytes_atomically(path, encoded, replace=replace)
 
 
 class _Pipeline:
@@ -668,8 +694,9 @@ class _Pipeline:
     tally: an output is counted once its write has finished, in :meth:`settle`, under held signals.
     """
 
-    def __init__(self, tally: _Tally, progress: tqdm, overwrite: bool) -> None:
-        self.tally, self.progress, self.overwrite = tally, progress, overwrite
+    def __init__(self, tally: _Tally, overwrite: bool) -> None:
+        self.tally, self.overwrite = tally, overwrite
+        self.progress = tqdm(disable=True)  # shown (replaced) once the checks before the first solve have passed
         self.pool = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) + 2), thread_name_prefix="nullspace")
         self.writing: collections.deque[tuple[Path, Path, Future, _Check]] = collections.deque()
         self.changes = _Changes()

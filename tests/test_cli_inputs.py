@@ -162,3 +162,39 @@ def test_a_failed_decomposition_is_one_line(files, capsys, monkeypatch):
     monkeypatch.setattr(cli.watermark, "embed", diverging)
     assert _watermark(files / "photos" / "photo0.png", files / "mark.png", "-o", files / "out.png") == 2
     assert "NaN or infinity" in _one_error_line(capsys)
+
+
+def test_file_identities_match_resolve_and_stat(tmp_path):
+    """cli._identity resolves a folder once for its files and stats each file once; it must answer as
+    os.path.realpath and os.stat do for plain files, missing ones, links (to files, nowhere, loops, through a
+    linked folder), hard links and '..'."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "photo.png").write_bytes(b"x")
+    os.link(real / "photo.png", real / "hard.png")
+    os.symlink(real / "photo.png", real / "soft.png")
+    os.symlink("nowhere.png", real / "dangling.png")
+    os.symlink("loop.png", real / "loop.png")
+    os.symlink(real, tmp_path / "linked")
+    paths = [real / "photo.png", real / "hard.png", real / "soft.png", real / "dangling.png", real / "loop.png",
+             real / "missing.png", tmp_path / "linked" / "photo.png", tmp_path / "linked" / "missing.png",
+             real / "..", tmp_path / "linked" / ".." / "real" / "photo.png"]
+    folders: dict[str, str] = {}
+    for path in paths:
+        try:
+            status = os.stat(path)
+            inode = (status.st_dev, status.st_ino)
+        except OSError:
+            inode = None
+        assert cli._identity(path, folders) == (os.path.realpath(path), inode), path
+    old_cwd = os.getcwd()
+    try:
+        os.chdir(real)
+        assert cli._identity("photo.png", {}) == (os.path.realpath("photo.png"), cli._identity(real / "photo.png", {})[1])
+    finally:
+        os.chdir(old_cwd)
+    # the same file under three names is one file; a missing name is no file
+    inputs = cli._file_identities([real / "photo.png"])
+    assert all(cli._is_one_of(path, inputs) for path in (real / "hard.png", real / "soft.png",
+                                                         tmp_path / "linked" / "photo.png"))
+    assert not cli._is_one_of(real / "missing.png", inputs)

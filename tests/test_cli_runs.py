@@ -255,3 +255,35 @@ def test_compile_pads_the_last_batch_to_one_shape(tmp_path, capsys, monkeypatch)
     small = ["watermark", str(_photos(tmp_path / "three", 3)), str(mark), "--batch-size", "8", "--quiet", "--compile"]
     assert cli.main([*small, "-o", str(tmp_path / "small")]) == 0
     assert calls == [(3, True, 3)]  # a folder smaller than a batch: one chunk of 3, not padded to 8
+
+
+def test_the_first_batch_is_read_while_the_model_is_checked(tmp_path, capsys, monkeypatch, quick_solver):
+    """The first batch's files are being decoded before the model reaches its device and is checked (in a new
+    process that is CUDA's start), and a check that fails cancels the reading and leaves no output folder."""
+    photos, mark, out = _photos(tmp_path / "photos", 4), _mark(tmp_path / "mark.png"), tmp_path / "out"
+    started_reading = []
+    read = cli._read_pixels
+
+    def reading(path, *args, **kwargs):
+        if "photo" in path:
+            started_reading.append(path)
+        return read(path, *args, **kwargs)
+
+    def checked(model, name, image=None):
+        deadline = time.monotonic() + 5
+        while not started_reading and time.monotonic() < deadline:  # the threads have the batch already
+            time.sleep(0.001)
+        seen.append(len(started_reading))
+
+    seen: list[int] = []
+    monkeypatch.setattr(cli, "_read_pixels", reading)
+    monkeypatch.setattr(cli, "_check_weights", checked)
+    assert cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--quiet"]) == 0
+    assert seen and seen[0] >= 1 and _summary(capsys.readouterr().out) == (4, 0, 0, 0)
+
+    def failing(model, name, image=None):
+        raise cli.UsageError("damaged weights")
+
+    monkeypatch.setattr(cli, "_check_weights", failing)
+    assert cli.main(["watermark", str(photos), str(mark), "-o", str(tmp_path / "never"), "--quiet"]) == 2
+    assert "damaged weights" in capsys.readouterr().err and not (tmp_path / "never").exists()

@@ -451,3 +451,44 @@ def test_parallel_stacking_gives_what_stacking_gives():
     images, labels = data.stack_dataset_in_parallel(dataset, chunk=3)  # three chunks, the last short
     reference_images, reference_labels = data.stack_dataset(dataset)
     assert torch.equal(images, reference_images) and torch.equal(labels, reference_labels)
+
+
+def test_write_bytes_atomically_keeps_atomic_writes_guarantees(tmp_path, monkeypatch):
+    """files.write_bytes_atomically, the folder command line's writer: the bytes whole (also when the system writes
+    fewer than asked at a time), a replaced file's mode kept, create-or-fail with replace=False (even over a link
+    leading nowhere), atomic_write's errors for a folder and a missing folder, and nothing left when a write fails."""
+    import os
+    import stat
+
+    from nullspace_utils import files
+
+    target = tmp_path / "out.png"
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda descriptor, data: real_write(descriptor, bytes(data)[:3]))  # 3 at a time
+    files.write_bytes_atomically(target, b"0123456789", replace=False)
+    monkeypatch.setattr(os, "write", real_write)
+    assert target.read_bytes() == b"0123456789"
+    target.chmod(0o640)
+    files.write_bytes_atomically(target, b"new")
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    with pytest.raises(FileExistsError, match="exists"):
+        files.write_bytes_atomically(target, b"other", replace=False)
+    os.symlink("nowhere", tmp_path / "dangling.png")
+    with pytest.raises(FileExistsError):
+        files.write_bytes_atomically(tmp_path / "dangling.png", b"other", replace=False)
+    assert os.readlink(tmp_path / "dangling.png") == "nowhere" and target.read_bytes() == b"new"
+    for replace in (True, False):
+        with pytest.raises(IsADirectoryError, match="is a folder"):
+            files.write_bytes_atomically(tmp_path, b"x", replace=replace)
+    with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
+        files.write_bytes_atomically(tmp_path / "missing" / "a.png", b"x")
+
+    def full_disk(descriptor, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        files.write_bytes_atomically(target, b"half")
+    monkeypatch.setattr(os, "write", real_write)
+    assert target.read_bytes() == b"new"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dangling.png", "out.png"]  # no .part left

@@ -15,6 +15,9 @@ with tempfile.TemporaryDirectory() as folder:
         assert target.read_text() == "circle\n"  # kept, even if another process had written it meanwhile
     else:
         raise AssertionError("an exclusive write must not replace an existing file")
+    encoded = Path(folder) / "mark.bin"
+    files.write_bytes_atomically(encoded, b"\x89PNG...", replace=False)  # the same guarantees, bytes at once
+    assert encoded.read_bytes() == b"\x89PNG..." and sorted(Path(folder).iterdir()) == [target, encoded]
     digest = files.sha256_of_file(target)
     assert digest == "cab03e90f5e8bd39599272b6b9cde27acba552fc8bd795524a80ad5c811daa6e"  # hex sha256, read in chunks
     assert files.git_commit(Path(folder)) == "unknown"  # outside a checkout
