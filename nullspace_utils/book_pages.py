@@ -148,7 +148,7 @@ def change_rows(change: dict[str, Any]) -> Rows:
         runs = run.get("cli", {}).get("runs", [])
         return {(f"folder CLI, {row['images']} images, batch {row['batch_size']}" +
                  (", in a new process" if row["run"] == "new process" else "")): row["seconds"]
-                for row in runs if row["run"] in ("timed", "new process")}
+                for row in runs if row["run"] == "timed" or _new_process_timed_it(row)}
 
     def phases(run: dict[str, Any]) -> dict[str, float]:
         return {f"solver's {name}, {_arithmetic(row)}": row[f"{key}_seconds"] for row in run.get("solver_phases", [])
@@ -206,7 +206,7 @@ def gpu_end_to_end_rows(pipeline: dict[str, Any], cli_now: dict[str, Any], defau
         mark = " (default)" if entry["batch_size"] == default_batch else ""
         rows.append(row(f"folder CLI now, batch {entry['batch_size']}{mark}, in a warm process", entry["images"],
                         entry["seconds"]))
-    for entry in (entry for entry in runs if entry["run"] == "new process"):
+    for entry in filter(_new_process_timed_it, runs):
         rows.append(row(f"folder CLI now, batch {entry['batch_size']}, in a new process", entry["images"],
                         entry["seconds"]))
     return rows
@@ -224,10 +224,37 @@ def _cli_run(cli_run: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(entry for entry in cli_run["cli"]["runs"] if entry["run"] == kind)
 
 
-def _rates(runs: Sequence[dict[str, Any]], kind: str) -> str:
-    """Images per second of the first run of ``kind`` in each ``--part cli`` file, as one number or a range."""
+def _new_process_timed_it(entry: dict[str, Any]) -> bool:
+    """Whether ``entry`` of a ``--part cli`` file is a "new process" run that timed the file's own library. Its
+    ``same_library`` says so: before 2026-12-07 (fourth session) the new process was started with ``python -m``
+    in the folder of one library, which Python imports before ``PYTHONPATH``'s, so in a call that timed several
+    libraries the new processes all ran that folder's (the files were corrected: ``library_imported``)."""
+    if entry["run"] != "new process":
+        return False
+    if "same_library" not in entry:
+        raise ValueError("a new-process run without same_library: the benchmark records it since 2026-12-07 (fourth "
+                         "session); rerun benchmarks/watermark.py --part cli, or say which library it imported")
+    return bool(entry["same_library"])
+
+
+def new_process_line(runs: dict[str, dict[str, Any]]) -> str:
+    """The new-process run of each labelled ``--part cli`` file: its seconds and whether it imported the file's own
+    library or which one it did (:func:`_new_process_timed_it`)."""
+    parts = []
+    for label, run in runs.items():
+        entry = _cli_run(run, "new process")
+        which = "its own library" if _new_process_timed_it(entry) else f"imported the library {entry['library_imported']}"
+        parts.append(f"{label}'s {entry['seconds']:.1f} s ({which})")
+    return "new processes: " + "; ".join(parts)
+
+
+def _rates(runs: Sequence[dict[str, Any]], kind: str) -> str | None:
+    """Images per second of the first run of ``kind`` in each ``--part cli`` file, as one number or a range; for
+    "new process", only the runs that timed their file's library (:func:`_new_process_timed_it`), None if none."""
     entries = [_cli_run(run, kind) for run in runs]
-    return _span([entry["images"] / entry["seconds"] for entry in entries], 0)
+    if kind == "new process":
+        entries = [entry for entry in entries if _new_process_timed_it(entry)]
+    return _span([entry["images"] / entry["seconds"] for entry in entries], 0) if entries else None
 
 
 def _span(values: Sequence[float], digits: int) -> str:
@@ -266,7 +293,8 @@ def repeat_rows(repeats: dict[str, Any]) -> Rows:
         timed, fresh = _cli_run(run, "timed"), _cli_run(run, "new process")
         rows.append([f"{run['order']}", f"{run['library']} ({run['commit'][:7]})", f"{timed['images_per_second']:.0f}",
                      f"{timed['images_per_second_after_startup']:.0f}", f"{timed['startup_seconds']:.2f} s",
-                     f"{timed['embed_seconds']:.2f} s", f"{fresh['images_per_second']:.0f}"])
+                     f"{timed['embed_seconds']:.2f} s",
+                     f"{fresh['images_per_second']:.0f}" if _new_process_timed_it(fresh) else "–"])
     return rows
 
 
@@ -490,8 +518,10 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        f"run) watermarks {pipeline['batch']} images from host memory in {embed['wall_seconds']:.1f} s, "
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
                        f"the GPU's copy speed); the folder CLI (library {cli_libraries}, {runs}) writes {warm} PNGs "
-                       f"a second in a warm process (after a warm-up run), {fresh} from the "
-                       f"command line (start included) ({{ref}}`see the goals <benchmarks-goals>`)")
+                       f"a second in a warm process (after a warm-up run), "
+                       + (f"{fresh} from the command line (start included)" if fresh else
+                          "not timed from the command line (a new process) with this library")
+                       + " ({ref}`see the goals <benchmarks-goals>`)")
     if svd is not None:
         ratios = [ratio for _, ratio, _ in svd_rows(svd)]
         same = all(same for _, _, same in svd_rows(svd))

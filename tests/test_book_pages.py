@@ -241,7 +241,7 @@ def test_end_to_end_rows_are_given_against_the_floor():
                                              {"run": "timed", "batch_size": 64, "images": 200, "seconds": 5.0,
                                               "overhead_fraction": 1.0},
                                              {"run": "new process", "batch_size": 512, "images": 200,
-                                              "seconds": 8.0}]}}
+                                              "seconds": 8.0, "same_library": True}]}}
     rows = book_pages.gpu_end_to_end_rows(pipeline, now, default_batch=512)
     assert rows == [["embed, host to host, pipelined copies, tf32", "100", "2.00 s", "50", "4x"],
                     ["embed, host to host, copies one after another (before the pipeline), tf32", "100", "3.00 s", "33",
@@ -260,6 +260,15 @@ def test_end_to_end_rows_are_given_against_the_floor():
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, slower])
     assert ("the folder CLI (library 1234567, 2 runs) writes 25 to 50 PNGs a second in a warm process (after a warm-up "
             "run), 12 to 25 from the command line (start included)") in summary  # a range over the runs
+    other = {**slower, "cli": {"runs": [{**entry, "same_library": False} for entry in slower["cli"]["runs"]]}}
+    summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, other])
+    assert "in a warm process (after a warm-up run), 25 from the command line" in summary  # only the run that timed it
+    summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[other])
+    assert "not timed from the command line (a new process) with this library" in summary
+    unknown = {**now, "cli": {"runs": [{key: value for key, value in entry.items() if key != "same_library"}
+                                       for entry in now["cli"]["runs"]]}}
+    with pytest.raises(ValueError, match="without same_library"):
+        book_pages.gpu_end_to_end_rows(pipeline, unknown, default_batch=512)
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
 
@@ -267,7 +276,7 @@ def test_end_to_end_rows_are_given_against_the_floor():
 def test_change_rows_pair_the_runs_before_and_after():
     """A change timed on one machine: each row both runs have, before and after and their ratio; a row only one
     run has (another batch size, a first call, copies one after another) is left out."""
-    def run(solver: float, embed: float, cli: float, extra_batch: int) -> dict:
+    def run(solver: float, embed: float, cli: float, extra_batch: int, same: bool = True) -> dict:
         return {"admm_gpu": [{"settings": "default", "precision": "tf32", "compiled": True, "seconds": solver}],
                 "embed_pipelined": [{"call": "second", "pipelined": True, "precision": "tf32", "compiled": False,
                                      "wall_seconds": embed},
@@ -278,13 +287,21 @@ def test_change_rows_pair_the_runs_before_and_after():
                 "cli": {"runs": [{"run": "warm-up", "batch_size": 512, "images": 100, "seconds": 99.0},
                                  {"run": "timed", "batch_size": 512, "images": 100, "seconds": cli},
                                  {"run": "timed", "batch_size": extra_batch, "images": 100, "seconds": 1.0},
-                                 {"run": "new process", "batch_size": 512, "images": 100, "seconds": 2 * cli}]}}
+                                 {"run": "new process", "batch_size": 512, "images": 100, "seconds": 2 * cli,
+                                  "same_library": same}]}}
 
     rows = book_pages.change_rows({"before": run(2.0, 4.0, 5.0, 64), "after": run(1.0, 3.0, 2.5, 128)})
     assert rows == [["solver, tf32, compiled", "2.00 s", "1.00 s", "0.50"],
                     ["embed, host to host, tf32", "4.00 s", "3.00 s", "0.75"],
                     ["folder CLI, 100 images, batch 512", "5.00 s", "2.50 s", "0.50"],
                     ["folder CLI, 100 images, batch 512, in a new process", "10.00 s", "5.00 s", "0.50"]]
+    # a new process that imported another library than its run's timed nothing of that run: no row
+    assert book_pages.change_rows({"before": run(2.0, 4.0, 5.0, 64, same=False), "after": run(1.0, 3.0, 2.5, 128)}) \
+        == rows[:3]
+    before = {**run(2.0, 4.0, 5.0, 64, same=False)}
+    before["cli"]["runs"][-1]["library_imported"] = "after (abc1234)"
+    assert book_pages.new_process_line({"before": before, "after": run(1.0, 3.0, 2.5, 128)}) == (
+        "new processes: before's 10.0 s (imported the library after (abc1234)); after's 5.0 s (its own library)")
     phases = [{"precision": "tf32", "compiled": True, "setup_seconds": 0.1, "iterations_seconds": 0.9,
                "polish_seconds": polish, "total_seconds": 1.0 + polish} for polish in (1.2, 0.3)]
     rows = book_pages.change_rows({"before": {"solver_phases": phases[:1]}, "after": {"solver_phases": phases[1:]}})
@@ -347,7 +364,8 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
     def run(order: int, library: str, rate: float, reading: float | None) -> dict:
         timed = {"run": "timed", "images": 100, "batch_size": 50, "images_per_second": rate, "seconds": 100 / rate,
                  "images_per_second_after_startup": rate + 10, "startup_seconds": 0.5, "embed_seconds": 0.2}
-        fresh = {"run": "new process", "images": 100, "batch_size": 50, "images_per_second": rate / 2}
+        fresh = {"run": "new process", "images": 100, "batch_size": 50, "images_per_second": rate / 2,
+                 "same_library": order != 3}  # run 3's new process imported another library
         return {"order": order, "library": library, "commit": f"{order}abcdef0", "device": "GPU",
                 "cli": {"runs": [{**timed, "run": "warm-up"}, timed, fresh],
                         "reading": None if reading is None else {
@@ -361,7 +379,7 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
     assert book_pages.repeat_rows(repeats) == [
         ["1", "before (1abcdef)", "340", "350", "0.50 s", "0.20 s", "170"],
         ["2", "after (2abcdef)", "430", "440", "0.50 s", "0.20 s", "215"],
-        ["3", "after (3abcdef)", "330", "340", "0.50 s", "0.20 s", "165"]]
+        ["3", "after (3abcdef)", "330", "340", "0.50 s", "0.20 s", "–"]]
     assert book_pages.reading_line(repeats["runs"]) == (
         "100 PNGs into one batch, 16 threads, best of 3, in 2 runs: load_image per file 600 images/s, read_pixels and "
         "one pixels_to_images 900 to 1200 images/s (1.50 to 2.00x); the two batches equal bit for bit in every run: "
