@@ -337,6 +337,20 @@ def _read_pixels(path: str, size: int, what: str, background: float | None = Non
     return pixels
 
 
+class _WrittenMeanwhile(Exception):
+    """An output that appeared after the run began (another run wrote it): its source is not read."""
+
+
+def _read_source(path: str, output: Path | None, size: int, background: float | None) -> np.ndarray:
+    """A folder's image as :func:`_read_pixels` reads it, in a worker thread, unless its ``output`` exists by now
+    (:class:`_WrittenMeanwhile`; ``None``: not checked, ``--overwrite``). The check is made here, not in the main
+    thread, which launches the solver's GPU work: each system call there may wait for Python's lock behind the
+    worker threads."""
+    if output is not None and os.path.lexists(output):
+        raise _WrittenMeanwhile(output)
+    return _read_pixels(path, size, "image", background)
+
+
 def _load_image(path: str, size: int, what: str, background: float | None = None) -> torch.Tensor:
     """``path`` as a (3, size, size) float image (:func:`_read_pixels`)."""
     return data.pixels_to_images([_read_pixels(path, size, what, background)])[0]
@@ -534,7 +548,8 @@ def _watermark_batch(args: argparse.Namespace) -> int:
     pipeline = _Pipeline(tally, args.overwrite)
 
     def read(batch: list[Path]) -> list[tuple[Path, Future]]:
-        return [(source, pipeline.pool.submit(_read_pixels, str(source), size, "image", args.background))
+        return [(source, pipeline.pool.submit(_read_source, str(source), None if args.overwrite else outputs[source],
+                                              size, args.background))
                 for source in batch]
 
     try:
@@ -559,7 +574,7 @@ def _watermark_batch(args: argparse.Namespace) -> int:
             pipeline.progress = tqdm(total=len(todo), desc="watermark", unit="image", disable=args.quiet)
             for index in range(len(batches)):
                 current, reading = reading, read(batches[index + 1]) if index + 1 < len(batches) else []
-                loaded = pipeline.loaded(current, outputs)
+                loaded = pipeline.loaded(current)
                 pipeline.settle(wait=False)
                 if not loaded:
                     continue
@@ -715,19 +730,17 @@ class _Pipeline:
         self.report(source, _one_line(error))
         self.progress.update(1)
 
-    def loaded(self, reading: list[tuple[Path, Future]], outputs: dict[Path, Path]) -> list[tuple[Path, np.ndarray]]:
-        """The batch's pixels as decoded (:func:`_read_pixels`), without those that failed (reported) or whose
+    def loaded(self, reading: list[tuple[Path, Future]]) -> list[tuple[Path, np.ndarray]]:
+        """The batch's pixels as decoded (:func:`_read_source`), without those that failed (reported) or whose
         output another run has written meanwhile (skipped)."""
         images = []
         for source, future in reading:
-            if not self.overwrite and os.path.lexists(outputs[source]):
-                future.cancel()
-                self.tally.taken += 1
-                self.report(source, f"{outputs[source]} was written by another run meanwhile: skipped")
-                self.progress.update(1)
-                continue
             try:
                 images.append((source, future.result()))
+            except _WrittenMeanwhile as written:
+                self.tally.taken += 1
+                self.report(source, f"{written} was written by another run meanwhile: skipped")
+                self.progress.update(1)
             except USER_ERRORS as error:
                 self.fail(source, error)
         return images

@@ -287,3 +287,33 @@ def test_the_first_batch_is_read_while_the_model_is_checked(tmp_path, capsys, mo
     monkeypatch.setattr(cli, "_check_weights", failing)
     assert cli.main(["watermark", str(photos), str(mark), "-o", str(tmp_path / "never"), "--quiet"]) == 2
     assert "damaged weights" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_a_source_whose_output_appears_meanwhile_is_not_read(tmp_path, capsys, monkeypatch):
+    """An output another run writes after this run began, before this run reads its source, is kept and its source
+    is not read: the worker thread that would read it checks first (not the main thread)."""
+    photos, mark, out = _photos(tmp_path / "photos", 3), _mark(tmp_path / "mark.png"), tmp_path / "out"
+    theirs = torch.zeros(3, 112, 112)
+    read = cli._read_pixels
+    reads = []
+
+    def reading(path, *args, **kwargs):
+        reads.append(os.path.basename(path))
+        return read(path, *args, **kwargs)
+
+    def embed_while_another_run_writes(model, image, mark, **kwargs):
+        if not (out / "photo02.png").exists():  # during the first batch: photo02 (the third batch) is not read yet
+            data.save_image(theirs, out / "photo02.png")
+        return cli.watermark.WatermarkResult(image=image.clone(), noise=torch.zeros_like(image),
+                                             objective=torch.tensor(0.0), embedding_residual=0.0,
+                                             box_violation=0.0, seconds=0.0, solver="quick", iterations=0)
+
+    monkeypatch.setattr(cli, "_read_pixels", reading)
+    monkeypatch.setattr(cli.watermark, "embed", embed_while_another_run_writes)
+    status = cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--batch-size", "1", "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 1 and _summary(captured.out) == (2, 1, 0, 0)
+    assert "photo02.png was written by another run meanwhile: skipped" in captured.err
+    assert sorted(name for name in reads if name.startswith("photo")) == ["photo00.png", "photo01.png"]
+    assert torch.equal(data.load_image(out / "photo02.png"), theirs)
+    _no_hidden_or_partial(out)
