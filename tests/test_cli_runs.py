@@ -261,7 +261,7 @@ def test_the_first_batch_is_read_while_the_model_is_checked(tmp_path, capsys, mo
     """The first batch's files are being decoded before the model reaches its device and is checked (in a new
     process that is CUDA's start), and a check that fails cancels the reading and leaves no output folder."""
     photos, mark, out = _photos(tmp_path / "photos", 4), _mark(tmp_path / "mark.png"), tmp_path / "out"
-    started_reading = []
+    started_reading, seen = [], []  # the photos whose reading began; how many had when the model was checked
     read = cli._read_pixels
 
     def reading(path, *args, **kwargs):
@@ -275,7 +275,6 @@ def test_the_first_batch_is_read_while_the_model_is_checked(tmp_path, capsys, mo
             time.sleep(0.001)
         seen.append(len(started_reading))
 
-    seen: list[int] = []
     monkeypatch.setattr(cli, "_read_pixels", reading)
     monkeypatch.setattr(cli, "_check_weights", checked)
     assert cli.main(["watermark", str(photos), str(mark), "-o", str(out), "--quiet"]) == 0
