@@ -520,7 +520,7 @@ def reading_rates(photos: Path, device: torch.device, repeats: int = 3) -> dict:
     ``pixels_to_images`` once (8-bit levels; the tensor work once per batch). Also whether the two batches are
     equal bit for bit."""
     paths = sorted(photos.iterdir())
-    workers = min(16, (os.cpu_count() or 1) + 2)  # the command line's pool (cli._Pipeline)
+    workers = min(getattr(cli, "WORKER_THREADS", 16), (os.cpu_count() or 1) + 2)  # the command line's pool (16 before)
     size = data.read_pixels(paths[0]).shape[0]
 
     def per_image() -> torch.Tensor:
@@ -643,7 +643,7 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
         same_library = Path(imported).resolve() == Path(cli.__file__).resolve()
         runs.append({"run": "new process", "batch_size": default, "status": done.returncode,
                      "images": args.cli_images, "seconds": seconds, "images_per_second": args.cli_images / seconds,
-                     "library_path": imported, "same_library": same_library})
+                     "library_imported": imported, "same_library": same_library})
         if not same_library:
             print(f"WARNING: the new process imported {imported}, not this process's {cli.__file__}", flush=True)
         print(f"CLI in a new process, batch {default}: {args.cli_images} images in {seconds:.2f} s, "
@@ -677,8 +677,8 @@ def _same_library(work: Path) -> dict:
     ``work`` with that library's folder first on ``PYTHONPATH``. (Started in a checkout, ``python -m`` imports the
     working directory's library before ``PYTHONPATH``'s: the "new process" runs before 2026-12-07, fourth
     session, timed the library of the folder they were started in, not always the one timed in the process.)"""
-    return {"cwd": work, "env": {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(cli.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}}
+    folders = [str(Path(cli.__file__).resolve().parent.parent), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return {"cwd": work, "env": {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, folders))}}
 
 
 def _profile_process(command: list[str], work: Path, report: Path, child: dict, imports: int = 25) -> None:

@@ -39,7 +39,7 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import FrameType
 from typing import Callable, Iterator, Sequence
 
@@ -75,6 +75,11 @@ BATCH_SIZE = 64
 #: (``benchmarks/results/watermark_gpu_cli_processes.log``): 166 images/s at batch 512 with a task per image, 255
 #: with chunks of images in shared memory, though the solve inside then took half as long.
 GPU_BATCH_SIZE = 512
+#: The most worker threads that read and write a folder's files (fewer on a machine with fewer cores: its cores + 2).
+#: On one 16-core H100 machine (``benchmarks/results/watermark_gpu_cli_repeats.json``, runs 16-24) 8 threads wrote
+#: 499-525 PNGs a second in three runs, 16 threads 407-500 in four runs of the same library in between: with 16,
+#: each thread's reading and writing took about twice as long, waiting for Python's lock.
+WORKER_THREADS = 8
 
 
 class UsageError(Exception):
@@ -182,8 +187,10 @@ _Identity = tuple[str, tuple[int, int] | None]
 def _identity(path: str | os.PathLike, folders: dict[str, str]) -> _Identity:
     """``path`` resolved and its file's (device, inode), with one system call for a plain file or a missing one:
     its folder is resolved once for all the files in it (``folders``, a cache), and only a symbolic link (or a
-    name like ``..``) is resolved on its own. The same answer as ``os.path.realpath(path)`` and ``os.stat(path)``;
-    strings, not ``Path`` objects, which cost more than the system call over a folder's thousands of files."""
+    name like ``..``) is resolved on its own. The same answer as ``os.path.realpath(path)`` and ``os.stat(path)``
+    for a path the system can reach (where a missing folder is followed by ``..``, realpath's guess may differ:
+    no file can be read or written there); strings, not ``Path`` objects, which cost more than the system call
+    over a folder's thousands of files."""
     path = os.fspath(path)
     try:
         status: os.stat_result | None = os.lstat(path)
@@ -429,7 +436,7 @@ def _file_key(path: Path | os.DirEntry) -> tuple:
 def _is_picture_entry(entry: os.DirEntry) -> bool:
     """A folder entry to watermark: a file with a picture's suffix, or such a name that is a broken link (a loop,
     say), which is then reported as a failure of that image instead of being passed over in silence."""
-    if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+    if PurePath(entry.name).suffix.lower() not in IMAGE_SUFFIXES:  # (as Path.suffix: "..png" is a PNG)
         return False
     try:
         return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
@@ -712,7 +719,10 @@ class _Pipeline:
     def __init__(self, tally: _Tally, overwrite: bool) -> None:
         self.tally, self.overwrite = tally, overwrite
         self.progress = tqdm(disable=True)  # shown (replaced) once the checks before the first solve have passed
-        self.pool = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) + 2), thread_name_prefix="nullspace")
+        # decoding and encoding let go of Python's lock, the rest of a file's work holds it: more threads than
+        # WORKER_THREADS only wait longer for it, and so does the main thread, which launches the solver's GPU work
+        self.pool = ThreadPoolExecutor(max_workers=min(WORKER_THREADS, (os.cpu_count() or 1) + 2),
+                                       thread_name_prefix="nullspace")
         self.writing: collections.deque[tuple[Path, Path, Future, _Check]] = collections.deque()
         self.changes = _Changes()
 

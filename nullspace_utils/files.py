@@ -10,6 +10,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -53,19 +54,24 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
 
 def write_bytes_atomically(path: str | os.PathLike, content: bytes, *, replace: bool = True) -> None:
     """Write ``content`` to ``path`` whole or not at all, as :func:`atomic_write` does (same guarantees, same
-    errors), in fewer system calls: the temporary file is written through the descriptor that created it, and a
-    folder at ``path`` is looked for only when the last step fails. For the folder command line, whose threads
+    errors), in fewer system calls: the temporary file is written through the descriptor that created it, and
+    without ``replace`` a folder at ``path`` is looked for only when the last step fails. For the folder command line, whose threads
     write thousands of small files at once and take Python's lock back after each call::
 
         write_bytes_atomically("out.png", encoded_png, replace=False)
     """
     path = Path(path)
+    existing = None
+    if replace:  # a replaced file keeps its mode; a folder (or a link to one) is refused as atomic_write does
+        with contextlib.suppress(FileNotFoundError):
+            existing = os.stat(path)
+    if not path.name or (existing is not None and stat.S_ISDIR(existing.st_mode)):
+        raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
     temporary, descriptor = _open_temporary(path)
     try:
         try:
-            if replace:  # a replaced file keeps its mode
-                with contextlib.suppress(FileNotFoundError):
-                    os.fchmod(descriptor, os.stat(path).st_mode & 0o777)
+            if existing is not None:
+                os.fchmod(descriptor, existing.st_mode & 0o777)
             remaining = memoryview(content)
             while remaining:  # one write may write less than asked
                 remaining = remaining[os.write(descriptor, remaining):]
@@ -77,7 +83,7 @@ def write_bytes_atomically(path: str | os.PathLike, content: bytes, *, replace: 
             else:
                 _link_exclusively(temporary, path)
         except OSError:
-            if path.is_dir():  # the same error atomic_write gives before writing
+            if path.is_dir():  # the same error atomic_write gives before writing (here: a folder made meanwhile)
                 raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. "
                                         f"{path / 'out.png'}).") from None
             raise

@@ -164,6 +164,19 @@ def test_a_failed_decomposition_is_one_line(files, capsys, monkeypatch):
     assert "NaN or infinity" in _one_error_line(capsys)
 
 
+def test_a_folders_pictures_are_named_by_their_suffix(tmp_path):
+    """A folder's pictures are found by their suffix as Path.suffix reads it (also a name of dots, "..png"), any
+    case, in name order; other files and folders are left alone, a broken link with a picture's name is kept (to be
+    reported), and the mark is skipped."""
+    for name in ("b.PNG", "a.jpg", "..png", "notes.txt", "archive.png.zip"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "folder.png").mkdir()
+    os.symlink("nowhere.png", tmp_path / "broken.png")
+    (tmp_path / "mark.png").write_bytes(b"m")
+    found = cli._batch_sources([str(tmp_path)], tmp_path / "mark.png", lambda message: None)
+    assert [path.name for path in found] == ["..png", "a.jpg", "b.PNG", "broken.png"]
+
+
 def test_file_identities_match_resolve_and_stat(tmp_path):
     """cli._identity resolves a folder once for its files and stats each file once; it must answer as
     os.path.realpath and os.stat do for plain files, missing ones, links (to files, nowhere, loops, through a

@@ -477,9 +477,14 @@ def test_write_bytes_atomically_keeps_atomic_writes_guarantees(tmp_path, monkeyp
     with pytest.raises(FileExistsError):
         files.write_bytes_atomically(tmp_path / "dangling.png", b"other", replace=False)
     assert os.readlink(tmp_path / "dangling.png") == "nowhere" and target.read_bytes() == b"new"
+    (tmp_path / "folder").mkdir()
+    os.symlink(tmp_path / "folder", tmp_path / "to_folder")
     for replace in (True, False):
-        with pytest.raises(IsADirectoryError, match="is a folder"):
-            files.write_bytes_atomically(tmp_path, b"x", replace=replace)
+        for folder in (tmp_path, tmp_path / "to_folder"):  # a folder, or a link to one, is never replaced
+            with pytest.raises(IsADirectoryError, match="is a folder"):
+                files.write_bytes_atomically(folder, b"x", replace=replace)
+    assert (tmp_path / "to_folder").is_symlink()
+    os.unlink(tmp_path / "to_folder"), (tmp_path / "folder").rmdir()
     with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
         files.write_bytes_atomically(tmp_path / "missing" / "a.png", b"x")
 
