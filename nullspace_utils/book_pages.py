@@ -273,14 +273,18 @@ def cli_timed_line(cli_run: dict[str, Any]) -> str:
             f"seconds by stage, summed over the worker threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
 
 
-def repeat_runs(repeats: dict[str, Any], library: str) -> list[dict[str, Any]]:
+def repeat_runs(repeats: dict[str, Any], library: str, call: str | None = None) -> list[dict[str, Any]]:
     """The ``--part cli`` runs of one library in a file of repeated runs (``benchmarks/results/
     watermark_gpu_cli_repeats.json``: several libraries timed in turn in one call, each run a whole ``--part cli``
-    result with its ``library`` label, ``commit`` and ``order``), in the order they ran."""
-    runs = [run for run in repeats["runs"] if run["library"] == library]
-    if not runs:
+    result with its ``library`` label, ``commit``, ``call`` and ``order``), in the order they ran; with ``call``,
+    only that call's (one machine's)."""
+    runs = [run for run in repeats["runs"] if run["library"] == library and (call is None or run["call"] == call)]
+    if not runs and call is None:
         raise ValueError(f"no run of the library {library!r} in this file: it has "
                          f"{sorted({run['library'] for run in repeats['runs']})}")
+    if not runs:
+        raise ValueError(f"no run of the library {library!r} in call {call} in this file: it has "
+                         f"{sorted({(run['library'], run['call']) for run in repeats['runs']})}")
     return sorted(runs, key=lambda run: run["order"])
 
 
@@ -314,25 +318,30 @@ def reading_line(runs: Sequence[dict[str, Any]]) -> str:
             f"{all(r['equal'] for r in readings)}")
 
 
-def repeat_rate_line(repeats: dict[str, Any], library: str) -> str:
-    """One library's rates in a file of repeated runs (:func:`repeat_runs`): the range and mean of images per second
-    in a warm process (the timed runs) and how many runs."""
-    rates = [_cli_run(run, "timed")["images_per_second"] for run in repeat_runs(repeats, library)]
+def repeat_rate_line(repeats: dict[str, Any], library: str, call: str | None = None) -> str:
+    """One library's rates in a file of repeated runs (:func:`repeat_runs`, of one ``call`` if given): the range and
+    mean of images per second in a warm process (the timed runs) and how many runs."""
+    rates = [_cli_run(run, "timed")["images_per_second"] for run in repeat_runs(repeats, library, call)]
     if len(rates) == 1:
         return f"{library}: {rates[0]:.0f} images/s in a warm process, one run"
     return (f"{library}: {min(rates):.0f} to {max(rates):.0f} images/s in a warm process over {len(rates)} runs "
             f"(mean {sum(rates) / len(rates):.0f})")
 
 
-def repeat_phase_line(repeats: dict[str, Any], library: str) -> str:
-    """One library's timed runs in a file of repeated runs (:func:`repeat_runs`), phase by phase: the range of
-    images per second in a warm process, of the seconds before the first solve, and of the seconds inside
-    ``embed``."""
-    timed = [_cli_run(run, "timed") for run in repeat_runs(repeats, library)]
+def repeat_phase_line(repeats: dict[str, Any], library: str, call: str | None = None) -> str:
+    """One library's timed runs in a file of repeated runs (:func:`repeat_runs`, of one ``call`` if given), phase by
+    phase: the range of images per second in a warm process, of the seconds before the first solve, of the seconds
+    inside ``embed`` and, where the runs timed them, of the seconds the worker threads spent reading and writing
+    files (summed over the threads)."""
+    timed = [_cli_run(run, "timed") for run in repeat_runs(repeats, library, call)]
     count = "one run" if len(timed) == 1 else f"{len(timed)} runs"
-    return (f"{library}: {_span([entry['images_per_second'] for entry in timed], 0)} images/s in a warm process "
+    line = (f"{library}: {_span([entry['images_per_second'] for entry in timed], 0)} images/s in a warm process "
             f"({count}); {_span([entry['startup_seconds'] for entry in timed], 2)} s before the first solve, "
             f"{_span([entry['embed_seconds'] for entry in timed], 2)} s inside embed")
+    if all({"read_pixels", "write_output"} <= entry.get("stage_seconds", {}).keys() for entry in timed):
+        line += (f"; the worker threads busy {_span([entry['stage_seconds']['read_pixels'] for entry in timed], 1)} s "
+                 f"reading, {_span([entry['stage_seconds']['write_output'] for entry in timed], 1)} s writing")
+    return line
 
 
 def inside_embed_line(runs: Sequence[dict[str, Any]], gpu_now: dict[str, Any]) -> str:
