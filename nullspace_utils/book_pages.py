@@ -21,7 +21,8 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_rows", "session_plan_rows", "homework_line",
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
-           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "repeat_phase_line", "inside_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "repeat_phase_line", "new_process_line",
+           "inside_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -268,7 +269,7 @@ def cli_timed_line(cli_run: dict[str, Any]) -> str:
     seconds inside ``embed``."""
     timed = _cli_run(cli_run, "timed")
     stages = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in timed["stage_seconds"].items())
-    return (f"{timed['images_per_second']:.0f} images/s ({timed['startup_seconds']:.2f} s before the first solve, "
+    return (f"{timed['images_per_second']:.1f} images/s ({timed['startup_seconds']:.2f} s before the first solve, "
             f"reading the first batch; {timed['images_per_second_after_startup']:.0f} images/s after it); busy "
             f"seconds by stage, summed over the worker threads: {stages}; inside embed {timed['embed_seconds']:.1f} s")
 
@@ -295,7 +296,7 @@ def repeat_rows(repeats: dict[str, Any]) -> Rows:
     rows = []
     for run in sorted(repeats["runs"], key=lambda run: run["order"]):
         timed, fresh = _cli_run(run, "timed"), _cli_run(run, "new process")
-        rows.append([f"{run['order']}", f"{run['library']} ({run['commit'][:7]})", f"{timed['images_per_second']:.0f}",
+        rows.append([f"{run['order']}", f"{run['library']} ({run['commit'][:7]})", f"{timed['images_per_second']:.1f}",
                      f"{timed['images_per_second_after_startup']:.0f}", f"{timed['startup_seconds']:.2f} s",
                      f"{timed['embed_seconds']:.2f} s",
                      f"{fresh['images_per_second']:.0f}" if _new_process_timed_it(fresh) else "–"])
@@ -528,7 +529,7 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
                        f"the GPU's copy speed); the folder CLI (library {cli_libraries}, {runs}) writes {warm} PNGs "
                        f"a second in a warm process (after a warm-up run), "
-                       + (f"{fresh} from the command line (start included)" if fresh else
+                       + (f"{fresh} in a new process (Python, torch and CUDA start included)" if fresh else
                           "not timed from the command line (a new process) with this library")
                        + " ({ref}`see the goals <benchmarks-goals>`)")
     if svd is not None:

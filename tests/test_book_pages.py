@@ -255,14 +255,14 @@ def test_end_to_end_rows_are_given_against_the_floor():
     assert summary.startswith("End to end on GPU machines: `embed` (library abcdef0, one run) watermarks 100 images from "
                               "host memory in 2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI "
                               "(library 1234567, one run) writes 50 PNGs a second in a warm process (after a warm-up run), "
-                              "25 from the command line (start included)")
+                              "25 in a new process (Python, torch and CUDA start included)")
     slower = {**now, "cli": {"runs": [{**entry, "seconds": 2 * entry["seconds"]} for entry in now["cli"]["runs"]]}}
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, slower])
     assert ("the folder CLI (library 1234567, 2 runs) writes 25 to 50 PNGs a second in a warm process (after a warm-up "
-            "run), 12 to 25 from the command line (start included)") in summary  # a range over the runs
+            "run), 12 to 25 in a new process (Python, torch and CUDA start included)") in summary  # a range over the runs
     other = {**slower, "cli": {"runs": [{**entry, "same_library": False} for entry in slower["cli"]["runs"]]}}
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, other])
-    assert "in a warm process (after a warm-up run), 25 from the command line" in summary  # only the run that timed it
+    assert "in a warm process (after a warm-up run), 25 in a new process" in summary  # only the run that timed it
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[other])
     assert "not timed from the command line (a new process) with this library" in summary
     unknown = {**now, "cli": {"runs": [{key: value for key, value in entry.items() if key != "same_library"}
@@ -325,7 +325,7 @@ def test_cli_timed_line_reads_the_timed_run():
                              "images_per_second_after_startup": 553.2, "embed_seconds": 2.57,
                              "stage_seconds": {"load_image": 29.58, "write_output": 15.26}}]}}
     assert book_pages.cli_timed_line(run) == (
-        "449 images/s (0.86 s before the first solve, reading the first batch; 553 images/s after it); busy seconds "
+        "449.4 images/s (0.86 s before the first solve, reading the first batch; 553 images/s after it); busy seconds "
         "by stage, summed over the worker threads: load image 29.6 s, write output 15.3 s; inside embed 2.6 s")
 
 
@@ -377,9 +377,9 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
     with pytest.raises(ValueError, match=r"no run of the library 'later'.*\['after', 'before'\]"):
         book_pages.repeat_runs(repeats, "later")
     assert book_pages.repeat_rows(repeats) == [
-        ["1", "before (1abcdef)", "340", "350", "0.50 s", "0.20 s", "170"],
-        ["2", "after (2abcdef)", "430", "440", "0.50 s", "0.20 s", "215"],
-        ["3", "after (3abcdef)", "330", "340", "0.50 s", "0.20 s", "–"]]
+        ["1", "before (1abcdef)", "340.0", "350", "0.50 s", "0.20 s", "170"],
+        ["2", "after (2abcdef)", "430.0", "440", "0.50 s", "0.20 s", "215"],
+        ["3", "after (3abcdef)", "330.0", "340", "0.50 s", "0.20 s", "–"]]
     assert book_pages.reading_line(repeats["runs"]) == (
         "100 PNGs into one batch, 16 threads, best of 3, in 2 runs: load_image per file 600 images/s, read_pixels and "
         "one pixels_to_images 900 to 1200 images/s (1.50 to 2.00x); the two batches equal bit for bit in every run: "

@@ -206,8 +206,8 @@ if cli_2048 is not None:
 # %% [markdown]
 # In the warm process, the profile (`benchmarks/results/watermark_gpu_cli_2048_profile.txt`) found the outputs
 # written one at a time: each write held a lock that was needed only to read the process's umask. The library now
-# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; the "before" run
-# of {ref}`the goals section <benchmarks-goals>` includes that change. In the new process
+# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; the "before" runs
+# of {ref}`the table of runs <benchmarks-reading>` include that change. In the new process
 # (`watermark_gpu_cli_2048_profile_process.txt`), most of the extra time went to Python compiling the imported
 # libraries' source files (torch's among them), which that machine had not cached as bytecode (an ordinary
 # `pip install` does), and to importing timm, which imports torchvision and through it
@@ -230,7 +230,8 @@ display(gpu_now_note, cli_repeats_note, cli_cpu_note)
 if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and cpu is not None:
     display(plotting.table(book_pages.goal_rows(gpu_now, cli_gpu_now, cli_cpu, cpu),
                            ["what", "goal", "measured", "met"],
-                           caption=f"GPU rows: {gpu_now['device']} machines; embed: library {gpu_now['commit'][:7]}, the "
+                           caption=f"GPU rows: one {gpu_now['device']} machine (call 21); embed: library "
+                                   f"{gpu_now['commit'][:7]}, the "
                                    "second of two calls, wall time, one run; the CLI: 2,048 PNGs after a warm-up in the "
                                    f"same process, {len(cli_gpu_now)} runs of the library with 8 worker threads "
                                    f"({cli_gpu_now[0]['commit']}; the table of runs below lists them). CPU rows: "
@@ -343,7 +344,7 @@ if polish is not None:
 # polish's rounds, might save more; neither is tried yet.
 #
 # (benchmarks-reading)=
-# The third change is in how the command line reads a folder. Its 16 worker threads read fewer than a thousand
+# The third change is in how the command line reads a folder. Its worker threads (16 at the time) read fewer than a thousand
 # PNGs a second together (`load_image` in the line under the next table), though decoding itself lets go of
 # Python's lock: every tensor operation and most system calls a thread makes take the lock back, and with 16
 # threads waiting for it, each of those may wait long. A thread now reads an 8-bit file that needs no resizing or
@@ -365,8 +366,10 @@ if cli_repeats is not None:
                            caption=f"{cli_repeats['device']}, 2,048 PNGs of 224 px, batch 512, in the order they ran "
                                    "(the file's what field says which call ran which). Warm process: after a warm-up "
                                    "run in the same process; start: the seconds before the first solve. New process: "
-                                   "a dash where it imported another library than the run's (in calls 13-19 every "
-                                   "new process of a call imported one library; the file's new_process_note)."))
+                                   "a dash where it imported another library than the run's: in calls 13, 14, 15 and "
+                                   "19 every new process of a call imported the library of the folder the benchmark "
+                                   "was started in (python -m searches it first; the file's new_process_note), so "
+                                   "a figure there is shown only where that was the run's own library."))
     now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write")
     print(f"reading alone: {book_pages.reading_line(cli_repeats['runs'])}")
     for label in ("before", "read_pixels", "read_pixels + atomic_write"):
@@ -402,7 +405,7 @@ if cli_repeats is not None:
 # %% tags=[hide-input]
 if cli_repeats is not None:
     for label in ("patch map checked once", "CUDA graphs + quarter first batch", "CUDA graphs"):
-        print(book_pages.repeat_phase_line(cli_repeats, label))
+        print(book_pages.repeat_phase_line(cli_repeats, label, call="19"))
 
 # %% [markdown]
 # With the graphs alone the command was faster in a warm process than the library before them in both pairs of
@@ -418,21 +421,27 @@ if cli_repeats is not None:
 # (1.4 to 4.1 times, run against run), both libraries ran far below these rates, and the one with the graphs (and
 # the small first batch) was not the faster there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose
 # header gives the figures). Both machines report the same GPU and the same CPU model, so why its threads were
-# slower (a busier host?) is not known. The goals table's `embed` run of an earlier session was made on that
-# machine (bfloat16 compiled 1.57 s there; the file that replaced it says so).
+# slower (a busier host?) is not known. The `embed` run the goals table used before (call 18) was made on that
+# machine (bfloat16 compiled 1.57 s there; the file of call 21 that replaced it says so).
 #
 # (benchmarks-threads)=
-# Two more changes came after. The first starts the command's work sooner (4919388, "first batch read early"): the
-# first batch is decoded while the model moves to its device and is checked (in a new process, while CUDA starts);
-# the checks of a folder's sources and outputs make one system call per file (they resolved every path on its own);
-# an output is written through the descriptor that created its temporary file; and whether another run wrote an
-# output meanwhile is checked by the worker thread about to read its source, not by the main thread, which launches
-# the solver's GPU work and, after each system call, waits for Python's lock behind the workers. The second runs
-# 8 worker threads instead of 16 (17b48cf): decoding and encoding let go of the lock, the rest of each file's work
-# holds it, so past some number of threads more of them only wait longer. Runs 16-24 timed them in one call on one
-# H100 machine: first the early first batch and the library before it in turn (runs 16-19), then the 8 threads and
-# the early first batch in turn (runs 20-24; the 8-thread runs used 4919388's library with the pool set to 8, which
-# 17b48cf then made the code):
+# Two more changes came after. The first, labelled "first batch read early" (98c3230 and 4919388), starts the
+# command's work sooner and takes system calls out of the main thread, which launches the solver's GPU work and,
+# after each system call, waits for Python's lock (the GIL) behind the worker threads:
+#
+# - the first batch is decoded while the model moves to its device and is checked (in a new process, while CUDA
+#   starts);
+# - the checks of a folder's sources and outputs make one system call per file (they resolved every path on its own);
+# - an output is written through the descriptor that created its temporary file;
+# - whether another run wrote an output meanwhile is checked by the worker thread about to read its source.
+#
+# The second runs 8 worker threads instead of 16 (17b48cf): decoding and encoding let go of the lock, the rest of
+# each file's work holds it, so past some number of threads more of them only wait longer. Runs 16-24 timed them
+# in one call (one command on a newly started GPU machine, here three in a row on one H100 machine): first the early
+# first batch and the library before it in turn (runs 16-19), then the 8 threads and the early first batch in turn
+# (runs 20-24). The 8-thread runs used 4919388's library with the pool set to 8, which 17b48cf then made the code;
+# run 23 imported 4919388's library without its `zoo` subpackage, which the command does not use. In the lines
+# below, "busy" is the time a worker thread spends on a file, added over the 2,048 files:
 
 # %% tags=[hide-input]
 if cli_repeats is not None:
@@ -443,13 +452,17 @@ if cli_repeats is not None:
 
 # %% [markdown]
 # The early first batch was not measurably faster than the library before it: the two libraries' runs overlap
-# (the first two lines), and so do their starts. The 8-thread runs were never slower than the 16-thread runs
-# beside them (runs 20-24 of the table; in one pair the two were equal to within one image a second), and each
-# file took less than half as long to read and to write: the busy seconds are summed over the 2,048 files, so
-# with the same work per file they would not depend on the number of threads; they fell by more than half, the
-# waiting for the shared lock that 16 threads add. Three runs against four on one machine: the gain is likely,
-# its size not settled, and the goal of 500 PNGs a second is met only at its edge (the goals table). Between the
-# calls of earlier sessions one library's rates moved by more than these differences (runs 1-15 above).
+# (the first two lines), and so do their starts. In runs 20-24 the 8-thread runs were faster than the 16-thread
+# run beside them in three of four pairs (two of them against run 23, the slowest) and equal to it, within one
+# image a second, in the fourth. Each file took less than half as long to read with 8 threads, and a half to two
+# thirds as long to write (the busy seconds: with the same work per file they would not depend on the number of
+# threads).
+# The pool as a whole did not finish its files sooner (its busy seconds over its threads are about the same), nor
+# did `embed`; what 16 threads added was waiting, most likely for the lock (not measured apart from waiting for a
+# core). Three runs against four on one machine, and the 16-thread runs of this call alone spread wider than the
+# two libraries' means differ: the gain is likely, its size not settled, and the goal of 500 PNGs a second is met
+# only at its edge (the goals table). Between the calls of earlier sessions one library's rates moved by more than
+# these differences (runs 1-15 above).
 #
 # (benchmarks-svd)=
 # ## Our SVD against scipy's

@@ -31,6 +31,9 @@ assert [run["library"] for run in now] == ["read_pixels + atomic_write"] * len(n
 assert len(book_pages.repeat_rows(repeats)) == len(repeats["runs"])  # a table row per run
 assert book_pages.repeat_rate_line(repeats, "before").startswith("before: ")  # the range of one library's rates
 assert "s before the first solve" in book_pages.repeat_phase_line(repeats, "CUDA graphs")  # its phases' ranges
+assert "in a warm process over 3 runs" in book_pages.repeat_rate_line(repeats, "8 worker threads", call="21")  # one call
+change = read("benchmarks/results/watermark_gpu_cli_change.json")  # which library each new process imported
+assert "imported the library after" in book_pages.new_process_line({"before": change["before"], "after": change["after"]})
 assert "equal bit for bit in every run: True" in book_pages.reading_line(now)  # the folder read, both ways
 gpu_now = read("benchmarks/results/watermark_gpu_now.json")
 assert book_pages.inside_embed_line(now, gpu_now).startswith("inside the command, embed took")
