@@ -240,7 +240,7 @@ def _new_process_timed_it(entry: dict[str, Any]) -> bool:
 
 def new_process_line(runs: dict[str, dict[str, Any]]) -> str:
     """The new-process run of each labelled ``--part cli`` file: its seconds and whether it imported the file's own
-    library or which one it did (:func:`_new_process_timed_it`)."""
+    library or which one it did (its ``same_library`` and ``library_imported``)."""
     parts = []
     for label, run in runs.items():
         entry = _cli_run(run, "new process")
