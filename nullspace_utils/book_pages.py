@@ -244,7 +244,8 @@ def new_process_line(runs: dict[str, dict[str, Any]]) -> str:
     parts = []
     for label, run in runs.items():
         entry = _cli_run(run, "new process")
-        which = "its own library" if _new_process_timed_it(entry) else f"imported the library {entry['library_imported']}"
+        which = ("its own library" if _new_process_timed_it(entry)
+                 else f"imported the library {entry['library_imported']}")
         parts.append(f"{label}'s {entry['seconds']:.1f} s ({which})")
     return "new processes: " + "; ".join(parts)
 

@@ -55,8 +55,8 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
 def write_bytes_atomically(path: str | os.PathLike, content: bytes, *, replace: bool = True) -> None:
     """Write ``content`` to ``path`` whole or not at all, as :func:`atomic_write` does (same guarantees, same
     errors), in fewer system calls: the temporary file is written through the descriptor that created it, and
-    without ``replace`` a folder at ``path`` is looked for only when the last step fails. For the folder command line, whose threads
-    write thousands of small files at once and take Python's lock back after each call::
+    without ``replace`` a folder at ``path`` is looked for only when the last step fails. For the folder command
+    line, whose threads write thousands of small files at once and take Python's lock back after each call::
 
         write_bytes_atomically("out.png", encoded_png, replace=False)
     """
