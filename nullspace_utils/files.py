@@ -37,7 +37,7 @@ def atomic_write(path: str | os.PathLike, *, replace: bool = True) -> Iterator[P
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
+        raise _folder_error(path)
     temporary = _new_temporary(path)
     try:
         if replace:  # a replaced file keeps its mode
@@ -66,7 +66,7 @@ def write_bytes_atomically(path: str | os.PathLike, content: bytes, *, replace: 
         with contextlib.suppress(FileNotFoundError):
             existing = os.stat(path)
     if not path.name or (existing is not None and stat.S_ISDIR(existing.st_mode)):
-        raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
+        raise _folder_error(path)
     temporary, descriptor = _open_temporary(path)
     try:
         try:
@@ -84,12 +84,16 @@ def write_bytes_atomically(path: str | os.PathLike, content: bytes, *, replace: 
                 _link_exclusively(temporary, path)
         except OSError:
             if path.is_dir():  # the same error atomic_write gives before writing (here: a folder made meanwhile)
-                raise IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. "
-                                        f"{path / 'out.png'}).") from None
+                raise _folder_error(path) from None
             raise
     finally:
         with contextlib.suppress(FileNotFoundError):  # (renamed onto path by os.replace: gone already)
             os.unlink(temporary)
+
+
+def _folder_error(path: Path) -> IsADirectoryError:
+    """The error both writers give for a folder (or a link to one) where a file is to be written."""
+    return IsADirectoryError(f"{path} is a folder: give a file name to write to (e.g. {path / 'out.png'}).")
 
 
 def _new_temporary(path: Path) -> Path:
