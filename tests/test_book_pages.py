@@ -40,8 +40,10 @@ def test_cpu_and_gpu_solver_rows():
                           "peak_memory_gb": 12.6}]}
     rows = book_pages.gpu_solver_rows(gpu)
     assert rows[0] == ["default", "100", "tf32", "yes", "5.00 s", "0.060 %", "36 GB"]
-    assert rows[1][0] == "embed from host memory, copies one after another (before the pipeline), one chunk" and rows[1][1] == "80"  # the file's default budget
-    assert rows[2][0] == "embed from host memory, copies one after another (before the pipeline), chunks of 934 images, sized for a 16 GB GPU (Colab T4)"
+    assert rows[1][0] == "embed from host memory, copies one after another, one chunk" and rows[1][1] == "80"  # the file's budget
+    assert rows[2][0] == "embed from host memory, copies one after another, chunks of 934 images, sized for a 16 GB GPU (Colab T4)"
+    pipelined = book_pages.gpu_solver_rows({**gpu, "embed_pipelined": []})  # a file made since the pipeline came
+    assert pipelined[1][0] == "embed from host memory, copies overlapping the solve, one chunk"
 
 
 def test_benchmark_lines_come_from_the_files():
@@ -242,33 +244,39 @@ def test_end_to_end_rows_are_given_against_the_floor():
                                               "overhead_fraction": 1.0},
                                              {"run": "new process", "batch_size": 512, "images": 200,
                                               "seconds": 8.0, "same_library": True}]}}
-    rows = book_pages.gpu_end_to_end_rows(pipeline, now, default_batch=512)
-    assert rows == [["embed, host to host, pipelined copies, tf32", "100", "2.00 s", "50", "4x"],
-                    ["embed, host to host, copies one after another (before the pipeline), tf32", "100", "3.00 s", "33",
-                     "6x"],
-                    ["folder CLI before the fix, best of batches 64-128 (earlier run)", "50", "5.00 s", "10", "20x"],
-                    ["folder CLI now, batch 64, in a warm process", "200", "5.00 s", "40", "5x"],  # by batch size
-                    ["folder CLI now, batch 512 (default), in a warm process", "200", "4.00 s", "50", "4x"],
-                    ["folder CLI now, batch 512, in a new process", "200", "8.00 s", "25", "8x"]]
+    later = {"device": "GPU", "commit": "fedcba9876", "batch": 200, "floor": {"embed_seconds": 0.1},
+             "embed_pipelined": [{**entry, "wall_seconds": entry["wall_seconds"] / 2}
+                                 for entry in pipeline["embed_pipelined"]]}
+    rows = book_pages.gpu_end_to_end_rows(later, [{**now, "order": 7}], pipeline)
+    assert rows == [["embed, host to host, tf32 (library fedcba9)", "200", "1.00 s", "200.0", "10x"],  # its own floor
+                    ["folder CLI, batch 512, in a warm process (run 7, library 1234567)", "200", "4.00 s", "50.0", "40x"],
+                    ["folder CLI, batch 64, in a warm process (run 7, library 1234567)", "200", "5.00 s", "40.0", "50x"],
+                    ["folder CLI, batch 512, in a new process (run 7, library 1234567)", "200", "8.00 s", "25.0", "80x"],
+                    ["embed, host to host, copies one after another, tf32 (earlier run, library abcdef0)", "100",
+                     "3.00 s", "33.3", "6x"],  # the earlier file's rows against the earlier floor
+                    ["folder CLI, batch 128, the fastest of 2 batch sizes (earlier run, library abcdef0)", "50",
+                     "5.00 s", "10.0", "20x"]]
+    assert book_pages.gpu_end_to_end_rows(later, [now])[1][0] == "folder CLI, batch 512, in a warm process (library 1234567)"
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now])
     assert summary == book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
     assert summary.startswith("End to end on GPU machines: `embed` (library abcdef0, one run) watermarks 100 images from "
                               "host memory in 2.0 s, 4x the floor (a lower bound from the GPU's copy speed); the folder CLI "
-                              "(library 1234567, one run) writes 50 PNGs a second in a warm process (after a warm-up run), "
-                              "25 in a new process (Python, torch and CUDA start included)")
+                              "(library 1234567, one run) writes 50.0 PNGs a second in a warm process (after a warm-up run; "
+                              "the goal of 500 met in 0 of 1), 25 in a new process (Python, torch and CUDA start included)")
     slower = {**now, "cli": {"runs": [{**entry, "seconds": 2 * entry["seconds"]} for entry in now["cli"]["runs"]]}}
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, slower])
-    assert ("the folder CLI (library 1234567, 2 runs) writes 25 to 50 PNGs a second in a warm process (after a warm-up "
-            "run), 12 to 25 in a new process (Python, torch and CUDA start included)") in summary  # a range over the runs
+    assert ("the folder CLI (library 1234567, 2 runs) writes 25.0 to 50.0 PNGs a second in a warm process (after a "
+            "warm-up run; the goal of 500 met in 0 of 2), 12 to 25 in a new process (Python, torch and CUDA start "
+            "included)") in summary  # a range over the runs
     other = {**slower, "cli": {"runs": [{**entry, "same_library": False} for entry in slower["cli"]["runs"]]}}
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now, other])
-    assert "in a warm process (after a warm-up run), 25 in a new process" in summary  # only the run that timed it
+    assert "met in 0 of 2), 25 in a new process" in summary  # only the run that timed it
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[other])
     assert "not timed from the command line (a new process) with this library" in summary
     unknown = {**now, "cli": {"runs": [{key: value for key, value in entry.items() if key != "same_library"}
                                        for entry in now["cli"]["runs"]]}}
     with pytest.raises(ValueError, match="without same_library"):
-        book_pages.gpu_end_to_end_rows(pipeline, unknown, default_batch=512)
+        book_pages.gpu_end_to_end_rows(pipeline, [unknown])
     data = {"command": "python x.py", "commit": "abc", "torch": "2", "device": "GPU", "commit_note": "tree of d95547c"}
     assert "- tree of d95547c\n" in book_pages.benchmark_note(data, "x.json").markdown  # which tree made it
 
@@ -323,10 +331,12 @@ def test_cli_timed_line_reads_the_timed_run():
     run = {"cli": {"runs": [{"run": "warm-up", "images_per_second": 1.0},
                             {"run": "timed", "images_per_second": 449.4, "startup_seconds": 0.864,
                              "images_per_second_after_startup": 553.2, "embed_seconds": 2.57,
-                             "stage_seconds": {"load_image": 29.58, "write_output": 15.26}}]}}
+                             "stage_seconds": {"load_image": 29.58, "eight_bit": 0.04, "write_output": 15.26}}]}}
     assert book_pages.cli_timed_line(run) == (
         "449.4 images/s (0.86 s before the first solve, reading the first batch; 553 images/s after it); busy seconds "
-        "by stage, summed over the worker threads: load image 29.6 s, write output 15.3 s; inside embed 2.6 s")
+        "by stage, summed over the worker threads: load image 29.6 s, write output 15.3 s; inside embed 2.6 s")  # not 0.0 s
+    run["cli"]["runs"][1]["stage_seconds"] = {"eight_bit": 0.01}
+    assert "summed over the worker threads: none took 0.05 s; inside" in book_pages.cli_timed_line(run)
 
 
 def test_goal_rows_compare_each_goal_with_its_measurement():
@@ -341,11 +351,22 @@ def test_goal_rows_compare_each_goal_with_its_measurement():
                                                           "images_per_second": 900.0},
                                                          {"run": "timed", "images": 8, "batch_size": 4,
                                                           "images_per_second": 499.6}]}}
-    cli_cpu = {"cpu": "a CPU", "threads": 2, "cli": {"runs": [{"run": "timed", "images": 64,
-                                                               "overhead_fraction": 0.2}]}}
-    cpu = {"cpu": "a CPU", "threads": 2, "first_call": {"default": 0.7}}
+    cli_cpu = {"cpu": "a CPU", "threads": 2, "commit": "1111111aaa", "cli": {"runs": [{"run": "timed", "images": 64,
+                                                                                     "overhead_fraction": 0.2}]}}
+    cpu = {"cpu": "a CPU", "threads": 2, "commit": "2222222bbb", "first_call": {"default": 0.7},
+           "default": {"iterations": 100},
+           "admm_cpu": [{"settings": "default", "iterations": 50, "gap_percent": 0.3},
+                        {"settings": "default", "iterations": 100, "gap_percent": 0.07064}]}
     rows = book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, cpu)
     assert [row[3] for row in rows] == ["yes", "no", "no", "yes"]  # 1.5 s meets "<= 1.5"; 20 % misses "< 20 %"
+    assert rows[2][2] == "20 % (a CPU, 2 threads, library 1111111, one run)"
+    at_issue = {**cpu, "commit": "3333333ccc", "admm_cpu": [{"settings": "default", "iterations": 100,
+                                                             "gap_percent": 0.0707}]}
+    gap = book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, cpu, at_issue)[-1]
+    assert gap == ["embed's gap to the LP optimum on the CPU, default (100 iterations)",
+                   "as at the issue: 0.071 % (library 3333333)", "0.071 % (library 2222222)", "yes"]  # the default's row
+    worse = {**cpu, "admm_cpu": [{"settings": "default", "iterations": 100, "gap_percent": 0.0716}]}
+    assert book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, worse, at_issue)[-1][3] == "no"
     assert rows[0][:3] == ["embed, 3925 images host to host, bfloat16, compiled (second call)", "≤ 1.5 s on one H200",
                            "1.50 s on an NVIDIA H200"]
     assert rows[1][2] == "499.6 images/s on an NVIDIA H200"  # printed to a tenth: never "500" and "no"

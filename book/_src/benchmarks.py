@@ -6,28 +6,27 @@
 # Rerun a script to refresh its file; the figures follow.
 #
 # **You will learn** how fast the book's watermark solver is against the exact LP solver and the paper's SLSQP,
-# on a CPU and on a GPU, and what each of its settings buys; whether our nullspace SVD differs from scipy's; and
+# on a CPU and on a GPU, and what each of its settings buys; how long the whole `embed` call and the folder
+# command line take, against the goals set for them; whether our nullspace SVD differs from scipy's; and
 # how long each chapter takes to run.
+
 # %% [colab-install]
+
 # %% tags=[hide-input]
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from nullspace_utils import book_pages, cli, plotting
+from nullspace_utils import book_pages, plotting
 
 cpu, cpu_note = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")
-gpu, gpu_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")
-pipeline, pipeline_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_pipeline.json")
-cli_now, cli_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli.json")
-step, step_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_step.json")
-cli_2048, cli_2048_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_2048.json")
 gpu_now, gpu_now_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_now.json")  # the newest GPU runs
-# the folder CLI, several runs of each library in turn; the library as it is now: 8 worker threads
+# the folder CLI, several runs of each library in turn; the library as it is now (8 worker threads) ran in call 21,
+# on the machine and in the call that made gpu_now
 cli_repeats, cli_repeats_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_repeats.json")
-cli_gpu_now = book_pages.repeat_runs(cli_repeats, "8 worker threads") if cli_repeats is not None else None
+cli_gpu_now = book_pages.repeat_runs(cli_repeats, "8 worker threads", call="21") if cli_repeats is not None else None
 svd, svd_note = book_pages.benchmark_file("benchmarks/results/nullspace_svd.txt", text=True)
 timing, timing_note = book_pages.benchmark_file("benchmarks/results/notebook_times.json")
-display(book_pages.benchmarks_summary(cpu, gpu, svd, timing, pipeline=gpu_now, cli_now=cli_gpu_now))
+display(book_pages.benchmarks_summary(cpu, gpu_now, svd, timing, pipeline=gpu_now, cli_now=cli_gpu_now))
 
 # %% [markdown]
 # (benchmarks-watermark)=
@@ -67,88 +66,56 @@ if cpu is not None:
 # %% [markdown]
 # (benchmarks-gpu)=
 # On a GPU, `benchmarks/watermark.py --device cuda` watermarks as many random 224 x 224 images as
-# ImageNette's validation split holds (the count heads the time column) at once, in the same two settings, with the two projection
-# matmuls in float32, TF32 or bfloat16, and with the elementwise steps fused by `torch.compile`
+# ImageNette's validation split holds (the count heads the time column) at once, with the default settings, the two
+# projection matmuls in float32, TF32 or bfloat16, and the elementwise steps fused by `torch.compile` or not
 # (timed after its one compilation). The gap is measured on patches that HiGHS solved; exactness
-# never depends on the precision, because the polish ends in float64.
+# never depends on the precision, because the polish ends in float64. The table is the newest run; the "before"
+# settings were timed on a GPU only in an earlier run, with an earlier library (the last line under the table).
 
 # %% tags=[hide-input]
-display(gpu_note)
-if gpu is not None:
-    display(plotting.table(book_pages.gpu_solver_rows(gpu),
-                           ["settings", "iterations", "matmuls", "compiled", f"{gpu['batch']} images",
+display(gpu_now_note)
+if gpu_now is not None:
+    display(plotting.table(book_pages.gpu_solver_rows(gpu_now),
+                           ["settings", "iterations", "matmuls", "compiled", f"{gpu_now['batch']} images",
                             "gap to optimum", "peak GPU memory"],
-                           caption=f"On one {gpu['device']}; the first rows time the solver on images already on "
-                                   "the GPU."))
+                           caption=f"On one {gpu_now['device']}, library {gpu_now['commit'][:7]}, one run; the first "
+                                   "rows time the solver on images already on the GPU, the last ones the whole embed "
+                                   "call from host memory."))
 
 # %% tags=[hide-input]
+gpu_then, gpu_then_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")  # an earlier run
+display(gpu_then_note)
 if cpu is not None:
     before = next(row for row in runs["before"] if row["iterations"] == cpu["before"]["iterations"])
     print(f"CPU: {default['iterations']} iterations now end {default['gap_percent']:.3f} % above the optimum, "
           f"{before['iterations']} before ended {before['gap_percent']:.3f} %; a first call takes "
           f"{first['default']:.2f} s instead of {first['before']:.2f} s")
-if gpu is not None:
+if gpu_now is not None:
     for precision in ("float32", "tf32", "bfloat16"):
-        gaps = [row["gap_percent"] for row in gpu["admm_gpu"]
+        gaps = [row["gap_percent"] for row in gpu_now["admm_gpu"]
                 if row["precision"] == precision and row["settings"] == "default"]
-        print(f"GPU, {precision} matmuls: gap within the 0.1 % goal: {max(gaps) <= 0.1}")
-if pipeline is not None:
-    solver, host = book_pages.solver_default(pipeline), book_pages.embed_default(pipeline)  # TF32, not compiled
+        print(f"GPU, {precision} matmuls: gap within 0.1 % of the optimum: {max(gaps) <= 0.1}")
+    solver, host = book_pages.solver_default(gpu_now), book_pages.embed_default(gpu_now)  # TF32, not compiled
     print(f"GPU, TF32, not compiled: {solver['seconds']:.2f} s for the solver on images already on the GPU, "
-          f"{host['wall_seconds']:.2f} s for the whole embed call from host memory (pipelined copies to and from the "
-          "GPU included)")
+          f"{host['wall_seconds']:.2f} s for the whole embed call from host memory (its copies to and from the GPU "
+          "overlapping the solve; the second of two calls)")
+if gpu_then is not None:
+    old = {row["settings"]: row for row in gpu_then["admm_gpu"] if row["precision"] == "float32" and not row["compiled"]}
+    print(f"earlier run (library {gpu_then['commit'][:7]}, {gpu_then['device']}), float32 matmuls: the settings before "
+          f"{old['before']['seconds']:.2f} s, the default of that library {old['default']['seconds']:.2f} s")
 
 # %% [markdown]
 # The default's first call on a CPU skips the SVD that the "before" setting computes and never uses, and the
-# growing step needs fewer iterations for a gap close to the constant step's (the line starting "CPU:" compares the two budgets);
-# the warm start alone changes little
-# (compare the "warm start only" and "growing step only" rows with "before" and "default"). On the GPU the
-# default is TF32: bfloat16 matmuls save time only when compiled (compare their rows with TF32's), and
-# they end further from the optimum than the goal printed above allows. `compile=True` fuses each iteration's elementwise steps; its
-# compilation is not in these times, so it pays only for batches large or many enough to amortise it.
-# With its copies pipelined (the default on a GPU), the whole call from host memory takes only a little longer
-# than the solver alone (the line starting "GPU, TF32", both from one run); the rows "copies one after another"
-# come from an earlier run, before the pipeline. The chunked rows were measured on the GPU named in the caption, with the chunk size
-# `embed` would choose on the smaller card the row names; they show the memory such a card needs, not its
-# speed.
-
-# %% [markdown]
-# (benchmarks-step)=
-# An ADMM iteration used to write the projection $y$ of $z - u$ out in full, then read it back for the
-# over-relaxed point $\alpha y + (1 - \alpha) z + u$. That point equals $z + (1 - \alpha) u - \alpha C B$, where
-# $C = W(z - u) - Wx$ has only $d$ values per patch and $B = (W W^\top)^{-1} W$: one matrix product with $z$ as its
-# bias, and $y$ is never written. Compiled, an iteration then made 9 passes over the batch's patch arrays instead
-# of 12, with the same two matrix products. `benchmarks/watermark.py --part solve` ran twice on one machine, with
-# the library before and after this change:
-
-# %% tags=[hide-input]
-display(step_note)
-if step is not None:
-    display(plotting.table(book_pages.change_rows(step), ["what", "before", "after", "after / before"],
-                           caption=f"On one {step['device']}, {step['before']['batch']} images, one run each "
-                                   "(embed: the second of two calls, wall time)."))
-    gaps = [(old["gap_percent"], new["gap_percent"])
-            for old, new in zip(step["before"]["admm_gpu"], step["after"]["admm_gpu"], strict=True)]
-    ratios = [float(row[3]) for row in book_pages.change_rows(step)]
-    print(f"after over before: {min(ratios):.2f} to {max(ratios):.2f}; largest change of the gap to the optimum: "
-          f"{max(abs(new - old) for old, new in gaps):.3f} percentage points; load average at the start: "
-          f"{step['before']['load_average_at_start'][0]:.1f} before, {step['after']['load_average_at_start'][0]:.1f} "
-          "after")
-
-# %% [markdown]
-# The compiled solver gained most; the other rows' few percent are within what a second run may show, since each
-# row is one run and the two runs began at different loads (printed above). A quarter fewer passes (an eighth
-# without compiling) bought less than that: an iteration also spends its time on the matrix products, the polish
-# and, uncompiled, many small kernels, which were not timed apart. First calls are left out: the library after the
-# change ran first, on a machine just started. The iterates are the same up to float32 rounding (the gap to the
-# optimum moves in its third decimal).
-#
-# A later change keeps $a = z - u$ instead of the dual variable $u$ itself: $a$ is what the projection reads, and
-# the over-relaxed point is $(2 - \alpha) z + (\alpha - 1) a - \alpha C B$. A compiled iteration then writes two
-# patch arrays instead of three: 8 passes instead of 9 (the matrix product's output written; it, $z$, $a$ and the
-# target read; $z$ and $a$ written; $a$ read by the second product). The iterates are the same up to float32
-# rounding (on the CPU the benchmark's gaps to the optimum are unchanged to four decimals). It has not been timed
-# apart on a GPU; the runs in {ref}`the goals section <benchmarks-goals>` include it.
+# growing step needs fewer iterations for a gap close to the constant step's (the line starting "CPU:" compares the
+# two budgets); the warm start alone changes little (compare the "warm start only" and "growing step only" rows with
+# "before" and "default"). Each row is one run: rows a few percent apart are not read as different. On the GPU the
+# default is TF32: bfloat16 matmuls save time only when compiled (compare their rows with TF32's), and they end
+# further from the optimum, outside the 0.1 % the lines above hold each precision to. `compile=True` fuses each
+# iteration's elementwise steps; its compilation is not in these times, so it pays only for batches large or many
+# enough to amortise it. With its copies overlapping the solve (the default on a GPU), the whole call from host
+# memory takes only a little longer than the solver alone (the line starting "GPU, TF32", both from one run). The
+# chunked row was measured on the GPU named in the caption, with the chunk size `embed` would choose on the smaller
+# card the row names; it shows the memory such a card needs, not its speed.
 
 # %% [markdown]
 # (benchmarks-end-to-end)=
@@ -159,83 +126,68 @@ if step is not None:
 # `benchmarks/watermark.py` measures the GPU's copy speed and computes a **floor** from it: the time 100 ADMM
 # iterations would take if each did nothing but five passes over the batch's patch arrays (read the iterate, the
 # dual variable and the target; write the first two), with no matrix products and no final polish. It is a lower
-# bound, not a prediction. Every row below is given as a multiple of the floor measured in the `embed` run. The
-# first rows time `embed` from host memory, its copies overlapping the solve (the default on a GPU) or one after
-# another (as before); the last rows time the folder command line on 224-pixel PNGs. Before this version it
-# compared every output with every input to make sure none would be overwritten, which took most of its start;
-# it now reads each file's identity once.
+# bound, not a prediction. Every row below is given as a multiple of the floor measured in its own call. The first
+# rows come from one call on one machine (call 21): `embed` from host memory, its copies overlapping the solve, and
+# the folder command line on 2,048 PNGs of 224 px, in a warm process and in a new one. The last two rows come from an
+# earlier run on another machine (library 26fa1e6, early in this work): `embed` with its copies one after another, as
+# it was before, and the command line before its start was made fast (it compared every output with every input to
+# make sure none would be overwritten).
 
 # %% tags=[hide-input]
-display(pipeline_note, cli_note)
-if pipeline is not None and cli_now is not None:
-    display(plotting.table(book_pages.gpu_end_to_end_rows(pipeline, cli_now, cli.GPU_BATCH_SIZE),
+pipeline, pipeline_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_pipeline.json")  # earlier
+display(cli_repeats_note, pipeline_note)
+if gpu_now is not None and cli_gpu_now is not None and pipeline is not None:
+    display(plotting.table(book_pages.gpu_end_to_end_rows(gpu_now, cli_gpu_now, pipeline),
                            ["what", "images", "time", "images per second", "times the floor"],
-                           caption=f"Two runs on an {cli_now['device']}. embed rows: the second of two calls (the "
-                                   "first pays compilation and the CUDA start), wall time. Command-line rows: one run "
-                                   "each after a warm-up run in the same Python process, except the last, a new "
-                                   "process (Python's, torch's and CUDA's start included)."))
-    overheads = {entry["batch_size"]: 100 * entry["overhead_fraction"] for entry in cli_now["cli"]["runs"]
-                 if entry["run"] == "timed"}
-    largest = max(overheads, key=overheads.get)
-    start = next(entry["startup_seconds"] for entry in cli_now["cli"]["runs"]
-                 if entry["run"] == "timed" and entry["batch_size"] == largest)
-    print(f"folder command line, warm process: the time outside embed is {min(overheads.values()):.0f} to "
-          f"{max(overheads.values()):.0f} % of the time inside it (the most at batch {largest}, "
-          f"{start:.1f} s of it reading the first batch before the first solve)")
+                           caption=f"embed rows: the second of two calls (the first pays compilation and the CUDA "
+                                   f"start), wall time, one run each. Command-line rows: {len(cli_gpu_now)} runs of the "
+                                   "library with 8 worker threads, each in a warm process after a warm-up run in the "
+                                   "same process, then in a new process (Python's, torch's and CUDA's start "
+                                   f"included). Earlier run: on another {pipeline['device']} machine, one run."))
+    timed = [next(entry for entry in run["cli"]["runs"] if entry["run"] == "timed") for run in cli_gpu_now]
+    outside = [100 * entry["overhead_fraction"] for entry in timed]
+    starts = [entry["startup_seconds"] for entry in timed]
+    print(f"folder command line, warm process: the time outside embed is {min(outside):.0f} to {max(outside):.0f} % "
+          f"of the time inside it over {len(timed)} runs, {min(starts):.2f} to {max(starts):.2f} s of it before the "
+          "first solve (reading the first batch)")
+    print(book_pages.inside_embed_line(cli_gpu_now, gpu_now))
 
 # %% [markdown]
-# Even the solver alone, with the images already on the GPU, takes several times the floor (the floor leaves out
-# the matrix products and the polish); the pipelined copies add little to it. The folder command line spends more
-# time outside the solver than inside it (the line under the table): decoding, checking predictions and encoding
-# PNGs in its worker threads, which share Python's lock. In a new process, starting Python, torch and CUDA comes on
-# top (compare the default batch's row in a warm process with the last row).
+# Even the solver alone takes several times the floor (the floor leaves out the matrix products and the polish),
+# and `embed` from host memory adds little to it (the GPU section's line starting "GPU, TF32"). The first line under
+# the table gives the folder command line's time outside the solver as a share of the time inside it. Decoding,
+# checking predictions and encoding PNGs run in worker threads beside the solve; what cannot overlap with it is the
+# reading of the first batch, before the first solve, and the writing of the last, after the last. Inside the command
+# the solver also takes longer per image than `embed` alone (the second line); the command solves 512 images per
+# call against 3925, and its main thread, which launches the GPU work, shares Python's lock with the worker threads;
+# neither cause was measured apart. In a new process, starting Python, torch and CUDA comes on top (the rows "in a new
+# process").
 
 # %% [markdown]
-# A later run on 2,048 PNGs, with `--profile-cli`, shows where that time goes:
-
-# %% tags=[hide-input]
-display(cli_2048_note)
-if cli_2048 is not None:
-    for entry in cli_2048["cli"]["runs"]:
-        if entry["run"] in ("timed", "new process"):
-            where = "a new process" if entry["run"] == "new process" else "a warm process"
-            inside = f", {entry['embed_seconds']:.1f} s inside embed" if "embed_seconds" in entry else ""
-            print(f"{entry['images']} PNGs, batch {entry['batch_size']}, {where}: {entry['seconds']:.1f} s, "
-                  f"{entry['images_per_second']:.0f} images/s{inside}")
-
-# %% [markdown]
-# In the warm process, the profile (`benchmarks/results/watermark_gpu_cli_2048_profile.txt`) found the outputs
-# written one at a time: each write held a lock that was needed only to read the process's umask. The library now
-# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; the "before" runs
-# of {ref}`the table of runs <benchmarks-reading>` include that change. In the new process
-# (`watermark_gpu_cli_2048_profile_process.txt`), most of the extra time went to Python compiling the imported
-# libraries' source files (torch's among them), which that machine had not cached as bytecode (an ordinary
-# `pip install` does), and to importing timm, which imports torchvision and through it
-# torch's compiler.
-#
 # (benchmarks-goals)=
 # ### The goals of the issue on end-to-end speed, measured
 #
 # The issue behind these changes (#34) set goals: `embed` on 3925 images from host memory, exact, within 1.5 s on
 # one H200; the folder command line at 500 or more PNGs a second on a GPU machine; on the 2-core CPU, the command
-# line's time outside the solve under a fifth of the solve's, and `embed`'s first call within 0.7 s. The table
-# holds each goal against the newest measurement in the repository: on the GPU, `benchmarks/watermark.py --part
-# solve` (one run, library 4919388) and `--part cli` (the runs of the library with 8 worker threads, 17b48cf), made
-# in one call on one H100 machine (the boxes below say which library each used and what else ran). On the CPU, the
-# files in the boxes below.
+# line's time outside the solve under a fifth of the solve's, `embed`'s first call within 0.7 s and its gap to the
+# LP optimum as it was when the issue was filed. The table holds each goal against the newest measurement in the
+# repository: on the GPU, the runs of the end-to-end table above (one H100 machine, call 21); on the CPU, the files
+# in the boxes below.
 
 # %% tags=[hide-input]
 cli_cpu, cli_cpu_note = book_pages.benchmark_file("benchmarks/results/watermark_cli_cpu.json")
-display(gpu_now_note, cli_repeats_note, cli_cpu_note)
-if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and cpu is not None:
-    display(plotting.table(book_pages.goal_rows(gpu_now, cli_gpu_now, cli_cpu, cpu),
+cpu_at_issue, cpu_at_issue_note = book_pages.benchmark_file("benchmarks/results/watermark_cpu_issue34.json")
+display(cli_cpu_note, cpu_at_issue_note)
+if all(part is not None for part in (gpu_now, cli_gpu_now, cli_cpu, cpu, cpu_at_issue)):
+    display(plotting.table(book_pages.goal_rows(gpu_now, cli_gpu_now, cli_cpu, cpu, cpu_at_issue),
                            ["what", "goal", "measured", "met"],
                            caption=f"GPU rows: one {gpu_now['device']} machine (call 21); embed: library "
                                    f"{gpu_now['commit'][:7]}, the "
                                    "second of two calls, wall time, one run; the CLI: 2,048 PNGs after a warm-up in the "
                                    f"same process, {len(cli_gpu_now)} runs of the library with 8 worker threads "
-                                   f"({cli_gpu_now[0]['commit']}; the table of runs below lists them). CPU rows: "
-                                   "watermark_cli_cpu.json and watermark_cpu.json (the CPU section)."))
+                                   f"({cli_gpu_now[0]['commit']}). CPU rows: one run each, watermark_cli_cpu.json, "
+                                   "watermark_cpu.json (the CPU section) and, for the gap when the issue was filed, "
+                                   "watermark_cpu_issue34.json."))
     inside = {(row["precision"], row["compiled"]): row for row in gpu_now["embed_pipelined"]
               if row["call"] == "second" and row["pipelined"]}
     fastest = min(inside.values(), key=lambda row: row["wall_seconds"])
@@ -253,217 +205,17 @@ if gpu_now is not None and cli_gpu_now is not None and cli_cpu is not None and c
 
 # %% [markdown]
 # No H200 has run the benchmark, so the `embed` goal stays unjudged. On the H100 the fastest exact setting is
-# bfloat16 matmuls, compiled, which ends further from the optimum than TF32 (first line under the table); the
-# default, TF32 without compiling, takes about twice as long. The folder command line met its goal in one of the
+# bfloat16 matmuls, compiled, which ends further from the optimum than TF32, outside the GPU section's 0.1 % (first
+# line under the table); TF32 compiled comes next (the second line), and the default, TF32 without compiling, takes
+# about twice as long as bfloat16 compiled. The folder command line met its goal in one of the
 # three runs of the library with 8 worker threads and fell just short of it in the other two (the table's range);
 # counted from its first solve it is well above it (the lines under the table, in parentheses): before that solve
 # it reads a whole batch. So the goal is not met as a rule, only at its edge, on one machine; on another machine
-# whose worker threads were slower, so was the command ({ref}`below <benchmarks-graphs>`). The CPU's goals hold.
-#
-# Compiled TF32's second call used to take much longer than the time `embed` reports for its work, where the other
-# pipelined settings' wall times exceed theirs by a few hundredths of a second; Python's garbage collector, timed
-# in each call, did not run during it (the files' `gc_seconds`). `benchmarks/watermark.py --part wall` made three
-# such calls in one process with the library of that time (3b6d1ea), on another machine, and ran the second under
-# cProfile:
-
-# %% tags=[hide-input]
-wall, wall_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_wall.json")
-display(wall_note)
-if wall is not None:
-    for row in wall["wall"]:
-        print(f"{row['call']} call{' (under cProfile)' if row['profiled'] else ''}: wall {row['wall_seconds']:.2f} s, "
-              f"embed's own {row['embed_seconds']:.2f} s; torch.compile's worker processes used "
-              f"{row['children_cpu_seconds_during']:.1f} s of CPU time during it")
+# whose worker threads were slower, so was the command ({ref}`in the appendix <benchmarks-graphs>`). The CPU's goals
+# hold, each in one run on this repository's 2-core CPU; the command line's share outside the solve was measured in
+# a warm process after a warm-up run (its file's note gives the shares of two more runs).
 
 # %% [markdown]
-# In the profiled second call, 0.72 s of the 0.83 s beyond `embed`'s own time went to checking, before the solve,
-# that the rows of the patch map (the patch embedding's matrix W, {doc}`watermark`) are independent: 0.67 s of it
-# the eigenvalues of W Wᵀ, a 384 x 384 matrix for the ViT-S/32, computed on the CPU
-# (`benchmarks/results/watermark_gpu_wall_profile.txt`), while a worker process the first call had started for
-# torch.compile used 2.6 s of CPU time (the lines above). The third call, with that process idle, had almost no gap
-# (it was not profiled). That the busy worker slowed the check is likely, not shown: it was one profiled call, on
-# one machine. The check gives the same answer for every call
-# with the same weights, so `embed` now makes it once per model (again only when the weights change); the folder
-# command line, which calls `embed` once per batch while its worker threads keep the cores busy, skips it after the
-# first batch too. The goals table's `embed` run has this change: its second line gives the gap that is left,
-# still larger than the other settings' (their wall and inside times, in the file); where it goes is not measured.
-#
-# Two changes were each timed before and after on one machine, in one call, one process after the other. The first
-# is this issue's command-line work up to 4be915a (the batch kept on the GPU for the prediction checks and the
-# 8-bit conversion, torchvision's PNG encoder); an earlier, separate call:
-
-# %% tags=[hide-input]
-cli_change, cli_change_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_change.json")
-display(cli_change_note)
-if cli_change is not None:
-    display(plotting.table(book_pages.change_rows(cli_change), ["what", "before", "after", "after / before"],
-                           caption=book_pages.change_caption(cli_change, "one run each after a warm-up in the "
-                                                             "same process.")))
-    for label in ("before", "after"):
-        print(f"{label}: {book_pages.cli_timed_line(cli_change[label])}; load average at the start "
-              f"{cli_change[label]['load_average_at_start'][0]:.1f}")
-    print(book_pages.new_process_line({label: cli_change[label] for label in ("before", "after")}))
-
-# %% [markdown]
-# In the warm process, the command line's own work on each batch (the prediction checks and the conversion to
-# the bytes saved) fell to a fraction of a second per 2,048 images, and writing took less; the time inside `embed`
-# did not change (2,048 images are too few to compile, and the uncompiled iteration is the same). Each row is one
-# run, the two ran in a fixed order and began at different loads (printed). The command was also timed in a new
-# process, but both new processes imported the library after the change (the last line): the benchmark started
-# them with `python -m` in that library's folder, which Python searches before `PYTHONPATH`. So they time one
-# library twice, and the table has no row for them; the benchmark now starts the new process outside any checkout
-# and records which library it imported.
-#
-# The second change is in the solver's final polish. `--part kernels` timed the solver's phases on the GPU: in the
-# compiled settings the polish, up to 50 rounds of alternating projections in full float32, took more time than
-# the 100 ADMM iterations. It stopped only when every one of the 192,325 patch rows was exact at one check, and
-# the rows reach the tolerance at different rounds, so all of them ran all 50 rounds. Now each row leaves the
-# polish once it is exact (the same tolerance as before), and the later rounds multiply only the rows still
-# moving:
-
-# %% tags=[hide-input]
-polish, polish_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_polish_change.json")
-display(polish_note)
-if polish is not None:
-    display(plotting.table(book_pages.change_rows(polish), ["what", "before", "after", "after / before"],
-                           caption=book_pages.change_caption(
-                               polish, f"{polish['after']['batch']} images on the GPU; setup and whole solve: the "
-                                       "best of two runs; iterations and polish: the difference of two such times "
-                                       "(with and without them).")))
-    for label, run in (("before", polish["before"]), ("after", polish["after"])):
-        shares = [100 * row["polish_seconds"] / row["total_seconds"] for row in run["solver_phases"]]
-        print(f"{label}: the polish is {min(shares):.0f} to {max(shares):.0f} % of the solve")
-
-# %% [markdown]
-# In the three settings timed, the polish takes less than half its time before (it runs in float32 whatever the
-# iterations use), and the compiled solves about a third less. Both changes are in the goals table's runs above.
-# The CPU benchmark was re-run with the polish change (the CPU section above). The kernel tables behind these
-# phases are beside the file (`benchmarks/results/watermark_gpu_kernels_before_polish.log` and
-# `watermark_gpu_kernels.log`): the polish's float32 matrix products (cuBLAS's `sm80_xmma_gemm_f32f32` kernels)
-# still come second after the compiled iteration. Running them in TF32 with a correction, or compiling the
-# polish's rounds, might save more; neither is tried yet.
-#
-# (benchmarks-reading)=
-# The third change is in how the command line reads a folder. Its worker threads (16 at the time) read fewer than a thousand
-# PNGs a second together (`load_image` in the line under the next table), though decoding itself lets go of
-# Python's lock: every tensor operation and most system calls a thread makes take the lock back, and with 16
-# threads waiting for it, each of those may wait long. A thread now reads an 8-bit file that needs no resizing or
-# compositing (the benchmark's PNGs, and any folder already at the model's size) into its 8-bit levels, with one
-# array and no tensor operation (`data.read_pixels`); other files go through floats as before. The batch becomes a
-# float tensor once, on the GPU (`data.pixels_to_images`, equal bit for bit to `load_image`). Writing an output
-# makes fewer system calls (the file is created with the mode a plain `open()` gives, so the umask is no longer
-# read, and no permissions are set afterwards). `--part cli` also times the folder read alone, both ways, in the
-# same process. The command line itself ran with the library before, with the new reading alone, and with both
-# changes, in turn, on newly started machines (in run 1 the process timed the folder read before the command's
-# runs, from run 3 on after them):
-
-# %% tags=[hide-input]
-display(cli_repeats_note)
-if cli_repeats is not None:
-    display(plotting.table(book_pages.repeat_rows(cli_repeats),
-                           ["run", "library", "images/s", "images/s after the start", "start", "inside embed",
-                            "images/s, new process"],
-                           caption=f"{cli_repeats['device']}, 2,048 PNGs of 224 px, batch 512, in the order they ran "
-                                   "(the file's what field says which call ran which). Warm process: after a warm-up "
-                                   "run in the same process; start: the seconds before the first solve. New process: "
-                                   "a dash where it imported another library than the run's: in calls 13, 14, 15 and "
-                                   "19 every new process of a call imported the library of the folder the benchmark "
-                                   "was started in (python -m searches it first; the file's new_process_note), so "
-                                   "a figure there is shown only where that was the run's own library."))
-    now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write")
-    print(f"reading alone: {book_pages.reading_line(cli_repeats['runs'])}")
-    for label in ("before", "read_pixels", "read_pixels + atomic_write"):
-        print(book_pages.repeat_rate_line(cli_repeats, label))
-    if gpu_now is not None:
-        print(book_pages.inside_embed_line(now, gpu_now))
-
-# %% [markdown]
-# Reading alone got faster in every run that timed it (the line under the table), for files at the model's size;
-# a folder of larger photos, which must be resized, gains nothing from it. The whole command did not get measurably
-# faster: the rates of one library differ between runs by more than the libraries' means differ (the lines after
-# it), later runs in a call were mostly faster whatever the library, and the library with both changes ran first in
-# two of its four runs (runs 1 and 8), two of its three slowest. The time inside `embed` moved as much as the rest.
-# What limited the command was not known: the solver inside it takes longer per image than `embed` alone (the last
-# line), which has three likely causes, none measured apart: the command solves 512 images per call against 3925,
-# so each call's fixed costs weigh more per image; the main thread, which launches the solver's GPU work, waits for
-# Python's lock as the workers do; and every batch checked the patch map's rows on the CPU while the worker threads
-# kept its cores busy (which {ref}`above <benchmarks-goals>` took 0.67 s once; `embed` now checks it once per
-# model). The `embed` time alone in that line comes from the goals table's run, on another machine than these runs
-# and with a later library, which checks the patch map once.
-#
-# (benchmarks-graphs)=
-# The fourth change is in how the solver's work reaches the GPU inside the command. The uncompiled ADMM iteration
-# launches about ten GPU operations, a thousand per batch, each from Python in the main thread. The idea: when the
-# worker threads hold Python's lock, a launch waits, and the GPU may run out of work. Inside
-# `box_solver.cuda_graphs()`, which the command now opens around its batches (without `--compile`), the solver
-# records a batch's iterations once as a CUDA graph and replays it for every batch of that shape: one launch for
-# the iterations (the polish, whose rows leave as they finish, is not recorded). A second change was tried with
-# it: a first batch of a quarter of `--batch-size`, so that the first solve starts sooner. Runs 10-15 of the table
-# timed both changes, the library before them (labelled "patch map checked once", 1d9cfb5), and the graphs alone,
-# in that order, twice, on one machine:
-
-# %% tags=[hide-input]
-if cli_repeats is not None:
-    for label in ("patch map checked once", "CUDA graphs + quarter first batch", "CUDA graphs"):
-        print(book_pages.repeat_phase_line(cli_repeats, label, call="19"))
-
-# %% [markdown]
-# With the graphs alone the command was faster in a warm process than the library before them in both pairs of
-# runs, and the time inside `embed` was shorter, as the idea predicts. Much of the difference, though, came before
-# the first solve, which the graphs do not touch (the two libraries also differ in the reader threads: the lock of
-# 88bfc5c around opening a file), and these are two runs each on one machine: how much of the gain is the graphs'
-# is not settled. The small first batch did start the first solve sooner, but the time inside `embed`
-# grew (one more call, and two more batch shapes to record), and in a warm process the command was slower than with
-# the graphs alone. (From a new process nothing was compared: all six new processes of that call imported the
-# library with the small first batch, see the table's caption.) Mixed results, so the simpler code stays: the small
-# first batch is not in the library. On another H100
-# machine, in an earlier call, the worker threads spent about three times as long reading and writing on average
-# (1.4 to 4.1 times, run against run), both libraries ran far below these rates, and the one with the graphs (and
-# the small first batch) was not the faster there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose
-# header gives the figures). Both machines report the same GPU and the same CPU model, so why its threads were
-# slower (a busier host?) is not known. The `embed` run the goals table used before (call 18) was made on that
-# machine (bfloat16 compiled 1.57 s there; the file of call 21 that replaced it says so).
-#
-# (benchmarks-threads)=
-# Two more changes came after. The first, labelled "first batch read early" (98c3230 and 4919388), starts the
-# command's work sooner and takes system calls out of the main thread, which launches the solver's GPU work and,
-# after each system call, waits for Python's lock (the GIL) behind the worker threads:
-#
-# - the first batch is decoded while the model moves to its device and is checked (in a new process, while CUDA
-#   starts);
-# - the checks of a folder's sources and outputs make one system call per file (they resolved every path on its own);
-# - an output is written through the descriptor that created its temporary file;
-# - whether another run wrote an output meanwhile is checked by the worker thread about to read its source.
-#
-# The second runs 8 worker threads instead of 16 (17b48cf): decoding and encoding let go of the lock, the rest of
-# each file's work holds it, so past some number of threads more of them only wait longer. Runs 16-24 timed them
-# in one call (one command on a newly started GPU machine, here three in a row on one H100 machine): first the early
-# first batch and the library before it in turn (runs 16-19), then the 8 threads and the early first batch in turn
-# (runs 20-24). The 8-thread runs used 4919388's library with the pool set to 8, which 17b48cf then made the code;
-# run 23 imported 4919388's library without its `zoo` subpackage, which the command does not use. In the lines
-# below, "busy" is the time a worker thread spends on a file, added over the 2,048 files:
-
-# %% tags=[hide-input]
-if cli_repeats is not None:
-    for label in ("CUDA graphs", "first batch read early", "8 worker threads"):
-        print(book_pages.repeat_phase_line(cli_repeats, label, call="21"))
-    for label in ("first batch read early", "8 worker threads"):
-        print(book_pages.repeat_rate_line(cli_repeats, label, call="21"))
-
-# %% [markdown]
-# The early first batch was not measurably faster than the library before it: the two libraries' runs overlap
-# (the first two lines), and so do their starts. In runs 20-24 the 8-thread runs were faster than the 16-thread
-# run beside them in three of four pairs (two of them against run 23, the slowest) and equal to it, within one
-# image a second, in the fourth. Each file took less than half as long to read with 8 threads, and a half to two
-# thirds as long to write (the busy seconds: with the same work per file they would not depend on the number of
-# threads).
-# The pool as a whole did not finish its files sooner (its busy seconds over its threads are about the same), nor
-# did `embed`; what 16 threads added was waiting, most likely for the lock (not measured apart from waiting for a
-# core). Three runs against four on one machine, and the 16-thread runs of this call alone spread wider than the
-# two libraries' means differ: the gain is likely, its size not settled, and the goal of 500 PNGs a second is met
-# only at its edge (the goals table). Between the calls of earlier sessions one library's rates moved by more than
-# these differences (runs 1-15 above).
-#
 # (benchmarks-svd)=
 # ## Our SVD against scipy's
 #
@@ -525,3 +277,298 @@ if timing is not None:
                        xlabel=f"seconds on {timing['cores']} CPU cores (kernel start included)")
     plt.show()
     print(f"all chapters: {sum(seconds):.0f} s; slowest: {names[seconds.index(max(seconds))]} ({max(seconds):.0f} s)")
+
+# %% [markdown]
+# (benchmarks-changes)=
+# ## Appendix: the changes behind the GPU figures, one at a time
+#
+# The sections above say what the library does now. This appendix keeps the record of how it got there: each change
+# of issue #34 that was timed before and after on one GPU machine, what it bought, and what did not work. Read it to
+# judge a figure above, or before trying a change of your own. A "call" is one command on a newly started GPU
+# machine; the runs of the folder command line are numbered in the order they ran ({ref}`the table of runs
+# <benchmarks-reading>`).
+#
+# ### The ADMM iteration's passes over memory
+
+# %% [markdown]
+# (benchmarks-step)=
+#
+# An ADMM iteration used to write the projection $y$ of $z - u$ out in full, then read it back for the
+# over-relaxed point $\alpha y + (1 - \alpha) z + u$. That point equals $z + (1 - \alpha) u - \alpha C B$, where
+# $C = W(z - u) - Wx$ has only $d$ values per patch and $B = (W W^\top)^{-1} W$: one matrix product with $z$ as its
+# bias, and $y$ is never written. Compiled, an iteration then made 9 passes over the batch's patch arrays instead
+# of 12, with the same two matrix products. `benchmarks/watermark.py --part solve` ran twice on one machine, with
+# the library before and after this change:
+
+# %% tags=[hide-input]
+step, step_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_step.json")
+display(step_note)
+if step is not None:
+    display(plotting.table(book_pages.change_rows(step), ["what", "before", "after", "after / before"],
+                           caption=f"On one {step['device']}, {step['before']['batch']} images, one run each "
+                                   "(embed: the second of two calls, wall time)."))
+    gaps = [(old["gap_percent"], new["gap_percent"])
+            for old, new in zip(step["before"]["admm_gpu"], step["after"]["admm_gpu"], strict=True)]
+    ratios = [float(row[3]) for row in book_pages.change_rows(step)]
+    print(f"after over before: {min(ratios):.2f} to {max(ratios):.2f}; largest change of the gap to the optimum: "
+          f"{max(abs(new - old) for old, new in gaps):.3f} percentage points; load average at the start: "
+          f"{step['before']['load_average_at_start'][0]:.1f} before, {step['after']['load_average_at_start'][0]:.1f} "
+          "after")
+
+# %% [markdown]
+# The compiled solver's row moved most, but each row is one run and the two runs began at different loads (printed
+# above), so no row, this one included, is read as a gain on its own. A quarter fewer passes (an eighth without
+# compiling) did not buy a quarter of the time: an iteration also spends its time on the matrix products, the polish
+# and, uncompiled, many small kernels, which were not timed apart. First calls are left out: the library after the
+# change ran first, on a machine just started. The iterates are the same up to float32 rounding (the gap to the
+# optimum moves in its third decimal).
+#
+# A later change keeps $a = z - u$ instead of the dual variable $u$ itself: $a$ is what the projection reads, and
+# the over-relaxed point is $(2 - \alpha) z + (\alpha - 1) a - \alpha C B$. A compiled iteration then writes two
+# patch arrays instead of three: 8 passes instead of 9 (the matrix product's output written; it, $z$, $a$ and the
+# target read; $z$ and $a$ written; $a$ read by the second product). The iterates are the same up to float32
+# rounding (on the CPU the benchmark's gaps to the optimum are unchanged to four decimals). It has not been timed
+# apart on a GPU; the runs in {ref}`the goals section <benchmarks-goals>` include it.
+
+# %% [markdown]
+# ### Where the command line's time went
+#
+# A run on 2,048 PNGs early in this work, with `--profile-cli`, shows where the command line's time went then:
+
+# %% tags=[hide-input]
+cli_2048, cli_2048_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_2048.json")
+display(cli_2048_note)
+if cli_2048 is not None:
+    for entry in cli_2048["cli"]["runs"]:
+        if entry["run"] in ("timed", "new process"):
+            where = "a new process" if entry["run"] == "new process" else "a warm process"
+            inside = f", {entry['embed_seconds']:.1f} s inside embed" if "embed_seconds" in entry else ""
+            print(f"{entry['images']} PNGs, batch {entry['batch_size']}, {where}: {entry['seconds']:.1f} s, "
+                  f"{entry['images_per_second']:.0f} images/s{inside}")
+
+# %% [markdown]
+# In the warm process, the profile (`benchmarks/results/watermark_gpu_cli_2048_profile.txt`) found the outputs
+# written one at a time: each write held a lock that was needed only to read the process's umask. The library now
+# reads the umask without that lock (from `/proc` on Linux), so the writes run in parallel; the "before" runs
+# of {ref}`the table of runs <benchmarks-reading>` include that change. In the new process
+# (`watermark_gpu_cli_2048_profile_process.txt`), most of the extra time went to Python compiling the imported
+# libraries' source files (torch's among them), which that machine had not cached as bytecode (an ordinary
+# `pip install` does), and to importing timm, which imports torchvision and through it
+# torch's compiler.
+
+# %% [markdown]
+# (benchmarks-wall)=
+# ### `embed`'s wall time beyond its own work
+#
+# Compiled TF32's second call used to take much longer than the time `embed` reports for its work, where the other
+# pipelined settings' wall times exceed theirs by a few hundredths of a second; Python's garbage collector, timed
+# in each call, did not run during it (the files' `gc_seconds`). `benchmarks/watermark.py --part wall` made three
+# such calls in one process with the library of that time (3b6d1ea), on another machine, and ran the second under
+# cProfile:
+
+# %% tags=[hide-input]
+wall, wall_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_wall.json")
+display(wall_note)
+if wall is not None:
+    for row in wall["wall"]:
+        print(f"{row['call']} call{' (under cProfile)' if row['profiled'] else ''}: wall {row['wall_seconds']:.2f} s, "
+              f"embed's own {row['embed_seconds']:.2f} s; torch.compile's worker processes used "
+              f"{row['children_cpu_seconds_during']:.1f} s of CPU time during it")
+
+# %% [markdown]
+# In the profiled second call, 0.72 s of the 0.83 s beyond `embed`'s own time went to checking, before the solve,
+# that the rows of the patch map (the patch embedding's matrix W, {doc}`watermark`) are independent: 0.67 s of it
+# the eigenvalues of W Wᵀ, a 384 x 384 matrix for the ViT-S/32, computed on the CPU
+# (`benchmarks/results/watermark_gpu_wall_profile.txt`), while a worker process the first call had started for
+# torch.compile used 2.6 s of CPU time (the lines above). The third call, with that process idle, had almost no gap
+# (it was not profiled). That the busy worker slowed the check is likely, not shown: it was one profiled call, on
+# one machine. The check gives the same answer for every call
+# with the same weights, so `embed` now makes it once per model (again only when the weights change); the folder
+# command line, which calls `embed` once per batch while its worker threads keep the cores busy, skips it after the
+# first batch too. The goals table's `embed` run has this change: the second line under that table gives the gap that is left,
+# still larger than the other settings' (their wall and inside times, in the file); where it goes is not measured.
+#
+# ### The command line's work on each batch, and the polish
+#
+# Two changes were each timed before and after on one machine, in one call, one process after the other. The first
+# is this issue's command-line work up to 4be915a (the batch kept on the GPU for the prediction checks and the
+# 8-bit conversion, torchvision's PNG encoder); an earlier, separate call:
+
+# %% tags=[hide-input]
+cli_change, cli_change_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_cli_change.json")
+display(cli_change_note)
+if cli_change is not None:
+    display(plotting.table(book_pages.change_rows(cli_change), ["what", "before", "after", "after / before"],
+                           caption=book_pages.change_caption(cli_change, "one run each after a warm-up in the "
+                                                             "same process.")))
+    for label in ("before", "after"):
+        print(f"{label}: {book_pages.cli_timed_line(cli_change[label])}; load average at the start "
+              f"{cli_change[label]['load_average_at_start'][0]:.1f}")
+    print(book_pages.new_process_line({label: cli_change[label] for label in ("before", "after")}))
+
+# %% [markdown]
+# In the warm process, the command line's own work on each batch (the prediction checks and the conversion to
+# the bytes saved) fell to a fraction of a second per 2,048 images; writing took less too, but by less than one
+# library's runs vary ({ref}`the table of runs <benchmarks-reading>`), so that part is not read as a gain. The time inside `embed`
+# did not change (2,048 images are too few to compile, and the uncompiled iteration is the same). Each row is one
+# run, the two ran in a fixed order and began at different loads (printed). The command was also timed in a new
+# process, but both new processes imported the library after the change (the last line): the benchmark started
+# them with `python -m` in that library's folder, which Python searches before `PYTHONPATH`. So they time one
+# library twice, and the table has no row for them; the benchmark now starts the new process outside any checkout
+# and records which library it imported.
+#
+# The second change is in the solver's final polish. `--part kernels` timed the solver's phases on the GPU: in the
+# compiled settings the polish, up to 50 rounds of alternating projections in full float32, took more time than
+# the 100 ADMM iterations. It stopped only when every one of the 192,325 patch rows was exact at one check, and
+# the rows reach the tolerance at different rounds, so all of them ran all 50 rounds. Now each row leaves the
+# polish once it is exact (the same tolerance as before), and the later rounds multiply only the rows still
+# moving:
+
+# %% tags=[hide-input]
+polish, polish_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_polish_change.json")
+display(polish_note)
+if polish is not None:
+    display(plotting.table(book_pages.change_rows(polish), ["what", "before", "after", "after / before"],
+                           caption=book_pages.change_caption(
+                               polish, f"{polish['after']['batch']} images on the GPU; setup and whole solve: the "
+                                       "best of two runs; iterations and polish: the difference of two such times "
+                                       "(with and without them).")))
+    for label, run in (("before", polish["before"]), ("after", polish["after"])):
+        shares = [100 * row["polish_seconds"] / row["total_seconds"] for row in run["solver_phases"]]
+        print(f"{label}: the polish is {min(shares):.0f} to {max(shares):.0f} % of the solve")
+
+# %% [markdown]
+# In the three settings timed, the polish takes less than half its time before (it runs in float32 whatever the
+# iterations use), and the compiled solves about a third less. Both changes are in the goals table's runs above.
+# The CPU benchmark was re-run with the polish change (the CPU section above). The kernel tables behind these
+# phases are beside the file (`benchmarks/results/watermark_gpu_kernels_before_polish.log` and
+# `watermark_gpu_kernels.log`): the polish's float32 matrix products (cuBLAS's `sm80_xmma_gemm_f32f32` kernels)
+# still come second after the compiled iteration. Running them in TF32 with a correction, or compiling the
+# polish's rounds, might save more; neither is tried yet.
+#
+# (benchmarks-reading)=
+# ### Reading a folder
+#
+# The third change is in how the command line reads a folder. Its worker threads (16 at the time) read fewer than a thousand
+# PNGs a second together (`load_image` in the line under the next table), though decoding itself lets go of
+# Python's lock: every tensor operation and most system calls a thread makes take the lock back, and with 16
+# threads waiting for it, each of those may wait long. A thread now reads an 8-bit file that needs no resizing or
+# compositing (the benchmark's PNGs, and any folder already at the model's size) into its 8-bit levels, with one
+# array and no tensor operation (`data.read_pixels`); other files go through floats as before. The batch becomes a
+# float tensor once, on the GPU (`data.pixels_to_images`, equal bit for bit to `load_image`). Writing an output
+# makes fewer system calls (the file is created with the mode a plain `open()` gives, so the umask is no longer
+# read, and no permissions are set afterwards). `--part cli` also times the folder read alone, both ways, in the
+# same process. The command line itself ran with the library before, with the new reading alone, and with both
+# changes, in turn, on newly started machines (in run 1 the process timed the folder read before the command's
+# runs, from run 3 on after them):
+
+# %% tags=[hide-input]
+display(cli_repeats_note)
+if cli_repeats is not None:
+    display(plotting.table(book_pages.repeat_rows(cli_repeats),
+                           ["run", "library", "images/s", "images/s after the start", "start", "inside embed",
+                            "images/s, new process"],
+                           caption=f"{cli_repeats['device']}, 2,048 PNGs of 224 px, batch 512, in the order they ran "
+                                   "(the file's what field says which call ran which). Warm process: after a warm-up "
+                                   "run in the same process; start: the seconds before the first solve. New process: "
+                                   "a dash where it imported another library than the run's: in calls 13, 14, 15 and "
+                                   "19 every new process of a call imported the library of the folder the benchmark "
+                                   "was started in (python -m searches it first; the file's new_process_note), so "
+                                   "a figure there is shown only where that was the run's own library."))
+    now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write")
+    print(f"reading alone: {book_pages.reading_line(cli_repeats['runs'])}")
+    for label in ("before", "read_pixels", "read_pixels + atomic_write"):
+        print(book_pages.repeat_rate_line(cli_repeats, label))
+    if gpu_now is not None:
+        print(book_pages.inside_embed_line(now, gpu_now))
+
+# %% [markdown]
+# Reading alone got faster in every run that timed it (the line under the table), for files at the model's size;
+# a folder of larger photos, which must be resized, gains nothing from it. The whole command did not get measurably
+# faster: the rates of one library differ between runs by more than the libraries' means differ (the lines after
+# it), later runs in a call were mostly faster whatever the library, and the library with both changes ran first in
+# two of its four runs (runs 1 and 8), two of its three slowest. The time inside `embed` moved as much as the rest.
+# What limited the command was not known: the solver inside it takes longer per image than `embed` alone (the last
+# line), which has three likely causes, none measured apart: the command solves 512 images per call against 3925,
+# so each call's fixed costs weigh more per image; the main thread, which launches the solver's GPU work, waits for
+# Python's lock as the workers do; and every batch checked the patch map's rows on the CPU while the worker threads
+# kept its cores busy (which took 0.67 s once in {ref}`the wall-time section <benchmarks-wall>`; `embed` now checks it once per
+# model). The `embed` time alone in that line comes from the goals table's run, on another machine than these runs
+# and with a later library, which checks the patch map once.
+#
+# (benchmarks-graphs)=
+# ### CUDA graphs
+#
+# The fourth change is in how the solver's work reaches the GPU inside the command. The uncompiled ADMM iteration
+# launches about ten GPU operations, a thousand per batch, each from Python in the main thread. The idea: when the
+# worker threads hold Python's lock, a launch waits, and the GPU may run out of work. Inside
+# `box_solver.cuda_graphs()`, which the command now opens around its batches (without `--compile`), the solver
+# records a batch's iterations once as a CUDA graph and replays it for every batch of that shape: one launch for
+# the iterations (the polish, whose rows leave as they finish, is not recorded). A second change was tried with
+# it: a first batch of a quarter of `--batch-size`, so that the first solve starts sooner. Runs 10-15 of the table
+# timed both changes, the library before them (labelled "patch map checked once", 1d9cfb5), and the graphs alone,
+# in that order, twice, on one machine:
+
+# %% tags=[hide-input]
+if cli_repeats is not None:
+    for label in ("patch map checked once", "CUDA graphs + quarter first batch", "CUDA graphs"):
+        print(book_pages.repeat_phase_line(cli_repeats, label, call="19"))
+
+# %% [markdown]
+# With the graphs alone the command was faster in a warm process than the library before them in both pairs of
+# runs, and the time inside `embed` was shorter, as the idea predicts. Much of the difference, though, came before
+# the first solve, which the graphs do not touch (the two libraries also differ in the reader threads: the lock of
+# 88bfc5c around opening a file), and these are two runs each on one machine: how much of the gain is the graphs'
+# is not settled. The small first batch did start the first solve sooner, but the time inside `embed`
+# grew (one more call, and two more batch shapes to record), and in a warm process the command was slower than with
+# the graphs alone. (From a new process nothing was compared: all six new processes of that call imported the
+# library with the small first batch, see the table's caption.) Mixed results, so the simpler code stays: the small
+# first batch is not in the library. On another H100
+# machine, in an earlier call, the worker threads spent about three times as long reading and writing on average
+# (1.4 to 4.1 times, run against run), both libraries ran far below these rates, and the one with the graphs (and
+# the small first batch) was not the faster there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose
+# header gives the figures). Both machines report the same GPU and the same CPU model, so why its threads were
+# slower (a busier host?) is not known. The `embed` run the goals table used before (call 18) was made on that
+# machine (bfloat16 compiled 1.57 s there; the file of call 21 that replaced it says so).
+#
+# (benchmarks-threads)=
+# ### Fewer worker threads
+#
+# Two more changes came after. The first, labelled "first batch read early" (98c3230 and 4919388), starts the
+# command's work sooner and takes system calls out of the main thread, which launches the solver's GPU work and,
+# after each system call, waits for Python's lock (the GIL) behind the worker threads:
+#
+# - the first batch is decoded while the model moves to its device and is checked (in a new process, while CUDA
+#   starts);
+# - the checks of a folder's sources and outputs make one system call per file (they resolved every path on its own);
+# - an output is written through the descriptor that created its temporary file;
+# - whether another run wrote an output meanwhile is checked by the worker thread about to read its source.
+#
+# The second runs 8 worker threads instead of 16 (17b48cf): decoding and encoding let go of the lock, the rest of
+# each file's work holds it, so past some number of threads more of them only wait longer. Runs 16-24 timed them
+# in one call (one command on a newly started GPU machine, here three in a row on one H100 machine): first the early
+# first batch and the library before it in turn (runs 16-19), then the 8 threads and the early first batch in turn
+# (runs 20-24). The 8-thread runs used 4919388's library with the pool set to 8, which 17b48cf then made the code;
+# run 23 imported 4919388's library without its `zoo` subpackage, which the command does not use. In the lines
+# below, "busy" is the time a worker thread spends on a file, added over the 2,048 files:
+
+# %% tags=[hide-input]
+if cli_repeats is not None:
+    for label in ("CUDA graphs", "first batch read early", "8 worker threads"):
+        print(book_pages.repeat_phase_line(cli_repeats, label, call="21"))
+    for label in ("first batch read early", "8 worker threads"):
+        print(book_pages.repeat_rate_line(cli_repeats, label, call="21"))
+
+# %% [markdown]
+# The early first batch was not measurably faster than the library before it: the two libraries' runs overlap
+# (the first two lines), and so do their starts. In runs 20-24, one 8-thread run (run 20) was faster than every
+# 16-thread run of the call; the other two were as fast as the fastest 16-thread run, within one image a second, and
+# faster than the slowest. Each file took less than half as long to read with 8 threads, and less to write, by a
+# smaller and more varied factor (the busy seconds: with the same work per file they would not depend on the number
+# of threads). The pool as a whole did not finish its files sooner (its busy seconds over its threads are about the
+# same), nor did `embed`; what 16 threads added was waiting, most likely for the lock (not measured apart from
+# waiting for a core). Three runs against four on one machine, and the 16-thread runs of this call alone spread wider
+# than the two libraries' means differ: that 8 threads make the command faster is not shown. They are kept because
+# they do the same work with less waiting, and the goal of 500 PNGs a second is met only at its edge (the goals
+# table). Between the calls of earlier sessions one library's rates moved by more than these differences (runs 1-15
+# in the table of runs).
