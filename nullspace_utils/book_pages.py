@@ -342,13 +342,14 @@ def repeat_rate_line(repeats: dict[str, Any], library: str, call: str | None = N
 
 def repeat_phase_line(repeats: dict[str, Any], library: str, call: str | None = None) -> str:
     """One library's timed runs in a file of repeated runs (:func:`repeat_runs`, of one ``call`` if given), phase by
-    phase: the range of images per second in a warm process, of the seconds before the first solve, of the seconds
-    inside ``embed`` and, where the runs timed them, of the seconds the worker threads spent reading and writing
-    files (summed over the threads)."""
+    phase: the range of images per second in a warm process (and counted from the first solve on), of the seconds
+    before the first solve, of the seconds inside ``embed`` and, where the runs timed them, of the seconds the worker
+    threads spent reading and writing files (summed over the threads)."""
     timed = [_cli_run(run, "timed") for run in repeat_runs(repeats, library, call)]
     count = "one run" if len(timed) == 1 else f"{len(timed)} runs"
     line = (f"{library}: {_span([entry['images_per_second'] for entry in timed], 0)} images/s in a warm process "
-            f"({count}); {_span([entry['startup_seconds'] for entry in timed], 2)} s before the first solve, "
+            f"({count}; {_span([entry['images_per_second_after_startup'] for entry in timed], 0)} from the first "
+            f"solve on); {_span([entry['startup_seconds'] for entry in timed], 2)} s before the first solve, "
             f"{_span([entry['embed_seconds'] for entry in timed], 2)} s inside embed")
     if all({"read_pixels", "write_output"} <= entry.get("stage_seconds", {}).keys() for entry in timed):
         line += (f"; the worker threads busy {_span([entry['stage_seconds']['read_pixels'] for entry in timed], 1)} s "

@@ -15,10 +15,10 @@ gpu_now = read("benchmarks/results/watermark_gpu_now.json")  # the newest GPU ru
 gpu_rows = book_pages.gpu_solver_rows(gpu_now)
 assert {row[2] for row in gpu_rows} >= {"float32", "tf32", "bfloat16"}  # the matmul precisions compared
 repeats = read("benchmarks/results/watermark_gpu_cli_repeats.json")  # CLI runs of several libraries in turn
-threads8 = book_pages.repeat_runs(repeats, "8 worker threads", call="21")  # made in gpu_now's call, on its machine
+threads8 = book_pages.repeat_runs(repeats, "8 worker threads", call="22")  # made in gpu_now's call, on its machine
 pipeline = read("benchmarks/results/watermark_gpu_pipeline.json")  # an earlier run: copies one after another
 ends = book_pages.gpu_end_to_end_rows(gpu_now, threads8, pipeline)  # embed and the CLI, each against its floor
-assert ends[0][0] == "embed, host to host, tf32 (library 4919388)" and ends[0][1] == "3925"
+assert ends[0][0] == "embed, host to host, tf32 (library 7f77829)" and ends[0][1] == "3925"
 assert ends[-1][0] == "folder CLI, batch 128, the fastest of 3 batch sizes (earlier run, library 26fa1e6)"
 step = book_pages.change_rows(read("benchmarks/results/watermark_gpu_step.json"))  # one change, before and after
 assert step[0][0] == "solver, float32" and float(step[0][3]) < 1  # after over before, on one machine
