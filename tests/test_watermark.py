@@ -483,6 +483,29 @@ def test_the_speed_figure_marks_extrapolated_bars():
     assert [bar.extrapolated for bar in bars].count(True) == 2  # SLSQP and HiGHS
 
 
+def test_speed_lines_take_embed_from_the_same_run_or_say_it_is_another():
+    """The chapter's GPU line: the fastest setting within 0.1 % of the optimum, and embed's default (TF32, not
+    compiled) from the same file, or from another run's file, which the line then names as another run."""
+    from nullspace_utils import results
+
+    cpu = results.read("benchmarks/results/watermark_cpu.json")
+
+    def solve_file(scale: float) -> dict:
+        rows = [{"settings": "default", "precision": precision, "compiled": compiled, "seconds": seconds * scale,
+                 "gap_percent": gap} for precision, compiled, seconds, gap in
+                [("tf32", False, 2.0, 0.06), ("tf32", True, 1.5, 0.06), ("bfloat16", True, 1.0, 0.24)]]
+        embed = [{"call": call, "pipelined": True, "precision": "tf32", "compiled": False, "wall_seconds": wall * scale}
+                 for call, wall in (("first", 9.0), ("second", 3.0))]
+        return {"device": "GPU", "batch": 100, "admm_gpu": rows, "embed_pipelined": embed}
+
+    same = watermark_study.speed_lines(cpu, solve_file(1.0))[1]
+    assert same.startswith("GPU (GPU), 100 images: 1.5 s with the images already on the GPU (tf32 matmuls, compiled")
+    assert "embed's default (tf32, not compiled): 2.0 s on the GPU, 3.0 s from host memory with the copies (the same " \
+        "run)" in same  # bfloat16 is faster but outside 0.1 %; embed's second call, not its first
+    other = watermark_study.speed_lines(cpu, solve_file(1.0), solve_file(2.0))[1]
+    assert "4.0 s on the GPU, 6.0 s from host memory with the copies (another run on the same kind of GPU)" in other
+
+
 def test_compile_pays_on_a_gpu_from_its_threshold_of_patch_rows():
     assert watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS)
     assert not watermark.compile_pays("cuda", watermark.COMPILE_FROM_ROWS - 1)

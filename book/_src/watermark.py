@@ -378,13 +378,12 @@ if max_noise is not None:
 
 # %% tags=[hide-input] alt="Seconds per image of each watermark solver on a log scale: the extrapolated SLSQP and HiGHS bars, hatched, far longer than the measured ADMM settings"
 cpu, note_cpu = book_pages.benchmark_file("benchmarks/results/watermark_cpu.json")  # with how each was made
-gpu, note_gpu = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")
-pipeline, note_pipeline = book_pages.benchmark_file("benchmarks/results/watermark_gpu_pipeline.json")
-display(note_cpu, note_gpu, note_pipeline)
-if cpu is not None and gpu is not None and pipeline is not None:
+gpu, note_gpu = book_pages.benchmark_file("benchmarks/results/watermark_gpu_now.json")  # the newest GPU run
+display(note_cpu, note_gpu)
+if cpu is not None and gpu is not None:
     watermark_study.speed_figure(cpu)  # seconds per image of every solver and setting, log scale
     plt.show()
-    print("\n".join(watermark_study.speed_lines(cpu, gpu, pipeline)))  # the default's gap and first call; the GPU's
+    print("\n".join(watermark_study.speed_lines(cpu, gpu)))  # the default's gap and first call; the GPU's
 
 # %% [markdown]
 # The two hatched bars are **extrapolations, not measurements** (the last printed line says from what).

@@ -308,16 +308,18 @@ def speed_figure(cpu: dict[str, Any]) -> Figure:
     return plotting.readable(fig)  # text at least 8 pt at the page's width
 
 
-def speed_lines(cpu: dict[str, Any], gpu: dict[str, Any], pipeline: dict[str, Any]) -> list[str]:
+def speed_lines(cpu: dict[str, Any], gpu: dict[str, Any], pipeline: dict[str, Any] | None = None) -> list[str]:
     """What the chapter says of the benchmark: the default's gap and first call against HiGHS on the CPU, and the
-    fastest GPU setting within 0.1 % of the optimum (``gpu``) against ``embed``'s default from host memory, second
-    call (``pipeline``: ``benchmarks/results/watermark_gpu_pipeline.json``); last, the two extrapolated times and
-    what each was extrapolated from."""
+    fastest GPU setting within 0.1 % of the optimum (``gpu``: ``benchmarks/results/watermark_gpu_now.json``) against
+    ``embed``'s default from host memory, second call, from the same run (``pipeline=None``) or from another
+    (``pipeline``, a file with ``embed_pipelined`` rows); last, the two extrapolated times and what each was
+    extrapolated from."""
     highs = cpu["highs"]["seconds_per_image_extrapolated"]
     default = next(r for r in cpu["admm_cpu"] if r["settings"] == "default" and r["iterations"] == 100)
     first = cpu["first_call"]
     fastest = min((r for r in gpu["admm_gpu"] if r["gap_percent"] < 0.1), key=lambda r: r["seconds"])
-    solver, host = book_pages.solver_default(pipeline), book_pages.embed_default(pipeline)
+    run = "the same run" if pipeline is None else "another run on the same kind of GPU"
+    solver, host = book_pages.solver_default(pipeline or gpu), book_pages.embed_default(pipeline or gpu)
     slsqp = cpu["slsqp"]
     return [f"default (100 iterations): objective within {default['gap_percent']:.2f} % of the LP optimum; "
             f"a first call in a fresh process takes {first['default']:.1f} s (before: {first['before']:.1f} s), "
@@ -326,7 +328,7 @@ def speed_lines(cpu: dict[str, Any], gpu: dict[str, Any], pipeline: dict[str, An
             f"the GPU ({fastest['precision']} matmuls{', compiled, compilation not counted' if fastest['compiled'] else ''}; "
             f"gap {fastest['gap_percent']:.2f} %); embed's default ({solver['precision']}, not compiled): "
             f"{solver['seconds']:.1f} s on the GPU, {host['wall_seconds']:.1f} s from host memory with the copies "
-            f"(another run on the same kind of GPU)",
+            f"({run})",
             f"extrapolated, not measured (hatched bars): SLSQP {slsqp['paper_setting_seconds_extrapolated'] / 86400:.0f} "
             f"days per image from {slsqp['iterations']} timed iterations on one patch; HiGHS {highs:.0f} s per image "
             f"from {cpu['highs']['patches']} timed patches"]
