@@ -301,13 +301,15 @@ def repeat_runs(repeats: dict[str, Any], library: str, call: str | None = None) 
 
 
 def repeat_rows(repeats: dict[str, Any]) -> Rows:
-    """One row per run of a file of repeated runs (:func:`repeat_runs`), in the order they ran: order, library
-    (label and commit), images per second in a warm process (its timed run), the same after the first solve began,
-    seconds before it, seconds inside ``embed``, and images per second in a new process."""
+    """One row per run of a file of repeated runs (:func:`repeat_runs`), in the order they ran: order, the call
+    (one machine) that made it, library (label and commit), images per second in a warm process (its timed run), the
+    same after the first solve began, seconds before it, seconds inside ``embed``, and images per second in a new
+    process."""
     rows = []
     for run in sorted(repeats["runs"], key=lambda run: run["order"]):
         timed, fresh = _cli_run(run, "timed"), _cli_run(run, "new process")
-        rows.append([f"{run['order']}", f"{run['library']} ({run['commit'][:7]})", f"{timed['images_per_second']:.1f}",
+        rows.append([f"{run['order']}", f"{run['call']}", f"{run['library']} ({run['commit'][:7]})",
+                     f"{timed['images_per_second']:.1f}",
                      f"{timed['images_per_second_after_startup']:.0f}", f"{timed['startup_seconds']:.2f} s",
                      f"{timed['embed_seconds']:.2f} s",
                      f"{fresh['images_per_second']:.0f}" if _new_process_timed_it(fresh) else "–"])

@@ -387,7 +387,7 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
                  "images_per_second_after_startup": rate + 10, "startup_seconds": 0.5, "embed_seconds": 0.2}
         fresh = {"run": "new process", "images": 100, "batch_size": 50, "images_per_second": rate / 2,
                  "same_library": order != 3}  # run 3's new process imported another library
-        return {"order": order, "library": library, "commit": f"{order}abcdef0", "device": "GPU",
+        return {"order": order, "call": "7", "library": library, "commit": f"{order}abcdef0", "device": "GPU",
                 "cli": {"runs": [{**timed, "run": "warm-up"}, timed, fresh],
                         "reading": None if reading is None else {
                             "images": 100, "threads": 16, "repeats": 3, "equal": True, "ratio": reading / 600,
@@ -398,9 +398,9 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
     with pytest.raises(ValueError, match=r"no run of the library 'later'.*\['after', 'before'\]"):
         book_pages.repeat_runs(repeats, "later")
     assert book_pages.repeat_rows(repeats) == [
-        ["1", "before (1abcdef)", "340.0", "350", "0.50 s", "0.20 s", "170"],
-        ["2", "after (2abcdef)", "430.0", "440", "0.50 s", "0.20 s", "215"],
-        ["3", "after (3abcdef)", "330.0", "340", "0.50 s", "0.20 s", "–"]]
+        ["1", "7", "before (1abcdef)", "340.0", "350", "0.50 s", "0.20 s", "170"],
+        ["2", "7", "after (2abcdef)", "430.0", "440", "0.50 s", "0.20 s", "215"],
+        ["3", "7", "after (3abcdef)", "330.0", "340", "0.50 s", "0.20 s", "–"]]
     assert book_pages.reading_line(repeats["runs"]) == (
         "100 PNGs into one batch, 16 threads, best of 3, in 2 runs: load_image per file 600 images/s, read_pixels and "
         "one pixels_to_images 900 to 1200 images/s (1.50 to 2.00x); the two batches equal bit for bit in every run: "

@@ -471,15 +471,13 @@ if polish is not None:
 display(cli_repeats_note)
 if cli_repeats is not None:
     display(plotting.table(book_pages.repeat_rows(cli_repeats),
-                           ["run", "library", "images/s", "images/s after the start", "start", "inside embed",
+                           ["run", "call", "library", "images/s", "images/s after the start", "start", "inside embed",
                             "images/s, new process"],
-                           caption=f"{cli_repeats['device']}, 2,048 PNGs of 224 px, batch 512, in the order they ran "
-                                   "(the file's what field says which call ran which). Warm process: after a warm-up "
-                                   "run in the same process; start: the seconds before the first solve. New process: "
-                                   "a dash where it imported another library than the run's: in calls 13, 14, 15 and "
-                                   "19 every new process of a call imported the library of the folder the benchmark "
-                                   "was started in (python -m searches it first; the file's new_process_note), so "
-                                   "a figure there is shown only where that was the run's own library."))
+                           caption=f"{cli_repeats['device']} machines, 2,048 PNGs of 224 px, batch 512, in the order "
+                                   "they ran. Warm process: after a warm-up run in the same process; start: the "
+                                   "seconds before the first solve. New process: a dash where it imported another "
+                                   "library than the run's (in calls 13-15 and 19, the library of the folder the "
+                                   "benchmark was started in: the file's new_process_note)."))
     now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write")
     print(f"reading alone: {book_pages.reading_line(cli_repeats['runs'])}")
     for label in ("before", "read_pixels", "read_pixels + atomic_write"):
