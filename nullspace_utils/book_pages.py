@@ -187,19 +187,20 @@ def gpu_end_to_end_rows(now: dict[str, Any], cli_runs: Sequence[dict[str, Any]],
                         before: dict[str, Any] | None = None) -> Rows:
     """What a user waits for on a GPU, each row against the floor measured in its own call (a lower bound from the
     GPU's copy speed, ``floor``): ``now``, a ``--part solve`` file (``benchmarks/results/watermark_gpu_now.json``:
-    ``embed`` from host memory, copies overlapping the solve, the second of two calls, wall time, for each precision);
-    ``cli_runs``, ``--part cli`` runs made in the same call, on the same machine (:func:`repeat_runs`: each timed run
-    in a warm process, and each new process that ran the run's library), against ``now``'s floor; ``before``, an
-    earlier file with both (``watermark_gpu_pipeline.json``): its ``embed`` with the copies one after another and its
-    fastest command-line run, against its own floor. Columns: what (and the library), images, time, images per
-    second, times the floor."""
+    ``embed`` from host memory, the second of two calls, wall time, for each precision, its copies overlapping the
+    solve, then one after another as before the pipeline); ``cli_runs``, ``--part cli`` runs made in the same call, on
+    the same machine (:func:`repeat_runs`: each timed run in a warm process, and each new process that ran the run's
+    library), against ``now``'s floor; ``before``, an earlier file with command-line runs
+    (``watermark_gpu_pipeline.json``): its fastest, against its own floor. Columns: what (and the library), images,
+    time, images per second, times the floor."""
     def row(what: str, images: int, seconds: float, floor: dict[str, Any]) -> list[str]:
         per_image = floor["floor"]["embed_seconds"] / floor["batch"]  # seconds per image at the floor
         return [what, f"{images}", f"{seconds:.2f} s", f"{images / seconds:.1f}", f"{seconds / (per_image * images):.0f}x"]
 
-    rows = [row(f"embed, host to host, {_arithmetic(entry)} (library {now['commit'][:7]})", now["batch"],
-                entry["wall_seconds"], now)
-            for entry in now["embed_pipelined"] if entry["call"] == "second" and entry["pipelined"]]
+    seconds_calls = [entry for entry in now["embed_pipelined"] if entry["call"] == "second"]
+    rows = [row(f"embed, host to host, {'' if entry['pipelined'] else 'copies one after another, '}"
+                f"{_arithmetic(entry)} (library {now['commit'][:7]})", now["batch"], entry["wall_seconds"], now)
+            for entry in sorted(seconds_calls, key=lambda entry: not entry["pipelined"])]
     for run in cli_runs:
         label = f"run {run['order']}, library {str(run['commit'])[:7]}" if "order" in run else f"library {run['commit'][:7]}"
         for entry in run["cli"]["runs"]:
@@ -207,17 +208,11 @@ def gpu_end_to_end_rows(now: dict[str, Any], cli_runs: Sequence[dict[str, Any]],
                 where = "a new process" if entry["run"] == "new process" else "a warm process"
                 rows.append(row(f"folder CLI, batch {entry['batch_size']}, in {where} ({label})", entry["images"],
                                 entry["seconds"], now))
-    if before is not None:
-        library = before["commit"][:7]
-        for entry in before["embed_pipelined"]:
-            if entry["call"] == "second" and not entry["pipelined"]:
-                rows.append(row(f"embed, host to host, copies one after another, {_arithmetic(entry)} (earlier run, "
-                                f"library {library})", before["batch"], entry["wall_seconds"], before))
-        timed = [entry for entry in before["cli"]["runs"] if entry["run"] == "timed"]
-        if timed:
-            fastest = min(timed, key=lambda entry: entry["seconds"] / entry["images"])
-            rows.append(row(f"folder CLI, batch {fastest['batch_size']}, the fastest of {len(timed)} batch sizes "
-                            f"(earlier run, library {library})", fastest["images"], fastest["seconds"], before))
+    timed = [entry for entry in (before or {}).get("cli", {}).get("runs", []) if entry["run"] == "timed"]
+    if before is not None and timed:
+        fastest = min(timed, key=lambda entry: entry["seconds"] / entry["images"])
+        rows.append(row(f"folder CLI, batch {fastest['batch_size']}, the fastest of {len(timed)} batch sizes "
+                        f"(earlier run, library {before['commit'][:7]})", fastest["images"], fastest["seconds"], before))
     return rows
 
 
@@ -318,12 +313,16 @@ def repeat_rows(repeats: dict[str, Any]) -> Rows:
 
 def reading_line(runs: Sequence[dict[str, Any]]) -> str:
     """The folder read into one GPU batch two ways, over the ``--part cli`` runs that timed it (their ``reading``):
-    the range of images per second each way, of the ratio, and whether every pair of batches was equal."""
+    the range of images per second each way, of the ratio, and whether every pair of batches was equal. The runs
+    must share their image count, threads and repeats (the line gives them once)."""
     readings = [run["cli"]["reading"] for run in runs if run["cli"].get("reading")]
     if not readings:
         raise ValueError("none of these runs timed the folder read (a library without read_pixels)")
-
     first = readings[0]
+    setups = {(r["images"], r["threads"], r["repeats"]) for r in readings}
+    if len(setups) > 1:
+        raise ValueError(f"these runs timed the folder read in different setups (images, threads, repeats): "
+                         f"{sorted(setups)}; give the runs of one setup, e.g. one library's or one call's")
     return (f"{first['images']} PNGs into one batch, {first['threads']} threads, best of {first['repeats']}, in "
             f"{len(readings)} runs: load_image per file {_span([r['images_per_second']['load_image'] for r in readings], 0)} "
             f"images/s, read_pixels and one pixels_to_images "

@@ -79,7 +79,8 @@ GPU_BATCH_SIZE = 512
 #: On one 16-core H100 machine (``benchmarks/results/watermark_gpu_cli_repeats.json``, runs 16-24) 8 threads wrote
 #: 499-525 PNGs a second in three runs, 16 threads 407-500 in four runs of the same library in between: with 16,
 #: each thread's reading and writing took about twice as long, waiting for Python's lock. On another such machine
-#: (runs 25-29), 8 threads wrote 364-482 PNGs a second in five runs: machines differ by more than the threads' gain.
+#: (runs 25-29), 8 threads wrote 364-482 PNGs a second in five runs, on a third (runs 30-34) 410-535: machines
+#: differ by more than the threads' gain.
 WORKER_THREADS = 8
 
 

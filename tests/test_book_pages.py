@@ -249,14 +249,14 @@ def test_end_to_end_rows_are_given_against_the_floor():
                                  for entry in pipeline["embed_pipelined"]]}
     rows = book_pages.gpu_end_to_end_rows(later, [{**now, "order": 7}], pipeline)
     assert rows == [["embed, host to host, tf32 (library fedcba9)", "200", "1.00 s", "200.0", "10x"],  # its own floor
+                    ["embed, host to host, copies one after another, tf32 (library fedcba9)", "200", "1.50 s", "133.3",
+                     "15x"],  # the second calls only, pipelined first
                     ["folder CLI, batch 512, in a warm process (run 7, library 1234567)", "200", "4.00 s", "50.0", "40x"],
                     ["folder CLI, batch 64, in a warm process (run 7, library 1234567)", "200", "5.00 s", "40.0", "50x"],
                     ["folder CLI, batch 512, in a new process (run 7, library 1234567)", "200", "8.00 s", "25.0", "80x"],
-                    ["embed, host to host, copies one after another, tf32 (earlier run, library abcdef0)", "100",
-                     "3.00 s", "33.3", "6x"],  # the earlier file's rows against the earlier floor
                     ["folder CLI, batch 128, the fastest of 2 batch sizes (earlier run, library abcdef0)", "50",
-                     "5.00 s", "10.0", "20x"]]
-    assert book_pages.gpu_end_to_end_rows(later, [now])[1][0] == "folder CLI, batch 512, in a warm process (library 1234567)"
+                     "5.00 s", "10.0", "20x"]]  # the earlier file's command line against the earlier floor
+    assert book_pages.gpu_end_to_end_rows(later, [now])[2][0] == "folder CLI, batch 512, in a warm process (library 1234567)"
     summary = book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=[now])
     assert summary == book_pages.benchmarks_summary(None, None, None, None, pipeline=pipeline, cli_now=now)
     assert summary.startswith("End to end on GPU machines: `embed` (library abcdef0, one run) watermarks 100 images from "
@@ -405,6 +405,10 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
         "100 PNGs into one batch, 16 threads, best of 3, in 2 runs: load_image per file 600 images/s, read_pixels and "
         "one pixels_to_images 900 to 1200 images/s (1.50 to 2.00x); the two batches equal bit for bit in every run: "
         "True")
+    mixed = [*repeats["runs"], {**repeats["runs"][0], "cli": {**repeats["runs"][0]["cli"], "reading": {
+        **repeats["runs"][0]["cli"]["reading"], "threads": 8}}}]
+    with pytest.raises(ValueError, match=r"different setups \(images, threads, repeats\)"):
+        book_pages.reading_line(mixed)  # 8 and 16 threads: not one range
     with pytest.raises(ValueError, match="none of these runs timed the folder read"):
         book_pages.reading_line(book_pages.repeat_runs(repeats, "before"))
     assert book_pages.repeat_rate_line(repeats, "after") == ("after: 330 to 430 images/s in a warm process over 2 "

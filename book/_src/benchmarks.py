@@ -81,8 +81,9 @@ if gpu_now is not None:
                            ["settings", "iterations", "matmuls", "compiled", f"{gpu_now['batch']} images",
                             "gap to optimum", "peak GPU memory"],
                            caption=f"On one {gpu_now['device']}, library {gpu_now['commit'][:7]}, one run; the first "
-                                   "rows time the solver on images already on the GPU, the last ones the whole embed "
-                                   "call from host memory."))
+                                   "rows time the solver on images already on the GPU, the last ones the time embed "
+                                   "reports for its whole call from host memory (the end-to-end section gives wall "
+                                   "times)."))
 
 # %% tags=[hide-input]
 gpu_then, gpu_then_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu.json")  # an earlier run
@@ -117,7 +118,7 @@ if gpu_then is not None:
 # enough to amortise it. With its copies overlapping the solve (the default on a GPU), the whole call from host
 # memory takes only a little longer than the solver alone (the line starting "GPU, TF32", both from one run). The
 # chunked row was measured on the GPU named in the caption, with the chunk size `embed` would choose on the smaller
-# card the row names; it shows the memory such a card needs, not its speed.
+# card the row names; its peak memory shows that the chunks fit such a card, not how fast it would be.
 
 # %% [markdown]
 # (benchmarks-end-to-end)=
@@ -129,11 +130,11 @@ if gpu_then is not None:
 # iterations would take if each did nothing but five passes over the batch's patch arrays (read the iterate, the
 # dual variable and the target; write the first two), with no matrix products and no final polish. It is a lower
 # bound, not a prediction. Every row below is given as a multiple of the floor measured in its own call. The first
-# rows come from one call on one machine (call 22): `embed` from host memory, its copies overlapping the solve, and
-# the folder command line on 2,048 PNGs of 224 px, in a warm process and in a new one. The last two rows come from an
-# earlier run on another machine (library 26fa1e6, early in this work): `embed` with its copies one after another, as
-# it was before, and the command line before its start was made fast (it compared every output with every input to
-# make sure none would be overwritten).
+# rows come from one call on one machine (call 22): `embed` from host memory, its copies overlapping the solve or,
+# as before, one after another, and the folder command line on 2,048 PNGs of 224 px, in a warm process and in a new
+# one. The last row comes from an earlier run on another machine (library 26fa1e6, early in this work): the command
+# line before its start was made fast (it compared every output with every input to make sure none would be
+# overwritten).
 
 # %% tags=[hide-input]
 pipeline, pipeline_note = book_pages.benchmark_file("benchmarks/results/watermark_gpu_pipeline.json")  # earlier
@@ -145,7 +146,8 @@ if gpu_now is not None and cli_gpu_now is not None and pipeline is not None:
                                    f"start), wall time, one run each. Command-line rows: {len(cli_gpu_now)} runs of the "
                                    "library with 8 worker threads, each in a warm process after a warm-up run in the "
                                    "same process, then in a new process (Python's, torch's and CUDA's start "
-                                   f"included). Earlier run: on another {pipeline['device']} machine, one run."))
+                                   f"included). Earlier run: on another {pipeline['device']} machine, one run, the fastest of its batch "
+                                   "sizes."))
     timed = [next(entry for entry in run["cli"]["runs"] if entry["run"] == "timed") for run in cli_gpu_now]
     outside = [100 * entry["overhead_fraction"] for entry in timed]
     starts = [entry["startup_seconds"] for entry in timed]
@@ -174,8 +176,8 @@ if gpu_now is not None and cli_gpu_now is not None and pipeline is not None:
 # line's time outside the solve under a fifth of the solve's, `embed`'s first call within 0.7 s and its gap to the
 # LP optimum as it was when the issue was filed. The table holds each goal against the newest measurement in the
 # repository: on the GPU, the runs of the end-to-end table above (one H100 machine, call 22) and, for the command
-# line, three runs of the same library on another H100 machine (call 21, in the appendix); on the CPU, the files in
-# the boxes below.
+# line, the runs of the same library on two other H100 machines (calls 21, in the appendix, and 24); on the CPU, the
+# files in the boxes below.
 
 # %% tags=[hide-input]
 cli_cpu, cli_cpu_note = book_pages.benchmark_file("benchmarks/results/watermark_cli_cpu.json")
@@ -187,7 +189,8 @@ if all(part is not None for part in (gpu_now, cli_gpu_all, cli_cpu, cpu, cpu_at_
                            caption=f"GPU rows: {gpu_now['device']} machines; embed: call 22, library "
                                    f"{gpu_now['commit'][:7]}, the second of two calls, wall time, one run; the CLI: "
                                    f"2,048 PNGs after a warm-up in the same process, {len(cli_gpu_all)} runs of the "
-                                   "library with 8 worker threads on two machines (calls 21 and 22; the lines under "
+                                   "library with 8 worker threads on three machines (calls 21, 22 and 24; the lines "
+                                   "under "
                                    "the table give each call's). CPU rows: one run each, watermark_cli_cpu.json, "
                                    "watermark_cpu.json (the CPU section) and, for the gap when the issue was filed, "
                                    "watermark_cpu_issue34.json."))
@@ -203,20 +206,22 @@ if all(part is not None for part in (gpu_now, cli_gpu_all, cli_cpu, cpu, cpu_at_
     compiled = inside[("tf32", True)]
     print(f"TF32, compiled: {compiled['wall_seconds']:.2f} s wall, {compiled['seconds']:.2f} s inside the call "
           f"({compiled['wall_seconds'] - compiled['seconds']:.2f} s beyond it)")
-    for call in ("21", "22"):
+    for call in ("21", "22", "24"):
         print(f"folder CLI, call {call}: {book_pages.repeat_phase_line(cli_repeats, '8 worker threads', call=call)}")
 
 # %% [markdown]
 # No H200 has run the benchmark, so the `embed` goal stays unjudged. On the H100 the fastest exact setting is
 # bfloat16 matmuls, compiled, which ends further from the optimum than TF32, outside the GPU section's 0.1 % (first
 # line under the table); TF32 compiled comes next (the second line), and the default, TF32 without compiling, takes
-# about twice as long as bfloat16 compiled. The folder command line met its goal in one run of the eight made with
-# the library it has now (the table). On the machine of call 21 its three runs were at the goal's edge; on the
-# machine of call 22 all five fell short, and in most of its runs the worker threads were busy reading the same
-# files for longer (the busy seconds in the last two lines). Counted from the first solve on, the command was faster (the same lines): before
-# that solve it reads a whole batch. So the goal is not met: the command reaches it at best, on one machine, and
-# machines that report the same GPU and CPU differ by more than the goal's margin (another, slower machine is {ref}`in
-# the appendix <benchmarks-graphs>`). The CPU's goals
+# about twice as long as bfloat16 compiled. The folder command line met its goal in few of the runs made with the
+# library it has now (the table says how many). The three machines differ (the last three lines): on the machine
+# of call 21 its runs were at the goal's edge, on the machine of call 22 all fell short, and on the machine of call
+# 24 the rates spread across the goal, the first run of the call the fastest. Where the command was slower, its worker
+# threads were mostly busy reading the same files for longer (the busy seconds). Counted from the first solve on,
+# the rates are higher ("from the first solve on" in the same lines): before that solve the command reads a whole
+# batch. So the goal is not met: the command reaches it at best, and machines that report the same GPU and CPU
+# differ by more than the goal's margin (another, slower machine is {ref}`in the appendix <benchmarks-graphs>`).
+# The CPU's goals
 # hold, each in one run on this repository's 2-core CPU; the command line's share outside the solve was measured in
 # a warm process after a warm-up run (its file's note gives the shares of two more runs).
 
@@ -413,8 +418,9 @@ if cli_change is not None:
 
 # %% [markdown]
 # In the warm process, the command line's own work on each batch (the prediction checks and the conversion to
-# the bytes saved) fell to a fraction of a second per 2,048 images; writing took less too, but by less than one
-# library's runs vary ({ref}`the table of runs <benchmarks-reading>`), so that part is not read as a gain. The time inside `embed`
+# the bytes saved) fell to a fraction of a second per 2,048 images. Writing took less too, but this is one pair of
+# runs, and one library's rates vary between runs by more than this pair's ({ref}`the table of runs
+# <benchmarks-reading>`), so that part is not read as a gain. The time inside `embed`
 # did not change (2,048 images are too few to compile, and the uncompiled iteration is the same). Each row is one
 # run, the two ran in a fixed order and began at different loads (printed). The command was also timed in a new
 # process, but both new processes imported the library after the change (the last line): the benchmark started
@@ -465,7 +471,7 @@ if polish is not None:
 # read, and no permissions are set afterwards). `--part cli` also times the folder read alone, both ways, in the
 # same process. The command line itself ran with the library before, with the new reading alone, and with both
 # changes, in turn, on newly started machines (in run 1 the process timed the folder read before the command's
-# runs, from run 3 on after them):
+# runs, in the later runs after them):
 
 # %% tags=[hide-input]
 display(cli_repeats_note)
@@ -479,7 +485,8 @@ if cli_repeats is not None:
                                    "library than the run's (in calls 13-15 and 19, the library of the folder the "
                                    "benchmark was started in: the file's new_process_note)."))
     now = book_pages.repeat_runs(cli_repeats, "read_pixels + atomic_write")
-    print(f"reading alone: {book_pages.reading_line(cli_repeats['runs'])}")
+    sixteen = [run for run in cli_repeats["runs"] if (run["cli"].get("reading") or {}).get("threads") == 16]
+    print(f"reading alone: {book_pages.reading_line(sixteen)}")  # with 16 threads, as the command had then
     for label in ("before", "read_pixels", "read_pixels + atomic_write"):
         print(book_pages.repeat_rate_line(cli_repeats, label))
     if gpu_now is not None:
@@ -531,8 +538,7 @@ if cli_repeats is not None:
 # (1.4 to 4.1 times, run against run), both libraries ran far below these rates, and the one with the graphs (and
 # the small first batch) was not the faster there (`benchmarks/results/watermark_gpu_cli_slow_machine.log`, whose
 # header gives the figures). Both machines report the same GPU and the same CPU model, so why its threads were
-# slower (a busier host?) is not known. The `embed` run the goals table used before (call 18) was made on that
-# machine (bfloat16 compiled 1.57 s there; the file that replaced it says so).
+# slower (a busier host?) is not known.
 #
 # (benchmarks-threads)=
 # ### Fewer worker threads
@@ -549,7 +555,7 @@ if cli_repeats is not None:
 #
 # The second runs 8 worker threads instead of 16 (17b48cf): decoding and encoding let go of the lock, the rest of
 # each file's work holds it, so past some number of threads more of them only wait longer. Runs 16-24 timed them
-# in one call (one command on a newly started GPU machine, here three in a row on one H100 machine): first the early
+# in one call (call 21: three commands in a row on one H100 machine): first the early
 # first batch and the library before it in turn (runs 16-19), then the 8 threads and the early first batch in turn
 # (runs 20-24). The 8-thread runs used 4919388's library with the pool set to 8, which 17b48cf then made the code;
 # run 23 imported 4919388's library without its `zoo` subpackage, which the command does not use. In the lines
@@ -566,13 +572,12 @@ if cli_repeats is not None:
 # The early first batch was not measurably faster than the library before it: the two libraries' runs overlap
 # (the first two lines), and so do their starts. In runs 20-24, one 8-thread run (run 20) was faster than every
 # 16-thread run of the call; the other two were as fast as the fastest 16-thread run, within one image a second, and
-# faster than the slowest. Each file took less than half as long to read with 8 threads, and less to write, by a
+# faster than the slowest. On average each file took less than half as long to read with 8 threads, and less to write, by a
 # smaller and more varied factor (the busy seconds: with the same work per file they would not depend on the number
 # of threads). The pool as a whole did not finish its files sooner (its busy seconds over its threads are about the
 # same), nor did `embed`; what 16 threads added was waiting, most likely for the lock (not measured apart from
 # waiting for a core). Three runs against four on one machine, and the 16-thread runs of this call alone spread wider
 # than the two libraries' means differ: that 8 threads make the command faster is not shown. They are kept because
 # they do the same work with less waiting. Between the calls of earlier sessions one library's rates moved by more
-# than these differences (runs 1-15 in the table of runs), and so they did between calls 21 and 22: the later call,
-# on another machine, ran the 8-thread library alone five times (runs 25-29), all below call 21's (the goals
-# section's lines).
+# than these differences (runs 1-15 in the table of runs), and so they did between calls 21, 22 and 24: the later
+# calls, on other machines, ran the 8-thread library alone five times each (runs 25-34; the goals section's lines).

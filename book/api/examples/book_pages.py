@@ -35,7 +35,7 @@ assert "s before the first solve" in book_pages.repeat_phase_line(repeats, "CUDA
 assert "in a warm process over 3 runs" in book_pages.repeat_rate_line(repeats, "8 worker threads", call="21")  # one call
 change = read("benchmarks/results/watermark_gpu_cli_change.json")  # which library each new process imported
 assert "imported the library after" in book_pages.new_process_line({"before": change["before"], "after": change["after"]})
-assert "equal bit for bit in every run: True" in book_pages.reading_line(now)  # the folder read, both ways
+assert "equal bit for bit in every run: True" in book_pages.reading_line(now)  # the folder read, both ways (one setup)
 assert book_pages.inside_embed_line(now, gpu_now).startswith("inside the command, embed took")
 at_issue = read("benchmarks/results/watermark_cpu_issue34.json")  # the CPU solver when issue #34 was filed
 goals = book_pages.goal_rows(gpu_now, threads8, read("benchmarks/results/watermark_cli_cpu.json"), cpu, at_issue)
