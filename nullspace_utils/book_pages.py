@@ -197,10 +197,10 @@ def gpu_end_to_end_rows(now: dict[str, Any], cli_runs: Sequence[dict[str, Any]],
         per_image = floor["floor"]["embed_seconds"] / floor["batch"]  # seconds per image at the floor
         return [what, f"{images}", f"{seconds:.2f} s", f"{images / seconds:.1f}", f"{seconds / (per_image * images):.0f}x"]
 
-    seconds_calls = [entry for entry in now["embed_pipelined"] if entry["call"] == "second"]
+    second_calls = [entry for entry in now["embed_pipelined"] if entry["call"] == "second"]
     rows = [row(f"embed, host to host, {'' if entry['pipelined'] else 'copies one after another, '}"
                 f"{_arithmetic(entry)} (library {now['commit'][:7]})", now["batch"], entry["wall_seconds"], now)
-            for entry in sorted(seconds_calls, key=lambda entry: not entry["pipelined"])]
+            for entry in sorted(second_calls, key=lambda entry: not entry["pipelined"])]  # overlapping copies first
     for run in cli_runs:
         label = f"run {run['order']}, library {str(run['commit'])[:7]}" if "order" in run else f"library {run['commit'][:7]}"
         for entry in run["cli"]["runs"]:
@@ -208,8 +208,8 @@ def gpu_end_to_end_rows(now: dict[str, Any], cli_runs: Sequence[dict[str, Any]],
                 where = "a new process" if entry["run"] == "new process" else "a warm process"
                 rows.append(row(f"folder CLI, batch {entry['batch_size']}, in {where} ({label})", entry["images"],
                                 entry["seconds"], now))
-    timed = [entry for entry in (before or {}).get("cli", {}).get("runs", []) if entry["run"] == "timed"]
-    if before is not None and timed:
+    timed = [entry for entry in before["cli"]["runs"] if entry["run"] == "timed"] if before is not None else []
+    if timed:
         fastest = min(timed, key=lambda entry: entry["seconds"] / entry["images"])
         rows.append(row(f"folder CLI, batch {fastest['batch_size']}, the fastest of {len(timed)} batch sizes "
                         f"(earlier run, library {before['commit'][:7]})", fastest["images"], fastest["seconds"], before))
