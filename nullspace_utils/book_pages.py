@@ -209,7 +209,7 @@ def gpu_end_to_end_rows(now: dict[str, Any], cli_runs: Sequence[dict[str, Any]],
                 rows.append(row(f"folder CLI, batch {entry['batch_size']}, in {where} ({label})", entry["images"],
                                 entry["seconds"], now))
     timed = [entry for entry in before["cli"]["runs"] if entry["run"] == "timed"] if before is not None else []
-    if timed:
+    if before is not None and timed:
         fastest = min(timed, key=lambda entry: entry["seconds"] / entry["images"])
         rows.append(row(f"folder CLI, batch {fastest['batch_size']}, the fastest of {len(timed)} batch sizes "
                         f"(earlier run, library {before['commit'][:7]})", fastest["images"], fastest["seconds"], before))
