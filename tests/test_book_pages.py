@@ -360,6 +360,10 @@ def test_goal_rows_compare_each_goal_with_its_measurement():
     rows = book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, cpu)
     assert [row[3] for row in rows] == ["yes", "no", "no", "yes"]  # 1.5 s meets "<= 1.5"; 20 % misses "< 20 %"
     assert rows[2][2] == "20 % (a CPU, 2 threads, library 1111111, one run)"
+    three = {**cli_cpu, "runs": [{"cli": {"runs": [{"run": "timed", "images": 64, "overhead_fraction": share}]}}
+                                 for share in (0.15, 0.19, 0.21)]}
+    assert book_pages.goal_rows(gpu, [cli_gpu], three, cpu)[2][2:] == [
+        "15 to 21 % (a CPU, 2 threads, library 1111111, 3 runs)", "in 2 of 3 runs"]  # several runs: the range
     at_issue = {**cpu, "commit": "3333333ccc", "admm_cpu": [{"settings": "default", "iterations": 100,
                                                              "gap_percent": 0.0707}]}
     gap = book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, cpu, at_issue)[-1]
