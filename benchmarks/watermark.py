@@ -48,7 +48,10 @@ workers) and their CPU time around each, the second under cProfile (its table to
 ``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
 with its slowest imports, beside it (``FILE``'s stem + ``_process.txt``):
 
-    .venv/bin/python benchmarks/watermark.py --part cli --cli-images 64 --out benchmarks/results/watermark_cli_cpu.json
+    .venv/bin/python benchmarks/watermark.py --part cli --cli-images 64 --out run1.json
+
+(``benchmarks/results/watermark_cli_cpu.json`` holds three such runs on the 2-core CPU, one after another, in its
+``runs``.)
 
 Two versions of the library timed on one machine: this script with ``PYTHONPATH`` set to each version's folder
 (``--part solve`` keeps it short); the results file names the folder the library came from (``library``).

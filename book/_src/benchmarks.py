@@ -191,9 +191,9 @@ if all(part is not None for part in (gpu_now, cli_gpu_all, cli_cpu, cpu, cpu_at_
                                    f"2,048 PNGs after a warm-up in the same process, {len(cli_gpu_all)} runs of the "
                                    "library with 8 worker threads on three machines (calls 21, 22 and 24; the lines "
                                    "under "
-                                   "the table give each call's). CPU rows: one run each, watermark_cli_cpu.json, "
-                                   "watermark_cpu.json (the CPU section) and, for the gap when the issue was filed, "
-                                   "watermark_cpu_issue34.json."))
+                                   "the table give each call's). CPU rows: watermark_cli_cpu.json (three runs), "
+                                   "watermark_cpu.json (one run, the CPU section) and, for the gap when the issue was "
+                                   "filed, watermark_cpu_issue34.json."))
     inside = {(row["precision"], row["compiled"]): row for row in gpu_now["embed_pipelined"]
               if row["call"] == "second" and row["pipelined"]}
     fastest = min(inside.values(), key=lambda row: row["wall_seconds"])
@@ -221,9 +221,8 @@ if all(part is not None for part in (gpu_now, cli_gpu_all, cli_cpu, cpu, cpu_at_
 # the rates are higher ("from the first solve on" in the same lines): before that solve the command reads a whole
 # batch. So the goal is not met: the command reaches it at best, and machines that report the same GPU and CPU
 # differ by more than the goal's margin (another, slower machine is {ref}`in the appendix <benchmarks-graphs>`).
-# The CPU's goals
-# hold, each in one run on this repository's 2-core CPU; the command line's share outside the solve was measured in
-# a warm process after a warm-up run (its file's note gives the shares of two more runs).
+# The CPU's goals hold on this repository's 2-core CPU: the command line's share outside the solve in each of three
+# runs (each in a warm process, after a warm-up run), the first call and the gap in one run each.
 
 # %% [markdown]
 # (benchmarks-svd)=
