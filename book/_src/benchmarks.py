@@ -71,7 +71,9 @@ if cpu is not None:
 # ImageNette's validation split holds (the count heads the time column) at once, with the default settings, the two
 # projection matmuls in float32, TF32 or bfloat16, and the elementwise steps fused by `torch.compile` or not
 # (timed after its one compilation). The gap is measured on patches that HiGHS solved; exactness
-# never depends on the precision, because the polish ends in float64. The table is the newest run; the "before"
+# never depends on the precision, because the **polish** (after the ADMM iterations, alternating projections onto
+# the patch embedding's constraints and the [0, 1] box until each patch is feasible) ends with a projection in
+# float64. The table is the newest run; the "before"
 # settings were timed on a GPU only in an earlier run, with an earlier library (the last line under the table).
 
 # %% tags=[hide-input]
