@@ -22,7 +22,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
            "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "repeat_phase_line", "new_process_line",
-           "inside_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "inside_embed_line", "outside_share_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -253,14 +253,19 @@ def new_process_line(runs: dict[str, dict[str, Any]]) -> str:
     return "new processes: " + "; ".join(parts)
 
 
-def _rates(runs: Sequence[dict[str, Any]], kind: str, digits: int = 0) -> str | None:
-    """Images per second of the first run of ``kind`` in each ``--part cli`` file, as one number or a range (to
-    ``digits`` decimals); for "new process", only the runs that timed their file's library
-    (:func:`_new_process_timed_it`), None if none."""
+def _rates(runs: Sequence[dict[str, Any]], kind: str) -> list[float]:
+    """Images per second of the first run of ``kind`` in each ``--part cli`` file; for "new process", only the runs
+    that timed their file's library (:func:`_new_process_timed_it`)."""
     entries = [_cli_run(run, kind) for run in runs]
     if kind == "new process":
         entries = [entry for entry in entries if _new_process_timed_it(entry)]
-    return _span([entry["images"] / entry["seconds"] for entry in entries], digits) if entries else None
+    return [entry["images"] / entry["seconds"] for entry in entries]
+
+
+def _met_in(flags: Sequence[bool]) -> str:
+    """A goal checked in several runs: "yes" if met in all, "no" if in none, else "in k of n runs"."""
+    met = sum(flags)
+    return "yes" if met == len(flags) else "no" if not met else f"in {met} of {len(flags)} runs"
 
 
 def _span(values: Sequence[float], digits: int) -> str:
@@ -358,6 +363,16 @@ def repeat_phase_line(repeats: dict[str, Any], library: str, call: str | None = 
     return line
 
 
+def outside_share_line(runs: Sequence[dict[str, Any]]) -> str:
+    """The folder CLI's time outside ``embed`` in its timed runs (``--part cli`` files, :func:`repeat_runs`), as a
+    share of the time inside it: its range over the runs, and the range of the seconds before the first solve."""
+    timed = [_cli_run(run, "timed") for run in runs]
+    return (f"folder command line, warm process: the time outside embed is "
+            f"{_span([100 * entry['overhead_fraction'] for entry in timed], 0)} % of the time inside it over "
+            f"{len(timed)} runs, {_span([entry['startup_seconds'] for entry in timed], 2)} s of it before the first "
+            "solve (reading the first batch)")
+
+
 def inside_embed_line(runs: Sequence[dict[str, Any]], gpu_now: dict[str, Any]) -> str:
     """The solver's time per image inside the folder CLI (its timed runs' seconds inside ``embed``) against
     ``embed`` alone on the batch of a ``--part solve`` file (the default, TF32 not compiled: the CLI's setting at
@@ -403,22 +418,20 @@ def goal_rows(gpu_now: dict[str, Any], cli_gpu: dict[str, Any] | Sequence[dict[s
     timed = [entry for run in cli_gpu for entry in run["cli"]["runs"] if entry["run"] == "timed"]
     if timed:
         rates = [entry["images_per_second"] for entry in timed]
-        met_in = sum(rate >= GOAL_CLI_IMAGES_PER_SECOND for rate in rates)
         measured = (f"{rates[0]:.1f} images/s" if len(rates) == 1 else
                     f"{min(rates):.1f} to {max(rates):.1f} images/s over {len(rates)} runs")
         rows.append([f"folder CLI, {timed[0]['images']} PNGs, batch {timed[0]['batch_size']}, warm process",
                      f"≥ {GOAL_CLI_IMAGES_PER_SECOND} images/s", f"{measured} on an {cli_gpu[0]['device']}",
-                     "yes" if met_in == len(rates) else "no" if not met_in else f"in {met_in} of {len(rates)} runs"])
+                     _met_in([rate >= GOAL_CLI_IMAGES_PER_SECOND for rate in rates])])
     cpu_runs = cli_cpu["runs"] if "runs" in cli_cpu else [cli_cpu]  # several runs' files, or one run's
     shares = [_cli_run(run, "timed")["overhead_fraction"] for run in cpu_runs]
     if shares:
-        met_in = sum(share < GOAL_CPU_CLI_OVERHEAD for share in shares)
         count = "one run" if len(shares) == 1 else f"{len(shares)} runs"
         rows.append([f"folder CLI on the CPU, {_cli_run(cpu_runs[0], 'timed')['images']} PNGs, warm process: time "
                      "outside the solve", f"< {100 * GOAL_CPU_CLI_OVERHEAD:.0f} % of the solve's",
                      f"{_span([100 * share for share in shares], 0)} % ({cli_cpu['cpu']}, {cli_cpu['threads']} threads, "
                      f"library {cli_cpu['commit'][:7]}, {count})",
-                     "yes" if met_in == len(shares) else "no" if not met_in else f"in {met_in} of {len(shares)} runs"])
+                     _met_in([share < GOAL_CPU_CLI_OVERHEAD for share in shares])])
     first = cpu["first_call"]["default"]
     rows.append(["embed's first call on the CPU, one image, new process", f"≤ {GOAL_CPU_FIRST_CALL_SECONDS} s",
                  f"{first:.2f} s ({cpu['cpu']}, {cpu['threads']} threads, library {cpu['commit'][:7]}, one run)",
@@ -549,19 +562,17 @@ def benchmarks_summary(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, s
         cli_now = [cli_now]
     if pipeline is not None and cli_now:
         embed = embed_default(pipeline)
-        warm = _rates(cli_now, "timed", digits=1)  # the default batch
-        fresh = _rates(cli_now, "new process")
-        rates = [entry["images"] / entry["seconds"] for entry in (_cli_run(run, "timed") for run in cli_now)]
+        rates, fresh = _rates(cli_now, "timed"), _rates(cli_now, "new process")  # the default batch
         goal = sum(rate >= GOAL_CLI_IMAGES_PER_SECOND for rate in rates)
         cli_libraries = ", ".join(sorted({str(run.get("commit", "?"))[:7] for run in cli_now}))
         runs = "one run" if len(cli_now) == 1 else f"{len(cli_now)} runs"
         bullets.append(f"End to end on {pipeline['device']} machines: `embed` (library {pipeline['commit'][:7]}, one "
                        f"run) watermarks {pipeline['batch']} images from host memory in {embed['wall_seconds']:.1f} s, "
                        f"{embed['wall_seconds'] / pipeline['floor']['embed_seconds']:.0f}x the floor (a lower bound from "
-                       f"the GPU's copy speed); the folder CLI (library {cli_libraries}, {runs}) writes {warm} PNGs "
+                       f"the GPU's copy speed); the folder CLI (library {cli_libraries}, {runs}) writes {_span(rates, 1)} PNGs "
                        f"a second in a warm process (after a warm-up run; the goal of {GOAL_CLI_IMAGES_PER_SECOND} "
                        f"met in {goal} of {len(rates)}), "
-                       + (f"{fresh} in a new process (Python, torch and CUDA start included)" if fresh else
+                       + (f"{_span(fresh, 0)} in a new process (Python, torch and CUDA start included)" if fresh else
                           "not timed from the command line (a new process) with this library")
                        + " ({ref}`see the goals <benchmarks-goals>`)")
     if svd is not None:

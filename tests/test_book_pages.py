@@ -436,6 +436,12 @@ def test_repeated_runs_in_order_with_their_libraries_and_the_reading_line():
     alone = {"batch": 400, "embed_pipelined": [
         {"call": "second", "pipelined": True, "precision": "tf32", "compiled": False, "wall_seconds": 0.04},
         {"call": "second", "pipelined": True, "precision": "tf32", "compiled": True, "wall_seconds": 9.0}]}
+    for run in repeats["runs"]:
+        for entry in run["cli"]["runs"]:
+            entry["overhead_fraction"] = run["order"] / 4
+    assert book_pages.outside_share_line(book_pages.repeat_runs(repeats, "after")) == (
+        "folder command line, warm process: the time outside embed is 50 to 75 % of the time inside it over 2 runs, "
+        "0.50 s of it before the first solve (reading the first batch)")
     assert book_pages.inside_embed_line(book_pages.repeat_runs(repeats, "after"), alone) == (
         "inside the command, embed took 2.00 to 2.00 ms per image over 2 runs; alone, on 400 images from host memory "
         "(TF32, not compiled, second call), 0.10 ms (20.0 to 20.0x)")

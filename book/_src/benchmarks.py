@@ -150,12 +150,7 @@ if gpu_now is not None and cli_gpu_now is not None and pipeline is not None:
                                    "same process, then in a new process (Python's, torch's and CUDA's start "
                                    f"included). Earlier run: on another {pipeline['device']} machine, one run, the fastest of its batch "
                                    "sizes."))
-    timed = [next(entry for entry in run["cli"]["runs"] if entry["run"] == "timed") for run in cli_gpu_now]
-    outside = [100 * entry["overhead_fraction"] for entry in timed]
-    starts = [entry["startup_seconds"] for entry in timed]
-    print(f"folder command line, warm process: the time outside embed is {min(outside):.0f} to {max(outside):.0f} % "
-          f"of the time inside it over {len(timed)} runs, {min(starts):.2f} to {max(starts):.2f} s of it before the "
-          "first solve (reading the first batch)")
+    print(book_pages.outside_share_line(cli_gpu_now))
     print(book_pages.inside_embed_line(cli_gpu_now, gpu_now))
 
 # %% [markdown]

@@ -37,6 +37,7 @@ change = read("benchmarks/results/watermark_gpu_cli_change.json")  # which libra
 assert "imported the library after" in book_pages.new_process_line({"before": change["before"], "after": change["after"]})
 assert "equal bit for bit in every run: True" in book_pages.reading_line(now)  # the folder read, both ways (one setup)
 assert book_pages.inside_embed_line(now, gpu_now).startswith("inside the command, embed took")
+assert " % of the time inside it over 5 runs" in book_pages.outside_share_line(threads8)  # the rest of the command
 at_issue = read("benchmarks/results/watermark_cpu_issue34.json")  # the CPU solver when issue #34 was filed
 goals = book_pages.goal_rows(gpu_now, threads8, read("benchmarks/results/watermark_cli_cpu.json"), cpu, at_issue)
 assert goals[0][3] == "not an H200" and goals[-1][0].startswith("embed's gap to the LP optimum on the CPU")  # met?
