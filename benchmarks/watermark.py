@@ -45,7 +45,10 @@ default batch, ``--cli-images 64``), ``--part png`` only the PNG levels, ``--par
 solve and one ``embed`` call to FILE. ``--part wall --kernels-report FILE`` (GPU) looks for a compiled ``embed``
 call's wall time beyond the time it reports: three TF32 compiled calls, the child processes (torch.compile's
 workers) and their CPU time around each, the second under cProfile (its table to FILE).
-``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
+``--part cli-settings`` runs the folder command line again and again in one process for ``--cli-seconds``, the
+``--cli-settings`` (worker threads and Python's switch interval, ``THREADS:MS`` pairs) taking turns run by run:
+many runs of each setting on one machine, and ``embed`` alone on one batch after them
+(``benchmarks/results/watermark_gpu_cli_settings.json``). ``--profile-cli FILE`` writes a cProfile of one more CLI run in this process to FILE, and one of a new process,
 with its slowest imports, beside it (``FILE``'s stem + ``_process.txt``):
 
     .venv/bin/python benchmarks/watermark.py --part cli --cli-images 64 --out run1.json
@@ -516,6 +519,111 @@ def _photo_folder(folder: Path, count: int) -> None:
                       range(count)))
 
 
+def parse_cli_settings(text: str) -> list[tuple[int, float]]:
+    """``--cli-settings``: comma-separated ``THREADS:MS`` pairs, worker threads and Python's switch interval in
+    milliseconds (``8:5`` is the command line as it is: 8 threads, Python's default 5 ms)."""
+    settings = []
+    for item in text.split(","):
+        threads, _, milliseconds = item.partition(":")
+        try:
+            setting = (int(threads), float(milliseconds) / 1000)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"--cli-settings takes THREADS:MS pairs such as 8:5,16:0.2, not "
+                                             f"{item!r}") from error
+        if setting[0] < 1 or setting[1] <= 0:
+            raise argparse.ArgumentTypeError(f"--cli-settings: {item!r} needs at least one thread and a switch "
+                                             "interval above 0 ms")
+        settings.append(setting)
+    return settings
+
+
+def cli_settings_runs(args: argparse.Namespace, model) -> dict:
+    """The folder command line on ``args.cli_images`` PNGs again and again in one process for ``args.cli_seconds``,
+    the settings of ``args.cli_settings`` (worker threads, Python's switch interval) taking turns run by run, each
+    round starting one setting later (so that none always follows the same one): many runs of each setting on one
+    machine, the machine's own spread beside any setting's effect. Does the main thread, which launches every torch
+    operation of ``embed`` and releases Python's lock in each, wait for the worker threads to give it back? The
+    first run of the process (CUDA graphs recorded) is a warm-up. After the runs, ``embed`` alone (no worker
+    thread busy) on one batch of the folder, six calls: the solve's time without the command's threads beside it."""
+    from safetensors.torch import save_file
+
+    device = torch.device(args.device)
+    work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
+    weights = work / "vit_s32_random.safetensors"
+    save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
+    photos, mark = work / "photos", work / "mark.png"
+    _photo_folder(photos, args.cli_images)
+    mark_image = watermark.text_mark("NULL", 224, angle=20)
+    data.save_image(mark_image, mark)
+    inside: list[float] = []
+    real_embed = cli.watermark.embed
+
+    def timed_embed(*positional, **keywords):
+        _synchronize(device)
+        started = time.perf_counter()
+        try:
+            return real_embed(*positional, **keywords)
+        finally:
+            inside.append(time.perf_counter() - started)
+
+    command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
+               "--device", args.device, "--quiet"]
+    settings, threads_then, interval_then = args.cli_settings, cli.WORKER_THREADS, sys.getswitchinterval()
+    runs: list[dict] = []
+    began = time.perf_counter()
+    cli.watermark.embed = timed_embed
+    try:
+        while time.perf_counter() - began < args.cli_seconds:
+            shift = max(len(runs) - 1, 0) // len(settings) % len(settings)
+            for threads, interval in (settings[:1] if not runs else settings[shift:] + settings[:shift]):
+                if runs and time.perf_counter() - began >= args.cli_seconds:
+                    break
+                cli.WORKER_THREADS = threads
+                sys.setswitchinterval(interval)
+                inside.clear()
+                load = os.getloadavg()[0]
+                started = time.perf_counter()
+                try:
+                    status = cli.main(["watermark", *command, "-o", str(work / f"out-{len(runs)}")])
+                finally:
+                    sys.setswitchinterval(interval_then)
+                seconds = time.perf_counter() - started
+                runs.append({"run": "warm-up" if not runs else "timed", "threads": threads,
+                             "switch_interval_ms": 1000 * interval, "status": status, "seconds": seconds,
+                             "images_per_second": args.cli_images / seconds, "embed_seconds": sum(inside),
+                             "load_average_at_start": load})
+                print(f"CLI {runs[-1]['run']:7s} {threads:2d} threads, switch interval {1000 * interval:4.1f} ms: "
+                      f"{args.cli_images / seconds:6.1f} images/s, embed {sum(inside):.2f} s of {seconds:.2f} s "
+                      f"(load {load:.1f})", flush=True)
+    finally:
+        cli.watermark.embed, cli.WORKER_THREADS = real_embed, threads_then
+    files = sorted(photos.iterdir())[:cli.GPU_BATCH_SIZE if device.type == "cuda" else cli.BATCH_SIZE]
+    images = data.pixels_to_images([cli._read_pixels(str(path), 224, "image") for path in files], device)
+    model, mark_image = model.to(device), mark_image.to(device)
+    alone = []
+    for _ in range(6):
+        _synchronize(device)
+        started = time.perf_counter()
+        real_embed(model, images, mark_image, device=device)
+        _synchronize(device)
+        alone.append(time.perf_counter() - started)
+    print(f"embed alone on {len(files)} images: " + ", ".join(f"{seconds:.3f}" for seconds in alone) + " s",
+          flush=True)
+    return {"images": args.cli_images, "size": 224, "batch_size": len(files), "seconds_budget": args.cli_seconds,
+            "settings": [{"threads": threads, "switch_interval_ms": 1000 * interval} for threads, interval in settings],
+            "python_switch_interval_ms": 1000 * interval_then, "runs": runs,
+            "embed_alone": {"images": len(files), "seconds": alone},
+            "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
+                       "RANDOM.safetensors --device DEVICE --quiet, in this process, cli.WORKER_THREADS and "
+                       "sys.setswitchinterval set before each run"}
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a GPU's; the CPU's is done when a call returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def reading_rates(photos: Path, device: torch.device, repeats: int = 3) -> dict:
     """A folder's PNGs read into one batch on ``device`` with the command line's thread pool, two ways, in images
     per second (best of ``repeats``, alternating): ``load_image`` per file, then stacked and sent (the command line
@@ -784,14 +892,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=3925)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--part", choices=["all", "cli", "png", "solve", "kernels", "wall"], default="all",
+    parser.add_argument("--part", choices=["all", "cli", "cli-settings", "png", "solve", "kernels", "wall"],
+                        default="all",
                         help="cli: only the command line on a folder; png: only the PNG levels; solve (GPU): "
                              "all but those two (the floor, embed and the ADMM rows), e.g. to time two versions "
                              "of the library on one machine; kernels (GPU): the solver's phases and profiles; "
-                             "wall (GPU): a compiled embed call's wall time beyond its own")
+                             "wall (GPU): a compiled embed call's wall time beyond its own; cli-settings: the "
+                             "command line again and again in one process, --cli-settings taking turns")
     parser.add_argument("--cli-images", type=int, default=512)
     parser.add_argument("--cli-batch-sizes", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096],
                         help="on a GPU, the batch sizes timed after the default one")
+    parser.add_argument("--cli-settings", type=parse_cli_settings,
+                        default=parse_cli_settings("8:5,8:1,8:0.2,12:0.5,16:0.2"),
+                        help="--part cli-settings: THREADS:MS pairs, worker threads and Python's switch interval")
+    parser.add_argument("--cli-seconds", type=float, default=60.0,
+                        help="--part cli-settings: start no run after this many seconds")
     parser.add_argument("--profile-cli", type=Path, default=None, help="write a cProfile of one more CLI run here")
     parser.add_argument("--kernels-report", type=Path, default=None,
                         help="--part kernels / wall: where to write the profiler's tables")
@@ -813,6 +928,10 @@ def main() -> None:
         model, _, _ = problem()
         results["device"] = torch.cuda.get_device_name() if args.device != "cpu" else cpu_name()
         results["cli"] = cli_runs(args, model, {})
+    elif args.part == "cli-settings":
+        model, _, _ = problem()
+        results["device"] = torch.cuda.get_device_name() if args.device != "cpu" else cpu_name()
+        results["cli_settings"] = cli_settings_runs(args, model)
     elif args.part == "png":
         results["png_levels"] = png_levels(args.device)
     elif args.part == "wall":
