@@ -401,7 +401,7 @@ def settings_runs(settings_file: dict[str, Any], threads: int, switch_interval_m
 def settings_rows(settings_file: dict[str, Any]) -> Rows:
     """One row per setting of a ``--part cli-settings`` file (:func:`settings_runs`): worker threads, switch
     interval, timed runs, images per second (median, then the range), the runs at the CLI goal
-    (:data:`GOAL_CLI_IMAGES_PER_SECOND`), and the median seconds inside ``embed``."""
+    (``GOAL_CLI_IMAGES_PER_SECOND``), and the median seconds inside ``embed``."""
     rows = []
     for setting in settings_file["cli_settings"]["settings"]:
         runs = settings_runs(settings_file, setting["threads"], setting["switch_interval_ms"])
