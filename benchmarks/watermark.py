@@ -540,11 +540,14 @@ def parse_cli_settings(text: str) -> list[tuple[int, float]]:
 def cli_settings_runs(args: argparse.Namespace, model) -> dict:
     """The folder command line on ``args.cli_images`` PNGs again and again in one process for ``args.cli_seconds``,
     the settings of ``args.cli_settings`` (worker threads, Python's switch interval) taking turns run by run, each
-    round starting one setting later (so that none always follows the same one): many runs of each setting on one
-    machine, the machine's own spread beside any setting's effect. Does the main thread, which launches every torch
-    operation of ``embed`` and releases Python's lock in each, wait for the worker threads to give it back? The
-    first run of the process (CUDA graphs recorded) is a warm-up. After the runs, ``embed`` alone (no worker
-    thread busy) on one batch of the folder, six calls: the solve's time without the command's threads beside it."""
+    round in the same order, started one setting later than the round before: many runs of each setting on one
+    machine, the machine's own spread beside any setting's effect. Does the main thread, which launches the torch
+    operations that are not replayed from a CUDA graph (the polish, the copies, the checks) and releases Python's
+    lock in each, wait for the worker threads to give it back? The first run of the process (torch's and CUDA's
+    first use) is a warm-up; every run records its CUDA graphs again (each ``cli.main`` opens its own
+    :func:`~nullspace_utils.box_solver.cuda_graphs` block). After the runs, ``embed`` alone (no worker thread busy)
+    on one batch of the folder on the command's path: in a ``cuda_graphs`` block, one untimed call recording the
+    graph, then six timed calls replaying it."""
     from safetensors.torch import save_file
 
     device = torch.device(args.device)
@@ -601,18 +604,22 @@ def cli_settings_runs(args: argparse.Namespace, model) -> dict:
     images = data.pixels_to_images([cli._read_pixels(str(path), 224, "image") for path in files], device)
     model, mark_image = model.to(device), mark_image.to(device)
     alone = []
-    for _ in range(6):
-        _synchronize(device)
-        started = time.perf_counter()
-        real_embed(model, images, mark_image, device=device)
-        _synchronize(device)
-        alone.append(time.perf_counter() - started)
+    with box_solver.cuda_graphs():  # as in the command (on the CPU it changes nothing)
+        real_embed(model, images, mark_image, device=device)  # records the graph of this shape, untimed
+        for _ in range(6):
+            _synchronize(device)
+            started = time.perf_counter()
+            real_embed(model, images, mark_image, device=device)
+            _synchronize(device)
+            alone.append(time.perf_counter() - started)
     print(f"embed alone on {len(files)} images: " + ", ".join(f"{seconds:.3f}" for seconds in alone) + " s",
           flush=True)
     return {"images": args.cli_images, "size": 224, "batch_size": len(files), "seconds_budget": args.cli_seconds,
             "settings": [{"threads": threads, "switch_interval_ms": 1000 * interval} for threads, interval in settings],
             "python_switch_interval_ms": 1000 * interval_then, "runs": runs,
-            "embed_alone": {"images": len(files), "seconds": alone},
+            "embed_alone": {"images": len(files), "seconds": alone, "cuda_graphs": device.type == "cuda",
+                            "note": "in a cuda_graphs block (a GPU's; the CPU has none) after one untimed call, as "
+                                    "in the command"},
             "command": "nullspace watermark FOLDER mark.png -o OUT --model vit_small_patch32_224 --weights "
                        "RANDOM.safetensors --device DEVICE --quiet, in this process, cli.WORKER_THREADS and "
                        "sys.setswitchinterval set before each run"}

@@ -23,7 +23,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
            "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "repeat_phase_line", "new_process_line",
-           "inside_embed_line", "outside_share_line", "settings_runs", "settings_rows", "settings_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "inside_embed_line", "outside_share_line", "settings_runs", "settings_rows", "settings_trend_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -400,32 +400,42 @@ def settings_runs(settings_file: dict[str, Any], threads: int, switch_interval_m
 
 def settings_rows(settings_file: dict[str, Any]) -> Rows:
     """One row per setting of a ``--part cli-settings`` file (:func:`settings_runs`): worker threads, switch
-    interval, timed runs, images per second (median, then the range), the runs at the CLI goal
-    (``GOAL_CLI_IMAGES_PER_SECOND``), and the median seconds inside ``embed``."""
+    interval, timed runs, images per second (median, then the range), the two-sided Mann-Whitney U test's p-value of
+    its rates against the first setting's (the command line as it is; how likely rates this far apart would be if
+    the setting changed nothing), the runs at the CLI goal (``GOAL_CLI_IMAGES_PER_SECOND``), and the median seconds
+    inside ``embed``."""
+    from scipy.stats import mannwhitneyu
+
+    settings = settings_file["cli_settings"]["settings"]
+    rates_of = [[run["images_per_second"] for run in settings_runs(settings_file, setting["threads"],
+                                                                    setting["switch_interval_ms"])]
+                for setting in settings]
     rows = []
-    for setting in settings_file["cli_settings"]["settings"]:
+    for index, (setting, rates) in enumerate(zip(settings, rates_of, strict=True)):
         runs = settings_runs(settings_file, setting["threads"], setting["switch_interval_ms"])
-        rates = [run["images_per_second"] for run in runs]
+        p_value = "(the baseline)" if index == 0 else f"{mannwhitneyu(rates, rates_of[0]).pvalue:.2f}"
         rows.append([f"{setting['threads']}", f"{setting['switch_interval_ms']:g} ms", f"{len(runs)}",
-                     f"{statistics.median(rates):.0f}", _span(rates, 0),
+                     f"{statistics.median(rates):.0f}", _span(rates, 0), p_value,
                      _met_in([rate >= GOAL_CLI_IMAGES_PER_SECOND for rate in rates]),
                      f"{statistics.median(run['embed_seconds'] for run in runs):.2f} s"])
     return rows
 
 
-def settings_embed_line(settings_file: dict[str, Any], threads: int, switch_interval_ms: float) -> str:
-    """``embed``'s seconds inside the command (the median over one setting's timed runs) against ``embed`` alone
-    on one batch, times the folder's batches: how much the command's worker threads slow the solve beside them."""
-    settings = settings_file["cli_settings"]
-    runs = settings_runs(settings_file, threads, switch_interval_ms)
-    inside = statistics.median(run["embed_seconds"] for run in runs)
-    alone = statistics.median(settings["embed_alone"]["seconds"]) * settings["images"] / settings["embed_alone"]["images"]
-    return (f"embed inside the command, {threads} threads at {switch_interval_ms:g} ms: {inside:.2f} s for "
-            f"{settings['images']} images (median of {len(runs)} runs); alone, with no worker thread busy: "
-            f"{alone:.2f} s (the median of {len(settings['embed_alone']['seconds'])} calls on "
-            f"{settings['embed_alone']['images']} images, times {settings['images'] / settings['embed_alone']['images']:g}); "
-            f"{inside / alone:.2f}x")
+def settings_trend_line(settings_file: dict[str, Any], first: int = 5) -> str:
+    """Whether the command line sped up or slowed down over a ``--part cli-settings`` call, whatever the setting:
+    the ``first`` and the last ``first`` timed runs' rates, and Spearman's rank correlation of each run's rate with
+    its place in the order they ran (with its p-value: how likely a correlation this strong would be if the rates
+    did not depend on the order)."""
+    from scipy.stats import spearmanr
 
+    rates = [run["images_per_second"] for run in settings_file["cli_settings"]["runs"] if run["run"] == "timed"]
+    if len(rates) < 2 * first:
+        raise ValueError(f"{len(rates)} timed runs in this file: the first and last {first} would overlap; give a "
+                         f"smaller first= (at most {len(rates) // 2})")
+    trend = spearmanr(range(len(rates)), rates)
+    return (f"over the call's {len(rates)} timed runs, in the order they ran: the first {first} {_span(rates[:first], 0)} "
+            f"images/s, the last {first} {_span(rates[-first:], 0)}; Spearman's rank correlation of a run's rate with "
+            f"its place {trend.statistic:.2f} (p = {trend.pvalue:.1g})")
 
 #: Issue #34's goals: ``embed`` on 3925 images host to host within this many seconds on one H200; the folder CLI
 #: at this many images a second on a GPU machine, and on the CPU with less than this fraction of the solve's time

@@ -81,8 +81,9 @@ GPU_BATCH_SIZE = 512
 #: each thread's reading and writing took about twice as long, waiting for Python's lock. On another such machine
 #: (runs 25-29), 8 threads wrote 364-482 PNGs a second in five runs, on a third (runs 30-34) 410-535: machines
 #: differ by more than the threads' gain. On a fourth, in one process with the settings taking turns
-#: (``benchmarks/results/watermark_gpu_cli_settings.json``, 25 runs each): 8 threads 509-608 (median 573), 12
-#: threads median 577, 16 threads 549; a shorter switch interval than Python's 5 ms (1 or 0.2 ms) changed nothing.
+#: (``benchmarks/results/watermark_gpu_cli_settings.json``, 25-26 runs each): 8 threads 509-608 (median 573), 12
+#: threads median 577, 16 threads median 549; a shorter switch interval than Python's 5 ms (1 or 0.2 ms) made no
+#: difference beyond the runs' spread.
 WORKER_THREADS = 8
 
 

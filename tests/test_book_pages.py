@@ -466,10 +466,10 @@ def test_plan_timing_by_study_and_its_sum():
                                                    "has no time")
 
 
-def test_settings_runs_rows_and_the_embed_line_of_a_cli_settings_file():
+def test_settings_runs_rows_and_trend_of_a_cli_settings_file():
     """A ``--part cli-settings`` file: each setting's timed runs (the warm-up left out), a row per setting with the
-    median, range and runs at the goal, the goals table's extra row for the first setting, and embed inside the
-    command against embed alone on the folder's batches."""
+    median, range, test against the first setting and runs at the goal, the rates' trend over the call, and the goals
+    table's extra row for the first setting."""
     def run(kind: str, threads: int, interval: float, rate: float, embed: float) -> dict:
         return {"run": kind, "threads": threads, "switch_interval_ms": interval, "images_per_second": rate,
                 "embed_seconds": embed}
@@ -481,13 +481,15 @@ def test_settings_runs_rows_and_the_embed_line_of_a_cli_settings_file():
         "embed_alone": {"images": 512, "seconds": [0.5, 0.4, 0.6]}}}
     assert [run["images_per_second"] for run in book_pages.settings_runs(settings_file, 8, 5.0)] == [510.0, 560.0, 499.96]
     assert book_pages.settings_rows(settings_file) == [
-        ["8", "5 ms", "3", "510", "500 to 560", "in 2 of 3 runs", "2.10 s"],
-        ["16", "0.2 ms", "2", "485", "450 to 520", "in 1 of 2 runs", "2.30 s"]]
+        ["8", "5 ms", "3", "510", "500 to 560", "(the baseline)", "in 2 of 3 runs", "2.10 s"],
+        ["16", "0.2 ms", "2", "485", "450 to 520", "0.80", "in 1 of 2 runs", "2.30 s"]]  # exact test: U = 2 of 6
     with pytest.raises(ValueError, match="no timed run of 12 threads"):
         book_pages.settings_runs(settings_file, 12, 5.0)
-    line = book_pages.settings_embed_line(settings_file, 8, 5.0)
-    assert "2.10 s for 2048 images (median of 3 runs)" in line and "2.00 s (the median of 3 calls on 512 images, times 4)" in line
-    assert line.endswith("1.05x")
+    line = book_pages.settings_trend_line(settings_file, first=2)  # rates 510, 450, 520, 560, 499.96 in order
+    assert line.startswith("over the call's 5 timed runs, in the order they ran: the first 2 450 to 510 images/s, "
+                           "the last 2 500 to 560;") and "its place 0.20 (p = 0.7)" in line
+    with pytest.raises(ValueError, match="would overlap"):
+        book_pages.settings_trend_line(settings_file, first=3)
     gpu = {"device": "NVIDIA H100", "batch": 3925, "embed_pipelined": []}
     cli_gpu = {"device": "NVIDIA H100", "cli": {"runs": [{"run": "timed", "images": 2048, "batch_size": 512,
                                                           "images_per_second": 450.0}]}}

@@ -45,7 +45,7 @@ cli_line = book_pages.cli_timed_line(now[0])  # one run's timed CLI
 settings = read("benchmarks/results/watermark_gpu_cli_settings.json")  # one process, settings taking turns
 assert len(book_pages.settings_runs(settings, 8, 5.0)) >= 20  # the command line as it is, warm-up left out
 assert [row[:2] for row in book_pages.settings_rows(settings)][0] == ["8", "5 ms"]  # a row per setting
-assert "alone, with no worker thread busy" in book_pages.settings_embed_line(settings, 8, 5.0)  # the solve beside them
+assert "Spearman's rank correlation" in book_pages.settings_trend_line(settings)  # faster or slower over the call?
 with_settings = book_pages.goal_rows(gpu_now, threads8, read("benchmarks/results/watermark_cli_cpu.json"), cpu,
                                      at_issue, cli_settings=settings)
 assert len(with_settings) == len(goals) + 1 and any("switch interval" in row[0] for row in with_settings)  # a CLI row
