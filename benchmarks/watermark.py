@@ -521,7 +521,8 @@ def _photo_folder(folder: Path, count: int) -> None:
 
 def parse_cli_settings(text: str) -> list[tuple[int, float]]:
     """``--cli-settings``: comma-separated ``THREADS:MS`` pairs, worker threads and Python's switch interval in
-    milliseconds (``8:5`` is the command line as it is: 8 threads, Python's default 5 ms)."""
+    milliseconds (``8:5`` is the command line as it is: 8 threads, Python's default 5 ms), as (threads, seconds)
+    pairs, the unit of ``sys.setswitchinterval``."""
     settings = []
     for item in text.split(","):
         threads, _, milliseconds = item.partition(":")

@@ -433,9 +433,9 @@ def settings_trend_line(settings_file: dict[str, Any], first: int = 5) -> str:
         raise ValueError(f"{len(rates)} timed runs in this file: the first and last {first} would overlap; give a "
                          f"smaller first= (at most {len(rates) // 2})")
     trend = spearmanr(range(len(rates)), rates)
-    return (f"over the call's {len(rates)} timed runs, in the order they ran: the first {first} {_span(rates[:first], 0)} "
-            f"images/s, the last {first} {_span(rates[-first:], 0)}; Spearman's rank correlation of a run's rate with "
-            f"its place {trend.statistic:.2f} (p = {trend.pvalue:.1g})")
+    return (f"over the call's {len(rates)} timed runs, in the order they ran: the first {first} runs "
+            f"{_span(rates[:first], 0)} images/s, the last {first} runs {_span(rates[-first:], 0)}; Spearman's rank "
+            f"correlation of a run's rate with its place {trend.statistic:.2f} (p = {trend.pvalue:.1g})")
 
 #: Issue #34's goals: ``embed`` on 3925 images host to host within this many seconds on one H200; the folder CLI
 #: at this many images a second on a GPU machine, and on the CPU with less than this fraction of the solve's time

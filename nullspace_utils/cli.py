@@ -78,12 +78,13 @@ GPU_BATCH_SIZE = 512
 #: The most worker threads that read and write a folder's files (fewer on a machine with fewer cores: its cores + 2).
 #: On one 16-core H100 machine (``benchmarks/results/watermark_gpu_cli_repeats.json``, runs 16-24) 8 threads wrote
 #: 499-525 PNGs a second in three runs, 16 threads 407-500 in four runs of the same library in between: with 16,
-#: each thread's reading and writing took about twice as long, waiting for Python's lock. On another such machine
-#: (runs 25-29), 8 threads wrote 364-482 PNGs a second in five runs, on a third (runs 30-34) 410-535: machines
-#: differ by more than the threads' gain. On a fourth, in one process with the settings taking turns
+#: each thread's reading and writing took about twice as long, most likely waiting for Python's lock. On another
+#: such machine (runs 25-29), 8 threads wrote 364-482 PNGs a second in five runs, on a third (runs 30-34) 410-535:
+#: machines differ by more than 8 and 16 threads did. On a fourth, in one process with the settings taking turns
 #: (``benchmarks/results/watermark_gpu_cli_settings.json``, 25-26 runs each): 8 threads 509-608 (median 573), 12
-#: threads median 577, 16 threads median 549; a shorter switch interval than Python's 5 ms (1 or 0.2 ms) made no
-#: difference beyond the runs' spread.
+#: threads at a 0.5 ms switch interval median 577, 16 threads at 0.2 ms median 549 (not shown slower after
+#: correcting for four comparisons); 8 threads at 1 or 0.2 ms instead of Python's 5 ms made no difference beyond
+#: the runs' spread. That 8 threads are faster than 16 is not shown; they do the same work with less waiting.
 WORKER_THREADS = 8
 
 

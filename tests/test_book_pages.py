@@ -486,8 +486,8 @@ def test_settings_runs_rows_and_trend_of_a_cli_settings_file():
     with pytest.raises(ValueError, match="no timed run of 12 threads"):
         book_pages.settings_runs(settings_file, 12, 5.0)
     line = book_pages.settings_trend_line(settings_file, first=2)  # rates 510, 450, 520, 560, 499.96 in order
-    assert line.startswith("over the call's 5 timed runs, in the order they ran: the first 2 450 to 510 images/s, "
-                           "the last 2 500 to 560;") and "its place 0.20 (p = 0.7)" in line
+    assert line.startswith("over the call's 5 timed runs, in the order they ran: the first 2 runs 450 to 510 "
+                           "images/s, the last 2 runs 500 to 560;") and "its place 0.20 (p = 0.7)" in line
     with pytest.raises(ValueError, match="would overlap"):
         book_pages.settings_trend_line(settings_file, first=3)
     gpu = {"device": "NVIDIA H100", "batch": 3925, "embed_pipelined": []}

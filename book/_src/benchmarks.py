@@ -156,8 +156,9 @@ if gpu_now is not None and cli_gpu_now is not None and pipeline is not None:
 # %% [markdown]
 # Even the solver alone takes several times the floor (the floor leaves out the matrix products and the polish),
 # and `embed` from host memory adds little to it (the GPU section's line starting "GPU, TF32"). The first line under
-# the table gives the folder command line's time outside the solver as a share of the time inside it. Decoding,
-# checking predictions and encoding PNGs run in worker threads beside the solve; what cannot overlap with it is the
+# the table gives the folder command line's time outside the solver as a share of the time inside it. Decoding and
+# encoding PNGs run in worker threads beside the solve (the prediction checks run in the main thread, on the GPU,
+# between solves); what cannot overlap with it is the
 # reading of the first batch, before the first solve, and the writing of the last, after the last. Inside the command
 # the solver also takes longer per image than `embed` alone (the second line); the command solves 512 images per
 # call against 3925, and its main thread, which launches the GPU work, shares Python's lock with the worker threads.
@@ -236,13 +237,14 @@ if all(part is not None for part in (gpu_now, cli_gpu_all, cli_cpu, cpu, cpu_at_
 # launches the other torch operations (the polish, the copies, the prediction checks) and lets go of the lock in
 # each. To take it back while a worker thread runs Python code, it waits, by default up to 5 ms (Python's *switch
 # interval*, `sys.getswitchinterval()`), before it asks the worker to give the lock up; a worker inside a C call
-# that keeps the lock is not asked at all. If the main thread lost time this way, a shorter interval would speed the
+# that keeps the lock gives it up only when the call returns, whatever the interval. If the main thread lost time this way, a shorter interval would speed the
 # command up. `benchmarks/watermark.py --part cli-settings` runs the command on 2,048 PNGs again and again in one
 # process, the settings taking turns run by run, so that each setting sees the same machine: 8 worker threads (the
 # command as it is) at 5 ms, 1 ms and 0.2 ms, 12 threads at 0.5 ms and 16 at 0.2 ms. The first run of the process
 # (a warm-up) is left out. This run was made by the same loop as a script outside the repository, before the
 # benchmark took it in; its rounds began one setting later each, the first round included (the box above the goals
-# table). Its timing of `embed` alone, outside the command's CUDA graphs, is not the command's path and is not used
+# table). The tests in the table treat the runs as independent, though the rates drift over the call (the line under
+# the table); the turns spread the drift over the settings alike. Its timing of `embed` alone, outside the command's CUDA graphs, is not the command's path and is not used
 # here; the benchmark now times that path.
 
 # %% tags=[hide-input]
@@ -256,7 +258,9 @@ if cli_settings is not None:
                                    f"{cli_settings['device']} machine (call 26, library "
                                    f"{cli_settings['commit'][:7]}), the settings taking turns run by run. p: the "
                                    "two-sided Mann-Whitney U test of a row's rates against the first row's (the "
-                                   "command line as it is)."))
+                                   "command line as it is); inside embed: a run's seconds inside embed, over its "
+                                   f"{cli_settings['cli_settings']['images'] // cli_settings['cli_settings']['batch_size']}"
+                                   " batches."))
     print(book_pages.settings_trend_line(cli_settings))
 
 # %% [markdown]
