@@ -237,15 +237,16 @@ if all(part is not None for part in (gpu_now, cli_gpu_all, cli_cpu, cpu, cpu_at_
 # launches the other torch operations (the polish, the copies, the prediction checks) and lets go of the lock in
 # each. To take it back while a worker thread runs Python code, it waits, by default up to 5 ms (Python's *switch
 # interval*, `sys.getswitchinterval()`), before it asks the worker to give the lock up; a worker inside a C call
-# that keeps the lock gives it up only when the call returns, whatever the interval. If the main thread lost time this way, a shorter interval would speed the
-# command up. `benchmarks/watermark.py --part cli-settings` runs the command on 2,048 PNGs again and again in one
+# that keeps the lock gives it up only when the call returns, whatever the interval. If the main thread lost time
+# this way, a shorter interval would speed the command up. `benchmarks/watermark.py --part cli-settings` runs the command on 2,048 PNGs again and again in one
 # process, the settings taking turns run by run, so that each setting sees the same machine: 8 worker threads (the
 # command as it is) at 5 ms, 1 ms and 0.2 ms, 12 threads at 0.5 ms and 16 at 0.2 ms. The first run of the process
 # (a warm-up) is left out. This run was made by the same loop as a script outside the repository, before the
 # benchmark took it in; its rounds began one setting later each, the first round included (the box above the goals
 # table). The tests in the table treat the runs as independent, though the rates drift over the call (the line under
-# the table); the turns spread the drift over the settings alike. Its timing of `embed` alone, outside the command's CUDA graphs, is not the command's path and is not used
-# here; the benchmark now times that path.
+# the table); the turns spread the drift over the settings alike. The scratch run also timed `embed` alone, outside
+# the command's CUDA graphs: not the command's path, so that figure is not used here (the benchmark now times that
+# path).
 
 # %% tags=[hide-input]
 if cli_settings is not None:
