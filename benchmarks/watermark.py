@@ -519,6 +519,40 @@ def _photo_folder(folder: Path, count: int) -> None:
                       range(count)))
 
 
+def _cli_folder(args: argparse.Namespace, model) -> tuple[Path, Path, torch.Tensor, list[str]]:
+    """What the command-line parts run on, in a new temporary folder: the model's weights, ``args.cli_images`` PNGs
+    (:func:`_photo_folder`) and the mark. Returns the folder, the PNGs' folder, the mark image and the command's
+    arguments after ``watermark`` (without ``-o``)."""
+    from safetensors.torch import save_file
+
+    work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
+    weights = work / "vit_s32_random.safetensors"
+    save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
+    photos, mark = work / "photos", work / "mark.png"
+    _photo_folder(photos, args.cli_images)
+    mark_image = watermark.text_mark("NULL", 224, angle=20)
+    data.save_image(mark_image, mark)
+    command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
+               "--device", args.device, "--quiet"]
+    return work, photos, mark_image, command
+
+
+def _timed_embed(device: torch.device, inside: list[tuple[float, float]]):
+    """``cli.watermark.embed`` as it is, and a stand-in that appends (start, seconds) of each call to ``inside``
+    (the device's queued work finished before the start)."""
+    real_embed = cli.watermark.embed
+
+    def timed_embed(*positional, **keywords):
+        _synchronize(device)
+        started = time.perf_counter()
+        try:
+            return real_embed(*positional, **keywords)
+        finally:
+            inside.append((started, time.perf_counter() - started))
+
+    return real_embed, timed_embed
+
+
 def parse_cli_settings(text: str) -> list[tuple[int, float]]:
     """``--cli-settings``: comma-separated ``THREADS:MS`` pairs, worker threads and Python's switch interval in
     milliseconds (``8:5`` is the command line as it is: 8 threads, Python's default 5 ms), as (threads, seconds)
@@ -549,29 +583,10 @@ def cli_settings_runs(args: argparse.Namespace, model) -> dict:
     :func:`~nullspace_utils.box_solver.cuda_graphs` block). After the runs, ``embed`` alone (no worker thread busy)
     on one batch of the folder on the command's path: in a ``cuda_graphs`` block, one untimed call recording the
     graph, then six timed calls replaying it."""
-    from safetensors.torch import save_file
-
     device = torch.device(args.device)
-    work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
-    weights = work / "vit_s32_random.safetensors"
-    save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
-    photos, mark = work / "photos", work / "mark.png"
-    _photo_folder(photos, args.cli_images)
-    mark_image = watermark.text_mark("NULL", 224, angle=20)
-    data.save_image(mark_image, mark)
-    inside: list[float] = []
-    real_embed = cli.watermark.embed
-
-    def timed_embed(*positional, **keywords):
-        _synchronize(device)
-        started = time.perf_counter()
-        try:
-            return real_embed(*positional, **keywords)
-        finally:
-            inside.append(time.perf_counter() - started)
-
-    command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
-               "--device", args.device, "--quiet"]
+    work, photos, mark_image, command = _cli_folder(args, model)
+    inside: list[tuple[float, float]] = []  # (start, seconds) of each embed call
+    real_embed, timed_embed = _timed_embed(device, inside)
     settings, threads_then, interval_then = args.cli_settings, cli.WORKER_THREADS, sys.getswitchinterval()
     runs: list[dict] = []
     began = time.perf_counter()
@@ -591,13 +606,13 @@ def cli_settings_runs(args: argparse.Namespace, model) -> dict:
                     status = cli.main(["watermark", *command, "-o", str(work / f"out-{len(runs)}")])
                 finally:
                     sys.setswitchinterval(interval_then)
-                seconds = time.perf_counter() - started
+                seconds, solve = time.perf_counter() - started, sum(length for _, length in inside)
                 runs.append({"run": "warm-up" if not runs else "timed", "threads": threads,
                              "switch_interval_ms": 1000 * interval, "status": status, "seconds": seconds,
-                             "images_per_second": args.cli_images / seconds, "embed_seconds": sum(inside),
+                             "images_per_second": args.cli_images / seconds, "embed_seconds": solve,
                              "load_average_at_start": load})
                 print(f"CLI {runs[-1]['run']:7s} {threads:2d} threads, switch interval {1000 * interval:4.1f} ms: "
-                      f"{args.cli_images / seconds:6.1f} images/s, embed {sum(inside):.2f} s of {seconds:.2f} s "
+                      f"{args.cli_images / seconds:6.1f} images/s, embed {solve:.2f} s of {seconds:.2f} s "
                       f"(load {load:.1f})", flush=True)
     finally:
         cli.watermark.embed, cli.WORKER_THREADS = real_embed, threads_then
@@ -673,27 +688,11 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
     """``nullspace watermark FOLDER MARK -o OUT`` in this process on ``args.cli_images`` 224 px PNGs, with the
     benchmark's model (random weights through --weights): a warm-up run, then one timed run per batch size, the
     time inside ``watermark.embed`` summed apart (the solve; the rest is the command's overhead)."""
-    from safetensors.torch import save_file
-
     device = torch.device(args.device)
     batch_sizes = [None, *args.cli_batch_sizes] if device.type == "cuda" else [None]
-    work = Path(tempfile.mkdtemp(prefix="nullspace-bench-"))
-    weights = work / "vit_s32_random.safetensors"
-    save_file({key: value.contiguous() for key, value in models.unwrap(model).state_dict().items()}, str(weights))
-    photos, mark = work / "photos", work / "mark.png"
-    _photo_folder(photos, args.cli_images)
-    data.save_image(watermark.text_mark("NULL", 224, angle=20), mark)
+    work, photos, _, command = _cli_folder(args, model)
     inside: list[tuple[float, float]] = []  # (start, seconds) of each embed call
-    real_embed = cli.watermark.embed
-
-    def timed_embed(*positional, **keywords):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        try:
-            return real_embed(*positional, **keywords)
-        finally:
-            inside.append((started, time.perf_counter() - started))
+    real_embed, timed_embed = _timed_embed(device, inside)
 
     # (_eight_bit, the rounding of a batch once, is in the library from 2026-12-07 on, and _read_pixels, the
     # decoding of each file to 8-bit levels, from 2026-12-07 (second session) on, where _load_image reads only the
@@ -714,8 +713,6 @@ def cli_runs(args: argparse.Namespace, model, floor: dict) -> dict:
                     busy[name] += time.perf_counter() - started
         return timed
 
-    command = [str(photos), str(mark), "--model", "vit_small_patch32_224", "--weights", str(weights),
-               "--device", args.device, "--quiet"]
     runs = []
     default = cli.BATCH_SIZE if device.type == "cpu" else cli.GPU_BATCH_SIZE
     cli.watermark.embed = timed_embed
@@ -932,14 +929,13 @@ def main() -> None:
     results["ablation"] = [{"settings": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                             "iterations_tried": list(budgets)} for name, cfg, budgets in ABLATION]
     results["load_average_at_start"] = list(os.getloadavg())  # other work on the machine slows CPU timings
-    if args.part == "cli":
+    if args.part in ("cli", "cli-settings"):
         model, _, _ = problem()
         results["device"] = torch.cuda.get_device_name() if args.device != "cpu" else cpu_name()
-        results["cli"] = cli_runs(args, model, {})
-    elif args.part == "cli-settings":
-        model, _, _ = problem()
-        results["device"] = torch.cuda.get_device_name() if args.device != "cpu" else cpu_name()
-        results["cli_settings"] = cli_settings_runs(args, model)
+        if args.part == "cli":
+            results["cli"] = cli_runs(args, model, {})
+        else:
+            results["cli_settings"] = cli_settings_runs(args, model)
     elif args.part == "png":
         results["png_levels"] = png_levels(args.device)
     elif args.part == "wall":

@@ -210,7 +210,7 @@ def gpu_end_to_end_rows(now: dict[str, Any], cli_runs: Sequence[dict[str, Any]],
                 rows.append(row(f"folder CLI, batch {entry['batch_size']}, in {where} ({label})", entry["images"],
                                 entry["seconds"], now))
     timed = [entry for entry in before["cli"]["runs"] if entry["run"] == "timed"] if before is not None else []
-    if before is not None and timed:
+    if before is not None and timed:  # (before checked again for mypy)
         fastest = min(timed, key=lambda entry: entry["seconds"] / entry["images"])
         rows.append(row(f"folder CLI, batch {fastest['batch_size']}, the fastest of {len(timed)} batch sizes "
                         f"(earlier run, library {before['commit'][:7]})", fastest["images"], fastest["seconds"], before))
@@ -407,12 +407,10 @@ def settings_rows(settings_file: dict[str, Any]) -> Rows:
     from scipy.stats import mannwhitneyu
 
     settings = settings_file["cli_settings"]["settings"]
-    rates_of = [[run["images_per_second"] for run in settings_runs(settings_file, setting["threads"],
-                                                                    setting["switch_interval_ms"])]
-                for setting in settings]
+    runs_of = [settings_runs(settings_file, setting["threads"], setting["switch_interval_ms"]) for setting in settings]
+    rates_of = [[run["images_per_second"] for run in runs] for runs in runs_of]
     rows = []
-    for index, (setting, rates) in enumerate(zip(settings, rates_of, strict=True)):
-        runs = settings_runs(settings_file, setting["threads"], setting["switch_interval_ms"])
+    for index, (setting, runs, rates) in enumerate(zip(settings, runs_of, rates_of, strict=True)):
         p_value = "(the baseline)" if index == 0 else f"{mannwhitneyu(rates, rates_of[0]).pvalue:.2f}"
         rows.append([f"{setting['threads']}", f"{setting['switch_interval_ms']:g} ms", f"{len(runs)}",
                      f"{statistics.median(rates):.0f}", _span(rates, 0), p_value,
