@@ -23,7 +23,7 @@ __all__ = ["page_data", "admm_runs", "solver_panels", "cpu_solver_rows", "gpu_so
            "exercise_time_line", "admm_settings_line", "svd_rows", "svd_ratio_line",
            "speed_ratio", "benchmark_note", "benchmark_file", "svd_table_rows", "benchmarks_summary",
            "plan_timing_rows", "plan_timing_line", "goal_rows", "change_rows", "cli_timed_line", "change_caption", "repeat_runs", "repeat_rows", "reading_line", "repeat_rate_line", "repeat_phase_line", "new_process_line",
-           "inside_embed_line", "outside_share_line", "settings_runs", "settings_rows", "settings_trend_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
+           "inside_embed_line", "outside_share_line", "settings_runs", "settings_rows", "settings_trend_line", "settings_embed_line", "GOAL_EMBED_SECONDS_H200", "GOAL_CLI_IMAGES_PER_SECOND",
            "GOAL_CPU_CLI_OVERHEAD", "GOAL_CPU_FIRST_CALL_SECONDS"]
 
 Rows = list[list[str]]
@@ -434,6 +434,39 @@ def settings_trend_line(settings_file: dict[str, Any], first: int = 5) -> str:
     return (f"over the call's {len(rates)} timed runs, in the order they ran: the first {first} runs "
             f"{_span(rates[:first], 0)} images/s, the last {first} runs {_span(rates[-first:], 0)}; Spearman's rank "
             f"correlation of a run's rate with its place {trend.statistic:.2f} (p = {trend.pvalue:.1g})")
+
+def settings_embed_line(settings_file: dict[str, Any]) -> str:
+    """``embed`` inside the command against ``embed`` alone, call for call, in a ``--part cli-settings`` file made with
+    each run's calls kept (``embed_call_seconds``) and embed alone's recording call timed (``recording_seconds``): the
+    first setting's runs (the command line as it is), the median of their first calls (each run's first batch records
+    the CUDA graph) and of their later calls, beside embed alone's recording call and the median of its six replays;
+    the ratio of the later calls' median to the replays'. A file whose embed alone ran outside the command's CUDA
+    graphs, or that keeps no calls one by one (call 26's), is refused: it does not compare."""
+    cli_settings = settings_file["cli_settings"]
+    alone = cli_settings["embed_alone"]
+    if settings_file.get("device", "cpu") != "cpu" and not alone.get("cuda_graphs"):
+        raise ValueError("this file's embed alone ran outside a cuda_graphs block: not the command's path, so it "
+                         "does not compare with the time inside the command; rerun --part cli-settings")
+    setting = cli_settings["settings"][0]
+    runs = settings_runs(settings_file, setting["threads"], setting["switch_interval_ms"])
+    if "recording_seconds" not in alone or any("embed_call_seconds" not in run for run in runs):
+        raise ValueError("this file keeps no embed calls one by one (embed_call_seconds) or no timed recording call "
+                         "(embed_alone.recording_seconds): made before 3785eb2; rerun --part cli-settings")
+    if cli_settings["images"] % cli_settings["batch_size"]:
+        raise ValueError(f"{cli_settings['images']} images in batches of {cli_settings['batch_size']}: the last "
+                         "call is shorter than embed alone's, so the calls do not compare")
+    first_calls = [run["embed_call_seconds"][0] for run in runs]
+    later_calls = [seconds for run in runs for seconds in run["embed_call_seconds"][1:]]
+    if not later_calls:
+        raise ValueError("each run solved one batch: no call after the recording one to compare")
+    later, replay = statistics.median(later_calls), statistics.median(alone["seconds"])
+    return (f"embed on {cli_settings['batch_size']} images, {setting['threads']} worker threads at "
+            f"{setting['switch_interval_ms']:g} ms, {len(runs)} runs: inside the command the first call (recording "
+            f"the CUDA graph) {_span(first_calls, 2)} s (median {statistics.median(first_calls):.2f}), the "
+            f"{len(later_calls)} later calls {_span(later_calls, 2)} s (median {later:.2f}); alone the recording call "
+            f"{alone['recording_seconds']:.2f} s, then {len(alone['seconds'])} calls {_span(alone['seconds'], 2)} s "
+            f"(median {replay:.2f}): the later calls inside take {later / replay:.2f}x the calls alone")
+
 
 #: Issue #34's goals: ``embed`` on 3925 images host to host within this many seconds on one H200; the folder CLI
 #: at this many images a second on a GPU machine, and on the CPU with less than this fraction of the solve's time

@@ -500,3 +500,35 @@ def test_settings_runs_rows_and_trend_of_a_cli_settings_file():
     assert rows[1][2:] == ["500.0 to 560.0 images/s, median 510.0, on an NVIDIA H100 (another machine)",
                            "in 2 of 3 runs"]  # 499.96 prints as 500.0 but misses the goal
     assert len(book_pages.goal_rows(gpu, [cli_gpu], cli_cpu, cpu)) == len(rows) - 1
+
+
+def test_settings_embed_line_compares_calls_inside_the_command_with_embed_alone():
+    """The first setting's embed calls inside the command (first call apart: it records the CUDA graph) against embed
+    alone's recording call and replays; files that do not compare are refused with the reason."""
+    def run(kind: str, threads: int, calls: list[float]) -> dict:
+        return {"run": kind, "threads": threads, "switch_interval_ms": 5.0, "images_per_second": 500.0,
+                "embed_seconds": sum(calls), "embed_call_seconds": calls}
+
+    settings_file = {"device": "NVIDIA H100", "cli_settings": {
+        "images": 1536, "batch_size": 512, "settings": [{"threads": 8, "switch_interval_ms": 5.0},
+                                                        {"threads": 4, "switch_interval_ms": 5.0}],
+        "runs": [run("warm-up", 8, [9.0, 1.0, 1.0]), run("timed", 8, [0.9, 0.5, 0.6]), run("timed", 4, [5.0, 5.0, 5.0]),
+                 run("timed", 8, [0.7, 0.4, 0.42])],
+        "embed_alone": {"images": 512, "seconds": [0.3, 0.25, 0.35], "recording_seconds": 0.8, "cuda_graphs": True}}}
+    line = book_pages.settings_embed_line(settings_file)
+    assert line == ("embed on 512 images, 8 worker threads at 5 ms, 2 runs: inside the command the first call "
+                    "(recording the CUDA graph) 0.70 to 0.90 s (median 0.80), the 4 later calls 0.40 to 0.60 s (median "
+                    "0.46); alone the recording call 0.80 s, then 3 calls 0.25 to 0.35 s (median 0.30): the later calls "
+                    "inside take 1.53x the calls alone")  # the later calls 0.5, 0.6, 0.4, 0.42: median 0.46
+    outside = {**settings_file, "cli_settings": {**settings_file["cli_settings"],
+                                                 "embed_alone": {**settings_file["cli_settings"]["embed_alone"],
+                                                                 "cuda_graphs": False}}}
+    with pytest.raises(ValueError, match="outside a cuda_graphs block"):
+        book_pages.settings_embed_line(outside)
+    older = {**settings_file, "cli_settings": {**settings_file["cli_settings"], "embed_alone": {
+        "images": 512, "seconds": [0.3], "cuda_graphs": True}}}
+    with pytest.raises(ValueError, match="no timed recording call"):
+        book_pages.settings_embed_line(older)
+    uneven = {**settings_file, "cli_settings": {**settings_file["cli_settings"], "images": 1500}}
+    with pytest.raises(ValueError, match="last call is shorter"):
+        book_pages.settings_embed_line(uneven)

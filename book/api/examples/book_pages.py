@@ -46,6 +46,12 @@ settings = read("benchmarks/results/watermark_gpu_cli_settings.json")  # one pro
 assert len(book_pages.settings_runs(settings, 8, 5.0)) >= 20  # the command line as it is, warm-up left out
 assert [row[:2] for row in book_pages.settings_rows(settings)][0] == ["8", "5 ms"]  # a row per setting
 assert "Spearman's rank correlation" in book_pages.settings_trend_line(settings)  # faster or slower over the call?
+try:  # embed inside the command against embed alone, call for call: call 26's file cannot say (refused, with why)
+    book_pages.settings_embed_line(settings)
+except ValueError as refusal:
+    assert "outside a cuda_graphs block" in str(refusal)
+else:
+    raise AssertionError("call 26's embed alone ran outside the command's CUDA graphs: it should be refused")
 with_settings = book_pages.goal_rows(gpu_now, threads8, read("benchmarks/results/watermark_cli_cpu.json"), cpu,
                                      at_issue, cli_settings=settings)
 assert len(with_settings) == len(goals) + 1 and any("switch interval" in row[0] for row in with_settings)  # a CLI row
