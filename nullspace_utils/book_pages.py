@@ -411,12 +411,17 @@ def settings_rows(settings_file: dict[str, Any]) -> Rows:
     rates_of = [[run["images_per_second"] for run in runs] for runs in runs_of]
     rows = []
     for index, (setting, runs, rates) in enumerate(zip(settings, runs_of, rates_of, strict=True)):
-        p_value = "(the baseline)" if index == 0 else f"{mannwhitneyu(rates, rates_of[0]).pvalue:.2f}"
+        p_value = "(the baseline)" if index == 0 else _p_value(mannwhitneyu(rates, rates_of[0]).pvalue)
         rows.append([f"{setting['threads']}", f"{setting['switch_interval_ms']:g} ms", f"{len(runs)}",
                      f"{statistics.median(rates):.0f}", _span(rates, 0), p_value,
                      _met_in([rate >= GOAL_CLI_IMAGES_PER_SECOND for rate in rates]),
                      f"{statistics.median(run['embed_seconds'] for run in runs):.2f} s"])
     return rows
+
+
+def _p_value(p_value: float) -> str:
+    """A test's p-value to two decimals, or "< 0.001" / "< 0.01" where two decimals would print 0.00."""
+    return "< 0.001" if p_value < 0.001 else "< 0.01" if p_value < 0.005 else f"{p_value:.2f}"
 
 
 def settings_trend_line(settings_file: dict[str, Any], first: int = 5) -> str:

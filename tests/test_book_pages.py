@@ -483,6 +483,11 @@ def test_settings_runs_rows_and_trend_of_a_cli_settings_file():
     assert book_pages.settings_rows(settings_file) == [
         ["8", "5 ms", "3", "510", "500 to 560", "(the baseline)", "in 2 of 3 runs", "2.10 s"],
         ["16", "0.2 ms", "2", "485", "450 to 520", "0.80", "in 1 of 2 runs", "2.30 s"]]  # exact test: U = 2 of 6
+    apart = {"device": "NVIDIA H100", "cli_settings": {  # six runs each, every rate of the second below the first's
+        "images": 2048, "settings": settings_file["cli_settings"]["settings"],
+        "runs": [run("timed", 8, 5.0, 500.0 + k, 2.0) for k in range(6)]
+                + [run("timed", 16, 0.2, 400.0 + k, 2.0) for k in range(6)]}}
+    assert book_pages.settings_rows(apart)[1][5] == "< 0.01"  # exact test: p = 2/924 = 0.0022, not "0.00"
     with pytest.raises(ValueError, match="no timed run of 12 threads"):
         book_pages.settings_runs(settings_file, 12, 5.0)
     line = book_pages.settings_trend_line(settings_file, first=2)  # rates 510, 450, 520, 560, 499.96 in order

@@ -52,6 +52,8 @@ except ValueError as refusal:
     assert "outside a cuda_graphs block" in str(refusal)
 else:
     raise AssertionError("call 26's embed alone ran outside the command's CUDA graphs: it should be refused")
+threads = read("benchmarks/results/watermark_gpu_cli_threads.json")  # call 31: the calls kept, embed alone in graphs
+assert "the later calls inside take" in book_pages.settings_embed_line(threads)
 with_settings = book_pages.goal_rows(gpu_now, threads8, read("benchmarks/results/watermark_cli_cpu.json"), cpu,
                                      at_issue, cli_settings=settings)
 assert len(with_settings) == len(goals) + 1 and any("switch interval" in row[0] for row in with_settings)  # a CLI row
