@@ -450,7 +450,8 @@ def settings_embed_line(settings_file: dict[str, Any]) -> str:
     graphs, or that keeps no calls one by one (call 26's), is refused: it does not compare."""
     cli_settings = settings_file["cli_settings"]
     alone = cli_settings["embed_alone"]
-    if settings_file.get("device", "cpu") != "cpu" and not alone.get("cuda_graphs"):
+    on_gpu = settings_file["device"] != settings_file.get("cpu")  # the benchmark names the CPU as a CPU run's device
+    if on_gpu and not alone.get("cuda_graphs"):
         raise ValueError("this file's embed alone ran outside a cuda_graphs block: not the command's path, so it "
                          "does not compare with the time inside the command; rerun --part cli-settings")
     setting = cli_settings["settings"][0]

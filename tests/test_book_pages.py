@@ -530,6 +530,8 @@ def test_settings_embed_line_compares_calls_inside_the_command_with_embed_alone(
                                                                  "cuda_graphs": False}}}
     with pytest.raises(ValueError, match="outside a cuda_graphs block"):
         book_pages.settings_embed_line(outside)
+    on_cpu = {**outside, "device": "AMD EPYC", "cpu": "AMD EPYC"}  # a CPU run has no graphs: nothing to refuse
+    assert book_pages.settings_embed_line(on_cpu) == line
     older = {**settings_file, "cli_settings": {**settings_file["cli_settings"], "embed_alone": {
         "images": 512, "seconds": [0.3], "cuda_graphs": True}}}
     with pytest.raises(ValueError, match="no timed recording call"):
