@@ -33,6 +33,8 @@ bandwidths measured in the same run (``floor``):
 
 - ``embed_pipelined``: ``watermark.embed`` host to host on the batch (copies overlapping the solve), first and
   second call, TF32 and bfloat16, with and without ``torch.compile``: the time it reports and the call's wall time;
+- ``embed_cuda_graphs``: the same calls, TF32 and bfloat16 not compiled, in a ``box_solver.cuda_graphs`` block as the
+  folder command line makes them (the first call records the iterations' graph, the second replays it);
 - ``cli``: ``nullspace watermark FOLDER`` on ``--cli-images`` 224 px PNGs the script writes itself, in images per
   second, at several batch sizes (the time inside ``embed`` apart); after it, the folder read into one batch on
   the device by the command line's thread pool, per file with ``load_image`` against ``read_pixels`` and one
@@ -63,6 +65,7 @@ Two versions of the library timed on one machine: this script with ``PYTHONPATH`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
@@ -231,6 +234,10 @@ def gpu(args: argparse.Namespace, results: dict) -> None:
     results["highs"] = {"method": "highs-ipm", "seconds_per_patch": highs_per_patch, "objective": optimum,
                         "patches": args.highs_patches, "images": "the first patches of the batch's first image"}
     results["embed_pipelined"] = embed_pipelined(args, model, batch, mark, optimum, floor)
+    save(args, results)
+    # as the folder command line solves: the iterations recorded once in a CUDA graph, then replayed
+    results["embed_cuda_graphs"] = embed_pipelined(args, model, batch, mark, optimum, floor, GRAPH_SETTINGS,
+                                                   graphs=True)
     save(args, results)
     if args.part == "all":
         results["cli"] = cli_runs(args, model, floor)
@@ -459,51 +466,73 @@ class _GarbageCollection:
         gc.callbacks.remove(self._note)
 
 
+#: ``embed_pipelined``'s settings: (precision, compiled, pipelined); the last is the plain chunk loop the pipeline
+#: replaced (before #34), in the same run
+PIPELINE_SETTINGS = [("tf32", False, True), ("tf32", True, True), ("bfloat16", True, True),
+                     ("bfloat16", False, True), ("tf32", False, False)]
+#: ``embed_cuda_graphs``' settings: the iterations recorded in a CUDA graph (not compiled: compiled iterations are
+#: not recorded), as the folder command line solves
+GRAPH_SETTINGS = [("tf32", False, True), ("bfloat16", False, True)]
+
+
 def embed_pipelined(args: argparse.Namespace, model, batch: torch.Tensor, mark: torch.Tensor, optimum: float,
-                    floor: dict) -> list[dict]:
-    """``watermark.embed`` host to host as a user calls it, twice per setting (the first call compiles): the time
-    it reports (``seconds``) and the wall time of the whole call (checks and the noise included)."""
+                    floor: dict, settings: list[tuple[str, bool, bool]] = PIPELINE_SETTINGS,
+                    graphs: bool = False) -> list[dict]:
+    """``watermark.embed`` host to host as a user calls it, twice per setting (the first call compiles, or
+    with ``graphs`` records the CUDA graph: both calls in one ``box_solver.cuda_graphs`` block): the time it
+    reports (``seconds``) and the wall time of the whole call (checks and the noise included)."""
     rows = []
     matrix = exact.patch_embedding_matrix(model).to(args.device)
-    settings = [("tf32", False, True), ("tf32", True, True), ("bfloat16", True, True), ("bfloat16", False, True),
-                ("tf32", False, False)]  # the last: the plain chunk loop this replaced (before #34), same run
     for precision, compiled, pipelined in settings:
-        for call in ("first", "second"):
-            torch.cuda.reset_peak_memory_stats()
-            default, watermark._PIPELINE = watermark._PIPELINE, pipelined
-            started = time.perf_counter()
-            try:
-                with _GarbageCollection() as collector:
-                    result = watermark.embed(model, batch, mark, device=args.device, precision=precision,
-                                             compile=compiled)
-            finally:
-                watermark._PIPELINE = default
-            wall = time.perf_counter() - started
-            # the residual from the host's original images and the returned ones, checked apart from embed's own
-            host_residual = 0.0
-            for first in range(0, args.batch, 512):
-                before = exact.to_patches(batch[first : first + 512].to(args.device), PATCH).double()
-                after = exact.to_patches(result.image[first : first + 512].to(args.device), PATCH).double()
-                host_residual = max(host_residual, ((after - before) @ matrix.double().T).abs().max().item())
-            pixels = exact.to_patches(result.image[:1], PATCH)
-            objective = (pixels[: args.highs_patches].double()
-                         - exact.to_patches(mark[None], PATCH)[: args.highs_patches].double()).abs().sum().item()
-            row = {"precision": precision, "compiled": compiled, "pipelined": pipelined, "call": call,
-                   "seconds": result.seconds, "host_residual": host_residual,
-                   "noise_exact": bool(torch.equal(result.noise, result.image - batch)),
-                   "wall_seconds": wall, "floor_ratio": wall / floor["embed_seconds"],
-                   "gc_seconds": collector.seconds, "gc_collections": collector.collections,
-                   "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
-                   "embedding_residual": result.embedding_residual, "box_violation": result.box_violation,
-                   "gap_percent": 100 * (objective - optimum) / optimum}
-            rows.append(row)
-            del result, pixels
-            print(f"embed host to host, {precision:8s} compiled={compiled!s:5s} pipelined={pipelined!s:5s} {call:6s} "
-                  f"call: {row['seconds']:.2f} s, host residual {host_residual:.1e} "
-                  f"(wall {wall:.2f} s, {row['floor_ratio']:.1f}x the floor; garbage collection {collector.seconds:.2f} s "
-                  f"in {collector.collections}), residual "
-                  f"{row['embedding_residual']:.1e}, box {row['box_violation']:.0e}, gap {row['gap_percent']:+.3f} %, "
-                  f"peak {row['peak_memory_gb']:.1f} GB", flush=True)
+        block = box_solver.cuda_graphs() if graphs else contextlib.nullcontext()
+        with block:
+            rows += _embed_calls(args, model, batch, mark, optimum, floor, matrix, precision, compiled, pipelined,
+                                 graphs)
+    return rows
+
+
+def _embed_calls(args: argparse.Namespace, model, batch: torch.Tensor, mark: torch.Tensor, optimum: float,
+                 floor: dict, matrix: torch.Tensor, precision: str, compiled: bool, pipelined: bool,
+                 graphs: bool) -> list[dict]:
+    """The two calls of one setting of :func:`embed_pipelined`, checked and printed."""
+    rows = []
+    for call in ("first", "second"):
+        torch.cuda.reset_peak_memory_stats()
+        default, watermark._PIPELINE = watermark._PIPELINE, pipelined
+        started = time.perf_counter()
+        try:
+            with _GarbageCollection() as collector:
+                result = watermark.embed(model, batch, mark, device=args.device, precision=precision,
+                                         compile=compiled)
+        finally:
+            watermark._PIPELINE = default
+        wall = time.perf_counter() - started
+        # the residual from the host's original images and the returned ones, checked apart from embed's own
+        host_residual = 0.0
+        for first in range(0, args.batch, 512):
+            before = exact.to_patches(batch[first : first + 512].to(args.device), PATCH).double()
+            after = exact.to_patches(result.image[first : first + 512].to(args.device), PATCH).double()
+            host_residual = max(host_residual, ((after - before) @ matrix.double().T).abs().max().item())
+        pixels = exact.to_patches(result.image[:1], PATCH)
+        objective = (pixels[: args.highs_patches].double()
+                     - exact.to_patches(mark[None], PATCH)[: args.highs_patches].double()).abs().sum().item()
+        row = {"precision": precision, "compiled": compiled, "pipelined": pipelined, "cuda_graphs": graphs,
+               "call": call, "seconds": result.seconds, "host_residual": host_residual,
+               "noise_exact": bool(torch.equal(result.noise, result.image - batch)),
+               "wall_seconds": wall, "floor_ratio": wall / floor["embed_seconds"],
+               "gc_seconds": collector.seconds, "gc_collections": collector.collections,
+               "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+               "embedding_residual": result.embedding_residual, "box_violation": result.box_violation,
+               "gap_percent": 100 * (objective - optimum) / optimum}
+        rows.append(row)
+        del result, pixels
+        print(f"embed host to host, {precision:8s} compiled={compiled!s:5s} pipelined={pipelined!s:5s} "
+              f"cuda_graphs={graphs!s:5s} {call:6s} "
+              f"call: {row['seconds']:.2f} s, host residual {host_residual:.1e} "
+              f"(wall {wall:.2f} s, {row['floor_ratio']:.1f}x the floor; garbage collection {collector.seconds:.2f} s "
+              f"in {collector.collections}), residual "
+              f"{row['embedding_residual']:.1e}, box {row['box_violation']:.0e}, gap {row['gap_percent']:+.3f} %, "
+              f"peak {row['peak_memory_gb']:.1f} GB", flush=True)
     return rows
 
 
