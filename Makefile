@@ -34,7 +34,8 @@ else
 endif
 
 # Lint and type check, configured in pyproject.toml: ruff (pyflakes, import order, bugbear) on the library,
-# tests, scripts, benchmarks and the API examples; mypy on the library. Seconds, so it runs first.
+# the chapters' sources (book/_src), tests, scripts, benchmarks and the API examples; mypy on the library.
+# Seconds, so it runs first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy nullspace_utils

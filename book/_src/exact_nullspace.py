@@ -16,7 +16,6 @@
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
-import timm
 import torch
 from IPython.display import display
 

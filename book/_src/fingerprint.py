@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from nullspace_utils import plotting
 from nullspace_utils import fingerprint as fp
+from nullspace_utils import plotting
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import claims

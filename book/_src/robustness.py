@@ -22,7 +22,7 @@ import torch
 from IPython.display import display
 from torch.utils.data import TensorDataset
 
-from nullspace_utils import approximate, exact, plotting, robustness
+from nullspace_utils import exact, plotting
 from nullspace_utils.data import stack_dataset
 from nullspace_utils.profiles import get_profile
 from nullspace_utils.studies import approximate as approximate_study
