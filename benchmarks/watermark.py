@@ -33,8 +33,9 @@ bandwidths measured in the same run (``floor``):
 
 - ``embed_pipelined``: ``watermark.embed`` host to host on the batch (copies overlapping the solve), first and
   second call, TF32 and bfloat16, with and without ``torch.compile``: the time it reports and the call's wall time;
-- ``embed_cuda_graphs``: the same calls, TF32 and bfloat16 not compiled, in a ``box_solver.cuda_graphs`` block as the
-  folder command line makes them (the first call records the iterations' graph, the second replays it);
+- ``embed_cuda_graphs``: the same calls host to host, TF32 and bfloat16 not compiled, in a ``box_solver.cuda_graphs``
+  block, the folder command line's way of solving (which hands ``embed`` images already on the GPU): the first call
+  records the iterations' graph for each chunk shape, the second replays them;
 - ``cli``: ``nullspace watermark FOLDER`` on ``--cli-images`` 224 px PNGs the script writes itself, in images per
   second, at several batch sizes (the time inside ``embed`` apart); after it, the folder read into one batch on
   the device by the command line's thread pool, per file with ``load_image`` against ``read_pixels`` and one
@@ -476,7 +477,7 @@ class _GarbageCollection:
 PIPELINE_SETTINGS = [("tf32", False, True), ("tf32", True, True), ("bfloat16", True, True),
                      ("bfloat16", False, True), ("tf32", False, False)]
 #: ``embed_cuda_graphs``' settings: the iterations recorded in a CUDA graph (not compiled: compiled iterations are
-#: not recorded), as the folder command line solves
+#: not recorded), the folder command line's way of solving
 GRAPH_SETTINGS = [("tf32", False, True), ("bfloat16", False, True)]
 
 
