@@ -445,8 +445,8 @@ def settings_embed_line(settings_file: dict[str, Any]) -> str:
     """``embed`` inside the command against ``embed`` alone, call for call, in a ``--part cli-settings`` file made with
     each run's calls kept (``embed_call_seconds``) and embed alone's recording call timed (``recording_seconds``): the
     first setting's runs (the command line as it is), the median of their first calls (each run's first batch records
-    the CUDA graph and checks the new model's patch map) and of their later calls, beside embed alone's recording call and the median of its six replays;
-    the ratio of the later calls' median to the replays'. A file whose embed alone ran outside the command's CUDA
+    the CUDA graph and checks the new model's patch map) and of their later calls, beside embed alone's recording
+    call and the median of its six replays; the ratio of the later calls' median to the replays'. A file whose embed alone ran outside the command's CUDA
     graphs, or that keeps no calls one by one (call 26's), is refused: it does not compare."""
     cli_settings = settings_file["cli_settings"]
     alone = cli_settings["embed_alone"]
